@@ -1,0 +1,325 @@
+//! Validated, typed configuration. Everything here has passed `load`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// A zone's name. Lower-case ASCII letters, digits and `_`, starting with a letter,
+/// at most 15 characters: it becomes part of nft chain and set names, so it is
+/// validated like an identifier even though it only ever comes from policy files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ZoneId(String);
+
+/// A segment's name, same rules as [`ZoneId`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SegmentId(String);
+
+fn check_ident(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a valid name: use 1-15 characters a-z, 0-9 and _, starting with a letter",
+            s.escape_debug()
+        ))
+    }
+}
+
+macro_rules! ident_type {
+    ($t:ident) => {
+        impl $t {
+            /// Validates and wraps a name.
+            pub fn new(s: &str) -> Result<Self, String> {
+                check_ident(s)?;
+                Ok(Self(s.to_string()))
+            }
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                check_ident(&s)?;
+                Ok(Self(s))
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+ident_type!(ZoneId);
+ident_type!(SegmentId);
+
+/// An Ethernet MAC address. Displayed and parsed as `aa:bb:cc:dd:ee:ff`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// True for locally administered (often randomised) addresses.
+    pub fn is_locally_administered(&self) -> bool {
+        self.0[0] & 0x02 != 0
+    }
+    /// True for group (multicast/broadcast) addresses, which never name a device.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 0x01 != 0
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{}` is not a MAC address (expected aa:bb:cc:dd:ee:ff)", s.escape_debug());
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        let mac = MacAddr(out);
+        if mac.is_multicast() || out == [0; 6] {
+            return Err(format!("`{s}` is a group or zero address, not a device"));
+        }
+        Ok(mac)
+    }
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<MacAddr> for String {
+    fn from(m: MacAddr) -> String {
+        m.to_string()
+    }
+}
+
+/// A service the router itself offers to LAN devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterService {
+    /// DNS, udp and tcp 53.
+    Dns,
+    /// DHCPv4 (udp 67) and DHCPv6 (udp 547).
+    Dhcp,
+    /// NTP, udp 123.
+    Ntp,
+    /// Bulkhead's web UI (its configured port).
+    WebUi,
+}
+
+impl FromStr for RouterService {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dns" => Ok(Self::Dns),
+            "dhcp" => Ok(Self::Dhcp),
+            "ntp" => Ok(Self::Ntp),
+            "web-ui" => Ok(Self::WebUi),
+            _ => Err(format!(
+                "unknown router service `{}` (expected dns, dhcp, ntp or web-ui)",
+                s.escape_debug()
+            )),
+        }
+    }
+}
+
+/// A trust group and what its members may reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Zone {
+    /// The zone's name.
+    pub id: ZoneId,
+    /// Shown in the UI.
+    pub description: String,
+    /// May open connections to the internet (out of the WAN interface).
+    pub internet: bool,
+    /// Zones whose devices this zone may open connections to. Replies always flow
+    /// back (conntrack), so `iot` can answer `trusted` without being in this list.
+    pub reach_zones: BTreeSet<ZoneId>,
+    /// Router services its devices may use.
+    pub router_services: BTreeSet<RouterService>,
+    /// Whether members may open connections to each other.
+    pub intra_zone: bool,
+}
+
+/// A device named in policy: pinned to a zone and/or given a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceOverride {
+    /// The zone it always belongs to, if set.
+    pub zone: Option<ZoneId>,
+    /// Its name, if set.
+    pub name: Option<String>,
+}
+
+/// The policy: zones, where unknown devices go, segment defaults, device overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// All zones by name.
+    pub zones: BTreeMap<ZoneId, Zone>,
+    /// The zone for devices nobody knows yet (quarantine).
+    pub unknown_zone: ZoneId,
+    /// Zone a new device on this segment starts in, instead of `unknown_zone`.
+    pub segment_zones: BTreeMap<SegmentId, ZoneId>,
+    /// Devices pinned by the policy files.
+    pub devices: BTreeMap<MacAddr, DeviceOverride>,
+}
+
+/// How a segment's interface comes to exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SegmentKind {
+    /// The interface exists already (made by the OS or OpenWrt's netifd).
+    Existing,
+    /// Bulkhead creates the bridge and enslaves these ports.
+    Bridge {
+        /// Member ports.
+        ports: Vec<String>,
+    },
+    /// Bulkhead creates an 802.1Q VLAN link on `parent`.
+    Vlan {
+        /// Parent link.
+        parent: String,
+        /// VLAN id, 1-4094.
+        id: u16,
+    },
+}
+
+/// An inclusive range of IPv4 addresses handed out by DHCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ipv4Range {
+    /// First address.
+    pub start: Ipv4Addr,
+    /// Last address.
+    pub end: Ipv4Addr,
+}
+
+/// An L2 network the router serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// Its name.
+    pub id: SegmentId,
+    /// The interface name (bridge, VLAN or existing link).
+    pub interface: String,
+    /// How the interface comes to exist.
+    pub kind: SegmentKind,
+    /// The router's address on it, with the prefix (e.g. 10.0.1.1/24).
+    pub ipv4: Ipv4Net,
+    /// The router's IPv6 address with its prefix, if IPv6 is served.
+    pub ipv6: Option<Ipv6Net>,
+    /// DHCP pool, if Bulkhead hands out addresses here.
+    pub dhcp_pool: Option<Ipv4Range>,
+}
+
+/// Web UI settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebConfig {
+    /// Addresses to listen on (loopback and trusted segments only).
+    pub listen: Vec<SocketAddr>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// The uplink interface.
+    pub wan_interface: String,
+    /// Drop unsolicited input arriving on the WAN (`wan.police_input`, default true;
+    /// the OpenWrt package turns it off because fw4 already guards the WAN).
+    pub police_wan_input: bool,
+    /// LAN segments.
+    pub segments: Vec<Segment>,
+    /// Where the store lives.
+    pub state_dir: PathBuf,
+    /// Where the policy files live.
+    pub policies_dir: PathBuf,
+    /// The CLI's unix socket.
+    pub control_socket: PathBuf,
+    /// Web UI.
+    pub web: WebConfig,
+    /// The policy loaded from `policies_dir`.
+    pub policy: Policy,
+}
+
+impl Config {
+    /// The segment whose IPv4 or IPv6 subnet contains `ip`.
+    pub fn segment_for_ip(&self, ip: std::net::IpAddr) -> Option<&Segment> {
+        self.segments.iter().find(|s| match ip {
+            std::net::IpAddr::V4(v4) => s.ipv4.contains(&v4),
+            std::net::IpAddr::V6(v6) => s.ipv6.is_some_and(|n| n.contains(&v6)),
+        })
+    }
+
+    /// The web UI's TCP port (the first listen address's), used by the firewall.
+    pub fn web_port(&self) -> Option<u16> {
+        self.web.listen.first().map(|a| a.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parses_and_prints() {
+        let m: MacAddr = "02:AB:cd:00:11:ff".parse().expect("valid");
+        assert_eq!(m.to_string(), "02:ab:cd:00:11:ff");
+        assert!(m.is_locally_administered());
+        assert!("02:ab:cd:00:11".parse::<MacAddr>().is_err());
+        assert!("02:ab:cd:00:11:ff:00".parse::<MacAddr>().is_err());
+        assert!("01:00:5e:00:00:01".parse::<MacAddr>().is_err(), "multicast is no device");
+        assert!("zz:ab:cd:00:11:ff".parse::<MacAddr>().is_err());
+    }
+
+    #[test]
+    fn idents_are_strict() {
+        assert!(ZoneId::new("iot_2").is_ok());
+        assert!(ZoneId::new("IoT").is_err());
+        assert!(ZoneId::new("a\"b").is_err());
+        assert!(ZoneId::new("abcdefghijklmnop").is_err());
+        assert!(ZoneId::new("").is_err());
+    }
+}

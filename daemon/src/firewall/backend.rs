@@ -1,0 +1,79 @@
+//! The edges: running `nft` and deleting conntrack entries. Small traits so the
+//! reconcile logic is tested without root.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use nftables::helper::{self, NftablesError};
+use nftables::schema::Nftables;
+use nftables::types::NfFamily;
+
+use super::TABLE;
+
+/// Talks to the kernel's nftables.
+pub trait NftBackend {
+    /// Applies one JSON document as one transaction.
+    fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError>;
+    /// Lists our table of `family`.
+    fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError>;
+}
+
+/// The `nft` binary, fed JSON on stdin (`nft -j -f -`).
+#[derive(Debug, Clone)]
+pub struct NftCli {
+    /// Path or name of `nft`.
+    pub program: String,
+}
+
+impl Default for NftCli {
+    fn default() -> Self {
+        NftCli { program: "nft".into() }
+    }
+}
+
+impl NftBackend for NftCli {
+    fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError> {
+        let json = serde_json::to_string(doc).map_err(NftablesError::NftInvalidJson)?;
+        helper::apply_ruleset_raw(&json, Some(&self.program), std::iter::empty::<&str>()).map(|_| ())
+    }
+
+    fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
+        let fam = match family {
+            NfFamily::Bridge => "bridge",
+            _ => "inet",
+        };
+        helper::get_current_ruleset_with_args(Some(&self.program), ["list", "table", fam, TABLE])
+    }
+}
+
+/// Removes conntrack entries, so a connection does not outlive the decision that
+/// allowed it.
+pub trait ConntrackFlusher {
+    /// Deletes every entry with any of `addrs` as source or destination.
+    fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error>;
+}
+
+/// conntrack-tools' `conntrack -D`. Addresses are typed `IpAddr`s printed by Rust.
+#[derive(Debug, Clone, Default)]
+pub struct ConntrackCli;
+
+impl ConntrackFlusher for ConntrackCli {
+    fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error> {
+        let mut deleted = 0;
+        for a in addrs {
+            let fam = if a.is_ipv4() { "ipv4" } else { "ipv6" };
+            for dir in ["--orig-src", "--orig-dst"] {
+                let out = Command::new("conntrack").args(["-D", "-f", fam, dir, &a.to_string()]).output()?;
+                // conntrack exits 1 when nothing matched; the count is on stderr.
+                let text = String::from_utf8_lossy(&out.stderr);
+                deleted += text
+                    .split_whitespace()
+                    .zip(text.split_whitespace().skip(1))
+                    .find(|(_, w)| *w == "flow")
+                    .and_then(|(n, _)| n.parse::<usize>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(deleted)
+    }
+}

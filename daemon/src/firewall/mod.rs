@@ -1,0 +1,133 @@
+//! The firewall: a pure ruleset model rendered to nft JSON, applied in one atomic
+//! transaction, verified by reading back; membership changes as set-element deltas.
+//!
+//! Bulkhead owns exactly `table inet bulkhead` and `table bridge bulkhead` and never
+//! touches any other table or flushes the ruleset.
+
+mod backend;
+mod delta;
+mod expr;
+pub mod render;
+mod verify;
+
+pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
+pub use delta::{diff_membership, MembershipDelta};
+pub use verify::{verify, VerifyError};
+
+use crate::policy::{DesiredRuleset, Membership};
+
+/// The name of both our tables.
+pub const TABLE: &str = "bulkhead";
+
+/// The three kinds of per-zone sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    /// `ether_addr`: decides the SOURCE zone of a packet.
+    Mac,
+    /// `ipv4_addr`: decides the DESTINATION zone of IPv4.
+    V4,
+    /// `ipv6_addr`: decides the DESTINATION zone of IPv6.
+    V6,
+}
+
+impl SetKind {
+    /// All kinds, in set-creation order.
+    pub const ALL: [SetKind; 3] = [SetKind::Mac, SetKind::V4, SetKind::V6];
+    fn suffix(self) -> &'static str {
+        match self {
+            SetKind::Mac => "mac",
+            SetKind::V4 => "v4",
+            SetKind::V6 => "v6",
+        }
+    }
+}
+
+/// Errors of the firewall applier.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// `nft` could not be run or rejected the document; the kernel kept the old state.
+    #[error("nft rejected the {what} document")]
+    Nft {
+        /// Which document.
+        what: &'static str,
+        /// nft's complaint.
+        #[source]
+        source: nftables::helper::NftablesError,
+    },
+    /// The table read back differs from what was applied.
+    #[error("the ruleset read back differs from what was applied")]
+    Verify(#[source] VerifyError),
+}
+
+/// What the kernel holds, as far as we applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Structure.
+    pub ruleset: DesiredRuleset,
+    /// Set contents.
+    pub membership: Membership,
+}
+
+/// How a reconcile changed the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Nothing to do.
+    Unchanged,
+    /// Set elements added/removed; rules untouched.
+    Delta {
+        /// Elements added.
+        added: usize,
+        /// Elements removed.
+        removed: usize,
+    },
+    /// Both tables replaced in one transaction.
+    FullReplace,
+}
+
+/// Makes the kernel hold `ruleset` + `membership`, starting from what `applied` says
+/// it holds (None: unknown, e.g. at start-up). Structure changes replace the tables
+/// atomically and are verified by reading back; membership-only changes are
+/// element deltas. A delta the kernel refuses (someone edited our sets by hand)
+/// falls back to a full replace, which is always correct.
+pub fn reconcile(
+    nft: &dyn NftBackend,
+    applied: Option<&Applied>,
+    ruleset: &DesiredRuleset,
+    membership: &Membership,
+) -> Result<ApplyOutcome, FirewallError> {
+    if let Some(prev) = applied.filter(|a| &a.ruleset == ruleset) {
+        let delta = diff_membership(&prev.membership, membership);
+        if delta.is_empty() {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        match nft.apply(&render::delta_document(&delta)) {
+            Ok(()) => return Ok(ApplyOutcome::Delta { added: delta.added(), removed: delta.removed() }),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "set delta refused; replacing the tables instead"),
+        }
+    }
+    full_replace(nft, ruleset, membership)?;
+    Ok(ApplyOutcome::FullReplace)
+}
+
+/// Replaces both tables in one transaction, then reads them back and compares.
+pub fn full_replace(nft: &dyn NftBackend, ruleset: &DesiredRuleset, membership: &Membership) -> Result<(), FirewallError> {
+    nft.apply(&render::full_document(ruleset, membership)).map_err(|source| FirewallError::Nft { what: "full", source })?;
+    let inet = nft.list_table(nftables::types::NfFamily::INet).map_err(|source| FirewallError::Nft { what: "list", source })?;
+    let bridge = nft.list_table(nftables::types::NfFamily::Bridge).map_err(|source| FirewallError::Nft { what: "list", source })?;
+    verify(ruleset, membership, &[inet, bridge]).map_err(FirewallError::Verify)
+}
+
+/// Formats an error with all its sources, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,416 @@
+//! PURE: `DesiredRuleset` + `Membership` -> one nft JSON document.
+//!
+//! Two tables, both Bulkhead's own: `inet bulkhead` (routed traffic, input, NAT)
+//! and `bridge bulkhead` (traffic between two hosts on one segment bridge, which
+//! never reaches the inet hooks). Every rule carries a comment that names it; the
+//! verifier reads the table back and compares those names in order.
+//!
+//! Zones are dispatched by SOURCE MAC and DESTINATION address:
+//! - who sends: `ether saddr @<zone>_mac` -> that zone's chain. A MAC in no set falls
+//!   through to the unknown zone's chain, so a device Bulkhead has never heard of is
+//!   quarantined by the kernel on its first packet, before the daemon knows it.
+//! - who is reached: `ip daddr @<zone>_v4` / `ip6 daddr @<zone>_v6`.
+//! Per-packet cost is a fixed number of hash-set lookups per zone, independent of
+//! the number of devices.
+//!
+//! Our base chains have policy ACCEPT and every decision for our interfaces ends in
+//! an explicit verdict: on OpenWrt, fw4's chains sit on the same hooks, and a DROP
+//! policy here would silently cut interfaces Bulkhead does not manage (the admin's
+//! own, say). Each zone chain ends in an explicit `drop`, so a packet that entered
+//! one never falls back to the base chain's accept.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use nftables::expr::{BinaryOperation, Expression, MetaKey};
+use nftables::schema::{
+    Chain, Element, NfCmd, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetTypeValue, Table,
+};
+use nftables::stmt::{Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use super::expr::*;
+use super::{MembershipDelta, SetKind, TABLE};
+use crate::config::ZoneId;
+use crate::policy::{DesiredRuleset, Membership, ServicePort, ZoneRules};
+
+/// Name of a zone's set of a given kind, e.g. `iot_v4`.
+pub fn set_name(zone: &ZoneId, kind: SetKind) -> String {
+    format!("{zone}_{}", kind.suffix())
+}
+
+fn set_type(kind: SetKind) -> nftables::schema::SetType {
+    use nftables::schema::SetType::*;
+    match kind {
+        SetKind::Mac => EtherAddr,
+        SetKind::V4 => Ipv4Addr,
+        SetKind::V6 => Ipv6Addr,
+    }
+}
+
+/// One rule as we mean it: statements and the comment that names it.
+#[derive(Debug, Clone)]
+pub struct NamedRule {
+    /// The name, unique within its chain; it is the rule's nft comment.
+    pub name: String,
+    /// The statements.
+    pub stmts: Vec<Statement<'static>>,
+}
+
+/// A chain as we mean it.
+#[derive(Debug, Clone)]
+pub struct ChainSpec {
+    /// Table family.
+    pub family: NfFamily,
+    /// Chain name.
+    pub name: String,
+    /// For base chains: (type, hook, priority).
+    pub base: Option<(NfChainType, NfHook, i32)>,
+    /// Rules in order.
+    pub rules: Vec<NamedRule>,
+}
+
+impl ChainSpec {
+    fn new(family: NfFamily, name: impl Into<String>) -> Self {
+        ChainSpec { family, name: name.into(), base: None, rules: Vec::new() }
+    }
+    fn base(family: NfFamily, name: &str, ty: NfChainType, hook: NfHook, prio: i32) -> Self {
+        ChainSpec { family, name: name.into(), base: Some((ty, hook, prio)), rules: Vec::new() }
+    }
+    fn rule(&mut self, name: impl Into<String>, stmts: Vec<Statement<'static>>) {
+        self.rules.push(NamedRule { name: name.into(), stmts });
+    }
+}
+
+/// Every chain of both tables, in creation order.
+pub fn chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
+    let mut out = inet_chains(rs);
+    out.extend(bridge_chains(rs));
+    out
+}
+
+fn zone_chain(prefix: &str, z: &ZoneId) -> String {
+    format!("{prefix}_{z}")
+}
+
+fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
+    use NfFamily::INet;
+    let lan = &rs.lan_interfaces;
+    let wan = std::slice::from_ref(&rs.wan);
+    let mut chains = Vec::new();
+
+    // --- input: what may talk to the router itself.
+    let mut input = ChainSpec::base(INet, "input", NfChainType::Filter, NfHook::Input, 0);
+    input.rule("loopback", vec![eq(meta(MetaKey::Iifname), s("lo")), accept()]);
+    // Replies first: the common case costs one rule.
+    input.rule("established", vec![ct_state(&["established", "related"]), accept()]);
+    input.rule("invalid", vec![ct_state(&["invalid"]), drop_()]);
+    // IPv6 does not work at all without neighbour discovery, from any zone.
+    input.rule("icmpv6-nd", vec![icmpv6_types(&ND_TYPES), accept()]);
+    if !lan.is_empty() {
+        input.rule("lan", vec![iifname_in(lan), goto("in_lan")]);
+    }
+    if rs.police_wan_input {
+        // The WAN's own address configuration (DHCPv4 renewals, DHCPv6 replies).
+        input.rule(
+            "wan-dhcp-client",
+            vec![iifname_in(wan), is_in(payload("udp", "dport"), anon_set([num(68), num(546)])), accept()],
+        );
+        input.rule("wan-icmp-echo", vec![iifname_in(wan), eq(payload("icmp", "type"), s("echo-request")), accept()]);
+        input.rule("wan-drop", vec![iifname_in(wan), counter(), drop_()]);
+    }
+    chains.push(input);
+
+    let mut in_lan = ChainSpec::new(INet, "in_lan");
+    for z in &rs.zones {
+        in_lan.rule(
+            format!("from-{}", z.id),
+            vec![is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))), goto(&zone_chain("in", &z.id))],
+        );
+    }
+    in_lan.rule("unknown-device", vec![goto(&zone_chain("in", &rs.unknown_zone))]);
+    chains.push(in_lan);
+
+    for z in &rs.zones {
+        chains.push(zone_input_chain(z));
+    }
+
+    // --- forward: what may cross the router.
+    let mut fwd = ChainSpec::base(INet, "forward", NfChainType::Filter, NfHook::Forward, 0);
+    // Replies and established flows first: this is the per-packet fast path. Zone
+    // decisions are taken on a connection's first packet; moving a device deletes
+    // its conntrack entries so an old decision does not outlive the move.
+    fwd.rule("established", vec![ct_state(&["established", "related"]), accept()]);
+    fwd.rule("invalid", vec![ct_state(&["invalid"]), drop_()]);
+    if !lan.is_empty() {
+        fwd.rule("lan", vec![iifname_in(lan), goto("fwd_lan")]);
+        // Nothing from elsewhere (the WAN, other interfaces) opens connections into
+        // our segments. With IPv6 there is no NAT to hide behind, so this matters.
+        fwd.rule("into-lan", vec![oifname_in(lan), counter(), drop_()]);
+    }
+    chains.push(fwd);
+
+    let mut fwd_lan = ChainSpec::new(INet, "fwd_lan");
+    for z in &rs.zones {
+        fwd_lan.rule(
+            format!("from-{}", z.id),
+            vec![is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))), goto(&zone_chain("from", &z.id))],
+        );
+    }
+    fwd_lan.rule("unknown-device", vec![goto(&zone_chain("from", &rs.unknown_zone))]);
+    chains.push(fwd_lan);
+
+    for z in &rs.zones {
+        chains.push(zone_forward_chain(z, wan));
+    }
+
+    // --- NAT: IPv4 leaves by the WAN under the router's address.
+    let mut post = ChainSpec::base(INet, "postrouting", NfChainType::NAT, NfHook::Postrouting, 100);
+    post.rule(
+        "masquerade",
+        vec![iifname_in(lan), eq(meta(MetaKey::Nfproto), s("ipv4")), oifname_in(wan), Statement::Masquerade(None)],
+    );
+    chains.push(post);
+    chains
+}
+
+const ND_TYPES: [&str; 4] = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"];
+const ICMP_ERRORS_V6: [&str; 4] = ["destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem"];
+
+fn icmpv6_types(types: &[&'static str]) -> Statement<'static> {
+    is_in(payload("icmpv6", "type"), anon_set(types.iter().map(|t| s(*t))))
+}
+
+fn num(n: u16) -> Expression<'static> {
+    Expression::Number(u32::from(n))
+}
+
+fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
+    let mut c = ChainSpec::new(NfFamily::INet, zone_chain("in", &z.id));
+    let udp: Vec<u16> = z.services.iter().filter_map(|p| if let ServicePort::Udp(n) = p { Some(*n) } else { None }).collect();
+    let tcp: Vec<u16> = z.services.iter().filter_map(|p| if let ServicePort::Tcp(n) = p { Some(*n) } else { None }).collect();
+    if !udp.is_empty() {
+        c.rule("services-udp", vec![is_in(payload("udp", "dport"), anon_set(udp.into_iter().map(num))), accept()]);
+    }
+    if !tcp.is_empty() {
+        c.rule("services-tcp", vec![is_in(payload("tcp", "dport"), anon_set(tcp.into_iter().map(num))), accept()]);
+    }
+    if z.ping_router {
+        c.rule("ping-v4", vec![eq(payload("icmp", "type"), s("echo-request")), accept()]);
+        c.rule("ping-v6", vec![eq(payload("icmpv6", "type"), s("echo-request")), accept()]);
+    }
+    c.rule("default-deny", vec![counter(), drop_()]);
+    c
+}
+
+fn zone_forward_chain(z: &ZoneRules, wan: &[String]) -> ChainSpec {
+    let mut c = ChainSpec::new(NfFamily::INet, zone_chain("from", &z.id));
+    let mut targets: Vec<&ZoneId> = z.reach.iter().collect();
+    if z.intra_zone {
+        targets.push(&z.id);
+    }
+    targets.sort();
+    for t in targets {
+        c.rule(format!("to-{t}-v4"), vec![is_in(payload("ip", "daddr"), set_ref(&set_name(t, SetKind::V4))), accept()]);
+        c.rule(format!("to-{t}-v6"), vec![is_in(payload("ip6", "daddr"), set_ref(&set_name(t, SetKind::V6))), accept()]);
+    }
+    if z.internet {
+        c.rule("to-internet", vec![oifname_in(wan), accept()]);
+    }
+    c.rule("default-deny", vec![counter(), drop_()]);
+    c
+}
+
+fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
+    use NfFamily::Bridge;
+    let mut chains = Vec::new();
+    let mut fwd = ChainSpec::base(Bridge, "forward", NfChainType::Filter, NfHook::Forward, 0);
+    if rs.bridge_ports.is_empty() {
+        chains.push(fwd);
+        return chains;
+    }
+    let ports = &rs.bridge_ports;
+    // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
+    // included, so same-bridge isolation is stateless. ARP and neighbour discovery
+    // carry no payload to protect and must pass for any allowed pair to work at all.
+    fwd.rule("arp", vec![iifname_in(ports), eq(payload("ether", "type"), s("arp")), accept()]);
+    fwd.rule("icmpv6-nd", vec![iifname_in(ports), icmpv6_types(&ND_TYPES), accept()]);
+    // Broadcast and multicast (DHCP, mDNS, SSDP) reach every port of the bridge
+    // anyway; unicast is what zones decide.
+    fwd.rule(
+        "group-address",
+        vec![
+            iifname_in(ports),
+            op(
+                Expression::BinaryOperation(Box::new(BinaryOperation::AND(payload("ether", "daddr"), s("01:00:00:00:00:00")))),
+                Operator::EQ,
+                s("01:00:00:00:00:00"),
+            ),
+            accept(),
+        ],
+    );
+    for z in &rs.zones {
+        fwd.rule(
+            format!("from-{}", z.id),
+            vec![
+                iifname_in(ports),
+                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
+                goto(&zone_chain("from", &z.id)),
+            ],
+        );
+    }
+    fwd.rule("unknown-device", vec![iifname_in(ports), goto(&zone_chain("from", &rs.unknown_zone))]);
+    chains.push(fwd);
+
+    for z in &rs.zones {
+        let mut c = ChainSpec::new(Bridge, zone_chain("from", &z.id));
+        let mut targets: Vec<&ZoneId> = z.reach.iter().collect();
+        if z.intra_zone {
+            targets.push(&z.id);
+        }
+        targets.sort();
+        for t in &targets {
+            c.rule(format!("to-{t}"), vec![is_in(payload("ether", "daddr"), set_ref(&set_name(t, SetKind::Mac))), accept()]);
+        }
+        // Zones that may open connections to this one get their answers without
+        // conntrack: TCP segments other than a bare SYN, ICMP replies and errors. A
+        // device here still cannot OPEN a TCP connection to them. UDP answers are
+        // not told apart from requests and stay blocked: put devices that must
+        // answer UDP on their own segment, where conntrack decides.
+        for other in rs.zones.iter().filter(|o| o.id != z.id && o.reach.contains(&z.id) && !targets.contains(&&o.id)) {
+            let to = is_in(payload("ether", "daddr"), set_ref(&set_name(&other.id, SetKind::Mac)));
+            let bare_syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                payload("tcp", "flags"),
+                Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![s("syn"), s("ack")]))),
+            )));
+            c.rule(format!("answer-{}-tcp", other.id), vec![to.clone(), op(bare_syn, Operator::NEQ, s("syn")), accept()]);
+            let icmp4 = ["echo-reply", "destination-unreachable", "time-exceeded", "parameter-problem"];
+            c.rule(
+                format!("answer-{}-icmp", other.id),
+                vec![to.clone(), is_in(payload("icmp", "type"), anon_set(icmp4.iter().map(|t| s(*t)))), accept()],
+            );
+            let mut icmp6: Vec<&'static str> = ICMP_ERRORS_V6.to_vec();
+            icmp6.push("echo-reply");
+            c.rule(format!("answer-{}-icmpv6", other.id), vec![to, icmpv6_types(&icmp6), accept()]);
+        }
+        c.rule("default-deny", vec![counter(), drop_()]);
+        chains.push(c);
+    }
+    chains
+}
+
+/// Which sets exist in which family: MAC sets in both tables (the bridge table
+/// decides by MAC alone), address sets only in inet.
+pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
+    match kind {
+        SetKind::Mac => &[NfFamily::INet, NfFamily::Bridge],
+        SetKind::V4 | SetKind::V6 => &[NfFamily::INet],
+    }
+}
+
+/// The set elements of one zone and kind, as nft expressions.
+pub fn elements(m: &Membership, zone: &ZoneId, kind: SetKind) -> Vec<Expression<'static>> {
+    let Some(z) = m.zones.get(zone) else { return Vec::new() };
+    match kind {
+        SetKind::Mac => z.macs.iter().map(|x| s(x.to_string())).collect(),
+        SetKind::V4 => z.v4.iter().map(|x| s(x.to_string())).collect(),
+        SetKind::V6 => z.v6.iter().map(|x| s(x.to_string())).collect(),
+    }
+}
+
+fn table(family: NfFamily) -> Table<'static> {
+    Table { family, name: Cow::Borrowed(TABLE), handle: None }
+}
+
+/// The full-replace document: for each of our two tables, `add` (so the delete
+/// cannot fail on a first start), `delete`, then re-create sets (with their
+/// elements), chains and rules. nft applies the whole document as ONE kernel
+/// transaction: either all of it lands or none of it, and no packet ever sees the
+/// table missing or half-built.
+pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
+    let mut objs: Vec<NfObject<'static>> = Vec::new();
+    let add = |o| NfObject::CmdObject(NfCmd::Add(o));
+    for fam in [NfFamily::INet, NfFamily::Bridge] {
+        objs.push(add(NfListObject::Table(table(fam))));
+        objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table(fam)))));
+        objs.push(add(NfListObject::Table(table(fam))));
+    }
+    for z in &rs.zones {
+        for kind in SetKind::ALL {
+            for fam in set_families(kind) {
+                let elem = elements(m, &z.id, kind);
+                objs.push(add(NfListObject::Set(Box::new(Set {
+                    family: *fam,
+                    table: Cow::Borrowed(TABLE),
+                    name: Cow::Owned(set_name(&z.id, kind)),
+                    handle: None,
+                    set_type: SetTypeValue::Single(set_type(kind)),
+                    policy: None,
+                    flags: None::<HashSet<SetFlag>>,
+                    elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
+                    timeout: None,
+                    gc_interval: None,
+                    size: None,
+                    comment: None,
+                }))));
+            }
+        }
+    }
+    let chains = chains(rs);
+    for c in &chains {
+        let (ty, hook, prio) = match c.base {
+            Some((t, h, p)) => (Some(t), Some(h), Some(p)),
+            None => (None, None, None),
+        };
+        objs.push(add(NfListObject::Chain(Chain {
+            family: c.family,
+            table: Cow::Borrowed(TABLE),
+            name: Cow::Owned(c.name.clone()),
+            newname: None,
+            handle: None,
+            _type: ty,
+            hook,
+            prio,
+            dev: None,
+            policy: c.base.map(|_| NfChainPolicy::Accept),
+        })));
+    }
+    for c in chains {
+        for r in c.rules {
+            objs.push(add(NfListObject::Rule(Rule {
+                family: c.family,
+                table: Cow::Borrowed(TABLE),
+                chain: Cow::Owned(c.name.clone()),
+                expr: Cow::Owned(r.stmts),
+                handle: None,
+                index: None,
+                comment: Some(Cow::Owned(r.name)),
+            })));
+        }
+    }
+    Nftables { objects: Cow::Owned(objs) }
+}
+
+/// The membership-change document: deletes then adds of set elements, one
+/// transaction, no rule touched.
+pub fn delta_document(delta: &MembershipDelta) -> Nftables<'static> {
+    let mut objs = Vec::new();
+    for (is_add, changes) in [(false, &delta.remove), (true, &delta.add)] {
+        for ((zone, kind), elems) in changes {
+            if elems.is_empty() {
+                continue;
+            }
+            for fam in set_families(*kind) {
+                let el = Element {
+                    family: *fam,
+                    table: Cow::Borrowed(TABLE),
+                    name: Cow::Owned(set_name(zone, *kind)),
+                    elem: Cow::Owned(elems.iter().map(|e| s(e.clone())).collect()),
+                };
+                let obj = NfListObject::Element(el);
+                objs.push(NfObject::CmdObject(if is_add { NfCmd::Add(obj) } else { NfCmd::Delete(obj) }));
+            }
+        }
+    }
+    Nftables { objects: Cow::Owned(objs) }
+}

@@ -1,0 +1,102 @@
+//! Read-back verification: after a full replace, the tables in the kernel must hold
+//! exactly the chains, rules (by name, in order) and set elements we meant.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nftables::expr::Expression;
+use nftables::schema::{NfListObject, NfObject, Nftables};
+use nftables::types::NfFamily;
+
+use super::render::{chains, elements, set_families, set_name};
+use super::{SetKind, TABLE};
+use crate::policy::{DesiredRuleset, Membership};
+
+/// What differs between the meant and the read-back tables.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct VerifyError(pub Vec<String>);
+
+type Key = (String, String); // (family, name)
+
+fn fam(f: NfFamily) -> String {
+    format!("{f:?}").to_lowercase()
+}
+
+fn elem_text(e: &Expression<'_>) -> String {
+    match e {
+        Expression::String(s) => s.to_string(),
+        Expression::Number(n) => n.to_string(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Compares the read-back `listed` documents with the desired state.
+pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> Result<(), VerifyError> {
+    let mut got_rules: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+    let mut got_chains: BTreeSet<Key> = BTreeSet::new();
+    let mut got_sets: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+    for doc in listed {
+        for o in doc.objects.iter() {
+            let NfObject::ListObject(o) = o else { continue };
+            match o {
+                NfListObject::Chain(c) if c.table == TABLE => {
+                    got_chains.insert((fam(c.family), c.name.to_string()));
+                }
+                NfListObject::Rule(r) if r.table == TABLE => {
+                    let name = r.comment.as_deref().unwrap_or("<no comment>").to_string();
+                    got_rules.entry((fam(r.family), r.chain.to_string())).or_default().push(name);
+                }
+                NfListObject::Set(s) if s.table == TABLE => {
+                    let elems = s.elem.as_deref().unwrap_or(&[]).iter().map(elem_text).collect();
+                    got_sets.insert((fam(s.family), s.name.to_string()), elems);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut want_chains = BTreeSet::new();
+    for c in chains(rs) {
+        let key = (fam(c.family), c.name.clone());
+        want_chains.insert(key.clone());
+        let want: Vec<String> = c.rules.iter().map(|r| r.name.clone()).collect();
+        let got = got_rules.remove(&key).unwrap_or_default();
+        if want != got {
+            problems.push(format!("chain {} {}: rules {:?}, expected {:?}", key.0, key.1, got, want));
+        }
+    }
+    for extra in got_chains.difference(&want_chains) {
+        problems.push(format!("unexpected chain {} {}", extra.0, extra.1));
+    }
+    for missing in want_chains.difference(&got_chains) {
+        problems.push(format!("missing chain {} {}", missing.0, missing.1));
+    }
+    for z in &rs.zones {
+        for kind in SetKind::ALL {
+            let want: BTreeSet<String> = elements(m, &z.id, kind).iter().map(elem_text).collect();
+            for f in set_families(kind) {
+                let key = (fam(*f), set_name(&z.id, kind));
+                match got_sets.remove(&key) {
+                    None => problems.push(format!("missing set {} {}", key.0, key.1)),
+                    Some(got) if got != want => problems.push(format!(
+                        "set {} {}: {} elements, expected {} (differ: {:?})",
+                        key.0,
+                        key.1,
+                        got.len(),
+                        want.len(),
+                        got.symmetric_difference(&want).take(5).collect::<Vec<_>>()
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    for (k, _) in got_sets {
+        problems.push(format!("unexpected set {} {}", k.0, k.1));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyError(problems))
+    }
+}

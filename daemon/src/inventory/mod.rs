@@ -1,0 +1,195 @@
+//! The device registry: the one place device facts live.
+//!
+//! Sources (the CLI now, DHCP/mDNS/neighbours later) change it only through
+//! [`Inventory::apply`], which returns what changed so the caller can persist and
+//! reconcile exactly that.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::config::{MacAddr, ZoneId};
+
+/// Seconds since the Unix epoch. Passed in, never read from a clock here.
+pub type UnixTime = i64;
+
+/// One piece of equipment, keyed by MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// The homeowner's name for it, if any.
+    pub name: Option<String>,
+    /// The zone the homeowner chose, if any; it always wins.
+    pub user_zone: Option<ZoneId>,
+    /// Its current IP addresses.
+    pub addresses: BTreeSet<IpAddr>,
+    /// First time seen.
+    pub first_seen: UnixTime,
+    /// Last time seen.
+    pub last_seen: UnixTime,
+}
+
+impl Device {
+    /// A device seen for the first time at `now`.
+    pub fn new(mac: MacAddr, now: UnixTime) -> Self {
+        Device { mac, name: None, user_zone: None, addresses: BTreeSet::new(), first_seen: now, last_seen: now }
+    }
+}
+
+/// Something that happened to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Added by hand (`bulkhead device add`), optionally with an address.
+    ManualAdd {
+        /// The device.
+        mac: MacAddr,
+        /// An address it uses.
+        ip: Option<IpAddr>,
+    },
+    /// The homeowner put it in a zone.
+    SetZone {
+        /// The device.
+        mac: MacAddr,
+        /// The zone.
+        zone: ZoneId,
+    },
+    /// The homeowner named it.
+    Rename {
+        /// The device.
+        mac: MacAddr,
+        /// The name.
+        name: String,
+    },
+    /// Traffic or a lease showed the device is present.
+    Seen {
+        /// The device.
+        mac: MacAddr,
+    },
+}
+
+/// What an event changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing.
+    None,
+    /// Only the last-seen time (cheap; persisted lazily).
+    SeenOnly,
+    /// Facts the firewall or the homeowner care about (persist now, reconcile).
+    Facts,
+}
+
+/// All known devices.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    devices: BTreeMap<MacAddr, Device>,
+}
+
+impl Inventory {
+    /// An inventory holding these devices (as loaded from the store).
+    pub fn from_devices(devices: impl IntoIterator<Item = Device>) -> Self {
+        Inventory { devices: devices.into_iter().map(|d| (d.mac, d)).collect() }
+    }
+
+    /// All devices in MAC order.
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
+    /// One device.
+    pub fn get(&self, mac: &MacAddr) -> Option<&Device> {
+        self.devices.get(mac)
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Applies an event at time `now`.
+    pub fn apply(&mut self, event: &Event, now: UnixTime) -> Change {
+        match event {
+            Event::ManualAdd { mac, ip } => {
+                let mut change = Change::None;
+                let d = self.devices.entry(*mac).or_insert_with(|| {
+                    change = Change::Facts;
+                    Device::new(*mac, now)
+                });
+                if let Some(ip) = ip {
+                    // An address belongs to one device: whoever had it before loses it.
+                    for other in self.devices.values_mut().filter(|o| o.mac != *mac) {
+                        if other.addresses.remove(ip) {
+                            change = Change::Facts;
+                        }
+                    }
+                    if let Some(d) = self.devices.get_mut(mac) {
+                        if d.addresses.insert(*ip) {
+                            change = Change::Facts;
+                        }
+                    }
+                } else {
+                    d.last_seen = now;
+                }
+                change
+            }
+            Event::SetZone { mac, zone } => {
+                let d = self.devices.entry(*mac).or_insert_with(|| Device::new(*mac, now));
+                if d.user_zone.as_ref() == Some(zone) {
+                    return Change::None;
+                }
+                d.user_zone = Some(zone.clone());
+                Change::Facts
+            }
+            Event::Rename { mac, name } => match self.devices.get_mut(mac) {
+                Some(d) if d.name.as_deref() != Some(name) => {
+                    d.name = Some(name.clone());
+                    Change::Facts
+                }
+                _ => Change::None,
+            },
+            Event::Seen { mac } => match self.devices.get_mut(mac) {
+                Some(d) if d.last_seen < now => {
+                    d.last_seen = now;
+                    Change::SeenOnly
+                }
+                _ => Change::None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn an_address_moves_between_devices() {
+        let mut inv = Inventory::default();
+        let ip: IpAddr = "10.0.1.5".parse().expect("ip");
+        assert_eq!(inv.apply(&Event::ManualAdd { mac: mac(1), ip: Some(ip) }, 10), Change::Facts);
+        assert_eq!(inv.apply(&Event::ManualAdd { mac: mac(1), ip: Some(ip) }, 11), Change::None);
+        assert_eq!(inv.apply(&Event::ManualAdd { mac: mac(2), ip: Some(ip) }, 12), Change::Facts);
+        assert!(inv.get(&mac(1)).expect("dev").addresses.is_empty());
+        assert!(inv.get(&mac(2)).expect("dev").addresses.contains(&ip));
+    }
+
+    #[test]
+    fn set_zone_is_idempotent_and_seen_is_cheap() {
+        let mut inv = Inventory::default();
+        let z = ZoneId::new("iot").expect("id");
+        assert_eq!(inv.apply(&Event::SetZone { mac: mac(1), zone: z.clone() }, 1), Change::Facts);
+        assert_eq!(inv.apply(&Event::SetZone { mac: mac(1), zone: z }, 2), Change::None);
+        assert_eq!(inv.apply(&Event::Seen { mac: mac(1) }, 3), Change::SeenOnly);
+        assert_eq!(inv.apply(&Event::Seen { mac: mac(9) }, 3), Change::None);
+    }
+}

@@ -1,0 +1,14 @@
+//! Bulkhead: a home router daemon that discovers devices, sorts them into zones
+//! enforced by nftables, and tunnels chosen traffic through WireGuard.
+//!
+//! The data flow is one-directional (see DESIGN.md): sources emit events, the
+//! inventory holds device facts, `policy` computes the desired state as plain data,
+//! and appliers (`firewall`, `net`) make the kernel match it.
+
+pub mod config;
+pub mod firewall;
+pub mod inventory;
+pub mod policy;
+
+#[cfg(test)]
+mod testutil;

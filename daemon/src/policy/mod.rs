@@ -1,0 +1,190 @@
+//! PURE: from (policy, inventory) to desired state. No I/O here.
+//!
+//! `zone_for` decides one device's zone (with the reason, so the UI can say why);
+//! `desired_membership` turns the whole inventory into set contents;
+//! `desired_ruleset` turns the config into the structural part of the firewall.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Serialize;
+
+use crate::config::{Config, MacAddr, RouterService, SegmentId, SegmentKind, ZoneId};
+use crate::inventory::{Device, Inventory};
+
+/// Why a device is in its zone, most authoritative first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZoneReason {
+    /// The homeowner chose it (CLI or UI). Always wins.
+    UserChoice,
+    /// Pinned in a policy file's `[[devices]]`.
+    PolicyOverride,
+    /// The device's segment sends new devices to this zone.
+    SegmentDefault,
+    /// Nobody knows it: the policy's `unknown_zone`.
+    Unknown,
+}
+
+/// A device's zone and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneDecision {
+    /// The zone.
+    pub zone: ZoneId,
+    /// Why.
+    pub reason: ZoneReason,
+}
+
+/// Decides a device's zone. A user's choice of a zone that no longer exists falls
+/// through to the next rule rather than leaving the device zoneless.
+pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
+    let p = &config.policy;
+    let known = |z: &ZoneId| p.zones.contains_key(z);
+    if let Some(z) = device.user_zone.as_ref().filter(|z| known(z)) {
+        return ZoneDecision { zone: z.clone(), reason: ZoneReason::UserChoice };
+    }
+    if let Some(z) = p.devices.get(&device.mac).and_then(|o| o.zone.as_ref()).filter(|z| known(z)) {
+        return ZoneDecision { zone: z.clone(), reason: ZoneReason::PolicyOverride };
+    }
+    let segment = device.addresses.iter().find_map(|a| config.segment_for_ip(*a)).map(|s| &s.id);
+    if let Some(z) = segment.and_then(|s| p.segment_zones.get(s)) {
+        return ZoneDecision { zone: z.clone(), reason: ZoneReason::SegmentDefault };
+    }
+    ZoneDecision { zone: p.unknown_zone.clone(), reason: ZoneReason::Unknown }
+}
+
+/// What one zone's sets hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneMembers {
+    /// Member MACs: the source-zone match (who is sending).
+    pub macs: BTreeSet<MacAddr>,
+    /// Member IPv4 addresses: the destination-zone match (who is reached).
+    pub v4: BTreeSet<Ipv4Addr>,
+    /// Member IPv6 addresses, enforced exactly like IPv4.
+    pub v6: BTreeSet<Ipv6Addr>,
+}
+
+/// Every zone's set contents. Every zone of the policy has an entry, empty or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    /// By zone.
+    pub zones: BTreeMap<ZoneId, ZoneMembers>,
+}
+
+impl Membership {
+    /// The zone whose sets hold `mac`, if any.
+    pub fn zone_of(&self, mac: &MacAddr) -> Option<&ZoneId> {
+        self.zones.iter().find(|(_, m)| m.macs.contains(mac)).map(|(z, _)| z)
+    }
+}
+
+/// The inventory as set contents.
+pub fn desired_membership(config: &Config, inventory: &Inventory) -> Membership {
+    let mut zones: BTreeMap<ZoneId, ZoneMembers> =
+        config.policy.zones.keys().map(|z| (z.clone(), ZoneMembers::default())).collect();
+    for device in inventory.devices() {
+        let decision = zone_for(config, device);
+        let Some(members) = zones.get_mut(&decision.zone) else { continue };
+        members.macs.insert(device.mac);
+        for a in &device.addresses {
+            match a {
+                IpAddr::V4(v4) => members.v4.insert(*v4),
+                IpAddr::V6(v6) => members.v6.insert(*v6),
+            };
+        }
+    }
+    Membership { zones }
+}
+
+/// A transport port the router listens on for a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ServicePort {
+    /// UDP port.
+    Udp(u16),
+    /// TCP port.
+    Tcp(u16),
+}
+
+/// One zone's structural rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneRules {
+    /// The zone.
+    pub id: ZoneId,
+    /// May open connections out of the WAN.
+    pub internet: bool,
+    /// Zones it may open connections to (not including itself).
+    pub reach: BTreeSet<ZoneId>,
+    /// May open connections to its own members.
+    pub intra_zone: bool,
+    /// Router ports it may use.
+    pub services: BTreeSet<ServicePort>,
+    /// May ping the router (every zone but the unknown one).
+    pub ping_router: bool,
+}
+
+/// The structural part of the firewall: everything but set contents. Changing it
+/// means a full atomic table replace; membership changes never do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredRuleset {
+    /// Uplink interface.
+    pub wan: String,
+    /// Whether Bulkhead drops unsolicited input on the WAN (off when fw4 does it).
+    pub police_wan_input: bool,
+    /// The LAN segments' interfaces (bridges, VLANs, existing links).
+    pub lan_interfaces: BTreeSet<String>,
+    /// Ports of the segment bridges: where `table bridge bulkhead` applies.
+    pub bridge_ports: BTreeSet<String>,
+    /// Per zone, in name order.
+    pub zones: Vec<ZoneRules>,
+    /// Where devices in no set are treated as belonging.
+    pub unknown_zone: ZoneId,
+}
+
+fn service_ports(s: RouterService, web_port: Option<u16>) -> Vec<ServicePort> {
+    match s {
+        RouterService::Dns => vec![ServicePort::Udp(53), ServicePort::Tcp(53)],
+        RouterService::Dhcp => vec![ServicePort::Udp(67), ServicePort::Udp(547)],
+        RouterService::Ntp => vec![ServicePort::Udp(123)],
+        RouterService::WebUi => web_port.map(ServicePort::Tcp).into_iter().collect(),
+    }
+}
+
+/// The config as firewall structure. `extra_bridge_ports` are the observed ports of
+/// bridges Bulkhead did not create (kind = "existing"), found by the net module.
+pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -> DesiredRuleset {
+    let p = &config.policy;
+    let zones = p
+        .zones
+        .values()
+        .map(|z| ZoneRules {
+            id: z.id.clone(),
+            internet: z.internet,
+            reach: z.reach_zones.iter().filter(|r| **r != z.id).cloned().collect(),
+            intra_zone: z.intra_zone || z.reach_zones.contains(&z.id),
+            services: z.router_services.iter().flat_map(|s| service_ports(*s, config.web_port())).collect(),
+            ping_router: z.id != p.unknown_zone,
+        })
+        .collect();
+    let mut bridge_ports: BTreeSet<String> = extra_bridge_ports.clone();
+    for s in &config.segments {
+        if let SegmentKind::Bridge { ports } = &s.kind {
+            bridge_ports.extend(ports.iter().cloned());
+        }
+    }
+    DesiredRuleset {
+        wan: config.wan_interface.clone(),
+        police_wan_input: config.police_wan_input,
+        lan_interfaces: config.segments.iter().map(|s| s.interface.clone()).collect(),
+        bridge_ports,
+        zones,
+        unknown_zone: p.unknown_zone.clone(),
+    }
+}
+
+/// The segment an address belongs to, by subnet.
+pub fn segment_of(config: &Config, ip: IpAddr) -> Option<SegmentId> {
+    config.segment_for_ip(ip).map(|s| s.id.clone())
+}
+
+#[cfg(test)]
+mod tests;

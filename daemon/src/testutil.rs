@@ -1,0 +1,88 @@
+//! Test helpers shared by unit tests (compiled only for tests).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config};
+
+/// A throwaway directory with a main file and a policies/ folder.
+pub(crate) struct Fixture {
+    pub(crate) dir: PathBuf,
+}
+
+impl Fixture {
+    pub(crate) fn new(main: &str, policies: &[(&str, &str)]) -> Fixture {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("bulkhead-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+        std::fs::write(dir.join("bulkhead.toml"), main).expect("write");
+        for (name, text) in policies {
+            std::fs::write(dir.join("policies").join(name), text).expect("write");
+        }
+        Fixture { dir }
+    }
+
+    pub(crate) fn main(&self) -> PathBuf {
+        self.dir.join("bulkhead.toml")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A two-segment home: `lan` (bridge, IPv4+IPv6) and `iot` (bridge, IPv4).
+pub(crate) const MAIN: &str = r#"
+policies_dir = "policies"
+state_dir = "state"
+
+[wan]
+interface = "wan0"
+
+[[segments]]
+name = "lan"
+interface = "br-lan"
+kind = "bridge"
+ports = ["lan1", "lan2"]
+ipv4 = "10.0.1.1/24"
+ipv6 = "fd00:1::1/64"
+dhcp_pool = "10.0.1.100-10.0.1.199"
+
+[[segments]]
+name = "iot"
+interface = "br-iot"
+kind = "bridge"
+ipv4 = "10.0.2.1/24"
+"#;
+
+/// The shipped `policies/*.toml`, as (file name, text).
+pub(crate) fn shipped_policies() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("policies/ exists") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            out.push((name, std::fs::read_to_string(&p).expect("read")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `MAIN` with the shipped policies plus `extra` policy files, loaded.
+pub(crate) fn config_with(main: &str, extra: &[(&str, &str)]) -> Config {
+    let pol = shipped_policies();
+    let mut refs: Vec<(&str, &str)> = pol.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    refs.extend_from_slice(extra);
+    let fx = Fixture::new(main, &refs);
+    config::load(&fx.main()).unwrap_or_else(|e| panic!("test config must load:\n{e}"))
+}
+
+/// The default home config.
+pub(crate) fn default_config() -> Config {
+    config_with(MAIN, &[])
+}
