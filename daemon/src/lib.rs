@@ -6,9 +6,14 @@
 //! and appliers (`firewall`, `net`) make the kernel match it.
 
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
 pub mod firewall;
 pub mod inventory;
+pub mod net;
 pub mod policy;
+pub mod store;
 
 #[cfg(test)]
 mod testutil;

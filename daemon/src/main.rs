@@ -1,1 +1,206 @@
-fn main(){}
+//! The `bulkhead` command: the daemon, its CLI, config checking and the demo.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use bulkhead::config::{self, MacAddr, ZoneId, DEFAULT_CONFIG_PATH};
+use bulkhead::control::{self, Request, Response};
+
+#[derive(Parser)]
+#[command(
+    name = "bulkhead",
+    version,
+    about = "Home router daemon: device zones enforced by nftables"
+)]
+struct Cli {
+    /// Main configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Control socket (default: from the config, else /run/bulkhead/control.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Daemon,
+    /// Check the configuration and policies; print every error with file:line:column.
+    CheckConfig,
+    /// List devices with their zones.
+    Devices {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change one device.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Daemon status.
+    Status,
+    /// Build a demo home in network namespaces, run the daemon in it and show who
+    /// can reach whom. Needs root; removes everything on Ctrl-C.
+    Demo {
+        /// Build, probe, print and tear down without waiting for Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Put a device in a zone (your decision; it persists and always wins).
+    SetZone {
+        /// The device's MAC.
+        mac: MacAddr,
+        /// The zone.
+        zone: ZoneId,
+    },
+    /// Add a device by hand.
+    Add {
+        /// The device's MAC.
+        mac: MacAddr,
+        /// An address it uses.
+        #[arg(long, value_parser = config::parse_ip)]
+        ip: Option<IpAddr>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BULKHEAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn socket_path(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.socket {
+        return s.clone();
+    }
+    config::load(&cli.config)
+        .map(|c| c.control_socket)
+        .unwrap_or_else(|_| PathBuf::from("/run/bulkhead/control.sock"))
+}
+
+fn call(socket: &Path, req: Request) -> anyhow::Result<Response> {
+    match control::call(socket, &req)? {
+        Response::Error { message } => anyhow::bail!("{message}"),
+        other => Ok(other),
+    }
+}
+
+/// Names come from the network (later: DHCP, mDNS): print them escaped, so a
+/// hostile name cannot drive the terminal.
+fn show(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Daemon => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(bulkhead::daemon::run(cli.config.clone()))
+        }
+        Command::CheckConfig => match config::load(&cli.config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} segments, {} zones, {} pinned devices)",
+                    cli.config.display(),
+                    c.segments.len(),
+                    c.policy.zones.len(),
+                    c.policy.devices.len()
+                );
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                anyhow::bail!("{} error(s)", errors.0.len())
+            }
+        },
+        Command::Devices { json } => {
+            let Response::Devices { devices } = call(&socket_path(&cli), Request::Devices)? else {
+                anyhow::bail!("unexpected answer")
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+                return Ok(());
+            }
+            println!(
+                "{:<17}  {:<12}  {:<16}  {:<30}  name",
+                "mac", "zone", "why", "addresses"
+            );
+            for d in devices {
+                let addrs: Vec<String> = d.addresses.iter().map(|a| a.to_string()).collect();
+                let why = serde_json::to_value(d.reason)?.as_str().unwrap_or_default().to_string();
+                println!(
+                    "{:<17}  {:<12}  {:<16}  {:<30}  {}",
+                    d.mac,
+                    d.zone,
+                    why,
+                    addrs.join(","),
+                    show(d.name.as_deref().unwrap_or(""))
+                );
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::SetZone { mac, zone }) => done(call(
+            &socket_path(&cli),
+            Request::SetZone {
+                mac: *mac,
+                zone: zone.clone(),
+            },
+        )?),
+        Command::Device(DeviceCommand::Add { mac, ip }) => {
+            done(call(&socket_path(&cli), Request::AddDevice { mac: *mac, ip: *ip })?)
+        }
+        Command::Status => {
+            let resp = call(&socket_path(&cli), Request::Status)?;
+            println!("{}", serde_json::to_string_pretty(&resp)?);
+            Ok(())
+        }
+        Command::Demo { once } => bulkhead::demo::run(*once),
+    }
+}
+
+fn done(resp: Response) -> anyhow::Result<()> {
+    if let Response::Done { message } = resp {
+        println!("{message}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulkhead: {}", format_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn format_chain(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}

@@ -94,7 +94,7 @@ impl Netns {
 
     /// Runs `ip netns exec NAME args...`; fails, with its stderr, unless it exits 0.
     pub fn exec(&self, args: &[&str]) -> Result<Output> {
-        run_checked(self.exec_command(args))
+        run_checked(&mut self.exec_command(args))
     }
 
     /// Runs `ip netns exec NAME args...` and tells whether it exited 0.
@@ -223,10 +223,7 @@ impl Netns {
     /// Stops a tracked process the way Drop does (SIGTERM, up to 1 s, SIGKILL)
     /// and reaps it.
     pub fn stop_tracked(&self, pid: u32) -> Result<()> {
-        let child = self
-            .lock_children()
-            .remove(&pid)
-            .ok_or_else(|| not_tracked(pid))?;
+        let child = self.lock_children().remove(&pid).ok_or_else(|| not_tracked(pid))?;
         terminate(vec![child]);
         Ok(())
     }
@@ -247,11 +244,14 @@ impl Netns {
         // A fresh thread, not the caller's: setns changes the calling thread for
         // good, and the caller must stay in its own namespace.
         std::thread::scope(|scope| {
-            let thread = scope.spawn(move || -> Result<T> {
-                setns(&file, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::sys(format!("setns into {}", path.display()), e))?;
-                Ok(f())
-            });
+            let thread = std::thread::Builder::new()
+                .name(format!("in {}", self.name))
+                .spawn_scoped(scope, move || -> Result<T> {
+                    setns(&file, CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| Error::sys(format!("setns into {}", path.display()), e))?;
+                    Ok(f())
+                })
+                .map_err(|e| Error::io(format!("starting a thread for {}", self.name), e))?;
             match thread.join() {
                 Ok(result) => result,
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -270,8 +270,12 @@ impl Netns {
             if pid_alive(pid) {
                 continue;
             }
-            run_checked(Command::new("ip").args(["netns", "del", &name]))?;
-            removed.push(name);
+            match run_checked(Command::new("ip").args(["netns", "del", &name])) {
+                Ok(_) => removed.push(name),
+                // Another process cleaning up at the same time got there first.
+                Err(_) if !Netns::exists(&name) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(removed)
     }
@@ -341,9 +345,7 @@ fn lock_add() -> Result<Flock<File>> {
 }
 
 fn validate_tag(tag: &str) -> Result<()> {
-    let ok_chars = tag
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok_chars = tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if tag.is_empty() || tag.len() > MAX_TAG_LEN || !ok_chars {
         return Err(Error::Spec(format!(
             "namespace tag {tag:?} must be 1-{MAX_TAG_LEN} characters of [A-Za-z0-9_-]"

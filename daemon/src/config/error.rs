@@ -116,7 +116,10 @@ mod tests {
 
     #[test]
     fn field_is_lifted_from_parser_message() {
-        assert_eq!(field_from_message("unknown field `colour`, expected one of `a`"), "colour");
+        assert_eq!(
+            field_from_message("unknown field `colour`, expected one of `a`"),
+            "colour"
+        );
         assert_eq!(field_from_message("missing field `interface`"), "interface");
         assert_eq!(field_from_message("invalid type"), "");
     }

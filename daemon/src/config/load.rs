@@ -173,7 +173,9 @@ fn check_ifname(name: &str) -> Result<(), String> {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
     if ok {
         Ok(())
     } else {
@@ -201,13 +203,20 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
         match validate_segment(&s, &f, rep) {
             Some(seg) => {
                 if !names.insert(seg.id.clone()) {
-                    rep.at(s.name.span(), f("name"), format!("segment `{}` is defined twice", seg.id));
+                    rep.at(
+                        s.name.span(),
+                        f("name"),
+                        format!("segment `{}` is defined twice", seg.id),
+                    );
                     ok = false;
                 } else if !ifaces.insert(seg.interface.clone()) {
                     rep.at(
                         s.interface.span(),
                         f("interface"),
-                        format!("interface `{}` is already used by the WAN or another segment", seg.interface),
+                        format!(
+                            "interface `{}` is already used by the WAN or another segment",
+                            seg.interface
+                        ),
                     );
                     ok = false;
                 } else {
@@ -221,26 +230,38 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
     for (i, a) in segments.iter().enumerate() {
         for b in &segments[i + 1..] {
             if a.ipv4.trunc().contains(&b.ipv4.network()) || b.ipv4.trunc().contains(&a.ipv4.network()) {
-                rep.at(0..0, "segments", format!("segments `{}` and `{}` have overlapping IPv4 subnets", a.id, b.id));
+                rep.at(
+                    0..0,
+                    "segments",
+                    format!("segments `{}` and `{}` have overlapping IPv4 subnets", a.id, b.id),
+                );
                 ok = false;
             }
         }
     }
-    let mut web = WebConfig { listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))] };
+    let mut web = WebConfig {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))],
+    };
     if let Some(w) = raw.web {
         let mut listen = Vec::new();
         for (i, l) in w.listen.iter().enumerate() {
             match l.get_ref().parse::<SocketAddr>() {
                 Ok(a) => listen.push(a),
                 Err(_) => {
-                    rep.at(l.span(), format!("web.listen[{i}]"), format!("`{}` is not an address:port", l.get_ref().escape_debug()));
+                    rep.at(
+                        l.span(),
+                        format!("web.listen[{i}]"),
+                        format!("`{}` is not an address:port", l.get_ref().escape_debug()),
+                    );
                     ok = false;
                 }
             }
         }
         web.listen = listen;
     }
-    let path_or = |v: Option<Spanned<String>>, default: &str| v.map_or_else(|| PathBuf::from(default), |s| resolve(base, s.get_ref()));
+    let path_or = |v: Option<Spanned<String>>, default: &str| {
+        v.map_or_else(|| PathBuf::from(default), |s| resolve(base, s.get_ref()))
+    };
     let part = MainPart {
         wan_interface: wan.into_inner(),
         police_wan_input: raw.wan.police_input,
@@ -255,7 +276,9 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
 
 fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Reporter<'_>) -> Option<Segment> {
     let mut ok = true;
-    let id = SegmentId::new(s.name.get_ref()).map_err(|m| rep.at(s.name.span(), f("name"), m)).ok();
+    let id = SegmentId::new(s.name.get_ref())
+        .map_err(|m| rep.at(s.name.span(), f("name"), m))
+        .ok();
     if let Err(m) = check_ifname(s.interface.get_ref()) {
         rep.at(s.interface.span(), f("interface"), m);
         ok = false;
@@ -280,7 +303,10 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
                     ok = false;
                 }
                 match u16::try_from(*id.get_ref()) {
-                    Ok(v) if (1..=4094).contains(&v) => Some(SegmentKind::Vlan { parent: parent.get_ref().clone(), id: v }),
+                    Ok(v) if (1..=4094).contains(&v) => Some(SegmentKind::Vlan {
+                        parent: parent.get_ref().clone(),
+                        id: v,
+                    }),
                     _ => {
                         rep.at(id.span(), f("vlan_id"), "VLAN id must be between 1 and 4094");
                         None
@@ -293,7 +319,14 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
             }
         },
         other => {
-            rep.at(s.kind.span(), f("kind"), format!("unknown kind `{}` (expected existing, bridge or vlan)", other.escape_debug()));
+            rep.at(
+                s.kind.span(),
+                f("kind"),
+                format!(
+                    "unknown kind `{}` (expected existing, bridge or vlan)",
+                    other.escape_debug()
+                ),
+            );
             None
         }
     };
@@ -306,7 +339,10 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
             }
         }
         if !matches!(k, SegmentKind::Vlan { .. }) {
-            for (name, span) in [("parent", s.parent.as_ref().map(|p| p.span())), ("vlan_id", s.vlan_id.as_ref().map(|p| p.span()))] {
+            for (name, span) in [
+                ("parent", s.parent.as_ref().map(|p| p.span())),
+                ("vlan_id", s.vlan_id.as_ref().map(|p| p.span())),
+            ] {
                 if let Some(span) = span {
                     rep.at(span, f(name), format!("`{name}` only applies to kind = \"vlan\""));
                     ok = false;
@@ -316,12 +352,23 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
     }
     let ipv4 = match s.ipv4.get_ref().parse::<Ipv4Net>() {
         Ok(n) if n.addr() == n.network() || (n.prefix_len() < 31 && n.addr() == n.broadcast()) => {
-            rep.at(s.ipv4.span(), f("ipv4"), "the router's address must be a host address of the subnet, e.g. 192.168.1.1/24");
+            rep.at(
+                s.ipv4.span(),
+                f("ipv4"),
+                "the router's address must be a host address of the subnet, e.g. 192.168.1.1/24",
+            );
             None
         }
         Ok(n) => Some(n),
         Err(_) => {
-            rep.at(s.ipv4.span(), f("ipv4"), format!("`{}` is not an IPv4 address/prefix like 192.168.1.1/24", s.ipv4.get_ref().escape_debug()));
+            rep.at(
+                s.ipv4.span(),
+                f("ipv4"),
+                format!(
+                    "`{}` is not an IPv4 address/prefix like 192.168.1.1/24",
+                    s.ipv4.get_ref().escape_debug()
+                ),
+            );
             None
         }
     };
@@ -330,7 +377,14 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
         Some(v) => match v.get_ref().parse::<Ipv6Net>() {
             Ok(n) => Some(Some(n)),
             Err(_) => {
-                rep.at(v.span(), f("ipv6"), format!("`{}` is not an IPv6 address/prefix like fd00:1::1/64", v.get_ref().escape_debug()));
+                rep.at(
+                    v.span(),
+                    f("ipv6"),
+                    format!(
+                        "`{}` is not an IPv6 address/prefix like fd00:1::1/64",
+                        v.get_ref().escape_debug()
+                    ),
+                );
                 None
             }
         },
@@ -369,7 +423,9 @@ fn parse_pool(s: &str, net: Ipv4Net) -> Result<Ipv4Range, String> {
     }
     let hosts = net.trunc();
     if !hosts.contains(&start) || !hosts.contains(&end) || start == hosts.network() || end == hosts.broadcast() {
-        return Err(format!("the pool must lie inside {hosts}, without its network and broadcast addresses"));
+        return Err(format!(
+            "the pool must lie inside {hosts}, without its network and broadcast addresses"
+        ));
     }
     if (start..=end).contains(&net.addr()) {
         return Err(format!("the pool contains the router's own address {}", net.addr()));
@@ -417,7 +473,12 @@ fn load_policy(dir: &Path, segments: &[Segment], errors: &mut Vec<ConfigError>) 
 
 /// Merges all policy files. Zones and devices may be split across files; a zone,
 /// device or setting defined in two files is an error naming the second place.
-fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], errors: &mut Vec<ConfigError>) -> Option<Policy> {
+fn validate_policy(
+    dir: &Path,
+    sources: &[PolicySource],
+    segments: &[Segment],
+    errors: &mut Vec<ConfigError>,
+) -> Option<Policy> {
     // Pass 1: collect zone names, so references can be checked in any order.
     let mut zone_names = BTreeSet::new();
     for src in sources {
@@ -426,7 +487,11 @@ fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], e
             match ZoneId::new(name) {
                 Ok(id) => {
                     if !zone_names.insert(id) {
-                        rep.at(z.span(), format!("zones.{name}"), format!("zone `{name}` is defined in more than one policy file"));
+                        rep.at(
+                            z.span(),
+                            format!("zones.{name}"),
+                            format!("zone `{name}` is defined in more than one policy file"),
+                        );
                     }
                 }
                 Err(m) => rep.at(z.span(), format!("zones.{}", name.escape_debug()), m),
@@ -437,7 +502,11 @@ fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], e
         match ZoneId::new(v.get_ref()) {
             Ok(id) if zone_names.contains(&id) => Some(id),
             _ => {
-                rep.at(v.span(), field, format!("unknown zone `{}`", v.get_ref().escape_debug()));
+                rep.at(
+                    v.span(),
+                    field,
+                    format!("unknown zone `{}`", v.get_ref().escape_debug()),
+                );
                 None
             }
         }
@@ -477,7 +546,11 @@ fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], e
         }
         if let Some(u) = &src.raw.unknown_zone {
             if unknown_zone.is_some() {
-                rep.at(u.span(), "unknown_zone", "`unknown_zone` is set in more than one policy file");
+                rep.at(
+                    u.span(),
+                    "unknown_zone",
+                    "`unknown_zone` is set in more than one policy file",
+                );
             } else {
                 unknown_zone = zone_ref(&mut rep, u, "unknown_zone".into());
             }
@@ -486,11 +559,19 @@ fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], e
             let field = format!("segment_zones.{}", seg.escape_debug());
             let known = segments.iter().find(|s| s.id.as_str() == seg);
             match known {
-                None => rep.at(zone.span(), field.clone(), format!("unknown segment `{}`", seg.escape_debug())),
+                None => rep.at(
+                    zone.span(),
+                    field.clone(),
+                    format!("unknown segment `{}`", seg.escape_debug()),
+                ),
                 Some(s) => {
                     if let Some(z) = zone_ref(&mut rep, zone, field.clone()) {
                         if segment_zones.insert(s.id.clone(), z).is_some() {
-                            rep.at(zone.span(), field, "this segment's zone is set in more than one policy file");
+                            rep.at(
+                                zone.span(),
+                                field,
+                                "this segment's zone is set in more than one policy file",
+                            );
                         }
                     }
                 }
@@ -510,11 +591,18 @@ fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], e
             let name = d.name.as_ref().map(|n| n.get_ref().clone());
             if let Some(n) = &d.name {
                 if n.get_ref().chars().count() > 64 || n.get_ref().chars().any(char::is_control) {
-                    rep.at(n.span(), field("name"), "a device name is at most 64 characters, without control characters");
+                    rep.at(
+                        n.span(),
+                        field("name"),
+                        "a device name is at most 64 characters, without control characters",
+                    );
                 }
             }
             if let (Some(mac), Some(Some(_)) | None) = (mac, &zone) {
-                let over = DeviceOverride { zone: zone.flatten(), name };
+                let over = DeviceOverride {
+                    zone: zone.flatten(),
+                    name,
+                };
                 if devices.insert(mac, over).is_some() {
                     rep.at(d.mac.span(), field("mac"), format!("device {mac} is listed twice"));
                 }
@@ -528,12 +616,19 @@ fn validate_policy(dir: &Path, sources: &[PolicySource], segments: &[Segment], e
                 line: 0,
                 column: 0,
                 field: "unknown_zone".into(),
-                message: "no policy file sets `unknown_zone` (the zone for devices nobody knows yet, e.g. \"quarantine\")".into(),
+                message:
+                    "no policy file sets `unknown_zone` (the zone for devices nobody knows yet, e.g. \"quarantine\")"
+                        .into(),
             });
         }
         return None;
     };
-    Some(Policy { zones, unknown_zone, segment_zones, devices })
+    Some(Policy {
+        zones,
+        unknown_zone,
+        segment_zones,
+        devices,
+    })
 }
 
 /// Parses an `IP` or `IP/prefix` given on the command line.

@@ -15,9 +15,15 @@ fn shipped_default_policies_load() {
     assert!(iot.reach_zones.is_empty(), "iot never initiates into other zones");
     let q = &cfg.policy.zones[&ZoneId::new("quarantine").expect("id")];
     assert!(!q.internet);
-    assert_eq!(q.router_services.iter().copied().collect::<Vec<_>>(), [RouterService::Dns, RouterService::Dhcp]);
+    assert_eq!(
+        q.router_services.iter().copied().collect::<Vec<_>>(),
+        [RouterService::Dns, RouterService::Dhcp]
+    );
     assert_eq!(cfg.state_dir, fx.dir.join("state"));
-    assert_eq!(cfg.segments[0].dhcp_pool.map(|p| p.start.to_string()), Some("10.0.1.100".into()));
+    assert_eq!(
+        cfg.segments[0].dhcp_pool.map(|p| p.start.to_string()),
+        Some("10.0.1.100".into())
+    );
 }
 
 const ZONES: &str = r#"
@@ -34,7 +40,9 @@ router_services = ["dns", "dhcp"]
 
 #[test]
 fn every_error_is_reported_with_position_and_field() {
-    let bad_main = MAIN.replace("10.0.2.1/24", "10.0.2.0/24").replace("10.0.1.100-10.0.1.199", "10.0.1.1-10.0.1.199");
+    let bad_main = MAIN
+        .replace("10.0.2.1/24", "10.0.2.0/24")
+        .replace("10.0.1.100-10.0.1.199", "10.0.1.1-10.0.1.199");
     let bad_policy = r#"
 [zones.guest]
 reach_zones = ["nowhere"]
@@ -53,14 +61,23 @@ zone = "iot"
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     let has = |needle: &str| text.iter().any(|t| t.contains(needle));
     assert!(has("bulkhead.toml:") && has("segments[0].dhcp_pool"), "{text:#?}");
-    assert!(has("segments[1].ipv4: the router's address must be a host address"), "{text:#?}");
+    assert!(
+        has("segments[1].ipv4: the router's address must be a host address"),
+        "{text:#?}"
+    );
     // Policy errors are only checked once the main file is valid enough to know the segments.
     let fx = Fixture::new(MAIN, &[("10-zones.toml", ZONES), ("20-bad.toml", bad_policy)]);
     let errs = load(&fx.main()).expect_err("must fail").0;
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     let has = |needle: &str| text.iter().any(|t| t.contains(needle));
-    assert!(has("20-bad.toml:3:16: zones.guest.reach_zones[0]: unknown zone `nowhere`"), "{text:#?}");
-    assert!(has("20-bad.toml:4:27: zones.guest.router_services[1]: unknown router service `telnet`"), "{text:#?}");
+    assert!(
+        has("20-bad.toml:3:16: zones.guest.reach_zones[0]: unknown zone `nowhere`"),
+        "{text:#?}"
+    );
+    assert!(
+        has("20-bad.toml:4:27: zones.guest.router_services[1]: unknown router service `telnet`"),
+        "{text:#?}"
+    );
     assert!(has("segment_zones.attic: unknown segment `attic`"), "{text:#?}");
     assert!(has("devices[0].mac"), "{text:#?}");
     assert_eq!(errs.len(), 4, "{text:#?}");
@@ -94,12 +111,23 @@ fn vlan_segment_and_kind_mismatch() {
     );
     let fx = Fixture::new(&main, &[("zones.toml", ZONES)]);
     let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.segments[1].kind, SegmentKind::Vlan { parent: "eth0".into(), id: 20 });
+    assert_eq!(
+        cfg.segments[1].kind,
+        SegmentKind::Vlan {
+            parent: "eth0".into(),
+            id: 20
+        }
+    );
 
-    let main = main.replace("vlan_id = 20", "vlan_id = 5000").replace("kind = \"bridge\"\nports", "kind = \"existing\"\nports");
+    let main = main
+        .replace("vlan_id = 20", "vlan_id = 5000")
+        .replace("kind = \"bridge\"\nports", "kind = \"existing\"\nports");
     let fx = Fixture::new(&main, &[("zones.toml", ZONES)]);
     let text = load(&fx.main()).expect_err("must fail").to_string();
-    assert!(text.contains("segments[1].vlan_id: VLAN id must be between 1 and 4094"), "{text}");
+    assert!(
+        text.contains("segments[1].vlan_id: VLAN id must be between 1 and 4094"),
+        "{text}"
+    );
     assert!(text.contains("segments[0].ports: `ports` only applies"), "{text}");
 }
 
@@ -110,5 +138,8 @@ fn missing_unknown_zone_and_duplicate_zone() {
     assert!(text.contains("unknown_zone"), "{text}");
     let fx = Fixture::new(MAIN, &[("a.toml", ZONES), ("b.toml", "[zones.iot]\n")]);
     let text = load(&fx.main()).expect_err("must fail").to_string();
-    assert!(text.contains("b.toml:1:1: zones.iot: zone `iot` is defined in more than one"), "{text}");
+    assert!(
+        text.contains("b.toml:1:1: zones.iot: zone `iot` is defined in more than one"),
+        "{text}"
+    );
 }

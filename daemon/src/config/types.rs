@@ -25,7 +25,8 @@ fn check_ident(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 15
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -49,6 +50,12 @@ macro_rules! ident_type {
                 &self.0
             }
         }
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::new(s)
+            }
+        }
         impl TryFrom<String> for $t {
             type Error = String;
             fn try_from(s: String) -> Result<Self, String> {
@@ -63,7 +70,7 @@ macro_rules! ident_type {
         }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
     };
@@ -90,7 +97,10 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        f.pad(&format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        ))
     }
 }
 
@@ -103,7 +113,12 @@ impl fmt::Debug for MacAddr {
 impl FromStr for MacAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{}` is not a MAC address (expected aa:bb:cc:dd:ee:ff)", s.escape_debug());
+        let bad = || {
+            format!(
+                "`{}` is not a MAC address (expected aa:bb:cc:dd:ee:ff)",
+                s.escape_debug()
+            )
+        };
         let mut out = [0u8; 6];
         let mut parts = s.split([':', '-']);
         for byte in &mut out {
@@ -310,7 +325,10 @@ mod tests {
         assert!(m.is_locally_administered());
         assert!("02:ab:cd:00:11".parse::<MacAddr>().is_err());
         assert!("02:ab:cd:00:11:ff:00".parse::<MacAddr>().is_err());
-        assert!("01:00:5e:00:00:01".parse::<MacAddr>().is_err(), "multicast is no device");
+        assert!(
+            "01:00:5e:00:00:01".parse::<MacAddr>().is_err(),
+            "multicast is no device"
+        );
         assert!("zz:ab:cd:00:11:ff".parse::<MacAddr>().is_err());
     }
 

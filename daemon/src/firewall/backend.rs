@@ -63,7 +63,9 @@ impl ConntrackFlusher for ConntrackCli {
         for a in addrs {
             let fam = if a.is_ipv4() { "ipv4" } else { "ipv6" };
             for dir in ["--orig-src", "--orig-dst"] {
-                let out = Command::new("conntrack").args(["-D", "-f", fam, dir, &a.to_string()]).output()?;
+                let out = Command::new("conntrack")
+                    .args(["-D", "-f", fam, dir, &a.to_string()])
+                    .output()?;
                 // conntrack exits 1 when nothing matched; the count is on stderr.
                 let text = String::from_utf8_lossy(&out.stderr);
                 deleted += text

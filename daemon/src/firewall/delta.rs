@@ -51,9 +51,21 @@ pub fn diff_membership(old: &Membership, new: &Membership) -> MembershipDelta {
                 d.remove.insert((z.clone(), kind), rem);
             }
         };
-        put(SetKind::Mac, strings(n.macs.difference(&o.macs)), strings(o.macs.difference(&n.macs)));
-        put(SetKind::V4, strings(n.v4.difference(&o.v4)), strings(o.v4.difference(&n.v4)));
-        put(SetKind::V6, strings(n.v6.difference(&o.v6)), strings(o.v6.difference(&n.v6)));
+        put(
+            SetKind::Mac,
+            strings(n.macs.difference(&o.macs)),
+            strings(o.macs.difference(&n.macs)),
+        );
+        put(
+            SetKind::V4,
+            strings(n.v4.difference(&o.v4)),
+            strings(o.v4.difference(&n.v4)),
+        );
+        put(
+            SetKind::V6,
+            strings(n.v6.difference(&o.v6)),
+            strings(o.v6.difference(&n.v6)),
+        );
     }
     d
 }

@@ -27,7 +27,11 @@ pub(crate) fn meta(key: MetaKey) -> Expression<'static> {
 }
 
 pub(crate) fn ct(key: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT { key: Cow::Borrowed(key), family: None, dir: None }))
+    Expression::Named(NamedExpression::CT(CT {
+        key: Cow::Borrowed(key),
+        family: None,
+        dir: None,
+    }))
 }
 
 /// An anonymous set `{ a, b, c }`.
@@ -49,11 +53,17 @@ pub(crate) fn is_in(left: Expression<'static>, right: Expression<'static>) -> St
 }
 
 pub(crate) fn iifname_in<'a>(names: impl IntoIterator<Item = &'a String>) -> Statement<'static> {
-    is_in(meta(MetaKey::Iifname), anon_set(names.into_iter().map(|n| s(n.clone()))))
+    is_in(
+        meta(MetaKey::Iifname),
+        anon_set(names.into_iter().map(|n| s(n.clone()))),
+    )
 }
 
 pub(crate) fn oifname_in<'a>(names: impl IntoIterator<Item = &'a String>) -> Statement<'static> {
-    is_in(meta(MetaKey::Oifname), anon_set(names.into_iter().map(|n| s(n.clone()))))
+    is_in(
+        meta(MetaKey::Oifname),
+        anon_set(names.into_iter().map(|n| s(n.clone()))),
+    )
 }
 
 pub(crate) fn ct_state(states: &[&'static str]) -> Statement<'static> {
@@ -69,7 +79,9 @@ pub(crate) fn drop_() -> Statement<'static> {
 }
 
 pub(crate) fn goto(chain: &str) -> Statement<'static> {
-    Statement::Goto(JumpTarget { target: Cow::Owned(chain.to_string()) })
+    Statement::Goto(JumpTarget {
+        target: Cow::Owned(chain.to_string()),
+    })
 }
 
 pub(crate) fn counter() -> Statement<'static> {

@@ -101,7 +101,12 @@ pub fn reconcile(
             return Ok(ApplyOutcome::Unchanged);
         }
         match nft.apply(&render::delta_document(&delta)) {
-            Ok(()) => return Ok(ApplyOutcome::Delta { added: delta.added(), removed: delta.removed() }),
+            Ok(()) => {
+                return Ok(ApplyOutcome::Delta {
+                    added: delta.added(),
+                    removed: delta.removed(),
+                })
+            }
             Err(e) => tracing::warn!(error = %error_chain(&e), "set delta refused; replacing the tables instead"),
         }
     }
@@ -110,10 +115,19 @@ pub fn reconcile(
 }
 
 /// Replaces both tables in one transaction, then reads them back and compares.
-pub fn full_replace(nft: &dyn NftBackend, ruleset: &DesiredRuleset, membership: &Membership) -> Result<(), FirewallError> {
-    nft.apply(&render::full_document(ruleset, membership)).map_err(|source| FirewallError::Nft { what: "full", source })?;
-    let inet = nft.list_table(nftables::types::NfFamily::INet).map_err(|source| FirewallError::Nft { what: "list", source })?;
-    let bridge = nft.list_table(nftables::types::NfFamily::Bridge).map_err(|source| FirewallError::Nft { what: "list", source })?;
+pub fn full_replace(
+    nft: &dyn NftBackend,
+    ruleset: &DesiredRuleset,
+    membership: &Membership,
+) -> Result<(), FirewallError> {
+    nft.apply(&render::full_document(ruleset, membership))
+        .map_err(|source| FirewallError::Nft { what: "full", source })?;
+    let inet = nft
+        .list_table(nftables::types::NfFamily::INet)
+        .map_err(|source| FirewallError::Nft { what: "list", source })?;
+    let bridge = nft
+        .list_table(nftables::types::NfFamily::Bridge)
+        .map_err(|source| FirewallError::Nft { what: "list", source })?;
     verify(ruleset, membership, &[inet, bridge]).map_err(FirewallError::Verify)
 }
 

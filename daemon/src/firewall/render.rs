@@ -10,6 +10,7 @@
 //!   through to the unknown zone's chain, so a device Bulkhead has never heard of is
 //!   quarantined by the kernel on its first packet, before the daemon knows it.
 //! - who is reached: `ip daddr @<zone>_v4` / `ip6 daddr @<zone>_v6`.
+//!
 //! Per-packet cost is a fixed number of hash-set lookups per zone, independent of
 //! the number of devices.
 //!
@@ -22,7 +23,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use nftables::expr::{BinaryOperation, Expression, MetaKey};
+use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression};
 use nftables::schema::{
     Chain, Element, NfCmd, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetTypeValue, Table,
 };
@@ -72,13 +73,26 @@ pub struct ChainSpec {
 
 impl ChainSpec {
     fn new(family: NfFamily, name: impl Into<String>) -> Self {
-        ChainSpec { family, name: name.into(), base: None, rules: Vec::new() }
+        ChainSpec {
+            family,
+            name: name.into(),
+            base: None,
+            rules: Vec::new(),
+        }
     }
     fn base(family: NfFamily, name: &str, ty: NfChainType, hook: NfHook, prio: i32) -> Self {
-        ChainSpec { family, name: name.into(), base: Some((ty, hook, prio)), rules: Vec::new() }
+        ChainSpec {
+            family,
+            name: name.into(),
+            base: Some((ty, hook, prio)),
+            rules: Vec::new(),
+        }
     }
     fn rule(&mut self, name: impl Into<String>, stmts: Vec<Statement<'static>>) {
-        self.rules.push(NamedRule { name: name.into(), stmts });
+        self.rules.push(NamedRule {
+            name: name.into(),
+            stmts,
+        });
     }
 }
 
@@ -114,9 +128,20 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         // The WAN's own address configuration (DHCPv4 renewals, DHCPv6 replies).
         input.rule(
             "wan-dhcp-client",
-            vec![iifname_in(wan), is_in(payload("udp", "dport"), anon_set([num(68), num(546)])), accept()],
+            vec![
+                iifname_in(wan),
+                is_in(payload("udp", "dport"), anon_set([num(68), num(546)])),
+                accept(),
+            ],
         );
-        input.rule("wan-icmp-echo", vec![iifname_in(wan), eq(payload("icmp", "type"), s("echo-request")), accept()]);
+        input.rule(
+            "wan-icmp-echo",
+            vec![
+                iifname_in(wan),
+                eq(payload("icmp", "type"), s("echo-request")),
+                accept(),
+            ],
+        );
         input.rule("wan-drop", vec![iifname_in(wan), counter(), drop_()]);
     }
     chains.push(input);
@@ -125,7 +150,10 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     for z in &rs.zones {
         in_lan.rule(
             format!("from-{}", z.id),
-            vec![is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))), goto(&zone_chain("in", &z.id))],
+            vec![
+                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
+                goto(&zone_chain("in", &z.id)),
+            ],
         );
     }
     in_lan.rule("unknown-device", vec![goto(&zone_chain("in", &rs.unknown_zone))]);
@@ -141,6 +169,29 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // decisions are taken on a connection's first packet; moving a device deletes
     // its conntrack entries so an old decision does not outlive the move.
     fwd.rule("established", vec![ct_state(&["established", "related"]), accept()]);
+    if !lan.is_empty() {
+        // Where br_netfilter is loaded (bridge-nf-call-iptables=1, the default on
+        // many distributions), frames bridged WITHIN one segment also pass these
+        // inet hooks, with the bridge as both in and out interface. They are
+        // decided by `table bridge bulkhead`, which sees them either way; judging
+        // them here too would drop neighbour discovery and multicast.
+        let same_segment = lan
+            .iter()
+            .map(|l| Expression::Named(NamedExpression::Concat(vec![s(l.clone()), s(l.clone())])));
+        fwd.rule(
+            "same-segment",
+            vec![
+                is_in(
+                    Expression::Named(NamedExpression::Concat(vec![
+                        meta(MetaKey::Iifname),
+                        meta(MetaKey::Oifname),
+                    ])),
+                    anon_set(same_segment),
+                ),
+                accept(),
+            ],
+        );
+    }
     fwd.rule("invalid", vec![ct_state(&["invalid"]), drop_()]);
     if !lan.is_empty() {
         fwd.rule("lan", vec![iifname_in(lan), goto("fwd_lan")]);
@@ -154,7 +205,10 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     for z in &rs.zones {
         fwd_lan.rule(
             format!("from-{}", z.id),
-            vec![is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))), goto(&zone_chain("from", &z.id))],
+            vec![
+                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
+                goto(&zone_chain("from", &z.id)),
+            ],
         );
     }
     fwd_lan.rule("unknown-device", vec![goto(&zone_chain("from", &rs.unknown_zone))]);
@@ -168,14 +222,29 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     let mut post = ChainSpec::base(INet, "postrouting", NfChainType::NAT, NfHook::Postrouting, 100);
     post.rule(
         "masquerade",
-        vec![iifname_in(lan), eq(meta(MetaKey::Nfproto), s("ipv4")), oifname_in(wan), Statement::Masquerade(None)],
+        vec![
+            iifname_in(lan),
+            eq(meta(MetaKey::Nfproto), s("ipv4")),
+            oifname_in(wan),
+            Statement::Masquerade(None),
+        ],
     );
     chains.push(post);
     chains
 }
 
-const ND_TYPES: [&str; 4] = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"];
-const ICMP_ERRORS_V6: [&str; 4] = ["destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem"];
+const ND_TYPES: [&str; 4] = [
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+    "nd-router-solicit",
+    "nd-router-advert",
+];
+const ICMP_ERRORS_V6: [&str; 4] = [
+    "destination-unreachable",
+    "packet-too-big",
+    "time-exceeded",
+    "parameter-problem",
+];
 
 fn icmpv6_types(types: &[&'static str]) -> Statement<'static> {
     is_in(payload("icmpv6", "type"), anon_set(types.iter().map(|t| s(*t))))
@@ -187,17 +256,43 @@ fn num(n: u16) -> Expression<'static> {
 
 fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("in", &z.id));
-    let udp: Vec<u16> = z.services.iter().filter_map(|p| if let ServicePort::Udp(n) = p { Some(*n) } else { None }).collect();
-    let tcp: Vec<u16> = z.services.iter().filter_map(|p| if let ServicePort::Tcp(n) = p { Some(*n) } else { None }).collect();
+    let udp: Vec<u16> = z
+        .services
+        .iter()
+        .filter_map(|p| if let ServicePort::Udp(n) = p { Some(*n) } else { None })
+        .collect();
+    let tcp: Vec<u16> = z
+        .services
+        .iter()
+        .filter_map(|p| if let ServicePort::Tcp(n) = p { Some(*n) } else { None })
+        .collect();
     if !udp.is_empty() {
-        c.rule("services-udp", vec![is_in(payload("udp", "dport"), anon_set(udp.into_iter().map(num))), accept()]);
+        c.rule(
+            "services-udp",
+            vec![
+                is_in(payload("udp", "dport"), anon_set(udp.into_iter().map(num))),
+                accept(),
+            ],
+        );
     }
     if !tcp.is_empty() {
-        c.rule("services-tcp", vec![is_in(payload("tcp", "dport"), anon_set(tcp.into_iter().map(num))), accept()]);
+        c.rule(
+            "services-tcp",
+            vec![
+                is_in(payload("tcp", "dport"), anon_set(tcp.into_iter().map(num))),
+                accept(),
+            ],
+        );
     }
     if z.ping_router {
-        c.rule("ping-v4", vec![eq(payload("icmp", "type"), s("echo-request")), accept()]);
-        c.rule("ping-v6", vec![eq(payload("icmpv6", "type"), s("echo-request")), accept()]);
+        c.rule(
+            "ping-v4",
+            vec![eq(payload("icmp", "type"), s("echo-request")), accept()],
+        );
+        c.rule(
+            "ping-v6",
+            vec![eq(payload("icmpv6", "type"), s("echo-request")), accept()],
+        );
     }
     c.rule("default-deny", vec![counter(), drop_()]);
     c
@@ -211,8 +306,20 @@ fn zone_forward_chain(z: &ZoneRules, wan: &[String]) -> ChainSpec {
     }
     targets.sort();
     for t in targets {
-        c.rule(format!("to-{t}-v4"), vec![is_in(payload("ip", "daddr"), set_ref(&set_name(t, SetKind::V4))), accept()]);
-        c.rule(format!("to-{t}-v6"), vec![is_in(payload("ip6", "daddr"), set_ref(&set_name(t, SetKind::V6))), accept()]);
+        c.rule(
+            format!("to-{t}-v4"),
+            vec![
+                is_in(payload("ip", "daddr"), set_ref(&set_name(t, SetKind::V4))),
+                accept(),
+            ],
+        );
+        c.rule(
+            format!("to-{t}-v6"),
+            vec![
+                is_in(payload("ip6", "daddr"), set_ref(&set_name(t, SetKind::V6))),
+                accept(),
+            ],
+        );
     }
     if z.internet {
         c.rule("to-internet", vec![oifname_in(wan), accept()]);
@@ -224,7 +331,11 @@ fn zone_forward_chain(z: &ZoneRules, wan: &[String]) -> ChainSpec {
 fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     use NfFamily::Bridge;
     let mut chains = Vec::new();
-    let mut fwd = ChainSpec::base(Bridge, "forward", NfChainType::Filter, NfHook::Forward, 0);
+    // Priority -200 (the bridge family's `filter`): it must run before
+    // br_netfilter's hook at 0, which steals the frames it passes to the inet
+    // hooks and re-injects them after itself, so a chain at 0 registered later
+    // would never see them.
+    let mut fwd = ChainSpec::base(Bridge, "forward", NfChainType::Filter, NfHook::Forward, -200);
     if rs.bridge_ports.is_empty() {
         chains.push(fwd);
         return chains;
@@ -233,7 +344,10 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
     // included, so same-bridge isolation is stateless. ARP and neighbour discovery
     // carry no payload to protect and must pass for any allowed pair to work at all.
-    fwd.rule("arp", vec![iifname_in(ports), eq(payload("ether", "type"), s("arp")), accept()]);
+    fwd.rule(
+        "arp",
+        vec![iifname_in(ports), eq(payload("ether", "type"), s("arp")), accept()],
+    );
     fwd.rule("icmpv6-nd", vec![iifname_in(ports), icmpv6_types(&ND_TYPES), accept()]);
     // Broadcast and multicast (DHCP, mDNS, SSDP) reach every port of the bridge
     // anyway; unicast is what zones decide.
@@ -242,7 +356,10 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         vec![
             iifname_in(ports),
             op(
-                Expression::BinaryOperation(Box::new(BinaryOperation::AND(payload("ether", "daddr"), s("01:00:00:00:00:00")))),
+                Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                    payload("ether", "daddr"),
+                    s("01:00:00:00:00:00"),
+                ))),
                 Operator::EQ,
                 s("01:00:00:00:00:00"),
             ),
@@ -259,7 +376,10 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
             ],
         );
     }
-    fwd.rule("unknown-device", vec![iifname_in(ports), goto(&zone_chain("from", &rs.unknown_zone))]);
+    fwd.rule(
+        "unknown-device",
+        vec![iifname_in(ports), goto(&zone_chain("from", &rs.unknown_zone))],
+    );
     chains.push(fwd);
 
     for z in &rs.zones {
@@ -270,28 +390,53 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         }
         targets.sort();
         for t in &targets {
-            c.rule(format!("to-{t}"), vec![is_in(payload("ether", "daddr"), set_ref(&set_name(t, SetKind::Mac))), accept()]);
+            c.rule(
+                format!("to-{t}"),
+                vec![
+                    is_in(payload("ether", "daddr"), set_ref(&set_name(t, SetKind::Mac))),
+                    accept(),
+                ],
+            );
         }
         // Zones that may open connections to this one get their answers without
         // conntrack: TCP segments other than a bare SYN, ICMP replies and errors. A
         // device here still cannot OPEN a TCP connection to them. UDP answers are
         // not told apart from requests and stay blocked: put devices that must
         // answer UDP on their own segment, where conntrack decides.
-        for other in rs.zones.iter().filter(|o| o.id != z.id && o.reach.contains(&z.id) && !targets.contains(&&o.id)) {
+        for other in rs
+            .zones
+            .iter()
+            .filter(|o| o.id != z.id && o.reach.contains(&z.id) && !targets.contains(&&o.id))
+        {
             let to = is_in(payload("ether", "daddr"), set_ref(&set_name(&other.id, SetKind::Mac)));
             let bare_syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
                 payload("tcp", "flags"),
                 Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![s("syn"), s("ack")]))),
             )));
-            c.rule(format!("answer-{}-tcp", other.id), vec![to.clone(), op(bare_syn, Operator::NEQ, s("syn")), accept()]);
-            let icmp4 = ["echo-reply", "destination-unreachable", "time-exceeded", "parameter-problem"];
+            c.rule(
+                format!("answer-{}-tcp", other.id),
+                vec![to.clone(), op(bare_syn, Operator::NEQ, s("syn")), accept()],
+            );
+            let icmp4 = [
+                "echo-reply",
+                "destination-unreachable",
+                "time-exceeded",
+                "parameter-problem",
+            ];
             c.rule(
                 format!("answer-{}-icmp", other.id),
-                vec![to.clone(), is_in(payload("icmp", "type"), anon_set(icmp4.iter().map(|t| s(*t)))), accept()],
+                vec![
+                    to.clone(),
+                    is_in(payload("icmp", "type"), anon_set(icmp4.iter().map(|t| s(*t)))),
+                    accept(),
+                ],
             );
             let mut icmp6: Vec<&'static str> = ICMP_ERRORS_V6.to_vec();
             icmp6.push("echo-reply");
-            c.rule(format!("answer-{}-icmpv6", other.id), vec![to, icmpv6_types(&icmp6), accept()]);
+            c.rule(
+                format!("answer-{}-icmpv6", other.id),
+                vec![to, icmpv6_types(&icmp6), accept()],
+            );
         }
         c.rule("default-deny", vec![counter(), drop_()]);
         chains.push(c);
@@ -319,7 +464,11 @@ pub fn elements(m: &Membership, zone: &ZoneId, kind: SetKind) -> Vec<Expression<
 }
 
 fn table(family: NfFamily) -> Table<'static> {
-    Table { family, name: Cow::Borrowed(TABLE), handle: None }
+    Table {
+        family,
+        name: Cow::Borrowed(TABLE),
+        handle: None,
+    }
 }
 
 /// The full-replace document: for each of our two tables, `add` (so the delete
@@ -388,7 +537,9 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
             })));
         }
     }
-    Nftables { objects: Cow::Owned(objs) }
+    Nftables {
+        objects: Cow::Owned(objs),
+    }
 }
 
 /// The membership-change document: deletes then adds of set elements, one
@@ -408,9 +559,15 @@ pub fn delta_document(delta: &MembershipDelta) -> Nftables<'static> {
                     elem: Cow::Owned(elems.iter().map(|e| s(e.clone())).collect()),
                 };
                 let obj = NfListObject::Element(el);
-                objs.push(NfObject::CmdObject(if is_add { NfCmd::Add(obj) } else { NfCmd::Delete(obj) }));
+                objs.push(NfObject::CmdObject(if is_add {
+                    NfCmd::Add(obj)
+                } else {
+                    NfCmd::Delete(obj)
+                }));
             }
         }
     }
-    Nftables { objects: Cow::Owned(objs) }
+    Nftables {
+        objects: Cow::Owned(objs),
+    }
 }

@@ -22,25 +22,68 @@ fn ip(s: &str) -> IpAddr {
 
 fn sample_inventory() -> Inventory {
     let mut inv = Inventory::default();
-    inv.apply(&Event::ManualAdd { mac: mac(1), ip: Some(ip("10.0.1.10")) }, 0);
-    inv.apply(&Event::ManualAdd { mac: mac(1), ip: Some(ip("fd00:1::10")) }, 0);
-    inv.apply(&Event::SetZone { mac: mac(1), zone: ZoneId::new("trusted").expect("id") }, 0);
-    inv.apply(&Event::ManualAdd { mac: mac(2), ip: Some(ip("10.0.2.20")) }, 0);
-    inv.apply(&Event::SetZone { mac: mac(2), zone: ZoneId::new("iot").expect("id") }, 0);
-    inv.apply(&Event::ManualAdd { mac: mac(3), ip: Some(ip("10.0.1.30")) }, 0);
+    inv.apply(
+        &Event::ManualAdd {
+            mac: mac(1),
+            ip: Some(ip("10.0.1.10")),
+        },
+        0,
+    );
+    inv.apply(
+        &Event::ManualAdd {
+            mac: mac(1),
+            ip: Some(ip("fd00:1::10")),
+        },
+        0,
+    );
+    inv.apply(
+        &Event::SetZone {
+            mac: mac(1),
+            zone: ZoneId::new("trusted").expect("id"),
+        },
+        0,
+    );
+    inv.apply(
+        &Event::ManualAdd {
+            mac: mac(2),
+            ip: Some(ip("10.0.2.20")),
+        },
+        0,
+    );
+    inv.apply(
+        &Event::SetZone {
+            mac: mac(2),
+            zone: ZoneId::new("iot").expect("id"),
+        },
+        0,
+    );
+    inv.apply(
+        &Event::ManualAdd {
+            mac: mac(3),
+            ip: Some(ip("10.0.1.30")),
+        },
+        0,
+    );
     inv
 }
 
 /// Compares with `golden/<name>.json`; `UPDATE_GOLDEN=1` rewrites it.
 fn golden(name: &str, doc: &Nftables<'_>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/firewall/golden").join(format!("{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/firewall/golden")
+        .join(format!("{name}.json"));
     let got = serde_json::to_string_pretty(doc).expect("serialize") + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).expect("write golden");
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert!(got == want, "{} differs from the rendered document; review and run with UPDATE_GOLDEN=1.\n{got}", path.display());
+    let want =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert!(
+        got == want,
+        "{} differs from the rendered document; review and run with UPDATE_GOLDEN=1.\n{got}",
+        path.display()
+    );
 }
 
 #[test]
@@ -56,7 +99,8 @@ fn golden_edge_cases() {
     // No segments at all (a router being set up), a zone that reaches itself and
     // another, a WAN whose input is left to fw4, and an existing bridge's ports.
     let main = "policies_dir = \"policies\"\n[wan]\ninterface = \"eth1\"\npolice_input = false\n";
-    let pol = "unknown_zone = \"quar\"\n[zones.quar]\n[zones.lab]\nreach_zones = [\"lab\", \"quar\"]\nintra_zone = false\n";
+    let pol =
+        "unknown_zone = \"quar\"\n[zones.quar]\n[zones.lab]\nreach_zones = [\"lab\", \"quar\"]\nintra_zone = false\n";
     let dir = crate::testutil::Fixture::new(main, &[("p.toml", pol)]);
     let cfg = crate::config::load(&dir.main()).unwrap_or_else(|e| panic!("{e}"));
     let rs = desired_ruleset(&cfg, &["wlan0".to_string()].into_iter().collect());
@@ -68,7 +112,13 @@ fn moving_a_device_is_a_delta_of_its_elements_only() {
     let cfg = default_config();
     let mut inv = sample_inventory();
     let before = desired_membership(&cfg, &inv);
-    inv.apply(&Event::SetZone { mac: mac(1), zone: ZoneId::new("iot").expect("id") }, 1);
+    inv.apply(
+        &Event::SetZone {
+            mac: mac(1),
+            zone: ZoneId::new("iot").expect("id"),
+        },
+        1,
+    );
     let after = desired_membership(&cfg, &inv);
     let d = diff_membership(&before, &after);
     assert_eq!(d.added(), 3);
@@ -97,13 +147,19 @@ impl NftBackend for FakeNft {
                 stderr: "Error: Could not process rule: No such file or directory".into(),
             });
         }
-        self.applied.borrow_mut().push(if is_delta { "delta".into() } else { "full".into() });
+        self.applied
+            .borrow_mut()
+            .push(if is_delta { "delta".into() } else { "full".into() });
         Ok(())
     }
     fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
         let l = self.listing.borrow();
         let (inet, bridge) = l.as_ref().expect("listing set");
-        Ok(if family == NfFamily::Bridge { bridge.clone() } else { inet.clone() })
+        Ok(if family == NfFamily::Bridge {
+            bridge.clone()
+        } else {
+            inet.clone()
+        })
     }
 }
 
@@ -121,7 +177,11 @@ fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftables<'static>)
                 NfListObject::Set(s) => s.family,
                 _ => continue,
             };
-            let target = if family == NfFamily::Bridge { &mut bridge } else { &mut inet };
+            let target = if family == NfFamily::Bridge {
+                &mut bridge
+            } else {
+                &mut inet
+            };
             target.push(NfObject::ListObject(obj.clone()));
         }
     }
@@ -136,25 +196,53 @@ fn reconcile_chooses_full_or_delta_and_falls_back() {
     let m1 = desired_membership(&cfg, &inv);
     let nft = FakeNft::default();
     *nft.listing.borrow_mut() = Some(listing_of(&render::full_document(&rs, &m1)));
-    assert_eq!(reconcile(&nft, None, &rs, &m1).expect("apply"), ApplyOutcome::FullReplace);
-    let applied = Applied { ruleset: rs.clone(), membership: m1.clone() };
-    assert_eq!(reconcile(&nft, Some(&applied), &rs, &m1).expect("apply"), ApplyOutcome::Unchanged);
-    inv.apply(&Event::SetZone { mac: mac(3), zone: ZoneId::new("guest").expect("id") }, 1);
+    assert_eq!(
+        reconcile(&nft, None, &rs, &m1).expect("apply"),
+        ApplyOutcome::FullReplace
+    );
+    let applied = Applied {
+        ruleset: rs.clone(),
+        membership: m1.clone(),
+    };
+    assert_eq!(
+        reconcile(&nft, Some(&applied), &rs, &m1).expect("apply"),
+        ApplyOutcome::Unchanged
+    );
+    inv.apply(
+        &Event::SetZone {
+            mac: mac(3),
+            zone: ZoneId::new("guest").expect("id"),
+        },
+        1,
+    );
     let m2 = desired_membership(&cfg, &inv);
-    assert_eq!(reconcile(&nft, Some(&applied), &rs, &m2).expect("apply"), ApplyOutcome::Delta { added: 2, removed: 2 });
+    assert_eq!(
+        reconcile(&nft, Some(&applied), &rs, &m2).expect("apply"),
+        ApplyOutcome::Delta { added: 2, removed: 2 }
+    );
     assert_eq!(*nft.applied.borrow(), ["full", "delta"]);
 
     // A refused delta falls back to a full replace, which is then verified.
-    let refusing = FakeNft { refuse_deltas: true, ..Default::default() };
+    let refusing = FakeNft {
+        refuse_deltas: true,
+        ..Default::default()
+    };
     *refusing.listing.borrow_mut() = Some(listing_of(&render::full_document(&rs, &m2)));
-    assert_eq!(reconcile(&refusing, Some(&applied), &rs, &m2).expect("apply"), ApplyOutcome::FullReplace);
+    assert_eq!(
+        reconcile(&refusing, Some(&applied), &rs, &m2).expect("apply"),
+        ApplyOutcome::FullReplace
+    );
 
     // Verification catches a kernel that does not hold what we meant.
     let lying = FakeNft::default();
     *lying.listing.borrow_mut() = Some(listing_of(&render::full_document(&rs, &m1)));
     let err = reconcile(&lying, None, &rs, &m2).expect_err("must not verify");
     assert!(matches!(err, FirewallError::Verify(_)), "{err}");
-    assert!(error_chain(&err).contains("set inet trusted_mac") || error_chain(&err).contains("set "), "{}", error_chain(&err));
+    assert!(
+        error_chain(&err).contains("set inet trusted_mac") || error_chain(&err).contains("set "),
+        "{}",
+        error_chain(&err)
+    );
 }
 
 #[test]
@@ -168,8 +256,14 @@ fn a_structure_change_is_a_full_replace() {
     let m = desired_membership(&cfg, &sample_inventory());
     let nft = FakeNft::default();
     *nft.listing.borrow_mut() = Some(listing_of(&render::full_document(&rs2, &m)));
-    let applied = Applied { ruleset: rs, membership: m.clone() };
-    assert_eq!(reconcile(&nft, Some(&applied), &rs2, &m).expect("apply"), ApplyOutcome::FullReplace);
+    let applied = Applied {
+        ruleset: rs,
+        membership: m.clone(),
+    };
+    assert_eq!(
+        reconcile(&nft, Some(&applied), &rs2, &m).expect("apply"),
+        ApplyOutcome::FullReplace
+    );
 }
 
 /// The rendered documents must be accepted by the real `nft` (check mode: parsed
@@ -179,23 +273,28 @@ fn real_nft_accepts_the_documents() {
     let is_root = nix_is_root();
     let has_nft = std::process::Command::new("nft").arg("--version").output().is_ok();
     if !(is_root && has_nft) {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: this test needs root and nft (install nftables)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: this test needs root and nft (install nftables)"
+        );
         eprintln!("SKIPPED real_nft_accepts_the_documents: needs root and nft");
         return;
     }
     let cfg = default_config();
     let rs = desired_ruleset(&cfg, &Default::default());
     let m = desired_membership(&cfg, &sample_inventory());
-    for doc in [render::full_document(&rs, &m)] {
-        let json = serde_json::to_string(&doc).expect("json");
-        let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
-        assert!(out.is_ok(), "nft -c refused the document: {out:?}");
-    }
+    let json = serde_json::to_string(&render::full_document(&rs, &m)).expect("json");
+    let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
+    assert!(out.is_ok(), "nft -c refused the document: {out:?}");
 }
 
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }

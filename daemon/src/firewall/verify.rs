@@ -44,7 +44,10 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
                 }
                 NfListObject::Rule(r) if r.table == TABLE => {
                     let name = r.comment.as_deref().unwrap_or("<no comment>").to_string();
-                    got_rules.entry((fam(r.family), r.chain.to_string())).or_default().push(name);
+                    got_rules
+                        .entry((fam(r.family), r.chain.to_string()))
+                        .or_default()
+                        .push(name);
                 }
                 NfListObject::Set(s) if s.table == TABLE => {
                     let elems = s.elem.as_deref().unwrap_or(&[]).iter().map(elem_text).collect();
@@ -62,7 +65,10 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
         let want: Vec<String> = c.rules.iter().map(|r| r.name.clone()).collect();
         let got = got_rules.remove(&key).unwrap_or_default();
         if want != got {
-            problems.push(format!("chain {} {}: rules {:?}, expected {:?}", key.0, key.1, got, want));
+            problems.push(format!(
+                "chain {} {}: rules {:?}, expected {:?}",
+                key.0, key.1, got, want
+            ));
         }
     }
     for extra in got_chains.difference(&want_chains) {

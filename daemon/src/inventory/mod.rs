@@ -34,7 +34,14 @@ pub struct Device {
 impl Device {
     /// A device seen for the first time at `now`.
     pub fn new(mac: MacAddr, now: UnixTime) -> Self {
-        Device { mac, name: None, user_zone: None, addresses: BTreeSet::new(), first_seen: now, last_seen: now }
+        Device {
+            mac,
+            name: None,
+            user_zone: None,
+            addresses: BTreeSet::new(),
+            first_seen: now,
+            last_seen: now,
+        }
     }
 }
 
@@ -89,7 +96,9 @@ pub struct Inventory {
 impl Inventory {
     /// An inventory holding these devices (as loaded from the store).
     pub fn from_devices(devices: impl IntoIterator<Item = Device>) -> Self {
-        Inventory { devices: devices.into_iter().map(|d| (d.mac, d)).collect() }
+        Inventory {
+            devices: devices.into_iter().map(|d| (d.mac, d)).collect(),
+        }
     }
 
     /// All devices in MAC order.
@@ -176,9 +185,36 @@ mod tests {
     fn an_address_moves_between_devices() {
         let mut inv = Inventory::default();
         let ip: IpAddr = "10.0.1.5".parse().expect("ip");
-        assert_eq!(inv.apply(&Event::ManualAdd { mac: mac(1), ip: Some(ip) }, 10), Change::Facts);
-        assert_eq!(inv.apply(&Event::ManualAdd { mac: mac(1), ip: Some(ip) }, 11), Change::None);
-        assert_eq!(inv.apply(&Event::ManualAdd { mac: mac(2), ip: Some(ip) }, 12), Change::Facts);
+        assert_eq!(
+            inv.apply(
+                &Event::ManualAdd {
+                    mac: mac(1),
+                    ip: Some(ip)
+                },
+                10
+            ),
+            Change::Facts
+        );
+        assert_eq!(
+            inv.apply(
+                &Event::ManualAdd {
+                    mac: mac(1),
+                    ip: Some(ip)
+                },
+                11
+            ),
+            Change::None
+        );
+        assert_eq!(
+            inv.apply(
+                &Event::ManualAdd {
+                    mac: mac(2),
+                    ip: Some(ip)
+                },
+                12
+            ),
+            Change::Facts
+        );
         assert!(inv.get(&mac(1)).expect("dev").addresses.is_empty());
         assert!(inv.get(&mac(2)).expect("dev").addresses.contains(&ip));
     }
@@ -187,7 +223,16 @@ mod tests {
     fn set_zone_is_idempotent_and_seen_is_cheap() {
         let mut inv = Inventory::default();
         let z = ZoneId::new("iot").expect("id");
-        assert_eq!(inv.apply(&Event::SetZone { mac: mac(1), zone: z.clone() }, 1), Change::Facts);
+        assert_eq!(
+            inv.apply(
+                &Event::SetZone {
+                    mac: mac(1),
+                    zone: z.clone()
+                },
+                1
+            ),
+            Change::Facts
+        );
         assert_eq!(inv.apply(&Event::SetZone { mac: mac(1), zone: z }, 2), Change::None);
         assert_eq!(inv.apply(&Event::Seen { mac: mac(1) }, 3), Change::SeenOnly);
         assert_eq!(inv.apply(&Event::Seen { mac: mac(9) }, 3), Change::None);

@@ -6,9 +6,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 
@@ -26,16 +24,17 @@ pub async fn observe(handle: &Handle) -> Result<ObservedNet, NetError> {
             what: "links",
             source: Box::new(e),
         })?;
-    let addresses: Vec<AddressMessage> = handle
-        .address()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| NetError::Observe {
-            what: "addresses",
-            source: Box::new(e),
-        })?;
+    let addresses: Vec<AddressMessage> =
+        handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetError::Observe {
+                what: "addresses",
+                source: Box::new(e),
+            })?;
     Ok(observed_from_messages(&links, &addresses))
 }
 

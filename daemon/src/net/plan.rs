@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    DesiredNet, LinkKind, NetChange, NetPlan, ObservedKind, ObservedLink, ObservedNet,
-    PlanProblem, SegmentLink,
+    DesiredNet, LinkKind, NetChange, NetPlan, ObservedKind, ObservedLink, ObservedNet, PlanProblem, SegmentLink,
 };
 
 /// Linux's `IFNAMSIZ` is 16 bytes including the terminating NUL.
@@ -32,9 +31,7 @@ pub fn plan(desired: &DesiredNet, observed: &ObservedNet) -> NetPlan {
             });
             continue;
         }
-        let will_exist = |name: &str| {
-            observed.link(name).is_some() || usable.iter().any(|u| u.seg.interface == name)
-        };
+        let will_exist = |name: &str| observed.link(name).is_some() || usable.iter().any(|u| u.seg.interface == name);
         match check_segment(seg, observed, will_exist) {
             Ok(existing) => usable.push(Usable { seg, existing }),
             Err(problem) => problems.push(problem),
@@ -54,9 +51,7 @@ pub fn plan(desired: &DesiredNet, observed: &ObservedNet) -> NetPlan {
     for u in &usable {
         let name = u.seg.interface.as_str();
         match (&u.seg.kind, u.existing) {
-            (LinkKind::Bridge { .. }, None) => creates.push(NetChange::CreateBridge {
-                name: name.to_owned(),
-            }),
+            (LinkKind::Bridge { .. }, None) => creates.push(NetChange::CreateBridge { name: name.to_owned() }),
             (LinkKind::Vlan { parent, id }, None) => vlans.push(NetChange::CreateVlan {
                 name: name.to_owned(),
                 parent: parent.clone(),
@@ -247,12 +242,7 @@ fn check_existing_vlan<'a>(
 }
 
 /// Why `port` cannot be enslaved to `bridge`, if it cannot.
-fn check_port(
-    bridge: &str,
-    port: &str,
-    usable: &[Usable<'_>],
-    observed: &ObservedNet,
-) -> Option<PlanProblem> {
+fn check_port(bridge: &str, port: &str, usable: &[Usable<'_>], observed: &ObservedNet) -> Option<PlanProblem> {
     let invalid = |reason| {
         Some(PlanProblem::InvalidPort {
             bridge: bridge.to_owned(),
@@ -267,15 +257,11 @@ fn check_port(
     let desired_bridge = usable
         .iter()
         .any(|u| u.seg.interface == port && matches!(u.seg.kind, LinkKind::Bridge { .. }));
-    let observed_bridge = observed
-        .link(port)
-        .is_some_and(|l| l.kind == ObservedKind::Bridge);
+    let observed_bridge = observed.link(port).is_some_and(|l| l.kind == ObservedKind::Bridge);
     if desired_bridge || observed_bridge {
         return invalid("it is a bridge");
     }
-    let created_by_plan = usable
-        .iter()
-        .any(|u| u.seg.interface == port && u.existing.is_none());
+    let created_by_plan = usable.iter().any(|u| u.seg.interface == port && u.existing.is_none());
     if observed.link(port).is_none() && !created_by_plan {
         return Some(PlanProblem::MissingPort {
             bridge: bridge.to_owned(),
@@ -293,10 +279,7 @@ fn check_name(name: &str) -> Result<(), PlanProblem> {
         Some("longer than 15 bytes")
     } else if name == "." || name == ".." {
         Some("reserved")
-    } else if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
+    } else if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
         Some("contains '/', ':' or whitespace")
     } else {
         None
@@ -316,11 +299,7 @@ fn check_name(name: &str) -> Result<(), PlanProblem> {
 /// `Ok(false)` for "already exists".
 pub(super) fn simulate(observed: &mut ObservedNet, change: &NetChange) -> Result<bool, String> {
     let next_index = observed.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
-    let index_of = |o: &ObservedNet, name: &str| {
-        o.link(name)
-            .map(|l| l.index)
-            .ok_or_else(|| name.to_owned())
-    };
+    let index_of = |o: &ObservedNet, name: &str| o.link(name).map(|l| l.index).ok_or_else(|| name.to_owned());
     let new_link = |name: &str, kind| ObservedLink {
         name: name.to_owned(),
         index: next_index,
@@ -430,9 +409,7 @@ mod tests {
         assert_eq!(
             p.changes,
             vec![
-                NetChange::CreateBridge {
-                    name: "br-iot".into()
-                },
+                NetChange::CreateBridge { name: "br-iot".into() },
                 NetChange::SetMaster {
                     port: "eth1".into(),
                     bridge: "br-iot".into()
@@ -513,9 +490,7 @@ mod tests {
             let changed = simulate(&mut observed, change).expect("links exist");
             if matches!(
                 change,
-                NetChange::CreateBridge { .. }
-                    | NetChange::CreateVlan { .. }
-                    | NetChange::AddAddress { .. }
+                NetChange::CreateBridge { .. } | NetChange::CreateVlan { .. } | NetChange::AddAddress { .. }
             ) {
                 assert!(!changed, "{change} should be 'already exists'");
             }
@@ -549,9 +524,7 @@ mod tests {
         assert_eq!(
             p.changes,
             vec![
-                NetChange::CreateBridge {
-                    name: "br-iot".into()
-                },
+                NetChange::CreateBridge { name: "br-iot".into() },
                 NetChange::CreateVlan {
                     name: "eth0.10".into(),
                     parent: "eth0".into(),
@@ -602,11 +575,9 @@ mod tests {
     #[test]
     fn existing_vlan_with_other_id_is_a_problem_not_a_change() {
         let mut observed = fresh();
-        observed.links.push(link(
-            "eth0.10",
-            7,
-            ObservedKind::Vlan { parent: 2, id: 11 },
-        ));
+        observed
+            .links
+            .push(link("eth0.10", 7, ObservedKind::Vlan { parent: 2, id: 11 }));
         let desired = DesiredNet {
             segments: vec![SegmentLink {
                 interface: "eth0.10".into(),
@@ -848,29 +819,16 @@ mod tests {
             addresses: vec![],
         };
         let desired = DesiredNet {
-            segments: vec![
-                seg("br-ok"),
-                seg("br-ok"),
-                seg("this-name-is-too-long"),
-                seg("br/x"),
-            ],
+            segments: vec![seg("br-ok"), seg("br-ok"), seg("this-name-is-too-long"), seg("br/x")],
         };
         let p = plan(&desired, &fresh());
         assert_eq!(p.problems.len(), 3, "{:?}", p.problems);
-        assert!(matches!(
-            p.problems[0],
-            PlanProblem::DuplicateSegment { .. }
-        ));
+        assert!(matches!(p.problems[0], PlanProblem::DuplicateSegment { .. }));
         assert!(matches!(p.problems[1], PlanProblem::InvalidName { .. }));
         assert!(matches!(p.problems[2], PlanProblem::InvalidName { .. }));
         assert_eq!(
             p.changes,
-            vec![
-                NetChange::CreateBridge {
-                    name: "br-ok".into()
-                },
-                set_up("br-ok")
-            ]
+            vec![NetChange::CreateBridge { name: "br-ok".into() }, set_up("br-ok")]
         );
     }
 

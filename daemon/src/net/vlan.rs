@@ -99,13 +99,7 @@ mod tests {
         let link = super::super::observe::parse_link(&msg).expect("has a name");
         assert_eq!(link.name, "lan.4094");
         assert_eq!(link.index, 12);
-        assert_eq!(
-            link.kind,
-            super::super::ObservedKind::Vlan {
-                parent: 3,
-                id: 4094
-            }
-        );
+        assert_eq!(link.kind, super::super::ObservedKind::Vlan { parent: 3, id: 4094 });
         assert!(!link.up);
     }
 }

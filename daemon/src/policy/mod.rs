@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, MacAddr, RouterService, SegmentId, SegmentKind, ZoneId};
 use crate::inventory::{Device, Inventory};
 
 /// Why a device is in its zone, most authoritative first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ZoneReason {
     /// The homeowner chose it (CLI or UI). Always wins.
@@ -41,16 +41,37 @@ pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
     let p = &config.policy;
     let known = |z: &ZoneId| p.zones.contains_key(z);
     if let Some(z) = device.user_zone.as_ref().filter(|z| known(z)) {
-        return ZoneDecision { zone: z.clone(), reason: ZoneReason::UserChoice };
+        return ZoneDecision {
+            zone: z.clone(),
+            reason: ZoneReason::UserChoice,
+        };
     }
-    if let Some(z) = p.devices.get(&device.mac).and_then(|o| o.zone.as_ref()).filter(|z| known(z)) {
-        return ZoneDecision { zone: z.clone(), reason: ZoneReason::PolicyOverride };
+    if let Some(z) = p
+        .devices
+        .get(&device.mac)
+        .and_then(|o| o.zone.as_ref())
+        .filter(|z| known(z))
+    {
+        return ZoneDecision {
+            zone: z.clone(),
+            reason: ZoneReason::PolicyOverride,
+        };
     }
-    let segment = device.addresses.iter().find_map(|a| config.segment_for_ip(*a)).map(|s| &s.id);
+    let segment = device
+        .addresses
+        .iter()
+        .find_map(|a| config.segment_for_ip(*a))
+        .map(|s| &s.id);
     if let Some(z) = segment.and_then(|s| p.segment_zones.get(s)) {
-        return ZoneDecision { zone: z.clone(), reason: ZoneReason::SegmentDefault };
+        return ZoneDecision {
+            zone: z.clone(),
+            reason: ZoneReason::SegmentDefault,
+        };
     }
-    ZoneDecision { zone: p.unknown_zone.clone(), reason: ZoneReason::Unknown }
+    ZoneDecision {
+        zone: p.unknown_zone.clone(),
+        reason: ZoneReason::Unknown,
+    }
 }
 
 /// What one zone's sets hold.
@@ -80,11 +101,17 @@ impl Membership {
 
 /// The inventory as set contents.
 pub fn desired_membership(config: &Config, inventory: &Inventory) -> Membership {
-    let mut zones: BTreeMap<ZoneId, ZoneMembers> =
-        config.policy.zones.keys().map(|z| (z.clone(), ZoneMembers::default())).collect();
+    let mut zones: BTreeMap<ZoneId, ZoneMembers> = config
+        .policy
+        .zones
+        .keys()
+        .map(|z| (z.clone(), ZoneMembers::default()))
+        .collect();
     for device in inventory.devices() {
         let decision = zone_for(config, device);
-        let Some(members) = zones.get_mut(&decision.zone) else { continue };
+        let Some(members) = zones.get_mut(&decision.zone) else {
+            continue;
+        };
         members.macs.insert(device.mac);
         for a in &device.addresses {
             match a {
@@ -161,7 +188,11 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
             internet: z.internet,
             reach: z.reach_zones.iter().filter(|r| **r != z.id).cloned().collect(),
             intra_zone: z.intra_zone || z.reach_zones.contains(&z.id),
-            services: z.router_services.iter().flat_map(|s| service_ports(*s, config.web_port())).collect(),
+            services: z
+                .router_services
+                .iter()
+                .flat_map(|s| service_ports(*s, config.web_port()))
+                .collect(),
             ping_router: z.id != p.unknown_zone,
         })
         .collect();

@@ -1,0 +1,155 @@
+//! The control protocol: what the CLI (and later the web UI) asks the daemon, and
+//! what it answers. One JSON object per line over a root-only unix socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MacAddr, ZoneId};
+use crate::inventory::UnixTime;
+use crate::policy::ZoneReason;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// List devices.
+    Devices,
+    /// Put a device in a zone (the homeowner's decision; persists, always wins).
+    SetZone {
+        /// The device.
+        mac: MacAddr,
+        /// The zone.
+        zone: ZoneId,
+    },
+    /// Add a device by hand, optionally with an address.
+    AddDevice {
+        /// The device.
+        mac: MacAddr,
+        /// An address it uses.
+        ip: Option<IpAddr>,
+    },
+    /// Daemon status.
+    Status,
+}
+
+/// One device as the CLI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceView {
+    /// MAC.
+    pub mac: MacAddr,
+    /// Name, if any (untrusted text: display escaped).
+    pub name: Option<String>,
+    /// Zone.
+    pub zone: ZoneId,
+    /// Why it is in that zone.
+    pub reason: ZoneReason,
+    /// Addresses.
+    pub addresses: Vec<IpAddr>,
+    /// First seen.
+    pub first_seen: UnixTime,
+    /// Last seen.
+    pub last_seen: UnixTime,
+}
+
+/// Daemon status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Devices known.
+    pub devices: usize,
+    /// Zones in the policy.
+    pub zones: Vec<ZoneId>,
+    /// Full table replaces since start.
+    pub full_applies: u64,
+    /// Set-delta applies since start.
+    pub delta_applies: u64,
+    /// The last apply error, if the last apply failed.
+    pub last_error: Option<String>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    /// Devices.
+    Devices {
+        /// The list.
+        devices: Vec<DeviceView>,
+    },
+    /// Done; says what happened.
+    Done {
+        /// In words.
+        message: String,
+    },
+    /// Status.
+    Status(StatusView),
+    /// Refused or failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Errors talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect.
+    #[error("cannot reach the daemon at {path} (is `bulkhead daemon` running, and are you root?)")]
+    Connect {
+        /// Socket path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// I/O after connecting.
+    #[error("talking to the daemon failed")]
+    Io(#[source] std::io::Error),
+    /// The answer was not understood.
+    #[error("the daemon's answer was not understood")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// Sends one request and waits for the answer.
+pub fn call(socket: &Path, req: &Request) -> Result<Response, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(ClientError::Io)?;
+    let mut line = serde_json::to_string(req).map_err(ClientError::Decode)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(ClientError::Io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(ClientError::Io)?;
+    serde_json::from_str(&answer).map_err(ClientError::Decode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_stable() {
+        let r = Request::SetZone {
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            zone: ZoneId::new("iot").expect("id"),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("json"),
+            r#"{"cmd":"set-zone","mac":"02:00:00:00:00:01","zone":"iot"}"#
+        );
+        let bad: Result<Request, _> =
+            serde_json::from_str(r#"{"cmd":"set-zone","mac":"02:00:00:00:00:zz","zone":"iot"}"#);
+        assert!(bad.is_err());
+        let bad: Result<Request, _> =
+            serde_json::from_str(r#"{"cmd":"set-zone","mac":"02:00:00:00:00:01","zone":"Bad Zone"}"#);
+        assert!(bad.is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! `bulkhead daemon`: load config, enforce, then serve the control socket and react
+//! to signals. The runtime is single-threaded: one owner of [`DaemonState`], every
+//! change goes through it in order.
+
+mod state;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+pub use state::DaemonState;
+
+use crate::config::{self, Config, SegmentKind};
+use crate::control::{Request, Response};
+use crate::firewall::{error_chain, ConntrackCli, NftCli};
+use crate::inventory::UnixTime;
+use crate::net;
+use crate::store::Store;
+
+/// Seconds since the epoch, from the system clock (the one place we read it).
+pub fn unix_now() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Logs every config error, one per line, and returns a summary error.
+pub fn report_config_errors(path: &Path, errors: &config::ConfigErrors) -> anyhow::Error {
+    for e in &errors.0 {
+        tracing::error!("{e}");
+    }
+    anyhow::anyhow!("{} has {} error(s)", path.display(), errors.0.len())
+}
+
+/// What the config wants of links and addresses.
+pub fn desired_net(config: &Config) -> net::DesiredNet {
+    net::DesiredNet {
+        segments: config
+            .segments
+            .iter()
+            .map(|s| net::SegmentLink {
+                interface: s.interface.clone(),
+                kind: match &s.kind {
+                    SegmentKind::Existing => net::LinkKind::Existing,
+                    SegmentKind::Bridge { ports } => net::LinkKind::Bridge { ports: ports.clone() },
+                    SegmentKind::Vlan { parent, id } => net::LinkKind::Vlan {
+                        parent: parent.clone(),
+                        id: *id,
+                    },
+                },
+                addresses: std::iter::once(ipnet::IpNet::V4(s.ipv4))
+                    .chain(s.ipv6.map(ipnet::IpNet::V6))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Ports of segment interfaces that are bridges Bulkhead did not create (OpenWrt's
+/// br-lan): the bridge table must police them too.
+fn existing_bridge_ports(config: &Config, observed: &net::ObservedNet) -> BTreeSet<String> {
+    let mut ports = BTreeSet::new();
+    for s in config.segments.iter().filter(|s| s.kind == SegmentKind::Existing) {
+        if let Some(br) = observed
+            .link(&s.interface)
+            .filter(|l| l.kind == net::ObservedKind::Bridge)
+        {
+            ports.extend(
+                observed
+                    .links
+                    .iter()
+                    .filter(|l| l.master == Some(br.index))
+                    .map(|l| l.name.clone()),
+            );
+        }
+    }
+    ports
+}
+
+/// Brings links and addresses in line; returns existing bridges' ports.
+async fn reconcile_links(handle: &rtnetlink::Handle, config: &Config) -> Result<BTreeSet<String>, net::NetError> {
+    let desired = desired_net(config);
+    let observed = net::observe(handle).await?;
+    let plan = net::plan(&desired, &observed);
+    for problem in &plan.problems {
+        tracing::warn!(%problem, "segment link cannot be set up");
+    }
+    let report = net::apply(handle, &plan).await?;
+    tracing::info!(?report, "links reconciled");
+    let observed = net::observe(handle).await?;
+    Ok(existing_bridge_ports(config, &observed))
+}
+
+type Job = (Request, oneshot::Sender<Response>);
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = config::load(&config_path).map_err(|e| report_config_errors(&config_path, &e))?;
+    let now = unix_now();
+    let store = Store::open(&config.state_dir, now).context("opening the store")?;
+    let mut state = DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackCli))
+        .context("loading devices")?;
+
+    // Rules before links: on a first start, the bridge must not pass a frame before
+    // the bridge table exists. On a restart the previous rules are still in force
+    // and this replaces them atomically.
+    state.reconcile().context("applying the firewall")?;
+    let (nl, nl_task) = net::open().context("opening rtnetlink")?;
+    match reconcile_links(&nl, &state.config).await {
+        Ok(ports) if ports != state.observed_bridge_ports => {
+            state.observed_bridge_ports = ports;
+            state.reconcile().context("applying the firewall")?;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %error_chain(&e), "could not set up segment links"),
+    }
+
+    let listener = bind_control(&state.config.control_socket)?;
+    let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
+    tokio::spawn(accept_loop(listener, jobs_tx));
+    let health = Arc::new(RwLock::new(health_of(&state)));
+    for addr in state.config.web.listen.clone() {
+        let backend = HealthBackend(health.clone());
+        tokio::spawn(async move {
+            if let Err(e) = bulkhead_web::serve(addr, Arc::new(backend)).await {
+                tracing::error!(%addr, error = %e, "web UI stopped");
+            }
+        });
+    }
+
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tracing::info!(config = %config_path.display(), socket = %state.config.control_socket.display(), "bulkhead running");
+    println!("bulkhead: ready");
+    loop {
+        tokio::select! {
+            Some((req, reply)) = jobs.recv() => {
+                let resp = state.handle(req, unix_now());
+                let _ = reply.send(resp);
+            }
+            _ = hup.recv() => {
+                reload(&mut state, &config_path, &nl).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => state.handle_timeout(unix_now()),
+        }
+        if let Ok(mut h) = health.write() {
+            *h = health_of(&state);
+        }
+    }
+    // Leave the rules in force: stopping Bulkhead must not open the network.
+    state.shutdown(unix_now());
+    nl_task.abort();
+    let _ = std::fs::remove_file(&state.config.control_socket);
+    tracing::info!("bulkhead stopped; firewall rules stay in force");
+    Ok(())
+}
+
+/// SIGHUP: a new config is used only if it is valid AND the firewall accepts it;
+/// otherwise the old one stays in force, with the reasons logged.
+async fn reload(state: &mut DaemonState, path: &Path, nl: &rtnetlink::Handle) {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let err = report_config_errors(path, &e);
+            tracing::error!("reload refused, the running config stays in force: {err}");
+            return;
+        }
+    };
+    let ports = match reconcile_links(nl, &config).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "reload: links not fully set up");
+            state.observed_bridge_ports.clone()
+        }
+    };
+    let old_ports = std::mem::replace(&mut state.observed_bridge_ports, ports);
+    match state.replace_config(config) {
+        Ok(outcome) => tracing::info!(?outcome, "config reloaded"),
+        Err(e) => {
+            state.observed_bridge_ports = old_ports;
+            tracing::error!(error = %error_chain(&e), "reload refused by the firewall; the running config stays in force");
+        }
+    }
+}
+
+fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by a killed daemon: remove it, but never a non-socket file.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        anyhow::ensure!(
+            meta.file_type().is_socket(),
+            "{} exists and is not a socket",
+            path.display()
+        );
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    // Root-only: the socket changes the firewall.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).context("chmod control socket")?;
+    Ok(listener)
+}
+
+async fn accept_loop(listener: UnixListener, jobs: mpsc::Sender<Job>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let jobs = jobs.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_client(stream, jobs).await {
+                        tracing::debug!(error = %e, "control client");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// At most this much of a request line is read; the socket is root-only, but a
+/// bound costs nothing.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+async fn serve_client(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+    let mut line = String::new();
+    lines.read_line(&mut line).await?;
+    let resp = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Response::Error {
+            message: format!("bad request: {e}"),
+        },
+        Ok(req) => {
+            let (tx, rx) = oneshot::channel();
+            if jobs.send((req, tx)).await.is_err() {
+                return Ok(());
+            }
+            rx.await.unwrap_or(Response::Error {
+                message: "daemon is stopping".into(),
+            })
+        }
+    };
+    let mut out =
+        serde_json::to_string(&resp).unwrap_or_else(|_| "{\"result\":\"error\",\"message\":\"encode\"}".into());
+    out.push('\n');
+    write.write_all(out.as_bytes()).await
+}
+
+fn health_of(state: &DaemonState) -> bulkhead_web::Health {
+    let views = state.device_views();
+    let mut zones: std::collections::BTreeMap<String, usize> =
+        state.config.policy.zones.keys().map(|z| (z.to_string(), 0)).collect();
+    for v in &views {
+        *zones.entry(v.zone.to_string()).or_default() += 1;
+    }
+    bulkhead_web::Health {
+        devices: views.len(),
+        zones: zones.into_iter().collect(),
+    }
+}
+
+struct HealthBackend(Arc<RwLock<bulkhead_web::Health>>);
+
+impl bulkhead_web::Backend for HealthBackend {
+    fn health(&self) -> bulkhead_web::Health {
+        self.0.read().map(|h| h.clone()).unwrap_or_default()
+    }
+}

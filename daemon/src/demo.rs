@@ -1,0 +1,442 @@
+//! The demo home: a router running the real `bulkhead` binary in a network
+//! namespace, an "internet", and hosts on two segments. `bulkhead demo` shows it;
+//! the end-to-end tests in `netns-tests/` use the same builder.
+//!
+//! ```text
+//!   isp (203.0.113.10)
+//!     |  wan0
+//!   router ── br-lan 10.0.1.1/24 fd00:1::1/64 ── laptop (trusted)  10.0.1.10
+//!          │                                  ├─ plug   (iot)      10.0.1.20   same bridge as the laptop
+//!          │                                  └─ stranger (nobody) 10.0.1.99   quarantined: in no set
+//!          └─ br-iot 10.0.2.1/24 fd00:2::1/64 ── camera (iot)      10.0.2.10
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bulkhead_netns::{Home, HomeSpec, HostSpec, SegmentSpec};
+
+use crate::config::MacAddr;
+use crate::control::{self, Request, Response};
+
+/// One demo host: name, segment, MAC, IPv4, IPv6, zone ("" = nobody placed it).
+pub struct DemoHost {
+    /// Host (and namespace tag) name.
+    pub name: &'static str,
+    /// Segment.
+    pub segment: &'static str,
+    /// MAC.
+    pub mac: [u8; 6],
+    /// IPv4 with prefix.
+    pub ipv4: &'static str,
+    /// IPv6 with prefix.
+    pub ipv6: &'static str,
+    /// The zone the demo pins it to; empty: unknown (quarantine).
+    pub zone: &'static str,
+}
+
+/// The demo's hosts.
+pub const HOSTS: &[DemoHost] = &[
+    DemoHost {
+        name: "laptop",
+        segment: "lan",
+        mac: [0x02, 0xbb, 0, 0, 1, 0x10],
+        ipv4: "10.0.1.10/24",
+        ipv6: "fd00:1::10/64",
+        zone: "trusted",
+    },
+    DemoHost {
+        name: "plug",
+        segment: "lan",
+        mac: [0x02, 0xbb, 0, 0, 1, 0x20],
+        ipv4: "10.0.1.20/24",
+        ipv6: "fd00:1::20/64",
+        zone: "iot",
+    },
+    DemoHost {
+        name: "stranger",
+        segment: "lan",
+        mac: [0x02, 0xbb, 0, 0, 1, 0x99],
+        ipv4: "10.0.1.99/24",
+        ipv6: "fd00:1::99/64",
+        zone: "",
+    },
+    DemoHost {
+        name: "camera",
+        segment: "iot",
+        mac: [0x02, 0xbb, 0, 0, 2, 0x10],
+        ipv4: "10.0.2.10/24",
+        ipv6: "fd00:2::10/64",
+        zone: "iot",
+    },
+];
+
+/// The home as the harness builds it.
+pub fn home_spec() -> anyhow::Result<HomeSpec> {
+    let mut spec = HomeSpec::default();
+    spec.segments
+        .push(SegmentSpec::new("lan", "10.0.1.1/24".parse()?).with_ipv6("fd00:1::1/64".parse()?));
+    spec.segments
+        .push(SegmentSpec::new("iot", "10.0.2.1/24".parse()?).with_ipv6("fd00:2::1/64".parse()?));
+    for h in HOSTS {
+        spec.hosts.push(
+            HostSpec::new(h.name, h.segment, h.mac)
+                .with_ipv4(h.ipv4.parse()?)
+                .with_ipv6(h.ipv6.parse()?),
+        );
+    }
+    Ok(spec)
+}
+
+/// A running demo: the home, a config directory, and the daemon.
+pub struct DemoHome {
+    /// The namespaces.
+    pub home: Home,
+    /// Config, policies, state and socket live here (removed on drop).
+    pub dir: PathBuf,
+    bin: PathBuf,
+    /// The running daemon's pid (interior: tests kill and restart it while
+    /// other threads probe through the same home).
+    daemon: std::sync::Mutex<Option<u32>>,
+}
+
+impl DemoHome {
+    /// Builds the home and writes the router's config (not started yet).
+    /// `extra_policies` are added to the shipped policies, e.g. `("pins.toml", ...)`.
+    pub fn build(bin: &Path, extra_policies: &[(&str, &str)]) -> anyhow::Result<DemoHome> {
+        let home = Home::new(&home_spec()?).context("building the namespaces")?;
+        let dir = std::env::temp_dir().join(format!("bulkhead-demo-{}", home.router().name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies"))?;
+        let demo = DemoHome {
+            home,
+            dir,
+            bin: bin.to_path_buf(),
+            daemon: std::sync::Mutex::new(None),
+        };
+        demo.write_config()?;
+        for (name, text) in shipped_policies() {
+            std::fs::write(demo.dir.join("policies").join(name), text)?;
+        }
+        let mut pins = String::from("# The demo's devices, pinned by the homeowner.\n");
+        for h in HOSTS.iter().filter(|h| !h.zone.is_empty()) {
+            pins.push_str(&format!(
+                "\n[[devices]]\nmac = \"{}\"\nzone = \"{}\"\nname = \"{}\"\n",
+                MacAddr(h.mac),
+                h.zone,
+                h.name
+            ));
+        }
+        std::fs::write(demo.dir.join("policies/50-demo-devices.toml"), pins)?;
+        for (name, text) in extra_policies {
+            std::fs::write(demo.dir.join("policies").join(name), text)?;
+        }
+        Ok(demo)
+    }
+
+    fn write_config(&self) -> anyhow::Result<()> {
+        let mut c = format!(
+            "# Written by the demo.\nstate_dir = \"state\"\npolicies_dir = \"policies\"\ncontrol_socket = \"control.sock\"\n\n[wan]\ninterface = \"{}\"\n\n[web]\nlisten = [\"10.0.1.1:8080\"]\n",
+            bulkhead_netns::home::WAN_IF
+        );
+        for s in self.home.segments() {
+            let ports: Vec<String> = self
+                .home
+                .hosts()
+                .iter()
+                .filter(|h| h.spec().segment == s.name)
+                .map(|h| format!("\"{}\"", h.router_port()))
+                .collect();
+            c.push_str(&format!(
+                "\n[[segments]]\nname = \"{}\"\ninterface = \"{}\"\nkind = \"bridge\"\nports = [{}]\nipv4 = \"{}\"\n",
+                s.name,
+                s.bridge,
+                ports.join(", "),
+                s.gateway_v4
+            ));
+            if let Some(v6) = s.gateway_v6 {
+                c.push_str(&format!("ipv6 = \"{v6}\"\n"));
+            }
+        }
+        std::fs::write(self.config_path(), c)?;
+        Ok(())
+    }
+
+    /// The router's config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("bulkhead.toml")
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// The daemon's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    /// Starts the daemon in the router namespace and waits until it answers.
+    pub fn start_daemon(&self) -> anyhow::Result<u32> {
+        let bin = self.bin.to_string_lossy().into_owned();
+        let cfg = self.config_path().to_string_lossy().into_owned();
+        let pid = self
+            .home
+            .router()
+            .spawn_logged(&bin, &["--config", &cfg, "daemon"], &self.log_path())?;
+        self.set_pid(Some(pid));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Response::Status(_)) = control::call(&self.socket(), &Request::Status) {
+                return Ok(pid);
+            }
+            if let Ok(Some(status)) = self.home.router().wait_tracked(pid, Duration::from_millis(50)) {
+                self.set_pid(None);
+                bail!("the daemon exited ({status}) during start-up:\n{}", self.log());
+            }
+        }
+        bail!("the daemon did not answer within 15 s:\n{}", self.log())
+    }
+
+    /// The daemon's pid, if running.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        *self.daemon.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_pid(&self, pid: Option<u32>) -> Option<u32> {
+        std::mem::replace(
+            &mut *self.daemon.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            pid,
+        )
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal_daemon(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = self.daemon_pid().context("daemon not running")?;
+        self.home.router().kill_tracked(pid, signal)?;
+        Ok(())
+    }
+
+    /// Kills the daemon with SIGKILL and reaps it.
+    pub fn kill_daemon(&self) -> anyhow::Result<()> {
+        self.signal_daemon(nix::sys::signal::Signal::SIGKILL)?;
+        if let Some(pid) = self.set_pid(None) {
+            self.home.router().wait_tracked(pid, Duration::from_secs(5))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop_daemon(&self) -> anyhow::Result<()> {
+        if let Some(pid) = self.set_pid(None) {
+            self.home.router().stop_tracked(pid)?;
+        }
+        Ok(())
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Sends a control request; an error answer becomes an error.
+    pub fn call(&self, req: Request) -> anyhow::Result<Response> {
+        match control::call(&self.socket(), &req)? {
+            Response::Error { message } => bail!("daemon refused: {message}"),
+            r => Ok(r),
+        }
+    }
+
+    /// Tells the daemon each pinned host's addresses (manual entry, until
+    /// discovery lands). The stranger is left out: nobody knows it.
+    pub fn register_hosts(&self) -> anyhow::Result<()> {
+        for h in HOSTS.iter().filter(|h| !h.zone.is_empty()) {
+            for ip in [h.ipv4, h.ipv6] {
+                let ip = crate::config::parse_ip(ip).map_err(anyhow::Error::msg)?;
+                self.call(Request::AddDevice {
+                    mac: MacAddr(h.mac),
+                    ip: Some(ip),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's IPv4 address.
+    pub fn ipv4(&self, host: &str) -> anyhow::Result<IpAddr> {
+        let h = HOSTS.iter().find(|h| h.name == host).context("no such host")?;
+        crate::config::parse_ip(h.ipv4).map_err(anyhow::Error::msg)
+    }
+
+    /// The host's IPv6 address.
+    pub fn ipv6(&self, host: &str) -> anyhow::Result<IpAddr> {
+        let h = HOSTS.iter().find(|h| h.name == host).context("no such host")?;
+        crate::config::parse_ip(h.ipv6).map_err(anyhow::Error::msg)
+    }
+
+    /// TCP probe from a namespace to an address's port-80 banner responder.
+    pub fn tcp(&self, from: &str, to: IpAddr, port: u16) -> anyhow::Result<bool> {
+        Ok(bulkhead_netns::tcp_probe(
+            self.home.ns(from)?,
+            SocketAddr::new(to, port),
+            PROBE_TIMEOUT,
+        )?)
+    }
+
+    /// Who reaches whom over TCP (port 80, IPv4): rows are sources, columns
+    /// are destinations (every host, then the internet).
+    pub fn reachability(&self) -> anyhow::Result<Vec<MatrixRow>> {
+        let mut rows = Vec::new();
+        for from in HOSTS {
+            let mut row = Vec::new();
+            for to in HOSTS.iter().filter(|t| t.name != from.name) {
+                row.push((to.name.to_string(), self.tcp(from.name, self.ipv4(to.name)?, 80)?));
+            }
+            row.push((
+                "internet".to_string(),
+                self.tcp(from.name, self.home.internet_v4().into(), 80)?,
+            ));
+            rows.push((from.name.to_string(), row));
+        }
+        Ok(rows)
+    }
+}
+
+/// One row of the reachability matrix: a source and, per destination, whether
+/// it was reached.
+pub type MatrixRow = (String, Vec<(String, bool)>);
+
+/// How long a probe waits before calling a destination unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
+
+impl Drop for DemoHome {
+    fn drop(&mut self) {
+        // The Home's drop stops the daemon (a tracked process) and removes the
+        // namespaces; the config directory is ours.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The default policies, embedded so the demo works from any directory.
+pub fn shipped_policies() -> [(&'static str, &'static str); 2] {
+    [
+        ("zones.toml", include_str!("../../policies/zones.toml")),
+        ("devices.toml", include_str!("../../policies/devices.toml")),
+    ]
+}
+
+/// Formats the reachability matrix.
+pub fn format_matrix(rows: &[MatrixRow]) -> String {
+    let zone = |n: &str| {
+        HOSTS
+            .iter()
+            .find(|h| h.name == n)
+            .map(|h| if h.zone.is_empty() { "quarantine" } else { h.zone })
+            .unwrap_or("")
+    };
+    let mut cols: Vec<&str> = HOSTS.iter().map(|h| h.name).collect();
+    cols.push("internet");
+    let mut out = format!("{:<22}", "from \\ to");
+    for c in &cols {
+        out.push_str(&format!("{c:>10}"));
+    }
+    out.push('\n');
+    for (from, row) in rows {
+        out.push_str(&format!("{:<22}", format!("{from} ({})", zone(from))));
+        for c in &cols {
+            let cell = if *c == from {
+                "-"
+            } else if row.iter().any(|(t, ok)| t == c && *ok) {
+                "yes"
+            } else {
+                "no"
+            };
+            out.push_str(&format!("{cell:>10}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `bulkhead demo`.
+pub fn run(once: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        bulkhead_netns::is_root(),
+        "the demo builds network namespaces and needs root"
+    );
+    let removed = bulkhead_netns::Netns::cleanup_stale().unwrap_or_default();
+    if !removed.is_empty() {
+        eprintln!("removed {} namespaces left by an earlier run", removed.len());
+    }
+    let bin = std::env::current_exe().context("finding the bulkhead binary")?;
+    // Ctrl-C must tear the home down: catch it instead of dying mid-build.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let mut signals = nix_signals()?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    eprintln!("building the demo home in network namespaces…");
+    let demo = DemoHome::build(&bin, &[])?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    println!(
+        "\nBulkhead demo home (router namespace: {})\n",
+        demo.home.router().name()
+    );
+    let devices = demo.call(Request::Devices)?;
+    if let Response::Devices { devices } = devices {
+        for d in devices {
+            println!("  {}  {:<10}  {}", d.mac, d.zone, d.name.unwrap_or_default());
+        }
+        println!(
+            "  02:bb:00:00:01:99  quarantine  stranger (never seen by Bulkhead: the kernel quarantines unknown MACs)"
+        );
+    }
+    println!("\nWho can open a TCP connection to whom (real probes, port 80):\n");
+    println!("{}", format_matrix(&demo.reachability()?));
+    println!("Try it yourself while the demo runs:");
+    println!(
+        "  ip netns exec {} nft list table inet bulkhead",
+        demo.home.router().name()
+    );
+    println!("  bulkhead --socket {} devices", demo.socket().display());
+    if once {
+        demo.stop_daemon()?;
+        return Ok(());
+    }
+    println!("\nPress Ctrl-C to remove the demo home.");
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("removing the demo home…");
+    demo.stop_daemon()?;
+    Ok(())
+}
+
+/// SIGINT/SIGTERM as an iterator on a thread.
+fn nix_signals() -> anyhow::Result<SignalWait> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    // Blocked in this thread (and inherited by threads spawned after), then
+    // waited for synchronously by the waiter thread.
+    set.thread_block().context("blocking SIGINT/SIGTERM")?;
+    Ok(SignalWait { set })
+}
+
+struct SignalWait {
+    set: nix::sys::signal::SigSet,
+}
+
+impl SignalWait {
+    fn forever(&mut self) -> impl Iterator<Item = nix::sys::signal::Signal> + '_ {
+        std::iter::from_fn(move || self.set.wait().ok())
+    }
+}

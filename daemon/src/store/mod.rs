@@ -1,0 +1,352 @@
+//! SQLite store: devices and their addresses, with versioned migrations.
+//!
+//! WAL mode with `synchronous = NORMAL`... except that a homeowner's decision must
+//! survive a power cut, so those writes use FULL sync for their commit. Last-seen
+//! times are buffered and written at most once per `SEEN_FLUSH_SECS`, so steady
+//! traffic does not wear a router's flash.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::config::{MacAddr, ZoneId};
+use crate::inventory::{Device, UnixTime};
+
+/// How often buffered last-seen times are written.
+pub const SEEN_FLUSH_SECS: i64 = 60;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database error while {doing}")]
+    Sqlite {
+        /// What we were doing.
+        doing: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}")]
+    Dir {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was written by a newer Bulkhead.
+    #[error("database schema version {found} is newer than this Bulkhead understands ({known})")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest known.
+        known: i64,
+    },
+}
+
+fn sql(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { doing, source }
+}
+
+/// Migrations, in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: devices and addresses.
+    "CREATE TABLE devices (
+        mac TEXT PRIMARY KEY,
+        name TEXT,
+        zone TEXT,
+        zone_set_by_user INTEGER NOT NULL DEFAULT 0,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+     );
+     CREATE TABLE addresses (
+        mac TEXT NOT NULL REFERENCES devices(mac) ON DELETE CASCADE,
+        ip TEXT NOT NULL UNIQUE,
+        family INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL
+     );
+     CREATE INDEX addresses_mac ON addresses(mac);",
+];
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    pending_seen: BTreeMap<MacAddr, UnixTime>,
+    last_flush: UnixTime,
+}
+
+impl Store {
+    /// Opens (creating if needed) `state_dir/bulkhead.db` and migrates it.
+    pub fn open(state_dir: &Path, now: UnixTime) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(state_dir.join("bulkhead.db")).map_err(sql("opening the database"))?;
+        Self::with_connection(conn, now)
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory(now: UnixTime) -> Result<Store, StoreError> {
+        Self::with_connection(Connection::open_in_memory().map_err(sql("opening the database"))?, now)
+    }
+
+    fn with_connection(mut conn: Connection, now: UnixTime) -> Result<Store, StoreError> {
+        // WAL: readers never block the writer and a crash mid-write loses nothing
+        // committed. NORMAL sync is safe in WAL (no corruption); FULL is set per
+        // decision below where durability across power loss matters.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql("enabling foreign keys"))?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn,
+            pending_seen: BTreeMap::new(),
+            last_flush: now,
+        })
+    }
+
+    /// Every device with its addresses.
+    pub fn load_devices(&self) -> Result<Vec<Device>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen FROM devices ORDER BY mac")
+            .map_err(sql("reading devices"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, bool>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(sql("reading devices"))?;
+        let mut devices = BTreeMap::new();
+        for row in rows {
+            let (mac, name, zone, by_user, first, last) = row.map_err(sql("reading devices"))?;
+            // A row we cannot parse is skipped with a warning rather than stopping
+            // the router from starting.
+            let Ok(mac) = mac.parse::<MacAddr>() else {
+                tracing::warn!(%mac, "skipping device with an unreadable MAC in the store");
+                continue;
+            };
+            let user_zone = if by_user {
+                zone.and_then(|z| ZoneId::new(&z).ok())
+            } else {
+                None
+            };
+            devices.insert(
+                mac,
+                Device {
+                    mac,
+                    name,
+                    user_zone,
+                    addresses: Default::default(),
+                    first_seen: first,
+                    last_seen: last,
+                },
+            );
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT mac, ip FROM addresses")
+            .map_err(sql("reading addresses"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql("reading addresses"))?;
+        for row in rows {
+            let (mac, ip) = row.map_err(sql("reading addresses"))?;
+            if let (Ok(mac), Ok(ip)) = (mac.parse::<MacAddr>(), ip.parse::<IpAddr>()) {
+                if let Some(d) = devices.get_mut(&mac) {
+                    d.addresses.insert(ip);
+                }
+            }
+        }
+        Ok(devices.into_values().collect())
+    }
+
+    /// Writes a device's facts now, durably (a homeowner's decision, a new device).
+    pub fn save_device(&mut self, d: &Device) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("setting synchronous"))?;
+        let result = self.save_device_inner(d);
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("setting synchronous"))?;
+        self.pending_seen.remove(&d.mac);
+        result
+    }
+
+    fn save_device_inner(&mut self, d: &Device) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
+        tx.execute(
+            "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(mac) DO UPDATE SET name = ?2, zone = ?3, zone_set_by_user = ?4, last_seen = ?6",
+            params![
+                d.mac.to_string(),
+                d.name,
+                d.user_zone.as_ref().map(ZoneId::as_str),
+                d.user_zone.is_some(),
+                d.first_seen,
+                d.last_seen
+            ],
+        )
+        .map_err(sql("saving a device"))?;
+        let mac = d.mac.to_string();
+        tx.execute("DELETE FROM addresses WHERE mac = ?1", [&mac])
+            .map_err(sql("saving addresses"))?;
+        for ip in &d.addresses {
+            // An address belongs to one device: take it from whoever had it.
+            tx.execute("DELETE FROM addresses WHERE ip = ?1", [ip.to_string()])
+                .map_err(sql("saving addresses"))?;
+            tx.execute(
+                "INSERT INTO addresses (mac, ip, family, first_seen) VALUES (?1, ?2, ?3, ?4)",
+                params![mac, ip.to_string(), if ip.is_ipv4() { 4 } else { 6 }, d.last_seen],
+            )
+            .map_err(sql("saving addresses"))?;
+        }
+        tx.commit().map_err(sql("committing a device"))
+    }
+
+    /// Notes that a device was seen; written later by `flush_if_due`.
+    pub fn note_seen(&mut self, mac: MacAddr, at: UnixTime) {
+        let e = self.pending_seen.entry(mac).or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    /// Writes buffered last-seen times if `SEEN_FLUSH_SECS` have passed since the
+    /// last flush (time passed in, so tests need no clock). Returns rows written.
+    pub fn flush_if_due(&mut self, now: UnixTime) -> Result<usize, StoreError> {
+        if now - self.last_flush < SEEN_FLUSH_SECS {
+            return Ok(0);
+        }
+        self.flush(now)
+    }
+
+    /// Writes buffered last-seen times now (shutdown).
+    pub fn flush(&mut self, now: UnixTime) -> Result<usize, StoreError> {
+        self.last_flush = now;
+        if self.pending_seen.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
+        let mut n = 0;
+        for (mac, at) in std::mem::take(&mut self.pending_seen) {
+            n += tx
+                .execute(
+                    "UPDATE devices SET last_seen = max(last_seen, ?2) WHERE mac = ?1",
+                    params![mac.to_string(), at],
+                )
+                .map_err(sql("writing last-seen times"))?;
+        }
+        tx.commit().map_err(sql("committing last-seen times"))?;
+        Ok(n)
+    }
+
+    /// The schema version (number of migrations applied).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql("reading the schema version"))
+    }
+
+    /// Number of devices stored.
+    pub fn device_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM devices", [], |r| r.get(0))
+            .optional()
+            .map(|c| c.unwrap_or(0))
+            .map_err(sql("counting devices"))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql("reading the schema version"))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(sql("starting a migration"))?;
+        tx.execute_batch(m).map_err(sql("running a migration"))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(sql("recording a migration"))?;
+        tx.commit().map_err(sql("committing a migration"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(n: u8, ip: &str) -> Device {
+        let mut d = Device::new(MacAddr([2, 0, 0, 0, 0, n]), 100);
+        d.addresses.insert(ip.parse().expect("ip"));
+        d
+    }
+
+    #[test]
+    fn devices_round_trip_and_addresses_move() {
+        let mut s = Store::in_memory(0).expect("open");
+        assert_eq!(s.schema_version().expect("v"), 1);
+        let mut a = dev(1, "10.0.1.5");
+        a.user_zone = Some(ZoneId::new("iot").expect("id"));
+        a.name = Some("<b>cam</b>\n\u{202e}".into());
+        s.save_device(&a).expect("save");
+        let b = dev(2, "10.0.1.5");
+        s.save_device(&b).expect("save");
+        let loaded = s.load_devices().expect("load");
+        assert_eq!(loaded.len(), 2);
+        assert!(loaded[0].addresses.is_empty(), "the address moved to device 2");
+        assert_eq!(loaded[0].name, a.name, "names are data, stored as given");
+        assert_eq!(loaded[0].user_zone, a.user_zone);
+        assert_eq!(loaded[1].addresses, b.addresses);
+    }
+
+    #[test]
+    fn last_seen_is_batched() {
+        let mut s = Store::in_memory(1000).expect("open");
+        let d = dev(1, "10.0.1.5");
+        s.save_device(&d).expect("save");
+        s.note_seen(d.mac, 1010);
+        assert_eq!(s.flush_if_due(1030).expect("flush"), 0, "not yet a minute");
+        assert_eq!(s.load_devices().expect("load")[0].last_seen, 100);
+        assert_eq!(s.flush_if_due(1060).expect("flush"), 1);
+        assert_eq!(s.load_devices().expect("load")[0].last_seen, 1010);
+        assert_eq!(s.flush_if_due(1070).expect("flush"), 0);
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_refuses_newer_schema() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let mut s = Store::open(&dir, 0).expect("open");
+            s.save_device(&dev(7, "fd00::7")).expect("save");
+        }
+        let s = Store::open(&dir, 0).expect("reopen");
+        assert_eq!(s.load_devices().expect("load").len(), 1);
+        s.conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(s);
+        assert!(matches!(
+            Store::open(&dir, 0),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
