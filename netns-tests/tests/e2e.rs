@@ -60,6 +60,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "i_vlan_segment_on_a_kernel_with_8021q",
             i_vlan_segment_on_a_kernel_with_8021q,
         ),
+        (
+            "j_rejected_document_leaves_the_kernel_as_it_was",
+            j_rejected_document_leaves_the_kernel_as_it_was,
+        ),
     ]
 }
 
@@ -679,5 +683,46 @@ fn i_vlan_segment_on_a_kernel_with_8021q() -> Result<Outcome> {
     ns.stop_tracked(pid)?;
     let _ = std::fs::remove_dir_all(&dir);
     ensure!(ok, "VLAN trunk.20 was not created");
+    Ok(Outcome::Passed)
+}
+
+/// A document nft rejects (here: a rule jumping to a chain that does not exist,
+/// at the very end) leaves the ruleset exactly as it was: the delete/re-create of
+/// our tables earlier in the same document never lands.
+fn j_rejected_document_leaves_the_kernel_as_it_was() -> Result<Outcome> {
+    use bulkhead::firewall::{render, NftBackend, NftCli};
+    use std::borrow::Cow;
+    let demo = running_home(&[])?;
+    let before = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+    let config = bulkhead::config::load(&demo.config_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rs = bulkhead::policy::desired_ruleset(&config, &Default::default());
+    let doc = render::full_document(&rs, &Default::default());
+    let mut objects = doc.objects.into_owned();
+    objects.push(nftables::schema::NfObject::CmdObject(nftables::schema::NfCmd::Add(
+        nftables::schema::NfListObject::Rule(nftables::schema::Rule {
+            family: nftables::types::NfFamily::INet,
+            table: Cow::Borrowed("bulkhead"),
+            chain: Cow::Borrowed("forward"),
+            expr: Cow::Owned(vec![nftables::stmt::Statement::Jump(nftables::stmt::JumpTarget {
+                target: Cow::Borrowed("no_such_chain"),
+            })]),
+            handle: None,
+            index: None,
+            comment: None,
+        }),
+    )));
+    let bad = nftables::schema::Nftables {
+        objects: Cow::Owned(objects),
+    };
+    let result = demo.home.router().run_in(|| NftCli::default().apply(&bad))?;
+    ensure!(
+        result.is_err(),
+        "nft accepted a document with a jump to a missing chain"
+    );
+    let after = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+    ensure!(before == after, "a rejected document changed the ruleset");
+    // And the membership in force is untouched: traffic as before.
+    expect_tcp(&demo, "laptop", demo.ipv4("camera")?, 80, true)?;
+    expect_tcp(&demo, "camera", demo.ipv4("laptop")?, 80, false)?;
     Ok(Outcome::Passed)
 }

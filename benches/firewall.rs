@@ -1,0 +1,188 @@
+//! Firewall benchmarks (root; builds its own namespaces, removes them after).
+//!
+//! 1. With 10, 1,000 and 10,000 devices in the sets: time to move one device
+//!    between zones (one set-delta transaction through `nft`, as the daemon does
+//!    it) and time of a full table replace (one transaction) plus its read-back
+//!    verification.
+//! 2. iperf3 from a LAN host through the router namespace to the internet host,
+//!    with Bulkhead's ruleset (10,000 devices in the sets) and with no ruleset at
+//!    all, alternating A B A B, medians and the ratio.
+//!
+//! Run: `cargo bench -p bulkhead --bench firewall` (figures in BENCHMARKS.md).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bulkhead::config::{Config, MacAddr, ZoneId};
+use bulkhead::demo::{DemoHome, HOSTS};
+use bulkhead::firewall::{self, diff_membership, render, NftBackend, NftCli};
+use bulkhead::inventory::{Event, Inventory};
+use bulkhead::policy::{desired_membership, desired_ruleset, DesiredRuleset, Membership};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+fn p95(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64) * 0.95) as usize % v.len()]
+}
+
+/// The demo hosts plus `n` synthetic devices spread over the zones, each with a
+/// MAC, an IPv4 and an IPv6 address.
+fn inventory(n: usize) -> Inventory {
+    let mut inv = Inventory::default();
+    let zones = ["trusted", "iot", "guest", "quarantine"];
+    for h in HOSTS {
+        for ip in [h.ipv4, h.ipv6] {
+            let ip = bulkhead::config::parse_ip(ip).ok();
+            inv.apply(&Event::ManualAdd { mac: MacAddr(h.mac), ip }, 0);
+        }
+    }
+    for i in 0..n {
+        let b = (i as u32).to_be_bytes();
+        let mac = MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]]);
+        // 10.0.64.0/18 keeps clear of the demo hosts; IPv6 in fd00:1::/64.
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 64 + ((i >> 8) & 0x3f) as u8, (i & 0xff) as u8));
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0x42, i as u16));
+        inv.apply(&Event::ManualAdd { mac, ip: Some(v4) }, 0);
+        inv.apply(&Event::ManualAdd { mac, ip: Some(v6) }, 0);
+        let zone = ZoneId::new(zones[i % zones.len()]).expect("zone");
+        inv.apply(&Event::SetZone { mac, zone }, 0);
+    }
+    inv
+}
+
+fn desired(config: &Config, n: usize) -> (DesiredRuleset, Membership, Inventory) {
+    let inv = inventory(n);
+    (desired_ruleset(config, &BTreeSet::new()), desired_membership(config, &inv), inv)
+}
+
+struct SizeResult {
+    devices: usize,
+    full_ms: f64,
+    verify_ms: f64,
+    move_ms: f64,
+    move_p95_ms: f64,
+}
+
+fn bench_size(demo: &DemoHome, config: &Config, n: usize) -> Result<SizeResult> {
+    let (rs, m, mut inv) = desired(config, n);
+    let nft = NftCli::default();
+    let mut full = Vec::new();
+    let mut verify = Vec::new();
+    for _ in 0..7 {
+        let doc = render::full_document(&rs, &m);
+        let (apply_t, verify_t) = demo.home.router().run_in(|| -> Result<(f64, f64)> {
+            let t0 = Instant::now();
+            nft.apply(&doc).context("full replace")?;
+            let t1 = Instant::now();
+            let inet = nft.list_table(nftables::types::NfFamily::INet)?;
+            let bridge = nft.list_table(nftables::types::NfFamily::Bridge)?;
+            firewall::verify(&rs, &m, &[inet, bridge])?;
+            Ok(((t1 - t0).as_secs_f64() * 1e3, t1.elapsed().as_secs_f64() * 1e3))
+        })??;
+        full.push(apply_t);
+        verify.push(verify_t);
+    }
+    // Moves: one synthetic device back and forth between iot and guest, each move
+    // computed as the daemon does (membership diff -> delta document -> nft).
+    let mac = MacAddr([0x02, 0x42, 0, 0, 0, 1]);
+    let mut current = m;
+    let mut moves = Vec::new();
+    for i in 0..40 {
+        let zone = ZoneId::new(if i % 2 == 0 { "guest" } else { "iot" }).expect("zone");
+        inv.apply(&Event::SetZone { mac, zone }, 0);
+        let t0 = Instant::now();
+        let next = desired_membership(config, &inv);
+        let delta = diff_membership(&current, &next);
+        ensure!(delta.added() == 3 && delta.removed() == 3, "unexpected delta {delta:?}");
+        let doc = render::delta_document(&delta);
+        demo.home.router().run_in(|| nft.apply(&doc))??;
+        moves.push(t0.elapsed().as_secs_f64() * 1e3);
+        current = next;
+    }
+    Ok(SizeResult { devices: n, full_ms: median(full), verify_ms: median(verify), move_ms: median(moves.clone()), move_p95_ms: p95(moves) })
+}
+
+fn iperf(demo: &DemoHome, secs: u32) -> Result<f64> {
+    let out = demo.home.ns("laptop")?.exec(&["iperf3", "-c", "203.0.113.10", "-t", &secs.to_string(), "-J"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 json")?;
+    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).context("iperf3 result")
+}
+
+fn main() -> Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("firewall: benchmark");
+        return Ok(());
+    }
+    ensure!(bulkhead_netns::is_root(), "the firewall benchmark builds network namespaces: run as root");
+    let sizes: Vec<usize> = vec![10, 1_000, 10_000];
+    let demo = DemoHome::build(Path::new(BIN), &[])?;
+    // The daemon sets up the bridges and addresses, then stops; its rules stay,
+    // and the benchmark drives nft directly from here on.
+    demo.start_daemon()?;
+    demo.stop_daemon()?;
+    let config = bulkhead::config::load(&demo.config_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    println!("\n## Set delta vs full replace (medians; nft {})\n", nft_version());
+    println!("| devices in sets | move one device (set delta) | p95 | full table replace | read-back verify |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for n in &sizes {
+        let r = bench_size(&demo, &config, *n)?;
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.1} ms | {:.1} ms |",
+            r.devices, r.move_ms, r.move_p95_ms, r.full_ms, r.verify_ms
+        );
+    }
+
+    // Throughput: the isp gets a route back to the LAN so the no-ruleset path
+    // (no masquerade) works too; it changes nothing for the ruleset path.
+    let isp = demo.home.isp();
+    isp.ip(&["route", "add", "10.0.0.0/16", "via", "198.51.100.2"])?;
+    let server = isp.spawn_logged("iperf3", &["-s", "-B", "203.0.113.10"], &demo.dir.join("iperf3.log"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (rs, m, _) = desired(&config, 10_000);
+    let full = render::full_document(&rs, &m);
+    let nft = NftCli::default();
+    let router = demo.home.router();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let rounds = 5;
+    for _ in 0..rounds {
+        router.exec(&["nft", "delete", "table", "inet", "bulkhead"]).ok();
+        router.exec(&["nft", "delete", "table", "bridge", "bulkhead"]).ok();
+        without.push(iperf(&demo, 3)?);
+        router.run_in(|| nft.apply(&full))??;
+        with.push(iperf(&demo, 3)?);
+    }
+    isp.stop_tracked(server)?;
+    let (mw, mo) = (median(with.clone()), median(without.clone()));
+    println!("\n## Throughput, laptop -> router -> internet host (iperf3 TCP, 3 s runs, {rounds} alternating rounds)\n");
+    println!("| path | median | runs (Gbit/s) |");
+    println!("| --- | ---: | --- |");
+    println!("| no ruleset | {mo:.2} Gbit/s | {} |", fmt_runs(&without));
+    println!("| Bulkhead, 10,000 devices in sets | {mw:.2} Gbit/s | {} |", fmt_runs(&with));
+    println!("\nratio (Bulkhead / no ruleset): {:.3}", mw / mo);
+    Ok(())
+}
+
+fn fmt_runs(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
+}
+
+fn nft_version() -> String {
+    std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
