@@ -164,6 +164,10 @@ pub enum RouterService {
     Ntp,
     /// Bulkhead's web UI (its configured port).
     WebUi,
+    /// SSH to the router (tcp 22): without it an OpenWrt admin is locked out.
+    Ssh,
+    /// The router's own admin pages, e.g. OpenWrt's LuCI (tcp 80 and 443).
+    AdminWeb,
 }
 
 impl FromStr for RouterService {
@@ -174,8 +178,10 @@ impl FromStr for RouterService {
             "dhcp" => Ok(Self::Dhcp),
             "ntp" => Ok(Self::Ntp),
             "web-ui" => Ok(Self::WebUi),
+            "ssh" => Ok(Self::Ssh),
+            "admin-web" => Ok(Self::AdminWeb),
             _ => Err(format!(
-                "unknown router service `{}` (expected dns, dhcp, ntp or web-ui)",
+                "unknown router service `{}` (expected dns, dhcp, ntp, web-ui, ssh or admin-web)",
                 s.escape_debug()
             )),
         }

@@ -21,19 +21,29 @@
 //! one never falls back to the base chain's accept.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
-use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression};
+use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Prefix};
 use nftables::schema::{
     Chain, Element, NfCmd, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetTypeValue, Table,
 };
-use nftables::stmt::{Operator, Statement};
+use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::expr::*;
 use super::{MembershipDelta, SetKind, TABLE};
 use crate::config::ZoneId;
 use crate::policy::{DesiredRuleset, Membership, ServicePort, ZoneRules};
+
+/// Bulkhead's packet-mark bits, all declared here. Bit 28 is clear of OpenWrt's
+/// users (fw4 uses none by default, mwan3 0x3f00, pbr 0x00ff0000).
+pub mod marks {
+    /// Set on every frame the bridge forward hook sees, i.e. traffic between two
+    /// hosts of one segment. Lets the inet forward chain tell a bridged frame
+    /// (seen again through br_netfilter) from one the router routes back out of
+    /// the bridge it came from (a hairpin, which must be judged by zone).
+    pub const BRIDGED: u32 = 0x1000_0000;
+}
 
 /// Name of a zone's set of a given kind, e.g. `iot_v4`.
 pub fn set_name(zone: &ZoneId, kind: SetKind) -> String {
@@ -103,6 +113,11 @@ pub fn chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     out
 }
 
+/// Dispatch chains. The hyphen keeps them apart from zone chains (`in_<zone>`,
+/// `from_<zone>`): zone names cannot contain one, so a zone named `lan` is fine.
+const LAN_INPUT: &str = "lan-input";
+const LAN_FORWARD: &str = "lan-forward";
+
 fn zone_chain(prefix: &str, z: &ZoneId) -> String {
     format!("{prefix}_{z}")
 }
@@ -122,7 +137,7 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // IPv6 does not work at all without neighbour discovery, from any zone.
     input.rule("icmpv6-nd", vec![icmpv6_types(&ND_TYPES), accept()]);
     if !lan.is_empty() {
-        input.rule("lan", vec![iifname_in(lan), goto("in_lan")]);
+        input.rule("lan", vec![iifname_in(lan), goto(LAN_INPUT)]);
     }
     if rs.police_wan_input {
         // The WAN's own address configuration (DHCPv4 renewals, DHCPv6 replies).
@@ -146,13 +161,22 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     }
     chains.push(input);
 
-    let mut in_lan = ChainSpec::new(INet, "in_lan");
+    let mut in_lan = ChainSpec::new(INet, LAN_INPUT);
     for z in &rs.zones {
         in_lan.rule(
             format!("from-{}", z.id),
             vec![
                 is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
                 goto(&zone_chain("in", &z.id)),
+            ],
+        );
+    }
+    for d in &rs.segment_defaults {
+        in_lan.rule(
+            format!("unknown-on-{}", d.interface),
+            vec![
+                iifname_in(std::slice::from_ref(&d.interface)),
+                goto(&zone_chain("in", &d.zone)),
             ],
         );
     }
@@ -173,14 +197,19 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         // Where br_netfilter is loaded (bridge-nf-call-iptables=1, the default on
         // many distributions), frames bridged WITHIN one segment also pass these
         // inet hooks, with the bridge as both in and out interface. They are
-        // decided by `table bridge bulkhead`, which sees them either way; judging
-        // them here too would drop neighbour discovery and multicast.
+        // decided by `table bridge bulkhead`, which sees them either way (and
+        // marks them); judging them here too would drop neighbour discovery and
+        // multicast. Without the mark it is a packet the router ROUTES back into
+        // the bridge it came from (sent to the router's MAC): that one is judged
+        // by zone like any other, or a device could hairpin around the bridge
+        // table.
         let same_segment = lan
             .iter()
             .map(|l| Expression::Named(NamedExpression::Concat(vec![s(l.clone()), s(l.clone())])));
         fwd.rule(
             "same-segment",
             vec![
+                has_mark(marks::BRIDGED),
                 is_in(
                     Expression::Named(NamedExpression::Concat(vec![
                         meta(MetaKey::Iifname),
@@ -194,14 +223,23 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     }
     fwd.rule("invalid", vec![ct_state(&["invalid"]), drop_()]);
     if !lan.is_empty() {
-        fwd.rule("lan", vec![iifname_in(lan), goto("fwd_lan")]);
+        fwd.rule("lan", vec![iifname_in(lan), goto(LAN_FORWARD)]);
         // Nothing from elsewhere (the WAN, other interfaces) opens connections into
         // our segments. With IPv6 there is no NAT to hide behind, so this matters.
+        // Except port forwards another firewall set up (fw4's DNAT rules).
+        fwd.rule(
+            "port-forwards",
+            vec![
+                oifname_in(lan),
+                is_in(ct("status"), Expression::List(vec![s("dnat")])),
+                accept(),
+            ],
+        );
         fwd.rule("into-lan", vec![oifname_in(lan), counter(), drop_()]);
     }
     chains.push(fwd);
 
-    let mut fwd_lan = ChainSpec::new(INet, "fwd_lan");
+    let mut fwd_lan = ChainSpec::new(INet, LAN_FORWARD);
     for z in &rs.zones {
         fwd_lan.rule(
             format!("from-{}", z.id),
@@ -211,11 +249,20 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
             ],
         );
     }
+    for d in &rs.segment_defaults {
+        fwd_lan.rule(
+            format!("unknown-on-{}", d.interface),
+            vec![
+                iifname_in(std::slice::from_ref(&d.interface)),
+                goto(&zone_chain("from", &d.zone)),
+            ],
+        );
+    }
     fwd_lan.rule("unknown-device", vec![goto(&zone_chain("from", &rs.unknown_zone))]);
     chains.push(fwd_lan);
 
     for z in &rs.zones {
-        chains.push(zone_forward_chain(z, wan));
+        chains.push(zone_forward_chain(z, wan, lan));
     }
 
     // --- NAT: IPv4 leaves by the WAN under the router's address.
@@ -239,6 +286,8 @@ const ND_TYPES: [&str; 4] = [
     "nd-router-solicit",
     "nd-router-advert",
 ];
+/// Between hosts: no router adverts (only the router advertises, from itself).
+const BRIDGE_ND_TYPES: [&str; 3] = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"];
 const ICMP_ERRORS_V6: [&str; 4] = [
     "destination-unreachable",
     "packet-too-big",
@@ -248,6 +297,24 @@ const ICMP_ERRORS_V6: [&str; 4] = [
 
 fn icmpv6_types(types: &[&'static str]) -> Statement<'static> {
     is_in(payload("icmpv6", "type"), anon_set(types.iter().map(|t| s(*t))))
+}
+
+fn prefix(addr: &str, len: u32) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(addr)),
+        len,
+    }))
+}
+
+fn has_mark(bit: u32) -> Statement<'static> {
+    op(
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            meta(MetaKey::Mark),
+            Expression::Number(bit),
+        ))),
+        Operator::EQ,
+        Expression::Number(bit),
+    )
 }
 
 fn num(n: u16) -> Expression<'static> {
@@ -298,17 +365,15 @@ fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
     c
 }
 
-fn zone_forward_chain(z: &ZoneRules, wan: &[String]) -> ChainSpec {
+fn zone_forward_chain(z: &ZoneRules, wan: &[String], lan: &BTreeSet<String>) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("from", &z.id));
-    let mut targets: Vec<&ZoneId> = z.reach.iter().collect();
-    if z.intra_zone {
-        targets.push(&z.id);
-    }
-    targets.sort();
-    for t in targets {
+    // `oifname` too: an address that ended up in a zone's set but lives outside
+    // the home must not become a way out to the internet.
+    for t in z.targets() {
         c.rule(
             format!("to-{t}-v4"),
             vec![
+                oifname_in(lan),
                 is_in(payload("ip", "daddr"), set_ref(&set_name(t, SetKind::V4))),
                 accept(),
             ],
@@ -316,6 +381,7 @@ fn zone_forward_chain(z: &ZoneRules, wan: &[String]) -> ChainSpec {
         c.rule(
             format!("to-{t}-v6"),
             vec![
+                oifname_in(lan),
                 is_in(payload("ip6", "daddr"), set_ref(&set_name(t, SetKind::V6))),
                 accept(),
             ],
@@ -341,6 +407,36 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         return chains;
     }
     let ports = &rs.bridge_ports;
+    fwd.rule(
+        "mark-bridged",
+        vec![Statement::Mangle(Mangle {
+            key: meta(MetaKey::Mark),
+            value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+                meta(MetaKey::Mark),
+                Expression::Number(marks::BRIDGED),
+            ]))),
+        })],
+    );
+    // Only the router serves addresses and routes: a device answering DHCP or
+    // sending router adverts/redirects is trying to become the others' gateway.
+    fwd.rule(
+        "no-rogue-dhcp",
+        vec![
+            iifname_in(ports),
+            is_in(payload("udp", "sport"), anon_set([num(67), num(547)])),
+            counter(),
+            drop_(),
+        ],
+    );
+    fwd.rule(
+        "no-rogue-ra",
+        vec![
+            iifname_in(ports),
+            icmpv6_types(&["nd-router-advert", "nd-redirect"]),
+            counter(),
+            drop_(),
+        ],
+    );
     // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
     // included, so same-bridge isolation is stateless. ARP and neighbour discovery
     // carry no payload to protect and must pass for any allowed pair to work at all.
@@ -348,21 +444,50 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         "arp",
         vec![iifname_in(ports), eq(payload("ether", "type"), s("arp")), accept()],
     );
-    fwd.rule("icmpv6-nd", vec![iifname_in(ports), icmpv6_types(&ND_TYPES), accept()]);
-    // Broadcast and multicast (DHCP, mDNS, SSDP) reach every port of the bridge
-    // anyway; unicast is what zones decide.
     fwd.rule(
-        "group-address",
+        "icmpv6-nd",
+        vec![iifname_in(ports), icmpv6_types(&BRIDGE_ND_TYPES), accept()],
+    );
+    // Broadcast and multicast (DHCP requests, mDNS, SSDP) reach every port of the
+    // bridge; unicast is what zones decide. A group MAC must carry a group IP
+    // destination: most stacks accept a unicast IP in a broadcast frame, which
+    // would otherwise be a way around the zones.
+    let group = || {
+        op(
+            Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                payload("ether", "daddr"),
+                s("01:00:00:00:00:00"),
+            ))),
+            Operator::EQ,
+            s("01:00:00:00:00:00"),
+        )
+    };
+    fwd.rule(
+        "group-non-ip",
         vec![
             iifname_in(ports),
-            op(
-                Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-                    payload("ether", "daddr"),
-                    s("01:00:00:00:00:00"),
-                ))),
-                Operator::EQ,
-                s("01:00:00:00:00:00"),
-            ),
+            group(),
+            op(payload("ether", "type"), Operator::NEQ, anon_set([s("ip"), s("ip6")])),
+            accept(),
+        ],
+    );
+    let mut v4_groups = vec![s("255.255.255.255"), prefix("224.0.0.0", 4)];
+    v4_groups.extend(rs.lan_broadcasts.iter().map(|b| s(b.to_string())));
+    fwd.rule(
+        "group-ipv4",
+        vec![
+            iifname_in(ports),
+            group(),
+            is_in(payload("ip", "daddr"), anon_set(v4_groups)),
+            accept(),
+        ],
+    );
+    fwd.rule(
+        "group-ipv6",
+        vec![
+            iifname_in(ports),
+            group(),
+            is_in(payload("ip6", "daddr"), anon_set([prefix("ff00::", 8)])),
             accept(),
         ],
     );
@@ -376,6 +501,12 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
             ],
         );
     }
+    for d in rs.segment_defaults.iter().filter(|d| !d.ports.is_empty()) {
+        fwd.rule(
+            format!("unknown-on-{}", d.interface),
+            vec![iifname_in(&d.ports), goto(&zone_chain("from", &d.zone))],
+        );
+    }
     fwd.rule(
         "unknown-device",
         vec![iifname_in(ports), goto(&zone_chain("from", &rs.unknown_zone))],
@@ -384,11 +515,7 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
 
     for z in &rs.zones {
         let mut c = ChainSpec::new(Bridge, zone_chain("from", &z.id));
-        let mut targets: Vec<&ZoneId> = z.reach.iter().collect();
-        if z.intra_zone {
-            targets.push(&z.id);
-        }
-        targets.sort();
+        let targets = z.targets();
         for t in &targets {
             c.rule(
                 format!("to-{t}"),

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, MacAddr, RouterService, SegmentId, SegmentKind, ZoneId};
+use crate::config::{Config, MacAddr, RouterService, SegmentKind, ZoneId};
 use crate::inventory::{Device, Inventory};
 
 /// Why a device is in its zone, most authoritative first.
@@ -165,6 +165,36 @@ pub struct DesiredRuleset {
     pub zones: Vec<ZoneRules>,
     /// Where devices in no set are treated as belonging.
     pub unknown_zone: ZoneId,
+    /// Segments whose unknown devices start in another zone than `unknown_zone`
+    /// (`segment_zones`), so the kernel treats a MAC it has never seen there the
+    /// same way `zone_for` would.
+    pub segment_defaults: Vec<SegmentDefault>,
+    /// Each segment's IPv4 broadcast address: broadcast frames may carry it.
+    pub lan_broadcasts: BTreeSet<Ipv4Addr>,
+}
+
+/// A segment whose unknown devices go to a zone of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentDefault {
+    /// The segment's interface.
+    pub interface: String,
+    /// Its bridge ports (where the bridge table sees its frames).
+    pub ports: BTreeSet<String>,
+    /// The zone.
+    pub zone: ZoneId,
+}
+
+impl ZoneRules {
+    /// Zones this zone may open connections to, itself included when intra-zone
+    /// traffic is allowed, in name order.
+    pub fn targets(&self) -> Vec<&ZoneId> {
+        let mut t: Vec<&ZoneId> = self.reach.iter().collect();
+        if self.intra_zone {
+            t.push(&self.id);
+        }
+        t.sort();
+        t
+    }
 }
 
 fn service_ports(s: RouterService, web_port: Option<u16>) -> Vec<ServicePort> {
@@ -173,6 +203,8 @@ fn service_ports(s: RouterService, web_port: Option<u16>) -> Vec<ServicePort> {
         RouterService::Dhcp => vec![ServicePort::Udp(67), ServicePort::Udp(547)],
         RouterService::Ntp => vec![ServicePort::Udp(123)],
         RouterService::WebUi => web_port.map(ServicePort::Tcp).into_iter().collect(),
+        RouterService::Ssh => vec![ServicePort::Tcp(22)],
+        RouterService::AdminWeb => vec![ServicePort::Tcp(80), ServicePort::Tcp(443)],
     }
 }
 
@@ -197,9 +229,21 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         })
         .collect();
     let mut bridge_ports: BTreeSet<String> = extra_bridge_ports.clone();
+    let mut segment_defaults = Vec::new();
     for s in &config.segments {
-        if let SegmentKind::Bridge { ports } = &s.kind {
-            bridge_ports.extend(ports.iter().cloned());
+        let ports: BTreeSet<String> = match &s.kind {
+            SegmentKind::Bridge { ports } => ports.iter().cloned().collect(),
+            // Observed ports of existing bridges are not reported per bridge yet, so
+            // there a segment default applies to routed traffic only.
+            _ => BTreeSet::new(),
+        };
+        bridge_ports.extend(ports.iter().cloned());
+        if let Some(zone) = p.segment_zones.get(&s.id).filter(|z| **z != p.unknown_zone) {
+            segment_defaults.push(SegmentDefault {
+                interface: s.interface.clone(),
+                ports,
+                zone: zone.clone(),
+            });
         }
     }
     DesiredRuleset {
@@ -209,12 +253,9 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         bridge_ports,
         zones,
         unknown_zone: p.unknown_zone.clone(),
+        segment_defaults,
+        lan_broadcasts: config.segments.iter().map(|s| s.ipv4.broadcast()).collect(),
     }
-}
-
-/// The segment an address belongs to, by subnet.
-pub fn segment_of(config: &Config, ip: IpAddr) -> Option<SegmentId> {
-    config.segment_for_ip(ip).map(|s| s.id.clone())
 }
 
 #[cfg(test)]
