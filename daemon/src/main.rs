@@ -116,6 +116,9 @@ fn show(s: &str) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Daemon => {
+            // A parent (the demo, a shell script) may have blocked signals, and
+            // exec keeps the mask: unblock, or SIGTERM/SIGHUP would never arrive.
+            nix::sys::signal::SigSet::all().thread_unblock()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(bulkhead::daemon::run(cli.config.clone()))
         }

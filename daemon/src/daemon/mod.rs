@@ -104,6 +104,8 @@ type Job = (Request, oneshot::Sender<Response>);
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&config_path).map_err(|e| report_config_errors(&config_path, &e))?;
+    // First, so a second daemon stops before it touches the store or the tables.
+    let listener = bind_control(&config.control_socket)?;
     let now = unix_now();
     let store = Store::open(&config.state_dir, now).context("opening the store")?;
     let mut state = DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackCli))
@@ -111,9 +113,15 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     // Rules before links: on a first start, the bridge must not pass a frame before
     // the bridge table exists. On a restart the previous rules are still in force
-    // and this replaces them atomically.
-    state.reconcile().context("applying the firewall")?;
+    // and this replaces them atomically, so it must already know the ports of
+    // existing bridges (read-only observation first), or they would go unpoliced
+    // until the links are reconciled.
     let (nl, nl_task) = net::open().context("opening rtnetlink")?;
+    match net::observe(&nl).await {
+        Ok(observed) => state.observed_bridge_ports = existing_bridge_ports(&state.config, &observed),
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read links before the first apply"),
+    }
+    state.reconcile().context("applying the firewall")?;
     match reconcile_links(&nl, &state.config).await {
         Ok(ports) if ports != state.observed_bridge_ports => {
             state.observed_bridge_ports = ports;
@@ -123,7 +131,6 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Err(e) => tracing::error!(error = %error_chain(&e), "could not set up segment links"),
     }
 
-    let listener = bind_control(&state.config.control_socket)?;
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx));
     let health = Arc::new(RwLock::new(health_of(&state)));
@@ -178,33 +185,48 @@ async fn reload(state: &mut DaemonState, path: &Path, nl: &rtnetlink::Handle) {
             return;
         }
     };
-    let ports = match reconcile_links(nl, &config).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %error_chain(&e), "reload: links not fully set up");
-            state.observed_bridge_ports.clone()
-        }
-    };
-    let old_ports = std::mem::replace(&mut state.observed_bridge_ports, ports);
+    // Rules first, as at start-up: a new bridge must not carry frames before its
+    // rules exist, and links are only built for a config the firewall accepted.
     match state.replace_config(config) {
         Ok(outcome) => tracing::info!(?outcome, "config reloaded"),
         Err(e) => {
-            state.observed_bridge_ports = old_ports;
             tracing::error!(error = %error_chain(&e), "reload refused by the firewall; the running config stays in force");
+            return;
         }
+    }
+    match reconcile_links(nl, &state.config).await {
+        Ok(ports) if ports != state.observed_bridge_ports => {
+            state.observed_bridge_ports = ports;
+            if let Err(e) = state.reconcile() {
+                tracing::error!(error = %error_chain(&e), "reload: policing the new bridge ports failed");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %error_chain(&e), "reload: links not fully set up"),
     }
 }
 
 fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("chmod {}", dir.display()))?;
+        }
     }
-    // A socket left by a killed daemon: remove it, but never a non-socket file.
+    // A socket left by a killed daemon: remove it, but never a non-socket file,
+    // and never the socket of a daemon that still answers (two daemons would
+    // fight over the same tables).
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         anyhow::ensure!(
             meta.file_type().is_socket(),
             "{} exists and is not a socket",
+            path.display()
+        );
+        anyhow::ensure!(
+            std::os::unix::net::UnixStream::connect(path).is_err(),
+            "another bulkhead daemon is running (it answers on {})",
             path.display()
         );
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;

@@ -1,10 +1,10 @@
 //! The daemon's state and its one reconcile step, free of async and sockets so it
 //! is tested with fake backends and explicit time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::config::{Config, MacAddr};
+use crate::config::{Config, MacAddr, ZoneId};
 use crate::control::{DeviceView, Request, Response, StatusView};
 use crate::firewall::{self, error_chain, Applied, ApplyOutcome, ConntrackFlusher, NftBackend};
 use crate::inventory::{Change, Event, Inventory, UnixTime};
@@ -64,16 +64,27 @@ impl DaemonState {
                     ApplyOutcome::Delta { .. } => self.delta_applies += 1,
                     ApplyOutcome::Unchanged => {}
                 }
-                let old = self.applied.take().map(|a| a.membership);
+                let old = self.applied.take();
+                self.last_error = None;
                 if let Some(old) = old {
-                    self.cut_moved_connections(&old, &membership);
+                    // A structural change (a zone lost the internet or a reach) can
+                    // forbid connections of devices that did not move: cut them all.
+                    let everyone = old.ruleset != ruleset;
+                    self.cut_connections(&old.membership, &membership, everyone);
                 }
                 self.applied = Some(Applied { ruleset, membership });
-                self.last_error = None;
             }
             Err(e) => {
                 let msg = error_chain(e);
-                tracing::error!(error = %msg, "firewall apply failed; the previous rules stay in force");
+                if matches!(e, firewall::FirewallError::Verify(_)) {
+                    // The kernel took the document but does not hold what we meant:
+                    // we no longer know what it holds, so the next reconcile must
+                    // replace everything rather than patch with a delta.
+                    self.applied = None;
+                    tracing::error!(error = %msg, "firewall read-back differs; the next change replaces the tables");
+                } else {
+                    tracing::error!(error = %msg, "firewall apply failed; the previous rules stay in force");
+                }
                 self.last_error = Some(msg);
             }
         }
@@ -81,34 +92,70 @@ impl DaemonState {
     }
 
     /// A device that changed zone must not keep connections its new zone forbids:
-    /// delete its conntrack entries, so its next packet is judged by the new zone.
-    /// (Connections the new zone allows are picked up again mid-stream by conntrack.)
-    fn cut_moved_connections(&self, old: &Membership, new: &Membership) {
-        let mut addrs: Vec<IpAddr> = Vec::new();
-        for d in self.inventory.devices() {
-            if old.zone_of(&d.mac).is_some() && old.zone_of(&d.mac) != new.zone_of(&d.mac) {
-                addrs.extend(d.addresses.iter().copied());
-            }
-        }
+    /// delete the conntrack entries of every address whose zone changed (a device
+    /// moved, or an address moved to another device) or left the sets, so the next
+    /// packet is judged by the new rules. Connections the new zone allows are
+    /// picked up again mid-stream by conntrack. `everyone`: after a structural
+    /// change, every address in the sets.
+    fn cut_connections(&mut self, old: &Membership, new: &Membership, everyone: bool) {
+        let zone_by_addr = |m: &Membership| -> BTreeMap<IpAddr, ZoneId> {
+            m.zones
+                .iter()
+                .flat_map(|(z, mem)| {
+                    mem.v4
+                        .iter()
+                        .map(|a| IpAddr::V4(*a))
+                        .chain(mem.v6.iter().map(|a| IpAddr::V6(*a)))
+                        .map(move |a| (a, z.clone()))
+                })
+                .collect()
+        };
+        let (before, after) = (zone_by_addr(old), zone_by_addr(new));
+        let addrs: Vec<IpAddr> = before
+            .iter()
+            .filter(|(a, z)| everyone || after.get(a) != Some(z))
+            .map(|(a, _)| *a)
+            .collect();
         if addrs.is_empty() {
             return;
         }
         match self.conntrack.flush(&addrs) {
             Ok(n) => tracing::info!(entries = n, addresses = addrs.len(), "cut connections of moved devices"),
-            Err(e) => tracing::warn!(error = %e, "could not delete conntrack entries of moved devices"),
+            Err(e) => {
+                let msg = format!("could not delete conntrack entries of moved devices: {e}");
+                tracing::error!("{msg}");
+                self.last_error = Some(msg);
+            }
         }
     }
 
-    /// Replaces the config (already validated) and reconciles.
-    pub fn replace_config(&mut self, config: Config) -> Result<ApplyOutcome, firewall::FirewallError> {
+    /// Replaces the config (already validated) and reconciles. Settings that only
+    /// take effect at start (store, control socket, web listeners) keep their
+    /// running values, with a warning.
+    pub fn replace_config(&mut self, mut config: Config) -> Result<ApplyOutcome, firewall::FirewallError> {
+        let running = &self.config;
+        if config.state_dir != running.state_dir
+            || config.control_socket != running.control_socket
+            || config.web != running.web
+        {
+            tracing::warn!(
+                "state_dir, control_socket and web.listen change only on restart; keeping the running values"
+            );
+            config.state_dir = running.state_dir.clone();
+            config.control_socket = running.control_socket.clone();
+            config.web = running.web.clone();
+        }
         let old = std::mem::replace(&mut self.config, config);
         match self.reconcile() {
             Ok(o) => Ok(o),
-            Err(e) => {
-                // The kernel still holds the old rules; keep the old config with them.
+            Err(e @ firewall::FirewallError::Nft { .. }) => {
+                // nft refused the document: the kernel still holds the old rules;
+                // keep the old config with them.
                 self.config = old;
                 Err(e)
             }
+            // Applied but not verified: the kernel holds (most of) the new config.
+            Err(e) => Err(e),
         }
     }
 
