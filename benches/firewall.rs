@@ -45,7 +45,13 @@ fn inventory(n: usize) -> Inventory {
     for h in HOSTS {
         for ip in [h.ipv4, h.ipv6] {
             let ip = bulkhead::config::parse_ip(ip).ok();
-            inv.apply(&Event::ManualAdd { mac: MacAddr(h.mac), ip }, 0);
+            inv.apply(
+                &Event::ManualAdd {
+                    mac: MacAddr(h.mac),
+                    ip,
+                },
+                0,
+            );
         }
     }
     for i in 0..n {
@@ -64,7 +70,11 @@ fn inventory(n: usize) -> Inventory {
 
 fn desired(config: &Config, n: usize) -> (DesiredRuleset, Membership, Inventory) {
     let inv = inventory(n);
-    (desired_ruleset(config, &BTreeSet::new()), desired_membership(config, &inv), inv)
+    (
+        desired_ruleset(config, &BTreeSet::new()),
+        desired_membership(config, &inv),
+        inv,
+    )
 }
 
 struct SizeResult {
@@ -106,18 +116,30 @@ fn bench_size(demo: &DemoHome, config: &Config, n: usize) -> Result<SizeResult> 
         let next = desired_membership(config, &inv);
         let delta = diff_membership(&current, &next);
         ensure!(delta.added() == 3 && delta.removed() == 3, "unexpected delta {delta:?}");
-        let doc = render::delta_document(&delta);
-        demo.home.router().run_in(|| nft.apply(&doc))??;
+        // As the daemon does it: one nfnetlink batch, in-process.
+        demo.home.router().run_in(|| nft.apply_delta(&delta))??;
         moves.push(t0.elapsed().as_secs_f64() * 1e3);
         current = next;
     }
-    Ok(SizeResult { devices: n, full_ms: median(full), verify_ms: median(verify), move_ms: median(moves.clone()), move_p95_ms: p95(moves) })
+    Ok(SizeResult {
+        devices: n,
+        full_ms: median(full),
+        verify_ms: median(verify),
+        move_ms: median(moves.clone()),
+        move_p95_ms: p95(moves),
+    })
 }
 
 fn iperf(demo: &DemoHome, secs: u32) -> Result<f64> {
-    let out = demo.home.ns("laptop")?.exec(&["iperf3", "-c", "203.0.113.10", "-t", &secs.to_string(), "-J"])?;
+    let out = demo
+        .home
+        .ns("laptop")?
+        .exec(&["iperf3", "-c", "203.0.113.10", "-t", &secs.to_string(), "-J"])?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 json")?;
-    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).context("iperf3 result")
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .context("iperf3 result")
 }
 
 fn main() -> Result<()> {
@@ -125,7 +147,10 @@ fn main() -> Result<()> {
         println!("firewall: benchmark");
         return Ok(());
     }
-    ensure!(bulkhead_netns::is_root(), "the firewall benchmark builds network namespaces: run as root");
+    ensure!(
+        bulkhead_netns::is_root(),
+        "the firewall benchmark builds network namespaces: run as root"
+    );
     let sizes: Vec<usize> = vec![10, 1_000, 10_000];
     let demo = DemoHome::build(Path::new(BIN), &[])?;
     // The daemon sets up the bridges and addresses, then stops; its rules stay,
@@ -156,7 +181,7 @@ fn main() -> Result<()> {
     let nft = NftCli::default();
     let router = demo.home.router();
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    let rounds = 5;
+    let rounds = 7;
     for _ in 0..rounds {
         router.exec(&["nft", "delete", "table", "inet", "bulkhead"]).ok();
         router.exec(&["nft", "delete", "table", "bridge", "bulkhead"]).ok();
@@ -166,11 +191,16 @@ fn main() -> Result<()> {
     }
     isp.stop_tracked(server)?;
     let (mw, mo) = (median(with.clone()), median(without.clone()));
-    println!("\n## Throughput, laptop -> router -> internet host (iperf3 TCP, 3 s runs, {rounds} alternating rounds)\n");
+    println!(
+        "\n## Throughput, laptop -> router -> internet host (iperf3 TCP, 3 s runs, {rounds} alternating rounds)\n"
+    );
     println!("| path | median | runs (Gbit/s) |");
     println!("| --- | ---: | --- |");
     println!("| no ruleset | {mo:.2} Gbit/s | {} |", fmt_runs(&without));
-    println!("| Bulkhead, 10,000 devices in sets | {mw:.2} Gbit/s | {} |", fmt_runs(&with));
+    println!(
+        "| Bulkhead, 10,000 devices in sets | {mw:.2} Gbit/s | {} |",
+        fmt_runs(&with)
+    );
     println!("\nratio (Bulkhead / no ruleset): {:.3}", mw / mo);
     Ok(())
 }

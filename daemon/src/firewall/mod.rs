@@ -7,11 +7,13 @@
 mod backend;
 mod delta;
 mod expr;
+mod netlink;
 pub mod render;
 mod verify;
 
 pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
 pub use delta::{diff_membership, MembershipDelta};
+pub use netlink::{NetlinkError, NetlinkSetWriter};
 pub use verify::{verify, VerifyError};
 
 use crate::policy::{DesiredRuleset, Membership};
@@ -100,7 +102,7 @@ pub fn reconcile(
         if delta.is_empty() {
             return Ok(ApplyOutcome::Unchanged);
         }
-        match nft.apply(&render::delta_document(&delta)) {
+        match nft.apply_delta(&delta) {
             Ok(()) => {
                 return Ok(ApplyOutcome::Delta {
                     added: delta.added(),
