@@ -2,6 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::cell::RefCell;
+
+use nftables::helper::NftablesError;
+use nftables::schema::Nftables;
+use nftables::types::NfFamily;
+
 use crate::config::{self, Config};
 
 /// A throwaway directory with a main file and a policies/ folder.
@@ -85,4 +91,65 @@ pub(crate) fn config_with(main: &str, extra: &[(&str, &str)]) -> Config {
 /// The default home config.
 pub(crate) fn default_config() -> Config {
     config_with(MAIN, &[])
+}
+
+/// Records documents; can be told to refuse deltas.
+#[derive(Default)]
+pub(crate) struct FakeNft {
+    pub(crate) applied: RefCell<Vec<String>>,
+    pub(crate) refuse_deltas: bool,
+    pub(crate) listing: RefCell<Option<(Nftables<'static>, Nftables<'static>)>>,
+}
+
+impl crate::firewall::NftBackend for FakeNft {
+    fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError> {
+        let json = serde_json::to_string(doc).expect("json");
+        let is_delta = !json.contains("\"table\":{");
+        if is_delta && self.refuse_deltas {
+            return Err(NftablesError::NftFailed {
+                program: "nft".into(),
+                hint: "applying ruleset".into(),
+                stdout: String::new(),
+                stderr: "Error: Could not process rule: No such file or directory".into(),
+            });
+        }
+        self.applied
+            .borrow_mut()
+            .push(if is_delta { "delta".into() } else { "full".into() });
+        Ok(())
+    }
+    fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
+        let l = self.listing.borrow();
+        let (inet, bridge) = l.as_ref().expect("listing set");
+        Ok(if family == NfFamily::Bridge {
+            bridge.clone()
+        } else {
+            inet.clone()
+        })
+    }
+}
+
+/// What the kernel would list after the full document: the document's own objects
+/// as list objects (enough for the comment/element comparison).
+pub(crate) fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftables<'static>) {
+    use nftables::schema::{NfCmd, NfListObject, NfObject};
+    let mut inet = Vec::new();
+    let mut bridge = Vec::new();
+    for o in doc.objects.iter() {
+        if let NfObject::CmdObject(NfCmd::Add(obj)) = o {
+            let family = match obj {
+                NfListObject::Chain(c) => c.family,
+                NfListObject::Rule(r) => r.family,
+                NfListObject::Set(s) => s.family,
+                _ => continue,
+            };
+            let target = if family == NfFamily::Bridge {
+                &mut bridge
+            } else {
+                &mut inet
+            };
+            target.push(NfObject::ListObject(obj.clone()));
+        }
+    }
+    (Nftables { objects: inet.into() }, Nftables { objects: bridge.into() })
 }

@@ -8,7 +8,7 @@ use crate::config::{Config, MacAddr, ZoneId};
 use crate::control::{DeviceView, Request, Response, StatusView};
 use crate::firewall::{self, error_chain, Applied, ApplyOutcome, ConntrackFlusher, NftBackend};
 use crate::inventory::{Change, Event, Inventory, UnixTime};
-use crate::policy::{desired_membership, desired_ruleset, zone_for, Membership};
+use crate::policy::{desired_membership, desired_ruleset, device_entry, zone_for, DeviceEntry, Membership};
 use crate::store::{Store, StoreError};
 
 /// Everything the daemon holds.
@@ -235,17 +235,89 @@ impl DaemonState {
     }
 
     fn change(&mut self, event: &Event, now: UnixTime, done: String) -> Response {
+        let affected = self.affected_by(event);
+        let before = self.entries(&affected);
         if let Err(e) = self.apply_event(event, now) {
             return Response::Error {
                 message: format!("not saved: {}", error_chain(&e)),
             };
         }
-        match self.reconcile() {
+        let after = self.entries(&affected);
+        match self.reconcile_entries(&before, &after) {
             Ok(_) => Response::Done { message: done },
             Err(e) => Response::Error {
                 message: format!("saved, but the firewall refused it: {}", error_chain(&e)),
             },
         }
+    }
+
+    /// The devices whose set entries an event can change: its own, and for a new
+    /// address, the device that held it until now.
+    fn affected_by(&self, event: &Event) -> Vec<MacAddr> {
+        let mut macs = Vec::new();
+        match event {
+            Event::ManualAdd { mac, ip } => {
+                macs.push(*mac);
+                if let Some(ip) = ip {
+                    macs.extend(
+                        self.inventory
+                            .devices()
+                            .filter(|d| d.addresses.contains(ip))
+                            .map(|d| d.mac),
+                    );
+                }
+            }
+            Event::SetZone { mac, .. } | Event::Rename { mac, .. } | Event::Seen { mac } => macs.push(*mac),
+        }
+        macs.sort();
+        macs.dedup();
+        macs
+    }
+
+    fn entries(&self, macs: &[MacAddr]) -> Vec<DeviceEntry> {
+        macs.iter()
+            .filter_map(|m| self.inventory.get(m))
+            .map(|d| device_entry(&self.config, d))
+            .collect()
+    }
+
+    /// Reconciles a change to a few devices in time proportional to them, not to
+    /// the inventory: their old entries out, their new ones in, as one set delta.
+    /// Anything else (no applied state yet, a structure change) takes the general
+    /// path.
+    pub fn reconcile_entries(
+        &mut self,
+        before: &[DeviceEntry],
+        after: &[DeviceEntry],
+    ) -> Result<ApplyOutcome, firewall::FirewallError> {
+        let ruleset = desired_ruleset(&self.config, &self.observed_bridge_ports);
+        let Some(applied) = self.applied.as_mut().filter(|a| a.ruleset == ruleset) else {
+            return self.reconcile();
+        };
+        let old = Membership::of_entries(&applied.membership, before);
+        let new = Membership::of_entries(&applied.membership, after);
+        let delta = firewall::diff_membership(&old, &new);
+        if delta.is_empty() {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        if let Err(e) = self.nft.apply_delta(&delta) {
+            tracing::warn!(error = %error_chain(&e), "set delta refused; replacing the tables instead");
+            self.applied = None;
+            return self.reconcile();
+        }
+        for e in before {
+            applied.membership.remove_entry(e);
+        }
+        for e in after {
+            applied.membership.insert_entry(e);
+        }
+        self.delta_applies += 1;
+        self.last_error = None;
+        self.cut_connections(&old, &new, false);
+        Ok(ApplyOutcome::Delta {
+            added: delta.added(),
+            removed: delta.removed(),
+        })
     }
 
     /// Every device as the CLI shows it.
@@ -287,5 +359,158 @@ impl DaemonState {
     /// The device for a MAC, if known (tests, UI).
     pub fn knows(&self, mac: &MacAddr) -> bool {
         self.inventory.get(mac).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::policy::desired_ruleset;
+    use crate::testutil::{config_with, default_config, listing_of, FakeNft, MAIN};
+
+    /// Records the addresses it was asked to cut.
+    #[derive(Clone, Default)]
+    struct FakeConntrack(Arc<Mutex<Vec<IpAddr>>>);
+
+    impl ConntrackFlusher for FakeConntrack {
+        fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error> {
+            self.0.lock().expect("lock").extend_from_slice(addrs);
+            Ok(addrs.len())
+        }
+    }
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    fn zone(z: &str) -> ZoneId {
+        ZoneId::new(z).expect("zone")
+    }
+
+    /// A state whose fake nft "holds" whatever full document it was given last.
+    struct Harness {
+        state: DaemonState,
+        cut: FakeConntrack,
+        refuse_full: Arc<AtomicBool>,
+    }
+
+    impl Harness {
+        fn new(config: Config) -> Harness {
+            let cut = FakeConntrack::default();
+            let nft = ListingNft::default();
+            let refuse_full = nft.refuse_full.clone();
+            let store = Store::in_memory(0).expect("store");
+            let state = DaemonState::new(config, store, Box::new(nft), Box::new(cut.clone())).expect("state");
+            Harness {
+                state,
+                cut,
+                refuse_full,
+            }
+        }
+        fn full_membership(&self) -> Membership {
+            desired_membership(&self.state.config, &self.state.inventory)
+        }
+    }
+
+    /// FakeNft whose listing follows the last full document; can be told to
+    /// refuse full documents as nft would refuse a bad one.
+    #[derive(Default)]
+    struct ListingNft {
+        inner: FakeNft,
+        refuse_full: Arc<AtomicBool>,
+    }
+
+    impl NftBackend for ListingNft {
+        fn apply(&self, doc: &nftables::schema::Nftables<'_>) -> Result<(), nftables::helper::NftablesError> {
+            let json = serde_json::to_string(doc).expect("json");
+            if json.contains("\"table\":{") {
+                if self.refuse_full.load(Ordering::SeqCst) {
+                    return Err(nftables::helper::NftablesError::NftFailed {
+                        program: "nft".into(),
+                        hint: "applying ruleset".into(),
+                        stdout: String::new(),
+                        stderr: "Error: Could not process rule".into(),
+                    });
+                }
+                let owned: nftables::schema::Nftables<'static> = serde_json::from_str(&json).expect("reparse");
+                *self.inner.listing.borrow_mut() = Some(listing_of(&owned));
+            }
+            self.inner.apply(doc)
+        }
+        fn list_table(
+            &self,
+            family: nftables::types::NfFamily,
+        ) -> Result<nftables::schema::Nftables<'static>, nftables::helper::NftablesError> {
+            self.inner.list_table(family)
+        }
+    }
+
+    #[test]
+    fn single_device_changes_take_the_incremental_path_and_match_a_full_recompute() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        let steps = [
+            Request::AddDevice {
+                mac: mac(1),
+                ip: Some("10.0.1.10".parse().expect("ip")),
+            },
+            Request::AddDevice {
+                mac: mac(1),
+                ip: Some("fd00:1::10".parse().expect("ip")),
+            },
+            Request::SetZone {
+                mac: mac(1),
+                zone: zone("trusted"),
+            },
+            Request::AddDevice {
+                mac: mac(2),
+                ip: Some("10.0.2.20".parse().expect("ip")),
+            },
+            Request::SetZone {
+                mac: mac(2),
+                zone: zone("iot"),
+            },
+            // The address moves from device 2 to device 3.
+            Request::AddDevice {
+                mac: mac(3),
+                ip: Some("10.0.2.20".parse().expect("ip")),
+            },
+            Request::SetZone {
+                mac: mac(1),
+                zone: zone("guest"),
+            },
+        ];
+        for (i, req) in steps.into_iter().enumerate() {
+            let resp = h.state.handle(req, i as i64);
+            assert!(matches!(resp, Response::Done { .. }), "{resp:?}");
+            let applied = h.state.applied.as_ref().expect("applied");
+            assert_eq!(applied.membership, h.full_membership(), "step {i}: incremental != full");
+        }
+        assert_eq!(h.state.full_applies, 1, "only the start-up apply is a full replace");
+        assert!(h.state.delta_applies >= 6);
+        let cut = h.cut.0.lock().expect("lock").clone();
+        // Device 1 moved (quarantine -> trusted -> guest): both its addresses cut;
+        // 10.0.2.20 moved from device 2 (iot) to device 3 (quarantine): cut.
+        assert!(cut.contains(&"10.0.1.10".parse().expect("ip")), "{cut:?}");
+        assert!(cut.contains(&"fd00:1::10".parse().expect("ip")), "{cut:?}");
+        assert!(cut.contains(&"10.0.2.20".parse().expect("ip")), "{cut:?}");
+    }
+
+    #[test]
+    fn a_config_nft_refuses_leaves_the_old_one_in_force() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        let before = h.state.config.clone();
+        h.refuse_full.store(true, Ordering::SeqCst);
+        let new = config_with(MAIN, &[("seg.toml", "[segment_zones]\niot = \"iot\"\n")]);
+        assert!(h.state.replace_config(new).is_err());
+        assert_eq!(h.state.config, before);
+        assert_eq!(
+            h.state.applied.as_ref().expect("applied").ruleset,
+            desired_ruleset(&before, &Default::default())
+        );
     }
 }

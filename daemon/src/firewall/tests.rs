@@ -1,16 +1,13 @@
-use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use nftables::helper::NftablesError;
 use nftables::schema::Nftables;
-use nftables::types::NfFamily;
 
 use super::*;
 use crate::config::{MacAddr, ZoneId};
 use crate::inventory::{Event, Inventory};
 use crate::policy::{desired_membership, desired_ruleset};
-use crate::testutil::{config_with, default_config, MAIN};
+use crate::testutil::{config_with, default_config, listing_of, FakeNft, MAIN};
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, n])
@@ -125,67 +122,6 @@ fn moving_a_device_is_a_delta_of_its_elements_only() {
     assert_eq!(d.removed(), 3);
     golden("delta-move", &render::delta_document(&d));
     assert!(diff_membership(&after, &after).is_empty());
-}
-
-/// Records documents; can be told to refuse deltas.
-#[derive(Default)]
-struct FakeNft {
-    applied: RefCell<Vec<String>>,
-    refuse_deltas: bool,
-    listing: RefCell<Option<(Nftables<'static>, Nftables<'static>)>>,
-}
-
-impl NftBackend for FakeNft {
-    fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError> {
-        let json = serde_json::to_string(doc).expect("json");
-        let is_delta = !json.contains("\"table\":{");
-        if is_delta && self.refuse_deltas {
-            return Err(NftablesError::NftFailed {
-                program: "nft".into(),
-                hint: "applying ruleset".into(),
-                stdout: String::new(),
-                stderr: "Error: Could not process rule: No such file or directory".into(),
-            });
-        }
-        self.applied
-            .borrow_mut()
-            .push(if is_delta { "delta".into() } else { "full".into() });
-        Ok(())
-    }
-    fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
-        let l = self.listing.borrow();
-        let (inet, bridge) = l.as_ref().expect("listing set");
-        Ok(if family == NfFamily::Bridge {
-            bridge.clone()
-        } else {
-            inet.clone()
-        })
-    }
-}
-
-/// What the kernel would list after the full document: the document's own objects
-/// as list objects (enough for the comment/element comparison).
-fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftables<'static>) {
-    use nftables::schema::{NfCmd, NfListObject, NfObject};
-    let mut inet = Vec::new();
-    let mut bridge = Vec::new();
-    for o in doc.objects.iter() {
-        if let NfObject::CmdObject(NfCmd::Add(obj)) = o {
-            let family = match obj {
-                NfListObject::Chain(c) => c.family,
-                NfListObject::Rule(r) => r.family,
-                NfListObject::Set(s) => s.family,
-                _ => continue,
-            };
-            let target = if family == NfFamily::Bridge {
-                &mut bridge
-            } else {
-                &mut inet
-            };
-            target.push(NfObject::ListObject(obj.clone()));
-        }
-    }
-    (Nftables { objects: inet.into() }, Nftables { objects: bridge.into() })
 }
 
 #[test]

@@ -99,28 +99,79 @@ impl Membership {
     }
 }
 
+/// What one device puts in its zone's sets. Entries of different devices never
+/// share an element (a MAC is one device; an address belongs to one device), so a
+/// change to a few devices is exactly "remove their old entries, insert the new".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEntry {
+    /// Its zone.
+    pub zone: ZoneId,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// Its addresses.
+    pub addresses: BTreeSet<IpAddr>,
+}
+
+/// One device's entry.
+pub fn device_entry(config: &Config, device: &Device) -> DeviceEntry {
+    DeviceEntry {
+        zone: zone_for(config, device).zone,
+        mac: device.mac,
+        addresses: device.addresses.clone(),
+    }
+}
+
+impl Membership {
+    /// Adds a device's elements (to a zone the policy has; others are ignored).
+    pub fn insert_entry(&mut self, e: &DeviceEntry) {
+        let Some(m) = self.zones.get_mut(&e.zone) else { return };
+        m.macs.insert(e.mac);
+        for a in &e.addresses {
+            match a {
+                IpAddr::V4(v4) => m.v4.insert(*v4),
+                IpAddr::V6(v6) => m.v6.insert(*v6),
+            };
+        }
+    }
+
+    /// Removes a device's elements.
+    pub fn remove_entry(&mut self, e: &DeviceEntry) {
+        let Some(m) = self.zones.get_mut(&e.zone) else { return };
+        m.macs.remove(&e.mac);
+        for a in &e.addresses {
+            match a {
+                IpAddr::V4(v4) => m.v4.remove(v4),
+                IpAddr::V6(v6) => m.v6.remove(v6),
+            };
+        }
+    }
+
+    /// A membership holding only these entries (every zone present, like the
+    /// full one), for diffing a few devices without touching the rest.
+    pub fn of_entries(like: &Membership, entries: &[DeviceEntry]) -> Membership {
+        let mut m = Membership {
+            zones: like.zones.keys().map(|z| (z.clone(), ZoneMembers::default())).collect(),
+        };
+        for e in entries {
+            m.insert_entry(e);
+        }
+        m
+    }
+}
+
 /// The inventory as set contents.
 pub fn desired_membership(config: &Config, inventory: &Inventory) -> Membership {
-    let mut zones: BTreeMap<ZoneId, ZoneMembers> = config
+    let zones: BTreeMap<ZoneId, ZoneMembers> = config
         .policy
         .zones
         .keys()
         .map(|z| (z.clone(), ZoneMembers::default()))
         .collect();
+    let mut m = Membership { zones };
     for device in inventory.devices() {
-        let decision = zone_for(config, device);
-        let Some(members) = zones.get_mut(&decision.zone) else {
-            continue;
-        };
-        members.macs.insert(device.mac);
-        for a in &device.addresses {
-            match a {
-                IpAddr::V4(v4) => members.v4.insert(*v4),
-                IpAddr::V6(v6) => members.v6.insert(*v6),
-            };
-        }
+        m.insert_entry(&device_entry(config, device));
     }
-    Membership { zones }
+    m
 }
 
 /// A transport port the router listens on for a service.
