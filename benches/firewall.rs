@@ -20,7 +20,7 @@ use bulkhead::config::{Config, MacAddr, ZoneId};
 use bulkhead::demo::{DemoHome, HOSTS};
 use bulkhead::firewall::{self, diff_membership, render, NftBackend, NftCli};
 use bulkhead::inventory::{Event, Inventory};
-use bulkhead::policy::{desired_membership, desired_ruleset, DesiredRuleset, Membership};
+use bulkhead::policy::{desired_membership, desired_ruleset, device_entry, DesiredRuleset, Membership};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
 
@@ -105,22 +105,31 @@ fn bench_size(demo: &DemoHome, config: &Config, n: usize) -> Result<SizeResult> 
         verify.push(verify_t);
     }
     // Moves: one synthetic device back and forth between iot and guest, each move
-    // computed as the daemon does (membership diff -> delta document -> nft).
+    // computed as the daemon does it (DaemonState::reconcile_entries): the
+    // device's old entry out, its new entry in, one set delta, one nfnetlink batch.
     let mac = MacAddr([0x02, 0x42, 0, 0, 0, 1]);
     let mut current = m;
     let mut moves = Vec::new();
     for i in 0..40 {
         let zone = ZoneId::new(if i % 2 == 0 { "guest" } else { "iot" }).expect("zone");
-        inv.apply(&Event::SetZone { mac, zone }, 0);
         let t0 = Instant::now();
-        let next = desired_membership(config, &inv);
-        let delta = diff_membership(&current, &next);
+        let before = [device_entry(config, inv.get(&mac).context("device")?)];
+        inv.apply(&Event::SetZone { mac, zone }, 0);
+        let after = [device_entry(config, inv.get(&mac).context("device")?)];
+        let delta = diff_membership(
+            &Membership::of_entries(&current, &before),
+            &Membership::of_entries(&current, &after),
+        );
         ensure!(delta.added() == 3 && delta.removed() == 3, "unexpected delta {delta:?}");
-        // As the daemon does it: one nfnetlink batch, in-process.
         demo.home.router().run_in(|| nft.apply_delta(&delta))??;
+        current.remove_entry(&before[0]);
+        current.insert_entry(&after[0]);
         moves.push(t0.elapsed().as_secs_f64() * 1e3);
-        current = next;
     }
+    ensure!(
+        current == desired_membership(config, &inv),
+        "incremental membership drifted from the full one"
+    );
     Ok(SizeResult {
         devices: n,
         full_ms: median(full),
