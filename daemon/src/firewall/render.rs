@@ -118,6 +118,33 @@ pub fn chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
 const LAN_INPUT: &str = "lan-input";
 const LAN_FORWARD: &str = "lan-forward";
 
+/// A LAN dispatch chain: the sender's MAC picks its zone's `<prefix>_<zone>`
+/// chain; a MAC in no set goes to its segment's default zone, else the unknown
+/// zone. Input and forward dispatch the same way, to different chains.
+fn zone_dispatch(rs: &DesiredRuleset, name: &str, prefix: &str) -> ChainSpec {
+    let mut c = ChainSpec::new(NfFamily::INet, name);
+    for z in &rs.zones {
+        c.rule(
+            format!("from-{}", z.id),
+            vec![
+                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
+                goto(&zone_chain(prefix, &z.id)),
+            ],
+        );
+    }
+    for d in &rs.segment_defaults {
+        c.rule(
+            format!("unknown-on-{}", d.interface),
+            vec![
+                iifname_in(std::slice::from_ref(&d.interface)),
+                goto(&zone_chain(prefix, &d.zone)),
+            ],
+        );
+    }
+    c.rule("unknown-device", vec![goto(&zone_chain(prefix, &rs.unknown_zone))]);
+    c
+}
+
 fn zone_chain(prefix: &str, z: &ZoneId) -> String {
     format!("{prefix}_{z}")
 }
@@ -161,27 +188,7 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     }
     chains.push(input);
 
-    let mut in_lan = ChainSpec::new(INet, LAN_INPUT);
-    for z in &rs.zones {
-        in_lan.rule(
-            format!("from-{}", z.id),
-            vec![
-                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
-                goto(&zone_chain("in", &z.id)),
-            ],
-        );
-    }
-    for d in &rs.segment_defaults {
-        in_lan.rule(
-            format!("unknown-on-{}", d.interface),
-            vec![
-                iifname_in(std::slice::from_ref(&d.interface)),
-                goto(&zone_chain("in", &d.zone)),
-            ],
-        );
-    }
-    in_lan.rule("unknown-device", vec![goto(&zone_chain("in", &rs.unknown_zone))]);
-    chains.push(in_lan);
+    chains.push(zone_dispatch(rs, LAN_INPUT, "in"));
 
     for z in &rs.zones {
         chains.push(zone_input_chain(z));
@@ -239,27 +246,7 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     }
     chains.push(fwd);
 
-    let mut fwd_lan = ChainSpec::new(INet, LAN_FORWARD);
-    for z in &rs.zones {
-        fwd_lan.rule(
-            format!("from-{}", z.id),
-            vec![
-                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
-                goto(&zone_chain("from", &z.id)),
-            ],
-        );
-    }
-    for d in &rs.segment_defaults {
-        fwd_lan.rule(
-            format!("unknown-on-{}", d.interface),
-            vec![
-                iifname_in(std::slice::from_ref(&d.interface)),
-                goto(&zone_chain("from", &d.zone)),
-            ],
-        );
-    }
-    fwd_lan.rule("unknown-device", vec![goto(&zone_chain("from", &rs.unknown_zone))]);
-    chains.push(fwd_lan);
+    chains.push(zone_dispatch(rs, LAN_FORWARD, "from"));
 
     for z in &rs.zones {
         chains.push(zone_forward_chain(z, wan, lan));
