@@ -5,15 +5,19 @@
 //! inventory holds device facts, `policy` computes the desired state as plain data,
 //! and appliers (`firewall`, `net`) make the kernel match it.
 
+pub mod classify;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod dhcp;
 pub mod firewall;
 pub mod inventory;
+pub mod mdns;
 pub mod net;
 pub mod policy;
 pub mod store;
+pub mod vendor;
 
 #[cfg(test)]
 mod testutil;

@@ -1,0 +1,1 @@
+//! The IEEE MAC vendor registry, compiled in at build time. (Filled in.)
