@@ -5,6 +5,7 @@
 //! inventory holds device facts, `policy` computes the desired state as plain data,
 //! and appliers (`firewall`, `net`) make the kernel match it.
 
+pub mod alerts;
 pub mod classify;
 pub mod config;
 pub mod control;
@@ -14,6 +15,7 @@ pub mod dhcp;
 pub mod firewall;
 pub mod inventory;
 pub mod mdns;
+pub mod neigh;
 pub mod net;
 pub mod policy;
 pub mod store;

@@ -162,23 +162,18 @@ impl DaemonState {
     /// Applies an inventory event, persisting what changed.
     pub fn apply_event(&mut self, event: &Event, now: UnixTime) -> Result<Change, StoreError> {
         let change = self.inventory.apply(event, now);
-        let mac = match event {
-            Event::ManualAdd { mac, .. }
-            | Event::SetZone { mac, .. }
-            | Event::Rename { mac, .. }
-            | Event::Seen { mac } => *mac,
-        };
+        let mac = event.mac();
         match change {
             Change::Facts => {
                 if let Some(d) = self.inventory.get(&mac) {
                     self.store.save_device(d)?;
                 }
                 // Another device may have lost an address to this one.
-                if let Event::ManualAdd { ip: Some(ip), .. } = event {
+                if let Some(ip) = event.claimed_address() {
                     let losers: Vec<_> = self
                         .inventory
                         .devices()
-                        .filter(|d| d.mac != mac && d.addresses.contains(ip))
+                        .filter(|d| d.mac != mac && d.addresses.contains(&ip))
                         .cloned()
                         .collect();
                     for d in losers {
@@ -254,20 +249,14 @@ impl DaemonState {
     /// The devices whose set entries an event can change: its own, and for a new
     /// address, the device that held it until now.
     fn affected_by(&self, event: &Event) -> Vec<MacAddr> {
-        let mut macs = Vec::new();
-        match event {
-            Event::ManualAdd { mac, ip } => {
-                macs.push(*mac);
-                if let Some(ip) = ip {
-                    macs.extend(
-                        self.inventory
-                            .devices()
-                            .filter(|d| d.addresses.contains(ip))
-                            .map(|d| d.mac),
-                    );
-                }
-            }
-            Event::SetZone { mac, .. } | Event::Rename { mac, .. } | Event::Seen { mac } => macs.push(*mac),
+        let mut macs = vec![event.mac()];
+        if let Some(ip) = event.claimed_address() {
+            macs.extend(
+                self.inventory
+                    .devices()
+                    .filter(|d| d.addresses.contains(&ip))
+                    .map(|d| d.mac),
+            );
         }
         macs.sort();
         macs.dedup();

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::classify::Evidence;
 use crate::config::{MacAddr, ZoneId};
 
 /// Seconds since the Unix epoch. Passed in, never read from a clock here.
@@ -29,6 +30,9 @@ pub struct Device {
     pub first_seen: UnixTime,
     /// Last time seen.
     pub last_seen: UnixTime,
+    /// What it told us about itself (DHCP, mDNS), kept for classification and
+    /// shown to the homeowner.
+    pub evidence: Evidence,
 }
 
 impl Device {
@@ -41,6 +45,7 @@ impl Device {
             addresses: BTreeSet::new(),
             first_seen: now,
             last_seen: now,
+            evidence: Evidence::default(),
         }
     }
 }
@@ -74,10 +79,58 @@ pub enum Event {
         /// The device.
         mac: MacAddr,
     },
+    /// A source saw the device use an address (DHCP lease, neighbour table,
+    /// another server's lease file). Creates the device if new.
+    Address {
+        /// The device.
+        mac: MacAddr,
+        /// The address.
+        ip: IpAddr,
+    },
+    /// The device no longer holds an address (lease released or expired,
+    /// neighbour entry gone).
+    AddressGone {
+        /// The device.
+        mac: MacAddr,
+        /// The address.
+        ip: IpAddr,
+    },
+    /// Something the device told us about itself. Creates the device if new.
+    Evidence {
+        /// The device.
+        mac: MacAddr,
+        /// The evidence (merged into what is known).
+        evidence: Box<Evidence>,
+    },
+}
+
+impl Event {
+    /// The device the event is about.
+    pub fn mac(&self) -> MacAddr {
+        match self {
+            Event::ManualAdd { mac, .. }
+            | Event::SetZone { mac, .. }
+            | Event::Rename { mac, .. }
+            | Event::Seen { mac }
+            | Event::Address { mac, .. }
+            | Event::AddressGone { mac, .. }
+            | Event::Evidence { mac, .. } => *mac,
+        }
+    }
+
+    /// The address the event gives to its device, if any (whoever held it loses it).
+    pub fn claimed_address(&self) -> Option<IpAddr> {
+        match self {
+            Event::ManualAdd { ip, .. } => *ip,
+            Event::Address { ip, .. } => Some(*ip),
+            _ => None,
+        }
+    }
 }
 
 /// What an event changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered: a larger change includes the smaller ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
     /// Nothing.
     None,
@@ -125,27 +178,45 @@ impl Inventory {
     pub fn apply(&mut self, event: &Event, now: UnixTime) -> Change {
         match event {
             Event::ManualAdd { mac, ip } => {
-                let mut change = Change::None;
-                let d = self.devices.entry(*mac).or_insert_with(|| {
-                    change = Change::Facts;
-                    Device::new(*mac, now)
-                });
-                if let Some(ip) = ip {
-                    // An address belongs to one device: whoever had it before loses it.
-                    for other in self.devices.values_mut().filter(|o| o.mac != *mac) {
-                        if other.addresses.remove(ip) {
-                            change = Change::Facts;
+                let mut change = self.ensure(*mac, now);
+                match ip {
+                    Some(ip) => change = change.max(self.claim(*mac, *ip, now)),
+                    None => {
+                        if let Some(d) = self.devices.get_mut(mac) {
+                            d.last_seen = d.last_seen.max(now);
                         }
                     }
-                    if let Some(d) = self.devices.get_mut(mac) {
-                        if d.addresses.insert(*ip) {
-                            change = Change::Facts;
-                        }
-                    }
-                } else {
-                    d.last_seen = now;
                 }
                 change
+            }
+            Event::Address { mac, ip } => {
+                let change = self.ensure(*mac, now);
+                change.max(self.claim(*mac, *ip, now))
+            }
+            Event::AddressGone { mac, ip } => match self.devices.get_mut(mac) {
+                Some(d) => {
+                    if d.addresses.remove(ip) {
+                        Change::Facts
+                    } else {
+                        Change::None
+                    }
+                }
+                None => Change::None,
+            },
+            Event::Evidence { mac, evidence } => {
+                let change = self.ensure(*mac, now);
+                let Some(d) = self.devices.get_mut(mac) else { return change };
+                let seen = if d.last_seen < now {
+                    d.last_seen = now;
+                    Change::SeenOnly
+                } else {
+                    Change::None
+                };
+                if d.evidence.merge(evidence) {
+                    Change::Facts
+                } else {
+                    change.max(seen)
+                }
             }
             Event::SetZone { mac, zone } => {
                 let d = self.devices.entry(*mac).or_insert_with(|| Device::new(*mac, now));
@@ -170,6 +241,35 @@ impl Inventory {
                 _ => Change::None,
             },
         }
+    }
+
+    /// Creates the device if it is new.
+    fn ensure(&mut self, mac: MacAddr, now: UnixTime) -> Change {
+        if self.devices.contains_key(&mac) {
+            return Change::None;
+        }
+        self.devices.insert(mac, Device::new(mac, now));
+        Change::Facts
+    }
+
+    /// Gives `ip` to `mac` (an address belongs to one device: whoever had it
+    /// before loses it) and marks the device seen.
+    fn claim(&mut self, mac: MacAddr, ip: IpAddr, now: UnixTime) -> Change {
+        let mut change = Change::None;
+        for other in self.devices.values_mut().filter(|o| o.mac != mac) {
+            if other.addresses.remove(&ip) {
+                change = Change::Facts;
+            }
+        }
+        if let Some(d) = self.devices.get_mut(&mac) {
+            if d.addresses.insert(ip) {
+                change = Change::Facts;
+            } else if d.last_seen < now {
+                change = change.max(Change::SeenOnly);
+            }
+            d.last_seen = d.last_seen.max(now);
+        }
+        change
     }
 }
 
@@ -203,7 +303,7 @@ mod tests {
                 },
                 11
             ),
-            Change::None
+            Change::SeenOnly
         );
         assert_eq!(
             inv.apply(
@@ -217,6 +317,28 @@ mod tests {
         );
         assert!(inv.get(&mac(1)).expect("dev").addresses.is_empty());
         assert!(inv.get(&mac(2)).expect("dev").addresses.contains(&ip));
+    }
+
+    #[test]
+    fn sources_create_devices_and_evidence_accumulates() {
+        let mut inv = Inventory::default();
+        let ip: IpAddr = "fd00:1::5".parse().expect("ip");
+        assert_eq!(inv.apply(&Event::Address { mac: mac(3), ip }, 5), Change::Facts);
+        assert_eq!(inv.apply(&Event::Address { mac: mac(3), ip }, 6), Change::SeenOnly);
+        let ev = Evidence {
+            hostname: Some("plug".into()),
+            ..Default::default()
+        };
+        let e = Event::Evidence {
+            mac: mac(3),
+            evidence: Box::new(ev.clone()),
+        };
+        assert_eq!(inv.apply(&e, 7), Change::Facts);
+        assert_eq!(inv.apply(&e, 8), Change::SeenOnly, "same evidence again is only a sighting");
+        assert_eq!(inv.get(&mac(3)).expect("dev").evidence, ev);
+        assert_eq!(inv.apply(&Event::AddressGone { mac: mac(3), ip }, 9), Change::Facts);
+        assert_eq!(inv.apply(&Event::AddressGone { mac: mac(3), ip }, 9), Change::None);
+        assert!(inv.get(&mac(3)).expect("dev").addresses.is_empty());
     }
 
     #[test]

@@ -11,8 +11,12 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::config::{MacAddr, ZoneId};
+use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
+use crate::config::{MacAddr, SegmentId, ZoneId};
 use crate::inventory::{Device, UnixTime};
+
+/// A DHCP lease as the store keeps it (the DHCP server's own type).
+pub type Lease = crate::dhcp::Lease;
 
 /// How often buffered last-seen times are written.
 pub const SEEN_FLUSH_SECS: i64 = 60;
@@ -70,7 +74,36 @@ const MIGRATIONS: &[&str] = &[
         first_seen INTEGER NOT NULL
      );
      CREATE INDEX addresses_mac ON addresses(mac);",
+    // 2: discovery: evidence on devices, DHCP leases, alerts, identity suggestions.
+    "ALTER TABLE devices ADD COLUMN evidence TEXT;
+     CREATE TABLE leases (
+        segment TEXT NOT NULL,
+        mac TEXT NOT NULL,
+        client_id BLOB,
+        ip TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        hostname TEXT,
+        PRIMARY KEY (segment, ip)
+     );
+     CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        mac TEXT,
+        message TEXT NOT NULL
+     );
+     CREATE TABLE identity_suggestions (
+        new_mac TEXT NOT NULL,
+        known_mac TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        reasons TEXT NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (new_mac, known_mac)
+     );",
 ];
+
+/// Alerts kept; older ones are deleted as new ones arrive.
+pub const MAX_ALERTS: i64 = 1000;
 
 /// The store.
 pub struct Store {
@@ -117,7 +150,9 @@ impl Store {
     pub fn load_devices(&self) -> Result<Vec<Device>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen FROM devices ORDER BY mac")
+            .prepare(
+                "SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence FROM devices ORDER BY mac",
+            )
             .map_err(sql("reading devices"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -128,12 +163,13 @@ impl Store {
                     r.get::<_, bool>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .map_err(sql("reading devices"))?;
         let mut devices = BTreeMap::new();
         for row in rows {
-            let (mac, name, zone, by_user, first, last) = row.map_err(sql("reading devices"))?;
+            let (mac, name, zone, by_user, first, last, evidence) = row.map_err(sql("reading devices"))?;
             // A row we cannot parse is skipped with a warning rather than stopping
             // the router from starting.
             let Ok(mac) = mac.parse::<MacAddr>() else {
@@ -154,6 +190,11 @@ impl Store {
                     addresses: Default::default(),
                     first_seen: first,
                     last_seen: last,
+                    // Evidence that no longer parses is dropped, not fatal: it
+                    // is re-learned from the next packet.
+                    evidence: evidence
+                        .and_then(|e| serde_json::from_str(&e).ok())
+                        .unwrap_or_default(),
                 },
             );
         }
@@ -175,7 +216,7 @@ impl Store {
         Ok(devices.into_values().collect())
     }
 
-    /// Writes a device's facts now, durably (a homeowner's decision, a new device).
+    /// Writes a device's facts now, durably (a homeowner's decision).
     pub fn save_device(&mut self, d: &Device) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "synchronous", "FULL")
@@ -188,19 +229,31 @@ impl Store {
         result
     }
 
+    /// Writes a device's discovered facts now without forcing them to the disk
+    /// (WAL with NORMAL sync: a power cut may lose the last moments, never
+    /// corrupt). Discovery re-learns them; a homeowner's decision uses
+    /// [`Store::save_device`].
+    pub fn save_discovered(&mut self, d: &Device) -> Result<(), StoreError> {
+        let result = self.save_device_inner(d);
+        self.pending_seen.remove(&d.mac);
+        result
+    }
+
     fn save_device_inner(&mut self, d: &Device) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
         tx.execute(
-            "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(mac) DO UPDATE SET name = ?2, zone = ?3, zone_set_by_user = ?4, last_seen = ?6",
+            "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(mac) DO UPDATE SET name = ?2, zone = ?3, zone_set_by_user = ?4, last_seen = ?6,
+                evidence = ?7",
             params![
                 d.mac.to_string(),
                 d.name,
                 d.user_zone.as_ref().map(ZoneId::as_str),
                 d.user_zone.is_some(),
                 d.first_seen,
-                d.last_seen
+                d.last_seen,
+                (!d.evidence.is_empty()).then(|| serde_json::to_string(&d.evidence).ok()).flatten()
             ],
         )
         .map_err(sql("saving a device"))?;
@@ -255,6 +308,171 @@ impl Store {
         Ok(n)
     }
 
+    /// Every stored DHCP lease.
+    pub fn load_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT segment, mac, client_id, ip, expires, hostname FROM leases ORDER BY segment, ip")
+            .map_err(sql("reading leases"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .map_err(sql("reading leases"))?;
+        let mut leases = Vec::new();
+        for row in rows {
+            let (segment, mac, client_id, ip, expires, hostname) = row.map_err(sql("reading leases"))?;
+            match (SegmentId::new(&segment), mac.parse::<MacAddr>(), ip.parse()) {
+                (Ok(segment), Ok(mac), Ok(ip)) => leases.push(Lease {
+                    segment,
+                    mac,
+                    client_id,
+                    ip,
+                    expires,
+                    hostname,
+                }),
+                _ => tracing::warn!(%segment, %mac, %ip, "skipping an unreadable lease in the store"),
+            }
+        }
+        Ok(leases)
+    }
+
+    /// Records a lease (bound or renewed). NORMAL sync: a lease lost to a power
+    /// cut is asked for again by its client (INIT-REBOOT) and granted if free.
+    pub fn save_lease(&mut self, l: &Lease) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO leases (segment, mac, client_id, ip, expires, hostname) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(segment, ip) DO UPDATE SET mac = ?2, client_id = ?3, expires = ?5, hostname = ?6",
+                params![
+                    l.segment.as_str(),
+                    l.mac.to_string(),
+                    l.client_id,
+                    l.ip.to_string(),
+                    l.expires,
+                    l.hostname
+                ],
+            )
+            .map(|_| ())
+            .map_err(sql("saving a lease"))
+    }
+
+    /// Forgets a lease (released, expired, declined).
+    pub fn delete_lease(&mut self, segment: &SegmentId, ip: std::net::Ipv4Addr) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM leases WHERE segment = ?1 AND ip = ?2",
+                params![segment.as_str(), ip.to_string()],
+            )
+            .map(|_| ())
+            .map_err(sql("deleting a lease"))
+    }
+
+    /// Stores an alert, keeping at most [`MAX_ALERTS`]; returns its id.
+    pub fn add_alert(&mut self, a: &Alert) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
+        tx.execute(
+            "INSERT INTO alerts (at, kind, mac, message) VALUES (?1, ?2, ?3, ?4)",
+            params![a.at, a.kind.as_str(), a.mac.map(|m| m.to_string()), a.message],
+        )
+        .map_err(sql("saving an alert"))?;
+        let id = tx.last_insert_rowid();
+        tx.execute("DELETE FROM alerts WHERE id <= ?1", [id - MAX_ALERTS])
+            .map_err(sql("trimming alerts"))?;
+        tx.commit().map_err(sql("committing an alert"))?;
+        Ok(id)
+    }
+
+    /// The newest `limit` alerts, newest first.
+    pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, at, kind, mac, message FROM alerts ORDER BY id DESC LIMIT ?1")
+            .map_err(sql("reading alerts"))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(sql("reading alerts"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, at, kind, mac, message) = row.map_err(sql("reading alerts"))?;
+            let Some(kind) = AlertKind::parse(&kind) else { continue };
+            out.push(Alert {
+                id,
+                at,
+                kind,
+                mac: mac.and_then(|m| m.parse().ok()),
+                message,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records an identity suggestion (once per pair; an accepted one stays so).
+    pub fn save_suggestion(&mut self, s: &IdentitySuggestion) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO identity_suggestions (new_mac, known_mac, at, reasons, accepted) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(new_mac, known_mac) DO UPDATE SET accepted = max(accepted, ?5)",
+                params![
+                    s.new_mac.to_string(),
+                    s.known_mac.to_string(),
+                    s.at,
+                    serde_json::to_string(&s.reasons).unwrap_or_default(),
+                    s.accepted
+                ],
+            )
+            .map(|_| ())
+            .map_err(sql("saving an identity suggestion"))
+    }
+
+    /// Every identity suggestion, newest first.
+    pub fn suggestions(&self) -> Result<Vec<IdentitySuggestion>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT new_mac, known_mac, at, reasons, accepted FROM identity_suggestions ORDER BY at DESC")
+            .map_err(sql("reading identity suggestions"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            })
+            .map_err(sql("reading identity suggestions"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (new_mac, known_mac, at, reasons, accepted) = row.map_err(sql("reading identity suggestions"))?;
+            if let (Ok(new_mac), Ok(known_mac)) = (new_mac.parse(), known_mac.parse()) {
+                out.push(IdentitySuggestion {
+                    new_mac,
+                    known_mac,
+                    at,
+                    reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                    accepted,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The schema version (number of migrations applied).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.conn
@@ -303,7 +521,7 @@ mod tests {
     #[test]
     fn devices_round_trip_and_addresses_move() {
         let mut s = Store::in_memory(0).expect("open");
-        assert_eq!(s.schema_version().expect("v"), 1);
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
         let mut a = dev(1, "10.0.1.5");
         a.user_zone = Some(ZoneId::new("iot").expect("id"));
         a.name = Some("<b>cam</b>\n\u{202e}".into());

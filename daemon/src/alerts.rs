@@ -1,0 +1,78 @@
+//! Things the homeowner should hear about: new devices held in quarantine,
+//! classifications, identity suggestions, exhausted address pools. Plain data,
+//! stored by [`crate::store`], shown by the CLI and the web UI.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::MacAddr;
+use crate::inventory::UnixTime;
+
+/// What kind of thing happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// A device no rule places joined and was put in the unknown zone.
+    NewDeviceQuarantined,
+    /// A device was classified (or re-classified) and placed by a rule.
+    DeviceClassified,
+    /// A new randomised MAC looks like a known device.
+    IdentitySuggestion,
+    /// A segment's DHCP pool had no address to offer.
+    PoolExhausted,
+}
+
+impl AlertKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::NewDeviceQuarantined => "new-device-quarantined",
+            AlertKind::DeviceClassified => "device-classified",
+            AlertKind::IdentitySuggestion => "identity-suggestion",
+            AlertKind::PoolExhausted => "pool-exhausted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        [
+            AlertKind::NewDeviceQuarantined,
+            AlertKind::DeviceClassified,
+            AlertKind::IdentitySuggestion,
+            AlertKind::PoolExhausted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Store id (0 before it is stored).
+    pub id: i64,
+    /// When.
+    pub at: UnixTime,
+    /// What.
+    pub kind: AlertKind,
+    /// The device concerned, if one.
+    pub mac: Option<MacAddr>,
+    /// A sentence for the homeowner (may quote untrusted device text: escape on
+    /// display).
+    pub message: String,
+}
+
+/// "This new randomised MAC is probably that known device": recorded for the
+/// homeowner to accept or ignore, never applied silently (it would widen access).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySuggestion {
+    /// The new MAC.
+    pub new_mac: MacAddr,
+    /// The known device it resembles.
+    pub known_mac: MacAddr,
+    /// When it was noticed.
+    pub at: UnixTime,
+    /// What matched.
+    pub reasons: Vec<String>,
+    /// Whether the homeowner accepted it.
+    pub accepted: bool,
+}
