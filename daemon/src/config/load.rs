@@ -29,6 +29,16 @@ struct RawMain {
     segments: Vec<Spanned<RawSegment>>,
     #[serde(default)]
     web: Option<RawWeb>,
+    #[serde(default)]
+    dhcp: Option<RawDhcp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDhcp {
+    domain: Option<Spanned<String>>,
+    lease_secs: Option<Spanned<i64>>,
+    observe_lease_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +68,7 @@ struct RawSegment {
     ipv4: Spanned<String>,
     ipv6: Option<Spanned<String>>,
     dhcp_pool: Option<Spanned<String>>,
+    dhcp: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -97,6 +108,7 @@ struct RawDevice {
     mac: Spanned<String>,
     zone: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
+    ip: Option<Spanned<String>>,
 }
 
 /// Loads and validates the main file and the policy directory it names.
@@ -131,6 +143,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             policies_dir: m.policies_dir,
             control_socket: m.control_socket,
             web: m.web,
+            dhcp: m.dhcp,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -155,6 +168,7 @@ struct MainPart {
     policies_dir: PathBuf,
     control_socket: PathBuf,
     web: WebConfig,
+    dhcp: DhcpSettings,
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -259,6 +273,37 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
         }
         web.listen = listen;
     }
+    let mut dhcp = DhcpSettings::default();
+    if let Some(d) = raw.dhcp {
+        if let Some(domain) = d.domain {
+            if is_dns_name(domain.get_ref()) {
+                dhcp.domain = Some(domain.get_ref().clone());
+            } else {
+                rep.at(
+                    domain.span(),
+                    "dhcp.domain",
+                    "a domain is dot-separated labels of letters, digits and hyphens (at most 253 characters)",
+                );
+                ok = false;
+            }
+        }
+        if let Some(secs) = d.lease_secs {
+            match u32::try_from(*secs.get_ref()) {
+                Ok(v) if (120..=7 * 86_400).contains(&v) => dhcp.lease_secs = v,
+                _ => {
+                    rep.at(
+                        secs.span(),
+                        "dhcp.lease_secs",
+                        "a lease lasts between 120 seconds and 7 days (604800)",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(f) = d.observe_lease_file {
+            dhcp.observe_lease_file = resolve(base, f.get_ref());
+        }
+    }
     let path_or = |v: Option<Spanned<String>>, default: &str| {
         v.map_or_else(|| PathBuf::from(default), |s| resolve(base, s.get_ref()))
     };
@@ -270,6 +315,7 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
         policies_dir: path_or(raw.policies_dir, "/etc/bulkhead/policies"),
         control_socket: path_or(raw.control_socket, "/run/bulkhead/control.sock"),
         web,
+        dhcp,
     };
     ok.then_some(part)
 }
@@ -400,17 +446,55 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
         },
         (Some(_), None) => None,
     };
-    match (id, kind, ipv4, s.ipv6.is_none() || ipv6.is_some(), dhcp_pool) {
-        (Some(id), Some(kind), Some(ipv4), true, Some(dhcp_pool)) if ok => Some(Segment {
+    // Serve where a pool is given, unless told otherwise; observing and off need
+    // no pool (another server hands out addresses, or nobody does).
+    let pool_given = matches!(dhcp_pool, Some(Some(_)));
+    let dhcp = match s.dhcp.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+        None if pool_given => Some(DhcpMode::Serve),
+        None => Some(DhcpMode::Off),
+        Some(("serve", span)) => {
+            if !pool_given && dhcp_pool.is_some() {
+                rep.at(span, f("dhcp"), "dhcp = \"serve\" needs a `dhcp_pool`");
+                ok = false;
+            }
+            Some(DhcpMode::Serve)
+        }
+        Some(("observe", _)) => Some(DhcpMode::Observe),
+        Some(("off", _)) => Some(DhcpMode::Off),
+        Some((other, span)) => {
+            rep.at(
+                span,
+                f("dhcp"),
+                format!("unknown DHCP mode `{}` (expected serve, observe or off)", other.escape_debug()),
+            );
+            None
+        }
+    };
+    match (id, kind, ipv4, s.ipv6.is_none() || ipv6.is_some(), dhcp_pool, dhcp) {
+        (Some(id), Some(kind), Some(ipv4), true, Some(dhcp_pool), Some(dhcp)) if ok => Some(Segment {
             id,
             interface: s.interface.get_ref().clone(),
             kind,
             ipv4,
             ipv6: ipv6.flatten(),
             dhcp_pool,
+            dhcp,
         }),
         _ => None,
     }
+}
+
+/// A DNS domain name: labels of ASCII letters, digits and hyphens.
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn parse_pool(s: &str, net: Ipv4Net) -> Result<Ipv4Range, String> {
@@ -515,6 +599,7 @@ fn validate_policy(
     let mut unknown_zone: Option<ZoneId> = None;
     let mut segment_zones = BTreeMap::new();
     let mut devices = BTreeMap::new();
+    let mut static_ips: BTreeMap<Ipv4Addr, std::ops::Range<usize>> = BTreeMap::new();
     for src in sources {
         let mut rep = Reporter::new(&src.path, &src.text, errors);
         for (name, z) in &src.raw.zones {
@@ -598,10 +683,40 @@ fn validate_policy(
                     );
                 }
             }
-            if let (Some(mac), Some(Some(_)) | None) = (mac, &zone) {
+            let ip = match &d.ip {
+                None => Some(None),
+                Some(v) => match v.get_ref().parse::<Ipv4Addr>() {
+                    Ok(a) if segments.iter().any(|s| s.ipv4.contains(&a) && s.ipv4.addr() != a) => {
+                        if static_ips.insert(a, v.span()).is_some() {
+                            rep.at(v.span(), field("ip"), format!("{a} is given to two devices"));
+                            None
+                        } else {
+                            Some(Some(a))
+                        }
+                    }
+                    Ok(a) => {
+                        rep.at(
+                            v.span(),
+                            field("ip"),
+                            format!("{a} is not a host address in any segment's subnet (or it is the router's)"),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        rep.at(
+                            v.span(),
+                            field("ip"),
+                            format!("`{}` is not an IPv4 address", v.get_ref().escape_debug()),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(mac), Some(Some(_)) | None, Some(ip)) = (mac, &zone, ip) {
                 let over = DeviceOverride {
                     zone: zone.flatten(),
                     name,
+                    ip,
                 };
                 if devices.insert(mac, over).is_some() {
                     rep.at(d.mac.span(), field("mac"), format!("device {mac} is listed twice"));

@@ -143,3 +143,77 @@ fn missing_unknown_zone_and_duplicate_zone() {
         "{text}"
     );
 }
+
+#[test]
+fn dhcp_settings_modes_and_static_leases() {
+    let main = MAIN.replace(
+        "kind = \"bridge\"\nipv4 = \"10.0.2.1/24\"",
+        "kind = \"bridge\"\nipv4 = \"10.0.2.1/24\"\ndhcp = \"observe\"",
+    ) + "\n[dhcp]\ndomain = \"home.arpa\"\nlease_secs = 3600\nobserve_lease_file = \"leases\"\n";
+    let devices = r#"
+[[devices]]
+mac = "02:00:00:00:00:01"
+ip = "10.0.1.50"
+"#;
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES), ("20-dev.toml", devices)]);
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("must load:\n{e}"));
+    assert_eq!(cfg.segments[0].dhcp, DhcpMode::Serve, "a pool means serve by default");
+    assert_eq!(cfg.segments[1].dhcp, DhcpMode::Observe);
+    assert_eq!(cfg.dhcp.domain.as_deref(), Some("home.arpa"));
+    assert_eq!(cfg.dhcp.lease_secs, 3600);
+    assert_eq!(cfg.dhcp.observe_lease_file, fx.dir.join("leases"));
+    let mac: MacAddr = "02:00:00:00:00:01".parse().expect("mac");
+    assert_eq!(cfg.policy.devices[&mac].ip, Some("10.0.1.50".parse().expect("ip")));
+}
+
+#[test]
+fn bad_dhcp_settings_name_file_line_and_field() {
+    let main = MAIN.replace(
+        "kind = \"bridge\"\nipv4 = \"10.0.2.1/24\"",
+        "kind = \"bridge\"\nipv4 = \"10.0.2.1/24\"\ndhcp = \"relay\"",
+    ) + "\n[dhcp]\ndomain = \"bad domain\"\nlease_secs = 5\n";
+    let devices = r#"
+[[devices]]
+mac = "02:00:00:00:00:01"
+ip = "192.168.9.9"
+
+[[devices]]
+mac = "02:00:00:00:00:02"
+ip = "10.0.1.50"
+
+[[devices]]
+mac = "02:00:00:00:00:03"
+ip = "10.0.1.50"
+"#;
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES), ("20-dev.toml", devices)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let has = |field: &str, msg: &str| {
+        assert!(
+            errs.iter().any(|e| e.field == field && e.message.contains(msg) && e.line > 0),
+            "no error for {field} containing {msg:?} in:\n{}",
+            text.join("\n")
+        )
+    };
+    has("segments[1].dhcp", "unknown DHCP mode `relay`");
+    has("dhcp.domain", "labels");
+    has("dhcp.lease_secs", "120 seconds");
+    let main_errors = errs.iter().filter(|e| e.file.ends_with("bulkhead.toml")).count();
+    assert_eq!(main_errors, 3, "{}", text.join("\n"));
+    // The policy files are only read once the main file is valid.
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", ZONES), ("20-dev.toml", devices)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "devices[0].ip" && e.message.contains("not a host address") && e.line == 4),
+        "{}",
+        text.join("\n")
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "devices[2].ip" && e.message.contains("given to two devices") && e.line == 12),
+        "{}",
+        text.join("\n")
+    );
+}

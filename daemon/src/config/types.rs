@@ -213,6 +213,8 @@ pub struct DeviceOverride {
     pub zone: Option<ZoneId>,
     /// Its name, if set.
     pub name: Option<String>,
+    /// Its fixed DHCP address, if set (a static lease).
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// The policy: zones, where unknown devices go, segment defaults, device overrides.
@@ -272,6 +274,43 @@ pub struct Segment {
     pub ipv6: Option<Ipv6Net>,
     /// DHCP pool, if Bulkhead hands out addresses here.
     pub dhcp_pool: Option<Ipv4Range>,
+    /// What Bulkhead does with DHCP here.
+    pub dhcp: DhcpMode,
+}
+
+/// A segment's DHCP role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhcpMode {
+    /// Bulkhead's own server hands out addresses from `dhcp_pool`.
+    Serve,
+    /// Another server (dnsmasq on OpenWrt) does; Bulkhead captures the clients'
+    /// packets for fingerprints and reads that server's lease file.
+    Observe,
+    /// No DHCP here.
+    Off,
+}
+
+/// DHCP settings shared by all segments (`[dhcp]` in the main file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DhcpSettings {
+    /// Domain handed to clients (option 15), if any.
+    pub domain: Option<String>,
+    /// Lease length in seconds.
+    pub lease_secs: u32,
+    /// The other server's lease file, for segments in observe mode (dnsmasq's
+    /// format; OpenWrt keeps it in /tmp/dhcp.leases).
+    pub observe_lease_file: PathBuf,
+}
+
+impl Default for DhcpSettings {
+    fn default() -> Self {
+        DhcpSettings {
+            domain: Some("lan".into()),
+            lease_secs: 12 * 3600,
+            observe_lease_file: PathBuf::from("/tmp/dhcp.leases"),
+        }
+    }
 }
 
 /// Web UI settings.
@@ -301,6 +340,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Web UI.
     pub web: WebConfig,
+    /// DHCP settings.
+    pub dhcp: DhcpSettings,
     /// The policy loaded from `policies_dir`.
     pub policy: Policy,
 }
