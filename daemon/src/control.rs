@@ -35,6 +35,30 @@ pub enum Request {
     },
     /// Daemon status.
     Status,
+    /// Release a device from quarantine into a zone (the homeowner's decision):
+    /// the given zone, else the zone its classification suggests, else the
+    /// policy's `approved_zone`.
+    Approve {
+        /// The device.
+        mac: MacAddr,
+        /// The zone, if named.
+        zone: Option<ZoneId>,
+    },
+    /// The newest alerts.
+    Alerts {
+        /// How many at most.
+        limit: usize,
+    },
+    /// Identity suggestions for randomised MACs.
+    Suggestions,
+    /// Accept an identity suggestion: the new MAC gets the known device's zone and
+    /// name.
+    Link {
+        /// The new (randomised) MAC.
+        new_mac: MacAddr,
+        /// The known device.
+        known_mac: MacAddr,
+    },
 }
 
 /// One device as the CLI shows it.
@@ -87,6 +111,16 @@ pub enum Response {
     },
     /// Status.
     Status(StatusView),
+    /// Alerts, newest first.
+    Alerts {
+        /// The list.
+        alerts: Vec<crate::alerts::Alert>,
+    },
+    /// Identity suggestions, newest first.
+    Suggestions {
+        /// The list.
+        suggestions: Vec<crate::alerts::IdentitySuggestion>,
+    },
     /// Refused or failed.
     Error {
         /// Why.

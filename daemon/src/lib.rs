@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dhcp;
 pub mod firewall;
+pub mod identity;
 pub mod inventory;
 pub mod mdns;
 pub mod neigh;

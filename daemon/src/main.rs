@@ -43,6 +43,22 @@ enum Command {
     Device(DeviceCommand),
     /// Daemon status.
     Status,
+    /// Recent alerts: new devices held in quarantine, classifications, identity
+    /// suggestions, exhausted DHCP pools.
+    Alerts {
+        /// How many (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// "This new private MAC looks like that known device" suggestions.
+    Suggestions {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a demo home in network namespaces, run the daemon in it and show who
     /// can reach whom. Needs root; removes everything on Ctrl-C.
     Demo {
@@ -60,6 +76,21 @@ enum DeviceCommand {
         mac: MacAddr,
         /// The zone.
         zone: ZoneId,
+    },
+    /// Release a device from quarantine: into ZONE, else the zone its
+    /// classification suggests, else the policy's approved_zone.
+    Approve {
+        /// The device's MAC.
+        mac: MacAddr,
+        /// The zone.
+        zone: Option<ZoneId>,
+    },
+    /// Accept an identity suggestion: NEW gets KNOWN's zone and name.
+    Link {
+        /// The new (private) MAC.
+        new_mac: MacAddr,
+        /// The known device's MAC.
+        known_mac: MacAddr,
     },
     /// Add a device by hand.
     Add {
@@ -175,6 +206,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         )?),
         Command::Device(DeviceCommand::Add { mac, ip }) => {
             done(call(&socket_path(&cli), Request::AddDevice { mac: *mac, ip: *ip })?)
+        }
+        Command::Device(DeviceCommand::Approve { mac, zone }) => done(call(
+            &socket_path(&cli),
+            Request::Approve {
+                mac: *mac,
+                zone: zone.clone(),
+            },
+        )?),
+        Command::Device(DeviceCommand::Link { new_mac, known_mac }) => done(call(
+            &socket_path(&cli),
+            Request::Link {
+                new_mac: *new_mac,
+                known_mac: *known_mac,
+            },
+        )?),
+        Command::Alerts { limit, json } => {
+            let Response::Alerts { alerts } = call(&socket_path(&cli), Request::Alerts { limit: *limit })? else {
+                anyhow::bail!("unexpected answer")
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+                return Ok(());
+            }
+            for a in alerts {
+                println!("{:>10}  {:<24}  {}", a.at, a.kind.as_str(), show(&a.message));
+            }
+            Ok(())
+        }
+        Command::Suggestions { json } => {
+            let Response::Suggestions { suggestions } = call(&socket_path(&cli), Request::Suggestions)? else {
+                anyhow::bail!("unexpected answer")
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&suggestions)?);
+                return Ok(());
+            }
+            for s in suggestions {
+                println!(
+                    "{} looks like {}{}: {}",
+                    s.new_mac,
+                    s.known_mac,
+                    if s.accepted { " (accepted)" } else { "" },
+                    show(&s.reasons.join(", "))
+                );
+            }
+            Ok(())
         }
         Command::Status => {
             let resp = call(&socket_path(&cli), Request::Status)?;

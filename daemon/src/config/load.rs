@@ -743,6 +743,7 @@ fn validate_policy(
         unknown_zone,
         segment_zones,
         devices,
+        approved_zone: None,
     })
 }
 

@@ -228,6 +228,8 @@ pub struct Policy {
     pub segment_zones: BTreeMap<SegmentId, ZoneId>,
     /// Devices pinned by the policy files.
     pub devices: BTreeMap<MacAddr, DeviceOverride>,
+    /// The zone `bulkhead device approve MAC` uses when no zone is named.
+    pub approved_zone: Option<ZoneId>,
 }
 
 /// How a segment's interface comes to exist.

@@ -2,6 +2,7 @@
 //! to signals. The runtime is single-threaded: one owner of [`DaemonState`], every
 //! change goes through it in order.
 
+mod discovery;
 mod state;
 
 use std::collections::BTreeSet;

@@ -17,14 +17,16 @@ pub struct DaemonState {
     pub config: Config,
     /// Ports of existing bridges, found by the net module.
     pub observed_bridge_ports: BTreeSet<String>,
-    store: Store,
-    inventory: Inventory,
-    applied: Option<Applied>,
-    nft: Box<dyn NftBackend + Send>,
-    conntrack: Box<dyn ConntrackFlusher + Send>,
-    full_applies: u64,
-    delta_applies: u64,
-    last_error: Option<String>,
+    pub(super) store: Store,
+    pub(super) inventory: Inventory,
+    pub(super) applied: Option<Applied>,
+    pub(super) nft: Box<dyn NftBackend + Send>,
+    pub(super) conntrack: Box<dyn ConntrackFlusher + Send>,
+    pub(super) full_applies: u64,
+    pub(super) delta_applies: u64,
+    pub(super) last_error: Option<String>,
+    /// Identity suggestions already made (new MAC, known MAC), so each is made once.
+    pub(super) suggested: BTreeSet<(MacAddr, MacAddr)>,
 }
 
 impl DaemonState {
@@ -36,6 +38,11 @@ impl DaemonState {
         conntrack: Box<dyn ConntrackFlusher + Send>,
     ) -> Result<Self, StoreError> {
         let inventory = Inventory::from_devices(store.load_devices()?);
+        let suggested = store
+            .suggestions()?
+            .into_iter()
+            .map(|s| (s.new_mac, s.known_mac))
+            .collect();
         Ok(DaemonState {
             config,
             observed_bridge_ports: BTreeSet::new(),
@@ -47,6 +54,7 @@ impl DaemonState {
             full_applies: 0,
             delta_applies: 0,
             last_error: None,
+            suggested,
         })
     }
 
@@ -165,8 +173,18 @@ impl DaemonState {
         let mac = event.mac();
         match change {
             Change::Facts => {
+                // The homeowner's decisions are forced to disk; what discovery
+                // learns is written at once but not fsync'd (it is re-learned).
+                let decision = matches!(
+                    event,
+                    Event::SetZone { .. } | Event::Rename { .. } | Event::ManualAdd { .. }
+                );
                 if let Some(d) = self.inventory.get(&mac) {
-                    self.store.save_device(d)?;
+                    if decision {
+                        self.store.save_device(d)?;
+                    } else {
+                        self.store.save_discovered(d)?;
+                    }
                 }
                 // Another device may have lost an address to this one.
                 if let Some(ip) = event.claimed_address() {
@@ -177,7 +195,7 @@ impl DaemonState {
                         .cloned()
                         .collect();
                     for d in losers {
-                        self.store.save_device(&d)?;
+                        self.store.save_discovered(&d)?;
                     }
                 }
             }
@@ -216,6 +234,20 @@ impl DaemonState {
                     format!("{mac} is now in zone {zone}"),
                 )
             }
+            Request::Approve { mac, zone } => self.approve(mac, zone, now),
+            Request::Alerts { limit } => match self.store.alerts(limit.min(crate::store::MAX_ALERTS as usize)) {
+                Ok(alerts) => Response::Alerts { alerts },
+                Err(e) => Response::Error {
+                    message: error_chain(&e),
+                },
+            },
+            Request::Suggestions => match self.store.suggestions() {
+                Ok(suggestions) => Response::Suggestions { suggestions },
+                Err(e) => Response::Error {
+                    message: error_chain(&e),
+                },
+            },
+            Request::Link { new_mac, known_mac } => self.link(new_mac, known_mac, now),
             Request::AddDevice { mac, ip } => {
                 if let Some(ip) = ip {
                     if self.config.segment_for_ip(ip).is_none() {
@@ -229,7 +261,62 @@ impl DaemonState {
         }
     }
 
-    fn change(&mut self, event: &Event, now: UnixTime, done: String) -> Response {
+    /// `bulkhead device approve MAC [ZONE]`.
+    fn approve(&mut self, mac: MacAddr, zone: Option<ZoneId>, now: UnixTime) -> Response {
+        let p = &self.config.policy;
+        let suggested = self
+            .inventory
+            .get(&mac)
+            .map(|d| zone_for(&self.config, d))
+            .filter(|d| d.reason == crate::policy::ZoneReason::Classified)
+            .map(|d| d.zone);
+        let Some(zone) = zone.or(suggested).or_else(|| p.approved_zone.clone()) else {
+            return Response::Error {
+                message: format!(
+                    "say which zone: bulkhead device approve {mac} ZONE (no classification suggests one, and the policy sets no approved_zone)"
+                ),
+            };
+        };
+        self.handle(Request::SetZone { mac, zone }, now)
+    }
+
+    /// `bulkhead device link NEW KNOWN`: accept an identity suggestion.
+    fn link(&mut self, new_mac: MacAddr, known_mac: MacAddr, now: UnixTime) -> Response {
+        if !self.suggested.contains(&(new_mac, known_mac)) {
+            return Response::Error {
+                message: format!("there is no suggestion that {new_mac} is {known_mac} (see bulkhead suggestions)"),
+            };
+        }
+        let Some(known) = self.inventory.get(&known_mac) else {
+            return Response::Error {
+                message: format!("{known_mac} is not a known device"),
+            };
+        };
+        let zone = zone_for(&self.config, known).zone;
+        let name = known.name.clone();
+        if let Some(name) = name {
+            if let Err(e) = self.apply_event(&Event::Rename { mac: new_mac, name }, now) {
+                return Response::Error {
+                    message: format!("not saved: {}", error_chain(&e)),
+                };
+            }
+        }
+        let suggestion = crate::alerts::IdentitySuggestion {
+            new_mac,
+            known_mac,
+            at: now,
+            reasons: Vec::new(),
+            accepted: true,
+        };
+        if let Err(e) = self.store.save_suggestion(&suggestion) {
+            return Response::Error {
+                message: format!("not saved: {}", error_chain(&e)),
+            };
+        }
+        self.handle(Request::SetZone { mac: new_mac, zone }, now)
+    }
+
+    pub(super) fn change(&mut self, event: &Event, now: UnixTime, done: String) -> Response {
         let affected = self.affected_by(event);
         let before = self.entries(&affected);
         if let Err(e) = self.apply_event(event, now) {
@@ -248,7 +335,7 @@ impl DaemonState {
 
     /// The devices whose set entries an event can change: its own, and for a new
     /// address, the device that held it until now.
-    fn affected_by(&self, event: &Event) -> Vec<MacAddr> {
+    pub(super) fn affected_by(&self, event: &Event) -> Vec<MacAddr> {
         let mut macs = vec![event.mac()];
         if let Some(ip) = event.claimed_address() {
             macs.extend(
@@ -263,7 +350,7 @@ impl DaemonState {
         macs
     }
 
-    fn entries(&self, macs: &[MacAddr]) -> Vec<DeviceEntry> {
+    pub(super) fn entries(&self, macs: &[MacAddr]) -> Vec<DeviceEntry> {
         macs.iter()
             .filter_map(|m| self.inventory.get(m))
             .map(|d| device_entry(&self.config, d))
@@ -501,5 +588,145 @@ mod tests {
             h.state.applied.as_ref().expect("applied").ruleset,
             desired_ruleset(&before, &Default::default())
         );
+    }
+
+    fn evidence(host: &str, params: &[u8]) -> Box<crate::classify::Evidence> {
+        Box::new(crate::classify::Evidence {
+            hostname: Some(host.into()),
+            dhcp_params: Some(params.to_vec()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_discovered_device_is_enforced_at_once_and_raises_one_alert() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        let m = mac(40);
+        let ev = Event::Evidence {
+            mac: m,
+            evidence: evidence("<img src=x>\u{202e}", &[1, 3, 6]),
+        };
+        assert_eq!(h.state.observe(ev.clone(), 10), Change::Facts);
+        let ip: IpAddr = "10.0.1.140".parse().expect("ip");
+        assert_eq!(h.state.observe(Event::Address { mac: m, ip }, 11), Change::Facts);
+        assert_eq!(h.state.observe(ev, 12), Change::SeenOnly, "repeat evidence is only a sighting");
+        let applied = h.state.applied.as_ref().expect("applied");
+        assert_eq!(applied.membership, h.full_membership(), "incremental == full");
+        let q = &applied.membership.zones[&zone("quarantine")];
+        assert!(q.macs.contains(&m) && q.v4.contains(&"10.0.1.140".parse().expect("ip")));
+        let alerts = h.state.store.alerts(10).expect("alerts");
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, crate::alerts::AlertKind::NewDeviceQuarantined);
+        assert_eq!(h.state.full_applies, 1);
+        // The hostile hostname is stored as data.
+        let d = h.state.inventory.get(&m).expect("device");
+        assert_eq!(d.evidence.hostname.as_deref(), Some("<img src=x>\u{202e}"));
+    }
+
+    #[test]
+    fn approve_uses_the_named_zone_or_the_policy_default_and_wins() {
+        let mut config = default_config();
+        config.policy.approved_zone = Some(zone("trusted"));
+        let mut h = Harness::new(config);
+        h.state.reconcile().expect("start");
+        let (a, b) = (mac(41), mac(42));
+        for m in [a, b] {
+            h.state.observe(
+                Event::Evidence {
+                    mac: m,
+                    evidence: evidence("x", &[1]),
+                },
+                1,
+            );
+        }
+        let r = h.state.handle(Request::Approve { mac: a, zone: None }, 2);
+        assert!(matches!(r, Response::Done { .. }), "{r:?}");
+        let r = h.state.handle(
+            Request::Approve {
+                mac: b,
+                zone: Some(zone("iot")),
+            },
+            2,
+        );
+        assert!(matches!(r, Response::Done { .. }), "{r:?}");
+        let m = &h.state.applied.as_ref().expect("applied").membership;
+        assert!(m.zones[&zone("trusted")].macs.contains(&a));
+        assert!(m.zones[&zone("iot")].macs.contains(&b));
+        h.state.config.policy.approved_zone = None;
+        let r = h.state.handle(Request::Approve { mac: mac(43), zone: None }, 3);
+        assert!(matches!(r, Response::Error { .. }), "no zone to approve into: {r:?}");
+    }
+
+    #[test]
+    fn a_randomised_mac_like_a_known_device_is_only_suggested_until_linked() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        let known = MacAddr([0x3c, 0x22, 0xfb, 1, 2, 3]);
+        let fresh = MacAddr([0x5a, 0, 0, 0, 0, 1]);
+        h.state.observe(
+            Event::Evidence {
+                mac: known,
+                evidence: evidence("annas-phone", &[1, 121, 3, 6]),
+            },
+            1,
+        );
+        assert!(matches!(
+            h.state.handle(
+                Request::SetZone {
+                    mac: known,
+                    zone: zone("trusted")
+                },
+                2
+            ),
+            Response::Done { .. }
+        ));
+        h.state.observe(
+            Event::Evidence {
+                mac: fresh,
+                evidence: evidence("annas-phone", &[1, 121, 3, 6]),
+            },
+            3,
+        );
+        let m = &h.state.applied.as_ref().expect("applied").membership;
+        assert!(
+            m.zones[&zone("quarantine")].macs.contains(&fresh),
+            "never widened silently"
+        );
+        let s = h.state.store.suggestions().expect("suggestions");
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].new_mac, s[0].known_mac, s[0].accepted), (fresh, known, false));
+        // Seeing it again does not suggest twice.
+        h.state.observe(
+            Event::Address {
+                mac: fresh,
+                ip: "10.0.1.150".parse().expect("ip"),
+            },
+            4,
+        );
+        let kinds: Vec<_> = h.state.store.alerts(10).expect("a").into_iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == crate::alerts::AlertKind::IdentitySuggestion).count(),
+            1
+        );
+        let r = h.state.handle(
+            Request::Link {
+                new_mac: known,
+                known_mac: fresh,
+            },
+            5,
+        );
+        assert!(matches!(r, Response::Error { .. }), "only suggested pairs link: {r:?}");
+        let r = h.state.handle(
+            Request::Link {
+                new_mac: fresh,
+                known_mac: known,
+            },
+            5,
+        );
+        assert!(matches!(r, Response::Done { .. }), "{r:?}");
+        let m = &h.state.applied.as_ref().expect("applied").membership;
+        assert!(m.zones[&zone("trusted")].macs.contains(&fresh));
+        assert!(h.state.store.suggestions().expect("s")[0].accepted);
     }
 }

@@ -20,6 +20,8 @@ pub enum ZoneReason {
     UserChoice,
     /// Pinned in a policy file's `[[devices]]`.
     PolicyOverride,
+    /// A classification rule placed it, from its evidence.
+    Classified,
     /// The device's segment sends new devices to this zone.
     SegmentDefault,
     /// Nobody knows it: the policy's `unknown_zone`.

@@ -567,4 +567,58 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn leases_alerts_and_suggestions_round_trip() {
+        let mut s = Store::in_memory(0).expect("open");
+        let seg = SegmentId::new("lan").expect("id");
+        let lease = Lease {
+            segment: seg.clone(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            client_id: Some(vec![1, 2, 0, 0, 0, 0, 1]),
+            ip: "10.0.1.100".parse().expect("ip"),
+            expires: 5000,
+            hostname: Some("a\"b\n<c>".into()),
+        };
+        s.save_lease(&lease).expect("save");
+        let mut renewed = lease.clone();
+        renewed.expires = 9000;
+        s.save_lease(&renewed).expect("renew");
+        assert_eq!(s.load_leases().expect("load"), vec![renewed]);
+        s.delete_lease(&seg, lease.ip).expect("delete");
+        assert!(s.load_leases().expect("load").is_empty());
+
+        for i in 0..(MAX_ALERTS + 5) {
+            s.add_alert(&Alert {
+                id: 0,
+                at: i,
+                kind: AlertKind::NewDeviceQuarantined,
+                mac: None,
+                message: format!("alert {i}"),
+            })
+            .expect("alert");
+        }
+        let all = s.alerts(usize::MAX >> 1).expect("alerts");
+        assert_eq!(all.len() as i64, MAX_ALERTS, "old alerts are trimmed");
+        assert_eq!(all[0].message, format!("alert {}", MAX_ALERTS + 4), "newest first");
+
+        let sug = IdentitySuggestion {
+            new_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            known_mac: MacAddr([0, 0x11, 0, 0, 0, 3]),
+            at: 7,
+            reasons: vec!["same DHCP hostname".into()],
+            accepted: false,
+        };
+        s.save_suggestion(&sug).expect("save");
+        s.save_suggestion(&IdentitySuggestion {
+            accepted: true,
+            ..sug.clone()
+        })
+        .expect("accept");
+        s.save_suggestion(&sug).expect("again");
+        let got = s.suggestions().expect("load");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].accepted, "an accepted suggestion stays accepted");
+        assert_eq!(got[0].reasons, sug.reasons);
+    }
 }

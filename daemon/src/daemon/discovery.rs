@@ -1,0 +1,124 @@
+//! The discovery path of [`DaemonState`]: what DHCP, mDNS and the neighbour table
+//! report becomes inventory events, enforced for just the device concerned, with
+//! alerts for the homeowner (new device held in quarantine, device classified) and
+//! identity suggestions for randomised MACs.
+
+use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
+use crate::config::MacAddr;
+use crate::firewall::error_chain;
+use crate::identity::same_device_reasons;
+use crate::inventory::{Change, Event, UnixTime};
+use crate::policy::{zone_for, ZoneDecision, ZoneReason};
+
+use super::DaemonState;
+
+impl DaemonState {
+    /// A discovery source reports something: persist it, enforce just this
+    /// device (and any that lost an address to it), alert. Never fails outward (a
+    /// packet cannot be answered with an error); failures are logged and kept as
+    /// the status's last error.
+    pub fn observe(&mut self, event: Event, now: UnixTime) -> Change {
+        let mac = event.mac();
+        let before_decision = self.inventory.get(&mac).map(|d| zone_for(&self.config, d));
+        let affected = self.affected_by(&event);
+        let before = self.entries(&affected);
+        let change = match self.apply_event(&event, now) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("could not store what discovery found about {mac}: {}", error_chain(&e));
+                tracing::error!("{msg}");
+                self.last_error = Some(msg);
+                return Change::None;
+            }
+        };
+        if change != Change::Facts {
+            return change;
+        }
+        let after = self.entries(&affected);
+        if let Err(e) = self.reconcile_entries(&before, &after) {
+            tracing::error!(error = %error_chain(&e), %mac, "could not enforce a discovered device");
+        }
+        if let Some(device) = self.inventory.get(&mac) {
+            let decision = zone_for(&self.config, device);
+            if before_decision.as_ref() != Some(&decision) {
+                if let Some(alert) = placement_alert(mac, before_decision.as_ref(), &decision, now) {
+                    self.raise(alert);
+                }
+            }
+        }
+        self.suggest_identity(mac, now);
+        change
+    }
+
+    /// Stores an alert (logging it either way).
+    pub(super) fn raise(&mut self, alert: Alert) {
+        tracing::info!(kind = alert.kind.as_str(), mac = ?alert.mac.map(|m| m.to_string()), message = %alert.message.escape_debug(), "alert");
+        if let Err(e) = self.store.add_alert(&alert) {
+            tracing::error!(error = %error_chain(&e), "could not store an alert");
+        }
+    }
+
+    /// If `mac` is a new randomised MAC that looks like a known device, records
+    /// the suggestion (once per pair) for the homeowner. Never changes zones.
+    fn suggest_identity(&mut self, mac: MacAddr, now: UnixTime) {
+        let Some(new) = self.inventory.get(&mac) else { return };
+        if new.user_zone.is_some() || !mac.is_locally_administered() {
+            return;
+        }
+        let found: Vec<(MacAddr, Vec<String>)> = self
+            .inventory
+            .devices()
+            .filter(|known| !self.suggested.contains(&(mac, known.mac)))
+            .filter_map(|known| same_device_reasons(new, known).map(|r| (known.mac, r)))
+            .collect();
+        for (known_mac, reasons) in found {
+            let suggestion = IdentitySuggestion {
+                new_mac: mac,
+                known_mac,
+                at: now,
+                reasons: reasons.clone(),
+                accepted: false,
+            };
+            if let Err(e) = self.store.save_suggestion(&suggestion) {
+                tracing::error!(error = %error_chain(&e), "could not store an identity suggestion");
+                continue;
+            }
+            self.suggested.insert((mac, known_mac));
+            self.raise(Alert {
+                id: 0,
+                at: now,
+                kind: AlertKind::IdentitySuggestion,
+                mac: Some(mac),
+                message: format!(
+                    "{mac} looks like the known device {known_mac} with a new private address ({}). \
+                     It stays where it is until you accept: bulkhead device link {mac} {known_mac}",
+                    reasons.join(", ")
+                ),
+            });
+        }
+    }
+}
+
+/// The alert for a device whose placement changed, if it deserves one.
+fn placement_alert(mac: MacAddr, before: Option<&ZoneDecision>, after: &ZoneDecision, now: UnixTime) -> Option<Alert> {
+    match (before, after.reason) {
+        (None, ZoneReason::Unknown) => Some(Alert {
+            id: 0,
+            at: now,
+            kind: AlertKind::NewDeviceQuarantined,
+            mac: Some(mac),
+            message: format!(
+                "New device {mac} is held in zone {} until you approve it: bulkhead device approve {mac} [ZONE]",
+                after.zone
+            ),
+        }),
+        (_, ZoneReason::Classified) => Some(Alert {
+            id: 0,
+            at: now,
+            kind: AlertKind::DeviceClassified,
+            mac: Some(mac),
+            message: format!("{mac} was recognised and placed in zone {}", after.zone),
+        }),
+        _ => None,
+    }
+}
