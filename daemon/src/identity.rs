@@ -40,9 +40,7 @@ pub fn same_device_reasons(new: &Device, known: &Device) -> Option<Vec<String>> 
 /// The client identifier, unless it is just "hardware type 1 + this MAC" (what
 /// most clients send), which carries no identity beyond the MAC itself.
 fn client_id(e: &Evidence, mac: MacAddr) -> Option<&str> {
-    e.client_id
-        .as_deref()
-        .filter(|id| !client_id_is_mac_derived(id, mac))
+    e.client_id.as_deref().filter(|id| !client_id_is_mac_derived(id, mac))
 }
 
 /// True when a hex client identifier is `01` followed by the MAC.

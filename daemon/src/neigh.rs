@@ -214,11 +214,17 @@ mod tests {
     #[test]
     fn link_local_multicast_and_incomplete_entries_are_not_devices() {
         let ll: IpAddr = "fe80::1".parse().expect("ip");
-        assert_eq!(neighbour_update(&msg(NeighbourState::Reachable, ll, Some(MAC)), false), None);
+        assert_eq!(
+            neighbour_update(&msg(NeighbourState::Reachable, ll, Some(MAC)), false),
+            None
+        );
         let mc: IpAddr = "224.0.0.251".parse().expect("ip");
         assert_eq!(neighbour_update(&msg(NeighbourState::Noarp, mc, None), false), None);
         let v4: IpAddr = "10.0.1.5".parse().expect("ip");
-        assert_eq!(neighbour_update(&msg(NeighbourState::Incomplete, v4, None), false), None);
+        assert_eq!(
+            neighbour_update(&msg(NeighbourState::Incomplete, v4, None), false),
+            None
+        );
         // A bogus lladdr (wrong length, multicast, zero) is no device.
         let mut m = msg(NeighbourState::Reachable, v4, None);
         m.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![1, 2, 3]));

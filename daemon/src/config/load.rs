@@ -465,7 +465,10 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
             rep.at(
                 span,
                 f("dhcp"),
-                format!("unknown DHCP mode `{}` (expected serve, observe or off)", other.escape_debug()),
+                format!(
+                    "unknown DHCP mode `{}` (expected serve, observe or off)",
+                    other.escape_debug()
+                ),
             );
             None
         }

@@ -190,7 +190,8 @@ ip = "10.0.1.50"
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     let has = |field: &str, msg: &str| {
         assert!(
-            errs.iter().any(|e| e.field == field && e.message.contains(msg) && e.line > 0),
+            errs.iter()
+                .any(|e| e.field == field && e.message.contains(msg) && e.line > 0),
             "no error for {field} containing {msg:?} in:\n{}",
             text.join("\n")
         )

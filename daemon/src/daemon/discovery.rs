@@ -8,6 +8,7 @@ use crate::config::MacAddr;
 use crate::firewall::error_chain;
 use crate::identity::same_device_reasons;
 use crate::inventory::{Change, Event, UnixTime};
+use crate::neigh::NeighbourUpdate;
 use crate::policy::{zone_for, ZoneDecision, ZoneReason};
 
 use super::DaemonState;
@@ -48,6 +49,42 @@ impl DaemonState {
         }
         self.suggest_identity(mac, now);
         change
+    }
+
+    /// A neighbour-table update seen on `interface`. Only addresses inside that
+    /// interface's segment count. A sighting never takes an address from another
+    /// device (a DHCP lease does): answering ARP or NDP for someone else's address
+    /// must not move that address into the answerer's zone. IPv6 entries that go
+    /// away take the address with them (privacy addresses rotate); IPv4 ones do
+    /// not (the lease says how long the address is the device's).
+    pub fn neighbour(&mut self, interface: &str, update: NeighbourUpdate, now: UnixTime) -> Change {
+        let in_segment = |ip: &std::net::IpAddr| {
+            self.config
+                .segment_for_ip(*ip)
+                .is_some_and(|s| s.interface == interface)
+        };
+        match update {
+            NeighbourUpdate::Present { mac, ip, .. } if in_segment(&ip) => match self.address_owner(&ip) {
+                Some(owner) if owner != mac => {
+                    tracing::debug!(%mac, %ip, %owner, "neighbour answers for another device's address; ignored");
+                    Change::None
+                }
+                _ => self.observe(Event::Address { mac, ip }, now),
+            },
+            NeighbourUpdate::Gone { ip, .. } if ip.is_ipv6() && in_segment(&ip) => match self.address_owner(&ip) {
+                Some(owner) => self.observe(Event::AddressGone { mac: owner, ip }, now),
+                None => Change::None,
+            },
+            _ => Change::None,
+        }
+    }
+
+    /// The device holding an address.
+    pub fn address_owner(&self, ip: &std::net::IpAddr) -> Option<MacAddr> {
+        self.inventory
+            .devices()
+            .find(|d| d.addresses.contains(ip))
+            .map(|d| d.mac)
     }
 
     /// Stores an alert (logging it either way).

@@ -5,7 +5,7 @@
 mod discovery;
 mod state;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -23,6 +23,7 @@ use crate::config::{self, Config, SegmentKind};
 use crate::control::{Request, Response};
 use crate::firewall::{error_chain, ConntrackCli, NftCli};
 use crate::inventory::UnixTime;
+use crate::neigh::{self, NeighbourUpdate, NeighbourWatch};
 use crate::net;
 use crate::store::Store;
 
@@ -132,6 +133,26 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Err(e) => tracing::error!(error = %error_chain(&e), "could not set up segment links"),
     }
 
+    // Neighbours: subscribe first, then dump, so nothing in between is missed.
+    let mut neighbours = match NeighbourWatch::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "cannot follow the neighbour table; IPv6 addresses will not be learned");
+            None
+        }
+    };
+    let mut ifnames = interface_names(&nl).await;
+    match neigh::dump(&nl).await {
+        Ok(updates) => {
+            let now = unix_now();
+            for u in updates {
+                feed_neighbour(&mut state, &ifnames, u, now);
+            }
+        }
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the neighbour table"),
+    }
+    let mut links_dirty_since: Option<tokio::time::Instant> = None;
+
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx));
     let health = Arc::new(RwLock::new(health_of(&state)));
@@ -162,6 +183,19 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => state.handle_timeout(unix_now()),
+            update = next_neighbour(&mut neighbours) => match update {
+                NeighbourUpdate::LinkChanged => {
+                    links_dirty_since.get_or_insert_with(tokio::time::Instant::now);
+                }
+                u => feed_neighbour(&mut state, &ifnames, u, unix_now()),
+            },
+            // Links settle in bursts (a port joins a bridge in several messages):
+            // look once, a moment after the first change.
+            _ = tokio::time::sleep_until(links_dirty_since.unwrap_or_else(tokio::time::Instant::now) + LINK_SETTLE), if links_dirty_since.is_some() => {
+                links_dirty_since = None;
+                ifnames = interface_names(&nl).await;
+                refresh_bridge_ports(&mut state, &nl).await;
+            }
         }
         if let Ok(mut h) = health.write() {
             *h = health_of(&state);
@@ -173,6 +207,55 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&state.config.control_socket);
     tracing::info!("bulkhead stopped; firewall rules stay in force");
     Ok(())
+}
+
+/// How long link changes are left to settle before the ports are looked at again.
+const LINK_SETTLE: Duration = Duration::from_millis(200);
+
+/// Interface names by index, for neighbour updates.
+async fn interface_names(nl: &rtnetlink::Handle) -> BTreeMap<u32, String> {
+    match net::observe(nl).await {
+        Ok(o) => o.links.into_iter().map(|l| (l.index, l.name)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "could not list interfaces");
+            BTreeMap::new()
+        }
+    }
+}
+
+fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: NeighbourUpdate, now: UnixTime) {
+    let ifindex = match u {
+        NeighbourUpdate::Present { ifindex, .. } | NeighbourUpdate::Gone { ifindex, .. } => ifindex,
+        NeighbourUpdate::LinkChanged => return,
+    };
+    if let Some(name) = ifnames.get(&ifindex) {
+        state.neighbour(name, u, now);
+    }
+}
+
+async fn next_neighbour(w: &mut Option<NeighbourWatch>) -> NeighbourUpdate {
+    match w {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A port joined or left an existing bridge (hostapd adds wlan ports at any
+/// time): police the new set of ports at once, not at the next reload.
+async fn refresh_bridge_ports(state: &mut DaemonState, nl: &rtnetlink::Handle) {
+    match net::observe(nl).await {
+        Ok(observed) => {
+            let ports = existing_bridge_ports(&state.config, &observed);
+            if ports != state.observed_bridge_ports {
+                tracing::info!(?ports, "bridge ports changed; re-applying the firewall");
+                state.observed_bridge_ports = ports;
+                if let Err(e) = state.reconcile() {
+                    tracing::error!(error = %error_chain(&e), "policing the new bridge ports failed");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read links after a change"),
+    }
 }
 
 /// SIGHUP: a new config is used only if it is valid AND the firewall accepts it;

@@ -610,7 +610,11 @@ mod tests {
         assert_eq!(h.state.observe(ev.clone(), 10), Change::Facts);
         let ip: IpAddr = "10.0.1.140".parse().expect("ip");
         assert_eq!(h.state.observe(Event::Address { mac: m, ip }, 11), Change::Facts);
-        assert_eq!(h.state.observe(ev, 12), Change::SeenOnly, "repeat evidence is only a sighting");
+        assert_eq!(
+            h.state.observe(ev, 12),
+            Change::SeenOnly,
+            "repeat evidence is only a sighting"
+        );
         let applied = h.state.applied.as_ref().expect("applied");
         assert_eq!(applied.membership, h.full_membership(), "incremental == full");
         let q = &applied.membership.zones[&zone("quarantine")];
@@ -654,7 +658,13 @@ mod tests {
         assert!(m.zones[&zone("trusted")].macs.contains(&a));
         assert!(m.zones[&zone("iot")].macs.contains(&b));
         h.state.config.policy.approved_zone = None;
-        let r = h.state.handle(Request::Approve { mac: mac(43), zone: None }, 3);
+        let r = h.state.handle(
+            Request::Approve {
+                mac: mac(43),
+                zone: None,
+            },
+            3,
+        );
         assert!(matches!(r, Response::Error { .. }), "no zone to approve into: {r:?}");
     }
 
@@ -704,9 +714,19 @@ mod tests {
             },
             4,
         );
-        let kinds: Vec<_> = h.state.store.alerts(10).expect("a").into_iter().map(|a| a.kind).collect();
+        let kinds: Vec<_> = h
+            .state
+            .store
+            .alerts(10)
+            .expect("a")
+            .into_iter()
+            .map(|a| a.kind)
+            .collect();
         assert_eq!(
-            kinds.iter().filter(|k| **k == crate::alerts::AlertKind::IdentitySuggestion).count(),
+            kinds
+                .iter()
+                .filter(|k| **k == crate::alerts::AlertKind::IdentitySuggestion)
+                .count(),
             1
         );
         let r = h.state.handle(
@@ -728,5 +748,40 @@ mod tests {
         let m = &h.state.applied.as_ref().expect("applied").membership;
         assert!(m.zones[&zone("trusted")].macs.contains(&fresh));
         assert!(h.state.store.suggestions().expect("s")[0].accepted);
+    }
+
+    #[test]
+    fn neighbour_sightings_add_addresses_without_stealing_them() {
+        use crate::neigh::NeighbourUpdate;
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        let (a, b) = (mac(50), mac(51));
+        let v6: IpAddr = "fd00:1::1234".parse().expect("ip");
+        let present = |mac, ip| NeighbourUpdate::Present { ifindex: 3, mac, ip };
+        assert_eq!(h.state.neighbour("br-lan", present(a, v6), 1), Change::Facts);
+        assert_eq!(
+            h.state.neighbour("br-lan", present(b, v6), 2),
+            Change::None,
+            "no stealing"
+        );
+        let other: IpAddr = "fd00:2::9".parse().expect("ip");
+        assert_eq!(
+            h.state.neighbour("br-lan", present(b, other), 2),
+            Change::None,
+            "not this link's subnet"
+        );
+        let m = &h.state.applied.as_ref().expect("applied").membership;
+        assert!(m.zones[&zone("quarantine")]
+            .v6
+            .contains(&"fd00:1::1234".parse().expect("v6")));
+        let gone = NeighbourUpdate::Gone {
+            ifindex: 3,
+            mac: None,
+            ip: v6,
+        };
+        assert_eq!(h.state.neighbour("br-lan", gone, 3), Change::Facts);
+        let m = &h.state.applied.as_ref().expect("applied").membership;
+        assert!(m.zones[&zone("quarantine")].v6.is_empty());
+        assert_eq!(m, &h.full_membership());
     }
 }

@@ -205,7 +205,9 @@ impl Inventory {
             },
             Event::Evidence { mac, evidence } => {
                 let change = self.ensure(*mac, now);
-                let Some(d) = self.devices.get_mut(mac) else { return change };
+                let Some(d) = self.devices.get_mut(mac) else {
+                    return change;
+                };
                 let seen = if d.last_seen < now {
                     d.last_seen = now;
                     Change::SeenOnly
@@ -334,7 +336,11 @@ mod tests {
             evidence: Box::new(ev.clone()),
         };
         assert_eq!(inv.apply(&e, 7), Change::Facts);
-        assert_eq!(inv.apply(&e, 8), Change::SeenOnly, "same evidence again is only a sighting");
+        assert_eq!(
+            inv.apply(&e, 8),
+            Change::SeenOnly,
+            "same evidence again is only a sighting"
+        );
         assert_eq!(inv.get(&mac(3)).expect("dev").evidence, ev);
         assert_eq!(inv.apply(&Event::AddressGone { mac: mac(3), ip }, 9), Change::Facts);
         assert_eq!(inv.apply(&Event::AddressGone { mac: mac(3), ip }, 9), Change::None);

@@ -192,9 +192,7 @@ impl Store {
                     last_seen: last,
                     // Evidence that no longer parses is dropped, not fatal: it
                     // is re-learned from the next packet.
-                    evidence: evidence
-                        .and_then(|e| serde_json::from_str(&e).ok())
-                        .unwrap_or_default(),
+                    evidence: evidence.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
                 },
             );
         }
@@ -253,7 +251,9 @@ impl Store {
                 d.user_zone.is_some(),
                 d.first_seen,
                 d.last_seen,
-                (!d.evidence.is_empty()).then(|| serde_json::to_string(&d.evidence).ok()).flatten()
+                (!d.evidence.is_empty())
+                    .then(|| serde_json::to_string(&d.evidence).ok())
+                    .flatten()
             ],
         )
         .map_err(sql("saving a device"))?;

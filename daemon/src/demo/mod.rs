@@ -21,20 +21,55 @@ use bulkhead_netns::{Home, HomeSpec, HostSpec, SegmentSpec};
 use crate::config::MacAddr;
 use crate::control::{self, Request, Response};
 
-/// One demo host: name, segment, MAC, IPv4, IPv6, zone ("" = nobody placed it).
+mod join;
+
+pub use join::have;
+
+/// Which DHCP client a host runs in the discovering demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoClient {
+    /// busybox udhcpc.
+    Udhcpc,
+    /// ISC dhclient.
+    Dhclient,
+}
+
+/// A service a host announces over mDNS.
+pub struct DemoMdns {
+    /// Service type, e.g. `_googlecast._tcp`.
+    pub service_type: &'static str,
+    /// Instance name.
+    pub instance: &'static str,
+    /// Port.
+    pub port: u16,
+    /// TXT pairs.
+    pub txt: &'static [(&'static str, &'static str)],
+}
+
+/// One demo host.
 pub struct DemoHost {
     /// Host (and namespace tag) name.
     pub name: &'static str,
     /// Segment.
     pub segment: &'static str,
-    /// MAC.
+    /// MAC (real vendor prefixes, so the OUI is evidence too).
     pub mac: [u8; 6],
-    /// IPv4 with prefix.
+    /// IPv4 with prefix (static in the static home; a DHCP reservation in the
+    /// discovering home).
     pub ipv4: &'static str,
-    /// IPv6 with prefix.
+    /// IPv6 with prefix (static home only; the discovering home uses SLAAC).
     pub ipv6: &'static str,
-    /// The zone the demo pins it to; empty: unknown (quarantine).
+    /// The zone the static demo pins it to, and the zone it should end up in
+    /// when discovered; empty: unknown (quarantine).
     pub zone: &'static str,
+    /// DHCP hostname (option 12).
+    pub hostname: &'static str,
+    /// DHCP vendor class (option 60), empty for the client's default.
+    pub vendor_class: &'static str,
+    /// Its DHCP client.
+    pub client: DemoClient,
+    /// What it announces over mDNS, if anything.
+    pub mdns: Option<DemoMdns>,
 }
 
 /// The demo's hosts.
@@ -42,18 +77,43 @@ pub const HOSTS: &[DemoHost] = &[
     DemoHost {
         name: "laptop",
         segment: "lan",
-        mac: [0x02, 0xbb, 0, 0, 1, 0x10],
+        mac: [0xa4, 0xc3, 0xf0, 0x12, 0x34, 0x10],
         ipv4: "10.0.1.10/24",
         ipv6: "fd00:1::10/64",
         zone: "trusted",
+        hostname: "annas-laptop",
+        vendor_class: "",
+        client: DemoClient::Dhclient,
+        mdns: None,
     },
     DemoHost {
         name: "plug",
         segment: "lan",
-        mac: [0x02, 0xbb, 0, 0, 1, 0x20],
+        mac: [0x50, 0xc7, 0xbf, 0x12, 0x34, 0x20],
         ipv4: "10.0.1.20/24",
         ipv6: "fd00:1::20/64",
         zone: "iot",
+        hostname: "HS105",
+        vendor_class: "",
+        client: DemoClient::Udhcpc,
+        mdns: None,
+    },
+    DemoHost {
+        name: "tv",
+        segment: "lan",
+        mac: [0xf4, 0xf5, 0xd8, 0x12, 0x34, 0x30],
+        ipv4: "10.0.1.30/24",
+        ipv6: "fd00:1::30/64",
+        zone: "iot",
+        hostname: "Chromecast",
+        vendor_class: "",
+        client: DemoClient::Udhcpc,
+        mdns: Some(DemoMdns {
+            service_type: "_googlecast._tcp",
+            instance: "Chromecast-4f3a9c",
+            port: 8009,
+            txt: &[("md", "Chromecast"), ("fn", "Living Room TV")],
+        }),
     },
     DemoHost {
         name: "stranger",
@@ -62,30 +122,47 @@ pub const HOSTS: &[DemoHost] = &[
         ipv4: "10.0.1.99/24",
         ipv6: "fd00:1::99/64",
         zone: "",
+        hostname: "stranger",
+        vendor_class: "",
+        client: DemoClient::Udhcpc,
+        mdns: None,
     },
     DemoHost {
         name: "camera",
         segment: "iot",
-        mac: [0x02, 0xbb, 0, 0, 2, 0x10],
+        mac: [0x2c, 0xaa, 0x8e, 0x12, 0x34, 0x40],
         ipv4: "10.0.2.10/24",
         ipv6: "fd00:2::10/64",
         zone: "iot",
+        hostname: "WYZECP1",
+        vendor_class: "",
+        client: DemoClient::Udhcpc,
+        mdns: None,
     },
 ];
 
+/// How the demo's hosts get their addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// Configured in each namespace, devices pinned by policy (the firewall tests).
+    Static,
+    /// DHCP from Bulkhead, SLAAC from radvd, mDNS: Bulkhead discovers everything.
+    Discovered,
+}
+
 /// The home as the harness builds it.
-pub fn home_spec() -> anyhow::Result<HomeSpec> {
+pub fn home_spec(addressing: Addressing) -> anyhow::Result<HomeSpec> {
     let mut spec = HomeSpec::default();
     spec.segments
         .push(SegmentSpec::new("lan", "10.0.1.1/24".parse()?).with_ipv6("fd00:1::1/64".parse()?));
     spec.segments
         .push(SegmentSpec::new("iot", "10.0.2.1/24".parse()?).with_ipv6("fd00:2::1/64".parse()?));
     for h in HOSTS {
-        spec.hosts.push(
-            HostSpec::new(h.name, h.segment, h.mac)
-                .with_ipv4(h.ipv4.parse()?)
-                .with_ipv6(h.ipv6.parse()?),
-        );
+        let host = HostSpec::new(h.name, h.segment, h.mac);
+        spec.hosts.push(match addressing {
+            Addressing::Static => host.with_ipv4(h.ipv4.parse()?).with_ipv6(h.ipv6.parse()?),
+            Addressing::Discovered => host,
+        });
     }
     Ok(spec)
 }
@@ -97,16 +174,35 @@ pub struct DemoHome {
     /// Config, policies, state and socket live here (removed on drop).
     pub dir: PathBuf,
     bin: PathBuf,
+    /// How hosts get addresses.
+    pub addressing: Addressing,
     /// The running daemon's pid (interior: tests kill and restart it while
     /// other threads probe through the same home).
     daemon: std::sync::Mutex<Option<u32>>,
 }
 
 impl DemoHome {
-    /// Builds the home and writes the router's config (not started yet).
-    /// `extra_policies` are added to the shipped policies, e.g. `("pins.toml", ...)`.
+    /// Builds the static home (addresses configured, devices pinned by policy)
+    /// and writes the router's config (not started yet). `extra_policies` are
+    /// added to the shipped policies, e.g. `("pins.toml", ...)`.
     pub fn build(bin: &Path, extra_policies: &[(&str, &str)]) -> anyhow::Result<DemoHome> {
-        let home = Home::new(&home_spec()?).context("building the namespaces")?;
+        Self::build_with(bin, extra_policies, Addressing::Static)
+    }
+
+    /// Builds the discovering home: hosts have no addresses until they ask
+    /// Bulkhead's DHCP server; nothing is pinned (only DHCP reservations).
+    pub fn build_discovering(bin: &Path, extra_policies: &[(&str, &str)]) -> anyhow::Result<DemoHome> {
+        for tool in ["radvd", "dhclient"] {
+            anyhow::ensure!(
+                have(tool),
+                "`{tool}` is missing: apt-get install radvd isc-dhcp-client (see README)"
+            );
+        }
+        Self::build_with(bin, extra_policies, Addressing::Discovered)
+    }
+
+    fn build_with(bin: &Path, extra_policies: &[(&str, &str)], addressing: Addressing) -> anyhow::Result<DemoHome> {
+        let home = Home::new(&home_spec(addressing)?).context("building the namespaces")?;
         let dir = std::env::temp_dir().join(format!("bulkhead-demo-{}", home.router().name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies"))?;
@@ -114,21 +210,41 @@ impl DemoHome {
             home,
             dir,
             bin: bin.to_path_buf(),
+            addressing,
             daemon: std::sync::Mutex::new(None),
         };
         demo.write_config()?;
+        if addressing == Addressing::Discovered {
+            demo.write_discovery_files()?;
+        }
         for (name, text) in shipped_policies() {
             std::fs::write(demo.dir.join("policies").join(name), text)?;
         }
-        let mut pins = String::from("# The demo's devices, pinned by the homeowner.\n");
-        for h in HOSTS.iter().filter(|h| !h.zone.is_empty()) {
-            pins.push_str(&format!(
-                "\n[[devices]]\nmac = \"{}\"\nzone = \"{}\"\nname = \"{}\"\n",
-                MacAddr(h.mac),
-                h.zone,
-                h.name
-            ));
-        }
+        let pins = match addressing {
+            Addressing::Static => {
+                let mut pins = String::from("# The demo's devices, pinned by the homeowner.\n");
+                for h in HOSTS.iter().filter(|h| !h.zone.is_empty()) {
+                    pins.push_str(&format!(
+                        "\n[[devices]]\nmac = \"{}\"\nzone = \"{}\"\nname = \"{}\"\n",
+                        MacAddr(h.mac),
+                        h.zone,
+                        h.name
+                    ));
+                }
+                pins
+            }
+            Addressing::Discovered => {
+                // DHCP reservations only (so addresses are predictable); zones
+                // come from discovery and the homeowner's approvals.
+                let mut r =
+                    String::from("# DHCP reservations for the demo's devices. No zones: Bulkhead finds them.\n");
+                for h in HOSTS {
+                    let ip = h.ipv4.split('/').next().unwrap_or_default();
+                    r.push_str(&format!("\n[[devices]]\nmac = \"{}\"\nip = \"{ip}\"\n", MacAddr(h.mac)));
+                }
+                r
+            }
+        };
         std::fs::write(demo.dir.join("policies/50-demo-devices.toml"), pins)?;
         for (name, text) in extra_policies {
             std::fs::write(demo.dir.join("policies").join(name), text)?;
@@ -158,6 +274,13 @@ impl DemoHome {
             ));
             if let Some(v6) = s.gateway_v6 {
                 c.push_str(&format!("ipv6 = \"{v6}\"\n"));
+            }
+            if self.addressing == Addressing::Discovered {
+                let net = s.gateway_v4.trunc().addr().octets();
+                c.push_str(&format!(
+                    "dhcp_pool = \"{0}.{1}.{2}.100-{0}.{1}.{2}.199\"\n",
+                    net[0], net[1], net[2]
+                ));
             }
         }
         std::fs::write(self.config_path(), c)?;
@@ -323,8 +446,8 @@ impl Drop for DemoHome {
 /// The default policies, embedded so the demo works from any directory.
 pub fn shipped_policies() -> [(&'static str, &'static str); 2] {
     [
-        ("zones.toml", include_str!("../../policies/zones.toml")),
-        ("devices.toml", include_str!("../../policies/devices.toml")),
+        ("zones.toml", include_str!("../../../policies/zones.toml")),
+        ("devices.toml", include_str!("../../../policies/devices.toml")),
     ]
 }
 

@@ -1,0 +1,279 @@
+//! The discovering demo home: hosts have no addresses until they ask. Bulkhead's
+//! DHCP server answers real clients (busybox `udhcpc`, ISC `dhclient`), radvd
+//! sends router adverts so hosts take SLAAC addresses, and hosts with a service
+//! announce it over mDNS. Bulkhead learns every device from that traffic alone.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::{DemoClient, DemoHome, DemoHost, HOSTS};
+
+/// busybox udhcpc's event script: configure what the server gave, nothing else
+/// (never /etc/resolv.conf: the namespaces share the host's files).
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface" ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/$subnet" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+"#;
+
+/// ISC dhclient's event script, same rules.
+const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
+case "$reason" in
+  PREINIT) ip link set dev "$interface" up ;;
+  BOUND|RENEW|REBIND|REBOOT)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
+    [ -n "$new_routers" ] && ip route replace default via "${new_routers%% *}" dev "$interface"
+    ;;
+  EXPIRE|FAIL|RELEASE|STOP) ip -4 addr flush dev "$interface" ;;
+esac
+exit 0
+"#;
+
+impl DemoHome {
+    /// Writes the DHCP client scripts and radvd's config into the demo dir.
+    pub(super) fn write_discovery_files(&self) -> anyhow::Result<()> {
+        for (name, text) in [("udhcpc.script", UDHCPC_SCRIPT), ("dhclient.script", DHCLIENT_SCRIPT)] {
+            let p = self.dir.join(name);
+            std::fs::write(&p, text)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let mut radvd = String::new();
+        for s in self.home.segments() {
+            if let Some(v6) = s.gateway_v6 {
+                radvd.push_str(&format!(
+                    "interface {} {{\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 5;\n  prefix {}/{} {{ AdvOnLink on; AdvAutonomous on; }};\n}};\n",
+                    s.bridge,
+                    v6.trunc().addr(),
+                    v6.prefix_len()
+                ));
+            }
+        }
+        std::fs::write(self.dir.join("radvd.conf"), radvd)?;
+        Ok(())
+    }
+
+    /// Starts radvd in the router namespace (after the daemon made the bridges).
+    pub fn start_router_adverts(&self) -> anyhow::Result<()> {
+        let conf = self.dir.join("radvd.conf");
+        let pid = self.dir.join("radvd.pid");
+        let log = self.dir.join("radvd.log");
+        self.home.router().spawn_logged(
+            "radvd",
+            &[
+                "--nodaemon",
+                "--config",
+                &conf.to_string_lossy(),
+                "--pidfile",
+                &pid.to_string_lossy(),
+                "--logmethod",
+                "stderr",
+            ],
+            &log,
+        )?;
+        Ok(())
+    }
+
+    /// One host joins the network the way a real device does: SLAAC settings,
+    /// then its DHCP client with its hostname and vendor class; returns the
+    /// address it was given.
+    pub fn join(&self, host: &DemoHost) -> anyhow::Result<Ipv4Addr> {
+        let ns = self.home.ns(host.name)?;
+        // Privacy addresses on the laptop (as laptops do): they must be tied to
+        // its MAC like the stable ones.
+        let tempaddr = if matches!(host.client, DemoClient::Dhclient) {
+            "2"
+        } else {
+            "0"
+        };
+        ns.exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.eth0.accept_dad=0",
+            &format!("net.ipv6.conf.eth0.use_tempaddr={tempaddr}"),
+        ])?;
+        let log = self.dir.join(format!("dhcp-{}.log", host.name));
+        match host.client {
+            DemoClient::Udhcpc => {
+                let script = self.dir.join("udhcpc.script");
+                let mut args = vec![
+                    "udhcpc".to_string(),
+                    "-i".into(),
+                    "eth0".into(),
+                    "-f".into(),
+                    "-q".into(),
+                    "-n".into(),
+                    "-t".into(),
+                    "5".into(),
+                    "-T".into(),
+                    "1".into(),
+                    "-s".into(),
+                    script.to_string_lossy().into_owned(),
+                    "-x".into(),
+                    format!("hostname:{}", host.hostname),
+                ];
+                if !host.vendor_class.is_empty() {
+                    args.extend(["-V".into(), host.vendor_class.into()]);
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let out = ns.exec(&[&["busybox"], args.as_slice()].concat());
+                let text = match &out {
+                    Ok(o) => format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    ),
+                    Err(e) => format!("{e:#}"),
+                };
+                std::fs::write(&log, &text)?;
+                out.with_context(|| format!("udhcpc on {} got no lease:\n{text}\n{}", host.name, self.log()))?;
+            }
+            DemoClient::Dhclient => {
+                let conf = self.dir.join(format!("dhclient-{}.conf", host.name));
+                let mut c = format!("send host-name \"{}\";\n", host.hostname);
+                if !host.vendor_class.is_empty() {
+                    c.push_str(&format!("send vendor-class-identifier \"{}\";\n", host.vendor_class));
+                }
+                c.push_str(
+                    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n",
+                );
+                std::fs::write(&conf, c)?;
+                let lease = self.dir.join(format!("dhclient-{}.leases", host.name));
+                let pidf = self.dir.join(format!("dhclient-{}.pid", host.name));
+                let script = self.dir.join("dhclient.script");
+                // Foreground (-d) so the harness tracks and ends it.
+                ns.spawn_logged(
+                    "dhclient",
+                    &[
+                        "-d",
+                        "-4",
+                        "-cf",
+                        &conf.to_string_lossy(),
+                        "-lf",
+                        &lease.to_string_lossy(),
+                        "-pf",
+                        &pidf.to_string_lossy(),
+                        "-sf",
+                        &script.to_string_lossy(),
+                        "eth0",
+                    ],
+                    &log,
+                )?;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(a) = self.host_ipv4(host.name)? {
+                return Ok(a);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} got no address within 15 s\n--- client log:\n{}\n--- daemon log:\n{}",
+                    host.name,
+                    std::fs::read_to_string(&log).unwrap_or_default(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the host's mDNS announcement, if it has one.
+    pub fn announce(&self, host: &DemoHost, ipv4: Ipv4Addr) -> anyhow::Result<()> {
+        let Some(m) = &host.mdns else { return Ok(()) };
+        let ns = self.home.ns(host.name)?;
+        let bin = self.bin.to_string_lossy().into_owned();
+        let ip = ipv4.to_string();
+        let port = m.port.to_string();
+        let mut args: Vec<String> = [
+            "mdns-announce",
+            "--interface",
+            "eth0",
+            "--type",
+            m.service_type,
+            "--name",
+            m.instance,
+            "--host",
+            host.hostname,
+            "--ip",
+            &ip,
+            "--port",
+            &port,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (k, v) in m.txt {
+            args.push("--txt".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ns.spawn_logged(&bin, &args, &self.dir.join(format!("mdns-{}.log", host.name)))?;
+        Ok(())
+    }
+
+    /// Every host joins (DHCP, SLAAC, mDNS).
+    pub fn join_all(&self) -> anyhow::Result<()> {
+        for h in HOSTS {
+            let ip = self.join(h)?;
+            self.announce(h, ip)?;
+        }
+        Ok(())
+    }
+
+    /// The host's IPv4 address on eth0, as its DHCP client configured it.
+    pub fn host_ipv4(&self, host: &str) -> anyhow::Result<Option<Ipv4Addr>> {
+        Ok(self.host_addresses(host)?.into_iter().find_map(|a| match a {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }))
+    }
+
+    /// The host's global IPv6 addresses (SLAAC, privacy) on eth0.
+    pub fn host_ipv6(&self, host: &str) -> anyhow::Result<Vec<Ipv6Addr>> {
+        Ok(self
+            .host_addresses(host)?
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80 => Some(v6),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn host_addresses(&self, host: &str) -> anyhow::Result<Vec<IpAddr>> {
+        let out = self.home.ns(host)?.exec(&["ip", "-j", "addr", "show", "dev", "eth0"])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -j addr")?;
+        let mut addrs = Vec::new();
+        for link in v.as_array().into_iter().flatten() {
+            for a in link["addr_info"].as_array().into_iter().flatten() {
+                if let Some(ip) = a["local"].as_str().and_then(|s| s.parse().ok()) {
+                    if !a["tentative"].as_bool().unwrap_or(false) {
+                        addrs.push(ip);
+                    }
+                }
+            }
+        }
+        Ok(addrs)
+    }
+}
+
+/// Whether a path exists and is executable (for clear "install X" errors).
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| Path::new(&d).join(program).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(program).is_file()
+        || Path::new("/sbin").join(program).is_file()
+}
