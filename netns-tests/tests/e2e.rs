@@ -20,10 +20,12 @@ use bulkhead::demo::{DemoHome, HOSTS};
 use bulkhead_netns::{tcp_probe, udp_probe, HostSnapshot, Netns, TcpSession};
 use nix::sys::signal::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
-const SHORT: Duration = Duration::from_millis(400);
+mod discovery;
 
-enum Outcome {
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
+pub(crate) const SHORT: Duration = Duration::from_millis(400);
+
+pub(crate) enum Outcome {
     Passed,
     Skipped(String),
 }
@@ -64,6 +66,31 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "j_rejected_document_leaves_the_kernel_as_it_was",
             j_rejected_document_leaves_the_kernel_as_it_was,
+        ),
+        (
+            "k_dhcp_clients_are_discovered_and_enforced",
+            discovery::k_dhcp_clients_are_discovered_and_enforced,
+        ),
+        (
+            "l_mdns_cast_device_is_media_in_iot",
+            discovery::l_mdns_cast_device_is_media_in_iot,
+        ),
+        (
+            "m_unknown_device_is_quarantined_until_approved",
+            discovery::m_unknown_device_is_quarantined_until_approved,
+        ),
+        (
+            "n_slaac_addresses_are_enforced_like_ipv4",
+            discovery::n_slaac_addresses_are_enforced_like_ipv4,
+        ),
+        (
+            "o_restart_keeps_leases_and_zones",
+            discovery::o_restart_keeps_leases_and_zones,
+        ),
+        ("p_observer_mode_with_dnsmasq", discovery::p_observer_mode_with_dnsmasq),
+        (
+            "q_hostile_names_and_malformed_packets",
+            discovery::q_hostile_names_and_malformed_packets,
         ),
     ]
 }
@@ -190,7 +217,7 @@ fn mac_of(host: &str) -> Result<MacAddr> {
         .context("no such host")
 }
 
-fn expect_tcp(demo: &DemoHome, from: &str, to: IpAddr, port: u16, want: bool) -> Result<()> {
+pub(crate) fn expect_tcp(demo: &DemoHome, from: &str, to: IpAddr, port: u16, want: bool) -> Result<()> {
     let got = tcp_probe(demo.home.ns(from)?, SocketAddr::new(to, port), SHORT)?;
     ensure!(
         got == want,
@@ -252,7 +279,7 @@ fn rule_handles(demo: &DemoHome) -> Result<Vec<(String, String, u64, String)>> {
     Ok(out)
 }
 
-fn set_elements(demo: &DemoHome, set: &str) -> Result<String> {
+pub(crate) fn set_elements(demo: &DemoHome, set: &str) -> Result<String> {
     let o = demo
         .home
         .router()

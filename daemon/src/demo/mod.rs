@@ -287,6 +287,19 @@ impl DemoHome {
         Ok(())
     }
 
+    /// Switches the lan segment to observer mode: another DHCP server (the test
+    /// runs dnsmasq) hands out addresses and writes `lease_file`.
+    pub fn set_observe(&self, lease_file: &Path) -> anyhow::Result<()> {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path)?;
+        let lan_pool = "dhcp_pool = \"10.0.1.100-10.0.1.199\"\n";
+        anyhow::ensure!(text.contains(lan_pool), "observer mode needs the discovering home");
+        let text = text.replacen(lan_pool, "dhcp = \"observe\"\n", 1)
+            + &format!("\n[dhcp]\nobserve_lease_file = {:?}\n", lease_file.to_string_lossy());
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+
     /// The router's config file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("bulkhead.toml")

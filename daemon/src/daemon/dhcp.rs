@@ -1,0 +1,198 @@
+//! The DHCP path of [`DaemonState`]: Bulkhead's own server on serving segments,
+//! and capture + lease-file reading on observing ones. Every lease is enforced
+//! (the device's MAC and address in its zone's sets) BEFORE the ACK leaves, so a
+//! device never holds an address the firewall does not know.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::alerts::{Alert, AlertKind};
+use crate::config::{Config, DhcpMode, SegmentId};
+use crate::dhcp::{ClientPacket, LeaseEvent, ObservedLease, Reply, SegmentConfig};
+use crate::firewall::error_chain;
+use crate::inventory::{Event, UnixTime};
+
+use super::DaemonState;
+
+/// How often one segment's "pool exhausted" alert may repeat.
+const POOL_ALERT_EVERY_SECS: UnixTime = 3600;
+
+/// The server's view of the segments it serves.
+pub fn dhcp_segments(config: &Config) -> Vec<SegmentConfig> {
+    config
+        .segments
+        .iter()
+        .filter(|s| s.dhcp == DhcpMode::Serve)
+        .filter_map(|s| {
+            let pool = s.dhcp_pool?;
+            Some(SegmentConfig {
+                id: s.id.clone(),
+                interface: s.interface.clone(),
+                server_ip: s.ipv4.addr(),
+                subnet: s.ipv4.trunc(),
+                pool,
+                lease_secs: config.dhcp.lease_secs,
+                domain: config.dhcp.domain.clone(),
+                dns: vec![s.ipv4.addr()],
+                static_leases: config
+                    .policy
+                    .devices
+                    .iter()
+                    .filter_map(|(mac, o)| o.ip.filter(|ip| s.ipv4.contains(ip)).map(|ip| (*mac, ip)))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+impl DaemonState {
+    /// One datagram to port 67 on a serving segment. Returns the reply to send,
+    /// after the lease it grants is stored and enforced.
+    pub fn dhcp_packet(&mut self, segment: &SegmentId, bytes: &[u8], now: UnixTime) -> Option<Reply> {
+        let exhausted_before = self.dhcp.counters(segment).map_or(0, |c| c.pool_exhausted);
+        let handled = self.dhcp.handle(segment, bytes, now);
+        if let Some((mac, evidence)) = handled.evidence {
+            self.observe(
+                Event::Evidence {
+                    mac,
+                    evidence: Box::new(evidence),
+                },
+                now,
+            );
+        }
+        if let Some(event) = handled.event {
+            self.lease_event(event, now);
+        }
+        if self.dhcp.counters(segment).map_or(0, |c| c.pool_exhausted) > exhausted_before {
+            self.pool_exhausted(segment, now);
+        }
+        handled.reply
+    }
+
+    /// Expires leases and offers that are due.
+    pub fn dhcp_timeout(&mut self, now: UnixTime) {
+        for event in self.dhcp.handle_timeout(now) {
+            self.lease_event(event, now);
+        }
+    }
+
+    /// Persists and enforces one lease change.
+    pub(super) fn lease_event(&mut self, event: LeaseEvent, now: UnixTime) {
+        match event {
+            LeaseEvent::Bound(lease) => {
+                if let Err(e) = self.store.save_lease(&lease) {
+                    tracing::error!(error = %error_chain(&e), "could not store a lease");
+                }
+                self.observe(
+                    Event::Address {
+                        mac: lease.mac,
+                        ip: IpAddr::V4(lease.ip),
+                    },
+                    now,
+                );
+            }
+            LeaseEvent::Released(lease) | LeaseEvent::Expired(lease) => {
+                if let Err(e) = self.store.delete_lease(&lease.segment, lease.ip) {
+                    tracing::error!(error = %error_chain(&e), "could not forget a lease");
+                }
+                self.observe(
+                    Event::AddressGone {
+                        mac: lease.mac,
+                        ip: IpAddr::V4(lease.ip),
+                    },
+                    now,
+                );
+            }
+            LeaseEvent::Declined { segment, mac, ip } => {
+                tracing::warn!(%segment, %mac, %ip, "client declined an address (someone else uses it)");
+                if let Err(e) = self.store.delete_lease(&segment, ip) {
+                    tracing::error!(error = %error_chain(&e), "could not forget a lease");
+                }
+            }
+        }
+    }
+
+    fn pool_exhausted(&mut self, segment: &SegmentId, now: UnixTime) {
+        let last = self.pool_alerted.get(segment).copied();
+        if last.is_some_and(|t| now - t < POOL_ALERT_EVERY_SECS) {
+            return;
+        }
+        self.pool_alerted.insert(segment.clone(), now);
+        self.raise(Alert {
+            id: 0,
+            at: now,
+            kind: AlertKind::PoolExhausted,
+            mac: None,
+            message: format!("segment {segment} has no free address left in its DHCP pool"),
+        });
+    }
+
+    /// Observer mode: a client packet captured on an observing segment.
+    pub fn captured(&mut self, packet: ClientPacket, now: UnixTime) {
+        self.observe(
+            Event::Evidence {
+                mac: packet.mac,
+                evidence: Box::new(packet.evidence),
+            },
+            now,
+        );
+    }
+
+    /// Observer mode: the other server's lease file, read again. New bindings
+    /// become addresses; bindings that vanished (released, expired) are removed.
+    /// Only addresses inside an observing segment count.
+    pub fn observed_leases(&mut self, leases: &[ObservedLease], now: UnixTime) {
+        let observing = |ip: &IpAddr| {
+            self.config
+                .segment_for_ip(*ip)
+                .is_some_and(|s| s.dhcp == DhcpMode::Observe)
+        };
+        let current: BTreeMap<IpAddr, crate::config::MacAddr> = leases
+            .iter()
+            .filter(|l| observing(&l.ip) && l.expires.is_none_or(|t| t > now))
+            .map(|l| (l.ip, l.mac))
+            .collect();
+        let gone: Vec<(IpAddr, crate::config::MacAddr)> = self
+            .observed
+            .iter()
+            .filter(|(ip, mac)| current.get(ip) != Some(mac))
+            .map(|(ip, mac)| (*ip, *mac))
+            .collect();
+        for (ip, mac) in gone {
+            self.observe(Event::AddressGone { mac, ip }, now);
+        }
+        for l in leases.iter().filter(|l| current.get(&l.ip) == Some(&l.mac)) {
+            if let Some(h) = &l.hostname {
+                let evidence = crate::classify::Evidence {
+                    hostname: Some(h.clone()),
+                    client_id: l.client_id.clone(),
+                    ..Default::default()
+                };
+                self.observe(
+                    Event::Evidence {
+                        mac: l.mac,
+                        evidence: Box::new(evidence),
+                    },
+                    now,
+                );
+            }
+            self.observe(Event::Address { mac: l.mac, ip: l.ip }, now);
+        }
+        self.observed = current;
+    }
+
+    /// Segments Bulkhead serves, with their interfaces.
+    pub fn serving_segments(&self) -> Vec<(SegmentId, String)> {
+        self.dhcp.segments().map(|s| (s.id.clone(), s.interface.clone())).collect()
+    }
+
+    /// Interfaces of observing segments.
+    pub fn observing_interfaces(&self) -> BTreeSet<String> {
+        self.config
+            .segments
+            .iter()
+            .filter(|s| s.dhcp == DhcpMode::Observe)
+            .map(|s| s.interface.clone())
+            .collect()
+    }
+}

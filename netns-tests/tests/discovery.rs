@@ -1,0 +1,327 @@
+//! End-to-end discovery tests: real DHCP clients (busybox udhcpc, ISC dhclient)
+//! against Bulkhead's server, radvd for SLAAC, an mDNS announcer, Debian's
+//! dnsmasq for observer mode. Bulkhead learns every device from that traffic.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bulkhead::config::MacAddr;
+use bulkhead::control::{Request, Response};
+use bulkhead::demo::{DemoHome, HOSTS};
+
+use super::{expect_tcp, set_elements, Outcome, BIN, SHORT};
+
+fn host(name: &str) -> Result<&'static bulkhead::demo::DemoHost> {
+    HOSTS.iter().find(|h| h.name == name).context("no such demo host")
+}
+
+fn discovering_home(extra: &[(&str, &str)]) -> Result<DemoHome> {
+    let demo = DemoHome::build_discovering(std::path::Path::new(BIN), extra)?;
+    demo.start_daemon()?;
+    demo.start_router_adverts()?;
+    Ok(demo)
+}
+
+/// The device as the daemon reports it, as JSON (class, evidence, zone…).
+fn device(demo: &DemoHome, mac: MacAddr) -> Result<Option<serde_json::Value>> {
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        anyhow::bail!("unexpected answer")
+    };
+    Ok(devices
+        .into_iter()
+        .find(|d| d.mac == mac)
+        .map(|d| serde_json::to_value(d).unwrap_or_default()))
+}
+
+/// Waits until `check` holds for the device's JSON.
+fn wait_device(
+    demo: &DemoHome,
+    mac: MacAddr,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = device(demo, mac)?;
+        if let Some(d) = d.as_ref().filter(|d| check(d)) {
+            return Ok(d.clone());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{mac}: {what} did not happen within 10 s; device = {}\n--- daemon log:\n{}",
+            d.map(|d| d.to_string()).unwrap_or_else(|| "unknown".into()),
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn in_set(demo: &DemoHome, set: &str, element: &str) -> Result<bool> {
+    Ok(set_elements(demo, set)?.contains(element))
+}
+
+/// k. Real DHCP clients get their reservations from Bulkhead (udhcpc and
+/// dhclient), and each device's MAC and address are in its zone's sets.
+pub fn k_dhcp_clients_are_discovered_and_enforced() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    for name in ["plug", "laptop"] {
+        let h = host(name)?;
+        let got = demo.join(h)?;
+        let want: Ipv4Addr = h.ipv4.split('/').next().unwrap_or_default().parse()?;
+        ensure!(got == want, "{name} got {got}, its reservation is {want}");
+    }
+    // The plug is recognised from its evidence (TP-Link vendor, HS105 hostname).
+    let plug = MacAddr(host("plug")?.mac);
+    let d = wait_device(&demo, plug, "placed in iot", |d| d["zone"] == "iot")?;
+    ensure!(d["reason"] == "classified", "plug placed by {}, not classification", d["reason"]);
+    ensure!(d["evidence"]["hostname"] == "HS105", "evidence: {}", d["evidence"]);
+    ensure!(in_set(&demo, "iot_mac", &plug.to_string())?, "plug MAC not in iot_mac");
+    ensure!(in_set(&demo, "iot_v4", "10.0.1.20")?, "plug address not in iot_v4");
+    // The laptop is unknown until the homeowner approves it; it has a lease.
+    let laptop = MacAddr(host("laptop")?.mac);
+    let d = wait_device(&demo, laptop, "seen with its address", |d| {
+        d["addresses"].to_string().contains("10.0.1.10")
+    })?;
+    ensure!(d["evidence"]["hostname"] == "annas-laptop", "dhclient's hostname: {d}");
+    ensure!(
+        d["evidence"]["dhcp_params"].as_array().is_some_and(|a| !a.is_empty()),
+        "no fingerprint: {d}"
+    );
+    demo.call(Request::Approve {
+        mac: laptop,
+        zone: Some("trusted".parse()?),
+    })?;
+    ensure!(in_set(&demo, "trusted_v4", "10.0.1.10")?, "approved laptop not in trusted_v4");
+    expect_tcp(&demo, "laptop", "10.0.1.20".parse()?, 80, true)?;
+    expect_tcp(&demo, "plug", "10.0.1.10".parse()?, 80, false)?;
+    expect_tcp(&demo, "plug", demo.home.internet_v4().into(), 80, true)?;
+    Ok(Outcome::Passed)
+}
+
+/// l. A host announcing `_googlecast._tcp` is classified as a media device and
+/// placed in iot, with its mDNS evidence kept.
+pub fn l_mdns_cast_device_is_media_in_iot() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    let tv = host("tv")?;
+    let ip = demo.join(tv)?;
+    demo.announce(tv, ip)?;
+    let d = wait_device(&demo, MacAddr(tv.mac), "classified from mDNS", |d| {
+        d["evidence"]["mdns_services"].to_string().contains("_googlecast._tcp")
+    })?;
+    ensure!(d["zone"] == "iot", "tv in {}: {d}", d["zone"]);
+    ensure!(d["class"]["class"] == "media", "tv class: {d}");
+    ensure!(
+        d["evidence"]["txt"]["md"] == "Chromecast",
+        "TXT md not kept: {}",
+        d["evidence"]
+    );
+    ensure!(in_set(&demo, "iot_v4", &ip.to_string())?, "tv address not in iot_v4");
+    Ok(Outcome::Passed)
+}
+
+/// m. A device nobody recognises lands in quarantine with an alert, reaches only
+/// DHCP and DNS, and `device approve` releases it.
+pub fn m_unknown_device_is_quarantined_until_approved() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    demo.home.start_tcp_listener("router", 53)?;
+    let s = host("stranger")?;
+    let ip = demo.join(s)?; // DHCP worked from quarantine
+    let mac = MacAddr(s.mac);
+    let d = wait_device(&demo, mac, "known", |d| d["addresses"].to_string().contains(&ip.to_string()))?;
+    ensure!(d["zone"] == "quarantine" && d["reason"] == "unknown", "stranger: {d}");
+    ensure!(in_set(&demo, "quarantine_v4", &ip.to_string())?, "not in quarantine_v4");
+    let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 20 })? else {
+        anyhow::bail!("unexpected answer")
+    };
+    ensure!(
+        alerts
+            .iter()
+            .any(|a| a.mac == Some(mac) && a.kind == bulkhead::alerts::AlertKind::NewDeviceQuarantined),
+        "no quarantine alert: {alerts:?}"
+    );
+    let internet: IpAddr = demo.home.internet_v4().into();
+    expect_tcp(&demo, "stranger", "10.0.1.1".parse()?, 53, true)?;
+    expect_tcp(&demo, "stranger", internet, 80, false)?;
+    demo.call(Request::Approve {
+        mac,
+        zone: Some("guest".parse()?),
+    })?;
+    expect_tcp(&demo, "stranger", internet, 80, true)?;
+    Ok(Outcome::Passed)
+}
+
+/// n. An iot device's SLAAC address joins iot_v6 and is treated like its IPv4:
+/// it cannot open a connection to the trusted laptop; the laptop reaches it.
+pub fn n_slaac_addresses_are_enforced_like_ipv4() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    for name in ["laptop", "plug"] {
+        demo.join(host(name)?)?;
+    }
+    demo.call(Request::Approve {
+        mac: MacAddr(host("laptop")?.mac),
+        zone: Some("trusted".parse()?),
+    })?;
+    let v6_of = |name: &str| -> Result<Vec<std::net::Ipv6Addr>> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let a = demo.host_ipv6(name)?;
+            if !a.is_empty() || Instant::now() > deadline {
+                return Ok(a);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let plug6 = *v6_of("plug")?.first().context("plug got no SLAAC address from the router adverts")?;
+    let laptop6 = v6_of("laptop")?;
+    ensure!(!laptop6.is_empty(), "laptop got no SLAAC address");
+    // Any traffic through the router puts the address in its neighbour table.
+    let gw6: IpAddr = "fd00:1::1".parse()?;
+    for name in ["plug", "laptop"] {
+        let _ = bulkhead_netns::ping(demo.home.ns(name)?, gw6, SHORT)?;
+    }
+    let found = bulkhead_netns::eventually(Duration::from_secs(5), || in_set(&demo, "iot_v6", &plug6.to_string()))?;
+    ensure!(found, "plug's SLAAC address {plug6} never reached iot_v6:\n{}", set_elements(&demo, "iot_v6")?);
+    for a in &laptop6 {
+        expect_tcp(&demo, "plug", IpAddr::V6(*a), 80, false)?;
+    }
+    expect_tcp(&demo, "laptop", IpAddr::V6(plug6), 80, true)?;
+    expect_tcp(&demo, "plug", demo.home.internet_v6().into(), 80, true)?;
+    Ok(Outcome::Passed)
+}
+
+/// o. A restart keeps leases and zones: after kill -9 and a new start, the sets
+/// hold the same devices and a client asking for its address again gets it.
+pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    for name in ["plug", "stranger"] {
+        demo.join(host(name)?)?;
+    }
+    let stranger = MacAddr(host("stranger")?.mac);
+    wait_device(&demo, stranger, "known", |d| d["zone"] == "quarantine")?;
+    demo.call(Request::Approve {
+        mac: stranger,
+        zone: Some("guest".parse()?),
+    })?;
+    let before: Vec<String> = ["iot_v4", "guest_v4", "iot_mac", "guest_mac"]
+        .iter()
+        .map(|s| set_elements(&demo, s))
+        .collect::<Result<_>>()?;
+    demo.kill_daemon()?;
+    demo.start_daemon()?;
+    let after: Vec<String> = ["iot_v4", "guest_v4", "iot_mac", "guest_mac"]
+        .iter()
+        .map(|s| set_elements(&demo, s))
+        .collect::<Result<_>>()?;
+    ensure!(before == after, "sets differ after restart:\n{before:#?}\n{after:#?}");
+    let Response::Status(st) = demo.call(Request::Status)? else {
+        anyhow::bail!("unexpected answer")
+    };
+    ensure!(st.leases >= 2, "leases not kept: {st:?}");
+    // The stranger (now in guest) asks again: same address.
+    let again = demo.join(host("stranger")?)?;
+    ensure!(again.to_string() == "10.0.1.99", "stranger got {again} after the restart");
+    Ok(Outcome::Passed)
+}
+
+/// p. Observer mode: Debian's dnsmasq hands out addresses; Bulkhead captures the
+/// client's DHCP packets (fingerprint) and reads dnsmasq's lease file (binding);
+/// the device lands in its zone.
+pub fn p_observer_mode_with_dnsmasq() -> Result<Outcome> {
+    let demo = DemoHome::build_discovering(std::path::Path::new(BIN), &[])?;
+    let leases = demo.dir.join("dnsmasq.leases");
+    demo.set_observe(&leases)?;
+    demo.start_daemon()?;
+    let pid = demo.home.router().spawn_logged(
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--no-daemon",
+            "--port=0",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--interface=br-lan",
+            "--except-interface=lo",
+            "--dhcp-range=10.0.1.150,10.0.1.160,1h",
+            &format!("--dhcp-leasefile={}", leases.display()),
+            &format!("--pid-file={}", demo.dir.join("dnsmasq.pid").display()),
+            "--log-dhcp",
+        ],
+        &demo.dir.join("dnsmasq.log"),
+    )?;
+    let _ = pid;
+    let plug = host("plug")?;
+    let ip = demo.join(plug)?;
+    ensure!(
+        (150..=160).contains(&ip.octets()[3]),
+        "the plug's address {ip} is not from dnsmasq's range"
+    );
+    let d = wait_device(&demo, MacAddr(plug.mac), "seen with its dnsmasq address", |d| {
+        d["addresses"].to_string().contains(&ip.to_string())
+    })?;
+    ensure!(d["evidence"]["hostname"] == "HS105", "captured hostname: {d}");
+    ensure!(
+        d["evidence"]["dhcp_params"].as_array().is_some_and(|a| !a.is_empty()),
+        "captured fingerprint: {d}"
+    );
+    ensure!(d["zone"] == "iot", "plug zone: {d}");
+    ensure!(in_set(&demo, "iot_v4", &ip.to_string())?, "not in iot_v4");
+    Ok(Outcome::Passed)
+}
+
+/// q. Hostile names and malformed packets: a hostname full of HTML, quotes,
+/// newlines and a bidi override is stored as data (never in nft text), and
+/// garbage sent to port 67 is dropped and counted while the daemon keeps serving.
+pub fn q_hostile_names_and_malformed_packets() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    let ns = demo.home.ns("stranger")?;
+    // Garbage first: truncated, wrong op, random bytes, a maximal datagram.
+    let sent = ns.run_in(|| -> std::io::Result<usize> {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:68")?;
+        sock.set_broadcast(true)?;
+        let to = SocketAddr::from(([255, 255, 255, 255], 67));
+        let mut n = 0;
+        let mut junk = vec![0u8; 1400];
+        for (i, b) in junk.iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        for payload in [&b"\x01"[..], &[2u8; 300][..], &junk[..], &[0xffu8; 240][..]] {
+            n += sock.send_to(payload, to)?;
+        }
+        Ok(n)
+    })??;
+    ensure!(sent > 0, "sent nothing");
+    let hostile = "<script>alert(1)</script>\"';\u{202e}x";
+    let mac = MacAddr(host("stranger")?.mac);
+    let out = ns.exec(&[
+        "busybox",
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-s",
+        &demo.dir.join("udhcpc.script").to_string_lossy(),
+        "-x",
+        &format!("hostname:{hostile}"),
+    ]);
+    out.context("the daemon stopped serving after garbage")?;
+    let d = wait_device(&demo, mac, "hostname stored", |d| d["evidence"]["hostname"].is_string())?;
+    ensure!(d["evidence"]["hostname"] == hostile, "hostname altered: {d}");
+    let Response::Status(st) = demo.call(Request::Status)? else {
+        anyhow::bail!("unexpected answer")
+    };
+    ensure!(st.dhcp_malformed >= 3, "malformed packets not counted: {st:?}");
+    let listing = demo.home.router().exec(&["nft", "list", "ruleset"])?;
+    ensure!(
+        !String::from_utf8_lossy(&listing.stdout).contains("script"),
+        "device text reached nft"
+    );
+    Ok(Outcome::Passed)
+}
