@@ -66,6 +66,32 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Announce one mDNS service on one interface until SIGTERM or SIGINT (for
+    /// tests and the demo, run inside a test host's namespace).
+    #[command(hide = true)]
+    MdnsAnnounce {
+        /// The only interface to announce and answer on.
+        #[arg(long)]
+        interface: String,
+        /// Service type, e.g. _googlecast._tcp.
+        #[arg(long = "type")]
+        service_type: String,
+        /// Instance name, e.g. "Living Room TV".
+        #[arg(long)]
+        name: String,
+        /// Host name, without .local.
+        #[arg(long)]
+        host: String,
+        /// An address of the host (repeat for more).
+        #[arg(long = "ip", required = true, value_parser = config::parse_ip)]
+        ips: Vec<IpAddr>,
+        /// Service port.
+        #[arg(long)]
+        port: u16,
+        /// A TXT pair key=value (repeat for more).
+        #[arg(long = "txt", value_parser = bulkhead::mdns::parse_txt_pair)]
+        txt: Vec<(String, String)>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -259,7 +285,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { once } => bulkhead::demo::run(*once),
+        Command::MdnsAnnounce {
+            interface,
+            service_type,
+            name,
+            host,
+            ips,
+            port,
+            txt,
+        } => mdns_announce(bulkhead::mdns::AnnounceSpec {
+            interface: interface.clone(),
+            service_type: service_type.clone(),
+            instance: name.clone(),
+            host: host.clone(),
+            addresses: ips.clone(),
+            port: *port,
+            txt: txt.clone(),
+        }),
     }
+}
+
+/// Announces `spec` until SIGTERM or SIGINT, then says goodbye.
+fn mdns_announce(spec: bulkhead::mdns::AnnounceSpec) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    // As for the daemon: a parent may have blocked signals, and exec keeps the mask.
+    nix::sys::signal::SigSet::all().thread_unblock()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let daemon = bulkhead::mdns::announce(&spec)?;
+        let monitor = daemon.monitor()?;
+        tracing::info!(
+            service_type = spec.service_type,
+            instance = ?spec.instance,
+            interface = spec.interface,
+            "announcing"
+        );
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                event = monitor.recv_async() => match event {
+                    Ok(mdns_sd::DaemonEvent::Error(e)) => tracing::warn!(error = %e, "mDNS daemon"),
+                    Ok(other) => tracing::debug!(event = ?other, "mDNS daemon"),
+                    Err(_) => anyhow::bail!("the mDNS daemon stopped"),
+                },
+            }
+        }
+        // Goodbye packets go out before the daemon reports that it has stopped.
+        let stopped = daemon.shutdown()?;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stopped.recv_async()).await;
+        Ok(())
+    })
 }
 
 fn done(resp: Response) -> anyhow::Result<()> {
