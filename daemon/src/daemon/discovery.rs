@@ -8,6 +8,7 @@ use crate::config::MacAddr;
 use crate::firewall::error_chain;
 use crate::identity::same_device_reasons;
 use crate::inventory::{Change, Event, UnixTime};
+use crate::mdns::MdnsObservation;
 use crate::neigh::NeighbourUpdate;
 use crate::policy::{zone_for, ZoneDecision, ZoneReason};
 
@@ -77,6 +78,35 @@ impl DaemonState {
             },
             _ => Change::None,
         }
+    }
+
+    /// An mDNS answer: its evidence goes to the device that holds one of the
+    /// announced addresses on the interface it was heard on. Announced addresses
+    /// are the device's own claim (mdns-sd does not give the packet's source), so
+    /// only addresses a lease or the neighbour table already tied to a MAC count;
+    /// an answer naming no known address is not attached (returns false, the
+    /// caller may retry once the address is known).
+    pub fn mdns(&mut self, observation: &MdnsObservation, now: UnixTime) -> bool {
+        let target = observation.addresses.iter().find_map(|ip| {
+            let segment = self.config.segment_for_ip(*ip)?;
+            if observation
+                .interface
+                .as_ref()
+                .is_some_and(|i| *i != segment.interface)
+            {
+                return None;
+            }
+            self.address_owner(ip)
+        });
+        let Some(mac) = target else { return false };
+        self.observe(
+            Event::Evidence {
+                mac,
+                evidence: Box::new(observation.evidence.clone()),
+            },
+            now,
+        );
+        true
     }
 
     /// The device holding an address.

@@ -153,6 +153,17 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     }
     let mut links_dirty_since: Option<tokio::time::Instant> = None;
 
+    // mDNS on the LAN segments only (never the WAN).
+    let lan: Vec<String> = state.config.segments.iter().map(|s| s.interface.clone()).collect();
+    let mut mdns = match crate::mdns::Browser::start(&crate::mdns::BrowserConfig::new(lan)) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "mDNS discovery is off");
+            None
+        }
+    };
+    let mut mdns_pending = PendingMdns::default();
+
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx));
     let health = Arc::new(RwLock::new(health_of(&state)));
@@ -183,6 +194,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => state.handle_timeout(unix_now()),
+            Some(observation) = next_mdns(&mut mdns) => {
+                if !state.mdns(&observation, unix_now()) {
+                    mdns_pending.hold(observation);
+                }
+            }
             update = next_neighbour(&mut neighbours) => match update {
                 NeighbourUpdate::LinkChanged => {
                     links_dirty_since.get_or_insert_with(tokio::time::Instant::now);
@@ -197,6 +213,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 refresh_bridge_ports(&mut state, &nl).await;
             }
         }
+        // Answers that named an address nobody held yet: try again now that
+        // something happened (a lease or a neighbour may have tied it to a MAC).
+        mdns_pending.retry(&mut state, unix_now());
         if let Ok(mut h) = health.write() {
             *h = health_of(&state);
         }
@@ -230,6 +249,38 @@ fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: N
     };
     if let Some(name) = ifnames.get(&ifindex) {
         state.neighbour(name, u, now);
+    }
+}
+
+async fn next_mdns(b: &mut Option<crate::mdns::Browser>) -> Option<crate::mdns::MdnsObservation> {
+    match b {
+        Some(b) => b.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// mDNS answers waiting for their address to be tied to a MAC: bounded, and
+/// dropped after a minute (the device announces again).
+#[derive(Default)]
+struct PendingMdns(Vec<(UnixTime, crate::mdns::MdnsObservation)>);
+
+impl PendingMdns {
+    const MAX: usize = 256;
+    const KEEP_SECS: UnixTime = 60;
+
+    fn hold(&mut self, o: crate::mdns::MdnsObservation) {
+        if self.0.len() >= Self::MAX {
+            self.0.remove(0);
+        }
+        self.0.push((unix_now(), o));
+    }
+
+    fn retry(&mut self, state: &mut DaemonState, now: UnixTime) {
+        if self.0.is_empty() {
+            return;
+        }
+        self.0
+            .retain(|(at, o)| now - *at < Self::KEEP_SECS && !state.mdns(o, now));
     }
 }
 
