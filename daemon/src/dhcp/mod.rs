@@ -1,17 +1,19 @@
 //! DHCPv4: the server state machine (pure), packet capture parsing for observer
 //! mode, and dnsmasq lease files.
 //!
-//! - [`DhcpServer`] (pure, `server`, `segment`, `lease`): one state machine for all
-//!   segments. `handle(segment, bytes, now)` returns a [`Handled`] (reply, lease
-//!   event, evidence); `handle_timeout(now)` expires leases and offers;
-//!   `leases()` is what to persist and hand back to [`DhcpServer::new`] after a
-//!   restart. Time is always an argument.
+//! - [`DhcpServer`] (pure; `server`, `segment`, `lease`): one state machine for
+//!   all segments. `handle(segment, bytes, now)` returns a [`Handled`] (reply,
+//!   lease event, evidence); `handle_timeout(now)` expires leases and offers and
+//!   `poll_timeout()` says when it is next due; `leases()` is what to persist and
+//!   hand back to [`DhcpServer::new`] after a restart. Time is always an argument.
 //! - [`evidence_of`] (pure): what a client message says about the device.
 //! - [`wire`] (pure): defensive decoding of client messages, reply encoding.
+//! - [`parse_client_packet`] (pure): observer mode, captured IPv4/UDP packets.
 //!
-//! Malformed input is counted ([`Counters::malformed`]) and dropped, never a
-//! panic.
+//! Malformed input is dropped and counted ([`Counters::malformed`], or by the
+//! caller for [`CaptureError`]s and skipped lease lines), never a panic.
 
+mod capture;
 mod evidence;
 mod lease;
 mod segment;
@@ -21,6 +23,7 @@ pub mod wire;
 #[cfg(test)]
 mod server_tests;
 
+pub use capture::{parse_client_packet, CaptureError, ClientPacket};
 pub use evidence::evidence_of;
 pub use lease::{Lease, LeaseEvent};
 pub use segment::{Counters, SegmentConfig, DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
