@@ -9,11 +9,13 @@
 //! - [`evidence_of`] (pure): what a client message says about the device.
 //! - [`wire`] (pure): defensive decoding of client messages, reply encoding.
 //! - [`parse_client_packet`] (pure): observer mode, captured IPv4/UDP packets.
+//! - [`parse_leases`] (pure): dnsmasq's lease file.
 //!
 //! Malformed input is dropped and counted ([`Counters::malformed`], or by the
 //! caller for [`CaptureError`]s and skipped lease lines), never a panic.
 
 mod capture;
+mod dnsmasq;
 mod evidence;
 mod lease;
 mod segment;
@@ -24,6 +26,7 @@ pub mod wire;
 mod server_tests;
 
 pub use capture::{parse_client_packet, CaptureError, ClientPacket};
+pub use dnsmasq::{parse_leases, ObservedLease};
 pub use evidence::evidence_of;
 pub use lease::{Lease, LeaseEvent};
 pub use segment::{Counters, SegmentConfig, DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
