@@ -17,6 +17,7 @@
 mod capture;
 mod dnsmasq;
 mod evidence;
+mod fuzz;
 mod lease;
 mod segment;
 mod server;
@@ -28,6 +29,8 @@ mod server_tests;
 pub use capture::{parse_client_packet, CaptureError, ClientPacket};
 pub use dnsmasq::{parse_leases, ObservedLease};
 pub use evidence::evidence_of;
+#[doc(hidden)]
+pub use fuzz::{fuzz_entry_capture, fuzz_entry_dnsmasq, fuzz_entry_server};
 pub use lease::{Lease, LeaseEvent};
 pub use segment::{Counters, SegmentConfig, DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 pub use server::{DhcpServer, Handled, Reply, CLIENT_PORT, SERVER_PORT};
