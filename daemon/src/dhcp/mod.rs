@@ -10,23 +10,31 @@
 //! - [`wire`] (pure): defensive decoding of client messages, reply encoding.
 //! - [`parse_client_packet`] (pure): observer mode, captured IPv4/UDP packets.
 //! - [`parse_leases`] (pure): dnsmasq's lease file.
+//! - [`server_socket`] and [`CaptureSocket`] (I/O): a UDP port-67 socket per
+//!   segment, and an AF_PACKET socket filtered to client DHCP packets on one
+//!   interface for observer mode.
 //!
 //! Malformed input is dropped and counted ([`Counters::malformed`], or by the
 //! caller for [`CaptureError`]s and skipped lease lines), never a panic.
 
 mod capture;
+mod capture_socket;
 mod dnsmasq;
 mod evidence;
 mod fuzz;
 mod lease;
 mod segment;
 mod server;
+mod socket;
 pub mod wire;
 
+#[cfg(test)]
+mod netns_test;
 #[cfg(test)]
 mod server_tests;
 
 pub use capture::{parse_client_packet, CaptureError, ClientPacket};
+pub use capture_socket::{CaptureSocket, CaptureSocketError, CAPTURE_BUFFER};
 pub use dnsmasq::{parse_leases, ObservedLease};
 pub use evidence::evidence_of;
 #[doc(hidden)]
@@ -34,3 +42,4 @@ pub use fuzz::{fuzz_entry_capture, fuzz_entry_dnsmasq, fuzz_entry_server};
 pub use lease::{Lease, LeaseEvent};
 pub use segment::{Counters, SegmentConfig, DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 pub use server::{DhcpServer, Handled, Reply, CLIENT_PORT, SERVER_PORT};
+pub use socket::server_socket;
