@@ -248,4 +248,39 @@ mod tests {
         server.handle(&lan, &s[0], T0);
         assert!(server.handle(&lan, &s[1], T0).event.is_some());
     }
+
+    /// Writes the seed corpus under `fuzz/corpus/` (run by hand:
+    /// `BULKHEAD_WRITE_FUZZ_SEEDS=1 cargo test -p bulkhead --lib write_fuzz_seeds -- --ignored`).
+    #[test]
+    #[ignore = "writes files; run by hand to regenerate fuzz/corpus"]
+    fn write_fuzz_seeds() {
+        if std::env::var_os("BULKHEAD_WRITE_FUZZ_SEEDS").is_none() {
+            return;
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let write = |target: &str, name: &str, bytes: &[u8]| {
+            let dir = root.join(target);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join(name), bytes).expect("write");
+        };
+        let names = ["discover", "select", "init_reboot", "release", "decline", "inform"];
+        let seeds = seeds();
+        for (name, seed) in names.iter().zip(&seeds) {
+            write("dhcp_capture", name, &frame(seed));
+            let mut one = vec![0, 0];
+            one.extend_from_slice(&(seed.len() as u16).to_be_bytes());
+            one.extend_from_slice(seed);
+            write("dhcp_server", name, &one);
+        }
+        let mut rng = Rng(1);
+        write("dhcp_server", "exchange", &chunks(&mut rng, &seeds));
+        write(
+            "dnsmasq_leases",
+            "openwrt",
+            b"1700003600 aa:bb:cc:dd:ee:01 192.168.1.23 tv 01:aa:bb:cc:dd:ee:01\n\
+              0 02:00:00:00:00:02 192.168.1.5 * *\n\
+              duid 00:01:00:01:2b:3c:4d:5e:aa:bb:cc:dd:ee:ff\n\
+              1700009999 123456789 fd00::1:23 laptop 00:01:00:01:2b:3c:4d:5e:aa:bb:cc:dd:ee:01\n",
+        );
+    }
 }
