@@ -1,0 +1,5 @@
+//! Arbitrary bytes into a configured `DhcpServer`, as a sequence of packets
+//! (format: see `bulkhead::dhcp::fuzz_entry_server`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bulkhead::dhcp::fuzz_entry_server(data));
