@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::evidence::Evidence;
-use super::glob::Glob;
+use super::glob::{is_bidi_control, Glob};
 use super::rules::{ClassRule, Conditions, Confidence, DeviceClass};
 use crate::config::ZoneId;
 
@@ -172,9 +172,7 @@ fn list(params: &[u8]) -> String {
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let bidi =
-            matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if bidi || c.is_control() || c == '"' || c == '\\' {
+        if is_bidi_control(c) || c.is_control() || c == '"' || c == '\\' {
             out.extend(c.escape_default());
         } else {
             out.push(c);

@@ -29,6 +29,11 @@ pub enum GlobError {
     MatchesEverything,
 }
 
+/// Unicode bidirectional-text controls (marks, embeddings, overrides, isolates).
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
     /// `*`: any run of characters, also none.
@@ -94,8 +99,13 @@ impl Glob {
         &self.text
     }
 
-    /// Whether the whole of `text` matches, ignoring case.
+    /// Whether the whole of `text` matches, ignoring case. Text holding a control
+    /// character or a bidirectional-text control never matches: devices do not
+    /// send them in names, and they are how a name hides or reorders what it says.
     pub fn matches(&self, text: &str) -> bool {
+        if text.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+            return false;
+        }
         let next_char = |at: usize| text.get(at..).and_then(|rest| rest.chars().next());
         let (mut p, mut t) = (0usize, 0usize);
         // After the last `*`: the token after it, and where in the text it resumes.
@@ -182,6 +192,14 @@ mod tests {
         assert!(glob("caf?").matches("café"));
         assert!(glob("CAFÉ").matches("café"));
         assert!(!glob("caf??").matches("café"));
+    }
+
+    #[test]
+    fn hidden_characters_never_match() {
+        assert!(!glob("ESP_??????").matches("ESP_\u{202e}ABCDE"));
+        assert!(!glob("*iPhone*").matches("Annas-iPhone\n"));
+        assert!(!glob("MSFT 5.0").matches("MSFT 5.0\0"));
+        assert!(!glob("a*").matches("a\u{2066}b"));
     }
 
     #[test]

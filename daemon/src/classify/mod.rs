@@ -21,3 +21,6 @@ pub use rules::{
     check_rule_id, parse_dhcp_params, parse_glob, parse_txt_key, ClassRule, Conditions, Confidence, DeviceClass,
     RuleError, MAX_RULE_ID,
 };
+
+#[cfg(test)]
+mod shipped_tests;
