@@ -69,6 +69,12 @@ impl<'a> Reporter<'a> {
         });
     }
 
+    /// `file:line:column` of a byte offset, to point at an earlier definition.
+    pub(crate) fn position(&self, offset: usize) -> String {
+        let (line, column) = line_col(self.text, offset);
+        format!("{}:{line}:{column}", self.file.display())
+    }
+
     /// Records a TOML syntax or shape error as reported by the parser.
     pub(crate) fn toml(&mut self, err: &toml::de::Error) {
         let span = err.span().unwrap_or(0..0);

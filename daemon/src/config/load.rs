@@ -12,6 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::class_rules::{validate_class_rules, SeenRuleIds};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::types::*;
 
@@ -75,12 +76,15 @@ struct RawSegment {
 #[serde(deny_unknown_fields)]
 struct RawPolicyFile {
     unknown_zone: Option<Spanned<String>>,
+    approved_zone: Option<Spanned<String>>,
     #[serde(default)]
     zones: BTreeMap<String, Spanned<RawZone>>,
     #[serde(default)]
     segment_zones: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     devices: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    classify: Vec<Spanned<RawClassRule>>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +113,38 @@ struct RawDevice {
     zone: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     ip: Option<Spanned<String>>,
+}
+
+/// A list of strings as written, with the list's span and each entry's.
+pub(super) type SpannedList = Spanned<Vec<Spanned<String>>>;
+
+/// One `[[classify]]` rule as written. Every field is optional here so that a
+/// missing one is reported with the rule's position and field path, along with the
+/// file's other errors (see `class_rules`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClassRule {
+    pub(super) id: Option<Spanned<String>>,
+    pub(super) class: Option<Spanned<String>>,
+    pub(super) zone: Option<Spanned<String>>,
+    pub(super) confidence: Option<Spanned<String>>,
+    pub(super) source: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pub(super) conditions: Option<Spanned<RawConditions>>,
+}
+
+/// A rule's `[classify.match]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConditions {
+    pub(super) vendor: Option<SpannedList>,
+    pub(super) dhcp_params: Option<SpannedList>,
+    pub(super) dhcp_params_prefix: Option<SpannedList>,
+    pub(super) vendor_class: Option<SpannedList>,
+    pub(super) hostname: Option<SpannedList>,
+    pub(super) mdns_service: Option<SpannedList>,
+    pub(super) txt: Option<Spanned<BTreeMap<String, SpannedList>>>,
+    pub(super) randomized_mac: Option<Spanned<bool>>,
 }
 
 /// Loads and validates the main file and the policy directory it names.
@@ -600,6 +636,9 @@ fn validate_policy(
     };
     let mut zones = BTreeMap::new();
     let mut unknown_zone: Option<ZoneId> = None;
+    let mut approved_zone: Option<Option<ZoneId>> = None;
+    let mut classify = Vec::new();
+    let mut rule_ids = SeenRuleIds::new();
     let mut segment_zones = BTreeMap::new();
     let mut devices = BTreeMap::new();
     let mut static_ips: BTreeMap<Ipv4Addr, std::ops::Range<usize>> = BTreeMap::new();
@@ -643,6 +682,23 @@ fn validate_policy(
                 unknown_zone = zone_ref(&mut rep, u, "unknown_zone".into());
             }
         }
+        if let Some(a) = &src.raw.approved_zone {
+            if approved_zone.is_some() {
+                rep.at(
+                    a.span(),
+                    "approved_zone",
+                    "`approved_zone` is set in more than one policy file",
+                );
+            } else {
+                approved_zone = Some(zone_ref(&mut rep, a, "approved_zone".into()));
+            }
+        }
+        classify.extend(validate_class_rules(
+            &src.raw.classify,
+            &mut rep,
+            &zone_ref,
+            &mut rule_ids,
+        ));
         for (seg, zone) in &src.raw.segment_zones {
             let field = format!("segment_zones.{}", seg.escape_debug());
             let known = segments.iter().find(|s| s.id.as_str() == seg);
@@ -746,7 +802,8 @@ fn validate_policy(
         unknown_zone,
         segment_zones,
         devices,
-        approved_zone: None,
+        classify,
+        approved_zone: approved_zone.flatten(),
     })
 }
 

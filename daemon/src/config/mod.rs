@@ -2,6 +2,7 @@
 //!
 //! Errors name file, line, column and field; all of them are reported at once.
 
+mod class_rules;
 mod error;
 mod load;
 mod types;

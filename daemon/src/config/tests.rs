@@ -10,6 +10,7 @@ fn shipped_default_policies_load() {
     let names: Vec<&str> = cfg.policy.zones.keys().map(ZoneId::as_str).collect();
     assert_eq!(names, ["guest", "iot", "quarantine", "trusted"]);
     assert_eq!(cfg.policy.unknown_zone.as_str(), "quarantine");
+    assert_eq!(cfg.policy.approved_zone.as_ref().map(ZoneId::as_str), Some("trusted"));
     let iot = &cfg.policy.zones[&ZoneId::new("iot").expect("id")];
     assert!(iot.internet);
     assert!(iot.reach_zones.is_empty(), "iot never initiates into other zones");
@@ -217,4 +218,166 @@ ip = "10.0.1.50"
         "{}",
         text.join("\n")
     );
+}
+const RULES: &str = r#"
+approved_zone = "trusted"
+
+[[classify]]
+id = "esp-plug"
+class = "plug"
+zone = "iot"
+confidence = "medium"
+source = "  common knowledge: ESP8266 firmware names itself ESP_xxxxxx  "
+[classify.match]
+vendor = ["Espressif*"]
+hostname = ["ESP_*"]
+dhcp_params_prefix = ["1, 3,28"]
+txt = { MD = ["x*", "y?"] }
+randomized_mac = false
+
+[[classify]]
+id = "any-apple"
+class = "other"
+confidence = "low"
+source = "IEEE registry"
+match = { vendor = ["Apple"] }
+"#;
+
+#[test]
+fn classify_rules_and_approved_zone_load_in_file_order() {
+    let later = "[[classify]]\nid = \"later\"\nclass = \"tv\"\nconfidence = \"high\"\nsource = \"s\"\nmatch = { mdns_service = [\"_androidtvremote2._tcp\"] }\n";
+    let fx = Fixture::new(
+        MAIN,
+        &[
+            ("10-zones.toml", ZONES),
+            ("20-rules.toml", RULES),
+            ("30-more.toml", later),
+        ],
+    );
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    let p = &cfg.policy;
+    assert_eq!(p.approved_zone.as_ref().map(ZoneId::as_str), Some("trusted"));
+    let ids: Vec<&str> = p.classify.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["esp-plug", "any-apple", "later"]);
+    let r = &p.classify[0];
+    assert_eq!(r.class, crate::classify::DeviceClass::Plug);
+    assert_eq!(r.zone.as_ref().map(ZoneId::as_str), Some("iot"));
+    assert_eq!(r.confidence, crate::classify::Confidence::Medium);
+    assert_eq!(r.source, "common knowledge: ESP8266 firmware names itself ESP_xxxxxx");
+    assert_eq!(r.conditions.dhcp_params_prefix, [vec![1, 3, 28]]);
+    assert_eq!(
+        r.conditions.txt.keys().collect::<Vec<_>>(),
+        ["md"],
+        "TXT keys are lower-cased"
+    );
+    assert_eq!(r.conditions.randomized_mac, Some(false));
+    assert_eq!(r.conditions.count(), 5);
+    assert_eq!(p.classify[1].zone, None);
+
+    // No approved_zone anywhere is fine.
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", ZONES)]);
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.policy.approved_zone, None);
+    assert!(cfg.policy.classify.is_empty());
+}
+
+#[test]
+fn every_rule_error_is_reported_with_position_and_path() {
+    let bad = r#"
+[[classify]]
+id = "Bad_Id"
+class = "toaster"
+zone = "nowhere"
+confidence = "certain"
+source = "  "
+[classify.match]
+vendor = ["Espressif*", "[ab]"]
+dhcp_params = ["1,3,300"]
+dhcp_params_prefix = ["1,,3"]
+hostname = []
+txt = { md = ["*"] }
+
+[[classify]]
+id = "no-conditions"
+class = "plug"
+confidence = "low"
+source = "x"
+[classify.match]
+
+[[classify]]
+id = "no-match-table"
+class = "plug"
+confidence = "low"
+
+[[classify]]
+id = "dup"
+class = "plug"
+confidence = "low"
+source = "x"
+match = { vendor = ["A*"] }
+"#;
+    let dup = "[[classify]]\nid = \"dup\"\nclass = \"plug\"\nconfidence = \"low\"\nsource = \"x\"\nmatch = { vendor = [\"B*\"] }\n";
+    let fx = Fixture::new(
+        MAIN,
+        &[("10-zones.toml", ZONES), ("20-bad.toml", bad), ("30-dup.toml", dup)],
+    );
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let has = |needle: &str| text.iter().any(|t| t.contains(needle));
+    for needle in [
+        "20-bad.toml:3:6: classify[0].id: `Bad_Id` is not a valid rule id",
+        "20-bad.toml:4:9: classify[0].class: unknown class `toaster` (expected one of: camera plug",
+        "20-bad.toml:5:8: classify[0].zone: unknown zone `nowhere`",
+        "20-bad.toml:6:14: classify[0].confidence: unknown confidence `certain`",
+        "20-bad.toml:7:10: classify[0].source: `source` cannot be empty",
+        "20-bad.toml:9:25: classify[0].match.vendor[1]: `[ab]` is not a usable pattern: `[` is not supported",
+        "20-bad.toml:10:16: classify[0].match.dhcp_params[0]: `1,3,300` is not a DHCP option list",
+        "20-bad.toml:11:23: classify[0].match.dhcp_params_prefix[0]: `1,,3` is not a DHCP option list",
+        "20-bad.toml:12:12: classify[0].match.hostname: an empty list matches nothing",
+        "20-bad.toml:13:15: classify[0].match.txt.md[0]: `*` is not a usable pattern: a pattern of only `*`",
+        "classify[1].match: a rule needs at least one condition",
+        "classify[2].source: a rule needs a `source`",
+        "classify[2].match: a rule needs at least one condition",
+        "30-dup.toml:2:6: classify[0].id: rule id `dup` is already used by the rule at ",
+    ] {
+        assert!(has(needle), "missing {needle:?} in {text:#?}");
+    }
+    assert!(has("20-bad.toml:28:6"), "the first definition is named: {text:#?}");
+    assert_eq!(errs.len(), 14, "{text:#?}");
+}
+
+#[test]
+fn approved_zone_is_checked_like_unknown_zone() {
+    let fx = Fixture::new(
+        MAIN,
+        &[("10-zones.toml", ZONES), ("20-a.toml", "approved_zone = \"nowhere\"\n")],
+    );
+    let text = load(&fx.main()).expect_err("must fail").to_string();
+    assert!(
+        text.contains("20-a.toml:1:17: approved_zone: unknown zone `nowhere`"),
+        "{text}"
+    );
+    let fx = Fixture::new(
+        MAIN,
+        &[
+            ("10-zones.toml", ZONES),
+            ("20-a.toml", "approved_zone = \"trusted\"\n"),
+            ("30-b.toml", "approved_zone = \"iot\"\n"),
+        ],
+    );
+    let text = load(&fx.main()).expect_err("must fail").to_string();
+    assert!(
+        text.contains("30-b.toml:1:17: approved_zone: `approved_zone` is set in more than one policy file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_rule_field_is_named() {
+    let typo = "[[classify]]\nid = \"x\"\nclass = \"plug\"\nconfidence = \"low\"\nsource = \"s\"\n[classify.match]\nhostnme = [\"a*\"]\n";
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", ZONES), ("20-typo.toml", typo)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].field, "hostnme");
+    assert_eq!(errs[0].line, 7);
 }

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+use crate::classify::ClassRule;
+
 /// A zone's name. Lower-case ASCII letters, digits and `_`, starting with a letter,
 /// at most 15 characters: it becomes part of nft chain and set names, so it is
 /// validated like an identifier even though it only ever comes from policy files.
@@ -228,7 +230,10 @@ pub struct Policy {
     pub segment_zones: BTreeMap<SegmentId, ZoneId>,
     /// Devices pinned by the policy files.
     pub devices: BTreeMap<MacAddr, DeviceOverride>,
-    /// The zone `bulkhead device approve MAC` uses when no zone is named.
+    /// Classification rules (`[[classify]]`): files in name order, each in order.
+    pub classify: Vec<ClassRule>,
+    /// The zone `bulkhead device approve MAC` uses when no zone is given and the
+    /// device's classification suggests none (`approved_zone`; optional).
     pub approved_zone: Option<ZoneId>,
 }
 

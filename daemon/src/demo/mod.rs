@@ -457,10 +457,11 @@ impl Drop for DemoHome {
 }
 
 /// The default policies, embedded so the demo works from any directory.
-pub fn shipped_policies() -> [(&'static str, &'static str); 2] {
+pub fn shipped_policies() -> [(&'static str, &'static str); 3] {
     [
         ("zones.toml", include_str!("../../../policies/zones.toml")),
         ("devices.toml", include_str!("../../../policies/devices.toml")),
+        ("classes.toml", include_str!("../../../policies/classes.toml")),
     ]
 }
 
