@@ -78,6 +78,14 @@ pub struct DeviceView {
     pub first_seen: UnixTime,
     /// Last seen.
     pub last_seen: UnixTime,
+    /// The MAC's IEEE vendor, if registered.
+    pub vendor: Option<String>,
+    /// Whether the MAC is locally administered (randomised / private).
+    pub randomized: bool,
+    /// What the device is and the rule that says so, if any rule matched.
+    pub class: Option<crate::classify::ClassMatch>,
+    /// Everything it told us (untrusted text: display escaped).
+    pub evidence: crate::classify::Evidence,
 }
 
 /// Daemon status.
@@ -93,6 +101,14 @@ pub struct StatusView {
     pub delta_applies: u64,
     /// The last apply error, if the last apply failed.
     pub last_error: Option<String>,
+    /// DHCP leases held by Bulkhead's server.
+    pub leases: usize,
+    /// Malformed DHCP packets dropped (all segments, server and capture).
+    pub dhcp_malformed: u64,
+    /// Per serving segment, the DHCP server's counters.
+    pub dhcp: Vec<(crate::config::SegmentId, crate::dhcp::Counters)>,
+    /// mDNS discovery counters, if it runs.
+    pub mdns: Option<crate::mdns::MdnsCounters>,
 }
 
 /// The daemon's answer.

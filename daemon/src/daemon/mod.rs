@@ -2,6 +2,8 @@
 //! to signals. The runtime is single-threaded: one owner of [`DaemonState`], every
 //! change goes through it in order.
 
+mod dhcp;
+mod dhcp_io;
 mod discovery;
 mod state;
 
@@ -164,6 +166,14 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     };
     let mut mdns_pending = PendingMdns::default();
 
+    // DHCP: sockets for serving and observing segments (bridges exist now).
+    let (dhcp_tx, mut dhcp_rx) = mpsc::channel::<dhcp_io::DhcpIn>(256);
+    let mut dhcp_sockets = dhcp_io::DhcpIo::default();
+    dhcp_sockets.sync(&state, &dhcp_tx);
+    let mut lease_file = dhcp_io::LeaseFileWatch::default();
+    lease_file.poll(&mut state, unix_now());
+    let mut lease_file_tick = tokio::time::interval(Duration::from_secs(1));
+
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx));
     let health = Arc::new(RwLock::new(health_of(&state)));
@@ -185,15 +195,28 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
+                if let Some(b) = &mdns {
+                    state.mdns_counters = Some(b.counters());
+                }
                 let resp = state.handle(req, unix_now());
                 let _ = reply.send(resp);
             }
+            Some(msg) = dhcp_rx.recv() => dhcp_io::handle(&mut state, msg, unix_now()).await,
+            _ = lease_file_tick.tick() => lease_file.poll(&mut state, unix_now()),
             _ = hup.recv() => {
                 reload(&mut state, &config_path, &nl).await;
+                dhcp_sockets.sync(&state, &dhcp_tx);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = tick.tick() => state.handle_timeout(unix_now()),
+            _ = tick.tick() => {
+                let now = unix_now();
+                state.dhcp_timeout(now);
+                state.handle_timeout(now);
+                if let Some(b) = &mdns {
+                    state.mdns_counters = Some(b.counters());
+                }
+            }
             Some(observation) = next_mdns(&mut mdns) => {
                 if !state.mdns(&observation, unix_now()) {
                     mdns_pending.hold(observation);
@@ -211,6 +234,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 links_dirty_since = None;
                 ifnames = interface_names(&nl).await;
                 refresh_bridge_ports(&mut state, &nl).await;
+                dhcp_sockets.sync(&state, &dhcp_tx);
             }
         }
         // Answers that named an address nobody held yet: try again now that

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::config::{Config, MacAddr, ZoneId};
+use crate::config::{Config, MacAddr, SegmentId, ZoneId};
+use crate::dhcp::DhcpServer;
 use crate::control::{DeviceView, Request, Response, StatusView};
 use crate::firewall::{self, error_chain, Applied, ApplyOutcome, ConntrackFlusher, NftBackend};
 use crate::inventory::{Change, Event, Inventory, UnixTime};
@@ -27,6 +28,16 @@ pub struct DaemonState {
     pub(super) last_error: Option<String>,
     /// Identity suggestions already made (new MAC, known MAC), so each is made once.
     pub(super) suggested: BTreeSet<(MacAddr, MacAddr)>,
+    /// Bulkhead's DHCP server (serving segments).
+    pub(super) dhcp: DhcpServer,
+    /// When each segment last raised "pool exhausted".
+    pub(super) pool_alerted: BTreeMap<SegmentId, UnixTime>,
+    /// Observer mode: bindings read from the other server's lease file last time.
+    pub(super) observed: BTreeMap<IpAddr, MacAddr>,
+    /// Malformed packets captured in observer mode.
+    pub(super) capture_malformed: u64,
+    /// mDNS counters, as last reported by the browser.
+    pub mdns_counters: Option<crate::mdns::MdnsCounters>,
 }
 
 impl DaemonState {
@@ -43,7 +54,13 @@ impl DaemonState {
             .into_iter()
             .map(|s| (s.new_mac, s.known_mac))
             .collect();
+        let dhcp = DhcpServer::new(super::dhcp::dhcp_segments(&config), store.load_leases()?);
         Ok(DaemonState {
+            dhcp,
+            pool_alerted: BTreeMap::new(),
+            observed: BTreeMap::new(),
+            capture_malformed: 0,
+            mdns_counters: None,
             config,
             observed_bridge_ports: BTreeSet::new(),
             store,
@@ -155,7 +172,15 @@ impl DaemonState {
         }
         let old = std::mem::replace(&mut self.config, config);
         match self.reconcile() {
-            Ok(o) => Ok(o),
+            Ok(o) => {
+                // Leases that no longer fit (a pool shrank, a segment stopped
+                // serving) end now, and their addresses leave the sets.
+                let now = super::unix_now();
+                for lease in self.dhcp.reconfigure(super::dhcp::dhcp_segments(&self.config)) {
+                    self.lease_event(crate::dhcp::LeaseEvent::Expired(lease), now);
+                }
+                Ok(o)
+            }
             Err(e @ firewall::FirewallError::Nft { .. }) => {
                 // nft refused the document: the kernel still holds the old rules;
                 // keep the old config with them.
@@ -217,6 +242,20 @@ impl DaemonState {
                 full_applies: self.full_applies,
                 delta_applies: self.delta_applies,
                 last_error: self.last_error.clone(),
+                leases: self.dhcp.leases().count(),
+                dhcp_malformed: self
+                    .dhcp
+                    .segments()
+                    .filter_map(|s| self.dhcp.counters(&s.id))
+                    .map(|c| c.malformed)
+                    .sum::<u64>()
+                    + self.capture_malformed,
+                dhcp: self
+                    .dhcp
+                    .segments()
+                    .filter_map(|s| self.dhcp.counters(&s.id).map(|c| (s.id.clone(), *c)))
+                    .collect(),
+                mdns: self.mdns_counters,
             }),
             Request::SetZone { mac, zone } => {
                 if !self.config.policy.zones.contains_key(&zone) {
@@ -413,6 +452,10 @@ impl DaemonState {
                     addresses: d.addresses.iter().copied().collect(),
                     first_seen: d.first_seen,
                     last_seen: d.last_seen,
+                    vendor: crate::vendor::lookup(&d.mac).map(str::to_string),
+                    randomized: crate::vendor::is_randomized(&d.mac),
+                    class: crate::policy::classification(&self.config, d),
+                    evidence: d.evidence.clone(),
                 }
             })
             .collect()

@@ -44,7 +44,7 @@ pub struct SegmentConfig {
 
 /// Per-segment message counters. One message can count twice: once by its type
 /// and once as `ignored` when nothing came of it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counters {
     /// DHCPDISCOVERs received.
     pub discovers: u64,

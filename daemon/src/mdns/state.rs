@@ -45,7 +45,7 @@ pub const FIXED_TYPES: [&str; 21] = [
 pub const DEFAULT_MAX_TYPES: usize = 64;
 
 /// What the browser has done so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MdnsCounters {
     /// Answers turned into observations.
     pub resolved: u64,

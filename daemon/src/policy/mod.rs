@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::classify::{classify, placement, ClassMatch};
 use crate::config::{Config, MacAddr, RouterService, SegmentKind, ZoneId};
+use crate::vendor;
 use crate::inventory::{Device, Inventory};
 
 /// Why a device is in its zone, most authoritative first.
@@ -37,8 +39,21 @@ pub struct ZoneDecision {
     pub reason: ZoneReason,
 }
 
-/// Decides a device's zone. A user's choice of a zone that no longer exists falls
-/// through to the next rule rather than leaving the device zoneless.
+/// What the device is, from its evidence and MAC (whether or not it placed it).
+pub fn classification(config: &Config, device: &Device) -> Option<ClassMatch> {
+    classify(
+        &config.policy.classify,
+        &device.evidence,
+        vendor::lookup(&device.mac),
+        vendor::is_randomized(&device.mac),
+    )
+}
+
+/// Decides a device's zone, most authoritative first: the homeowner's choice, a
+/// policy pin, a classification (low confidence only towards a zone at least as
+/// restricted as the fallback), the segment's default, the unknown zone. A
+/// choice of a zone that no longer exists falls through to the next rule rather
+/// than leaving the device zoneless.
 pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
     let p = &config.policy;
     let known = |z: &ZoneId| p.zones.contains_key(z);
@@ -64,15 +79,26 @@ pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
         .iter()
         .find_map(|a| config.segment_for_ip(*a))
         .map(|s| &s.id);
-    if let Some(z) = segment.and_then(|s| p.segment_zones.get(s)) {
-        return ZoneDecision {
+    let fallback = match segment.and_then(|s| p.segment_zones.get(s)) {
+        Some(z) => ZoneDecision {
             zone: z.clone(),
             reason: ZoneReason::SegmentDefault,
-        };
+        },
+        None => ZoneDecision {
+            zone: p.unknown_zone.clone(),
+            reason: ZoneReason::Unknown,
+        },
+    };
+    // Evidence-free devices (most of a large inventory) skip the rules.
+    if device.evidence.is_empty() && vendor::lookup(&device.mac).is_none() {
+        return fallback;
     }
-    ZoneDecision {
-        zone: p.unknown_zone.clone(),
-        reason: ZoneReason::Unknown,
+    match classification(config, device).and_then(|m| placement(p, &m, &fallback.zone)) {
+        Some(zone) if zone != fallback.zone => ZoneDecision {
+            zone,
+            reason: ZoneReason::Classified,
+        },
+        _ => fallback,
     }
 }
 

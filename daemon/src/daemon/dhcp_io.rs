@@ -1,0 +1,187 @@
+//! The DHCP sockets of the running daemon: one port-67 socket per serving
+//! segment and one capture socket per observing segment, each read by its own
+//! task that hands packets to the single state owner over a channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::SegmentId;
+use crate::dhcp::{server_socket, CaptureError, CaptureSocket, ClientPacket};
+use crate::firewall::error_chain;
+
+use super::DaemonState;
+
+/// The largest DHCP datagram read (BOOTP minimum is 576; options may go past).
+const MAX_DATAGRAM: usize = 1500;
+
+/// A packet for the state owner.
+pub enum DhcpIn {
+    /// A datagram to our server on a serving segment; answer on `socket`.
+    Request {
+        /// Segment.
+        segment: SegmentId,
+        /// Payload.
+        bytes: Vec<u8>,
+        /// Where to answer.
+        socket: Arc<UdpSocket>,
+    },
+    /// A client packet captured on an observing segment (or why it was dropped).
+    Captured(Result<ClientPacket, CaptureError>),
+}
+
+/// Open sockets by interface.
+#[derive(Default)]
+pub struct DhcpIo {
+    open: BTreeMap<String, JoinHandle<()>>,
+}
+
+impl DhcpIo {
+    /// Opens what the config asks for and is not open yet; closes what it no
+    /// longer asks for. An interface that does not exist yet is retried at the
+    /// next link change.
+    pub fn sync(&mut self, state: &DaemonState, tx: &mpsc::Sender<DhcpIn>) {
+        let serving = state.serving_segments();
+        let observing = state.observing_interfaces();
+        let wanted: Vec<String> = serving
+            .iter()
+            .map(|(_, i)| i.clone())
+            .chain(observing.iter().cloned())
+            .collect();
+        self.open.retain(|iface, task| {
+            let keep = wanted.contains(iface);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (segment, iface) in serving {
+            if self.open.contains_key(&iface) {
+                continue;
+            }
+            match server_socket(&iface) {
+                Ok(sock) => {
+                    tracing::info!(%segment, interface = %iface, "DHCP server listening");
+                    let task = tokio::spawn(serve(segment, Arc::new(sock), tx.clone()));
+                    self.open.insert(iface, task);
+                }
+                Err(e) => tracing::warn!(interface = %iface, error = %e, "DHCP server socket not open yet"),
+            }
+        }
+        for iface in observing {
+            if self.open.contains_key(&iface) {
+                continue;
+            }
+            match CaptureSocket::open(&iface) {
+                Ok(cap) => {
+                    tracing::info!(interface = %iface, "observing DHCP clients");
+                    let task = tokio::spawn(capture(cap, tx.clone()));
+                    self.open.insert(iface, task);
+                }
+                Err(e) => tracing::warn!(interface = %iface, error = %error_chain(&e), "DHCP capture not open yet"),
+            }
+        }
+    }
+}
+
+impl Drop for DhcpIo {
+    fn drop(&mut self) {
+        for task in self.open.values() {
+            task.abort();
+        }
+    }
+}
+
+async fn serve(segment: SegmentId, socket: Arc<UdpSocket>, tx: mpsc::Sender<DhcpIn>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, _)) => {
+                let msg = DhcpIn::Request {
+                    segment: segment.clone(),
+                    bytes: buf.get(..n).unwrap_or_default().to_vec(),
+                    socket: socket.clone(),
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%segment, error = %e, "DHCP receive failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn capture(socket: CaptureSocket, tx: mpsc::Sender<DhcpIn>) {
+    loop {
+        match socket.recv_client_packet().await {
+            Ok(p) => {
+                if tx.send(DhcpIn::Captured(p)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(interface = socket.interface(), error = %e, "DHCP capture failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Handles one packet in the state owner; sends the server's reply, if any,
+/// after the state has enforced the lease.
+pub async fn handle(state: &mut DaemonState, msg: DhcpIn, now: crate::inventory::UnixTime) {
+    match msg {
+        DhcpIn::Request { segment, bytes, socket } => {
+            if let Some(reply) = state.dhcp_packet(&segment, &bytes, now) {
+                if let Err(e) = socket.send_to(&reply.bytes, reply.to).await {
+                    tracing::warn!(%segment, to = %reply.to, error = %e, "DHCP reply not sent");
+                }
+            }
+        }
+        DhcpIn::Captured(Ok(packet)) => state.captured(packet, now),
+        DhcpIn::Captured(Err(e)) => {
+            state.capture_malformed += 1;
+            tracing::debug!(error = %e, "captured DHCP packet dropped");
+        }
+    }
+}
+
+/// Observer mode: reads the other server's lease file when it changed.
+#[derive(Default)]
+pub struct LeaseFileWatch {
+    last: Option<std::time::SystemTime>,
+}
+
+impl LeaseFileWatch {
+    /// Checks the file (cheap: one stat) and feeds new contents to the state.
+    pub fn poll(&mut self, state: &mut DaemonState, now: crate::inventory::UnixTime) {
+        if state.observing_interfaces().is_empty() {
+            return;
+        }
+        let path = state.config.dhcp.observe_lease_file.clone();
+        let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+            return;
+        };
+        if self.last == Some(modified) {
+            return;
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                self.last = Some(modified);
+                // Lease files hold device-supplied names: read as lossy text.
+                let (leases, skipped) = crate::dhcp::parse_leases(&String::from_utf8_lossy(&bytes));
+                if skipped > 0 {
+                    tracing::debug!(skipped, file = %path.display(), "lease file lines skipped");
+                }
+                state.observed_leases(&leases, now);
+            }
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read the observed lease file"),
+        }
+    }
+}
