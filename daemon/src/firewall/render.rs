@@ -164,6 +164,15 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // IPv6 does not work at all without neighbour discovery, from any zone.
     input.rule("icmpv6-nd", vec![icmpv6_types(&ND_TYPES), accept()]);
     if !lan.is_empty() {
+        // Discovery listens to every device, the unknown ones most of all: mDNS
+        // announcements and answers reach the router's browser from any zone.
+        // Only Bulkhead's browser listens on 5353, and it registers nothing, so
+        // this opens no service to the zones (DHCP is a zone service because the
+        // router answers it).
+        input.rule(
+            "lan-mdns",
+            vec![iifname_in(lan), eq(payload("udp", "dport"), num(5353)), accept()],
+        );
         input.rule("lan", vec![iifname_in(lan), goto(LAN_INPUT)]);
     }
     if rs.police_wan_input {
