@@ -587,6 +587,15 @@ fn d_bad_policy_on_sighup_changes_nothing() -> Result<Outcome> {
 /// or restarting, and the ruleset after restart equals the one before.
 fn e_kill_9_and_restart_never_open_the_network() -> Result<Outcome> {
     let demo = running_home(&[])?;
+    // Discovery learns the stranger from the neighbour table as soon as it talks
+    // to the router; let that happen first, so "before" is the settled state.
+    let _ = bulkhead_netns::ping(demo.home.ns("stranger")?, "10.0.1.1".parse()?, SHORT)?;
+    let stranger = mac_of("stranger")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !set_elements(&demo, "quarantine_mac")?.contains(&stranger.to_string()) {
+        ensure!(Instant::now() < deadline, "the stranger was never discovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let before = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
     let stop = Arc::new(AtomicBool::new(false));
     let forbidden_ok = Arc::new(AtomicUsize::new(0));
