@@ -246,6 +246,13 @@ impl DemoHome {
             }
         };
         std::fs::write(demo.dir.join("policies/50-demo-devices.toml"), pins)?;
+        if addressing == Addressing::Discovered {
+            // The IoT Wi-Fi: what joins it starts in iot, not quarantine.
+            std::fs::write(
+                demo.dir.join("policies/40-demo-segments.toml"),
+                "# New devices on the IoT segment start in the iot zone.\n[segment_zones]\niot = \"iot\"\n",
+            )?;
+        }
         for (name, text) in extra_policies {
             std::fs::write(demo.dir.join("policies").join(name), text)?;
         }
@@ -519,22 +526,37 @@ pub fn run(once: bool) -> anyhow::Result<()> {
         }
     });
     eprintln!("building the demo home in network namespaces…");
-    let demo = DemoHome::build(&bin, &[])?;
+    let demo = DemoHome::build_discovering(&bin, &[])?;
     demo.start_daemon()?;
-    demo.register_hosts()?;
+    demo.start_router_adverts()?;
+    eprintln!("devices join: DHCP (udhcpc, dhclient), SLAAC, mDNS…");
+    demo.join_all()?;
+    // Give mDNS a moment (announcements are resolved within a few seconds).
+    let tv = MacAddr(HOSTS.iter().find(|h| h.mdns.is_some()).map_or([0; 6], |h| h.mac));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let found = matches!(demo.call(Request::Devices)?, Response::Devices { devices }
+            if devices.iter().any(|d| d.mac == tv && !d.evidence.mdns_services.is_empty()));
+        if found {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     println!(
-        "\nBulkhead demo home (router namespace: {})\n",
+        "\nBulkhead demo home (router namespace: {})\n\nWhat Bulkhead found on its own:\n",
         demo.home.router().name()
     );
-    let devices = demo.call(Request::Devices)?;
-    if let Response::Devices { devices } = devices {
-        for d in devices {
-            println!("  {}  {:<10}  {}", d.mac, d.zone, d.name.unwrap_or_default());
-        }
-        println!(
-            "  02:bb:00:00:01:99  quarantine  stranger (never seen by Bulkhead: the kernel quarantines unknown MACs)"
-        );
-    }
+    print_devices(&demo)?;
+    let laptop = HOSTS.iter().find(|h| h.name == "laptop").context("laptop")?;
+    println!(
+        "\nThe homeowner approves the laptop: bulkhead device approve {} trusted\n",
+        MacAddr(laptop.mac)
+    );
+    demo.call(Request::Approve {
+        mac: MacAddr(laptop.mac),
+        zone: crate::config::ZoneId::new("trusted").ok(),
+    })?;
+    print_devices(&demo)?;
     println!("\nWho can open a TCP connection to whom (real probes, port 80):\n");
     println!("{}", format_matrix(&demo.reachability()?));
     println!("Try it yourself while the demo runs:");
@@ -553,6 +575,46 @@ pub fn run(once: bool) -> anyhow::Result<()> {
     }
     eprintln!("removing the demo home…");
     demo.stop_daemon()?;
+    Ok(())
+}
+
+/// The inventory as the demo prints it (device text escaped).
+fn print_devices(demo: &DemoHome) -> anyhow::Result<()> {
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        bail!("unexpected answer")
+    };
+    let host_of = |mac: MacAddr| HOSTS.iter().find(|h| MacAddr(h.mac) == mac).map_or("?", |h| h.name);
+    println!(
+        "  {:<9} {:<17} {:<11} {:<11} {:<8} {:<16} evidence",
+        "host", "mac", "zone", "why", "class", "vendor"
+    );
+    for d in devices {
+        let why = serde_json::to_value(d.reason)?.as_str().unwrap_or_default().to_string();
+        let class = d.class.as_ref().map_or("-".to_string(), |c| c.class.as_str().to_string());
+        let mut ev = Vec::new();
+        if let Some(h) = &d.evidence.hostname {
+            ev.push(format!("hostname {}", h.escape_debug()));
+        }
+        for s in &d.evidence.mdns_services {
+            ev.push(format!("mDNS {}", s.escape_debug()));
+        }
+        if let Some(c) = &d.class {
+            ev.push(format!("rule {} ({})", c.rule, c.confidence.as_str()));
+        }
+        let addrs: Vec<String> = d.addresses.iter().map(|a| a.to_string()).collect();
+        println!(
+            "  {:<9} {:<17} {:<11} {:<11} {:<8} {:<16} {}\n  {:<9} {}",
+            host_of(d.mac),
+            d.mac,
+            d.zone,
+            why,
+            class,
+            d.vendor.as_deref().unwrap_or(if d.randomized { "(private MAC)" } else { "-" }),
+            ev.join("; "),
+            "",
+            addrs.join(" ")
+        );
+    }
     Ok(())
 }
 
