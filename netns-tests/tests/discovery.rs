@@ -78,7 +78,11 @@ pub fn k_dhcp_clients_are_discovered_and_enforced() -> Result<Outcome> {
     // The plug is recognised from its evidence (TP-Link vendor, HS105 hostname).
     let plug = MacAddr(host("plug")?.mac);
     let d = wait_device(&demo, plug, "placed in iot", |d| d["zone"] == "iot")?;
-    ensure!(d["reason"] == "classified", "plug placed by {}, not classification", d["reason"]);
+    ensure!(
+        d["reason"] == "classified",
+        "plug placed by {}, not classification",
+        d["reason"]
+    );
     ensure!(d["evidence"]["hostname"] == "HS105", "evidence: {}", d["evidence"]);
     ensure!(in_set(&demo, "iot_mac", &plug.to_string())?, "plug MAC not in iot_mac");
     ensure!(in_set(&demo, "iot_v4", "10.0.1.20")?, "plug address not in iot_v4");
@@ -96,7 +100,10 @@ pub fn k_dhcp_clients_are_discovered_and_enforced() -> Result<Outcome> {
         mac: laptop,
         zone: Some(zone("trusted")?),
     })?;
-    ensure!(in_set(&demo, "trusted_v4", "10.0.1.10")?, "approved laptop not in trusted_v4");
+    ensure!(
+        in_set(&demo, "trusted_v4", "10.0.1.10")?,
+        "approved laptop not in trusted_v4"
+    );
     expect_tcp(&demo, "laptop", "10.0.1.20".parse()?, 80, true)?;
     expect_tcp(&demo, "plug", "10.0.1.10".parse()?, 80, false)?;
     expect_tcp(&demo, "plug", demo.home.internet_v4().into(), 80, true)?;
@@ -132,7 +139,9 @@ pub fn m_unknown_device_is_quarantined_until_approved() -> Result<Outcome> {
     let s = host("stranger")?;
     let ip = demo.join(s)?; // DHCP worked from quarantine
     let mac = MacAddr(s.mac);
-    let d = wait_device(&demo, mac, "known", |d| d["addresses"].to_string().contains(&ip.to_string()))?;
+    let d = wait_device(&demo, mac, "known", |d| {
+        d["addresses"].to_string().contains(&ip.to_string())
+    })?;
     ensure!(d["zone"] == "quarantine" && d["reason"] == "unknown", "stranger: {d}");
     ensure!(in_set(&demo, "quarantine_v4", &ip.to_string())?, "not in quarantine_v4");
     let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 20 })? else {
@@ -176,7 +185,9 @@ pub fn n_slaac_addresses_are_enforced_like_ipv4() -> Result<Outcome> {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let plug6 = *v6_of("plug")?.first().context("plug got no SLAAC address from the router adverts")?;
+    let plug6 = *v6_of("plug")?
+        .first()
+        .context("plug got no SLAAC address from the router adverts")?;
     let laptop6 = v6_of("laptop")?;
     ensure!(!laptop6.is_empty(), "laptop got no SLAAC address");
     // Any traffic through the router puts the address in its neighbour table.
@@ -190,7 +201,11 @@ pub fn n_slaac_addresses_are_enforced_like_ipv4() -> Result<Outcome> {
         found = in_set(&demo, "iot_v6", &plug6.to_string())?;
         std::thread::sleep(Duration::from_millis(50));
     }
-    ensure!(found, "plug's SLAAC address {plug6} never reached iot_v6:\n{}", set_elements(&demo, "iot_v6")?);
+    ensure!(
+        found,
+        "plug's SLAAC address {plug6} never reached iot_v6:\n{}",
+        set_elements(&demo, "iot_v6")?
+    );
     for a in &laptop6 {
         expect_tcp(&demo, "plug", IpAddr::V6(*a), 80, false)?;
     }
@@ -228,7 +243,10 @@ pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
     ensure!(st.leases >= 2, "leases not kept: {st:?}");
     // The stranger (now in guest) asks again: same address.
     let again = demo.join(host("stranger")?)?;
-    ensure!(again.to_string() == "10.0.1.99", "stranger got {again} after the restart");
+    ensure!(
+        again.to_string() == "10.0.1.99",
+        "stranger got {again} after the restart"
+    );
     Ok(Outcome::Passed)
 }
 

@@ -183,7 +183,10 @@ impl DaemonState {
 
     /// Segments Bulkhead serves, with their interfaces.
     pub fn serving_segments(&self) -> Vec<(SegmentId, String)> {
-        self.dhcp.segments().map(|s| (s.id.clone(), s.interface.clone())).collect()
+        self.dhcp
+            .segments()
+            .map(|s| (s.id.clone(), s.interface.clone()))
+            .collect()
     }
 
     /// Interfaces of observing segments.

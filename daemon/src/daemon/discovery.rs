@@ -89,11 +89,7 @@ impl DaemonState {
     pub fn mdns(&mut self, observation: &MdnsObservation, now: UnixTime) -> bool {
         let target = observation.addresses.iter().find_map(|ip| {
             let segment = self.config.segment_for_ip(*ip)?;
-            if observation
-                .interface
-                .as_ref()
-                .is_some_and(|i| *i != segment.interface)
-            {
+            if observation.interface.as_ref().is_some_and(|i| *i != segment.interface) {
                 return None;
             }
             self.address_owner(ip)

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::config::{Config, MacAddr, SegmentId, ZoneId};
-use crate::dhcp::DhcpServer;
 use crate::control::{DeviceView, Request, Response, StatusView};
+use crate::dhcp::DhcpServer;
 use crate::firewall::{self, error_chain, Applied, ApplyOutcome, ConntrackFlusher, NftBackend};
 use crate::inventory::{Change, Event, Inventory, UnixTime};
 use crate::policy::{desired_membership, desired_ruleset, device_entry, zone_for, DeviceEntry, Membership};

@@ -590,7 +590,10 @@ fn print_devices(demo: &DemoHome) -> anyhow::Result<()> {
     );
     for d in devices {
         let why = serde_json::to_value(d.reason)?.as_str().unwrap_or_default().to_string();
-        let class = d.class.as_ref().map_or("-".to_string(), |c| c.class.as_str().to_string());
+        let class = d
+            .class
+            .as_ref()
+            .map_or("-".to_string(), |c| c.class.as_str().to_string());
         let mut ev = Vec::new();
         if let Some(h) = &d.evidence.hostname {
             ev.push(format!("hostname {}", h.escape_debug()));
@@ -609,7 +612,9 @@ fn print_devices(demo: &DemoHome) -> anyhow::Result<()> {
             d.zone,
             why,
             class,
-            d.vendor.as_deref().unwrap_or(if d.randomized { "(private MAC)" } else { "-" }),
+            d.vendor
+                .as_deref()
+                .unwrap_or(if d.randomized { "(private MAC)" } else { "-" }),
             ev.join("; "),
             "",
             addrs.join(" ")

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{classify, placement, ClassMatch};
 use crate::config::{Config, MacAddr, RouterService, SegmentKind, ZoneId};
-use crate::vendor;
 use crate::inventory::{Device, Inventory};
+use crate::vendor;
 
 /// Why a device is in its zone, most authoritative first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
