@@ -162,3 +162,60 @@ fn ruleset_structure_from_default_policy() {
         "web-ui port comes from web.listen"
     );
 }
+
+fn device_with(mac: MacAddr, ip_s: &str, ev: crate::classify::Evidence) -> Device {
+    let mut d = Device::new(mac, 0);
+    d.addresses.insert(ip(ip_s));
+    d.evidence = ev;
+    d
+}
+
+#[test]
+fn classification_sits_between_pins_and_segment_defaults() {
+    let cfg = config_with(
+        MAIN,
+        &[(
+            "pins.toml",
+            "[[devices]]\nmac = \"50:c7:bf:00:00:01\"\nzone = \"trusted\"\n\n[segment_zones]\niot = \"iot\"\n",
+        )],
+    );
+    let cast = crate::classify::Evidence {
+        mdns_services: ["_googlecast._tcp".to_string()].into(),
+        txt: [("md".to_string(), "Chromecast".to_string())].into(),
+        ..Default::default()
+    };
+    // High-confidence mDNS: out of quarantine into iot.
+    let d = device_with(MacAddr([0xf4, 0xf5, 0xd8, 0, 0, 1]), "10.0.1.30", cast.clone());
+    let z = zone_for(&cfg, &d);
+    assert_eq!((z.zone.as_str(), z.reason), ("iot", ZoneReason::Classified));
+    assert_eq!(
+        classification(&cfg, &d).map(|m| m.class.as_str()),
+        Some("media")
+    );
+    // A policy pin wins over the same evidence.
+    let d = device_with(MacAddr([0x50, 0xc7, 0xbf, 0, 0, 1]), "10.0.1.31", cast.clone());
+    assert_eq!(zone_for(&cfg, &d).reason, ZoneReason::PolicyOverride);
+    // The homeowner's choice wins over everything.
+    let mut d = device_with(MacAddr([0xf4, 0xf5, 0xd8, 0, 0, 2]), "10.0.1.32", cast);
+    d.user_zone = Some(zid("guest"));
+    assert_eq!(zone_for(&cfg, &d).zone.as_str(), "guest");
+}
+
+#[test]
+fn a_low_confidence_match_never_loosens_a_device() {
+    let cfg = default_config();
+    // Vendor-only (Wyze Labs OUI) camera rule: low confidence, zone iot. iot is
+    // less restricted than quarantine, so the device stays in quarantine...
+    let d = device_with(
+        MacAddr([0x2c, 0xaa, 0x8e, 0, 0, 1]),
+        "10.0.1.40",
+        crate::classify::Evidence {
+            hostname: Some("cam".into()),
+            ..Default::default()
+        },
+    );
+    let m = classification(&cfg, &d).expect("the vendor rule matches");
+    assert_eq!(m.confidence, crate::classify::Confidence::Low);
+    let z = zone_for(&cfg, &d);
+    assert_eq!((z.zone.as_str(), z.reason), ("quarantine", ZoneReason::Unknown));
+}
