@@ -78,6 +78,8 @@ pub struct DeviceView {
     pub first_seen: UnixTime,
     /// Last seen.
     pub last_seen: UnixTime,
+    /// Seen within the last ten minutes (lease, neighbour table, packets).
+    pub online: bool,
     /// The MAC's IEEE vendor, if registered.
     pub vendor: Option<String>,
     /// Whether the MAC is locally administered (randomised / private).
@@ -109,6 +111,8 @@ pub struct StatusView {
     pub dhcp: Vec<(crate::config::SegmentId, crate::dhcp::Counters)>,
     /// mDNS discovery counters, if it runs.
     pub mdns: Option<crate::mdns::MdnsCounters>,
+    /// New devices discovery left untracked because the inventory was full.
+    pub untracked_new_devices: u64,
 }
 
 /// The daemon's answer.

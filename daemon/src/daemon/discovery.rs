@@ -14,6 +14,9 @@ use crate::policy::{zone_for, ZoneDecision, ZoneReason};
 
 use super::DaemonState;
 
+/// Most devices discovery adds to the inventory.
+pub const MAX_TRACKED_DEVICES: usize = 8192;
+
 impl DaemonState {
     /// A discovery source reports something: persist it, enforce just this
     /// device (and any that lost an address to it), alert. Never fails outward (a
@@ -21,6 +24,19 @@ impl DaemonState {
     /// the status's last error.
     pub fn observe(&mut self, event: Event, now: UnixTime) -> Change {
         let mac = event.mac();
+        // A flood of invented MACs (DHCP starvation, a scanner) must not grow the
+        // inventory and the sets without bound. Refusing to track more is fail
+        // closed: a MAC in no set is treated as the unknown zone by the kernel.
+        if self.inventory.get(&mac).is_none() && self.inventory.len() >= self.max_tracked {
+            self.untracked_new_devices += 1;
+            if self.untracked_new_devices == 1 {
+                tracing::warn!(
+                    limit = self.max_tracked,
+                    "device limit reached; new devices stay untracked (quarantined by default)"
+                );
+            }
+            return Change::None;
+        }
         let before_decision = self.inventory.get(&mac).map(|d| zone_for(&self.config, d));
         let affected = self.affected_by(&event);
         let before = self.entries(&affected);

@@ -445,7 +445,7 @@ async fn serve_client(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::R
 }
 
 fn health_of(state: &DaemonState) -> bulkhead_web::Health {
-    let views = state.device_views();
+    let views = state.device_views(unix_now());
     let mut zones: std::collections::BTreeMap<String, usize> =
         state.config.policy.zones.keys().map(|z| (z.to_string(), 0)).collect();
     for v in &views {

@@ -12,6 +12,10 @@ use crate::inventory::{Change, Event, Inventory, UnixTime};
 use crate::policy::{desired_membership, desired_ruleset, device_entry, zone_for, DeviceEntry, Membership};
 use crate::store::{Store, StoreError};
 
+/// A device seen (lease, neighbour, packet) within this long counts as online.
+/// The neighbour table re-confirms reachable devices every few minutes.
+pub const ONLINE_SECS: UnixTime = 10 * 60;
+
 /// Everything the daemon holds.
 pub struct DaemonState {
     /// The config in force.
@@ -36,6 +40,10 @@ pub struct DaemonState {
     pub(super) observed: BTreeMap<IpAddr, MacAddr>,
     /// Malformed packets captured in observer mode.
     pub(super) capture_malformed: u64,
+    /// New devices discovery did not track because the inventory was full.
+    pub(super) untracked_new_devices: u64,
+    /// Most devices discovery tracks ([`super::discovery::MAX_TRACKED_DEVICES`]).
+    pub(super) max_tracked: usize,
     /// mDNS counters, as last reported by the browser.
     pub mdns_counters: Option<crate::mdns::MdnsCounters>,
 }
@@ -60,6 +68,8 @@ impl DaemonState {
             pool_alerted: BTreeMap::new(),
             observed: BTreeMap::new(),
             capture_malformed: 0,
+            untracked_new_devices: 0,
+            max_tracked: super::discovery::MAX_TRACKED_DEVICES,
             mdns_counters: None,
             config,
             observed_bridge_ports: BTreeSet::new(),
@@ -234,7 +244,7 @@ impl DaemonState {
     pub fn handle(&mut self, req: Request, now: UnixTime) -> Response {
         match req {
             Request::Devices => Response::Devices {
-                devices: self.device_views(),
+                devices: self.device_views(now),
             },
             Request::Status => Response::Status(StatusView {
                 devices: self.inventory.len(),
@@ -256,6 +266,7 @@ impl DaemonState {
                     .filter_map(|s| self.dhcp.counters(&s.id).map(|c| (s.id.clone(), *c)))
                     .collect(),
                 mdns: self.mdns_counters,
+                untracked_new_devices: self.untracked_new_devices,
             }),
             Request::SetZone { mac, zone } => {
                 if !self.config.policy.zones.contains_key(&zone) {
@@ -436,7 +447,7 @@ impl DaemonState {
     }
 
     /// Every device as the CLI shows it.
-    pub fn device_views(&self) -> Vec<DeviceView> {
+    pub fn device_views(&self, now: UnixTime) -> Vec<DeviceView> {
         self.inventory
             .devices()
             .map(|d| {
@@ -452,6 +463,7 @@ impl DaemonState {
                     addresses: d.addresses.iter().copied().collect(),
                     first_seen: d.first_seen,
                     last_seen: d.last_seen,
+                    online: now - d.last_seen < ONLINE_SECS,
                     vendor: crate::vendor::lookup(&d.mac).map(str::to_string),
                     randomized: crate::vendor::is_randomized(&d.mac),
                     class: crate::policy::classification(&self.config, d),
@@ -826,5 +838,34 @@ mod tests {
         let m = &h.state.applied.as_ref().expect("applied").membership;
         assert!(m.zones[&zone("quarantine")].v6.is_empty());
         assert_eq!(m, &h.full_membership());
+    }
+
+    #[test]
+    fn discovery_stops_tracking_new_devices_at_the_limit_and_fails_closed() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        h.state.max_tracked = 3;
+        for n in 0..5 {
+            h.state.observe(
+                Event::Evidence {
+                    mac: mac(100 + n),
+                    evidence: evidence("flood", &[1]),
+                },
+                1,
+            );
+        }
+        assert_eq!(h.state.inventory.len(), 3);
+        assert_eq!(h.state.untracked_new_devices, 2);
+        // Known devices still update; the homeowner can still add by hand.
+        assert_eq!(
+            h.state.observe(
+                Event::Address {
+                    mac: mac(100),
+                    ip: "10.0.1.160".parse().expect("ip")
+                },
+                2
+            ),
+            Change::Facts
+        );
     }
 }

@@ -188,10 +188,7 @@ fn classification_sits_between_pins_and_segment_defaults() {
     let d = device_with(MacAddr([0xf4, 0xf5, 0xd8, 0, 0, 1]), "10.0.1.30", cast.clone());
     let z = zone_for(&cfg, &d);
     assert_eq!((z.zone.as_str(), z.reason), ("iot", ZoneReason::Classified));
-    assert_eq!(
-        classification(&cfg, &d).map(|m| m.class.as_str()),
-        Some("media")
-    );
+    assert_eq!(classification(&cfg, &d).map(|m| m.class.as_str()), Some("media"));
     // A policy pin wins over the same evidence.
     let d = device_with(MacAddr([0x50, 0xc7, 0xbf, 0, 0, 1]), "10.0.1.31", cast.clone());
     assert_eq!(zone_for(&cfg, &d).reason, ZoneReason::PolicyOverride);
