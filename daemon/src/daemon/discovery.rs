@@ -53,7 +53,10 @@ impl DaemonState {
             return change;
         }
         let after = self.entries(&affected);
-        if let Err(e) = self.reconcile_entries(&before, &after) {
+        self.background_cuts = true;
+        let result = self.reconcile_entries(&before, &after);
+        self.background_cuts = false;
+        if let Err(e) = result {
             tracing::error!(error = %error_chain(&e), %mac, "could not enforce a discovered device");
         }
         if let Some(device) = self.inventory.get(&mac) {

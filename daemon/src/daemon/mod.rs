@@ -444,16 +444,11 @@ async fn serve_client(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::R
     write.write_all(out.as_bytes()).await
 }
 
+/// Runs after every event: O(zones), never a pass over the inventory.
 fn health_of(state: &DaemonState) -> bulkhead_web::Health {
-    let views = state.device_views(unix_now());
-    let mut zones: std::collections::BTreeMap<String, usize> =
-        state.config.policy.zones.keys().map(|z| (z.to_string(), 0)).collect();
-    for v in &views {
-        *zones.entry(v.zone.to_string()).or_default() += 1;
-    }
     bulkhead_web::Health {
-        devices: views.len(),
-        zones: zones.into_iter().collect(),
+        devices: state.device_count(),
+        zones: state.zone_counts(),
     }
 }
 

@@ -44,6 +44,9 @@ pub struct DaemonState {
     pub(super) untracked_new_devices: u64,
     /// Most devices discovery tracks ([`super::discovery::MAX_TRACKED_DEVICES`]).
     pub(super) max_tracked: usize,
+    /// Cut connections without waiting (set while discovery reconciles: a lease
+    /// or neighbour change must not stall the event loop on `conntrack`).
+    pub(super) background_cuts: bool,
     /// mDNS counters, as last reported by the browser.
     pub mdns_counters: Option<crate::mdns::MdnsCounters>,
 }
@@ -70,6 +73,7 @@ impl DaemonState {
             capture_malformed: 0,
             untracked_new_devices: 0,
             max_tracked: super::discovery::MAX_TRACKED_DEVICES,
+            background_cuts: false,
             mdns_counters: None,
             config,
             observed_bridge_ports: BTreeSet::new(),
@@ -152,6 +156,10 @@ impl DaemonState {
             .map(|(a, _)| *a)
             .collect();
         if addrs.is_empty() {
+            return;
+        }
+        if self.background_cuts {
+            self.conntrack.flush_detached(addrs);
             return;
         }
         match self.conntrack.flush(&addrs) {
@@ -444,6 +452,29 @@ impl DaemonState {
             added: delta.added(),
             removed: delta.removed(),
         })
+    }
+
+    /// Devices per zone, from the applied sets (no classification work: this runs
+    /// after every event).
+    pub fn zone_counts(&self) -> Vec<(String, usize)> {
+        self.config
+            .policy
+            .zones
+            .keys()
+            .map(|z| {
+                let n = self
+                    .applied
+                    .as_ref()
+                    .and_then(|a| a.membership.zones.get(z))
+                    .map_or(0, |m| m.macs.len());
+                (z.to_string(), n)
+            })
+            .collect()
+    }
+
+    /// Number of devices known.
+    pub fn device_count(&self) -> usize {
+        self.inventory.len()
     }
 
     /// Every device as the CLI shows it.

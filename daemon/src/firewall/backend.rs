@@ -64,6 +64,15 @@ impl NftBackend for NftCli {
 pub trait ConntrackFlusher {
     /// Deletes every entry with any of `addrs` as source or destination.
     fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error>;
+
+    /// Deletes them without making the caller wait (discovery's address changes:
+    /// the event loop must not stall on them). Errors are logged. The default
+    /// waits.
+    fn flush_detached(&self, addrs: Vec<IpAddr>) {
+        if let Err(e) = self.flush(&addrs) {
+            tracing::warn!(error = %e, "could not delete conntrack entries");
+        }
+    }
 }
 
 /// conntrack-tools' `conntrack -D`. Addresses are typed `IpAddr`s printed by Rust.
@@ -71,6 +80,21 @@ pub trait ConntrackFlusher {
 pub struct ConntrackCli;
 
 impl ConntrackFlusher for ConntrackCli {
+    fn flush_detached(&self, addrs: Vec<IpAddr>) {
+        // A thread of this process: same network namespace, and the two
+        // `conntrack` runs per address (~10 ms each) no longer stall the loop.
+        let spawned =
+            std::thread::Builder::new()
+                .name("conntrack-cut".into())
+                .spawn(move || match ConntrackCli.flush(&addrs) {
+                    Ok(n) => tracing::debug!(entries = n, "cut connections (background)"),
+                    Err(e) => tracing::warn!(error = %e, "could not delete conntrack entries"),
+                });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the conntrack thread");
+        }
+    }
+
     fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error> {
         let mut deleted = 0;
         for a in addrs {
