@@ -980,24 +980,11 @@ fn start_dnsmasq(demo: &DemoHome, fresh: bool) -> Result<Dnsmasq<'_>> {
     if fresh {
         let _ = std::fs::remove_file(&leases);
     }
-    let pid = demo.home.router().spawn_logged(
-        "dnsmasq",
-        &[
-            "--keep-in-foreground",
-            "--port=0",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--interface=br-lan",
-            "--except-interface=lo",
-            "--dhcp-range=10.0.1.100,10.0.1.199,12h",
-            "--dhcp-authoritative",
-            "--no-ping",
-            &format!("--log-facility={}", demo.dir.join("dnsmasq-dhcp.log").display()),
-            &format!("--dhcp-leasefile={}", leases.display()),
-            &format!("--pid-file={}", demo.dir.join("dnsmasq.pid").display()),
-        ],
-        &demo.dir.join("dnsmasq.log"),
+    let log = format!("--log-facility={}", demo.dir.join("dnsmasq-dhcp.log").display());
+    let pid = demo.start_dnsmasq(
+        "10.0.1.100,10.0.1.199,12h",
+        &leases,
+        &["--dhcp-authoritative", "--no-ping", &log],
     )?;
     Ok(Dnsmasq {
         router: demo.home.router(),

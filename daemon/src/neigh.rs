@@ -62,10 +62,7 @@ pub enum NeighbourUpdate {
 pub fn is_device_address(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()),
-        IpAddr::V6(a) => {
-            let link_local = (a.segments()[0] & 0xffc0) == 0xfe80;
-            !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || link_local)
-        }
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_unicast_link_local()),
     }
 }
 

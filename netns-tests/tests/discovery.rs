@@ -258,25 +258,7 @@ pub fn p_observer_mode_with_dnsmasq() -> Result<Outcome> {
     let leases = demo.dir.join("dnsmasq.leases");
     demo.set_observe(&leases)?;
     demo.start_daemon()?;
-    let pid = demo.home.router().spawn_logged(
-        "dnsmasq",
-        &[
-            "--keep-in-foreground",
-            "--no-daemon",
-            "--port=0",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--interface=br-lan",
-            "--except-interface=lo",
-            "--dhcp-range=10.0.1.150,10.0.1.160,1h",
-            &format!("--dhcp-leasefile={}", leases.display()),
-            &format!("--pid-file={}", demo.dir.join("dnsmasq.pid").display()),
-            "--log-dhcp",
-        ],
-        &demo.dir.join("dnsmasq.log"),
-    )?;
-    let _ = pid;
+    demo.start_dnsmasq("10.0.1.150,10.0.1.160,1h", &leases, &["--log-dhcp"])?;
     let plug = host("plug")?;
     let ip = demo.join(plug)?;
     ensure!(

@@ -218,8 +218,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 }
             }
             Some(observation) = next_mdns(&mut mdns) => {
-                if !state.mdns(&observation, unix_now()) {
-                    mdns_pending.hold(observation);
+                let now = unix_now();
+                if !state.mdns(&observation, now) {
+                    mdns_pending.hold(observation, now);
                 }
             }
             update = next_neighbour(&mut neighbours) => match update {
@@ -284,26 +285,31 @@ async fn next_mdns(b: &mut Option<crate::mdns::Browser>) -> Option<crate::mdns::
 }
 
 /// mDNS answers waiting for their address to be tied to a MAC: bounded, and
-/// dropped after a minute (the device announces again).
+/// dropped after a minute (the device announces again). Retried only when the
+/// inventory learned facts since the last try (an address may now have an owner).
 #[derive(Default)]
-struct PendingMdns(Vec<(UnixTime, crate::mdns::MdnsObservation)>);
+struct PendingMdns {
+    waiting: Vec<(UnixTime, crate::mdns::MdnsObservation)>,
+    facts_seen: u64,
+}
 
 impl PendingMdns {
     const MAX: usize = 256;
     const KEEP_SECS: UnixTime = 60;
 
-    fn hold(&mut self, o: crate::mdns::MdnsObservation) {
-        if self.0.len() >= Self::MAX {
-            self.0.remove(0);
+    fn hold(&mut self, o: crate::mdns::MdnsObservation, now: UnixTime) {
+        if self.waiting.len() >= Self::MAX {
+            self.waiting.remove(0);
         }
-        self.0.push((unix_now(), o));
+        self.waiting.push((now, o));
     }
 
     fn retry(&mut self, state: &mut DaemonState, now: UnixTime) {
-        if self.0.is_empty() {
+        if self.waiting.is_empty() || state.facts_changed() == self.facts_seen {
             return;
         }
-        self.0
+        self.facts_seen = state.facts_changed();
+        self.waiting
             .retain(|(at, o)| now - *at < Self::KEEP_SECS && !state.mdns(o, now));
     }
 }

@@ -47,6 +47,9 @@ pub struct DaemonState {
     /// Cut connections without waiting (set while discovery reconciles: a lease
     /// or neighbour change must not stall the event loop on `conntrack`).
     pub(super) background_cuts: bool,
+    /// How many events changed facts (a generation number for cheap "anything
+    /// new?" checks).
+    pub(super) facts_changed: u64,
     /// mDNS counters, as last reported by the browser.
     pub mdns_counters: Option<crate::mdns::MdnsCounters>,
 }
@@ -74,6 +77,7 @@ impl DaemonState {
             untracked_new_devices: 0,
             max_tracked: super::discovery::MAX_TRACKED_DEVICES,
             background_cuts: false,
+            facts_changed: 0,
             mdns_counters: None,
             config,
             observed_bridge_ports: BTreeSet::new(),
@@ -216,6 +220,7 @@ impl DaemonState {
         let mac = event.mac();
         match change {
             Change::Facts => {
+                self.facts_changed += 1;
                 // The homeowner's decisions are forced to disk; what discovery
                 // learns is written at once but not fsync'd (it is re-learned).
                 let decision = matches!(
@@ -470,6 +475,11 @@ impl DaemonState {
                 (z.to_string(), n)
             })
             .collect()
+    }
+
+    /// Generation of the inventory's facts: grows whenever an event changed them.
+    pub fn facts_changed(&self) -> u64 {
+        self.facts_changed
     }
 
     /// Number of devices known.

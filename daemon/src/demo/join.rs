@@ -223,6 +223,34 @@ impl DemoHome {
         Ok(())
     }
 
+    /// Starts Debian's dnsmasq as the lan segment's DHCP server (observer-mode
+    /// tests, the DHCP benchmark), writing its lease file to `lease_file`;
+    /// `range` is dnsmasq's `--dhcp-range`, `extra` more options. Returns its pid
+    /// (a tracked process of the router namespace). Never run it while Bulkhead
+    /// serves the same segment.
+    pub fn start_dnsmasq(&self, range: &str, lease_file: &Path, extra: &[&str]) -> anyhow::Result<u32> {
+        let range = format!("--dhcp-range={range}");
+        let leases = format!("--dhcp-leasefile={}", lease_file.display());
+        let pid_file = format!("--pid-file={}", self.dir.join("dnsmasq.pid").display());
+        let mut args = vec![
+            "--keep-in-foreground",
+            "--port=0",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--interface=br-lan",
+            "--except-interface=lo",
+            range.as_str(),
+            leases.as_str(),
+            pid_file.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        Ok(self
+            .home
+            .router()
+            .spawn_logged("dnsmasq", &args, &self.dir.join("dnsmasq.log"))?)
+    }
+
     /// Every host joins (DHCP, SLAAC, mDNS).
     pub fn join_all(&self) -> anyhow::Result<()> {
         for h in HOSTS {
@@ -246,7 +274,7 @@ impl DemoHome {
             .host_addresses(host)?
             .into_iter()
             .filter_map(|a| match a {
-                IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80 => Some(v6),
+                IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(v6),
                 _ => None,
             })
             .collect())

@@ -13,10 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
 use crate::config::{MacAddr, SegmentId, ZoneId};
+use crate::dhcp::Lease;
 use crate::inventory::{Device, UnixTime};
-
-/// A DHCP lease as the store keeps it (the DHCP server's own type).
-pub type Lease = crate::dhcp::Lease;
 
 /// How often buffered last-seen times are written.
 pub const SEEN_FLUSH_SECS: i64 = 60;
