@@ -15,11 +15,13 @@ pub mod dhcp;
 pub mod firewall;
 pub mod identity;
 pub mod inventory;
+pub mod kernel_ids;
 pub mod mdns;
 pub mod neigh;
 pub mod net;
 pub mod policy;
 pub mod store;
+pub mod tunnel;
 pub mod vendor;
 
 #[cfg(test)]

@@ -180,6 +180,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             control_socket: m.control_socket,
             web: m.web,
             dhcp: m.dhcp,
+            tunnel: None,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -804,6 +805,8 @@ fn validate_policy(
         devices,
         classify,
         approved_zone: approved_zone.flatten(),
+        // Parsed by the tunnel config helper (issue 4): `[tunnel]` in policy files.
+        tunnel: TunnelSelectors::default(),
     })
 }
 

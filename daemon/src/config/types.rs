@@ -235,6 +235,8 @@ pub struct Policy {
     /// The zone `bulkhead device approve MAC` uses when no zone is given and the
     /// device's classification suggests none (`approved_zone`; optional).
     pub approved_zone: Option<ZoneId>,
+    /// What goes through the WireGuard tunnel (`[tunnel]`).
+    pub tunnel: TunnelSelectors,
 }
 
 /// How a segment's interface comes to exist.
@@ -320,6 +322,127 @@ impl Default for DhcpSettings {
     }
 }
 
+/// A WireGuard key (public, private or preshared): 32 bytes, base64 in files.
+/// `Debug` never prints the bytes (a private key must not reach a log).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct WgKey(#[serde(skip)] pub [u8; 32]);
+
+impl std::fmt::Debug for WgKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WgKey(..)")
+    }
+}
+
+/// Where the tunnel's private key comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum PrivateKeySource {
+    /// Written in `bulkhead.toml` (`private_key = "base64"`).
+    Inline(WgKey),
+    /// A file holding the base64 key (`private_key_file`); generated with mode 0600
+    /// on first start when it does not exist.
+    File(PathBuf),
+}
+
+/// A peer's endpoint as written: a host name or address, and a port. Names are
+/// resolved by the tunnel (and again when it reconnects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One WireGuard peer (`[[tunnel.peers]]`): normally the VPN provider's server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelPeer {
+    /// The peer's public key.
+    pub public_key: WgKey,
+    /// Optional preshared key (inline `preshared_key` or `preshared_key_file`).
+    pub preshared_key: Option<WgKey>,
+    /// Where to send handshakes; `None` for a peer that only answers.
+    pub endpoint: Option<Endpoint>,
+    /// Inner source addresses accepted from this peer and destinations sent to it.
+    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// Keepalive interval in seconds, if any.
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// The WireGuard tunnel (`[tunnel]` in the main file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelConfig {
+    /// The TUN interface's name (default `bhwg0`).
+    pub interface: String,
+    /// Our private key.
+    pub private_key: PrivateKeySource,
+    /// Addresses of the tunnel interface (IPv4 and/or IPv6, with prefix).
+    pub addresses: Vec<ipnet::IpNet>,
+    /// MTU of the tunnel interface (default 1420).
+    pub mtu: u16,
+    /// UDP port to listen on; `None`: a random one.
+    pub listen_port: Option<u16>,
+    /// Peers.
+    pub peers: Vec<TunnelPeer>,
+}
+
+/// What goes through the tunnel (`[tunnel]` in the policy files). Default:
+/// nothing. Exclusions win over selections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TunnelSelectors {
+    /// Every device of these zones.
+    pub zones: BTreeSet<ZoneId>,
+    /// These devices.
+    pub devices: BTreeSet<MacAddr>,
+    /// Traffic to these networks, from any device of an internet-reaching zone.
+    pub destinations: Vec<ipnet::IpNet>,
+    /// Traffic to the addresses of these named domain sets (filled by the DNS
+    /// resolver, or `bulkhead vpn domain-add`).
+    pub domain_sets: BTreeSet<DomainSetId>,
+    /// Devices that always go direct.
+    pub exclude_devices: BTreeSet<MacAddr>,
+    /// Networks always reached directly.
+    pub exclude_destinations: Vec<ipnet::IpNet>,
+}
+
+impl TunnelSelectors {
+    /// True when nothing is selected (the default).
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty() && self.devices.is_empty() && self.destinations.is_empty() && self.domain_sets.is_empty()
+    }
+}
+
+/// Name of a domain set: like a zone name (lower-case ASCII letters, digits and
+/// `_`, at most 15 bytes) because it becomes part of nft set names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct DomainSetId(String);
+
+impl DomainSetId {
+    /// Validates a domain set name.
+    pub fn new(s: &str) -> Result<DomainSetId, String> {
+        ZoneId::new(s).map(|z| DomainSetId(z.as_str().to_string()))
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DomainSetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Web UI settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebConfig {
@@ -349,6 +472,8 @@ pub struct Config {
     pub web: WebConfig,
     /// DHCP settings.
     pub dhcp: DhcpSettings,
+    /// The WireGuard tunnel, if configured.
+    pub tunnel: Option<TunnelConfig>,
     /// The policy loaded from `policies_dir`.
     pub policy: Policy,
 }

@@ -35,14 +35,10 @@ use super::{MembershipDelta, SetKind, TABLE};
 use crate::config::ZoneId;
 use crate::policy::{DesiredRuleset, Membership, ServicePort, ZoneRules};
 
-/// Bulkhead's packet-mark bits, all declared here. Bit 28 is clear of OpenWrt's
-/// users (fw4 uses none by default, mwan3 0x3f00, pbr 0x00ff0000).
+/// Bulkhead's packet-mark bits (declared with the other kernel numbers in
+/// [`crate::kernel_ids`]).
 pub mod marks {
-    /// Set on every frame the bridge forward hook sees, i.e. traffic between two
-    /// hosts of one segment. Lets the inet forward chain tell a bridged frame
-    /// (seen again through br_netfilter) from one the router routes back out of
-    /// the bridge it came from (a hairpin, which must be judged by zone).
-    pub const BRIDGED: u32 = 0x1000_0000;
+    pub use crate::kernel_ids::{MARK_BRIDGED as BRIDGED, MARK_TUNNEL as TUNNEL};
 }
 
 /// Name of a zone's set of a given kind, e.g. `iot_v4`.
