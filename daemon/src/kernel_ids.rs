@@ -34,6 +34,11 @@ pub const RULE_PRIORITY: u32 = 10200;
 /// tunnel's own default route (metric 0) always wins while it exists.
 pub const BLACKHOLE_METRIC: u32 = u32::MAX;
 
+// Checked when compiling: above pbr's and mwan3's tables, not wg-quick's; between
+// mwan3's and pbr's rule priorities.
+const _: () = assert!(ROUTE_TABLE > 300 && ROUTE_TABLE != 51820);
+const _: () = assert!(RULE_PRIORITY > 3000 && RULE_PRIORITY < 29000);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,7 +52,5 @@ mod tests {
             assert_eq!(m & 0xca6c, 0, "wg-quick");
         }
         assert_ne!(MARK_BRIDGED, MARK_TUNNEL);
-        assert!(ROUTE_TABLE > 300 && ROUTE_TABLE != 51820);
-        assert!(RULE_PRIORITY < 29000 && RULE_PRIORITY > 3000);
     }
 }

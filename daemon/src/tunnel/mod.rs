@@ -12,7 +12,12 @@
 //! | `routing` | plan pure; apply the edge | table, fwmark rules, default via the tunnel, blackhole |
 //! | `device` | edge | TUN (offloads) + UDP (batched) data plane threads |
 
+pub mod device;
 pub mod keys;
 pub mod routing;
+pub mod state;
 pub mod uapi;
 pub mod wgquick;
+
+#[cfg(test)]
+mod netns_test;
