@@ -33,7 +33,8 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use super::expr::*;
 use super::{MembershipDelta, SetKind, TABLE};
 use crate::config::ZoneId;
-use crate::policy::{DesiredRuleset, Membership, ServicePort, ZoneRules};
+use crate::config::DomainSetId;
+use crate::policy::{DesiredRuleset, Membership, ServicePort, TunnelRules, ZoneRules};
 
 /// Bulkhead's packet-mark bits (declared with the other kernel numbers in
 /// [`crate::kernel_ids`]).
@@ -171,6 +172,14 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         );
         input.rule("lan", vec![iifname_in(lan), goto(LAN_INPUT)]);
     }
+    if let Some(t) = &rs.tunnel {
+        // The VPN's side may answer (established, above) but never opens
+        // anything on the router.
+        input.rule(
+            "tunnel-drop",
+            vec![iifname_in(std::iter::once(&t.interface)), counter(), drop_()],
+        );
+    }
     if rs.police_wan_input {
         // The WAN's own address configuration (DHCPv4 renewals, DHCPv6 replies).
         input.rule(
@@ -201,6 +210,9 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
 
     // --- forward: what may cross the router.
     let mut fwd = ChainSpec::base(INet, "forward", NfChainType::Filter, NfHook::Forward, 0);
+    if let Some(t) = &rs.tunnel {
+        tunnel_forward_guards(&mut fwd, t);
+    }
     // Replies and established flows first: this is the per-packet fast path. Zone
     // decisions are taken on a connection's first packet; moving a device deletes
     // its conntrack entries so an old decision does not outlive the move.
@@ -253,8 +265,15 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
 
     chains.push(zone_dispatch(rs, LAN_FORWARD, "from"));
 
+    // A zone that may reach the internet may reach it through the tunnel too
+    // (which of its traffic does is the tunnel mark's business, not the zone's).
+    let mut exits: Vec<String> = wan.to_vec();
+    if let Some(t) = &rs.tunnel {
+        exits.push(t.interface.clone());
+        chains.push(tunnel_mark_chain(rs, t));
+    }
     for z in &rs.zones {
-        chains.push(zone_forward_chain(z, wan, lan));
+        chains.push(zone_forward_chain(z, &exits, lan));
     }
 
     // --- NAT: IPv4 leaves by the WAN under the router's address.
@@ -268,8 +287,225 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
             Statement::Masquerade(None),
         ],
     );
+    if let Some(t) = &rs.tunnel {
+        // Both families: the VPN routes only the address it gave us.
+        post.rule(
+            "tunnel-masquerade",
+            vec![oifname_in(std::iter::once(&t.interface)), Statement::Masquerade(None)],
+        );
+    }
     chains.push(post);
     chains
+}
+
+/// Name of a domain set's nft set, e.g. `dom_streaming_v4`.
+pub fn domain_set_name(id: &DomainSetId, v6: bool) -> String {
+    format!("dom_{id}_{}", if v6 { "v6" } else { "v4" })
+}
+
+/// The tunnel's rules at the top of `forward`, before the established fast path:
+/// an established flow must not keep leaking after its route changed.
+fn tunnel_forward_guards(fwd: &mut ChainSpec, t: &TunnelRules) {
+    // The kill switch's second wall (the first is the blackhole route under the
+    // tunnel's in its routing table): marked traffic leaves by the tunnel or not
+    // at all, whatever the routing tables say (a route someone else added, the
+    // table emptied by hand).
+    fwd.rule(
+        "tunnel-leak-guard",
+        vec![
+            has_mark(marks::TUNNEL),
+            op(meta(MetaKey::Oifname), Operator::NEQ, s(t.interface.clone())),
+            counter(),
+            drop_(),
+        ],
+    );
+    // MSS clamping both ways: TCP through the tunnel must fit its MTU without
+    // relying on ICMP "fragmentation needed" reaching the end hosts.
+    for (family, overhead, name) in [("ipv4", 40u16, "v4"), ("ipv6", 60u16, "v6")] {
+        let mss = u32::from(t.mtu.saturating_sub(overhead));
+        for (dir, key) in [("out", MetaKey::Oifname), ("in", MetaKey::Iifname)] {
+            fwd.rule(
+                format!("tunnel-mss-{dir}-{name}"),
+                vec![
+                    eq(meta(key), s(t.interface.clone())),
+                    eq(meta(MetaKey::Nfproto), s(family)),
+                    syn_only(),
+                    op(tcp_mss(), Operator::GT, Expression::Number(mss)),
+                    Statement::Mangle(Mangle {
+                        key: tcp_mss(),
+                        value: Expression::Number(mss),
+                    }),
+                ],
+            );
+        }
+    }
+}
+
+fn tcp_mss() -> Expression<'static> {
+    Expression::Named(NamedExpression::TcpOption(nftables::expr::TcpOption {
+        name: Cow::Borrowed("maxseg"),
+        field: Some(Cow::Borrowed("size")),
+    }))
+}
+
+/// `tcp flags & (syn | rst) == syn`.
+fn syn_only() -> Statement<'static> {
+    op(
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            payload("tcp", "flags"),
+            Expression::List(vec![s("syn"), s("rst")]),
+        ))),
+        Operator::EQ,
+        s("syn"),
+    )
+}
+
+fn mark_for_tunnel() -> Vec<Statement<'static>> {
+    vec![
+        Statement::Mangle(Mangle {
+            key: meta(MetaKey::Mark),
+            value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+                meta(MetaKey::Mark),
+                Expression::Number(marks::TUNNEL),
+            ]))),
+        }),
+        Statement::Return(None),
+    ]
+}
+
+fn nets<T: ToString>(items: impl IntoIterator<Item = T>) -> Expression<'static> {
+    anon_set(items.into_iter().map(|n| {
+        let text = n.to_string();
+        match text.split_once('/') {
+            Some((addr, len)) => prefix(addr, len.parse().unwrap_or(32)),
+            None => s(text),
+        }
+    }))
+}
+
+/// Prerouting (mangle priority, before the routing decision): which LAN traffic
+/// gets the tunnel mark. Order matters, first match wins:
+/// 1. not from a LAN segment, or to the LAN itself / link-local / multicast /
+///    broadcast: never (traffic that stays home, DHCP, mDNS);
+/// 2. exclusions (devices, destinations): never;
+/// 3. selected destinations, then domain sets: marked, from any device;
+/// 4. selected devices, then members of selected zones (by MAC set): marked;
+/// 5. members of other zones: not marked;
+/// 6. a MAC in no set on a segment whose default zone is selected: marked (a
+///    camera not yet discovered on the IoT segment must not leak either).
+fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
+    let mut c = ChainSpec::base(
+        NfFamily::INet,
+        "tunnel-mark",
+        NfChainType::Filter,
+        NfHook::Prerouting,
+        -150,
+    );
+    if rs.lan_interfaces.is_empty() || t.selects_nothing() {
+        return c;
+    }
+    c.rule(
+        "not-from-lan",
+        vec![
+            op(
+                meta(MetaKey::Iifname),
+                Operator::NEQ,
+                anon_set(rs.lan_interfaces.iter().map(|l| s(l.clone()))),
+            ),
+            Statement::Return(None),
+        ],
+    );
+    let mut local_v4: Vec<String> = t.local_v4.iter().map(|n| n.to_string()).collect();
+    local_v4.extend(["127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32"].map(String::from));
+    c.rule(
+        "stays-home-v4",
+        vec![is_in(payload("ip", "daddr"), nets(local_v4)), Statement::Return(None)],
+    );
+    let mut local_v6: Vec<String> = t.local_v6.iter().map(|n| n.to_string()).collect();
+    local_v6.extend(["::1/128", "fe80::/10", "ff00::/8"].map(String::from));
+    c.rule(
+        "stays-home-v6",
+        vec![is_in(payload("ip6", "daddr"), nets(local_v6)), Statement::Return(None)],
+    );
+    if !t.exclude_devices.is_empty() {
+        c.rule(
+            "excluded-devices",
+            vec![
+                is_in(payload("ether", "saddr"), anon_set(t.exclude_devices.iter().map(|m| s(m.to_string())))),
+                Statement::Return(None),
+            ],
+        );
+    }
+    if !t.exclude_v4.is_empty() {
+        c.rule(
+            "excluded-v4",
+            vec![is_in(payload("ip", "daddr"), nets(&t.exclude_v4)), Statement::Return(None)],
+        );
+    }
+    if !t.exclude_v6.is_empty() {
+        c.rule(
+            "excluded-v6",
+            vec![is_in(payload("ip6", "daddr"), nets(&t.exclude_v6)), Statement::Return(None)],
+        );
+    }
+    let marked = |mut m: Vec<Statement<'static>>| {
+        m.extend(mark_for_tunnel());
+        m
+    };
+    if !t.destinations_v4.is_empty() {
+        c.rule(
+            "destinations-v4",
+            marked(vec![is_in(payload("ip", "daddr"), nets(&t.destinations_v4))]),
+        );
+    }
+    if !t.destinations_v6.is_empty() {
+        c.rule(
+            "destinations-v6",
+            marked(vec![is_in(payload("ip6", "daddr"), nets(&t.destinations_v6))]),
+        );
+    }
+    for d in &t.domain_sets {
+        c.rule(
+            format!("domains-{d}-v4"),
+            marked(vec![is_in(payload("ip", "daddr"), set_ref(&domain_set_name(d, false)))]),
+        );
+        c.rule(
+            format!("domains-{d}-v6"),
+            marked(vec![is_in(payload("ip6", "daddr"), set_ref(&domain_set_name(d, true)))]),
+        );
+    }
+    if !t.devices.is_empty() {
+        c.rule(
+            "devices",
+            marked(vec![is_in(
+                payload("ether", "saddr"),
+                anon_set(t.devices.iter().map(|m| s(m.to_string()))),
+            )]),
+        );
+    }
+    let known: BTreeSet<&ZoneId> = rs.zones.iter().map(|z| &z.id).collect();
+    for z in t.zones.iter().filter(|z| known.contains(z)) {
+        c.rule(
+            format!("zone-{z}"),
+            marked(vec![is_in(payload("ether", "saddr"), set_ref(&set_name(z, SetKind::Mac)))]),
+        );
+    }
+    if !t.default_interfaces.is_empty() {
+        for z in t.other_zones.iter().filter(|z| known.contains(z)) {
+            c.rule(
+                format!("zone-{z}-direct"),
+                vec![
+                    is_in(payload("ether", "saddr"), set_ref(&set_name(z, SetKind::Mac))),
+                    Statement::Return(None),
+                ],
+            );
+        }
+        c.rule(
+            "segment-defaults",
+            marked(vec![iifname_in(&t.default_interfaces)]),
+        );
+    }
+    c
 }
 
 const ND_TYPES: [&str; 4] = [
@@ -622,6 +858,26 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
                     comment: None,
                 }))));
             }
+        }
+    }
+    // Domain sets start empty on every full replace; the daemon adds back the
+    // addresses it still holds right after (see `daemon::tunnel`).
+    for d in rs.tunnel.iter().flat_map(|t| t.domain_sets.iter()) {
+        for v6 in [false, true] {
+            objs.push(add(NfListObject::Set(Box::new(Set {
+                family: NfFamily::INet,
+                table: Cow::Borrowed(TABLE),
+                name: Cow::Owned(domain_set_name(d, v6)),
+                handle: None,
+                set_type: SetTypeValue::Single(set_type(if v6 { SetKind::V6 } else { SetKind::V4 })),
+                policy: None,
+                flags: Some(HashSet::from([SetFlag::Timeout])),
+                elem: None,
+                timeout: None,
+                gc_interval: None,
+                size: None,
+                comment: None,
+            }))));
         }
     }
     let chains = chains(rs);

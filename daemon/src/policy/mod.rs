@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{classify, placement, ClassMatch};
-use crate::config::{Config, MacAddr, RouterService, SegmentKind, ZoneId};
+use crate::config::{Config, DomainSetId, MacAddr, RouterService, SegmentKind, ZoneId};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::inventory::{Device, Inventory};
 use crate::vendor;
 
@@ -250,6 +251,109 @@ pub struct DesiredRuleset {
     pub segment_defaults: Vec<SegmentDefault>,
     /// Each segment's IPv4 broadcast address: broadcast frames may carry it.
     pub lan_broadcasts: BTreeSet<Ipv4Addr>,
+    /// The WireGuard tunnel's selectors and guards, when a tunnel is configured.
+    pub tunnel: Option<TunnelRules>,
+}
+
+/// The firewall's half of the tunnel: which LAN traffic gets the tunnel mark, and
+/// the interface that marked traffic may leave by. All static data from the config
+/// and policy; the domain sets' addresses are elements, not structure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelRules {
+    /// The tunnel interface.
+    pub interface: String,
+    /// Its MTU (MSS clamping).
+    pub mtu: u16,
+    /// Zones whose members (by MAC set) are selected.
+    pub zones: BTreeSet<ZoneId>,
+    /// The other zones (their MACs stop the segment-default rules below).
+    pub other_zones: BTreeSet<ZoneId>,
+    /// Segment interfaces whose never-seen devices default to a selected zone.
+    pub default_interfaces: BTreeSet<String>,
+    /// Selected devices.
+    pub devices: BTreeSet<MacAddr>,
+    /// Selected IPv4 destinations.
+    pub destinations_v4: BTreeSet<Ipv4Net>,
+    /// Selected IPv6 destinations.
+    pub destinations_v6: BTreeSet<Ipv6Net>,
+    /// Selected domain sets (named nft sets `dom_<name>_v4`/`_v6`).
+    pub domain_sets: BTreeSet<DomainSetId>,
+    /// Devices that always go direct.
+    pub exclude_devices: BTreeSet<MacAddr>,
+    /// IPv4 destinations always reached directly.
+    pub exclude_v4: BTreeSet<Ipv4Net>,
+    /// IPv6 destinations always reached directly.
+    pub exclude_v6: BTreeSet<Ipv6Net>,
+    /// The LAN's own IPv4 networks: never marked (traffic between segments and to
+    /// the router stays home).
+    pub local_v4: BTreeSet<Ipv4Net>,
+    /// The LAN's own IPv6 networks.
+    pub local_v6: BTreeSet<Ipv6Net>,
+}
+
+impl TunnelRules {
+    /// True when no traffic can be selected.
+    pub fn selects_nothing(&self) -> bool {
+        self.zones.is_empty()
+            && self.devices.is_empty()
+            && self.destinations_v4.is_empty()
+            && self.destinations_v6.is_empty()
+            && self.domain_sets.is_empty()
+    }
+}
+
+/// The tunnel part of the desired ruleset (None without a `[tunnel]`).
+fn tunnel_rules(config: &Config) -> Option<TunnelRules> {
+    let t = config.tunnel.as_ref()?;
+    let sel = &config.policy.tunnel;
+    let p = &config.policy;
+    let (mut destinations_v4, mut destinations_v6) = (BTreeSet::new(), BTreeSet::new());
+    for n in &sel.destinations {
+        match n {
+            IpNet::V4(n) => destinations_v4.insert(*n),
+            IpNet::V6(n) => destinations_v6.insert(*n),
+        };
+    }
+    let (mut exclude_v4, mut exclude_v6) = (BTreeSet::new(), BTreeSet::new());
+    for n in &sel.exclude_destinations {
+        match n {
+            IpNet::V4(n) => exclude_v4.insert(*n),
+            IpNet::V6(n) => exclude_v6.insert(*n),
+        };
+    }
+    // The endpoints' own addresses are never sent into the tunnel: the router's
+    // handshakes are not marked anyway, but a LAN device talking to the VPN
+    // server directly must not loop through it.
+    for peer in &t.peers {
+        if let Some(ip) = peer.endpoint.as_ref().and_then(|e| e.host.parse::<IpAddr>().ok()) {
+            match ip {
+                IpAddr::V4(a) => exclude_v4.insert(Ipv4Net::from(a)),
+                IpAddr::V6(a) => exclude_v6.insert(Ipv6Net::from(a)),
+            };
+        }
+    }
+    let default_interfaces = config
+        .segments
+        .iter()
+        .filter(|s| p.segment_zones.get(&s.id).is_some_and(|z| sel.zones.contains(z)))
+        .map(|s| s.interface.clone())
+        .collect();
+    Some(TunnelRules {
+        interface: t.interface.clone(),
+        mtu: t.mtu,
+        zones: sel.zones.clone(),
+        other_zones: p.zones.keys().filter(|z| !sel.zones.contains(*z)).cloned().collect(),
+        default_interfaces,
+        devices: sel.devices.clone(),
+        destinations_v4,
+        destinations_v6,
+        domain_sets: sel.domain_sets.clone(),
+        exclude_devices: sel.exclude_devices.clone(),
+        exclude_v4,
+        exclude_v6,
+        local_v4: config.segments.iter().map(|s| s.ipv4.trunc()).collect(),
+        local_v6: config.segments.iter().filter_map(|s| s.ipv6.map(|n| n.trunc())).collect(),
+    })
 }
 
 /// A segment whose unknown devices go to a zone of its own.
@@ -334,6 +438,7 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         unknown_zone: p.unknown_zone.clone(),
         segment_defaults,
         lan_broadcasts: config.segments.iter().map(|s| s.ipv4.broadcast()).collect(),
+        tunnel: tunnel_rules(config),
     }
 }
 
