@@ -292,10 +292,7 @@ pub fn format_get(dev: &DeviceSnapshot) -> String {
         out.push_str("public_key=");
         hex(&mut out, &peer.public_key.0);
         out.push_str("\npreshared_key=");
-        hex(
-            &mut out,
-            &peer.preshared_key.as_ref().map_or([0u8; 32], |k| k.0),
-        );
+        hex(&mut out, &peer.preshared_key.as_ref().map_or([0u8; 32], |k| k.0));
         out.push_str("\nprotocol_version=1\n");
         if let Some(ep) = peer.endpoint {
             // SocketAddr's Display brackets IPv6 (and appends a non-zero scope as
@@ -363,9 +360,7 @@ fn parse_set_lines(text: &str, first_line: usize) -> Result<Vec<SetOp>, UapiErro
             ended = true;
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or(UapiError::NotKeyValue { line: n })?;
+        let (key, value) = line.split_once('=').ok_or(UapiError::NotKeyValue { line: n })?;
         let bad = |key: &'static str| UapiError::BadValue { key, line: n };
         let key_opt = |k: &'static str| -> Result<Option<WgKey>, UapiError> {
             let key = parse_hex_key(value).ok_or(bad(k))?;
@@ -388,9 +383,7 @@ fn parse_set_lines(text: &str, first_line: usize) -> Result<Vec<SetOp>, UapiErro
                 SetOp::Peer(WgKey(parse_hex_key(value).ok_or(bad("public_key"))?))
             }
             (false, "private_key") => SetOp::PrivateKey(key_opt("private_key")?),
-            (false, "listen_port") => {
-                SetOp::ListenPort(parse_dec(value).ok_or(bad("listen_port"))?)
-            }
+            (false, "listen_port") => SetOp::ListenPort(parse_dec(value).ok_or(bad("listen_port"))?),
             (false, "fwmark") => {
                 let mark: u32 = parse_dec(value).ok_or(bad("fwmark"))?;
                 SetOp::Fwmark((mark != 0).then_some(mark))
@@ -404,9 +397,7 @@ fn parse_set_lines(text: &str, first_line: usize) -> Result<Vec<SetOp>, UapiErro
                 let secs: u16 = parse_dec(value).ok_or(bad("persistent_keepalive_interval"))?;
                 SetOp::PersistentKeepalive((secs != 0).then_some(secs))
             }
-            (true, "replace_allowed_ips") => {
-                flag("replace_allowed_ips", SetOp::ReplaceAllowedIps)?
-            }
+            (true, "replace_allowed_ips") => flag("replace_allowed_ips", SetOp::ReplaceAllowedIps)?,
             (true, "allowed_ip") => {
                 let net: IpNet = value.parse().map_err(|_| bad("allowed_ip"))?;
                 SetOp::AllowedIp(net.trunc())
@@ -538,10 +529,7 @@ impl UapiServer {
     /// is removed only if nobody answers on it (a crashed predecessor's); a live
     /// one is never taken over ([`UapiError::InUse`]), and a path that is not a
     /// socket is never removed.
-    pub fn bind(
-        path: impl Into<PathBuf>,
-        requests: mpsc::Sender<UapiRequest>,
-    ) -> Result<UapiServer, UapiError> {
+    pub fn bind(path: impl Into<PathBuf>, requests: mpsc::Sender<UapiRequest>) -> Result<UapiServer, UapiError> {
         let path = path.into();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
@@ -563,15 +551,14 @@ impl UapiServer {
                 if std::os::unix::net::UnixStream::connect(&path).is_ok() {
                     return Err(UapiError::InUse(path));
                 }
-                std::fs::remove_file(&path).map_err(|e| {
-                    UapiError::io(format!("removing stale socket {}", path.display()), e)
-                })?;
+                std::fs::remove_file(&path)
+                    .map_err(|e| UapiError::io(format!("removing stale socket {}", path.display()), e))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(UapiError::io(format!("checking {}", path.display()), e)),
         }
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| UapiError::io(format!("binding {}", path.display()), e))?;
+        let listener =
+            UnixListener::bind(&path).map_err(|e| UapiError::io(format!("binding {}", path.display()), e))?;
         // Until this chmod the socket has the umask's mode (normally 0755): not
         // connectable by others, who would need write permission.
         let meta = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -615,11 +602,7 @@ impl Drop for UapiServer {
     }
 }
 
-async fn accept_loop(
-    listener: UnixListener,
-    requests: mpsc::Sender<UapiRequest>,
-    stats: Arc<UapiStats>,
-) {
+async fn accept_loop(listener: UnixListener, requests: mpsc::Sender<UapiRequest>, stats: Arc<UapiStats>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -669,10 +652,7 @@ async fn read_request(stream: &mut UnixStream) -> Result<Option<Vec<u8>>, UapiEr
         let end = if buf.first() == Some(&b'\n') {
             Some(1)
         } else {
-            buf[from..]
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|i| from + i + 2)
+            buf[from..].windows(2).position(|w| w == b"\n\n").map(|i| from + i + 2)
         };
         if let Some(end) = end {
             buf.truncate(end);
@@ -684,11 +664,7 @@ async fn read_request(stream: &mut UnixStream) -> Result<Option<Vec<u8>>, UapiEr
     }
 }
 
-async fn serve_connection(
-    mut stream: UnixStream,
-    requests: mpsc::Sender<UapiRequest>,
-    stats: &UapiStats,
-) {
+async fn serve_connection(mut stream: UnixStream, requests: mpsc::Sender<UapiRequest>, stats: &UapiStats) {
     let bytes = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
         Err(_) => {
             stats.timeouts.fetch_add(1, Ordering::Relaxed);

@@ -128,8 +128,7 @@ fn parse_get_reply(text: &str) -> DeviceSnapshot {
             ("last_handshake_time_sec", Some(_)) => secs = v.parse().expect("secs"),
             ("last_handshake_time_nsec", Some(p)) => {
                 let nsec: u32 = v.parse().expect("nsec");
-                p.last_handshake =
-                    (secs != 0 || nsec != 0).then(|| UNIX_EPOCH + Duration::new(secs, nsec));
+                p.last_handshake = (secs != 0 || nsec != 0).then(|| UNIX_EPOCH + Duration::new(secs, nsec));
             }
             ("tx_bytes", Some(p)) => p.tx_bytes = v.parse().expect("tx"),
             ("rx_bytes", Some(p)) => p.rx_bytes = v.parse().expect("rx"),
@@ -341,32 +340,24 @@ fn parses_the_spec_example() {
         SetOp::Fwmark(None),
         SetOp::ListenPort(12912),
         SetOp::ReplacePeers,
-        SetOp::Peer(k(
-            "b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33",
-        )),
+        SetOp::Peer(k("b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33")),
         SetOp::PresharedKey(Some(k(
             "188515093e952f5f22e865cef3012e72f8b5f0b598ac0309d5dacce3b70fcf52",
         ))),
         SetOp::ReplaceAllowedIps,
         SetOp::AllowedIp(net("192.168.4.4/32")),
         SetOp::Endpoint(scoped),
-        SetOp::Peer(k(
-            "58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceb7e19321376",
-        )),
+        SetOp::Peer(k("58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceb7e19321376")),
         SetOp::ReplaceAllowedIps,
         SetOp::AllowedIp(net("192.168.4.6/32")),
         SetOp::PersistentKeepalive(Some(111)),
         SetOp::Endpoint(v4(182, 122, 22, 19, 3233)),
-        SetOp::Peer(k(
-            "662e14fd594556f522604703340351258903b64f35553763f19426ab2a515c58",
-        )),
+        SetOp::Peer(k("662e14fd594556f522604703340351258903b64f35553763f19426ab2a515c58")),
         SetOp::Endpoint(v4(5, 152, 198, 39, 51820)),
         SetOp::ReplaceAllowedIps,
         SetOp::AllowedIp(net("192.168.4.10/32")),
         SetOp::AllowedIp(net("192.168.4.11/32")),
-        SetOp::Peer(k(
-            "e818b58db5274087fcc1be5dc728cf53d3b5726b4cef6b9bab8f8f8c2452c25c",
-        )),
+        SetOp::Peer(k("e818b58db5274087fcc1be5dc728cf53d3b5726b4cef6b9bab8f8f8c2452c25c")),
         SetOp::RemovePeer,
     ];
     assert_eq!(ops, want);
@@ -494,12 +485,13 @@ fn hostile_sizes_are_bounded() {
         .map(|i| format!("public_key={:064x}\n", i + 1))
         .collect();
     assert_eq!(err(&many), UapiError::TooManyPeers);
-    let ok: String = (0..MAX_PEERS)
-        .map(|i| format!("public_key={:064x}\n", i + 1))
-        .collect();
+    let ok: String = (0..MAX_PEERS).map(|i| format!("public_key={:064x}\n", i + 1)).collect();
     assert_eq!(parse_set(&ok).expect("max peers").len(), MAX_PEERS);
     // Content after the blank line.
-    assert_eq!(err("listen_port=1\n\nlisten_port=2\n"), UapiError::Unexpected { line: 4 });
+    assert_eq!(
+        err("listen_port=1\n\nlisten_port=2\n"),
+        UapiError::Unexpected { line: 4 }
+    );
 }
 
 #[test]
@@ -642,7 +634,11 @@ async fn server_answers_get_and_set() {
 
     // Malformed: answered by the server, the daemon never sees it.
     let applied = fake.applied.len();
-    for bad in [&b"set=1\nbogus=1\n\n"[..], b"hello\n\n", b"set=1\nlisten_port=1\xff\n\n"] {
+    for bad in [
+        &b"set=1\nbogus=1\n\n"[..],
+        b"hello\n\n",
+        b"set=1\nlisten_port=1\xff\n\n",
+    ] {
         let got = serve_while(&mut rx, &mut fake, exchange(&path, bad)).await;
         assert_eq!(got, "errno=22\n\n");
     }
@@ -716,10 +712,7 @@ async fn bind_never_steals_a_live_socket_but_replaces_a_stale_one() {
 
     // Never removes something that is not a socket.
     std::fs::write(&path, "precious").expect("write");
-    assert!(matches!(
-        UapiServer::bind(&path, tx),
-        Err(UapiError::Io { .. })
-    ));
+    assert!(matches!(UapiServer::bind(&path, tx), Err(UapiError::Io { .. })));
     assert_eq!(std::fs::read_to_string(&path).expect("read"), "precious");
 }
 
@@ -731,12 +724,7 @@ fn wg_or_skip(test: &str) -> bool {
     if !bulkhead_netns::root_or_skip(test) {
         return false;
     }
-    let have = |bin: &str| {
-        std::process::Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok()
-    };
+    let have = |bin: &str| std::process::Command::new(bin).arg("--version").output().is_ok();
     let missing: Vec<_> = ["wg", "unshare"].into_iter().filter(|b| !have(b)).collect();
     if missing.is_empty() {
         return true;
@@ -812,10 +800,7 @@ async fn real_wg_show_and_set() {
             b64(&key(2)),
             b64(&key(3))
         ),
-        format!(
-            "{}\t(none)\t[2001:db8::1]:443\t(none)\t0\t0\t0\toff",
-            b64(&key(4))
-        ),
+        format!("{}\t(none)\t[2001:db8::1]:443\t(none)\t0\t0\t0\toff", b64(&key(4))),
     ];
     want.sort();
     assert_eq!(lines, want);
@@ -846,17 +831,9 @@ async fn real_wg_show_and_set() {
     );
 
     // The change is visible to `wg show`.
-    let out = serve_while(
-        &mut rx,
-        &mut fake,
-        wg(&tmp.0, &["show", &ifname, "allowed-ips"]),
-    )
-    .await;
+    let out = serve_while(&mut rx, &mut fake, wg(&tmp.0, &["show", &ifname, "allowed-ips"])).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let by_peer: BTreeMap<&str, &str> = stdout
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .collect();
+    let by_peer: BTreeMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('\t')).collect();
     assert_eq!(by_peer.get(b64(&new_peer).as_str()), Some(&"10.0.0.0/8"));
 
     // wg's liveness probes are not counted as errors.
