@@ -330,7 +330,9 @@ fn tunnel_forward_guards(fwd: &mut ChainSpec, t: &TunnelRules) {
                     eq(meta(key), s(t.interface.clone())),
                     eq(meta(MetaKey::Nfproto), s(family)),
                     syn_only(),
-                    op(tcp_mss(), Operator::GT, Expression::Number(mss)),
+                    // nftables 0.6.3 swaps the two: `Operator::LT` serialises as
+                    // ">" (checked against `nft list`; see the golden file).
+                    op(tcp_mss(), Operator::LT, Expression::Number(mss)),
                     Statement::Mangle(Mangle {
                         key: tcp_mss(),
                         value: Expression::Number(mss),
