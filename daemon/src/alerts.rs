@@ -19,6 +19,13 @@ pub enum AlertKind {
     IdentitySuggestion,
     /// A segment's DHCP pool had no address to offer.
     PoolExhausted,
+    /// The WireGuard tunnel came up (a handshake completed).
+    TunnelUp,
+    /// The tunnel went down (stopped, or the server stopped answering).
+    TunnelDown,
+    /// The tunnel could not connect; it retries with a growing delay. Selected
+    /// traffic is blocked meanwhile (the kill switch).
+    TunnelError,
 }
 
 impl AlertKind {
@@ -29,6 +36,9 @@ impl AlertKind {
             AlertKind::DeviceClassified => "device-classified",
             AlertKind::IdentitySuggestion => "identity-suggestion",
             AlertKind::PoolExhausted => "pool-exhausted",
+            AlertKind::TunnelUp => "tunnel-up",
+            AlertKind::TunnelDown => "tunnel-down",
+            AlertKind::TunnelError => "tunnel-error",
         }
     }
 
@@ -39,6 +49,9 @@ impl AlertKind {
             AlertKind::DeviceClassified,
             AlertKind::IdentitySuggestion,
             AlertKind::PoolExhausted,
+            AlertKind::TunnelUp,
+            AlertKind::TunnelDown,
+            AlertKind::TunnelError,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -59,6 +59,77 @@ pub enum Request {
         /// The known device.
         known_mac: MacAddr,
     },
+    /// The WireGuard tunnel's state.
+    Tunnel,
+    /// Put addresses in a domain set (what the DNS resolver will do with its
+    /// answers): traffic to them goes through the tunnel for `ttl_secs`.
+    DomainAdd {
+        /// The domain set (`domain_sets` in the tunnel policy).
+        set: crate::config::DomainSetId,
+        /// The addresses.
+        addresses: Vec<IpAddr>,
+        /// How long they stay.
+        ttl_secs: u32,
+    },
+}
+
+/// The tunnel as the CLI and the web UI show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelView {
+    /// Whether a tunnel is configured.
+    pub configured: bool,
+    /// down / connecting / up / error.
+    pub state: String,
+    /// The interface.
+    pub interface: Option<String>,
+    /// Our public key (base64).
+    pub public_key: Option<String>,
+    /// UDP port.
+    pub listen_port: Option<u16>,
+    /// Peers.
+    pub peers: Vec<TunnelPeerView>,
+    /// Failed attempts since it was last up.
+    pub attempts: u32,
+    /// Recent transitions, newest last: (unix time, from, to, reason).
+    pub transitions: Vec<TunnelTransitionView>,
+    /// What is routed through it, in words (from the policy).
+    pub routed: Vec<String>,
+    /// Packets the leak guard dropped (marked traffic that tried another way out).
+    pub leak_guard_drops: Option<u64>,
+    /// Data-plane drop counters.
+    pub counters: Option<crate::tunnel::device::CounterValues>,
+}
+
+/// One peer of the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelPeerView {
+    /// Public key (base64).
+    pub public_key: String,
+    /// Endpoint as configured (name:port).
+    pub endpoint_config: Option<String>,
+    /// Endpoint in use (address:port).
+    pub endpoint: Option<String>,
+    /// Unix time of the last handshake.
+    pub last_handshake: Option<UnixTime>,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<String>,
+}
+
+/// One state change of the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelTransitionView {
+    /// When (unix time).
+    pub at: UnixTime,
+    /// From.
+    pub from: String,
+    /// To.
+    pub to: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One device as the CLI shows it.
@@ -136,6 +207,8 @@ pub enum Response {
         /// The list.
         alerts: Vec<crate::alerts::Alert>,
     },
+    /// The tunnel.
+    Tunnel(Box<TunnelView>),
     /// Identity suggestions, newest first.
     Suggestions {
         /// The list.

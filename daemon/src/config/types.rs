@@ -423,8 +423,23 @@ impl TunnelSelectors {
 
 /// Name of a domain set: like a zone name (lower-case ASCII letters, digits and
 /// `_`, at most 15 bytes) because it becomes part of nft set names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct DomainSetId(String);
+
+impl TryFrom<String> for DomainSetId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DomainSetId::new(&s)
+    }
+}
+
+impl std::str::FromStr for DomainSetId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        DomainSetId::new(s)
+    }
+}
 
 impl DomainSetId {
     /// Validates a domain set name.

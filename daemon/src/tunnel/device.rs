@@ -130,7 +130,7 @@ pub struct Counters {
 }
 
 /// Counters as plain numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CounterValues {
     /// See [`Counters::rx_malformed`].
     pub rx_malformed: u64,
