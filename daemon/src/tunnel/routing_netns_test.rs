@@ -9,7 +9,7 @@ use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use bulkhead_netns::{Netns, root_or_skip};
+use bulkhead_netns::{root_or_skip, Netns};
 
 use super::*;
 
