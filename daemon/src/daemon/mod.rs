@@ -5,6 +5,7 @@
 mod dhcp;
 mod dhcp_io;
 mod discovery;
+mod domains;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};

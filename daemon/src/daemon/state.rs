@@ -52,6 +52,8 @@ pub struct DaemonState {
     pub(super) facts_changed: u64,
     /// mDNS counters, as last reported by the browser.
     pub mdns_counters: Option<crate::mdns::MdnsCounters>,
+    /// Addresses in the tunnel's domain sets, with when they expire.
+    pub(super) domains: BTreeMap<(crate::config::DomainSetId, IpAddr), UnixTime>,
 }
 
 impl DaemonState {
@@ -79,6 +81,7 @@ impl DaemonState {
             background_cuts: false,
             facts_changed: 0,
             mdns_counters: None,
+            domains: BTreeMap::new(),
             config,
             observed_bridge_ports: BTreeSet::new(),
             store,
@@ -109,6 +112,7 @@ impl DaemonState {
                 }
                 let old = self.applied.take();
                 self.last_error = None;
+                let replaced = *outcome == ApplyOutcome::FullReplace;
                 if let Some(old) = old {
                     // A structural change (a zone lost the internet or a reach) can
                     // forbid connections of devices that did not move: cut them all.
@@ -116,6 +120,10 @@ impl DaemonState {
                     self.cut_connections(&old.membership, &membership, everyone);
                 }
                 self.applied = Some(Applied { ruleset, membership });
+                if replaced {
+                    // A full replace re-creates the domain sets empty.
+                    self.reapply_domains();
+                }
             }
             Err(e) => {
                 let msg = error_chain(e);
@@ -256,6 +264,14 @@ impl DaemonState {
     /// Handles one control request.
     pub fn handle(&mut self, req: Request, now: UnixTime) -> Response {
         match req {
+            Request::DomainAdd {
+                set,
+                addresses,
+                ttl_secs,
+            } => self.add_domain_addresses(&set, &addresses, ttl_secs, now),
+            Request::Tunnel => Response::Error {
+                message: "the tunnel's state is kept by the daemon loop".into(),
+            },
             Request::Devices => Response::Devices {
                 devices: self.device_views(now),
             },
@@ -516,6 +532,7 @@ impl DaemonState {
 
     /// Periodic work: batched store writes.
     pub fn handle_timeout(&mut self, now: UnixTime) {
+        self.expire_domains(now);
         if let Err(e) = self.store.flush_if_due(now) {
             tracing::warn!(error = %error_chain(&e), "could not write last-seen times");
         }

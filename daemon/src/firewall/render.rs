@@ -21,7 +21,7 @@
 //! one never falls back to the base chain's accept.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Prefix};
 use nftables::schema::{
@@ -863,7 +863,9 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
         }
     }
     // Domain sets start empty on every full replace; the daemon adds back the
-    // addresses it still holds right after (see `daemon::tunnel`).
+    // addresses it still holds right after, and expires them itself (no kernel
+    // timeouts: `add` does not refresh an element's timeout on the kernels
+    // OpenWrt ships, and the daemon must know what the set holds).
     for d in rs.tunnel.iter().flat_map(|t| t.domain_sets.iter()) {
         for v6 in [false, true] {
             objs.push(add(NfListObject::Set(Box::new(Set {
@@ -873,7 +875,7 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
                 handle: None,
                 set_type: SetTypeValue::Single(set_type(if v6 { SetKind::V6 } else { SetKind::V4 })),
                 policy: None,
-                flags: Some(HashSet::from([SetFlag::Timeout])),
+                flags: None::<HashSet<SetFlag>>,
                 elem: None,
                 timeout: None,
                 gc_interval: None,
@@ -944,6 +946,27 @@ pub fn delta_document(delta: &MembershipDelta) -> Nftables<'static> {
             }
         }
     }
+    Nftables {
+        objects: Cow::Owned(objs),
+    }
+}
+
+/// Adds (`add = true`) or deletes addresses in domain sets, as one transaction.
+/// Addresses are printed by Rust (never text from the network).
+pub fn domain_elements_document(add: bool, elements: &BTreeMap<String, Vec<String>>) -> Nftables<'static> {
+    let objs = elements
+        .iter()
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(set, e)| {
+            let obj = NfListObject::Element(Element {
+                family: NfFamily::INet,
+                table: Cow::Borrowed(TABLE),
+                name: Cow::Owned(set.clone()),
+                elem: Cow::Owned(e.iter().map(|x| s(x.clone())).collect()),
+            });
+            NfObject::CmdObject(if add { NfCmd::Add(obj) } else { NfCmd::Delete(obj) })
+        })
+        .collect::<Vec<_>>();
     Nftables {
         objects: Cow::Owned(objs),
     }
