@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use super::class_rules::{validate_class_rules, SeenRuleIds};
 use super::error::{ConfigError, ConfigErrors, Reporter};
+use super::tunnel::{validate_tunnel, RawPolicyTunnel, RawTunnel, SelectorMerge};
 use super::types::*;
 
 /// Default location of the main file.
@@ -32,6 +33,7 @@ struct RawMain {
     web: Option<RawWeb>,
     #[serde(default)]
     dhcp: Option<RawDhcp>,
+    tunnel: Option<RawTunnel>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +87,7 @@ struct RawPolicyFile {
     devices: Vec<Spanned<RawDevice>>,
     #[serde(default)]
     classify: Vec<Spanned<RawClassRule>>,
+    tunnel: Option<RawPolicyTunnel>,
 }
 
 #[derive(Deserialize)]
@@ -163,10 +166,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let main = validate_main(raw, base, &mut rep);
-    let policies_dir = main.as_ref().map(|m| m.policies_dir.clone());
-    let policy = match &policies_dir {
-        Some(dir) => load_policy(dir, main.as_ref().map(|m| &m.segments[..]).unwrap_or(&[]), &mut errors),
+    let main = validate_main(raw, &text, base, &mut rep);
+    let policy = match &main {
+        Some(m) => {
+            let no_tunnel_in = m.tunnel.is_none().then_some(path);
+            load_policy(&m.policies_dir, &m.segments, no_tunnel_in, &mut errors)
+        }
         None => None,
     };
     match (main, policy) {
@@ -180,7 +185,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             control_socket: m.control_socket,
             web: m.web,
             dhcp: m.dhcp,
-            tunnel: None,
+            tunnel: m.tunnel,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -206,9 +211,10 @@ struct MainPart {
     control_socket: PathBuf,
     web: WebConfig,
     dhcp: DhcpSettings,
+    tunnel: Option<TunnelConfig>,
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -219,7 +225,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 /// Interface names reach the kernel and nft (as JSON strings, never nft text);
 /// still, refuse anything the kernel would refuse so the error is ours and early.
-fn check_ifname(name: &str) -> Result<(), String> {
+pub(super) fn check_ifname(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && name != "."
@@ -237,7 +243,7 @@ fn check_ifname(name: &str) -> Result<(), String> {
     }
 }
 
-fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<MainPart> {
+fn validate_main(raw: RawMain, text: &str, base: &Path, rep: &mut Reporter<'_>) -> Option<MainPart> {
     let mut ok = true;
     let wan = raw.wan.interface;
     if let Err(m) = check_ifname(wan.get_ref()) {
@@ -341,6 +347,14 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
             dhcp.observe_lease_file = resolve(base, f.get_ref());
         }
     }
+    let tunnel = match &raw.tunnel {
+        None => None,
+        Some(t) => {
+            let t = validate_tunnel(t, text, base, &ifaces, rep);
+            ok &= t.is_some();
+            t
+        }
+    };
     let path_or = |v: Option<Spanned<String>>, default: &str| {
         v.map_or_else(|| PathBuf::from(default), |s| resolve(base, s.get_ref()))
     };
@@ -353,6 +367,7 @@ fn validate_main(raw: RawMain, base: &Path, rep: &mut Reporter<'_>) -> Option<Ma
         control_socket: path_or(raw.control_socket, "/run/bulkhead/control.sock"),
         web,
         dhcp,
+        tunnel,
     };
     ok.then_some(part)
 }
@@ -525,7 +540,7 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
 }
 
 /// A DNS domain name: labels of ASCII letters, digits and hyphens.
-fn is_dns_name(s: &str) -> bool {
+pub(super) fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
@@ -564,7 +579,13 @@ struct PolicySource {
     raw: RawPolicyFile,
 }
 
-fn load_policy(dir: &Path, segments: &[Segment], errors: &mut Vec<ConfigError>) -> Option<Policy> {
+/// `no_tunnel_in` is the main file when it has no `[tunnel]` section.
+fn load_policy(
+    dir: &Path,
+    segments: &[Segment],
+    no_tunnel_in: Option<&Path>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Policy> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -591,7 +612,7 @@ fn load_policy(dir: &Path, segments: &[Segment], errors: &mut Vec<ConfigError>) 
         }
     }
     let before = errors.len();
-    let policy = validate_policy(dir, &sources, segments, errors);
+    let policy = validate_policy(dir, &sources, segments, no_tunnel_in, errors);
     (errors.len() == before).then_some(policy).flatten()
 }
 
@@ -601,6 +622,7 @@ fn validate_policy(
     dir: &Path,
     sources: &[PolicySource],
     segments: &[Segment],
+    no_tunnel_in: Option<&Path>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Policy> {
     // Pass 1: collect zone names, so references can be checked in any order.
@@ -643,6 +665,7 @@ fn validate_policy(
     let mut segment_zones = BTreeMap::new();
     let mut devices = BTreeMap::new();
     let mut static_ips: BTreeMap<Ipv4Addr, std::ops::Range<usize>> = BTreeMap::new();
+    let mut tunnel = SelectorMerge::default();
     for src in sources {
         let mut rep = Reporter::new(&src.path, &src.text, errors);
         for (name, z) in &src.raw.zones {
@@ -693,6 +716,9 @@ fn validate_policy(
             } else {
                 approved_zone = Some(zone_ref(&mut rep, a, "approved_zone".into()));
             }
+        }
+        if let Some(t) = &src.raw.tunnel {
+            tunnel.add(t, &mut rep, &zone_ref, no_tunnel_in);
         }
         classify.extend(validate_class_rules(
             &src.raw.classify,
@@ -805,8 +831,7 @@ fn validate_policy(
         devices,
         classify,
         approved_zone: approved_zone.flatten(),
-        // Parsed by the tunnel config helper (issue 4): `[tunnel]` in policy files.
-        tunnel: TunnelSelectors::default(),
+        tunnel: tunnel.finish(),
     })
 }
 

@@ -5,10 +5,14 @@
 mod class_rules;
 mod error;
 mod load;
+mod tunnel;
 mod types;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, parse_ip, DEFAULT_CONFIG_PATH};
+pub use tunnel::{
+    parse_endpoint, parse_network, DEFAULT_INTERFACE as DEFAULT_TUNNEL_INTERFACE, DEFAULT_MTU as DEFAULT_TUNNEL_MTU,
+};
 pub use types::*;
 
 #[cfg(test)]

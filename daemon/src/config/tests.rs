@@ -381,3 +381,381 @@ fn unknown_rule_field_is_named() {
     assert_eq!(errs[0].field, "hostnme");
     assert_eq!(errs[0].line, 7);
 }
+
+// ---- [tunnel] ----
+
+use crate::tunnel::keys::{format_key, generate_private, public_key};
+
+/// A fresh public key as base64.
+fn new_public() -> String {
+    format_key(&public_key(&generate_private()))
+}
+
+fn tunnel_main(peer_key: &str, extra_peer: &str) -> String {
+    format!(
+        r#"{MAIN}
+[tunnel]
+private_key_file = "tunnel.key"
+addresses = ["10.64.0.2/32", "fd64::2/128"]
+listen_port = 51820
+
+[[tunnel.peers]]
+public_key = "{peer_key}"
+preshared_key_file = "tunnel.key.psk0"
+endpoint = "vpn.example.net:51820"
+allowed_ips = ["0.0.0.0/0", "::/0"]
+persistent_keepalive = 25
+{extra_peer}"#
+    )
+}
+
+fn write_0600(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+const TUNNEL_POLICY_A: &str = r#"
+[tunnel]
+zones = ["iot"]
+devices = ["02:00:00:00:00:01"]
+destinations = ["203.0.113.0/24", "2001:db8:1::/48", "198.51.100.7"]
+domain_sets = ["streaming"]
+
+[tunnel.exclude]
+devices = ["02:00:00:00:00:09"]
+destinations = ["203.0.113.128/25"]
+"#;
+
+const TUNNEL_POLICY_B: &str = r#"
+[tunnel]
+zones = ["trusted", "iot"]
+devices = ["02:00:00:00:00:02"]
+destinations = ["203.0.113.0/24"]
+"#;
+
+#[test]
+fn tunnel_and_selectors_load() {
+    let peer = new_public();
+    let endpoint6 = format!(
+        "\n[[tunnel.peers]]\npublic_key = \"{}\"\npreshared_key = \"{}\"\nendpoint = \"[2001:db8::7]:443\"\nallowed_ips = [\"10.64.0.1/32\"]\npersistent_keepalive = 0\n",
+        new_public(),
+        format_key(&generate_private())
+    );
+    let fx = Fixture::new(
+        &tunnel_main(&peer, &endpoint6),
+        &[
+            ("10-zones.toml", ZONES),
+            ("20-a.toml", TUNNEL_POLICY_A),
+            ("30-b.toml", TUNNEL_POLICY_B),
+        ],
+    );
+    let psk = generate_private();
+    write_0600(&fx.dir.join("tunnel.key.psk0"), &format_key(&psk));
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("must load:\n{e}"));
+    let t = cfg.tunnel.expect("tunnel");
+    assert_eq!(t.interface, "bhwg0");
+    assert_eq!(t.mtu, 1420);
+    assert_eq!(t.listen_port, Some(51820));
+    assert_eq!(t.private_key, PrivateKeySource::File(fx.dir.join("tunnel.key")));
+    assert_eq!(t.addresses.len(), 2);
+    assert_eq!(t.peers.len(), 2);
+    let p = &t.peers[0];
+    assert_eq!(format_key(&p.public_key), peer);
+    assert_eq!(p.preshared_key, Some(psk));
+    assert_eq!(
+        p.endpoint.as_ref().map(|e| e.to_string()).as_deref(),
+        Some("vpn.example.net:51820")
+    );
+    assert_eq!(p.allowed_ips.len(), 2);
+    assert_eq!(p.persistent_keepalive, Some(25));
+    let p = &t.peers[1];
+    assert_eq!(p.endpoint.as_ref().map(|e| e.host.as_str()), Some("2001:db8::7"));
+    assert_eq!(p.persistent_keepalive, None, "0 means none");
+    assert!(p.preshared_key.is_some());
+
+    let s = &cfg.policy.tunnel;
+    let zones: Vec<&str> = s.zones.iter().map(ZoneId::as_str).collect();
+    assert_eq!(zones, ["iot", "trusted"], "a union over the files");
+    assert_eq!(s.devices.len(), 2);
+    let dests: Vec<String> = s.destinations.iter().map(|d| d.to_string()).collect();
+    assert_eq!(dests, ["203.0.113.0/24", "2001:db8:1::/48", "198.51.100.7/32"]);
+    assert_eq!(
+        s.domain_sets.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        ["streaming"]
+    );
+    assert_eq!(s.exclude_devices.len(), 1);
+    assert_eq!(s.exclude_destinations.len(), 1);
+
+    // No [tunnel] anywhere: none, and nothing selected.
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", ZONES)]);
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.tunnel, None);
+    assert!(cfg.policy.tunnel.is_empty());
+}
+
+#[test]
+fn inline_private_key_and_options() {
+    let private = generate_private();
+    let main = format!(
+        "{MAIN}\n[tunnel]\ninterface = \"wg-vpn\"\nprivate_key = \"{}\"\naddresses = [\"10.64.0.2/32\"]\nmtu = 1280\n\n[[tunnel.peers]]\npublic_key = \"{}\"\nallowed_ips = [\"0.0.0.0/0\"]\n",
+        format_key(&private),
+        new_public()
+    );
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES)]);
+    let t = load(&fx.main())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .tunnel
+        .expect("tunnel");
+    assert_eq!(t.interface, "wg-vpn");
+    assert_eq!(t.mtu, 1280);
+    assert_eq!(t.listen_port, None);
+    assert_eq!(t.private_key, PrivateKeySource::Inline(private));
+    assert_eq!(t.peers[0].endpoint, None);
+}
+
+/// The errors as `file-name:line:col: field: message`, file name without its directory.
+fn error_lines(errs: &[ConfigError]) -> Vec<String> {
+    errs.iter()
+        .map(|e| {
+            let name = e
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{name}:{}:{}: {}: {}", e.line, e.column, e.field, e.message)
+        })
+        .collect()
+}
+
+fn assert_errors(errs: &[ConfigError], expected: &[&str]) {
+    let text = error_lines(errs);
+    for needle in expected {
+        assert!(
+            text.iter().any(|t| t.starts_with(needle)),
+            "missing {needle:?} in\n{}",
+            text.join("\n")
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{}", text.join("\n"));
+}
+
+#[test]
+fn every_tunnel_error_is_reported_with_position_and_field() {
+    let secret = format_key(&generate_private());
+    let peer = new_public();
+    let main = format!(
+        r#"{MAIN}
+[tunnel]
+interface = "br-lan"
+private_key = "{short}"
+addresses = ["10.64.0.2", "fd64::2/129"]
+mtu = 1000
+listen_port = 0
+
+[[tunnel.peers]]
+public_key = "{peer}"
+preshared_key_file = "missing.psk"
+endpoint = "vpn.example.net"
+allowed_ips = ["10.0.0.1/8"]
+persistent_keepalive = 70000
+
+[[tunnel.peers]]
+public_key = "{peer}"
+endpoint = "2001:db8::1:51820"
+allowed_ips = []
+
+[[tunnel.peers]]
+endpoint = "bad host!:1"
+"#,
+        short = &secret[..43]
+    );
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &[
+            "bulkhead.toml:24:13: tunnel.interface: interface `br-lan` is already used by the WAN or a segment",
+            "bulkhead.toml:25:15: tunnel.private_key: not a WireGuard key: expected 44 characters",
+            "bulkhead.toml:26:14: tunnel.addresses[0]: `10.64.0.2` is not an address/prefix",
+            "bulkhead.toml:26:27: tunnel.addresses[1]: `fd64::2/129` is not an address/prefix",
+            "bulkhead.toml:27:7: tunnel.mtu: the MTU must be between 1280 and 9000",
+            "bulkhead.toml:28:15: tunnel.listen_port: a UDP port is 1-65535",
+            "bulkhead.toml:32:22: tunnel.peers[0].preshared_key_file: ",
+            "bulkhead.toml:33:12: tunnel.peers[0].endpoint: `vpn.example.net` is not an endpoint",
+            "bulkhead.toml:34:16: tunnel.peers[0].allowed_ips[0]: `10.0.0.1/8` is not a network: its host bits are not zero (did you mean 10.0.0.0/8?)",
+            "bulkhead.toml:35:24: tunnel.peers[0].persistent_keepalive: the keepalive interval is 1-65535 seconds",
+            "bulkhead.toml:39:12: tunnel.peers[1].endpoint: `2001:db8::1:51820`: write an IPv6 endpoint in brackets",
+            "bulkhead.toml:40:15: tunnel.peers[1].allowed_ips: give at least one network",
+            "bulkhead.toml:42:1: tunnel.peers[2].public_key: a peer needs its `public_key`",
+            "bulkhead.toml:43:12: tunnel.peers[2].endpoint: `bad host!:1` is not an endpoint",
+            "bulkhead.toml:42:1: tunnel.peers[2].allowed_ips: a peer needs `allowed_ips`",
+        ],
+    );
+    let all = error_lines(&errs).join("\n");
+    assert!(
+        !all.contains(&secret[..43]),
+        "the private key's text is never echoed:\n{all}"
+    );
+    assert!(
+        all.contains("missing.psk: cannot read the key file: No such file"),
+        "{all}"
+    );
+}
+
+#[test]
+fn tunnel_needs_a_key_addresses_peers_and_unique_peer_keys() {
+    let main = format!("{MAIN}\n[tunnel]\n");
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &[
+            "bulkhead.toml:23:1: tunnel.private_key_file: the tunnel needs `private_key_file`",
+            "bulkhead.toml:23:1: tunnel.addresses: the tunnel needs `addresses`",
+            "bulkhead.toml:23:1: tunnel.peers: the tunnel needs at least one [[tunnel.peers]]",
+        ],
+    );
+
+    let peer = new_public();
+    let dup = format!("\n[[tunnel.peers]]\npublic_key = \"{peer}\"\nallowed_ips = [\"::/0\"]\n");
+    let main = tunnel_main(&peer, &dup).replace(
+        "private_key_file = \"tunnel.key\"",
+        &format!(
+            "private_key_file = \"tunnel.key\"\nprivate_key = \"{}\"",
+            format_key(&generate_private())
+        ),
+    );
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES)]);
+    write_0600(&fx.dir.join("tunnel.key.psk0"), &format_key(&generate_private()));
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &[
+            "bulkhead.toml:24:20: tunnel.private_key_file: give either `private_key` or `private_key_file`, not both",
+            "bulkhead.toml:37:14: tunnel.peers[1].public_key: this peer's public key is already used by the peer at ",
+        ],
+    );
+    assert!(
+        error_lines(&errs)[1].ends_with("bulkhead.toml:30:14"),
+        "{:?}",
+        error_lines(&errs)
+    );
+
+    // A world-readable preshared key file is refused, naming the file and its mode.
+    let fx = Fixture::new(&tunnel_main(&peer, ""), &[("10-zones.toml", ZONES)]);
+    std::fs::write(fx.dir.join("tunnel.key.psk0"), format_key(&generate_private())).expect("write");
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(&errs, &["bulkhead.toml:30:22: tunnel.peers[0].preshared_key_file: "]);
+    assert!(
+        errs[0]
+            .message
+            .contains("tunnel.key.psk0: the key file is accessible by group or others (mode 0644)"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn every_selector_error_is_reported_with_position_and_field() {
+    let bad = r#"
+[tunnel]
+zones = ["nowhere"]
+devices = ["02:00:00:00:00:zz", "02:00:00:00:00:01"]
+destinations = ["203.0.113.1/24", "not-a-net"]
+domain_sets = ["Streaming"]
+
+[tunnel.exclude]
+devices = ["02:00:00:00:00:02"]
+destinations = ["2001:db8::1/32"]
+"#;
+    let fx = Fixture::new(
+        &tunnel_main(&new_public(), ""),
+        &[
+            ("10-zones.toml", ZONES),
+            ("20-a.toml", TUNNEL_POLICY_A),
+            ("30-b.toml", TUNNEL_POLICY_B),
+            ("40-bad.toml", bad),
+        ],
+    );
+    write_0600(&fx.dir.join("tunnel.key.psk0"), &format_key(&generate_private()));
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &[
+            "40-bad.toml:3:10: tunnel.zones[0]: unknown zone `nowhere`",
+            "40-bad.toml:4:12: tunnel.devices[0]: `02:00:00:00:00:zz` is not a MAC address",
+            "40-bad.toml:5:17: tunnel.destinations[0]: `203.0.113.1/24` is not a network: its host bits are not zero (did you mean 203.0.113.0/24?)",
+            "40-bad.toml:5:35: tunnel.destinations[1]: `not-a-net` is not a network",
+            "40-bad.toml:6:16: tunnel.domain_sets[0]: `Streaming` is not a valid name",
+            "40-bad.toml:10:17: tunnel.exclude.destinations[0]: `2001:db8::1/32` is not a network",
+            "40-bad.toml:9:12: tunnel.exclude.devices[0]: device 02:00:00:00:00:02 is excluded here but selected at ",
+        ],
+    );
+    let text = error_lines(&errs).join("\n");
+    assert!(
+        text.contains("selected at ") && text.contains("30-b.toml:4:12"),
+        "{text}"
+    );
+
+    // Selected after being excluded (in a later file) is reported too.
+    let later = "[tunnel]\ndevices = [\"02:00:00:00:00:09\"]\n";
+    let fx = Fixture::new(
+        &tunnel_main(&new_public(), ""),
+        &[
+            ("10-zones.toml", ZONES),
+            ("20-a.toml", TUNNEL_POLICY_A),
+            ("30-later.toml", later),
+        ],
+    );
+    write_0600(&fx.dir.join("tunnel.key.psk0"), &format_key(&generate_private()));
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &["30-later.toml:2:12: tunnel.devices[0]: device 02:00:00:00:00:09 is selected here but excluded at "],
+    );
+}
+
+#[test]
+fn selectors_without_a_tunnel_are_an_error() {
+    let only_exclude = "[tunnel.exclude]\ndevices = [\"02:00:00:00:00:05\"]\n";
+    let empty = "[tunnel]\nzones = []\n";
+    let fx = Fixture::new(
+        MAIN,
+        &[
+            ("10-zones.toml", ZONES),
+            ("20-a.toml", TUNNEL_POLICY_A),
+            ("30-x.toml", only_exclude),
+            ("40-e.toml", empty),
+        ],
+    );
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &[
+            "20-a.toml:3:9: tunnel.zones: tunnel selectors need a [tunnel] section in ",
+            "30-x.toml:2:11: tunnel.exclude.devices: tunnel selectors need a [tunnel] section in ",
+        ],
+    );
+    assert!(errs[0].message.ends_with("bulkhead.toml"), "{}", errs[0]);
+}
+
+#[test]
+fn implied_tunnel_table_is_reported_at_its_first_value() {
+    // Only `[[tunnel.peers]]`, no `[tunnel]` header: the section's errors point at the peer.
+    let main = format!(
+        "{MAIN}
+[[tunnel.peers]]
+public_key = \"{}\"\nallowed_ips = [\"::/0\"]\n",
+        new_public()
+    );
+    let fx = Fixture::new(&main, &[("10-zones.toml", ZONES)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert_errors(
+        &errs,
+        &[
+            "bulkhead.toml:23:1: tunnel.private_key_file: the tunnel needs",
+            "bulkhead.toml:23:1: tunnel.addresses: the tunnel needs",
+        ],
+    );
+}
