@@ -7,6 +7,7 @@ mod dhcp_io;
 mod discovery;
 mod domains;
 mod state;
+mod tunnel;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -175,6 +176,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     lease_file.poll(&mut state, unix_now());
     let mut lease_file_tick = tokio::time::interval(Duration::from_secs(1));
 
+    // The WireGuard tunnel: kill-switch routing first, then the device.
+    let (uapi_tx, mut uapi_rx) = mpsc::channel::<crate::tunnel::uapi::UapiRequest>(8);
+    let (resolve_tx, mut resolve_rx) = mpsc::channel::<tunnel::Resolved>(16);
+    let mut vpn = tunnel::TunnelRuntime::new(uapi_tx, resolve_tx);
+    let t = vpn
+        .apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now())
+        .await;
+    tunnel_alerts(&mut state, &vpn, t);
+    let mut vpn_tick = tokio::time::interval(Duration::from_secs(1));
+
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx));
     let health = Arc::new(RwLock::new(health_of(&state)));
@@ -199,14 +210,36 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 if let Some(b) = &mdns {
                     state.mdns_counters = Some(b.counters());
                 }
-                let resp = state.handle(req, unix_now());
+                let resp = match req {
+                    Request::Tunnel => Response::Tunnel(Box::new(vpn.view(&state.config.policy.tunnel))),
+                    req => state.handle(req, unix_now()),
+                };
                 let _ = reply.send(resp);
+            }
+            Some(req) = uapi_rx.recv() => {
+                if let Err(e) = crate::tunnel::uapi::answer(req, &mut vpn) {
+                    tracing::warn!(error = %error_chain(&e), "wg set refused");
+                }
+            }
+            Some(r) = resolve_rx.recv() => {
+                let t = vpn.resolved(r, std::time::Instant::now());
+                tunnel_alerts(&mut state, &vpn, t);
+            }
+            _ = vpn_tick.tick() => {
+                let now = std::time::Instant::now();
+                let mut t = vpn.tick(now);
+                if vpn.needs_restart() {
+                    t.extend(vpn.apply(state.config.tunnel.as_ref(), &nl, now).await);
+                }
+                tunnel_alerts(&mut state, &vpn, t);
             }
             Some(msg) = dhcp_rx.recv() => dhcp_io::handle(&mut state, msg, unix_now()).await,
             _ = lease_file_tick.tick() => lease_file.poll(&mut state, unix_now()),
             _ = hup.recv() => {
                 reload(&mut state, &config_path, &nl).await;
                 dhcp_sockets.sync(&state, &dhcp_tx);
+                let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
+                tunnel_alerts(&mut state, &vpn, t);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -256,6 +289,44 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
 /// How long link changes are left to settle before the ports are looked at again.
 const LINK_SETTLE: Duration = Duration::from_millis(200);
+
+/// Tunnel state changes become alerts: up, down (from up), and the first failure
+/// after being up (retries are not repeated).
+fn tunnel_alerts(
+    state: &mut DaemonState,
+    vpn: &tunnel::TunnelRuntime,
+    transitions: Vec<crate::tunnel::state::Transition>,
+) {
+    use crate::alerts::{Alert, AlertKind};
+    use crate::tunnel::state::StateKind;
+    for t in transitions {
+        tracing::info!(from = %t.from, to = %t.to, reason = %t.reason, "tunnel");
+        let kind = match (t.from, t.to) {
+            (_, StateKind::Up) => AlertKind::TunnelUp,
+            (StateKind::Up, _) => AlertKind::TunnelDown,
+            (_, StateKind::Error) if vpn.attempts() <= 1 => AlertKind::TunnelError,
+            _ => continue,
+        };
+        let message = match kind {
+            AlertKind::TunnelUp => "VPN tunnel is up".to_string(),
+            AlertKind::TunnelDown => format!(
+                "VPN tunnel is down ({}); selected traffic is blocked until it is back",
+                t.reason
+            ),
+            _ => format!(
+                "VPN tunnel could not connect ({}); retrying, selected traffic is blocked meanwhile",
+                t.reason
+            ),
+        };
+        state.raise(Alert {
+            id: 0,
+            at: unix_now(),
+            kind,
+            mac: None,
+            message,
+        });
+    }
+}
 
 /// Interface names by index, for neighbour updates.
 async fn interface_names(nl: &rtnetlink::Handle) -> BTreeMap<u32, String> {

@@ -346,10 +346,16 @@ impl TunnelRuntime {
         if self.config.is_some() {
             let list = |v: Vec<String>| v.join(", ");
             if !selectors.zones.is_empty() {
-                routed.push(format!("zones: {}", list(selectors.zones.iter().map(|z| z.to_string()).collect())));
+                routed.push(format!(
+                    "zones: {}",
+                    list(selectors.zones.iter().map(|z| z.to_string()).collect())
+                ));
             }
             if !selectors.devices.is_empty() {
-                routed.push(format!("devices: {}", list(selectors.devices.iter().map(|m| m.to_string()).collect())));
+                routed.push(format!(
+                    "devices: {}",
+                    list(selectors.devices.iter().map(|m| m.to_string()).collect())
+                ));
             }
             if !selectors.destinations.is_empty() {
                 routed.push(format!(
@@ -388,10 +394,7 @@ impl UapiDevice for TunnelRuntime {
         let Some(d) = &self.device else {
             return DeviceSnapshot::default();
         };
-        let private_key = self
-            .config
-            .as_ref()
-            .and_then(|c| private_key(&c.private_key).ok());
+        let private_key = self.config.as_ref().and_then(|c| private_key(&c.private_key).ok());
         DeviceSnapshot {
             private_key,
             listen_port: d.listen_port(),

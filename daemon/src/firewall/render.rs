@@ -32,8 +32,8 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::expr::*;
 use super::{MembershipDelta, SetKind, TABLE};
-use crate::config::ZoneId;
 use crate::config::DomainSetId;
+use crate::config::ZoneId;
 use crate::policy::{DesiredRuleset, Membership, ServicePort, TunnelRules, ZoneRules};
 
 /// Bulkhead's packet-mark bits (declared with the other kernel numbers in
@@ -433,7 +433,10 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
         c.rule(
             "excluded-devices",
             vec![
-                is_in(payload("ether", "saddr"), anon_set(t.exclude_devices.iter().map(|m| s(m.to_string())))),
+                is_in(
+                    payload("ether", "saddr"),
+                    anon_set(t.exclude_devices.iter().map(|m| s(m.to_string()))),
+                ),
                 Statement::Return(None),
             ],
         );
@@ -441,13 +444,19 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
     if !t.exclude_v4.is_empty() {
         c.rule(
             "excluded-v4",
-            vec![is_in(payload("ip", "daddr"), nets(&t.exclude_v4)), Statement::Return(None)],
+            vec![
+                is_in(payload("ip", "daddr"), nets(&t.exclude_v4)),
+                Statement::Return(None),
+            ],
         );
     }
     if !t.exclude_v6.is_empty() {
         c.rule(
             "excluded-v6",
-            vec![is_in(payload("ip6", "daddr"), nets(&t.exclude_v6)), Statement::Return(None)],
+            vec![
+                is_in(payload("ip6", "daddr"), nets(&t.exclude_v6)),
+                Statement::Return(None),
+            ],
         );
     }
     let marked = |mut m: Vec<Statement<'static>>| {
@@ -489,7 +498,10 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
     for z in t.zones.iter().filter(|z| known.contains(z)) {
         c.rule(
             format!("zone-{z}"),
-            marked(vec![is_in(payload("ether", "saddr"), set_ref(&set_name(z, SetKind::Mac)))]),
+            marked(vec![is_in(
+                payload("ether", "saddr"),
+                set_ref(&set_name(z, SetKind::Mac)),
+            )]),
         );
     }
     if !t.default_interfaces.is_empty() {
@@ -502,10 +514,7 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
                 ],
             );
         }
-        c.rule(
-            "segment-defaults",
-            marked(vec![iifname_in(&t.default_interfaces)]),
-        );
+        c.rule("segment-defaults", marked(vec![iifname_in(&t.default_interfaces)]));
     }
     c
 }

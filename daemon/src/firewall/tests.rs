@@ -99,7 +99,10 @@ pub(crate) fn tunnel_config() -> crate::config::Config {
     cfg.tunnel = Some(TunnelConfig {
         interface: "bhwg0".into(),
         private_key: PrivateKeySource::Inline(WgKey([1; 32])),
-        addresses: vec!["10.64.0.2/32".parse().expect("net"), "fd64::2/128".parse().expect("net")],
+        addresses: vec![
+            "10.64.0.2/32".parse().expect("net"),
+            "fd64::2/128".parse().expect("net"),
+        ],
         mtu: 1420,
         listen_port: None,
         peers: vec![TunnelPeer {
@@ -116,7 +119,10 @@ pub(crate) fn tunnel_config() -> crate::config::Config {
     cfg.policy.tunnel = TunnelSelectors {
         zones: [ZoneId::new("iot").expect("zone")].into(),
         devices: [mac(9)].into(),
-        destinations: vec!["192.0.2.0/24".parse().expect("net"), "2001:db8:99::/48".parse().expect("net")],
+        destinations: vec![
+            "192.0.2.0/24".parse().expect("net"),
+            "2001:db8:99::/48".parse().expect("net"),
+        ],
         domain_sets: [DomainSetId::new("streaming").expect("id")].into(),
         exclude_devices: [mac(8)].into(),
         exclude_destinations: vec!["198.18.0.0/15".parse().expect("net")],

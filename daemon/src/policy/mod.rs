@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{classify, placement, ClassMatch};
 use crate::config::{Config, DomainSetId, MacAddr, RouterService, SegmentKind, ZoneId};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::inventory::{Device, Inventory};
 use crate::vendor;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Why a device is in its zone, most authoritative first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,7 +352,11 @@ fn tunnel_rules(config: &Config) -> Option<TunnelRules> {
         exclude_v4,
         exclude_v6,
         local_v4: config.segments.iter().map(|s| s.ipv4.trunc()).collect(),
-        local_v6: config.segments.iter().filter_map(|s| s.ipv6.map(|n| n.trunc())).collect(),
+        local_v6: config
+            .segments
+            .iter()
+            .filter_map(|s| s.ipv6.map(|n| n.trunc()))
+            .collect(),
     })
 }
 
