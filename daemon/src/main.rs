@@ -43,6 +43,9 @@ enum Command {
     Device(DeviceCommand),
     /// Daemon status.
     Status,
+    /// The WireGuard tunnel.
+    #[command(subcommand)]
+    Vpn(VpnCommand),
     /// Recent alerts: new devices held in quarantine, classifications, identity
     /// suggestions, exhausted DHCP pools.
     Alerts {
@@ -125,6 +128,23 @@ enum DeviceCommand {
         /// An address it uses.
         #[arg(long, value_parser = config::parse_ip)]
         ip: Option<IpAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VpnCommand {
+    /// Import a wg-quick .conf (as VPN providers hand out) into the config's
+    /// [tunnel]: the keys go to files (mode 0600) next to the config, the rest of
+    /// the config file is kept as it is.
+    Import {
+        /// The wg-quick file.
+        file: PathBuf,
+        /// Name of the private key file, relative to the config file's directory.
+        #[arg(long, default_value = "tunnel.key")]
+        key_file: String,
+        /// Replace key files that hold other keys.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -284,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&resp)?);
             Ok(())
         }
+        Command::Vpn(VpnCommand::Import { file, key_file, force }) => vpn_import(&cli.config, file, key_file, *force),
         Command::Demo { once } => bulkhead::demo::run(*once),
         Command::MdnsAnnounce {
             interface,
@@ -339,6 +360,53 @@ fn mdns_announce(spec: bulkhead::mdns::AnnounceSpec) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stopped.recv_async()).await;
         Ok(())
     })
+}
+
+/// `bulkhead vpn import`: prints what was imported, never a key.
+fn vpn_import(config_path: &Path, file: &Path, key_file: &str, force: bool) -> anyhow::Result<()> {
+    use bulkhead::tunnel::wgquick;
+    let report = wgquick::import_files(config_path, file, key_file, force)?;
+    let Some(tunnel) = &report.config.tunnel else {
+        anyhow::bail!("the imported configuration has no tunnel")
+    };
+    println!(
+        "{}: imported {} into [tunnel] (interface {}, private key in {})",
+        config_path.display(),
+        file.display(),
+        tunnel.interface,
+        report.key_file.display()
+    );
+    let addrs: Vec<String> = tunnel.addresses.iter().map(|a| a.to_string()).collect();
+    println!("  addresses: {}", addrs.join(", "));
+    println!("  mtu: {}", tunnel.mtu);
+    if let Some(p) = tunnel.listen_port {
+        println!("  listen port: {p}");
+    }
+    for (i, p) in tunnel.peers.iter().enumerate() {
+        let allowed: Vec<String> = p.allowed_ips.iter().map(|a| a.to_string()).collect();
+        println!(
+            "  peer {i}: endpoint {}, allowed IPs {}{}{}",
+            p.endpoint
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |e| show(&e.to_string())),
+            allowed.join(", "),
+            p.persistent_keepalive
+                .map_or_else(String::new, |k| format!(", keepalive {k}s")),
+            if p.preshared_key.is_some() {
+                ", preshared key"
+            } else {
+                ""
+            }
+        );
+    }
+    if !report.imported.dns.is_empty() {
+        let dns: Vec<String> = report.imported.dns.iter().map(|a| a.to_string()).collect();
+        println!("  DNS servers in the file (not used by Bulkhead): {}", dns.join(", "));
+    }
+    for (line, key) in &report.imported.ignored {
+        println!("  ignored (line {line}): {}", show(key));
+    }
+    Ok(())
 }
 
 fn done(resp: Response) -> anyhow::Result<()> {
