@@ -146,6 +146,25 @@ enum VpnCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The tunnel's state: up/connecting/error, peers, last handshake, traffic,
+    /// what is routed through it.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route traffic to these addresses through the tunnel, via a domain set of
+    /// the tunnel policy (what Bulkhead's DNS resolver will do with its answers).
+    DomainAdd {
+        /// The domain set (tunnel.domain_sets in the policy).
+        set: bulkhead::config::DomainSetId,
+        /// Addresses.
+        #[arg(required = true)]
+        addresses: Vec<std::net::IpAddr>,
+        /// Seconds they stay in the set.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u32,
+    },
 }
 
 fn init_logging() {
@@ -167,6 +186,48 @@ fn socket_path(cli: &Cli) -> PathBuf {
     config::load(&cli.config)
         .map(|c| c.control_socket)
         .unwrap_or_else(|_| PathBuf::from("/run/bulkhead/control.sock"))
+}
+
+fn print_tunnel(v: &control::TunnelView) {
+    if !v.configured {
+        println!("no tunnel configured ([tunnel] in bulkhead.toml; `bulkhead vpn import FILE`)");
+        return;
+    }
+    println!(
+        "tunnel {}: {}{}",
+        v.interface.as_deref().unwrap_or("?"),
+        v.state,
+        if v.attempts > 0 {
+            format!(" (attempt {})", v.attempts)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(k) = &v.public_key {
+        println!("  public key: {k}");
+    }
+    if let Some(p) = v.listen_port {
+        println!("  listening on UDP {p}");
+    }
+    for p in &v.peers {
+        println!("  peer {}", p.public_key);
+        println!(
+            "    endpoint: {} ({})",
+            p.endpoint.as_deref().unwrap_or("unknown"),
+            p.endpoint_config.as_deref().unwrap_or("learned")
+        );
+        match p.last_handshake {
+            Some(t) => println!("    last handshake: {} s ago", bulkhead::daemon::unix_now() - t),
+            None => println!("    last handshake: never"),
+        }
+        println!("    transfer: {} B received, {} B sent", p.rx_bytes, p.tx_bytes);
+    }
+    for r in &v.routed {
+        println!("  routed: {r}");
+    }
+    for t in v.transitions.iter().rev().take(5) {
+        println!("  {} {} -> {}: {}", t.at, t.from, t.to, t.reason);
+    }
 }
 
 fn call(socket: &Path, req: Request) -> anyhow::Result<Response> {
@@ -305,6 +366,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Vpn(VpnCommand::Import { file, key_file, force }) => vpn_import(&cli.config, file, key_file, *force),
+        Command::Vpn(VpnCommand::Status { json }) => {
+            let Response::Tunnel(view) = call(&socket_path(&cli), Request::Tunnel)? else {
+                anyhow::bail!("unexpected answer")
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+                return Ok(());
+            }
+            print_tunnel(&view);
+            Ok(())
+        }
+        Command::Vpn(VpnCommand::DomainAdd { set, addresses, ttl }) => {
+            let req = Request::DomainAdd {
+                set: set.clone(),
+                addresses: addresses.clone(),
+                ttl_secs: *ttl,
+            };
+            if let Response::Done { message } = call(&socket_path(&cli), req)? {
+                println!("{message}");
+            }
+            Ok(())
+        }
         Command::Demo { once } => bulkhead::demo::run(*once),
         Command::MdnsAnnounce {
             interface,
