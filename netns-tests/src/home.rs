@@ -315,6 +315,13 @@ impl Home {
         self.lock_responders().start_udp_echo(self.ns(ns)?, addr)
     }
 
+    /// Starts a UDP echo responder bound to `addr` in namespace `ns` (replies
+    /// then come from that address, whatever the route back); stopped with the
+    /// home.
+    pub fn start_udp_echo_at(&self, ns: &str, addr: std::net::SocketAddr) -> Result<()> {
+        self.lock_responders().start_udp_echo(self.ns(ns)?, addr)
+    }
+
     fn lock_responders(&self) -> std::sync::MutexGuard<'_, Responders> {
         self.responders.lock().unwrap_or_else(PoisonError::into_inner)
     }

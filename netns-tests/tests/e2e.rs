@@ -21,6 +21,7 @@ use bulkhead_netns::{tcp_probe, udp_probe, HostSnapshot, Netns, TcpSession};
 use nix::sys::signal::Signal;
 
 mod discovery;
+mod tunnel;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
 pub(crate) const SHORT: Duration = Duration::from_millis(400);
@@ -91,6 +92,14 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,
+        ),
+        (
+            "r_tunnel_kill_switch_never_leaks",
+            tunnel::r_tunnel_kill_switch_never_leaks,
+        ),
+        (
+            "s_tunnel_selectors_zone_exclusion_domain_set",
+            tunnel::s_tunnel_selectors_zone_exclusion_domain_set,
         ),
     ]
 }
@@ -209,7 +218,7 @@ fn running_home(extra_policies: &[(&str, &str)]) -> Result<DemoHome> {
     Ok(demo)
 }
 
-fn mac_of(host: &str) -> Result<MacAddr> {
+pub(crate) fn mac_of(host: &str) -> Result<MacAddr> {
     HOSTS
         .iter()
         .find(|h| h.name == host)

@@ -22,6 +22,7 @@ use crate::config::MacAddr;
 use crate::control::{self, Request, Response};
 
 mod join;
+pub mod vpn;
 
 pub use join::have;
 
@@ -179,6 +180,8 @@ pub struct DemoHome {
     /// The running daemon's pid (interior: tests kill and restart it while
     /// other threads probe through the same home).
     daemon: std::sync::Mutex<Option<u32>>,
+    /// The VPN server, once `configure_tunnel` ran.
+    vpn: std::sync::Mutex<Option<vpn::VpnState>>,
 }
 
 impl DemoHome {
@@ -212,6 +215,7 @@ impl DemoHome {
             bin: bin.to_path_buf(),
             addressing,
             daemon: std::sync::Mutex::new(None),
+            vpn: std::sync::Mutex::new(None),
         };
         demo.write_config()?;
         if addressing == Addressing::Discovered {

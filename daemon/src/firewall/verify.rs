@@ -97,6 +97,16 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
             }
         }
     }
+    // Domain sets: they must exist; their elements are the daemon's to manage
+    // (restored right after a full replace), not part of the document.
+    for d in rs.tunnel.iter().flat_map(|t| t.domain_sets.iter()) {
+        for v6 in [false, true] {
+            let key = (fam(NfFamily::INet), super::render::domain_set_name(d, v6));
+            if got_sets.remove(&key).is_none() {
+                problems.push(format!("missing set {} {}", key.0, key.1));
+            }
+        }
+    }
     for (k, _) in got_sets {
         problems.push(format!("unexpected set {} {}", k.0, k.1));
     }

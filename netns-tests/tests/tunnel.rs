@@ -1,0 +1,330 @@
+//! Issue 4: the WireGuard tunnel, end to end. The oracle is the WAN link inside
+//! the `isp` namespace: an nftables ingress counter on its `eth0` counts every
+//! packet addressed to the canary (203.0.113.77, 2001:db8:1::77) that arrives in
+//! clear. Only tunnel-selected devices ever send to the canary, so any count
+//! there is a leak. A second counter (prerouting on the VPN server's interface)
+//! proves the same traffic did arrive through the tunnel.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bulkhead::control::{Request, Response, TunnelView};
+use bulkhead::demo::vpn::{LeakCount, CANARY_NAME, CANARY_TCP, CANARY_UDP, CANARY_V4, CANARY_V6};
+use bulkhead::demo::DemoHome;
+use bulkhead_netns::{ping, tcp_probe, udp_probe};
+use nix::sys::signal::Signal;
+
+use super::{mac_of, Outcome, BIN};
+
+fn tunnel(demo: &DemoHome) -> Result<TunnelView> {
+    match demo.call(Request::Tunnel)? {
+        Response::Tunnel(v) => Ok(*v),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
+fn wait_up(demo: &DemoHome, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = tunnel(demo)?;
+        if v.state == "up" {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the tunnel did not come up: {v:?}\n--- daemon log:\n{}",
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What the prober saw in one phase.
+#[derive(Debug, Default)]
+struct Seen {
+    rounds: usize,
+    /// Successes per kind: tcp, udp, icmp, dns, tcp6.
+    through: [usize; 5],
+    /// The unselected laptop's direct connections to the internet.
+    direct_ok: usize,
+}
+
+/// Probes from the selected `tv` to the canary (TCP, UDP, ICMP, DNS to an
+/// outside resolver, IPv6 TCP) and from the unselected laptop to the internet,
+/// while `during` runs; returns what got through.
+fn probing<F: FnOnce() -> Result<()>>(demo: &DemoHome, during: F) -> Result<Seen> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<[AtomicUsize; 7]> = Arc::new(Default::default());
+    std::thread::scope(|scope| -> Result<Seen> {
+        let h = &demo.home;
+        let t = Duration::from_millis(150);
+        // Slow probes (ping and DNS wait a second when nothing answers) run in
+        // their own threads so the fast ones keep a steady pace.
+        let (stop1, c1) = (stop.clone(), counts.clone());
+        let fast = scope.spawn(move || -> Result<()> {
+            let tv = h.ns("tv")?;
+            let laptop = h.ns("laptop")?;
+            while !stop1.load(Ordering::SeqCst) {
+                let oks = [
+                    (0, tcp_probe(tv, SocketAddr::new(CANARY_V4.into(), CANARY_TCP), t)?),
+                    (1, udp_probe(tv, SocketAddr::new(CANARY_V4.into(), CANARY_UDP), t)?),
+                    (4, tcp_probe(tv, SocketAddr::new(CANARY_V6.into(), CANARY_TCP), t)?),
+                    (5, tcp_probe(laptop, SocketAddr::new(h.internet_v4().into(), 80), t)?),
+                ];
+                for (i, ok) in oks {
+                    if ok {
+                        c1[i].fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                c1[6].fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        let (stop2, c2) = (stop.clone(), counts.clone());
+        let icmp = scope.spawn(move || -> Result<()> {
+            let tv = h.ns("tv")?;
+            while !stop2.load(Ordering::SeqCst) {
+                if ping(tv, CANARY_V4.into(), Duration::from_secs(1))? {
+                    c2[2].fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Ok(())
+        });
+        let (stop3, c3) = (stop.clone(), counts.clone());
+        let dns = scope.spawn(move || -> Result<()> {
+            let tv = h.ns("tv")?;
+            let server = CANARY_V4.to_string();
+            while !stop3.load(Ordering::SeqCst) {
+                if tv.exec_ok(&["timeout", "1", "busybox", "nslookup", "-type=a", CANARY_NAME, &server])? {
+                    c3[3].fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Ok(())
+        });
+        let result = during();
+        stop.store(true, Ordering::SeqCst);
+        for p in [fast, icmp, dns] {
+            p.join().map_err(|_| anyhow::anyhow!("prober panicked"))??;
+        }
+        result?;
+        let l = |i: usize| counts[i].load(Ordering::SeqCst);
+        Ok(Seen {
+            rounds: l(6),
+            through: [l(0), l(1), l(2), l(3), l(4)],
+            direct_ok: l(5),
+        })
+    })
+}
+
+fn no_leaks(demo: &DemoHome, phase: &str, seen: &Seen) -> Result<LeakCount> {
+    let c = demo.leak_count()?;
+    println!("    {phase}: {seen:?}, {c:?}");
+    ensure!(
+        c.leaked() == 0,
+        "{phase}: {} packet(s) for the canary left by the WAN in clear: {c:?}\n--- daemon log:\n{}",
+        c.leaked(),
+        demo.log()
+    );
+    ensure!(seen.rounds >= 2, "{phase}: too few probe rounds ({})", seen.rounds);
+    ensure!(
+        seen.direct_ok * 10 >= seen.rounds * 7,
+        "{phase}: the unselected laptop lost its direct internet: {seen:?}"
+    );
+    Ok(c)
+}
+
+/// A device selected for the tunnel reaches the internet only through it, and
+/// nothing of it leaks in clear: (a) while connecting, (b) while up, (c) after
+/// the VPN server is killed, (d) while Bulkhead is killed -9 and restarted, (e)
+/// while the tunnel config is reloaded. The laptop (not selected) keeps its
+/// direct internet throughout.
+pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let tv = mac_of("tv")?;
+    demo.configure_tunnel(
+        &format!("# The streaming box goes through the VPN.\n[tunnel]\ndevices = [\"{tv}\"]\n"),
+        2,
+    )?;
+    demo.install_canary()?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+
+    // (a) connecting: the VPN server is not there yet.
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    })?;
+    ensure!(tunnel(&demo)?.state != "up", "up without a server?");
+    ensure!(
+        seen.through == [0; 5],
+        "(a) connecting: something got through: {seen:?}"
+    );
+    no_leaks(&demo, "(a) connecting", &seen)?;
+
+    // (b) up.
+    demo.start_vpn_server()?;
+    let seen = probing(&demo, || {
+        wait_up(&demo, Duration::from_secs(15))?;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    })?;
+    let c = no_leaks(&demo, "(b) up", &seen)?;
+    for (i, kind) in ["tcp", "udp", "icmp", "dns", "tcp6"].iter().enumerate() {
+        ensure!(
+            seen.through[i] > 0,
+            "(b) up: no {kind} through the tunnel: {seen:?}\n--- canary DNS log:\n{}",
+            std::fs::read_to_string(demo.dir.join("canary-dns.log")).unwrap_or_default()
+        );
+    }
+    ensure!(
+        c.tunnelled_v4 > 0 && c.tunnelled_v6 > 0,
+        "(b) the canary saw nothing from the tunnel: {c:?}"
+    );
+    // `wg show` (wireguard-tools) talks to the daemon's UAPI socket.
+    let tunnel_if = demo.vpn_spec()?.tunnel_if;
+    let show = demo.home.router().exec(&["wg", "show", &tunnel_if, "dump"])?;
+    let dump = String::from_utf8_lossy(&show.stdout);
+    ensure!(
+        show.status.success() && dump.lines().count() == 2,
+        "wg show {tunnel_if}: {dump} {}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let peer: Vec<&str> = dump.lines().nth(1).context("peer line")?.split('\t').collect();
+    ensure!(peer.get(4).is_some_and(|h| *h != "0"), "wg show: no handshake: {dump}");
+
+    // (c) the VPN server dies.
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_millis(500));
+        demo.kill_vpn_server()?;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    })?;
+    no_leaks(&demo, "(c) server killed", &seen)?;
+    let after_kill = demo.leak_count()?;
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    })?;
+    ensure!(
+        seen.through == [0; 5],
+        "(c) nothing gets through without the server: {seen:?}"
+    );
+    let still = no_leaks(&demo, "(c) server gone", &seen)?;
+    ensure!(
+        still.tunnelled_v4 == after_kill.tunnelled_v4,
+        "(c) the canary heard from a dead tunnel"
+    );
+
+    // (d) Bulkhead killed -9 and restarted (the server is back first).
+    demo.start_vpn_server()?;
+    wait_up(&demo, Duration::from_secs(20))?;
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_millis(500));
+        demo.kill_daemon()?;
+        std::thread::sleep(Duration::from_secs(2));
+        demo.start_daemon()?;
+        wait_up(&demo, Duration::from_secs(15))?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    })?;
+    no_leaks(&demo, "(d) kill -9 and restart", &seen)?;
+    ensure!(
+        seen.through[0] > 0,
+        "(d) the tunnel works again after the restart: {seen:?}"
+    );
+
+    // (e) the tunnel config reloaded: a new MTU needs a new device.
+    let path = demo.config_path();
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_millis(500));
+        let text = std::fs::read_to_string(&path)?.replace("mtu = 1420", "mtu = 1380");
+        std::fs::write(&path, text)?;
+        demo.signal_daemon(Signal::SIGHUP)?;
+        std::thread::sleep(Duration::from_millis(500));
+        wait_up(&demo, Duration::from_secs(15))?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    })?;
+    no_leaks(&demo, "(e) reload", &seen)?;
+    let mtu = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{tunnel_if}/mtu")).unwrap_or_default();
+    let link = demo.home.router().exec(&["ip", "link", "show", &tunnel_if])?;
+    let link = String::from_utf8_lossy(&link.stdout);
+    ensure!(link.contains("mtu 1380"), "reload applied the new MTU: {link} {mtu}");
+    ensure!(seen.through[0] > 0, "(e) the tunnel works after the reload: {seen:?}");
+    Ok(Outcome::Passed)
+}
+
+/// Selectors: a zone through the tunnel with one of its devices excluded, and a
+/// domain set filled through the control API.
+pub(crate) fn s_tunnel_selectors_zone_exclusion_domain_set() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let plug = mac_of("plug")?;
+    demo.configure_tunnel(
+        &format!(
+            "[tunnel]\nzones = [\"iot\"]\ndomain_sets = [\"streaming\"]\n\n[tunnel.exclude]\ndevices = [\"{plug}\"]\n"
+        ),
+        2,
+    )?;
+    demo.install_canary()?;
+    demo.start_vpn_server()?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    wait_up(&demo, Duration::from_secs(15))?;
+    let canary = SocketAddr::new(IpAddr::V4(CANARY_V4), CANARY_TCP);
+    let short = Duration::from_millis(500);
+    let probe = |from: &str| -> Result<LeakCount> {
+        let before = demo.leak_count()?;
+        let ok = tcp_probe(demo.home.ns(from)?, canary, short)?;
+        let after = demo.leak_count()?;
+        ensure!(ok, "{from} -> canary failed");
+        Ok(LeakCount {
+            leaked_v4: after.leaked_v4 - before.leaked_v4,
+            leaked_v6: 0,
+            tunnelled_v4: after.tunnelled_v4 - before.tunnelled_v4,
+            tunnelled_v6: 0,
+        })
+    };
+    // The camera (iot) goes through the tunnel; the plug (iot, excluded) and the
+    // laptop (trusted) go direct.
+    let cam = probe("camera")?;
+    ensure!(cam.tunnelled_v4 > 0 && cam.leaked_v4 == 0, "camera: {cam:?}");
+    let p = probe("plug")?;
+    ensure!(
+        p.tunnelled_v4 == 0 && p.leaked_v4 > 0,
+        "plug (excluded) goes direct: {p:?}"
+    );
+    let l = probe("laptop")?;
+    ensure!(
+        l.tunnelled_v4 == 0 && l.leaked_v4 > 0,
+        "laptop (trusted) goes direct: {l:?}"
+    );
+    // The canary's address joins the domain set: now the laptop's traffic to it
+    // goes through the tunnel too.
+    let r = demo.call(Request::DomainAdd {
+        set: "streaming".parse().map_err(anyhow::Error::msg)?,
+        addresses: vec![IpAddr::V4(CANARY_V4)],
+        ttl_secs: 600,
+    })?;
+    ensure!(matches!(r, Response::Done { .. }), "domain-add: {r:?}");
+    let l = probe("laptop")?;
+    ensure!(
+        l.tunnelled_v4 > 0 && l.leaked_v4 == 0,
+        "laptop to a domain-set address: {l:?}"
+    );
+    // A set the policy does not name is refused.
+    let r = demo.call(Request::DomainAdd {
+        set: "other".parse().map_err(anyhow::Error::msg)?,
+        addresses: vec![IpAddr::V4(CANARY_V4)],
+        ttl_secs: 600,
+    });
+    ensure!(
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("not a domain set")),
+        "unknown domain set: {r:?}"
+    );
+    Ok(Outcome::Passed)
+}
