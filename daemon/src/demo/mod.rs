@@ -531,6 +531,18 @@ pub fn run(once: bool) -> anyhow::Result<()> {
     });
     eprintln!("building the demo home in network namespaces…");
     let demo = DemoHome::build_discovering(&bin, &[])?;
+    // The VPN: a wireguard-go server in the isp namespace; the TV (a streaming
+    // box) is routed through it, everything else goes direct.
+    let tv_host = HOSTS.iter().find(|h| h.name == "tv").context("tv")?;
+    demo.configure_tunnel(
+        &format!(
+            "# The streaming box goes through the VPN; everything else goes direct.\n[tunnel]\ndevices = [\"{}\"]\n",
+            MacAddr(tv_host.mac)
+        ),
+        25,
+    )?;
+    demo.install_canary()?;
+    demo.start_vpn_server()?;
     demo.start_daemon()?;
     demo.start_router_adverts()?;
     eprintln!("devices join: DHCP (udhcpc, dhclient), SLAAC, mDNS…");
@@ -563,6 +575,7 @@ pub fn run(once: bool) -> anyhow::Result<()> {
     print_devices(&demo)?;
     println!("\nWho can open a TCP connection to whom (real probes, port 80):\n");
     println!("{}", format_matrix(&demo.reachability()?));
+    print_vpn(&demo)?;
     println!("Try it yourself while the demo runs:");
     println!(
         "  ip netns exec {} nft list table inet bulkhead",
@@ -579,6 +592,48 @@ pub fn run(once: bool) -> anyhow::Result<()> {
     }
     eprintln!("removing the demo home…");
     demo.stop_daemon()?;
+    Ok(())
+}
+
+/// The tunnel's state, and the TV reaching the internet through it (counted on
+/// the WAN link: nothing in clear).
+fn print_vpn(demo: &DemoHome) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let view = loop {
+        let Response::Tunnel(v) = demo.call(Request::Tunnel)? else {
+            bail!("unexpected answer")
+        };
+        if v.state == "up" || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("The VPN (wireguard-go in the isp namespace): tunnel {}", view.state);
+    for r in &view.routed {
+        println!("  routed through it: {r}");
+    }
+    let canary = SocketAddr::new(vpn::CANARY_V4.into(), vpn::CANARY_TCP);
+    let via_tunnel = bulkhead_netns::tcp_probe(demo.home.ns("tv")?, canary, PROBE_TIMEOUT)?;
+    let c = demo.leak_count()?;
+    println!(
+        "  tv -> {canary}: {} (arrived through the tunnel: {} packets; seen in clear on the WAN: {})",
+        if via_tunnel { "connected" } else { "FAILED" },
+        c.tunnelled_v4,
+        c.leaked()
+    );
+    if let Some(p) = view.peers.first() {
+        println!(
+            "  peer {} at {}: {} B received, {} B sent",
+            p.public_key,
+            p.endpoint.as_deref().unwrap_or("?"),
+            p.rx_bytes,
+            p.tx_bytes
+        );
+    }
+    println!(
+        "  try: ip netns exec {} wg show   (the daemon answers wg's UAPI)\n",
+        demo.home.router().name()
+    );
     Ok(())
 }
 
