@@ -93,6 +93,46 @@ pub(crate) fn default_config() -> Config {
     config_with(MAIN, &[])
 }
 
+/// The default home with a tunnel: the IoT zone, one laptop and two networks
+/// through it, a domain set, one device and one network always direct.
+pub(crate) fn tunnel_config() -> crate::config::Config {
+    use crate::config::*;
+    let mut cfg = default_config();
+    let mac = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
+    cfg.tunnel = Some(TunnelConfig {
+        interface: "bhwg0".into(),
+        private_key: PrivateKeySource::Inline(WgKey([1; 32])),
+        addresses: vec![
+            "10.64.0.2/32".parse().expect("net"),
+            "fd64::2/128".parse().expect("net"),
+        ],
+        mtu: 1420,
+        listen_port: None,
+        peers: vec![TunnelPeer {
+            public_key: WgKey([2; 32]),
+            preshared_key: None,
+            endpoint: Some(Endpoint {
+                host: "203.0.113.10".into(),
+                port: 51820,
+            }),
+            allowed_ips: vec!["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")],
+            persistent_keepalive: Some(25),
+        }],
+    });
+    cfg.policy.tunnel = TunnelSelectors {
+        zones: [ZoneId::new("iot").expect("zone")].into(),
+        devices: [mac(9)].into(),
+        destinations: vec![
+            "192.0.2.0/24".parse().expect("net"),
+            "2001:db8:99::/48".parse().expect("net"),
+        ],
+        domain_sets: [DomainSetId::new("streaming").expect("id")].into(),
+        exclude_devices: [mac(8)].into(),
+        exclude_destinations: vec!["198.18.0.0/15".parse().expect("net")],
+    };
+    cfg
+}
+
 /// Records documents; can be told to refuse deltas.
 #[derive(Default)]
 pub(crate) struct FakeNft {
