@@ -103,7 +103,18 @@ struct Topology {
 }
 
 fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
-    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name()])?;
+    a.ip(&[
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])?;
     Ok(())
 }
 
@@ -248,8 +259,7 @@ fn iperf(lan: &Netns, secs: u32, dir: Direction) -> Result<(f64, f64, f64)> {
 }
 
 fn measure(t: &Topology, c: &Client, secs: u32, dir: Direction) -> Result<Run> {
-    t.router
-        .ip(&["route", "replace", "198.18.0.0/24", "dev", &c.ifname])?;
+    t.router.ip(&["route", "replace", "198.18.0.0/24", "dev", &c.ifname])?;
     let before = cpu_secs(c.pid).with_context(|| format!("{} is not running", c.name))?;
     let (gbps, bytes, retransmits) = iperf(&t.lan, secs, dir)?;
     let cpu = cpu_secs(c.pid)? - before;
@@ -276,12 +286,7 @@ fn main() -> Result<()> {
     for tool in ["wireguard-go", "wg", "iperf3", "nft"] {
         ensure!(bulkhead::demo::have(tool), "`{tool}` is missing");
     }
-    let env_num = |k: &str, default: u32| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let env_num = |k: &str, default: u32| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let rounds = env_num("TUNNEL_BENCH_ROUNDS", 5) as usize;
     let secs = env_num("TUNNEL_BENCH_SECS", 5);
     let host_before = HostSnapshot::take()?;
@@ -377,12 +382,15 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
         &dir.join("bulkhead.log"),
     )?;
     ensure!(
-        eventually(Duration::from_secs(10), || Ok(t
+        eventually(Duration::from_secs(10), || t
             .router
-            .exec_ok(&["ip", "link", "show", &if_a])?))?,
+            .exec_ok(&["ip", "link", "show", &if_a]))?,
         "Bulkhead's device did not create {if_a}"
     );
-    t.router.ip_batch(&[format!("addr add 10.64.0.2/32 dev {if_a}"), format!("link set {if_a} up")])?;
+    t.router.ip_batch(&[
+        format!("addr add 10.64.0.2/32 dev {if_a}"),
+        format!("link set {if_a} up"),
+    ])?;
     clients.push(Client {
         label: "A",
         name: "Bulkhead (TunnelDevice)".into(),
@@ -400,7 +408,17 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
     wait_for_socket(&if_b)?;
     wg_set(
         &t.router,
-        &[&if_b, "private-key", &b_file, "peer", &server_pub, "endpoint", &endpoint, "allowed-ips", "0.0.0.0/0"],
+        &[
+            &if_b,
+            "private-key",
+            &b_file,
+            "peer",
+            &server_pub,
+            "endpoint",
+            &endpoint,
+            "allowed-ips",
+            "0.0.0.0/0",
+        ],
     )?;
     t.router.ip_batch(&[
         format!("addr add 10.64.0.3/32 dev {if_b}"),
@@ -422,7 +440,13 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
             let cli_s = cli.display().to_string();
             let pid = t.router.spawn_logged(
                 "env",
-                &["WG_LOG_FILE=/dev/stderr", &cli_s, "-f", "--disable-drop-privileges", &if_c],
+                &[
+                    "WG_LOG_FILE=/dev/stderr",
+                    &cli_s,
+                    "-f",
+                    "--disable-drop-privileges",
+                    &if_c,
+                ],
                 &dir.join("boringtun.log"),
             )?;
             match wait_for_socket(&if_c) {
@@ -433,7 +457,17 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
                 Ok(()) => {
                     wg_set(
                         &t.router,
-                        &[&if_c, "private-key", &c_file, "peer", &server_pub, "endpoint", &endpoint, "allowed-ips", "0.0.0.0/0"],
+                        &[
+                            &if_c,
+                            "private-key",
+                            &c_file,
+                            "peer",
+                            &server_pub,
+                            "endpoint",
+                            &endpoint,
+                            "allowed-ips",
+                            "0.0.0.0/0",
+                        ],
                     )?;
                     t.router.ip_batch(&[
                         format!("addr add 10.64.0.4/32 dev {if_c}"),
@@ -467,15 +501,20 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
     // Every client: handshake, then the path works end to end.
     let behind: IpAddr = BEHIND.parse()?;
     for c in &clients {
-        t.router
-            .ip(&["route", "replace", "198.18.0.0/24", "dev", &c.ifname])?;
+        t.router.ip(&["route", "replace", "198.18.0.0/24", "dev", &c.ifname])?;
         ensure!(
             eventually(Duration::from_secs(15), || ping(&t.lan, behind, Duration::from_secs(1)))?,
             "lan -> behind through {} does not work",
             c.name
         );
-        // Warm-up (sessions, TCP caches), not measured.
-        iperf(&t.lan, 1, Direction::Upload)?;
+        // Warm-up (sessions, TCP caches), not measured; the first one also
+        // waits for the iperf3 server to listen.
+        let mut tries = 0;
+        while let Err(e) = iperf(&t.lan, 1, Direction::Upload) {
+            tries += 1;
+            ensure!(tries < 10, "iperf3 through {}: {e:#}", c.name);
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     let dirs = [Direction::Upload, Direction::Download];
@@ -531,7 +570,10 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
                 },
                 c.label,
                 c.name,
-                v.iter().map(|r| format!("{:.2}", r.gbps)).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(|r| format!("{:.2}", r.gbps))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
