@@ -30,7 +30,7 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::IpNet;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use socket2::{Domain, Protocol, Socket, Type};
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
@@ -46,6 +46,11 @@ const POLL_MS: u16 = 250;
 const OVERHEAD: usize = 32;
 /// Largest TUN super-packet.
 const MAX_TUN_READ: usize = 65535;
+/// Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on
+/// older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one UDP GSO send (it is one IP datagram until segmented).
+const GSO_MAX_BYTES: usize = 65_000;
 
 /// Errors of the data plane.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +256,9 @@ struct Shared {
     peers: RwLock<Arc<PeerTable>>,
     next_index: AtomicU64,
     stop: AtomicBool,
+    /// UDP GSO (UDP_SEGMENT) works on this kernel and socket; cleared on the
+    /// first refusal, then batches go out by `sendmmsg`.
+    udp_gso: AtomicBool,
     counters: Counters,
 }
 
@@ -399,6 +407,7 @@ impl TunnelDevice {
             peers: RwLock::new(Arc::new(PeerTable::default())),
             next_index: AtomicU64::new(1),
             stop: AtomicBool::new(false),
+            udp_gso: AtomicBool::new(true),
             counters: Counters::default(),
         });
         let mut device = TunnelDevice {
@@ -634,8 +643,75 @@ fn outbound_loop(shared: Arc<Shared>) {
             }
         }
         if k > 0 {
-            send_batch(&shared, &sealed[..k], &lens[..k], &dests);
+            if shared.udp_gso.load(Ordering::Relaxed) {
+                send_gso(&shared, &sealed[..k], &lens[..k], &dests);
+            } else {
+                send_batch(&shared, &sealed[..k], &lens[..k], &dests);
+            }
         }
+    }
+}
+
+/// Sends a batch with UDP GSO: each run of datagrams for one destination, all of
+/// one size but the last (which may be shorter), leaves in one `sendmsg` with a
+/// UDP_SEGMENT control message (the kernel segments it, gathered from the
+/// buffers without a copy). A TUN super-packet split into MTU-sized segments is
+/// such a run. If the kernel refuses GSO, it is turned off for good and the rest
+/// of the batch goes by `sendmmsg`.
+fn send_gso(shared: &Shared, bufs: &[Vec<u8>], lens: &[usize], dests: &[Option<SockaddrStorage>]) {
+    let mut iov = [io::IoSlice::new(&[]); GSO_MAX_SEGMENTS];
+    let mut i = 0;
+    while i < bufs.len() {
+        let size = lens[i];
+        let mut j = i + 1;
+        let mut total = size;
+        while j < bufs.len()
+            && j - i < GSO_MAX_SEGMENTS
+            && dests[j] == dests[i]
+            && lens[j] <= size
+            && total + lens[j] <= GSO_MAX_BYTES
+        {
+            total += lens[j];
+            j += 1;
+            if lens[j - 1] < size {
+                break;
+            }
+        }
+        for (slot, (b, &l)) in iov.iter_mut().zip(bufs[i..j].iter().zip(&lens[i..j])) {
+            *slot = io::IoSlice::new(&b[..l]);
+        }
+        let segment = u16::try_from(size).unwrap_or(u16::MAX);
+        let gso = [ControlMessage::UdpGsoSegments(&segment)];
+        let cmsgs: &[ControlMessage<'_>] = if j - i > 1 { &gso } else { &[] };
+        let result = loop {
+            match sendmsg(
+                shared.udp.as_raw_fd(),
+                &iov[..j - i],
+                cmsgs,
+                MsgFlags::empty(),
+                dests[i].as_ref(),
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(_) => {}
+            Err(
+                nix::errno::Errno::EIO
+                | nix::errno::Errno::EINVAL
+                | nix::errno::Errno::ENOPROTOOPT
+                | nix::errno::Errno::EOPNOTSUPP,
+            ) if j - i > 1 => {
+                tracing::warn!("UDP GSO refused by the kernel; sending datagrams one by one");
+                shared.udp_gso.store(false, Ordering::Relaxed);
+                send_batch(shared, &bufs[i..], &lens[i..], &dests[i..]);
+                return;
+            }
+            // No route to that endpoint, say: the run is lost, the rest goes.
+            Err(_) => shared.count(&shared.counters.io_errors),
+        }
+        i = j;
     }
 }
 
