@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use bulkhead::config::WgKey;
 use bulkhead::tunnel::device::{DeviceConfig, PeerConfig, TunnelDevice};
-use bulkhead::tunnel::keys::{format_key, generate_private, parse_key, public_key};
+use bulkhead::tunnel::keys::{format_key, generate_private, parse_key, public_key, write_key_file};
 use bulkhead_netns::{eventually, ping, HostSnapshot, Netns};
 
 const SERVER_PORT: u16 = 51820;
@@ -158,15 +158,8 @@ fn topology() -> Result<Topology> {
 
 /// Writes a key to a 0600 file for `wg set … private-key FILE`.
 fn key_file(dir: &Path, name: &str, key: &WgKey) -> Result<PathBuf> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&path)?;
-    std::io::Write::write_all(&mut f, format_key(key).as_bytes())?;
+    write_key_file(&path, key, true)?;
     Ok(path)
 }
 

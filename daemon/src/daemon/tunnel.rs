@@ -25,7 +25,7 @@ use crate::inventory::UnixTime;
 use crate::tunnel::device::{DeviceConfig, PeerConfig, TunnelDevice};
 use crate::tunnel::routing::{self, TunnelRouting};
 use crate::tunnel::state::{Action, StateKind, Timing, Transition, TunnelMachine};
-use crate::tunnel::uapi::{self, DeviceSnapshot, PeerSnapshot, SetOp, UapiDevice, UapiError, UapiRequest, UapiServer};
+use crate::tunnel::uapi::{self, DeviceSnapshot, SetOp, UapiDevice, UapiError, UapiRequest, UapiServer};
 
 /// Transitions kept for the API.
 const RECENT: usize = 32;
@@ -327,6 +327,7 @@ impl TunnelRuntime {
             .map(|d| d.peers())
             .unwrap_or_default()
             .into_iter()
+            .map(|status| status.wg)
             .map(|p| TunnelPeerView {
                 endpoint_config: self.config.as_ref().and_then(|c| {
                     c.peers
@@ -394,25 +395,11 @@ impl UapiDevice for TunnelRuntime {
         let Some(d) = &self.device else {
             return DeviceSnapshot::default();
         };
-        let private_key = self.config.as_ref().and_then(|c| private_key(&c.private_key).ok());
         DeviceSnapshot {
-            private_key,
+            private_key: Some(d.private_key()),
             listen_port: d.listen_port(),
             fwmark: None,
-            peers: d
-                .peers()
-                .into_iter()
-                .map(|p| PeerSnapshot {
-                    public_key: p.public_key,
-                    preshared_key: p.preshared_key,
-                    endpoint: p.endpoint,
-                    allowed_ips: p.allowed_ips,
-                    persistent_keepalive: p.persistent_keepalive,
-                    last_handshake: p.last_handshake,
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
-                })
-                .collect(),
+            peers: d.peers().into_iter().map(|p| p.wg).collect(),
         }
     }
 

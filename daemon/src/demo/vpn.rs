@@ -11,7 +11,7 @@
 //! ```
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -113,44 +113,14 @@ impl DemoHome {
             "wireguard-go or wg is missing: apt-get install wireguard-go wireguard-tools"
         );
         let spec = self.vpn_spec()?;
-        let isp = self.home.isp();
-        let sock = PathBuf::from(format!("/var/run/wireguard/{}.sock", spec.ifname));
-        let pid = isp.spawn_logged(
-            "env",
-            &["WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f", &spec.ifname],
+        let pid = start_wireguard_go(
+            self.home.isp(),
+            &spec.ifname,
+            &spec.key_file,
+            &spec.router_public,
             &self.dir.join("wireguard-go.log"),
         )?;
         self.set_vpn_pid(Some(pid));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !sock.exists() {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "wireguard-go did not start (see wireguard-go.log)"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let key = spec.key_file.display().to_string();
-        let port = VPN_PORT.to_string();
-        let peer = keys::format_key(&spec.router_public);
-        let out = isp.exec(&[
-            "wg",
-            "set",
-            &spec.ifname,
-            "private-key",
-            &key,
-            "listen-port",
-            &port,
-            "peer",
-            &peer,
-            "allowed-ips",
-            "10.64.0.2/32,fd64::2/128",
-        ])?;
-        anyhow::ensure!(out.status.success(), "wg set: {}", String::from_utf8_lossy(&out.stderr));
-        isp.ip_batch(&[
-            format!("addr add 10.64.0.1/24 dev {}", spec.ifname),
-            format!("addr add fd64::1/64 dev {} nodad", spec.ifname),
-            format!("link set {} up", spec.ifname),
-        ])?;
         Ok(())
     }
 
@@ -273,6 +243,57 @@ impl DemoHome {
         let mut v = self.vpn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         v.as_mut().and_then(|v| std::mem::replace(&mut v.pid, pid))
     }
+}
+
+/// Starts Debian's wireguard-go as `ifname` in `ns` (tracked by `ns`, output to
+/// `log`) and configures it as the demo's VPN server: `key_file`, UDP
+/// [`VPN_PORT`], one peer (`peer`, allowed 10.64.0.2/32 and fd64::2/128), and the
+/// addresses 10.64.0.1/24 and fd64::1/64. Returns its pid.
+pub fn start_wireguard_go(
+    ns: &bulkhead_netns::Netns,
+    ifname: &str,
+    key_file: &Path,
+    peer: &WgKey,
+    log: &Path,
+) -> anyhow::Result<u32> {
+    anyhow::ensure!(
+        super::join::have("wireguard-go") && super::join::have("wg"),
+        "wireguard-go or wg is missing: apt-get install wireguard-go wireguard-tools"
+    );
+    let sock = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let pid = ns.spawn_logged("env", &["WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f", ifname], log)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sock.exists() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "wireguard-go did not start (see {})",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = key_file.display().to_string();
+    let port = VPN_PORT.to_string();
+    let peer = keys::format_key(peer);
+    let out = ns.exec(&[
+        "wg",
+        "set",
+        ifname,
+        "private-key",
+        &key,
+        "listen-port",
+        &port,
+        "peer",
+        &peer,
+        "allowed-ips",
+        "10.64.0.2/32,fd64::2/128",
+    ])?;
+    anyhow::ensure!(out.status.success(), "wg set: {}", String::from_utf8_lossy(&out.stderr));
+    ns.ip_batch(&[
+        format!("addr add 10.64.0.1/24 dev {ifname}"),
+        format!("addr add fd64::1/64 dev {ifname} nodad"),
+        format!("link set {ifname} up"),
+    ])?;
+    Ok(pid)
 }
 
 /// The VPN server's running state.

@@ -34,6 +34,7 @@ use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, Mu
 use socket2::{Domain, Protocol, Socket, Type};
 use tun_rs::{DeviceBuilder, GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
+use super::uapi::PeerSnapshot;
 use crate::config::WgKey;
 
 /// Packets per batch (one `recvmmsg`/`sendmmsg`, one TUN super-packet).
@@ -153,31 +154,18 @@ pub struct CounterValues {
     pub io_errors: u64,
 }
 
-/// One peer's live state, for the API and UAPI.
+/// One peer's live state: what `wg show` reports, plus the monotonic times the
+/// state machine reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
-    /// Public key.
-    pub public_key: WgKey,
-    /// Preshared key.
-    pub preshared_key: Option<WgKey>,
-    /// Current endpoint.
-    pub endpoint: Option<SocketAddr>,
-    /// Allowed IPs.
-    pub allowed_ips: Vec<IpNet>,
-    /// Keepalive.
-    pub persistent_keepalive: Option<u16>,
-    /// Last completed handshake (wall clock).
-    pub last_handshake: Option<SystemTime>,
+    /// Keys, endpoint, allowed IPs, last handshake (wall clock) and transfer.
+    pub wg: PeerSnapshot,
     /// Last completed handshake (monotonic).
     pub last_handshake_at: Option<Instant>,
     /// Last authenticated packet received.
     pub last_rx: Option<Instant>,
     /// Last data packet sent.
     pub last_tx: Option<Instant>,
-    /// Decrypted bytes received.
-    pub rx_bytes: u64,
-    /// Plaintext bytes sent.
-    pub tx_bytes: u64,
 }
 
 struct Peer {
@@ -276,26 +264,27 @@ impl Shared {
         c.fetch_add(1, Ordering::Relaxed);
     }
     /// The socket address to send to (IPv4 mapped on a dual-stack socket).
-    fn wire_addr(&self, addr: SocketAddr) -> Option<SockaddrStorage> {
-        if self.udp_v6 {
-            let v6 = match addr {
-                SocketAddr::V4(a) => SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0),
-                SocketAddr::V6(a) => a,
-            };
-            Some(SockaddrStorage::from(v6))
-        } else {
-            match addr {
-                SocketAddr::V4(a) => Some(SockaddrStorage::from(a)),
-                SocketAddr::V6(_) => None,
-            }
+    /// `addr` as the socket takes it: IPv4 as a mapped address on the
+    /// dual-stack socket; `None` for IPv6 on an IPv4-only one.
+    fn socket_addr(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        match addr {
+            SocketAddr::V4(a) if self.udp_v6 => Some(SocketAddr::V6(SocketAddrV6::new(
+                a.ip().to_ipv6_mapped(),
+                a.port(),
+                0,
+                0,
+            ))),
+            SocketAddr::V6(_) if !self.udp_v6 => None,
+            other => Some(other),
         }
     }
+    fn wire_addr(&self, addr: SocketAddr) -> Option<SockaddrStorage> {
+        self.socket_addr(addr).map(SockaddrStorage::from)
+    }
     fn send_one(&self, packet: &[u8], to: SocketAddr) {
-        let to = match to {
-            SocketAddr::V4(a) if self.udp_v6 => {
-                SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-            }
-            other => other,
+        let Some(to) = self.socket_addr(to) else {
+            self.count(&self.counters.io_errors);
+            return;
         };
         if self.udp.send_to(packet, to).is_err() {
             self.count(&self.counters.io_errors);
@@ -459,6 +448,18 @@ impl TunnelDevice {
         )
     }
 
+    /// Our private key (what UAPI's `get` reports; no file read).
+    pub fn private_key(&self) -> WgKey {
+        WgKey(
+            self.shared
+                .keys
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .secret
+                .to_bytes(),
+        )
+    }
+
     /// Replaces the private key; every session is dropped (new handshakes follow).
     pub fn set_private_key(&self, key: &WgKey) {
         let secret = StaticSecret::from(key.0);
@@ -479,32 +480,29 @@ impl TunnelDevice {
         }
     }
 
-    /// Makes the peer set equal to `peers`. A peer whose key, preshared key and
-    /// keepalive are unchanged keeps its session (a reload does not drop the
-    /// tunnel); its endpoint and allowed IPs are updated.
+    /// Makes the peer set equal to `peers`. An unchanged peer is kept as it is
+    /// (session, learned endpoint: a reload does not drop the tunnel). A changed
+    /// one gets a new session; if only its endpoint or allowed IPs changed and it
+    /// names no endpoint, it keeps the endpoint it had learned.
     pub fn set_peers(&mut self, peers: &[PeerConfig]) {
         let old = self.shared.table();
         let mut table = PeerTable::default();
         for config in peers {
-            let kept = old.by_key(&config.public_key.0).filter(|p| {
-                p.config.preshared_key == config.preshared_key
-                    && p.config.persistent_keepalive == config.persistent_keepalive
-            });
-            let peer = match kept {
+            let peer = match old.by_key(&config.public_key.0) {
                 Some(p) if p.config == *config => p.clone(),
-                Some(p) => {
-                    // Same session, new endpoint or allowed IPs: a new Peer that
-                    // takes the old one's Tunn would need to move it out of the
-                    // Arc; simpler to carry the endpoint and rebuild the session.
+                found => {
                     let fresh = self.shared.new_peer(config.clone());
-                    if config.endpoint.is_none() {
-                        if let Some(e) = p.endpoint() {
-                            fresh.set_endpoint(e);
-                        }
+                    let learned = found
+                        .filter(|p| {
+                            p.config.preshared_key == config.preshared_key
+                                && p.config.persistent_keepalive == config.persistent_keepalive
+                        })
+                        .and_then(|p| p.endpoint());
+                    if let (None, Some(e)) = (config.endpoint, learned) {
+                        fresh.set_endpoint(e);
                     }
                     fresh
                 }
-                None => self.shared.new_peer(config.clone()),
             };
             table.peers.push(peer);
         }
@@ -541,17 +539,19 @@ impl TunnelDevice {
             .map(|p| {
                 let (since_handshake, ..) = p.tunn.lock().unwrap_or_else(PoisonError::into_inner).stats();
                 PeerStatus {
-                    public_key: p.config.public_key.clone(),
-                    preshared_key: p.config.preshared_key.clone(),
-                    endpoint: p.endpoint(),
-                    allowed_ips: p.config.allowed_ips.clone(),
-                    persistent_keepalive: p.config.persistent_keepalive,
-                    last_handshake: since_handshake.and_then(|d| wall.checked_sub(d)),
+                    wg: PeerSnapshot {
+                        public_key: p.config.public_key.clone(),
+                        preshared_key: p.config.preshared_key.clone(),
+                        endpoint: p.endpoint(),
+                        allowed_ips: p.config.allowed_ips.clone(),
+                        persistent_keepalive: p.config.persistent_keepalive,
+                        last_handshake: since_handshake.and_then(|d| wall.checked_sub(d)),
+                        rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
+                        tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
+                    },
                     last_handshake_at: since_handshake.and_then(|d| now.checked_sub(d)),
                     last_rx: self.shared.at(p.last_rx_ms.load(Ordering::Relaxed)),
                     last_tx: self.shared.at(p.last_tx_ms.load(Ordering::Relaxed)),
-                    rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
-                    tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -13,14 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use boringtun::x25519::{PublicKey, StaticSecret};
 use bulkhead_netns::{eventually, ping, Netns};
 
 use super::device::{DeviceConfig, PeerConfig, TunnelDevice};
+use super::keys;
 use crate::config::WgKey;
+use crate::demo::vpn::start_wireguard_go;
 
-const SERVER_PORT: u16 = 51820;
+const SERVER_PORT: u16 = crate::demo::vpn::VPN_PORT;
 
 fn tools_or_skip(test: &str) -> bool {
     if !bulkhead_netns::root_or_skip(test) {
@@ -43,13 +43,9 @@ fn tools_or_skip(test: &str) -> bool {
 }
 
 fn keypair() -> (WgKey, WgKey) {
-    let secret = StaticSecret::random_from_rng(rand_core::OsRng);
-    let public = PublicKey::from(&secret);
-    (WgKey(secret.to_bytes()), WgKey(public.to_bytes()))
-}
-
-fn b64(k: &WgKey) -> String {
-    base64::engine::general_purpose::STANDARD.encode(k.0)
+    let private = keys::generate_private();
+    let public = keys::public_key(&private);
+    (private, public)
 }
 
 /// A wireguard-go server in `ns`, removed with the namespace.
@@ -70,44 +66,15 @@ fn start_server(ns: &Netns, client_public: &WgKey, tag: &str) -> Server {
     let ifname = format!("bhs{}{tag}", std::process::id() % 100_000);
     let (private, public) = keypair();
     let key_file = std::env::temp_dir().join(format!("{ifname}.key"));
-    std::fs::write(&key_file, b64(&private)).expect("write server key");
+    keys::write_key_file(&key_file, &private, true).expect("write server key");
     let server = Server {
         ifname: ifname.clone(),
         public,
         key_file,
     };
-    ns.spawn("env", &["WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f", &ifname])
-        .expect("start wireguard-go");
-    let sock = format!("/var/run/wireguard/{ifname}.sock");
-    assert!(
-        eventually(Duration::from_secs(5), || Ok(std::path::Path::new(&sock).exists())).expect("wait"),
-        "wireguard-go did not create {sock}"
-    );
-    let key_path = server.key_file.display().to_string();
-    let port = SERVER_PORT.to_string();
-    let peer = b64(client_public);
-    let out = ns
-        .exec(&[
-            "wg",
-            "set",
-            &ifname,
-            "private-key",
-            &key_path,
-            "listen-port",
-            &port,
-            "peer",
-            &peer,
-            "allowed-ips",
-            "10.64.0.2/32,fd64::2/128",
-        ])
-        .expect("wg set");
-    assert!(out.status.success(), "wg set: {}", String::from_utf8_lossy(&out.stderr));
-    ns.ip_batch(&[
-        format!("addr add 10.64.0.1/24 dev {ifname}"),
-        format!("addr add fd64::1/64 dev {ifname} nodad"),
-        format!("link set {ifname} up"),
-    ])
-    .expect("server addresses");
+    let log = std::env::temp_dir().join(format!("{ifname}.log"));
+    start_wireguard_go(ns, &ifname, &server.key_file, client_public, &log).expect("wireguard-go server");
+    let _ = std::fs::remove_file(&log);
     server
 }
 
@@ -205,7 +172,7 @@ fn interop_with_wireguard_go_handshake_data_rekey_roaming() {
     );
     let status = device.peers();
     let first_handshake = status[0].last_handshake_at.expect("a handshake happened");
-    assert!(status[0].rx_bytes > 0 && status[0].tx_bytes > 0, "{status:?}");
+    assert!(status[0].wg.rx_bytes > 0 && status[0].wg.tx_bytes > 0, "{status:?}");
 
     // `wg show` on the server sees us.
     let show = p
@@ -213,7 +180,7 @@ fn interop_with_wireguard_go_handshake_data_rekey_roaming() {
         .exec(&["wg", "show", &server.ifname, "dump"])
         .expect("wg show");
     let dump = String::from_utf8_lossy(&show.stdout);
-    assert!(dump.contains(&b64(&client_public)), "{dump}");
+    assert!(dump.contains(&keys::format_key(&client_public)), "{dump}");
 
     // Rekey: a new handshake (forced; WireGuard's own timer is 120 s), and data
     // keeps flowing on the new session.
@@ -264,7 +231,7 @@ fn interop_with_wireguard_go_handshake_data_rekey_roaming() {
         device.counters(),
     );
     assert_eq!(
-        device.peers()[0].endpoint,
+        device.peers()[0].wg.endpoint,
         Some(SocketAddr::from(([192, 0, 2, 3], SERVER_PORT))),
         "endpoint followed the server"
     );
@@ -307,7 +274,7 @@ fn a_wrong_key_gets_no_tunnel() {
             "no data without a handshake"
         );
     }
-    assert_eq!(device.peers()[0].last_handshake, None);
+    assert_eq!(device.peers()[0].wg.last_handshake, None);
     let show = p
         .server_ns
         .exec(&["wg", "show", &server.ifname, "latest-handshakes"])
