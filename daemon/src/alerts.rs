@@ -72,6 +72,9 @@ pub struct Alert {
     /// A sentence for the homeowner (may quote untrusted device text: escape on
     /// display).
     pub message: String,
+    /// The homeowner has seen it.
+    #[serde(default)]
+    pub acknowledged: bool,
 }
 
 /// "This new randomised MAC is probably that known device": recorded for the

@@ -71,6 +71,71 @@ pub enum Request {
         /// How long they stay.
         ttl_secs: u32,
     },
+    /// Name a device (the homeowner's name; `None` or empty forgets it).
+    Rename {
+        /// The device.
+        mac: MacAddr,
+        /// The name (at most [`MAX_DEVICE_NAME`] bytes).
+        name: Option<String>,
+    },
+    /// Block or unblock a device: blocked, the router forwards nothing from or to
+    /// it and answers nothing (a set membership, applied as a delta).
+    Block {
+        /// The device.
+        mac: MacAddr,
+        /// Blocked?
+        blocked: bool,
+    },
+    /// The homeowner's tunnel choice for one device: through, never, or as the
+    /// policy says (`None`).
+    DeviceTunnel {
+        /// The device.
+        mac: MacAddr,
+        /// The choice.
+        route: Option<bool>,
+    },
+    /// Zones with what they may reach and their members.
+    Zones,
+    /// Acknowledge alerts: the given ids, or all (`None`).
+    AckAlerts {
+        /// Ids; `None` for all.
+        ids: Option<Vec<i64>>,
+    },
+    /// The web UI's password hash and the one-time setup token (root-only socket;
+    /// `bulkhead setup-token` shows the token).
+    Auth,
+    /// Store the web UI's new password hash (argon2id PHC string); the setup
+    /// token is spent.
+    SetPasswordHash {
+        /// The hash.
+        hash: String,
+    },
+}
+
+/// The longest name a homeowner may give a device, in bytes.
+pub const MAX_DEVICE_NAME: usize = 64;
+
+/// One zone as the CLI and the web UI show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneInfo {
+    /// Id.
+    pub id: ZoneId,
+    /// The policy's description.
+    pub description: String,
+    /// May start connections to the internet.
+    pub internet: bool,
+    /// Zones it may start connections to.
+    pub reach_zones: Vec<ZoneId>,
+    /// Router services it may use.
+    pub router_services: Vec<String>,
+    /// Members reach each other.
+    pub intra_zone: bool,
+    /// The zone unknown devices land in.
+    pub is_unknown_zone: bool,
+    /// Its internet traffic goes through the tunnel.
+    pub tunnel: bool,
+    /// Members' MACs.
+    pub members: Vec<MacAddr>,
 }
 
 /// The tunnel as the CLI and the web UI show it.
@@ -159,6 +224,18 @@ pub struct DeviceView {
     pub class: Option<crate::classify::ClassMatch>,
     /// Everything it told us (untrusted text: display escaped).
     pub evidence: crate::classify::Evidence,
+    /// In the policy's unknown zone (waiting for the homeowner).
+    #[serde(default)]
+    pub quarantined: bool,
+    /// Blocked by the homeowner.
+    #[serde(default)]
+    pub blocked: bool,
+    /// The homeowner's tunnel choice (`None`: as the policy says).
+    #[serde(default)]
+    pub tunnel_choice: Option<bool>,
+    /// Its internet traffic goes through the tunnel (policy and choice).
+    #[serde(default)]
+    pub tunnel_routed: bool,
 }
 
 /// Daemon status.
@@ -213,6 +290,18 @@ pub enum Response {
     Suggestions {
         /// The list.
         suggestions: Vec<crate::alerts::IdentitySuggestion>,
+    },
+    /// Zones.
+    Zones {
+        /// The list, in policy order.
+        zones: Vec<ZoneInfo>,
+    },
+    /// The web UI's credentials.
+    Auth {
+        /// The argon2id PHC string, once a password is set.
+        password_hash: Option<String>,
+        /// The one-time setup token, while no password is set.
+        setup_token: Option<String>,
     },
     /// Refused or failed.
     Error {

@@ -1,7 +1,6 @@
 //! Bulkhead's local web UI. It does not depend on the daemon: it defines the
-//! [`Backend`] trait and the view types it needs, the daemon implements them.
-//!
-//! For now it serves a health page; the inventory pages come with their own issue.
+//! [`Backend`] trait and the view types it needs ([`model`]), the daemon
+//! implements them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +12,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+pub mod backend;
+pub mod model;
+
+pub use backend::{Backend, BackendError, BackendFuture};
+
 /// What the health page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Health {
@@ -20,12 +24,6 @@ pub struct Health {
     pub devices: usize,
     /// Devices per zone, by zone name.
     pub zones: Vec<(String, usize)>,
-}
-
-/// What the UI needs from the daemon.
-pub trait Backend: Send + Sync + 'static {
-    /// Current health figures.
-    fn health(&self) -> Health;
 }
 
 /// The UI's routes.

@@ -120,6 +120,7 @@ impl DaemonState {
         self.pool_alerted.insert(segment.clone(), now);
         self.raise(Alert {
             id: 0,
+            acknowledged: false,
             at: now,
             kind: AlertKind::PoolExhausted,
             mac: None,

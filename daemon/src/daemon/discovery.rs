@@ -138,6 +138,7 @@ impl DaemonState {
         if let Err(e) = self.store.add_alert(&alert) {
             tracing::error!(error = %error_chain(&e), "could not store an alert");
         }
+        self.alerts_raised += 1;
     }
 
     /// If `mac` is a new randomised MAC that looks like a known device, records
@@ -168,6 +169,7 @@ impl DaemonState {
             self.suggested.insert((mac, known_mac));
             self.raise(Alert {
                 id: 0,
+                acknowledged: false,
                 at: now,
                 kind: AlertKind::IdentitySuggestion,
                 mac: Some(mac),
@@ -186,6 +188,7 @@ fn placement_alert(mac: MacAddr, before: Option<&ZoneDecision>, after: &ZoneDeci
     match (before, after.reason) {
         (None, ZoneReason::Unknown) => Some(Alert {
             id: 0,
+            acknowledged: false,
             at: now,
             kind: AlertKind::NewDeviceQuarantined,
             mac: Some(mac),
@@ -196,6 +199,7 @@ fn placement_alert(mac: MacAddr, before: Option<&ZoneDecision>, after: &ZoneDeci
         }),
         (_, ZoneReason::Classified) => Some(Alert {
             id: 0,
+            acknowledged: false,
             at: now,
             kind: AlertKind::DeviceClassified,
             mac: Some(mac),

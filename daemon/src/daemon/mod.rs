@@ -8,6 +8,7 @@ mod discovery;
 mod domains;
 mod state;
 mod tunnel;
+mod web;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -187,17 +188,21 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut vpn_tick = tokio::time::interval(Duration::from_secs(1));
 
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
-    tokio::spawn(accept_loop(listener, jobs_tx));
+    tokio::spawn(accept_loop(listener, jobs_tx.clone()));
     let health = Arc::new(RwLock::new(health_of(&state)));
+    let (live, _) = tokio::sync::broadcast::channel::<bulkhead_web::model::LiveEvent>(64);
+    let backend: Arc<dyn bulkhead_web::Backend> =
+        Arc::new(web::WebBackend::new(health.clone(), jobs_tx.clone(), live.clone()));
     for addr in state.config.web.listen.clone() {
-        let backend = HealthBackend(health.clone());
+        let backend = backend.clone();
         tokio::spawn(async move {
-            if let Err(e) = bulkhead_web::serve(addr, Arc::new(backend)).await {
+            if let Err(e) = bulkhead_web::serve(addr, backend).await {
                 tracing::error!(%addr, error = %e, "web UI stopped");
             }
         });
     }
 
+    let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -278,6 +283,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         if let Ok(mut h) = health.write() {
             *h = health_of(&state);
         }
+        live_seen.notify(&state, &vpn, &live);
     }
     // Leave the rules in force: stopping Bulkhead must not open the network.
     state.shutdown(unix_now());
@@ -320,6 +326,7 @@ fn tunnel_alerts(
         };
         state.raise(Alert {
             id: 0,
+            acknowledged: false,
             at: unix_now(),
             kind,
             mac: None,
@@ -530,10 +537,35 @@ fn health_of(state: &DaemonState) -> bulkhead_web::Health {
     }
 }
 
-struct HealthBackend(Arc<RwLock<bulkhead_web::Health>>);
+/// What the web UI's open pages last heard about: after each event the loop
+/// compares generations (O(1)) and tells subscribers what changed.
+#[derive(Default)]
+struct LiveSeen {
+    facts: u64,
+    alerts: u64,
+    vpn: String,
+}
 
-impl bulkhead_web::Backend for HealthBackend {
-    fn health(&self) -> bulkhead_web::Health {
-        self.0.read().map(|h| h.clone()).unwrap_or_default()
+impl LiveSeen {
+    fn notify(
+        &mut self,
+        state: &DaemonState,
+        vpn: &tunnel::TunnelRuntime,
+        live: &tokio::sync::broadcast::Sender<bulkhead_web::model::LiveEvent>,
+    ) {
+        use bulkhead_web::model::LiveEvent;
+        if state.facts_changed() != self.facts {
+            self.facts = state.facts_changed();
+            let _ = live.send(LiveEvent::Devices);
+        }
+        if state.alerts_raised != self.alerts {
+            self.alerts = state.alerts_raised;
+            let _ = live.send(LiveEvent::Alerts);
+        }
+        let vpn_state = vpn.state_name();
+        if vpn_state != self.vpn {
+            self.vpn = vpn_state;
+            let _ = live.send(LiveEvent::Vpn);
+        }
     }
 }

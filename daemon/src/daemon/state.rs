@@ -50,6 +50,8 @@ pub struct DaemonState {
     /// How many events changed facts (a generation number for cheap "anything
     /// new?" checks).
     pub(super) facts_changed: u64,
+    /// Alerts raised since start (the web UI's live updates watch it).
+    pub(super) alerts_raised: u64,
     /// mDNS counters, as last reported by the browser.
     pub mdns_counters: Option<crate::mdns::MdnsCounters>,
     /// Addresses in the tunnel's domain sets, with when they expire.
@@ -80,6 +82,7 @@ impl DaemonState {
             max_tracked: super::discovery::MAX_TRACKED_DEVICES,
             background_cuts: false,
             facts_changed: 0,
+            alerts_raised: 0,
             mdns_counters: None,
             domains: BTreeMap::new(),
             config,
@@ -271,6 +274,16 @@ impl DaemonState {
             } => self.add_domain_addresses(&set, &addresses, ttl_secs, now),
             Request::Tunnel => Response::Error {
                 message: "the tunnel's state is kept by the daemon loop".into(),
+            },
+            // Issue 5 (web UI): implemented by the daemon-state and web work.
+            Request::Rename { .. }
+            | Request::Block { .. }
+            | Request::DeviceTunnel { .. }
+            | Request::Zones
+            | Request::AckAlerts { .. }
+            | Request::Auth
+            | Request::SetPasswordHash { .. } => Response::Error {
+                message: "not implemented yet".into(),
             },
             Request::Devices => Response::Devices {
                 devices: self.device_views(now),
@@ -515,6 +528,7 @@ impl DaemonState {
                         .name
                         .clone()
                         .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone())),
+                    quarantined: decision.zone == self.config.policy.unknown_zone,
                     zone: decision.zone,
                     reason: decision.reason,
                     addresses: d.addresses.iter().copied().collect(),
@@ -525,6 +539,10 @@ impl DaemonState {
                     randomized: crate::vendor::is_randomized(&d.mac),
                     class: crate::policy::classification(&self.config, d),
                     evidence: d.evidence.clone(),
+                    // Issue 5: filled by the block / per-device tunnel work.
+                    blocked: false,
+                    tunnel_choice: None,
+                    tunnel_routed: false,
                 }
             })
             .collect()

@@ -320,6 +320,11 @@ impl TunnelRuntime {
     }
 
     /// The API's view.
+    /// The state's name (`down`, `connecting`, `up`, `error`).
+    pub(super) fn state_name(&self) -> String {
+        self.machine.kind().to_string()
+    }
+
     pub(super) fn view(&self, selectors: &TunnelSelectors) -> TunnelView {
         let peers = self
             .device

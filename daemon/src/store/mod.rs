@@ -411,6 +411,7 @@ impl Store {
             let Some(kind) = AlertKind::parse(&kind) else { continue };
             out.push(Alert {
                 id,
+                acknowledged: false,
                 at,
                 kind,
                 mac: mac.and_then(|m| m.parse().ok()),
@@ -589,6 +590,7 @@ mod tests {
         for i in 0..(MAX_ALERTS + 5) {
             s.add_alert(&Alert {
                 id: 0,
+                acknowledged: false,
                 at: i,
                 kind: AlertKind::NewDeviceQuarantined,
                 mac: None,

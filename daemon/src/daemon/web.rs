@@ -1,0 +1,380 @@
+//! The web UI's [`bulkhead_web::Backend`]: every call becomes a control
+//! [`Request`] to the event loop (the one owner of the state), and every answer
+//! becomes the UI's view types. Nothing here decides anything.
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use bulkhead_web::model::{
+    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, EvidenceItem, LiveEvent, RuleMatch,
+    TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+};
+use bulkhead_web::{BackendError, BackendFuture};
+
+use crate::config::{MacAddr, ZoneId};
+use crate::control::{DeviceView, Request, Response, TunnelView, ZoneInfo};
+
+use super::Job;
+
+/// The daemon side of the web UI.
+pub struct WebBackend {
+    health: Arc<RwLock<bulkhead_web::Health>>,
+    jobs: mpsc::Sender<Job>,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+impl WebBackend {
+    /// A backend that sends its requests to `jobs` and its change notifications
+    /// through `live`.
+    pub fn new(
+        health: Arc<RwLock<bulkhead_web::Health>>,
+        jobs: mpsc::Sender<Job>,
+        live: broadcast::Sender<LiveEvent>,
+    ) -> WebBackend {
+        WebBackend { health, jobs, live }
+    }
+
+    async fn ask(&self, req: Request) -> Result<Response, BackendError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((req, tx))
+            .await
+            .map_err(|_| BackendError::Unavailable("the daemon is stopping".into()))?;
+        match rx.await {
+            Ok(Response::Error { message }) => Err(BackendError::Refused(message)),
+            Ok(r) => Ok(r),
+            Err(_) => Err(BackendError::Unavailable("the daemon is stopping".into())),
+        }
+    }
+
+    async fn device_views(&self) -> Result<Vec<DeviceView>, BackendError> {
+        match self.ask(Request::Devices).await? {
+            Response::Devices { devices } => Ok(devices),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn zone_infos(&self) -> Result<Vec<ZoneInfo>, BackendError> {
+        match self.ask(Request::Zones).await? {
+            Response::Zones { zones } => Ok(zones),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(r: &Response) -> BackendError {
+    BackendError::Unavailable(format!(
+        "unexpected answer {}",
+        serde_json::to_string(r).unwrap_or_default()
+    ))
+}
+
+fn parse_mac(mac: &str) -> Result<MacAddr, BackendError> {
+    mac.parse()
+        .map_err(|_| BackendError::NotFound(format!("`{}` is not a MAC address", mac.escape_debug())))
+}
+
+fn parse_zone(zone: &str) -> Result<ZoneId, BackendError> {
+    ZoneId::new(zone).map_err(|_| BackendError::Refused(format!("unknown zone `{}`", zone.escape_debug())))
+}
+
+fn done(r: Response) -> Result<String, BackendError> {
+    match r {
+        Response::Done { message } => Ok(message),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn kebab<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The list entry for one device.
+pub fn summary(d: &DeviceView) -> DeviceSummary {
+    let mut addresses = d.addresses.clone();
+    addresses.sort_by_key(|a| (a.is_ipv6(), *a));
+    DeviceSummary {
+        mac: d.mac.to_string(),
+        name: d.name.clone(),
+        hostname: d
+            .evidence
+            .hostname
+            .clone()
+            .or_else(|| d.evidence.mdns_names.iter().next().cloned()),
+        class: d.class.as_ref().map(|c| c.class.as_str().to_string()),
+        confidence: d.class.as_ref().map(|c| c.confidence.as_str().to_string()),
+        vendor: d.vendor.clone(),
+        zone: d.zone.to_string(),
+        zone_reason: kebab(&d.reason),
+        quarantined: d.quarantined,
+        blocked: d.blocked,
+        tunnel_routed: d.tunnel_routed,
+        tunnel_choice: d.tunnel_choice,
+        addresses: addresses.iter().map(ToString::to_string).collect(),
+        online: d.online,
+        first_seen: d.first_seen,
+        last_seen: d.last_seen,
+        randomized: d.randomized,
+    }
+}
+
+/// Everything about one device, with each piece of evidence's source.
+pub fn detail(d: &DeviceView, zones: Vec<String>) -> DeviceDetail {
+    let e = &d.evidence;
+    let mut evidence = Vec::new();
+    let mut item = |source: &str, field: &str, value: String| {
+        evidence.push(EvidenceItem {
+            source: source.into(),
+            field: field.into(),
+            value,
+        })
+    };
+    if let Some(v) = &d.vendor {
+        item("oui", "MAC vendor", v.clone());
+    }
+    if d.randomized {
+        item("oui", "MAC", "locally administered (randomised / private)".into());
+    }
+    if let Some(h) = &e.hostname {
+        item("dhcp", "hostname (option 12)", h.clone());
+    }
+    let fingerprint = e
+        .dhcp_params
+        .as_ref()
+        .map(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+    if let Some(f) = &fingerprint {
+        item("dhcp", "parameter request list (option 55)", f.clone());
+    }
+    if let Some(v) = &e.vendor_class {
+        item("dhcp", "vendor class (option 60)", v.clone());
+    }
+    if let Some(c) = &e.client_id {
+        item("dhcp", "client identifier (option 61)", c.clone());
+    }
+    for s in &e.mdns_services {
+        item("mdns", "service", s.clone());
+    }
+    for n in &e.mdns_names {
+        item("mdns", "name", n.clone());
+    }
+    for (k, v) in &e.txt {
+        item("mdns", "TXT", format!("{k}={v}"));
+    }
+    if !d.addresses.is_empty() {
+        item("neighbour", "addresses", d.addresses.len().to_string());
+    }
+    DeviceDetail {
+        device: summary(d),
+        evidence,
+        rule: d.class.as_ref().map(|c| RuleMatch {
+            rule: c.rule.clone(),
+            class: c.class.as_str().to_string(),
+            zone: c.zone.as_ref().map(ToString::to_string),
+            confidence: c.confidence.as_str().to_string(),
+            matched: c.matched.clone(),
+        }),
+        mdns_services: e.mdns_services.iter().cloned().collect(),
+        mdns_names: e.mdns_names.iter().cloned().collect(),
+        txt: e
+            .txt
+            .iter()
+            .map(|(key, value)| TxtEntry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        dhcp_fingerprint: fingerprint,
+        dhcp_vendor_class: e.vendor_class.clone(),
+        dhcp_client_id: e.client_id.clone(),
+        zones,
+    }
+}
+
+fn vpn_view(t: TunnelView) -> VpnView {
+    VpnView {
+        configured: t.configured,
+        state: t.state,
+        interface: t.interface,
+        public_key: t.public_key,
+        listen_port: t.listen_port,
+        peers: t
+            .peers
+            .into_iter()
+            .map(|p| VpnPeer {
+                public_key: p.public_key,
+                endpoint_config: p.endpoint_config,
+                endpoint: p.endpoint,
+                last_handshake: p.last_handshake,
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                allowed_ips: p.allowed_ips,
+            })
+            .collect(),
+        attempts: t.attempts,
+        transitions: t
+            .transitions
+            .into_iter()
+            .map(|x| VpnTransition {
+                at: x.at,
+                from: x.from,
+                to: x.to,
+                reason: x.reason,
+            })
+            .collect(),
+        routed: t.routed,
+        leak_guard_drops: t.leak_guard_drops,
+    }
+}
+
+impl bulkhead_web::Backend for WebBackend {
+    fn health(&self) -> bulkhead_web::Health {
+        self.health.read().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn devices(&self) -> BackendFuture<'_, Vec<DeviceSummary>> {
+        Box::pin(async move { Ok(self.device_views().await?.iter().map(summary).collect()) })
+    }
+
+    fn device(&self, mac: String) -> BackendFuture<'_, DeviceDetail> {
+        Box::pin(async move {
+            let mac = parse_mac(&mac)?;
+            let devices = self.device_views().await?;
+            let d = devices
+                .iter()
+                .find(|d| d.mac == mac)
+                .ok_or_else(|| BackendError::NotFound(format!("no device {mac}")))?;
+            let zones = self.zone_infos().await?.into_iter().map(|z| z.id.to_string()).collect();
+            Ok(detail(d, zones))
+        })
+    }
+
+    fn device_action(&self, mac: String, action: DeviceAction) -> BackendFuture<'_, String> {
+        Box::pin(async move {
+            let mac = parse_mac(&mac)?;
+            if !self.device_views().await?.iter().any(|d| d.mac == mac) {
+                return Err(BackendError::NotFound(format!("no device {mac}")));
+            }
+            let req = match action {
+                DeviceAction::Rename { name } => Request::Rename { mac, name },
+                DeviceAction::SetZone { zone } => Request::SetZone {
+                    mac,
+                    zone: parse_zone(&zone)?,
+                },
+                DeviceAction::Approve { zone } => Request::Approve {
+                    mac,
+                    zone: zone.as_deref().map(parse_zone).transpose()?,
+                },
+                DeviceAction::Tunnel { route } => Request::DeviceTunnel { mac, route },
+                DeviceAction::Block { blocked } => Request::Block { mac, blocked },
+            };
+            let message = done(self.ask(req).await?)?;
+            let _ = self.live.send(LiveEvent::Devices);
+            Ok(message)
+        })
+    }
+
+    fn zones(&self) -> BackendFuture<'_, Vec<ZoneView>> {
+        Box::pin(async move {
+            let zones = self.zone_infos().await?;
+            let devices = self.device_views().await?;
+            let by_mac: std::collections::BTreeMap<MacAddr, &DeviceView> = devices.iter().map(|d| (d.mac, d)).collect();
+            Ok(zones
+                .into_iter()
+                .map(|z| ZoneView {
+                    id: z.id.to_string(),
+                    description: z.description,
+                    internet: z.internet,
+                    reach_zones: z.reach_zones.iter().map(ToString::to_string).collect(),
+                    router_services: z.router_services,
+                    intra_zone: z.intra_zone,
+                    is_unknown_zone: z.is_unknown_zone,
+                    tunnel: z.tunnel,
+                    members: z
+                        .members
+                        .iter()
+                        .map(|m| {
+                            let d = by_mac.get(m);
+                            ZoneMember {
+                                mac: m.to_string(),
+                                name: d.and_then(|d| summary(d).name.or(summary(d).hostname)),
+                                online: d.is_some_and(|d| d.online),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect())
+        })
+    }
+
+    fn alerts(&self, limit: usize) -> BackendFuture<'_, Vec<AlertView>> {
+        Box::pin(async move {
+            match self.ask(Request::Alerts { limit }).await? {
+                Response::Alerts { alerts } => Ok(alerts
+                    .into_iter()
+                    .map(|a| AlertView {
+                        id: a.id,
+                        at: a.at,
+                        kind: a.kind.as_str().to_string(),
+                        mac: a.mac.map(|m| m.to_string()),
+                        message: a.message,
+                        acknowledged: a.acknowledged,
+                    })
+                    .collect()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn acknowledge(&self, target: AckTarget) -> BackendFuture<'_, usize> {
+        Box::pin(async move {
+            let ids = match target {
+                AckTarget::One(id) => Some(vec![id]),
+                AckTarget::All => None,
+            };
+            let message = done(self.ask(Request::AckAlerts { ids }).await?)?;
+            let _ = self.live.send(LiveEvent::Alerts);
+            // "N alert(s) acknowledged"
+            Ok(message
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0))
+        })
+    }
+
+    fn vpn(&self) -> BackendFuture<'_, VpnView> {
+        Box::pin(async move {
+            match self.ask(Request::Tunnel).await? {
+                Response::Tunnel(t) => Ok(vpn_view(*t)),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn auth(&self) -> BackendFuture<'_, AuthRecord> {
+        Box::pin(async move {
+            match self.ask(Request::Auth).await? {
+                Response::Auth {
+                    password_hash,
+                    setup_token,
+                } => Ok(AuthRecord {
+                    password_hash,
+                    setup_token,
+                }),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn set_password_hash(&self, hash: String) -> BackendFuture<'_, ()> {
+        Box::pin(async move { done(self.ask(Request::SetPasswordHash { hash }).await?).map(|_| ()) })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+}

@@ -1,0 +1,297 @@
+//! What the pages and the JSON API show: plain data, filled by the daemon through
+//! [`crate::Backend`]. Every `String` that came from a device (names, hostnames,
+//! mDNS text, vendor classes) is untrusted: templates escape it (askama's default,
+//! never `|safe`), and [`crate::text`] makes control and bidi characters visible.
+//!
+//! The same types are the JSON API's bodies, described in `/api/openapi.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch.
+pub type UnixTime = i64;
+
+/// One device as the inventory list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// MAC, lower-case `aa:bb:cc:dd:ee:ff` (the device's id in URLs).
+    pub mac: String,
+    /// The name the homeowner gave it, if any.
+    pub name: Option<String>,
+    /// The name it gave itself (DHCP hostname, else an mDNS name), untrusted.
+    pub hostname: Option<String>,
+    /// Its class (`camera`, `media`, …) if a rule matched.
+    pub class: Option<String>,
+    /// How sure the matching rule is: `low`, `medium`, `high`.
+    pub confidence: Option<String>,
+    /// The MAC's IEEE vendor, if registered.
+    pub vendor: Option<String>,
+    /// Its zone.
+    pub zone: String,
+    /// Why it is in that zone: `user-choice`, `policy-override`, `classified`,
+    /// `segment-default`, `unknown`.
+    pub zone_reason: String,
+    /// In the unknown zone, waiting for the homeowner.
+    pub quarantined: bool,
+    /// Blocked by the homeowner: the router forwards nothing from or to it.
+    pub blocked: bool,
+    /// Whether its internet traffic goes through the tunnel (policy and choice).
+    pub tunnel_routed: bool,
+    /// The homeowner's tunnel choice: `Some(true)` through, `Some(false)` never,
+    /// `None` as the policy says.
+    pub tunnel_choice: Option<bool>,
+    /// Addresses, IPv4 first.
+    pub addresses: Vec<String>,
+    /// Seen within the last ten minutes.
+    pub online: bool,
+    /// First seen.
+    pub first_seen: UnixTime,
+    /// Last seen.
+    pub last_seen: UnixTime,
+    /// A locally administered (randomised, private) MAC.
+    pub randomized: bool,
+}
+
+/// One piece of evidence and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    /// `dhcp`, `mdns`, `oui`, `neighbour`, `homeowner`, `policy`.
+    pub source: String,
+    /// What it is (`hostname`, `parameter request list`, `service`, …).
+    pub field: String,
+    /// The value as received (untrusted).
+    pub value: String,
+}
+
+/// The classification rule that matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleMatch {
+    /// The rule's id.
+    pub rule: String,
+    /// The class it gives.
+    pub class: String,
+    /// The zone it suggests, if any.
+    pub zone: Option<String>,
+    /// `low`, `medium`, `high`.
+    pub confidence: String,
+    /// The conditions that matched, in words.
+    pub matched: Vec<String>,
+}
+
+/// One mDNS TXT entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxtEntry {
+    /// Key (lower-case).
+    pub key: String,
+    /// Value (untrusted).
+    pub value: String,
+}
+
+/// Everything about one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    /// The list entry.
+    pub device: DeviceSummary,
+    /// All evidence with its source.
+    pub evidence: Vec<EvidenceItem>,
+    /// The rule that placed or classified it.
+    pub rule: Option<RuleMatch>,
+    /// mDNS service types it announces.
+    pub mdns_services: Vec<String>,
+    /// mDNS instance and host names it announces.
+    pub mdns_names: Vec<String>,
+    /// mDNS TXT entries.
+    pub txt: Vec<TxtEntry>,
+    /// DHCP option 55 (parameter request list) as sent, e.g. `1,3,6,15,119,252`.
+    pub dhcp_fingerprint: Option<String>,
+    /// DHCP option 60.
+    pub dhcp_vendor_class: Option<String>,
+    /// DHCP option 61, hex.
+    pub dhcp_client_id: Option<String>,
+    /// Zones it may be moved to.
+    pub zones: Vec<String>,
+}
+
+/// A change the homeowner makes to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum DeviceAction {
+    /// Give it a name (`None` or empty: forget the name).
+    Rename {
+        /// The name (at most 64 characters).
+        name: Option<String>,
+    },
+    /// Move it to a zone (the homeowner's choice always wins).
+    SetZone {
+        /// The zone.
+        zone: String,
+    },
+    /// Release it from quarantine (into `zone`, else what its class suggests,
+    /// else the policy's approved zone).
+    Approve {
+        /// The zone, if chosen.
+        zone: Option<String>,
+    },
+    /// Route its internet traffic through the tunnel or not (`None`: as the
+    /// policy says).
+    Tunnel {
+        /// The choice.
+        route: Option<bool>,
+    },
+    /// Block or unblock it.
+    Block {
+        /// Blocked?
+        blocked: bool,
+    },
+}
+
+/// A zone: what it may reach and who is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneView {
+    /// Id.
+    pub id: String,
+    /// The policy's description.
+    pub description: String,
+    /// May start connections to the internet.
+    pub internet: bool,
+    /// Zones it may start connections to.
+    pub reach_zones: Vec<String>,
+    /// Router services it may use (`dns`, `dhcp`, `web-ui`, …).
+    pub router_services: Vec<String>,
+    /// Members may reach each other.
+    pub intra_zone: bool,
+    /// The zone unknown devices land in.
+    pub is_unknown_zone: bool,
+    /// Its internet traffic goes through the tunnel.
+    pub tunnel: bool,
+    /// Members.
+    pub members: Vec<ZoneMember>,
+}
+
+/// A zone member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneMember {
+    /// MAC.
+    pub mac: String,
+    /// Display name (homeowner's name, else hostname; untrusted).
+    pub name: Option<String>,
+    /// Online now.
+    pub online: bool,
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// Id.
+    pub id: i64,
+    /// When.
+    pub at: UnixTime,
+    /// `new-device`, `new-device-quarantined`, `device-classified`,
+    /// `tunnel-up`, `tunnel-down`, `tunnel-error`, `apply-failed`, …
+    pub kind: String,
+    /// The device concerned.
+    pub mac: Option<String>,
+    /// A sentence (may quote untrusted device text).
+    pub message: String,
+    /// The homeowner has seen it.
+    pub acknowledged: bool,
+}
+
+/// Which alerts to acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckTarget {
+    /// One alert.
+    One(i64),
+    /// All of them.
+    All,
+}
+
+/// The VPN tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnView {
+    /// A tunnel is configured.
+    pub configured: bool,
+    /// `down`, `connecting`, `up`, `error`.
+    pub state: String,
+    /// Interface.
+    pub interface: Option<String>,
+    /// Our public key (base64).
+    pub public_key: Option<String>,
+    /// UDP port.
+    pub listen_port: Option<u16>,
+    /// Peers.
+    pub peers: Vec<VpnPeer>,
+    /// Failed attempts since it was last up.
+    pub attempts: u32,
+    /// Recent transitions, newest last.
+    pub transitions: Vec<VpnTransition>,
+    /// What is routed through it, in words.
+    pub routed: Vec<String>,
+    /// Packets the kill switch dropped.
+    pub leak_guard_drops: Option<u64>,
+}
+
+/// One VPN peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnPeer {
+    /// Public key (base64).
+    pub public_key: String,
+    /// Endpoint as configured.
+    pub endpoint_config: Option<String>,
+    /// Endpoint in use.
+    pub endpoint: Option<String>,
+    /// Last handshake.
+    pub last_handshake: Option<UnixTime>,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<String>,
+}
+
+/// One tunnel state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnTransition {
+    /// When.
+    pub at: UnixTime,
+    /// From.
+    pub from: String,
+    /// To.
+    pub to: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What the UI needs to authenticate: kept by the daemon (the hash in its store,
+/// the setup token in memory), checked by the UI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthRecord {
+    /// The argon2id PHC string, once a password is set.
+    pub password_hash: Option<String>,
+    /// The one-time setup token, while no password is set.
+    pub setup_token: Option<String>,
+}
+
+/// Something changed: pages showing it refresh (server-sent events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LiveEvent {
+    /// Devices or zones changed.
+    Devices,
+    /// A new alert, or one was acknowledged.
+    Alerts,
+    /// The tunnel changed.
+    Vpn,
+}
+
+impl LiveEvent {
+    /// The SSE event name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveEvent::Devices => "devices",
+            LiveEvent::Alerts => "alerts",
+            LiveEvent::Vpn => "vpn",
+        }
+    }
+}
