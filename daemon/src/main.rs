@@ -68,6 +68,10 @@ enum Command {
         /// Build, probe, print and tear down without waiting for Ctrl-C.
         #[arg(long)]
         once: bool,
+        /// The port on this machine's loopback where the demo's web UI is
+        /// forwarded (http://127.0.0.1:PORT/).
+        #[arg(long, default_value_t = bulkhead::demo::WEB_PORT)]
+        port: u16,
     },
     /// Announce one mDNS service on one interface until SIGTERM or SIGINT (for
     /// tests and the demo, run inside a test host's namespace).
@@ -388,7 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo { once } => bulkhead::demo::run(*once),
+        Command::Demo { once, port } => bulkhead::demo::run(*once, *port),
         Command::MdnsAnnounce {
             interface,
             service_type,

@@ -12,9 +12,12 @@
 //!   [`HomeSpec`], with responders in the internet and every host.
 //! - [`probe`]: TCP, UDP and ping reachability checks, and [`TcpSession`] for
 //!   checking that an established connection gets cut.
+//! - [`Forwarder`]: a TCP port of this namespace forwarded into another one
+//!   (the demo's web UI on the host's loopback), with no link between them.
 //! - [`HostSnapshot`]: read-only view of the host namespace's network state.
 
 mod error;
+pub mod forward;
 pub mod home;
 pub mod netns;
 pub mod probe;
@@ -25,6 +28,7 @@ pub mod snapshot;
 mod tests;
 
 pub use error::{Error, Result};
+pub use forward::Forwarder;
 pub use home::{Home, HomeSpec, Host, HostSpec, Segment, SegmentSpec};
 pub use netns::Netns;
 pub use probe::{eventually, ping, tcp_probe, udp_probe, TcpSession};

@@ -259,6 +259,30 @@ impl Netns {
         })
     }
 
+    /// Starts a long-lived OS thread that joins this namespace and runs `f`.
+    ///
+    /// Like [`Netns::run_in`], but the caller does not wait: for background work
+    /// in a namespace (a connector for a port forwarder, periodic traffic). The
+    /// namespace file is opened before the thread starts, so an error there is
+    /// reported here; the thread keeps the namespace alive while it runs, so
+    /// stop it before the namespace is dropped.
+    pub fn spawn_thread<T, F>(&self, name: &str, f: F) -> Result<std::thread::JoinHandle<Result<T>>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = self.path();
+        let file = File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || -> Result<T> {
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::sys(format!("setns into {}", path.display()), e))?;
+                Ok(f())
+            })
+            .map_err(|e| Error::io(format!("starting thread {name} for {}", self.name), e))
+    }
+
     /// Deletes namespaces left by dead runs: those named `bh{pid}-{n}-{tag}`
     /// whose pid no longer exists. Returns the names removed.
     pub fn cleanup_stale() -> Result<Vec<String>> {

@@ -12,6 +12,37 @@ use anyhow::{bail, Context};
 
 use super::{DemoClient, DemoHome, DemoHost, HOSTS};
 
+/// Numbers the announcers' log files.
+static ANNOUNCERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// What a host tells the DHCP server about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct DhcpIdentity<'a> {
+    /// Host name (option 12).
+    pub hostname: &'a str,
+    /// Vendor class (option 60), empty for the client's default.
+    pub vendor_class: &'a str,
+    /// Which client sends it.
+    pub client: DemoClient,
+}
+
+/// One mDNS service a host announces.
+#[derive(Debug, Clone)]
+pub struct MdnsService {
+    /// Service type, e.g. `_sonos._tcp`.
+    pub service_type: String,
+    /// Instance name (at most 63 bytes: one DNS label).
+    pub instance: String,
+    /// Host name (letters, digits, `-`).
+    pub host: String,
+    /// The host's address.
+    pub ipv4: Ipv4Addr,
+    /// Port.
+    pub port: u16,
+    /// TXT pairs.
+    pub txt: Vec<(String, String)>,
+}
+
 /// busybox udhcpc's event script: configure what the server gave, nothing else
 /// (never /etc/resolv.conf: the namespaces share the host's files).
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
@@ -88,10 +119,25 @@ impl DemoHome {
     /// then its DHCP client with its hostname and vendor class; returns the
     /// address it was given.
     pub fn join(&self, host: &DemoHost) -> anyhow::Result<Ipv4Addr> {
-        let ns = self.home.ns(host.name)?;
+        self.join_as(
+            host.name,
+            &DhcpIdentity {
+                hostname: host.hostname,
+                vendor_class: host.vendor_class,
+                client: host.client,
+            },
+        )
+    }
+
+    /// Like [`DemoHome::join`], for any host namespace of the home (also hosts
+    /// outside [`HOSTS`]) with the identity given: `udhcpc` passes the host
+    /// name on as given (hostile names included), `dhclient` needs a quotable
+    /// one.
+    pub fn join_as(&self, name: &str, id: &DhcpIdentity<'_>) -> anyhow::Result<Ipv4Addr> {
+        let ns = self.home.ns(name)?;
         // Privacy addresses on the laptop (as laptops do): they must be tied to
         // its MAC like the stable ones.
-        let tempaddr = if matches!(host.client, DemoClient::Dhclient) {
+        let tempaddr = if matches!(id.client, DemoClient::Dhclient) {
             "2"
         } else {
             "0"
@@ -103,8 +149,8 @@ impl DemoHome {
             "net.ipv6.conf.eth0.accept_dad=0",
             &format!("net.ipv6.conf.eth0.use_tempaddr={tempaddr}"),
         ])?;
-        let log = self.dir.join(format!("dhcp-{}.log", host.name));
-        match host.client {
+        let log = self.dir.join(format!("dhcp-{name}.log"));
+        match id.client {
             DemoClient::Udhcpc => {
                 let script = self.dir.join("udhcpc.script");
                 let mut args = vec![
@@ -121,10 +167,10 @@ impl DemoHome {
                     "-s".into(),
                     script.to_string_lossy().into_owned(),
                     "-x".into(),
-                    format!("hostname:{}", host.hostname),
+                    format!("hostname:{}", id.hostname),
                 ];
-                if !host.vendor_class.is_empty() {
-                    args.extend(["-V".into(), host.vendor_class.into()]);
+                if !id.vendor_class.is_empty() {
+                    args.extend(["-V".into(), id.vendor_class.into()]);
                 }
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let out = ns.exec(&[&["busybox"], args.as_slice()].concat());
@@ -137,20 +183,32 @@ impl DemoHome {
                     Err(e) => format!("{e:#}"),
                 };
                 std::fs::write(&log, &text)?;
-                out.with_context(|| format!("udhcpc on {} got no lease:\n{text}\n{}", host.name, self.log()))?;
+                out.with_context(|| format!("udhcpc on {name} got no lease:\n{text}\n{}", self.log()))?;
             }
             DemoClient::Dhclient => {
-                let conf = self.dir.join(format!("dhclient-{}.conf", host.name));
-                let mut c = format!("send host-name \"{}\";\n", host.hostname);
-                if !host.vendor_class.is_empty() {
-                    c.push_str(&format!("send vendor-class-identifier \"{}\";\n", host.vendor_class));
+                // Inside dhclient.conf's double quotes: printable ASCII, no quote
+                // or backslash.
+                let quotable = |s: &str| {
+                    s.chars()
+                        .all(|c| c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\'))
+                };
+                anyhow::ensure!(
+                    quotable(id.hostname) && quotable(id.vendor_class),
+                    "dhclient's config cannot carry {:?} / {:?}: use udhcpc for hostile names",
+                    id.hostname,
+                    id.vendor_class
+                );
+                let conf = self.dir.join(format!("dhclient-{name}.conf"));
+                let mut c = format!("send host-name \"{}\";\n", id.hostname);
+                if !id.vendor_class.is_empty() {
+                    c.push_str(&format!("send vendor-class-identifier \"{}\";\n", id.vendor_class));
                 }
                 c.push_str(
                     "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n",
                 );
                 std::fs::write(&conf, c)?;
-                let lease = self.dir.join(format!("dhclient-{}.leases", host.name));
-                let pidf = self.dir.join(format!("dhclient-{}.pid", host.name));
+                let lease = self.dir.join(format!("dhclient-{name}.leases"));
+                let pidf = self.dir.join(format!("dhclient-{name}.pid"));
                 let script = self.dir.join("dhclient.script");
                 // Foreground (-d) so the harness tracks and ends it.
                 ns.spawn_logged(
@@ -174,13 +232,12 @@ impl DemoHome {
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(a) = self.host_ipv4(host.name)? {
+            if let Some(a) = self.host_ipv4(name)? {
                 return Ok(a);
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{} got no address within 15 s\n--- client log:\n{}\n--- daemon log:\n{}",
-                    host.name,
+                    "{name} got no address within 15 s\n--- client log:\n{}\n--- daemon log:\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default(),
                     self.log()
                 );
@@ -189,23 +246,42 @@ impl DemoHome {
         }
     }
 
-    /// Starts the host's mDNS announcement, if it has one.
+    /// Starts the host's mDNS announcements, if it has any (one announcer per
+    /// service).
     pub fn announce(&self, host: &DemoHost, ipv4: Ipv4Addr) -> anyhow::Result<()> {
-        let Some(m) = &host.mdns else { return Ok(()) };
-        let ns = self.home.ns(host.name)?;
+        for m in host.mdns {
+            self.announce_service(
+                host.name,
+                &MdnsService {
+                    service_type: m.service_type.to_string(),
+                    instance: m.instance.to_string(),
+                    host: host.hostname.to_string(),
+                    ipv4,
+                    port: m.port,
+                    txt: m.txt.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts `bulkhead mdns-announce` for one service in host namespace
+    /// `name` (tracked: stopped with the home).
+    pub fn announce_service(&self, name: &str, m: &MdnsService) -> anyhow::Result<()> {
+        let ns = self.home.ns(name)?;
         let bin = self.bin.to_string_lossy().into_owned();
-        let ip = ipv4.to_string();
+        let ip = m.ipv4.to_string();
         let port = m.port.to_string();
         let mut args: Vec<String> = [
             "mdns-announce",
             "--interface",
             "eth0",
             "--type",
-            m.service_type,
+            &m.service_type,
             "--name",
-            m.instance,
+            &m.instance,
             "--host",
-            host.hostname,
+            &m.host,
             "--ip",
             &ip,
             "--port",
@@ -214,12 +290,13 @@ impl DemoHome {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for (k, v) in m.txt {
+        for (k, v) in &m.txt {
             args.push("--txt".into());
             args.push(format!("{k}={v}"));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ns.spawn_logged(&bin, &args, &self.dir.join(format!("mdns-{}.log", host.name)))?;
+        let n = ANNOUNCERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ns.spawn_logged(&bin, &args, &self.dir.join(format!("mdns-{name}-{n}.log")))?;
         Ok(())
     }
 
@@ -251,13 +328,23 @@ impl DemoHome {
             .spawn_logged("dnsmasq", &args, &self.dir.join("dnsmasq.log"))?)
     }
 
-    /// Every host joins (DHCP, SLAAC, mDNS).
+    /// Every host of [`HOSTS`] joins (DHCP, SLAAC, mDNS), all at once as after
+    /// a power cut.
     pub fn join_all(&self) -> anyhow::Result<()> {
-        for h in HOSTS {
-            let ip = self.join(h)?;
-            self.announce(h, ip)?;
-        }
-        Ok(())
+        std::thread::scope(|scope| {
+            let joins: Vec<_> = HOSTS
+                .iter()
+                .map(|h| {
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        let ip = self.join(h)?;
+                        self.announce(h, ip)
+                    })
+                })
+                .collect();
+            joins
+                .into_iter()
+                .try_for_each(|j| j.join().map_err(|_| anyhow::anyhow!("a join panicked"))?)
+        })
     }
 
     /// The host's IPv4 address on eth0, as its DHCP client configured it.

@@ -3,12 +3,18 @@
 //! the end-to-end tests in `netns-tests/` use the same builder.
 //!
 //! ```text
-//!   isp (203.0.113.10)
+//!   isp (203.0.113.10; VPN server wireguard-go, canary 203.0.113.77)
 //!     |  wan0
-//!   router ── br-lan 10.0.1.1/24 fd00:1::1/64 ── laptop (trusted)  10.0.1.10
-//!          │                                  ├─ plug   (iot)      10.0.1.20   same bridge as the laptop
-//!          │                                  └─ stranger (nobody) 10.0.1.99   quarantined: in no set
-//!          └─ br-iot 10.0.2.1/24 fd00:2::1/64 ── camera (iot)      10.0.2.10
+//!   router ── br-lan 10.0.1.1/24 fd00:1::1/64 ── laptop   (trusted, approved)  10.0.1.10
+//!          │   web UI 127.0.0.1:8080           ├─ phone    (trusted, approved)  10.0.1.50
+//!          │   and 10.0.1.1:8080               ├─ plug     (iot)                10.0.1.20  same bridge as the laptop
+//!          │                                   ├─ tv       (iot, through the VPN) 10.0.1.30
+//!          │                                   ├─ speaker  (iot)                10.0.1.60
+//!          │                                   └─ stranger (nobody)             10.0.1.99  quarantined: in no set
+//!          └─ br-iot 10.0.2.1/24 fd00:2::1/64 ── camera   (iot)                10.0.2.10
+//!
+//!   host namespace: only `bulkhead demo`'s listener on 127.0.0.1:8080, forwarded
+//!   into the router namespace (bulkhead_netns::Forwarder)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,9 +28,11 @@ use crate::config::MacAddr;
 use crate::control::{self, Request, Response};
 
 mod join;
+mod traffic;
 pub mod vpn;
 
-pub use join::have;
+pub use join::{have, DhcpIdentity, MdnsService};
+pub use traffic::Chatter;
 
 /// Which DHCP client a host runs in the discovering demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +77,9 @@ pub struct DemoHost {
     pub vendor_class: &'static str,
     /// Its DHCP client.
     pub client: DemoClient,
-    /// What it announces over mDNS, if anything.
-    pub mdns: Option<DemoMdns>,
+    /// What it announces over mDNS (one announcer per service, as a device
+    /// with several services answers for each).
+    pub mdns: &'static [DemoMdns],
 }
 
 /// The demo's hosts.
@@ -85,7 +94,7 @@ pub const HOSTS: &[DemoHost] = &[
         hostname: "annas-laptop",
         vendor_class: "",
         client: DemoClient::Dhclient,
-        mdns: None,
+        mdns: &[],
     },
     DemoHost {
         name: "plug",
@@ -97,7 +106,7 @@ pub const HOSTS: &[DemoHost] = &[
         hostname: "HS105",
         vendor_class: "",
         client: DemoClient::Udhcpc,
-        mdns: None,
+        mdns: &[],
     },
     DemoHost {
         name: "tv",
@@ -109,12 +118,12 @@ pub const HOSTS: &[DemoHost] = &[
         hostname: "Chromecast",
         vendor_class: "",
         client: DemoClient::Udhcpc,
-        mdns: Some(DemoMdns {
+        mdns: &[DemoMdns {
             service_type: "_googlecast._tcp",
             instance: "Chromecast-4f3a9c",
             port: 8009,
             txt: &[("md", "Chromecast"), ("fn", "Living Room TV")],
-        }),
+        }],
     },
     DemoHost {
         name: "stranger",
@@ -126,7 +135,7 @@ pub const HOSTS: &[DemoHost] = &[
         hostname: "stranger",
         vendor_class: "",
         client: DemoClient::Udhcpc,
-        mdns: None,
+        mdns: &[],
     },
     DemoHost {
         name: "camera",
@@ -138,7 +147,55 @@ pub const HOSTS: &[DemoHost] = &[
         hostname: "WYZECP1",
         vendor_class: "",
         client: DemoClient::Udhcpc,
-        mdns: None,
+        mdns: &[],
+    },
+    // Anna's phone: an Apple MAC (F0:18:98) and the host name iOS sends by
+    // default ("<Name>s-iPhone"). A phone is never trusted by a rule: it waits
+    // in quarantine until the homeowner approves it, like the laptop.
+    DemoHost {
+        name: "phone",
+        segment: "lan",
+        mac: [0xf0, 0x18, 0x98, 0x12, 0x34, 0x50],
+        ipv4: "10.0.1.50/24",
+        ipv6: "fd00:1::50/64",
+        zone: "trusted",
+        hostname: "annas-iphone",
+        vendor_class: "",
+        client: DemoClient::Udhcpc,
+        mdns: &[],
+    },
+    // A Sonos speaker (Sonos MAC 48:A6:B8) on the main Wi-Fi, as they usually
+    // are: it announces _sonos._tcp and _spotify-connect._tcp, so the `sonos`
+    // rule (high) places it in iot from its own announcements.
+    DemoHost {
+        name: "speaker",
+        segment: "lan",
+        mac: [0x48, 0xa6, 0xb8, 0x12, 0x34, 0x60],
+        ipv4: "10.0.1.60/24",
+        ipv6: "fd00:1::60/64",
+        zone: "iot",
+        hostname: "Sonos-48A6B8123460",
+        vendor_class: "",
+        client: DemoClient::Udhcpc,
+        mdns: &[
+            DemoMdns {
+                service_type: "_sonos._tcp",
+                instance: "Sonos-48A6B8123460",
+                port: 1443,
+                txt: &[
+                    ("info", "/api/v1/players/RINCON_48A6B812346001400/info"),
+                    ("vers", "3"),
+                    ("protovers", "1.40.0"),
+                    ("mdnssequence", "0"),
+                ],
+            },
+            DemoMdns {
+                service_type: "_spotify-connect._tcp",
+                instance: "Kitchen",
+                port: 1400,
+                txt: &[("CPath", "/spotifyzc"), ("VERSION", "1.0")],
+            },
+        ],
     },
 ];
 
@@ -151,8 +208,9 @@ pub enum Addressing {
     Discovered,
 }
 
-/// The home as the harness builds it.
-pub fn home_spec(addressing: Addressing) -> anyhow::Result<HomeSpec> {
+/// The home as the harness builds it: [`HOSTS`], then `extra` hosts (without
+/// addresses: they are DHCP clients).
+pub fn home_spec(addressing: Addressing, extra: &[HostSpec]) -> anyhow::Result<HomeSpec> {
     let mut spec = HomeSpec::default();
     spec.segments
         .push(SegmentSpec::new("lan", "10.0.1.1/24".parse()?).with_ipv6("fd00:1::1/64".parse()?));
@@ -165,6 +223,7 @@ pub fn home_spec(addressing: Addressing) -> anyhow::Result<HomeSpec> {
             Addressing::Discovered => host,
         });
     }
+    spec.hosts.extend(extra.iter().cloned());
     Ok(spec)
 }
 
@@ -189,23 +248,39 @@ impl DemoHome {
     /// and writes the router's config (not started yet). `extra_policies` are
     /// added to the shipped policies, e.g. `("pins.toml", ...)`.
     pub fn build(bin: &Path, extra_policies: &[(&str, &str)]) -> anyhow::Result<DemoHome> {
-        Self::build_with(bin, extra_policies, Addressing::Static)
+        Self::build_with(bin, extra_policies, Addressing::Static, &[])
     }
 
     /// Builds the discovering home: hosts have no addresses until they ask
     /// Bulkhead's DHCP server; nothing is pinned (only DHCP reservations).
     pub fn build_discovering(bin: &Path, extra_policies: &[(&str, &str)]) -> anyhow::Result<DemoHome> {
+        Self::build_discovering_with(bin, extra_policies, &[])
+    }
+
+    /// The discovering home with `extra_hosts` beside [`HOSTS`] (no
+    /// reservations: they get pool addresses; join them with
+    /// [`DemoHome::join_as`]).
+    pub fn build_discovering_with(
+        bin: &Path,
+        extra_policies: &[(&str, &str)],
+        extra_hosts: &[HostSpec],
+    ) -> anyhow::Result<DemoHome> {
         for tool in ["radvd", "dhclient"] {
             anyhow::ensure!(
                 have(tool),
                 "`{tool}` is missing: apt-get install radvd isc-dhcp-client (see README)"
             );
         }
-        Self::build_with(bin, extra_policies, Addressing::Discovered)
+        Self::build_with(bin, extra_policies, Addressing::Discovered, extra_hosts)
     }
 
-    fn build_with(bin: &Path, extra_policies: &[(&str, &str)], addressing: Addressing) -> anyhow::Result<DemoHome> {
-        let home = Home::new(&home_spec(addressing)?).context("building the namespaces")?;
+    fn build_with(
+        bin: &Path,
+        extra_policies: &[(&str, &str)],
+        addressing: Addressing,
+        extra_hosts: &[HostSpec],
+    ) -> anyhow::Result<DemoHome> {
+        let home = Home::new(&home_spec(addressing, extra_hosts)?).context("building the namespaces")?;
         let dir = std::env::temp_dir().join(format!("bulkhead-demo-{}", home.router().name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies"))?;
@@ -265,8 +340,9 @@ impl DemoHome {
 
     fn write_config(&self) -> anyhow::Result<()> {
         let mut c = format!(
-            "# Written by the demo.\nstate_dir = \"state\"\npolicies_dir = \"policies\"\ncontrol_socket = \"control.sock\"\n\n[wan]\ninterface = \"{}\"\n\n[web]\nlisten = [\"10.0.1.1:8080\"]\n",
-            bulkhead_netns::home::WAN_IF
+            "# Written by the demo.\nstate_dir = \"state\"\npolicies_dir = \"policies\"\ncontrol_socket = \"control.sock\"\n\n[wan]\ninterface = \"{}\"\n\n{}",
+            bulkhead_netns::home::WAN_IF,
+            web_section(WEB_PORT)
         );
         for s in self.home.segments() {
             let ports: Vec<String> = self
@@ -509,12 +585,136 @@ pub fn format_matrix(rows: &[MatrixRow]) -> String {
     out
 }
 
-/// `bulkhead demo`.
-pub fn run(once: bool) -> anyhow::Result<()> {
+/// The web UI's port inside the router namespace (loopback and the lan
+/// gateway), and the host port `bulkhead demo` forwards to it by default.
+pub const WEB_PORT: u16 = 8080;
+
+/// The lan gateway, where trusted devices open the web UI.
+pub const LAN_GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 1, 1);
+
+/// The config's `[web]` section: the UI on the router namespace's loopback
+/// (reached from the host through the demo's forwarder) and on the lan gateway
+/// (for trusted devices; the zones' `web-ui` router service lets them in).
+fn web_section(port: u16) -> String {
+    // TODO(integration): once the daemon reads `[web] hostnames`, also write
+    // hostnames = ["127.0.0.1:<host port>", "localhost:<host port>", "10.0.1.1:8080"]
+    // (see DemoHome::set_web_hostnames) so the Host allowlist admits the
+    // browser on the host's loopback.
+    format!("[web]\nlisten = [\"127.0.0.1:{port}\", \"{LAN_GATEWAY}:{port}\"]\n")
+}
+
+/// The service types a host announces, as the daemon reports them.
+fn announced(h: &DemoHost) -> Vec<&'static str> {
+    h.mdns.iter().map(|m| m.service_type).collect()
+}
+
+impl DemoHome {
+    /// The demo's home up to where the homeowner steps in: the discovering
+    /// home (plus `extra_hosts`, not joined), the VPN server in the isp with
+    /// the TV routed through it, the daemon, router adverts, every host of
+    /// [`HOSTS`] joined (DHCP, SLAAC, mDNS) and its mDNS services seen.
+    /// `bulkhead demo` shows this; the browser tests start from it.
+    pub fn start_full(bin: &Path, extra_hosts: &[HostSpec]) -> anyhow::Result<DemoHome> {
+        let demo = DemoHome::build_discovering_with(bin, &[], extra_hosts)?;
+        // The VPN: a wireguard-go server in the isp namespace; the TV (a
+        // streaming box) is routed through it, everything else goes direct.
+        let tv = HOSTS.iter().find(|h| h.name == "tv").context("tv")?;
+        demo.configure_tunnel(
+            &format!(
+                "# The streaming box goes through the VPN; everything else goes direct.\n[tunnel]\ndevices = [\"{}\"]\n",
+                MacAddr(tv.mac)
+            ),
+            25,
+        )?;
+        demo.install_canary()?;
+        demo.start_vpn_server()?;
+        demo.start_daemon()?;
+        demo.start_router_adverts()?;
+        demo.join_all()?;
+        demo.wait_for_mdns(Duration::from_secs(15))?;
+        Ok(demo)
+    }
+
+    /// Waits until the daemon reports every announced service of [`HOSTS`].
+    pub fn wait_for_mdns(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let Response::Devices { devices } = self.call(Request::Devices)? else {
+                bail!("unexpected answer")
+            };
+            let missing: Vec<String> = HOSTS
+                .iter()
+                .flat_map(|h| announced(h).into_iter().map(move |t| (h, t)))
+                .filter(|(h, t)| {
+                    !devices
+                        .iter()
+                        .any(|d| d.mac == MacAddr(h.mac) && d.evidence.mdns_services.iter().any(|s| s == t))
+                })
+                .map(|(h, t)| format!("{} {t}", h.name))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "mDNS services not seen within {within:?}: {}\n--- daemon log:\n{}",
+                    missing.join(", "),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The homeowner's step: the laptop and the phone are Anna's, approved into
+    /// trusted (no rule ever puts a device there by itself).
+    pub fn approve_own_devices(&self) -> anyhow::Result<()> {
+        for h in HOSTS.iter().filter(|h| h.zone == "trusted") {
+            self.call(Request::Approve {
+                mac: MacAddr(h.mac),
+                zone: crate::config::ZoneId::new("trusted").ok(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The web UI's one-time setup token, as the daemon tells it over the
+    /// control socket (`Request::Auth`); `Err` says why there is none.
+    pub fn setup_token(&self) -> anyhow::Result<String> {
+        match self.call(Request::Auth)? {
+            Response::Auth {
+                setup_token: Some(t), ..
+            } => Ok(t),
+            Response::Auth { setup_token: None, .. } => bail!("a password is already set"),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+}
+
+/// Binds the UI's port on the host's loopback, saying plainly when it is taken.
+fn bind_ui_port(port: u16) -> anyhow::Result<std::net::TcpListener> {
+    let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "{addr} is already in use on this machine (another program listens there), so the demo \
+             cannot show its web UI there. Stop that program, or pick another port: bulkhead demo --port {}",
+            port.wrapping_add(1).max(1024)
+        ),
+        Err(e) => Err(e).with_context(|| format!("listening on {addr}")),
+    }
+}
+
+/// `bulkhead demo`: `once` builds, probes, prints and tears down; otherwise the
+/// web UI is forwarded to `127.0.0.1:<port>` of this machine until Ctrl-C.
+pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
     anyhow::ensure!(
         bulkhead_netns::is_root(),
         "the demo builds network namespaces and needs root"
     );
+    // The UI's door on this machine first: a taken port stops the demo before
+    // anything is built.
+    let listener = if once { None } else { Some(bind_ui_port(port)?) };
     let removed = bulkhead_netns::Netns::cleanup_stale().unwrap_or_default();
     if !removed.is_empty() {
         eprintln!("removed {} namespaces left by an earlier run", removed.len());
@@ -530,48 +730,23 @@ pub fn run(once: bool) -> anyhow::Result<()> {
         }
     });
     eprintln!("building the demo home in network namespaces…");
-    let demo = DemoHome::build_discovering(&bin, &[])?;
-    // The VPN: a wireguard-go server in the isp namespace; the TV (a streaming
-    // box) is routed through it, everything else goes direct.
-    let tv_host = HOSTS.iter().find(|h| h.name == "tv").context("tv")?;
-    demo.configure_tunnel(
-        &format!(
-            "# The streaming box goes through the VPN; everything else goes direct.\n[tunnel]\ndevices = [\"{}\"]\n",
-            MacAddr(tv_host.mac)
-        ),
-        25,
-    )?;
-    demo.install_canary()?;
-    demo.start_vpn_server()?;
-    demo.start_daemon()?;
-    demo.start_router_adverts()?;
     eprintln!("devices join: DHCP (udhcpc, dhclient), SLAAC, mDNS…");
-    demo.join_all()?;
-    // Give mDNS a moment (announcements are resolved within a few seconds).
-    let tv = MacAddr(HOSTS.iter().find(|h| h.mdns.is_some()).map_or([0; 6], |h| h.mac));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let found = matches!(demo.call(Request::Devices)?, Response::Devices { devices }
-            if devices.iter().any(|d| d.mac == tv && !d.evidence.mdns_services.is_empty()));
-        if found {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let demo = DemoHome::start_full(&bin, &[])?;
     println!(
         "\nBulkhead demo home (router namespace: {})\n\nWhat Bulkhead found on its own:\n",
         demo.home.router().name()
     );
     print_devices(&demo)?;
-    let laptop = HOSTS.iter().find(|h| h.name == "laptop").context("laptop")?;
+    let own: Vec<String> = HOSTS
+        .iter()
+        .filter(|h| h.zone == "trusted")
+        .map(|h| format!("bulkhead device approve {} trusted", MacAddr(h.mac)))
+        .collect();
     println!(
-        "\nThe homeowner approves the laptop: bulkhead device approve {} trusted\n",
-        MacAddr(laptop.mac)
+        "\nThe homeowner approves the laptop and the phone:\n  {}\n",
+        own.join("\n  ")
     );
-    demo.call(Request::Approve {
-        mac: MacAddr(laptop.mac),
-        zone: crate::config::ZoneId::new("trusted").ok(),
-    })?;
+    demo.approve_own_devices()?;
     print_devices(&demo)?;
     println!("\nWho can open a TCP connection to whom (real probes, port 80):\n");
     println!("{}", format_matrix(&demo.reachability()?));
@@ -582,15 +757,39 @@ pub fn run(once: bool) -> anyhow::Result<()> {
         demo.home.router().name()
     );
     println!("  bulkhead --socket {} devices", demo.socket().display());
-    if once {
+    let Some(listener) = listener else {
         demo.stop_daemon()?;
         return Ok(());
-    }
+    };
+    // The devices at work (the UI's last seen and the VPN counters move), and
+    // the UI on this machine's loopback, forwarded into the router namespace.
+    let chatter = demo.start_chatter(Duration::from_secs(5), &["tv"])?;
+    let forwarder = bulkhead_netns::Forwarder::start_with_listener(
+        listener,
+        demo.home.router(),
+        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, WEB_PORT)),
+    )?;
+    let token = demo.setup_token().unwrap_or_else(|e| format!("(none: {e:#})"));
+    let stranger = HOSTS.iter().find(|h| h.name == "stranger").map_or([0; 6], |h| h.mac);
+    println!(
+        "\nThe web UI: open http://{}/ in a browser on this machine.\n  \
+         setup token: {token}\n  \
+         (the first visit asks for it and a password of at least 10 characters)\n\n\
+         Things to try there:\n  \
+         - the overview lists the stranger ({}) in quarantine: approve it, and it reaches the internet\n  \
+         - VPN: the TV goes through the tunnel; its transfer counters grow as the devices talk\n  \
+         - a device's page: rename it, move it to another zone, block it\n  \
+         - alerts: acknowledge the new-device alerts",
+        forwarder.local_addr(),
+        MacAddr(stranger)
+    );
     println!("\nPress Ctrl-C to remove the demo home.");
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("removing the demo home…");
+    drop(forwarder);
+    drop(chatter);
     demo.stop_daemon()?;
     Ok(())
 }
