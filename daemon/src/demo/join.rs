@@ -152,6 +152,13 @@ impl DemoHome {
         let log = self.dir.join(format!("dhcp-{name}.log"));
         match id.client {
             DemoClient::Udhcpc => {
+                // busybox's option area is 308 bytes: with a longer name its
+                // REQUEST loses the requested address and is NAKed forever.
+                anyhow::ensure!(
+                    id.hostname.len() <= 200,
+                    "udhcpc cannot send a {}-byte host name with its other options",
+                    id.hostname.len()
+                );
                 let script = self.dir.join("udhcpc.script");
                 let mut args = vec![
                     "udhcpc".to_string(),
@@ -167,7 +174,7 @@ impl DemoHome {
                     "-s".into(),
                     script.to_string_lossy().into_owned(),
                     "-x".into(),
-                    format!("hostname:{}", id.hostname),
+                    udhcpc_hostname_option(id.hostname),
                 ];
                 if !id.vendor_class.is_empty() {
                     args.extend(["-V".into(), id.vendor_class.into()]);
@@ -381,6 +388,22 @@ impl DemoHome {
             }
         }
         Ok(addrs)
+    }
+}
+
+/// udhcpc's `-x` value for a host name. busybox splits a `hostname:` value at
+/// spaces and cuts it at 254 bytes, so any other name goes out as the raw
+/// option 12 (`0x0c:` and hex bytes): every byte as given, up to 255.
+fn udhcpc_hostname_option(hostname: &str) -> String {
+    let plain = hostname.len() < 64
+        && hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if plain {
+        format!("hostname:{hostname}")
+    } else {
+        let hex: String = hostname.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("0x0c:{hex}")
     }
 }
 
