@@ -14,6 +14,7 @@ mod verify;
 pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
 pub use delta::{diff_membership, MembershipDelta};
 pub use netlink::{NetlinkError, NetlinkSetWriter};
+pub use render::SetOwner;
 pub use verify::{verify, VerifyError};
 
 use crate::policy::{DesiredRuleset, Membership};
@@ -21,7 +22,8 @@ use crate::policy::{DesiredRuleset, Membership};
 /// The name of both our tables.
 pub const TABLE: &str = "bulkhead";
 
-/// The three kinds of per-zone sets.
+/// The three kinds of member sets (per zone, and for blocked devices; the
+/// tunnel's device sets are MAC sets only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SetKind {
     /// `ether_addr`: decides the SOURCE zone of a packet.
