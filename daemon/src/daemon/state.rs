@@ -1782,3 +1782,7 @@ mod tests {
         assert_eq!(kinds, [AlertKind::NewDeviceQuarantined, AlertKind::NewDevice]);
     }
 }
+
+#[cfg(test)]
+#[path = "state_netns_test.rs"]
+mod netns_test;
