@@ -360,15 +360,19 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
 
     // --- NAT: IPv4 leaves by the WAN under the router's address.
     let mut post = ChainSpec::base(INet, "postrouting", NfChainType::NAT, NfHook::Postrouting, 100);
-    post.rule(
-        "masquerade",
-        vec![
-            iifname_in(lan),
-            eq(meta(MetaKey::Nfproto), s("ipv4")),
-            oifname_in(wan),
-            Statement::Masquerade(None),
-        ],
-    );
+    // Rules naming the LAN interfaces exist only when there are some: nft
+    // refuses an empty anonymous set (a router being set up has no segments).
+    if !lan.is_empty() {
+        post.rule(
+            "masquerade",
+            vec![
+                iifname_in(lan),
+                eq(meta(MetaKey::Nfproto), s("ipv4")),
+                oifname_in(wan),
+                Statement::Masquerade(None),
+            ],
+        );
+    }
     if let Some(t) = &rs.tunnel {
         // Both families: the VPN routes only the address it gave us.
         post.rule(
@@ -734,8 +738,9 @@ fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
 fn zone_forward_chain(z: &ZoneRules, wan: &[String], lan: &BTreeSet<String>) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("from", &z.id));
     // `oifname` too: an address that ended up in a zone's set but lives outside
-    // the home must not become a way out to the internet.
-    for t in z.targets() {
+    // the home must not become a way out to the internet. (No LAN interfaces:
+    // no zone member to reach.)
+    for t in z.targets().into_iter().filter(|_| !lan.is_empty()) {
         c.rule(
             format!("to-{t}-v4"),
             vec![

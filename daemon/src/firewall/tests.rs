@@ -194,17 +194,23 @@ fn verify_checks_the_blocked_and_tunnel_sets() {
     assert!(names.contains(&"blocked-mac".to_string()) && !names.iter().any(|n| n.starts_with("tunnel")));
 }
 
-#[test]
-fn golden_edge_cases() {
-    // No segments at all (a router being set up), a zone that reaches itself and
-    // another, a WAN whose input is left to fw4, and an existing bridge's ports.
+/// No segments at all (a router being set up), a zone that reaches itself and
+/// another, a WAN whose input is left to fw4, and an existing bridge's ports.
+fn edge_ruleset() -> crate::policy::DesiredRuleset {
     let main = "policies_dir = \"policies\"\n[wan]\ninterface = \"eth1\"\npolice_input = false\n";
     let pol =
         "unknown_zone = \"quar\"\n[zones.quar]\n[zones.lab]\nreach_zones = [\"lab\", \"quar\"]\nintra_zone = false\n";
     let dir = crate::testutil::Fixture::new(main, &[("p.toml", pol)]);
     let cfg = crate::config::load(&dir.main()).unwrap_or_else(|e| panic!("{e}"));
-    let rs = desired_ruleset(&cfg, &["wlan0".to_string()].into_iter().collect());
-    golden("edge-no-segments", &render::full_document(&rs, &Default::default()));
+    desired_ruleset(&cfg, &["wlan0".to_string()].into_iter().collect())
+}
+
+#[test]
+fn golden_edge_cases() {
+    golden(
+        "edge-no-segments",
+        &render::full_document(&edge_ruleset(), &Default::default()),
+    );
 }
 
 #[test]
@@ -335,6 +341,15 @@ fn real_nft_accepts_the_documents() {
     let json = serde_json::to_string(&render::full_document(&rs, &m)).expect("json");
     let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
     assert!(out.is_ok(), "nft -c refused the tunnel document: {out:?}");
+    // A router being set up: no segments (no LAN interface to name; nft refuses
+    // an empty anonymous set), with and without an existing bridge's ports.
+    let main = "policies_dir = \"policies\"\n[wan]\ninterface = \"wan0\"\n";
+    let cfg = config_with(main, &[]);
+    for rs in [desired_ruleset(&cfg, &Default::default()), edge_ruleset()] {
+        let json = serde_json::to_string(&render::full_document(&rs, &Default::default())).expect("json");
+        let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
+        assert!(out.is_ok(), "nft -c refused the document without segments: {out:?}");
+    }
 }
 
 fn nix_is_root() -> bool {
