@@ -208,6 +208,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tracing::info!(config = %config_path.display(), socket = %state.config.control_socket.display(), "bulkhead running");
+    for addr in &state.config.web.listen {
+        tracing::info!("web UI at http://{addr}/");
+    }
+    // The one place the token is shown without asking (stdout, not the log):
+    // whoever reads the daemon's console may set the web UI's first password.
+    match state.setup_token() {
+        Some(token) => println!("bulkhead: web UI setup token: {token}"),
+        None if state.config.web.listen.is_empty() => {}
+        None => tracing::info!("web UI password is set (forgotten? bulkhead reset-password)"),
+    }
     println!("bulkhead: ready");
     loop {
         tokio::select! {
@@ -217,6 +227,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 }
                 let resp = match req {
                     Request::Tunnel => Response::Tunnel(Box::new(vpn.view(&state.config.policy.tunnel))),
+                    Request::ResetPassword => {
+                        let resp = state.handle(Request::ResetPassword, unix_now());
+                        if let Some(token) = state.setup_token() {
+                            println!("bulkhead: web UI setup token: {token}");
+                        }
+                        resp
+                    }
                     req => state.handle(req, unix_now()),
                 };
                 let _ = reply.send(resp);
