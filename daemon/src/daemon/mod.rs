@@ -226,7 +226,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     state.mdns_counters = Some(b.counters());
                 }
                 let resp = match req {
-                    Request::Tunnel => Response::Tunnel(Box::new(vpn.view(&state.config.policy.tunnel))),
+                    Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(&state, &vpn))),
                     Request::ResetPassword => {
                         let resp = state.handle(Request::ResetPassword, unix_now());
                         if let Some(token) = state.setup_token() {
@@ -350,6 +350,25 @@ fn tunnel_alerts(
             message,
         });
     }
+}
+
+/// The tunnel as the CLI and UI show it: the policy's selectors and the
+/// homeowner's per-device choices.
+fn tunnel_view(state: &DaemonState, vpn: &tunnel::TunnelRuntime) -> crate::control::TunnelView {
+    let mut view = vpn.view(&state.config.policy.tunnel);
+    if view.configured {
+        let (through, never) = state.tunnel_choices();
+        if !through.is_empty() || !never.is_empty() {
+            view.routed.retain(|r| !r.starts_with("nothing"));
+        }
+        if !through.is_empty() {
+            view.routed.push(format!("devices you chose: {}", through.join(", ")));
+        }
+        if !never.is_empty() {
+            view.routed.push(format!("never (your choice): {}", never.join(", ")));
+        }
+    }
+    view
 }
 
 /// Interface names by index, for neighbour updates.

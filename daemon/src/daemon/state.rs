@@ -770,6 +770,25 @@ impl DaemonState {
         self.facts_changed
     }
 
+    /// The homeowner's per-device tunnel choices, as `mac (name)` lines:
+    /// (through the tunnel, never through it).
+    pub fn tunnel_choices(&self) -> (Vec<String>, Vec<String>) {
+        let mut through = Vec::new();
+        let mut never = Vec::new();
+        for d in self.inventory.devices() {
+            let label = match &d.name {
+                Some(n) => format!("{} ({})", d.mac, n.escape_debug()),
+                None => d.mac.to_string(),
+            };
+            match d.tunnel_choice {
+                Some(true) => through.push(label),
+                Some(false) => never.push(label),
+                None => {}
+            }
+        }
+        (through, never)
+    }
+
     /// Number of devices known.
     pub fn device_count(&self) -> usize {
         self.inventory.len()
