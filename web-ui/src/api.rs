@@ -147,7 +147,7 @@ async fn devices(State(st): State<AppState>, _: ApiSession, RawQuery(raw): RawQu
         None => RawDeviceQuery::default(),
         Some(q) => match parse_query::<RawDeviceQuery>(&q) {
             Ok(r) => r,
-            Err(e) => return e,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
         },
     };
     let query = match DeviceQuery::parse(&raw) {
@@ -163,23 +163,23 @@ async fn devices(State(st): State<AppState>, _: ApiSession, RawQuery(raw): RawQu
     }
 }
 
-fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, Response> {
+/// A query string as `T`, or why not.
+fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, String> {
     let uri: axum::http::Uri = format!("/?{q}")
         .parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "the query string is not valid"))?;
+        .map_err(|_| "the query string is not valid".to_string())?;
     Query::<T>::try_from_uri(&uri)
         .map(|Query(v)| v)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))
+        .map_err(|e| e.body_text())
 }
 
-fn mac_or_404(mac: &str) -> Result<String, Response> {
-    normalize_mac(mac).ok_or_else(|| error(StatusCode::NOT_FOUND, "no such device"))
+fn no_such_device() -> Response {
+    error(StatusCode::NOT_FOUND, "no such device")
 }
 
 async fn device(State(st): State<AppState>, _: ApiSession, Path(mac): Path<String>) -> Response {
-    let mac = match mac_or_404(&mac) {
-        Ok(m) => m,
-        Err(r) => return r,
+    let Some(mac) = normalize_mac(&mac) else {
+        return no_such_device();
     };
     match st.backend.device(mac).await {
         Ok(d) => Json(d).into_response(),
@@ -193,9 +193,8 @@ async fn device_action(
     Path(mac): Path<String>,
     ApiJson(action): ApiJson<DeviceAction>,
 ) -> Response {
-    let mac = match mac_or_404(&mac) {
-        Ok(m) => m,
-        Err(r) => return r,
+    let Some(mac) = normalize_mac(&mac) else {
+        return no_such_device();
     };
     match st.backend.device_action(mac, action).await {
         Ok(message) => Json(ActionResult { message }).into_response(),
@@ -218,7 +217,7 @@ struct AlertsQuery {
 async fn alerts(State(st): State<AppState>, _: ApiSession, RawQuery(raw): RawQuery) -> Response {
     let q = match raw.as_deref().map(parse_query::<AlertsQuery>).transpose() {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let limit = match q.and_then(|q| q.limit) {
         None => DEFAULT_ALERT_LIMIT,

@@ -157,26 +157,32 @@ pub enum QueryError {
 }
 
 impl DeviceQuery {
-    /// Validates a raw query. Empty values mean "not given" (an HTML form sends
-    /// every field).
+    /// Validates a raw query (the API): `status`, `sort` and `dir`, when
+    /// present, must be one of their values exactly; empty `q`, `zone` and
+    /// `class` mean "any".
     pub fn parse(raw: &RawDeviceQuery) -> Result<DeviceQuery, QueryError> {
         Ok(DeviceQuery {
             q: given(&raw.q).unwrap_or_default().to_owned(),
             zone: given(&raw.zone).map(str::to_owned),
             class: given(&raw.class).map(str::to_owned),
-            status: given(&raw.status)
+            status: raw
+                .status
+                .as_deref()
                 .map(|s| Status::parse(s).ok_or(QueryError::Status))
                 .transpose()?,
-            sort: given(&raw.sort)
+            sort: raw
+                .sort
+                .as_deref()
                 .map(|s| SortKey::parse(s).ok_or(QueryError::Sort))
                 .transpose()?
                 .unwrap_or_default(),
-            desc: parse_dir(given(&raw.dir))?,
+            desc: parse_dir(raw.dir.as_deref())?,
         })
     }
 
-    /// Like [`DeviceQuery::parse`], dropping values that are not valid (the
-    /// page shows the list rather than an error).
+    /// Like [`DeviceQuery::parse`], for the page: blank values mean "any" (an
+    /// HTML form sends every field) and values that are not valid are dropped
+    /// (the page shows the list rather than an error).
     pub fn parse_lenient(raw: &RawDeviceQuery) -> DeviceQuery {
         DeviceQuery {
             q: given(&raw.q).unwrap_or_default().to_owned(),
@@ -423,7 +429,7 @@ mod tests {
 
     #[test]
     fn empty_values_mean_not_given_and_bad_values_are_refused() {
-        let empty = RawDeviceQuery {
+        let mut empty = RawDeviceQuery {
             q: Some(String::new()),
             zone: Some(String::new()),
             class: Some(" ".into()),
@@ -431,6 +437,9 @@ mod tests {
             sort: Some(String::new()),
             dir: Some(String::new()),
         };
+        assert_eq!(DeviceQuery::parse_lenient(&empty), DeviceQuery::default());
+        assert_eq!(DeviceQuery::parse(&empty), Err(QueryError::Status), "the API is strict");
+        (empty.status, empty.sort, empty.dir) = (None, None, None);
         assert_eq!(DeviceQuery::parse(&empty), Ok(DeviceQuery::default()));
         let bad = |f: fn(&mut RawDeviceQuery)| {
             let mut r = RawDeviceQuery::default();

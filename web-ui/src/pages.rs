@@ -426,11 +426,11 @@ pub fn add_retry_after(r: &mut Response, wait: Duration) {
 }
 
 /// The pre-session token of this browser, or a new one (with its cookie).
-fn pre_token(headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), Response> {
+fn pre_token(headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), auth::AuthError> {
     if let Some(t) = cookie(headers, PRE_COOKIE).filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
         return Ok((t.to_string(), None));
     }
-    let t = auth::random_token().map_err(|e| error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
+    let t = auth::random_token()?;
     let c = set_cookie(PRE_COOKIE, &t, 3600);
     Ok((t, Some(c)))
 }
@@ -439,7 +439,7 @@ fn pre_token(headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), Respo
 fn pre_session_page(headers: &HeaderMap, status: StatusCode, flash: Option<Flash>, setup: bool) -> Response {
     let (token, set) = match pre_token(headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     let r = if setup {
         render(
