@@ -540,7 +540,12 @@ async fn logout(State(st): State<AppState>, f: PageForm<CsrfOnly>) -> Response {
 }
 
 /// Server-sent events: `devices`, `alerts`, `vpn` as they happen.
-async fn events(State(st): State<AppState>, PageSession(_): PageSession) -> Response {
+async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    // Signed in, but this request must not take the flash message meant for
+    // the page that is about to load.
+    if st.session(&headers, false).is_none() {
+        return st.sign_in_redirect().await;
+    }
     let Ok(permit) = st.event_streams.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many open event streams").into_response();
     };
@@ -553,10 +558,9 @@ async fn events(State(st): State<AppState>, PageSession(_): PageSession) -> Resp
             Err(RecvError::Lagged(_)) => "devices",
             Err(RecvError::Closed) => return None,
         };
-        Some((
-            Ok::<Event, Infallible>(Event::default().event(name).data("")),
-            (rx, permit),
-        ))
+        // Browsers drop events without data: the name again.
+        let event = Event::default().event(name).data(name);
+        Some((Ok::<Event, Infallible>(event), (rx, permit)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }

@@ -15,9 +15,6 @@ use crate::model::{
 };
 use crate::Health;
 
-/// The time the fake home lives at (2023-11-14 22:13:20 UTC).
-pub const FAKE_NOW: i64 = 1_700_000_000;
-
 /// The setup token of [`FakeBackend::unconfigured`].
 pub const SETUP_TOKEN: &str = "fake-setup-token-0123456789abcdef";
 
@@ -94,6 +91,7 @@ fn default_zones() -> Vec<ZoneView> {
 
 /// A device with plausible evidence; tests change what they need.
 pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone: &str) -> DeviceDetail {
+    let now = crate::format::now();
     let quarantined = zone == "unknown";
     let device = DeviceSummary {
         mac: mac.to_string(),
@@ -110,8 +108,8 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
         tunnel_choice: None,
         addresses: vec!["192.168.2.20".into(), "fd00:2::20".into()],
         online: true,
-        first_seen: FAKE_NOW - 86_400 * 3,
-        last_seen: FAKE_NOW - 30,
+        first_seen: now - 86_400 * 3,
+        last_seen: now - 30,
         randomized: false,
     };
     let host = hostname.unwrap_or("device");
@@ -194,6 +192,7 @@ impl FakeBackend {
     /// a speaker in iot (the TV routed through the tunnel), one unknown device in
     /// quarantine, a few alerts; the password is `correct horse battery`.
     pub fn demo() -> FakeBackend {
+        let now = crate::format::now();
         let mut devices = Vec::new();
         let mut add =
             |mac: &str, name: Option<&str>, host: &str, zone: &str, class: &str, vendor: &str, online: bool| {
@@ -208,7 +207,7 @@ impl FakeBackend {
                 d.device.vendor = Some(vendor.into());
                 d.device.online = online;
                 if !online {
-                    d.device.last_seen = FAKE_NOW - 7200;
+                    d.device.last_seen = now - 7200;
                 }
                 let n = devices.len() + 10;
                 d.device.addresses = vec![format!("192.168.1.{n}")];
@@ -265,16 +264,16 @@ impl FakeBackend {
         let alerts = vec![
             alert(
                 3,
-                FAKE_NOW - 60,
+                now - 60,
                 "new-device-quarantined",
                 Some("02:00:00:00:09:01"),
                 "New device esp-3f2a is waiting in quarantine",
                 false,
             ),
-            alert(2, FAKE_NOW - 3600, "tunnel-up", None, "The tunnel is up", false),
+            alert(2, now - 3600, "tunnel-up", None, "The tunnel is up", false),
             alert(
                 1,
-                FAKE_NOW - 86_400,
+                now - 86_400,
                 "new-device",
                 Some("02:00:00:00:01:02"),
                 "New device pixel-7 joined trusted",
@@ -294,6 +293,7 @@ impl FakeBackend {
     /// `n` generated devices across the zones (a tenth in quarantine, a third
     /// offline), signed in with `correct horse battery`: the benchmark's home.
     pub fn with_devices(n: usize) -> FakeBackend {
+        let now = crate::format::now();
         const CLASSES: [&str; 6] = ["camera", "plug", "media", "laptop", "phone", "speaker"];
         const VENDORS: [&str; 5] = ["Reolink", "Shelly", "LG", "Sonos", "Espressif"];
         const ZONES: [&str; 3] = ["trusted", "iot", "guest"];
@@ -310,7 +310,7 @@ impl FakeBackend {
                 }
                 d.device.vendor = Some(VENDORS[i % VENDORS.len()].into());
                 d.device.online = i % 3 != 0;
-                d.device.last_seen = FAKE_NOW - i64::try_from(i).unwrap_or(0) * 97;
+                d.device.last_seen = now - i64::try_from(i).unwrap_or(0) * 97;
                 d.device.addresses = vec![format!("10.{}.{}.{}", (i >> 16) & 0xff, hi, lo)];
                 d
             })
@@ -336,6 +336,7 @@ impl FakeBackend {
     }
 
     fn demo_vpn() -> VpnView {
+        let now = crate::format::now();
         VpnView {
             configured: true,
             state: "up".into(),
@@ -346,7 +347,7 @@ impl FakeBackend {
                 public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
                 endpoint_config: Some("vpn.example.net:51820".into()),
                 endpoint: Some("203.0.113.7:51820".into()),
-                last_handshake: Some(FAKE_NOW - 42),
+                last_handshake: Some(now - 42),
                 rx_bytes: 123_456_789,
                 tx_bytes: 9_876_543,
                 allowed_ips: vec!["0.0.0.0/0".into(), "::/0".into()],
@@ -354,13 +355,13 @@ impl FakeBackend {
             attempts: 0,
             transitions: vec![
                 VpnTransition {
-                    at: FAKE_NOW - 3605,
+                    at: now - 3605,
                     from: "down".into(),
                     to: "connecting".into(),
                     reason: "configured".into(),
                 },
                 VpnTransition {
-                    at: FAKE_NOW - 3600,
+                    at: now - 3600,
                     from: "connecting".into(),
                     to: "up".into(),
                     reason: "handshake completed".into(),
