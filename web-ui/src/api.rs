@@ -12,14 +12,14 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::app::{backend_status, clear_session_cookie, session_cookie, ApiSession, AppState};
+use crate::app::{add_retry_after, backend_status, clear_session_cookie, session_cookie, ApiSession, AppState, PeerIp};
 use crate::backend::BackendError;
 use crate::inventory::{DeviceQuery, RawDeviceQuery};
 use crate::model::{
     AckResult, AckTarget, ActionResult, DeviceAction, ErrorBody, LoginRequest, PasswordChange, SessionInfo,
     SetupRequest,
 };
-use crate::pages::{add_retry_after, normalize_mac, PeerIp};
+use crate::pages::normalize_mac;
 use crate::signin::{self, SignInError};
 
 /// The OpenAPI 3.0 document (hand-written; the tests hold it to the routes and

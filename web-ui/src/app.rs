@@ -3,9 +3,10 @@
 //! without the CSRF header on a change), a form post with the session's CSRF
 //! token, or a setup/login form with the pre-session double-submit token.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -284,4 +285,22 @@ pub fn backend_status(e: &BackendError) -> StatusCode {
         BackendError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         BackendError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
+}
+
+/// The client's address, for the rate limiter.
+pub struct PeerIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for PeerIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(peer_ip(&parts.extensions)))
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up.
+pub fn add_retry_after(r: &mut Response, wait: Duration) {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }

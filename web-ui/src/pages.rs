@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -15,8 +14,8 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::app::{
-    backend_status, clear_session_cookie, cookie, session_cookie, set_cookie, AppState, CsrfField, PageForm,
-    PageSession, PreForm,
+    add_retry_after, backend_status, clear_session_cookie, cookie, session_cookie, set_cookie, AppState, CsrfField,
+    PageForm, PageSession, PeerIp, PreForm,
 };
 use crate::auth::{self, Flash, PRE_COOKIE};
 use crate::backend::BackendError;
@@ -108,13 +107,18 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     ok.then(|| parts.join(":").to_ascii_lowercase())
 }
 
+/// Quarantined devices the overview lists (the rest: a link to the list).
+const OVERVIEW_QUARANTINED: usize = 20;
+
 async fn overview(State(st): State<AppState>, PageSession(s): PageSession) -> Response {
     match crate::overview::load(st.backend.as_ref()).await {
         Ok(mut o) => {
-            o.quarantined.truncate(50);
+            let waiting = o.quarantined.len();
+            o.quarantined.truncate(OVERVIEW_QUARANTINED);
             let page = OverviewPage {
                 layout: Layout::signed_in("Overview", "overview", &s),
                 o: &o,
+                waiting,
                 now: crate::format::now(),
             };
             render(StatusCode::OK, &page)
@@ -402,27 +406,9 @@ async fn change_password(State(st): State<AppState>, request_peer: PeerIp, f: Pa
     }
 }
 
-/// The client's address, for the rate limiter.
-pub struct PeerIp(pub std::net::IpAddr);
-
-impl axum::extract::FromRequestParts<AppState> for PeerIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(PeerIp(crate::app::peer_ip(&parts.extensions)))
-    }
-}
-
 fn with_cookie(mut r: Response, cookie: HeaderValue) -> Response {
     r.headers_mut().append(header::SET_COOKIE, cookie);
     r
-}
-
-/// `Retry-After` in whole seconds, rounded up.
-pub fn add_retry_after(r: &mut Response, wait: Duration) {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
 /// The pre-session token of this browser, or a new one (with its cookie).

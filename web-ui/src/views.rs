@@ -139,8 +139,10 @@ impl Layout {
 pub struct OverviewPage<'a> {
     /// Frame.
     pub layout: Layout,
-    /// The figures.
+    /// The figures (the quarantined list possibly cut short).
     pub o: &'a Overview,
+    /// Devices waiting for approval, all of them.
+    pub waiting: usize,
     /// Now.
     pub now: UnixTime,
 }

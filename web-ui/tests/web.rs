@@ -953,6 +953,13 @@ async fn a_thousand_devices_render() {
     assert_eq!(row_macs(&html).len(), 100);
     let html = ui.page("/", &s).await;
     assert!(html.contains("<span class=\"stat-num\">1000</span>"));
+    assert!(html.contains("<span class=\"stat-num\">100</span><span class=\"stat-label\">waiting"));
+    assert_eq!(
+        html.matches("class=\"approve-form\"").count(),
+        20,
+        "the overview lists the newest 20"
+    );
+    assert!(html.contains("All 100 waiting devices"));
 }
 
 // ---------------------------------------------------------------- device actions
