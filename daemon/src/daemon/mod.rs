@@ -193,10 +193,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (live, _) = tokio::sync::broadcast::channel::<bulkhead_web::model::LiveEvent>(64);
     let backend: Arc<dyn bulkhead_web::Backend> =
         Arc::new(web::WebBackend::new(health.clone(), jobs_tx.clone(), live.clone()));
+    // One router (one session store and rate limiter) on every address. The
+    // Host allowlist: each listen address and localhost on its port.
+    let web_ui = bulkhead_web::router(
+        backend.clone(),
+        bulkhead_web::WebSettings::for_listen(&state.config.web.listen),
+    );
     for addr in state.config.web.listen.clone() {
-        let backend = backend.clone();
+        let web_ui = web_ui.clone();
         tokio::spawn(async move {
-            if let Err(e) = bulkhead_web::serve(addr, backend).await {
+            if let Err(e) = bulkhead_web::serve_router(addr, web_ui).await {
                 tracing::error!(%addr, error = %e, "web UI stopped");
             }
         });
