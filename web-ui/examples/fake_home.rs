@@ -22,5 +22,12 @@ async fn main() -> std::io::Result<()> {
         None => FakeBackend::demo(),
     };
     println!("http://{addr}/ (password: correct horse battery)");
-    bulkhead_web::serve(addr, Arc::new(fake), WebSettings::for_listen(&[addr])).await
+    bulkhead_web::serve(
+        addr,
+        Arc::new(fake),
+        WebSettings {
+            allowed_hosts: vec![addr.to_string(), format!("localhost:{}", addr.port())],
+        },
+    )
+    .await
 }

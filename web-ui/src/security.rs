@@ -3,7 +3,6 @@
 //! a foreign name that resolves to the router gets 421 before anything else);
 //! the Origin / Sec-Fetch-Site check on every state-changing request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,33 +28,6 @@ pub struct WebSettings {
 }
 
 impl WebSettings {
-    /// The allowlist for listening on `addrs`: each address as `ip:port`
-    /// (`[ip]:port` for IPv6), and `localhost:port`.
-    pub fn for_listen(addrs: &[SocketAddr]) -> WebSettings {
-        let mut allowed_hosts = Vec::new();
-        for a in addrs {
-            for h in [a.to_string(), format!("localhost:{}", a.port())] {
-                if !allowed_hosts.contains(&h) {
-                    allowed_hosts.push(h);
-                }
-            }
-        }
-        WebSettings { allowed_hosts }
-    }
-
-    /// Adds host names (`router.lan`) on each listening port.
-    pub fn with_names(mut self, names: &[String], ports: &[u16]) -> WebSettings {
-        for n in names {
-            for p in ports {
-                let h = format!("{n}:{p}");
-                if !self.allowed_hosts.contains(&h) {
-                    self.allowed_hosts.push(h);
-                }
-            }
-        }
-        self
-    }
-
     /// Whether a request's `Host` value is one of ours.
     pub fn host_allowed(&self, host: &str) -> bool {
         let host = normalize_host(host);
@@ -191,21 +163,15 @@ mod tests {
 
     #[test]
     fn allowlist_for_listen_addresses() {
-        let s = WebSettings::for_listen(&[
-            "192.168.1.1:8080".parse().expect("addr"),
-            "[fd00::1]:8080".parse().expect("addr"),
-            "127.0.0.1:80".parse().expect("addr"),
-        ]);
-        assert_eq!(
-            s.allowed_hosts,
-            [
-                "192.168.1.1:8080",
-                "localhost:8080",
-                "[fd00::1]:8080",
-                "127.0.0.1:80",
-                "localhost:80"
-            ]
-        );
+        let s = WebSettings {
+            allowed_hosts: vec![
+                "192.168.1.1:8080".into(),
+                "localhost:8080".into(),
+                "[fd00::1]:8080".into(),
+                "127.0.0.1:80".into(),
+                "localhost:80".into(),
+            ],
+        };
         for ok in [
             "192.168.1.1:8080",
             "LOCALHOST:8080",
@@ -229,7 +195,9 @@ mod tests {
         ] {
             assert!(!s.host_allowed(bad), "{bad}");
         }
-        let named = s.with_names(&["router.lan".into()], &[8080]);
+        let named = WebSettings {
+            allowed_hosts: vec!["router.lan:8080".into()],
+        };
         assert!(named.host_allowed("Router.LAN:8080"));
     }
 

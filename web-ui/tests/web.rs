@@ -37,7 +37,9 @@ struct Session {
 
 fn ui_with(fake: FakeBackend) -> Ui {
     let fake = Arc::new(fake);
-    let settings = WebSettings::for_listen(&[HOST.parse().expect("addr")]);
+    let settings = WebSettings {
+        allowed_hosts: vec![HOST.to_string(), "localhost:8080".into()],
+    };
     Ui {
         router: router(fake.clone(), settings),
         fake,

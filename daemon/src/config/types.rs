@@ -470,8 +470,7 @@ pub struct WebConfig {
 
 impl WebConfig {
     /// The Host header values the UI answers: each listen address, each
-    /// configured name and `localhost` (for loopback listeners), with the port,
-    /// and without it when the port is 80.
+    /// configured name and `localhost` (for loopback listeners), with the port.
     pub fn allowed_hosts(&self) -> Vec<String> {
         let mut out = std::collections::BTreeSet::new();
         for a in &self.listen {
@@ -484,10 +483,8 @@ impl WebConfig {
             if a.ip().is_loopback() {
                 names.push("localhost".into());
             }
+            // A Host without a port means port 80; the UI's check knows that.
             for n in names {
-                if a.port() == 80 {
-                    out.insert(n.clone());
-                }
                 out.insert(format!("{n}:{}", a.port()));
             }
         }

@@ -197,7 +197,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Host allowlist: each listen address and localhost on its port.
     let web_ui = bulkhead_web::router(
         backend.clone(),
-        bulkhead_web::WebSettings::for_listen(&state.config.web.listen),
+        bulkhead_web::WebSettings {
+            allowed_hosts: state.config.web.allowed_hosts(),
+        },
     );
     for addr in state.config.web.listen.clone() {
         let web_ui = web_ui.clone();
