@@ -1,6 +1,7 @@
-//! Things the homeowner should hear about: new devices held in quarantine,
-//! classifications, identity suggestions, exhausted address pools. Plain data,
-//! stored by [`crate::store`], shown by the CLI and the web UI.
+//! Things the homeowner should hear about: new devices (held in quarantine or
+//! placed by a rule), classifications, identity suggestions, exhausted address
+//! pools, the tunnel's ups and downs, a firewall that refused a change. Plain
+//! data, stored by [`crate::store`], shown by the CLI and the web UI.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,9 @@ use crate::inventory::UnixTime;
 pub enum AlertKind {
     /// A device no rule places joined and was put in the unknown zone.
     NewDeviceQuarantined,
+    /// A device joined for the first time and a rule or its segment placed it
+    /// (one alert per new device: this or [`AlertKind::NewDeviceQuarantined`]).
+    NewDevice,
     /// A device was classified (or re-classified) and placed by a rule.
     DeviceClassified,
     /// A new randomised MAC looks like a known device.
@@ -26,6 +30,9 @@ pub enum AlertKind {
     /// The tunnel could not connect; it retries with a growing delay. Selected
     /// traffic is blocked meanwhile (the kill switch).
     TunnelError,
+    /// The firewall refused a change (a full replace or a set delta): the
+    /// kernel keeps its previous rules. Raised once until an apply succeeds.
+    ApplyFailed,
 }
 
 impl AlertKind {
@@ -33,12 +40,14 @@ impl AlertKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::NewDeviceQuarantined => "new-device-quarantined",
+            AlertKind::NewDevice => "new-device",
             AlertKind::DeviceClassified => "device-classified",
             AlertKind::IdentitySuggestion => "identity-suggestion",
             AlertKind::PoolExhausted => "pool-exhausted",
             AlertKind::TunnelUp => "tunnel-up",
             AlertKind::TunnelDown => "tunnel-down",
             AlertKind::TunnelError => "tunnel-error",
+            AlertKind::ApplyFailed => "apply-failed",
         }
     }
 
@@ -46,12 +55,14 @@ impl AlertKind {
     pub fn parse(s: &str) -> Option<AlertKind> {
         [
             AlertKind::NewDeviceQuarantined,
+            AlertKind::NewDevice,
             AlertKind::DeviceClassified,
             AlertKind::IdentitySuggestion,
             AlertKind::PoolExhausted,
             AlertKind::TunnelUp,
             AlertKind::TunnelDown,
             AlertKind::TunnelError,
+            AlertKind::ApplyFailed,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -91,4 +102,29 @@ pub struct IdentitySuggestion {
     pub reasons: Vec<String>,
     /// Whether the homeowner accepted it.
     pub accepted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_round_trip_and_match_serde() {
+        for name in [
+            "new-device-quarantined",
+            "new-device",
+            "device-classified",
+            "identity-suggestion",
+            "pool-exhausted",
+            "tunnel-up",
+            "tunnel-down",
+            "tunnel-error",
+            "apply-failed",
+        ] {
+            let kind = AlertKind::parse(name).unwrap_or_else(|| panic!("{name} parses"));
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(serde_json::to_string(&kind).expect("json"), format!("\"{name}\""));
+        }
+        assert_eq!(AlertKind::parse("new-devices"), None);
+    }
 }

@@ -110,10 +110,39 @@ pub enum Request {
         /// The hash.
         hash: String,
     },
+    /// Forget the web UI's password (`bulkhead reset-password`): a new setup
+    /// token is made, and the web UI asks for a new password with it.
+    ResetPassword,
 }
 
 /// The longest name a homeowner may give a device, in bytes.
 pub const MAX_DEVICE_NAME: usize = 64;
+
+/// Checks a homeowner's device name: trimmed; empty means no name; at most
+/// [`MAX_DEVICE_NAME`] bytes; no control characters and no bidirectional
+/// overrides or isolates (they would reorder the text around the name wherever
+/// it is shown). The name is stored and shown as data, never put into nft text.
+pub fn check_device_name(name: Option<&str>) -> Result<Option<String>, String> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.len() > MAX_DEVICE_NAME {
+        return Err(format!(
+            "the name is {} bytes long; at most {MAX_DEVICE_NAME} are allowed",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(format!(
+            "the name contains the control character {}",
+            c.escape_unicode()
+        ));
+    }
+    Ok(Some(name.to_string()))
+}
 
 /// One zone as the CLI and the web UI show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,5 +396,35 @@ mod tests {
         let bad: Result<Request, _> =
             serde_json::from_str(r#"{"cmd":"set-zone","mac":"02:00:00:00:00:01","zone":"Bad Zone"}"#);
         assert!(bad.is_err());
+        assert_eq!(
+            serde_json::to_string(&Request::ResetPassword).expect("json"),
+            r#"{"cmd":"reset-password"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::DeviceTunnel {
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                route: None
+            })
+            .expect("json"),
+            r#"{"cmd":"device-tunnel","mac":"02:00:00:00:00:01","route":null}"#
+        );
+    }
+
+    #[test]
+    fn device_names_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(check_device_name(None), Ok(None));
+        assert_eq!(check_device_name(Some("  \t ")), Ok(None), "blank forgets");
+        assert_eq!(
+            check_device_name(Some("  Anna's <phone> ")),
+            Ok(Some("Anna's <phone>".into())),
+            "markup is data, escaped where shown"
+        );
+        assert_eq!(check_device_name(Some("Küche 📺")), Ok(Some("Küche 📺".into())));
+        let long = "é".repeat(MAX_DEVICE_NAME / 2 + 1);
+        assert!(check_device_name(Some(&long)).is_err(), "bytes, not characters");
+        assert!(check_device_name(Some(&"x".repeat(MAX_DEVICE_NAME))).is_ok());
+        for bad in ["a\nb", "a\u{1b}[31mb", "a\u{202e}b", "a\u{7f}", "a\u{2066}b"] {
+            assert!(check_device_name(Some(bad)).is_err(), "{bad:?}");
+        }
     }
 }

@@ -56,6 +56,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge alerts: these ids, or all of them.
+    AckAlerts {
+        /// Alert ids (see `bulkhead alerts --json`); none: all.
+        ids: Vec<i64>,
+    },
+    /// Zones: what each may reach, and its members.
+    Zones {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the web UI's one-time setup token (while no password is set).
+    SetupToken,
+    /// Forget the web UI's password; prints a new setup token to set another.
+    ResetPassword,
     /// "This new private MAC looks like that known device" suggestions.
     Suggestions {
         /// Print JSON.
@@ -124,6 +139,33 @@ enum DeviceCommand {
         new_mac: MacAddr,
         /// The known device's MAC.
         known_mac: MacAddr,
+    },
+    /// Name a device (no NAME: forget the name).
+    Rename {
+        /// The device's MAC.
+        mac: MacAddr,
+        /// The name (at most 64 bytes).
+        name: Option<String>,
+    },
+    /// Block a device: the router forwards nothing from or to it and answers it
+    /// nothing (not even DHCP).
+    Block {
+        /// The device's MAC.
+        mac: MacAddr,
+    },
+    /// Unblock a device: its zone's access again.
+    Unblock {
+        /// The device's MAC.
+        mac: MacAddr,
+    },
+    /// Whether a device's internet traffic goes through the tunnel: through,
+    /// never, or as the policy says.
+    Tunnel {
+        /// The device's MAC.
+        mac: MacAddr,
+        /// through | never | policy
+        #[arg(value_parser = ["through", "never", "policy"])]
+        route: String,
     },
     /// Add a device by hand.
     Add {
@@ -332,6 +374,104 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 known_mac: *known_mac,
             },
         )?),
+        Command::Device(DeviceCommand::Rename { mac, name }) => done(call(
+            &socket_path(&cli),
+            Request::Rename {
+                mac: *mac,
+                name: name.clone(),
+            },
+        )?),
+        Command::Device(DeviceCommand::Block { mac }) => done(call(
+            &socket_path(&cli),
+            Request::Block {
+                mac: *mac,
+                blocked: true,
+            },
+        )?),
+        Command::Device(DeviceCommand::Unblock { mac }) => done(call(
+            &socket_path(&cli),
+            Request::Block {
+                mac: *mac,
+                blocked: false,
+            },
+        )?),
+        Command::Device(DeviceCommand::Tunnel { mac, route }) => {
+            let route = match route.as_str() {
+                "through" => Some(true),
+                "never" => Some(false),
+                _ => None,
+            };
+            done(call(&socket_path(&cli), Request::DeviceTunnel { mac: *mac, route })?)
+        }
+        Command::AckAlerts { ids } => {
+            let ids = (!ids.is_empty()).then(|| ids.clone());
+            done(call(&socket_path(&cli), Request::AckAlerts { ids })?)
+        }
+        Command::Zones { json } => {
+            let Response::Zones { zones } = call(&socket_path(&cli), Request::Zones)? else {
+                anyhow::bail!("unexpected answer")
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&zones)?);
+                return Ok(());
+            }
+            for z in zones {
+                let mut traits = Vec::new();
+                if z.is_unknown_zone {
+                    traits.push("unknown devices land here".to_string());
+                }
+                if z.internet {
+                    traits.push("internet".into());
+                }
+                if z.tunnel {
+                    traits.push("through the tunnel".into());
+                }
+                if !z.reach_zones.is_empty() {
+                    let r: Vec<String> = z.reach_zones.iter().map(|r| r.to_string()).collect();
+                    traits.push(format!("reaches {}", r.join(", ")));
+                }
+                if !z.router_services.is_empty() {
+                    traits.push(format!("router: {}", z.router_services.join(", ")));
+                }
+                println!("{} ({} devices): {}", z.id, z.members.len(), traits.join("; "));
+                if !z.description.is_empty() {
+                    println!("  {}", show(&z.description));
+                }
+            }
+            Ok(())
+        }
+        Command::SetupToken => match call(&socket_path(&cli), Request::Auth)? {
+            Response::Auth {
+                setup_token: Some(token),
+                ..
+            } => {
+                println!("{token}");
+                eprintln!("enter it on the web UI's setup page to choose the password");
+                Ok(())
+            }
+            Response::Auth {
+                password_hash: Some(_), ..
+            } => {
+                println!("a web UI password is already set; forgotten? bulkhead reset-password");
+                Ok(())
+            }
+            Response::Auth { .. } => {
+                anyhow::bail!("the daemon has no setup token (it had no randomness at start); restart it")
+            }
+            _ => anyhow::bail!("unexpected answer"),
+        },
+        Command::ResetPassword => {
+            let socket = socket_path(&cli);
+            done(call(&socket, Request::ResetPassword)?)?;
+            match call(&socket, Request::Auth)? {
+                Response::Auth {
+                    setup_token: Some(token),
+                    ..
+                } => println!("web UI setup token: {token}"),
+                _ => anyhow::bail!("the daemon made no new setup token (no randomness?); restart it"),
+            }
+            Ok(())
+        }
         Command::Alerts { limit, json } => {
             let Response::Alerts { alerts } = call(&socket_path(&cli), Request::Alerts { limit: *limit })? else {
                 anyhow::bail!("unexpected answer")
@@ -341,7 +481,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             for a in alerts {
-                println!("{:>10}  {:<24}  {}", a.at, a.kind.as_str(), show(&a.message));
+                println!(
+                    "{:>6} {:>10} {} {:<24}  {}",
+                    a.id,
+                    a.at,
+                    if a.acknowledged { " " } else { "*" },
+                    a.kind.as_str(),
+                    show(&a.message)
+                );
             }
             Ok(())
         }

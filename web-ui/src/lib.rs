@@ -1,21 +1,46 @@
 //! Bulkhead's local web UI. It does not depend on the daemon: it defines the
 //! [`Backend`] trait and the view types it needs ([`model`]), the daemon
 //! implements them.
+//!
+//! Server-rendered pages (askama) that work without JavaScript, a JSON API
+//! ([`api`]) with an OpenAPI document, live updates over server-sent events.
+//! Safe by default: a Host allowlist against DNS rebinding, an Origin check and
+//! CSRF tokens on every change, argon2id passwords set with a one-time setup
+//! token, rate-limited sign-in, sessions in HttpOnly SameSite=Strict cookies, a
+//! strict Content-Security-Policy, and device-supplied text escaped and shown
+//! with its control characters visible ([`text`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use serde::Serialize;
 
+pub mod api;
+pub mod app;
+pub mod auth;
 pub mod backend;
+pub mod format;
+pub mod inventory;
 pub mod model;
+pub mod overview;
+pub mod pages;
+pub mod security;
+pub mod signin;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod text;
+pub mod views;
 
+pub use app::AppState;
 pub use backend::{Backend, BackendError, BackendFuture};
+pub use security::WebSettings;
+
+/// Request bodies larger than this are refused (forms and JSON are small).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What the health page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -26,21 +51,39 @@ pub struct Health {
     pub zones: Vec<(String, usize)>,
 }
 
-/// The UI's routes.
-pub fn router(backend: Arc<dyn Backend>) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(backend)
+/// The UI's routes, behind the security middleware. Clones share one state
+/// (sessions, rate limits), so serve the same router on every address.
+pub fn router(backend: Arc<dyn Backend>, settings: WebSettings) -> Router {
+    let state = AppState::new(backend, settings);
+    let settings = state.settings.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(pages::routes())
+        .merge(api::routes())
+        .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost last: headers on everything, then the Host check before
+        // anything else, then the Origin check.
+        .layer(middleware::from_fn(security::origin_check))
+        .layer(middleware::from_fn_with_state(settings, security::host_allowlist))
+        .layer(middleware::from_fn(security::security_headers))
+        .with_state(state)
 }
 
-async fn healthz(State(b): State<Arc<dyn Backend>>) -> impl IntoResponse {
-    let h = b.health();
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({ "status": "ok", "devices": h.devices, "zones": h.zones })),
-    )
+async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
+    let h = st.backend.health();
+    Json(serde_json::json!({ "status": "ok", "devices": h.devices, "zones": h.zones }))
 }
 
 /// Serves the UI on `addr` until the task is dropped.
-pub async fn serve(addr: SocketAddr, backend: Arc<dyn Backend>) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, backend: Arc<dyn Backend>, settings: WebSettings) -> std::io::Result<()> {
+    serve_router(addr, router(backend, settings)).await
+}
+
+/// Serves a router made by [`router`] on `addr` (clone it to serve one UI on
+/// several addresses with shared sessions and rate limits).
+pub async fn serve_router(addr: SocketAddr, router: Router) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(backend)).await
+    // The peer address feeds the login rate limiter.
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
 }

@@ -51,6 +51,17 @@ pub struct DeviceSummary {
     pub randomized: bool,
 }
 
+impl DeviceSummary {
+    /// The name to show: the homeowner's, else the device's own, else its MAC.
+    pub fn display_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.hostname.as_deref().filter(|h| !h.is_empty()))
+            .unwrap_or(&self.mac)
+    }
+}
+
 /// One piece of evidence and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceItem {
@@ -294,4 +305,105 @@ impl LiveEvent {
             LiveEvent::Vpn => "vpn",
         }
     }
+}
+
+/// Devices in one zone (the overview's counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneCount {
+    /// The zone.
+    pub zone: String,
+    /// Devices in it.
+    pub devices: usize,
+    /// Of which online now.
+    pub online: usize,
+}
+
+/// The overview page and `GET /api/overview`: composed by the UI from
+/// [`crate::Backend::devices`], [`crate::Backend::alerts`] and [`crate::Backend::vpn`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Devices known.
+    pub devices: usize,
+    /// Devices online now.
+    pub online: usize,
+    /// Devices per zone, by zone name.
+    pub zones: Vec<ZoneCount>,
+    /// Devices in quarantine, waiting for the homeowner (newest first).
+    pub quarantined: Vec<DeviceSummary>,
+    /// Blocked devices.
+    pub blocked: usize,
+    /// A tunnel is configured.
+    pub vpn_configured: bool,
+    /// The tunnel's state: `down`, `connecting`, `up`, `error`.
+    pub vpn_state: String,
+    /// The newest handshake of any tunnel peer.
+    pub vpn_last_handshake: Option<UnixTime>,
+    /// Alerts not acknowledged yet (among the newest [`Overview::ALERT_WINDOW`]).
+    pub unacknowledged_alerts: usize,
+    /// The newest alerts, newest first.
+    pub latest_alerts: Vec<AlertView>,
+}
+
+impl Overview {
+    /// How many of the newest alerts the unacknowledged count looks at.
+    pub const ALERT_WINDOW: usize = 500;
+    /// How many alerts the overview lists.
+    pub const LATEST_ALERTS: usize = 5;
+}
+
+/// `GET /api/session`, `POST /api/login`, `POST /api/setup`: the session's CSRF
+/// token, to send back in the `X-CSRF-Token` header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The token.
+    pub csrf: String,
+}
+
+/// `POST /api/setup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    /// The one-time setup token the daemon printed.
+    pub token: String,
+    /// The new password (at least 10 characters, at most 1024 bytes).
+    pub password: String,
+}
+
+/// `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The password.
+    pub password: String,
+}
+
+/// `POST /api/settings/password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The current password.
+    pub current: String,
+    /// The new password (at least 10 characters, at most 1024 bytes).
+    pub password: String,
+}
+
+/// What a device action did, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// The message.
+    pub message: String,
+}
+
+/// How many alerts an acknowledgement changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckResult {
+    /// Alerts newly acknowledged.
+    pub acknowledged: usize,
+}
+
+/// Every JSON API error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub error: String,
 }

@@ -55,8 +55,10 @@ struct RawWan {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWeb {
+    /// Absent: loopback:8080. Empty: no web UI.
+    listen: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    listen: Vec<Spanned<String>>,
+    hostnames: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -298,12 +300,28 @@ fn validate_main(raw: RawMain, text: &str, base: &Path, rep: &mut Reporter<'_>) 
     }
     let mut web = WebConfig {
         listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))],
+        hostnames: Vec::new(),
     };
     if let Some(w) = raw.web {
         let mut listen = Vec::new();
-        for (i, l) in w.listen.iter().enumerate() {
+        for (i, l) in w.listen.iter().flatten().enumerate() {
             match l.get_ref().parse::<SocketAddr>() {
-                Ok(a) => listen.push(a),
+                // The UI is for the homeowner: loopback, or the router's own
+                // address on a LAN segment (the firewall then admits only the
+                // zones whose router_services include web-ui). Never a wildcard
+                // (it would include the WAN) or anyone else's address.
+                Ok(a) if web_listen_allowed(a.ip(), &segments) => listen.push(a),
+                Ok(a) => {
+                    rep.at(
+                        l.span(),
+                        format!("web.listen[{i}]"),
+                        format!(
+                            "the web UI listens only on loopback or on the router's address of a LAN segment, not on {}",
+                            a.ip()
+                        ),
+                    );
+                    ok = false;
+                }
                 Err(_) => {
                     rep.at(
                         l.span(),
@@ -314,7 +332,25 @@ fn validate_main(raw: RawMain, text: &str, base: &Path, rep: &mut Reporter<'_>) 
                 }
             }
         }
-        web.listen = listen;
+        if w.listen.is_some() {
+            web.listen = listen;
+        }
+        for (i, h) in w.hostnames.iter().enumerate() {
+            let name = h.get_ref().to_ascii_lowercase();
+            if is_dns_name(&name) {
+                web.hostnames.push(name);
+            } else {
+                rep.at(
+                    h.span(),
+                    format!("web.hostnames[{i}]"),
+                    format!(
+                        "`{}` is not a host name (dot-separated letters, digits and hyphens)",
+                        h.get_ref().escape_debug()
+                    ),
+                );
+                ok = false;
+            }
+        }
     }
     let mut dhcp = DhcpSettings::default();
     if let Some(d) = raw.dhcp {
@@ -540,6 +576,15 @@ fn validate_segment(s: &RawSegment, f: &dyn Fn(&str) -> String, rep: &mut Report
 }
 
 /// A DNS domain name: labels of ASCII letters, digits and hyphens.
+/// Loopback, or the router's own address on a segment.
+fn web_listen_allowed(ip: std::net::IpAddr, segments: &[Segment]) -> bool {
+    ip.is_loopback()
+        || segments.iter().any(|s| match ip {
+            std::net::IpAddr::V4(v4) => s.ipv4.addr() == v4,
+            std::net::IpAddr::V6(v6) => s.ipv6.is_some_and(|n| n.addr() == v6),
+        })
+}
+
 pub(super) fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253

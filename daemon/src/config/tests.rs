@@ -759,3 +759,42 @@ public_key = \"{}\"\nallowed_ips = [\"::/0\"]\n",
         ],
     );
 }
+
+#[test]
+fn web_listens_only_on_loopback_or_segment_addresses() {
+    let pol = shipped_policies();
+    let refs: Vec<(&str, &str)> = pol.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let main = format!(
+        "{MAIN}\n[web]\nlisten = [\"127.0.0.1:8080\", \"10.0.1.1:8080\", \"0.0.0.0:8080\", \"192.0.2.1:80\"]\nhostnames = [\"Router.lan\", \"bad name\"]\n"
+    );
+    let fx = Fixture::new(&main, &refs);
+    let err = load(&fx.main())
+        .expect_err("wildcard and foreign addresses refused")
+        .to_string();
+    assert!(err.contains("web.listen[2]") && err.contains("not on 0.0.0.0"), "{err}");
+    assert!(err.contains("web.listen[3]") && err.contains("192.0.2.1"), "{err}");
+    assert!(err.contains("web.hostnames[1]"), "{err}");
+    assert!(
+        !err.contains("web.listen[0]") && !err.contains("web.listen[1]"),
+        "{err}"
+    );
+
+    let main = format!("{MAIN}\n[web]\nlisten = [\"127.0.0.1:8080\", \"10.0.1.1:80\"]\nhostnames = [\"Router.lan\"]\n");
+    let fx = Fixture::new(&main, &refs);
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.web.allowed_hosts(),
+        [
+            "10.0.1.1:80",
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "router.lan:80",
+            "router.lan:8080"
+        ]
+    );
+    // Hostnames alone keep the default listener.
+    let main = format!("{MAIN}\n[web]\nhostnames = [\"router.lan\"]\n");
+    let fx = Fixture::new(&main, &refs);
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.web.listen, [std::net::SocketAddr::from(([127, 0, 0, 1], 8080))]);
+}

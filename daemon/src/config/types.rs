@@ -461,8 +461,35 @@ impl std::fmt::Display for DomainSetId {
 /// Web UI settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebConfig {
-    /// Addresses to listen on (loopback and trusted segments only).
+    /// Addresses to listen on (loopback and the router's segment addresses only).
     pub listen: Vec<SocketAddr>,
+    /// Names the UI is reached by (`router.lan`), besides its addresses: the
+    /// Host header must be one of them (DNS rebinding).
+    pub hostnames: Vec<String>,
+}
+
+impl WebConfig {
+    /// The Host header values the UI answers: each listen address, each
+    /// configured name and `localhost` (for loopback listeners), with the port.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for a in &self.listen {
+            let host = match a.ip() {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            let mut names = vec![host];
+            names.extend(self.hostnames.iter().cloned());
+            if a.ip().is_loopback() {
+                names.push("localhost".into());
+            }
+            // A Host without a port means port 80; the UI's check knows that.
+            for n in names {
+                out.insert(format!("{n}:{}", a.port()));
+            }
+        }
+        out.into_iter().collect()
+    }
 }
 
 /// The whole validated configuration.

@@ -59,10 +59,21 @@ impl DaemonState {
         if let Err(e) = result {
             tracing::error!(error = %error_chain(&e), %mac, "could not enforce a discovered device");
         }
+        if before_decision.is_none() {
+            self.unannounced.insert(mac);
+        }
         if let Some(device) = self.inventory.get(&mac) {
             let decision = zone_for(&self.config, device);
-            if before_decision.as_ref() != Some(&decision) {
-                if let Some(alert) = placement_alert(mac, before_decision.as_ref(), &decision, now) {
+            if self.unannounced.contains(&mac) {
+                // One alert per new device, once its first address says where
+                // it joined (and so which zone its segment gives it).
+                if !device.addresses.is_empty() {
+                    self.unannounced.remove(&mac);
+                    let class = crate::policy::classification(&self.config, device);
+                    self.raise(new_device_alert(mac, &decision, class.as_ref(), now));
+                }
+            } else if before_decision.as_ref() != Some(&decision) {
+                if let Some(alert) = placement_alert(mac, &decision, now) {
                     self.raise(alert);
                 }
             }
@@ -183,21 +194,50 @@ impl DaemonState {
     }
 }
 
-/// The alert for a device whose placement changed, if it deserves one.
-fn placement_alert(mac: MacAddr, before: Option<&ZoneDecision>, after: &ZoneDecision, now: UnixTime) -> Option<Alert> {
-    match (before, after.reason) {
-        (None, ZoneReason::Unknown) => Some(Alert {
-            id: 0,
-            acknowledged: false,
-            at: now,
-            kind: AlertKind::NewDeviceQuarantined,
-            mac: Some(mac),
-            message: format!(
-                "New device {mac} is held in zone {} until you approve it: bulkhead device approve {mac} [ZONE]",
-                after.zone
+/// The one alert for a new device: held in quarantine, or placed (by a rule,
+/// its segment, a policy pin).
+fn new_device_alert(
+    mac: MacAddr,
+    decision: &ZoneDecision,
+    class: Option<&crate::classify::ClassMatch>,
+    now: UnixTime,
+) -> Alert {
+    let zone = &decision.zone;
+    let (kind, message) = match decision.reason {
+        ZoneReason::Unknown => (
+            AlertKind::NewDeviceQuarantined,
+            format!(
+                "New device {mac} is held in zone {zone} until you approve it: bulkhead device approve {mac} [ZONE]"
             ),
-        }),
-        (_, ZoneReason::Classified) => Some(Alert {
+        ),
+        reason => {
+            let why = match (reason, class) {
+                (ZoneReason::Classified, Some(c)) => format!("recognised as {} by rule {}", c.class.as_str(), c.rule),
+                (ZoneReason::Classified, None) => "recognised".to_string(),
+                (ZoneReason::SegmentDefault, _) => "its segment's zone".to_string(),
+                (ZoneReason::PolicyOverride, _) => "pinned in the policy".to_string(),
+                _ => "your choice".to_string(),
+            };
+            (
+                AlertKind::NewDevice,
+                format!("New device {mac} joined zone {zone} ({why})"),
+            )
+        }
+    };
+    Alert {
+        id: 0,
+        acknowledged: false,
+        at: now,
+        kind,
+        mac: Some(mac),
+        message,
+    }
+}
+
+/// The alert for a known device whose placement changed, if it deserves one.
+fn placement_alert(mac: MacAddr, after: &ZoneDecision, now: UnixTime) -> Option<Alert> {
+    match after.reason {
+        ZoneReason::Classified => Some(Alert {
             id: 0,
             acknowledged: false,
             at: now,

@@ -120,7 +120,12 @@ impl DaemonState {
             return;
         }
         if let Err(e) = self.nft.apply(&render::domain_elements_document(true, &elements)) {
-            tracing::error!(error = %error_chain(&e), "could not restore the domain sets after a table replace");
+            let msg = format!(
+                "could not restore the domain sets after a table replace: {}",
+                error_chain(&e)
+            );
+            tracing::error!("{msg}");
+            self.apply_failed(&msg);
         }
     }
 }

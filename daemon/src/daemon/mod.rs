@@ -193,10 +193,18 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (live, _) = tokio::sync::broadcast::channel::<bulkhead_web::model::LiveEvent>(64);
     let backend: Arc<dyn bulkhead_web::Backend> =
         Arc::new(web::WebBackend::new(health.clone(), jobs_tx.clone(), live.clone()));
+    // One router (one session store and rate limiter) on every address. The
+    // Host allowlist: each listen address and localhost on its port.
+    let web_ui = bulkhead_web::router(
+        backend.clone(),
+        bulkhead_web::WebSettings {
+            allowed_hosts: state.config.web.allowed_hosts(),
+        },
+    );
     for addr in state.config.web.listen.clone() {
-        let backend = backend.clone();
+        let web_ui = web_ui.clone();
         tokio::spawn(async move {
-            if let Err(e) = bulkhead_web::serve(addr, backend).await {
+            if let Err(e) = bulkhead_web::serve_router(addr, web_ui).await {
                 tracing::error!(%addr, error = %e, "web UI stopped");
             }
         });
@@ -208,6 +216,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tracing::info!(config = %config_path.display(), socket = %state.config.control_socket.display(), "bulkhead running");
+    for addr in &state.config.web.listen {
+        tracing::info!("web UI at http://{addr}/");
+    }
+    // The one place the token is shown without asking (stdout, not the log):
+    // whoever reads the daemon's console may set the web UI's first password.
+    match state.setup_token() {
+        Some(token) => println!("bulkhead: web UI setup token: {token}"),
+        None if state.config.web.listen.is_empty() => {}
+        None => tracing::info!("web UI password is set (forgotten? bulkhead reset-password)"),
+    }
     println!("bulkhead: ready");
     loop {
         tokio::select! {
@@ -216,7 +234,14 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     state.mdns_counters = Some(b.counters());
                 }
                 let resp = match req {
-                    Request::Tunnel => Response::Tunnel(Box::new(vpn.view(&state.config.policy.tunnel))),
+                    Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(&state, &vpn))),
+                    Request::ResetPassword => {
+                        let resp = state.handle(Request::ResetPassword, unix_now());
+                        if let Some(token) = state.setup_token() {
+                            println!("bulkhead: web UI setup token: {token}");
+                        }
+                        resp
+                    }
                     req => state.handle(req, unix_now()),
                 };
                 let _ = reply.send(resp);
@@ -333,6 +358,25 @@ fn tunnel_alerts(
             message,
         });
     }
+}
+
+/// The tunnel as the CLI and UI show it: the policy's selectors and the
+/// homeowner's per-device choices.
+fn tunnel_view(state: &DaemonState, vpn: &tunnel::TunnelRuntime) -> crate::control::TunnelView {
+    let mut view = vpn.view(&state.config.policy.tunnel);
+    if view.configured {
+        let (through, never) = state.tunnel_choices();
+        if !through.is_empty() || !never.is_empty() {
+            view.routed.retain(|r| !r.starts_with("nothing"));
+        }
+        if !through.is_empty() {
+            view.routed.push(format!("devices you chose: {}", through.join(", ")));
+        }
+        if !never.is_empty() {
+            view.routed.push(format!("never (your choice): {}", never.join(", ")));
+        }
+    }
+    view
 }
 
 /// Interface names by index, for neighbour updates.

@@ -4,17 +4,40 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::alerts::{Alert, AlertKind};
 use crate::config::{Config, MacAddr, SegmentId, ZoneId};
-use crate::control::{DeviceView, Request, Response, StatusView};
+use crate::control::{DeviceView, Request, Response, StatusView, ZoneInfo};
 use crate::dhcp::DhcpServer;
 use crate::firewall::{self, error_chain, Applied, ApplyOutcome, ConntrackFlusher, NftBackend};
 use crate::inventory::{Change, Event, Inventory, UnixTime};
-use crate::policy::{desired_membership, desired_ruleset, device_entry, zone_for, DeviceEntry, Membership};
-use crate::store::{Store, StoreError};
+use crate::policy::{
+    desired_membership, desired_ruleset, device_entry, zone_for, DeviceEntry, Membership, ZoneMembers,
+};
+use crate::store::{Store, StoreError, WEB_PASSWORD_HASH};
 
 /// A device seen (lease, neighbour, packet) within this long counts as online.
 /// The neighbour table re-confirms reachable devices every few minutes.
 pub const ONLINE_SECS: UnixTime = 10 * 60;
+
+/// How often alerts are looked at for deletion by age.
+const ALERT_PRUNE_EVERY_SECS: UnixTime = 3600;
+
+/// The longest password hash accepted (an argon2id PHC string is ~100 bytes).
+const MAX_PASSWORD_HASH: usize = 512;
+
+/// A fresh one-time setup token: 128 bits from the OS, as eight groups of four
+/// lower-case hex digits (`3f9a-0c1b-…`), easy to read off a console and type.
+/// None (logged) if the OS has no randomness to give.
+fn new_setup_token() -> Option<String> {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    if let Err(e) = rand_core::OsRng.try_fill_bytes(&mut bytes) {
+        tracing::error!(error = %e, "no randomness for the web UI setup token; restart to try again");
+        return None;
+    }
+    let hex: Vec<String> = bytes.chunks(2).map(|c| format!("{:02x}{:02x}", c[0], c[1])).collect();
+    Some(hex.join("-"))
+}
 
 /// Everything the daemon holds.
 pub struct DaemonState {
@@ -50,8 +73,26 @@ pub struct DaemonState {
     /// How many events changed facts (a generation number for cheap "anything
     /// new?" checks).
     pub(super) facts_changed: u64,
-    /// Alerts raised since start (the web UI's live updates watch it).
+    /// Alerts raised or acknowledged since start (the web UI's live updates
+    /// watch it).
     pub(super) alerts_raised: u64,
+    /// An apply failed and its alert was raised; cleared by the next success,
+    /// so a run of failures makes one alert.
+    pub(super) apply_failing: bool,
+    /// New devices whose "new device" alert waits for their first address (a
+    /// DHCP request brings the device's evidence before its lease, and only the
+    /// address says which segment, and so which zone, it joined).
+    pub(super) unannounced: BTreeSet<MacAddr>,
+    /// When old alerts were last deleted.
+    pub(super) alerts_pruned_at: Option<UnixTime>,
+    /// The web UI's password hash (argon2id PHC string, opaque here), if set.
+    pub(super) password_hash: Option<String>,
+    /// While no password is set: the one-time token that lets the first visitor
+    /// of the web UI set one (printed at start, `bulkhead setup-token`).
+    pub(super) setup_token: Option<String>,
+    /// The wall clock, for what happens outside any timed event (a firewall
+    /// apply at start or on reload); tests replace it.
+    pub(super) wall_clock: fn() -> UnixTime,
     /// mDNS counters, as last reported by the browser.
     pub mdns_counters: Option<crate::mdns::MdnsCounters>,
     /// Addresses in the tunnel's domain sets, with when they expire.
@@ -73,7 +114,19 @@ impl DaemonState {
             .map(|s| (s.new_mac, s.known_mac))
             .collect();
         let dhcp = DhcpServer::new(super::dhcp::dhcp_segments(&config), store.load_leases()?);
+        let password_hash = store.setting(WEB_PASSWORD_HASH)?;
+        let setup_token = if password_hash.is_none() {
+            new_setup_token()
+        } else {
+            None
+        };
         Ok(DaemonState {
+            apply_failing: false,
+            unannounced: BTreeSet::new(),
+            alerts_pruned_at: None,
+            password_hash,
+            setup_token,
+            wall_clock: super::unix_now,
             dhcp,
             pool_alerted: BTreeMap::new(),
             observed: BTreeMap::new(),
@@ -115,12 +168,23 @@ impl DaemonState {
                 }
                 let old = self.applied.take();
                 self.last_error = None;
+                self.apply_succeeded();
                 let replaced = *outcome == ApplyOutcome::FullReplace;
                 if let Some(old) = old {
                     // A structural change (a zone lost the internet or a reach) can
                     // forbid connections of devices that did not move: cut them all.
                     let everyone = old.ruleset != ruleset;
-                    self.cut_connections(&old.membership, &membership, everyone);
+                    let rerouted = self.addresses_of(
+                        old.membership
+                            .tunnel_devices
+                            .symmetric_difference(&membership.tunnel_devices)
+                            .chain(
+                                old.membership
+                                    .tunnel_exclude
+                                    .symmetric_difference(&membership.tunnel_exclude),
+                            ),
+                    );
+                    self.cut_connections(&old.membership, &membership, everyone, &rerouted);
                 }
                 self.applied = Some(Applied { ruleset, membership });
                 if replaced {
@@ -139,6 +203,7 @@ impl DaemonState {
                 } else {
                     tracing::error!(error = %msg, "firewall apply failed; the previous rules stay in force");
                 }
+                self.apply_failed(&msg);
                 self.last_error = Some(msg);
             }
         }
@@ -146,29 +211,35 @@ impl DaemonState {
     }
 
     /// A device that changed zone must not keep connections its new zone forbids:
-    /// delete the conntrack entries of every address whose zone changed (a device
-    /// moved, or an address moved to another device) or left the sets, so the next
-    /// packet is judged by the new rules. Connections the new zone allows are
-    /// picked up again mid-stream by conntrack. `everyone`: after a structural
-    /// change, every address in the sets.
-    fn cut_connections(&mut self, old: &Membership, new: &Membership, everyone: bool) {
-        let zone_by_addr = |m: &Membership| -> BTreeMap<IpAddr, ZoneId> {
+    /// delete the conntrack entries of every address whose zone or block changed
+    /// (a device moved, or an address moved to another device) or left the sets,
+    /// so the next packet is judged by the new rules. Connections the new zone
+    /// allows are picked up again mid-stream by conntrack. `everyone`: after a
+    /// structural change, every address in the sets. `rerouted`: addresses of
+    /// devices whose tunnel set changed (their flows were address-translated for
+    /// the old way out and would die there, or leave by the old way).
+    fn cut_connections(&mut self, old: &Membership, new: &Membership, everyone: bool, rerouted: &[IpAddr]) {
+        fn addrs(m: &ZoneMembers) -> impl Iterator<Item = IpAddr> + '_ {
+            m.v4.iter()
+                .map(|a| IpAddr::V4(*a))
+                .chain(m.v6.iter().map(|a| IpAddr::V6(*a)))
+        }
+        let verdicts = |m: &Membership| -> BTreeMap<IpAddr, (ZoneId, bool)> {
+            let blocked: BTreeSet<IpAddr> = addrs(&m.blocked).collect();
             m.zones
                 .iter()
-                .flat_map(|(z, mem)| {
-                    mem.v4
-                        .iter()
-                        .map(|a| IpAddr::V4(*a))
-                        .chain(mem.v6.iter().map(|a| IpAddr::V6(*a)))
-                        .map(move |a| (a, z.clone()))
-                })
+                .flat_map(|(z, mem)| addrs(mem).map(move |a| (a, z.clone())))
+                .map(|(a, z)| (a, (z, blocked.contains(&a))))
                 .collect()
         };
-        let (before, after) = (zone_by_addr(old), zone_by_addr(new));
+        let (before, after) = (verdicts(old), verdicts(new));
         let addrs: Vec<IpAddr> = before
             .iter()
-            .filter(|(a, z)| everyone || after.get(a) != Some(z))
+            .filter(|(a, v)| everyone || after.get(a) != Some(v))
             .map(|(a, _)| *a)
+            .chain(rerouted.iter().copied())
+            .collect::<BTreeSet<IpAddr>>()
+            .into_iter()
             .collect();
         if addrs.is_empty() {
             return;
@@ -185,6 +256,39 @@ impl DaemonState {
                 self.last_error = Some(msg);
             }
         }
+    }
+
+    /// The addresses the inventory knows for these MACs.
+    fn addresses_of<'a>(&self, macs: impl Iterator<Item = &'a MacAddr>) -> Vec<IpAddr> {
+        macs.filter_map(|m| self.inventory.get(m))
+            .flat_map(|d| d.addresses.iter().copied())
+            .collect()
+    }
+
+    /// A firewall apply failed for good (after any fallback): one alert for a
+    /// run of failures.
+    pub(super) fn apply_failed(&mut self, error: &str) {
+        if self.apply_failing {
+            return;
+        }
+        self.apply_failing = true;
+        let at = (self.wall_clock)();
+        self.raise(Alert {
+            id: 0,
+            at,
+            kind: AlertKind::ApplyFailed,
+            mac: None,
+            message: format!(
+                "The firewall refused a change; the rules in force before it stay in force. \
+                 Bulkhead retries with the next change. Error: {error}"
+            ),
+            acknowledged: false,
+        });
+    }
+
+    /// A firewall apply went through: the next failure alerts again.
+    fn apply_succeeded(&mut self) {
+        self.apply_failing = false;
     }
 
     /// Replaces the config (already validated) and reconciles. Settings that only
@@ -236,7 +340,11 @@ impl DaemonState {
                 // learns is written at once but not fsync'd (it is re-learned).
                 let decision = matches!(
                     event,
-                    Event::SetZone { .. } | Event::Rename { .. } | Event::ManualAdd { .. }
+                    Event::SetZone { .. }
+                        | Event::Rename { .. }
+                        | Event::ManualAdd { .. }
+                        | Event::Block { .. }
+                        | Event::TunnelChoice { .. }
                 );
                 if let Some(d) = self.inventory.get(&mac) {
                     if decision {
@@ -275,16 +383,39 @@ impl DaemonState {
             Request::Tunnel => Response::Error {
                 message: "the tunnel's state is kept by the daemon loop".into(),
             },
-            // Issue 5 (web UI): implemented by the daemon-state and web work.
-            Request::Rename { .. }
-            | Request::Block { .. }
-            | Request::DeviceTunnel { .. }
-            | Request::Zones
-            | Request::AckAlerts { .. }
-            | Request::Auth
-            | Request::SetPasswordHash { .. } => Response::Error {
-                message: "not implemented yet".into(),
+            Request::Rename { mac, name } => self.rename(mac, name.as_deref(), now),
+            Request::Block { mac, blocked } => {
+                let done = if blocked {
+                    format!("{mac} is blocked: the router forwards nothing from or to it and answers it nothing")
+                } else {
+                    format!("{mac} is unblocked")
+                };
+                self.change(&Event::Block { mac, blocked }, now, done)
+            }
+            Request::DeviceTunnel { mac, route } => self.device_tunnel(mac, route, now),
+            Request::Zones => Response::Zones {
+                zones: self.zone_infos(),
             },
+            Request::AckAlerts { ids } => match self.store.acknowledge_alerts(ids.as_deref()) {
+                Ok(n) => {
+                    if n > 0 {
+                        self.alerts_raised += 1;
+                    }
+                    // The web backend reads the leading number: keep it first.
+                    Response::Done {
+                        message: format!("{n} alert(s) acknowledged"),
+                    }
+                }
+                Err(e) => Response::Error {
+                    message: error_chain(&e),
+                },
+            },
+            Request::Auth => Response::Auth {
+                password_hash: self.password_hash.clone(),
+                setup_token: self.setup_token.clone(),
+            },
+            Request::SetPasswordHash { hash } => self.set_password_hash(hash),
+            Request::ResetPassword => self.reset_password(),
             Request::Devices => Response::Devices {
                 devices: self.device_views(now),
             },
@@ -353,6 +484,121 @@ impl DaemonState {
         }
     }
 
+    /// The homeowner names a device (`None` or blank forgets the name).
+    fn rename(&mut self, mac: MacAddr, name: Option<&str>, now: UnixTime) -> Response {
+        let name = match crate::control::check_device_name(name) {
+            Ok(n) => n,
+            Err(message) => return Response::Error { message },
+        };
+        if !self.knows(&mac) {
+            return Response::Error {
+                message: format!("no device {mac}"),
+            };
+        }
+        let done = match &name {
+            Some(n) => format!("{mac} is now called {n}"),
+            None => format!("{mac} has no name of yours any more"),
+        };
+        self.change(&Event::Rename { mac, name }, now, done)
+    }
+
+    /// The homeowner's tunnel choice for one device: an element move between the
+    /// tunnel's device sets, never a structural change.
+    fn device_tunnel(&mut self, mac: MacAddr, route: Option<bool>, now: UnixTime) -> Response {
+        let configured = self.config.tunnel.is_some();
+        if route == Some(true) && !configured {
+            return Response::Error {
+                message: format!(
+                    "no tunnel is configured, so {mac} cannot go through one (add [tunnel] to bulkhead.toml, \
+                     e.g. with `bulkhead vpn import FILE`)"
+                ),
+            };
+        }
+        let done = match route {
+            Some(true) => format!("{mac} now goes through the tunnel"),
+            Some(false) => format!("{mac} never goes through the tunnel"),
+            None => format!("{mac} goes through the tunnel as the policy says"),
+        };
+        let note = if configured || route.is_none() {
+            ""
+        } else {
+            " (kept for when a tunnel is configured)"
+        };
+        self.change(&Event::TunnelChoice { mac, route }, now, format!("{done}{note}"))
+    }
+
+    /// Every zone of the policy (in its order), with its members as enforced.
+    pub fn zone_infos(&self) -> Vec<ZoneInfo> {
+        let p = &self.config.policy;
+        let service_name = |s: &crate::config::RouterService| match serde_json::to_value(s) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => format!("{s:?}"),
+        };
+        p.zones
+            .values()
+            .map(|z| ZoneInfo {
+                id: z.id.clone(),
+                description: z.description.clone(),
+                internet: z.internet,
+                reach_zones: z.reach_zones.iter().filter(|r| **r != z.id).cloned().collect(),
+                router_services: z.router_services.iter().map(service_name).collect(),
+                intra_zone: z.intra_zone || z.reach_zones.contains(&z.id),
+                is_unknown_zone: z.id == p.unknown_zone,
+                tunnel: self.config.tunnel.is_some() && p.tunnel.zones.contains(&z.id),
+                members: self
+                    .applied
+                    .as_ref()
+                    .and_then(|a| a.membership.zones.get(&z.id))
+                    .map(|m| m.macs.iter().copied().collect())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Stores the web UI's new password hash (durably) and spends the setup
+    /// token. The hash is opaque here; it is checked only for being a PHC
+    /// string of sane size.
+    fn set_password_hash(&mut self, hash: String) -> Response {
+        let phc_like =
+            hash.starts_with('$') && hash.len() <= MAX_PASSWORD_HASH && hash.bytes().all(|b| b.is_ascii_graphic());
+        if !phc_like {
+            return Response::Error {
+                message: "not a password hash (expected an argon2id PHC string)".into(),
+            };
+        }
+        if let Err(e) = self.store.set_setting(WEB_PASSWORD_HASH, Some(&hash)) {
+            return Response::Error {
+                message: format!("not saved: {}", error_chain(&e)),
+            };
+        }
+        self.password_hash = Some(hash);
+        self.setup_token = None;
+        tracing::info!("web UI password set");
+        Response::Done {
+            message: "web UI password set".into(),
+        }
+    }
+
+    /// `bulkhead reset-password`: forgets the hash and makes a new setup token.
+    fn reset_password(&mut self) -> Response {
+        if let Err(e) = self.store.set_setting(WEB_PASSWORD_HASH, None) {
+            return Response::Error {
+                message: format!("not saved: {}", error_chain(&e)),
+            };
+        }
+        self.password_hash = None;
+        self.setup_token = new_setup_token();
+        tracing::info!("web UI password forgotten; a new setup token was made");
+        Response::Done {
+            message: "web UI password forgotten: set a new one in the web UI with the setup token".into(),
+        }
+    }
+
+    /// The one-time setup token, while no web UI password is set.
+    pub fn setup_token(&self) -> Option<&str> {
+        self.setup_token.as_deref()
+    }
+
     /// `bulkhead device approve MAC [ZONE]`.
     fn approve(&mut self, mac: MacAddr, zone: Option<ZoneId>, now: UnixTime) -> Response {
         let p = &self.config.policy;
@@ -387,7 +633,13 @@ impl DaemonState {
         let zone = zone_for(&self.config, known).zone;
         let name = known.name.clone();
         if let Some(name) = name {
-            if let Err(e) = self.apply_event(&Event::Rename { mac: new_mac, name }, now) {
+            if let Err(e) = self.apply_event(
+                &Event::Rename {
+                    mac: new_mac,
+                    name: Some(name),
+                },
+                now,
+            ) {
                 return Response::Error {
                     message: format!("not saved: {}", error_chain(&e)),
                 };
@@ -466,6 +718,7 @@ impl DaemonState {
         let new = Membership::of_entries(&applied.membership, after);
         let delta = firewall::diff_membership(&old, &new);
         if delta.is_empty() {
+            self.apply_succeeded();
             return Ok(ApplyOutcome::Unchanged);
         }
         if let Err(e) = self.nft.apply_delta(&delta) {
@@ -481,7 +734,13 @@ impl DaemonState {
         }
         self.delta_applies += 1;
         self.last_error = None;
-        self.cut_connections(&old, &new, false);
+        self.apply_succeeded();
+        let rerouted: Vec<IpAddr> = before
+            .iter()
+            .filter(|b| after.iter().any(|a| a.mac == b.mac && a.tunnel != b.tunnel))
+            .flat_map(|b| b.addresses.iter().copied())
+            .collect();
+        self.cut_connections(&old, &new, false, &rerouted);
         Ok(ApplyOutcome::Delta {
             added: delta.added(),
             removed: delta.removed(),
@@ -511,6 +770,25 @@ impl DaemonState {
         self.facts_changed
     }
 
+    /// The homeowner's per-device tunnel choices, as `mac (name)` lines:
+    /// (through the tunnel, never through it).
+    pub fn tunnel_choices(&self) -> (Vec<String>, Vec<String>) {
+        let mut through = Vec::new();
+        let mut never = Vec::new();
+        for d in self.inventory.devices() {
+            let label = match &d.name {
+                Some(n) => format!("{} ({})", d.mac, n.escape_debug()),
+                None => d.mac.to_string(),
+            };
+            match d.tunnel_choice {
+                Some(true) => through.push(label),
+                Some(false) => never.push(label),
+                None => {}
+            }
+        }
+        (through, never)
+    }
+
     /// Number of devices known.
     pub fn device_count(&self) -> usize {
         self.inventory.len()
@@ -522,6 +800,7 @@ impl DaemonState {
             .devices()
             .map(|d| {
                 let decision = zone_for(&self.config, d);
+                let tunnel_routed = crate::policy::tunnel_routed(&self.config, d, &decision.zone);
                 DeviceView {
                     mac: d.mac,
                     name: d
@@ -539,18 +818,32 @@ impl DaemonState {
                     randomized: crate::vendor::is_randomized(&d.mac),
                     class: crate::policy::classification(&self.config, d),
                     evidence: d.evidence.clone(),
-                    // Issue 5: filled by the block / per-device tunnel work.
-                    blocked: false,
-                    tunnel_choice: None,
-                    tunnel_routed: false,
+                    blocked: d.blocked,
+                    tunnel_choice: d.tunnel_choice,
+                    tunnel_routed,
                 }
             })
             .collect()
     }
 
-    /// Periodic work: batched store writes.
+    /// Periodic work: batched store writes, expired domain-set addresses, alerts
+    /// older than [`crate::store::ALERT_MAX_AGE_SECS`] (looked for hourly).
     pub fn handle_timeout(&mut self, now: UnixTime) {
         self.expire_domains(now);
+        if self
+            .alerts_pruned_at
+            .is_none_or(|at| now - at >= ALERT_PRUNE_EVERY_SECS)
+        {
+            self.alerts_pruned_at = Some(now);
+            match self.store.prune_alerts(now) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(alerts = n, "deleted old alerts");
+                    self.alerts_raised += 1;
+                }
+                Err(e) => tracing::warn!(error = %error_chain(&e), "could not delete old alerts"),
+            }
+        }
         if let Err(e) = self.store.flush_if_due(now) {
             tracing::warn!(error = %error_chain(&e), "could not write last-seen times");
         }
@@ -602,19 +895,25 @@ mod tests {
         state: DaemonState,
         cut: FakeConntrack,
         refuse_full: Arc<AtomicBool>,
+        refuse_deltas: Arc<AtomicBool>,
     }
 
     impl Harness {
         fn new(config: Config) -> Harness {
+            Harness::with_store(config, Store::in_memory(0).expect("store"))
+        }
+        fn with_store(config: Config, store: Store) -> Harness {
             let cut = FakeConntrack::default();
             let nft = ListingNft::default();
             let refuse_full = nft.refuse_full.clone();
-            let store = Store::in_memory(0).expect("store");
-            let state = DaemonState::new(config, store, Box::new(nft), Box::new(cut.clone())).expect("state");
+            let refuse_deltas = nft.refuse_deltas.clone();
+            let mut state = DaemonState::new(config, store, Box::new(nft), Box::new(cut.clone())).expect("state");
+            state.wall_clock = || 1_000_000;
             Harness {
                 state,
                 cut,
                 refuse_full,
+                refuse_deltas,
             }
         }
         fn full_membership(&self) -> Membership {
@@ -623,16 +922,26 @@ mod tests {
     }
 
     /// FakeNft whose listing follows the last full document; can be told to
-    /// refuse full documents as nft would refuse a bad one.
+    /// refuse full documents as nft would refuse a bad one, and set deltas as the
+    /// kernel would refuse one for an element that is not there.
     #[derive(Default)]
     struct ListingNft {
         inner: FakeNft,
         refuse_full: Arc<AtomicBool>,
+        refuse_deltas: Arc<AtomicBool>,
     }
 
     impl NftBackend for ListingNft {
         fn apply(&self, doc: &nftables::schema::Nftables<'_>) -> Result<(), nftables::helper::NftablesError> {
             let json = serde_json::to_string(doc).expect("json");
+            if !json.contains("\"table\":{") && self.refuse_deltas.load(Ordering::SeqCst) {
+                return Err(nftables::helper::NftablesError::NftFailed {
+                    program: "netlink".into(),
+                    hint: "applying a set delta: the kernel refused the batch".into(),
+                    stdout: String::new(),
+                    stderr: "ENOENT".into(),
+                });
+            }
             if json.contains("\"table\":{") {
                 if self.refuse_full.load(Ordering::SeqCst) {
                     return Err(nftables::helper::NftablesError::NftFailed {
@@ -987,4 +1296,512 @@ mod tests {
             "{json}"
         );
     }
+
+    /// A harness with mac(1) (trusted, 10.0.1.10) and mac(2) (iot, 10.0.2.20),
+    /// applied.
+    fn home(config: Config) -> Harness {
+        let mut h = Harness::new(config);
+        h.state.reconcile().expect("start");
+        for (m, ip, z) in [(1, "10.0.1.10", "trusted"), (2, "10.0.2.20", "iot")] {
+            let add = Request::AddDevice {
+                mac: mac(m),
+                ip: Some(ip.parse().expect("ip")),
+            };
+            assert!(matches!(h.state.handle(add, 1), Response::Done { .. }));
+            let set = Request::SetZone {
+                mac: mac(m),
+                zone: zone(z),
+            };
+            assert!(matches!(h.state.handle(set, 1), Response::Done { .. }));
+        }
+        h.cut.0.lock().expect("lock").clear();
+        h
+    }
+
+    fn done(r: Response) -> String {
+        match r {
+            Response::Done { message } => message,
+            other => panic!("expected done, got {other:?}"),
+        }
+    }
+
+    fn refused(r: Response) -> String {
+        match r {
+            Response::Error { message } => message,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn view(h: &Harness, m: MacAddr) -> DeviceView {
+        h.state
+            .device_views(2)
+            .into_iter()
+            .find(|d| d.mac == m)
+            .expect("device view")
+    }
+
+    fn applied(h: &Harness) -> &Membership {
+        &h.state.applied.as_ref().expect("applied").membership
+    }
+
+    fn stored(h: &Harness, m: MacAddr) -> crate::inventory::Device {
+        h.state
+            .store
+            .load_devices()
+            .expect("load")
+            .into_iter()
+            .find(|d| d.mac == m)
+            .expect("stored")
+    }
+
+    #[test]
+    fn rename_checks_the_name_persists_it_and_touches_no_rule() {
+        let mut h = home(default_config());
+        let deltas = h.state.delta_applies;
+        let msg = refused(h.state.handle(
+            Request::Rename {
+                mac: mac(9),
+                name: Some("x".into()),
+            },
+            2,
+        ));
+        assert!(msg.contains("no device"), "{msg}");
+        let r = h.state.handle(
+            Request::Rename {
+                mac: mac(1),
+                name: Some("  Küche <TV>  ".into()),
+            },
+            2,
+        );
+        assert!(done(r).contains("Küche <TV>"));
+        assert_eq!(view(&h, mac(1)).name.as_deref(), Some("Küche <TV>"), "trimmed");
+        assert_eq!(stored(&h, mac(1)).name.as_deref(), Some("Küche <TV>"));
+        for bad in ["a\nb", "a\u{202e}b", &"x".repeat(crate::control::MAX_DEVICE_NAME + 1)] {
+            refused(h.state.handle(
+                Request::Rename {
+                    mac: mac(1),
+                    name: Some(bad.to_string()),
+                },
+                3,
+            ));
+        }
+        assert_eq!(
+            view(&h, mac(1)).name.as_deref(),
+            Some("Küche <TV>"),
+            "refusals change nothing"
+        );
+        done(h.state.handle(
+            Request::Rename {
+                mac: mac(1),
+                name: Some("   ".into()),
+            },
+            4,
+        ));
+        assert_eq!(view(&h, mac(1)).name, None, "blank forgets");
+        assert_eq!(stored(&h, mac(1)).name, None);
+        assert_eq!(h.state.delta_applies, deltas, "a name is not enforced");
+    }
+
+    #[test]
+    fn block_is_a_delta_cuts_the_devices_connections_and_unblock_restores_the_zone() {
+        let mut h = home(default_config());
+        let before = applied(&h).clone();
+        let msg = done(h.state.handle(
+            Request::Block {
+                mac: mac(2),
+                blocked: true,
+            },
+            2,
+        ));
+        assert!(msg.contains("blocked"), "{msg}");
+        assert_eq!(h.state.full_applies, 1, "no structural change");
+        let m = applied(&h);
+        assert_eq!(m, &h.full_membership(), "incremental == full");
+        assert_eq!(m.zones, before.zones, "still in its zone");
+        assert_eq!(m.blocked.macs, [mac(2)].into());
+        assert_eq!(m.blocked.v4, ["10.0.2.20".parse().expect("v4")].into());
+        assert_eq!(
+            *h.cut.0.lock().expect("lock"),
+            vec!["10.0.2.20".parse::<IpAddr>().expect("ip")],
+            "only the blocked device's connections are cut"
+        );
+        assert!(view(&h, mac(2)).blocked && !view(&h, mac(1)).blocked);
+        assert!(stored(&h, mac(2)).blocked, "persisted");
+        // Blocking again changes nothing.
+        let deltas = h.state.delta_applies;
+        done(h.state.handle(
+            Request::Block {
+                mac: mac(2),
+                blocked: true,
+            },
+            3,
+        ));
+        assert_eq!(h.state.delta_applies, deltas);
+        done(h.state.handle(
+            Request::Block {
+                mac: mac(2),
+                blocked: false,
+            },
+            4,
+        ));
+        assert_eq!(applied(&h), &before, "back to its zone's access, nothing else");
+        assert!(!view(&h, mac(2)).blocked && !stored(&h, mac(2)).blocked);
+        assert_eq!(h.state.full_applies, 1);
+        // A decision about a MAC not seen yet is kept for when it shows up.
+        done(h.state.handle(
+            Request::Block {
+                mac: mac(7),
+                blocked: true,
+            },
+            5,
+        ));
+        assert!(applied(&h).blocked.macs.contains(&mac(7)));
+    }
+
+    #[test]
+    fn a_tunnel_choice_needs_a_tunnel_to_go_through() {
+        let mut h = home(default_config());
+        let msg = refused(h.state.handle(
+            Request::DeviceTunnel {
+                mac: mac(1),
+                route: Some(true),
+            },
+            2,
+        ));
+        assert!(msg.contains("no tunnel is configured"), "{msg}");
+        let msg = done(h.state.handle(
+            Request::DeviceTunnel {
+                mac: mac(1),
+                route: Some(false),
+            },
+            2,
+        ));
+        assert!(msg.contains("kept for when a tunnel is configured"), "{msg}");
+        let v = view(&h, mac(1));
+        assert_eq!((v.tunnel_choice, v.tunnel_routed), (Some(false), false));
+    }
+
+    #[test]
+    fn tunnel_choices_are_set_moves_that_cut_only_that_device() {
+        let mut h = home(crate::testutil::tunnel_config());
+        assert!(view(&h, mac(2)).tunnel_routed, "iot is a tunnel zone");
+        assert!(!view(&h, mac(1)).tunnel_routed);
+        let full = h.state.full_applies;
+        done(h.state.handle(
+            Request::DeviceTunnel {
+                mac: mac(1),
+                route: Some(true),
+            },
+            2,
+        ));
+        assert_eq!(h.state.full_applies, full, "a delta, not a table replace");
+        let m = applied(&h);
+        assert_eq!(m, &h.full_membership());
+        assert!(m.tunnel_devices.contains(&mac(1)) && !m.tunnel_exclude.contains(&mac(1)));
+        assert_eq!(
+            *h.cut.0.lock().expect("lock"),
+            vec!["10.0.1.10".parse::<IpAddr>().expect("ip")],
+            "the rerouted device's connections only"
+        );
+        let v = view(&h, mac(1));
+        assert_eq!((v.tunnel_choice, v.tunnel_routed), (Some(true), true));
+        assert_eq!(stored(&h, mac(1)).tunnel_choice, Some(true));
+
+        done(h.state.handle(
+            Request::DeviceTunnel {
+                mac: mac(2),
+                route: Some(false),
+            },
+            3,
+        ));
+        assert!(applied(&h).tunnel_exclude.contains(&mac(2)));
+        let v = view(&h, mac(2));
+        assert_eq!(
+            (v.tunnel_choice, v.tunnel_routed),
+            (Some(false), false),
+            "never beats the zone"
+        );
+
+        for m in [mac(1), mac(2)] {
+            done(h.state.handle(Request::DeviceTunnel { mac: m, route: None }, 4));
+        }
+        let m = applied(&h);
+        assert!(!m.tunnel_devices.contains(&mac(1)) && !m.tunnel_exclude.contains(&mac(2)));
+        assert_eq!(m.tunnel_devices, [mac(9)].into(), "the policy's own device stays");
+        assert!(view(&h, mac(2)).tunnel_routed && !view(&h, mac(1)).tunnel_routed);
+        assert_eq!(h.state.full_applies, full);
+    }
+
+    #[test]
+    fn zones_list_the_policy_with_members_as_enforced() {
+        let h = home(crate::testutil::tunnel_config());
+        let Response::Zones { zones } = ({
+            let mut h = h;
+            h.state.handle(Request::Zones, 2)
+        }) else {
+            panic!("zones")
+        };
+        let ids: Vec<&str> = zones.iter().map(|z| z.id.as_str()).collect();
+        assert_eq!(ids, ["guest", "iot", "quarantine", "trusted"]);
+        let by_id = |id: &str| zones.iter().find(|z| z.id.as_str() == id).expect("zone");
+        assert_eq!(by_id("iot").members, [mac(2)]);
+        assert_eq!(by_id("trusted").members, [mac(1)]);
+        assert!(by_id("iot").tunnel && !by_id("trusted").tunnel);
+        assert!(by_id("quarantine").is_unknown_zone && !by_id("quarantine").internet);
+        assert!(by_id("trusted").internet && by_id("trusted").router_services.iter().any(|s| s == "dns"));
+        assert!(!by_id("iot").description.is_empty());
+    }
+
+    #[test]
+    fn acknowledging_answers_the_count_first() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        for n in 0..3 {
+            h.state.observe(
+                Event::Address {
+                    mac: mac(60 + n),
+                    ip: format!("10.0.1.{}", 60 + n).parse().expect("ip"),
+                },
+                10,
+            );
+        }
+        let alerts = h.state.store.alerts(10).expect("alerts");
+        assert_eq!(alerts.len(), 3);
+        let generation = h.state.alerts_raised;
+        let msg = done(h.state.handle(
+            Request::AckAlerts {
+                ids: Some(vec![alerts[0].id]),
+            },
+            11,
+        ));
+        assert_eq!(msg, "1 alert(s) acknowledged");
+        assert!(h.state.alerts_raised > generation, "live update");
+        let msg = done(h.state.handle(Request::AckAlerts { ids: None }, 12));
+        assert_eq!(msg, "2 alert(s) acknowledged");
+        let msg = done(h.state.handle(Request::AckAlerts { ids: None }, 13));
+        assert_eq!(msg, "0 alert(s) acknowledged");
+        let Response::Alerts { alerts } = h.state.handle(Request::Alerts { limit: 10 }, 14) else {
+            panic!("alerts")
+        };
+        assert!(alerts.iter().all(|a| a.acknowledged));
+    }
+
+    #[test]
+    fn old_alerts_leave_with_the_hourly_prune() {
+        let mut h = Harness::new(default_config());
+        let day = 24 * 3600;
+        h.state.raise(Alert {
+            id: 0,
+            at: 0,
+            kind: AlertKind::TunnelUp,
+            mac: None,
+            message: "old".into(),
+            acknowledged: false,
+        });
+        h.state.handle_timeout(30 * day);
+        assert_eq!(h.state.store.alerts(10).expect("a").len(), 1, "30 days are kept");
+        h.state.handle_timeout(30 * day + 10);
+        assert_eq!(h.state.store.alerts(10).expect("a").len(), 1, "looked at hourly");
+        h.state.handle_timeout(30 * day + 3600);
+        assert!(h.state.store.alerts(10).expect("a").is_empty());
+    }
+
+    fn apply_failed_alerts(h: &Harness) -> usize {
+        h.state
+            .store
+            .alerts(100)
+            .expect("alerts")
+            .iter()
+            .filter(|a| a.kind == AlertKind::ApplyFailed)
+            .count()
+    }
+
+    #[test]
+    fn a_failing_firewall_raises_one_alert_until_it_works_again() {
+        let mut h = home(default_config());
+        h.refuse_deltas.store(true, Ordering::SeqCst);
+        h.refuse_full.store(true, Ordering::SeqCst);
+        let msg = refused(h.state.handle(
+            Request::SetZone {
+                mac: mac(1),
+                zone: zone("guest"),
+            },
+            2,
+        ));
+        assert!(msg.contains("firewall refused"), "{msg}");
+        assert_eq!(apply_failed_alerts(&h), 1);
+        let alert = &h.state.store.alerts(1).expect("alerts")[0];
+        assert!(
+            alert.message.contains("Could not process rule"),
+            "error chain: {}",
+            alert.message
+        );
+        assert_eq!(alert.at, 1_000_000, "the wall clock");
+        // More failures (a delta path and a full one): no more alerts.
+        refused(h.state.handle(
+            Request::Block {
+                mac: mac(2),
+                blocked: true,
+            },
+            3,
+        ));
+        assert!(h.state.reconcile().is_err());
+        assert_eq!(apply_failed_alerts(&h), 1, "not repeated while failing");
+        // It works again (the full replace the failures left owed), and the next
+        // failure alerts again. A refused delta that a full replace repairs is
+        // no failure.
+        h.refuse_full.store(false, Ordering::SeqCst);
+        assert_eq!(h.state.reconcile().expect("works"), ApplyOutcome::FullReplace);
+        done(h.state.handle(
+            Request::SetZone {
+                mac: mac(2),
+                zone: zone("guest"),
+            },
+            4,
+        ));
+        assert_eq!(apply_failed_alerts(&h), 1);
+        h.refuse_full.store(true, Ordering::SeqCst);
+        refused(h.state.handle(
+            Request::SetZone {
+                mac: mac(2),
+                zone: zone("iot"),
+            },
+            5,
+        ));
+        assert_eq!(apply_failed_alerts(&h), 2, "re-armed by the success");
+    }
+
+    #[test]
+    fn a_refused_delta_that_a_table_replace_repairs_is_no_failure() {
+        let mut h = home(default_config());
+        h.refuse_deltas.store(true, Ordering::SeqCst);
+        let full = h.state.full_applies;
+        done(h.state.handle(
+            Request::Block {
+                mac: mac(1),
+                blocked: true,
+            },
+            2,
+        ));
+        assert_eq!(h.state.full_applies, full + 1, "the delta fell back to a replace");
+        assert_eq!(applied(&h), &h.full_membership());
+        assert_eq!(apply_failed_alerts(&h), 0, "the kernel holds what was meant");
+        assert!(h.state.last_error.is_none());
+    }
+
+    fn is_token(t: &str) -> bool {
+        let groups: Vec<&str> = t.split('-').collect();
+        groups.len() == 8
+            && groups
+                .iter()
+                .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    }
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+
+    #[test]
+    fn the_setup_token_lives_until_a_password_is_set_and_returns_with_a_reset() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut h = Harness::with_store(default_config(), Store::open(&dir, 0).expect("store"));
+        let Response::Auth {
+            password_hash: None,
+            setup_token: Some(token),
+        } = h.state.handle(Request::Auth, 1)
+        else {
+            panic!("a new router has a token and no password")
+        };
+        assert!(is_token(&token), "{token}");
+        let other = Harness::new(default_config());
+        assert_ne!(other.state.setup_token(), Some(token.as_str()), "random");
+
+        for bad in ["", "hunter2 hunter2", "plain", &format!("${}", "a".repeat(600))] {
+            refused(h.state.handle(Request::SetPasswordHash { hash: bad.into() }, 2));
+        }
+        assert_eq!(h.state.setup_token(), Some(token.as_str()), "a refusal spends nothing");
+        done(h.state.handle(Request::SetPasswordHash { hash: HASH.into() }, 2));
+        assert_eq!(
+            h.state.handle(Request::Auth, 3),
+            Response::Auth {
+                password_hash: Some(HASH.into()),
+                setup_token: None
+            }
+        );
+        drop(h);
+
+        // A restart keeps the password, and makes no token.
+        let mut h = Harness::with_store(default_config(), Store::open(&dir, 0).expect("store"));
+        assert_eq!(h.state.setup_token(), None);
+        assert_eq!(h.state.password_hash.as_deref(), Some(HASH));
+
+        done(h.state.handle(Request::ResetPassword, 4));
+        let Response::Auth {
+            password_hash: None,
+            setup_token: Some(fresh),
+        } = h.state.handle(Request::Auth, 5)
+        else {
+            panic!("a reset makes a token")
+        };
+        assert!(is_token(&fresh) && fresh != token);
+        drop(h);
+        let h = Harness::with_store(default_config(), Store::open(&dir, 0).expect("store"));
+        assert_eq!(h.state.password_hash, None, "the reset is on disk");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_device_gets_one_alert_once_its_address_says_where_it_joined() {
+        let config = config_with(MAIN, &[("seg.toml", "[segment_zones]\niot = \"iot\"\n")]);
+        let mut h = Harness::new(config);
+        h.state.reconcile().expect("start");
+        let m = mac(70);
+        // The DHCP request's evidence comes first: no segment yet, no alert yet.
+        h.state.observe(
+            Event::Evidence {
+                mac: m,
+                evidence: evidence("plug", &[1, 3]),
+            },
+            1,
+        );
+        assert!(h.state.store.alerts(10).expect("a").is_empty());
+        h.state.observe(
+            Event::Address {
+                mac: m,
+                ip: "10.0.2.70".parse().expect("ip"),
+            },
+            2,
+        );
+        h.state.observe(
+            Event::Address {
+                mac: m,
+                ip: "10.0.2.71".parse().expect("ip"),
+            },
+            3,
+        );
+        let alerts = h.state.store.alerts(10).expect("a");
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, AlertKind::NewDevice);
+        assert_eq!(alerts[0].mac, Some(m));
+        assert!(
+            alerts[0].message.contains("zone iot (its segment's zone)"),
+            "{}",
+            alerts[0].message
+        );
+
+        // On a segment without a zone of its own: quarantined, one alert.
+        let q = mac(71);
+        h.state.observe(
+            Event::Address {
+                mac: q,
+                ip: "10.0.1.71".parse().expect("ip"),
+            },
+            4,
+        );
+        let kinds: Vec<AlertKind> = h.state.store.alerts(10).expect("a").iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [AlertKind::NewDeviceQuarantined, AlertKind::NewDevice]);
+    }
 }
+
+#[cfg(test)]
+#[path = "state_netns_test.rs"]
+mod netns_test;

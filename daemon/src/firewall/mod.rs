@@ -14,6 +14,7 @@ mod verify;
 pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
 pub use delta::{diff_membership, MembershipDelta};
 pub use netlink::{NetlinkError, NetlinkSetWriter};
+pub use render::SetOwner;
 pub use verify::{verify, VerifyError};
 
 use crate::policy::{DesiredRuleset, Membership};
@@ -21,7 +22,8 @@ use crate::policy::{DesiredRuleset, Membership};
 /// The name of both our tables.
 pub const TABLE: &str = "bulkhead";
 
-/// The three kinds of per-zone sets.
+/// The three kinds of member sets (per zone, and for blocked devices; the
+/// tunnel's device sets are MAC sets only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SetKind {
     /// `ether_addr`: decides the SOURCE zone of a packet.
@@ -133,13 +135,27 @@ pub fn full_replace(
     verify(ruleset, membership, &[inet, bridge]).map_err(FirewallError::Verify)
 }
 
-/// Formats an error with all its sources, `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+/// Formats an error with all its sources, `a: b: c`. nft's own complaint (its
+/// stderr, which the `nftables` crate keeps out of its message) is added, so
+/// the status and the alert say what nft refused.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        let text = c.to_string();
+        s.push_str(&text);
+        if let Some(nftables::helper::NftablesError::NftFailed { stderr, .. }) =
+            c.downcast_ref::<nftables::helper::NftablesError>()
+        {
+            let stderr = stderr.trim();
+            if !stderr.is_empty() && !text.contains(stderr) {
+                s.push_str(": ");
+                s.push_str(stderr);
+            }
+        }
         cur = c.source();
     }
     s

@@ -45,7 +45,6 @@ use nftables::helper::NftablesError;
 use nftables::types::NfFamily;
 use nix::errno::Errno;
 
-use super::render::{set_families, set_name};
 use super::{MembershipDelta, SetKind, TABLE};
 use crate::config::MacAddr;
 
@@ -199,7 +198,8 @@ impl Batch {
 /// PURE: encodes `delta` as one nf_tables batch, sequence numbers from `first_seq`.
 ///
 /// Same order as the JSON delta document: every removal, then every addition; per
-/// (zone, kind), the `inet` table then (MAC sets) the `bridge` table.
+/// (owner, kind), the `inet` table then (MAC sets of zones and blocked devices)
+/// the `bridge` table.
 pub fn encode_batch(delta: &MembershipDelta, first_seq: u32) -> Result<Batch, NetlinkError> {
     let mut w = MessageWriter::default();
     let mut seq = first_seq;
@@ -220,16 +220,16 @@ pub fn encode_batch(delta: &MembershipDelta, first_seq: u32) -> Result<Batch, Ne
         } else {
             (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, "delete")
         };
-        for ((zone, kind), elems) in changes {
+        for ((owner, kind), elems) in changes {
             if elems.is_empty() {
                 continue;
             }
-            let set = set_name(zone, *kind);
+            let set = owner.set_name(*kind);
             let keys = elems
                 .iter()
                 .map(|e| key_bytes(*kind, e).map_err(|reason| bad_element(&set, e, reason)))
                 .collect::<Result<Vec<_>, _>>()?;
-            for family in set_families(*kind) {
+            for family in owner.families(*kind) {
                 let (nfproto, fam) = match family {
                     NfFamily::Bridge => (NFPROTO_BRIDGE, "bridge"),
                     _ => (NFPROTO_INET, "inet"),
@@ -588,7 +588,7 @@ mod tests {
     fn delta(remove: &[(&str, SetKind, &[&str])], add: &[(&str, SetKind, &[&str])]) -> MembershipDelta {
         let map = |v: &[(&str, SetKind, &[&str])]| {
             v.iter()
-                .map(|(z, k, e)| ((zone(z), *k), e.iter().map(|s| s.to_string()).collect()))
+                .map(|(z, k, e)| ((zone(z).into(), *k), e.iter().map(|s| s.to_string()).collect()))
                 .collect()
         };
         MembershipDelta {
@@ -790,8 +790,8 @@ mod tests {
             })
             .collect();
         let mut d = MembershipDelta::default();
-        d.add.insert((zone("iot"), SetKind::V6), v6);
-        d.remove.insert((zone("guest"), SetKind::Mac), macs);
+        d.add.insert((zone("iot").into(), SetKind::V6), v6);
+        d.remove.insert((zone("guest").into(), SetKind::Mac), macs);
         let batch = encode_batch(&d, 1).expect("encode");
         let msgs = parse_batch(&batch.bytes);
         let mut counted = BTreeMap::<(u8, u16), usize>::new();
@@ -1043,6 +1043,75 @@ mod tests {
     }
 
     #[test]
+    fn blocked_and_tunnel_sets_take_deltas_and_verify_after_read_back() {
+        if !root_or_skip("firewall::netlink::blocked_and_tunnel_sets_take_deltas_and_verify_after_read_back") {
+            return;
+        }
+        let ns = Netns::new("nl-decide").expect("create namespace");
+        let cfg = crate::testutil::tunnel_config();
+        let rs = desired_ruleset(&cfg, &Default::default());
+        let before = desired_membership(&cfg, &small_home());
+        ns.run_in(|| NftCli::default().apply(&render::full_document(&rs, &before)))
+            .expect("enter namespace")
+            .expect("nft applies the tunnel document");
+        let mut inv = small_home();
+        for e in [
+            Event::Block {
+                mac: mac(2),
+                blocked: true,
+            },
+            Event::TunnelChoice {
+                mac: mac(1),
+                route: Some(true),
+            },
+            Event::TunnelChoice {
+                mac: mac(9),
+                route: Some(false),
+            },
+        ] {
+            inv.apply(&e, 1);
+        }
+        let after = desired_membership(&cfg, &inv);
+        let applied = Applied {
+            ruleset: rs.clone(),
+            membership: before,
+        };
+        let outcome = ns
+            .run_in(|| reconcile(&NftCli::default(), Some(&applied), &rs, &after))
+            .expect("enter namespace")
+            .expect("reconcile");
+        // blocked: mac(2)'s MAC and v4; tunnel: mac(1) in, mac(9) from devices to
+        // exclude; mac(9), a policy device not seen before, is now known and in
+        // the unknown zone's MAC set.
+        assert_eq!(outcome, ApplyOutcome::Delta { added: 5, removed: 1 });
+        assert!(has(&sets(&ns), "inet quarantine_mac", "02:00:00:00:00:09"));
+        let sets = sets(&ns);
+        for set in ["inet blocked-mac", "bridge blocked-mac"] {
+            assert!(has(&sets, set, "02:00:00:00:00:02"), "{set}: {sets:?}");
+        }
+        assert!(has(&sets, "inet blocked-v4", "10.0.2.20"));
+        assert!(has(&sets, "inet tunnel-devices", "02:00:00:00:00:01"));
+        assert!(!has(&sets, "inet tunnel-devices", "02:00:00:00:00:09"));
+        assert!(has(&sets, "inet tunnel-exclude-devices", "02:00:00:00:00:09"));
+        assert!(
+            !sets.contains_key("bridge tunnel-devices"),
+            "the tunnel's sets are inet only"
+        );
+        // What the kernel lists back is what we mean, hyphenated names included.
+        let listed = ns
+            .run_in(|| {
+                let nft = NftCli::default();
+                Ok::<_, nftables::helper::NftablesError>([
+                    nft.list_table(NfFamily::INet)?,
+                    nft.list_table(NfFamily::Bridge)?,
+                ])
+            })
+            .expect("enter namespace")
+            .expect("list");
+        crate::firewall::verify(&rs, &after, &listed).expect("verified");
+    }
+
+    #[test]
     fn a_delta_larger_than_the_socket_buffer_goes_through() {
         if !root_or_skip("firewall::netlink::a_delta_larger_than_the_socket_buffer_goes_through") {
             return;
@@ -1055,7 +1124,7 @@ mod tests {
             })
             .collect();
         let mut add = MembershipDelta::default();
-        add.add.insert((zone("guest"), SetKind::Mac), macs.clone());
+        add.add.insert((zone("guest").into(), SetKind::Mac), macs.clone());
         let bytes = encode_batch(&add, 1).expect("encode").bytes.len();
         assert!(bytes > 256 * 1024, "bigger than the default send buffer: {bytes}");
 

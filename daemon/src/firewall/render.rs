@@ -47,6 +47,66 @@ pub fn set_name(zone: &ZoneId, kind: SetKind) -> String {
     format!("{zone}_{}", kind.suffix())
 }
 
+/// Whose elements a member set holds. Sets other than a zone's have a hyphen in
+/// their name, which a zone name cannot contain, so they never collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetOwner {
+    /// A zone's sets: `<zone>_mac`, `<zone>_v4`, `<zone>_v6`.
+    Zone(ZoneId),
+    /// Devices the homeowner blocked: `blocked-mac` (both tables), `blocked-v4`,
+    /// `blocked-v6`.
+    Blocked,
+    /// MACs whose traffic gets the tunnel mark: `tunnel-devices` (inet only).
+    TunnelDevices,
+    /// MACs whose traffic never gets it: `tunnel-exclude-devices` (inet only).
+    TunnelExclude,
+}
+
+impl From<ZoneId> for SetOwner {
+    fn from(z: ZoneId) -> Self {
+        SetOwner::Zone(z)
+    }
+}
+
+impl SetOwner {
+    /// The nft set's name for elements of `kind`.
+    pub fn set_name(&self, kind: SetKind) -> String {
+        match self {
+            SetOwner::Zone(z) => set_name(z, kind),
+            SetOwner::Blocked => format!("blocked-{}", kind.suffix()),
+            SetOwner::TunnelDevices => "tunnel-devices".into(),
+            SetOwner::TunnelExclude => "tunnel-exclude-devices".into(),
+        }
+    }
+
+    /// The families whose table holds this set: MAC sets of zones and blocked
+    /// devices in both tables (the bridge table decides by MAC alone), address
+    /// sets and the tunnel's sets (only `tunnel-mark`, in inet, reads them) in
+    /// inet only.
+    pub fn families(&self, kind: SetKind) -> &'static [NfFamily] {
+        match self {
+            SetOwner::TunnelDevices | SetOwner::TunnelExclude => &[NfFamily::INet],
+            SetOwner::Zone(_) | SetOwner::Blocked => set_families(kind),
+        }
+    }
+}
+
+/// Every member set the ruleset has, in creation order: each zone's three, the
+/// blocked devices' three, and with a tunnel its two device sets.
+pub fn member_sets(rs: &DesiredRuleset) -> Vec<(SetOwner, SetKind)> {
+    let mut out: Vec<(SetOwner, SetKind)> = rs
+        .zones
+        .iter()
+        .flat_map(|z| SetKind::ALL.map(|k| (SetOwner::Zone(z.id.clone()), k)))
+        .collect();
+    out.extend(SetKind::ALL.map(|k| (SetOwner::Blocked, k)));
+    if rs.tunnel.is_some() {
+        out.push((SetOwner::TunnelDevices, SetKind::Mac));
+        out.push((SetOwner::TunnelExclude, SetKind::Mac));
+    }
+    out
+}
+
 fn set_type(kind: SetKind) -> nftables::schema::SetType {
     use nftables::schema::SetType::*;
     match kind {
@@ -155,6 +215,25 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // --- input: what may talk to the router itself.
     let mut input = ChainSpec::base(INet, "input", NfChainType::Filter, NfHook::Input, 0);
     input.rule("loopback", vec![eq(meta(MetaKey::Iifname), s("lo")), accept()]);
+    if !lan.is_empty() {
+        // A blocked device gets no router service at all, DHCP and DNS included
+        // (Bulkhead's DHCP server reads an ordinary UDP socket, behind this hook),
+        // and not even neighbour discovery: before `established` so that its open
+        // connections to the router end with the block, and before the mDNS and
+        // ND accepts below. A set lookup, so blocking is an element delta.
+        input.rule(
+            "blocked",
+            vec![
+                iifname_in(lan),
+                is_in(
+                    payload("ether", "saddr"),
+                    set_ref(&SetOwner::Blocked.set_name(SetKind::Mac)),
+                ),
+                counter(),
+                drop_(),
+            ],
+        );
+    }
     // Replies first: the common case costs one rule.
     input.rule("established", vec![ct_state(&["established", "related"]), accept()]);
     input.rule("invalid", vec![ct_state(&["invalid"]), drop_()]);
@@ -212,6 +291,9 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     let mut fwd = ChainSpec::base(INet, "forward", NfChainType::Filter, NfHook::Forward, 0);
     if let Some(t) = &rs.tunnel {
         tunnel_forward_guards(&mut fwd, t);
+    }
+    if !lan.is_empty() {
+        blocked_forward_guards(&mut fwd, lan);
     }
     // Replies and established flows first: this is the per-packet fast path. Zone
     // decisions are taken on a connection's first packet; moving a device deletes
@@ -278,15 +360,19 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
 
     // --- NAT: IPv4 leaves by the WAN under the router's address.
     let mut post = ChainSpec::base(INet, "postrouting", NfChainType::NAT, NfHook::Postrouting, 100);
-    post.rule(
-        "masquerade",
-        vec![
-            iifname_in(lan),
-            eq(meta(MetaKey::Nfproto), s("ipv4")),
-            oifname_in(wan),
-            Statement::Masquerade(None),
-        ],
-    );
+    // Rules naming the LAN interfaces exist only when there are some: nft
+    // refuses an empty anonymous set (a router being set up has no segments).
+    if !lan.is_empty() {
+        post.rule(
+            "masquerade",
+            vec![
+                iifname_in(lan),
+                eq(meta(MetaKey::Nfproto), s("ipv4")),
+                oifname_in(wan),
+                Statement::Masquerade(None),
+            ],
+        );
+    }
     if let Some(t) = &rs.tunnel {
         // Both families: the VPN routes only the address it gave us.
         post.rule(
@@ -296,6 +382,50 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     }
     chains.push(post);
     chains
+}
+
+/// Blocked devices, near the top of `forward`: nothing from them (by source MAC,
+/// as zones are decided) and nothing to them (by address: the WAN's answers and
+/// other zones' connections carry no MAC of theirs). Before `established`, so
+/// the block ends flows already running; after the tunnel's leak guard, which
+/// stays the first rule (both only drop, so their order changes no verdict, only
+/// which counter counts). Still a blocked device keeps its zone's set entries:
+/// unblocking is a delete from these sets and nothing else.
+fn blocked_forward_guards(fwd: &mut ChainSpec, lan: &BTreeSet<String>) {
+    fwd.rule(
+        "blocked-from",
+        vec![
+            iifname_in(lan),
+            is_in(
+                payload("ether", "saddr"),
+                set_ref(&SetOwner::Blocked.set_name(SetKind::Mac)),
+            ),
+            counter(),
+            drop_(),
+        ],
+    );
+    fwd.rule(
+        "blocked-to-v4",
+        vec![
+            is_in(
+                payload("ip", "daddr"),
+                set_ref(&SetOwner::Blocked.set_name(SetKind::V4)),
+            ),
+            counter(),
+            drop_(),
+        ],
+    );
+    fwd.rule(
+        "blocked-to-v6",
+        vec![
+            is_in(
+                payload("ip6", "daddr"),
+                set_ref(&SetOwner::Blocked.set_name(SetKind::V6)),
+            ),
+            counter(),
+            drop_(),
+        ],
+    );
 }
 
 /// Name of a domain set's nft set, e.g. `dom_streaming_v4`.
@@ -389,9 +519,10 @@ fn nets<T: ToString>(items: impl IntoIterator<Item = T>) -> Expression<'static> 
 /// gets the tunnel mark. Order matters, first match wins:
 /// 1. not from a LAN segment, or to the LAN itself / link-local / multicast /
 ///    broadcast: never (traffic that stays home, DHCP, mDNS);
-/// 2. exclusions (devices, destinations): never;
+/// 2. exclusions (devices: set `tunnel-exclude-devices`, destinations): never;
 /// 3. selected destinations, then domain sets: marked, from any device;
-/// 4. selected devices, then members of selected zones (by MAC set): marked;
+/// 4. selected devices (set `tunnel-devices`), then members of selected zones
+///    (by MAC set): marked;
 /// 5. members of other zones: not marked;
 /// 6. a MAC in no set on a segment whose default zone is selected: marked (a
 ///    camera not yet discovered on the IoT segment must not leak either).
@@ -403,7 +534,11 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
         NfHook::Prerouting,
         -150,
     );
-    if rs.lan_interfaces.is_empty() || t.selects_nothing() {
+    // Rendered whenever there is a LAN, even if the policy selects nothing: the
+    // homeowner's per-device choices are elements of `tunnel-devices` and
+    // `tunnel-exclude-devices`, and a choice must never need a structural change
+    // (which would cut every connection of the home).
+    if rs.lan_interfaces.is_empty() {
         return c;
     }
     c.rule(
@@ -429,18 +564,16 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
         "stays-home-v6",
         vec![is_in(payload("ip6", "daddr"), nets(local_v6)), Statement::Return(None)],
     );
-    if !t.exclude_devices.is_empty() {
-        c.rule(
-            "excluded-devices",
-            vec![
-                is_in(
-                    payload("ether", "saddr"),
-                    anon_set(t.exclude_devices.iter().map(|m| s(m.to_string()))),
-                ),
-                Statement::Return(None),
-            ],
-        );
-    }
+    c.rule(
+        "excluded-devices",
+        vec![
+            is_in(
+                payload("ether", "saddr"),
+                set_ref(&SetOwner::TunnelExclude.set_name(SetKind::Mac)),
+            ),
+            Statement::Return(None),
+        ],
+    );
     if !t.exclude_v4.is_empty() {
         c.rule(
             "excluded-v4",
@@ -485,15 +618,13 @@ fn tunnel_mark_chain(rs: &DesiredRuleset, t: &TunnelRules) -> ChainSpec {
             marked(vec![is_in(payload("ip6", "daddr"), set_ref(&domain_set_name(d, true)))]),
         );
     }
-    if !t.devices.is_empty() {
-        c.rule(
-            "devices",
-            marked(vec![is_in(
-                payload("ether", "saddr"),
-                anon_set(t.devices.iter().map(|m| s(m.to_string()))),
-            )]),
-        );
-    }
+    c.rule(
+        "devices",
+        marked(vec![is_in(
+            payload("ether", "saddr"),
+            set_ref(&SetOwner::TunnelDevices.set_name(SetKind::Mac)),
+        )]),
+    );
     let known: BTreeSet<&ZoneId> = rs.zones.iter().map(|z| &z.id).collect();
     for z in t.zones.iter().filter(|z| known.contains(z)) {
         c.rule(
@@ -607,8 +738,9 @@ fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
 fn zone_forward_chain(z: &ZoneRules, wan: &[String], lan: &BTreeSet<String>) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("from", &z.id));
     // `oifname` too: an address that ended up in a zone's set but lives outside
-    // the home must not become a way out to the internet.
-    for t in z.targets() {
+    // the home must not become a way out to the internet. (No LAN interfaces:
+    // no zone member to reach.)
+    for t in z.targets().into_iter().filter(|_| !lan.is_empty()) {
         c.rule(
             format!("to-{t}-v4"),
             vec![
@@ -655,6 +787,29 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
                 Expression::Number(marks::BRIDGED),
             ]))),
         })],
+    );
+    // Blocked devices: no frame from them to another port, and no unicast to
+    // them (a broadcast still reaches them; their answers do not get out).
+    // Before the ARP/ND/group accepts below, so a blocked device cannot even
+    // resolve its neighbours.
+    let blocked = || set_ref(&SetOwner::Blocked.set_name(SetKind::Mac));
+    fwd.rule(
+        "blocked-from",
+        vec![
+            iifname_in(ports),
+            is_in(payload("ether", "saddr"), blocked()),
+            counter(),
+            drop_(),
+        ],
+    );
+    fwd.rule(
+        "blocked-to",
+        vec![
+            iifname_in(ports),
+            is_in(payload("ether", "daddr"), blocked()),
+            counter(),
+            drop_(),
+        ],
     );
     // Only the router serves addresses and routes: a device answering DHCP or
     // sending router adverts/redirects is trying to become the others' gateway.
@@ -819,13 +974,34 @@ pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
     }
 }
 
-/// The set elements of one zone and kind, as nft expressions.
-pub fn elements(m: &Membership, zone: &ZoneId, kind: SetKind) -> Vec<Expression<'static>> {
-    let Some(z) = m.zones.get(zone) else { return Vec::new() };
+/// The elements of one member set, as nft expressions.
+pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expression<'static>> {
+    let macs = |set: &BTreeSet<crate::config::MacAddr>| set.iter().map(|x| s(x.to_string())).collect();
+    let members = match owner {
+        SetOwner::Zone(zone) => match m.zones.get(zone) {
+            Some(z) => z,
+            None => return Vec::new(),
+        },
+        SetOwner::Blocked => &m.blocked,
+        SetOwner::TunnelDevices => {
+            return if kind == SetKind::Mac {
+                macs(&m.tunnel_devices)
+            } else {
+                Vec::new()
+            }
+        }
+        SetOwner::TunnelExclude => {
+            return if kind == SetKind::Mac {
+                macs(&m.tunnel_exclude)
+            } else {
+                Vec::new()
+            }
+        }
+    };
     match kind {
-        SetKind::Mac => z.macs.iter().map(|x| s(x.to_string())).collect(),
-        SetKind::V4 => z.v4.iter().map(|x| s(x.to_string())).collect(),
-        SetKind::V6 => z.v6.iter().map(|x| s(x.to_string())).collect(),
+        SetKind::Mac => macs(&members.macs),
+        SetKind::V4 => members.v4.iter().map(|x| s(x.to_string())).collect(),
+        SetKind::V6 => members.v6.iter().map(|x| s(x.to_string())).collect(),
     }
 }
 
@@ -850,25 +1026,23 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
         objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table(fam)))));
         objs.push(add(NfListObject::Table(table(fam))));
     }
-    for z in &rs.zones {
-        for kind in SetKind::ALL {
-            for fam in set_families(kind) {
-                let elem = elements(m, &z.id, kind);
-                objs.push(add(NfListObject::Set(Box::new(Set {
-                    family: *fam,
-                    table: Cow::Borrowed(TABLE),
-                    name: Cow::Owned(set_name(&z.id, kind)),
-                    handle: None,
-                    set_type: SetTypeValue::Single(set_type(kind)),
-                    policy: None,
-                    flags: None::<HashSet<SetFlag>>,
-                    elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
-                    timeout: None,
-                    gc_interval: None,
-                    size: None,
-                    comment: None,
-                }))));
-            }
+    for (owner, kind) in member_sets(rs) {
+        for fam in owner.families(kind) {
+            let elem = elements(m, &owner, kind);
+            objs.push(add(NfListObject::Set(Box::new(Set {
+                family: *fam,
+                table: Cow::Borrowed(TABLE),
+                name: Cow::Owned(owner.set_name(kind)),
+                handle: None,
+                set_type: SetTypeValue::Single(set_type(kind)),
+                policy: None,
+                flags: None::<HashSet<SetFlag>>,
+                elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
+                timeout: None,
+                gc_interval: None,
+                size: None,
+                comment: None,
+            }))));
         }
     }
     // Domain sets start empty on every full replace; the daemon adds back the
@@ -935,15 +1109,15 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
 pub fn delta_document(delta: &MembershipDelta) -> Nftables<'static> {
     let mut objs = Vec::new();
     for (is_add, changes) in [(false, &delta.remove), (true, &delta.add)] {
-        for ((zone, kind), elems) in changes {
+        for ((owner, kind), elems) in changes {
             if elems.is_empty() {
                 continue;
             }
-            for fam in set_families(*kind) {
+            for fam in owner.families(*kind) {
                 let el = Element {
                     family: *fam,
                     table: Cow::Borrowed(TABLE),
-                    name: Cow::Owned(set_name(zone, *kind)),
+                    name: Cow::Owned(owner.set_name(*kind)),
                     elem: Cow::Owned(elems.iter().map(|e| s(e.clone())).collect()),
                 };
                 let obj = NfListObject::Element(el);

@@ -91,25 +91,126 @@ fn golden_default_policy() {
     golden("default", &render::full_document(&rs, &m));
 }
 
+/// The sample home with the homeowner's decisions: mac(3) blocked, mac(1)
+/// always through the tunnel, mac(2) (in the tunnel's iot zone) never.
+fn decided_inventory() -> Inventory {
+    let mut inv = sample_inventory();
+    inv.apply(
+        &Event::Block {
+            mac: mac(3),
+            blocked: true,
+        },
+        1,
+    );
+    inv.apply(
+        &Event::TunnelChoice {
+            mac: mac(1),
+            route: Some(true),
+        },
+        1,
+    );
+    inv.apply(
+        &Event::TunnelChoice {
+            mac: mac(2),
+            route: Some(false),
+        },
+        1,
+    );
+    inv
+}
+
 #[test]
 fn golden_tunnel() {
     let cfg = crate::testutil::tunnel_config();
     let rs = desired_ruleset(&cfg, &Default::default());
-    let m = desired_membership(&cfg, &sample_inventory());
+    let m = desired_membership(&cfg, &decided_inventory());
     golden("tunnel", &render::full_document(&rs, &m));
 }
 
 #[test]
-fn golden_edge_cases() {
-    // No segments at all (a router being set up), a zone that reaches itself and
-    // another, a WAN whose input is left to fw4, and an existing bridge's ports.
+fn blocking_and_tunnel_choices_are_element_deltas() {
+    let cfg = crate::testutil::tunnel_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    let before = desired_membership(&cfg, &sample_inventory());
+    let after = desired_membership(&cfg, &decided_inventory());
+    assert_eq!(
+        desired_ruleset(&cfg, &Default::default()),
+        rs,
+        "decisions are not structure"
+    );
+    let d = diff_membership(&before, &after);
+    let owners = |m: &std::collections::BTreeMap<(SetOwner, SetKind), Vec<String>>| {
+        m.iter()
+            .map(|((o, k), e)| (o.set_name(*k), e.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        owners(&d.add),
+        [
+            ("blocked-mac".to_string(), vec!["02:00:00:00:00:03".to_string()]),
+            ("blocked-v4".into(), vec!["10.0.1.30".into()]),
+            ("tunnel-devices".into(), vec!["02:00:00:00:00:01".into()]),
+            ("tunnel-exclude-devices".into(), vec!["02:00:00:00:00:02".into()]),
+        ]
+    );
+    assert!(d.remove.is_empty(), "{:?}", d.remove);
+    golden("delta-decisions", &render::delta_document(&d));
+
+    // Through the reconcile: a delta, never a full replace.
+    let nft = FakeNft::default();
+    let applied = Applied {
+        ruleset: rs.clone(),
+        membership: before,
+    };
+    assert_eq!(
+        reconcile(&nft, Some(&applied), &rs, &after).expect("apply"),
+        ApplyOutcome::Delta { added: 4, removed: 0 }
+    );
+    assert_eq!(*nft.applied.borrow(), ["delta"]);
+}
+
+#[test]
+fn verify_checks_the_blocked_and_tunnel_sets() {
+    let cfg = crate::testutil::tunnel_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    let meant = desired_membership(&cfg, &decided_inventory());
+    let held = desired_membership(&cfg, &sample_inventory());
+    let (inet, bridge) = listing_of(&render::full_document(&rs, &held));
+    let err = verify(&rs, &meant, &[inet, bridge]).expect_err("the sets differ");
+    let text = err.to_string();
+    for set in [
+        "set inet blocked-mac",
+        "set bridge blocked-mac",
+        "set inet blocked-v4",
+        "set inet tunnel-devices",
+        "set inet tunnel-exclude-devices",
+    ] {
+        assert!(text.contains(set), "{set} not reported: {text}");
+    }
+    // Without a tunnel there are no tunnel sets to hold.
+    let plain = default_config();
+    let rs = desired_ruleset(&plain, &Default::default());
+    let names: Vec<String> = render::member_sets(&rs).iter().map(|(o, k)| o.set_name(*k)).collect();
+    assert!(names.contains(&"blocked-mac".to_string()) && !names.iter().any(|n| n.starts_with("tunnel")));
+}
+
+/// No segments at all (a router being set up), a zone that reaches itself and
+/// another, a WAN whose input is left to fw4, and an existing bridge's ports.
+fn edge_ruleset() -> crate::policy::DesiredRuleset {
     let main = "policies_dir = \"policies\"\n[wan]\ninterface = \"eth1\"\npolice_input = false\n";
     let pol =
         "unknown_zone = \"quar\"\n[zones.quar]\n[zones.lab]\nreach_zones = [\"lab\", \"quar\"]\nintra_zone = false\n";
     let dir = crate::testutil::Fixture::new(main, &[("p.toml", pol)]);
     let cfg = crate::config::load(&dir.main()).unwrap_or_else(|e| panic!("{e}"));
-    let rs = desired_ruleset(&cfg, &["wlan0".to_string()].into_iter().collect());
-    golden("edge-no-segments", &render::full_document(&rs, &Default::default()));
+    desired_ruleset(&cfg, &["wlan0".to_string()].into_iter().collect())
+}
+
+#[test]
+fn golden_edge_cases() {
+    golden(
+        "edge-no-segments",
+        &render::full_document(&edge_ruleset(), &Default::default()),
+    );
 }
 
 #[test]
@@ -236,9 +337,19 @@ fn real_nft_accepts_the_documents() {
     assert!(out.is_ok(), "nft -c refused the document: {out:?}");
     let cfg = crate::testutil::tunnel_config();
     let rs = desired_ruleset(&cfg, &Default::default());
+    let m = desired_membership(&cfg, &decided_inventory());
     let json = serde_json::to_string(&render::full_document(&rs, &m)).expect("json");
     let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
     assert!(out.is_ok(), "nft -c refused the tunnel document: {out:?}");
+    // A router being set up: no segments (no LAN interface to name; nft refuses
+    // an empty anonymous set), with and without an existing bridge's ports.
+    let main = "policies_dir = \"policies\"\n[wan]\ninterface = \"wan0\"\n";
+    let cfg = config_with(main, &[]);
+    for rs in [desired_ruleset(&cfg, &Default::default()), edge_ruleset()] {
+        let json = serde_json::to_string(&render::full_document(&rs, &Default::default())).expect("json");
+        let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
+        assert!(out.is_ok(), "nft -c refused the document without segments: {out:?}");
+    }
 }
 
 fn nix_is_root() -> bool {

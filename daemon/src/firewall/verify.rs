@@ -7,8 +7,8 @@ use nftables::expr::Expression;
 use nftables::schema::{NfListObject, NfObject, Nftables};
 use nftables::types::NfFamily;
 
-use super::render::{chains, elements, set_families, set_name};
-use super::{SetKind, TABLE};
+use super::render::{chains, elements, member_sets};
+use super::TABLE;
 use crate::policy::{DesiredRuleset, Membership};
 
 /// What differs between the meant and the read-back tables.
@@ -77,23 +77,21 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
     for missing in want_chains.difference(&got_chains) {
         problems.push(format!("missing chain {} {}", missing.0, missing.1));
     }
-    for z in &rs.zones {
-        for kind in SetKind::ALL {
-            let want: BTreeSet<String> = elements(m, &z.id, kind).iter().map(elem_text).collect();
-            for f in set_families(kind) {
-                let key = (fam(*f), set_name(&z.id, kind));
-                match got_sets.remove(&key) {
-                    None => problems.push(format!("missing set {} {}", key.0, key.1)),
-                    Some(got) if got != want => problems.push(format!(
-                        "set {} {}: {} elements, expected {} (differ: {:?})",
-                        key.0,
-                        key.1,
-                        got.len(),
-                        want.len(),
-                        got.symmetric_difference(&want).take(5).collect::<Vec<_>>()
-                    )),
-                    Some(_) => {}
-                }
+    for (owner, kind) in member_sets(rs) {
+        let want: BTreeSet<String> = elements(m, &owner, kind).iter().map(elem_text).collect();
+        for f in owner.families(kind) {
+            let key = (fam(*f), owner.set_name(kind));
+            match got_sets.remove(&key) {
+                None => problems.push(format!("missing set {} {}", key.0, key.1)),
+                Some(got) if got != want => problems.push(format!(
+                    "set {} {}: {} elements, expected {} (differ: {:?})",
+                    key.0,
+                    key.1,
+                    got.len(),
+                    want.len(),
+                    got.symmetric_difference(&want).take(5).collect::<Vec<_>>()
+                )),
+                Some(_) => {}
             }
         }
     }

@@ -33,6 +33,11 @@ pub struct Device {
     /// What it told us about itself (DHCP, mDNS), kept for classification and
     /// shown to the homeowner.
     pub evidence: Evidence,
+    /// Blocked by the homeowner: the router forwards nothing from or to it.
+    pub blocked: bool,
+    /// The homeowner's tunnel choice: through (`Some(true)`), never
+    /// (`Some(false)`), or as the policy says (`None`).
+    pub tunnel_choice: Option<bool>,
 }
 
 impl Device {
@@ -46,6 +51,8 @@ impl Device {
             first_seen: now,
             last_seen: now,
             evidence: Evidence::default(),
+            blocked: false,
+            tunnel_choice: None,
         }
     }
 }
@@ -67,12 +74,26 @@ pub enum Event {
         /// The zone.
         zone: ZoneId,
     },
-    /// The homeowner named it.
+    /// The homeowner named it (`None` forgets the name).
     Rename {
         /// The device.
         mac: MacAddr,
-        /// The name.
-        name: String,
+        /// The name (already checked: see `control::MAX_DEVICE_NAME`).
+        name: Option<String>,
+    },
+    /// The homeowner blocked or unblocked it.
+    Block {
+        /// The device.
+        mac: MacAddr,
+        /// Blocked?
+        blocked: bool,
+    },
+    /// The homeowner's tunnel choice for it.
+    TunnelChoice {
+        /// The device.
+        mac: MacAddr,
+        /// Through, never, or as the policy says (`None`).
+        route: Option<bool>,
     },
     /// Traffic or a lease showed the device is present.
     Seen {
@@ -111,6 +132,8 @@ impl Event {
             Event::ManualAdd { mac, .. }
             | Event::SetZone { mac, .. }
             | Event::Rename { mac, .. }
+            | Event::Block { mac, .. }
+            | Event::TunnelChoice { mac, .. }
             | Event::Seen { mac }
             | Event::Address { mac, .. }
             | Event::AddressGone { mac, .. }
@@ -229,12 +252,36 @@ impl Inventory {
                 Change::Facts
             }
             Event::Rename { mac, name } => match self.devices.get_mut(mac) {
-                Some(d) if d.name.as_deref() != Some(name) => {
-                    d.name = Some(name.clone());
+                Some(d) if d.name != *name => {
+                    d.name.clone_from(name);
                     Change::Facts
                 }
                 _ => Change::None,
             },
+            // Like a chosen zone, a decision about a MAC not seen yet is kept
+            // for when it shows up.
+            Event::Block { mac, blocked } => {
+                if !*blocked && !self.devices.contains_key(mac) {
+                    return Change::None;
+                }
+                let d = self.devices.entry(*mac).or_insert_with(|| Device::new(*mac, now));
+                if d.blocked == *blocked {
+                    return Change::None;
+                }
+                d.blocked = *blocked;
+                Change::Facts
+            }
+            Event::TunnelChoice { mac, route } => {
+                if route.is_none() && !self.devices.contains_key(mac) {
+                    return Change::None;
+                }
+                let d = self.devices.entry(*mac).or_insert_with(|| Device::new(*mac, now));
+                if d.tunnel_choice == *route {
+                    return Change::None;
+                }
+                d.tunnel_choice = *route;
+                Change::Facts
+            }
             Event::Seen { mac } => match self.devices.get_mut(mac) {
                 Some(d) if d.last_seen < now => {
                     d.last_seen = now;

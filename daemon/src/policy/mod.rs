@@ -103,7 +103,8 @@ pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
     }
 }
 
-/// What one zone's sets hold.
+/// What one group of MAC + address sets holds (a zone's, or the blocked
+/// devices').
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ZoneMembers {
     /// Member MACs: the source-zone match (who is sending).
@@ -114,11 +115,24 @@ pub struct ZoneMembers {
     pub v6: BTreeSet<Ipv6Addr>,
 }
 
-/// Every zone's set contents. Every zone of the policy has an entry, empty or not.
+/// Every member set's contents. Every zone of the policy has an entry, empty or
+/// not.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Membership {
     /// By zone.
     pub zones: BTreeMap<ZoneId, ZoneMembers>,
+    /// Devices the homeowner blocked (they stay in their zone's sets too, so
+    /// unblocking only deletes them from these).
+    pub blocked: ZoneMembers,
+    /// MACs whose traffic the tunnel takes: the policy's `tunnel.devices` and
+    /// the homeowner's "through" choices, minus "never" choices. Empty without a
+    /// tunnel.
+    pub tunnel_devices: BTreeSet<MacAddr>,
+    /// MACs that never go through the tunnel: the policy's
+    /// `tunnel.exclude.devices` and "never" choices, minus "through" choices (the
+    /// homeowner's choice wins over the policy, as a chosen zone does). Empty
+    /// without a tunnel.
+    pub tunnel_exclude: BTreeSet<MacAddr>,
 }
 
 impl Membership {
@@ -128,7 +142,7 @@ impl Membership {
     }
 }
 
-/// What one device puts in its zone's sets. Entries of different devices never
+/// What one device puts in the member sets. Entries of different devices never
 /// share an element (a MAC is one device; an address belongs to one device), so a
 /// change to a few devices is exactly "remove their old entries, insert the new".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +153,11 @@ pub struct DeviceEntry {
     pub mac: MacAddr,
     /// Its addresses.
     pub addresses: BTreeSet<IpAddr>,
+    /// Blocked by the homeowner: MAC and addresses in the blocked sets too.
+    pub blocked: bool,
+    /// In `tunnel-devices` (`Some(true)`), `tunnel-exclude-devices`
+    /// (`Some(false)`) or neither; always `None` without a tunnel.
+    pub tunnel: Option<bool>,
 }
 
 /// One device's entry.
@@ -147,32 +166,88 @@ pub fn device_entry(config: &Config, device: &Device) -> DeviceEntry {
         zone: zone_for(config, device).zone,
         mac: device.mac,
         addresses: device.addresses.clone(),
+        blocked: device.blocked,
+        tunnel: tunnel_set_of(config, &device.mac, device.tunnel_choice),
+    }
+}
+
+/// Which tunnel device set a MAC belongs in: the homeowner's choice, else the
+/// policy's exclusion, else the policy's selection. None without a tunnel.
+fn tunnel_set_of(config: &Config, mac: &MacAddr, choice: Option<bool>) -> Option<bool> {
+    config.tunnel.as_ref()?;
+    let sel = &config.policy.tunnel;
+    choice.or_else(|| {
+        if sel.exclude_devices.contains(mac) {
+            Some(false)
+        } else if sel.devices.contains(mac) {
+            Some(true)
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether a device's internet traffic goes through the tunnel, as the UI says
+/// it: its own choice, else the device and zone selectors of the policy.
+/// Destinations and domain sets do not make a device "routed" (they route some
+/// of everyone's traffic). False without a tunnel.
+/// `zone` is the device's zone (`zone_for`), passed in because the caller has it.
+pub fn tunnel_routed(config: &Config, device: &Device, zone: &ZoneId) -> bool {
+    match tunnel_set_of(config, &device.mac, device.tunnel_choice) {
+        Some(through) => through,
+        None => config.tunnel.is_some() && config.policy.tunnel.zones.contains(zone),
+    }
+}
+
+fn insert_members(m: &mut ZoneMembers, e: &DeviceEntry) {
+    m.macs.insert(e.mac);
+    for a in &e.addresses {
+        match a {
+            IpAddr::V4(v4) => m.v4.insert(*v4),
+            IpAddr::V6(v6) => m.v6.insert(*v6),
+        };
+    }
+}
+
+fn remove_members(m: &mut ZoneMembers, e: &DeviceEntry) {
+    m.macs.remove(&e.mac);
+    for a in &e.addresses {
+        match a {
+            IpAddr::V4(v4) => m.v4.remove(v4),
+            IpAddr::V6(v6) => m.v6.remove(v6),
+        };
     }
 }
 
 impl Membership {
-    /// Adds a device's elements (to a zone the policy has; others are ignored).
+    /// Adds a device's elements (zone sets only for a zone the policy has).
     pub fn insert_entry(&mut self, e: &DeviceEntry) {
-        let Some(m) = self.zones.get_mut(&e.zone) else { return };
-        m.macs.insert(e.mac);
-        for a in &e.addresses {
-            match a {
-                IpAddr::V4(v4) => m.v4.insert(*v4),
-                IpAddr::V6(v6) => m.v6.insert(*v6),
-            };
+        if let Some(m) = self.zones.get_mut(&e.zone) {
+            insert_members(m, e);
         }
+        if e.blocked {
+            insert_members(&mut self.blocked, e);
+        }
+        match e.tunnel {
+            Some(true) => self.tunnel_devices.insert(e.mac),
+            Some(false) => self.tunnel_exclude.insert(e.mac),
+            None => false,
+        };
     }
 
     /// Removes a device's elements.
     pub fn remove_entry(&mut self, e: &DeviceEntry) {
-        let Some(m) = self.zones.get_mut(&e.zone) else { return };
-        m.macs.remove(&e.mac);
-        for a in &e.addresses {
-            match a {
-                IpAddr::V4(v4) => m.v4.remove(v4),
-                IpAddr::V6(v6) => m.v6.remove(v6),
-            };
+        if let Some(m) = self.zones.get_mut(&e.zone) {
+            remove_members(m, e);
         }
+        if e.blocked {
+            remove_members(&mut self.blocked, e);
+        }
+        match e.tunnel {
+            Some(true) => self.tunnel_devices.remove(&e.mac),
+            Some(false) => self.tunnel_exclude.remove(&e.mac),
+            None => false,
+        };
     }
 
     /// A membership holding only these entries (every zone present, like the
@@ -180,6 +255,7 @@ impl Membership {
     pub fn of_entries(like: &Membership, entries: &[DeviceEntry]) -> Membership {
         let mut m = Membership {
             zones: like.zones.keys().map(|z| (z.clone(), ZoneMembers::default())).collect(),
+            ..Default::default()
         };
         for e in entries {
             m.insert_entry(e);
@@ -196,8 +272,23 @@ pub fn desired_membership(config: &Config, inventory: &Inventory) -> Membership 
         .keys()
         .map(|z| (z.clone(), ZoneMembers::default()))
         .collect();
-    let mut m = Membership { zones };
+    let mut m = Membership {
+        zones,
+        ..Default::default()
+    };
+    // The policy's tunnel devices are in their sets from the start, seen or not
+    // (a device's entry puts them there again once it is known, which is the
+    // same element).
+    if config.tunnel.is_some() {
+        let sel = &config.policy.tunnel;
+        m.tunnel_exclude.extend(sel.exclude_devices.iter().copied());
+        m.tunnel_devices
+            .extend(sel.devices.iter().filter(|d| !sel.exclude_devices.contains(d)).copied());
+    }
     for device in inventory.devices() {
+        // The device's own entry decides its MAC's tunnel set (its choice wins).
+        m.tunnel_devices.remove(&device.mac);
+        m.tunnel_exclude.remove(&device.mac);
         m.insert_entry(&device_entry(config, device));
     }
     m
@@ -257,7 +348,9 @@ pub struct DesiredRuleset {
 
 /// The firewall's half of the tunnel: which LAN traffic gets the tunnel mark, and
 /// the interface that marked traffic may leave by. All static data from the config
-/// and policy; the domain sets' addresses are elements, not structure.
+/// and policy; the domain sets' addresses and the selected and excluded devices
+/// (policy and homeowner's choices, see [`Membership`]) are elements, not
+/// structure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TunnelRules {
     /// The tunnel interface.
@@ -270,16 +363,12 @@ pub struct TunnelRules {
     pub other_zones: BTreeSet<ZoneId>,
     /// Segment interfaces whose never-seen devices default to a selected zone.
     pub default_interfaces: BTreeSet<String>,
-    /// Selected devices.
-    pub devices: BTreeSet<MacAddr>,
     /// Selected IPv4 destinations.
     pub destinations_v4: BTreeSet<Ipv4Net>,
     /// Selected IPv6 destinations.
     pub destinations_v6: BTreeSet<Ipv6Net>,
     /// Selected domain sets (named nft sets `dom_<name>_v4`/`_v6`).
     pub domain_sets: BTreeSet<DomainSetId>,
-    /// Devices that always go direct.
-    pub exclude_devices: BTreeSet<MacAddr>,
     /// IPv4 destinations always reached directly.
     pub exclude_v4: BTreeSet<Ipv4Net>,
     /// IPv6 destinations always reached directly.
@@ -289,17 +378,6 @@ pub struct TunnelRules {
     pub local_v4: BTreeSet<Ipv4Net>,
     /// The LAN's own IPv6 networks.
     pub local_v6: BTreeSet<Ipv6Net>,
-}
-
-impl TunnelRules {
-    /// True when no traffic can be selected.
-    pub fn selects_nothing(&self) -> bool {
-        self.zones.is_empty()
-            && self.devices.is_empty()
-            && self.destinations_v4.is_empty()
-            && self.destinations_v6.is_empty()
-            && self.domain_sets.is_empty()
-    }
 }
 
 /// The tunnel part of the desired ruleset (None without a `[tunnel]`).
@@ -344,11 +422,9 @@ fn tunnel_rules(config: &Config) -> Option<TunnelRules> {
         zones: sel.zones.clone(),
         other_zones: p.zones.keys().filter(|z| !sel.zones.contains(*z)).cloned().collect(),
         default_interfaces,
-        devices: sel.devices.clone(),
         destinations_v4,
         destinations_v6,
         domain_sets: sel.domain_sets.clone(),
-        exclude_devices: sel.exclude_devices.clone(),
         exclude_v4,
         exclude_v6,
         local_v4: config.segments.iter().map(|s| s.ipv4.trunc()).collect(),

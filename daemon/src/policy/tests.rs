@@ -216,3 +216,151 @@ fn a_low_confidence_match_never_loosens_a_device() {
     let z = zone_for(&cfg, &d);
     assert_eq!((z.zone.as_str(), z.reason), ("quarantine", ZoneReason::Unknown));
 }
+
+/// An inventory for the tunnel config: mac(1) in trusted, mac(2) in iot (a
+/// tunnel zone), mac(8) (policy-excluded) and mac(9) (policy-selected), each with
+/// an address.
+fn tunnel_home() -> Inventory {
+    let mut inv = Inventory::default();
+    for (n, a, z) in [
+        (1, "10.0.1.11", "trusted"),
+        (2, "10.0.2.12", "iot"),
+        (8, "10.0.1.18", "trusted"),
+        (9, "10.0.1.19", "trusted"),
+    ] {
+        inv.apply(
+            &Event::ManualAdd {
+                mac: mac(n),
+                ip: Some(ip(a)),
+            },
+            0,
+        );
+        inv.apply(
+            &Event::SetZone {
+                mac: mac(n),
+                zone: zid(z),
+            },
+            0,
+        );
+    }
+    inv
+}
+
+fn routed(cfg: &Config, inv: &Inventory, n: u8) -> bool {
+    let d = inv.get(&mac(n)).expect("device");
+    tunnel_routed(cfg, d, &zone_for(cfg, d).zone)
+}
+
+#[test]
+fn tunnel_device_sets_are_the_policy_and_the_homeowners_choices() {
+    let cfg = crate::testutil::tunnel_config();
+    let mut inv = tunnel_home();
+    let m = desired_membership(&cfg, &inv);
+    assert_eq!(m.tunnel_devices, [mac(9)].into(), "the policy's selection");
+    assert_eq!(m.tunnel_exclude, [mac(8)].into(), "the policy's exclusion");
+    assert!(routed(&cfg, &inv, 2), "iot is a tunnel zone");
+    assert!(!routed(&cfg, &inv, 1) && !routed(&cfg, &inv, 8) && routed(&cfg, &inv, 9));
+
+    // The homeowner's choices win over the policy, both ways, and each MAC is in
+    // at most one of the two sets.
+    for (n, route) in [(1, Some(true)), (2, Some(false)), (8, Some(true)), (9, Some(false))] {
+        inv.apply(&Event::TunnelChoice { mac: mac(n), route }, 1);
+    }
+    let m = desired_membership(&cfg, &inv);
+    assert_eq!(m.tunnel_devices, [mac(1), mac(8)].into());
+    assert_eq!(m.tunnel_exclude, [mac(2), mac(9)].into());
+    assert!(routed(&cfg, &inv, 1) && routed(&cfg, &inv, 8));
+    assert!(
+        !routed(&cfg, &inv, 2) && !routed(&cfg, &inv, 9),
+        "never, even in a tunnel zone"
+    );
+
+    // Back to the policy: as at first.
+    for n in [1, 2, 8, 9] {
+        inv.apply(
+            &Event::TunnelChoice {
+                mac: mac(n),
+                route: None,
+            },
+            2,
+        );
+    }
+    assert_eq!(desired_membership(&cfg, &inv), desired_membership(&cfg, &tunnel_home()));
+
+    // Policy devices not seen yet are in their sets already.
+    let m = desired_membership(&cfg, &Inventory::default());
+    assert_eq!((m.tunnel_devices, m.tunnel_exclude), ([mac(9)].into(), [mac(8)].into()));
+}
+
+#[test]
+fn without_a_tunnel_choices_are_kept_but_route_nothing() {
+    let cfg = default_config();
+    let mut inv = tunnel_home();
+    inv.apply(
+        &Event::TunnelChoice {
+            mac: mac(1),
+            route: Some(true),
+        },
+        1,
+    );
+    let m = desired_membership(&cfg, &inv);
+    assert!(m.tunnel_devices.is_empty() && m.tunnel_exclude.is_empty());
+    assert!(!routed(&cfg, &inv, 1));
+    let d = inv.get(&mac(1)).expect("device");
+    assert_eq!(d.tunnel_choice, Some(true), "kept for when a tunnel is configured");
+    assert_eq!(device_entry(&cfg, d).tunnel, None);
+}
+
+#[test]
+fn a_blocked_device_stays_in_its_zone_and_joins_the_blocked_sets() {
+    let cfg = default_config();
+    let mut inv = tunnel_home();
+    inv.apply(
+        &Event::ManualAdd {
+            mac: mac(2),
+            ip: Some(ip("fd00:1::12")),
+        },
+        1,
+    );
+    let before = desired_membership(&cfg, &inv);
+    inv.apply(
+        &Event::Block {
+            mac: mac(2),
+            blocked: true,
+        },
+        2,
+    );
+    let m = desired_membership(&cfg, &inv);
+    assert_eq!(m.zones, before.zones, "zone sets untouched");
+    assert_eq!(m.blocked.macs, [mac(2)].into());
+    assert_eq!(m.blocked.v4, ["10.0.2.12".parse().expect("v4")].into());
+    assert_eq!(m.blocked.v6, ["fd00:1::12".parse().expect("v6")].into());
+    // The incremental path agrees with the full one.
+    let d = inv.get(&mac(2)).expect("device");
+    let mut inc = before.clone();
+    inc.remove_entry(&device_entry(&cfg, &tunnel_home_device(2)));
+    inc.insert_entry(&device_entry(&cfg, d));
+    assert_eq!(inc.blocked, m.blocked);
+    // Unblocking restores exactly the state before.
+    inv.apply(
+        &Event::Block {
+            mac: mac(2),
+            blocked: false,
+        },
+        3,
+    );
+    assert_eq!(desired_membership(&cfg, &inv), before);
+}
+
+/// Device `n` of [`tunnel_home`] with the IPv6 address the block test adds.
+fn tunnel_home_device(n: u8) -> Device {
+    let mut inv = tunnel_home();
+    inv.apply(
+        &Event::ManualAdd {
+            mac: mac(n),
+            ip: Some(ip("fd00:1::12")),
+        },
+        1,
+    );
+    inv.get(&mac(n)).expect("device").clone()
+}

@@ -98,10 +98,29 @@ const MIGRATIONS: &[&str] = &[
         accepted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (new_mac, known_mac)
      );",
+    // 3: the web UI (issue 5): homeowner's block and tunnel choice per device
+    // (tunnel_choice NULL: as the policy says; 1 through; 0 never), acknowledged
+    // alerts (and an index for the age-based trim), and a key/value settings
+    // table (the web UI's password hash).
+    "ALTER TABLE devices ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN tunnel_choice INTEGER;
+     ALTER TABLE alerts ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX alerts_at ON alerts(at);
+     CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+     );",
 ];
 
 /// Alerts kept; older ones are deleted as new ones arrive.
 pub const MAX_ALERTS: i64 = 1000;
+
+/// Alerts older than this are deleted (as new ones arrive, and by
+/// [`Store::prune_alerts`]).
+pub const ALERT_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
+
+/// The settings key of the web UI's password hash.
+pub const WEB_PASSWORD_HASH: &str = "web_password_hash";
 
 /// The store.
 pub struct Store {
@@ -149,7 +168,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence FROM devices ORDER BY mac",
+                "SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence, blocked, tunnel_choice
+                 FROM devices ORDER BY mac",
             )
             .map_err(sql("reading devices"))?;
         let rows = stmt
@@ -162,12 +182,15 @@ impl Store {
                     r.get::<_, i64>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, bool>(7)?,
+                    r.get::<_, Option<bool>>(8)?,
                 ))
             })
             .map_err(sql("reading devices"))?;
         let mut devices = BTreeMap::new();
         for row in rows {
-            let (mac, name, zone, by_user, first, last, evidence) = row.map_err(sql("reading devices"))?;
+            let (mac, name, zone, by_user, first, last, evidence, blocked, tunnel_choice) =
+                row.map_err(sql("reading devices"))?;
             // A row we cannot parse is skipped with a warning rather than stopping
             // the router from starting.
             let Ok(mac) = mac.parse::<MacAddr>() else {
@@ -191,6 +214,8 @@ impl Store {
                     // Evidence that no longer parses is dropped, not fatal: it
                     // is re-learned from the next packet.
                     evidence: evidence.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
+                    blocked,
+                    tunnel_choice,
                 },
             );
         }
@@ -238,10 +263,11 @@ impl Store {
     fn save_device_inner(&mut self, d: &Device) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
         tx.execute(
-            "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence, blocked,
+                tunnel_choice)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(mac) DO UPDATE SET name = ?2, zone = ?3, zone_set_by_user = ?4, last_seen = ?6,
-                evidence = ?7",
+                evidence = ?7, blocked = ?8, tunnel_choice = ?9",
             params![
                 d.mac.to_string(),
                 d.name,
@@ -251,7 +277,9 @@ impl Store {
                 d.last_seen,
                 (!d.evidence.is_empty())
                     .then(|| serde_json::to_string(&d.evidence).ok())
-                    .flatten()
+                    .flatten(),
+                d.blocked,
+                d.tunnel_choice
             ],
         )
         .map_err(sql("saving a device"))?;
@@ -373,26 +401,70 @@ impl Store {
             .map_err(sql("deleting a lease"))
     }
 
-    /// Stores an alert, keeping at most [`MAX_ALERTS`]; returns its id.
+    /// Stores an alert, keeping at most [`MAX_ALERTS`] and none older than
+    /// [`ALERT_MAX_AGE_SECS`] before it; returns its id.
     pub fn add_alert(&mut self, a: &Alert) -> Result<i64, StoreError> {
         let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
         tx.execute(
-            "INSERT INTO alerts (at, kind, mac, message) VALUES (?1, ?2, ?3, ?4)",
-            params![a.at, a.kind.as_str(), a.mac.map(|m| m.to_string()), a.message],
+            "INSERT INTO alerts (at, kind, mac, message, acknowledged) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                a.at,
+                a.kind.as_str(),
+                a.mac.map(|m| m.to_string()),
+                a.message,
+                a.acknowledged
+            ],
         )
         .map_err(sql("saving an alert"))?;
         let id = tx.last_insert_rowid();
-        tx.execute("DELETE FROM alerts WHERE id <= ?1", [id - MAX_ALERTS])
-            .map_err(sql("trimming alerts"))?;
+        tx.execute(
+            "DELETE FROM alerts WHERE id <= ?1 OR at < ?2",
+            params![id - MAX_ALERTS, a.at.saturating_sub(ALERT_MAX_AGE_SECS)],
+        )
+        .map_err(sql("trimming alerts"))?;
         tx.commit().map_err(sql("committing an alert"))?;
         Ok(id)
+    }
+
+    /// Deletes alerts older than [`ALERT_MAX_AGE_SECS`] at `now`; returns how many.
+    pub fn prune_alerts(&mut self, now: UnixTime) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM alerts WHERE at < ?1",
+                [now.saturating_sub(ALERT_MAX_AGE_SECS)],
+            )
+            .map_err(sql("trimming old alerts"))
+    }
+
+    /// Marks alerts acknowledged: these ids, or every one (`None`). Returns how
+    /// many were not acknowledged before.
+    pub fn acknowledge_alerts(&mut self, ids: Option<&[i64]>) -> Result<usize, StoreError> {
+        let Some(ids) = ids else {
+            return self
+                .conn
+                .execute("UPDATE alerts SET acknowledged = 1 WHERE acknowledged = 0", [])
+                .map_err(sql("acknowledging alerts"));
+        };
+        let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare("UPDATE alerts SET acknowledged = 1 WHERE id = ?1 AND acknowledged = 0")
+                .map_err(sql("acknowledging alerts"))?;
+            let unique: std::collections::BTreeSet<&i64> = ids.iter().collect();
+            for id in unique {
+                n += stmt.execute([id]).map_err(sql("acknowledging alerts"))?;
+            }
+        }
+        tx.commit().map_err(sql("committing acknowledged alerts"))?;
+        Ok(n)
     }
 
     /// The newest `limit` alerts, newest first.
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, at, kind, mac, message FROM alerts ORDER BY id DESC LIMIT ?1")
+            .prepare("SELECT id, at, kind, mac, message, acknowledged FROM alerts ORDER BY id DESC LIMIT ?1")
             .map_err(sql("reading alerts"))?;
         let rows = stmt
             .query_map([limit as i64], |r| {
@@ -402,16 +474,17 @@ impl Store {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, bool>(5)?,
                 ))
             })
             .map_err(sql("reading alerts"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, at, kind, mac, message) = row.map_err(sql("reading alerts"))?;
+            let (id, at, kind, mac, message, acknowledged) = row.map_err(sql("reading alerts"))?;
             let Some(kind) = AlertKind::parse(&kind) else { continue };
             out.push(Alert {
                 id,
-                acknowledged: false,
+                acknowledged,
                 at,
                 kind,
                 mac: mac.and_then(|m| m.parse().ok()),
@@ -470,6 +543,35 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A setting, if set.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql("reading a setting"))
+    }
+
+    /// Sets (`Some`) or clears (`None`) a setting, durably: settings are the
+    /// homeowner's (the web UI's password), forced to disk like a decision.
+    pub fn set_setting(&mut self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("setting synchronous"))?;
+        let result = match value {
+            Some(v) => self.conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+                params![key, v],
+            ),
+            None => self.conn.execute("DELETE FROM settings WHERE key = ?1", [key]),
+        }
+        .map(|_| ())
+        .map_err(sql("saving a setting"));
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("setting synchronous"))?;
+        result
     }
 
     /// The schema version (number of migrations applied).
@@ -564,6 +666,153 @@ mod tests {
             Store::open(&dir, 0),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database as Bulkhead with the first `version` migrations left it.
+    fn database_at(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        for m in &MIGRATIONS[..version] {
+            conn.execute_batch(m).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        conn
+    }
+
+    #[test]
+    fn version_2_data_migrates_with_defaults_for_the_new_columns() {
+        let conn = database_at(2);
+        conn.execute_batch(
+            "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence)
+                VALUES ('02:00:00:00:00:01', 'cam', 'iot', 1, 10, 20, '{\"hostname\":\"cam\"}');
+             INSERT INTO addresses (mac, ip, family, first_seen) VALUES ('02:00:00:00:00:01', '10.0.2.5', 4, 10);
+             INSERT INTO alerts (at, kind, mac, message) VALUES (30, 'new-device-quarantined', NULL, 'old');",
+        )
+        .expect("version 2 rows");
+        let mut s = Store::with_connection(conn, 0).expect("migrate");
+        assert_eq!(s.schema_version().expect("v"), 3);
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        let d = &s.load_devices().expect("load")[0];
+        assert_eq!(d.name.as_deref(), Some("cam"));
+        assert_eq!(d.evidence.hostname.as_deref(), Some("cam"));
+        assert_eq!(
+            (d.blocked, d.tunnel_choice),
+            (false, None),
+            "not blocked, policy decides"
+        );
+        let a = &s.alerts(10).expect("alerts")[0];
+        assert_eq!((a.message.as_str(), a.acknowledged), ("old", false));
+        assert_eq!(s.setting(WEB_PASSWORD_HASH).expect("setting"), None);
+        // The new columns take writes.
+        let mut d = d.clone();
+        d.blocked = true;
+        d.tunnel_choice = Some(false);
+        s.save_device(&d).expect("save");
+        assert_eq!(s.load_devices().expect("load")[0], d);
+    }
+
+    #[test]
+    fn every_old_version_migrates_to_the_newest() {
+        for version in 0..MIGRATIONS.len() {
+            let s = Store::with_connection(database_at(version), 0).expect("migrate");
+            assert_eq!(
+                s.schema_version().expect("v"),
+                MIGRATIONS.len() as i64,
+                "from {version}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_and_tunnel_choice_round_trip() {
+        let mut s = Store::in_memory(0).expect("open");
+        for (n, blocked, choice) in [(1, true, None), (2, false, Some(true)), (3, true, Some(false))] {
+            let mut d = dev(n, &format!("10.0.1.{n}"));
+            d.blocked = blocked;
+            d.tunnel_choice = choice;
+            s.save_device(&d).expect("save");
+        }
+        let got: Vec<_> = s
+            .load_devices()
+            .expect("load")
+            .into_iter()
+            .map(|d| (d.blocked, d.tunnel_choice))
+            .collect();
+        assert_eq!(got, [(true, None), (false, Some(true)), (true, Some(false))]);
+    }
+
+    fn alert(at: UnixTime, message: &str) -> Alert {
+        Alert {
+            id: 0,
+            acknowledged: false,
+            at,
+            kind: AlertKind::ApplyFailed,
+            mac: None,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn alerts_are_acknowledged_by_id_or_all_and_counted_once() {
+        let mut s = Store::in_memory(0).expect("open");
+        let ids: Vec<i64> = (0..4).map(|i| s.add_alert(&alert(i, "a")).expect("add")).collect();
+        assert_eq!(
+            s.acknowledge_alerts(Some(&[ids[0], ids[0], ids[2], 999])).expect("ack"),
+            2
+        );
+        assert_eq!(s.acknowledge_alerts(Some(&[ids[0]])).expect("ack"), 0, "already");
+        let acked: Vec<(i64, bool)> = s
+            .alerts(10)
+            .expect("alerts")
+            .into_iter()
+            .map(|a| (a.id, a.acknowledged))
+            .collect();
+        assert_eq!(
+            acked,
+            [(ids[3], false), (ids[2], true), (ids[1], false), (ids[0], true)]
+        );
+        assert_eq!(s.acknowledge_alerts(None).expect("all"), 2);
+        assert_eq!(s.acknowledge_alerts(None).expect("all"), 0);
+        assert!(s.alerts(10).expect("alerts").iter().all(|a| a.acknowledged));
+    }
+
+    #[test]
+    fn alerts_older_than_thirty_days_are_deleted() {
+        let mut s = Store::in_memory(0).expect("open");
+        let day = 24 * 3600;
+        s.add_alert(&alert(0, "day 0")).expect("add");
+        s.add_alert(&alert(10 * day, "day 10")).expect("add");
+        assert_eq!(s.prune_alerts(30 * day).expect("prune"), 0, "exactly 30 days is kept");
+        assert_eq!(s.prune_alerts(30 * day + 1).expect("prune"), 1);
+        let left: Vec<String> = s.alerts(10).expect("a").into_iter().map(|a| a.message).collect();
+        assert_eq!(left, ["day 10"]);
+        // And on insert: a new alert takes the ones a month older than it along.
+        s.add_alert(&alert(41 * day, "day 41")).expect("add");
+        let left: Vec<String> = s.alerts(10).expect("a").into_iter().map(|a| a.message).collect();
+        assert_eq!(left, ["day 41"]);
+    }
+
+    #[test]
+    fn settings_are_set_replaced_and_cleared() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-settings-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let mut s = Store::open(&dir, 0).expect("open");
+            assert_eq!(s.setting(WEB_PASSWORD_HASH).expect("get"), None);
+            s.set_setting(WEB_PASSWORD_HASH, Some("$argon2id$v=19$first"))
+                .expect("set");
+            s.set_setting(WEB_PASSWORD_HASH, Some("$argon2id$v=19$second"))
+                .expect("replace");
+        }
+        let mut s = Store::open(&dir, 0).expect("reopen");
+        assert_eq!(
+            s.setting(WEB_PASSWORD_HASH).expect("get").as_deref(),
+            Some("$argon2id$v=19$second")
+        );
+        s.set_setting(WEB_PASSWORD_HASH, None).expect("clear");
+        assert_eq!(s.setting(WEB_PASSWORD_HASH).expect("get"), None);
+        drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,0 +1,230 @@
+//! The walls every request passes, as middleware: security headers and
+//! Server-Timing on every response; the Host allowlist (DNS rebinding: a page on
+//! a foreign name that resolves to the router gets 421 before anything else);
+//! the Origin / Sec-Fetch-Site check on every state-changing request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::model::ErrorBody;
+
+/// The Content-Security-Policy: our own script and style files only, nothing
+/// inline, no frames, forms post only to us.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                       connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// How the UI is reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebSettings {
+    /// `Host` header values the UI answers (`192.168.1.1:8080`, `[fd00::1]:8080`,
+    /// `router.lan:8080`; without a port, port 80 is meant). Anything else gets
+    /// 421 Misdirected Request.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl WebSettings {
+    /// Whether a request's `Host` value is one of ours.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let host = normalize_host(host);
+        self.allowed_hosts.iter().any(|a| normalize_host(a) == host)
+    }
+}
+
+/// Lower-case, with the port made explicit (80 when absent), a trailing dot on
+/// the name dropped.
+fn normalize_host(h: &str) -> String {
+    let h = h.trim().to_ascii_lowercase();
+    let (name, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) => (format!("[{ip}]"), "80"),
+            Some((ip, port)) => (format!("[{ip}]"), port.strip_prefix(':').unwrap_or("\u{0}")),
+            None => (h.clone(), "\u{0}"),
+        },
+        None => match h.rsplit_once(':') {
+            Some((name, port)) => (name.to_string(), port),
+            None => (h.clone(), "80"),
+        },
+    };
+    format!("{}:{port}", name.strip_suffix('.').unwrap_or(&name))
+}
+
+/// Whether the request is for the JSON API (errors as JSON).
+pub fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// A refusal: JSON `{"error": ..}` on the API, plain text elsewhere.
+pub fn refusal(path: &str, status: StatusCode, message: &str) -> Response {
+    if is_api(path) {
+        (
+            status,
+            axum::Json(ErrorBody {
+                error: message.to_string(),
+            }),
+        )
+            .into_response()
+    } else {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// The request's `Host` (the header, else the URI's authority).
+pub fn request_host(req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+/// 421 for a `Host` not on the allowlist.
+pub async fn host_allowlist(State(settings): State<Arc<WebSettings>>, req: Request, next: Next) -> Response {
+    match request_host(&req) {
+        Some(h) if settings.host_allowed(&h) => next.run(req).await,
+        _ => refusal(
+            req.uri().path(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected request: this host name is not one of the router's",
+        ),
+    }
+}
+
+/// Whether a state-changing request comes from our own pages (or from no page
+/// at all, like curl): `Origin`, when sent, must be `http://<Host>`; without it,
+/// `Sec-Fetch-Site`, when sent, must be `same-origin` or `none`.
+pub fn same_origin(headers: &HeaderMap, host: &str) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        return origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+    }
+    match headers.get("sec-fetch-site").map(HeaderValue::as_bytes) {
+        None | Some(b"same-origin" | b"none") => true,
+        Some(_) => false,
+    }
+}
+
+/// 403 for a state-changing request from another site.
+pub async fn origin_check(req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let host = request_host(&req).unwrap_or_default();
+        if !same_origin(req.headers(), &host) {
+            return refusal(
+                req.uri().path(),
+                StatusCode::FORBIDDEN,
+                "forbidden: this request came from another site",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+/// Security headers and `Server-Timing: app;dur=<ms>` on every response.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let mut res = next.run(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let h = res.headers_mut();
+    let fixed: [(HeaderName, &'static str); 4] = [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ];
+    for (name, value) in fixed {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
+        h.insert(HeaderName::from_static("server-timing"), v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_for_listen_addresses() {
+        let s = WebSettings {
+            allowed_hosts: vec![
+                "192.168.1.1:8080".into(),
+                "localhost:8080".into(),
+                "[fd00::1]:8080".into(),
+                "127.0.0.1:80".into(),
+                "localhost:80".into(),
+            ],
+        };
+        for ok in [
+            "192.168.1.1:8080",
+            "LOCALHOST:8080",
+            "[fd00::1]:8080",
+            "[FD00::1]:8080",
+            "127.0.0.1",
+            "localhost",
+            "localhost.:8080",
+        ] {
+            assert!(s.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "192.168.1.1",
+            "192.168.1.1:8081",
+            "[fd00::1]",
+            "fd00::1:8080",
+            "",
+            "192.168.1.1:8080.evil.example",
+            "[fd00::1]x8080",
+        ] {
+            assert!(!s.host_allowed(bad), "{bad}");
+        }
+        let named = WebSettings {
+            allowed_hosts: vec!["router.lan:8080".into()],
+        };
+        assert!(named.host_allowed("Router.LAN:8080"));
+    }
+
+    #[test]
+    fn origin_rules() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        let host = "192.168.1.1:8080";
+        assert!(same_origin(&h(&[]), host));
+        assert!(same_origin(&h(&[("origin", "http://192.168.1.1:8080")]), host));
+        assert!(!same_origin(&h(&[("origin", "http://evil.example")]), host));
+        assert!(!same_origin(&h(&[("origin", "https://192.168.1.1:8080")]), host));
+        assert!(!same_origin(&h(&[("origin", "null")]), host));
+        assert!(!same_origin(&h(&[("origin", "http://192.168.1.1:8080.evil")]), host));
+        assert!(same_origin(&h(&[("sec-fetch-site", "same-origin")]), host));
+        assert!(same_origin(&h(&[("sec-fetch-site", "none")]), host));
+        assert!(!same_origin(&h(&[("sec-fetch-site", "cross-site")]), host));
+        assert!(!same_origin(&h(&[("sec-fetch-site", "same-site")]), host));
+        // Origin decides when both are present.
+        assert!(!same_origin(
+            &h(&[("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")]),
+            host
+        ));
+    }
+}

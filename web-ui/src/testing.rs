@@ -1,0 +1,632 @@
+//! An in-memory [`Backend`] for tests and benchmarks: a small demo home, or any
+//! number of generated devices. It applies device actions to its own state (so
+//! pages show their effect) and records each one.
+
+use std::sync::{Mutex, MutexGuard};
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::broadcast;
+
+use crate::backend::{Backend, BackendError, BackendFuture};
+use crate::model::{
+    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, EvidenceItem, LiveEvent, RuleMatch,
+    TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+};
+use crate::Health;
+
+/// The setup token of [`FakeBackend::unconfigured`].
+pub const SETUP_TOKEN: &str = "fake-setup-token-0123456789abcdef";
+
+/// An in-memory backend.
+pub struct FakeBackend {
+    state: Mutex<FakeState>,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+struct FakeState {
+    devices: Vec<DeviceDetail>,
+    zones: Vec<ZoneView>,
+    alerts: Vec<AlertView>,
+    vpn: VpnView,
+    auth: AuthRecord,
+    actions: Vec<(String, DeviceAction)>,
+    unavailable: bool,
+}
+
+/// A PHC string for `password` with tiny argon2 parameters (8 KiB, one pass),
+/// so tests sign in quickly; the UI verifies with the parameters in the hash.
+pub fn cheap_hash(password: &str) -> String {
+    let params = Params::new(8, 1, 1, None).expect("valid argon2 parameters");
+    let salt = SaltString::encode_b64(b"bulkhead-fake-salt").expect("valid salt");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashes")
+        .to_string()
+}
+
+fn zone(id: &str, description: &str, internet: bool, reach: &[&str], services: &[&str], tunnel: bool) -> ZoneView {
+    ZoneView {
+        id: id.into(),
+        description: description.into(),
+        internet,
+        reach_zones: reach.iter().map(|s| s.to_string()).collect(),
+        router_services: services.iter().map(|s| s.to_string()).collect(),
+        intra_zone: id != "guest",
+        is_unknown_zone: id == "unknown",
+        tunnel,
+        members: Vec::new(),
+    }
+}
+
+fn default_zones() -> Vec<ZoneView> {
+    vec![
+        zone(
+            "trusted",
+            "Our laptops and phones",
+            true,
+            &["iot"],
+            &["dns", "dhcp", "web-ui", "ssh"],
+            false,
+        ),
+        zone(
+            "iot",
+            "Cameras, plugs, TVs: internet only",
+            true,
+            &[],
+            &["dns", "dhcp", "ntp"],
+            true,
+        ),
+        zone("guest", "Visitors", true, &[], &["dns", "dhcp"], false),
+        zone(
+            "unknown",
+            "New devices wait here until approved",
+            false,
+            &[],
+            &["dns", "dhcp"],
+            false,
+        ),
+    ]
+}
+
+/// A device with plausible evidence; tests change what they need.
+pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone: &str) -> DeviceDetail {
+    let now = crate::format::now();
+    let quarantined = zone == "unknown";
+    let device = DeviceSummary {
+        mac: mac.to_string(),
+        name: name.map(str::to_string),
+        hostname: hostname.map(str::to_string),
+        class: (!quarantined).then(|| "media".to_string()),
+        confidence: (!quarantined).then(|| "high".to_string()),
+        vendor: Some("Example Devices Inc.".into()),
+        zone: zone.to_string(),
+        zone_reason: if quarantined { "unknown" } else { "classified" }.into(),
+        quarantined,
+        blocked: false,
+        tunnel_routed: zone == "iot",
+        tunnel_choice: None,
+        addresses: vec!["192.168.2.20".into(), "fd00:2::20".into()],
+        online: true,
+        first_seen: now - 86_400 * 3,
+        last_seen: now - 30,
+        randomized: false,
+    };
+    let host = hostname.unwrap_or("device");
+    DeviceDetail {
+        evidence: vec![
+            EvidenceItem {
+                source: "oui".into(),
+                field: "MAC vendor".into(),
+                value: "Example Devices Inc.".into(),
+            },
+            EvidenceItem {
+                source: "dhcp".into(),
+                field: "hostname (option 12)".into(),
+                value: host.to_string(),
+            },
+            EvidenceItem {
+                source: "dhcp".into(),
+                field: "parameter request list (option 55)".into(),
+                value: "1,3,6,15,119,252".into(),
+            },
+            EvidenceItem {
+                source: "mdns".into(),
+                field: "name".into(),
+                value: format!("{host}.local"),
+            },
+        ],
+        rule: (!quarantined).then(|| RuleMatch {
+            rule: "media-airplay".into(),
+            class: "media".into(),
+            zone: Some("iot".into()),
+            confidence: "high".into(),
+            matched: vec![
+                "mDNS service _airplay._tcp".into(),
+                "DHCP option 55 = 1,3,6,15,119,252".into(),
+            ],
+        }),
+        mdns_services: vec!["_airplay._tcp".into(), "_raop._tcp".into()],
+        mdns_names: vec![format!("{host}.local")],
+        txt: vec![TxtEntry {
+            key: "model".into(),
+            value: host.to_string(),
+        }],
+        dhcp_fingerprint: Some("1,3,6,15,119,252".into()),
+        dhcp_vendor_class: Some("ExampleOS 1.0".into()),
+        dhcp_client_id: Some("01aabbccddeeff".into()),
+        device,
+        zones: default_zones().into_iter().map(|z| z.id).collect(),
+    }
+}
+
+fn alert(id: i64, at: i64, kind: &str, mac: Option<&str>, message: &str, acknowledged: bool) -> AlertView {
+    AlertView {
+        id,
+        at,
+        kind: kind.into(),
+        mac: mac.map(str::to_string),
+        message: message.into(),
+        acknowledged,
+    }
+}
+
+impl FakeBackend {
+    fn from_parts(devices: Vec<DeviceDetail>, alerts: Vec<AlertView>, auth: AuthRecord) -> FakeBackend {
+        let (live, _) = broadcast::channel(64);
+        FakeBackend {
+            state: Mutex::new(FakeState {
+                devices,
+                zones: default_zones(),
+                alerts,
+                vpn: Self::demo_vpn(),
+                auth,
+                actions: Vec::new(),
+                unavailable: false,
+            }),
+            live,
+        }
+    }
+
+    /// A small home: a laptop and a phone in trusted, a camera, a plug, a TV and
+    /// a speaker in iot (the TV routed through the tunnel), one unknown device in
+    /// quarantine, a few alerts; the password is `correct horse battery`.
+    pub fn demo() -> FakeBackend {
+        let now = crate::format::now();
+        let mut devices = Vec::new();
+        let mut add =
+            |mac: &str, name: Option<&str>, host: &str, zone: &str, class: &str, vendor: &str, online: bool| {
+                let mut d = sample_device(mac, name, Some(host), zone);
+                if zone != "unknown" {
+                    d.device.class = Some(class.into());
+                    if let Some(r) = d.rule.as_mut() {
+                        r.class = class.into();
+                        r.zone = Some(zone.into());
+                    }
+                }
+                d.device.vendor = Some(vendor.into());
+                d.device.online = online;
+                if !online {
+                    d.device.last_seen = now - 7200;
+                }
+                let n = devices.len() + 10;
+                d.device.addresses = vec![format!("192.168.1.{n}")];
+                devices.push(d);
+            };
+        add(
+            "02:00:00:00:01:01",
+            Some("Anna's laptop"),
+            "anna-laptop",
+            "trusted",
+            "laptop",
+            "Framework",
+            true,
+        );
+        add("02:00:00:00:01:02", None, "pixel-7", "trusted", "phone", "Google", true);
+        add(
+            "02:00:00:00:02:01",
+            Some("Front door camera"),
+            "cam-frontdoor",
+            "iot",
+            "camera",
+            "Reolink",
+            true,
+        );
+        add(
+            "02:00:00:00:02:02",
+            None,
+            "plug-kitchen",
+            "iot",
+            "plug",
+            "Shelly",
+            false,
+        );
+        add(
+            "02:00:00:00:02:03",
+            Some("Living room TV"),
+            "tv-livingroom",
+            "iot",
+            "media",
+            "LG",
+            true,
+        );
+        add(
+            "02:00:00:00:02:04",
+            None,
+            "speaker-kitchen",
+            "iot",
+            "media",
+            "Sonos",
+            true,
+        );
+        add("02:00:00:00:09:01", None, "esp-3f2a", "unknown", "", "Espressif", true);
+        devices[4].device.tunnel_choice = Some(true);
+        let alerts = vec![
+            alert(
+                3,
+                now - 60,
+                "new-device-quarantined",
+                Some("02:00:00:00:09:01"),
+                "New device esp-3f2a is waiting in quarantine",
+                false,
+            ),
+            alert(2, now - 3600, "tunnel-up", None, "The tunnel is up", false),
+            alert(
+                1,
+                now - 86_400,
+                "new-device",
+                Some("02:00:00:00:01:02"),
+                "New device pixel-7 joined trusted",
+                true,
+            ),
+        ];
+        FakeBackend::from_parts(
+            devices,
+            alerts,
+            AuthRecord {
+                password_hash: Some(cheap_hash("correct horse battery")),
+                setup_token: None,
+            },
+        )
+    }
+
+    /// `n` generated devices across the zones (a tenth in quarantine, a third
+    /// offline), signed in with `correct horse battery`: the benchmark's home.
+    pub fn with_devices(n: usize) -> FakeBackend {
+        let now = crate::format::now();
+        const CLASSES: [&str; 6] = ["camera", "plug", "media", "laptop", "phone", "speaker"];
+        const VENDORS: [&str; 5] = ["Reolink", "Shelly", "LG", "Sonos", "Espressif"];
+        const ZONES: [&str; 3] = ["trusted", "iot", "guest"];
+        let devices = (0..n)
+            .map(|i| {
+                let (hi, lo) = ((i >> 8) & 0xff, i & 0xff);
+                let mac = format!("02:00:00:01:{hi:02x}:{lo:02x}");
+                let zone = if i % 10 == 9 { "unknown" } else { ZONES[i % 3] };
+                let host = format!("device-{i:04}");
+                let name = format!("Device {i:04}");
+                let mut d = sample_device(&mac, (i % 2 == 0).then_some(name.as_str()), Some(&host), zone);
+                if zone != "unknown" {
+                    d.device.class = Some(CLASSES[i % CLASSES.len()].into());
+                }
+                d.device.vendor = Some(VENDORS[i % VENDORS.len()].into());
+                d.device.online = i % 3 != 0;
+                d.device.last_seen = now - i64::try_from(i).unwrap_or(0) * 97;
+                d.device.addresses = vec![format!("10.{}.{}.{}", (i >> 16) & 0xff, hi, lo)];
+                d
+            })
+            .collect();
+        FakeBackend::from_parts(
+            devices,
+            Vec::new(),
+            AuthRecord {
+                password_hash: Some(cheap_hash("correct horse battery")),
+                setup_token: None,
+            },
+        )
+    }
+
+    /// The demo home before its first visit: no password, setup token [`SETUP_TOKEN`].
+    pub fn unconfigured() -> FakeBackend {
+        let f = FakeBackend::demo();
+        f.lock().auth = AuthRecord {
+            password_hash: None,
+            setup_token: Some(SETUP_TOKEN.into()),
+        };
+        f
+    }
+
+    fn demo_vpn() -> VpnView {
+        let now = crate::format::now();
+        VpnView {
+            configured: true,
+            state: "up".into(),
+            interface: Some("bh-vpn".into()),
+            public_key: Some("hX7fcEJ4o0SdmYcWcbAqBL/GQh5Hqf1QiZ2pVAMn+kU=".into()),
+            listen_port: Some(51820),
+            peers: vec![VpnPeer {
+                public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
+                endpoint_config: Some("vpn.example.net:51820".into()),
+                endpoint: Some("203.0.113.7:51820".into()),
+                last_handshake: Some(now - 42),
+                rx_bytes: 123_456_789,
+                tx_bytes: 9_876_543,
+                allowed_ips: vec!["0.0.0.0/0".into(), "::/0".into()],
+            }],
+            attempts: 0,
+            transitions: vec![
+                VpnTransition {
+                    at: now - 3605,
+                    from: "down".into(),
+                    to: "connecting".into(),
+                    reason: "configured".into(),
+                },
+                VpnTransition {
+                    at: now - 3600,
+                    from: "connecting".into(),
+                    to: "up".into(),
+                    reason: "handshake completed".into(),
+                },
+            ],
+            routed: vec![
+                "zone iot".into(),
+                "device 02:00:00:00:02:03 (homeowner's choice)".into(),
+            ],
+            leak_guard_drops: Some(17),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds (or replaces, by MAC) a device.
+    pub fn insert_device(&self, d: DeviceDetail) {
+        let mut s = self.lock();
+        s.devices.retain(|x| x.device.mac != d.device.mac);
+        s.devices.push(d);
+    }
+
+    /// Adds an alert (it becomes the newest).
+    pub fn push_alert(&self, a: AlertView) {
+        self.lock().alerts.insert(0, a);
+    }
+
+    /// Replaces the tunnel.
+    pub fn set_vpn(&self, vpn: VpnView) {
+        self.lock().vpn = vpn;
+    }
+
+    /// Every call fails with [`BackendError::Unavailable`] while set.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.lock().unavailable = unavailable;
+    }
+
+    /// The device actions received, in order.
+    pub fn actions(&self) -> Vec<(String, DeviceAction)> {
+        self.lock().actions.clone()
+    }
+
+    /// The device list as [`Backend::devices`] returns it.
+    pub fn device_list(&self) -> Vec<DeviceSummary> {
+        self.lock().devices.iter().map(|d| d.device.clone()).collect()
+    }
+
+    /// The alerts, newest first.
+    pub fn alert_list(&self) -> Vec<AlertView> {
+        self.lock().alerts.clone()
+    }
+
+    /// The tunnel.
+    pub fn vpn_view(&self) -> VpnView {
+        self.lock().vpn.clone()
+    }
+
+    /// The stored password hash and setup token.
+    pub fn auth_record(&self) -> AuthRecord {
+        self.lock().auth.clone()
+    }
+
+    /// Sends a live event, as the daemon does when something changes.
+    pub fn notify(&self, e: LiveEvent) {
+        let _ = self.live.send(e);
+    }
+
+    fn zone_views(s: &FakeState) -> Vec<ZoneView> {
+        s.zones
+            .iter()
+            .map(|z| ZoneView {
+                members: s
+                    .devices
+                    .iter()
+                    .filter(|d| d.device.zone == z.id)
+                    .map(|d| ZoneMember {
+                        mac: d.device.mac.clone(),
+                        name: d.device.name.clone().or_else(|| d.device.hostname.clone()),
+                        online: d.device.online,
+                    })
+                    .collect(),
+                ..z.clone()
+            })
+            .collect()
+    }
+
+    fn apply(s: &mut FakeState, mac: &str, action: &DeviceAction) -> Result<String, BackendError> {
+        let zone_ids: Vec<String> = s.zones.iter().map(|z| z.id.clone()).collect();
+        let tunnel_zones: Vec<String> = s.zones.iter().filter(|z| z.tunnel).map(|z| z.id.clone()).collect();
+        let known_zone = |z: &str| {
+            if zone_ids.iter().any(|x| x == z) {
+                Ok(())
+            } else {
+                Err(BackendError::Refused(format!("unknown zone `{}`", z.escape_debug())))
+            }
+        };
+        let d = s
+            .devices
+            .iter_mut()
+            .find(|d| d.device.mac == mac)
+            .ok_or_else(|| BackendError::NotFound(format!("no device {mac}")))?;
+        let dev = &mut d.device;
+        let message = match action {
+            DeviceAction::Rename { name } => {
+                let name = name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+                if name.is_some_and(|n| n.chars().count() > 64) {
+                    return Err(BackendError::Refused("a name has at most 64 characters".into()));
+                }
+                dev.name = name.map(str::to_string);
+                match name {
+                    Some(n) => format!("{mac} is now called {n}"),
+                    None => format!("{mac} has no name now"),
+                }
+            }
+            DeviceAction::SetZone { zone } => {
+                known_zone(zone)?;
+                dev.zone = zone.clone();
+                dev.zone_reason = "user-choice".into();
+                dev.quarantined = zone == "unknown";
+                format!("{mac} moved to {zone}")
+            }
+            DeviceAction::Approve { zone } => {
+                if !dev.quarantined {
+                    return Err(BackendError::Refused(format!("{mac} is not in quarantine")));
+                }
+                let to = zone
+                    .clone()
+                    .or_else(|| d.rule.as_ref().and_then(|r| r.zone.clone()))
+                    .unwrap_or_else(|| "trusted".into());
+                known_zone(&to)?;
+                let dev = &mut d.device;
+                dev.zone = to.clone();
+                dev.zone_reason = "user-choice".into();
+                dev.quarantined = false;
+                format!("{mac} approved into {to}")
+            }
+            DeviceAction::Tunnel { route } => {
+                dev.tunnel_choice = *route;
+                dev.tunnel_routed = route.unwrap_or_else(|| tunnel_zones.contains(&dev.zone));
+                match route {
+                    Some(true) => format!("{mac} now goes through the tunnel"),
+                    Some(false) => format!("{mac} now goes direct"),
+                    None => format!("{mac} follows the policy"),
+                }
+            }
+            DeviceAction::Block { blocked } => {
+                dev.blocked = *blocked;
+                if *blocked {
+                    format!("{mac} is blocked")
+                } else {
+                    format!("{mac} is unblocked")
+                }
+            }
+        };
+        Ok(message)
+    }
+
+    fn check(&self) -> Result<MutexGuard<'_, FakeState>, BackendError> {
+        let s = self.lock();
+        if s.unavailable {
+            return Err(BackendError::Unavailable("the fake daemon is down".into()));
+        }
+        Ok(s)
+    }
+}
+
+impl Backend for FakeBackend {
+    fn health(&self) -> Health {
+        let s = self.lock();
+        Health {
+            devices: s.devices.len(),
+            zones: FakeBackend::zone_views(&s)
+                .into_iter()
+                .map(|z| (z.id, z.members.len()))
+                .collect(),
+        }
+    }
+
+    fn devices(&self) -> BackendFuture<'_, Vec<DeviceSummary>> {
+        Box::pin(async move { Ok(self.check()?.devices.iter().map(|d| d.device.clone()).collect()) })
+    }
+
+    fn device(&self, mac: String) -> BackendFuture<'_, DeviceDetail> {
+        Box::pin(async move {
+            self.check()?
+                .devices
+                .iter()
+                .find(|d| d.device.mac == mac)
+                .cloned()
+                .ok_or_else(|| BackendError::NotFound(format!("no device {mac}")))
+        })
+    }
+
+    fn device_action(&self, mac: String, action: DeviceAction) -> BackendFuture<'_, String> {
+        Box::pin(async move {
+            let message = {
+                let mut s = self.check()?;
+                s.actions.push((mac.clone(), action.clone()));
+                FakeBackend::apply(&mut s, &mac, &action)?
+            };
+            self.notify(LiveEvent::Devices);
+            Ok(message)
+        })
+    }
+
+    fn zones(&self) -> BackendFuture<'_, Vec<ZoneView>> {
+        Box::pin(async move {
+            let s = self.check()?;
+            Ok(FakeBackend::zone_views(&s))
+        })
+    }
+
+    fn alerts(&self, limit: usize) -> BackendFuture<'_, Vec<AlertView>> {
+        Box::pin(async move { Ok(self.check()?.alerts.iter().take(limit).cloned().collect()) })
+    }
+
+    fn acknowledge(&self, target: AckTarget) -> BackendFuture<'_, usize> {
+        Box::pin(async move {
+            let n = {
+                let mut s = self.check()?;
+                match target {
+                    AckTarget::One(id) => {
+                        let a = s
+                            .alerts
+                            .iter_mut()
+                            .find(|a| a.id == id)
+                            .ok_or_else(|| BackendError::NotFound(format!("no alert {id}")))?;
+                        let changed = !a.acknowledged;
+                        a.acknowledged = true;
+                        usize::from(changed)
+                    }
+                    AckTarget::All => {
+                        let n = s.alerts.iter().filter(|a| !a.acknowledged).count();
+                        s.alerts.iter_mut().for_each(|a| a.acknowledged = true);
+                        n
+                    }
+                }
+            };
+            self.notify(LiveEvent::Alerts);
+            Ok(n)
+        })
+    }
+
+    fn vpn(&self) -> BackendFuture<'_, VpnView> {
+        Box::pin(async move { Ok(self.check()?.vpn.clone()) })
+    }
+
+    fn auth(&self) -> BackendFuture<'_, AuthRecord> {
+        Box::pin(async move { Ok(self.check()?.auth.clone()) })
+    }
+
+    fn set_password_hash(&self, hash: String) -> BackendFuture<'_, ()> {
+        Box::pin(async move {
+            let mut s = self.check()?;
+            s.auth = AuthRecord {
+                password_hash: Some(hash),
+                setup_token: None,
+            };
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+}

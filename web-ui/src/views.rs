@@ -1,0 +1,346 @@
+//! The pages' templates (askama, compiled in; HTML-escaped by default — no
+//! template uses `|safe`) and the data each one shows. Device-supplied text goes
+//! through the `shown` filter ([`crate::text::Shown`]) as well, and sits in
+//! `<bdi>` so right-to-left text cannot reorder what is around it.
+
+use askama::Template;
+
+use crate::app::SessionCtx;
+use crate::auth::Flash;
+use crate::inventory::{DeviceQuery, SortKey, Status};
+use crate::model::{AlertView, DeviceDetail, DeviceSummary, Overview, UnixTime, VpnView, ZoneView};
+
+/// The embedded stylesheet.
+pub const APP_CSS: &str = include_str!("../static/app.css");
+/// The embedded script.
+pub const APP_JS: &str = include_str!("../static/app.js");
+/// The embedded icon.
+pub const ICON_SVG: &str = include_str!("../static/icon.svg");
+
+/// A fingerprint of the assets, in their URLs, so a new build is fetched anew
+/// while browsers may cache the files.
+pub const ASSET_VERSION: u64 = fnv1a(APP_CSS.as_bytes()) ^ fnv1a(APP_JS.as_bytes()).rotate_left(1);
+
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+/// Template filters: `shown` (device text), `ago`, `utc`, `rfc3339`, `bytes`,
+/// `query` (a URL query value).
+mod filters {
+    use std::borrow::{Borrow, Cow};
+
+    use crate::format::{Ago, Bytes, Rfc3339, Utc};
+    use crate::text::Shown;
+
+    /// Device-supplied text with control and bidi characters made visible.
+    pub fn shown<'a, T: AsRef<str> + ?Sized>(s: &'a T, _: &dyn askama::Values) -> askama::Result<Shown<'a>> {
+        Ok(Shown(s.as_ref()))
+    }
+
+    /// "3 min ago".
+    pub fn ago<T: Borrow<i64>, N: Borrow<i64>>(at: &T, _: &dyn askama::Values, now: &N) -> askama::Result<Ago> {
+        Ok(Ago {
+            at: *at.borrow(),
+            now: *now.borrow(),
+        })
+    }
+
+    /// "2024-05-01 12:34 UTC".
+    pub fn utc<T: Borrow<i64>>(at: &T, _: &dyn askama::Values) -> askama::Result<Utc> {
+        Ok(Utc(*at.borrow()))
+    }
+
+    /// "2024-05-01T12:34:56Z".
+    pub fn rfc3339<T: Borrow<i64>>(at: &T, _: &dyn askama::Values) -> askama::Result<Rfc3339> {
+        Ok(Rfc3339(*at.borrow()))
+    }
+
+    /// "1.2 MiB".
+    pub fn bytes<T: Borrow<u64>>(n: &T, _: &dyn askama::Values) -> askama::Result<Bytes> {
+        Ok(Bytes(*n.borrow()))
+    }
+
+    /// Percent-encoded for a URL query.
+    pub fn query<'a, T: AsRef<str> + ?Sized>(s: &'a T, _: &dyn askama::Values) -> askama::Result<Cow<'a, str>> {
+        Ok(crate::text::query_value(s.as_ref()))
+    }
+}
+
+/// The main navigation: (key, link, label).
+const NAV: [(&str, &str, &str); 6] = [
+    ("overview", "/", "Overview"),
+    ("devices", "/devices", "Devices"),
+    ("zones", "/zones", "Zones"),
+    ("alerts", "/alerts", "Alerts"),
+    ("vpn", "/vpn", "VPN"),
+    ("settings", "/settings", "Settings"),
+];
+
+/// What every page's frame shows.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The page title.
+    pub title: String,
+    /// The navigation entry that is current (`""` for none).
+    pub nav: &'static str,
+    /// The session's CSRF token (the logout form), empty when signed out.
+    pub csrf: String,
+    /// A message from the last action.
+    pub flash: Option<Flash>,
+    /// Signed in: show the navigation and live updates.
+    pub signed_in: bool,
+}
+
+impl Layout {
+    /// A signed-in page.
+    pub fn signed_in(title: impl Into<String>, nav: &'static str, session: &SessionCtx) -> Layout {
+        Layout {
+            title: title.into(),
+            nav,
+            csrf: session.csrf.clone(),
+            flash: session.flash.clone(),
+            signed_in: true,
+        }
+    }
+
+    /// A page for visitors not signed in.
+    pub fn public(title: impl Into<String>, flash: Option<Flash>) -> Layout {
+        Layout {
+            title: title.into(),
+            nav: "",
+            csrf: String::new(),
+            flash,
+            signed_in: false,
+        }
+    }
+
+    /// The navigation entries.
+    pub fn nav_items(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        &NAV
+    }
+
+    /// The assets' fingerprint.
+    pub fn version(&self) -> u64 {
+        ASSET_VERSION
+    }
+}
+
+/// `/`.
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The figures (the quarantined list possibly cut short).
+    pub o: &'a Overview,
+    /// Devices waiting for approval, all of them.
+    pub waiting: usize,
+    /// Now.
+    pub now: UnixTime,
+}
+
+/// `/devices`.
+#[derive(Template)]
+#[template(path = "devices.html")]
+pub struct DevicesPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The devices shown, filtered and sorted.
+    pub devices: &'a [DeviceSummary],
+    /// All devices.
+    pub total: usize,
+    /// The filter.
+    pub query: &'a DeviceQuery,
+    /// The zones to filter by.
+    pub zones: Vec<String>,
+    /// The classes to filter by.
+    pub classes: Vec<String>,
+    /// The statuses to filter by.
+    pub statuses: [&'static str; 4],
+    /// The sort keys.
+    pub sort_keys: [SortKey; 6],
+    /// The query string of the filter without the sort.
+    pub filter_qs: String,
+    /// Now.
+    pub now: UnixTime,
+}
+
+impl<'a> DevicesPage<'a> {
+    /// The page for `devices` (already filtered) out of `total`; `all` gives
+    /// the filter's choices.
+    pub fn new(
+        layout: Layout,
+        devices: &'a [DeviceSummary],
+        all_zones: Vec<String>,
+        all_classes: Vec<String>,
+        total: usize,
+        query: &'a DeviceQuery,
+        now: UnixTime,
+    ) -> DevicesPage<'a> {
+        DevicesPage {
+            layout,
+            devices,
+            total,
+            query,
+            zones: all_zones,
+            classes: all_classes,
+            statuses: Status::ALL.map(Status::as_str),
+            sort_keys: SortKey::ALL,
+            filter_qs: query.filter_query(),
+            now,
+        }
+    }
+
+    fn zone_selected(&self, z: &str) -> bool {
+        self.query.zone.as_deref() == Some(z)
+    }
+
+    fn class_selected(&self, c: &str) -> bool {
+        self.query.class.as_deref() == Some(c)
+    }
+
+    fn status_selected(&self, s: &str) -> bool {
+        self.query.status.map(Status::as_str) == Some(s)
+    }
+
+    fn filtered(&self) -> bool {
+        self.query.zone.is_some()
+            || self.query.class.is_some()
+            || self.query.status.is_some()
+            || !self.query.q.is_empty()
+    }
+
+    /// The link that sorts by `key` (the other way round if already sorted by it).
+    fn sort_href(&self, key: &str) -> String {
+        let desc = self.query.sort.as_str() == key && !self.query.desc;
+        let dir = if desc { "desc" } else { "asc" };
+        if self.filter_qs.is_empty() {
+            format!("/devices?sort={key}&dir={dir}")
+        } else {
+            format!("/devices?{}&sort={key}&dir={dir}", self.filter_qs)
+        }
+    }
+
+    fn sort_mark(&self, key: &str) -> &'static str {
+        match (self.query.sort.as_str() == key, self.query.desc) {
+            (false, _) => "",
+            (true, false) => " ▲",
+            (true, true) => " ▼",
+        }
+    }
+
+    fn aria_sort(&self, key: &str) -> &'static str {
+        match (self.query.sort.as_str() == key, self.query.desc) {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        }
+    }
+}
+
+/// `/devices/{mac}`.
+#[derive(Template)]
+#[template(path = "device.html")]
+pub struct DevicePage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The device.
+    pub d: &'a DeviceDetail,
+    /// Now.
+    pub now: UnixTime,
+}
+
+impl DevicePage<'_> {
+    /// The tunnel choice as the form's value.
+    fn route(&self) -> &'static str {
+        match self.d.device.tunnel_choice {
+            Some(true) => "through",
+            Some(false) => "direct",
+            None => "policy",
+        }
+    }
+}
+
+/// `/zones`.
+#[derive(Template)]
+#[template(path = "zones.html")]
+pub struct ZonesPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The zones.
+    pub zones: &'a [ZoneView],
+}
+
+/// `/alerts`.
+#[derive(Template)]
+#[template(path = "alerts.html")]
+pub struct AlertsPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// Newest first.
+    pub alerts: &'a [AlertView],
+    /// How many are not acknowledged.
+    pub unacknowledged: usize,
+    /// Now.
+    pub now: UnixTime,
+}
+
+/// `/vpn`.
+#[derive(Template)]
+#[template(path = "vpn.html")]
+pub struct VpnPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The tunnel.
+    pub vpn: &'a VpnView,
+    /// Now.
+    pub now: UnixTime,
+}
+
+/// `/settings`.
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    /// Frame.
+    pub layout: Layout,
+}
+
+/// `/setup`.
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The pre-session token (also in the `bulkhead_pre` cookie).
+    pub pre_csrf: String,
+}
+
+/// `/login`.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The pre-session token (also in the `bulkhead_pre` cookie).
+    pub pre_csrf: String,
+}
+
+/// Something went wrong.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// Frame.
+    pub layout: Layout,
+    /// The heading.
+    pub heading: String,
+    /// What happened.
+    pub message: String,
+}
