@@ -118,6 +118,53 @@ fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Where a long test spends its time, printed at its end (the suite must
+/// stay fast; this says where to look).
+struct Stages {
+    last: Instant,
+    parts: Vec<String>,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            last: Instant::now(),
+            parts: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, stage: &str) {
+        self.parts
+            .push(format!("{stage} {:.1}s", self.last.elapsed().as_secs_f32()));
+        self.last = Instant::now();
+    }
+
+    fn print(&self) {
+        println!("    time: {}", self.parts.join(", "));
+    }
+}
+
+/// How the UI may show untrusted text: as is (whitespace runs shown as one
+/// space), or with control and bidirectional-control characters written as
+/// `\u{XXXX}` so they can neither hide nor reorder anything.
+fn shown_forms(s: &str) -> [String; 2] {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+    };
+    let escaped: String = s
+        .chars()
+        .map(|c| {
+            if hidden(c) {
+                format!("\\u{{{:04X}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    [squash(s), squash(&escaped)]
+}
+
 /// A logged-in API session: the cookie and the CSRF token.
 struct Session {
     cookie: String,
@@ -153,7 +200,7 @@ fn browser_setup(b: &Browser<'_>, token: &str) -> Result<()> {
     b.type_into(&b.find("#setup-form [name=\"password\"]")?, PASSWORD)?;
     b.type_into(&b.find("#setup-form [name=\"confirm\"]")?, PASSWORD)?;
     b.click(&b.find("#setup-form button[type=\"submit\"]")?)?;
-    ensure!(b.path()? == "/", "setup did not land on the overview: {}", b.url()?);
+    b.wait_path("/").context("setup did not land on the overview")?;
     Ok(())
 }
 
@@ -177,10 +224,13 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     if let Some(skip) = tools(webdriver::check_installed)? {
         return Ok(skip);
     }
-    let demo = DemoHome::start_full(Path::new(BIN), &[])?;
+    let mut t = Stages::new();
+    let demo = DemoHome::start_full(Path::new(BIN), &[], bulkhead::demo::WEB_PORT)?;
     demo.approve_own_devices()?;
     let token = demo.setup_token()?;
+    t.mark("home");
     let b = Browser::start(demo.home.ns("laptop")?, "home", &demo.dir)?;
+    t.mark("browser");
 
     // (a) setup, logout, a wrong password, login.
     b.goto(&format!("{BASE}/setup"))?;
@@ -196,19 +246,21 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
         other => bail!("after setup the daemon should hold a hash and no token: {other:?}"),
     }
     submit(&b, "#logout-form")?;
-    ensure!(b.path()? == "/login", "logout went to {}", b.url()?);
+    b.wait_path("/login").context("logout")?;
     b.goto(&format!("{BASE}/devices"))?;
     ensure!(b.path()? == "/login", "logged out, /devices went to {}", b.url()?);
     b.screenshot("login")?;
     b.type_into(&b.find("#login-form [name=\"password\"]")?, "not the password")?;
     submit(&b, "#login-form")?;
+    b.wait_for("#flash")
+        .context("no flash message after a wrong password")?;
     ensure!(b.path()? == "/login", "a wrong password got in: {}", b.url()?);
-    ensure!(b.exists("#flash")?, "no flash message after a wrong password");
     b.type_into(&b.find("#login-form [name=\"password\"]")?, PASSWORD)?;
     submit(&b, "#login-form")?;
-    ensure!(b.path()? == "/", "login went to {}", b.url()?);
+    b.wait_path("/").context("login")?;
 
     // Every device of the home is listed.
+    t.mark("(a) setup/login");
     b.goto(&format!("{BASE}/devices"))?;
     for h in HOSTS {
         let row = format!("tr[data-mac=\"{}\"]", MacAddr(h.mac));
@@ -224,11 +276,12 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     ensure!(before.contains("iot"), "the plug's page says zone {before:?}");
     b.screenshot("device-plug")?;
     choose(&b, "#zone-form", "zone", "guest")?;
+    ensure!(!b.exists("#flash")?, "a flash message before the move");
     submit(&b, "#zone-form")?;
-    ensure!(b.path()? == plug_page, "the zone form went to {}", b.url()?);
+    b.wait_for("#flash").context("no flash message after the move")?;
+    b.wait_path(&plug_page).context("the zone form")?;
     let after = b.text_of("#device-zone")?;
     ensure!(after.contains("guest"), "after the move the page says {after:?}");
-    ensure!(b.exists("#flash")?, "no flash message after the move");
     let d = device(&demo, plug)?;
     ensure!(
         d.zone.as_str() == "guest",
@@ -265,6 +318,7 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
         "the guest zone does not list the plug: {guest}"
     );
 
+    t.mark("(b) zone");
     // (c) the stranger: quarantined, no internet; approved on its page; out.
     let stranger = mac_of("stranger")?;
     let internet = SocketAddr::new(demo.home.internet_v4().into(), 80);
@@ -302,13 +356,16 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     let vpn_state = b.text_of("#vpn-state")?;
     ensure!(vpn_state.to_lowercase().contains("up"), "#vpn-state: {vpn_state:?}");
 
+    t.mark("(c) approve");
     // (d) acknowledge one alert.
     b.goto(&format!("{BASE}/alerts"))?;
     b.screenshot("alerts")?;
     let open = b.find("[data-alert-id][data-acknowledged=\"false\"]")?;
     let id = b.attr(&open, "data-alert-id")?.context("no alert id")?;
+    ensure!(!b.exists("#flash")?, "a flash message before the ack");
     b.click(&b.find_in(&open, "form.ack-form button[type=\"submit\"]")?)?;
-    ensure!(b.path()? == "/alerts", "the ack form went to {}", b.url()?);
+    b.wait_for("#flash").context("no flash message after the ack")?;
+    b.wait_path("/alerts").context("the ack form")?;
     let acked = b.find(&format!("[data-alert-id=\"{id}\"]"))?;
     ensure!(
         b.attr(&acked, "data-acknowledged")?.as_deref() == Some("true"),
@@ -327,6 +384,8 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
         b.screenshot(name)?;
     }
     ensure!(b.open_dialog()?.is_none(), "a JS dialog is open");
+    t.mark("(d) ack and the rest");
+    t.print();
     Ok(Outcome::Passed)
 }
 
@@ -391,6 +450,7 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
         ));
     }
     extra.push(HostSpec::new("evilmdns", "lan", [0x02, 0xee, 0, 0, 1, 0]));
+    let mut t = Stages::new();
     let demo = DemoHome::build_discovering_with(Path::new(BIN), &[], &extra)?;
     demo.start_daemon()?;
     let laptop = HOSTS.iter().find(|h| h.name == "laptop").context("laptop")?;
@@ -457,9 +517,11 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
     })
     .with_context(|| format!("{:?}", device(&demo, mdns_mac).map(|d| d.evidence.mdns_names)))?;
 
+    t.mark("home and names");
     let token = demo.setup_token()?;
     let b = Browser::start(demo.home.ns("laptop")?, "hostile", &demo.dir)?;
     browser_setup(&b, &token)?;
+    t.mark("browser and setup");
     let mut pages: Vec<(String, Vec<String>)> = vec![
         ("/".into(), Vec::new()),
         // The list may shorten long names: their first 20 characters then.
@@ -504,12 +566,14 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
         let shown = squash(&b.text_of("body")?);
         for want in must_show {
             ensure!(
-                shown.contains(&squash(want)),
+                shown_forms(want).iter().any(|f| shown.contains(f.as_str())),
                 "{page}: the text {want:?} is not shown as text; the page shows:\n{shown}"
             );
         }
         b.screenshot(&format!("{n:02}{}", page.replace(['/', ':'], "-")))?;
     }
+    t.mark("pages");
+    t.print();
     Ok(Outcome::Passed)
 }
 
@@ -637,6 +701,8 @@ pub fn w_api_schemathesis() -> Result<Outcome> {
     let s = api_setup(&demo, "router", UI_LOOPBACK)?;
     let report = demo.dir.join("schemathesis");
     let out = std::process::Command::new("ip")
+        // st keeps a cache in its working directory: the home's, removed with it.
+        .current_dir(&demo.dir)
         .args(["netns", "exec", demo.home.router().name()])
         .arg(&st)
         .args([

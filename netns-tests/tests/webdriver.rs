@@ -27,6 +27,8 @@ use crate::http;
 
 /// chromedriver's port on the namespace's own loopback.
 const DRIVER_PORT: u16 = 9515;
+/// The longest a page load may take.
+const SLOW_LOAD: Duration = Duration::from_secs(10);
 /// The W3C element reference key.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -108,7 +110,6 @@ impl<'a> Browser<'a> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let profile = log_dir.join("chromium-profile");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             // Leave dialogs open: the tests look for them instead of having
@@ -119,7 +120,14 @@ impl<'a> Browser<'a> {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--no-first-run", "--window-size=1280,1000",
-                    format!("--user-data-dir={}", profile.display()),
+                    // The namespace has no DNS (every lookup waits 20 s for
+                    // the host's resolver): nothing in the background.
+                    "--no-proxy-server", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                    "--disable-extensions", "--no-default-browser-check", "--no-pings",
+                    // No --user-data-dir: with a profile of our own the first
+                    // navigation waits 26 s (first-run fetches); chromedriver's
+                    // temporary profile is prepared and removed at quit.
                 ],
             },
         }}});
@@ -163,9 +171,20 @@ impl<'a> Browser<'a> {
         self.raw(method, &format!("/session/{}{path}", self.session), body.as_ref())
     }
 
-    /// Opens `url` and waits for the page to load.
+    /// Opens `url` and waits for the page to load. A load that takes longer
+    /// than [`SLOW_LOAD`] is an error: the UI answers in milliseconds, so the
+    /// browser waited for something (a connection slot, say).
     pub fn goto(&self, url: &str) -> Result<()> {
+        let t0 = Instant::now();
         self.cmd("POST", "/url", Some(json!({ "url": url })))?;
+        let took = t0.elapsed();
+        if took > SLOW_LOAD {
+            bail!(
+                "loading {url} took {took:.1?}. The browser was waiting, not the server: Chrome opens at most 6 \
+                 connections per host, and pages kept in its back/forward cache still hold their \
+                 EventSource on /events unless the page closes it on `pagehide`"
+            );
+        }
         Ok(())
     }
 
@@ -181,6 +200,38 @@ impl<'a> Browser<'a> {
         Ok(after_scheme
             .find('/')
             .map_or("/".to_string(), |i| after_scheme[i..].to_string()))
+    }
+
+    /// Waits (up to 10 s) until the current path is `want`, as after a form's
+    /// redirect: a click may return before the next page is committed. Errs
+    /// with the path it stayed on.
+    pub fn wait_path(&self, want: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.path()?;
+            if now == want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("expected to be on {want}, still on {now}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to 10 s) until something matches `css`: a form that redirects
+    /// back to its own page is done when the new page's flash message is there.
+    pub fn wait_for(&self, css: &str) -> Result<Element> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.find_all(css)?.into_iter().next() {
+                return Ok(e);
+            }
+            if Instant::now() > deadline {
+                bail!("nothing matches {css:?} on {} within 10 s", self.url()?);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The page's HTML as the browser holds it now (the DOM, serialised).

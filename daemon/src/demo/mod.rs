@@ -374,6 +374,18 @@ impl DemoHome {
         Ok(())
     }
 
+    /// Moves the UI's loopback listener in the router namespace to `port`
+    /// (before the daemon starts): `bulkhead demo --port` forwards the host's
+    /// `127.0.0.1:<port>` there, and the Host allowlist follows the listener.
+    pub fn set_web_loopback_port(&self, port: u16) -> anyhow::Result<()> {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path)?;
+        let now = web_section(WEB_PORT);
+        anyhow::ensure!(text.contains(&now), "the [web] section was changed already");
+        std::fs::write(path, text.replacen(&now, &web_section(port), 1))?;
+        Ok(())
+    }
+
     /// Switches the lan segment to observer mode: another DHCP server (the test
     /// runs dnsmasq) hands out addresses and writes `lease_file`.
     pub fn set_observe(&self, lease_file: &Path) -> anyhow::Result<()> {
@@ -592,15 +604,16 @@ pub const WEB_PORT: u16 = 8080;
 /// The lan gateway, where trusted devices open the web UI.
 pub const LAN_GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 1, 1);
 
-/// The config's `[web]` section: the UI on the router namespace's loopback
-/// (reached from the host through the demo's forwarder) and on the lan gateway
-/// (for trusted devices; the zones' `web-ui` router service lets them in).
-fn web_section(port: u16) -> String {
-    // TODO(integration): once the daemon reads `[web] hostnames`, also write
-    // hostnames = ["127.0.0.1:<host port>", "localhost:<host port>", "10.0.1.1:8080"]
-    // (see DemoHome::set_web_hostnames) so the Host allowlist admits the
-    // browser on the host's loopback.
-    format!("[web]\nlisten = [\"127.0.0.1:{port}\", \"{LAN_GATEWAY}:{port}\"]\n")
+/// The config's `[web]` section: the UI on the lan gateway (for trusted
+/// devices; the zones' `web-ui` router service lets them in) and on the router
+/// namespace's loopback at `loopback_port` (what `bulkhead demo` forwards the
+/// host's 127.0.0.1:<port> to). The loopback listener uses the host's port so
+/// the daemon's Host allowlist (listen addresses, plus `localhost` for
+/// loopback ones) admits exactly what the browser sends: `127.0.0.1:<port>`
+/// and `localhost:<port>`. The lan address comes first: the firewall opens the
+/// first listener's port to the zones with `web-ui`.
+fn web_section(loopback_port: u16) -> String {
+    format!("[web]\nlisten = [\"{LAN_GATEWAY}:{WEB_PORT}\", \"127.0.0.1:{loopback_port}\"]\n")
 }
 
 /// The service types a host announces, as the daemon reports them.
@@ -614,8 +627,13 @@ impl DemoHome {
     /// the TV routed through it, the daemon, router adverts, every host of
     /// [`HOSTS`] joined (DHCP, SLAAC, mDNS) and its mDNS services seen.
     /// `bulkhead demo` shows this; the browser tests start from it.
-    pub fn start_full(bin: &Path, extra_hosts: &[HostSpec]) -> anyhow::Result<DemoHome> {
+    /// `ui_port`: the UI's loopback port in the router namespace (see
+    /// [`DemoHome::set_web_loopback_port`]; [`WEB_PORT`] normally).
+    pub fn start_full(bin: &Path, extra_hosts: &[HostSpec], ui_port: u16) -> anyhow::Result<DemoHome> {
         let demo = DemoHome::build_discovering_with(bin, &[], extra_hosts)?;
+        if ui_port != WEB_PORT {
+            demo.set_web_loopback_port(ui_port)?;
+        }
         // The VPN: a wireguard-go server in the isp namespace; the TV (a
         // streaming box) is routed through it, everything else goes direct.
         let tv = HOSTS.iter().find(|h| h.name == "tv").context("tv")?;
@@ -731,7 +749,7 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
     });
     eprintln!("building the demo home in network namespaces…");
     eprintln!("devices join: DHCP (udhcpc, dhclient), SLAAC, mDNS…");
-    let demo = DemoHome::start_full(&bin, &[])?;
+    let demo = DemoHome::start_full(&bin, &[], port)?;
     println!(
         "\nBulkhead demo home (router namespace: {})\n\nWhat Bulkhead found on its own:\n",
         demo.home.router().name()
@@ -767,7 +785,7 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
     let forwarder = bulkhead_netns::Forwarder::start_with_listener(
         listener,
         demo.home.router(),
-        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, WEB_PORT)),
+        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
     )?;
     let token = demo.setup_token().unwrap_or_else(|e| format!("(none: {e:#})"));
     let stranger = HOSTS.iter().find(|h| h.name == "stranger").map_or([0; 6], |h| h.mac);
