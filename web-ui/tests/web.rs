@@ -696,6 +696,32 @@ async fn foreign_host_gets_421() {
 }
 
 #[tokio::test]
+async fn host_header_tricks_get_421() {
+    let ui = ui();
+    let send = |uri: &'static str, hosts: Vec<&'static [u8]>| {
+        let mut b = Request::builder().uri(uri);
+        for h in hosts {
+            b = b.header(header::HOST, axum::http::HeaderValue::from_bytes(h).expect("header"));
+        }
+        ui.send(b.body(Body::empty()).expect("request"))
+    };
+    // An unreadable Host does not fall back to the request line's authority.
+    let r = send("http://192.168.1.1:8080/healthz", vec![b"\xffevil.example"]).await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // Two Host headers: whichever a check reads, refuse.
+    let r = send("/healthz", vec![HOST.as_bytes(), b"evil.example"]).await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The request line names another host than the Host header.
+    let r = send("http://evil.example/healthz", vec![HOST.as_bytes()]).await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // Agreeing, or only one of them: fine.
+    let r = send("http://192.168.1.1:8080/healthz", vec![HOST.as_bytes()]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send("http://192.168.1.1:8080/healthz", vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn security_headers_on_every_response() {
     let ui = ui();
     let s = ui.login().await;
