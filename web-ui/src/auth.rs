@@ -295,7 +295,7 @@ struct Failures {
 }
 
 /// The client key: the address, or its /64 for IPv6 (one host has a whole /64).
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

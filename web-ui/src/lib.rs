@@ -29,6 +29,7 @@ pub mod model;
 pub mod overview;
 pub mod pages;
 pub mod security;
+pub mod serve;
 pub mod signin;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -38,6 +39,7 @@ pub mod views;
 pub use app::AppState;
 pub use backend::{Backend, BackendError, BackendFuture};
 pub use security::WebSettings;
+pub use serve::ServeLimits;
 
 /// Request bodies larger than this are refused (forms and JSON are small).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -84,6 +86,5 @@ pub async fn serve(addr: SocketAddr, backend: Arc<dyn Backend>, settings: WebSet
 /// several addresses with shared sessions and rate limits).
 pub async fn serve_router(addr: SocketAddr, router: Router) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    // The peer address feeds the login rate limiter.
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+    serve::serve_listener(listener, router, ServeLimits::default()).await
 }
