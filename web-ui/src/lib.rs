@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
@@ -44,6 +45,26 @@ pub use serve::ServeLimits;
 /// Request bodies larger than this are refused (forms and JSON are small).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// What one request may cost the router, beyond what [`ServeLimits`] bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request body larger than this is refused (413).
+    pub max_body_bytes: usize,
+    /// A request body must arrive within this long (else 408): hyper times
+    /// out only the head, and a body sent a byte at a time would hold its
+    /// connection for ever.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: MAX_BODY_BYTES,
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// What the health page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Health {
@@ -56,6 +77,11 @@ pub struct Health {
 /// The UI's routes, behind the security middleware. Clones share one state
 /// (sessions, rate limits), so serve the same router on every address.
 pub fn router(backend: Arc<dyn Backend>, settings: WebSettings) -> Router {
+    router_with(backend, settings, Limits::default())
+}
+
+/// [`router`] with other [`Limits`].
+pub fn router_with(backend: Arc<dyn Backend>, settings: WebSettings, limits: Limits) -> Router {
     let state = AppState::new(backend, settings);
     let settings = state.settings.clone();
     Router::new()
@@ -63,9 +89,10 @@ pub fn router(backend: Arc<dyn Backend>, settings: WebSettings) -> Router {
         .merge(pages::routes())
         .merge(api::routes())
         .fallback(pages::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // Outermost last: headers on everything, then the Host check before
-        // anything else, then the Origin check.
+        // anything else, then the Origin check, then the body read in time.
+        .layer(middleware::from_fn_with_state(limits, security::read_body))
         .layer(middleware::from_fn(security::origin_check))
         .layer(middleware::from_fn_with_state(settings, security::host_allowlist))
         .layer(middleware::from_fn(security::security_headers))

@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 use crate::model::ErrorBody;
 
@@ -141,6 +143,55 @@ pub async fn origin_check(req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+/// Reads the request body whole, within [`crate::Limits`]: 413 when it is too
+/// large, 408 when it does not arrive in time. Handlers then see it in memory.
+pub async fn read_body(State(limits): State<crate::Limits>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    if body.size_hint().exact() == Some(0) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let path = parts.uri.path().to_string();
+    let too_large = || {
+        refusal(
+            &path,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the request body is too large (at most {} bytes)",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    if body.size_hint().lower() > limits.max_body_bytes as u64 {
+        return too_large();
+    }
+    enum Unread {
+        TooLarge,
+        Broken,
+    }
+    let read = async {
+        let mut data = Vec::new();
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|_| Unread::Broken)?;
+            if data.len() + chunk.len() > limits.max_body_bytes {
+                return Err(Unread::TooLarge);
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(data)
+    };
+    match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Ok(Ok(data)) => next.run(Request::from_parts(parts, Body::from(data))).await,
+        Ok(Err(Unread::TooLarge)) => too_large(),
+        Ok(Err(Unread::Broken)) => refusal(&path, StatusCode::BAD_REQUEST, "the request body could not be read"),
+        Err(_) => refusal(
+            &path,
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ),
+    }
 }
 
 /// Security headers and `Server-Timing: app;dur=<ms>` on every response.

@@ -721,6 +721,75 @@ async fn host_header_tricks_get_421() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// A body that sends `first` and then nothing, for ever.
+fn stalled_body(first: &'static [u8]) -> Body {
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(first))]);
+    Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()))
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    let fake = Arc::new(FakeBackend::demo());
+    let settings = WebSettings {
+        allowed_hosts: vec![HOST.to_string()],
+    };
+    let limits = bulkhead_web::Limits {
+        body_read_timeout: std::time::Duration::from_millis(200),
+        ..bulkhead_web::Limits::default()
+    };
+    let ui = Ui {
+        router: bulkhead_web::router_with(fake.clone(), settings, limits),
+        fake,
+    };
+    let r = req(Method::POST, "/api/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(stalled_body(b"{\"password\": \"cor"))
+        .expect("request");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), ui.send(r))
+        .await
+        .expect("an answer, not a connection held for ever");
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+    let r = req(Method::POST, "/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(stalled_body(b"csrf=abc&password=cor"))
+        .expect("request");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), ui.send(r))
+        .await
+        .expect("an answer in time");
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
+async fn bodies_over_16_kib_are_413() {
+    let ui = ui();
+    let s = ui.login().await;
+    let name = "n".repeat(16 * 1024);
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/rename"), &s, &format!("name={name}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Sent in chunks, without a length up front.
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+        (0..20).map(|_| Ok(axum::body::Bytes::from(vec![b' '; 1024]))).collect();
+    let r = req(Method::POST, &format!("/api/devices/{CAMERA}"))
+        .header(header::COOKIE, &s.cookie)
+        .header("x-csrf-token", &s.csrf)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .expect("request");
+    let r = ui.send(r).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+    assert!(ui.fake.actions().is_empty());
+    // Just under the limit is read (and refused for what it says, not its size).
+    let name = "n".repeat(15 * 1024);
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/rename"), &s, &format!("name={name}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
 #[tokio::test]
 async fn security_headers_on_every_response() {
     let ui = ui();
