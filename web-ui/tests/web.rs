@@ -1471,6 +1471,39 @@ async fn live_events_stream() {
 }
 
 #[tokio::test]
+async fn live_events_end_with_the_session() {
+    use futures::StreamExt;
+    let ui = ui();
+    // Signing out ends the stream.
+    let s = ui.login().await;
+    let r = ui.get("/events", Some(&s)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.into_body().into_data_stream();
+    let r = ui.post_form("/logout", &s, "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    ui.fake.notify(LiveEvent::Devices);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(next.is_none(), "a signed-out stream still carries events: {next:?}");
+    // So does a password change elsewhere (every session ends).
+    let s = ui.login().await;
+    let other = ui.login().await;
+    let r = ui.get("/events", Some(&other)).await;
+    let mut body = r.into_body().into_data_stream();
+    let change = serde_json::json!({"current": PASSWORD, "password": "a new password 2"});
+    let r = ui
+        .send(json_req(Method::POST, "/api/settings/password", Some(&s), Some(change)))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    ui.fake.notify(LiveEvent::Alerts);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(next.is_none(), "{next:?}");
+}
+
+#[tokio::test]
 async fn static_assets() {
     let ui = ui();
     let r = ui.get("/static/app.js", None).await;
