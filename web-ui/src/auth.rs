@@ -116,6 +116,9 @@ pub struct Session {
     created: Instant,
     last_used: Instant,
     flash: Option<Flash>,
+    /// The password hash in force when it began: when the password changes
+    /// (here, or `bulkhead reset-password` at the daemon), the session ends.
+    password_hash: String,
 }
 
 /// Session bounds.
@@ -155,8 +158,9 @@ impl Sessions {
         }
     }
 
-    /// Starts a session; returns its id (the cookie value) and CSRF token.
-    pub fn create(&mut self, now: Instant) -> Result<(String, String), AuthError> {
+    /// Starts a session under the password hash in force; returns its id (the
+    /// cookie value) and CSRF token.
+    pub fn create(&mut self, now: Instant, password_hash: &str) -> Result<(String, String), AuthError> {
         self.expire(now);
         while self.map.len() >= self.limits.max.max(1) {
             let oldest = self
@@ -178,6 +182,7 @@ impl Sessions {
                 created: now,
                 last_used: now,
                 flash: None,
+                password_hash: password_hash.to_string(),
             },
         );
         Ok((id, csrf))
@@ -239,6 +244,11 @@ impl Session {
     /// Takes the message left for this page.
     pub fn take_flash(&mut self) -> Option<Flash> {
         self.flash.take()
+    }
+
+    /// The password hash in force when the session began.
+    pub fn password_hash(&self) -> &str {
+        &self.password_hash
     }
 }
 
@@ -481,7 +491,7 @@ mod tests {
     fn sessions_expire_idle_and_absolute() {
         let t0 = Instant::now();
         let mut s = Sessions::new(SessionLimits::default());
-        let (id, csrf) = s.create(t0).expect("session");
+        let (id, csrf) = s.create(t0, "$h").expect("session");
         assert_eq!(s.get(&id, t0, true).map(|x| x.csrf.clone()), Some(csrf));
         // Used every 11 hours: alive for almost 7 days, then gone.
         let mut t = t0;
@@ -491,13 +501,13 @@ mod tests {
         }
         t += Duration::from_secs(11 * 3600);
         assert!(s.get(&id, t, true).is_none(), "absolute timeout");
-        let (id, _) = s.create(t).expect("session");
+        let (id, _) = s.create(t, "$h").expect("session");
         assert!(
             s.get(&id, t + Duration::from_secs(12 * 3600 + 1), true).is_none(),
             "idle timeout"
         );
         // Untouched reads do not keep a session alive.
-        let (id, _) = s.create(t).expect("session");
+        let (id, _) = s.create(t, "$h").expect("session");
         assert!(s.get(&id, t + Duration::from_secs(6 * 3600), false).is_some());
         assert!(s.get(&id, t + Duration::from_secs(12 * 3600 + 1), false).is_none());
         assert!(s.get("nope", t, true).is_none());
@@ -511,11 +521,11 @@ mod tests {
             ..SessionLimits::default()
         });
         let ids: Vec<String> = (0..3)
-            .map(|i| s.create(t0 + Duration::from_secs(i)).expect("session").0)
+            .map(|i| s.create(t0 + Duration::from_secs(i), "$h").expect("session").0)
             .collect();
         // The first is used again, so the second is now the least recently used.
         assert!(s.get(&ids[0], t0 + Duration::from_secs(10), true).is_some());
-        let (new, _) = s.create(t0 + Duration::from_secs(11)).expect("session");
+        let (new, _) = s.create(t0 + Duration::from_secs(11), "$h").expect("session");
         assert_eq!(s.len(), 3);
         let now = t0 + Duration::from_secs(12);
         assert!(s.get(&ids[0], now, false).is_some());
@@ -530,7 +540,7 @@ mod tests {
     fn flash_is_taken_once() {
         let t0 = Instant::now();
         let mut s = Sessions::new(SessionLimits::default());
-        let (id, _) = s.create(t0).expect("session");
+        let (id, _) = s.create(t0, "$h").expect("session");
         s.get(&id, t0, true).expect("live").set_flash(Flash::ok("Renamed"));
         assert_eq!(
             s.get(&id, t0, true).and_then(Session::take_flash),

@@ -54,6 +54,10 @@ pub struct Limits {
     /// out only the head, and a body sent a byte at a time would hold its
     /// connection for ever.
     pub body_read_timeout: Duration,
+    /// A session is checked against the password hash in force, as read from
+    /// the daemon at most this long ago (`bulkhead reset-password` changes it
+    /// behind the UI's back).
+    pub auth_recheck: Duration,
 }
 
 impl Default for Limits {
@@ -61,6 +65,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: MAX_BODY_BYTES,
             body_read_timeout: Duration::from_secs(10),
+            auth_recheck: Duration::from_secs(5),
         }
     }
 }
@@ -82,7 +87,7 @@ pub fn router(backend: Arc<dyn Backend>, settings: WebSettings) -> Router {
 
 /// [`router`] with other [`Limits`].
 pub fn router_with(backend: Arc<dyn Backend>, settings: WebSettings, limits: Limits) -> Router {
-    let state = AppState::new(backend, settings);
+    let state = AppState::new(backend, settings, limits);
     let settings = state.settings.clone();
     Router::new()
         .route("/healthz", get(healthz))

@@ -459,7 +459,7 @@ async fn setup_page(State(st): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if st.session(&headers, false).is_some() {
+    if st.session(&headers, false).await.is_some() {
         return Redirect::to("/").into_response();
     }
     match st.backend.auth().await {
@@ -535,27 +535,21 @@ const EVENTS_SESSION_RECHECK: std::time::Duration = std::time::Duration::from_se
 async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response {
     // Signed in, but this request must not take the flash message meant for
     // the page that is about to load.
-    let Some(session) = st.session(&headers, false) else {
+    let Some(session) = st.session(&headers, false).await else {
         return st.sign_in_redirect().await;
     };
     let Ok(permit) = st.event_streams.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many open event streams").into_response();
     };
-    let auth = st.auth.clone();
-    // Looking does not count as use: an open tab still times out.
-    let alive = move || {
-        auth.sessions()
-            .get(&session.id, std::time::Instant::now(), false)
-            .is_some()
-    };
     let rx = st.backend.subscribe();
+    let alive = (st, session.id);
     let stream = futures::stream::unfold((rx, permit, alive), |(mut rx, permit, alive)| async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             let next = tokio::time::timeout(EVENTS_SESSION_RECHECK, rx.recv()).await;
-            if !alive() {
-                return None;
-            }
+            // Looking does not count as use: an open tab still times out.
+            let (st, id) = &alive;
+            st.session_by_id(id, false, false).await?;
             let name = match next {
                 // Nothing happened; the session is still there.
                 Err(_) => continue,

@@ -70,8 +70,10 @@ fn failed(st: &AppState, peer: IpAddr, e: SignInError) -> SignInError {
     e
 }
 
-fn new_session(st: &AppState) -> Result<(String, String), SignInError> {
-    Ok(st.auth.sessions().create(Instant::now())?)
+/// A new session under `password_hash`, now the one in force.
+fn new_session(st: &AppState, password_hash: &str) -> Result<(String, String), SignInError> {
+    st.auth.note_password(Some(password_hash.to_string()));
+    Ok(st.auth.sessions().create(Instant::now(), password_hash)?)
 }
 
 /// The first visit: checks the setup token, sets the password, signs in.
@@ -96,10 +98,10 @@ pub async fn setup(
     }
     check_new_password(&password, None).map_err(SignInError::Weak)?;
     let hash = st.auth.hasher.hash(password).await?;
-    st.backend.set_password_hash(hash).await?;
+    st.backend.set_password_hash(hash.clone()).await?;
     st.auth.limiter().success(peer);
     st.auth.sessions().clear();
-    new_session(st)
+    new_session(st, &hash)
 }
 
 /// Signs in with the password.
@@ -109,11 +111,11 @@ pub async fn login(st: &AppState, peer: IpAddr, password: String) -> Result<(Str
     let Some(stored) = record.password_hash else {
         return Err(SignInError::NotSetUp);
     };
-    if password.len() > PASSWORD_MAX_BYTES || !st.auth.hasher.verify(password, stored).await? {
+    if password.len() > PASSWORD_MAX_BYTES || !st.auth.hasher.verify(password, stored.clone()).await? {
         return Err(failed(st, peer, SignInError::WrongPassword));
     }
     st.auth.limiter().success(peer);
-    new_session(st)
+    new_session(st, &stored)
 }
 
 /// Changes the password: every session ends, and the one asking gets a new one.
@@ -134,10 +136,10 @@ pub async fn change_password(
         return Err(failed(st, peer, SignInError::WrongCurrentPassword));
     }
     let hash = st.auth.hasher.hash(password).await?;
-    st.backend.set_password_hash(hash).await?;
+    st.backend.set_password_hash(hash.clone()).await?;
     st.auth.limiter().success(peer);
     st.auth.sessions().clear();
-    new_session(st)
+    new_session(st, &hash)
 }
 
 /// Ends one session.

@@ -426,6 +426,15 @@ impl FakeBackend {
         self.lock().auth.clone()
     }
 
+    /// Forgets the password and makes [`SETUP_TOKEN`] the setup token again,
+    /// as `bulkhead reset-password` does.
+    pub fn reset_password(&self) {
+        self.lock().auth = AuthRecord {
+            password_hash: None,
+            setup_token: Some(SETUP_TOKEN.to_string()),
+        };
+    }
+
     /// Sends a live event, as the daemon does when something changes.
     pub fn notify(&self, e: LiveEvent) {
         let _ = self.live.send(e);

@@ -1449,6 +1449,56 @@ async fn password_change_ends_other_sessions() {
 }
 
 #[tokio::test]
+async fn a_password_reset_at_the_daemon_ends_every_session() {
+    use futures::StreamExt;
+    let fake = Arc::new(FakeBackend::demo());
+    let settings = WebSettings {
+        allowed_hosts: vec![HOST.to_string()],
+    };
+    // Checked on every request (the default: at most 5 seconds late).
+    let limits = bulkhead_web::Limits {
+        auth_recheck: std::time::Duration::ZERO,
+        ..bulkhead_web::Limits::default()
+    };
+    let ui = Ui {
+        router: bulkhead_web::router_with(fake.clone(), settings, limits),
+        fake,
+    };
+    let s = ui.login().await;
+    let r = ui.get("/events", Some(&s)).await;
+    let mut events = r.into_body().into_data_stream();
+    ui.page("/", &s).await;
+    // `bulkhead reset-password`, behind the UI's back.
+    ui.fake.reset_password();
+    let r = ui.get("/", Some(&s)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/setup");
+    assert_eq!(
+        ui.get("/api/devices", Some(&s)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/block"), &s, "blocked=true")
+        .await;
+    assert_eq!(location(&r), "/setup");
+    let r = ui
+        .send(json_req(
+            Method::POST,
+            &format!("/api/devices/{CAMERA}"),
+            Some(&s),
+            Some(serde_json::json!({"action": "block", "blocked": true})),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(ui.fake.actions().is_empty());
+    ui.fake.notify(LiveEvent::Devices);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(next.is_none(), "{next:?}");
+}
+
+#[tokio::test]
 async fn live_events_stream() {
     let ui = ui();
     let s = ui.login().await;
