@@ -302,7 +302,12 @@ struct Failures {
     count: u32,
     last: Instant,
     locked_until: Option<Instant>,
+    /// Attempts admitted and not judged yet.
+    in_flight: u32,
 }
+
+/// How long a client waits while its one allowed attempt is being judged.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
 /// The client key: the address, or its /64 for IPv6 (one host has a whole /64).
 pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
@@ -332,12 +337,24 @@ impl RateLimiter {
     }
 
     /// May `ip` try a password now? `Err(wait)` if not. An allowed attempt
-    /// takes one from the global bucket.
+    /// takes one from the global bucket and is in flight until
+    /// [`Self::failure`], [`Self::success`] or [`Self::finish`]: beyond its free
+    /// failures a client's attempts go one at a time, so sending many at once,
+    /// before the first is judged, gains nothing.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let key = client_key(ip);
+        let policy = self.policy;
         if let Some(f) = self.clients.get(&key) {
             if let Some(until) = f.locked_until.filter(|u| *u > now) {
                 return Err(until - now);
+            }
+            let count = if now.saturating_duration_since(f.last) >= policy.forget_after {
+                0
+            } else {
+                f.count
+            };
+            if f.in_flight > 0 && count.saturating_add(f.in_flight) >= policy.free_failures {
+                return Err(IN_FLIGHT_WAIT);
             }
         }
         self.refill(now);
@@ -346,6 +363,8 @@ impl RateLimiter {
             return Err(Duration::from_secs_f64(wait.min(3600.0)));
         }
         self.bucket -= 1.0;
+        let f = self.client(key, now);
+        f.in_flight = f.in_flight.saturating_add(1);
         Ok(())
     }
 
@@ -357,25 +376,37 @@ impl RateLimiter {
         self.bucket_at = Some(now);
     }
 
-    /// `ip` gave a wrong password (or setup token).
-    pub fn failure(&mut self, ip: IpAddr, now: Instant) {
-        let key = client_key(ip);
+    /// The record of client `key`, made if new (the table stays bounded: the
+    /// forgotten go first, then the oldest with no attempt in flight).
+    fn client(&mut self, key: IpAddr, now: Instant) -> &mut Failures {
         let policy = self.policy;
         if !self.clients.contains_key(&key) && self.clients.len() >= self.max_clients {
             self.clients
-                .retain(|_, f| now.saturating_duration_since(f.last) < policy.forget_after);
+                .retain(|_, f| f.in_flight > 0 || now.saturating_duration_since(f.last) < policy.forget_after);
             if self.clients.len() >= self.max_clients {
-                let oldest = self.clients.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k);
+                let oldest = self
+                    .clients
+                    .iter()
+                    .min_by_key(|(_, f)| (f.in_flight > 0, f.last))
+                    .map(|(k, _)| *k);
                 if let Some(k) = oldest {
                     self.clients.remove(&k);
                 }
             }
         }
-        let f = self.clients.entry(key).or_insert(Failures {
+        self.clients.entry(key).or_insert(Failures {
             count: 0,
             last: now,
             locked_until: None,
-        });
+            in_flight: 0,
+        })
+    }
+
+    /// `ip` gave a wrong password (or setup token).
+    pub fn failure(&mut self, ip: IpAddr, now: Instant) {
+        let policy = self.policy;
+        let f = self.client(client_key(ip), now);
+        f.in_flight = f.in_flight.saturating_sub(1);
         if now.saturating_duration_since(f.last) >= policy.forget_after {
             f.count = 0;
         }
@@ -393,7 +424,28 @@ impl RateLimiter {
 
     /// `ip` signed in: its failures are forgotten.
     pub fn success(&mut self, ip: IpAddr) {
-        self.clients.remove(&client_key(ip));
+        let key = client_key(ip);
+        if let Some(f) = self.clients.get_mut(&key) {
+            f.in_flight = f.in_flight.saturating_sub(1);
+            f.count = 0;
+            f.locked_until = None;
+            if f.in_flight == 0 {
+                self.clients.remove(&key);
+            }
+        }
+    }
+
+    /// An attempt of `ip` ended without a verdict on the password (the daemon
+    /// did not answer, the new password was not acceptable, the request went
+    /// away).
+    pub fn finish(&mut self, ip: IpAddr) {
+        let key = client_key(ip);
+        if let Some(f) = self.clients.get_mut(&key) {
+            f.in_flight = f.in_flight.saturating_sub(1);
+            if f.in_flight == 0 && f.count == 0 {
+                self.clients.remove(&key);
+            }
+        }
     }
 }
 
@@ -567,6 +619,38 @@ mod tests {
         assert_eq!(r.admit(ip, t1), Err(Duration::from_secs(60)));
         r.success(ip);
         assert!(r.admit(ip, t1).is_ok(), "a success forgets the failures");
+    }
+
+    #[test]
+    fn attempts_sent_at_once_count_before_they_are_judged() {
+        let t0 = Instant::now();
+        let ip: IpAddr = "192.168.1.50".parse().expect("ip");
+        let mut r = RateLimiter::new(RatePolicy::default());
+        // Five free attempts may be in flight together; the sixth waits.
+        for _ in 0..5 {
+            assert!(r.admit(ip, t0).is_ok());
+        }
+        assert_eq!(r.admit(ip, t0), Err(IN_FLIGHT_WAIT));
+        assert!(
+            r.admit("192.168.1.51".parse().expect("ip"), t0).is_ok(),
+            "others are not held up"
+        );
+        // One ends without a verdict: room for one more.
+        r.finish(ip);
+        assert!(r.admit(ip, t0).is_ok());
+        assert!(r.admit(ip, t0).is_err());
+        // All five fail: locked out, as if sent one by one.
+        for _ in 0..5 {
+            r.failure(ip, t0);
+        }
+        assert_eq!(r.admit(ip, t0), Err(Duration::from_secs(30)));
+        // After the lockout, one at a time.
+        let t1 = t0 + Duration::from_secs(31);
+        assert!(r.admit(ip, t1).is_ok());
+        assert_eq!(r.admit(ip, t1), Err(IN_FLIGHT_WAIT));
+        r.success(ip);
+        assert!(!r.clients.contains_key(&ip), "a success forgets the client");
+        assert!(r.admit(ip, t1).is_ok());
     }
 
     #[test]

@@ -439,6 +439,38 @@ async fn login_rate_limit_kicks_in_per_client() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_are_limited_as_if_sent_one_by_one() {
+    let ui = ui();
+    let attempts = (0..12).map(|_| {
+        let mut r = json_req(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(serde_json::json!({ "password": "wrong password!" })),
+        );
+        r.extensions_mut().insert(peer([192, 168, 1, 66]));
+        ui.send(r)
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(Response::status)
+        .collect();
+    let judged = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((judged, limited), (5, 7), "{statuses:?}");
+    // And now the client is locked out.
+    let mut r = json_req(
+        Method::POST,
+        "/api/login",
+        None,
+        Some(serde_json::json!({ "password": PASSWORD })),
+    );
+    r.extensions_mut().insert(peer([192, 168, 1, 66]));
+    assert_eq!(ui.send(r).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 // ---------------------------------------------------------------- refusals
 
 /// Every state-changing form, with fields that would be valid.
