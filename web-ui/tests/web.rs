@@ -536,6 +536,83 @@ async fn form_posts_without_csrf_are_refused() {
 }
 
 #[tokio::test]
+async fn other_methods_change_nothing() {
+    let ui = ui();
+    let s = ui.login().await;
+    let api = api_posts();
+    let paths = FORM_POSTS
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(api.iter().map(|(p, _)| *p))
+        .chain(["/setup", "/login", "/api/setup", "/api/login"]);
+    for path in paths {
+        for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::GET, Method::HEAD] {
+            let read = matches!(method, Method::GET | Method::HEAD);
+            if read && (matches!(path, "/setup" | "/login") || path.starts_with("/api/devices/")) {
+                // The forms themselves, a device's data: reads (and the end
+                // of the test shows they changed nothing).
+                let r = req(method.clone(), path)
+                    .header(header::COOKIE, &s.cookie)
+                    .body(Body::empty())
+                    .expect("request");
+                assert!(!ui.send(r).await.status().is_server_error());
+                continue;
+            }
+            // Every token there is, and a method override that is not honoured.
+            let body = format!("csrf={}&blocked=true&name=Hacked", s.csrf);
+            let r = req(method.clone(), path)
+                .header(header::COOKIE, &s.cookie)
+                .header("x-csrf-token", &s.csrf)
+                .header("x-http-method-override", "POST")
+                .header(header::ORIGIN, format!("http://{HOST}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .expect("request");
+            let r = ui.send(r).await;
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+        // A form's `_method` field is only a field.
+        let r = ui.send(form_req(path, &s.cookie, "csrf=bad&_method=GET")).await;
+        assert_ne!(r.status(), StatusCode::OK, "POST {path} with _method");
+    }
+    nothing_changed(&ui, &s).await;
+}
+
+#[tokio::test]
+async fn two_setups_at_once_one_wins() {
+    let ui = ui_with(FakeBackend::unconfigured());
+    let setup = |pw: &str| {
+        ui.send(json_req(
+            Method::POST,
+            "/api/setup",
+            None,
+            Some(serde_json::json!({"token": SETUP_TOKEN, "password": pw})),
+        ))
+    };
+    let (a, b) = tokio::join!(setup("first password 1"), setup("second password 2"));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::FORBIDDEN]);
+    let (winner, loser) = if a.status() == StatusCode::OK {
+        ("first password 1", b)
+    } else {
+        ("second password 2", a)
+    };
+    assert_eq!(cookie_value(loser.headers(), "bulkhead_session"), None);
+    // The winner's password is the one set.
+    let r = ui
+        .send(json_req(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(serde_json::json!({"password": winner})),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(ui.fake.auth_record().setup_token, None);
+}
+
+#[tokio::test]
 async fn posts_from_a_foreign_origin_are_refused() {
     let ui = ui();
     let s = ui.login().await;
