@@ -109,22 +109,26 @@ impl AppState {
 
     /// The password hash in force: as known from at most
     /// [`crate::Limits::auth_recheck`] ago, else asked of the daemon (the
-    /// homeowner may have run `bulkhead reset-password`). `None` when the
-    /// daemon does not answer and nothing is known.
-    async fn password_in_force(&self) -> Option<Option<String>> {
-        let known = self.auth.known_password();
-        if let Some((hash, at)) = &known {
+    /// homeowner may have run `bulkhead reset-password`). Visitors without a
+    /// session ask this too, so a flood of them costs the daemon's event loop
+    /// one question per interval, not one per request.
+    pub async fn password_hash(&self) -> Result<Option<String>, BackendError> {
+        if let Some((hash, at)) = self.auth.known_password() {
             if at.elapsed() < self.limits.auth_recheck {
-                return Some(hash.clone());
+                return Ok(hash);
             }
         }
-        match self.backend.auth().await {
-            Ok(record) => {
-                self.auth.note_password(record.password_hash.clone());
-                Some(record.password_hash)
-            }
-            // Busy or stopping: what was known last.
-            Err(_) => known.map(|(hash, _)| hash),
+        let record = self.backend.auth().await?;
+        self.auth.note_password(record.password_hash.clone());
+        Ok(record.password_hash)
+    }
+
+    /// [`Self::password_hash`]; when the daemon does not answer, what was known
+    /// last, if anything.
+    async fn password_in_force(&self) -> Option<Option<String>> {
+        match self.password_hash().await {
+            Ok(hash) => Some(hash),
+            Err(_) => self.auth.known_password().map(|(hash, _)| hash),
         }
     }
 
@@ -170,8 +174,8 @@ impl AppState {
     /// Where a visitor without a session goes: the login, or the setup while
     /// no password is set.
     pub async fn sign_in_redirect(&self) -> Response {
-        match self.backend.auth().await {
-            Ok(a) if a.password_hash.is_none() => Redirect::to("/setup").into_response(),
+        match self.password_hash().await {
+            Ok(None) => Redirect::to("/setup").into_response(),
             Ok(_) => Redirect::to("/login").into_response(),
             Err(e) => crate::pages::error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         }

@@ -451,8 +451,8 @@ fn pre_session_page(headers: &HeaderMap, status: StatusCode, flash: Option<Flash
 }
 
 async fn setup_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    match st.backend.auth().await {
-        Ok(a) if a.password_hash.is_some() => Redirect::to("/login").into_response(),
+    match st.password_hash().await {
+        Ok(Some(_)) => Redirect::to("/login").into_response(),
         Ok(_) => pre_session_page(&headers, StatusCode::OK, None, true),
         Err(e) => backend_error_page(&e),
     }
@@ -462,8 +462,8 @@ async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response 
     if st.session(&headers, false).await.is_some() {
         return Redirect::to("/").into_response();
     }
-    match st.backend.auth().await {
-        Ok(a) if a.password_hash.is_none() => Redirect::to("/setup").into_response(),
+    match st.password_hash().await {
+        Ok(None) => Redirect::to("/setup").into_response(),
         Ok(_) => pre_session_page(&headers, StatusCode::OK, None, false),
         Err(e) => backend_error_page(&e),
     }

@@ -371,6 +371,26 @@ async fn login_and_logout_with_forms() {
 }
 
 #[tokio::test]
+async fn visitors_without_a_session_do_not_flood_the_daemon() {
+    let ui = ui();
+    for path in ["/login", "/", "/devices", "/setup", "/events"] {
+        for _ in 0..20 {
+            let r = ui.get(path, None).await;
+            assert!(matches!(r.status(), StatusCode::OK | StatusCode::SEE_OTHER), "{path}");
+        }
+    }
+    // Unknown session cookies cost nothing either.
+    for i in 0..20 {
+        let r = req(Method::GET, "/")
+            .header(header::COOKIE, format!("bulkhead_session={i:064x}"))
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(ui.send(r).await.status(), StatusCode::SEE_OTHER);
+    }
+    assert!(ui.fake.auth_asked() <= 2, "asked {} times", ui.fake.auth_asked());
+}
+
+#[tokio::test]
 async fn wrong_password_is_refused() {
     let ui = ui();
     let r = ui.get("/login", None).await;
