@@ -920,6 +920,20 @@ async fn bodies_over_16_kib_are_413() {
 }
 
 #[tokio::test]
+async fn unreadable_api_paths_are_json_errors() {
+    let ui = ui();
+    let s = ui.login().await;
+    let r = ui.get("/api/devices/%FF", Some(&s)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+    let r = ui
+        .send(json_req(Method::POST, "/api/alerts/%FF%FE/ack", Some(&s), None))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+}
+
+#[tokio::test]
 async fn security_headers_on_every_response() {
     let ui = ui();
     let s = ui.login().await;
