@@ -489,6 +489,22 @@ async fn wrong_passwords_sent_at_once_are_limited_as_if_sent_one_by_one() {
     );
     r.extensions_mut().insert(peer([192, 168, 1, 66]));
     assert_eq!(ui.send(r).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Claiming to be someone else changes nothing: only the peer address counts.
+    for (name, value) in [
+        ("x-forwarded-for", "192.168.1.99"),
+        ("x-real-ip", "192.168.1.99"),
+        ("forwarded", "for=192.168.1.99"),
+    ] {
+        let mut r = json_req(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(serde_json::json!({ "password": PASSWORD })),
+        );
+        r.headers_mut().insert(name, value.parse().expect("header"));
+        r.extensions_mut().insert(peer([192, 168, 1, 66]));
+        assert_eq!(ui.send(r).await.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
+    }
 }
 
 // ---------------------------------------------------------------- refusals
