@@ -964,6 +964,8 @@ async fn security_headers_on_every_response() {
         ("404", ui.get("/no/such/page", Some(&s)).await),
         ("healthz", ui.get("/healthz", None).await),
         ("403", ui.send(form_req("/alerts/ack-all", &s.cookie, "")).await),
+        ("405", ui.get("/logout", Some(&s)).await),
+        ("413", ui.send(form_req("/login", "", &"x".repeat(20 * 1024))).await),
     ];
     let foreign = Request::builder()
         .uri("/")
