@@ -4,7 +4,8 @@
 //! routes for the test that holds the document to them.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, RawQuery, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -102,6 +103,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A path parameter, refused as JSON (400) when it is not readable (say, not
+/// UTF-8).
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
+}
+
 fn with_session(body: SessionInfo, id: &str) -> Response {
     let mut r = Json(body).into_response();
     r.headers_mut().append(header::SET_COOKIE, session_cookie(id));
@@ -177,7 +193,7 @@ fn no_such_device() -> Response {
     error(StatusCode::NOT_FOUND, "no such device")
 }
 
-async fn device(State(st): State<AppState>, _: ApiSession, Path(mac): Path<String>) -> Response {
+async fn device(State(st): State<AppState>, _: ApiSession, ApiPath(mac): ApiPath<String>) -> Response {
     let Some(mac) = normalize_mac(&mac) else {
         return no_such_device();
     };
@@ -190,7 +206,7 @@ async fn device(State(st): State<AppState>, _: ApiSession, Path(mac): Path<Strin
 async fn device_action(
     State(st): State<AppState>,
     _: ApiSession,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     ApiJson(action): ApiJson<DeviceAction>,
 ) -> Response {
     let Some(mac) = normalize_mac(&mac) else {
@@ -239,7 +255,7 @@ async fn acknowledge(st: &AppState, target: AckTarget) -> Response {
     }
 }
 
-async fn ack_one(State(st): State<AppState>, _: ApiSession, Path(id): Path<String>) -> Response {
+async fn ack_one(State(st): State<AppState>, _: ApiSession, ApiPath(id): ApiPath<String>) -> Response {
     match id.parse::<i64>() {
         Ok(id) => acknowledge(&st, AckTarget::One(id)).await,
         Err(_) => error(StatusCode::NOT_FOUND, "no such alert"),

@@ -39,6 +39,8 @@ pub struct AppState {
     pub settings: Arc<WebSettings>,
     /// Permits for open `/events` streams.
     pub event_streams: Arc<Semaphore>,
+    /// What a request may cost.
+    pub limits: crate::Limits,
 }
 
 /// Authentication state, in memory.
@@ -49,6 +51,9 @@ pub struct AuthState {
     pub hasher: Hasher,
     /// Setup and password changes run one at a time (check, hash, store).
     pub password_change: tokio::sync::Mutex<()>,
+    /// The password hash in force, as last read from (or written to) the
+    /// daemon, and when.
+    known_password: Mutex<Option<(Option<String>, Instant)>>,
 }
 
 impl AuthState {
@@ -58,7 +63,24 @@ impl AuthState {
             limiter: Mutex::new(RateLimiter::new(RatePolicy::default())),
             hasher: Hasher::default(),
             password_change: tokio::sync::Mutex::new(()),
+            known_password: Mutex::new(None),
         }
+    }
+
+    /// Notes the password hash in force (just read from or written to the
+    /// daemon).
+    pub fn note_password(&self, hash: Option<String>) {
+        *self
+            .known_password
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((hash, Instant::now()));
+    }
+
+    fn known_password(&self) -> Option<(Option<String>, Instant)> {
+        self.known_password
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The sessions (a poisoned lock is taken over: the map stays consistent
@@ -75,25 +97,70 @@ impl AuthState {
 
 impl AppState {
     /// Fresh state for `backend`.
-    pub fn new(backend: Arc<dyn Backend>, settings: WebSettings) -> AppState {
+    pub fn new(backend: Arc<dyn Backend>, settings: WebSettings, limits: crate::Limits) -> AppState {
         AppState {
             backend,
             auth: Arc::new(AuthState::new()),
             settings: Arc::new(settings),
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            limits,
+        }
+    }
+
+    /// The password hash in force: as known from at most
+    /// [`crate::Limits::auth_recheck`] ago, else asked of the daemon (the
+    /// homeowner may have run `bulkhead reset-password`). Visitors without a
+    /// session ask this too, so a flood of them costs the daemon's event loop
+    /// one question per interval, not one per request.
+    pub async fn password_hash(&self) -> Result<Option<String>, BackendError> {
+        if let Some((hash, at)) = self.auth.known_password() {
+            if at.elapsed() < self.limits.auth_recheck {
+                return Ok(hash);
+            }
+        }
+        let record = self.backend.auth().await?;
+        self.auth.note_password(record.password_hash.clone());
+        Ok(record.password_hash)
+    }
+
+    /// [`Self::password_hash`]; when the daemon does not answer, what was known
+    /// last, if anything.
+    async fn password_in_force(&self) -> Option<Option<String>> {
+        match self.password_hash().await {
+            Ok(hash) => Some(hash),
+            Err(_) => self.auth.known_password().map(|(hash, _)| hash),
         }
     }
 
     /// The session the request's cookie names, if it is live.
-    pub fn session(&self, headers: &HeaderMap, take_flash: bool) -> Option<SessionCtx> {
+    pub async fn session(&self, headers: &HeaderMap, take_flash: bool) -> Option<SessionCtx> {
         let id = cookie(headers, SESSION_COOKIE)?;
         let live = headers.contains_key(LIVE_HEADER);
+        self.session_by_id(id, !live, take_flash && !live).await
+    }
+
+    /// The live session `id`; `touch` counts this as use. A session begun under
+    /// another password than the one in force ends here.
+    pub async fn session_by_id(&self, id: &str, touch: bool, take_flash: bool) -> Option<SessionCtx> {
+        // Unknown ids cost no question to the daemon.
+        let began_under = self
+            .auth
+            .sessions()
+            .get(id, Instant::now(), false)?
+            .password_hash()
+            .to_string();
+        if let Some(in_force) = self.password_in_force().await {
+            if in_force.as_deref() != Some(began_under.as_str()) {
+                self.auth.sessions().remove(id);
+                return None;
+            }
+        }
         let mut sessions = self.auth.sessions();
-        let s = sessions.get(id, Instant::now(), !live)?;
+        let s = sessions.get(id, Instant::now(), touch)?;
         Some(SessionCtx {
             id: id.to_string(),
             csrf: s.csrf.clone(),
-            flash: if take_flash && !live { s.take_flash() } else { None },
+            flash: if take_flash { s.take_flash() } else { None },
         })
     }
 
@@ -107,8 +174,8 @@ impl AppState {
     /// Where a visitor without a session goes: the login, or the setup while
     /// no password is set.
     pub async fn sign_in_redirect(&self) -> Response {
-        match self.backend.auth().await {
-            Ok(a) if a.password_hash.is_none() => Redirect::to("/setup").into_response(),
+        match self.password_hash().await {
+            Ok(None) => Redirect::to("/setup").into_response(),
             Ok(_) => Redirect::to("/login").into_response(),
             Err(e) => crate::pages::error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         }
@@ -171,7 +238,7 @@ impl FromRequestParts<AppState> for PageSession {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let take_flash = parts.method == Method::GET;
-        match state.session(&parts.headers, take_flash) {
+        match state.session(&parts.headers, take_flash).await {
             Some(s) => Ok(PageSession(s)),
             None => Err(state.sign_in_redirect().await),
         }
@@ -187,7 +254,7 @@ impl FromRequestParts<AppState> for ApiSession {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path();
-        let Some(s) = state.session(&parts.headers, false) else {
+        let Some(s) = state.session(&parts.headers, false).await else {
             return Err(refusal(path, StatusCode::UNAUTHORIZED, "not signed in"));
         };
         if !matches!(parts.method, Method::GET | Method::HEAD) {

@@ -116,6 +116,9 @@ pub struct Session {
     created: Instant,
     last_used: Instant,
     flash: Option<Flash>,
+    /// The password hash in force when it began: when the password changes
+    /// (here, or `bulkhead reset-password` at the daemon), the session ends.
+    password_hash: String,
 }
 
 /// Session bounds.
@@ -155,8 +158,9 @@ impl Sessions {
         }
     }
 
-    /// Starts a session; returns its id (the cookie value) and CSRF token.
-    pub fn create(&mut self, now: Instant) -> Result<(String, String), AuthError> {
+    /// Starts a session under the password hash in force; returns its id (the
+    /// cookie value) and CSRF token.
+    pub fn create(&mut self, now: Instant, password_hash: &str) -> Result<(String, String), AuthError> {
         self.expire(now);
         while self.map.len() >= self.limits.max.max(1) {
             let oldest = self
@@ -178,6 +182,7 @@ impl Sessions {
                 created: now,
                 last_used: now,
                 flash: None,
+                password_hash: password_hash.to_string(),
             },
         );
         Ok((id, csrf))
@@ -240,6 +245,11 @@ impl Session {
     pub fn take_flash(&mut self) -> Option<Flash> {
         self.flash.take()
     }
+
+    /// The password hash in force when the session began.
+    pub fn password_hash(&self) -> &str {
+        &self.password_hash
+    }
 }
 
 /// Login throttling: per client (IPv6 by /64), a few free failures, then a
@@ -292,10 +302,15 @@ struct Failures {
     count: u32,
     last: Instant,
     locked_until: Option<Instant>,
+    /// Attempts admitted and not judged yet.
+    in_flight: u32,
 }
 
+/// How long a client waits while its one allowed attempt is being judged.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
 /// The client key: the address, or its /64 for IPv6 (one host has a whole /64).
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -322,12 +337,24 @@ impl RateLimiter {
     }
 
     /// May `ip` try a password now? `Err(wait)` if not. An allowed attempt
-    /// takes one from the global bucket.
+    /// takes one from the global bucket and is in flight until
+    /// [`Self::failure`], [`Self::success`] or [`Self::finish`]: beyond its free
+    /// failures a client's attempts go one at a time, so sending many at once,
+    /// before the first is judged, gains nothing.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let key = client_key(ip);
+        let policy = self.policy;
         if let Some(f) = self.clients.get(&key) {
             if let Some(until) = f.locked_until.filter(|u| *u > now) {
                 return Err(until - now);
+            }
+            let count = if now.saturating_duration_since(f.last) >= policy.forget_after {
+                0
+            } else {
+                f.count
+            };
+            if f.in_flight > 0 && count.saturating_add(f.in_flight) >= policy.free_failures {
+                return Err(IN_FLIGHT_WAIT);
             }
         }
         self.refill(now);
@@ -336,6 +363,8 @@ impl RateLimiter {
             return Err(Duration::from_secs_f64(wait.min(3600.0)));
         }
         self.bucket -= 1.0;
+        let f = self.client(key, now);
+        f.in_flight = f.in_flight.saturating_add(1);
         Ok(())
     }
 
@@ -347,25 +376,37 @@ impl RateLimiter {
         self.bucket_at = Some(now);
     }
 
-    /// `ip` gave a wrong password (or setup token).
-    pub fn failure(&mut self, ip: IpAddr, now: Instant) {
-        let key = client_key(ip);
+    /// The record of client `key`, made if new (the table stays bounded: the
+    /// forgotten go first, then the oldest with no attempt in flight).
+    fn client(&mut self, key: IpAddr, now: Instant) -> &mut Failures {
         let policy = self.policy;
         if !self.clients.contains_key(&key) && self.clients.len() >= self.max_clients {
             self.clients
-                .retain(|_, f| now.saturating_duration_since(f.last) < policy.forget_after);
+                .retain(|_, f| f.in_flight > 0 || now.saturating_duration_since(f.last) < policy.forget_after);
             if self.clients.len() >= self.max_clients {
-                let oldest = self.clients.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k);
+                let oldest = self
+                    .clients
+                    .iter()
+                    .min_by_key(|(_, f)| (f.in_flight > 0, f.last))
+                    .map(|(k, _)| *k);
                 if let Some(k) = oldest {
                     self.clients.remove(&k);
                 }
             }
         }
-        let f = self.clients.entry(key).or_insert(Failures {
+        self.clients.entry(key).or_insert(Failures {
             count: 0,
             last: now,
             locked_until: None,
-        });
+            in_flight: 0,
+        })
+    }
+
+    /// `ip` gave a wrong password (or setup token).
+    pub fn failure(&mut self, ip: IpAddr, now: Instant) {
+        let policy = self.policy;
+        let f = self.client(client_key(ip), now);
+        f.in_flight = f.in_flight.saturating_sub(1);
         if now.saturating_duration_since(f.last) >= policy.forget_after {
             f.count = 0;
         }
@@ -383,7 +424,28 @@ impl RateLimiter {
 
     /// `ip` signed in: its failures are forgotten.
     pub fn success(&mut self, ip: IpAddr) {
-        self.clients.remove(&client_key(ip));
+        let key = client_key(ip);
+        if let Some(f) = self.clients.get_mut(&key) {
+            f.in_flight = f.in_flight.saturating_sub(1);
+            f.count = 0;
+            f.locked_until = None;
+            if f.in_flight == 0 {
+                self.clients.remove(&key);
+            }
+        }
+    }
+
+    /// An attempt of `ip` ended without a verdict on the password (the daemon
+    /// did not answer, the new password was not acceptable, the request went
+    /// away).
+    pub fn finish(&mut self, ip: IpAddr) {
+        let key = client_key(ip);
+        if let Some(f) = self.clients.get_mut(&key) {
+            f.in_flight = f.in_flight.saturating_sub(1);
+            if f.in_flight == 0 && f.count == 0 {
+                self.clients.remove(&key);
+            }
+        }
     }
 }
 
@@ -481,7 +543,7 @@ mod tests {
     fn sessions_expire_idle_and_absolute() {
         let t0 = Instant::now();
         let mut s = Sessions::new(SessionLimits::default());
-        let (id, csrf) = s.create(t0).expect("session");
+        let (id, csrf) = s.create(t0, "$h").expect("session");
         assert_eq!(s.get(&id, t0, true).map(|x| x.csrf.clone()), Some(csrf));
         // Used every 11 hours: alive for almost 7 days, then gone.
         let mut t = t0;
@@ -491,13 +553,13 @@ mod tests {
         }
         t += Duration::from_secs(11 * 3600);
         assert!(s.get(&id, t, true).is_none(), "absolute timeout");
-        let (id, _) = s.create(t).expect("session");
+        let (id, _) = s.create(t, "$h").expect("session");
         assert!(
             s.get(&id, t + Duration::from_secs(12 * 3600 + 1), true).is_none(),
             "idle timeout"
         );
         // Untouched reads do not keep a session alive.
-        let (id, _) = s.create(t).expect("session");
+        let (id, _) = s.create(t, "$h").expect("session");
         assert!(s.get(&id, t + Duration::from_secs(6 * 3600), false).is_some());
         assert!(s.get(&id, t + Duration::from_secs(12 * 3600 + 1), false).is_none());
         assert!(s.get("nope", t, true).is_none());
@@ -511,11 +573,11 @@ mod tests {
             ..SessionLimits::default()
         });
         let ids: Vec<String> = (0..3)
-            .map(|i| s.create(t0 + Duration::from_secs(i)).expect("session").0)
+            .map(|i| s.create(t0 + Duration::from_secs(i), "$h").expect("session").0)
             .collect();
         // The first is used again, so the second is now the least recently used.
         assert!(s.get(&ids[0], t0 + Duration::from_secs(10), true).is_some());
-        let (new, _) = s.create(t0 + Duration::from_secs(11)).expect("session");
+        let (new, _) = s.create(t0 + Duration::from_secs(11), "$h").expect("session");
         assert_eq!(s.len(), 3);
         let now = t0 + Duration::from_secs(12);
         assert!(s.get(&ids[0], now, false).is_some());
@@ -530,7 +592,7 @@ mod tests {
     fn flash_is_taken_once() {
         let t0 = Instant::now();
         let mut s = Sessions::new(SessionLimits::default());
-        let (id, _) = s.create(t0).expect("session");
+        let (id, _) = s.create(t0, "$h").expect("session");
         s.get(&id, t0, true).expect("live").set_flash(Flash::ok("Renamed"));
         assert_eq!(
             s.get(&id, t0, true).and_then(Session::take_flash),
@@ -557,6 +619,38 @@ mod tests {
         assert_eq!(r.admit(ip, t1), Err(Duration::from_secs(60)));
         r.success(ip);
         assert!(r.admit(ip, t1).is_ok(), "a success forgets the failures");
+    }
+
+    #[test]
+    fn attempts_sent_at_once_count_before_they_are_judged() {
+        let t0 = Instant::now();
+        let ip: IpAddr = "192.168.1.50".parse().expect("ip");
+        let mut r = RateLimiter::new(RatePolicy::default());
+        // Five free attempts may be in flight together; the sixth waits.
+        for _ in 0..5 {
+            assert!(r.admit(ip, t0).is_ok());
+        }
+        assert_eq!(r.admit(ip, t0), Err(IN_FLIGHT_WAIT));
+        assert!(
+            r.admit("192.168.1.51".parse().expect("ip"), t0).is_ok(),
+            "others are not held up"
+        );
+        // One ends without a verdict: room for one more.
+        r.finish(ip);
+        assert!(r.admit(ip, t0).is_ok());
+        assert!(r.admit(ip, t0).is_err());
+        // All five fail: locked out, as if sent one by one.
+        for _ in 0..5 {
+            r.failure(ip, t0);
+        }
+        assert_eq!(r.admit(ip, t0), Err(Duration::from_secs(30)));
+        // After the lockout, one at a time.
+        let t1 = t0 + Duration::from_secs(31);
+        assert!(r.admit(ip, t1).is_ok());
+        assert_eq!(r.admit(ip, t1), Err(IN_FLIGHT_WAIT));
+        r.success(ip);
+        assert!(!r.clients.contains_key(&ip), "a success forgets the client");
+        assert!(r.admit(ip, t1).is_ok());
     }
 
     #[test]

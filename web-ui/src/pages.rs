@@ -451,19 +451,19 @@ fn pre_session_page(headers: &HeaderMap, status: StatusCode, flash: Option<Flash
 }
 
 async fn setup_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    match st.backend.auth().await {
-        Ok(a) if a.password_hash.is_some() => Redirect::to("/login").into_response(),
+    match st.password_hash().await {
+        Ok(Some(_)) => Redirect::to("/login").into_response(),
         Ok(_) => pre_session_page(&headers, StatusCode::OK, None, true),
         Err(e) => backend_error_page(&e),
     }
 }
 
 async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if st.session(&headers, false).is_some() {
+    if st.session(&headers, false).await.is_some() {
         return Redirect::to("/").into_response();
     }
-    match st.backend.auth().await {
-        Ok(a) if a.password_hash.is_none() => Redirect::to("/setup").into_response(),
+    match st.password_hash().await {
+        Ok(None) => Redirect::to("/setup").into_response(),
         Ok(_) => pre_session_page(&headers, StatusCode::OK, None, false),
         Err(e) => backend_error_page(&e),
     }
@@ -525,28 +525,43 @@ async fn logout(State(st): State<AppState>, f: PageForm<CsrfOnly>) -> Response {
     with_cookie(Redirect::to("/login").into_response(), clear_session_cookie())
 }
 
-/// Server-sent events: `devices`, `alerts`, `vpn` as they happen.
+/// How often an event stream with nothing to say checks that its session still
+/// lives.
+const EVENTS_SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Server-sent events: `devices`, `alerts`, `vpn` as they happen, while the
+/// session lives: signing out, a password change or the session's timeout ends
+/// the stream (the browser's reconnection then meets the sign-in redirect).
 async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response {
     // Signed in, but this request must not take the flash message meant for
     // the page that is about to load.
-    if st.session(&headers, false).is_none() {
+    let Some(session) = st.session(&headers, false).await else {
         return st.sign_in_redirect().await;
-    }
+    };
     let Ok(permit) = st.event_streams.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many open event streams").into_response();
     };
     let rx = st.backend.subscribe();
-    let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
+    let alive = (st, session.id);
+    let stream = futures::stream::unfold((rx, permit, alive), |(mut rx, permit, alive)| async move {
         use tokio::sync::broadcast::error::RecvError;
-        let name = match rx.recv().await {
-            Ok(e) => e.as_str(),
-            // Missed some: the page refreshes anyway.
-            Err(RecvError::Lagged(_)) => "devices",
-            Err(RecvError::Closed) => return None,
-        };
-        // Browsers drop events without data: the name again.
-        let event = Event::default().event(name).data(name);
-        Some((Ok::<Event, Infallible>(event), (rx, permit)))
+        loop {
+            let next = tokio::time::timeout(EVENTS_SESSION_RECHECK, rx.recv()).await;
+            // Looking does not count as use: an open tab still times out.
+            let (st, id) = &alive;
+            st.session_by_id(id, false, false).await?;
+            let name = match next {
+                // Nothing happened; the session is still there.
+                Err(_) => continue,
+                Ok(Ok(e)) => e.as_str(),
+                // Missed some: the page refreshes anyway.
+                Ok(Err(RecvError::Lagged(_))) => "devices",
+                Ok(Err(RecvError::Closed)) => return None,
+            };
+            // Browsers drop events without data: the name again.
+            let event = Event::default().event(name).data(name);
+            return Some((Ok::<Event, Infallible>(event), (rx, permit, alive)));
+        }
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }

@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 use crate::model::ErrorBody;
 
@@ -78,13 +80,22 @@ pub fn refusal(path: &str, status: StatusCode, message: &str) -> Response {
     }
 }
 
-/// The request's `Host` (the header, else the URI's authority).
+/// The request's host: its one `Host` header, else the URI's authority (an
+/// absolute-form request line). `None` — refused — when the header is not
+/// readable text, is sent twice, or names another host than the request line:
+/// whatever the checks see must be what the client meant.
 pub fn request_host(req: &Request) -> Option<String> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+    let mut headers = req.headers().get_all(header::HOST).iter();
+    let from_header = match (headers.next(), headers.next()) {
+        (Some(h), None) => Some(h.to_str().ok()?.to_string()),
+        (None, _) => None,
+        (Some(_), Some(_)) => return None,
+    };
+    let from_uri = req.uri().authority().map(|a| a.as_str().to_string());
+    match (from_header, from_uri) {
+        (Some(h), Some(a)) => (normalize_host(&h) == normalize_host(&a)).then_some(h),
+        (h, a) => h.or(a),
+    }
 }
 
 /// 421 for a `Host` not on the allowlist.
@@ -107,9 +118,10 @@ pub fn same_origin(headers: &HeaderMap, host: &str) -> bool {
         let Ok(origin) = origin.to_str() else {
             return false;
         };
+        // The same host and port, however spelled (`:80` or none, case).
         return origin
             .strip_prefix("http://")
-            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+            .is_some_and(|o| !o.contains(['/', '@']) && normalize_host(o) == normalize_host(host));
     }
     match headers.get("sec-fetch-site").map(HeaderValue::as_bytes) {
         None | Some(b"same-origin" | b"none") => true,
@@ -131,6 +143,55 @@ pub async fn origin_check(req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+/// Reads the request body whole, within [`crate::Limits`]: 413 when it is too
+/// large, 408 when it does not arrive in time. Handlers then see it in memory.
+pub async fn read_body(State(limits): State<crate::Limits>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    if body.size_hint().exact() == Some(0) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let path = parts.uri.path().to_string();
+    let too_large = || {
+        refusal(
+            &path,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the request body is too large (at most {} bytes)",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    if body.size_hint().lower() > limits.max_body_bytes as u64 {
+        return too_large();
+    }
+    enum Unread {
+        TooLarge,
+        Broken,
+    }
+    let read = async {
+        let mut data = Vec::new();
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|_| Unread::Broken)?;
+            if data.len() + chunk.len() > limits.max_body_bytes {
+                return Err(Unread::TooLarge);
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(data)
+    };
+    match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Ok(Ok(data)) => next.run(Request::from_parts(parts, Body::from(data))).await,
+        Ok(Err(Unread::TooLarge)) => too_large(),
+        Ok(Err(Unread::Broken)) => refusal(&path, StatusCode::BAD_REQUEST, "the request body could not be read"),
+        Err(_) => refusal(
+            &path,
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ),
+    }
 }
 
 /// Security headers and `Server-Timing: app;dur=<ms>` on every response.
@@ -202,6 +263,29 @@ mod tests {
     }
 
     #[test]
+    fn the_host_is_one_readable_header_agreeing_with_the_request_line() {
+        let r = |uri: &str, hosts: &[&[u8]]| {
+            let mut b = Request::builder().uri(uri);
+            for h in hosts {
+                b = b.header(header::HOST, HeaderValue::from_bytes(h).expect("header"));
+            }
+            request_host(&b.body(axum::body::Body::empty()).expect("request"))
+        };
+        assert_eq!(r("/", &[b"192.168.1.1:8080"]).as_deref(), Some("192.168.1.1:8080"));
+        assert_eq!(r("http://192.168.1.1:8080/", &[]).as_deref(), Some("192.168.1.1:8080"));
+        assert_eq!(
+            r("http://192.168.1.1:8080/", &[b"192.168.1.1:8080"]).as_deref(),
+            Some("192.168.1.1:8080")
+        );
+        assert_eq!(r("/", &[]), None);
+        // Unreadable, doubled, or not what the request line says.
+        assert_eq!(r("http://192.168.1.1:8080/", &[b"\xffevil"]), None);
+        assert_eq!(r("/", &[b"192.168.1.1:8080", b"evil.example"]), None);
+        assert_eq!(r("http://evil.example/", &[b"192.168.1.1:8080"]), None);
+        assert_eq!(r("http://192.168.1.1:8080/", &[b"evil.example"]), None);
+    }
+
+    #[test]
     fn origin_rules() {
         let h = |pairs: &[(&'static str, &'static str)]| {
             let mut m = HeaderMap::new();
@@ -221,6 +305,11 @@ mod tests {
         assert!(same_origin(&h(&[("sec-fetch-site", "none")]), host));
         assert!(!same_origin(&h(&[("sec-fetch-site", "cross-site")]), host));
         assert!(!same_origin(&h(&[("sec-fetch-site", "same-site")]), host));
+        // The default port may be spelled or not; case does not matter.
+        assert!(same_origin(&h(&[("origin", "http://localhost")]), "LOCALHOST:80"));
+        assert!(same_origin(&h(&[("origin", "http://localhost:80")]), "localhost"));
+        assert!(!same_origin(&h(&[("origin", "http://localhost:8080")]), "localhost"));
+        assert!(!same_origin(&h(&[("origin", "http://x@192.168.1.1:8080")]), host));
         // Origin decides when both are present.
         assert!(!same_origin(
             &h(&[("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")]),

@@ -58,20 +58,49 @@ impl SignInError {
     }
 }
 
-fn admit(st: &AppState, peer: IpAddr) -> Result<(), SignInError> {
+/// A sign-in attempt the rate limiter let through. It ends as a failure, a
+/// success, or — dropped on any other way out — neither.
+struct Attempt<'a> {
+    st: &'a AppState,
+    peer: IpAddr,
+    open: bool,
+}
+
+impl Attempt<'_> {
+    /// The password or token was wrong.
+    fn failed(mut self, e: SignInError) -> SignInError {
+        self.open = false;
+        self.st.auth.limiter().failure(self.peer, Instant::now());
+        e
+    }
+
+    /// The password or token was right.
+    fn succeeded(mut self) {
+        self.open = false;
+        self.st.auth.limiter().success(self.peer);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.st.auth.limiter().finish(self.peer);
+        }
+    }
+}
+
+fn admit(st: &AppState, peer: IpAddr) -> Result<Attempt<'_>, SignInError> {
     st.auth
         .limiter()
         .admit(peer, Instant::now())
-        .map_err(SignInError::Limited)
+        .map_err(SignInError::Limited)?;
+    Ok(Attempt { st, peer, open: true })
 }
 
-fn failed(st: &AppState, peer: IpAddr, e: SignInError) -> SignInError {
-    st.auth.limiter().failure(peer, Instant::now());
-    e
-}
-
-fn new_session(st: &AppState) -> Result<(String, String), SignInError> {
-    Ok(st.auth.sessions().create(Instant::now())?)
+/// A new session under `password_hash`, now the one in force.
+fn new_session(st: &AppState, password_hash: &str) -> Result<(String, String), SignInError> {
+    st.auth.note_password(Some(password_hash.to_string()));
+    Ok(st.auth.sessions().create(Instant::now(), password_hash)?)
 }
 
 /// The first visit: checks the setup token, sets the password, signs in.
@@ -82,7 +111,7 @@ pub async fn setup(
     token: &str,
     password: String,
 ) -> Result<(String, String), SignInError> {
-    admit(st, peer)?;
+    let attempt = admit(st, peer)?;
     let _one_at_a_time = st.auth.password_change.lock().await;
     let record = st.backend.auth().await?;
     if record.password_hash.is_some() {
@@ -92,28 +121,28 @@ pub async fn setup(
         return Err(SignInError::AlreadySetUp);
     };
     if !secrets_match(token.trim(), &expected) {
-        return Err(failed(st, peer, SignInError::WrongToken));
+        return Err(attempt.failed(SignInError::WrongToken));
     }
     check_new_password(&password, None).map_err(SignInError::Weak)?;
     let hash = st.auth.hasher.hash(password).await?;
-    st.backend.set_password_hash(hash).await?;
-    st.auth.limiter().success(peer);
+    st.backend.set_password_hash(hash.clone()).await?;
+    attempt.succeeded();
     st.auth.sessions().clear();
-    new_session(st)
+    new_session(st, &hash)
 }
 
 /// Signs in with the password.
 pub async fn login(st: &AppState, peer: IpAddr, password: String) -> Result<(String, String), SignInError> {
-    admit(st, peer)?;
+    let attempt = admit(st, peer)?;
     let record = st.backend.auth().await?;
     let Some(stored) = record.password_hash else {
         return Err(SignInError::NotSetUp);
     };
-    if password.len() > PASSWORD_MAX_BYTES || !st.auth.hasher.verify(password, stored).await? {
-        return Err(failed(st, peer, SignInError::WrongPassword));
+    if password.len() > PASSWORD_MAX_BYTES || !st.auth.hasher.verify(password, stored.clone()).await? {
+        return Err(attempt.failed(SignInError::WrongPassword));
     }
-    st.auth.limiter().success(peer);
-    new_session(st)
+    attempt.succeeded();
+    new_session(st, &stored)
 }
 
 /// Changes the password: every session ends, and the one asking gets a new one.
@@ -123,7 +152,7 @@ pub async fn change_password(
     current: &str,
     password: String,
 ) -> Result<(String, String), SignInError> {
-    admit(st, peer)?;
+    let attempt = admit(st, peer)?;
     check_new_password(&password, None).map_err(SignInError::Weak)?;
     let _one_at_a_time = st.auth.password_change.lock().await;
     let record = st.backend.auth().await?;
@@ -131,13 +160,13 @@ pub async fn change_password(
         return Err(SignInError::NotSetUp);
     };
     if current.len() > PASSWORD_MAX_BYTES || !st.auth.hasher.verify(current.to_string(), stored).await? {
-        return Err(failed(st, peer, SignInError::WrongCurrentPassword));
+        return Err(attempt.failed(SignInError::WrongCurrentPassword));
     }
     let hash = st.auth.hasher.hash(password).await?;
-    st.backend.set_password_hash(hash).await?;
-    st.auth.limiter().success(peer);
+    st.backend.set_password_hash(hash.clone()).await?;
+    attempt.succeeded();
     st.auth.sessions().clear();
-    new_session(st)
+    new_session(st, &hash)
 }
 
 /// Ends one session.

@@ -32,6 +32,7 @@ struct FakeState {
     auth: AuthRecord,
     actions: Vec<(String, DeviceAction)>,
     unavailable: bool,
+    auth_asked: usize,
 }
 
 /// A PHC string for `password` with tiny argon2 parameters (8 KiB, one pass),
@@ -183,6 +184,7 @@ impl FakeBackend {
                 auth,
                 actions: Vec::new(),
                 unavailable: false,
+                auth_asked: 0,
             }),
             live,
         }
@@ -421,9 +423,23 @@ impl FakeBackend {
         self.lock().vpn.clone()
     }
 
+    /// How often [`Backend::auth`] was called.
+    pub fn auth_asked(&self) -> usize {
+        self.lock().auth_asked
+    }
+
     /// The stored password hash and setup token.
     pub fn auth_record(&self) -> AuthRecord {
         self.lock().auth.clone()
+    }
+
+    /// Forgets the password and makes [`SETUP_TOKEN`] the setup token again,
+    /// as `bulkhead reset-password` does.
+    pub fn reset_password(&self) {
+        self.lock().auth = AuthRecord {
+            password_hash: None,
+            setup_token: Some(SETUP_TOKEN.to_string()),
+        };
     }
 
     /// Sends a live event, as the daemon does when something changes.
@@ -612,7 +628,11 @@ impl Backend for FakeBackend {
     }
 
     fn auth(&self) -> BackendFuture<'_, AuthRecord> {
-        Box::pin(async move { Ok(self.check()?.auth.clone()) })
+        Box::pin(async move {
+            let mut s = self.check()?;
+            s.auth_asked += 1;
+            Ok(s.auth.clone())
+        })
     }
 
     fn set_password_hash(&self, hash: String) -> BackendFuture<'_, ()> {

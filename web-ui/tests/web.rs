@@ -371,6 +371,26 @@ async fn login_and_logout_with_forms() {
 }
 
 #[tokio::test]
+async fn visitors_without_a_session_do_not_flood_the_daemon() {
+    let ui = ui();
+    for path in ["/login", "/", "/devices", "/setup", "/events"] {
+        for _ in 0..20 {
+            let r = ui.get(path, None).await;
+            assert!(matches!(r.status(), StatusCode::OK | StatusCode::SEE_OTHER), "{path}");
+        }
+    }
+    // Unknown session cookies cost nothing either.
+    for i in 0..20 {
+        let r = req(Method::GET, "/")
+            .header(header::COOKIE, format!("bulkhead_session={i:064x}"))
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(ui.send(r).await.status(), StatusCode::SEE_OTHER);
+    }
+    assert!(ui.fake.auth_asked() <= 2, "asked {} times", ui.fake.auth_asked());
+}
+
+#[tokio::test]
 async fn wrong_password_is_refused() {
     let ui = ui();
     let r = ui.get("/login", None).await;
@@ -439,6 +459,54 @@ async fn login_rate_limit_kicks_in_per_client() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_are_limited_as_if_sent_one_by_one() {
+    let ui = ui();
+    let attempts = (0..12).map(|_| {
+        let mut r = json_req(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(serde_json::json!({ "password": "wrong password!" })),
+        );
+        r.extensions_mut().insert(peer([192, 168, 1, 66]));
+        ui.send(r)
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(Response::status)
+        .collect();
+    let judged = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((judged, limited), (5, 7), "{statuses:?}");
+    // And now the client is locked out.
+    let mut r = json_req(
+        Method::POST,
+        "/api/login",
+        None,
+        Some(serde_json::json!({ "password": PASSWORD })),
+    );
+    r.extensions_mut().insert(peer([192, 168, 1, 66]));
+    assert_eq!(ui.send(r).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Claiming to be someone else changes nothing: only the peer address counts.
+    for (name, value) in [
+        ("x-forwarded-for", "192.168.1.99"),
+        ("x-real-ip", "192.168.1.99"),
+        ("forwarded", "for=192.168.1.99"),
+    ] {
+        let mut r = json_req(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(serde_json::json!({ "password": PASSWORD })),
+        );
+        r.headers_mut().insert(name, value.parse().expect("header"));
+        r.extensions_mut().insert(peer([192, 168, 1, 66]));
+        assert_eq!(ui.send(r).await.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
+    }
+}
+
 // ---------------------------------------------------------------- refusals
 
 /// Every state-changing form, with fields that would be valid.
@@ -501,6 +569,83 @@ async fn form_posts_without_csrf_are_refused() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} with a wrong csrf");
     }
     nothing_changed(&ui, &s).await;
+}
+
+#[tokio::test]
+async fn other_methods_change_nothing() {
+    let ui = ui();
+    let s = ui.login().await;
+    let api = api_posts();
+    let paths = FORM_POSTS
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(api.iter().map(|(p, _)| *p))
+        .chain(["/setup", "/login", "/api/setup", "/api/login"]);
+    for path in paths {
+        for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::GET, Method::HEAD] {
+            let read = matches!(method, Method::GET | Method::HEAD);
+            if read && (matches!(path, "/setup" | "/login") || path.starts_with("/api/devices/")) {
+                // The forms themselves, a device's data: reads (and the end
+                // of the test shows they changed nothing).
+                let r = req(method.clone(), path)
+                    .header(header::COOKIE, &s.cookie)
+                    .body(Body::empty())
+                    .expect("request");
+                assert!(!ui.send(r).await.status().is_server_error());
+                continue;
+            }
+            // Every token there is, and a method override that is not honoured.
+            let body = format!("csrf={}&blocked=true&name=Hacked", s.csrf);
+            let r = req(method.clone(), path)
+                .header(header::COOKIE, &s.cookie)
+                .header("x-csrf-token", &s.csrf)
+                .header("x-http-method-override", "POST")
+                .header(header::ORIGIN, format!("http://{HOST}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .expect("request");
+            let r = ui.send(r).await;
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+        // A form's `_method` field is only a field.
+        let r = ui.send(form_req(path, &s.cookie, "csrf=bad&_method=GET")).await;
+        assert_ne!(r.status(), StatusCode::OK, "POST {path} with _method");
+    }
+    nothing_changed(&ui, &s).await;
+}
+
+#[tokio::test]
+async fn two_setups_at_once_one_wins() {
+    let ui = ui_with(FakeBackend::unconfigured());
+    let setup = |pw: &str| {
+        ui.send(json_req(
+            Method::POST,
+            "/api/setup",
+            None,
+            Some(serde_json::json!({"token": SETUP_TOKEN, "password": pw})),
+        ))
+    };
+    let (a, b) = tokio::join!(setup("first password 1"), setup("second password 2"));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::FORBIDDEN]);
+    let (winner, loser) = if a.status() == StatusCode::OK {
+        ("first password 1", b)
+    } else {
+        ("second password 2", a)
+    };
+    assert_eq!(cookie_value(loser.headers(), "bulkhead_session"), None);
+    // The winner's password is the one set.
+    let r = ui
+        .send(json_req(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(serde_json::json!({"password": winner})),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(ui.fake.auth_record().setup_token, None);
 }
 
 #[tokio::test]
@@ -696,6 +841,115 @@ async fn foreign_host_gets_421() {
 }
 
 #[tokio::test]
+async fn host_header_tricks_get_421() {
+    let ui = ui();
+    let send = |uri: &'static str, hosts: Vec<&'static [u8]>| {
+        let mut b = Request::builder().uri(uri);
+        for h in hosts {
+            b = b.header(header::HOST, axum::http::HeaderValue::from_bytes(h).expect("header"));
+        }
+        ui.send(b.body(Body::empty()).expect("request"))
+    };
+    // An unreadable Host does not fall back to the request line's authority.
+    let r = send("http://192.168.1.1:8080/healthz", vec![b"\xffevil.example"]).await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // Two Host headers: whichever a check reads, refuse.
+    let r = send("/healthz", vec![HOST.as_bytes(), b"evil.example"]).await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The request line names another host than the Host header.
+    let r = send("http://evil.example/healthz", vec![HOST.as_bytes()]).await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // Agreeing, or only one of them: fine.
+    let r = send("http://192.168.1.1:8080/healthz", vec![HOST.as_bytes()]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send("http://192.168.1.1:8080/healthz", vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A body that sends `first` and then nothing, for ever.
+fn stalled_body(first: &'static [u8]) -> Body {
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(first))]);
+    Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()))
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    let fake = Arc::new(FakeBackend::demo());
+    let settings = WebSettings {
+        allowed_hosts: vec![HOST.to_string()],
+    };
+    let limits = bulkhead_web::Limits {
+        body_read_timeout: std::time::Duration::from_millis(200),
+        ..bulkhead_web::Limits::default()
+    };
+    let ui = Ui {
+        router: bulkhead_web::router_with(fake.clone(), settings, limits),
+        fake,
+    };
+    let r = req(Method::POST, "/api/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(stalled_body(b"{\"password\": \"cor"))
+        .expect("request");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), ui.send(r))
+        .await
+        .expect("an answer, not a connection held for ever");
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+    let r = req(Method::POST, "/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(stalled_body(b"csrf=abc&password=cor"))
+        .expect("request");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), ui.send(r))
+        .await
+        .expect("an answer in time");
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
+async fn bodies_over_16_kib_are_413() {
+    let ui = ui();
+    let s = ui.login().await;
+    let name = "n".repeat(16 * 1024);
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/rename"), &s, &format!("name={name}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Sent in chunks, without a length up front.
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+        (0..20).map(|_| Ok(axum::body::Bytes::from(vec![b' '; 1024]))).collect();
+    let r = req(Method::POST, &format!("/api/devices/{CAMERA}"))
+        .header(header::COOKIE, &s.cookie)
+        .header("x-csrf-token", &s.csrf)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .expect("request");
+    let r = ui.send(r).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+    assert!(ui.fake.actions().is_empty());
+    // Just under the limit is read (and refused for what it says, not its size).
+    let name = "n".repeat(15 * 1024);
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/rename"), &s, &format!("name={name}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn unreadable_api_paths_are_json_errors() {
+    let ui = ui();
+    let s = ui.login().await;
+    let r = ui.get("/api/devices/%FF", Some(&s)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+    let r = ui
+        .send(json_req(Method::POST, "/api/alerts/%FF%FE/ack", Some(&s), None))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(serde_json::from_value::<ErrorBody>(json(r).await).is_ok());
+}
+
+#[tokio::test]
 async fn security_headers_on_every_response() {
     let ui = ui();
     let s = ui.login().await;
@@ -710,6 +964,8 @@ async fn security_headers_on_every_response() {
         ("404", ui.get("/no/such/page", Some(&s)).await),
         ("healthz", ui.get("/healthz", None).await),
         ("403", ui.send(form_req("/alerts/ack-all", &s.cookie, "")).await),
+        ("405", ui.get("/logout", Some(&s)).await),
+        ("413", ui.send(form_req("/login", "", &"x".repeat(20 * 1024))).await),
     ];
     let foreign = Request::builder()
         .uri("/")
@@ -1354,6 +1610,56 @@ async fn password_change_ends_other_sessions() {
 }
 
 #[tokio::test]
+async fn a_password_reset_at_the_daemon_ends_every_session() {
+    use futures::StreamExt;
+    let fake = Arc::new(FakeBackend::demo());
+    let settings = WebSettings {
+        allowed_hosts: vec![HOST.to_string()],
+    };
+    // Checked on every request (the default: at most 5 seconds late).
+    let limits = bulkhead_web::Limits {
+        auth_recheck: std::time::Duration::ZERO,
+        ..bulkhead_web::Limits::default()
+    };
+    let ui = Ui {
+        router: bulkhead_web::router_with(fake.clone(), settings, limits),
+        fake,
+    };
+    let s = ui.login().await;
+    let r = ui.get("/events", Some(&s)).await;
+    let mut events = r.into_body().into_data_stream();
+    ui.page("/", &s).await;
+    // `bulkhead reset-password`, behind the UI's back.
+    ui.fake.reset_password();
+    let r = ui.get("/", Some(&s)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/setup");
+    assert_eq!(
+        ui.get("/api/devices", Some(&s)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/block"), &s, "blocked=true")
+        .await;
+    assert_eq!(location(&r), "/setup");
+    let r = ui
+        .send(json_req(
+            Method::POST,
+            &format!("/api/devices/{CAMERA}"),
+            Some(&s),
+            Some(serde_json::json!({"action": "block", "blocked": true})),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(ui.fake.actions().is_empty());
+    ui.fake.notify(LiveEvent::Devices);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(next.is_none(), "{next:?}");
+}
+
+#[tokio::test]
 async fn live_events_stream() {
     let ui = ui();
     let s = ui.login().await;
@@ -1373,6 +1679,39 @@ async fn live_events_stream() {
     let frame = String::from_utf8(frame.to_vec()).expect("utf-8");
     // A name and data: browsers drop events without data.
     assert!(frame.contains("event: alerts\ndata: alerts\n"), "{frame:?}");
+}
+
+#[tokio::test]
+async fn live_events_end_with_the_session() {
+    use futures::StreamExt;
+    let ui = ui();
+    // Signing out ends the stream.
+    let s = ui.login().await;
+    let r = ui.get("/events", Some(&s)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.into_body().into_data_stream();
+    let r = ui.post_form("/logout", &s, "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    ui.fake.notify(LiveEvent::Devices);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(next.is_none(), "a signed-out stream still carries events: {next:?}");
+    // So does a password change elsewhere (every session ends).
+    let s = ui.login().await;
+    let other = ui.login().await;
+    let r = ui.get("/events", Some(&other)).await;
+    let mut body = r.into_body().into_data_stream();
+    let change = serde_json::json!({"current": PASSWORD, "password": "a new password 2"});
+    let r = ui
+        .send(json_req(Method::POST, "/api/settings/password", Some(&s), Some(change)))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    ui.fake.notify(LiveEvent::Alerts);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(next.is_none(), "{next:?}");
 }
 
 #[tokio::test]
@@ -1647,5 +1986,186 @@ async fn api_bodies_match_the_document_and_the_model() {
             other => panic!("undocumented variant {other}"),
         };
         serde_json::from_value::<DeviceAction>(body).expect("documented variants are DeviceActions");
+    }
+}
+
+// ---------------------------------------------------------------- serving
+
+mod serving {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bulkhead_web::serve::{serve_listener, ServeLimits};
+    use bulkhead_web::testing::FakeBackend;
+    use bulkhead_web::{router, WebSettings};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// The UI served on a loopback port (answering to that address).
+    async fn served(limits: ServeLimits) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let settings = WebSettings {
+            allowed_hosts: vec![addr.to_string()],
+        };
+        let app = router(Arc::new(FakeBackend::demo()), settings);
+        (addr, tokio::spawn(serve_listener(listener, app, limits)))
+    }
+
+    /// Whether the server closes `s` within `d` (answers before that are read
+    /// and skipped).
+    async fn closed_within(s: &mut TcpStream, d: Duration) -> bool {
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Sends a GET and reads the answer's status line (and the rest of the
+    /// answer, by its Content-Length).
+    async fn status_of(s: &mut TcpStream, addr: SocketAddr, path: &str) -> String {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            assert!(n > 0, "closed mid-answer");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return head.lines().next().unwrap_or("").to_string();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered() {
+        let (addr, server) = served(ServeLimits::default()).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        assert_eq!(status_of(&mut s, addr, "/healthz").await, "HTTP/1.1 200 OK");
+        // Kept alive: a second request on the same connection.
+        assert_eq!(status_of(&mut s, addr, "/").await, "HTTP/1.1 303 See Other");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_slow_client_is_dropped() {
+        let limits = ServeLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServeLimits::default()
+        };
+        let (addr, server) = served(limits).await;
+        // Sends nothing.
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        // Sends a head that never ends.
+        let mut slow = TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: ").await.expect("write");
+        // Idle after one request.
+        let mut idle = TcpStream::connect(addr).await.expect("connect");
+        assert_eq!(status_of(&mut idle, addr, "/healthz").await, "HTTP/1.1 200 OK");
+        for (what, s) in [("silent", &mut silent), ("slow", &mut slow), ("idle", &mut idle)] {
+            assert!(
+                closed_within(s, Duration::from_secs(3)).await,
+                "{what} connection still open"
+            );
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_is_refused() {
+        let (addr, server) = served(ServeLimits::default()).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let big = "x".repeat(64 * 1024);
+        let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Big: {big}\r\n\r\n");
+        // The server may close before taking it all.
+        let _ = s.write_all(req.as_bytes()).await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        let answer = String::from_utf8_lossy(&buf);
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn connections_per_client_are_capped() {
+        let limits = ServeLimits {
+            max_connections_per_client: 2,
+            ..ServeLimits::default()
+        };
+        let (addr, server) = served(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            assert_eq!(status_of(&mut s, addr, "/healthz").await, "HTTP/1.1 200 OK");
+            held.push(s);
+        }
+        let mut third = TcpStream::connect(addr).await.expect("connect");
+        assert!(
+            closed_within(&mut third, Duration::from_secs(2)).await,
+            "a third connection from one client is closed"
+        );
+        // One closes: there is room again.
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = TcpStream::connect(addr).await.expect("connect");
+        assert_eq!(status_of(&mut again, addr, "/healthz").await, "HTTP/1.1 200 OK");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn connections_in_all_are_capped() {
+        let limits = ServeLimits {
+            max_connections: 2,
+            ..ServeLimits::default()
+        };
+        let (addr, server) = served(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            assert_eq!(status_of(&mut s, addr, "/healthz").await, "HTTP/1.1 200 OK");
+            held.push(s);
+        }
+        // The third waits in the backlog, unanswered…
+        let mut third = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        third.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = [0u8; 1024];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf))
+                .await
+                .is_err(),
+            "answered beyond the cap"
+        );
+        // …until another closes.
+        drop(held.pop());
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("answered once there is room")
+            .expect("read");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
+        server.abort();
     }
 }

@@ -242,12 +242,16 @@ impl bulkhead_web::Backend for WebBackend {
     fn device(&self, mac: String) -> BackendFuture<'_, DeviceDetail> {
         Box::pin(async move {
             let mac = parse_mac(&mac)?;
-            let devices = self.device_views().await?;
+            // Both questions wait in the event loop's queue together, not one
+            // after the other. (The protocol has no one-device request: the
+            // whole list is copied for one device; cheap next to a page.)
+            let (devices, zones) = tokio::join!(self.device_views(), self.zone_infos());
+            let devices = devices?;
             let d = devices
                 .iter()
                 .find(|d| d.mac == mac)
                 .ok_or_else(|| BackendError::NotFound(format!("no device {mac}")))?;
-            let zones = self.zone_infos().await?.into_iter().map(|z| z.id.to_string()).collect();
+            let zones = zones?.into_iter().map(|z| z.id.to_string()).collect();
             Ok(detail(d, zones))
         })
     }
@@ -279,8 +283,8 @@ impl bulkhead_web::Backend for WebBackend {
 
     fn zones(&self) -> BackendFuture<'_, Vec<ZoneView>> {
         Box::pin(async move {
-            let zones = self.zone_infos().await?;
-            let devices = self.device_views().await?;
+            let (zones, devices) = tokio::join!(self.zone_infos(), self.device_views());
+            let (zones, devices) = (zones?, devices?);
             let by_mac: std::collections::BTreeMap<MacAddr, &DeviceView> = devices.iter().map(|d| (d.mac, d)).collect();
             Ok(zones
                 .into_iter()
@@ -300,7 +304,10 @@ impl bulkhead_web::Backend for WebBackend {
                             let d = by_mac.get(m);
                             ZoneMember {
                                 mac: m.to_string(),
-                                name: d.and_then(|d| summary(d).name.or(summary(d).hostname)),
+                                name: d.and_then(|d| {
+                                    let s = summary(d);
+                                    s.name.or(s.hostname)
+                                }),
                                 online: d.is_some_and(|d| d.online),
                             }
                         })
@@ -376,5 +383,67 @@ impl bulkhead_web::Backend for WebBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_web::Backend as _;
+
+    /// A backend whose event loop is the test: it sees the requests and
+    /// answers them when it likes.
+    fn backend() -> (WebBackend, mpsc::Receiver<Job>) {
+        let (jobs_tx, jobs) = mpsc::channel::<Job>(8);
+        let (live, _) = broadcast::channel(4);
+        (WebBackend::new(Arc::default(), jobs_tx, live), jobs)
+    }
+
+    fn answer(req: &Request) -> Response {
+        match req {
+            Request::Devices => Response::Devices { devices: Vec::new() },
+            Request::Zones => Response::Zones { zones: Vec::new() },
+            other => Response::Error {
+                message: format!("unexpected {other:?}"),
+            },
+        }
+    }
+
+    /// Takes two requests before answering either: a backend that asked one
+    /// after the other would never send the second.
+    async fn both_at_once(mut jobs: mpsc::Receiver<Job>) -> Vec<Request> {
+        let (first, reply1) = jobs.recv().await.expect("a first request");
+        let (second, reply2) = tokio::time::timeout(std::time::Duration::from_secs(5), jobs.recv())
+            .await
+            .expect("the second request before the first is answered")
+            .expect("a second request");
+        let _ = reply1.send(answer(&first));
+        let _ = reply2.send(answer(&second));
+        vec![first, second]
+    }
+
+    #[tokio::test]
+    async fn a_device_page_asks_for_devices_and_zones_at_once() {
+        let (b, jobs) = backend();
+        let loop_side = tokio::spawn(both_at_once(jobs));
+        let r = b.device("02:00:00:00:00:01".into()).await;
+        assert!(matches!(r, Err(BackendError::NotFound(_))), "{r:?}");
+        let asked = loop_side.await.expect("event loop");
+        assert!(
+            asked.contains(&Request::Devices) && asked.contains(&Request::Zones),
+            "{asked:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_zones_page_asks_for_zones_and_devices_at_once() {
+        let (b, jobs) = backend();
+        let loop_side = tokio::spawn(both_at_once(jobs));
+        assert_eq!(b.zones().await.expect("zones"), Vec::new());
+        let asked = loop_side.await.expect("event loop");
+        assert!(
+            asked.contains(&Request::Devices) && asked.contains(&Request::Zones),
+            "{asked:?}"
+        );
     }
 }
