@@ -177,15 +177,7 @@ impl<'a> Browser<'a> {
     pub fn goto(&self, url: &str) -> Result<()> {
         let t0 = Instant::now();
         self.cmd("POST", "/url", Some(json!({ "url": url })))?;
-        let took = t0.elapsed();
-        if took > SLOW_LOAD {
-            bail!(
-                "loading {url} took {took:.1?}. The browser was waiting, not the server: Chrome opens at most 6 \
-                 connections per host, and pages kept in its back/forward cache still hold their \
-                 EventSource on /events unless the page closes it on `pagehide`"
-            );
-        }
-        Ok(())
+        check_load_time(&format!("loading {url}"), t0.elapsed())
     }
 
     /// The current URL.
@@ -282,11 +274,13 @@ impl<'a> Browser<'a> {
         element_of(&v, css)
     }
 
-    /// Clicks an element.
+    /// Clicks an element (a submit button waits for the next page's load,
+    /// held to the same [`SLOW_LOAD`]).
     pub fn click(&self, e: &Element) -> Result<()> {
+        let t0 = Instant::now();
         self.cmd("POST", &format!("/element/{}/click", e.id), Some(json!({})))
             .with_context(|| format!("clicking {:?}", e.css))?;
-        Ok(())
+        check_load_time(&format!("clicking {:?}", e.css), t0.elapsed())
     }
 
     /// Clears a text field and types `text` into it.
@@ -358,6 +352,19 @@ impl<'a> Browser<'a> {
             .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["value"].as_str()?.to_string())))
             .collect())
     }
+}
+
+/// A page load over [`SLOW_LOAD`] is an error (the UI answers in
+/// milliseconds, so the browser waited for something).
+fn check_load_time(what: &str, took: Duration) -> Result<()> {
+    if took > SLOW_LOAD {
+        bail!(
+            "{what} took {took:.1?}. The browser was waiting, not the server: Chrome opens at most 6 \
+             connections per host, and pages kept in its back/forward cache still hold their \
+             EventSource on /events unless the page closes it on `pagehide`"
+        );
+    }
+    Ok(())
 }
 
 fn element_of(v: &Value, css: &str) -> Result<Element> {
