@@ -825,6 +825,42 @@ pub fn t_demo_serves_the_ui_on_loopback() -> Result<Outcome> {
             "not the daemon's health answer: {}",
             r.text()
         );
+        // The devices talk on their own, nobody probing: the TV's packets for
+        // the VPN canary keep arriving through the tunnel (the isp's counter;
+        // keepalives do not count there).
+        let isp = std::fs::read_dir("/run/netns")?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .find(|n| n.starts_with(&format!("bh{pid}-")) && n.ends_with("-isp"))
+            .context("the demo's isp namespace")?;
+        let tunnelled = || -> Result<u64> {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &isp,
+                    "nft",
+                    "-j",
+                    "list",
+                    "table",
+                    "inet",
+                    "tunnelwatch",
+                ])
+                .output()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            Ok(v["nftables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["rule"]["comment"] == "tunnel-v4")
+                .flat_map(|i| i["rule"]["expr"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["counter"]["packets"].as_u64())
+                .sum())
+        };
+        let before = tunnelled()?;
+        wait_for("the TV talking through the tunnel", Duration::from_secs(12), || {
+            Ok(tunnelled()? > before)
+        })?;
         Ok(())
     })();
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT);
