@@ -75,9 +75,22 @@
   }
 
   if (live && window.EventSource && window.fetch && window.DOMParser) {
-    var es = new EventSource('/events');
-    ['devices', 'alerts', 'vpn'].forEach(function (name) {
-      es.addEventListener(name, schedule);
+    // Close the stream when the page is left: the back/forward cache keeps
+    // left pages alive, their streams would hold the browser's six connections
+    // per host and the seventh page load would hang.
+    var es = null;
+    var connect = function () {
+      es = new EventSource('/events');
+      ['devices', 'alerts', 'vpn'].forEach(function (name) {
+        es.addEventListener(name, schedule);
+      });
+    };
+    connect();
+    window.addEventListener('pagehide', function () {
+      if (es) { es.close(); es = null; }
+    });
+    window.addEventListener('pageshow', function (e) {
+      if (e.persisted && !es) { connect(); schedule(); }
     });
     document.addEventListener('focusout', function () {
       if (pending) setTimeout(function () { if (pending) schedule(); }, 200);
