@@ -225,10 +225,7 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
             "blocked",
             vec![
                 iifname_in(lan),
-                is_in(
-                    payload("ether", "saddr"),
-                    set_ref(&SetOwner::Blocked.set_name(SetKind::Mac)),
-                ),
+                is_in(payload("ether", "saddr"), blocked_macs()),
                 counter(),
                 drop_(),
             ],
@@ -384,6 +381,11 @@ fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     chains
 }
 
+/// The homeowner's blocked MACs (the input, forward and bridge rules share it).
+fn blocked_macs() -> Expression<'static> {
+    set_ref(&SetOwner::Blocked.set_name(SetKind::Mac))
+}
+
 /// Blocked devices, near the top of `forward`: nothing from them (by source MAC,
 /// as zones are decided) and nothing to them (by address: the WAN's answers and
 /// other zones' connections carry no MAC of theirs). Before `established`, so
@@ -396,10 +398,7 @@ fn blocked_forward_guards(fwd: &mut ChainSpec, lan: &BTreeSet<String>) {
         "blocked-from",
         vec![
             iifname_in(lan),
-            is_in(
-                payload("ether", "saddr"),
-                set_ref(&SetOwner::Blocked.set_name(SetKind::Mac)),
-            ),
+            is_in(payload("ether", "saddr"), blocked_macs()),
             counter(),
             drop_(),
         ],
@@ -792,12 +791,11 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // them (a broadcast still reaches them; their answers do not get out).
     // Before the ARP/ND/group accepts below, so a blocked device cannot even
     // resolve its neighbours.
-    let blocked = || set_ref(&SetOwner::Blocked.set_name(SetKind::Mac));
     fwd.rule(
         "blocked-from",
         vec![
             iifname_in(ports),
-            is_in(payload("ether", "saddr"), blocked()),
+            is_in(payload("ether", "saddr"), blocked_macs()),
             counter(),
             drop_(),
         ],
@@ -806,7 +804,7 @@ fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         "blocked-to",
         vec![
             iifname_in(ports),
-            is_in(payload("ether", "daddr"), blocked()),
+            is_in(payload("ether", "daddr"), blocked_macs()),
             counter(),
             drop_(),
         ],
