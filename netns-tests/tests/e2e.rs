@@ -106,6 +106,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("w_web_refusals_and_firewall", web::w_web_refusals_and_firewall),
         (
+            "w_api_block_rename_reach_the_kernel",
+            web::w_api_block_rename_reach_the_kernel,
+        ),
+        (
             "w_browser_hostile_names_are_text",
             web::w_browser_hostile_names_are_text,
         ),

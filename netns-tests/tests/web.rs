@@ -895,3 +895,80 @@ pub fn t_demo_serves_the_ui_on_loopback() -> Result<Outcome> {
     );
     Ok(Outcome::Passed)
 }
+
+/// The JSON API's device actions against the real daemon reach the kernel:
+/// blocking the plug stops its internet and the laptop's connections to it
+/// (real probes), unblocking restores both; a rename shows in the daemon; a
+/// tunnel choice with no tunnel configured is refused (422), not half-applied.
+pub fn w_api_block_rename_reach_the_kernel() -> Result<Outcome> {
+    let demo = DemoHome::build(Path::new(BIN), &[])?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let laptop = demo.home.ns("laptop")?;
+    let s = api_setup(&demo, "laptop", UI)?;
+    let cookie = format!("bulkhead_session={}", s.cookie);
+    let plug = mac_of("plug")?;
+    let path = format!("/api/devices/{plug}");
+    let act = |action: serde_json::Value| -> Result<http::Response> {
+        http::send(
+            Some(laptop),
+            UI,
+            &http::Request::post_json(&path, &action)
+                .header("Cookie", cookie.clone())
+                .header("X-CSRF-Token", s.csrf.clone()),
+        )
+    };
+    let internet: IpAddr = demo.home.internet_v4().into();
+    let plug_ip = demo.ipv4("plug")?;
+    let reach = || -> Result<(bool, bool)> { Ok((demo.tcp("plug", internet, 80)?, demo.tcp("laptop", plug_ip, 80)?)) };
+    ensure!(
+        reach()? == (true, true),
+        "before: plug → internet, laptop → plug should both work"
+    );
+
+    let r = act(json!({"action": "block", "blocked": true}))?;
+    ensure!(r.status == 200, "block: {} {}", r.status, r.text());
+    ensure!(
+        device(&demo, plug)?.blocked,
+        "the daemon does not show the plug blocked"
+    );
+    ensure!(
+        reach()? == (false, false),
+        "blocked, the plug still reaches the internet or the laptop still reaches it: {:?}",
+        reach()?
+    );
+    let r = act(json!({"action": "block", "blocked": false}))?;
+    ensure!(r.status == 200, "unblock: {} {}", r.status, r.text());
+    ensure!(
+        reach()? == (true, true),
+        "unblocked, access did not come back: {:?}",
+        reach()?
+    );
+
+    let r = act(json!({"action": "rename", "name": "Kitchen plug"}))?;
+    ensure!(r.status == 200, "rename: {} {}", r.status, r.text());
+    ensure!(
+        device(&demo, plug)?.name.as_deref() == Some("Kitchen plug"),
+        "the rename did not reach the daemon"
+    );
+    let r = act(json!({"action": "rename", "name": "evil\u{202e}name"}))?;
+    ensure!(
+        r.status == 422,
+        "a name with a bidi override: {} {}",
+        r.status,
+        r.text()
+    );
+
+    let r = act(json!({"action": "tunnel", "route": true}))?;
+    ensure!(
+        r.status == 422,
+        "tunnel with no tunnel configured: {} {}",
+        r.status,
+        r.text()
+    );
+    ensure!(
+        device(&demo, plug)?.tunnel_choice.is_none(),
+        "a refused tunnel choice was stored"
+    );
+    Ok(Outcome::Passed)
+}
