@@ -28,8 +28,8 @@ pub struct ClassMatch {
 /// (the most specific rule), then the earliest (file, then order in the file).
 /// `vendor` is the MAC's IEEE vendor (see [`crate::vendor::lookup`]), `randomized`
 /// whether the MAC is locally administered. `None` when no rule matches.
-pub fn classify(
-    rules: &[ClassRule],
+pub fn classify<'r>(
+    rules: impl IntoIterator<Item = &'r ClassRule>,
     evidence: &Evidence,
     vendor: Option<&str>,
     randomized: bool,
@@ -39,7 +39,7 @@ pub fn classify(
         vendor,
         randomized,
     };
-    let mut best: Option<(&ClassRule, Vec<String>)> = None;
+    let mut best: Option<(&'r ClassRule, Vec<String>)> = None;
     for rule in rules {
         let Some(matched) = facts.satisfy(&rule.conditions) else {
             continue;
@@ -109,8 +109,9 @@ impl Facts<'_> {
             matched.push(first_glob_hit("mDNS service", &c.mdns_service, services)?);
         }
         for (key, globs) in &c.txt {
-            let value = e.txt.get(key).map(String::as_str);
-            matched.push(glob_hit(&format!("mDNS TXT {key}"), globs, value)?);
+            // A missing key fails before the description is formatted.
+            let value = e.txt.get(key)?;
+            matched.push(glob_hit(&format!("mDNS TXT {key}"), globs, Some(value))?);
         }
         if let Some(want) = c.randomized_mac {
             if want != self.randomized {

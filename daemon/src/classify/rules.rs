@@ -311,6 +311,13 @@ impl Conditions {
         .count()
             + self.txt.len()
     }
+
+    /// True when nothing but `randomized_mac` is asked: the only conditions that
+    /// can hold for a device without evidence and without a MAC vendor (every
+    /// other condition reads one of them).
+    pub fn asks_only_about_the_mac(&self) -> bool {
+        self.count() == usize::from(self.randomized_mac.is_some())
+    }
 }
 
 /// One validated `[[classify]]` rule.

@@ -98,11 +98,15 @@ impl MacAddr {
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        f.pad(&format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        ))
+        // `aa:bb:cc:dd:ee:ff` written into a stack buffer: no allocation per MAC
+        // (the devices list formats one per row).
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [b':'; 17];
+        for (i, b) in self.0.iter().enumerate() {
+            text[i * 3] = HEX[usize::from(b >> 4)];
+            text[i * 3 + 1] = HEX[usize::from(b & 0xf)];
+        }
+        f.pad(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -543,6 +547,7 @@ mod tests {
     fn mac_parses_and_prints() {
         let m: MacAddr = "02:AB:cd:00:11:ff".parse().expect("valid");
         assert_eq!(m.to_string(), "02:ab:cd:00:11:ff");
+        assert_eq!(format!("[{m:>19}]"), "[  02:ab:cd:00:11:ff]", "width still pads");
         assert!(m.is_locally_administered());
         assert!("02:ab:cd:00:11".parse::<MacAddr>().is_err());
         assert!("02:ab:cd:00:11:ff:00".parse::<MacAddr>().is_err());

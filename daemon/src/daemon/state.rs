@@ -796,10 +796,12 @@ impl DaemonState {
 
     /// Every device as the CLI shows it.
     pub fn device_views(&self, now: UnixTime) -> Vec<DeviceView> {
+        // One classification per device for both the zone and the class.
+        let assessor = crate::policy::Assessor::new(&self.config);
         self.inventory
             .devices()
             .map(|d| {
-                let decision = zone_for(&self.config, d);
+                let (decision, class) = assessor.assess(d);
                 let tunnel_routed = crate::policy::tunnel_routed(&self.config, d, &decision.zone);
                 DeviceView {
                     mac: d.mac,
@@ -816,7 +818,7 @@ impl DaemonState {
                     online: now - d.last_seen < ONLINE_SECS,
                     vendor: crate::vendor::lookup(&d.mac).map(str::to_string),
                     randomized: crate::vendor::is_randomized(&d.mac),
-                    class: crate::policy::classification(&self.config, d),
+                    class,
                     evidence: d.evidence.clone(),
                     blocked: d.blocked,
                     tunnel_choice: d.tunnel_choice,
@@ -1799,6 +1801,39 @@ mod tests {
         );
         let kinds: Vec<AlertKind> = h.state.store.alerts(10).expect("a").iter().map(|a| a.kind).collect();
         assert_eq!(kinds, [AlertKind::NewDeviceQuarantined, AlertKind::NewDevice]);
+    }
+
+    /// Timing harness for the devices list (the web bench's inventory: 1,000
+    /// locally administered MACs, one IPv6 address each, three in four named, no
+    /// evidence). Run: `cargo test --release -p bulkhead --lib -- --ignored --nocapture device_views_timing`.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn device_views_timing() {
+        let mut h = Harness::new(default_config());
+        h.state.reconcile().expect("start");
+        for i in 0..1000usize {
+            let mac = MacAddr([0x02, 0xbe, 0, 0, (i >> 8) as u8, i as u8]);
+            let ip = format!("fd00:1::be:{i:x}").parse().ok();
+            h.state.handle(Request::AddDevice { mac, ip }, 1);
+            if i % 4 != 0 {
+                let name = format!("device {i} in the {} room", ["living", "kitchen", "attic"][i % 3]);
+                h.state.handle(Request::Rename { mac, name: Some(name) }, 1);
+            }
+        }
+        let rounds = 200;
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        for _ in 0..rounds {
+            n += std::hint::black_box(h.state.device_views(2)).len();
+        }
+        let views = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let v = h.state.device_views(2);
+            n += std::hint::black_box(v.iter().map(crate::daemon::web::summary).collect::<Vec<_>>()).len();
+        }
+        let both = t.elapsed() / rounds;
+        eprintln!("device_views: {views:?}, with summaries: {both:?} ({n} rows)");
     }
 }
 

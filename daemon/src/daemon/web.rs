@@ -86,13 +86,6 @@ fn done(r: Response) -> Result<String, BackendError> {
     }
 }
 
-fn kebab<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
 /// The list entry for one device.
 pub fn summary(d: &DeviceView) -> DeviceSummary {
     let mut addresses = d.addresses.clone();
@@ -109,7 +102,7 @@ pub fn summary(d: &DeviceView) -> DeviceSummary {
         confidence: d.class.as_ref().map(|c| c.confidence.as_str().to_string()),
         vendor: d.vendor.clone(),
         zone: d.zone.to_string(),
-        zone_reason: kebab(&d.reason),
+        zone_reason: d.reason.as_str().to_string(),
         quarantined: d.quarantined,
         blocked: d.blocked,
         tunnel_routed: d.tunnel_routed,

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{classify, placement, ClassMatch};
+use crate::classify::{classify, placement, ClassMatch, ClassRule};
 use crate::config::{Config, DomainSetId, MacAddr, RouterService, SegmentKind, ZoneId};
 use crate::inventory::{Device, Inventory};
 use crate::vendor;
@@ -29,6 +29,19 @@ pub enum ZoneReason {
     SegmentDefault,
     /// Nobody knows it: the policy's `unknown_zone`.
     Unknown,
+}
+
+impl ZoneReason {
+    /// The reason as serialised (kebab case), without going through serde.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserChoice => "user-choice",
+            Self::PolicyOverride => "policy-override",
+            Self::Classified => "classified",
+            Self::SegmentDefault => "segment-default",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// A device's zone and why.
@@ -56,13 +69,70 @@ pub fn classification(config: &Config, device: &Device) -> Option<ClassMatch> {
 /// choice of a zone that no longer exists falls through to the next rule rather
 /// than leaving the device zoneless.
 pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
+    match unclassified_zone(config, device) {
+        Unclassified::Final(decision) => decision,
+        Unclassified::Fallback(fallback) => classified_zone(config, fallback, classification(config, device).as_ref()),
+    }
+}
+
+/// [`zone_for`] and [`classification`] for many devices (the devices list):
+/// each device is classified once, and one that has told nothing and whose MAC
+/// names no vendor only against the rules that can hold for it.
+pub struct Assessor<'c> {
+    config: &'c Config,
+    /// The rules that ask nothing but `randomized_mac`, in order: every other
+    /// condition needs evidence or a vendor, so only these can hold for a device
+    /// with neither (none of the shipped rules is one). A subset in the same order
+    /// picks the same best rule, as the others cannot match.
+    mac_only: Vec<&'c ClassRule>,
+}
+
+impl<'c> Assessor<'c> {
+    /// Finds the MAC-only rules once.
+    pub fn new(config: &'c Config) -> Assessor<'c> {
+        let mac_only = config
+            .policy
+            .classify
+            .iter()
+            .filter(|r| r.conditions.asks_only_about_the_mac())
+            .collect();
+        Assessor { config, mac_only }
+    }
+
+    /// Exactly `(zone_for(config, device), classification(config, device))`.
+    pub fn assess(&self, device: &Device) -> (ZoneDecision, Option<ClassMatch>) {
+        let vendor = vendor::lookup(&device.mac);
+        let randomized = vendor::is_randomized(&device.mac);
+        let class = if device.evidence.is_empty() && vendor.is_none() {
+            classify(self.mac_only.iter().copied(), &device.evidence, vendor, randomized)
+        } else {
+            classify(&self.config.policy.classify, &device.evidence, vendor, randomized)
+        };
+        let decision = match unclassified_zone(self.config, device) {
+            Unclassified::Final(decision) => decision,
+            Unclassified::Fallback(fallback) => classified_zone(self.config, fallback, class.as_ref()),
+        };
+        (decision, class)
+    }
+}
+
+/// A device's zone before its classification is looked at.
+enum Unclassified {
+    /// The zone, whatever the device's classification: the homeowner's choice,
+    /// a policy pin, or no evidence and no vendor to classify by.
+    Final(ZoneDecision),
+    /// The zone unless a classification places the device elsewhere.
+    Fallback(ZoneDecision),
+}
+
+fn unclassified_zone(config: &Config, device: &Device) -> Unclassified {
     let p = &config.policy;
     let known = |z: &ZoneId| p.zones.contains_key(z);
     if let Some(z) = device.user_zone.as_ref().filter(|z| known(z)) {
-        return ZoneDecision {
+        return Unclassified::Final(ZoneDecision {
             zone: z.clone(),
             reason: ZoneReason::UserChoice,
-        };
+        });
     }
     if let Some(z) = p
         .devices
@@ -70,10 +140,10 @@ pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
         .and_then(|o| o.zone.as_ref())
         .filter(|z| known(z))
     {
-        return ZoneDecision {
+        return Unclassified::Final(ZoneDecision {
             zone: z.clone(),
             reason: ZoneReason::PolicyOverride,
-        };
+        });
     }
     let segment = device
         .addresses
@@ -92,9 +162,14 @@ pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
     };
     // Evidence-free devices (most of a large inventory) skip the rules.
     if device.evidence.is_empty() && vendor::lookup(&device.mac).is_none() {
-        return fallback;
+        return Unclassified::Final(fallback);
     }
-    match classification(config, device).and_then(|m| placement(p, &m, &fallback.zone)) {
+    Unclassified::Fallback(fallback)
+}
+
+/// The fallback, or the zone the classification places the device in.
+fn classified_zone(config: &Config, fallback: ZoneDecision, class: Option<&ClassMatch>) -> ZoneDecision {
+    match class.and_then(|m| placement(&config.policy, m, &fallback.zone)) {
         Some(zone) if zone != fallback.zone => ZoneDecision {
             zone,
             reason: ZoneReason::Classified,

@@ -364,3 +364,99 @@ fn tunnel_home_device(n: u8) -> Device {
     );
     inv.get(&mac(n)).expect("device").clone()
 }
+
+/// Rules that ask only about the MAC: the only kind that can hold for a device
+/// without evidence and without a vendor.
+const MAC_ONLY_RULES: &str = r#"
+[[classify]]
+id = "test-private-mac"
+class = "phone"
+zone = "guest"
+confidence = "high"
+source = "test"
+match = { randomized_mac = true }
+
+[[classify]]
+id = "test-global-mac"
+class = "desktop"
+confidence = "low"
+source = "test"
+match = { randomized_mac = false }
+"#;
+
+#[test]
+fn the_assessor_gives_exactly_zone_for_and_classification() {
+    let pins = "[[devices]]\nmac = \"02:00:00:00:00:07\"\nzone = \"trusted\"\n\n[segment_zones]\niot = \"iot\"\n";
+    let plain = config_with(MAIN, &[("pins.toml", pins)]);
+    let mac_only = config_with(MAIN, &[("pins.toml", pins), ("60-mac.toml", MAC_ONLY_RULES)]);
+    // A globally administered MAC whose prefix names no vendor.
+    let unregistered = (0..=255u8)
+        .map(|b| MacAddr([0x00, 0x00, b, 0xab, 0xcd, 0xef]))
+        .find(|m| crate::vendor::lookup(m).is_none())
+        .expect("an unregistered prefix");
+    let macs = [
+        mac(1),                               // randomised
+        mac(7),                               // randomised, pinned to trusted
+        MacAddr([0x2c, 0xaa, 0x8e, 0, 0, 1]), // Wyze Labs (a vendor-only rule)
+        MacAddr([0xf4, 0xf5, 0xd8, 0, 0, 1]), // Google
+        unregistered,
+    ];
+    let cast = crate::classify::Evidence {
+        mdns_services: ["_googlecast._tcp".to_string()].into(),
+        txt: [("md".to_string(), "Chromecast".to_string())].into(),
+        ..Default::default()
+    };
+    let named = crate::classify::Evidence {
+        hostname: Some("cam".into()),
+        ..Default::default()
+    };
+    let mut checked = 0;
+    for cfg in [&plain, &mac_only] {
+        let assessor = Assessor::new(cfg);
+        for m in macs {
+            for ev in [crate::classify::Evidence::default(), cast.clone(), named.clone()] {
+                for addr in ["10.0.1.50", "10.0.2.50"] {
+                    for user_zone in [None, Some(zid("guest")), Some(zid("gone"))] {
+                        let mut d = device_with(m, addr, ev.clone());
+                        d.user_zone = user_zone;
+                        assert_eq!(
+                            assessor.assess(&d),
+                            (zone_for(cfg, &d), classification(cfg, &d)),
+                            "{m} {addr} {:?} {ev:?}",
+                            d.user_zone
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 5 * 3 * 2 * 3);
+    // The MAC-only rules do classify evidence-free devices (so the shortcut has
+    // something to get right), while the zone stays the fallback as before.
+    let d = device_with(mac(1), "10.0.1.50", crate::classify::Evidence::default());
+    let (zone, class) = Assessor::new(&mac_only).assess(&d);
+    assert_eq!(class.map(|c| c.rule), Some("test-private-mac".to_string()));
+    assert_eq!(zone.reason, ZoneReason::Unknown);
+    let d = device_with(unregistered, "10.0.1.50", crate::classify::Evidence::default());
+    let (_, class) = Assessor::new(&mac_only).assess(&d);
+    assert_eq!(class.map(|c| c.rule), Some("test-global-mac".to_string()));
+    let (_, class) = Assessor::new(&plain).assess(&d);
+    assert_eq!(class, None);
+}
+
+#[test]
+fn zone_reason_as_str_is_its_serialised_name() {
+    for r in [
+        ZoneReason::UserChoice,
+        ZoneReason::PolicyOverride,
+        ZoneReason::Classified,
+        ZoneReason::SegmentDefault,
+        ZoneReason::Unknown,
+    ] {
+        assert_eq!(
+            serde_json::to_value(r).expect("json"),
+            serde_json::Value::from(r.as_str())
+        );
+    }
+}
