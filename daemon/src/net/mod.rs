@@ -41,6 +41,8 @@ mod plan;
 mod vlan;
 
 #[cfg(test)]
+pub(crate) mod in_netns;
+#[cfg(test)]
 mod netns_test;
 
 use std::fmt;

@@ -5,15 +5,12 @@
 //! thread only after that thread has entered the namespace and checked that
 //! it did.
 
-use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 
 use super::{
-    apply, observe, open, plan, vlan_supported, DesiredNet, LinkKind, NetChange, NetPlan, NetReport, SegmentLink,
+    apply, observe, plan, vlan_supported, DesiredNet, LinkKind, NetChange, NetPlan, NetReport, SegmentLink,
     VLAN_UNSUPPORTED,
 };
 
@@ -42,41 +39,14 @@ impl Netns {
         serde_json::from_str(&self.ip(&full)).expect("ip -j prints JSON")
     }
 
-    /// Runs `f` on a new thread that has entered the namespace, with a
-    /// current-thread tokio runtime and an rtnetlink handle opened there.
+    /// Runs `f` with an rtnetlink handle opened inside the namespace.
     fn with_rtnetlink<T, F, Fut>(&self, f: F) -> T
     where
-        T: Send + 'static,
-        F: FnOnce(rtnetlink::Handle) -> Fut + Send + 'static,
+        T: Send,
+        F: FnOnce(rtnetlink::Handle) -> Fut + Send,
         Fut: std::future::Future<Output = T>,
     {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).expect("open namespace file");
-            setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
-            // Refuse to go on unless this thread really is in the test
-            // namespace: a mistake here would reconfigure the host.
-            let want = std::fs::metadata(&path).expect("stat namespace");
-            let have = std::fs::metadata("/proc/thread-self/ns/net").expect("stat own ns");
-            assert_eq!(
-                (want.dev(), want.ino()),
-                (have.dev(), have.ino()),
-                "thread is not in the test namespace"
-            );
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let (handle, connection) = open().expect("rtnetlink in the namespace");
-                let out = f(handle).await;
-                connection.abort();
-                out
-            })
-        })
-        .join()
-        .expect("namespace thread panicked")
+        super::in_netns::with_rtnetlink_in(format!("/run/netns/{}", self.name).into(), f)
     }
 }
 

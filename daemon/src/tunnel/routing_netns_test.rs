@@ -6,43 +6,19 @@
 //! namespace is deleted on drop, also when an assertion fails.
 
 use std::future::Future;
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use bulkhead_netns::{root_or_skip, Netns};
 
 use super::*;
 
-/// Runs `f` with an rtnetlink handle opened inside `ns`, on a current-thread
-/// runtime of a thread that has joined `ns`.
+/// Runs `f` with an rtnetlink handle opened inside `ns`.
 fn in_ns<T, Fut>(ns: &Netns, f: impl FnOnce(Handle) -> Fut + Send) -> T
 where
     T: Send,
     Fut: Future<Output = T>,
 {
-    let path = ns.path();
-    ns.run_in(move || {
-        // Refuse to go on unless this thread really is in the test namespace:
-        // a mistake here would reconfigure the host's routing.
-        let want = std::fs::metadata(&path).expect("stat namespace");
-        let have = std::fs::metadata("/proc/thread-self/ns/net").expect("stat own namespace");
-        assert_eq!(
-            (want.dev(), want.ino()),
-            (have.dev(), have.ino()),
-            "thread is not in the test namespace"
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(async move {
-            let (handle, connection) = crate::net::open().expect("rtnetlink in the namespace");
-            let out = f(handle).await;
-            connection.abort();
-            out
-        })
-    })
-    .expect("run in the namespace")
+    crate::net::in_netns::with_rtnetlink_in(ns.path(), f)
 }
 
 fn reconcile_in(ns: &Netns, desired: &DesiredRouting) -> RoutingReport {
