@@ -8,6 +8,7 @@ mod load;
 mod tunnel;
 mod types;
 
+pub(crate) use error::write_lines;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, parse_ip, DEFAULT_CONFIG_PATH};
 pub use tunnel::{

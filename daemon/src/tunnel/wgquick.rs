@@ -57,13 +57,7 @@ pub struct WgQuickErrors(pub Vec<WgQuickError>);
 
 impl fmt::Display for WgQuickErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        crate::config::write_lines(f, &self.0)
     }
 }
 
