@@ -22,7 +22,7 @@
 //! Only one DHCP server ever runs: the daemon is stopped before dnsmasq starts
 //! and the other way round. The host namespace is compared before and after.
 //!
-//! Run: `cargo bench -p bulkhead --bench discovery` (figures in BENCHMARKS.md).
+//! Run: `cargo bench -p bulkhead --features demo --bench discovery` (figures in BENCHMARKS.md).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -941,7 +941,7 @@ fn load(ns: &Netns, workload: Workload, run: u16, server: u32) -> Result<Load> {
 }
 
 /// Bulkhead's own counters for the lan segment, devices, untracked devices.
-fn bulkhead_counters(demo: &DemoHome) -> Result<(bulkhead::dhcp::Counters, usize, u64)> {
+fn bulkhead_counters(demo: &DemoHome) -> Result<(bulkhead::discovery::dhcp::Counters, usize, u64)> {
     let Response::Status(st) = demo.call(Request::Status)? else {
         bail!("unexpected answer")
     };

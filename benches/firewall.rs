@@ -8,7 +8,7 @@
 //!    with Bulkhead's ruleset (10,000 devices in the sets) and with no ruleset at
 //!    all, alternating A B A B, medians and the ratio.
 //!
-//! Run: `cargo bench -p bulkhead --bench firewall` (figures in BENCHMARKS.md).
+//! Run: `cargo bench -p bulkhead --features demo --bench firewall` (figures in BENCHMARKS.md).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

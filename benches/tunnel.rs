@@ -26,7 +26,7 @@
 //! decrypts it). Medians, ratios against wireguard-go, and each client process's
 //! CPU seconds (user + system, /proc/PID/stat) per GB received by iperf3.
 //!
-//! Run: `cargo bench -p bulkhead --bench tunnel` (figures in BENCHMARKS.md).
+//! Run: `cargo bench -p bulkhead --features demo --bench tunnel` (figures in BENCHMARKS.md).
 //! `TUNNEL_BENCH_ROUNDS` and `TUNNEL_BENCH_SECS` override the 5 rounds of 5 s.
 
 use std::net::{IpAddr, SocketAddr};

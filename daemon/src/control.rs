@@ -285,9 +285,9 @@ pub struct StatusView {
     /// Malformed DHCP packets dropped (all segments, server and capture).
     pub dhcp_malformed: u64,
     /// Per serving segment, the DHCP server's counters.
-    pub dhcp: Vec<(crate::config::SegmentId, crate::dhcp::Counters)>,
+    pub dhcp: Vec<(crate::config::SegmentId, crate::discovery::dhcp::Counters)>,
     /// mDNS discovery counters, if it runs.
-    pub mdns: Option<crate::mdns::MdnsCounters>,
+    pub mdns: Option<crate::discovery::mdns::MdnsCounters>,
     /// New devices discovery left untracked because the inventory was full.
     pub untracked_new_devices: u64,
 }

@@ -9,20 +9,18 @@ pub mod alerts;
 pub mod classify;
 pub mod config;
 pub mod control;
-pub mod daemon;
+pub mod core;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod dhcp;
+pub mod discovery;
 pub mod firewall;
-pub mod identity;
 pub mod inventory;
 pub mod kernel_ids;
-pub mod mdns;
-pub mod neigh;
 pub mod net;
 pub mod policy;
+pub mod runtime;
 pub mod store;
 pub mod tunnel;
-pub mod vendor;
 
 #[cfg(test)]
 mod testutil;

@@ -79,6 +79,7 @@ enum Command {
     },
     /// Build a demo home in network namespaces, run the daemon in it and show who
     /// can reach whom. Needs root; removes everything on Ctrl-C.
+    #[cfg(feature = "demo")]
     Demo {
         /// Build, probe, print and tear down without waiting for Ctrl-C.
         #[arg(long)]
@@ -90,6 +91,7 @@ enum Command {
     },
     /// Announce one mDNS service on one interface until SIGTERM or SIGINT (for
     /// tests and the demo, run inside a test host's namespace).
+    #[cfg(feature = "demo")]
     #[command(hide = true)]
     MdnsAnnounce {
         /// The only interface to announce and answer on.
@@ -111,7 +113,7 @@ enum Command {
         #[arg(long)]
         port: u16,
         /// A TXT pair key=value (repeat for more).
-        #[arg(long = "txt", value_parser = bulkhead::mdns::parse_txt_pair)]
+        #[arg(long = "txt", value_parser = bulkhead::discovery::mdns::parse_txt_pair)]
         txt: Vec<(String, String)>,
     },
 }
@@ -263,7 +265,7 @@ fn print_tunnel(v: &control::TunnelView) {
             p.endpoint_config.as_deref().unwrap_or("learned")
         );
         match p.last_handshake {
-            Some(t) => println!("    last handshake: {} s ago", bulkhead::daemon::unix_now() - t),
+            Some(t) => println!("    last handshake: {} s ago", bulkhead::inventory::unix_now() - t),
             None => println!("    last handshake: never"),
         }
         println!("    transfer: {} B received, {} B sent", p.rx_bytes, p.tx_bytes);
@@ -304,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // exec keeps the mask: unblock, or SIGTERM/SIGHUP would never arrive.
             nix::sys::signal::SigSet::all().thread_unblock()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(bulkhead::daemon::run(cli.config.clone()))
+            rt.block_on(bulkhead::runtime::run(cli.config.clone()))
         }
         Command::CheckConfig => match config::load(&cli.config) {
             Ok(c) => {
@@ -539,7 +541,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Demo { once, port } => bulkhead::demo::run(*once, *port),
+        #[cfg(feature = "demo")]
         Command::MdnsAnnounce {
             interface,
             service_type,
@@ -548,7 +552,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ips,
             port,
             txt,
-        } => mdns_announce(bulkhead::mdns::AnnounceSpec {
+        } => mdns_announce(bulkhead::discovery::mdns::AnnounceSpec {
             interface: interface.clone(),
             service_type: service_type.clone(),
             instance: name.clone(),
@@ -561,7 +565,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Announces `spec` until SIGTERM or SIGINT, then says goodbye.
-fn mdns_announce(spec: bulkhead::mdns::AnnounceSpec) -> anyhow::Result<()> {
+#[cfg(feature = "demo")]
+fn mdns_announce(spec: bulkhead::discovery::mdns::AnnounceSpec) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
 
     // As for the daemon: a parent may have blocked signals, and exec keeps the mask.
@@ -570,7 +575,7 @@ fn mdns_announce(spec: bulkhead::mdns::AnnounceSpec) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let daemon = bulkhead::mdns::announce(&spec)?;
+        let daemon = bulkhead::discovery::mdns::announce(&spec)?;
         let monitor = daemon.monitor()?;
         tracing::info!(
             service_type = spec.service_type,

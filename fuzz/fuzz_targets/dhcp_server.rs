@@ -1,5 +1,5 @@
 //! Arbitrary bytes into a configured `DhcpServer`, as a sequence of packets
-//! (format: see `bulkhead::dhcp::fuzz_entry_server`).
+//! (format: see `bulkhead::discovery::dhcp::fuzz_entry_server`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| bulkhead::dhcp::fuzz_entry_server(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bulkhead::discovery::dhcp::fuzz_entry_server(data));

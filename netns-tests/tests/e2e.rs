@@ -6,7 +6,7 @@
 //! under CI=true, snapshots the host namespace before and after the whole suite
 //! (test f), runs tests two at a time, and ends with libtest's summary line.
 //!
-//! Usage: `cargo test --test e2e [-- FILTER]`.
+//! Usage: `cargo test -p bulkhead --features demo --test e2e [-- FILTER]`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -26,7 +26,7 @@ pub struct ClassMatch {
 
 /// The best rule for a device: the highest confidence, then the most conditions
 /// (the most specific rule), then the earliest (file, then order in the file).
-/// `vendor` is the MAC's IEEE vendor (see [`crate::vendor::lookup`]), `randomized`
+/// `vendor` is the MAC's IEEE vendor (see [`crate::discovery::oui::lookup`]), `randomized`
 /// whether the MAC is locally administered. `None` when no rule matches.
 pub fn classify<'r>(
     rules: impl IntoIterator<Item = &'r ClassRule>,

@@ -4,7 +4,7 @@
 //! validated by `config`); [`classify`] picks the best matching rule for a
 //! device's [`Evidence`]; [`placement`] decides whether the match may move the
 //! device (a low-confidence match never moves a device to a less-restricted zone).
-//! No I/O here: the vendor name comes from [`crate::vendor`], evidence from the
+//! No I/O here: the vendor name comes from [`crate::discovery::oui`], evidence from the
 //! DHCP and mDNS sources. See docs/ARCHITECTURE.md, "Classification".
 
 mod classifier;

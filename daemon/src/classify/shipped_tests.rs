@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::config::{Config, MacAddr, ZoneId};
+use crate::discovery::oui;
 use crate::testutil::default_config;
-use crate::vendor;
 
 /// What we expect a device to be classified as: rule, class, zone, confidence.
 type Expected = (&'static str, DeviceClass, Option<&'static str>, Confidence);
@@ -14,8 +14,8 @@ fn classify_device(cfg: &Config, mac: &str, evidence: &Evidence) -> Option<Class
     classify(
         &cfg.policy.classify,
         evidence,
-        vendor::lookup(&mac),
-        vendor::is_randomized(&mac),
+        oui::lookup(&mac),
+        oui::is_randomized(&mac),
     )
 }
 

@@ -4,6 +4,8 @@
 //! [`Inventory::apply`], which returns what changed so the caller can persist and
 //! reconcile exactly that.
 
+pub mod identity;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -14,6 +16,13 @@ use crate::config::{MacAddr, ZoneId};
 
 /// Seconds since the Unix epoch. Passed in, never read from a clock here.
 pub type UnixTime = i64;
+
+/// Seconds since the epoch, from the system clock (the one place we read it).
+pub fn unix_now() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// One piece of equipment, keyed by MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,6 +4,12 @@
 //! `desired_membership` turns the whole inventory into set contents;
 //! `desired_ruleset` turns the config into the structural part of the firewall.
 
+mod dhcp;
+mod net;
+
+pub use dhcp::dhcp_segments;
+pub use net::{desired_net, existing_bridge_ports};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -11,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{classify, placement, ClassMatch, ClassRule};
 use crate::config::{Config, DomainSetId, MacAddr, RouterService, SegmentKind, ZoneId};
+use crate::discovery::oui;
 use crate::inventory::{Device, Inventory};
-use crate::vendor;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Why a device is in its zone, most authoritative first.
@@ -58,8 +64,8 @@ pub fn classification(config: &Config, device: &Device) -> Option<ClassMatch> {
     classify(
         &config.policy.classify,
         &device.evidence,
-        vendor::lookup(&device.mac),
-        vendor::is_randomized(&device.mac),
+        oui::lookup(&device.mac),
+        oui::is_randomized(&device.mac),
     )
 }
 
@@ -101,8 +107,8 @@ impl<'c> Assessor<'c> {
 
     /// Exactly `(zone_for(config, device), classification(config, device))`.
     pub fn assess(&self, device: &Device) -> (ZoneDecision, Option<ClassMatch>) {
-        let vendor = vendor::lookup(&device.mac);
-        let randomized = vendor::is_randomized(&device.mac);
+        let vendor = oui::lookup(&device.mac);
+        let randomized = oui::is_randomized(&device.mac);
         let class = if device.evidence.is_empty() && vendor.is_none() {
             classify(self.mac_only.iter().copied(), &device.evidence, vendor, randomized)
         } else {
@@ -161,7 +167,7 @@ fn unclassified_zone(config: &Config, device: &Device) -> Unclassified {
         },
     };
     // Evidence-free devices (most of a large inventory) skip the rules.
-    if device.evidence.is_empty() && vendor::lookup(&device.mac).is_none() {
+    if device.evidence.is_empty() && oui::lookup(&device.mac).is_none() {
         return Unclassified::Final(fallback);
     }
     Unclassified::Fallback(fallback)

@@ -392,7 +392,7 @@ fn the_assessor_gives_exactly_zone_for_and_classification() {
     // A globally administered MAC whose prefix names no vendor.
     let unregistered = (0..=255u8)
         .map(|b| MacAddr([0x00, 0x00, b, 0xab, 0xcd, 0xef]))
-        .find(|m| crate::vendor::lookup(m).is_none())
+        .find(|m| crate::discovery::oui::lookup(m).is_none())
         .expect("an unregistered prefix");
     let macs = [
         mac(1),                               // randomised

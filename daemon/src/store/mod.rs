@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
 use crate::config::{MacAddr, SegmentId, ZoneId};
-use crate::dhcp::Lease;
+use crate::discovery::dhcp::Lease;
 use crate::inventory::{Device, UnixTime};
 
 /// How often buffered last-seen times are written.

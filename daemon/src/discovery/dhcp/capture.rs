@@ -123,7 +123,7 @@ pub(crate) mod tests {
     use dhcproto::v4::DhcpOption;
 
     use super::*;
-    use crate::dhcp::wire::tests::client_message;
+    use crate::discovery::dhcp::wire::tests::client_message;
 
     /// Wraps a DHCP message in UDP 68→67 and IPv4 0.0.0.0→255.255.255.255.
     pub(crate) fn frame(dhcp: &[u8]) -> Vec<u8> {

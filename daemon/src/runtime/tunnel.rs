@@ -298,7 +298,7 @@ impl TunnelRuntime {
     fn take_transitions(&mut self) -> Vec<Transition> {
         let t = self.machine.take_transitions();
         let now = Instant::now();
-        let unix_now = super::unix_now();
+        let unix_now = crate::inventory::unix_now();
         for tr in &t {
             let ago = now.saturating_duration_since(tr.at).as_secs() as i64;
             self.recent.push_back(TunnelTransitionView {

@@ -2,13 +2,9 @@
 //! to signals. The runtime is single-threaded: one owner of [`DaemonState`], every
 //! change goes through it in order.
 
-mod dhcp;
 mod dhcp_io;
-mod discovery;
-mod domains;
-mod state;
 mod tunnel;
-mod web;
+pub(crate) mod web_backend;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -22,22 +18,17 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-pub use state::DaemonState;
+use crate::core::DaemonState;
 
-use crate::config::{self, Config, SegmentKind};
+use crate::config::{self, Config};
 use crate::control::{Request, Response};
+use crate::discovery::neigh::{self, NeighbourUpdate, NeighbourWatch};
 use crate::firewall::{error_chain, ConntrackCli, NftCli};
+use crate::inventory::unix_now;
 use crate::inventory::UnixTime;
-use crate::neigh::{self, NeighbourUpdate, NeighbourWatch};
 use crate::net;
+use crate::policy::{desired_net, existing_bridge_ports};
 use crate::store::Store;
-
-/// Seconds since the epoch, from the system clock (the one place we read it).
-pub fn unix_now() -> UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// Logs every config error, one per line, and returns a summary error.
 pub fn report_config_errors(path: &Path, errors: &config::ConfigErrors) -> anyhow::Error {
@@ -45,51 +36,6 @@ pub fn report_config_errors(path: &Path, errors: &config::ConfigErrors) -> anyho
         tracing::error!("{e}");
     }
     anyhow::anyhow!("{} has {} error(s)", path.display(), errors.0.len())
-}
-
-/// What the config wants of links and addresses.
-pub fn desired_net(config: &Config) -> net::DesiredNet {
-    net::DesiredNet {
-        segments: config
-            .segments
-            .iter()
-            .map(|s| net::SegmentLink {
-                interface: s.interface.clone(),
-                kind: match &s.kind {
-                    SegmentKind::Existing => net::LinkKind::Existing,
-                    SegmentKind::Bridge { ports } => net::LinkKind::Bridge { ports: ports.clone() },
-                    SegmentKind::Vlan { parent, id } => net::LinkKind::Vlan {
-                        parent: parent.clone(),
-                        id: *id,
-                    },
-                },
-                addresses: std::iter::once(ipnet::IpNet::V4(s.ipv4))
-                    .chain(s.ipv6.map(ipnet::IpNet::V6))
-                    .collect(),
-            })
-            .collect(),
-    }
-}
-
-/// Ports of segment interfaces that are bridges Bulkhead did not create (OpenWrt's
-/// br-lan): the bridge table must police them too.
-fn existing_bridge_ports(config: &Config, observed: &net::ObservedNet) -> BTreeSet<String> {
-    let mut ports = BTreeSet::new();
-    for s in config.segments.iter().filter(|s| s.kind == SegmentKind::Existing) {
-        if let Some(br) = observed
-            .link(&s.interface)
-            .filter(|l| l.kind == net::ObservedKind::Bridge)
-        {
-            ports.extend(
-                observed
-                    .links
-                    .iter()
-                    .filter(|l| l.master == Some(br.index))
-                    .map(|l| l.name.clone()),
-            );
-        }
-    }
-    ports
 }
 
 /// Brings links and addresses in line; returns existing bridges' ports.
@@ -160,7 +106,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     // mDNS on the LAN segments only (never the WAN).
     let lan: Vec<String> = state.config.segments.iter().map(|s| s.interface.clone()).collect();
-    let mut mdns = match crate::mdns::Browser::start(&crate::mdns::BrowserConfig::new(lan)) {
+    let mut mdns = match crate::discovery::mdns::Browser::start(&crate::discovery::mdns::BrowserConfig::new(lan)) {
         Ok(b) => Some(b),
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "mDNS discovery is off");
@@ -191,8 +137,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(accept_loop(listener, jobs_tx.clone()));
     let health = Arc::new(RwLock::new(health_of(&state)));
     let (live, _) = tokio::sync::broadcast::channel::<bulkhead_web::model::LiveEvent>(64);
-    let backend: Arc<dyn bulkhead_web::Backend> =
-        Arc::new(web::WebBackend::new(health.clone(), jobs_tx.clone(), live.clone()));
+    let backend: Arc<dyn bulkhead_web::Backend> = Arc::new(web_backend::WebBackend::new(
+        health.clone(),
+        jobs_tx.clone(),
+        live.clone(),
+    ));
     // One router (one session store and rate limiter) on every address. The
     // Host allowlist: each listen address and localhost on its port.
     let web_ui = bulkhead_web::router(
@@ -400,7 +349,7 @@ fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: N
     }
 }
 
-async fn next_mdns(b: &mut Option<crate::mdns::Browser>) -> Option<crate::mdns::MdnsObservation> {
+async fn next_mdns(b: &mut Option<crate::discovery::mdns::Browser>) -> Option<crate::discovery::mdns::MdnsObservation> {
     match b {
         Some(b) => b.next().await,
         None => std::future::pending().await,
@@ -412,7 +361,7 @@ async fn next_mdns(b: &mut Option<crate::mdns::Browser>) -> Option<crate::mdns::
 /// inventory learned facts since the last try (an address may now have an owner).
 #[derive(Default)]
 struct PendingMdns {
-    waiting: Vec<(UnixTime, crate::mdns::MdnsObservation)>,
+    waiting: Vec<(UnixTime, crate::discovery::mdns::MdnsObservation)>,
     facts_seen: u64,
 }
 
@@ -420,7 +369,7 @@ impl PendingMdns {
     const MAX: usize = 256;
     const KEEP_SECS: UnixTime = 60;
 
-    fn hold(&mut self, o: crate::mdns::MdnsObservation, now: UnixTime) {
+    fn hold(&mut self, o: crate::discovery::mdns::MdnsObservation, now: UnixTime) {
         if self.waiting.len() >= Self::MAX {
             self.waiting.remove(0);
         }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::SegmentId;
-use crate::dhcp::{server_socket, CaptureError, CaptureSocket, ClientPacket};
+use crate::discovery::dhcp::{server_socket, CaptureError, CaptureSocket, ClientPacket};
 use crate::firewall::error_chain;
 
 use super::DaemonState;
@@ -175,7 +175,7 @@ impl LeaseFileWatch {
             Ok(bytes) => {
                 self.last = Some(modified);
                 // Lease files hold device-supplied names: read as lossy text.
-                let (leases, skipped) = crate::dhcp::parse_leases(&String::from_utf8_lossy(&bytes));
+                let (leases, skipped) = crate::discovery::dhcp::parse_leases(&String::from_utf8_lossy(&bytes));
                 if skipped > 0 {
                     tracing::debug!(skipped, file = %path.display(), "lease file lines skipped");
                 }

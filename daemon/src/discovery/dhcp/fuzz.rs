@@ -121,8 +121,8 @@ mod tests {
     use dhcproto::v4::{DhcpOption, MessageType};
 
     use super::*;
-    use crate::dhcp::capture::tests::frame;
-    use crate::dhcp::wire::tests::client_message;
+    use crate::discovery::dhcp::capture::tests::frame;
+    use crate::discovery::dhcp::wire::tests::client_message;
 
     /// xorshift64*: deterministic, no dependencies.
     struct Rng(u64);

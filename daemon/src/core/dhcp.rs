@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::alerts::{Alert, AlertKind};
-use crate::config::{Config, DhcpMode, SegmentId};
-use crate::dhcp::{ClientPacket, LeaseEvent, ObservedLease, Reply, SegmentConfig};
+use crate::config::{DhcpMode, SegmentId};
+use crate::discovery::dhcp::{ClientPacket, LeaseEvent, ObservedLease, Reply};
 use crate::firewall::error_chain;
 use crate::inventory::{Event, UnixTime};
 
@@ -16,34 +16,6 @@ use super::DaemonState;
 
 /// How often one segment's "pool exhausted" alert may repeat.
 const POOL_ALERT_EVERY_SECS: UnixTime = 3600;
-
-/// The server's view of the segments it serves.
-pub fn dhcp_segments(config: &Config) -> Vec<SegmentConfig> {
-    config
-        .segments
-        .iter()
-        .filter(|s| s.dhcp == DhcpMode::Serve)
-        .filter_map(|s| {
-            let pool = s.dhcp_pool?;
-            Some(SegmentConfig {
-                id: s.id.clone(),
-                interface: s.interface.clone(),
-                server_ip: s.ipv4.addr(),
-                subnet: s.ipv4.trunc(),
-                pool,
-                lease_secs: config.dhcp.lease_secs,
-                domain: config.dhcp.domain.clone(),
-                dns: vec![s.ipv4.addr()],
-                static_leases: config
-                    .policy
-                    .devices
-                    .iter()
-                    .filter_map(|(mac, o)| o.ip.filter(|ip| s.ipv4.contains(ip)).map(|ip| (*mac, ip)))
-                    .collect(),
-            })
-        })
-        .collect()
-}
 
 impl DaemonState {
     /// One datagram to port 67 on a serving segment. Returns the reply to send,

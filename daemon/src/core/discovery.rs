@@ -5,11 +5,11 @@
 
 use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
 use crate::config::MacAddr;
+use crate::discovery::mdns::MdnsObservation;
+use crate::discovery::neigh::NeighbourUpdate;
 use crate::firewall::error_chain;
-use crate::identity::same_device_reasons;
+use crate::inventory::identity::same_device_reasons;
 use crate::inventory::{Change, Event, UnixTime};
-use crate::mdns::MdnsObservation;
-use crate::neigh::NeighbourUpdate;
 use crate::policy::{zone_for, ZoneDecision, ZoneReason};
 
 use super::DaemonState;
@@ -144,7 +144,7 @@ impl DaemonState {
     }
 
     /// Stores an alert (logging it either way).
-    pub(super) fn raise(&mut self, alert: Alert) {
+    pub fn raise(&mut self, alert: Alert) {
         tracing::info!(kind = alert.kind.as_str(), mac = ?alert.mac.map(|m| m.to_string()), message = %alert.message.escape_debug(), "alert");
         if let Err(e) = self.store.add_alert(&alert) {
             tracing::error!(error = %error_chain(&e), "could not store an alert");

@@ -232,8 +232,8 @@ fn filter_program(ifindex: u32) -> Vec<Insn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::capture::tests::frame;
-    use crate::dhcp::wire::tests::client_message;
+    use crate::discovery::dhcp::capture::tests::frame;
+    use crate::discovery::dhcp::wire::tests::client_message;
     use dhcproto::v4::MessageType;
 
     /// A classic BPF interpreter for the instructions above, with the kernel's

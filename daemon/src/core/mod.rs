@@ -1,13 +1,17 @@
 //! The daemon's state and its one reconcile step, free of async and sockets so it
 //! is tested with fake backends and explicit time.
 
+mod dhcp;
+mod discovery;
+mod domains;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::alerts::{Alert, AlertKind};
 use crate::config::{Config, MacAddr, SegmentId, ZoneId};
 use crate::control::{DeviceView, Request, Response, StatusView, ZoneInfo};
-use crate::dhcp::DhcpServer;
+use crate::discovery::dhcp::DhcpServer;
 use crate::firewall::{self, error_chain, Applied, ApplyOutcome, ConntrackFlusher, NftBackend};
 use crate::inventory::{Change, Event, Inventory, UnixTime};
 use crate::policy::{
@@ -65,7 +69,7 @@ pub struct DaemonState {
     pub(super) capture_malformed: u64,
     /// New devices discovery did not track because the inventory was full.
     pub(super) untracked_new_devices: u64,
-    /// Most devices discovery tracks ([`super::discovery::MAX_TRACKED_DEVICES`]).
+    /// Most devices discovery tracks ([`discovery::MAX_TRACKED_DEVICES`]).
     pub(super) max_tracked: usize,
     /// Cut connections without waiting (set while discovery reconciles: a lease
     /// or neighbour change must not stall the event loop on `conntrack`).
@@ -94,7 +98,7 @@ pub struct DaemonState {
     /// apply at start or on reload); tests replace it.
     pub(super) wall_clock: fn() -> UnixTime,
     /// mDNS counters, as last reported by the browser.
-    pub mdns_counters: Option<crate::mdns::MdnsCounters>,
+    pub mdns_counters: Option<crate::discovery::mdns::MdnsCounters>,
     /// Addresses in the tunnel's domain sets, with when they expire.
     pub(super) domains: BTreeMap<(crate::config::DomainSetId, IpAddr), UnixTime>,
 }
@@ -113,7 +117,7 @@ impl DaemonState {
             .into_iter()
             .map(|s| (s.new_mac, s.known_mac))
             .collect();
-        let dhcp = DhcpServer::new(super::dhcp::dhcp_segments(&config), store.load_leases()?);
+        let dhcp = DhcpServer::new(crate::policy::dhcp_segments(&config), store.load_leases()?);
         let password_hash = store.setting(WEB_PASSWORD_HASH)?;
         let setup_token = if password_hash.is_none() {
             new_setup_token()
@@ -126,13 +130,13 @@ impl DaemonState {
             alerts_pruned_at: None,
             password_hash,
             setup_token,
-            wall_clock: super::unix_now,
+            wall_clock: crate::inventory::unix_now,
             dhcp,
             pool_alerted: BTreeMap::new(),
             observed: BTreeMap::new(),
             capture_malformed: 0,
             untracked_new_devices: 0,
-            max_tracked: super::discovery::MAX_TRACKED_DEVICES,
+            max_tracked: discovery::MAX_TRACKED_DEVICES,
             background_cuts: false,
             facts_changed: 0,
             alerts_raised: 0,
@@ -312,9 +316,9 @@ impl DaemonState {
             Ok(o) => {
                 // Leases that no longer fit (a pool shrank, a segment stopped
                 // serving) end now, and their addresses leave the sets.
-                let now = super::unix_now();
-                for lease in self.dhcp.reconfigure(super::dhcp::dhcp_segments(&self.config)) {
-                    self.lease_event(crate::dhcp::LeaseEvent::Expired(lease), now);
+                let now = (self.wall_clock)();
+                for lease in self.dhcp.reconfigure(crate::policy::dhcp_segments(&self.config)) {
+                    self.lease_event(crate::discovery::dhcp::LeaseEvent::Expired(lease), now);
                 }
                 Ok(o)
             }
@@ -816,8 +820,8 @@ impl DaemonState {
                     first_seen: d.first_seen,
                     last_seen: d.last_seen,
                     online: now - d.last_seen < ONLINE_SECS,
-                    vendor: crate::vendor::lookup(&d.mac).map(str::to_string),
-                    randomized: crate::vendor::is_randomized(&d.mac),
+                    vendor: crate::discovery::oui::lookup(&d.mac).map(str::to_string),
+                    randomized: crate::discovery::oui::is_randomized(&d.mac),
                     class,
                     evidence: d.evidence.clone(),
                     blocked: d.blocked,
@@ -1194,7 +1198,7 @@ mod tests {
 
     #[test]
     fn neighbour_sightings_add_addresses_without_stealing_them() {
-        use crate::neigh::NeighbourUpdate;
+        use crate::discovery::neigh::NeighbourUpdate;
         let mut h = Harness::new(default_config());
         h.state.reconcile().expect("start");
         let (a, b) = (mac(50), mac(51));
@@ -1830,7 +1834,7 @@ mod tests {
         let t = std::time::Instant::now();
         for _ in 0..rounds {
             let v = h.state.device_views(2);
-            n += std::hint::black_box(v.iter().map(crate::daemon::web::summary).collect::<Vec<_>>()).len();
+            n += std::hint::black_box(v.iter().map(crate::runtime::web_backend::summary).collect::<Vec<_>>()).len();
         }
         let both = t.elapsed() / rounds;
         eprintln!("device_views: {views:?}, with summaries: {both:?} ({n} rows)");
@@ -1838,5 +1842,4 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "state_netns_test.rs"]
 mod netns_test;
