@@ -308,6 +308,11 @@ pub enum Response {
     },
     /// Status.
     Status(StatusView),
+    /// Alerts acknowledged (a number, not text: the UI shows it its own way).
+    Acknowledged {
+        /// How many were not acknowledged before.
+        count: usize,
+    },
     /// Alerts, newest first.
     Alerts {
         /// The list.

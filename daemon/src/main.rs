@@ -649,8 +649,10 @@ fn vpn_import(config_path: &Path, file: &Path, key_file: &str, force: bool) -> a
 }
 
 fn done(resp: Response) -> anyhow::Result<()> {
-    if let Response::Done { message } = resp {
-        println!("{message}");
+    match resp {
+        Response::Done { message } => println!("{message}"),
+        Response::Acknowledged { count } => println!("{count} alert(s) acknowledged"),
+        _ => {}
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use nftables::helper::NftablesError;
 use nftables::schema::Nftables;
@@ -136,9 +136,9 @@ pub(crate) fn tunnel_config() -> crate::config::Config {
 /// Records documents; can be told to refuse deltas.
 #[derive(Default)]
 pub(crate) struct FakeNft {
-    pub(crate) applied: RefCell<Vec<String>>,
+    pub(crate) applied: Mutex<Vec<String>>,
     pub(crate) refuse_deltas: bool,
-    pub(crate) listing: RefCell<Option<(Nftables<'static>, Nftables<'static>)>>,
+    pub(crate) listing: Mutex<Option<(Nftables<'static>, Nftables<'static>)>>,
 }
 
 impl crate::firewall::NftBackend for FakeNft {
@@ -154,12 +154,13 @@ impl crate::firewall::NftBackend for FakeNft {
             });
         }
         self.applied
-            .borrow_mut()
+            .lock()
+            .expect("lock")
             .push(if is_delta { "delta".into() } else { "full".into() });
         Ok(())
     }
     fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
-        let l = self.listing.borrow();
+        let l = self.listing.lock().expect("lock");
         let (inet, bridge) = l.as_ref().expect("listing set");
         Ok(if family == NfFamily::Bridge {
             bridge.clone()
@@ -192,4 +193,26 @@ pub(crate) fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftable
         }
     }
     (Nftables { objects: inet.into() }, Nftables { objects: bridge.into() })
+}
+
+/// Connection cuts that do nothing (firewall tests that do not look at them).
+#[derive(Clone, Default)]
+pub(crate) struct NoConntrack;
+
+impl crate::firewall::ConntrackFlusher for NoConntrack {
+    fn flush(&self, addrs: &[std::net::IpAddr]) -> Result<usize, std::io::Error> {
+        Ok(addrs.len())
+    }
+}
+
+/// An enforcer around a shared fake nft, believing the kernel holds `applied`.
+pub(crate) fn enforcer_with(
+    nft: &std::sync::Arc<FakeNft>,
+    applied: Option<crate::firewall::Applied>,
+) -> crate::firewall::Enforcer {
+    let mut e = crate::firewall::Enforcer::new(Box::new(nft.clone()), Box::new(NoConntrack));
+    if let Some(a) = applied {
+        e.assume_applied(a);
+    }
+    e
 }

@@ -7,22 +7,76 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::alerts::{Alert, AlertKind};
-use crate::config::{DhcpMode, SegmentId};
-use crate::discovery::dhcp::{ClientPacket, LeaseEvent, ObservedLease, Reply};
+use crate::config::{Config, DhcpMode, MacAddr, SegmentId};
+use crate::discovery::dhcp::{
+    CaptureError, ClientPacket, Counters, DhcpServer, Lease, LeaseEvent, ObservedLease, Reply,
+};
 use crate::firewall::error_chain;
 use crate::inventory::{Event, UnixTime};
+use crate::policy::dhcp_segments;
 
 use super::DaemonState;
 
 /// How often one segment's "pool exhausted" alert may repeat.
 const POOL_ALERT_EVERY_SECS: UnixTime = 3600;
 
+/// Bulkhead's DHCP server (serving segments) and observer mode's bookkeeping.
+pub(super) struct DhcpHost {
+    /// The server's state machine.
+    server: DhcpServer,
+    /// When each segment last raised "pool exhausted".
+    pool_alerted: BTreeMap<SegmentId, UnixTime>,
+    /// Observer mode: bindings read from the other server's lease file last time.
+    observed: BTreeMap<IpAddr, MacAddr>,
+    /// Malformed packets captured in observer mode.
+    capture_malformed: u64,
+}
+
+impl DhcpHost {
+    /// The server for `config`'s serving segments, with the stored leases.
+    pub(super) fn new(config: &Config, leases: Vec<Lease>) -> Self {
+        DhcpHost {
+            server: DhcpServer::new(dhcp_segments(config), leases),
+            pool_alerted: BTreeMap::new(),
+            observed: BTreeMap::new(),
+            capture_malformed: 0,
+        }
+    }
+
+    /// A new config: leases that no longer fit end (as expiries).
+    pub(super) fn reconfigure(&mut self, config: &Config) -> Vec<LeaseEvent> {
+        self.server
+            .reconfigure(dhcp_segments(config))
+            .into_iter()
+            .map(LeaseEvent::Expired)
+            .collect()
+    }
+
+    /// Leases held.
+    pub(super) fn lease_count(&self) -> usize {
+        self.server.leases().count()
+    }
+
+    /// Malformed packets dropped: all serving segments and observer capture.
+    pub(super) fn malformed(&self) -> u64 {
+        self.counters().iter().map(|(_, c)| c.malformed).sum::<u64>() + self.capture_malformed
+    }
+
+    /// Per serving segment, the server's counters.
+    pub(super) fn counters(&self) -> Vec<(SegmentId, Counters)> {
+        self.server
+            .segments()
+            .filter_map(|s| self.server.counters(&s.id).map(|c| (s.id.clone(), *c)))
+            .collect()
+    }
+}
+
 impl DaemonState {
     /// One datagram to port 67 on a serving segment. Returns the reply to send,
     /// after the lease it grants is stored and enforced.
     pub fn dhcp_packet(&mut self, segment: &SegmentId, bytes: &[u8], now: UnixTime) -> Option<Reply> {
-        let exhausted_before = self.dhcp.counters(segment).map_or(0, |c| c.pool_exhausted);
-        let handled = self.dhcp.handle(segment, bytes, now);
+        let exhausted_before = self.dhcp.server.counters(segment).map_or(0, |c| c.pool_exhausted);
+        let handled = self.dhcp.server.handle(segment, bytes, now);
         if let Some((mac, evidence)) = handled.evidence {
             self.observe(
                 Event::Evidence {
@@ -35,7 +89,7 @@ impl DaemonState {
         if let Some(event) = handled.event {
             self.lease_event(event, now);
         }
-        if self.dhcp.counters(segment).map_or(0, |c| c.pool_exhausted) > exhausted_before {
+        if self.dhcp.server.counters(segment).map_or(0, |c| c.pool_exhausted) > exhausted_before {
             self.pool_exhausted(segment, now);
         }
         handled.reply
@@ -43,7 +97,7 @@ impl DaemonState {
 
     /// Expires leases and offers that are due.
     pub fn dhcp_timeout(&mut self, now: UnixTime) {
-        for event in self.dhcp.handle_timeout(now) {
+        for event in self.dhcp.server.handle_timeout(now) {
             self.lease_event(event, now);
         }
     }
@@ -85,11 +139,11 @@ impl DaemonState {
     }
 
     fn pool_exhausted(&mut self, segment: &SegmentId, now: UnixTime) {
-        let last = self.pool_alerted.get(segment).copied();
+        let last = self.dhcp.pool_alerted.get(segment).copied();
         if last.is_some_and(|t| now - t < POOL_ALERT_EVERY_SECS) {
             return;
         }
-        self.pool_alerted.insert(segment.clone(), now);
+        self.dhcp.pool_alerted.insert(segment.clone(), now);
         self.raise(Alert {
             id: 0,
             acknowledged: false,
@@ -100,8 +154,17 @@ impl DaemonState {
         });
     }
 
-    /// Observer mode: a client packet captured on an observing segment.
-    pub fn captured(&mut self, packet: ClientPacket, now: UnixTime) {
+    /// Observer mode: a client packet captured on an observing segment, or
+    /// why it was dropped (counted).
+    pub fn captured(&mut self, packet: Result<ClientPacket, CaptureError>, now: UnixTime) {
+        let packet = match packet {
+            Ok(p) => p,
+            Err(e) => {
+                self.dhcp.capture_malformed += 1;
+                tracing::debug!(error = %e, "captured DHCP packet dropped");
+                return;
+            }
+        };
         self.observe(
             Event::Evidence {
                 mac: packet.mac,
@@ -126,6 +189,7 @@ impl DaemonState {
             .map(|l| (l.ip, l.mac))
             .collect();
         let gone: Vec<(IpAddr, crate::config::MacAddr)> = self
+            .dhcp
             .observed
             .iter()
             .filter(|(ip, mac)| current.get(ip) != Some(mac))
@@ -151,12 +215,13 @@ impl DaemonState {
             }
             self.observe(Event::Address { mac: l.mac, ip: l.ip }, now);
         }
-        self.observed = current;
+        self.dhcp.observed = current;
     }
 
     /// Segments Bulkhead serves, with their interfaces.
     pub fn serving_segments(&self) -> Vec<(SegmentId, String)> {
         self.dhcp
+            .server
             .segments()
             .map(|s| (s.id.clone(), s.interface.clone()))
             .collect()

@@ -3,6 +3,8 @@
 //! alerts for the homeowner (new device held in quarantine, device classified) and
 //! identity suggestions for randomised MACs.
 
+use std::collections::BTreeSet;
+
 use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
 use crate::config::MacAddr;
 use crate::discovery::mdns::MdnsObservation;
@@ -11,11 +13,52 @@ use crate::firewall::error_chain;
 use crate::inventory::identity::same_device_reasons;
 use crate::inventory::{Change, Event, UnixTime};
 use crate::policy::{zone_for, ZoneDecision, ZoneReason};
+use crate::store::{Store, StoreError};
 
 use super::DaemonState;
 
 /// Most devices discovery adds to the inventory.
 pub const MAX_TRACKED_DEVICES: usize = 8192;
+
+/// What discovery remembers between events.
+pub(super) struct DiscoveryBook {
+    /// Identity suggestions already made (new MAC, known MAC), so each is made once.
+    suggested: BTreeSet<(MacAddr, MacAddr)>,
+    /// New devices whose "new device" alert waits for their first address (a
+    /// DHCP request brings the device's evidence before its lease, and only the
+    /// address says which segment, and so which zone, it joined).
+    unannounced: BTreeSet<MacAddr>,
+    /// New devices not tracked because the inventory was full.
+    untracked_new_devices: u64,
+    /// Most devices discovery tracks ([`MAX_TRACKED_DEVICES`]; tests lower it).
+    pub(super) max_tracked: usize,
+}
+
+impl DiscoveryBook {
+    /// The suggestions made before (from the store).
+    pub(super) fn load(store: &Store) -> Result<Self, StoreError> {
+        Ok(DiscoveryBook {
+            suggested: store
+                .suggestions()?
+                .into_iter()
+                .map(|s| (s.new_mac, s.known_mac))
+                .collect(),
+            unannounced: BTreeSet::new(),
+            untracked_new_devices: 0,
+            max_tracked: MAX_TRACKED_DEVICES,
+        })
+    }
+
+    /// Whether the suggestion "`new_mac` is `known_mac`" was made.
+    pub(super) fn was_suggested(&self, new_mac: MacAddr, known_mac: MacAddr) -> bool {
+        self.suggested.contains(&(new_mac, known_mac))
+    }
+
+    /// New devices left untracked since start.
+    pub(super) fn untracked_new_devices(&self) -> u64 {
+        self.untracked_new_devices
+    }
+}
 
 impl DaemonState {
     /// A discovery source reports something: persist it, enforce just this
@@ -27,11 +70,11 @@ impl DaemonState {
         // A flood of invented MACs (DHCP starvation, a scanner) must not grow the
         // inventory and the sets without bound. Refusing to track more is fail
         // closed: a MAC in no set is treated as the unknown zone by the kernel.
-        if self.inventory.get(&mac).is_none() && self.inventory.len() >= self.max_tracked {
-            self.untracked_new_devices += 1;
-            if self.untracked_new_devices == 1 {
+        if self.inventory.get(&mac).is_none() && self.inventory.len() >= self.discovery.max_tracked {
+            self.discovery.untracked_new_devices += 1;
+            if self.discovery.untracked_new_devices == 1 {
                 tracing::warn!(
-                    limit = self.max_tracked,
+                    limit = self.discovery.max_tracked,
                     "device limit reached; new devices stay untracked (quarantined by default)"
                 );
             }
@@ -45,7 +88,7 @@ impl DaemonState {
             Err(e) => {
                 let msg = format!("could not store what discovery found about {mac}: {}", error_chain(&e));
                 tracing::error!("{msg}");
-                self.last_error = Some(msg);
+                self.enforcer.report_error(msg);
                 return Change::None;
             }
         };
@@ -53,22 +96,22 @@ impl DaemonState {
             return change;
         }
         let after = self.entries(&affected);
-        self.background_cuts = true;
+        self.enforcer.set_background_cuts(true);
         let result = self.reconcile_entries(&before, &after);
-        self.background_cuts = false;
+        self.enforcer.set_background_cuts(false);
         if let Err(e) = result {
             tracing::error!(error = %error_chain(&e), %mac, "could not enforce a discovered device");
         }
         if before_decision.is_none() {
-            self.unannounced.insert(mac);
+            self.discovery.unannounced.insert(mac);
         }
         if let Some(device) = self.inventory.get(&mac) {
             let decision = zone_for(&self.config, device);
-            if self.unannounced.contains(&mac) {
+            if self.discovery.unannounced.contains(&mac) {
                 // One alert per new device, once its first address says where
                 // it joined (and so which zone its segment gives it).
                 if !device.addresses.is_empty() {
-                    self.unannounced.remove(&mac);
+                    self.discovery.unannounced.remove(&mac);
                     let class = crate::policy::classification(&self.config, device);
                     self.raise(new_device_alert(mac, &decision, class.as_ref(), now));
                 }
@@ -143,15 +186,6 @@ impl DaemonState {
             .map(|d| d.mac)
     }
 
-    /// Stores an alert (logging it either way).
-    pub fn raise(&mut self, alert: Alert) {
-        tracing::info!(kind = alert.kind.as_str(), mac = ?alert.mac.map(|m| m.to_string()), message = %alert.message.escape_debug(), "alert");
-        if let Err(e) = self.store.add_alert(&alert) {
-            tracing::error!(error = %error_chain(&e), "could not store an alert");
-        }
-        self.alerts_raised += 1;
-    }
-
     /// If `mac` is a new randomised MAC that looks like a known device, records
     /// the suggestion (once per pair) for the homeowner. Never changes zones.
     fn suggest_identity(&mut self, mac: MacAddr, now: UnixTime) {
@@ -162,7 +196,7 @@ impl DaemonState {
         let found: Vec<(MacAddr, Vec<String>)> = self
             .inventory
             .devices()
-            .filter(|known| !self.suggested.contains(&(mac, known.mac)))
+            .filter(|known| !self.discovery.suggested.contains(&(mac, known.mac)))
             .filter_map(|known| same_device_reasons(new, known).map(|r| (known.mac, r)))
             .collect();
         for (known_mac, reasons) in found {
@@ -177,7 +211,7 @@ impl DaemonState {
                 tracing::error!(error = %error_chain(&e), "could not store an identity suggestion");
                 continue;
             }
-            self.suggested.insert((mac, known_mac));
+            self.discovery.suggested.insert((mac, known_mac));
             self.raise(Alert {
                 id: 0,
                 acknowledged: false,

@@ -11,6 +11,8 @@ use std::time::Duration;
 use bulkhead_netns::{root_or_skip, tcp_probe, Home, HomeSpec, HostSpec, SegmentSpec, TcpSession};
 
 use super::*;
+use crate::config::ZoneId;
+use crate::control::{Request, Response};
 use crate::firewall::{ConntrackCli, NftCli};
 
 /// Long enough for a dropped SYN to count as blocked, short enough for a suite.
@@ -159,7 +161,7 @@ fn a_blocked_device_gets_nothing_and_unblocking_gives_back_its_zone() {
         .expect("session to the internet");
     assert!(session.roundtrip(PROBE));
 
-    let full = state.full_applies;
+    let full = state.enforcer.stats().full_applies;
     handle(
         &home,
         &mut state,
@@ -168,7 +170,11 @@ fn a_blocked_device_gets_nothing_and_unblocking_gives_back_its_zone() {
             blocked: true,
         },
     );
-    assert_eq!(state.full_applies, full, "blocking is an element delta");
+    assert_eq!(
+        state.enforcer.stats().full_applies,
+        full,
+        "blocking is an element delta"
+    );
     assert!(!session.roundtrip(PROBE), "an open connection ends with the block");
     checks(false);
 
@@ -180,7 +186,7 @@ fn a_blocked_device_gets_nothing_and_unblocking_gives_back_its_zone() {
             blocked: false,
         },
     );
-    assert_eq!(state.full_applies, full);
+    assert_eq!(state.enforcer.stats().full_applies, full);
     checks(true);
 }
 
@@ -212,7 +218,7 @@ fn a_tunnel_choice_moves_one_device_in_or_out_of_the_tunnel_mark() {
     assert!(reach(&home, "laptop", internet, 80), "trusted goes direct");
     assert!(!reach(&home, "plug", internet, 80), "iot is marked for the tunnel");
 
-    let full = state.full_applies;
+    let full = state.enforcer.stats().full_applies;
     let mut session =
         TcpSession::open(home.ns("phone").expect("ns"), SocketAddr::new(internet, 7), PROBE).expect("phone's session");
     for (n, route) in [(1, Some(true)), (3, Some(false))] {
@@ -238,5 +244,5 @@ fn a_tunnel_choice_moves_one_device_in_or_out_of_the_tunnel_mark() {
     }
     assert!(reach(&home, "laptop", internet, 80));
     assert!(!reach(&home, "plug", internet, 80));
-    assert_eq!(state.full_applies, full, "choices are element deltas");
+    assert_eq!(state.enforcer.stats().full_applies, full, "choices are element deltas");
 }

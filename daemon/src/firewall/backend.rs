@@ -25,6 +25,19 @@ pub trait NftBackend {
     }
 }
 
+/// A shared backend (tests keep a handle on a fake they gave the enforcer).
+impl<T: NftBackend + ?Sized> NftBackend for std::sync::Arc<T> {
+    fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError> {
+        (**self).apply(doc)
+    }
+    fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
+        (**self).list_table(family)
+    }
+    fn apply_delta(&self, delta: &MembershipDelta) -> Result<(), NftablesError> {
+        (**self).apply_delta(delta)
+    }
+}
+
 /// The `nft` binary, fed JSON on stdin (`nft -j -f -`).
 #[derive(Debug, Clone)]
 pub struct NftCli {

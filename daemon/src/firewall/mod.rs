@@ -1,18 +1,23 @@
 //! The firewall: a pure ruleset model rendered to nft JSON, applied in one atomic
 //! transaction, verified by reading back; membership changes as set-element deltas.
+//! [`Enforcer`] is the one entry: everything that changes our tables goes
+//! through [`Enforcer::enforce`] (or, for services' timed elements,
+//! [`Enforcer::hold`]).
 //!
 //! Bulkhead owns exactly `table inet bulkhead` and `table bridge bulkhead` and never
 //! touches any other table or flushes the ruleset.
 
 mod backend;
 mod delta;
+mod enforcer;
 mod expr;
 mod netlink;
 pub mod render;
 mod verify;
 
 pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
-pub use delta::{diff_membership, MembershipDelta};
+pub use delta::{diff_membership, Elements, MembershipDelta};
+pub use enforcer::{addresses_to_cut, EnforceStats, Enforcer, Held, HoldError, MembershipChange, MAX_HELD_ADDRESSES};
 pub use netlink::{NetlinkError, NetlinkSetWriter};
 pub use render::SetOwner;
 pub use verify::{verify, VerifyError};
@@ -88,42 +93,8 @@ pub enum ApplyOutcome {
     FullReplace,
 }
 
-/// Makes the kernel hold `ruleset` + `membership`, starting from what `applied` says
-/// it holds (None: unknown, e.g. at start-up). Structure changes replace the tables
-/// atomically and are verified by reading back; membership-only changes are
-/// element deltas. A delta the kernel refuses (someone edited our sets by hand)
-/// falls back to a full replace, which is always correct.
-pub fn reconcile(
-    nft: &dyn NftBackend,
-    applied: Option<&Applied>,
-    ruleset: &DesiredRuleset,
-    membership: &Membership,
-) -> Result<ApplyOutcome, FirewallError> {
-    if let Some(prev) = applied.filter(|a| &a.ruleset == ruleset) {
-        let delta = diff_membership(&prev.membership, membership);
-        if delta.is_empty() {
-            return Ok(ApplyOutcome::Unchanged);
-        }
-        match nft.apply_delta(&delta) {
-            Ok(()) => {
-                return Ok(ApplyOutcome::Delta {
-                    added: delta.added(),
-                    removed: delta.removed(),
-                })
-            }
-            Err(e) => tracing::warn!(error = %error_chain(&e), "set delta refused; replacing the tables instead"),
-        }
-    }
-    full_replace(nft, ruleset, membership)?;
-    Ok(ApplyOutcome::FullReplace)
-}
-
 /// Replaces both tables in one transaction, then reads them back and compares.
-pub fn full_replace(
-    nft: &dyn NftBackend,
-    ruleset: &DesiredRuleset,
-    membership: &Membership,
-) -> Result<(), FirewallError> {
+fn full_replace(nft: &dyn NftBackend, ruleset: &DesiredRuleset, membership: &Membership) -> Result<(), FirewallError> {
     nft.apply(&render::full_document(ruleset, membership))
         .map_err(|source| FirewallError::Nft { what: "full", source })?;
     let inet = nft

@@ -21,7 +21,7 @@
 //! one never falls back to the base chain's accept.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Prefix};
 use nftables::schema::{
@@ -60,6 +60,10 @@ pub enum SetOwner {
     TunnelDevices,
     /// MACs whose traffic never gets it: `tunnel-exclude-devices` (inet only).
     TunnelExclude,
+    /// One of the tunnel's domain sets: `dom_<name>_v4`, `dom_<name>_v6` (inet
+    /// only). Its elements are not membership: services put them there with a
+    /// lifetime (see [`Enforcer::hold`](super::Enforcer::hold)).
+    DomainSet(DomainSetId),
 }
 
 impl From<ZoneId> for SetOwner {
@@ -76,6 +80,7 @@ impl SetOwner {
             SetOwner::Blocked => format!("blocked-{}", kind.suffix()),
             SetOwner::TunnelDevices => "tunnel-devices".into(),
             SetOwner::TunnelExclude => "tunnel-exclude-devices".into(),
+            SetOwner::DomainSet(id) => domain_set_name(id, kind == SetKind::V6),
         }
     }
 
@@ -85,7 +90,7 @@ impl SetOwner {
     /// inet only.
     pub fn families(&self, kind: SetKind) -> &'static [NfFamily] {
         match self {
-            SetOwner::TunnelDevices | SetOwner::TunnelExclude => &[NfFamily::INet],
+            SetOwner::TunnelDevices | SetOwner::TunnelExclude | SetOwner::DomainSet(_) => &[NfFamily::INet],
             SetOwner::Zone(_) | SetOwner::Blocked => set_families(kind),
         }
     }
@@ -988,6 +993,8 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
                 Vec::new()
             }
         }
+        // Held by the enforcer, not part of the membership.
+        SetOwner::DomainSet(_) => return Vec::new(),
         SetOwner::TunnelExclude => {
             return if kind == SetKind::Mac {
                 macs(&m.tunnel_exclude)
@@ -1106,48 +1113,22 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
 /// transaction, no rule touched.
 pub fn delta_document(delta: &MembershipDelta) -> Nftables<'static> {
     let mut objs = Vec::new();
-    for (is_add, changes) in [(false, &delta.remove), (true, &delta.add)] {
-        for ((owner, kind), elems) in changes {
-            if elems.is_empty() {
-                continue;
-            }
-            for fam in owner.families(*kind) {
-                let el = Element {
-                    family: *fam,
-                    table: Cow::Borrowed(TABLE),
-                    name: Cow::Owned(owner.set_name(*kind)),
-                    elem: Cow::Owned(elems.iter().map(|e| s(e.clone())).collect()),
-                };
-                let obj = NfListObject::Element(el);
-                objs.push(NfObject::CmdObject(if is_add {
-                    NfCmd::Add(obj)
-                } else {
-                    NfCmd::Delete(obj)
-                }));
-            }
+    for (is_add, owner, elems) in delta.changes() {
+        for fam in owner.families(elems.kind()) {
+            let el = Element {
+                family: *fam,
+                table: Cow::Borrowed(TABLE),
+                name: Cow::Owned(owner.set_name(elems.kind())),
+                elem: Cow::Owned(elems.texts().into_iter().map(s).collect()),
+            };
+            let obj = NfListObject::Element(el);
+            objs.push(NfObject::CmdObject(if is_add {
+                NfCmd::Add(obj)
+            } else {
+                NfCmd::Delete(obj)
+            }));
         }
     }
-    Nftables {
-        objects: Cow::Owned(objs),
-    }
-}
-
-/// Adds (`add = true`) or deletes addresses in domain sets, as one transaction.
-/// Addresses are printed by Rust (never text from the network).
-pub fn domain_elements_document(add: bool, elements: &BTreeMap<String, Vec<String>>) -> Nftables<'static> {
-    let objs = elements
-        .iter()
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(set, e)| {
-            let obj = NfListObject::Element(Element {
-                family: NfFamily::INet,
-                table: Cow::Borrowed(TABLE),
-                name: Cow::Owned(set.clone()),
-                elem: Cow::Owned(e.iter().map(|x| s(x.clone())).collect()),
-            });
-            NfObject::CmdObject(if add { NfCmd::Add(obj) } else { NfCmd::Delete(obj) })
-        })
-        .collect::<Vec<_>>();
     Nftables {
         objects: Cow::Owned(objs),
     }

@@ -49,14 +49,17 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<NetReport, NetErro
     Ok(report)
 }
 
-/// Observes, plans and applies in one go.
-pub async fn reconcile<A: NetApplier>(applier: &mut A, desired: &DesiredNet) -> Result<NetReport, NetError> {
+/// Observes, plans and applies in one go: the daemon's path (through
+/// [`RtnetlinkNet`]) and the tests' (through [`MemoryNet`] and in namespaces).
+/// Returns the plan it carried out and what happened.
+pub async fn reconcile<A: NetApplier>(applier: &mut A, desired: &DesiredNet) -> Result<(NetPlan, NetReport), NetError> {
     let observed = applier.observe().await?;
     let plan = plan(desired, &observed);
     for problem in &plan.problems {
-        tracing::warn!(%problem, "net: cannot plan");
+        tracing::warn!(%problem, "segment link cannot be set up");
     }
-    applier.apply(&plan).await
+    let report = applier.apply(&plan).await?;
+    Ok((plan, report))
 }
 
 /// The edge between the daemon and the kernel's links, so that the daemon
@@ -285,10 +288,10 @@ mod tests {
     #[tokio::test]
     async fn reconcile_twice_changes_nothing_the_second_time() {
         let mut net = memory();
-        let first = reconcile(&mut net, &desired()).await.expect("applies");
+        let (_, first) = reconcile(&mut net, &desired()).await.expect("applies");
         assert_eq!(first.applied.len(), 5, "{first:?}");
         assert!(first.already.is_empty());
-        let second = reconcile(&mut net, &desired()).await.expect("applies");
+        let (_, second) = reconcile(&mut net, &desired()).await.expect("applies");
         assert_eq!(second, NetReport::default());
         assert!(!second.changed());
     }

@@ -10,8 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::{
-    apply, observe, plan, vlan_supported, DesiredNet, LinkKind, NetChange, NetPlan, NetReport, SegmentLink,
-    VLAN_UNSUPPORTED,
+    apply, vlan_supported, DesiredNet, LinkKind, NetChange, NetPlan, NetReport, SegmentLink, VLAN_UNSUPPORTED,
 };
 
 /// A network namespace that is deleted when dropped, also on panic.
@@ -91,10 +90,9 @@ fn root_or_skip(test: &str) -> bool {
 fn reconcile_in(ns: &Netns, desired: &DesiredNet) -> (NetPlan, NetReport) {
     let desired = desired.clone();
     ns.with_rtnetlink(move |handle| async move {
-        let observed = observe(&handle).await.expect("observe");
-        let plan = plan(&desired, &observed);
-        let report = apply(&handle, &plan).await.expect("apply");
-        (plan, report)
+        crate::net::reconcile(&mut crate::net::RtnetlinkNet { handle }, &desired)
+            .await
+            .expect("reconcile")
     })
 }
 

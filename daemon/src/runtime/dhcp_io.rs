@@ -144,11 +144,7 @@ pub async fn handle(state: &mut DaemonState, msg: DhcpIn, now: crate::inventory:
                 }
             }
         }
-        DhcpIn::Captured(Ok(packet)) => state.captured(packet, now),
-        DhcpIn::Captured(Err(e)) => {
-            state.capture_malformed += 1;
-            tracing::debug!(error = %e, "captured DHCP packet dropped");
-        }
+        DhcpIn::Captured(packet) => state.captured(packet, now),
     }
 }
 

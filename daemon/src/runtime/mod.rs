@@ -26,7 +26,7 @@ use crate::discovery::neigh::{self, NeighbourUpdate, NeighbourWatch};
 use crate::firewall::{error_chain, ConntrackCli, NftCli};
 use crate::inventory::unix_now;
 use crate::inventory::UnixTime;
-use crate::net;
+use crate::net::{self, NetApplier};
 use crate::policy::{desired_net, existing_bridge_ports};
 use crate::store::Store;
 
@@ -40,15 +40,10 @@ pub fn report_config_errors(path: &Path, errors: &config::ConfigErrors) -> anyho
 
 /// Brings links and addresses in line; returns existing bridges' ports.
 async fn reconcile_links(handle: &rtnetlink::Handle, config: &Config) -> Result<BTreeSet<String>, net::NetError> {
-    let desired = desired_net(config);
-    let observed = net::observe(handle).await?;
-    let plan = net::plan(&desired, &observed);
-    for problem in &plan.problems {
-        tracing::warn!(%problem, "segment link cannot be set up");
-    }
-    let report = net::apply(handle, &plan).await?;
+    let mut links = net::RtnetlinkNet { handle: handle.clone() };
+    let (_, report) = net::reconcile(&mut links, &desired_net(config)).await?;
     tracing::info!(?report, "links reconciled");
-    let observed = net::observe(handle).await?;
+    let observed = links.observe().await?;
     Ok(existing_bridge_ports(config, &observed))
 }
 
@@ -179,11 +174,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
-                if let Some(b) = &mdns {
-                    state.mdns_counters = Some(b.counters());
-                }
                 let resp = match req {
                     Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(&state, &vpn))),
+                    Request::Status => {
+                        let mut status = state.status();
+                        status.mdns = mdns.as_ref().map(|b| b.counters());
+                        Response::Status(status)
+                    }
                     Request::ResetPassword => {
                         let resp = state.handle(Request::ResetPassword, unix_now());
                         if let Some(token) = state.setup_token() {
@@ -226,9 +223,6 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 let now = unix_now();
                 state.dhcp_timeout(now);
                 state.handle_timeout(now);
-                if let Some(b) = &mdns {
-                    state.mdns_counters = Some(b.counters());
-                }
             }
             Some(observation) = next_mdns(&mut mdns) => {
                 let now = unix_now();
@@ -551,8 +545,8 @@ impl LiveSeen {
             self.facts = state.facts_changed();
             let _ = live.send(LiveEvent::Devices);
         }
-        if state.alerts_raised != self.alerts {
-            self.alerts = state.alerts_raised;
+        if state.alerts_changed() != self.alerts {
+            self.alerts = state.alerts_changed();
             let _ = live.send(LiveEvent::Alerts);
         }
         let vpn_state = vpn.state_name();

@@ -335,14 +335,12 @@ impl bulkhead_web::Backend for WebBackend {
                 AckTarget::One(id) => Some(vec![id]),
                 AckTarget::All => None,
             };
-            let message = done(self.ask(Request::AckAlerts { ids }).await?)?;
+            let count = match self.ask(Request::AckAlerts { ids }).await? {
+                Response::Acknowledged { count } => count,
+                other => return Err(unexpected(&other)),
+            };
             let _ = self.live.send(LiveEvent::Alerts);
-            // "N alert(s) acknowledged"
-            Ok(message
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0))
+            Ok(count)
         })
     }
 
@@ -438,5 +436,54 @@ mod tests {
             asked.contains(&Request::Devices) && asked.contains(&Request::Zones),
             "{asked:?}"
         );
+    }
+
+    /// The state, named as in the core's tests.
+    struct Harness<'a> {
+        state: &'a mut crate::core::DaemonState,
+    }
+
+    /// Timing harness for the devices list (the web bench's inventory: 1,000
+    /// locally administered MACs, one IPv6 address each, three in four named, no
+    /// evidence). Run: `cargo test --release -p bulkhead --lib -- --ignored --nocapture device_views_timing`.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn device_views_timing() {
+        use crate::testutil::{default_config, listing_of, FakeNft, NoConntrack};
+        let config = default_config();
+        let nft = FakeNft::default();
+        let empty = crate::firewall::render::full_document(
+            &crate::policy::desired_ruleset(&config, &Default::default()),
+            &Default::default(),
+        );
+        *nft.listing.lock().expect("lock") = Some(listing_of(&empty));
+        let store = crate::store::Store::in_memory(0).expect("store");
+        let mut state =
+            crate::core::DaemonState::new(config, store, Box::new(nft), Box::new(NoConntrack)).expect("state");
+        let h = &mut Harness { state: &mut state };
+        h.state.reconcile().expect("start");
+        for i in 0..1000usize {
+            let mac = MacAddr([0x02, 0xbe, 0, 0, (i >> 8) as u8, i as u8]);
+            let ip = format!("fd00:1::be:{i:x}").parse().ok();
+            h.state.handle(Request::AddDevice { mac, ip }, 1);
+            if i % 4 != 0 {
+                let name = format!("device {i} in the {} room", ["living", "kitchen", "attic"][i % 3]);
+                h.state.handle(Request::Rename { mac, name: Some(name) }, 1);
+            }
+        }
+        let rounds = 200;
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        for _ in 0..rounds {
+            n += std::hint::black_box(h.state.device_views(2)).len();
+        }
+        let views = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let v = h.state.device_views(2);
+            n += std::hint::black_box(v.iter().map(summary).collect::<Vec<_>>()).len();
+        }
+        let both = t.elapsed() / rounds;
+        eprintln!("device_views: {views:?}, with summaries: {both:?} ({n} rows)");
     }
 }

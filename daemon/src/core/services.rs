@@ -1,0 +1,152 @@
+//! The seat for services: the DNS resolver next, then the share proxy,
+//! detection and notifiers. A service is its own module and task; it never
+//! writes nft, never touches the store and never adds fields here. Its whole
+//! interface with the core is:
+//!
+//! - **Read**: an [`InventorySnapshot`] (every device with its zone as enforced,
+//!   addresses, name, block and tunnel routing; the domain sets in force),
+//!   built by [`DaemonState::snapshot`]. The runtime publishes a new one after
+//!   a loop turn in which [`DaemonState::facts_changed`] grew, and only while a
+//!   service listens (`runtime::services`).
+//! - **Ask**: a [`ServiceRequest`] through [`DaemonState::service_request`]: set
+//!   elements with a lifetime (`Hold`: a DNS answer's addresses in a domain set
+//!   for its TTL; the enforcer restores them after a table replace and deletes
+//!   them when due), or an alert for the homeowner (`Alert`).
+//!
+//! Snapshots are plain data (`Clone`, no references into the core), so a
+//! service reads them on its own task without holding up the event loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::alerts::Alert;
+use crate::config::{DomainSetId, MacAddr, ZoneId};
+use crate::firewall::{Held, HoldError};
+use crate::inventory::UnixTime;
+use crate::policy::{tunnel_routed, Assessor};
+
+use super::DaemonState;
+
+/// One device as services see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSnapshot {
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// The homeowner's name for it (or the policy's), if any.
+    pub name: Option<String>,
+    /// Its zone.
+    pub zone: ZoneId,
+    /// Its addresses.
+    pub addresses: BTreeSet<IpAddr>,
+    /// Blocked by the homeowner.
+    pub blocked: bool,
+    /// Its internet traffic goes through the tunnel.
+    pub tunnel_routed: bool,
+}
+
+/// The inventory and the policy's answers for it, at one generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventorySnapshot {
+    /// [`DaemonState::facts_changed`] when it was taken.
+    pub generation: u64,
+    /// Every device, by MAC.
+    pub devices: BTreeMap<MacAddr, DeviceSnapshot>,
+    /// Which device holds each address.
+    pub by_address: BTreeMap<IpAddr, MacAddr>,
+    /// The zone of devices nobody knows (a client with no device is treated so).
+    pub unknown_zone: Option<ZoneId>,
+    /// The tunnel's domain sets in force (where `Hold` may put addresses).
+    pub domain_sets: BTreeSet<DomainSetId>,
+}
+
+impl InventorySnapshot {
+    /// The device holding `ip` (a DNS client's source address), if any.
+    pub fn device_at(&self, ip: IpAddr) -> Option<&DeviceSnapshot> {
+        self.by_address.get(&ip).and_then(|mac| self.devices.get(mac))
+    }
+}
+
+/// What a service asks of the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceRequest {
+    /// Put `addresses` in domain set `set` for `ttl_secs` (a held address keeps
+    /// the later deadline).
+    Hold {
+        /// The domain set (tunnel.domain_sets in the policy).
+        set: DomainSetId,
+        /// The addresses.
+        addresses: Vec<IpAddr>,
+        /// How long they stay.
+        ttl_secs: u32,
+    },
+    /// Tell the homeowner.
+    Alert(Alert),
+}
+
+/// What the core did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceReply {
+    /// The addresses are held.
+    Held(Held),
+    /// The alert is stored.
+    Raised,
+}
+
+impl DaemonState {
+    /// The inventory as services see it. O(devices): taken only when facts
+    /// changed and a service listens.
+    pub fn snapshot(&self) -> InventorySnapshot {
+        let assessor = Assessor::new(&self.config);
+        let mut devices = BTreeMap::new();
+        let mut by_address = BTreeMap::new();
+        for d in self.inventory.devices() {
+            let (decision, _) = assessor.assess(d);
+            by_address.extend(d.addresses.iter().map(|a| (*a, d.mac)));
+            let name = d
+                .name
+                .clone()
+                .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone()));
+            devices.insert(
+                d.mac,
+                DeviceSnapshot {
+                    mac: d.mac,
+                    name,
+                    tunnel_routed: tunnel_routed(&self.config, d, &decision.zone),
+                    zone: decision.zone,
+                    addresses: d.addresses.clone(),
+                    blocked: d.blocked,
+                },
+            );
+        }
+        InventorySnapshot {
+            generation: self.facts_changed,
+            devices,
+            by_address,
+            unknown_zone: Some(self.config.policy.unknown_zone.clone()),
+            domain_sets: self
+                .enforcer
+                .applied()
+                .and_then(|a| a.ruleset.tunnel.as_ref())
+                .map(|t| t.domain_sets.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A service's request, enforced (or refused with why).
+    pub fn service_request(&mut self, request: ServiceRequest, now: UnixTime) -> Result<ServiceReply, HoldError> {
+        match request {
+            ServiceRequest::Hold {
+                set,
+                addresses,
+                ttl_secs,
+            } => self
+                .enforcer
+                .hold(&set, &addresses, ttl_secs, now)
+                .map(ServiceReply::Held),
+            ServiceRequest::Alert(alert) => {
+                self.raise(alert);
+                Ok(ServiceReply::Raised)
+            }
+        }
+    }
+}

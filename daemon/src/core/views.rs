@@ -1,0 +1,136 @@
+//! What the CLI and the web UI are shown: devices with their zone and why,
+//! zones with their members as enforced, counters. Read-only.
+
+use crate::config::RouterService;
+use crate::control::{DeviceView, StatusView, ZoneInfo};
+use crate::discovery::oui;
+use crate::inventory::UnixTime;
+use crate::policy::{tunnel_routed, Assessor};
+
+use super::DaemonState;
+
+/// A device seen (lease, neighbour, packet) within this long counts as online.
+/// The neighbour table re-confirms reachable devices every few minutes.
+pub const ONLINE_SECS: UnixTime = 10 * 60;
+
+impl DaemonState {
+    /// Every device as the CLI shows it.
+    pub fn device_views(&self, now: UnixTime) -> Vec<DeviceView> {
+        // One classification per device for both the zone and the class.
+        let assessor = Assessor::new(&self.config);
+        self.inventory
+            .devices()
+            .map(|d| {
+                let (decision, class) = assessor.assess(d);
+                let tunnel_routed = tunnel_routed(&self.config, d, &decision.zone);
+                DeviceView {
+                    mac: d.mac,
+                    name: d
+                        .name
+                        .clone()
+                        .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone())),
+                    quarantined: decision.zone == self.config.policy.unknown_zone,
+                    zone: decision.zone,
+                    reason: decision.reason,
+                    addresses: d.addresses.iter().copied().collect(),
+                    first_seen: d.first_seen,
+                    last_seen: d.last_seen,
+                    online: now - d.last_seen < ONLINE_SECS,
+                    vendor: oui::lookup(&d.mac).map(str::to_string),
+                    randomized: oui::is_randomized(&d.mac),
+                    class,
+                    evidence: d.evidence.clone(),
+                    blocked: d.blocked,
+                    tunnel_choice: d.tunnel_choice,
+                    tunnel_routed,
+                }
+            })
+            .collect()
+    }
+
+    /// Every zone of the policy (in its order), with its members as enforced.
+    pub fn zone_infos(&self) -> Vec<ZoneInfo> {
+        let p = &self.config.policy;
+        let service_name = |s: &RouterService| match serde_json::to_value(s) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => format!("{s:?}"),
+        };
+        let applied = self.enforcer.applied();
+        p.zones
+            .values()
+            .map(|z| ZoneInfo {
+                id: z.id.clone(),
+                description: z.description.clone(),
+                internet: z.internet,
+                reach_zones: z.reach_zones.iter().filter(|r| **r != z.id).cloned().collect(),
+                router_services: z.router_services.iter().map(service_name).collect(),
+                intra_zone: z.intra_zone || z.reach_zones.contains(&z.id),
+                is_unknown_zone: z.id == p.unknown_zone,
+                tunnel: self.config.tunnel.is_some() && p.tunnel.zones.contains(&z.id),
+                members: applied
+                    .and_then(|a| a.membership.zones.get(&z.id))
+                    .map(|m| m.macs.iter().copied().collect())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Devices per zone, from the applied sets (no classification work: this runs
+    /// after every event).
+    pub fn zone_counts(&self) -> Vec<(String, usize)> {
+        let applied = self.enforcer.applied();
+        self.config
+            .policy
+            .zones
+            .keys()
+            .map(|z| {
+                let n = applied
+                    .and_then(|a| a.membership.zones.get(z))
+                    .map_or(0, |m| m.macs.len());
+                (z.to_string(), n)
+            })
+            .collect()
+    }
+
+    /// The homeowner's per-device tunnel choices, as `mac (name)` lines:
+    /// (through the tunnel, never through it).
+    pub fn tunnel_choices(&self) -> (Vec<String>, Vec<String>) {
+        let mut through = Vec::new();
+        let mut never = Vec::new();
+        for d in self.inventory.devices() {
+            let label = match &d.name {
+                Some(n) => format!("{} ({})", d.mac, n.escape_debug()),
+                None => d.mac.to_string(),
+            };
+            match d.tunnel_choice {
+                Some(true) => through.push(label),
+                Some(false) => never.push(label),
+                None => {}
+            }
+        }
+        (through, never)
+    }
+
+    /// Number of devices known.
+    pub fn device_count(&self) -> usize {
+        self.inventory.len()
+    }
+
+    /// `bulkhead status`: counts and the last error. mDNS counters are the
+    /// runtime's (its browser keeps them) and left for it to fill in.
+    pub fn status(&self) -> StatusView {
+        let enforced = self.enforcer.stats();
+        StatusView {
+            devices: self.inventory.len(),
+            zones: self.config.policy.zones.keys().cloned().collect(),
+            full_applies: enforced.full_applies,
+            delta_applies: enforced.delta_applies,
+            last_error: enforced.last_error.clone(),
+            leases: self.dhcp.lease_count(),
+            dhcp_malformed: self.dhcp.malformed(),
+            dhcp: self.dhcp.counters(),
+            mdns: None,
+            untracked_new_devices: self.discovery.untracked_new_devices(),
+        }
+    }
+}

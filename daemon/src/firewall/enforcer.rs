@@ -1,0 +1,477 @@
+//! The one entry into the firewall (mullvad's `apply_policy`): the [`Enforcer`]
+//! owns the nft and conntrack backends, what was applied, the counters and the
+//! failure state. [`Enforcer::enforce`] is the only path that changes our tables'
+//! structure or membership: it tries a set-element delta and falls back to the
+//! full replace, then cuts the connections the change forbids.
+//!
+//! It also holds the elements services put in named sets for a while (the
+//! tunnel's domain sets, filled from DNS answers): [`Enforcer::hold`] adds them
+//! with a deadline, [`Enforcer::expire`] deletes what is due (time is an
+//! argument), and every full replace puts back what is held, because it
+//! re-creates those sets empty.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::{
+    diff_membership, error_chain, full_replace, Applied, ApplyOutcome, ConntrackFlusher, Elements, FirewallError,
+    MembershipDelta, NftBackend, SetOwner,
+};
+use crate::config::{DomainSetId, MacAddr, ZoneId};
+use crate::inventory::UnixTime;
+use crate::policy::{DesiredRuleset, DeviceEntry, Membership, ZoneMembers};
+
+/// At most this many addresses held across all domain sets (a resolver flooded
+/// with answers must not grow the sets without bound).
+pub const MAX_HELD_ADDRESSES: usize = 16_384;
+
+/// What changed in the membership since the last enforce.
+pub enum MembershipChange<'a> {
+    /// The whole membership, recomputed from the inventory. `addresses_of`
+    /// names a device's addresses (to cut the flows of devices whose way out
+    /// changed).
+    Whole {
+        /// What the sets must hold.
+        membership: Membership,
+        /// A device's addresses, from the inventory.
+        addresses_of: &'a dyn Fn(&MacAddr) -> Vec<IpAddr>,
+    },
+    /// A few devices changed: their entries before and after. Enforced in time
+    /// proportional to them, not to the inventory; `whole` computes the whole
+    /// membership only if the tables must be replaced.
+    Entries {
+        /// The devices' entries before the change.
+        before: &'a [DeviceEntry],
+        /// Their entries after it.
+        after: &'a [DeviceEntry],
+        /// The whole membership, for a full replace.
+        whole: &'a dyn Fn() -> Membership,
+    },
+}
+
+impl MembershipChange<'_> {
+    /// The addresses of these devices, before the change.
+    fn addresses_of(&self, macs: &BTreeSet<MacAddr>) -> Vec<IpAddr> {
+        match self {
+            MembershipChange::Whole { addresses_of, .. } => macs.iter().flat_map(addresses_of).collect(),
+            MembershipChange::Entries { before, .. } => before
+                .iter()
+                .filter(|e| macs.contains(&e.mac))
+                .flat_map(|e| e.addresses.iter().copied())
+                .collect(),
+        }
+    }
+}
+
+/// Counters and the last error, for `bulkhead status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnforceStats {
+    /// Full table replaces that went through.
+    pub full_applies: u64,
+    /// Set-element deltas that went through.
+    pub delta_applies: u64,
+    /// The last failure (apply, verify or conntrack), cleared by a success.
+    pub last_error: Option<String>,
+}
+
+/// Refusals of [`Enforcer::hold`].
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// The set is not one the ruleset in force has.
+    #[error("`{0}` is not a domain set of the tunnel policy (tunnel.domain_sets)")]
+    UnknownSet(DomainSetId),
+    /// The lifetime is zero.
+    #[error("ttl_secs must be at least 1")]
+    NoLifetime,
+    /// Holding them would pass [`MAX_HELD_ADDRESSES`].
+    #[error("domain sets are full ({MAX_HELD_ADDRESSES} addresses)")]
+    Full,
+    /// nft refused the elements.
+    #[error("nft refused the domain set change")]
+    Nft(#[source] nftables::helper::NftablesError),
+}
+
+/// What [`Enforcer::hold`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Addresses given.
+    pub given: usize,
+    /// Of them, not held before (added to the kernel's sets).
+    pub fresh: usize,
+}
+
+/// The firewall's owner. See the module documentation.
+pub struct Enforcer {
+    nft: Box<dyn NftBackend + Send>,
+    conntrack: Box<dyn ConntrackFlusher + Send>,
+    applied: Option<Applied>,
+    stats: EnforceStats,
+    /// A change failed for good and was reported; cleared by the next success,
+    /// so a run of failures is reported once.
+    failing: bool,
+    /// The error that began the current run of failures, until the caller
+    /// takes it (to raise one alert).
+    new_failure: Option<String>,
+    /// Cut connections without waiting (discovery's changes must not stall the
+    /// event loop on `conntrack`).
+    background_cuts: bool,
+    /// Addresses held in domain sets, with when they leave.
+    held: BTreeMap<(DomainSetId, IpAddr), UnixTime>,
+}
+
+impl Enforcer {
+    /// An enforcer that knows nothing of what the kernel holds: its first
+    /// enforce replaces the tables.
+    pub fn new(nft: Box<dyn NftBackend + Send>, conntrack: Box<dyn ConntrackFlusher + Send>) -> Self {
+        Enforcer {
+            nft,
+            conntrack,
+            applied: None,
+            stats: EnforceStats::default(),
+            failing: false,
+            new_failure: None,
+            background_cuts: false,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// What the kernel holds, as far as we applied it (None: unknown).
+    pub fn applied(&self) -> Option<&Applied> {
+        self.applied.as_ref()
+    }
+
+    /// Tests: believe the kernel holds `applied`.
+    #[cfg(test)]
+    pub(crate) fn assume_applied(&mut self, applied: Applied) {
+        self.applied = Some(applied);
+    }
+
+    /// Forgets what was applied: the next enforce replaces the tables.
+    pub fn forget_applied(&mut self) {
+        self.applied = None;
+    }
+
+    /// Counters and the last error.
+    pub fn stats(&self) -> &EnforceStats {
+        &self.stats
+    }
+
+    /// A failure on the way to the kernel outside the firewall (the store refused
+    /// what discovery found): shown as the last error until the next success.
+    pub fn report_error(&mut self, msg: String) {
+        self.stats.last_error = Some(msg);
+    }
+
+    /// Whether connection cuts are left to a background thread.
+    pub fn set_background_cuts(&mut self, on: bool) {
+        self.background_cuts = on;
+    }
+
+    /// The error that began a run of failures, once: the caller raises one alert.
+    pub fn take_new_failure(&mut self) -> Option<String> {
+        self.new_failure.take()
+    }
+
+    /// Makes the kernel hold `ruleset` with the membership `change` describes.
+    ///
+    /// Order matters: (1) with the structure unchanged, a set-element delta; a
+    /// delta the kernel refuses (someone edited our sets by hand) falls through
+    /// to (2) the full replace of both tables in one transaction, verified by
+    /// reading back, which is always correct; (3) only after the kernel took
+    /// the change are the connections it forbids cut (cut earlier, they could
+    /// re-establish under the old rules); (4) after a full replace, the held
+    /// domain-set addresses go back (the replace re-created the sets empty).
+    /// On failure the kernel keeps its previous state (nft transactions are
+    /// atomic) and so does `applied`, so the next enforce retries from the
+    /// truth; a failed read-back forgets `applied`, so the next one replaces.
+    pub fn enforce(
+        &mut self,
+        ruleset: DesiredRuleset,
+        change: MembershipChange<'_>,
+    ) -> Result<ApplyOutcome, FirewallError> {
+        if let Some(outcome) = self.try_delta(&ruleset, &change) {
+            return Ok(outcome);
+        }
+        let whole;
+        let membership: &Membership = match &change {
+            MembershipChange::Whole { membership, .. } => membership,
+            MembershipChange::Entries { whole: of, .. } => {
+                whole = of();
+                &whole
+            }
+        };
+        if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, membership) {
+            let msg = error_chain(&e);
+            if matches!(e, FirewallError::Verify(_)) {
+                // The kernel took the document but does not hold what we meant:
+                // we no longer know what it holds, so the next change must
+                // replace everything rather than patch with a delta.
+                self.applied = None;
+                tracing::error!(error = %msg, "firewall read-back differs; the next change replaces the tables");
+            } else {
+                tracing::error!(error = %msg, "firewall apply failed; the previous rules stay in force");
+            }
+            self.failed(&msg);
+            self.stats.last_error = Some(msg);
+            return Err(e);
+        }
+        self.stats.full_applies += 1;
+        self.succeeded();
+        if let Some(old) = self.applied.take() {
+            // A structural change (a zone lost the internet or a reach) can
+            // forbid connections of devices that did not move: cut them all.
+            let everyone = old.ruleset != ruleset;
+            let rerouted = change.addresses_of(&rerouted_macs(&old.membership, membership));
+            self.cut(addresses_to_cut(&old.membership, membership, everyone, &rerouted));
+        }
+        self.applied = Some(Applied {
+            ruleset,
+            membership: membership.clone(),
+        });
+        self.restore_held();
+        Ok(ApplyOutcome::FullReplace)
+    }
+
+    /// Step (1) of [`enforce`](Self::enforce): Some(outcome) when a delta (or
+    /// nothing) was enough, None when the tables must be replaced.
+    fn try_delta(&mut self, ruleset: &DesiredRuleset, change: &MembershipChange<'_>) -> Option<ApplyOutcome> {
+        let applied = self.applied.as_ref().filter(|a| &a.ruleset == ruleset)?;
+        let (old, new): (Cow<'_, Membership>, Cow<'_, Membership>) = match change {
+            MembershipChange::Whole { membership, .. } => {
+                (Cow::Borrowed(&applied.membership), Cow::Borrowed(membership))
+            }
+            MembershipChange::Entries { before, after, .. } => (
+                Cow::Owned(Membership::of_entries(&applied.membership, before)),
+                Cow::Owned(Membership::of_entries(&applied.membership, after)),
+            ),
+        };
+        let delta = diff_membership(&old, &new);
+        if delta.is_empty() {
+            self.succeeded();
+            return Some(ApplyOutcome::Unchanged);
+        }
+        if let Err(e) = self.nft.apply_delta(&delta) {
+            tracing::warn!(error = %error_chain(&e), "set delta refused; replacing the tables instead");
+            return None;
+        }
+        let rerouted = change.addresses_of(&rerouted_macs(&old, &new));
+        let cut = addresses_to_cut(&old, &new, false, &rerouted);
+        drop((old, new));
+        if let Some(applied) = self.applied.as_mut() {
+            match change {
+                MembershipChange::Whole { membership, .. } => applied.membership = membership.clone(),
+                MembershipChange::Entries { before, after, .. } => {
+                    for e in *before {
+                        applied.membership.remove_entry(e);
+                    }
+                    for e in *after {
+                        applied.membership.insert_entry(e);
+                    }
+                }
+            }
+        }
+        self.stats.delta_applies += 1;
+        self.succeeded();
+        self.cut(cut);
+        Some(ApplyOutcome::Delta {
+            added: delta.added(),
+            removed: delta.removed(),
+        })
+    }
+
+    /// Puts `addresses` in domain set `set` until `now + ttl_secs` (a held
+    /// address keeps the later deadline). Only sets of the ruleset in force.
+    pub fn hold(
+        &mut self,
+        set: &DomainSetId,
+        addresses: &[IpAddr],
+        ttl_secs: u32,
+        now: UnixTime,
+    ) -> Result<Held, HoldError> {
+        let selected = self
+            .applied
+            .as_ref()
+            .and_then(|a| a.ruleset.tunnel.as_ref())
+            .is_some_and(|t| t.domain_sets.contains(set));
+        if !selected {
+            return Err(HoldError::UnknownSet(set.clone()));
+        }
+        if ttl_secs == 0 {
+            return Err(HoldError::NoLifetime);
+        }
+        let fresh: BTreeSet<IpAddr> = addresses
+            .iter()
+            .filter(|ip| !self.held.contains_key(&(set.clone(), **ip)))
+            .copied()
+            .collect();
+        if self.held.len() + fresh.len() > MAX_HELD_ADDRESSES {
+            return Err(HoldError::Full);
+        }
+        let mut delta = MembershipDelta::default();
+        push_addresses(&mut delta, true, set, fresh.iter().copied());
+        if !delta.is_empty() {
+            self.nft.apply_delta(&delta).map_err(HoldError::Nft)?;
+        }
+        let until = now.saturating_add(i64::from(ttl_secs));
+        for ip in addresses {
+            let e = self.held.entry((set.clone(), *ip)).or_insert(until);
+            *e = (*e).max(until);
+        }
+        Ok(Held {
+            given: addresses.len(),
+            fresh: fresh.len(),
+        })
+    }
+
+    /// The deadline of an address held in a domain set.
+    pub fn held_until(&self, set: &DomainSetId, ip: IpAddr) -> Option<UnixTime> {
+        self.held.get(&(set.clone(), ip)).copied()
+    }
+
+    /// How many addresses are held in all domain sets.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Deletes held addresses whose deadline is `now` or earlier, from the
+    /// kernel and from memory.
+    pub fn expire(&mut self, now: UnixTime) {
+        let expired: Vec<(DomainSetId, IpAddr)> = self
+            .held
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let mut delta = MembershipDelta::default();
+        for (set, ip) in &expired {
+            push_addresses(&mut delta, false, set, [*ip]);
+        }
+        if let Err(e) = self.nft.apply_delta(&delta) {
+            // Someone removed them already (or the set is gone): a full replace
+            // re-creates the sets from what remains.
+            tracing::warn!(error = %error_chain(&e), "could not delete expired domain set addresses");
+        }
+        for k in expired {
+            self.held.remove(&k);
+        }
+    }
+
+    /// After a full replace: the domain sets are empty again; put back what is
+    /// held (sets no longer in the policy lose their addresses).
+    fn restore_held(&mut self) {
+        let sets = self
+            .applied
+            .as_ref()
+            .and_then(|a| a.ruleset.tunnel.as_ref())
+            .map(|t| t.domain_sets.clone())
+            .unwrap_or_default();
+        self.held.retain(|(set, _), _| sets.contains(set));
+        let mut delta = MembershipDelta::default();
+        for (set, ip) in self.held.keys() {
+            push_addresses(&mut delta, true, set, [*ip]);
+        }
+        if delta.is_empty() {
+            return;
+        }
+        if let Err(e) = self.nft.apply_delta(&delta) {
+            let msg = format!(
+                "could not restore the domain sets after a table replace: {}",
+                error_chain(&e)
+            );
+            tracing::error!("{msg}");
+            self.failed(&msg);
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.stats.last_error = None;
+        self.failing = false;
+    }
+
+    /// A change failed for good (after any fallback): the first of a run is
+    /// kept for the caller's alert.
+    fn failed(&mut self, msg: &str) {
+        if !self.failing {
+            self.failing = true;
+            self.new_failure = Some(msg.to_string());
+        }
+    }
+
+    /// Deletes the conntrack entries of `addrs` (in the background while
+    /// discovery reconciles).
+    fn cut(&mut self, addrs: Vec<IpAddr>) {
+        if addrs.is_empty() {
+            return;
+        }
+        if self.background_cuts {
+            self.conntrack.flush_detached(addrs);
+            return;
+        }
+        match self.conntrack.flush(&addrs) {
+            Ok(n) => tracing::info!(entries = n, addresses = addrs.len(), "cut connections of moved devices"),
+            Err(e) => {
+                let msg = format!("could not delete conntrack entries of moved devices: {e}");
+                tracing::error!("{msg}");
+                self.stats.last_error = Some(msg);
+            }
+        }
+    }
+}
+
+/// `addresses` of one family each into `set`'s v4 and v6 sets.
+fn push_addresses(
+    delta: &mut MembershipDelta,
+    add: bool,
+    set: &DomainSetId,
+    addresses: impl IntoIterator<Item = IpAddr>,
+) {
+    let (v4, v6) = Elements::of_addresses(addresses);
+    delta.push(add, SetOwner::DomainSet(set.clone()), v4);
+    delta.push(add, SetOwner::DomainSet(set.clone()), v6);
+}
+
+/// MACs whose tunnel set changed: their flows were address-translated for the
+/// old way out and would die there, or leave by the old way.
+fn rerouted_macs(old: &Membership, new: &Membership) -> BTreeSet<MacAddr> {
+    old.tunnel_devices
+        .symmetric_difference(&new.tunnel_devices)
+        .chain(old.tunnel_exclude.symmetric_difference(&new.tunnel_exclude))
+        .copied()
+        .collect()
+}
+
+/// PURE: a device that changed zone must not keep connections its new zone
+/// forbids: every address whose zone or block changed (a device moved, or an
+/// address moved to another device) or that left the sets, so the next packet
+/// is judged by the new rules. Connections the new zone allows are picked up
+/// again mid-stream by conntrack. `everyone`: after a structural change, every
+/// address in the old sets. `rerouted`: addresses of devices whose tunnel set
+/// changed.
+pub fn addresses_to_cut(old: &Membership, new: &Membership, everyone: bool, rerouted: &[IpAddr]) -> Vec<IpAddr> {
+    fn addrs(m: &ZoneMembers) -> impl Iterator<Item = IpAddr> + '_ {
+        m.v4.iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(m.v6.iter().map(|a| IpAddr::V6(*a)))
+    }
+    let verdicts = |m: &Membership| -> BTreeMap<IpAddr, (ZoneId, bool)> {
+        let blocked: BTreeSet<IpAddr> = addrs(&m.blocked).collect();
+        m.zones
+            .iter()
+            .flat_map(|(z, mem)| addrs(mem).map(move |a| (a, z.clone())))
+            .map(|(a, z)| (a, (z, blocked.contains(&a))))
+            .collect()
+    };
+    let (before, after) = (verdicts(old), verdicts(new));
+    before
+        .iter()
+        .filter(|(a, v)| everyone || after.get(a) != Some(v))
+        .map(|(a, _)| *a)
+        .chain(rerouted.iter().copied())
+        .collect::<BTreeSet<IpAddr>>()
+        .into_iter()
+        .collect()
+}
