@@ -1,24 +1,37 @@
-//! `bulkhead daemon`: load config, enforce, then serve the control socket and react
-//! to signals. The runtime is single-threaded: one owner of [`DaemonState`], every
-//! change goes through it in order.
+//! The runtime: the daemon's one event loop and everything that touches
+//! sockets, signals, netlink and the clock. It owns the core
+//! ([`DaemonState`]) and feeds it, one event at a time, in order.
+//!
+//! - `mod.rs`: start-up (rules before links, then discovery sources), the loop
+//!   (`select!` over control requests, DHCP, mDNS, neighbours, link changes,
+//!   the tunnel, services, timers and signals), reload and shutdown.
+//! - `control_socket.rs`: the CLI's socket. `web_backend.rs`: the web UI's
+//!   [`bulkhead_web::Backend`], which asks the loop the same requests.
+//! - `dhcp_io.rs`: DHCP sockets and the observed lease file.
+//! - `tunnel.rs`: the WireGuard device and its kill-switch routing.
+//! - `services.rs`: the services seat (snapshots out, requests in).
+//! - `live.rs`: what open web pages are told after each turn.
 
+mod control_socket;
 mod dhcp_io;
+mod live;
+pub mod services;
 mod tunnel;
 pub(crate) mod web_backend;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::core::DaemonState;
+use control_socket::{accept_loop, bind_control, Job};
+use live::{health_of, LiveSeen};
+use tunnel::{tunnel_alerts, tunnel_view};
 
 use crate::config::{self, Config};
 use crate::control::{Request, Response};
@@ -46,8 +59,6 @@ async fn reconcile_links(handle: &rtnetlink::Handle, config: &Config) -> Result<
     let observed = links.observe().await?;
     Ok(existing_bridge_ports(config, &observed))
 }
-
-type Job = (Request, oneshot::Sender<Response>);
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
@@ -154,6 +165,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         });
     }
 
+    // Services (DNS next) get a handle from here: `services.handle()`.
+    let mut services = services::ServiceHub::default();
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -209,6 +222,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 }
                 tunnel_alerts(&mut state, &vpn, t);
             }
+            Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
             Some(msg) = dhcp_rx.recv() => dhcp_io::handle(&mut state, msg, unix_now()).await,
             _ = lease_file_tick.tick() => lease_file.poll(&mut state, unix_now()),
             _ = hup.recv() => {
@@ -248,6 +262,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         // Answers that named an address nobody held yet: try again now that
         // something happened (a lease or a neighbour may have tied it to a MAC).
         mdns_pending.retry(&mut state, unix_now());
+        services.publish(&state);
         if let Ok(mut h) = health.write() {
             *h = health_of(&state);
         }
@@ -263,64 +278,6 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
 /// How long link changes are left to settle before the ports are looked at again.
 const LINK_SETTLE: Duration = Duration::from_millis(200);
-
-/// Tunnel state changes become alerts: up, down (from up), and the first failure
-/// after being up (retries are not repeated).
-fn tunnel_alerts(
-    state: &mut DaemonState,
-    vpn: &tunnel::TunnelRuntime,
-    transitions: Vec<crate::tunnel::state::Transition>,
-) {
-    use crate::alerts::{Alert, AlertKind};
-    use crate::tunnel::state::StateKind;
-    for t in transitions {
-        tracing::info!(from = %t.from, to = %t.to, reason = %t.reason, "tunnel");
-        let kind = match (t.from, t.to) {
-            (_, StateKind::Up) => AlertKind::TunnelUp,
-            (StateKind::Up, _) => AlertKind::TunnelDown,
-            (_, StateKind::Error) if vpn.attempts() <= 1 => AlertKind::TunnelError,
-            _ => continue,
-        };
-        let message = match kind {
-            AlertKind::TunnelUp => "VPN tunnel is up".to_string(),
-            AlertKind::TunnelDown => format!(
-                "VPN tunnel is down ({}); selected traffic is blocked until it is back",
-                t.reason
-            ),
-            _ => format!(
-                "VPN tunnel could not connect ({}); retrying, selected traffic is blocked meanwhile",
-                t.reason
-            ),
-        };
-        state.raise(Alert {
-            id: 0,
-            acknowledged: false,
-            at: unix_now(),
-            kind,
-            mac: None,
-            message,
-        });
-    }
-}
-
-/// The tunnel as the CLI and UI show it: the policy's selectors and the
-/// homeowner's per-device choices.
-fn tunnel_view(state: &DaemonState, vpn: &tunnel::TunnelRuntime) -> crate::control::TunnelView {
-    let mut view = vpn.view(&state.config.policy.tunnel);
-    if view.configured {
-        let (through, never) = state.tunnel_choices();
-        if !through.is_empty() || !never.is_empty() {
-            view.routed.retain(|r| !r.starts_with("nothing"));
-        }
-        if !through.is_empty() {
-            view.routed.push(format!("devices you chose: {}", through.join(", ")));
-        }
-        if !never.is_empty() {
-            view.routed.push(format!("never (your choice): {}", never.join(", ")));
-        }
-    }
-    view
-}
 
 /// Interface names by index, for neighbour updates.
 async fn interface_names(nl: &rtnetlink::Handle) -> BTreeMap<u32, String> {
@@ -434,125 +391,5 @@ async fn reload(state: &mut DaemonState, path: &Path, nl: &rtnetlink::Handle) {
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %error_chain(&e), "reload: links not fully set up"),
-    }
-}
-
-fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("chmod {}", dir.display()))?;
-        }
-    }
-    // A socket left by a killed daemon: remove it, but never a non-socket file,
-    // and never the socket of a daemon that still answers (two daemons would
-    // fight over the same tables).
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        anyhow::ensure!(
-            meta.file_type().is_socket(),
-            "{} exists and is not a socket",
-            path.display()
-        );
-        anyhow::ensure!(
-            std::os::unix::net::UnixStream::connect(path).is_err(),
-            "another bulkhead daemon is running (it answers on {})",
-            path.display()
-        );
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    // Root-only: the socket changes the firewall.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).context("chmod control socket")?;
-    Ok(listener)
-}
-
-async fn accept_loop(listener: UnixListener, jobs: mpsc::Sender<Job>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let jobs = jobs.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve_client(stream, jobs).await {
-                        tracing::debug!(error = %e, "control client");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "control socket accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// At most this much of a request line is read; the socket is root-only, but a
-/// bound costs nothing.
-const MAX_REQUEST: u64 = 64 * 1024;
-
-async fn serve_client(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-    let mut line = String::new();
-    lines.read_line(&mut line).await?;
-    let resp = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Response::Error {
-            message: format!("bad request: {e}"),
-        },
-        Ok(req) => {
-            let (tx, rx) = oneshot::channel();
-            if jobs.send((req, tx)).await.is_err() {
-                return Ok(());
-            }
-            rx.await.unwrap_or(Response::Error {
-                message: "daemon is stopping".into(),
-            })
-        }
-    };
-    let mut out =
-        serde_json::to_string(&resp).unwrap_or_else(|_| "{\"result\":\"error\",\"message\":\"encode\"}".into());
-    out.push('\n');
-    write.write_all(out.as_bytes()).await
-}
-
-/// Runs after every event: O(zones), never a pass over the inventory.
-fn health_of(state: &DaemonState) -> bulkhead_web::Health {
-    bulkhead_web::Health {
-        devices: state.device_count(),
-        zones: state.zone_counts(),
-    }
-}
-
-/// What the web UI's open pages last heard about: after each event the loop
-/// compares generations (O(1)) and tells subscribers what changed.
-#[derive(Default)]
-struct LiveSeen {
-    facts: u64,
-    alerts: u64,
-    vpn: String,
-}
-
-impl LiveSeen {
-    fn notify(
-        &mut self,
-        state: &DaemonState,
-        vpn: &tunnel::TunnelRuntime,
-        live: &tokio::sync::broadcast::Sender<bulkhead_web::model::LiveEvent>,
-    ) {
-        use bulkhead_web::model::LiveEvent;
-        if state.facts_changed() != self.facts {
-            self.facts = state.facts_changed();
-            let _ = live.send(LiveEvent::Devices);
-        }
-        if state.alerts_changed() != self.alerts {
-            self.alerts = state.alerts_changed();
-            let _ = live.send(LiveEvent::Alerts);
-        }
-        let vpn_state = vpn.state_name();
-        if vpn_state != self.vpn {
-            self.vpn = vpn_state;
-            let _ = live.send(LiveEvent::Vpn);
-        }
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{PrivateKeySource, TunnelConfig, TunnelSelectors, WgKey};
 use crate::control::{TunnelPeerView, TunnelTransitionView, TunnelView};
+use crate::core::DaemonState;
 use crate::firewall::error_chain;
 use crate::inventory::UnixTime;
 use crate::tunnel::device::{DeviceConfig, PeerConfig, TunnelDevice};
@@ -445,4 +446,62 @@ impl UapiDevice for TunnelRuntime {
         }
         Ok(())
     }
+}
+
+/// Tunnel state changes become alerts: up, down (from up), and the first failure
+/// after being up (retries are not repeated).
+pub(super) fn tunnel_alerts(
+    state: &mut DaemonState,
+    vpn: &TunnelRuntime,
+    transitions: Vec<crate::tunnel::state::Transition>,
+) {
+    use crate::alerts::{Alert, AlertKind};
+    use crate::tunnel::state::StateKind;
+    for t in transitions {
+        tracing::info!(from = %t.from, to = %t.to, reason = %t.reason, "tunnel");
+        let kind = match (t.from, t.to) {
+            (_, StateKind::Up) => AlertKind::TunnelUp,
+            (StateKind::Up, _) => AlertKind::TunnelDown,
+            (_, StateKind::Error) if vpn.attempts() <= 1 => AlertKind::TunnelError,
+            _ => continue,
+        };
+        let message = match kind {
+            AlertKind::TunnelUp => "VPN tunnel is up".to_string(),
+            AlertKind::TunnelDown => format!(
+                "VPN tunnel is down ({}); selected traffic is blocked until it is back",
+                t.reason
+            ),
+            _ => format!(
+                "VPN tunnel could not connect ({}); retrying, selected traffic is blocked meanwhile",
+                t.reason
+            ),
+        };
+        state.raise(Alert {
+            id: 0,
+            acknowledged: false,
+            at: crate::inventory::unix_now(),
+            kind,
+            mac: None,
+            message,
+        });
+    }
+}
+
+/// The tunnel as the CLI and UI show it: the policy's selectors and the
+/// homeowner's per-device choices.
+pub(super) fn tunnel_view(state: &DaemonState, vpn: &TunnelRuntime) -> crate::control::TunnelView {
+    let mut view = vpn.view(&state.config.policy.tunnel);
+    if view.configured {
+        let (through, never) = state.tunnel_choices();
+        if !through.is_empty() || !never.is_empty() {
+            view.routed.retain(|r| !r.starts_with("nothing"));
+        }
+        if !through.is_empty() {
+            view.routed.push(format!("devices you chose: {}", through.join(", ")));
+        }
+        if !never.is_empty() {
+            view.routed.push(format!("never (your choice): {}", never.join(", ")));
+        }
+    }
+    view
 }

@@ -15,7 +15,7 @@ use bulkhead_web::{BackendError, BackendFuture};
 use crate::config::{MacAddr, ZoneId};
 use crate::control::{DeviceView, Request, Response, TunnelView, ZoneInfo};
 
-use super::Job;
+use super::control_socket::Job;
 
 /// The daemon side of the web UI.
 pub struct WebBackend {
