@@ -135,41 +135,17 @@ impl MembershipDelta {
         self.remove.values().map(Elements::len).sum()
     }
 
-    fn put_macs(&mut self, owner: &SetOwner, old: &BTreeSet<MacAddr>, new: &BTreeSet<MacAddr>) {
-        self.push(
-            true,
-            owner.clone(),
-            Elements::Mac(new.difference(old).copied().collect()),
-        );
-        self.push(
-            false,
-            owner.clone(),
-            Elements::Mac(old.difference(new).copied().collect()),
-        );
+    /// `old` -> `new` for one set: what only `new` has is added, what only
+    /// `old` has is removed.
+    fn put<T: Ord + Copy>(&mut self, owner: &SetOwner, old: &BTreeSet<T>, new: &BTreeSet<T>, typed: fn(Vec<T>) -> Elements) {
+        self.push(true, owner.clone(), typed(new.difference(old).copied().collect()));
+        self.push(false, owner.clone(), typed(old.difference(new).copied().collect()));
     }
 
     fn put_members(&mut self, owner: &SetOwner, old: &ZoneMembers, new: &ZoneMembers) {
-        self.put_macs(owner, &old.macs, &new.macs);
-        self.push(
-            true,
-            owner.clone(),
-            Elements::V4(new.v4.difference(&old.v4).copied().collect()),
-        );
-        self.push(
-            false,
-            owner.clone(),
-            Elements::V4(old.v4.difference(&new.v4).copied().collect()),
-        );
-        self.push(
-            true,
-            owner.clone(),
-            Elements::V6(new.v6.difference(&old.v6).copied().collect()),
-        );
-        self.push(
-            false,
-            owner.clone(),
-            Elements::V6(old.v6.difference(&new.v6).copied().collect()),
-        );
+        self.put(owner, &old.macs, &new.macs, Elements::Mac);
+        self.put(owner, &old.v4, &new.v4, Elements::V4);
+        self.put(owner, &old.v6, &new.v6, Elements::V6);
     }
 }
 
@@ -184,7 +160,17 @@ pub fn diff_membership(old: &Membership, new: &Membership) -> MembershipDelta {
         d.put_members(&SetOwner::Zone(z.clone()), o, n);
     }
     d.put_members(&SetOwner::Blocked, &old.blocked, &new.blocked);
-    d.put_macs(&SetOwner::TunnelDevices, &old.tunnel_devices, &new.tunnel_devices);
-    d.put_macs(&SetOwner::TunnelExclude, &old.tunnel_exclude, &new.tunnel_exclude);
+    d.put(
+        &SetOwner::TunnelDevices,
+        &old.tunnel_devices,
+        &new.tunnel_devices,
+        Elements::Mac,
+    );
+    d.put(
+        &SetOwner::TunnelExclude,
+        &old.tunnel_exclude,
+        &new.tunnel_exclude,
+        Elements::Mac,
+    );
     d
 }
