@@ -676,3 +676,39 @@ fn main() -> ExitCode {
 fn format_chain(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request `bulkhead ARGS` sends, if it is one request.
+    fn request(args: &[&str]) -> Option<Request> {
+        let cli = Cli::try_parse_from(["bulkhead"].iter().chain(args)).expect("parses");
+        control_command(&cli.command).map(|c| c.request)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn daemon_commands_send_their_request() {
+        let (mac, m) = (MacAddr([2, 0, 0, 0, 0, 1]), "02:00:00:00:00:01");
+        let unblock = Request::Block { mac, blocked: false };
+        assert_eq!(request(&["device", "unblock", m]), Some(unblock));
+        let never = Request::DeviceTunnel {
+            mac,
+            route: Some(false),
+        };
+        assert_eq!(request(&["device", "tunnel", m, "never"]), Some(never));
+        let policy = Request::DeviceTunnel { mac, route: None };
+        assert_eq!(request(&["device", "tunnel", m, "policy"]), Some(policy));
+        assert_eq!(request(&["ack-alerts"]), Some(Request::AckAlerts { ids: None }));
+        assert_eq!(request(&["alerts", "--json"]), Some(Request::Alerts { limit: 50 }));
+        assert_eq!(request(&["setup-token"]), Some(Request::Auth));
+        for local in ["daemon", "check-config", "reset-password"] {
+            assert_eq!(request(&[local]), None, "{local}");
+        }
+    }
+}
