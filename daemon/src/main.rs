@@ -26,7 +26,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Subcommand)]
 enum Command {
     /// Run the daemon.
     Daemon,
@@ -118,7 +118,7 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Subcommand)]
 enum DeviceCommand {
     /// Put a device in a zone (your decision; it persists and always wins).
     SetZone {
@@ -179,7 +179,7 @@ enum DeviceCommand {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Subcommand)]
 enum VpnCommand {
     /// Import a wg-quick .conf (as VPN providers hand out) into the config's
     /// [tunnel]: the keys go to files (mode 0600) next to the config, the rest of
@@ -236,10 +236,303 @@ fn socket_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("/run/bulkhead/control.sock"))
 }
 
-fn print_tunnel(v: &control::TunnelView) {
+fn call(socket: &Path, req: Request) -> anyhow::Result<Response> {
+    match control::call(socket, &req)? {
+        Response::Error { message } => anyhow::bail!("{message}"),
+        other => Ok(other),
+    }
+}
+
+/// Names come from the network (later: DHCP, mDNS): print them escaped, so a
+/// hostile name cannot drive the terminal.
+fn show(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// Runs the command: a request to the daemon (see [`control_command`]), or one of
+/// the commands that do more (or other) than one request.
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(ControlCommand { request, print, json }) = control_command(&cli.command) {
+        return print(call(&socket_path(&cli), request)?, json);
+    }
+    match &cli.command {
+        Command::Daemon => {
+            // A parent (the demo, a shell script) may have blocked signals, and
+            // exec keeps the mask: unblock, or SIGTERM/SIGHUP would never arrive.
+            nix::sys::signal::SigSet::all().thread_unblock()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(bulkhead::runtime::run(cli.config.clone()))
+        }
+        Command::CheckConfig => match config::load(&cli.config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} segments, {} zones, {} pinned devices)",
+                    cli.config.display(),
+                    c.segments.len(),
+                    c.policy.zones.len(),
+                    c.policy.devices.len()
+                );
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                anyhow::bail!("{} error(s)", errors.0.len())
+            }
+        },
+        Command::ResetPassword => reset_password(&socket_path(&cli)),
+        Command::Vpn(VpnCommand::Import { file, key_file, force }) => vpn_import(&cli.config, file, key_file, *force),
+        #[cfg(feature = "demo")]
+        Command::Demo { once, port } => bulkhead::demo::run(*once, *port),
+        #[cfg(feature = "demo")]
+        Command::MdnsAnnounce {
+            interface,
+            service_type,
+            name,
+            host,
+            ips,
+            port,
+            txt,
+        } => mdns_announce(bulkhead::discovery::mdns::AnnounceSpec {
+            interface: interface.clone(),
+            service_type: service_type.clone(),
+            instance: name.clone(),
+            host: host.clone(),
+            addresses: ips.clone(),
+            port: *port,
+            txt: txt.clone(),
+        }),
+        _ => unreachable!("control_command() takes every other command"),
+    }
+}
+
+/// How a daemon command prints the answer: the answer, and whether `--json` was
+/// given.
+type Print = fn(Response, bool) -> anyhow::Result<()>;
+
+/// A subcommand that is one request to the daemon, and how its answer is
+/// printed. A `Response::Error` never reaches `print`: [`call`] makes it the
+/// command's error.
+struct ControlCommand {
+    request: Request,
+    print: Print,
+    json: bool,
+}
+
+/// The daemon request of `command`, if it is one request (the others are run
+/// by [`run`]).
+fn control_command(command: &Command) -> Option<ControlCommand> {
+    let (request, print, json): (Request, Print, bool) = match command.clone() {
+        Command::Devices { json } => (Request::Devices, print_devices, json),
+        Command::Device(device) => (device_request(device), print_done, false),
+        // The whole answer, as JSON.
+        Command::Status => (Request::Status, |answer, _| print_json(&answer), false),
+        Command::Vpn(VpnCommand::Status { json }) => (Request::Tunnel, print_tunnel, json),
+        Command::Vpn(VpnCommand::DomainAdd { set, addresses, ttl }) => {
+            let request = Request::DomainAdd {
+                set,
+                addresses,
+                ttl_secs: ttl,
+            };
+            (request, print_done, false)
+        }
+        Command::Alerts { limit, json } => (Request::Alerts { limit }, print_alerts, json),
+        Command::AckAlerts { ids } => {
+            let ids = (!ids.is_empty()).then_some(ids);
+            (Request::AckAlerts { ids }, print_acknowledged, false)
+        }
+        Command::Zones { json } => (Request::Zones, print_zones, json),
+        Command::SetupToken => (Request::Auth, print_setup_token, false),
+        Command::Suggestions { json } => (Request::Suggestions, print_suggestions, json),
+        Command::Daemon | Command::CheckConfig | Command::ResetPassword | Command::Vpn(VpnCommand::Import { .. }) => {
+            return None
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo { .. } | Command::MdnsAnnounce { .. } => return None,
+    };
+    Some(ControlCommand { request, print, json })
+}
+
+/// The request of a `device` subcommand.
+fn device_request(command: DeviceCommand) -> Request {
+    match command {
+        DeviceCommand::SetZone { mac, zone } => Request::SetZone { mac, zone },
+        DeviceCommand::Approve { mac, zone } => Request::Approve { mac, zone },
+        DeviceCommand::Link { new_mac, known_mac } => Request::Link { new_mac, known_mac },
+        DeviceCommand::Rename { mac, name } => Request::Rename { mac, name },
+        DeviceCommand::Block { mac } => Request::Block { mac, blocked: true },
+        DeviceCommand::Unblock { mac } => Request::Block { mac, blocked: false },
+        DeviceCommand::Tunnel { mac, route } => {
+            let route = match route.as_str() {
+                "through" => Some(true),
+                "never" => Some(false),
+                _ => None,
+            };
+            Request::DeviceTunnel { mac, route }
+        }
+        DeviceCommand::Add { mac, ip } => Request::AddDevice { mac, ip },
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A change's answer: the daemon's sentence.
+fn print_done(answer: Response, _json: bool) -> anyhow::Result<()> {
+    if let Response::Done { message } = answer {
+        println!("{message}");
+    }
+    Ok(())
+}
+
+fn print_acknowledged(answer: Response, _json: bool) -> anyhow::Result<()> {
+    let Response::Acknowledged { count } = answer else {
+        anyhow::bail!("unexpected answer")
+    };
+    println!("{count} alert(s) acknowledged");
+    Ok(())
+}
+
+fn print_devices(answer: Response, json: bool) -> anyhow::Result<()> {
+    let Response::Devices { devices } = answer else {
+        anyhow::bail!("unexpected answer")
+    };
+    if json {
+        return print_json(&devices);
+    }
+    println!(
+        "{:<17}  {:<12}  {:<16}  {:<30}  name",
+        "mac", "zone", "why", "addresses"
+    );
+    for d in devices {
+        let addrs: Vec<String> = d.addresses.iter().map(|a| a.to_string()).collect();
+        let why = serde_json::to_value(d.reason)?.as_str().unwrap_or_default().to_string();
+        println!(
+            "{:<17}  {:<12}  {:<16}  {:<30}  {}",
+            d.mac,
+            d.zone,
+            why,
+            addrs.join(","),
+            show(d.name.as_deref().unwrap_or(""))
+        );
+    }
+    Ok(())
+}
+
+fn print_zones(answer: Response, json: bool) -> anyhow::Result<()> {
+    let Response::Zones { zones } = answer else {
+        anyhow::bail!("unexpected answer")
+    };
+    if json {
+        return print_json(&zones);
+    }
+    for z in zones {
+        let mut traits = Vec::new();
+        if z.is_unknown_zone {
+            traits.push("unknown devices land here".to_string());
+        }
+        if z.internet {
+            traits.push("internet".into());
+        }
+        if z.tunnel {
+            traits.push("through the tunnel".into());
+        }
+        if !z.reach_zones.is_empty() {
+            let r: Vec<String> = z.reach_zones.iter().map(|r| r.to_string()).collect();
+            traits.push(format!("reaches {}", r.join(", ")));
+        }
+        if !z.router_services.is_empty() {
+            traits.push(format!("router: {}", z.router_services.join(", ")));
+        }
+        println!("{} ({} devices): {}", z.id, z.members.len(), traits.join("; "));
+        if !z.description.is_empty() {
+            println!("  {}", show(&z.description));
+        }
+    }
+    Ok(())
+}
+
+fn print_alerts(answer: Response, json: bool) -> anyhow::Result<()> {
+    let Response::Alerts { alerts } = answer else {
+        anyhow::bail!("unexpected answer")
+    };
+    if json {
+        return print_json(&alerts);
+    }
+    for a in alerts {
+        println!(
+            "{:>6} {:>10} {} {:<24}  {}",
+            a.id,
+            a.at,
+            if a.acknowledged { " " } else { "*" },
+            a.kind.as_str(),
+            show(&a.message)
+        );
+    }
+    Ok(())
+}
+
+fn print_suggestions(answer: Response, json: bool) -> anyhow::Result<()> {
+    let Response::Suggestions { suggestions } = answer else {
+        anyhow::bail!("unexpected answer")
+    };
+    if json {
+        return print_json(&suggestions);
+    }
+    for s in suggestions {
+        println!(
+            "{} looks like {}{}: {}",
+            s.new_mac,
+            s.known_mac,
+            if s.accepted { " (accepted)" } else { "" },
+            show(&s.reasons.join(", "))
+        );
+    }
+    Ok(())
+}
+
+fn print_setup_token(answer: Response, _json: bool) -> anyhow::Result<()> {
+    match answer {
+        Response::Auth {
+            setup_token: Some(token),
+            ..
+        } => {
+            println!("{token}");
+            eprintln!("enter it on the web UI's setup page to choose the password");
+        }
+        Response::Auth {
+            password_hash: Some(_), ..
+        } => println!("a web UI password is already set; forgotten? bulkhead reset-password"),
+        Response::Auth { .. } => {
+            anyhow::bail!("the daemon has no setup token (it had no randomness at start); restart it")
+        }
+        _ => anyhow::bail!("unexpected answer"),
+    }
+    Ok(())
+}
+
+/// `vpn status`.
+fn print_tunnel(answer: Response, json: bool) -> anyhow::Result<()> {
+    let Response::Tunnel(v) = answer else {
+        anyhow::bail!("unexpected answer")
+    };
+    if json {
+        return print_json(&v);
+    }
     if !v.configured {
         println!("no tunnel configured ([tunnel] in bulkhead.toml; `bulkhead vpn import FILE`)");
-        return;
+        return Ok(());
     }
     println!(
         "tunnel {}: {}{}",
@@ -276,292 +569,20 @@ fn print_tunnel(v: &control::TunnelView) {
     for t in v.transitions.iter().rev().take(5) {
         println!("  {} {} -> {}: {}", t.at, t.from, t.to, t.reason);
     }
+    Ok(())
 }
 
-fn call(socket: &Path, req: Request) -> anyhow::Result<Response> {
-    match control::call(socket, &req)? {
-        Response::Error { message } => anyhow::bail!("{message}"),
-        other => Ok(other),
+/// `reset-password`: two requests, the reset and then the new setup token.
+fn reset_password(socket: &Path) -> anyhow::Result<()> {
+    print_done(call(socket, Request::ResetPassword)?, false)?;
+    match call(socket, Request::Auth)? {
+        Response::Auth {
+            setup_token: Some(token),
+            ..
+        } => println!("web UI setup token: {token}"),
+        _ => anyhow::bail!("the daemon made no new setup token (no randomness?); restart it"),
     }
-}
-
-/// Names come from the network (later: DHCP, mDNS): print them escaped, so a
-/// hostile name cannot drive the terminal.
-fn show(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-                c.escape_unicode().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Command::Daemon => {
-            // A parent (the demo, a shell script) may have blocked signals, and
-            // exec keeps the mask: unblock, or SIGTERM/SIGHUP would never arrive.
-            nix::sys::signal::SigSet::all().thread_unblock()?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(bulkhead::runtime::run(cli.config.clone()))
-        }
-        Command::CheckConfig => match config::load(&cli.config) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} segments, {} zones, {} pinned devices)",
-                    cli.config.display(),
-                    c.segments.len(),
-                    c.policy.zones.len(),
-                    c.policy.devices.len()
-                );
-                Ok(())
-            }
-            Err(errors) => {
-                for e in &errors.0 {
-                    eprintln!("{e}");
-                }
-                anyhow::bail!("{} error(s)", errors.0.len())
-            }
-        },
-        Command::Devices { json } => {
-            let Response::Devices { devices } = call(&socket_path(&cli), Request::Devices)? else {
-                anyhow::bail!("unexpected answer")
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
-                return Ok(());
-            }
-            println!(
-                "{:<17}  {:<12}  {:<16}  {:<30}  name",
-                "mac", "zone", "why", "addresses"
-            );
-            for d in devices {
-                let addrs: Vec<String> = d.addresses.iter().map(|a| a.to_string()).collect();
-                let why = serde_json::to_value(d.reason)?.as_str().unwrap_or_default().to_string();
-                println!(
-                    "{:<17}  {:<12}  {:<16}  {:<30}  {}",
-                    d.mac,
-                    d.zone,
-                    why,
-                    addrs.join(","),
-                    show(d.name.as_deref().unwrap_or(""))
-                );
-            }
-            Ok(())
-        }
-        Command::Device(DeviceCommand::SetZone { mac, zone }) => done(call(
-            &socket_path(&cli),
-            Request::SetZone {
-                mac: *mac,
-                zone: zone.clone(),
-            },
-        )?),
-        Command::Device(DeviceCommand::Add { mac, ip }) => {
-            done(call(&socket_path(&cli), Request::AddDevice { mac: *mac, ip: *ip })?)
-        }
-        Command::Device(DeviceCommand::Approve { mac, zone }) => done(call(
-            &socket_path(&cli),
-            Request::Approve {
-                mac: *mac,
-                zone: zone.clone(),
-            },
-        )?),
-        Command::Device(DeviceCommand::Link { new_mac, known_mac }) => done(call(
-            &socket_path(&cli),
-            Request::Link {
-                new_mac: *new_mac,
-                known_mac: *known_mac,
-            },
-        )?),
-        Command::Device(DeviceCommand::Rename { mac, name }) => done(call(
-            &socket_path(&cli),
-            Request::Rename {
-                mac: *mac,
-                name: name.clone(),
-            },
-        )?),
-        Command::Device(DeviceCommand::Block { mac }) => done(call(
-            &socket_path(&cli),
-            Request::Block {
-                mac: *mac,
-                blocked: true,
-            },
-        )?),
-        Command::Device(DeviceCommand::Unblock { mac }) => done(call(
-            &socket_path(&cli),
-            Request::Block {
-                mac: *mac,
-                blocked: false,
-            },
-        )?),
-        Command::Device(DeviceCommand::Tunnel { mac, route }) => {
-            let route = match route.as_str() {
-                "through" => Some(true),
-                "never" => Some(false),
-                _ => None,
-            };
-            done(call(&socket_path(&cli), Request::DeviceTunnel { mac: *mac, route })?)
-        }
-        Command::AckAlerts { ids } => {
-            let ids = (!ids.is_empty()).then(|| ids.clone());
-            done(call(&socket_path(&cli), Request::AckAlerts { ids })?)
-        }
-        Command::Zones { json } => {
-            let Response::Zones { zones } = call(&socket_path(&cli), Request::Zones)? else {
-                anyhow::bail!("unexpected answer")
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&zones)?);
-                return Ok(());
-            }
-            for z in zones {
-                let mut traits = Vec::new();
-                if z.is_unknown_zone {
-                    traits.push("unknown devices land here".to_string());
-                }
-                if z.internet {
-                    traits.push("internet".into());
-                }
-                if z.tunnel {
-                    traits.push("through the tunnel".into());
-                }
-                if !z.reach_zones.is_empty() {
-                    let r: Vec<String> = z.reach_zones.iter().map(|r| r.to_string()).collect();
-                    traits.push(format!("reaches {}", r.join(", ")));
-                }
-                if !z.router_services.is_empty() {
-                    traits.push(format!("router: {}", z.router_services.join(", ")));
-                }
-                println!("{} ({} devices): {}", z.id, z.members.len(), traits.join("; "));
-                if !z.description.is_empty() {
-                    println!("  {}", show(&z.description));
-                }
-            }
-            Ok(())
-        }
-        Command::SetupToken => match call(&socket_path(&cli), Request::Auth)? {
-            Response::Auth {
-                setup_token: Some(token),
-                ..
-            } => {
-                println!("{token}");
-                eprintln!("enter it on the web UI's setup page to choose the password");
-                Ok(())
-            }
-            Response::Auth {
-                password_hash: Some(_), ..
-            } => {
-                println!("a web UI password is already set; forgotten? bulkhead reset-password");
-                Ok(())
-            }
-            Response::Auth { .. } => {
-                anyhow::bail!("the daemon has no setup token (it had no randomness at start); restart it")
-            }
-            _ => anyhow::bail!("unexpected answer"),
-        },
-        Command::ResetPassword => {
-            let socket = socket_path(&cli);
-            done(call(&socket, Request::ResetPassword)?)?;
-            match call(&socket, Request::Auth)? {
-                Response::Auth {
-                    setup_token: Some(token),
-                    ..
-                } => println!("web UI setup token: {token}"),
-                _ => anyhow::bail!("the daemon made no new setup token (no randomness?); restart it"),
-            }
-            Ok(())
-        }
-        Command::Alerts { limit, json } => {
-            let Response::Alerts { alerts } = call(&socket_path(&cli), Request::Alerts { limit: *limit })? else {
-                anyhow::bail!("unexpected answer")
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&alerts)?);
-                return Ok(());
-            }
-            for a in alerts {
-                println!(
-                    "{:>6} {:>10} {} {:<24}  {}",
-                    a.id,
-                    a.at,
-                    if a.acknowledged { " " } else { "*" },
-                    a.kind.as_str(),
-                    show(&a.message)
-                );
-            }
-            Ok(())
-        }
-        Command::Suggestions { json } => {
-            let Response::Suggestions { suggestions } = call(&socket_path(&cli), Request::Suggestions)? else {
-                anyhow::bail!("unexpected answer")
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&suggestions)?);
-                return Ok(());
-            }
-            for s in suggestions {
-                println!(
-                    "{} looks like {}{}: {}",
-                    s.new_mac,
-                    s.known_mac,
-                    if s.accepted { " (accepted)" } else { "" },
-                    show(&s.reasons.join(", "))
-                );
-            }
-            Ok(())
-        }
-        Command::Status => {
-            let resp = call(&socket_path(&cli), Request::Status)?;
-            println!("{}", serde_json::to_string_pretty(&resp)?);
-            Ok(())
-        }
-        Command::Vpn(VpnCommand::Import { file, key_file, force }) => vpn_import(&cli.config, file, key_file, *force),
-        Command::Vpn(VpnCommand::Status { json }) => {
-            let Response::Tunnel(view) = call(&socket_path(&cli), Request::Tunnel)? else {
-                anyhow::bail!("unexpected answer")
-            };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-                return Ok(());
-            }
-            print_tunnel(&view);
-            Ok(())
-        }
-        Command::Vpn(VpnCommand::DomainAdd { set, addresses, ttl }) => {
-            let req = Request::DomainAdd {
-                set: set.clone(),
-                addresses: addresses.clone(),
-                ttl_secs: *ttl,
-            };
-            if let Response::Done { message } = call(&socket_path(&cli), req)? {
-                println!("{message}");
-            }
-            Ok(())
-        }
-        #[cfg(feature = "demo")]
-        Command::Demo { once, port } => bulkhead::demo::run(*once, *port),
-        #[cfg(feature = "demo")]
-        Command::MdnsAnnounce {
-            interface,
-            service_type,
-            name,
-            host,
-            ips,
-            port,
-            txt,
-        } => mdns_announce(bulkhead::discovery::mdns::AnnounceSpec {
-            interface: interface.clone(),
-            service_type: service_type.clone(),
-            instance: name.clone(),
-            host: host.clone(),
-            addresses: ips.clone(),
-            port: *port,
-            txt: txt.clone(),
-        }),
-    }
+    Ok(())
 }
 
 /// Announces `spec` until SIGTERM or SIGINT, then says goodbye.
@@ -648,15 +669,6 @@ fn vpn_import(config_path: &Path, file: &Path, key_file: &str, force: bool) -> a
     Ok(())
 }
 
-fn done(resp: Response) -> anyhow::Result<()> {
-    match resp {
-        Response::Done { message } => println!("{message}"),
-        Response::Acknowledged { count } => println!("{count} alert(s) acknowledged"),
-        _ => {}
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
@@ -671,4 +683,40 @@ fn main() -> ExitCode {
 
 fn format_chain(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request `bulkhead ARGS` sends, if it is one request.
+    fn request(args: &[&str]) -> Option<Request> {
+        let cli = Cli::try_parse_from(["bulkhead"].iter().chain(args)).expect("parses");
+        control_command(&cli.command).map(|c| c.request)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn daemon_commands_send_their_request() {
+        let (mac, m) = (MacAddr([2, 0, 0, 0, 0, 1]), "02:00:00:00:00:01");
+        let unblock = Request::Block { mac, blocked: false };
+        assert_eq!(request(&["device", "unblock", m]), Some(unblock));
+        let never = Request::DeviceTunnel {
+            mac,
+            route: Some(false),
+        };
+        assert_eq!(request(&["device", "tunnel", m, "never"]), Some(never));
+        let policy = Request::DeviceTunnel { mac, route: None };
+        assert_eq!(request(&["device", "tunnel", m, "policy"]), Some(policy));
+        assert_eq!(request(&["ack-alerts"]), Some(Request::AckAlerts { ids: None }));
+        assert_eq!(request(&["alerts", "--json"]), Some(Request::Alerts { limit: 50 }));
+        assert_eq!(request(&["setup-token"]), Some(Request::Auth));
+        for local in ["daemon", "check-config", "reset-password"] {
+            assert_eq!(request(&[local]), None, "{local}");
+        }
+    }
 }

@@ -137,7 +137,13 @@ impl MembershipDelta {
 
     /// `old` -> `new` for one set: what only `new` has is added, what only
     /// `old` has is removed.
-    fn put<T: Ord + Copy>(&mut self, owner: &SetOwner, old: &BTreeSet<T>, new: &BTreeSet<T>, typed: fn(Vec<T>) -> Elements) {
+    fn put<T: Ord + Copy>(
+        &mut self,
+        owner: &SetOwner,
+        old: &BTreeSet<T>,
+        new: &BTreeSet<T>,
+        typed: fn(Vec<T>) -> Elements,
+    ) {
         self.push(true, owner.clone(), typed(new.difference(old).copied().collect()));
         self.push(false, owner.clone(), typed(old.difference(new).copied().collect()));
     }
