@@ -1,0 +1,234 @@
+//! `table bridge bulkhead`: traffic between two hosts on one segment bridge,
+//! which never reaches the inet hooks. One base chain, `forward`: it marks every
+//! frame it sees as bridged (so inet's `forward` leaves br_netfilter's copies
+//! alone), drops blocked devices and rogue DHCP servers and routers, lets ARP,
+//! neighbour discovery and group traffic through, then dispatches unicast to the
+//! sender's zone by source MAC. Then one `from_<zone>` chain per zone. There is
+//! no conntrack here, so every decision is stateless (see the comments by the
+//! rules).
+
+use nftables::expr::{BinaryOperation, Expression, MetaKey};
+use nftables::stmt::{Mangle, Operator, Statement};
+use nftables::types::{NfChainType, NfFamily, NfHook};
+
+use super::sets::{blocked_macs, set_name};
+use super::zones::zone_chain;
+use super::{icmpv6_types, marks, num, prefix, ChainSpec};
+use crate::firewall::expr::*;
+use crate::firewall::SetKind;
+use crate::policy::{DesiredRuleset, ZoneRules};
+
+/// Between hosts: no router adverts (only the router advertises, from itself).
+const BRIDGE_ND_TYPES: [&str; 3] = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"];
+const ICMP_ERRORS_V6: [&str; 4] = [
+    "destination-unreachable",
+    "packet-too-big",
+    "time-exceeded",
+    "parameter-problem",
+];
+
+/// The bridge table's chains, in creation order: `forward`, then each zone's.
+pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
+    use NfFamily::Bridge;
+    let mut chains = Vec::new();
+    // Priority -200 (the bridge family's `filter`): it must run before
+    // br_netfilter's hook at 0, which steals the frames it passes to the inet
+    // hooks and re-injects them after itself, so a chain at 0 registered later
+    // would never see them.
+    let mut fwd = ChainSpec::base(Bridge, "forward", NfChainType::Filter, NfHook::Forward, -200);
+    if rs.bridge_ports.is_empty() {
+        chains.push(fwd);
+        return chains;
+    }
+    let ports = &rs.bridge_ports;
+    fwd.rule(
+        "mark-bridged",
+        vec![Statement::Mangle(Mangle {
+            key: meta(MetaKey::Mark),
+            value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+                meta(MetaKey::Mark),
+                Expression::Number(marks::BRIDGED),
+            ]))),
+        })],
+    );
+    // Blocked devices: no frame from them to another port, and no unicast to
+    // them (a broadcast still reaches them; their answers do not get out).
+    // Before the ARP/ND/group accepts below, so a blocked device cannot even
+    // resolve its neighbours.
+    fwd.rule(
+        "blocked-from",
+        vec![
+            iifname_in(ports),
+            is_in(payload("ether", "saddr"), blocked_macs()),
+            counter(),
+            drop_(),
+        ],
+    );
+    fwd.rule(
+        "blocked-to",
+        vec![
+            iifname_in(ports),
+            is_in(payload("ether", "daddr"), blocked_macs()),
+            counter(),
+            drop_(),
+        ],
+    );
+    // Only the router serves addresses and routes: a device answering DHCP or
+    // sending router adverts/redirects is trying to become the others' gateway.
+    fwd.rule(
+        "no-rogue-dhcp",
+        vec![
+            iifname_in(ports),
+            is_in(payload("udp", "sport"), anon_set([num(67), num(547)])),
+            counter(),
+            drop_(),
+        ],
+    );
+    fwd.rule(
+        "no-rogue-ra",
+        vec![
+            iifname_in(ports),
+            icmpv6_types(&["nd-router-advert", "nd-redirect"]),
+            counter(),
+            drop_(),
+        ],
+    );
+    // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
+    // included, so same-bridge isolation is stateless. ARP and neighbour discovery
+    // carry no payload to protect and must pass for any allowed pair to work at all.
+    fwd.rule(
+        "arp",
+        vec![iifname_in(ports), eq(payload("ether", "type"), s("arp")), accept()],
+    );
+    fwd.rule(
+        "icmpv6-nd",
+        vec![iifname_in(ports), icmpv6_types(&BRIDGE_ND_TYPES), accept()],
+    );
+    // Broadcast and multicast (DHCP requests, mDNS, SSDP) reach every port of the
+    // bridge; unicast is what zones decide. A group MAC must carry a group IP
+    // destination: most stacks accept a unicast IP in a broadcast frame, which
+    // would otherwise be a way around the zones.
+    let group = || {
+        op(
+            Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                payload("ether", "daddr"),
+                s("01:00:00:00:00:00"),
+            ))),
+            Operator::EQ,
+            s("01:00:00:00:00:00"),
+        )
+    };
+    fwd.rule(
+        "group-non-ip",
+        vec![
+            iifname_in(ports),
+            group(),
+            op(payload("ether", "type"), Operator::NEQ, anon_set([s("ip"), s("ip6")])),
+            accept(),
+        ],
+    );
+    let mut v4_groups = vec![s("255.255.255.255"), prefix("224.0.0.0", 4)];
+    v4_groups.extend(rs.lan_broadcasts.iter().map(|b| s(b.to_string())));
+    fwd.rule(
+        "group-ipv4",
+        vec![
+            iifname_in(ports),
+            group(),
+            is_in(payload("ip", "daddr"), anon_set(v4_groups)),
+            accept(),
+        ],
+    );
+    fwd.rule(
+        "group-ipv6",
+        vec![
+            iifname_in(ports),
+            group(),
+            is_in(payload("ip6", "daddr"), anon_set([prefix("ff00::", 8)])),
+            accept(),
+        ],
+    );
+    for z in &rs.zones {
+        fwd.rule(
+            format!("from-{}", z.id),
+            vec![
+                iifname_in(ports),
+                is_in(payload("ether", "saddr"), set_ref(&set_name(&z.id, SetKind::Mac))),
+                goto(&zone_chain("from", &z.id)),
+            ],
+        );
+    }
+    for d in rs.segment_defaults.iter().filter(|d| !d.ports.is_empty()) {
+        fwd.rule(
+            format!("unknown-on-{}", d.interface),
+            vec![iifname_in(&d.ports), goto(&zone_chain("from", &d.zone))],
+        );
+    }
+    fwd.rule(
+        "unknown-device",
+        vec![iifname_in(ports), goto(&zone_chain("from", &rs.unknown_zone))],
+    );
+    chains.push(fwd);
+
+    for z in &rs.zones {
+        chains.push(bridge_zone_chain(rs, z));
+    }
+    chains
+}
+
+/// A zone's bridge chain, `from_<zone>` in `table bridge bulkhead`: what a member
+/// may send to hosts on its own segment bridge.
+fn bridge_zone_chain(rs: &DesiredRuleset, z: &ZoneRules) -> ChainSpec {
+    let mut c = ChainSpec::new(NfFamily::Bridge, zone_chain("from", &z.id));
+    let targets = z.targets();
+    for t in &targets {
+        c.rule(
+            format!("to-{t}"),
+            vec![
+                is_in(payload("ether", "daddr"), set_ref(&set_name(t, SetKind::Mac))),
+                accept(),
+            ],
+        );
+    }
+    // Zones that may open connections to this one get their answers without
+    // conntrack: TCP segments other than a bare SYN, ICMP replies and errors. A
+    // device here still cannot OPEN a TCP connection to them. UDP answers are
+    // not told apart from requests and stay blocked: put devices that must
+    // answer UDP on their own segment, where conntrack decides.
+    for other in rs
+        .zones
+        .iter()
+        .filter(|o| o.id != z.id && o.reach.contains(&z.id) && !targets.contains(&&o.id))
+    {
+        let to = is_in(payload("ether", "daddr"), set_ref(&set_name(&other.id, SetKind::Mac)));
+        let bare_syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            payload("tcp", "flags"),
+            Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![s("syn"), s("ack")]))),
+        )));
+        c.rule(
+            format!("answer-{}-tcp", other.id),
+            vec![to.clone(), op(bare_syn, Operator::NEQ, s("syn")), accept()],
+        );
+        let icmp4 = [
+            "echo-reply",
+            "destination-unreachable",
+            "time-exceeded",
+            "parameter-problem",
+        ];
+        c.rule(
+            format!("answer-{}-icmp", other.id),
+            vec![
+                to.clone(),
+                is_in(payload("icmp", "type"), anon_set(icmp4.iter().map(|t| s(*t)))),
+                accept(),
+            ],
+        );
+        let mut icmp6: Vec<&'static str> = ICMP_ERRORS_V6.to_vec();
+        icmp6.push("echo-reply");
+        c.rule(
+            format!("answer-{}-icmpv6", other.id),
+            vec![to, icmpv6_types(&icmp6), accept()],
+        );
+    }
+    c.rule("default-deny", vec![counter(), drop_()]);
+    c
+}

@@ -1,0 +1,145 @@
+//! The named sets: which exist, in which table, under which name, with which
+//! elements. Rules only ever refer to a set by name (`@<name>`); membership is
+//! the sets' elements, so moving, blocking or tunnelling a device is an element
+//! delta and never a rule change.
+
+use std::collections::BTreeSet;
+
+use nftables::expr::Expression;
+use nftables::types::NfFamily;
+
+use crate::config::{DomainSetId, ZoneId};
+use crate::firewall::expr::{s, set_ref};
+use crate::firewall::SetKind;
+use crate::policy::{DesiredRuleset, Membership};
+
+/// Name of a zone's set of a given kind, e.g. `iot_v4`.
+pub fn set_name(zone: &ZoneId, kind: SetKind) -> String {
+    format!("{zone}_{}", kind.suffix())
+}
+
+/// Whose elements a member set holds. Sets other than a zone's have a hyphen in
+/// their name, which a zone name cannot contain, so they never collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetOwner {
+    /// A zone's sets: `<zone>_mac`, `<zone>_v4`, `<zone>_v6`.
+    Zone(ZoneId),
+    /// Devices the homeowner blocked: `blocked-mac` (both tables), `blocked-v4`,
+    /// `blocked-v6`.
+    Blocked,
+    /// MACs whose traffic gets the tunnel mark: `tunnel-devices` (inet only).
+    TunnelDevices,
+    /// MACs whose traffic never gets it: `tunnel-exclude-devices` (inet only).
+    TunnelExclude,
+    /// One of the tunnel's domain sets: `dom_<name>_v4`, `dom_<name>_v6` (inet
+    /// only). Its elements are not membership: services put them there with a
+    /// lifetime (see [`Enforcer::hold`](crate::firewall::Enforcer::hold)).
+    DomainSet(DomainSetId),
+}
+
+impl From<ZoneId> for SetOwner {
+    fn from(z: ZoneId) -> Self {
+        SetOwner::Zone(z)
+    }
+}
+
+impl SetOwner {
+    /// The nft set's name for elements of `kind`.
+    pub fn set_name(&self, kind: SetKind) -> String {
+        match self {
+            SetOwner::Zone(z) => set_name(z, kind),
+            SetOwner::Blocked => format!("blocked-{}", kind.suffix()),
+            SetOwner::TunnelDevices => "tunnel-devices".into(),
+            SetOwner::TunnelExclude => "tunnel-exclude-devices".into(),
+            SetOwner::DomainSet(id) => domain_set_name(id, kind == SetKind::V6),
+        }
+    }
+
+    /// The families whose table holds this set: MAC sets of zones and blocked
+    /// devices in both tables (the bridge table decides by MAC alone), address
+    /// sets and the tunnel's sets (only `tunnel-mark`, in inet, reads them) in
+    /// inet only.
+    pub fn families(&self, kind: SetKind) -> &'static [NfFamily] {
+        match self {
+            SetOwner::TunnelDevices | SetOwner::TunnelExclude | SetOwner::DomainSet(_) => &[NfFamily::INet],
+            SetOwner::Zone(_) | SetOwner::Blocked => set_families(kind),
+        }
+    }
+}
+
+/// Every member set the ruleset has, in creation order: each zone's three, the
+/// blocked devices' three, and with a tunnel its two device sets.
+pub fn member_sets(rs: &DesiredRuleset) -> Vec<(SetOwner, SetKind)> {
+    let mut out: Vec<(SetOwner, SetKind)> = rs
+        .zones
+        .iter()
+        .flat_map(|z| SetKind::ALL.map(|k| (SetOwner::Zone(z.id.clone()), k)))
+        .collect();
+    out.extend(SetKind::ALL.map(|k| (SetOwner::Blocked, k)));
+    if rs.tunnel.is_some() {
+        out.push((SetOwner::TunnelDevices, SetKind::Mac));
+        out.push((SetOwner::TunnelExclude, SetKind::Mac));
+    }
+    out
+}
+
+pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetType {
+    use nftables::schema::SetType::*;
+    match kind {
+        SetKind::Mac => EtherAddr,
+        SetKind::V4 => Ipv4Addr,
+        SetKind::V6 => Ipv6Addr,
+    }
+}
+
+/// Which sets exist in which family: MAC sets in both tables (the bridge table
+/// decides by MAC alone), address sets only in inet.
+pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
+    match kind {
+        SetKind::Mac => &[NfFamily::INet, NfFamily::Bridge],
+        SetKind::V4 | SetKind::V6 => &[NfFamily::INet],
+    }
+}
+
+/// The elements of one member set, as nft expressions.
+pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expression<'static>> {
+    let macs = |set: &BTreeSet<crate::config::MacAddr>| set.iter().map(|x| s(x.to_string())).collect();
+    let members = match owner {
+        SetOwner::Zone(zone) => match m.zones.get(zone) {
+            Some(z) => z,
+            None => return Vec::new(),
+        },
+        SetOwner::Blocked => &m.blocked,
+        SetOwner::TunnelDevices => {
+            return if kind == SetKind::Mac {
+                macs(&m.tunnel_devices)
+            } else {
+                Vec::new()
+            }
+        }
+        // Held by the enforcer, not part of the membership.
+        SetOwner::DomainSet(_) => return Vec::new(),
+        SetOwner::TunnelExclude => {
+            return if kind == SetKind::Mac {
+                macs(&m.tunnel_exclude)
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    match kind {
+        SetKind::Mac => macs(&members.macs),
+        SetKind::V4 => members.v4.iter().map(|x| s(x.to_string())).collect(),
+        SetKind::V6 => members.v6.iter().map(|x| s(x.to_string())).collect(),
+    }
+}
+
+/// Name of a domain set's nft set, e.g. `dom_streaming_v4`.
+pub fn domain_set_name(id: &DomainSetId, v6: bool) -> String {
+    format!("dom_{id}_{}", if v6 { "v6" } else { "v4" })
+}
+
+/// The homeowner's blocked MACs (the input, forward and bridge rules share it).
+pub(super) fn blocked_macs() -> Expression<'static> {
+    set_ref(&SetOwner::Blocked.set_name(SetKind::Mac))
+}
