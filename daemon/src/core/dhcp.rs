@@ -1,29 +1,31 @@
-//! The DHCP path of [`DaemonState`]: Bulkhead's own server on serving segments,
-//! and capture + lease-file reading on observing ones. Every lease is enforced
-//! (the device's MAC and address in its zone's sets) BEFORE the ACK leaves, so a
-//! device never holds an address the firewall does not know.
+//! The DHCP path of [`DaemonState`]: what Bulkhead's own server decided on a
+//! serving segment (the runtime drives the pure server and hands its outcome
+//! here before the reply leaves), and capture + lease-file reading on observing
+//! ones. Every lease is enforced (the device's MAC and address in its zone's
+//! sets) BEFORE the ACK leaves, so a device never holds an address the firewall
+//! does not know.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::alerts::{Alert, AlertKind};
-use crate::config::{Config, DhcpMode, MacAddr, SegmentId};
-use crate::discovery::dhcp::{
-    CaptureError, ClientPacket, Counters, DhcpServer, Lease, LeaseEvent, ObservedLease, Reply,
-};
+use crate::config::{DhcpMode, MacAddr, SegmentId};
+use crate::discovery::dhcp::{CaptureError, ClientPacket, Handled, Lease, LeaseEvent, ObservedLease, Reply};
 use crate::firewall::error_chain;
 use crate::inventory::{Event, UnixTime};
-use crate::policy::dhcp_segments;
+use crate::store::StoreError;
 
 use super::DaemonState;
 
 /// How often one segment's "pool exhausted" alert may repeat.
 const POOL_ALERT_EVERY_SECS: UnixTime = 3600;
 
-/// Bulkhead's DHCP server (serving segments) and observer mode's bookkeeping.
-pub(super) struct DhcpHost {
-    /// The server's state machine.
-    server: DhcpServer,
+/// What the core remembers of DHCP: pool alerts and observer mode's
+/// bookkeeping. Bulkhead's own server is a discovery source the runtime drives
+/// ([`DhcpServer`](crate::discovery::dhcp::DhcpServer)); the core takes what it
+/// decided ([`DaemonState::dhcp_handled`], [`DaemonState::lease_event`]).
+#[derive(Default)]
+pub(super) struct DhcpBook {
     /// When each segment last raised "pool exhausted".
     pool_alerted: BTreeMap<SegmentId, UnixTime>,
     /// Observer mode: bindings read from the other server's lease file last time.
@@ -32,51 +34,19 @@ pub(super) struct DhcpHost {
     capture_malformed: u64,
 }
 
-impl DhcpHost {
-    /// The server for `config`'s serving segments, with the stored leases.
-    pub(super) fn new(config: &Config, leases: Vec<Lease>) -> Self {
-        DhcpHost {
-            server: DhcpServer::new(dhcp_segments(config), leases),
-            pool_alerted: BTreeMap::new(),
-            observed: BTreeMap::new(),
-            capture_malformed: 0,
-        }
-    }
-
-    /// A new config: leases that no longer fit end (as expiries).
-    pub(super) fn reconfigure(&mut self, config: &Config) -> Vec<LeaseEvent> {
-        self.server
-            .reconfigure(dhcp_segments(config))
-            .into_iter()
-            .map(LeaseEvent::Expired)
-            .collect()
-    }
-
-    /// Leases held.
-    pub(super) fn lease_count(&self) -> usize {
-        self.server.leases().count()
-    }
-
-    /// Malformed packets dropped: all serving segments and observer capture.
-    pub(super) fn malformed(&self) -> u64 {
-        self.counters().iter().map(|(_, c)| c.malformed).sum::<u64>() + self.capture_malformed
-    }
-
-    /// Per serving segment, the server's counters.
-    pub(super) fn counters(&self) -> Vec<(SegmentId, Counters)> {
-        self.server
-            .segments()
-            .filter_map(|s| self.server.counters(&s.id).map(|c| (s.id.clone(), *c)))
-            .collect()
+impl DhcpBook {
+    /// Malformed packets captured in observer mode.
+    pub(super) fn capture_malformed(&self) -> u64 {
+        self.capture_malformed
     }
 }
 
 impl DaemonState {
-    /// One datagram to port 67 on a serving segment. Returns the reply to send,
-    /// after the lease it grants is stored and enforced.
-    pub fn dhcp_packet(&mut self, segment: &SegmentId, bytes: &[u8], now: UnixTime) -> Option<Reply> {
-        let exhausted_before = self.dhcp.server.counters(segment).map_or(0, |c| c.pool_exhausted);
-        let handled = self.dhcp.server.handle(segment, bytes, now);
+    /// What Bulkhead's DHCP server made of one packet, taken in BEFORE its
+    /// reply leaves: the evidence, the lease change (stored and enforced, so a
+    /// device never holds an address the firewall does not know), a pool alert.
+    /// Returns the reply to send.
+    pub fn dhcp_handled(&mut self, segment: &SegmentId, handled: Handled, now: UnixTime) -> Option<Reply> {
         if let Some((mac, evidence)) = handled.evidence {
             self.observe(
                 Event::Evidence {
@@ -89,21 +59,19 @@ impl DaemonState {
         if let Some(event) = handled.event {
             self.lease_event(event, now);
         }
-        if self.dhcp.server.counters(segment).map_or(0, |c| c.pool_exhausted) > exhausted_before {
+        if handled.pool_exhausted {
             self.pool_exhausted(segment, now);
         }
         handled.reply
     }
 
-    /// Expires leases and offers that are due.
-    pub fn dhcp_timeout(&mut self, now: UnixTime) {
-        for event in self.dhcp.server.handle_timeout(now) {
-            self.lease_event(event, now);
-        }
+    /// The leases stored for Bulkhead's server (its state after a restart).
+    pub fn stored_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.store.load_leases()
     }
 
     /// Persists and enforces one lease change.
-    pub(super) fn lease_event(&mut self, event: LeaseEvent, now: UnixTime) {
+    pub fn lease_event(&mut self, event: LeaseEvent, now: UnixTime) {
         match event {
             LeaseEvent::Bound(lease) => {
                 if let Err(e) = self.store.save_lease(&lease) {
@@ -216,24 +184,5 @@ impl DaemonState {
             self.observe(Event::Address { mac: l.mac, ip: l.ip }, now);
         }
         self.dhcp.observed = current;
-    }
-
-    /// Segments Bulkhead serves, with their interfaces.
-    pub fn serving_segments(&self) -> Vec<(SegmentId, String)> {
-        self.dhcp
-            .server
-            .segments()
-            .map(|s| (s.id.clone(), s.interface.clone()))
-            .collect()
-    }
-
-    /// Interfaces of observing segments.
-    pub fn observing_interfaces(&self) -> BTreeSet<String> {
-        self.config
-            .segments
-            .iter()
-            .filter(|s| s.dhcp == DhcpMode::Observe)
-            .map(|s| s.interface.clone())
-            .collect()
     }
 }

@@ -10,8 +10,8 @@
 //! `policy::device_entry` for the devices it touches → the firewall's
 //! [`Enforcer`] (one delta, or the full replace) → alerts.
 //!
-//! Files: `discovery.rs` (discovery's facts in), `dhcp.rs` (the DHCP server and
-//! observer mode), `requests.rs` (the control protocol: CLI and web UI),
+//! Files: `discovery.rs` (discovery's facts in), `dhcp.rs` (what the DHCP
+//! server decided, and observer mode), `requests.rs` (the control protocol: CLI and web UI),
 //! `views.rs` (what the CLI and UI are shown), `credentials.rs` (the web UI's
 //! password hash and setup token), `services.rs` (the seat for services: DNS,
 //! the share proxy, detection).
@@ -39,7 +39,7 @@ use crate::inventory::{Change, Event, Inventory, UnixTime};
 use crate::policy::{desired_membership, desired_ruleset, device_entry, DeviceEntry};
 use crate::store::{Store, StoreError};
 use credentials::WebCredentials;
-use dhcp::DhcpHost;
+use dhcp::DhcpBook;
 use discovery::DiscoveryBook;
 
 /// How often alerts are looked at for deletion by age.
@@ -55,8 +55,8 @@ pub struct DaemonState {
     inventory: Inventory,
     /// The one entry into the firewall: what is applied, counters, failures.
     enforcer: Enforcer,
-    /// Bulkhead's DHCP server and observer mode's bookkeeping.
-    dhcp: DhcpHost,
+    /// Pool alerts and observer mode's bookkeeping.
+    dhcp: DhcpBook,
     /// The web UI's password hash and one-time setup token.
     credentials: WebCredentials,
     /// Identity suggestions, devices awaiting their "new device" alert, limits.
@@ -84,7 +84,6 @@ impl DaemonState {
     ) -> Result<Self, StoreError> {
         let inventory = Inventory::from_devices(store.load_devices()?);
         let discovery = DiscoveryBook::load(&store)?;
-        let dhcp = DhcpHost::new(&config, store.load_leases()?);
         let credentials = WebCredentials::load(&store)?;
         Ok(DaemonState {
             config,
@@ -92,7 +91,7 @@ impl DaemonState {
             store,
             inventory,
             enforcer: Enforcer::new(nft, conntrack),
-            dhcp,
+            dhcp: DhcpBook::default(),
             credentials,
             discovery,
             facts_changed: 0,
@@ -173,7 +172,8 @@ impl DaemonState {
 
     /// Replaces the config (already validated) and reconciles. Settings that only
     /// take effect at start (store, control socket, web listeners) keep their
-    /// running values, with a warning.
+    /// running values, with a warning. The DHCP server's leases that no longer
+    /// fit are the runtime's to end ([`DaemonState::lease_event`]).
     pub fn replace_config(&mut self, mut config: Config) -> Result<ApplyOutcome, FirewallError> {
         let running = &self.config;
         if config.state_dir != running.state_dir
@@ -192,12 +192,6 @@ impl DaemonState {
             Ok(o) => {
                 // Zones and placements may differ: services and live pages look again.
                 self.facts_changed += 1;
-                // Leases that no longer fit (a pool shrank, a segment stopped
-                // serving) end now, and their addresses leave the sets.
-                let now = (self.wall_clock)();
-                for event in self.dhcp.reconfigure(&self.config) {
-                    self.lease_event(event, now);
-                }
                 Ok(o)
             }
             Err(e @ FirewallError::Nft { .. }) => {
@@ -309,7 +303,7 @@ impl DaemonState {
 
     /// Periodic work: expired domain-set addresses, batched store writes,
     /// alerts older than [`crate::store::ALERT_MAX_AGE_SECS`] (looked for
-    /// hourly). DHCP's own timers are [`DaemonState::dhcp_timeout`].
+    /// hourly). The DHCP server's timers are the runtime's.
     pub fn handle_timeout(&mut self, now: UnixTime) {
         self.enforcer.expire(now);
         if self

@@ -116,8 +116,9 @@ impl DaemonState {
         self.inventory.len()
     }
 
-    /// `bulkhead status`: counts and the last error. mDNS counters are the
-    /// runtime's (its browser keeps them) and left for it to fill in.
+    /// `bulkhead status`: counts and the last error. The DHCP server's and
+    /// mDNS browser's counters are the runtime's (it drives them) and left for
+    /// it to fill in.
     pub fn status(&self) -> StatusView {
         let enforced = self.enforcer.stats();
         StatusView {
@@ -126,9 +127,9 @@ impl DaemonState {
             full_applies: enforced.full_applies,
             delta_applies: enforced.delta_applies,
             last_error: enforced.last_error.clone(),
-            leases: self.dhcp.lease_count(),
-            dhcp_malformed: self.dhcp.malformed(),
-            dhcp: self.dhcp.counters(),
+            leases: 0,
+            dhcp_malformed: self.dhcp.capture_malformed(),
+            dhcp: Vec::new(),
             mdns: None,
             untracked_new_devices: self.discovery.untracked_new_devices(),
         }

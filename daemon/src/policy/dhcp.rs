@@ -1,5 +1,8 @@
 //! PURE: what Bulkhead's DHCP server serves, from the config: one
-//! [`SegmentConfig`] per segment whose `dhcp` is `serve` and that has a pool.
+//! [`SegmentConfig`] per segment whose `dhcp` is `serve` and that has a pool;
+//! and where observer mode listens beside another server.
+
+use std::collections::BTreeSet;
 
 use crate::config::{Config, DhcpMode};
 use crate::discovery::dhcp::SegmentConfig;
@@ -29,5 +32,15 @@ pub fn dhcp_segments(config: &Config) -> Vec<SegmentConfig> {
                     .collect(),
             })
         })
+        .collect()
+}
+
+/// Interfaces of observing segments.
+pub fn observing_interfaces(config: &Config) -> BTreeSet<String> {
+    config
+        .segments
+        .iter()
+        .filter(|s| s.dhcp == DhcpMode::Observe)
+        .map(|s| s.interface.clone())
         .collect()
 }

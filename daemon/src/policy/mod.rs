@@ -7,7 +7,7 @@
 mod dhcp;
 mod net;
 
-pub use dhcp::dhcp_segments;
+pub use dhcp::{dhcp_segments, observing_interfaces};
 pub use net::{desired_net, existing_bridge_ports};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,9 @@
-//! The DHCP sockets of the running daemon: one port-67 socket per serving
-//! segment and one capture socket per observing segment, each read by its own
-//! task that hands packets to the single state owner over a channel.
+//! DHCP in the running daemon: Bulkhead's server (the pure
+//! [`DhcpServer`] of `discovery::dhcp`, driven here like the tunnel's state
+//! machine), one port-67 socket per serving segment and one capture socket per
+//! observing segment, each read by its own task that hands packets to the loop
+//! over a channel. A packet goes server → core (evidence, lease stored and
+//! enforced) → reply: the ACK leaves only after the firewall knows the lease.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +13,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::SegmentId;
-use crate::discovery::dhcp::{server_socket, CaptureError, CaptureSocket, ClientPacket};
+use crate::control::StatusView;
+use crate::discovery::dhcp::{server_socket, CaptureError, CaptureSocket, ClientPacket, DhcpServer, LeaseEvent};
 use crate::firewall::error_chain;
+use crate::inventory::UnixTime;
+use crate::policy::{dhcp_segments, observing_interfaces};
 
 use super::DaemonState;
 
@@ -33,19 +39,77 @@ pub enum DhcpIn {
     Captured(Result<ClientPacket, CaptureError>),
 }
 
-/// Open sockets by interface.
-#[derive(Default)]
+/// The server and the open sockets by interface.
 pub struct DhcpIo {
+    server: DhcpServer,
     open: BTreeMap<String, JoinHandle<()>>,
 }
 
 impl DhcpIo {
+    /// The server for the config's serving segments, with the stored leases
+    /// (expired ones end at the first tick). No socket is open yet: [`sync`](Self::sync).
+    pub fn new(state: &DaemonState) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let leases = state.stored_leases().context("loading DHCP leases")?;
+        Ok(DhcpIo {
+            server: DhcpServer::new(dhcp_segments(&state.config), leases),
+            open: BTreeMap::new(),
+        })
+    }
+
+    /// Handles one packet: the server decides, the core takes it in (and
+    /// enforces any lease), then the reply, if any, is sent.
+    pub async fn handle(&mut self, state: &mut DaemonState, msg: DhcpIn, now: UnixTime) {
+        match msg {
+            DhcpIn::Request { segment, bytes, socket } => {
+                let handled = self.server.handle(&segment, &bytes, now);
+                if let Some(reply) = state.dhcp_handled(&segment, handled, now) {
+                    if let Err(e) = socket.send_to(&reply.bytes, reply.to).await {
+                        tracing::warn!(%segment, to = %reply.to, error = %e, "DHCP reply not sent");
+                    }
+                }
+            }
+            DhcpIn::Captured(packet) => state.captured(packet, now),
+        }
+    }
+
+    /// Leases and offers that are due end.
+    pub fn tick(&mut self, state: &mut DaemonState, now: UnixTime) {
+        for event in self.server.handle_timeout(now) {
+            state.lease_event(event, now);
+        }
+    }
+
+    /// After a reload the core accepted: leases that no longer fit (a pool
+    /// shrank, a segment stopped serving) end now, and their addresses leave
+    /// the sets.
+    pub fn reconfigure(&mut self, state: &mut DaemonState, now: UnixTime) {
+        for lease in self.server.reconfigure(dhcp_segments(&state.config)) {
+            state.lease_event(LeaseEvent::Expired(lease), now);
+        }
+    }
+
+    /// The server's part of `bulkhead status`.
+    pub fn fill_status(&self, status: &mut StatusView) {
+        status.leases = self.server.leases().count();
+        status.dhcp = self
+            .server
+            .segments()
+            .filter_map(|s| self.server.counters(&s.id).map(|c| (s.id.clone(), *c)))
+            .collect();
+        status.dhcp_malformed += status.dhcp.iter().map(|(_, c)| c.malformed).sum::<u64>();
+    }
+
     /// Opens what the config asks for and is not open yet; closes what it no
     /// longer asks for. An interface that does not exist yet is retried at the
     /// next link change.
     pub fn sync(&mut self, state: &DaemonState, tx: &mpsc::Sender<DhcpIn>) {
-        let serving = state.serving_segments();
-        let observing = state.observing_interfaces();
+        let serving: Vec<(SegmentId, String)> = self
+            .server
+            .segments()
+            .map(|s| (s.id.clone(), s.interface.clone()))
+            .collect();
+        let observing = observing_interfaces(&state.config);
         let wanted: Vec<String> = serving
             .iter()
             .map(|(_, i)| i.clone())
@@ -133,21 +197,6 @@ async fn capture(socket: CaptureSocket, tx: mpsc::Sender<DhcpIn>) {
     }
 }
 
-/// Handles one packet in the state owner; sends the server's reply, if any,
-/// after the state has enforced the lease.
-pub async fn handle(state: &mut DaemonState, msg: DhcpIn, now: crate::inventory::UnixTime) {
-    match msg {
-        DhcpIn::Request { segment, bytes, socket } => {
-            if let Some(reply) = state.dhcp_packet(&segment, &bytes, now) {
-                if let Err(e) = socket.send_to(&reply.bytes, reply.to).await {
-                    tracing::warn!(%segment, to = %reply.to, error = %e, "DHCP reply not sent");
-                }
-            }
-        }
-        DhcpIn::Captured(packet) => state.captured(packet, now),
-    }
-}
-
 /// Observer mode: reads the other server's lease file when it changed.
 #[derive(Default)]
 pub struct LeaseFileWatch {
@@ -157,7 +206,7 @@ pub struct LeaseFileWatch {
 impl LeaseFileWatch {
     /// Checks the file (cheap: one stat) and feeds new contents to the state.
     pub fn poll(&mut self, state: &mut DaemonState, now: crate::inventory::UnixTime) {
-        if state.observing_interfaces().is_empty() {
+        if observing_interfaces(&state.config).is_empty() {
             return;
         }
         let path = state.config.dhcp.observe_lease_file.clone();

@@ -123,8 +123,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     // DHCP: sockets for serving and observing segments (bridges exist now).
     let (dhcp_tx, mut dhcp_rx) = mpsc::channel::<dhcp_io::DhcpIn>(256);
-    let mut dhcp_sockets = dhcp_io::DhcpIo::default();
-    dhcp_sockets.sync(&state, &dhcp_tx);
+    let mut dhcp = dhcp_io::DhcpIo::new(&state)?;
+    dhcp.sync(&state, &dhcp_tx);
     let mut lease_file = dhcp_io::LeaseFileWatch::default();
     lease_file.poll(&mut state, unix_now());
     let mut lease_file_tick = tokio::time::interval(Duration::from_secs(1));
@@ -191,6 +191,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(&state, &vpn))),
                     Request::Status => {
                         let mut status = state.status();
+                        dhcp.fill_status(&mut status);
                         status.mdns = mdns.as_ref().map(|b| b.counters());
                         Response::Status(status)
                     }
@@ -223,11 +224,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 tunnel_alerts(&mut state, &vpn, t);
             }
             Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
-            Some(msg) = dhcp_rx.recv() => dhcp_io::handle(&mut state, msg, unix_now()).await,
+            Some(msg) = dhcp_rx.recv() => dhcp.handle(&mut state, msg, unix_now()).await,
             _ = lease_file_tick.tick() => lease_file.poll(&mut state, unix_now()),
             _ = hup.recv() => {
-                reload(&mut state, &config_path, &nl).await;
-                dhcp_sockets.sync(&state, &dhcp_tx);
+                reload(&mut state, &mut dhcp, &config_path, &nl).await;
+                dhcp.sync(&state, &dhcp_tx);
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &vpn, t);
             }
@@ -235,7 +236,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             _ = int.recv() => break,
             _ = tick.tick() => {
                 let now = unix_now();
-                state.dhcp_timeout(now);
+                dhcp.tick(&mut state, now);
                 state.handle_timeout(now);
             }
             Some(observation) = next_mdns(&mut mdns) => {
@@ -256,7 +257,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 links_dirty_since = None;
                 ifnames = interface_names(&nl).await;
                 refresh_bridge_ports(&mut state, &nl).await;
-                dhcp_sockets.sync(&state, &dhcp_tx);
+                dhcp.sync(&state, &dhcp_tx);
             }
         }
         // Answers that named an address nobody held yet: try again now that
@@ -364,7 +365,7 @@ async fn refresh_bridge_ports(state: &mut DaemonState, nl: &rtnetlink::Handle) {
 
 /// SIGHUP: a new config is used only if it is valid AND the firewall accepts it;
 /// otherwise the old one stays in force, with the reasons logged.
-async fn reload(state: &mut DaemonState, path: &Path, nl: &rtnetlink::Handle) {
+async fn reload(state: &mut DaemonState, dhcp: &mut dhcp_io::DhcpIo, path: &Path, nl: &rtnetlink::Handle) {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -376,7 +377,10 @@ async fn reload(state: &mut DaemonState, path: &Path, nl: &rtnetlink::Handle) {
     // Rules first, as at start-up: a new bridge must not carry frames before its
     // rules exist, and links are only built for a config the firewall accepted.
     match state.replace_config(config) {
-        Ok(outcome) => tracing::info!(?outcome, "config reloaded"),
+        Ok(outcome) => {
+            tracing::info!(?outcome, "config reloaded");
+            dhcp.reconfigure(state, unix_now());
+        }
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "reload refused by the firewall; the running config stays in force");
             return;

@@ -39,6 +39,8 @@ pub struct Handled {
     /// The sender's `chaddr` and what its message says about it: present for
     /// every well-formed client message (possibly empty evidence).
     pub evidence: Option<(MacAddr, Evidence)>,
+    /// This packet found the segment's pool empty.
+    pub pool_exhausted: bool,
 }
 
 /// The DHCPv4 server for all segments.
@@ -105,11 +107,13 @@ impl DhcpServer {
                 return Handled::default();
             }
         };
+        let exhausted_before = seg.counters.pool_exhausted;
         let (reply, event) = respond(seg, &msg, now);
         Handled {
             reply,
             event,
             evidence: Some((msg.mac, evidence_of(&msg.message))),
+            pool_exhausted: seg.counters.pool_exhausted > exhausted_before,
         }
     }
 
