@@ -39,10 +39,22 @@ pub enum DhcpIn {
     Captured(Result<ClientPacket, CaptureError>),
 }
 
-/// The server and the open sockets by interface.
+/// What the loop hears from DHCP.
+pub enum DhcpEvent {
+    /// A packet from a socket task.
+    Packet(DhcpIn),
+    /// Time to look at the observed lease file again.
+    LeaseFileDue,
+}
+
+/// The server, the open sockets by interface, and the observed lease file.
 pub struct DhcpIo {
     server: DhcpServer,
     open: BTreeMap<String, JoinHandle<()>>,
+    tx: mpsc::Sender<DhcpIn>,
+    rx: mpsc::Receiver<DhcpIn>,
+    lease_file: LeaseFileWatch,
+    lease_file_tick: tokio::time::Interval,
 }
 
 impl DhcpIo {
@@ -51,15 +63,33 @@ impl DhcpIo {
     pub fn new(state: &DaemonState) -> anyhow::Result<Self> {
         use anyhow::Context;
         let leases = state.stored_leases().context("loading DHCP leases")?;
+        let (tx, rx) = mpsc::channel(256);
         Ok(DhcpIo {
             server: DhcpServer::new(dhcp_segments(&state.config), leases),
             open: BTreeMap::new(),
+            tx,
+            rx,
+            lease_file: LeaseFileWatch::default(),
+            lease_file_tick: tokio::time::interval(std::time::Duration::from_secs(1)),
         })
     }
 
-    /// Handles one packet: the server decides, the core takes it in (and
-    /// enforces any lease), then the reply, if any, is sent.
-    pub async fn handle(&mut self, state: &mut DaemonState, msg: DhcpIn, now: UnixTime) {
+    /// The next event (cancel-safe; the sender is held here, so the channel
+    /// never closes).
+    pub async fn next(&mut self) -> DhcpEvent {
+        tokio::select! {
+            Some(msg) = self.rx.recv() => DhcpEvent::Packet(msg),
+            _ = self.lease_file_tick.tick() => DhcpEvent::LeaseFileDue,
+        }
+    }
+
+    /// Handles one event. A packet: the server decides, the core takes it in
+    /// (and enforces any lease), then the reply, if any, is sent.
+    pub async fn on_event(&mut self, event: DhcpEvent, state: &mut DaemonState, now: UnixTime) {
+        let msg = match event {
+            DhcpEvent::Packet(msg) => msg,
+            DhcpEvent::LeaseFileDue => return self.poll_lease_file(state, now),
+        };
         match msg {
             DhcpIn::Request { segment, bytes, socket } => {
                 let handled = self.server.handle(&segment, &bytes, now);
@@ -71,6 +101,11 @@ impl DhcpIo {
             }
             DhcpIn::Captured(packet) => state.captured(packet, now),
         }
+    }
+
+    /// Observer mode: the other server's lease file, if it changed.
+    pub fn poll_lease_file(&mut self, state: &mut DaemonState, now: UnixTime) {
+        self.lease_file.poll(state, now);
     }
 
     /// Leases and offers that are due end.
@@ -103,7 +138,8 @@ impl DhcpIo {
     /// Opens what the config asks for and is not open yet; closes what it no
     /// longer asks for. An interface that does not exist yet is retried at the
     /// next link change.
-    pub fn sync(&mut self, state: &DaemonState, tx: &mpsc::Sender<DhcpIn>) {
+    pub fn sync(&mut self, state: &DaemonState) {
+        let tx = &self.tx;
         let serving: Vec<(SegmentId, String)> = self
             .server
             .segments()
@@ -199,13 +235,13 @@ async fn capture(socket: CaptureSocket, tx: mpsc::Sender<DhcpIn>) {
 
 /// Observer mode: reads the other server's lease file when it changed.
 #[derive(Default)]
-pub struct LeaseFileWatch {
+struct LeaseFileWatch {
     last: Option<std::time::SystemTime>,
 }
 
 impl LeaseFileWatch {
     /// Checks the file (cheap: one stat) and feeds new contents to the state.
-    pub fn poll(&mut self, state: &mut DaemonState, now: crate::inventory::UnixTime) {
+    fn poll(&mut self, state: &mut DaemonState, now: crate::inventory::UnixTime) {
         if observing_interfaces(&state.config).is_empty() {
             return;
         }

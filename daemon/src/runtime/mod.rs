@@ -122,22 +122,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut mdns_pending = PendingMdns::default();
 
     // DHCP: sockets for serving and observing segments (bridges exist now).
-    let (dhcp_tx, mut dhcp_rx) = mpsc::channel::<dhcp_io::DhcpIn>(256);
     let mut dhcp = dhcp_io::DhcpIo::new(&state)?;
-    dhcp.sync(&state, &dhcp_tx);
-    let mut lease_file = dhcp_io::LeaseFileWatch::default();
-    lease_file.poll(&mut state, unix_now());
-    let mut lease_file_tick = tokio::time::interval(Duration::from_secs(1));
+    dhcp.sync(&state);
+    dhcp.poll_lease_file(&mut state, unix_now());
 
     // The WireGuard tunnel: kill-switch routing first, then the device.
-    let (uapi_tx, mut uapi_rx) = mpsc::channel::<crate::tunnel::uapi::UapiRequest>(8);
-    let (resolve_tx, mut resolve_rx) = mpsc::channel::<tunnel::Resolved>(16);
-    let mut vpn = tunnel::TunnelRuntime::new(uapi_tx, resolve_tx);
+    let (mut vpn, mut vpn_events) = tunnel::TunnelRuntime::new();
     let t = vpn
         .apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now())
         .await;
     tunnel_alerts(&mut state, &vpn, t);
-    let mut vpn_tick = tokio::time::interval(Duration::from_secs(1));
 
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx.clone()));
@@ -169,8 +163,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut services = services::ServiceHub::default();
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut stop = Stop::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tracing::info!(config = %config_path.display(), socket = %state.config.control_socket.display(), "bulkhead running");
     for addr in &state.config.web.listen {
@@ -206,34 +199,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 };
                 let _ = reply.send(resp);
             }
-            Some(req) = uapi_rx.recv() => {
-                if let Err(e) = crate::tunnel::uapi::answer(req, &mut vpn) {
-                    tracing::warn!(error = %error_chain(&e), "wg set refused");
-                }
-            }
-            Some(r) = resolve_rx.recv() => {
-                let t = vpn.resolved(r, std::time::Instant::now());
-                tunnel_alerts(&mut state, &vpn, t);
-            }
-            _ = vpn_tick.tick() => {
-                let now = std::time::Instant::now();
-                let mut t = vpn.tick(now);
-                if vpn.needs_restart() {
-                    t.extend(vpn.apply(state.config.tunnel.as_ref(), &nl, now).await);
-                }
-                tunnel_alerts(&mut state, &vpn, t);
-            }
+            event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
-            Some(msg) = dhcp_rx.recv() => dhcp.handle(&mut state, msg, unix_now()).await,
-            _ = lease_file_tick.tick() => lease_file.poll(&mut state, unix_now()),
+            event = dhcp.next() => dhcp.on_event(event, &mut state, unix_now()).await,
             _ = hup.recv() => {
                 reload(&mut state, &mut dhcp, &config_path, &nl).await;
-                dhcp.sync(&state, &dhcp_tx);
+                dhcp.sync(&state);
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &vpn, t);
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = stop.recv() => break,
             _ = tick.tick() => {
                 let now = unix_now();
                 dhcp.tick(&mut state, now);
@@ -257,7 +232,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 links_dirty_since = None;
                 ifnames = interface_names(&nl).await;
                 refresh_bridge_ports(&mut state, &nl).await;
-                dhcp.sync(&state, &dhcp_tx);
+                dhcp.sync(&state);
             }
         }
         // Answers that named an address nobody held yet: try again now that
@@ -275,6 +250,29 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&state.config.control_socket);
     tracing::info!("bulkhead stopped; firewall rules stay in force");
     Ok(())
+}
+
+/// SIGTERM or SIGINT: stop, leaving the rules in force.
+struct Stop {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Stop {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
+    }
+
+    /// Either signal (cancel-safe).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 /// How long link changes are left to settle before the ports are looked at again.

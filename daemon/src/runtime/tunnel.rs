@@ -95,9 +95,38 @@ pub(super) struct TunnelRuntime {
     recent: VecDeque<TunnelTransitionView>,
 }
 
+/// What the loop hears from the tunnel's side: `wg` on the UAPI socket, an
+/// endpoint name resolved in the background, the one-second timer.
+pub(super) enum TunnelEvent {
+    Uapi(UapiRequest),
+    Resolved(Resolved),
+    Tick,
+}
+
+/// The tunnel's event sources, apart from [`TunnelRuntime`] so the loop can
+/// wait on them while the runtime is borrowed elsewhere.
+pub(super) struct TunnelEvents {
+    uapi: mpsc::Receiver<UapiRequest>,
+    resolved: mpsc::Receiver<Resolved>,
+    tick: tokio::time::Interval,
+}
+
+impl TunnelEvents {
+    /// The next event (cancel-safe).
+    pub(super) async fn next(&mut self) -> TunnelEvent {
+        tokio::select! {
+            Some(req) = self.uapi.recv() => TunnelEvent::Uapi(req),
+            Some(r) = self.resolved.recv() => TunnelEvent::Resolved(r),
+            _ = self.tick.tick() => TunnelEvent::Tick,
+        }
+    }
+}
+
 impl TunnelRuntime {
-    pub(super) fn new(uapi_tx: mpsc::Sender<UapiRequest>, resolve_tx: mpsc::Sender<Resolved>) -> Self {
-        TunnelRuntime {
+    pub(super) fn new() -> (Self, TunnelEvents) {
+        let (uapi_tx, uapi) = mpsc::channel::<UapiRequest>(8);
+        let (resolve_tx, resolved) = mpsc::channel::<Resolved>(16);
+        let runtime = TunnelRuntime {
             config: None,
             device: None,
             machine: TunnelMachine::new(Timing::default()),
@@ -105,7 +134,35 @@ impl TunnelRuntime {
             uapi_tx,
             resolve_tx,
             recent: VecDeque::new(),
-        }
+        };
+        let events = TunnelEvents {
+            uapi,
+            resolved,
+            tick: tokio::time::interval(std::time::Duration::from_secs(1)),
+        };
+        (runtime, events)
+    }
+
+    /// Handles one of its events; state changes become alerts.
+    pub(super) async fn on_event(&mut self, event: TunnelEvent, state: &mut DaemonState, nl: &rtnetlink::Handle) {
+        let now = Instant::now();
+        let transitions = match event {
+            TunnelEvent::Uapi(req) => {
+                if let Err(e) = uapi::answer(req, self) {
+                    tracing::warn!(error = %error_chain(&e), "wg set refused");
+                }
+                return;
+            }
+            TunnelEvent::Resolved(r) => self.resolved(r, now),
+            TunnelEvent::Tick => {
+                let mut t = self.tick(now);
+                if self.needs_restart() {
+                    t.extend(self.apply(state.config.tunnel.as_ref(), nl, now).await);
+                }
+                t
+            }
+        };
+        tunnel_alerts(state, self, transitions);
     }
 
     /// Makes the running tunnel match `config`: start, update in place, restart
