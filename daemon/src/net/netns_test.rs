@@ -72,20 +72,6 @@ fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// True when the test may run; panics under CI when it may not, so that a
-/// CI run cannot pass by skipping.
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let reason = format!("{test}: needs root (network namespaces, rtnetlink)");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{reason}; CI=true, so refusing to skip");
-    }
-    eprintln!("SKIPPED {reason}");
-    false
-}
-
 /// Observes, plans and applies in the namespace; returns plan and report.
 fn reconcile_in(ns: &Netns, desired: &DesiredNet) -> (NetPlan, NetReport) {
     let desired = desired.clone();
@@ -115,7 +101,7 @@ fn has_addr(addrs: &Value, ifname: &str, local: &str, prefix: u64) -> bool {
 
 #[test]
 fn bridge_segment_in_netns() {
-    if !root_or_skip("bridge_segment_in_netns") {
+    if !bulkhead_netns::root_or_skip("net::netns_test::bridge_segment_in_netns") {
         return;
     }
     let ns = Netns::create("-br");
@@ -187,7 +173,7 @@ fn bridge_segment_in_netns() {
 #[test]
 #[ignore = "needs root and the 8021q module (see vlan_supported)"]
 fn vlan_segment_in_netns() {
-    if !root_or_skip("vlan_segment_in_netns") {
+    if !bulkhead_netns::root_or_skip("net::netns_test::vlan_segment_in_netns") {
         return;
     }
     assert!(vlan_supported(), "{VLAN_UNSUPPORTED}");
