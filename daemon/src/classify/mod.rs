@@ -23,4 +23,4 @@ pub use rules::{
 };
 
 #[cfg(test)]
-mod shipped_tests;
+mod tests;

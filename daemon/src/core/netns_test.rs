@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bulkhead_netns::{root_or_skip, tcp_probe, Home, HomeSpec, HostSpec, SegmentSpec, TcpSession};
+use bulkhead_netns::{tcp_probe, Home, HomeSpec, HostSpec, SegmentSpec, TcpSession};
 
 use super::*;
 use crate::config::ZoneId;
@@ -132,7 +132,9 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn a_blocked_device_gets_nothing_and_unblocking_gives_back_its_zone() {
-    if !root_or_skip("daemon::state::netns_test::a_blocked_device_gets_nothing") {
+    if !bulkhead_netns::root_or_skip(
+        "core::netns_test::a_blocked_device_gets_nothing_and_unblocking_gives_back_its_zone",
+    ) {
         return;
     }
     let home = build_home();
@@ -192,7 +194,8 @@ fn a_blocked_device_gets_nothing_and_unblocking_gives_back_its_zone() {
 
 #[test]
 fn a_tunnel_choice_moves_one_device_in_or_out_of_the_tunnel_mark() {
-    if !root_or_skip("daemon::state::netns_test::a_tunnel_choice_moves_one_device") {
+    if !bulkhead_netns::root_or_skip("core::netns_test::a_tunnel_choice_moves_one_device_in_or_out_of_the_tunnel_mark")
+    {
         return;
     }
     let home = build_home();

@@ -133,4 +133,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 #[cfg(test)]
+mod netns_test;
+#[cfg(test)]
 mod tests;

@@ -5,31 +5,26 @@
 //! thread only after that thread has entered the namespace and checked that
 //! it did.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use super::{
     apply, vlan_supported, DesiredNet, LinkKind, NetChange, NetPlan, NetReport, SegmentLink, VLAN_UNSUPPORTED,
 };
 
-/// A network namespace that is deleted when dropped, also on panic.
-struct Netns {
-    name: String,
-}
+/// A throwaway namespace ([`bulkhead_netns::Netns`], deleted when dropped, also
+/// on panic) with the helpers these tests use.
+struct Netns(bulkhead_netns::Netns);
 
 impl Netns {
     fn create(tag: &str) -> Self {
-        let name = format!("bhnet-test-{}{tag}", std::process::id());
-        run("ip", &["netns", "add", &name]);
-        Self { name }
+        Self(bulkhead_netns::Netns::new(tag).expect("create namespace"))
     }
 
-    /// `ip -n <ns> <args>`: runs inside the namespace only.
+    /// `ip -n <ns> <args>`: runs inside the namespace only; stdout, and panics
+    /// unless it succeeds.
     fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", self.name.as_str()];
-        full.extend_from_slice(args);
-        run("ip", &full)
+        let out = self.0.ip(args).unwrap_or_else(|e| panic!("ip {}: {e}", args.join(" ")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn ip_json(&self, args: &[&str]) -> Value {
@@ -45,45 +40,8 @@ impl Netns {
         F: FnOnce(rtnetlink::Handle) -> Fut + Send,
         Fut: std::future::Future<Output = T>,
     {
-        super::in_netns::with_rtnetlink_in(format!("/run/netns/{}", self.name).into(), f)
+        super::in_netns::with_rtnetlink_in(self.0.path(), f)
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let deleted = Command::new("ip").args(["netns", "del", &self.name]).status();
-        if !deleted.as_ref().is_ok_and(|s| s.success()) {
-            eprintln!("could not delete namespace {}: {deleted:?}", self.name);
-        }
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// True when the test may run; panics under CI when it may not, so that a
-/// CI run cannot pass by skipping.
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let reason = format!("{test}: needs root (network namespaces, rtnetlink)");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{reason}; CI=true, so refusing to skip");
-    }
-    eprintln!("SKIPPED {reason}");
-    false
 }
 
 /// Observes, plans and applies in the namespace; returns plan and report.
@@ -115,10 +73,10 @@ fn has_addr(addrs: &Value, ifname: &str, local: &str, prefix: u64) -> bool {
 
 #[test]
 fn bridge_segment_in_netns() {
-    if !root_or_skip("bridge_segment_in_netns") {
+    if !bulkhead_netns::root_or_skip("net::netns_test::bridge_segment_in_netns") {
         return;
     }
-    let ns = Netns::create("-br");
+    let ns = Netns::create("net-br");
     for (a, b) in [("p1", "p1x"), ("p2", "p2x")] {
         ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
     }
@@ -187,11 +145,11 @@ fn bridge_segment_in_netns() {
 #[test]
 #[ignore = "needs root and the 8021q module (see vlan_supported)"]
 fn vlan_segment_in_netns() {
-    if !root_or_skip("vlan_segment_in_netns") {
+    if !bulkhead_netns::root_or_skip("net::netns_test::vlan_segment_in_netns") {
         return;
     }
     assert!(vlan_supported(), "{VLAN_UNSUPPORTED}");
-    let ns = Netns::create("-vlan");
+    let ns = Netns::create("net-vlan");
     ns.ip(&["link", "add", "d0", "type", "dummy"]);
     let desired = DesiredNet {
         segments: vec![SegmentLink {

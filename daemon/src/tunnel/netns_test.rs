@@ -22,10 +22,9 @@ use crate::demo::vpn::start_wireguard_go;
 
 const SERVER_PORT: u16 = crate::demo::vpn::VPN_PORT;
 
+/// Whether `wireguard-go` and `wg` are there (root is checked first, by
+/// `root_or_skip`). Under CI=true a missing one fails the test.
 fn tools_or_skip(test: &str) -> bool {
-    if !bulkhead_netns::root_or_skip(test) {
-        return false;
-    }
     let have = |p: &str| {
         std::process::Command::new("which")
             .arg(p)
@@ -143,7 +142,9 @@ fn start_client(ns: &Netns, config: DeviceConfig) -> TunnelDevice {
 
 #[test]
 fn interop_with_wireguard_go_handshake_data_rekey_roaming() {
-    if !tools_or_skip("interop_with_wireguard_go_handshake_data_rekey_roaming") {
+    if !bulkhead_netns::root_or_skip("tunnel::netns_test::interop_with_wireguard_go_handshake_data_rekey_roaming")
+        || !tools_or_skip("tunnel::netns_test::interop_with_wireguard_go_handshake_data_rekey_roaming")
+    {
         return;
     }
     let p = pair();
@@ -254,7 +255,9 @@ fn interop_with_wireguard_go_handshake_data_rekey_roaming() {
 
 #[test]
 fn a_wrong_key_gets_no_tunnel() {
-    if !tools_or_skip("a_wrong_key_gets_no_tunnel") {
+    if !bulkhead_netns::root_or_skip("tunnel::netns_test::a_wrong_key_gets_no_tunnel")
+        || !tools_or_skip("tunnel::netns_test::a_wrong_key_gets_no_tunnel")
+    {
         return;
     }
     let p = pair();

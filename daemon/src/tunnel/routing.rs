@@ -688,7 +688,6 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 }
 
 #[cfg(test)]
-#[path = "routing_netns_test.rs"]
 mod netns_test;
 
 #[cfg(test)]

@@ -720,4 +720,6 @@ async fn serve_connection(mut stream: UnixStream, requests: mpsc::Sender<UapiReq
 }
 
 #[cfg(test)]
+mod netns_test;
+#[cfg(test)]
 mod tests;

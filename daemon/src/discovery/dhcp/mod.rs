@@ -30,8 +30,6 @@ pub mod wire;
 
 #[cfg(test)]
 mod netns_test;
-#[cfg(test)]
-mod server_tests;
 
 pub use capture::{parse_client_packet, CaptureError, ClientPacket};
 pub use capture_socket::{CaptureSocket, CaptureSocketError, CAPTURE_BUFFER};

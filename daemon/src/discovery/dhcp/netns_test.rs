@@ -89,7 +89,9 @@ fn serve(ready: mpsc::Sender<()>, stop: &AtomicBool) -> Served {
 
 #[test]
 fn busybox_udhcpc_gets_an_address_and_capture_sees_only_its_interface() {
-    if !bulkhead_netns::root_or_skip("dhcp::netns_test::busybox_udhcpc_gets_an_address") {
+    if !bulkhead_netns::root_or_skip(
+        "discovery::dhcp::netns_test::busybox_udhcpc_gets_an_address_and_capture_sees_only_its_interface",
+    ) {
         return;
     }
     let srv = Netns::new("dhcp-srv").expect("server namespace");

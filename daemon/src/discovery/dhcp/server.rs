@@ -323,3 +323,6 @@ fn destination(ciaddr: Ipv4Addr) -> SocketAddrV4 {
         SocketAddrV4::new(ciaddr, CLIENT_PORT)
     }
 }
+
+#[cfg(test)]
+mod tests;

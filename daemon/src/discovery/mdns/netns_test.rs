@@ -13,7 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use bulkhead_netns::{root_or_skip, Netns};
+use bulkhead_netns::Netns;
 use serde_json::Value;
 
 use super::*;
@@ -60,7 +60,9 @@ fn nft_counter(ns: &Netns, comment: &str) -> u64 {
 
 #[test]
 fn browser_sees_lan_services_and_nothing_of_a_disabled_interface() {
-    if !root_or_skip("browser_sees_lan_services_and_nothing_of_a_disabled_interface") {
+    if !bulkhead_netns::root_or_skip(
+        "discovery::mdns::netns_test::browser_sees_lan_services_and_nothing_of_a_disabled_interface",
+    ) {
         return;
     }
     let rtr = Netns::new("mdns-rtr").expect("router namespace");

@@ -8,6 +8,7 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 use super::*;
 use crate::config::{Ipv4Range, MacAddr, SegmentId};
+use crate::discovery::dhcp::{DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 use crate::inventory::UnixTime;
 
 const T0: UnixTime = 1_700_000_000;

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::process::Command;
 
-use bulkhead_netns::{root_or_skip, Netns};
+use bulkhead_netns::Netns;
 
 use super::*;
 
@@ -94,7 +94,7 @@ const MARK: &str = "0x20000000";
 
 #[test]
 fn tunnel_routing_in_netns() {
-    if !root_or_skip("tunnel_routing_in_netns") {
+    if !bulkhead_netns::root_or_skip("tunnel::routing::netns_test::tunnel_routing_in_netns") {
         return;
     }
     let ns = Netns::new("tunroute").expect("namespace");

@@ -1,5 +1,7 @@
-//! The shipped rule set (policies/classes.toml) against realistic and hostile
-//! evidence, with vendors looked up in the real IEEE table.
+//! Classification as a whole ([`classify`] then [`placement`]) with the shipped
+//! rule set (policies/classes.toml), against realistic and hostile evidence, with
+//! vendors looked up in the real IEEE table. Each part's own tests sit at the
+//! bottom of its file.
 
 use super::*;
 use crate::config::{Config, MacAddr, ZoneId};
