@@ -2,11 +2,53 @@
 # Runs every test: formatting, lints (the router build without the demo, and
 # everything with it), unit tests of every crate, the web UI's in-process tests,
 # then the end-to-end tests in network namespaces (root; under CI=true they fail
-# rather than skip; the browser and schemathesis tests need chromium,
-# chromium-driver and schemathesis, see README). The e2e suite runs last so its
-# summary closes the output.
+# rather than skip). The e2e suite runs last so its summary closes the output.
+#
+# On a Debian machine as root it first installs what the tests use and is not
+# there yet (Debian packages, and schemathesis in its own venv), so README's two
+# commands are all a newcomer runs. `.ci/run` calls exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# What the tests run: nftables (the firewall), iproute2 (namespaces), busybox
+# (ping/udhcpc in hosts), conntrack, iperf3 (benchmarks), procps (sysctl in
+# namespaces), ieee-data (the MAC vendor registry build.rs compiles in), radvd,
+# isc-dhcp-client, dnsmasq-base (discovery's router adverts, second DHCP client
+# and observed server), wireguard-go, wireguard-tools (the VPN server and `wg`),
+# chromium, chromium-driver (the web UI's browser tests), curl, python3-venv and
+# python3-pip (schemathesis against the UI's OpenAPI document).
+PACKAGES=(nftables iproute2 busybox conntrack iperf3 procps ieee-data wireguard-go wireguard-tools
+    radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip)
+# Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
+# /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
+SCHEMATHESIS="schemathesis==4.32.5"
+VENV=/opt/bulkhead-venv
+
+install_what_is_missing() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "test.sh: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    if [ ! -x "$VENV/bin/st" ] && [ -z "${BULKHEAD_SCHEMATHESIS:-}" ]; then
+        echo "test.sh: installing $SCHEMATHESIS in $VENV"
+        # Debian's own python3, whatever else is on PATH.
+        /usr/bin/python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SCHEMATHESIS"
+    fi
+}
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
+    install_what_is_missing
+else
+    echo "test.sh: not root on Debian: installing nothing (the root tests will say what is missing)"
+fi
+
 cargo fmt --all -- --check
 cargo clippy -p bulkhead --locked -- -D warnings
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
