@@ -1,0 +1,240 @@
+//! Discovery's facts in: a discovered device enforced and alerted, identity
+//! suggestions and linking, neighbour sightings, the tracking limit, the
+//! new-device alert.
+
+use std::net::IpAddr;
+
+use super::{evidence, mac, zone, Harness};
+use crate::alerts::AlertKind;
+use crate::config::MacAddr;
+use crate::control::{Request, Response};
+use crate::inventory::{Change, Event};
+use crate::testutil::{config_with, default_config, MAIN};
+
+#[test]
+fn a_discovered_device_is_enforced_at_once_and_raises_one_alert() {
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let m = mac(40);
+    let ev = Event::Evidence {
+        mac: m,
+        evidence: evidence("<img src=x>\u{202e}", &[1, 3, 6]),
+    };
+    assert_eq!(h.state.observe(ev.clone(), 10), Change::Facts);
+    let ip: IpAddr = "10.0.1.140".parse().expect("ip");
+    assert_eq!(h.state.observe(Event::Address { mac: m, ip }, 11), Change::Facts);
+    assert_eq!(
+        h.state.observe(ev, 12),
+        Change::SeenOnly,
+        "repeat evidence is only a sighting"
+    );
+    let applied = h.state.enforcer.applied().expect("applied");
+    assert_eq!(applied.membership, h.full_membership(), "incremental == full");
+    let q = &applied.membership.zones[&zone("quarantine")];
+    assert!(q.macs.contains(&m) && q.v4.contains(&"10.0.1.140".parse().expect("ip")));
+    let alerts = h.state.store.alerts(10).expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, crate::alerts::AlertKind::NewDeviceQuarantined);
+    assert_eq!(h.state.enforcer.stats().full_applies, 1);
+    // The hostile hostname is stored as data.
+    let d = h.state.inventory.get(&m).expect("device");
+    assert_eq!(d.evidence.hostname.as_deref(), Some("<img src=x>\u{202e}"));
+}
+
+#[test]
+fn a_randomised_mac_like_a_known_device_is_only_suggested_until_linked() {
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let known = MacAddr([0x3c, 0x22, 0xfb, 1, 2, 3]);
+    let fresh = MacAddr([0x5a, 0, 0, 0, 0, 1]);
+    h.state.observe(
+        Event::Evidence {
+            mac: known,
+            evidence: evidence("annas-phone", &[1, 121, 3, 6]),
+        },
+        1,
+    );
+    assert!(matches!(
+        h.state.handle(
+            Request::SetZone {
+                mac: known,
+                zone: zone("trusted")
+            },
+            2
+        ),
+        Response::Done { .. }
+    ));
+    h.state.observe(
+        Event::Evidence {
+            mac: fresh,
+            evidence: evidence("annas-phone", &[1, 121, 3, 6]),
+        },
+        3,
+    );
+    let m = &h.state.enforcer.applied().expect("applied").membership;
+    assert!(
+        m.zones[&zone("quarantine")].macs.contains(&fresh),
+        "never widened silently"
+    );
+    let s = h.state.store.suggestions().expect("suggestions");
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].new_mac, s[0].known_mac, s[0].accepted), (fresh, known, false));
+    // Seeing it again does not suggest twice.
+    h.state.observe(
+        Event::Address {
+            mac: fresh,
+            ip: "10.0.1.150".parse().expect("ip"),
+        },
+        4,
+    );
+    let kinds: Vec<_> = h
+        .state
+        .store
+        .alerts(10)
+        .expect("a")
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == crate::alerts::AlertKind::IdentitySuggestion)
+            .count(),
+        1
+    );
+    let r = h.state.handle(
+        Request::Link {
+            new_mac: known,
+            known_mac: fresh,
+        },
+        5,
+    );
+    assert!(matches!(r, Response::Error { .. }), "only suggested pairs link: {r:?}");
+    let r = h.state.handle(
+        Request::Link {
+            new_mac: fresh,
+            known_mac: known,
+        },
+        5,
+    );
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    let m = &h.state.enforcer.applied().expect("applied").membership;
+    assert!(m.zones[&zone("trusted")].macs.contains(&fresh));
+    assert!(h.state.store.suggestions().expect("s")[0].accepted);
+}
+
+#[test]
+fn neighbour_sightings_add_addresses_without_stealing_them() {
+    use crate::discovery::neigh::NeighbourUpdate;
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let (a, b) = (mac(50), mac(51));
+    let v6: IpAddr = "fd00:1::1234".parse().expect("ip");
+    let present = |mac, ip| NeighbourUpdate::Present { ifindex: 3, mac, ip };
+    assert_eq!(h.state.neighbour("br-lan", present(a, v6), 1), Change::Facts);
+    assert_eq!(
+        h.state.neighbour("br-lan", present(b, v6), 2),
+        Change::None,
+        "no stealing"
+    );
+    let other: IpAddr = "fd00:2::9".parse().expect("ip");
+    assert_eq!(
+        h.state.neighbour("br-lan", present(b, other), 2),
+        Change::None,
+        "not this link's subnet"
+    );
+    let m = &h.state.enforcer.applied().expect("applied").membership;
+    assert!(m.zones[&zone("quarantine")]
+        .v6
+        .contains(&"fd00:1::1234".parse().expect("v6")));
+    let gone = NeighbourUpdate::Gone {
+        ifindex: 3,
+        mac: None,
+        ip: v6,
+    };
+    assert_eq!(h.state.neighbour("br-lan", gone, 3), Change::Facts);
+    let m = &h.state.enforcer.applied().expect("applied").membership;
+    assert!(m.zones[&zone("quarantine")].v6.is_empty());
+    assert_eq!(m, &h.full_membership());
+}
+
+#[test]
+fn discovery_stops_tracking_new_devices_at_the_limit_and_fails_closed() {
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    h.state.discovery.max_tracked = 3;
+    for n in 0..5 {
+        h.state.observe(
+            Event::Evidence {
+                mac: mac(100 + n),
+                evidence: evidence("flood", &[1]),
+            },
+            1,
+        );
+    }
+    assert_eq!(h.state.inventory.len(), 3);
+    assert_eq!(h.state.discovery.untracked_new_devices(), 2);
+    // Known devices still update; the homeowner can still add by hand.
+    assert_eq!(
+        h.state.observe(
+            Event::Address {
+                mac: mac(100),
+                ip: "10.0.1.160".parse().expect("ip")
+            },
+            2
+        ),
+        Change::Facts
+    );
+}
+
+#[test]
+fn a_new_device_gets_one_alert_once_its_address_says_where_it_joined() {
+    let config = config_with(MAIN, &[("seg.toml", "[segment_zones]\niot = \"iot\"\n")]);
+    let mut h = Harness::new(config);
+    h.state.reconcile().expect("start");
+    let m = mac(70);
+    // The DHCP request's evidence comes first: no segment yet, no alert yet.
+    h.state.observe(
+        Event::Evidence {
+            mac: m,
+            evidence: evidence("plug", &[1, 3]),
+        },
+        1,
+    );
+    assert!(h.state.store.alerts(10).expect("a").is_empty());
+    h.state.observe(
+        Event::Address {
+            mac: m,
+            ip: "10.0.2.70".parse().expect("ip"),
+        },
+        2,
+    );
+    h.state.observe(
+        Event::Address {
+            mac: m,
+            ip: "10.0.2.71".parse().expect("ip"),
+        },
+        3,
+    );
+    let alerts = h.state.store.alerts(10).expect("a");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, AlertKind::NewDevice);
+    assert_eq!(alerts[0].mac, Some(m));
+    assert!(
+        alerts[0].message.contains("zone iot (its segment's zone)"),
+        "{}",
+        alerts[0].message
+    );
+
+    // On a segment without a zone of its own: quarantined, one alert.
+    let q = mac(71);
+    h.state.observe(
+        Event::Address {
+            mac: q,
+            ip: "10.0.1.71".parse().expect("ip"),
+        },
+        4,
+    );
+    let kinds: Vec<AlertKind> = h.state.store.alerts(10).expect("a").iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [AlertKind::NewDeviceQuarantined, AlertKind::NewDevice]);
+}
