@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 mod discovery;
 mod http;
 mod tunnel;
-mod web;
+mod web_ui;
 mod webdriver;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
@@ -104,25 +104,25 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "s_tunnel_selectors_zone_exclusion_domain_set",
             tunnel::s_tunnel_selectors_zone_exclusion_domain_set,
         ),
-        ("w_web_refusals_and_firewall", web::w_web_refusals_and_firewall),
+        ("w_web_refusals_and_firewall", web_ui::w_web_refusals_and_firewall),
         (
             "w_api_block_rename_reach_the_kernel",
-            web::w_api_block_rename_reach_the_kernel,
+            web_ui::w_api_block_rename_reach_the_kernel,
         ),
         (
             "w_browser_hostile_names_are_text",
-            web::w_browser_hostile_names_are_text,
+            web_ui::w_browser_hostile_names_are_text,
         ),
-        ("w_api_schemathesis", web::w_api_schemathesis),
+        ("w_api_schemathesis", web_ui::w_api_schemathesis),
         (
             "w_browser_setup_zone_approve_ack",
-            web::w_browser_setup_zone_approve_ack,
+            web_ui::w_browser_setup_zone_approve_ack,
         ),
         // Listed last: the runner takes tests from the end, and the longest
         // ones should start first.
         (
             "t_demo_serves_the_ui_on_loopback",
-            web::t_demo_serves_the_ui_on_loopback,
+            web_ui::t_demo_serves_the_ui_on_loopback,
         ),
     ]
 }

@@ -498,11 +498,11 @@ fn exhaustion_is_counted_and_other_segments_are_unaffected() {
     let h = s.handle(&lan, &client(4).discover(None), T0);
     assert!(h.reply.is_none());
     assert!(h.evidence.is_some(), "evidence even without an answer");
+    assert!(h.pool_exhausted, "the outcome says so (the core's alert)");
     assert_eq!(s.counters(&lan).expect("counters").pool_exhausted, 1);
-    let offer = s
-        .handle(&iot, &client(4).discover(None), T0)
-        .reply
-        .expect("iot still answers");
+    let h = s.handle(&iot, &client(4).discover(None), T0);
+    assert!(!h.pool_exhausted);
+    let offer = h.reply.expect("iot still answers");
     assert_eq!(decode(&offer).yiaddr(), Ipv4Addr::new(10, 0, 2, 100));
     assert_eq!(s.counters(&iot).expect("counters").pool_exhausted, 0);
 }

@@ -20,7 +20,7 @@
 //! installable on this Debian machine; `/healthz` is the floor to read the pages
 //! against, and the goals (devices page < 20 ms, RSS < 30 MB) are the bar.
 //!
-//! Run: `cargo bench -p bulkhead --features demo --bench web` (figures in BENCHMARKS.md).
+//! Run: `cargo bench -p bulkhead --features demo --bench web_ui` (figures in BENCHMARKS.md).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
