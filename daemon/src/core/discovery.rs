@@ -180,10 +180,7 @@ impl DaemonState {
 
     /// The device holding an address.
     pub fn address_owner(&self, ip: &std::net::IpAddr) -> Option<MacAddr> {
-        self.inventory
-            .devices()
-            .find(|d| d.addresses.contains(ip))
-            .map(|d| d.mac)
+        self.inventory.owner_of(ip)
     }
 
     /// If `mac` is a new randomised MAC that looks like a known device, records
@@ -193,9 +190,13 @@ impl DaemonState {
         if new.user_zone.is_some() || !mac.is_locally_administered() {
             return;
         }
+        // Only devices of the same DHCP host name can be the same device.
+        let Some(hostname) = new.evidence.hostname.as_deref() else {
+            return;
+        };
         let found: Vec<(MacAddr, Vec<String>)> = self
             .inventory
-            .devices()
+            .with_hostname(hostname)
             .filter(|known| !self.discovery.suggested.contains(&(mac, known.mac)))
             .filter_map(|known| same_device_reasons(new, known).map(|r| (known.mac, r)))
             .collect();

@@ -207,8 +207,8 @@ impl DaemonState {
 
     /// Applies an inventory event, persisting what changed.
     pub fn apply_event(&mut self, event: &Event, now: UnixTime) -> Result<Change, StoreError> {
-        let change = self.inventory.apply(event, now);
         let mac = event.mac();
+        let change = self.inventory.apply(event, now);
         match change {
             Change::Facts => {
                 self.facts_changed += 1;
@@ -222,23 +222,13 @@ impl DaemonState {
                         | Event::Block { .. }
                         | Event::TunnelChoice { .. }
                 );
+                // Saving an address takes it from whoever held it on disk too
+                // (the store keeps one row per address), as the inventory did.
                 if let Some(d) = self.inventory.get(&mac) {
                     if decision {
                         self.store.save_device(d)?;
                     } else {
                         self.store.save_discovered(d)?;
-                    }
-                }
-                // Another device may have lost an address to this one.
-                if let Some(ip) = event.claimed_address() {
-                    let losers: Vec<_> = self
-                        .inventory
-                        .devices()
-                        .filter(|d| d.mac != mac && d.addresses.contains(&ip))
-                        .cloned()
-                        .collect();
-                    for d in losers {
-                        self.store.save_discovered(&d)?;
                     }
                 }
             }
@@ -272,13 +262,8 @@ impl DaemonState {
     /// address, the device that held it until now.
     fn affected_by(&self, event: &Event) -> Vec<MacAddr> {
         let mut macs = vec![event.mac()];
-        if let Some(ip) = event.claimed_address() {
-            macs.extend(
-                self.inventory
-                    .devices()
-                    .filter(|d| d.addresses.contains(&ip))
-                    .map(|d| d.mac),
-            );
+        if let Some(owner) = event.claimed_address().and_then(|ip| self.inventory.owner_of(&ip)) {
+            macs.push(owner);
         }
         macs.sort();
         macs.dedup();

@@ -6,7 +6,7 @@
 
 pub mod identity;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -172,17 +172,68 @@ pub enum Change {
     Facts,
 }
 
-/// All known devices.
+/// All known devices, with two indexes so that no packet costs a pass over
+/// them: which device holds each address, and which devices gave each DHCP
+/// host name (the identity check compares only devices of one name).
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     devices: BTreeMap<MacAddr, Device>,
+    /// The one device holding each address.
+    owners: HashMap<IpAddr, MacAddr>,
+    /// Devices by their DHCP host name (non-empty names only).
+    by_hostname: HashMap<String, BTreeSet<MacAddr>>,
 }
 
 impl Inventory {
-    /// An inventory holding these devices (as loaded from the store).
+    /// An inventory holding these devices (as loaded from the store). An
+    /// address two stored devices hold (a store written before the owner's
+    /// loss was saved) stays with the one seen last.
     pub fn from_devices(devices: impl IntoIterator<Item = Device>) -> Self {
-        Inventory {
-            devices: devices.into_iter().map(|d| (d.mac, d)).collect(),
+        let mut inv = Inventory::default();
+        let mut devices: Vec<Device> = devices.into_iter().collect();
+        devices.sort_by_key(|d| d.last_seen);
+        for d in devices {
+            for ip in &d.addresses {
+                if let Some(previous) = inv.owners.insert(*ip, d.mac) {
+                    if let Some(p) = inv.devices.get_mut(&previous) {
+                        p.addresses.remove(ip);
+                    }
+                }
+            }
+            inv.index_hostname(d.mac, d.evidence.hostname.as_ref());
+            inv.devices.insert(d.mac, d);
+        }
+        inv
+    }
+
+    /// The device holding `ip`.
+    pub fn owner_of(&self, ip: &IpAddr) -> Option<MacAddr> {
+        self.owners.get(ip).copied()
+    }
+
+    /// The devices that gave `hostname` in DHCP.
+    pub fn with_hostname<'a>(&'a self, hostname: &str) -> impl Iterator<Item = &'a Device> + 'a {
+        self.by_hostname
+            .get(hostname)
+            .into_iter()
+            .flatten()
+            .filter_map(|mac| self.devices.get(mac))
+    }
+
+    fn index_hostname(&mut self, mac: MacAddr, hostname: Option<&String>) {
+        if let Some(h) = hostname.filter(|h| !h.is_empty()) {
+            self.by_hostname.entry(h.clone()).or_default().insert(mac);
+        }
+    }
+
+    fn unindex_hostname(&mut self, mac: MacAddr, hostname: Option<&String>) {
+        if let Some(h) = hostname {
+            if let Some(macs) = self.by_hostname.get_mut(h) {
+                macs.remove(&mac);
+                if macs.is_empty() {
+                    self.by_hostname.remove(h);
+                }
+            }
         }
     }
 
@@ -228,6 +279,7 @@ impl Inventory {
             Event::AddressGone { mac, ip } => match self.devices.get_mut(mac) {
                 Some(d) => {
                     if d.addresses.remove(ip) {
+                        self.owners.remove(ip);
                         Change::Facts
                     } else {
                         Change::None
@@ -246,11 +298,16 @@ impl Inventory {
                 } else {
                     Change::None
                 };
-                if d.evidence.merge(evidence) {
-                    Change::Facts
-                } else {
-                    change.max(seen)
+                let hostname_before = d.evidence.hostname.clone();
+                if !d.evidence.merge(evidence) {
+                    return change.max(seen);
                 }
+                if d.evidence.hostname != hostname_before {
+                    let hostname = d.evidence.hostname.clone();
+                    self.unindex_hostname(*mac, hostname_before.as_ref());
+                    self.index_hostname(*mac, hostname.as_ref());
+                }
+                Change::Facts
             }
             Event::SetZone { mac, zone } => {
                 let d = self.devices.entry(*mac).or_insert_with(|| Device::new(*mac, now));
@@ -314,12 +371,13 @@ impl Inventory {
     /// before loses it) and marks the device seen.
     fn claim(&mut self, mac: MacAddr, ip: IpAddr, now: UnixTime) -> Change {
         let mut change = Change::None;
-        for other in self.devices.values_mut().filter(|o| o.mac != mac) {
-            if other.addresses.remove(&ip) {
+        if let Some(other) = self.owners.get(&ip).copied().filter(|o| *o != mac) {
+            if self.devices.get_mut(&other).is_some_and(|o| o.addresses.remove(&ip)) {
                 change = Change::Facts;
             }
         }
         if let Some(d) = self.devices.get_mut(&mac) {
+            self.owners.insert(ip, mac);
             if d.addresses.insert(ip) {
                 change = Change::Facts;
             } else if d.last_seen < now {
@@ -375,6 +433,76 @@ mod tests {
         );
         assert!(inv.get(&mac(1)).expect("dev").addresses.is_empty());
         assert!(inv.get(&mac(2)).expect("dev").addresses.contains(&ip));
+    }
+
+    /// The indexes agree with a pass over every device after any sequence of
+    /// events (what they replace).
+    fn assert_indexes_agree(inv: &Inventory) {
+        for d in inv.devices() {
+            for ip in &d.addresses {
+                assert_eq!(inv.owner_of(ip), Some(d.mac), "{ip}");
+            }
+            if let Some(h) = d.evidence.hostname.as_deref().filter(|h| !h.is_empty()) {
+                assert!(inv.with_hostname(h).any(|o| o.mac == d.mac), "{h}");
+            }
+        }
+        let held: usize = inv.devices().map(|d| d.addresses.len()).sum();
+        assert_eq!(inv.owners.len(), held, "no stale owner");
+        for (h, macs) in &inv.by_hostname {
+            for m in macs {
+                let d = inv.get(m).expect("indexed device exists");
+                assert_eq!(d.evidence.hostname.as_deref(), Some(h.as_str()), "stale name");
+            }
+        }
+    }
+
+    #[test]
+    fn addresses_and_host_names_are_indexed() {
+        let mut inv = Inventory::default();
+        let ip: IpAddr = "10.0.1.7".parse().expect("ip");
+        let named = |mac, name: &str| Event::Evidence {
+            mac,
+            evidence: Box::new(Evidence {
+                hostname: Some(name.into()),
+                ..Default::default()
+            }),
+        };
+        inv.apply(&Event::Address { mac: mac(1), ip }, 1);
+        assert_eq!(inv.owner_of(&ip), Some(mac(1)));
+        inv.apply(&Event::Address { mac: mac(2), ip }, 2);
+        assert_eq!(inv.owner_of(&ip), Some(mac(2)), "the claim moves the owner");
+        inv.apply(&Event::AddressGone { mac: mac(1), ip }, 3);
+        assert_eq!(
+            inv.owner_of(&ip),
+            Some(mac(2)),
+            "a former holder's gone changes nothing"
+        );
+        inv.apply(&named(mac(1), "phone"), 4);
+        inv.apply(&named(mac(2), "phone"), 4);
+        assert_eq!(inv.with_hostname("phone").count(), 2);
+        inv.apply(&named(mac(2), "tablet"), 5);
+        let phones: Vec<MacAddr> = inv.with_hostname("phone").map(|d| d.mac).collect();
+        assert_eq!(phones, [mac(1)], "a renamed device leaves its old name");
+        assert_indexes_agree(&inv);
+        inv.apply(&Event::AddressGone { mac: mac(2), ip }, 6);
+        assert_eq!(inv.owner_of(&ip), None);
+        assert_indexes_agree(&inv);
+    }
+
+    #[test]
+    fn a_stored_address_two_devices_hold_stays_with_the_one_seen_last() {
+        let ip: IpAddr = "10.0.1.9".parse().expect("ip");
+        let mut old = Device::new(mac(1), 1);
+        old.addresses.insert(ip);
+        let mut recent = Device::new(mac(2), 1);
+        recent.last_seen = 50;
+        recent.addresses.insert(ip);
+        for order in [vec![old.clone(), recent.clone()], vec![recent, old]] {
+            let inv = Inventory::from_devices(order);
+            assert_eq!(inv.owner_of(&ip), Some(mac(2)));
+            assert!(inv.get(&mac(1)).expect("dev").addresses.is_empty());
+            assert_indexes_agree(&inv);
+        }
     }
 
     #[test]

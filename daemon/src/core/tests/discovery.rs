@@ -159,6 +159,26 @@ fn neighbour_sightings_add_addresses_without_stealing_them() {
 }
 
 #[test]
+fn an_address_taken_over_leaves_the_former_holder_on_disk_too() {
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let (old, new) = (mac(60), mac(61));
+    let ip: IpAddr = "10.0.1.60".parse().expect("ip");
+    h.state.observe(Event::Address { mac: old, ip }, 1);
+    h.state.observe(Event::Address { mac: new, ip }, 2);
+    // What a restart loads: the address only with its new holder.
+    let stored = h.state.store.load_devices().expect("load");
+    let holders: Vec<MacAddr> = stored
+        .iter()
+        .filter(|d| d.addresses.contains(&ip))
+        .map(|d| d.mac)
+        .collect();
+    assert_eq!(holders, [new]);
+    let m = &h.state.enforcer.applied().expect("applied").membership;
+    assert_eq!(m, &h.full_membership());
+}
+
+#[test]
 fn discovery_stops_tracking_new_devices_at_the_limit_and_fails_closed() {
     let mut h = Harness::new(default_config());
     h.state.reconcile().expect("start");
