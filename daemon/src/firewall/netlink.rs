@@ -20,7 +20,7 @@
 //!
 //! The kernel runs a batch as one transaction: if any message fails (deleting an
 //! element that is not there, say), it aborts all of them and reports the error.
-//! [`reconcile`](super::reconcile) then replaces the tables, which is always correct.
+//! [`Enforcer::enforce`](super::Enforcer::enforce) then replaces the tables, which is always correct.
 //!
 //! Numbers come from the uapi headers `linux/netlink.h`,
 //! `linux/netfilter/nfnetlink.h` and `linux/netfilter/nf_tables.h`; the tests check

@@ -1,4 +1,4 @@
-//! The runtime side of the services seat (see [`crate::core::services`]'s
+//! The runtime side of the services seat (see `core/services.rs` for the
 //! contract): a service task gets a [`ServiceHandle`]; the event loop owns the
 //! [`ServiceHub`], publishes snapshots after a turn in which facts changed, and
 //! answers requests in order with the rest of the loop's work.
