@@ -11,8 +11,8 @@ use crate::discovery::mdns::MdnsObservation;
 use crate::discovery::neigh::NeighbourUpdate;
 use crate::firewall::error_chain;
 use crate::inventory::identity::same_device_reasons;
-use crate::inventory::{Change, Event, UnixTime};
-use crate::policy::{zone_for, ZoneDecision, ZoneReason};
+use crate::inventory::{Change, Device, Event, UnixTime};
+use crate::policy::{device_entry, zone_for, DeviceEntry, ZoneDecision, ZoneReason};
 use crate::store::{Store, StoreError};
 
 use super::DaemonState;
@@ -80,9 +80,11 @@ impl DaemonState {
             }
             return Change::None;
         }
-        let before_decision = self.inventory.get(&mac).map(|d| zone_for(&self.config, d));
+        // Most events only say "seen again": the devices they touch are copied
+        // before and classified only if facts changed (classification is the
+        // costly part, and a returning client sends three events per exchange).
         let affected = self.affected_by(&event);
-        let before = self.entries(&affected);
+        let touched: Vec<Device> = affected.iter().filter_map(|m| self.inventory.get(m)).cloned().collect();
         let change = match self.apply_event(&event, now) {
             Ok(c) => c,
             Err(e) => {
@@ -95,6 +97,8 @@ impl DaemonState {
         if change != Change::Facts {
             return change;
         }
+        let before_decision = touched.iter().find(|d| d.mac == mac).map(|d| zone_for(&self.config, d));
+        let before: Vec<DeviceEntry> = touched.iter().map(|d| device_entry(&self.config, d)).collect();
         let after = self.entries(&affected);
         self.enforcer.set_background_cuts(true);
         let result = self.reconcile_entries(&before, &after);
