@@ -12,6 +12,7 @@ mod delta;
 mod enforcer;
 mod expr;
 mod netlink;
+mod nfnl;
 pub mod render;
 mod verify;
 
