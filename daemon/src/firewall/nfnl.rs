@@ -1,5 +1,6 @@
 //! Netlink plumbing shared by the in-process nfnetlink edges: nf_tables set
-//! deltas ([`netlink`](super::netlink)) so far.
+//! deltas ([`netlink`](super::netlink)) and conntrack cuts
+//! ([`conntrack`](super::conntrack)).
 //!
 //! Numbers come from the uapi headers `linux/netlink.h` and
 //! `linux/netfilter/nfnetlink.h` (the tests check them against the `libc`
@@ -7,9 +8,10 @@
 //! router may be big-endian MIPS); payloads are whatever the subsystem says,
 //! mostly network byte order.
 //!
-//! Writing is a [`MessageWriter`]; reading is [`messages`], which checks every
-//! length against what surrounds it and reports a lie as an error instead of
-//! reading past it.
+//! Writing is a [`MessageWriter`]; reading is [`messages`] and [`attrs`], which
+//! check every length against what surrounds it and report a lie as an error
+//! instead of reading past it (the kernel does not lie, but a parser that trusts
+//! lengths is a parser that panics).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -20,14 +22,22 @@ use nix::sys::socket::{setsockopt, sockopt};
 // linux/netlink.h
 pub(super) const NLMSG_HDRLEN: usize = 16;
 pub(super) const NLMSG_ERROR: u16 = 0x2;
+pub(super) const NLMSG_DONE: u16 = 0x3;
 pub(super) const NLM_F_REQUEST: u16 = 0x1;
 pub(super) const NLM_F_ACK: u16 = 0x4;
+/// `NLM_F_ROOT | NLM_F_MATCH`.
+pub(super) const NLM_F_DUMP: u16 = 0x300;
 pub(super) const NLM_F_CREATE: u16 = 0x400;
 pub(super) const NLA_HDRLEN: usize = 4;
 pub(super) const NLA_F_NESTED: u16 = 0x8000;
+pub(super) const NLA_F_NET_BYTEORDER: u16 = 0x4000;
+/// What is left of `nla_type` without the two flags (`NLA_TYPE_MASK`).
+pub(super) const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
 
 // linux/netfilter/nfnetlink.h
 pub(super) const NFNETLINK_V0: u8 = 0;
+/// `struct nfgenmsg`: family (u8), version (u8), res_id (__be16).
+pub(super) const NFGENMSG_LEN: usize = 4;
 
 /// Datagrams up to this size fit the default socket send buffer (`wmem_default`,
 /// 208 KiB on Linux); larger ones raise it first (see [`grow_send_buffer`]).
@@ -166,6 +176,53 @@ pub(super) fn nlmsgerr(payload: &[u8]) -> Result<(i32, u32), &'static str> {
     Ok((error, seq))
 }
 
+/// One attribute, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Attr<'a> {
+    /// `nla_type` without `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER` (kernels
+    /// before 5.2 set no nested flag, so nesting is the caller's knowledge).
+    pub(super) ty: u16,
+    /// `nla_len` bytes minus the header; padding excluded.
+    pub(super) payload: &'a [u8],
+}
+
+/// PURE: the attributes packed in `b`, as the kernel's `nla_for_each_attr` sees
+/// them. A length shorter than the header or longer than what is left, or a tail
+/// too short for a header, yields one error and ends the walk.
+pub(super) fn attrs(b: &[u8]) -> Attrs<'_> {
+    Attrs { rest: b }
+}
+
+/// See [`attrs`].
+#[derive(Debug, Clone)]
+pub(super) struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = Result<Attr<'a>, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let rest = std::mem::take(&mut self.rest);
+        let (Some(len), Some(ty)) = (u16_at(rest, 0), u16_at(rest, 2)) else {
+            return Some(Err("short attribute header"));
+        };
+        let len = usize::from(len);
+        if len < NLA_HDRLEN || len > rest.len() {
+            return Some(Err("attribute length out of bounds"));
+        }
+        // The last attribute's padding may be missing: the walk just ends.
+        self.rest = rest.get(align4(len)..).unwrap_or_default();
+        Some(Ok(Attr {
+            ty: ty & NLA_TYPE_MASK,
+            payload: &rest[NLA_HDRLEN..len],
+        }))
+    }
+}
+
 /// A `NETLINK_NETFILTER` socket in the calling thread's network namespace, bound
 /// to a kernel-chosen port, with `NETLINK_CAP_ACK`: an error answer then echoes
 /// only the refused message's header, not its body. Errors name the step.
@@ -208,6 +265,17 @@ pub(super) fn grow_send_buffer(socket: &Socket, bytes: usize) -> io::Result<()> 
         .map_err(io::Error::from)
 }
 
+/// Raises the socket's receive buffer to `bytes`, as [`grow_send_buffer`] does
+/// the send buffer, and returns what the kernel then counts against (the
+/// kernel doubles what it is given, for its bookkeeping). Answers that do not
+/// fit are dropped, and the socket reports ENOBUFS.
+pub(super) fn grow_receive_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
+    setsockopt(socket, sockopt::RcvBufForce, &bytes)
+        .or_else(|_| setsockopt(socket, sockopt::RcvBuf, &bytes))
+        .map_err(io::Error::from)?;
+    nix::sys::socket::getsockopt(socket, sockopt::RcvBuf).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,19 +286,73 @@ mod tests {
         let c = |x: libc::c_int| x as u16;
         assert_eq!(NLMSG_HDRLEN, std::mem::size_of::<libc::nlmsghdr>());
         assert_eq!(NLMSG_ERROR, c(libc::NLMSG_ERROR));
+        assert_eq!(NLMSG_DONE, c(libc::NLMSG_DONE));
         assert_eq!(NLM_F_REQUEST, c(libc::NLM_F_REQUEST));
         assert_eq!(NLM_F_ACK, c(libc::NLM_F_ACK));
+        assert_eq!(NLM_F_DUMP, c(libc::NLM_F_DUMP));
         assert_eq!(NLM_F_CREATE, c(libc::NLM_F_CREATE));
         assert_eq!(NLA_HDRLEN, std::mem::size_of::<libc::nlattr>());
         assert_eq!(NLA_F_NESTED, c(libc::NLA_F_NESTED));
+        assert_eq!(NLA_F_NET_BYTEORDER, c(libc::NLA_F_NET_BYTEORDER));
+        assert_eq!(NLA_TYPE_MASK, c(libc::NLA_TYPE_MASK));
         assert_eq!(NFNETLINK_V0, c(libc::NFNETLINK_V0) as u8);
+    }
+
+    fn attr(len: u16, ty: u16, payload: &[u8]) -> Vec<u8> {
+        let mut b = len.to_ne_bytes().to_vec();
+        b.extend_from_slice(&ty.to_ne_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn attributes_are_walked_with_padding_and_flags_masked() {
+        let mut b = attr(5, 1, &[7, 0, 0, 0]); // one byte and its padding
+        b.extend(attr(8, 2 | NLA_F_NESTED, &[4, 0, 3, 0]));
+        b.extend(attr(6, 3 | NLA_F_NET_BYTEORDER, &[0, 80])); // last: padding missing
+        let got: Vec<_> = attrs(&b).collect();
+        assert_eq!(
+            got,
+            [
+                Ok(Attr {
+                    ty: 1,
+                    payload: &[7][..]
+                }),
+                Ok(Attr {
+                    ty: 2,
+                    payload: &[4, 0, 3, 0][..]
+                }),
+                Ok(Attr {
+                    ty: 3,
+                    payload: &[0, 80][..]
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn lying_attribute_lengths_end_the_walk_with_one_error() {
+        let good = attr(8, 1, &[1, 2, 3, 4]);
+        for (b, what) in [
+            ([&good[..], &attr(3, 2, &[]), &good].concat(), "shorter than its header"),
+            (
+                [&good[..], &attr(200, 2, &[1, 2, 3, 4]), &good].concat(),
+                "longer than what is left",
+            ),
+            ([&good[..], &[8, 0]].concat(), "a tail too short for a header"),
+        ] {
+            let got: Vec<_> = attrs(&b).collect();
+            assert_eq!(got.len(), 2, "{what}: {got:?}");
+            assert!(got[0].is_ok() && got[1].is_err(), "{what}: {got:?}");
+        }
+        assert_eq!(attrs(&[]).count(), 0);
     }
 
     #[test]
     fn lying_message_lengths_end_the_walk_with_one_error() {
         let msg = |len: u32, seq: u32| {
             let mut b = len.to_ne_bytes().to_vec();
-            b.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            b.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
             b.extend_from_slice(&0u16.to_ne_bytes());
             b.extend_from_slice(&seq.to_ne_bytes());
             b.extend_from_slice(&0u32.to_ne_bytes());
