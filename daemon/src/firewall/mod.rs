@@ -17,7 +17,7 @@ mod nfnl;
 pub mod render;
 mod verify;
 
-pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
+pub use backend::{ConntrackFlusher, NftBackend, NftCli};
 #[doc(hidden)]
 pub use conntrack::fuzz_entry_conntrack_dump;
 pub use conntrack::{Addrs, ConntrackError, ConntrackNetlink, CutReport, Dump, Entry, Tuple, L4};
