@@ -33,8 +33,8 @@
 //!   (`ctnetlink_start`, `ctnetlink_filter_match`).
 //! - A DELETE with `CTA_TUPLE_ORIG` looks that exact tuple up in zone `CTA_ZONE`
 //!   (0 when absent) and deletes what it finds, else ENOENT; with `CTA_ID` it also
-//!   answers ENOENT when the entry found is not the one with that id
-//!   (`ctnetlink_del_conntrack`). A DELETE without any tuple FLUSHES the table:
+//!   answers ENOENT when the entry found has another id (`ctnetlink_del_conntrack`;
+//!   the id is `nf_ct_get_id`, a keyed hash of the entry's address and tuples). A DELETE without any tuple FLUSHES the table:
 //!   [`encode_delete`] always writes one.
 //! - The tuple parser wants the two addresses of the message's family,
 //!   `CTA_PROTO_NUM`, and the protocol's own attributes: both ports for TCP, UDP,
@@ -333,8 +333,10 @@ pub struct Entry {
     pub orig: Tuple,
     /// `CTA_ZONE`: a zone of both directions (absent: the default zone 0).
     pub zone: Option<u16>,
-    /// `CTA_ID`: sent back, so that a delete cannot hit a newer entry that took
-    /// the same tuple after the dump (that one was admitted by the new rules).
+    /// `CTA_ID`, sent back: the kernel refuses (ENOENT) a delete whose id is not
+    /// the entry's, so a newer entry that took the same tuple after the dump
+    /// (admitted by the new rules) is left alone, unless it also took the old
+    /// one's memory: the id hashes the entry's address and tuples.
     pub id: Option<u32>,
 }
 
