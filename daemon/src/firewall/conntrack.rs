@@ -756,20 +756,94 @@ impl ConntrackFlusher for ConntrackNetlink {
         Ok(report.deleted)
     }
 
+    /// Cuts on a thread, so the event loop does not wait for the dump. Calls that
+    /// come while a thread is cutting for the same namespace hand it their
+    /// addresses instead of starting another: a burst of releases costs a few
+    /// table walks, not one each.
     fn flush_detached(&self, addrs: Vec<IpAddr>) {
+        if addrs.is_empty() {
+            return;
+        }
+        let netns = match current_netns() {
+            Ok(netns) => netns,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not identify the network namespace; connections not cut");
+                return;
+            }
+        };
+        {
+            let mut queued = queued();
+            if let Some(waiting) = queued.get_mut(&netns) {
+                waiting.extend(addrs);
+                return;
+            }
+            queued.insert(netns, addrs);
+        }
         // A thread of this process starts in the caller's network namespace
         // (clone(2) copies the calling thread's), so the cut happens where the
-        // caller lives, and the event loop does not wait for the dump.
-        let spawned = std::thread::Builder::new().name("conntrack-cut".into()).spawn(move || {
-            match ConntrackNetlink.cut(&addrs) {
-                Ok(report) => log_report(&report),
-                Err(e) => tracing::warn!(error = %error_chain(&e), "could not delete conntrack entries"),
-            }
-        });
+        // caller lives.
+        let spawned = std::thread::Builder::new()
+            .name("conntrack-cut".into())
+            .spawn(move || cut_queued(netns));
         if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the conntrack thread");
+            queued().remove(&netns);
+            tracing::warn!(error = %e, "could not start the conntrack thread; connections not cut");
         }
     }
+}
+
+/// Addresses waiting for a detached cut, per network namespace. A namespace has
+/// an entry exactly while a thread cuts for it (see
+/// [`ConntrackNetlink::flush_detached`]).
+static QUEUED: Mutex<BTreeMap<(u64, u64), Vec<IpAddr>>> = Mutex::new(BTreeMap::new());
+
+fn queued() -> MutexGuard<'static, BTreeMap<(u64, u64), Vec<IpAddr>>> {
+    // Every change to the map is one insert, extend, take or remove.
+    QUEUED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A detached cut's thread, in namespace `netns`: cuts what is queued for it
+/// until nothing is, then removes the namespace's entry (under the same lock
+/// as the check, so an address queued meanwhile is either taken here or starts
+/// a new thread).
+fn cut_queued(netns: (u64, u64)) {
+    /// Removes the entry if the thread unwinds, so later calls start a new one.
+    struct Unqueue((u64, u64));
+    impl Drop for Unqueue {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                queued().remove(&self.0);
+            }
+        }
+    }
+    let _unqueue = Unqueue(netns);
+    loop {
+        let addrs = {
+            let mut queued = queued();
+            match queued.get_mut(&netns) {
+                Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
+                _ => {
+                    queued.remove(&netns);
+                    return;
+                }
+            }
+        };
+        #[cfg(test)]
+        {
+            *detached_walks().entry(netns).or_default() += 1;
+        }
+        match ConntrackNetlink.cut(&addrs) {
+            Ok(report) => log_report(&report),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not delete conntrack entries"),
+        }
+    }
+}
+
+/// Tests: how many cuts detached threads ran, per namespace.
+#[cfg(test)]
+fn detached_walks() -> MutexGuard<'static, BTreeMap<(u64, u64), usize>> {
+    static WALKS: Mutex<BTreeMap<(u64, u64), usize>> = Mutex::new(BTreeMap::new());
+    WALKS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn log_report(r: &CutReport) {

@@ -845,3 +845,60 @@ fn a_detached_cut_happens_in_the_callers_namespace() {
     );
     assert!(table(&a).is_empty());
 }
+
+#[test]
+fn a_burst_of_detached_cuts_is_cut_in_a_few_walks() {
+    if !root_or_skip("firewall::conntrack::a_burst_of_detached_cuts_is_cut_in_a_few_walks") {
+        return;
+    }
+    let Pair { a, b: _b } = pair("ct-burst");
+    a.ip(&["route", "add", "10.9.1.0/24", "via", "10.9.0.2"])
+        .expect("route");
+    let addrs: Vec<IpAddr> = (1..=200u8).map(|x| IpAddr::from([10, 9, 1, x])).collect();
+    a.run_in(|| -> io::Result<()> {
+        let s = UdpSocket::bind("10.9.0.1:0")?;
+        for to in &addrs {
+            s.send_to(b"x", (*to, 53))?;
+        }
+        s.send_to(b"x", (v4("10.9.0.3"), 53))?;
+        Ok(())
+    })
+    .expect("enter a")
+    .expect("udp");
+    assert_eq!(table(&a).len(), 201);
+    let (took_detached, left) = a
+        .run_in(|| {
+            let t = Instant::now();
+            for to in &addrs {
+                ConntrackNetlink.flush_detached(vec![*to]);
+            }
+            let left = bulkhead_netns::eventually(WAIT, || Ok(table(&a).len() == 1)).expect("wait");
+            (t.elapsed(), left)
+        })
+        .expect("enter a");
+    assert!(left, "{:?}", table(&a));
+    assert!(table(&a).iter().all(|e| e.orig.dst() == ip("10.9.0.3")));
+    let netns = a.run_in(current_netns).expect("enter a").expect("namespace");
+    let walks = detached_walks().get(&netns).copied().unwrap_or_default();
+    assert!((1..=50).contains(&walks), "{walks} dumps for 200 addresses");
+    // The same cuts one call each, for comparison (printed, not asserted).
+    a.run_in(|| -> io::Result<()> {
+        let s = UdpSocket::bind("10.9.0.1:0")?;
+        for to in &addrs {
+            s.send_to(b"x", (*to, 53))?;
+        }
+        Ok(())
+    })
+    .expect("enter a")
+    .expect("udp");
+    let took_one_by_one = a
+        .run_in(|| {
+            let t = Instant::now();
+            for to in &addrs {
+                assert_eq!(ConntrackNetlink.flush(&[*to]).expect("flush"), 1);
+            }
+            t.elapsed()
+        })
+        .expect("enter a");
+    eprintln!("200 one-address cuts: detached {took_detached:?} in {walks} dumps (with polling), one by one {took_one_by_one:?}");
+}
