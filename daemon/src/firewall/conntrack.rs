@@ -353,8 +353,11 @@ impl fmt::Display for Entry {
 /// What a dump held, and what of it could not be read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dump {
-    /// The entries read.
+    /// The entries read and kept (a cut keeps those of its addresses only: a
+    /// router's table can hold tens of thousands).
     pub entries: Vec<Entry>,
+    /// Entries read, kept or not.
+    pub listed: usize,
     /// Attributes skipped for a wrong length (`CTA_IP_V4_SRC` of 3 bytes), or an
     /// attribute list cut short by one whose length runs past its parent.
     pub malformed: usize,
@@ -371,11 +374,17 @@ fn encode_dump_request(family: u8, seq: u32) -> Vec<u8> {
     w.buf
 }
 
-/// PURE: reads one datagram of the answer to dump request `seq` into `dump`.
-/// Returns whether it held the end marker. Messages with another sequence
-/// number or type are skipped; an entry that cannot be read is counted in
-/// `dump.unreadable`; a message whose length lies ends the answer with an error.
-fn read_dump(datagram: &[u8], seq: u32, dump: &mut Dump) -> Result<bool, ConntrackError> {
+/// PURE: reads one datagram of the answer to dump request `seq` into `dump`,
+/// keeping the entries `keep` wants. Returns whether it held the end marker.
+/// Messages with another sequence number or type are skipped; an entry that
+/// cannot be read is counted in `dump.unreadable`; a message whose length lies
+/// ends the answer with an error.
+fn read_dump(
+    datagram: &[u8],
+    seq: u32,
+    dump: &mut Dump,
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<bool, ConntrackError> {
     for m in messages(datagram) {
         let m = m.map_err(ConntrackError::Malformed)?;
         if m.seq != seq {
@@ -383,7 +392,12 @@ fn read_dump(datagram: &[u8], seq: u32, dump: &mut Dump) -> Result<bool, Conntra
         }
         match m.ty {
             CT_NEW => match parse_entry(m.payload, &mut dump.malformed) {
-                Some(e) => dump.entries.push(e),
+                Some(e) => {
+                    dump.listed += 1;
+                    if keep(&e) {
+                        dump.entries.push(e);
+                    }
+                }
                 None => dump.unreadable += 1,
             },
             NLMSG_DONE => {
@@ -410,11 +424,10 @@ fn read_dump(datagram: &[u8], seq: u32, dump: &mut Dump) -> Result<bool, Conntra
 /// original tuple, zone and id. `None` when it cannot be read safely; every
 /// malformed attribute met is counted in `malformed`.
 fn parse_entry(payload: &[u8], malformed: &mut usize) -> Option<Entry> {
-    let Some(list) = payload.get(NFGENMSG_LEN..) else {
+    let (Some(&family), Some(list)) = (payload.first(), payload.get(NFGENMSG_LEN..)) else {
         *malformed += 1;
         return None;
     };
-    let family = payload[0];
     if family != AF_INET && family != AF_INET6 {
         return None;
     }
@@ -683,15 +696,15 @@ impl ConntrackNetlink {
             _ => AF_UNSPEC,
         };
         with_socket(|socket, seq| {
-            let dump = dump_on(socket, family, seq)?;
-            let doomed: Vec<Entry> = dump
-                .entries
-                .iter()
-                .filter(|e| wanted.contains(&e.orig.src()) || wanted.contains(&e.orig.dst()))
-                .copied()
-                .collect();
+            let doomed = |e: &Entry| wanted.contains(&e.orig.src()) || wanted.contains(&e.orig.dst());
+            let mut dump = dump_on(socket, family, seq, doomed)?;
+            // A dump that restarted (the hash table was resized meanwhile) can
+            // list an entry twice.
+            dump.entries.sort_unstable();
+            dump.entries.dedup();
+            let doomed = dump.entries;
             let mut report = CutReport {
-                listed: dump.entries.len(),
+                listed: dump.listed,
                 malformed: dump.malformed,
                 unreadable: dump.unreadable,
                 ..CutReport::default()
@@ -711,7 +724,7 @@ impl ConntrackNetlink {
     /// Lists the entries of `family` (`libc::AF_INET`, `libc::AF_INET6`, or
     /// `libc::AF_UNSPEC` for all).
     pub fn dump(&self, family: u8) -> Result<Dump, ConntrackError> {
-        with_socket(|socket, seq| Ok((dump_on(socket, family, seq)?, seq.wrapping_add(1))))
+        with_socket(|socket, seq| Ok((dump_on(socket, family, seq, |_| true)?, seq.wrapping_add(1))))
     }
 }
 
@@ -903,15 +916,16 @@ fn send(socket: &Socket, bytes: &[u8]) -> Result<(), ConntrackError> {
     Ok(())
 }
 
-/// Lists `family`'s entries on `socket`, request number `seq`.
-fn dump_on(socket: &Socket, family: u8, seq: u32) -> Result<Dump, ConntrackError> {
+/// Lists `family`'s entries on `socket`, request number `seq`, keeping those
+/// `keep` wants.
+fn dump_on(socket: &Socket, family: u8, seq: u32, keep: impl Fn(&Entry) -> bool) -> Result<Dump, ConntrackError> {
     send(socket, &encode_dump_request(family, seq))?;
     let mut dump = Dump::default();
     let mut buf = Vec::with_capacity(RECV_BUF_LEN);
     loop {
         match recv(socket, &mut buf).map_err(io_err("reading the conntrack table"))? {
             Some(()) => {
-                if read_dump(&buf, seq, &mut dump)? {
+                if read_dump(&buf, seq, &mut dump, &keep)? {
                     return Ok(dump);
                 }
             }
@@ -1026,7 +1040,7 @@ fn deletes_per_datagram(socket: &Socket, n: usize) -> usize {
 #[doc(hidden)]
 pub fn fuzz_entry_conntrack_dump(data: &[u8]) {
     let mut dump = Dump::default();
-    let _ = read_dump(data, 1, &mut dump);
+    let _ = read_dump(data, 1, &mut dump, |_| true);
     for e in &dump.entries {
         let mut w = MessageWriter::default();
         assert!(encode_delete(&mut w, e, 1).is_ok(), "{e}");

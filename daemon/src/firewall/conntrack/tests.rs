@@ -122,6 +122,11 @@ fn dumped() -> [Entry; 4] {
     ]
 }
 
+/// Keeps every entry.
+fn all(_: &Entry) -> bool {
+    true
+}
+
 fn dump_datagram() -> Vec<u8> {
     hex(&DUMP.concat())
 }
@@ -172,13 +177,13 @@ fn constants_match_libc() {
 #[test]
 fn a_dump_captured_from_the_kernel_reads_back() {
     let mut dump = Dump::default();
-    assert!(!read_dump(&dump_datagram(), 1, &mut dump).expect("first datagram"));
+    assert!(!read_dump(&dump_datagram(), 1, &mut dump, all).expect("first datagram"));
     assert_eq!(dump.entries, dumped());
-    assert_eq!((dump.malformed, dump.unreadable), (0, 0));
-    assert!(read_dump(&hex(DUMP_DONE), 1, &mut dump).expect("second datagram"));
+    assert_eq!((dump.listed, dump.malformed, dump.unreadable), (4, 0, 0));
+    assert!(read_dump(&hex(DUMP_DONE), 1, &mut dump, all).expect("second datagram"));
     // Another request's answers are not ours.
     let mut other = Dump::default();
-    assert!(!read_dump(&dump_datagram(), 2, &mut other).expect("skipped"));
+    assert!(!read_dump(&dump_datagram(), 2, &mut other, all).expect("skipped"));
     assert!(other.entries.is_empty());
     assert_eq!(
         dumped().map(|e| e.to_string()),
@@ -189,6 +194,16 @@ fn a_dump_captured_from_the_kernel_reads_back() {
             "icmpv6 fd09::1 -> fd09::2 type 128 code 0 id 12788",
         ]
     );
+}
+
+/// A cut keeps only its addresses' entries of a dump.
+#[cfg(target_endian = "little")]
+#[test]
+fn a_dump_keeps_what_it_is_asked_to() {
+    let mut dump = Dump::default();
+    read_dump(&dump_datagram(), 1, &mut dump, |e| e.orig.src().is_ipv6()).expect("read");
+    assert_eq!(dump.entries, dumped()[2..]);
+    assert_eq!(dump.listed, 4);
 }
 
 #[cfg(target_endian = "little")]
@@ -317,7 +332,7 @@ fn truncated_dumps_are_refused_without_panicking() {
     let full = dump_datagram();
     for n in 0..full.len() {
         let mut dump = Dump::default();
-        match read_dump(&full[..n], 1, &mut dump) {
+        match read_dump(&full[..n], 1, &mut dump, all) {
             Ok(done) => assert!(!done && n % 4 == 0, "{n}"),
             Err(ConntrackError::Malformed(_)) => {}
             Err(e) => panic!("{n}: {e}"),
@@ -363,7 +378,7 @@ fn lying_attribute_lengths_are_counted_and_never_make_up_an_entry() {
                 let mut msg = raw.clone();
                 msg[at..at + 2].copy_from_slice(&lie.to_ne_bytes());
                 let mut dump = Dump::default();
-                read_dump(&msg, 1, &mut dump).expect("the message itself is whole");
+                read_dump(&msg, 1, &mut dump, all).expect("the message itself is whole");
                 lies_told += 1;
                 match dump.entries.as_slice() {
                     [e] => assert_eq!(*e, truth, "lie {lie} at {at}"),
@@ -406,7 +421,7 @@ fn wrong_sizes_and_missing_parts_leave_the_entry_out() {
         ("family 7", bridge, 0),
     ] {
         let mut dump = Dump::default();
-        assert!(!read_dump(&msg, 1, &mut dump).expect(what));
+        assert!(!read_dump(&msg, 1, &mut dump, all).expect(what));
         assert_eq!(
             (dump.entries.len(), dump.unreadable, dump.malformed),
             (0, 1, malformed),
@@ -419,7 +434,7 @@ fn wrong_sizes_and_missing_parts_leave_the_entry_out() {
     stub[4..6].copy_from_slice(&CT_NEW.to_ne_bytes());
     stub.truncate(18);
     stub[..4].copy_from_slice(&18u32.to_ne_bytes());
-    assert!(!read_dump(&stub, 1, &mut dump).expect("stub"));
+    assert!(!read_dump(&stub, 1, &mut dump, all).expect("stub"));
     assert_eq!((dump.unreadable, dump.malformed), (1, 1));
 }
 
@@ -433,14 +448,14 @@ fn refused_dumps_are_errors() {
     refused.extend_from_slice(&hex("1400000001010103010000000000000000000000")[..16]);
     let len = refused.len() as u32;
     refused[..4].copy_from_slice(&len.to_ne_bytes());
-    let err = read_dump(&refused, 1, &mut Dump::default()).expect_err("EPERM");
+    let err = read_dump(&refused, 1, &mut Dump::default(), all).expect_err("EPERM");
     assert!(matches!(err, ConntrackError::DumpRefused(Errno::EPERM)), "{err:?}");
     assert_eq!(err.into_io_error().kind(), io::ErrorKind::PermissionDenied);
 
     let mut failed = hex(DUMP_DONE);
     failed[16..20].copy_from_slice(&(-libc::ENOMEM).to_ne_bytes());
     assert!(matches!(
-        read_dump(&failed, 1, &mut Dump::default()),
+        read_dump(&failed, 1, &mut Dump::default(), all),
         Err(ConntrackError::DumpRefused(Errno::ENOMEM))
     ));
 }
@@ -542,7 +557,7 @@ fn fuzz_entry_survives_a_pseudo_random_corpus() {
         }
         fuzz_entry_conntrack_dump(&v);
         let mut dump = Dump::default();
-        let _ = read_dump(&v, 1, &mut dump);
+        let _ = read_dump(&v, 1, &mut dump, all);
         read_some += usize::from(!dump.entries.is_empty());
     }
     assert!(read_some > 1000, "{read_some}");
