@@ -11,13 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the tests run: nftables (the firewall), iproute2 (namespaces), busybox
-# (ping/udhcpc in hosts), conntrack, iperf3 (benchmarks), procps (sysctl in
+# (ping/udhcpc in hosts), iperf3 (benchmarks), procps (sysctl in
 # namespaces), ieee-data (the MAC vendor registry build.rs compiles in), radvd,
 # isc-dhcp-client, dnsmasq-base (discovery's router adverts, second DHCP client
 # and observed server), wireguard-go, wireguard-tools (the VPN server and `wg`),
 # chromium, chromium-driver (the web UI's browser tests), curl, python3-venv and
-# python3-pip (schemathesis against the UI's OpenAPI document).
-PACKAGES=(nftables iproute2 busybox conntrack iperf3 procps ieee-data wireguard-go wireguard-tools
+# python3-pip (schemathesis against the UI's OpenAPI document). No
+# conntrack-tools: the daemon cuts connections over ctnetlink, and the tests read
+# the conntrack table the same way (or from /proc).
+PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
     radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).

@@ -2,8 +2,9 @@
 //! choice, applied by `DaemonState` as set deltas, do what they say to real
 //! traffic. A home in throwaway namespaces (`bulkhead_netns::Home`); the bridges
 //! are made by hand in the router namespace (the daemon's net module is not under
-//! test here); the state runs its `nft`, netlink and `conntrack` calls from a
-//! thread inside the router namespace. Nothing touches the host's namespace.
+//! test here); the state runs its `nft` and netlink calls (nf_tables and
+//! ctnetlink) from a thread inside the router namespace. Nothing touches the
+//! host's namespace.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use bulkhead_netns::{tcp_probe, Home, HomeSpec, HostSpec, SegmentSpec, TcpSessio
 use super::*;
 use crate::config::ZoneId;
 use crate::control::{Request, Response};
-use crate::firewall::{ConntrackCli, NftCli};
+use crate::firewall::{ConntrackNetlink, NftCli};
 
 /// Long enough for a dropped SYN to count as blocked, short enough for a suite.
 const PROBE: Duration = Duration::from_millis(700);
@@ -89,7 +90,7 @@ fn build_home() -> Home {
 fn state_in(home: &Home, config: Config) -> DaemonState {
     let store = Store::in_memory(0).expect("store");
     let mut state =
-        DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackCli)).expect("state");
+        DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackNetlink)).expect("state");
     let hosts = [
         (1, "10.0.1.10", "trusted"),
         (1, "fd00:1::10", "trusted"),

@@ -1,8 +1,8 @@
-//! The edges: running `nft` and deleting conntrack entries. Small traits so the
-//! reconcile logic is tested without root.
+//! The edges: talking to nf_tables and deleting conntrack entries. Small traits
+//! so the reconcile logic is tested without root (the conntrack one is
+//! [`ConntrackNetlink`](super::ConntrackNetlink)).
 
 use std::net::IpAddr;
-use std::process::Command;
 
 use nftables::helper::{self, NftablesError};
 use nftables::schema::Nftables;
@@ -85,47 +85,5 @@ pub trait ConntrackFlusher {
         if let Err(e) = self.flush(&addrs) {
             tracing::warn!(error = %e, "could not delete conntrack entries");
         }
-    }
-}
-
-/// conntrack-tools' `conntrack -D`. Addresses are typed `IpAddr`s printed by Rust.
-#[derive(Debug, Clone, Default)]
-pub struct ConntrackCli;
-
-impl ConntrackFlusher for ConntrackCli {
-    fn flush_detached(&self, addrs: Vec<IpAddr>) {
-        // A thread of this process: same network namespace, and the two
-        // `conntrack` runs per address (~10 ms each) no longer stall the loop.
-        let spawned =
-            std::thread::Builder::new()
-                .name("conntrack-cut".into())
-                .spawn(move || match ConntrackCli.flush(&addrs) {
-                    Ok(n) => tracing::debug!(entries = n, "cut connections (background)"),
-                    Err(e) => tracing::warn!(error = %e, "could not delete conntrack entries"),
-                });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the conntrack thread");
-        }
-    }
-
-    fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error> {
-        let mut deleted = 0;
-        for a in addrs {
-            let fam = if a.is_ipv4() { "ipv4" } else { "ipv6" };
-            for dir in ["--orig-src", "--orig-dst"] {
-                let out = Command::new("conntrack")
-                    .args(["-D", "-f", fam, dir, &a.to_string()])
-                    .output()?;
-                // conntrack exits 1 when nothing matched; the count is on stderr.
-                let text = String::from_utf8_lossy(&out.stderr);
-                deleted += text
-                    .split_whitespace()
-                    .zip(text.split_whitespace().skip(1))
-                    .find(|(_, w)| *w == "flow")
-                    .and_then(|(n, _)| n.parse::<usize>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        Ok(deleted)
     }
 }

@@ -114,7 +114,7 @@ pub struct Enforcer {
     /// takes it (to raise one alert).
     new_failure: Option<String>,
     /// Cut connections without waiting (discovery's changes must not stall the
-    /// event loop on `conntrack`).
+    /// event loop on the conntrack table's dump).
     background_cuts: bool,
     /// Addresses held in domain sets, with when they leave.
     held: BTreeMap<(DomainSetId, IpAddr), UnixTime>,

@@ -8,14 +8,19 @@
 //! touches any other table or flushes the ruleset.
 
 mod backend;
+mod conntrack;
 mod delta;
 mod enforcer;
 mod expr;
 mod netlink;
+mod nfnl;
 pub mod render;
 mod verify;
 
-pub use backend::{ConntrackCli, ConntrackFlusher, NftBackend, NftCli};
+pub use backend::{ConntrackFlusher, NftBackend, NftCli};
+#[doc(hidden)]
+pub use conntrack::fuzz_entry_conntrack_dump;
+pub use conntrack::{Addrs, ConntrackError, ConntrackNetlink, CutReport, Dump, Entry, Tuple, L4};
 pub use delta::{diff_membership, Elements, MembershipDelta};
 pub use enforcer::{addresses_to_cut, EnforceStats, Enforcer, Held, HoldError, MembershipChange, MAX_HELD_ADDRESSES};
 pub use netlink::{NetlinkError, NetlinkSetWriter};

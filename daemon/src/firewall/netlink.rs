@@ -36,34 +36,26 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::sync::{Mutex, PoisonError};
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::{Socket, SocketAddr};
 use nftables::helper::NftablesError;
 use nftables::types::NfFamily;
 use nix::errno::Errno;
 
+use super::nfnl::{
+    self, align4, current_netns, grow_send_buffer, messages, nlmsgerr, KeptSocket, MessageWriter, NestTooLarge,
+    DEFAULT_SNDBUF_FITS, NLA_HDRLEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+};
 #[cfg(test)]
 use super::Elements;
 use super::{MembershipDelta, SetKind, TABLE};
-
-// linux/netlink.h
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 0x2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CREATE: u16 = 0x400;
-const NLA_HDRLEN: usize = 4;
-const NLA_F_NESTED: u16 = 0x8000;
 
 // linux/netfilter/nfnetlink.h
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NLMSG_MIN_TYPE`.
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFNETLINK_V0: u8 = 0;
 
 // linux/netfilter.h
 const NFPROTO_UNSPEC: u8 = 0;
@@ -83,10 +75,6 @@ const NFTA_DATA_VALUE: u16 = 1;
 /// An attribute's length is a u16, headers included: a message whose elements
 /// would overflow it is split into several messages of the same batch.
 const MAX_NEST_LEN: usize = u16::MAX as usize;
-
-/// Batches up to this size fit the default socket send buffer (`wmem_default`,
-/// 208 KiB on Linux); larger ones raise it first, as nft does.
-const DEFAULT_SNDBUF_FITS: usize = 64 * 1024;
 
 /// Answers are single acknowledgements, 36 bytes each (see `set_cap_ack`).
 const RECV_BUF_LEN: usize = 8 * 1024;
@@ -142,6 +130,12 @@ impl NetlinkError {
             stdout: String::new(),
             stderr: text,
         }
+    }
+}
+
+impl From<NestTooLarge> for NetlinkError {
+    fn from(e: NestTooLarge) -> Self {
+        NetlinkError::TooLarge(e.0)
     }
 }
 
@@ -279,69 +273,6 @@ fn nul_terminated(s: &str) -> Vec<u8> {
     v
 }
 
-const fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// Appends netlink messages and attributes to one buffer; lengths are patched in
-/// when a message or nest is closed.
-#[derive(Default)]
-struct MessageWriter {
-    buf: Vec<u8>,
-}
-
-impl MessageWriter {
-    /// `struct nlmsghdr` + `struct nfgenmsg`; returns where the message starts.
-    fn begin_message(&mut self, ty: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, see end_message
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf.extend_from_slice(&flags.to_ne_bytes());
-        self.buf.extend_from_slice(&seq.to_ne_bytes());
-        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it in
-        self.buf.push(family);
-        self.buf.push(NFNETLINK_V0);
-        // nfgenmsg.res_id is __be16 (the kernel still accepts host order from old nft).
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
-        start
-    }
-
-    fn end_message(&mut self, start: usize) {
-        // Everything appended is padded to 4 bytes, so the message is too. A whole
-        // batch is far below 4 GiB: its caller sends it in one datagram.
-        let len = (self.buf.len() - start) as u32;
-        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    /// One attribute; `nla_len` counts the payload without its padding.
-    fn attr(&mut self, ty: u16, payload: &[u8]) {
-        // The payloads here are names and keys, at most a few hundred bytes.
-        let len = (NLA_HDRLEN + payload.len()) as u16;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        self.pad();
-    }
-
-    fn begin_nest(&mut self, ty: u16) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes()); // nla_len, see end_nest
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-        start
-    }
-
-    fn end_nest(&mut self, start: usize) -> Result<(), NetlinkError> {
-        let len = self.buf.len() - start;
-        let len16 = u16::try_from(len).map_err(|_| NetlinkError::TooLarge(len))?;
-        self.buf[start..start + 2].copy_from_slice(&len16.to_ne_bytes());
-        Ok(())
-    }
-
-    fn pad(&mut self) {
-        self.buf.resize(align4(self.buf.len()), 0);
-    }
-}
-
 /// Applies membership deltas over a `NETLINK_NETFILTER` socket in the network
 /// namespace of the calling thread.
 ///
@@ -381,23 +312,7 @@ impl NetlinkSetWriter {
     }
 }
 
-/// A socket kept for the next call, the namespace it was opened in, and its next
-/// sequence number: numbers keep counting on a kept socket, so an answer can never
-/// be taken for one to an earlier batch.
-struct KeptSocket {
-    /// (st_dev, st_ino) of the namespace: unique while the socket keeps it alive.
-    netns: (u64, u64),
-    socket: Socket,
-    next_seq: u32,
-}
-
 static KEPT: Mutex<Option<KeptSocket>> = Mutex::new(None);
-
-/// The calling thread's network namespace (threads can differ: setns).
-fn current_netns() -> io::Result<(u64, u64)> {
-    let meta = std::fs::metadata("/proc/thread-self/ns/net")?;
-    Ok((meta.dev(), meta.ino()))
-}
 
 fn io_err(what: &str) -> impl FnOnce(io::Error) -> NetlinkError + '_ {
     move |source| NetlinkError::Io {
@@ -408,11 +323,7 @@ fn io_err(what: &str) -> impl FnOnce(io::Error) -> NetlinkError + '_ {
 
 /// A NETLINK_NETFILTER socket in the calling thread's namespace, ready for batches.
 fn open_socket() -> Result<Socket, NetlinkError> {
-    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(io_err("opening a NETLINK_NETFILTER socket"))?;
-    socket.bind_auto().map_err(io_err("binding the netlink socket"))?;
-    // An error answer then echoes only the refused message's header, not its body
-    // (up to 64 KiB of elements).
-    socket.set_cap_ack(true).map_err(io_err("setting NETLINK_CAP_ACK"))?;
+    let socket = nfnl::open_socket().map_err(|(what, source)| io_err(what)(source))?;
     // The kernel processes a batch inside sendmsg(2), answers included, so once
     // `send` returns every answer is queued. Reading without blocking turns a
     // missing answer into an error instead of a daemon stuck in recv (nft relies on
@@ -462,19 +373,10 @@ fn exchange(socket: &Socket, batch: &Batch) -> Result<(), NetlinkError> {
 /// `pending`; the first error fails the whole call, since the kernel then aborted
 /// the whole batch. Anything that is not an `NLMSG_ERROR` is skipped.
 fn check_answers(datagram: &[u8], batch: &Batch, pending: &mut BTreeSet<u32>) -> Result<(), NetlinkError> {
-    let mut rest = datagram;
-    while !rest.is_empty() {
-        let len = u32_at(rest, 0).ok_or(NetlinkError::Malformed("short header"))? as usize;
-        let ty = u16_at(rest, 4).ok_or(NetlinkError::Malformed("short header"))?;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(NetlinkError::Malformed("message length out of bounds"));
-        }
-        if ty == NLMSG_ERROR {
-            // struct nlmsgerr { int error; struct nlmsghdr msg; }: `msg` is the
-            // header of the message answered, whose seq sits 8 bytes into it.
-            let payload = &rest[NLMSG_HDRLEN..len];
-            let error = u32_at(payload, 0).ok_or(NetlinkError::Malformed("short nlmsgerr"))? as i32;
-            let seq = u32_at(payload, 4 + 8).ok_or(NetlinkError::Malformed("short nlmsgerr"))?;
+    for m in messages(datagram) {
+        let m = m.map_err(NetlinkError::Malformed)?;
+        if m.ty == NLMSG_ERROR {
+            let (error, seq) = nlmsgerr(m.payload).map_err(NetlinkError::Malformed)?;
             if error != 0 {
                 return Err(NetlinkError::Refused {
                     what: batch.describe(seq),
@@ -483,48 +385,8 @@ fn check_answers(datagram: &[u8], batch: &Batch, pending: &mut BTreeSet<u32>) ->
             }
             pending.remove(&seq);
         }
-        rest = rest.get(align4(len)..).unwrap_or_default();
     }
     Ok(())
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Raises the socket's send buffer to `bytes`: `SO_SNDBUFFORCE` (needs
-/// CAP_NET_ADMIN, which a firewall daemon has) ignores `wmem_max`; `SO_SNDBUF` is
-/// the fallback, capped by it. `netlink-sys` has no setter for either.
-fn grow_send_buffer(socket: &Socket, bytes: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    setsockopt_int(socket, libc::SO_SNDBUFFORCE, value).or_else(|_| setsockopt_int(socket, libc::SO_SNDBUF, value))
-}
-
-/// `setsockopt(SOL_SOCKET, option, value)` for an int option.
-#[allow(unsafe_code)]
-fn setsockopt_int(socket: &Socket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the descriptor is owned by `socket`, which outlives the call; the
-    // option value points to a live c_int and `len` is exactly its size, which is
-    // what SOL_SOCKET int options read. Nothing is retained after the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&value as *const libc::c_int).cast(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]
@@ -537,6 +399,7 @@ mod tests {
 
     use super::*;
     use crate::config::{MacAddr, ZoneId};
+    use crate::firewall::nfnl::{u16_at, u32_at, NLA_F_NESTED, NLMSG_HDRLEN};
 
     pub(super) fn zone(z: &str) -> ZoneId {
         ZoneId::new(z).expect("zone id")
@@ -734,12 +597,6 @@ mod tests {
         assert_eq!(NFPROTO_INET as u16, c(libc::NFPROTO_INET));
         assert_eq!(NFPROTO_BRIDGE as u16, c(libc::NFPROTO_BRIDGE));
         assert_eq!(NFPROTO_UNSPEC as u16, c(libc::NFPROTO_UNSPEC));
-        assert_eq!(NLM_F_REQUEST, c(libc::NLM_F_REQUEST));
-        assert_eq!(NLM_F_ACK, c(libc::NLM_F_ACK));
-        assert_eq!(NLM_F_CREATE, c(libc::NLM_F_CREATE));
-        assert_eq!(NLMSG_ERROR, c(libc::NLMSG_ERROR));
-        assert_eq!(NLA_F_NESTED, c(libc::NLA_F_NESTED));
-        assert_eq!(NFNETLINK_V0 as u16, c(libc::NFNETLINK_V0));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tunnel::{tunnel_alerts, tunnel_view};
 use crate::config::{self, Config};
 use crate::control::{Request, Response};
 use crate::discovery::neigh::{self, NeighbourUpdate, NeighbourWatch};
-use crate::firewall::{error_chain, ConntrackCli, NftCli};
+use crate::firewall::{error_chain, ConntrackNetlink, NftCli};
 use crate::inventory::unix_now;
 use crate::inventory::UnixTime;
 use crate::net::{self, NetApplier};
@@ -67,7 +67,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let listener = bind_control(&config.control_socket)?;
     let now = unix_now();
     let store = Store::open(&config.state_dir, now).context("opening the store")?;
-    let mut state = DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackCli))
+    let mut state = DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackNetlink))
         .context("loading devices")?;
 
     // Rules before links: on a first start, the bridge must not pass a frame before

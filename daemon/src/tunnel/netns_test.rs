@@ -19,6 +19,7 @@ use super::device::{DeviceConfig, PeerConfig, TunnelDevice};
 use super::keys;
 use crate::config::WgKey;
 use crate::demo::vpn::start_wireguard_go;
+use crate::firewall::ConntrackNetlink;
 
 const SERVER_PORT: u16 = crate::demo::vpn::VPN_PORT;
 
@@ -213,13 +214,12 @@ fn interop_with_wireguard_go_handshake_data_rekey_roaming() {
         .expect("nft");
     let _ = std::fs::remove_file(&script);
     assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
-    // The old flow's NAT decision is kept by conntrack: forget it.
-    let out = p.server_ns.exec(&["conntrack", "-F"]).expect("conntrack");
-    assert!(
-        out.status.success(),
-        "conntrack -F: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The old flow's NAT decision is kept by conntrack: forget it (every entry
+    // of the client's address in the server's table).
+    p.server_ns
+        .run_in(|| ConntrackNetlink.cut(&[IpAddr::from([192, 0, 2, 1])]))
+        .expect("enter the server's namespace")
+        .expect("cut the old flow");
     assert!(
         eventually(Duration::from_secs(10), || ping(
             &p.server_ns,
