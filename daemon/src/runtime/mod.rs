@@ -180,24 +180,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
-                let resp = match req {
-                    Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(&state, &vpn))),
-                    Request::Status => {
-                        let mut status = state.status();
-                        dhcp.fill_status(&mut status);
-                        status.mdns = mdns.as_ref().map(|b| b.counters());
-                        Response::Status(status)
-                    }
-                    Request::ResetPassword => {
-                        let resp = state.handle(Request::ResetPassword, unix_now());
-                        if let Some(token) = state.setup_token() {
-                            println!("bulkhead: web UI setup token: {token}");
-                        }
-                        resp
-                    }
-                    req => state.handle(req, unix_now()),
-                };
-                let _ = reply.send(resp);
+                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref()));
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
@@ -250,6 +233,35 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&state.config.control_socket);
     tracing::info!("bulkhead stopped; firewall rules stay in force");
     Ok(())
+}
+
+/// One control request (CLI, web UI). The core answers all but what the
+/// runtime holds: the tunnel's state, the DHCP server's and mDNS browser's
+/// counters in the status; a new setup token is printed where the first one was.
+fn answer(
+    state: &mut DaemonState,
+    req: Request,
+    vpn: &tunnel::TunnelRuntime,
+    dhcp: &dhcp_io::DhcpIo,
+    mdns: Option<&crate::discovery::mdns::Browser>,
+) -> Response {
+    match req {
+        Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(state, vpn))),
+        Request::Status => {
+            let mut status = state.status();
+            dhcp.fill_status(&mut status);
+            status.mdns = mdns.map(|b| b.counters());
+            Response::Status(status)
+        }
+        Request::ResetPassword => {
+            let resp = state.handle(Request::ResetPassword, unix_now());
+            if let Some(token) = state.setup_token() {
+                println!("bulkhead: web UI setup token: {token}");
+            }
+            resp
+        }
+        req => state.handle(req, unix_now()),
+    }
 }
 
 /// SIGTERM or SIGINT: stop, leaving the rules in force.
