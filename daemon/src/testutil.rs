@@ -205,14 +205,45 @@ impl crate::firewall::ConntrackFlusher for NoConntrack {
     }
 }
 
-/// An enforcer around a shared fake nft, believing the kernel holds `applied`.
-pub(crate) fn enforcer_with(
-    nft: &std::sync::Arc<FakeNft>,
-    applied: Option<crate::firewall::Applied>,
-) -> crate::firewall::Enforcer {
-    let mut e = crate::firewall::Enforcer::new(Box::new(nft.clone()), Box::new(NoConntrack));
+/// The enforcer's one path for a whole membership, from what `applied` says
+/// the kernel holds (firewall tests: the fake nft or the real one).
+pub(crate) fn enforce_whole(
+    nft: Box<dyn crate::firewall::NftBackend + Send>,
+    applied: Option<&crate::firewall::Applied>,
+    rs: &crate::policy::DesiredRuleset,
+    m: &crate::policy::Membership,
+) -> Result<crate::firewall::ApplyOutcome, crate::firewall::FirewallError> {
+    let mut e = crate::firewall::Enforcer::new(nft, Box::new(NoConntrack));
     if let Some(a) = applied {
-        e.assume_applied(a);
+        e.assume_applied(a.clone());
     }
-    e
+    e.enforce(
+        rs.clone(),
+        crate::firewall::MembershipChange::Whole {
+            membership: m.clone(),
+            addresses_of: &|_| Vec::new(),
+        },
+    )
+}
+
+/// xorshift64*: deterministic, no dependencies, so a corpus test that fails
+/// reproduces.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    /// The next 64 bits.
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number below `n` (0 for `n` = 0).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// `len` random bytes.
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
 }

@@ -8,23 +8,16 @@ use super::*;
 use crate::config::{MacAddr, ZoneId};
 use crate::inventory::{Event, Inventory};
 use crate::policy::{desired_membership, desired_ruleset};
-use crate::testutil::{config_with, default_config, enforcer_with, listing_of, FakeNft, MAIN};
+use crate::testutil::{config_with, default_config, listing_of, FakeNft, MAIN};
 
-/// The enforcer's one path over a fake nft, from what `applied` says the kernel
-/// holds.
+/// The enforcer's one path over a shared fake nft.
 fn reconcile(
     nft: &Arc<FakeNft>,
     applied: Option<&Applied>,
     rs: &crate::policy::DesiredRuleset,
     m: &crate::policy::Membership,
 ) -> Result<ApplyOutcome, FirewallError> {
-    enforcer_with(nft, applied.cloned()).enforce(
-        rs.clone(),
-        MembershipChange::Whole {
-            membership: m.clone(),
-            addresses_of: &|_| Vec::new(),
-        },
-    )
+    crate::testutil::enforce_whole(Box::new(nft.clone()), applied, rs, m)
 }
 
 fn mac(n: u8) -> MacAddr {

@@ -123,23 +123,7 @@ mod tests {
     use super::*;
     use crate::discovery::dhcp::capture::tests::frame;
     use crate::discovery::dhcp::wire::tests::client_message;
-
-    /// xorshift64*: deterministic, no dependencies.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-        fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-    }
+    use crate::testutil::Rng;
 
     /// Real client messages to mutate.
     fn seeds() -> Vec<Vec<u8>> {

@@ -10,6 +10,7 @@ use bulkhead_netns::{ping, root_or_skip, Netns};
 
 use super::*;
 use crate::firewall::nfnl::{u16_at, NLMSG_HDRLEN};
+use crate::testutil::Rng;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -512,21 +513,6 @@ fn answers_are_tallied_and_enoent_is_not_a_refusal() {
 fn an_empty_cut_opens_nothing() {
     // No socket is opened (this passes without root).
     assert_eq!(ConntrackNetlink.cut(&[]).expect("nothing to do"), CutReport::default());
-}
-
-/// xorshift64*: deterministic, no dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// The fuzz entry over mutations of the captured dump: flipped bytes, lengths

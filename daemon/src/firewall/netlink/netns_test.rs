@@ -10,10 +10,10 @@ use serde_json::Value;
 use super::tests::{delta, zone};
 use super::*;
 use crate::config::MacAddr;
-use crate::firewall::{render, Applied, ApplyOutcome, Enforcer, MembershipChange, NftBackend, NftCli};
+use crate::firewall::{render, Applied, ApplyOutcome, NftBackend, NftCli};
 use crate::inventory::{Event, Inventory};
 use crate::policy::{desired_membership, desired_ruleset, Membership};
-use crate::testutil::{default_config, NoConntrack};
+use crate::testutil::default_config;
 
 /// The enforcer's one path with the real backend (its deltas go over
 /// netlink), from what `applied` says the kernel holds.
@@ -22,15 +22,7 @@ fn reconcile(
     rs: &crate::policy::DesiredRuleset,
     m: &Membership,
 ) -> Result<ApplyOutcome, crate::firewall::FirewallError> {
-    let mut e = Enforcer::new(Box::new(NftCli::default()), Box::new(NoConntrack));
-    e.assume_applied(applied.clone());
-    e.enforce(
-        rs.clone(),
-        MembershipChange::Whole {
-            membership: m.clone(),
-            addresses_of: &|_| Vec::new(),
-        },
-    )
+    crate::testutil::enforce_whole(Box::new(NftCli::default()), Some(applied), rs, m)
 }
 
 fn mac(n: u8) -> MacAddr {

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
+use crate::testutil::Rng;
 
 pub(super) fn key(b: u8) -> WgKey {
     let mut k = [0u8; 32];
@@ -514,20 +515,6 @@ fn request_framing() {
     assert_eq!(request_end(b"get=1\n\nrest"), Some(7));
     assert_eq!(request_end(b"\nrest"), Some(1));
     assert_eq!(request_end(b"get=1\n"), None);
-}
-
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[test]
