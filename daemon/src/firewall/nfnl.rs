@@ -167,6 +167,27 @@ impl<'a> Iterator for Messages<'a> {
     }
 }
 
+/// Tests: an `NLMSG_ERROR` answer to message `seq` (error 0: an
+/// acknowledgement) as the kernel sends it with NETLINK_CAP_ACK, for a message
+/// of `len` bytes and type `ty`.
+#[cfg(test)]
+pub(crate) fn test_answer(error: i32, seq: u32, len: u32, ty: u16) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&36u32.to_ne_bytes());
+    b.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+    b.extend_from_slice(&0x100u16.to_ne_bytes()); // NLM_F_CAPPED
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&4242u32.to_ne_bytes());
+    b.extend_from_slice(&error.to_ne_bytes());
+    // The answered message's header: len, type, flags, seq, pid.
+    b.extend_from_slice(&len.to_ne_bytes());
+    b.extend_from_slice(&ty.to_ne_bytes());
+    b.extend_from_slice(&5u16.to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b
+}
+
 /// PURE: an `NLMSG_ERROR` payload, `struct nlmsgerr { int error; struct nlmsghdr
 /// msg; }`: the error (0 for an acknowledgement, else a negative errno) and the
 /// sequence number of the message answered, 8 bytes into its echoed header.

@@ -461,23 +461,9 @@ fn refused_dumps_are_errors() {
     ));
 }
 
-/// An `NLMSG_ERROR` answer to message `seq` (error 0: an acknowledgement), as
-/// the kernel sends it with NETLINK_CAP_ACK.
+/// An `NLMSG_ERROR` answer to delete `seq` (error 0: an acknowledgement).
 fn answer(error: i32, seq: u32) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(&36u32.to_ne_bytes());
-    b.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-    b.extend_from_slice(&0x100u16.to_ne_bytes()); // NLM_F_CAPPED
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&4242u32.to_ne_bytes());
-    b.extend_from_slice(&error.to_ne_bytes());
-    // The answered message's header: len, type, flags, seq, pid.
-    b.extend_from_slice(&80u32.to_ne_bytes());
-    b.extend_from_slice(&CT_DELETE.to_ne_bytes());
-    b.extend_from_slice(&5u16.to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b
+    crate::firewall::nfnl::test_answer(error, seq, 80, CT_DELETE)
 }
 
 #[test]
