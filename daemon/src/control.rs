@@ -267,6 +267,19 @@ pub struct DeviceView {
     pub tunnel_routed: bool,
 }
 
+impl DeviceView {
+    /// The name to show: the homeowner's (or the policy's), else the DHCP host
+    /// name, else the first mDNS name. Device-supplied text: escape it for the
+    /// terminal or the page it goes to.
+    pub fn best_name(&self) -> Option<&str> {
+        [self.name.as_deref(), self.evidence.hostname.as_deref()]
+            .into_iter()
+            .flatten()
+            .chain(self.evidence.mdns_names.iter().map(String::as_str))
+            .find(|n| !n.trim().is_empty())
+    }
+}
+
 /// Daemon status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusView {
@@ -384,6 +397,37 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_name_is_yours_then_the_host_name_then_mdns() {
+        let mut d = DeviceView {
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            name: None,
+            zone: ZoneId::new("iot").expect("id"),
+            reason: crate::policy::ZoneReason::Unknown,
+            addresses: Vec::new(),
+            first_seen: 0,
+            last_seen: 0,
+            online: false,
+            vendor: None,
+            randomized: true,
+            class: None,
+            evidence: Default::default(),
+            quarantined: false,
+            blocked: false,
+            tunnel_choice: None,
+            tunnel_routed: false,
+        };
+        assert_eq!(d.best_name(), None);
+        d.evidence.mdns_names.insert("Living Room TV".into());
+        assert_eq!(d.best_name(), Some("Living Room TV"));
+        d.evidence.hostname = Some("Chromecast".into());
+        assert_eq!(d.best_name(), Some("Chromecast"));
+        d.name = Some("TV".into());
+        assert_eq!(d.best_name(), Some("TV"));
+        d.name = Some("  ".into());
+        assert_eq!(d.best_name(), Some("Chromecast"), "a blank name is no name");
+    }
 
     #[test]
     fn wire_format_is_stable() {
