@@ -394,6 +394,30 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     serde_json::from_str(&answer).map_err(ClientError::Decode)
 }
 
+/// Parses `data` (lossily UTF-8) as one control-socket line, as the daemon reads
+/// a [`Request`] and the CLI a [`Response`]; whatever parses must survive a round
+/// trip through its JSON unchanged.
+#[doc(hidden)]
+pub fn fuzz_entry_control(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(req) = serde_json::from_str::<Request>(&text) {
+        let json = serde_json::to_string(&req).expect("a request serializes");
+        assert_eq!(
+            serde_json::from_str::<Request>(&json).ok(),
+            Some(req),
+            "request round trip: {json}"
+        );
+    }
+    if let Ok(resp) = serde_json::from_str::<Response>(&text) {
+        let json = serde_json::to_string(&resp).expect("a response serializes");
+        assert_eq!(
+            serde_json::from_str::<Response>(&json).ok(),
+            Some(resp),
+            "response round trip: {json}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +481,139 @@ mod tests {
             .expect("json"),
             r#"{"cmd":"device-tunnel","mac":"02:00:00:00:00:01","route":null}"#
         );
+    }
+
+    /// Control lines to mutate: every request shape, and a few answers.
+    fn control_seeds() -> Vec<String> {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let zone = ZoneId::new("iot").expect("id");
+        let requests = [
+            Request::Devices,
+            Request::SetZone {
+                mac,
+                zone: zone.clone(),
+            },
+            Request::AddDevice {
+                mac,
+                ip: "fd00::7".parse().ok(),
+            },
+            Request::Status,
+            Request::Approve { mac, zone: Some(zone) },
+            Request::Alerts { limit: 20 },
+            Request::Suggestions,
+            Request::Link {
+                new_mac: mac,
+                known_mac: MacAddr([0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            },
+            Request::Tunnel,
+            Request::DomainAdd {
+                set: crate::config::DomainSetId::new("streaming").expect("id"),
+                addresses: vec!["192.0.2.1".parse().expect("ip")],
+                ttl_secs: 300,
+            },
+            Request::Rename {
+                mac,
+                name: Some("Küche \"tv\"".into()),
+            },
+            Request::Block { mac, blocked: true },
+            Request::DeviceTunnel {
+                mac,
+                route: Some(false),
+            },
+            Request::Zones,
+            Request::AckAlerts {
+                ids: Some(vec![1, -2, i64::MAX]),
+            },
+            Request::Auth,
+            Request::SetPasswordHash {
+                hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            },
+            Request::ResetPassword,
+        ];
+        let responses = [
+            Response::Done { message: "ok".into() },
+            Response::Acknowledged { count: 3 },
+            Response::Auth {
+                password_hash: None,
+                setup_token: Some("t0k3n".into()),
+            },
+            Response::Error {
+                message: "no such device".into(),
+            },
+        ];
+        let mut out: Vec<String> = requests
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json"))
+            .collect();
+        out.extend(responses.iter().map(|r| serde_json::to_string(r).expect("json")));
+        out
+    }
+
+    #[test]
+    fn control_fuzz_entry_survives_a_deterministic_corpus() {
+        let seeds = control_seeds();
+        let tokens: &[&str] = &[
+            "\"",
+            "\\u0000",
+            "\\ud800",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "null",
+            "true",
+            "-0",
+            "1e999",
+            "18446744073709551616",
+            "\"cmd\":",
+            "\"result\":",
+            "é",
+            " ",
+        ];
+        let mut state = 0x00c0_ffee_u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d) as usize
+        };
+        for i in 0..20_000 {
+            let mut v = seeds[i % seeds.len()].as_bytes().to_vec();
+            for _ in 0..=next() % 4 {
+                let at = next() % (v.len() + 1);
+                match next() % 3 {
+                    0 if at < v.len() => v[at] = next() as u8,
+                    1 => {
+                        let end = (at + next() % 12).min(v.len());
+                        v.drain(at..end);
+                    }
+                    _ => {
+                        let t = tokens[next() % tokens.len()].as_bytes();
+                        v.splice(at..at, t.iter().copied());
+                    }
+                }
+            }
+            fuzz_entry_control(&v);
+        }
+        for seed in &seeds {
+            assert!(serde_json::from_str::<Request>(seed).is_ok() || serde_json::from_str::<Response>(seed).is_ok());
+        }
+    }
+
+    /// Writes the seed corpus (see `write_fuzz_seeds` in `discovery::dhcp::fuzz`).
+    #[test]
+    #[ignore = "writes files; run by hand to regenerate fuzz/corpus"]
+    fn write_control_fuzz_seeds() {
+        if std::env::var_os("BULKHEAD_WRITE_FUZZ_SEEDS").is_none() {
+            return;
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/control_json");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for (i, seed) in control_seeds().iter().enumerate() {
+            std::fs::write(dir.join(format!("seed{i:02}")), seed).expect("write");
+        }
     }
 
     #[test]

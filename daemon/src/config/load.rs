@@ -16,6 +16,7 @@ use super::class_rules::{validate_class_rules, SeenRuleIds};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::tunnel::{validate_tunnel, RawPolicyTunnel, RawTunnel, SelectorMerge};
 use super::types::*;
+use crate::tunnel::keys::KeyError;
 
 /// Default location of the main file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/bulkhead/bulkhead.toml";
@@ -154,13 +155,43 @@ pub(super) struct RawConditions {
 
 /// Loads and validates the main file and the policy directory it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let mut errors = Vec::new();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return Err(ConfigErrors(vec![unreadable(path, &e)])),
     };
-    let mut rep = Reporter::new(path, &text, &mut errors);
-    let raw: RawMain = match toml::from_str(&text) {
+    load_with(path, &text, read_policy_dir, &crate::tunnel::keys::read_key_file)
+}
+
+/// How key files named in the configuration are read (`preshared_key_file`).
+pub(super) type ReadKey<'a> = &'a dyn Fn(&Path) -> Result<WgKey, KeyError>;
+
+/// [`load`] without the filesystem: `text` is the main file (named `path` in
+/// errors; relative paths in it resolve against its directory) and `policies` are
+/// the policy files as (path, text), in the order to merge them, whatever
+/// `policies_dir` says. Key files are not read: a `preshared_key_file` is an
+/// error (give `preshared_key` instead). Never panics: every problem is a
+/// [`ConfigErrors`].
+pub fn load_from_texts(path: &Path, text: &str, policies: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
+    let no_files = |p: &Path| {
+        Err(KeyError::Read {
+            path: p.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::Unsupported, "key files are not read here"),
+        })
+    };
+    load_with(path, text, |_, _| Some(policies.to_vec()), &no_files)
+}
+
+/// `read_policies(dir, errors)`: the policy files' paths and texts, sorted, or
+/// `None` (with an error pushed) when the directory cannot be read.
+fn load_with(
+    path: &Path,
+    text: &str,
+    read_policies: impl FnOnce(&Path, &mut Vec<ConfigError>) -> Option<Vec<(PathBuf, String)>>,
+    read_key: ReadKey<'_>,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut rep = Reporter::new(path, text, &mut errors);
+    let raw: RawMain = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             rep.toml(&e);
@@ -168,11 +199,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let main = validate_main(raw, &text, base, &mut rep);
+    let main = validate_main(raw, text, base, read_key, &mut rep);
     let policy = match &main {
         Some(m) => {
             let no_tunnel_in = m.tunnel.is_none().then_some(path);
-            load_policy(&m.policies_dir, &m.segments, no_tunnel_in, &mut errors)
+            read_policies(&m.policies_dir, &mut errors)
+                .and_then(|files| load_policy(&m.policies_dir, files, &m.segments, no_tunnel_in, &mut errors))
         }
         None => None,
     };
@@ -245,7 +277,13 @@ pub(super) fn check_ifname(name: &str) -> Result<(), String> {
     }
 }
 
-fn validate_main(raw: RawMain, text: &str, base: &Path, rep: &mut Reporter<'_>) -> Option<MainPart> {
+fn validate_main(
+    raw: RawMain,
+    text: &str,
+    base: &Path,
+    read_key: ReadKey<'_>,
+    rep: &mut Reporter<'_>,
+) -> Option<MainPart> {
     let mut ok = true;
     let wan = raw.wan.interface;
     if let Err(m) = check_ifname(wan.get_ref()) {
@@ -386,7 +424,7 @@ fn validate_main(raw: RawMain, text: &str, base: &Path, rep: &mut Reporter<'_>) 
     let tunnel = match &raw.tunnel {
         None => None,
         Some(t) => {
-            let t = validate_tunnel(t, text, base, &ifaces, rep);
+            let t = validate_tunnel(t, text, base, read_key, &ifaces, rep);
             ok &= t.is_some();
             t
         }
@@ -624,13 +662,9 @@ struct PolicySource {
     raw: RawPolicyFile,
 }
 
-/// `no_tunnel_in` is the main file when it has no `[tunnel]` section.
-fn load_policy(
-    dir: &Path,
-    segments: &[Segment],
-    no_tunnel_in: Option<&Path>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Policy> {
+/// The `*.toml` files of the policy directory, sorted, with their text; an
+/// unreadable file is an error (and left out), an unreadable directory `None`.
+fn read_policy_dir(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Vec<(PathBuf, String)>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -642,15 +676,26 @@ fn load_policy(
         }
     };
     files.sort();
-    let mut sources = Vec::new();
+    let mut out = Vec::new();
     for path in files {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(unreadable(&path, &e));
-                continue;
-            }
-        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => out.push((path, text)),
+            Err(e) => errors.push(unreadable(&path, &e)),
+        }
+    }
+    Some(out)
+}
+
+/// `no_tunnel_in` is the main file when it has no `[tunnel]` section.
+fn load_policy(
+    dir: &Path,
+    files: Vec<(PathBuf, String)>,
+    segments: &[Segment],
+    no_tunnel_in: Option<&Path>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Policy> {
+    let mut sources = Vec::new();
+    for (path, text) in files {
         match toml::from_str::<RawPolicyFile>(&text) {
             Ok(raw) => sources.push(PolicySource { path, text, raw }),
             Err(e) => Reporter::new(&path, &text, errors).toml(&e),

@@ -4,13 +4,15 @@
 
 mod class_rules;
 mod error;
+mod fuzz;
 mod load;
 mod tunnel;
 mod types;
 
 pub(crate) use error::write_lines;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, parse_ip, DEFAULT_CONFIG_PATH};
+pub use fuzz::fuzz_entry_config;
+pub use load::{load, load_from_texts, parse_ip, DEFAULT_CONFIG_PATH};
 pub use tunnel::{
     parse_endpoint, parse_network, DEFAULT_INTERFACE as DEFAULT_TUNNEL_INTERFACE, DEFAULT_MTU as DEFAULT_TUNNEL_MTU,
 };

@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::class_rules::ZoneRef;
 use super::error::Reporter;
-use super::load::{check_ifname, is_dns_name, resolve, SpannedList};
+use super::load::{check_ifname, is_dns_name, resolve, ReadKey, SpannedList};
 use super::types::*;
 use crate::tunnel::keys::{self, KeyError};
 
@@ -137,6 +137,7 @@ pub(super) fn validate_tunnel(
     t: &RawTunnel,
     text: &str,
     base: &Path,
+    read_key: ReadKey<'_>,
     taken: &BTreeSet<String>,
     rep: &mut Reporter<'_>,
 ) -> Option<TunnelConfig> {
@@ -246,7 +247,7 @@ pub(super) fn validate_tunnel(
     }
     let mut seen: BTreeMap<[u8; 32], Range<usize>> = BTreeMap::new();
     for (i, p) in t.peers.iter().enumerate() {
-        match validate_peer(i, p, base, rep) {
+        match validate_peer(i, p, base, read_key, rep) {
             Some(peer) => {
                 if let Some(first) = seen.get(&peer.public_key.0) {
                     let span = p.get_ref().public_key.as_ref().map_or(p.span(), |k| k.span());
@@ -278,7 +279,13 @@ pub(super) fn validate_tunnel(
     }
 }
 
-fn validate_peer(i: usize, raw: &Spanned<RawPeer>, base: &Path, rep: &mut Reporter<'_>) -> Option<TunnelPeer> {
+fn validate_peer(
+    i: usize,
+    raw: &Spanned<RawPeer>,
+    base: &Path,
+    read_key: ReadKey<'_>,
+    rep: &mut Reporter<'_>,
+) -> Option<TunnelPeer> {
     let f = |n: &str| format!("tunnel.peers[{i}].{n}");
     let p = raw.get_ref();
     let mut ok = true;
@@ -292,7 +299,7 @@ fn validate_peer(i: usize, raw: &Spanned<RawPeer>, base: &Path, rep: &mut Report
     let preshared_key = match (&p.preshared_key, &p.preshared_key_file) {
         (None, None) => Some(None),
         (Some(k), None) => key(rep, k, f("preshared_key")).map(Some),
-        (None, Some(file)) => match keys::read_key_file(&resolve(base, file.get_ref())) {
+        (None, Some(file)) => match read_key(&resolve(base, file.get_ref())) {
             Ok(k) => Some(Some(k)),
             Err(e) => {
                 rep.at(file.span(), f("preshared_key_file"), chain(&e));

@@ -13,11 +13,14 @@
 //! | `device` | edge | TUN (offloads) + UDP (batched) data plane threads |
 
 pub mod device;
+mod fuzz;
 pub mod keys;
 pub mod routing;
 pub mod state;
 pub mod uapi;
 pub mod wgquick;
+
+pub use fuzz::{fuzz_entry_uapi, fuzz_entry_wgquick};
 
 // Interop with wireguard-go runs the demo's VPN server (`demo::vpn`), so it
 // exists with `--features demo` (as `scripts/test.sh` builds the lib tests).
