@@ -246,4 +246,43 @@ impl Rng {
     pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }
+
+    /// One to seven edits of a text seed: a byte flipped, up to `drop` bytes
+    /// cut, one of `tokens` put in, or up to `copy` bytes repeated elsewhere (a
+    /// key, a table, a peer twice).
+    pub(crate) fn mutate_text(&mut self, seed: &[u8], tokens: &[&str], drop: usize, copy: usize) -> Vec<u8> {
+        let mut v = seed.to_vec();
+        for _ in 0..=self.below(6) {
+            let at = self.below(v.len() + 1);
+            match self.below(4) {
+                0 if at < v.len() => v[at] = self.next() as u8,
+                1 => {
+                    let end = (at + self.below(drop)).min(v.len());
+                    v.drain(at..end);
+                }
+                2 => {
+                    let t = tokens[self.below(tokens.len())].as_bytes();
+                    v.splice(at..at, t.iter().copied());
+                }
+                _ => {
+                    let end = (at + self.below(copy)).min(v.len());
+                    let piece = v[at..end].to_vec();
+                    let to = self.below(v.len() + 1);
+                    v.splice(to..to, piece);
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Writes one seed of the fuzz corpus, `fuzz/corpus/<target>/<name>` (the
+/// ignored `write_*fuzz_seeds` tests, run by hand with
+/// `BULKHEAD_WRITE_FUZZ_SEEDS=1`).
+pub(crate) fn write_fuzz_seed(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(name), bytes).expect("write");
 }

@@ -54,21 +54,8 @@ pub fn fuzz_entry_config(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
     use crate::testutil::{shipped_policies, MAIN};
-
-    /// xorshift64*: deterministic, no dependencies.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
 
     /// A `[tunnel]` for `MAIN`, and a policy file selecting into it.
     const TUNNEL: &str = r#"
@@ -140,29 +127,7 @@ destinations = ["203.0.113.128/25"]
     ];
 
     fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-        let mut v = seed.to_vec();
-        for _ in 0..=rng.below(6) {
-            let at = rng.below(v.len() + 1);
-            match rng.below(4) {
-                0 if at < v.len() => v[at] = rng.next() as u8,
-                1 => {
-                    let end = (at + rng.below(40)).min(v.len());
-                    v.drain(at..end);
-                }
-                2 => {
-                    let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
-                    v.splice(at..at, t.iter().copied());
-                }
-                _ => {
-                    // Duplicate a slice (repeats a key, a table, a file).
-                    let end = (at + rng.below(80)).min(v.len());
-                    let copy = v[at..end].to_vec();
-                    let to = rng.below(v.len() + 1);
-                    v.splice(to..to, copy);
-                }
-            }
-        }
-        v
+        rng.mutate_text(seed, TOKENS, 40, 80)
     }
 
     #[test]

@@ -114,20 +114,7 @@ pub fn fuzz_entry_wgquick(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64*: deterministic, no dependencies.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::testutil::Rng;
 
     const KEY_HEX: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a";
     const PEER_HEX: &str = "b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33";
@@ -197,28 +184,7 @@ mod tests {
     ];
 
     fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-        let mut v = seed.to_vec();
-        for _ in 0..=rng.below(6) {
-            let at = rng.below(v.len() + 1);
-            match rng.below(4) {
-                0 if at < v.len() => v[at] = rng.next() as u8,
-                1 => {
-                    let end = (at + rng.below(30)).min(v.len());
-                    v.drain(at..end);
-                }
-                2 => {
-                    let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
-                    v.splice(at..at, t.iter().copied());
-                }
-                _ => {
-                    let end = (at + rng.below(120)).min(v.len());
-                    let copy = v[at..end].to_vec();
-                    let to = rng.below(v.len() + 1);
-                    v.splice(to..to, copy);
-                }
-            }
-        }
-        v
+        rng.mutate_text(seed, TOKENS, 30, 120)
     }
 
     #[test]
@@ -248,12 +214,7 @@ mod tests {
         if std::env::var_os("BULKHEAD_WRITE_FUZZ_SEEDS").is_none() {
             return;
         }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-        let write = |target: &str, name: &str, bytes: &[u8]| {
-            let dir = root.join(target);
-            std::fs::create_dir_all(&dir).expect("mkdir");
-            std::fs::write(dir.join(name), bytes).expect("write");
-        };
+        let write = crate::testutil::write_fuzz_seed;
         for (name, seed) in ["get", "set_full", "set_two_peers"].iter().zip(uapi_seeds()) {
             write("uapi", name, seed.as_bytes());
         }

@@ -241,12 +241,7 @@ mod tests {
         if std::env::var_os("BULKHEAD_WRITE_FUZZ_SEEDS").is_none() {
             return;
         }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-        let write = |target: &str, name: &str, bytes: &[u8]| {
-            let dir = root.join(target);
-            std::fs::create_dir_all(&dir).expect("mkdir");
-            std::fs::write(dir.join(name), bytes).expect("write");
-        };
+        let write = crate::testutil::write_fuzz_seed;
         let names = ["discover", "select", "init_reboot", "release", "decline", "inform"];
         let seeds = seeds();
         for (name, seed) in names.iter().zip(&seeds) {
