@@ -54,6 +54,10 @@ pub enum NeighbourUpdate {
     },
     /// A link appeared, changed or went away (bridge ports may have changed).
     LinkChanged,
+    /// The kernel dropped notifications (ENOBUFS: the socket's buffer was full,
+    /// a burst of changes): what was missed is unknown, so the table must be
+    /// read again (and the links looked at again).
+    Overrun,
 }
 
 /// Addresses worth tying to a device: routable unicast. Link-local IPv6 is left
@@ -111,6 +115,8 @@ pub fn update_of(msg: &NetlinkMessage<RouteNetlinkMessage>) -> Option<NeighbourU
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_)) => {
             Some(NeighbourUpdate::LinkChanged)
         }
+        // netlink-proto turns a recv that failed with ENOBUFS into this.
+        NetlinkPayload::Overrun(_) => Some(NeighbourUpdate::Overrun),
         _ => None,
     }
 }
@@ -173,6 +179,14 @@ pub async fn dump(handle: &Handle) -> Result<Vec<NeighbourUpdate>, NeighbourErro
 mod tests {
     use super::*;
     use netlink_packet_route::neighbour::NeighbourHeader;
+
+    #[test]
+    fn dropped_notifications_ask_for_a_resync() {
+        // What netlink-proto hands on after a recv failed with ENOBUFS.
+        let overrun =
+            NetlinkMessage::<RouteNetlinkMessage>::new(Default::default(), NetlinkPayload::Overrun(Vec::new()));
+        assert_eq!(update_of(&overrun), Some(NeighbourUpdate::Overrun));
+    }
 
     fn msg(state: NeighbourState, ip: IpAddr, mac: Option<[u8; 6]>) -> NeighbourMessage {
         let mut m = NeighbourMessage::default();
@@ -241,3 +255,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod netns_test;

@@ -98,16 +98,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             None
         }
     };
-    let mut ifnames = interface_names(&nl).await;
-    match neigh::dump(&nl).await {
-        Ok(updates) => {
-            let now = unix_now();
-            for u in updates {
-                feed_neighbour(&mut state, &ifnames, u, now);
-            }
-        }
-        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the neighbour table"),
-    }
+    let mut ifnames = read_neighbour_table(&mut state, &nl).await;
     let mut links_dirty_since: Option<tokio::time::Instant> = None;
 
     // mDNS on the LAN segments only (never the WAN).
@@ -207,6 +198,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 NeighbourUpdate::LinkChanged => {
                     links_dirty_since.get_or_insert_with(tokio::time::Instant::now);
                 }
+                // Notifications were dropped: read the table again (what
+                // changed meanwhile is unknown) and look at the links again.
+                NeighbourUpdate::Overrun => {
+                    tracing::warn!("neighbour notifications overran the socket; reading the table again");
+                    ifnames = read_neighbour_table(&mut state, &nl).await;
+                    links_dirty_since.get_or_insert_with(tokio::time::Instant::now);
+                }
                 u => feed_neighbour(&mut state, &ifnames, u, unix_now()),
             },
             // Links settle in bursts (a port joins a bridge in several messages):
@@ -301,10 +299,26 @@ async fn interface_names(nl: &rtnetlink::Handle) -> BTreeMap<u32, String> {
     }
 }
 
+/// Reads the whole neighbour table into the core (at start, and after the
+/// kernel dropped notifications); returns the interface names by index.
+async fn read_neighbour_table(state: &mut DaemonState, nl: &rtnetlink::Handle) -> BTreeMap<u32, String> {
+    let ifnames = interface_names(nl).await;
+    match neigh::dump(nl).await {
+        Ok(updates) => {
+            let now = unix_now();
+            for u in updates {
+                feed_neighbour(state, &ifnames, u, now);
+            }
+        }
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the neighbour table"),
+    }
+    ifnames
+}
+
 fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: NeighbourUpdate, now: UnixTime) {
     let ifindex = match u {
         NeighbourUpdate::Present { ifindex, .. } | NeighbourUpdate::Gone { ifindex, .. } => ifindex,
-        NeighbourUpdate::LinkChanged => return,
+        NeighbourUpdate::LinkChanged | NeighbourUpdate::Overrun => return,
     };
     if let Some(name) = ifnames.get(&ifindex) {
         state.neighbour(name, u, now);
