@@ -245,27 +245,6 @@ fn call(socket: &Path, req: Request) -> anyhow::Result<Response> {
 
 /// Names come from the network (later: DHCP, mDNS): print them escaped, so a
 /// hostile name cannot drive the terminal.
-/// Seconds since 1970 as `YYYY-MM-DD HH:MM:SSZ` (UTC; days to civil date after
-/// Howard Hinnant's `civil_from_days`).
-fn utc(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 fn show(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
@@ -497,7 +476,7 @@ fn print_alerts(answer: Response, json: bool) -> anyhow::Result<()> {
         println!(
             "{:>6} {} {} {:<24}  {}",
             a.id,
-            utc(a.at),
+            bulkhead_web::format::Utc(a.at),
             if a.acknowledged { " " } else { "*" },
             a.kind.as_str(),
             show(&a.message)
@@ -716,14 +695,6 @@ mod tests {
     fn request(args: &[&str]) -> Option<Request> {
         let cli = Cli::try_parse_from(["bulkhead"].iter().chain(args)).expect("parses");
         control_command(&cli.command).map(|c| c.request)
-    }
-
-    #[test]
-    fn alert_times_are_utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
-        assert_eq!(utc(1_796_524_962), "2026-12-06 02:42:42Z");
-        assert_eq!(utc(-1), "1969-12-31 23:59:59Z");
     }
 
     #[test]

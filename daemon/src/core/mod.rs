@@ -101,11 +101,6 @@ impl DaemonState {
         })
     }
 
-    /// Replaces the wall clock (tests).
-    pub fn set_wall_clock(&mut self, clock: fn() -> UnixTime) {
-        self.wall_clock = clock;
-    }
-
     /// Makes the kernel match config + the whole inventory. On failure the
     /// kernel keeps its previous state and the next reconcile retries.
     pub fn reconcile(&mut self) -> Result<ApplyOutcome, FirewallError> {

@@ -122,9 +122,9 @@ impl MembershipDelta {
         removals.chain(self.add.iter().map(|((owner, _), e)| (true, owner, e)))
     }
 
-    /// True when nothing changes.
+    /// True when nothing changes ([`push`](Self::push) keeps no empty list).
     pub fn is_empty(&self) -> bool {
-        self.add.values().all(Elements::is_empty) && self.remove.values().all(Elements::is_empty)
+        self.add.is_empty() && self.remove.is_empty()
     }
     /// Number of elements added.
     pub fn added(&self) -> usize {

@@ -188,20 +188,17 @@ impl Enforcer {
     pub fn enforce(
         &mut self,
         ruleset: DesiredRuleset,
-        change: MembershipChange<'_>,
+        mut change: MembershipChange<'_>,
     ) -> Result<ApplyOutcome, FirewallError> {
-        if let Some(outcome) = self.try_delta(&ruleset, &change) {
+        if let Some(outcome) = self.try_delta(&ruleset, &mut change) {
             return Ok(outcome);
         }
-        let whole;
-        let membership: &Membership = match &change {
-            MembershipChange::Whole { membership, .. } => membership,
-            MembershipChange::Entries { whole: of, .. } => {
-                whole = of();
-                &whole
-            }
+        // Owned once: what the kernel is given is what `applied` keeps.
+        let membership = match &mut change {
+            MembershipChange::Whole { membership, .. } => std::mem::take(membership),
+            MembershipChange::Entries { whole, .. } => whole(),
         };
-        if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, membership) {
+        if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, &membership) {
             let msg = error_chain(&e);
             if matches!(e, FirewallError::Verify(_)) {
                 // The kernel took the document but does not hold what we meant:
@@ -222,22 +219,20 @@ impl Enforcer {
             // A structural change (a zone lost the internet or a reach) can
             // forbid connections of devices that did not move: cut them all.
             let everyone = old.ruleset != ruleset;
-            let rerouted = change.addresses_of(&rerouted_macs(&old.membership, membership));
-            self.cut(addresses_to_cut(&old.membership, membership, everyone, &rerouted));
+            let rerouted = change.addresses_of(&rerouted_macs(&old.membership, &membership));
+            self.cut(addresses_to_cut(&old.membership, &membership, everyone, &rerouted));
         }
-        self.applied = Some(Applied {
-            ruleset,
-            membership: membership.clone(),
-        });
+        self.applied = Some(Applied { ruleset, membership });
         self.restore_held();
         Ok(ApplyOutcome::FullReplace)
     }
 
     /// Step (1) of [`enforce`](Self::enforce): Some(outcome) when a delta (or
     /// nothing) was enough, None when the tables must be replaced.
-    fn try_delta(&mut self, ruleset: &DesiredRuleset, change: &MembershipChange<'_>) -> Option<ApplyOutcome> {
+    /// A whole membership that went in as a delta is moved into `applied`.
+    fn try_delta(&mut self, ruleset: &DesiredRuleset, change: &mut MembershipChange<'_>) -> Option<ApplyOutcome> {
         let applied = self.applied.as_ref().filter(|a| &a.ruleset == ruleset)?;
-        let (old, new): (Cow<'_, Membership>, Cow<'_, Membership>) = match change {
+        let (old, new): (Cow<'_, Membership>, Cow<'_, Membership>) = match &*change {
             MembershipChange::Whole { membership, .. } => {
                 (Cow::Borrowed(&applied.membership), Cow::Borrowed(membership))
             }
@@ -260,12 +255,12 @@ impl Enforcer {
         drop((old, new));
         if let Some(applied) = self.applied.as_mut() {
             match change {
-                MembershipChange::Whole { membership, .. } => applied.membership = membership.clone(),
+                MembershipChange::Whole { membership, .. } => applied.membership = std::mem::take(membership),
                 MembershipChange::Entries { before, after, .. } => {
-                    for e in *before {
+                    for e in before.iter() {
                         applied.membership.remove_entry(e);
                     }
-                    for e in *after {
+                    for e in after.iter() {
                         applied.membership.insert_entry(e);
                     }
                 }

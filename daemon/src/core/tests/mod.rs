@@ -78,7 +78,7 @@ impl Harness {
         let refuse_full = nft.refuse_full.clone();
         let refuse_deltas = nft.refuse_deltas.clone();
         let mut state = DaemonState::new(config, store, Box::new(nft), Box::new(cut.clone())).expect("state");
-        state.set_wall_clock(|| 1_000_000);
+        state.wall_clock = || 1_000_000;
         Harness {
             state,
             cut,
