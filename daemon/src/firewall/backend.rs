@@ -38,7 +38,9 @@ impl<T: NftBackend + ?Sized> NftBackend for std::sync::Arc<T> {
     }
 }
 
-/// The `nft` binary, fed JSON on stdin (`nft -j -f -`).
+/// The kernel's nftables as the daemon uses them: whole documents through the
+/// `nft` binary, fed JSON on stdin (`nft -j -f -`), and set-element deltas
+/// straight over nfnetlink in-process ([`NetlinkSetWriter`], no `nft` process).
 #[derive(Debug, Clone)]
 pub struct NftCli {
     /// Path or name of `nft`.

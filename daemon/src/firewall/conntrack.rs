@@ -677,11 +677,6 @@ pub struct ConntrackNetlink;
 /// See [`ConntrackNetlink`].
 static KEPT: Mutex<Option<KeptSocket>> = Mutex::new(None);
 
-fn kept() -> MutexGuard<'static, Option<KeptSocket>> {
-    // The slot holds a socket or nothing; a panic elsewhere cannot break that.
-    KEPT.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl ConntrackNetlink {
     /// Deletes every entry whose original source or destination is one of
     /// `addrs`.
@@ -728,38 +723,11 @@ impl ConntrackNetlink {
     }
 }
 
-/// Runs `exchange` on the kept socket if it belongs to this thread's namespace,
-/// else on a new one, with the socket's next sequence number; `exchange` returns
-/// its result and the next number after the ones it used. After a clean
-/// exchange the socket is kept; after an error it is closed (answers may still
-/// be queued on it, and a fresh socket is simpler than draining).
+/// [`nfnl::with_kept_socket`] on this edge's own kept socket.
 fn with_socket<T>(
     exchange: impl FnOnce(&Socket, u32) -> Result<(T, u32), ConntrackError>,
 ) -> Result<T, ConntrackError> {
-    let netns = current_netns().map_err(io_err("identifying the network namespace"))?;
-    let taken = kept().take_if(|k| k.netns == netns);
-    let (socket, seq) = match taken {
-        Some(k) => (k.socket, k.next_seq),
-        None => (open_socket()?, 1),
-    };
-    let (value, next_seq) = exchange(&socket, seq)?;
-    let ours = KeptSocket {
-        netns,
-        socket,
-        next_seq,
-    };
-    let closed = {
-        let mut slot = kept();
-        match slot.as_ref() {
-            // Another call kept one for this namespace meanwhile: ours goes.
-            Some(k) if k.netns == netns => Some(ours),
-            // Nothing, or another namespace's (which goes).
-            _ => slot.replace(ours),
-        }
-    };
-    // Outside the lock: the close may wait (see above).
-    drop(closed);
-    Ok(value)
+    nfnl::with_kept_socket(&KEPT, |what, source| ConntrackError::Io { what, source }, exchange)
 }
 
 impl ConntrackFlusher for ConntrackNetlink {
@@ -874,18 +842,6 @@ fn log_report(r: &CutReport) {
             "parts of the conntrack listing could not be read; their entries were left alone"
         );
     }
-}
-
-/// A NETLINK_NETFILTER socket in the calling thread's namespace, non-blocking:
-/// the kernel answers a delete inside sendmsg, and produces each part of a dump
-/// while the previous one is read (inside recvmsg), so an answer that is not
-/// there when read is one that will not come.
-fn open_socket() -> Result<Socket, ConntrackError> {
-    let socket = nfnl::open_socket().map_err(|(what, source)| ConntrackError::Io { what, source })?;
-    socket
-        .set_non_blocking(true)
-        .map_err(io_err("making the netlink socket non-blocking"))?;
-    Ok(socket)
 }
 
 /// Reads one datagram into `buf`; `None` when none is waiting. A datagram larger

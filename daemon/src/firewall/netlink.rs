@@ -36,7 +36,7 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use netlink_sys::{Socket, SocketAddr};
 use nftables::helper::NftablesError;
@@ -44,8 +44,8 @@ use nftables::types::NfFamily;
 use nix::errno::Errno;
 
 use super::nfnl::{
-    self, align4, current_netns, grow_send_buffer, messages, nlmsgerr, KeptSocket, MessageWriter, NestTooLarge,
-    DEFAULT_SNDBUF_FITS, NLA_HDRLEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
+    self, align4, grow_send_buffer, messages, nlmsgerr, KeptSocket, MessageWriter, NestTooLarge, DEFAULT_SNDBUF_FITS,
+    NLA_HDRLEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
 };
 #[cfg(test)]
 use super::Elements;
@@ -277,11 +277,8 @@ fn nul_terminated(s: &str) -> Vec<u8> {
 /// namespace of the calling thread.
 ///
 /// The socket is kept open between calls (one per process, reopened when a call
-/// comes from another namespace): closing a nfnetlink socket right after a
-/// transaction waits for an RCU grace period (nf_tables flushes its deferred
-/// cleanup on NETLINK_URELEASE), 5 to 30 ms measured, which would be most of a
-/// move's cost. The kept socket holds a reference to its namespace, so a deleted
-/// namespace lingers until the next call from elsewhere or the process exits.
+/// comes from another namespace; see [`KeptSocket`]): closing it right after a
+/// transaction would wait 5 to 30 ms, most of a move's cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NetlinkSetWriter;
 
@@ -292,23 +289,15 @@ impl NetlinkSetWriter {
         if delta.is_empty() {
             return Ok(());
         }
-        let netns = current_netns().map_err(io_err("identifying the network namespace"))?;
-        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
-        // Taken out, put back only after a clean exchange: after an error, answers
-        // may still be queued on it, and a fresh socket is simpler than draining.
-        let (socket, first_seq) = match kept.take() {
-            Some(k) if k.netns == netns => (k.socket, k.next_seq),
-            // Another namespace's socket is closed here (paying the wait above).
-            _ => (open_socket()?, 1),
+        let io_error = |what: &'static str, source| NetlinkError::Io {
+            what: what.to_string(),
+            source,
         };
-        let batch = encode_batch(delta, first_seq)?;
-        exchange(&socket, &batch)?;
-        *kept = Some(KeptSocket {
-            netns,
-            socket,
-            next_seq: batch.next_seq(),
-        });
-        Ok(())
+        nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
+            let batch = encode_batch(delta, first_seq)?;
+            exchange(socket, &batch)?;
+            Ok(((), batch.next_seq()))
+        })
     }
 }
 
@@ -319,19 +308,6 @@ fn io_err(what: &str) -> impl FnOnce(io::Error) -> NetlinkError + '_ {
         what: what.to_string(),
         source,
     }
-}
-
-/// A NETLINK_NETFILTER socket in the calling thread's namespace, ready for batches.
-fn open_socket() -> Result<Socket, NetlinkError> {
-    let socket = nfnl::open_socket().map_err(|(what, source)| io_err(what)(source))?;
-    // The kernel processes a batch inside sendmsg(2), answers included, so once
-    // `send` returns every answer is queued. Reading without blocking turns a
-    // missing answer into an error instead of a daemon stuck in recv (nft relies on
-    // the same). Sending to the kernel never blocks either way.
-    socket
-        .set_non_blocking(true)
-        .map_err(io_err("making the netlink socket non-blocking"))?;
-    Ok(socket)
 }
 
 /// Sends `batch` and reads the answers until every message is acknowledged.

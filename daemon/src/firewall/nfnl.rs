@@ -15,6 +15,7 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::sync::{Mutex, PoisonError};
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -245,13 +246,60 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 /// A `NETLINK_NETFILTER` socket in the calling thread's network namespace, bound
-/// to a kernel-chosen port, with `NETLINK_CAP_ACK`: an error answer then echoes
-/// only the refused message's header, not its body. Errors name the step.
+/// to a kernel-chosen port, with `NETLINK_CAP_ACK` (an error answer then echoes
+/// only the refused message's header, not its body), non-blocking. Errors name
+/// the step.
+///
+/// Non-blocking because the kernel answers a batch or a delete inside
+/// sendmsg(2), and produces each part of a dump while the previous one is read:
+/// an answer that is not there when read is one that will not come, and an
+/// error beats a daemon stuck in recv (nft relies on the same).
 pub(super) fn open_socket() -> Result<Socket, (&'static str, io::Error)> {
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| ("opening a NETLINK_NETFILTER socket", e))?;
     socket.bind_auto().map_err(|e| ("binding the netlink socket", e))?;
     socket.set_cap_ack(true).map_err(|e| ("setting NETLINK_CAP_ACK", e))?;
+    socket
+        .set_non_blocking(true)
+        .map_err(|e| ("making the netlink socket non-blocking", e))?;
     Ok(socket)
+}
+
+/// Runs `exchange` on the socket kept in `slot` if it belongs to this thread's
+/// namespace, else on a new one, with the socket's next sequence number;
+/// `exchange` returns its result and the next number after the ones it used.
+/// After a clean exchange the socket is kept; after an error it is closed
+/// (answers may still be queued on it, and a fresh socket is simpler than
+/// draining). `io_error` turns a failed step into the caller's error.
+pub(super) fn with_kept_socket<T, E>(
+    slot: &Mutex<Option<KeptSocket>>,
+    io_error: impl Fn(&'static str, io::Error) -> E,
+    exchange: impl FnOnce(&Socket, u32) -> Result<(T, u32), E>,
+) -> Result<T, E> {
+    let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let netns = current_netns().map_err(|e| io_error("identifying the network namespace", e))?;
+    let taken = lock().take_if(|k| k.netns == netns);
+    let (socket, seq) = match taken {
+        Some(k) => (k.socket, k.next_seq),
+        None => (open_socket().map_err(|(what, e)| io_error(what, e))?, 1),
+    };
+    let (value, next_seq) = exchange(&socket, seq)?;
+    let ours = KeptSocket {
+        netns,
+        socket,
+        next_seq,
+    };
+    let closed = {
+        let mut kept = lock();
+        match kept.as_ref() {
+            // Another call kept one for this namespace meanwhile: ours goes.
+            Some(k) if k.netns == netns => Some(ours),
+            // Nothing, or another namespace's (which goes).
+            _ => kept.replace(ours),
+        }
+    };
+    // Outside the lock: the close may wait (see [`KeptSocket`]).
+    drop(closed);
+    Ok(value)
 }
 
 /// A socket kept for the next call, the namespace it was opened in, and its next

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bulkhead_netns::{ping, root_or_skip, Netns};
 
 use super::*;
+use crate::firewall::nfnl::open_socket;
 use crate::firewall::nfnl::{u16_at, NLMSG_HDRLEN};
 use crate::testutil::Rng;
 
@@ -782,9 +783,15 @@ fn an_entry_gone_meanwhile_is_not_an_error() {
     assert_eq!(back[0].orig, stale[0].orig);
     // Deletes from the old listing of the two that did not come back: gone.
     let delete = |entries: &[Entry]| {
-        a.run_in(|| delete_on(&open_socket()?, entries, 1))
-            .expect("enter a")
-            .expect("deletes of gone entries are fine")
+        a.run_in(|| {
+            delete_on(
+                &open_socket().map_err(|(what, source)| ConntrackError::Io { what, source })?,
+                entries,
+                1,
+            )
+        })
+        .expect("enter a")
+        .expect("deletes of gone entries are fine")
     };
     let done = delete(&stale[1..]);
     assert_eq!((done.tally.deleted, done.tally.vanished, done.datagrams), (0, 2, 1));
