@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 # conntrack-tools: the daemon cuts connections over ctnetlink, and the tests read
 # the conntrack table the same way (or from /proc).
 PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
-    radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip)
+    radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip
+    unbound dnsperf bind9-dnsutils knot-dnsutils openssl)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
 SCHEMATHESIS="schemathesis==4.32.5"

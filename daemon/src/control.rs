@@ -113,6 +113,20 @@ pub enum Request {
     /// Forget the web UI's password (`bulkhead reset-password`): a new setup
     /// token is made, and the web UI asks for a new password with it.
     ResetPassword,
+    /// The resolver's state (`bulkhead dns`).
+    DnsStatus,
+    /// The resolver's query log, newest first (`bulkhead dns log`).
+    DnsLog {
+        /// Which questions.
+        filter: crate::dns::querylog::LogFilter,
+    },
+    /// What a device would get for a name, and why (`bulkhead dns test`).
+    DnsTest {
+        /// The name.
+        name: String,
+        /// The device asking (default: the router itself).
+        from: Option<MacAddr>,
+    },
 }
 
 /// The longest name a homeowner may give a device, in bytes.
@@ -349,6 +363,13 @@ pub enum Response {
         password_hash: Option<String>,
         /// The one-time setup token, while no password is set.
         setup_token: Option<String>,
+    },
+    /// The resolver's state.
+    Dns(Box<crate::dns::DnsStatus>),
+    /// Query log entries, newest first.
+    DnsLog {
+        /// The entries.
+        entries: Vec<crate::dns::querylog::QueryLogEntry>,
     },
     /// Refused or failed.
     Error {

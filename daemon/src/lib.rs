@@ -13,6 +13,7 @@ pub mod core;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod discovery;
+pub mod dns;
 pub mod firewall;
 pub mod inventory;
 pub mod kernel_ids;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli_dns;
+
 use bulkhead::config::{self, MacAddr, ZoneId, DEFAULT_CONFIG_PATH};
 use bulkhead::control::{self, Request, Response};
 
@@ -46,6 +48,9 @@ enum Command {
     /// The WireGuard tunnel.
     #[command(subcommand)]
     Vpn(VpnCommand),
+    /// The DNS resolver: status, query log, "what would this device get".
+    #[command(subcommand)]
+    Dns(cli_dns::DnsCommand),
     /// Recent alerts: new devices held in quarantine, classifications, identity
     /// suggestions, exhausted DHCP pools.
     Alerts {
@@ -345,6 +350,7 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
             };
             (request, print_done, false)
         }
+        Command::Dns(dns) => cli_dns::dns_request(dns),
         Command::Alerts { limit, json } => (Request::Alerts { limit }, print_alerts, json),
         Command::AckAlerts { ids } => {
             let ids = (!ids.is_empty()).then_some(ids);

@@ -127,6 +127,11 @@ pub(crate) fn tunnel_config() -> crate::config::Config {
             "2001:db8:99::/48".parse().expect("net"),
         ],
         domain_sets: [DomainSetId::new("streaming").expect("id")].into(),
+        domains: [(
+            DomainSetId::new("streaming").expect("id"),
+            ["video.example.test".to_string()].into(),
+        )]
+        .into(),
         exclude_devices: [mac(8)].into(),
         exclude_destinations: vec!["198.18.0.0/15".parse().expect("net")],
     };

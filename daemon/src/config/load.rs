@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::class_rules::{validate_class_rules, SeenRuleIds};
+use super::dns::{validate_dns, DnsConfig, RawDns, ZoneDns};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::tunnel::{validate_tunnel, RawPolicyTunnel, RawTunnel, SelectorMerge};
 use super::types::*;
@@ -35,6 +36,7 @@ struct RawMain {
     #[serde(default)]
     dhcp: Option<RawDhcp>,
     tunnel: Option<RawTunnel>,
+    dns: Option<RawDns>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +108,10 @@ struct RawZone {
     router_services: Vec<Spanned<String>>,
     #[serde(default = "default_true")]
     intra_zone: bool,
+    #[serde(default)]
+    dns_blocklists: Vec<Spanned<String>>,
+    #[serde(default = "default_true")]
+    dns_log: bool,
 }
 
 fn default_true() -> bool {
@@ -119,6 +125,8 @@ struct RawDevice {
     zone: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     ip: Option<Spanned<String>>,
+    dns_blocklists: Option<Vec<Spanned<String>>>,
+    dns_log: Option<bool>,
 }
 
 /// A list of strings as written, with the list's span and each entry's.
@@ -203,8 +211,9 @@ fn load_with(
     let policy = match &main {
         Some(m) => {
             let no_tunnel_in = m.tunnel.is_none().then_some(path);
+            let lists = m.dns.blocklist_names();
             read_policies(&m.policies_dir, &mut errors)
-                .and_then(|files| load_policy(&m.policies_dir, files, &m.segments, no_tunnel_in, &mut errors))
+                .and_then(|files| load_policy(&m.policies_dir, files, &m.segments, &lists, no_tunnel_in, &mut errors))
         }
         None => None,
     };
@@ -220,6 +229,7 @@ fn load_with(
             web: m.web,
             dhcp: m.dhcp,
             tunnel: m.tunnel,
+            dns: m.dns,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -246,6 +256,7 @@ struct MainPart {
     web: WebConfig,
     dhcp: DhcpSettings,
     tunnel: Option<TunnelConfig>,
+    dns: DnsConfig,
 }
 
 pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -429,6 +440,8 @@ fn validate_main(
             t
         }
     };
+    let dns = validate_dns(raw.dns.as_ref(), base, &segments, rep);
+    ok &= dns.is_some();
     let path_or = |v: Option<Spanned<String>>, default: &str| {
         v.map_or_else(|| PathBuf::from(default), |s| resolve(base, s.get_ref()))
     };
@@ -442,6 +455,7 @@ fn validate_main(
         web,
         dhcp,
         tunnel,
+        dns: dns.unwrap_or_else(|| DnsConfig::defaults(&[])),
     };
     ok.then_some(part)
 }
@@ -691,6 +705,7 @@ fn load_policy(
     dir: &Path,
     files: Vec<(PathBuf, String)>,
     segments: &[Segment],
+    blocklists: &BTreeSet<String>,
     no_tunnel_in: Option<&Path>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Policy> {
@@ -702,7 +717,7 @@ fn load_policy(
         }
     }
     let before = errors.len();
-    let policy = validate_policy(dir, &sources, segments, no_tunnel_in, errors);
+    let policy = validate_policy(dir, &sources, segments, blocklists, no_tunnel_in, errors);
     (errors.len() == before).then_some(policy).flatten()
 }
 
@@ -712,6 +727,7 @@ fn validate_policy(
     dir: &Path,
     sources: &[PolicySource],
     segments: &[Segment],
+    blocklists: &BTreeSet<String>,
     no_tunnel_in: Option<&Path>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Policy> {
@@ -747,6 +763,24 @@ fn validate_policy(
             }
         }
     };
+    let list_refs = |rep: &mut Reporter<'_>, lists: &[Spanned<String>], field: &dyn Fn(usize) -> String| {
+        let mut out = BTreeSet::new();
+        for (i, l) in lists.iter().enumerate() {
+            if blocklists.contains(l.get_ref()) {
+                out.insert(l.get_ref().clone());
+            } else {
+                rep.at(
+                    l.span(),
+                    field(i),
+                    format!(
+                        "unknown blocklist `{}` (lists are defined by [[dns.blocklists]] in the main file)",
+                        l.get_ref().escape_debug()
+                    ),
+                );
+            }
+        }
+        out
+    };
     let mut zones = BTreeMap::new();
     let mut unknown_zone: Option<ZoneId> = None;
     let mut approved_zone: Option<Option<ZoneId>> = None;
@@ -776,6 +810,12 @@ fn validate_policy(
                     Err(m) => rep.at(s.span(), format!("zones.{name}.router_services[{i}]"), m),
                 }
             }
+            let dns = ZoneDns {
+                blocklists: list_refs(&mut rep, &z.dns_blocklists, &|i| {
+                    format!("zones.{name}.dns_blocklists[{i}]")
+                }),
+                log: z.dns_log,
+            };
             zones.entry(id.clone()).or_insert(Zone {
                 id,
                 description: z.description.clone(),
@@ -783,6 +823,7 @@ fn validate_policy(
                 reach_zones: reach,
                 router_services: services,
                 intra_zone: z.intra_zone,
+                dns,
             });
         }
         if let Some(u) = &src.raw.unknown_zone {
@@ -889,10 +930,16 @@ fn validate_policy(
                 },
             };
             if let (Some(mac), Some(Some(_)) | None, Some(ip)) = (mac, &zone, ip) {
+                let dns_blocklists = d
+                    .dns_blocklists
+                    .as_ref()
+                    .map(|l| list_refs(&mut rep, l, &|j| format!("devices[{i}].dns_blocklists[{j}]")));
                 let over = DeviceOverride {
                     zone: zone.flatten(),
                     name,
                     ip,
+                    dns_blocklists,
+                    dns_log: d.dns_log,
                 };
                 if devices.insert(mac, over).is_some() {
                     rep.at(d.mac.span(), field("mac"), format!("device {mac} is listed twice"));

@@ -3,12 +3,17 @@
 //! Errors name file, line, column and field; all of them are reported at once.
 
 mod class_rules;
+mod dns;
 mod error;
 mod fuzz;
 mod load;
 mod tunnel;
 mod types;
 
+pub use dns::{
+    parse_upstream, BlockAnswer, BlocklistSource, BypassMode, DnsConfig, Upstream, UpstreamProtocol, ZoneDns,
+    MAX_BLOCKLISTS,
+};
 pub(crate) use error::write_lines;
 pub use error::{ConfigError, ConfigErrors};
 pub use fuzz::fuzz_entry_config;

@@ -56,6 +56,8 @@ pub(super) struct RawPolicyTunnel {
     devices: Option<SpannedList>,
     destinations: Option<SpannedList>,
     domain_sets: Option<SpannedList>,
+    /// `domains.SET = ["example.com", …]`: the domains whose answers fill SET.
+    domains: Option<BTreeMap<String, SpannedList>>,
     // Not `Spanned`: toml cannot span a table that is only implied (by
     // `[tunnel.exclude]` or a dotted key), and no error points at the table.
     exclude: Option<RawTunnelExclude>,
@@ -471,6 +473,13 @@ impl SelectorMerge {
                     .filter(|l| !l.get_ref().is_empty())
                     .map(|l| (field, l.span()))
             });
+            let present = present.or_else(|| {
+                t.domains
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|(_, l)| ("tunnel.domains", l.span()))
+            });
             if let Some((field, span)) = present {
                 rep.at(
                     span,
@@ -492,6 +501,30 @@ impl SelectorMerge {
                 }
                 Err(m) => rep.at(d.span(), format!("tunnel.domain_sets[{i}]"), m),
             }
+        }
+        for (set, list) in t.domains.iter().flatten() {
+            let id = match DomainSetId::new(set) {
+                Ok(id) => id,
+                Err(m) => {
+                    rep.at(list.span(), format!("tunnel.domains.{}", set.escape_debug()), m);
+                    continue;
+                }
+            };
+            let domains = self.sel.domains.entry(id.clone()).or_default();
+            for (i, d) in list.get_ref().iter().enumerate() {
+                let name = d.get_ref().trim_end_matches('.').to_ascii_lowercase();
+                if is_dns_name(&name) {
+                    domains.insert(name);
+                } else {
+                    rep.at(
+                        d.span(),
+                        format!("tunnel.domains.{set}[{i}]"),
+                        format!("`{}` is not a domain", d.get_ref().escape_debug()),
+                    );
+                }
+            }
+            // Naming a set's domains selects it.
+            self.sel.domain_sets.insert(id);
         }
         for (i, d) in items(&t.destinations).iter().enumerate() {
             network_into(rep, d, format!("tunnel.destinations[{i}]"), &mut self.sel.destinations);

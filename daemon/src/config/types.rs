@@ -210,6 +210,8 @@ pub struct Zone {
     pub router_services: BTreeSet<RouterService>,
     /// Whether members may open connections to each other.
     pub intra_zone: bool,
+    /// What the resolver does for its devices.
+    pub dns: super::dns::ZoneDns,
 }
 
 /// A device named in policy: pinned to a zone and/or given a name.
@@ -221,6 +223,10 @@ pub struct DeviceOverride {
     pub name: Option<String>,
     /// Its fixed DHCP address, if set (a static lease).
     pub ip: Option<Ipv4Addr>,
+    /// Its blocklists instead of its zone's, if set.
+    pub dns_blocklists: Option<BTreeSet<String>>,
+    /// Whether its questions are logged, instead of its zone's choice, if set.
+    pub dns_log: Option<bool>,
 }
 
 /// The policy: zones, where unknown devices go, segment defaults, device overrides.
@@ -412,6 +418,9 @@ pub struct TunnelSelectors {
     /// Traffic to the addresses of these named domain sets (filled by the DNS
     /// resolver, or `bulkhead vpn domain-add`).
     pub domain_sets: BTreeSet<DomainSetId>,
+    /// The domains (each with its subdomains) whose DNS answers fill each
+    /// domain set (`[tunnel] domains.SET = [...]`).
+    pub domains: BTreeMap<DomainSetId, BTreeSet<String>>,
     /// Devices that always go direct.
     pub exclude_devices: BTreeSet<MacAddr>,
     /// Networks always reached directly.
@@ -520,6 +529,8 @@ pub struct Config {
     pub dhcp: DhcpSettings,
     /// The WireGuard tunnel, if configured.
     pub tunnel: Option<TunnelConfig>,
+    /// The resolver.
+    pub dns: super::dns::DnsConfig,
     /// The policy loaded from `policies_dir`.
     pub policy: Policy,
 }

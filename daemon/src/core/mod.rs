@@ -101,6 +101,15 @@ impl DaemonState {
         })
     }
 
+    /// At start, before the first [`reconcile`](Self::reconcile): keeps what
+    /// the kernel's domain sets hold from the previous run for `secs` more
+    /// (the resolver's new answers extend what is still in use).
+    pub fn adopt_previous_domain_sets(&mut self, now: UnixTime, secs: u32) -> usize {
+        let sets = self.config.policy.tunnel.domain_sets.clone();
+        self.enforcer
+            .adopt_kernel_domain_sets(&sets, now.saturating_add(i64::from(secs)))
+    }
+
     /// Makes the kernel match config + the whole inventory. On failure the
     /// kernel keeps its previous state and the next reconcile retries.
     pub fn reconcile(&mut self) -> Result<ApplyOutcome, FirewallError> {

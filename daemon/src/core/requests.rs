@@ -62,6 +62,9 @@ impl DaemonState {
             Request::Tunnel => Response::Error {
                 message: "the tunnel's state is kept by the daemon loop".into(),
             },
+            Request::DnsStatus | Request::DnsLog { .. } | Request::DnsTest { .. } => Response::Error {
+                message: "the resolver is off (dns.enabled = false)".into(),
+            },
         }
     }
 

@@ -34,6 +34,8 @@ pub struct DeviceSnapshot {
     pub mac: MacAddr,
     /// The homeowner's name for it (or the policy's), if any.
     pub name: Option<String>,
+    /// The host name it gave in DHCP, if any (network input: hostile).
+    pub hostname: Option<String>,
     /// Its zone.
     pub zone: ZoneId,
     /// Its addresses.
@@ -111,6 +113,7 @@ impl DaemonState {
                 DeviceSnapshot {
                     mac: d.mac,
                     name,
+                    hostname: d.evidence.hostname.clone(),
                     tunnel_routed: tunnel_routed(&self.config, d, &decision.zone),
                     zone: decision.zone,
                     addresses: d.addresses.clone(),

@@ -7,8 +7,8 @@
 //! It also holds the elements services put in named sets for a while (the
 //! tunnel's domain sets, filled from DNS answers): [`Enforcer::hold`] adds them
 //! with a deadline, [`Enforcer::expire`] deletes what is due (time is an
-//! argument), and every full replace puts back what is held, because it
-//! re-creates those sets empty.
+//! argument), and every full replace re-creates those sets holding them, in
+//! the same transaction.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -180,8 +180,8 @@ impl Enforcer {
     /// to (2) the full replace of both tables in one transaction, verified by
     /// reading back, which is always correct; (3) only after the kernel took
     /// the change are the connections it forbids cut (cut earlier, they could
-    /// re-establish under the old rules); (4) after a full replace, the held
-    /// domain-set addresses go back (the replace re-created the sets empty).
+    /// re-establish under the old rules). The held domain-set addresses are
+    /// part of the replace document: the sets are never empty in between.
     /// On failure the kernel keeps its previous state (nft transactions are
     /// atomic) and so does `applied`, so the next enforce retries from the
     /// truth; a failed read-back forgets `applied`, so the next one replaces.
@@ -198,7 +198,18 @@ impl Enforcer {
             MembershipChange::Whole { membership, .. } => std::mem::take(membership),
             MembershipChange::Entries { whole, .. } => whole(),
         };
-        if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, &membership) {
+        // Held addresses of sets the new ruleset still has go into the document.
+        let sets = ruleset
+            .tunnel
+            .as_ref()
+            .map(|t| t.domain_sets.clone())
+            .unwrap_or_default();
+        self.held.retain(|(set, _), _| sets.contains(set));
+        let mut held: BTreeMap<DomainSetId, Vec<IpAddr>> = BTreeMap::new();
+        for (set, ip) in self.held.keys() {
+            held.entry(set.clone()).or_default().push(*ip);
+        }
+        if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, &membership, &held) {
             let msg = error_chain(&e);
             if matches!(e, FirewallError::Verify(_)) {
                 // The kernel took the document but does not hold what we meant:
@@ -223,7 +234,6 @@ impl Enforcer {
             self.cut(addresses_to_cut(&old.membership, &membership, everyone, &rerouted));
         }
         self.applied = Some(Applied { ruleset, membership });
-        self.restore_held();
         Ok(ApplyOutcome::FullReplace)
     }
 
@@ -319,6 +329,49 @@ impl Enforcer {
         })
     }
 
+    /// At start, before the first apply: the addresses the kernel's domain
+    /// sets still hold from the previous run (the daemon restarted, its tables
+    /// stayed in force) are held until `until`, so the first replace keeps
+    /// them and nothing selected goes out directly while clients still use
+    /// answers they got before the restart. Returns how many were adopted.
+    pub fn adopt_kernel_domain_sets(&mut self, sets: &BTreeSet<DomainSetId>, until: UnixTime) -> usize {
+        use nftables::schema::{NfListObject, NfObject};
+        if sets.is_empty() {
+            return 0;
+        }
+        let listing = match self.nft.list_table(nftables::types::NfFamily::INet) {
+            Ok(l) => l,
+            // No table yet (a first start): nothing to adopt.
+            Err(_) => return 0,
+        };
+        let mut adopted = 0;
+        for object in listing.objects.iter() {
+            let NfObject::ListObject(NfListObject::Set(set)) = object else {
+                continue;
+            };
+            let Some(id) = sets.iter().find(|d| {
+                [false, true]
+                    .iter()
+                    .any(|v6| super::render::domain_set_name(d, *v6) == set.name)
+            }) else {
+                continue;
+            };
+            for e in set.elem.iter().flat_map(|e| e.iter()) {
+                let nftables::expr::Expression::String(text) = e else {
+                    continue;
+                };
+                let Ok(ip) = text.parse::<IpAddr>() else { continue };
+                if self.held.len() >= MAX_HELD_ADDRESSES {
+                    return adopted;
+                }
+                let deadline = self.held.entry((id.clone(), ip)).or_insert(until);
+                *deadline = (*deadline).max(until);
+                adopted += 1;
+            }
+        }
+        adopted
+    }
+
     /// The deadline of an address held in a domain set.
     pub fn held_until(&self, set: &DomainSetId, ip: IpAddr) -> Option<UnixTime> {
         self.held.get(&(set.clone(), ip)).copied()
@@ -352,33 +405,6 @@ impl Enforcer {
         }
         for k in expired {
             self.held.remove(&k);
-        }
-    }
-
-    /// After a full replace: the domain sets are empty again; put back what is
-    /// held (sets no longer in the policy lose their addresses).
-    fn restore_held(&mut self) {
-        let sets = self
-            .applied
-            .as_ref()
-            .and_then(|a| a.ruleset.tunnel.as_ref())
-            .map(|t| t.domain_sets.clone())
-            .unwrap_or_default();
-        self.held.retain(|(set, _), _| sets.contains(set));
-        let mut delta = MembershipDelta::default();
-        for (set, ip) in self.held.keys() {
-            push_addresses(&mut delta, true, set, [*ip]);
-        }
-        if delta.is_empty() {
-            return;
-        }
-        if let Err(e) = self.nft.apply_delta(&delta) {
-            let msg = format!(
-                "could not restore the domain sets after a table replace: {}",
-                error_chain(&e)
-            );
-            tracing::error!("{msg}");
-            self.failed(&msg);
         }
     }
 

@@ -99,8 +99,13 @@ pub enum ApplyOutcome {
 }
 
 /// Replaces both tables in one transaction, then reads them back and compares.
-fn full_replace(nft: &dyn NftBackend, ruleset: &DesiredRuleset, membership: &Membership) -> Result<(), FirewallError> {
-    nft.apply(&render::full_document(ruleset, membership))
+fn full_replace(
+    nft: &dyn NftBackend,
+    ruleset: &DesiredRuleset,
+    membership: &Membership,
+    held: &std::collections::BTreeMap<crate::config::DomainSetId, Vec<std::net::IpAddr>>,
+) -> Result<(), FirewallError> {
+    nft.apply(&render::full_document_holding(ruleset, membership, held))
         .map_err(|source| FirewallError::Nft { what: "full", source })?;
     let inet = nft
         .list_table(nftables::types::NfFamily::INet)

@@ -425,6 +425,45 @@ pub struct DesiredRuleset {
     pub lan_broadcasts: BTreeSet<Ipv4Addr>,
     /// The WireGuard tunnel's selectors and guards, when a tunnel is configured.
     pub tunnel: Option<TunnelRules>,
+    /// DNS bypass protection, when the resolver runs and it is on.
+    pub dns_guard: Option<DnsGuard>,
+}
+
+/// What stops LAN devices from using another resolver than Bulkhead's
+/// (`dns.bypass`): plain IPv4 DNS to any other server is answered by the
+/// router (redirect) or refused; plain IPv6 DNS to another server, DNS over
+/// TLS/QUIC (853) and HTTPS to known DoH servers are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsGuard {
+    /// IPv4 port 53 to another server is redirected to the router (else refused).
+    pub redirect_v4: bool,
+    /// The router's own IPv4 segment addresses (already the resolver).
+    pub router_v4: BTreeSet<Ipv4Addr>,
+    /// Known DoH servers, IPv4.
+    pub doh_v4: BTreeSet<Ipv4Net>,
+    /// Known DoH servers, IPv6.
+    pub doh_v6: BTreeSet<Ipv6Net>,
+}
+
+/// The DNS guard the config asks for.
+fn dns_guard(config: &Config) -> Option<DnsGuard> {
+    if !config.dns.enabled || config.dns.bypass == crate::config::BypassMode::Off || config.segments.is_empty() {
+        return None;
+    }
+    let mut doh_v4 = BTreeSet::new();
+    let mut doh_v6 = BTreeSet::new();
+    for n in &config.dns.doh_servers {
+        match n {
+            ipnet::IpNet::V4(v4) => doh_v4.insert(v4.trunc()),
+            ipnet::IpNet::V6(v6) => doh_v6.insert(v6.trunc()),
+        };
+    }
+    Some(DnsGuard {
+        redirect_v4: config.dns.bypass == crate::config::BypassMode::Redirect,
+        router_v4: config.segments.iter().map(|s| s.ipv4.addr()).collect(),
+        doh_v4,
+        doh_v6,
+    })
 }
 
 /// The firewall's half of the tunnel: which LAN traffic gets the tunnel mark, and
@@ -600,6 +639,7 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         segment_defaults,
         lan_broadcasts: config.segments.iter().map(|s| s.ipv4.broadcast()).collect(),
         tunnel: tunnel_rules(config),
+        dns_guard: dns_guard(config),
     }
 }
 

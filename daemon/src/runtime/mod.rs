@@ -43,6 +43,11 @@ use crate::net::{self, NetApplier};
 use crate::policy::{desired_net, existing_bridge_ports};
 use crate::store::Store;
 
+/// How long domain-set addresses found in the kernel at start stay held: the
+/// longest a client may still use an answer it got before the restart (the
+/// resolver's hold floor and grace, doubled).
+const ADOPTED_DOMAIN_SECS: u32 = 720;
+
 /// Logs every config error, one per line, and returns a summary error.
 pub fn report_config_errors(path: &Path, errors: &config::ConfigErrors) -> anyhow::Error {
     for e in &errors.0 {
@@ -79,6 +84,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     match net::observe(&nl).await {
         Ok(observed) => state.observed_bridge_ports = existing_bridge_ports(&state.config, &observed),
         Err(e) => tracing::warn!(error = %error_chain(&e), "could not read links before the first apply"),
+    }
+    // A restart: what the domain sets held stays (the tables are replaced now).
+    let adopted = state.adopt_previous_domain_sets(unix_now(), ADOPTED_DOMAIN_SECS);
+    if adopted > 0 {
+        tracing::info!(adopted, "domain set addresses kept from the previous run");
     }
     state.reconcile().context("applying the firewall")?;
     match reconcile_links(&nl, &state.config).await {
@@ -150,8 +160,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         });
     }
 
-    // Services (DNS next) get a handle from here: `services.handle()`.
+    // Services get a handle from here: `services.handle()`.
     let mut services = services::ServiceHub::default();
+    // The resolver: lists loaded before it listens, the first snapshot
+    // published before it answers.
+    let mut dns = start_dns(&state, &mut services).await;
+    services.publish(&state);
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = Stop::new()?;
@@ -171,7 +185,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
-                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref()));
+                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), dns.as_ref()));
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
@@ -179,6 +193,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 reload(&mut state, &mut dhcp, &config_path, &nl).await;
                 dhcp.sync(&state);
+                let settings = crate::dns::DnsSettings::from_config(&state.config);
+                if dns.as_ref().map(|d| d.settings()) != Some(&settings) || !state.config.dns.enabled {
+                    // Old sockets close before the new ones bind.
+                    drop(dns.take());
+                    dns = start_dns(&state, &mut services).await;
+                }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &vpn, t);
             }
@@ -237,6 +257,69 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 /// runtime holds: the tunnel's state, the DHCP server's and mDNS browser's
 /// counters in the status; a new setup token is printed where the first one was.
 fn answer(
+    state: &mut DaemonState,
+    req: Request,
+    vpn: &tunnel::TunnelRuntime,
+    dhcp: &dhcp_io::DhcpIo,
+    mdns: Option<&crate::discovery::mdns::Browser>,
+    dns: Option<&crate::dns::DnsService>,
+) -> Response {
+    match (req, dns) {
+        (Request::DnsStatus, Some(dns)) => Response::Dns(Box::new(dns.status())),
+        (Request::DnsLog { filter }, Some(dns)) => Response::DnsLog {
+            entries: dns.log(&filter),
+        },
+        (Request::DnsTest { name, from }, Some(dns)) => {
+            let ip = match from {
+                None => None,
+                Some(mac) => match state.snapshot().devices.get(&mac) {
+                    Some(d) => d.addresses.iter().min_by_key(|a| a.is_ipv6()).copied(),
+                    None => {
+                        return Response::Error {
+                            message: format!("no device {mac}"),
+                        }
+                    }
+                },
+            };
+            if from.is_some() && ip.is_none() {
+                return Response::Error {
+                    message: "that device has no known address yet".into(),
+                };
+            }
+            match dns.explain(&name, ip) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message },
+            }
+        }
+        (req, _) => answer_core(state, req, vpn, dhcp, mdns),
+    }
+}
+
+/// Starts the resolver if the config wants it; a failure is logged and
+/// raised as an alert, and the daemon goes on without it.
+async fn start_dns(state: &DaemonState, services: &mut services::ServiceHub) -> Option<crate::dns::DnsService> {
+    if !state.config.dns.enabled {
+        return None;
+    }
+    let settings = crate::dns::DnsSettings::from_config(&state.config);
+    let for_lists = settings.clone();
+    let lists = match tokio::task::spawn_blocking(move || crate::dns::load_blocklists(&for_lists)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "loading the blocklists failed");
+            (crate::dns::blocklist::Blocklists::build(Vec::new()), Vec::new())
+        }
+    };
+    match crate::dns::DnsService::start(settings, lists, services.handle()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(error = %crate::dns::describe(&e), "the resolver is off");
+            None
+        }
+    }
+}
+
+fn answer_core(
     state: &mut DaemonState,
     req: Request,
     vpn: &tunnel::TunnelRuntime,

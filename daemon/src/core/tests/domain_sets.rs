@@ -1,5 +1,5 @@
-//! Domain sets: addresses held for a TTL in named sets only, put back after a
-//! full replace, expired on time.
+//! Domain sets: addresses held for a TTL in named sets only, kept through a
+//! full replace (inside its document), expired on time.
 
 use std::net::IpAddr;
 
@@ -28,10 +28,22 @@ fn domain_sets_take_named_sets_only_expire_and_survive_full_replaces() {
     h.state.handle(add(&set, 100), 110);
     h.state.handle(add(&set, 5), 120);
     assert_eq!(h.state.enforcer.held_until(&set, ip).as_ref(), Some(&210));
-    // A full replace empties the kernel's sets: the state puts them back.
+    // A full replace re-creates the sets holding the address, in the same
+    // document: they are never empty in between.
     h.state.enforcer.forget_applied();
     assert_eq!(h.state.reconcile().expect("apply"), ApplyOutcome::FullReplace);
     assert_eq!(h.state.enforcer.held_count(), 1);
+    let full = h.last_full.lock().expect("lock").clone().expect("a full document");
+    let set_def = full.find("\"dom_streaming_v4\"").expect("the set is created");
+    assert!(
+        full[set_def..]
+            .split("\"set\"")
+            .next()
+            .is_some_and(|s| s.contains("198.51.100.7")),
+        "the held address is in the set's definition: {}",
+        &full[set_def..(set_def + 300).min(full.len())]
+    );
+
     h.state.handle_timeout(209);
     assert_eq!(h.state.enforcer.held_count(), 1);
     h.state.handle_timeout(210);
@@ -50,4 +62,55 @@ fn domain_sets_take_named_sets_only_expire_and_survive_full_replaces() {
         json.contains("\"dom_streaming_v4\"") && json.contains("198.51.100.7"),
         "{json}"
     );
+}
+
+/// A restart: the kernel's domain sets still hold addresses from the previous
+/// run; the new enforcer adopts them before its first replace, whose document
+/// keeps them, and lets them go when the adoption ends.
+#[test]
+fn a_restart_keeps_what_the_kernel_domain_sets_hold() {
+    use std::sync::Arc;
+
+    use crate::config::DomainSetId;
+    use crate::firewall::{Enforcer, MembershipChange};
+    use crate::policy::{desired_membership, desired_ruleset};
+    use crate::testutil::{listing_of, FakeNft, NoConntrack};
+
+    let config = crate::testutil::tunnel_config();
+    let set = DomainSetId::new("streaming").expect("id");
+    let ip: IpAddr = "203.0.113.10".parse().expect("ip");
+    let ruleset = desired_ruleset(&config, &Default::default());
+    let nobody = crate::inventory::Inventory::from_devices(Vec::new());
+    let membership = desired_membership(&config, &nobody);
+    // What the previous run left in the kernel.
+    let before =
+        crate::firewall::render::full_document_holding(&ruleset, &membership, &[(set.clone(), vec![ip])].into());
+    let nft = Arc::new(FakeNft::default());
+    *nft.listing.lock().expect("lock") = Some(listing_of(&before));
+    let mut enforcer = Enforcer::new(Box::new(nft.clone()), Box::new(NoConntrack));
+    let sets = [set.clone()].into();
+    assert_eq!(enforcer.adopt_kernel_domain_sets(&sets, 1_720), 1);
+    assert_eq!(enforcer.held_until(&set, ip), Some(1_720));
+    let addresses_of = |_: &crate::config::MacAddr| Vec::new();
+    enforcer
+        .enforce(
+            ruleset,
+            MembershipChange::Whole {
+                membership,
+                addresses_of: &addresses_of,
+            },
+        )
+        .expect("first apply");
+    assert_eq!(enforcer.held_count(), 1, "still held after the first replace");
+    enforcer.expire(1_720);
+    assert_eq!(enforcer.held_count(), 0);
+    // Nothing to adopt without a table (a first start) or without sets.
+    let empty = Arc::new(FakeNft::default());
+    *empty.listing.lock().expect("lock") = Some(listing_of(&crate::firewall::render::full_document(
+        &desired_ruleset(&config, &Default::default()),
+        &desired_membership(&config, &nobody),
+    )));
+    let mut fresh = Enforcer::new(Box::new(empty), Box::new(NoConntrack));
+    assert_eq!(fresh.adopt_kernel_domain_sets(&sets, 1_720), 0);
+    assert_eq!(fresh.adopt_kernel_domain_sets(&Default::default(), 1_720), 0);
 }

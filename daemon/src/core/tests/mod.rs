@@ -66,6 +66,8 @@ struct Harness {
     cut: FakeConntrack,
     refuse_full: Arc<AtomicBool>,
     refuse_deltas: Arc<AtomicBool>,
+    /// The JSON of the last full document the fake nft took.
+    last_full: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Harness {
@@ -77,6 +79,7 @@ impl Harness {
         let nft = ListingNft::default();
         let refuse_full = nft.refuse_full.clone();
         let refuse_deltas = nft.refuse_deltas.clone();
+        let last_full = nft.last_full.clone();
         let mut state = DaemonState::new(config, store, Box::new(nft), Box::new(cut.clone())).expect("state");
         state.wall_clock = || 1_000_000;
         Harness {
@@ -84,6 +87,7 @@ impl Harness {
             cut,
             refuse_full,
             refuse_deltas,
+            last_full,
         }
     }
     fn full_membership(&self) -> Membership {
@@ -99,6 +103,7 @@ struct ListingNft {
     inner: FakeNft,
     refuse_full: Arc<AtomicBool>,
     refuse_deltas: Arc<AtomicBool>,
+    last_full: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl NftBackend for ListingNft {
@@ -123,6 +128,7 @@ impl NftBackend for ListingNft {
             }
             let owned: nftables::schema::Nftables<'static> = serde_json::from_str(&json).expect("reparse");
             *self.inner.listing.lock().expect("lock") = Some(listing_of(&owned));
+            *self.last_full.lock().expect("lock") = Some(json.clone());
         }
         self.inner.apply(doc)
     }

@@ -10,8 +10,11 @@ use nftables::expr::{Expression, MetaKey, NamedExpression};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
+use super::dns::{dns_forward_guards, dns_redirect_chain};
 use super::sets::{blocked_macs, SetOwner};
-use super::tunnel::{tunnel_forward_guards, tunnel_input_guard, tunnel_mark_chain, tunnel_masquerade};
+use super::tunnel::{
+    tunnel_forward_guards, tunnel_input_guard, tunnel_mark_chain, tunnel_masquerade, tunnel_output_chain,
+};
 use super::zones::{zone_dispatch, zone_forward_chain, zone_input_chain, LAN_FORWARD, LAN_INPUT};
 use super::{has_mark, icmpv6_types, marks, num, ChainSpec};
 use crate::firewall::expr::*;
@@ -56,6 +59,12 @@ pub(super) fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         chains.push(zone_forward_chain(z, &exits, lan));
     }
 
+    if let Some(t) = &rs.tunnel {
+        chains.push(tunnel_output_chain(t));
+    }
+    if let Some(c) = rs.dns_guard.as_ref().and_then(|g| dns_redirect_chain(rs, g)) {
+        chains.push(c);
+    }
     chains.push(postrouting_chain(rs));
     chains
 }
@@ -169,6 +178,10 @@ fn forward_chain(rs: &DesiredRuleset) -> ChainSpec {
         );
     }
     fwd.rule("invalid", vec![ct_state(&["invalid"]), drop_()]);
+    if let Some(g) = &rs.dns_guard {
+        // New connections only (after `established`), every zone alike.
+        dns_forward_guards(&mut fwd, rs, g);
+    }
     if !lan.is_empty() {
         fwd.rule("lan", vec![iifname_in(lan), goto(LAN_FORWARD)]);
         // Nothing from elsewhere (the WAN, other interfaces) opens connections into

@@ -39,7 +39,7 @@
 //! - `bridge.rs`: `table bridge bulkhead`.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Prefix};
 use nftables::schema::{
@@ -50,9 +50,11 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::expr::*;
 use super::{MembershipDelta, SetKind, TABLE};
+use crate::config::DomainSetId;
 use crate::policy::{DesiredRuleset, Membership};
 
 mod bridge;
+mod dns;
 mod inet;
 mod sets;
 mod tunnel;
@@ -169,6 +171,17 @@ fn table(family: NfFamily) -> Table<'static> {
 /// transaction: either all of it lands or none of it, and no packet ever sees the
 /// table missing or half-built.
 pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
+    full_document_holding(rs, m, &BTreeMap::new())
+}
+
+/// [`full_document`] with the domain sets created holding `held` (what the
+/// daemon holds for services): the sets are never empty between the replace
+/// and a later delta, so no selected traffic slips out directly meanwhile.
+pub fn full_document_holding(
+    rs: &DesiredRuleset,
+    m: &Membership,
+    held: &BTreeMap<DomainSetId, Vec<std::net::IpAddr>>,
+) -> Nftables<'static> {
     let mut objs: Vec<NfObject<'static>> = Vec::new();
     let add = |o| NfObject::CmdObject(NfCmd::Add(o));
     for fam in [NfFamily::INet, NfFamily::Bridge] {
@@ -195,12 +208,19 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
             }))));
         }
     }
-    // Domain sets start empty on every full replace; the daemon adds back the
-    // addresses it still holds right after, and expires them itself (no kernel
-    // timeouts: `add` does not refresh an element's timeout on the kernels
-    // OpenWrt ships, and the daemon must know what the set holds).
+    // Domain sets are created holding what the daemon holds (in the same
+    // transaction), and the daemon expires them itself (no kernel timeouts:
+    // `add` does not refresh an element's timeout on the kernels OpenWrt
+    // ships, and the daemon must know what the set holds).
     for d in rs.tunnel.iter().flat_map(|t| t.domain_sets.iter()) {
         for v6 in [false, true] {
+            let elem: Vec<Expression<'static>> = held
+                .get(d)
+                .into_iter()
+                .flatten()
+                .filter(|ip| ip.is_ipv6() == v6)
+                .map(|ip| Expression::String(Cow::Owned(ip.to_string())))
+                .collect();
             objs.push(add(NfListObject::Set(Box::new(Set {
                 family: NfFamily::INet,
                 table: Cow::Borrowed(TABLE),
@@ -209,7 +229,7 @@ pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
                 set_type: SetTypeValue::Single(set_type(if v6 { SetKind::V6 } else { SetKind::V4 })),
                 policy: None,
                 flags: None::<HashSet<SetFlag>>,
-                elem: None,
+                elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
                 timeout: None,
                 gc_interval: None,
                 size: None,

@@ -68,6 +68,24 @@ pub(super) fn tunnel_forward_guards(fwd: &mut ChainSpec, t: &TunnelRules) {
     }
 }
 
+/// `output`: the router's own packets with the tunnel mark (the resolver's
+/// questions for tunnelled devices) leave by the tunnel or not at all — the
+/// same second wall as `tunnel-leak-guard` in `forward`, for what the router
+/// itself sends.
+pub(super) fn tunnel_output_chain(t: &TunnelRules) -> ChainSpec {
+    let mut out = ChainSpec::base(NfFamily::INet, "output", NfChainType::Filter, NfHook::Output, 0);
+    out.rule(
+        "tunnel-leak-guard",
+        vec![
+            has_mark(marks::TUNNEL),
+            op(meta(MetaKey::Oifname), Operator::NEQ, s(t.interface.clone())),
+            counter(),
+            drop_(),
+        ],
+    );
+    out
+}
+
 /// In `postrouting`, after the WAN's masquerade. Both families: the VPN routes
 /// only the address it gave us.
 pub(super) fn tunnel_masquerade(post: &mut ChainSpec, t: &TunnelRules) {

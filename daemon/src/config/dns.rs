@@ -1,0 +1,452 @@
+//! `[dns]` in the main file (the resolver's sockets, upstreams, cache, lists)
+//! and the DNS fields of zones and devices in the policy files.
+//!
+//! ```toml
+//! [dns]
+//! upstreams = ["192.0.2.53", "tcp://198.51.100.53:53"]
+//! tunnel_upstreams = ["10.64.0.1"]       # default: the upstreams, through the tunnel
+//! block_answer = "null"                  # or "nxdomain"
+//! rebind_allow = ["plex.direct"]
+//! [[dns.blocklists]]
+//! name = "ads"
+//! file = "lists/ads.txt"
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::error::Reporter;
+use super::load::{is_dns_name, resolve};
+use super::types::Segment;
+
+/// How a DNS upstream is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// UDP, and TCP when the answer is truncated.
+    Udp,
+    /// TCP only.
+    Tcp,
+}
+
+/// One upstream resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Upstream {
+    /// Its address and port.
+    pub addr: SocketAddr,
+    /// How it is asked.
+    pub protocol: UpstreamProtocol,
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.protocol {
+            UpstreamProtocol::Udp => write!(f, "{}", self.addr),
+            UpstreamProtocol::Tcp => write!(f, "tcp://{}", self.addr),
+        }
+    }
+}
+
+/// What a blocked name gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockAnswer {
+    /// 0.0.0.0 for A, :: for AAAA, no data for other types (AdGuard's default):
+    /// apps fail fast instead of retrying.
+    #[default]
+    Null,
+    /// NXDOMAIN: the name does not exist.
+    Nxdomain,
+}
+
+/// What happens to plain DNS a device sends to another server than the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BypassMode {
+    /// Port 53 to anywhere is answered by Bulkhead (the device never knows).
+    #[default]
+    Redirect,
+    /// Port 53 to anywhere but the router is refused (the device sees an error).
+    Refuse,
+    /// Devices may use any resolver (DNS policy is then advice, not rule).
+    Off,
+}
+
+/// At most this many blocklists (a client's lists are a 64-bit mask).
+pub const MAX_BLOCKLISTS: usize = 64;
+
+/// A named blocklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlocklistSource {
+    /// Its name (what zones and devices refer to).
+    pub name: String,
+    /// The file it is read from.
+    pub file: PathBuf,
+}
+
+/// The resolver's settings (`[dns]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsConfig {
+    /// The resolver runs (default true: the DHCP server names the router as
+    /// every device's DNS server).
+    pub enabled: bool,
+    /// Where it listens: loopback and the segments' router addresses, port 53
+    /// unless given (never a wildcard or the WAN).
+    pub listen: Vec<SocketAddr>,
+    /// Where questions the cache cannot answer go, in order of preference.
+    pub upstreams: Vec<Upstream>,
+    /// The upstreams for devices whose traffic goes through the tunnel, asked
+    /// through the tunnel (empty: `upstreams`, through the tunnel).
+    pub tunnel_upstreams: Vec<Upstream>,
+    /// Answers kept (each at most a few hundred bytes).
+    pub cache_entries: usize,
+    /// What a blocked name gets.
+    pub block_answer: BlockAnswer,
+    /// Drop answers that put private, loopback or link-local addresses under
+    /// public names (dnsmasq's stop-dns-rebind).
+    pub rebind_protection: bool,
+    /// Domains (and their subdomains) allowed to answer with private addresses.
+    pub rebind_allow: Vec<String>,
+    /// Questions per second one client may ask (twice that in a burst).
+    pub client_qps: u32,
+    /// Queries remembered in the query log.
+    pub query_log_entries: usize,
+    /// What happens to plain DNS sent elsewhere.
+    pub bypass: BypassMode,
+    /// The blocklists zones and devices may use.
+    pub blocklists: Vec<BlocklistSource>,
+    /// Addresses of known DNS-over-HTTPS servers: HTTPS to them is refused
+    /// while `bypass` is on.
+    pub doh_servers: Vec<ipnet::IpNet>,
+}
+
+impl DnsConfig {
+    /// The defaults for a config without `[dns]`: on, on loopback and every
+    /// segment's router addresses, no upstream (local names only).
+    pub fn defaults(segments: &[Segment]) -> DnsConfig {
+        DnsConfig {
+            enabled: true,
+            listen: default_listen(segments),
+            upstreams: Vec::new(),
+            tunnel_upstreams: Vec::new(),
+            cache_entries: 10_000,
+            block_answer: BlockAnswer::Null,
+            rebind_protection: true,
+            rebind_allow: Vec::new(),
+            client_qps: 200,
+            query_log_entries: 10_000,
+            bypass: BypassMode::Redirect,
+            blocklists: Vec::new(),
+            doh_servers: Vec::new(),
+        }
+    }
+
+    /// The names of the configured blocklists.
+    pub fn blocklist_names(&self) -> BTreeSet<String> {
+        self.blocklists.iter().map(|b| b.name.clone()).collect()
+    }
+}
+
+fn default_listen(segments: &[Segment]) -> Vec<SocketAddr> {
+    let mut out = vec![
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, 53)),
+    ];
+    for s in segments {
+        out.push(SocketAddr::from((s.ipv4.addr(), 53)));
+        if let Some(v6) = s.ipv6 {
+            out.push(SocketAddr::from((v6.addr(), 53)));
+        }
+    }
+    out
+}
+
+/// A zone's DNS policy (`dns_blocklists`, `dns_log` in `[zones.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneDns {
+    /// The blocklists its devices' questions are checked against.
+    pub blocklists: BTreeSet<String>,
+    /// Its devices' questions go into the query log.
+    pub log: bool,
+}
+
+impl Default for ZoneDns {
+    fn default() -> Self {
+        ZoneDns {
+            blocklists: BTreeSet::new(),
+            log: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    enabled: Option<bool>,
+    listen: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    upstreams: Vec<Spanned<String>>,
+    #[serde(default)]
+    tunnel_upstreams: Vec<Spanned<String>>,
+    cache_entries: Option<Spanned<i64>>,
+    block_answer: Option<Spanned<String>>,
+    rebind_protection: Option<bool>,
+    #[serde(default)]
+    rebind_allow: Vec<Spanned<String>>,
+    client_qps: Option<Spanned<i64>>,
+    query_log_entries: Option<Spanned<i64>>,
+    bypass: Option<Spanned<String>>,
+    #[serde(default)]
+    blocklists: Vec<Spanned<RawBlocklist>>,
+    #[serde(default)]
+    doh_servers: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBlocklist {
+    name: Spanned<String>,
+    file: Spanned<String>,
+}
+
+/// Parses an upstream: `IP`, `IP:PORT`, `[V6]:PORT`, with `udp://` or `tcp://`.
+pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let (protocol, rest) = if let Some(r) = s.strip_prefix("tcp://") {
+        (UpstreamProtocol::Tcp, r)
+    } else if let Some(r) = s.strip_prefix("udp://") {
+        (UpstreamProtocol::Udp, r)
+    } else if s.starts_with("tls://") || s.starts_with("https://") {
+        return Err(format!(
+            "`{}`: DNS-over-TLS and DNS-over-HTTPS upstreams are not supported yet (use udp:// or tcp://)",
+            s.escape_debug()
+        ));
+    } else {
+        (UpstreamProtocol::Udp, s)
+    };
+    let addr = rest
+        .parse::<SocketAddr>()
+        .or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            format!(
+                "`{}` is not an upstream (IP, IP:PORT or [IPv6]:PORT, optionally with udp:// or tcp://)",
+                s.escape_debug()
+            )
+        })?;
+    if addr.ip().is_unspecified() || addr.port() == 0 {
+        return Err(format!(
+            "`{}` is not an address a question can be sent to",
+            s.escape_debug()
+        ));
+    }
+    Ok(Upstream { addr, protocol })
+}
+
+fn count(v: &Spanned<i64>, field: &str, range: std::ops::RangeInclusive<i64>, rep: &mut Reporter<'_>) -> Option<i64> {
+    let n = *v.get_ref();
+    if range.contains(&n) {
+        Some(n)
+    } else {
+        rep.at(
+            v.span(),
+            field,
+            format!("must be between {} and {}", range.start(), range.end()),
+        );
+        None
+    }
+}
+
+/// Validates `[dns]`; every error is reported; `None` if any.
+pub(super) fn validate_dns(
+    raw: Option<&RawDns>,
+    base: &Path,
+    segments: &[Segment],
+    rep: &mut Reporter<'_>,
+) -> Option<DnsConfig> {
+    let mut dns = DnsConfig::defaults(segments);
+    let Some(raw) = raw else { return Some(dns) };
+    let mut ok = true;
+    if let Some(e) = raw.enabled {
+        dns.enabled = e;
+    }
+    if let Some(listen) = &raw.listen {
+        dns.listen.clear();
+        for (i, l) in listen.iter().enumerate() {
+            let text = l.get_ref();
+            let parsed = text
+                .parse::<SocketAddr>()
+                .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+            match parsed {
+                // Answering the WAN would make the home an open resolver
+                // (amplification); a wildcard includes the WAN.
+                Ok(a) if listen_allowed(a.ip(), segments) => dns.listen.push(a),
+                Ok(a) => {
+                    rep.at(
+                        l.span(),
+                        format!("dns.listen[{i}]"),
+                        format!(
+                            "the resolver listens only on loopback or on the router's address of a LAN segment, not on {}",
+                            a.ip()
+                        ),
+                    );
+                    ok = false;
+                }
+                Err(_) => {
+                    rep.at(
+                        l.span(),
+                        format!("dns.listen[{i}]"),
+                        format!("`{}` is not an address or address:port", text.escape_debug()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    for (field, list, out) in [
+        ("upstreams", &raw.upstreams, &mut dns.upstreams),
+        ("tunnel_upstreams", &raw.tunnel_upstreams, &mut dns.tunnel_upstreams),
+    ] {
+        for (i, u) in list.iter().enumerate() {
+            match parse_upstream(u.get_ref()) {
+                Ok(up) if up.addr.ip().is_loopback() && listen_conflict(&up, &dns.listen) => {
+                    rep.at(u.span(), format!("dns.{field}[{i}]"), "this is the resolver itself");
+                    ok = false;
+                }
+                Ok(up) => out.push(up),
+                Err(m) => {
+                    rep.at(u.span(), format!("dns.{field}[{i}]"), m);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(v) = &raw.cache_entries {
+        match count(v, "dns.cache_entries", 0..=1_000_000, rep) {
+            Some(n) => dns.cache_entries = n as usize,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &raw.client_qps {
+        match count(v, "dns.client_qps", 1..=100_000, rep) {
+            Some(n) => dns.client_qps = n as u32,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &raw.query_log_entries {
+        match count(v, "dns.query_log_entries", 0..=1_000_000, rep) {
+            Some(n) => dns.query_log_entries = n as usize,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = &raw.block_answer {
+        match v.get_ref().as_str() {
+            "null" => dns.block_answer = BlockAnswer::Null,
+            "nxdomain" => dns.block_answer = BlockAnswer::Nxdomain,
+            other => {
+                rep.at(
+                    v.span(),
+                    "dns.block_answer",
+                    format!("`{}`: expected \"null\" or \"nxdomain\"", other.escape_debug()),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(v) = &raw.bypass {
+        match v.get_ref().as_str() {
+            "redirect" => dns.bypass = BypassMode::Redirect,
+            "refuse" => dns.bypass = BypassMode::Refuse,
+            "off" => dns.bypass = BypassMode::Off,
+            other => {
+                rep.at(
+                    v.span(),
+                    "dns.bypass",
+                    format!(
+                        "`{}`: expected \"redirect\", \"refuse\" or \"off\"",
+                        other.escape_debug()
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    for (i, d) in raw.doh_servers.iter().enumerate() {
+        match super::tunnel::parse_network(d.get_ref()) {
+            Ok(n) => dns.doh_servers.push(n),
+            Err(m) => {
+                rep.at(d.span(), format!("dns.doh_servers[{i}]"), m);
+                ok = false;
+            }
+        }
+    }
+    if let Some(r) = raw.rebind_protection {
+        dns.rebind_protection = r;
+    }
+    for (i, d) in raw.rebind_allow.iter().enumerate() {
+        let name = d.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        if is_dns_name(&name) {
+            dns.rebind_allow.push(name);
+        } else {
+            rep.at(
+                d.span(),
+                format!("dns.rebind_allow[{i}]"),
+                format!("`{}` is not a domain", d.get_ref().escape_debug()),
+            );
+            ok = false;
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, b) in raw.blocklists.iter().enumerate() {
+        let b = b.get_ref();
+        let name = b.name.get_ref();
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_');
+        if !valid {
+            rep.at(
+                b.name.span(),
+                format!("dns.blocklists[{i}].name"),
+                "a list name is 1-32 of a-z 0-9 - _",
+            );
+            ok = false;
+        } else if !names.insert(name.clone()) {
+            rep.at(
+                b.name.span(),
+                format!("dns.blocklists[{i}].name"),
+                format!("list `{name}` is defined twice"),
+            );
+            ok = false;
+        } else if names.len() > MAX_BLOCKLISTS {
+            rep.at(
+                b.name.span(),
+                format!("dns.blocklists[{i}].name"),
+                format!("at most {} lists", MAX_BLOCKLISTS),
+            );
+            ok = false;
+        }
+        dns.blocklists.push(BlocklistSource {
+            name: name.clone(),
+            file: resolve(base, b.file.get_ref()),
+        });
+    }
+    ok.then_some(dns)
+}
+
+fn listen_allowed(ip: IpAddr, segments: &[Segment]) -> bool {
+    ip.is_loopback()
+        || segments.iter().any(|s| match ip {
+            IpAddr::V4(v4) => s.ipv4.addr() == v4,
+            IpAddr::V6(v6) => s.ipv6.is_some_and(|n| n.addr() == v6),
+        })
+}
+
+fn listen_conflict(up: &Upstream, listen: &[SocketAddr]) -> bool {
+    listen
+        .iter()
+        .any(|l| l.port() == up.addr.port() && l.ip() == up.addr.ip())
+}

@@ -1,0 +1,306 @@
+//! The answer cache: upstream answers kept for their TTL (the smallest TTL of
+//! the answer's records), negative answers (NXDOMAIN, no data) for the SOA's
+//! negative TTL (RFC 2308), at most `capacity` entries; when full the oldest
+//! insertion goes first. Time is an argument: no clock is read here.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, Record, RecordType};
+
+/// Longest a positive answer is kept (a day), whatever its TTL says.
+const MAX_TTL: u32 = 86_400;
+/// Longest a negative answer is kept (RFC 2308 suggests 1-3 hours).
+const MAX_NEGATIVE_TTL: u32 = 3_600;
+/// A negative answer without an SOA is kept this long.
+const DEFAULT_NEGATIVE_TTL: u32 = 60;
+
+/// What the cache is keyed by: the lower-case name, the type, and whether the
+/// client wants DNSSEC records (answers differ).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Lower-case name, no trailing dot.
+    pub name: String,
+    /// The type asked.
+    pub qtype: RecordType,
+    /// DNSSEC OK.
+    pub dnssec_ok: bool,
+}
+
+/// One answer as kept.
+#[derive(Debug, Clone)]
+struct Entry {
+    code: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    stored: Instant,
+    ttl: u32,
+    serial: u64,
+}
+
+/// An answer taken from the cache, TTLs already lowered by its age.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    /// NOERROR or NXDOMAIN.
+    pub code: ResponseCode,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section (the SOA of a negative answer).
+    pub authorities: Vec<Record>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Entries now.
+    pub entries: usize,
+    /// Answers given from the cache.
+    pub hits: u64,
+    /// Questions it could not answer.
+    pub misses: u64,
+    /// Entries pushed out to make room.
+    pub evicted: u64,
+}
+
+/// The cache.
+#[derive(Debug)]
+pub struct AnswerCache {
+    capacity: usize,
+    entries: HashMap<CacheKey, Entry>,
+    order: VecDeque<(CacheKey, u64)>,
+    serial: u64,
+    stats: CacheStats,
+}
+
+impl AnswerCache {
+    /// A cache of at most `capacity` answers (0: nothing is cached).
+    pub fn new(capacity: usize) -> AnswerCache {
+        AnswerCache {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            serial: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The answer for `key` if one is fresh at `now`.
+    pub fn get(&mut self, key: &CacheKey, now: Instant) -> Option<Cached> {
+        let Some(e) = self.entries.get(key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        let age = now.saturating_duration_since(e.stored).as_secs();
+        let age = u32::try_from(age).unwrap_or(u32::MAX);
+        if age >= e.ttl {
+            self.entries.remove(key);
+            self.stats.misses += 1;
+            return None;
+        }
+        self.stats.hits += 1;
+        let lower = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.ttl = r.ttl.saturating_sub(age).max(1);
+                    r
+                })
+                .collect()
+        };
+        Some(Cached {
+            code: e.code,
+            answers: lower(&e.answers),
+            authorities: lower(&e.authorities),
+        })
+    }
+
+    /// Keeps an upstream answer if it may be kept (NOERROR or NXDOMAIN, a
+    /// TTL above zero); returns the TTL it is kept for.
+    pub fn put(
+        &mut self,
+        key: CacheKey,
+        code: ResponseCode,
+        answers: &[Record],
+        authorities: &[Record],
+        now: Instant,
+    ) -> Option<u32> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let ttl = cache_ttl(code, answers, authorities)?;
+        if ttl == 0 {
+            return None;
+        }
+        while self.entries.len() >= self.capacity {
+            let Some((old, serial)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&old).is_some_and(|e| e.serial == serial) {
+                self.entries.remove(&old);
+                self.stats.evicted += 1;
+            }
+        }
+        self.serial += 1;
+        self.order.push_back((key.clone(), self.serial));
+        // Stale positions of replaced entries pile up in `order`; compact now and
+        // then so it stays proportional to the cache.
+        if self.order.len() > self.capacity.saturating_mul(2).max(64) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, s)| entries.get(k).is_some_and(|e| e.serial == *s) || k == &key);
+        }
+        self.entries.insert(
+            key,
+            Entry {
+                code,
+                answers: answers.to_vec(),
+                authorities: authorities.to_vec(),
+                stored: now,
+                ttl,
+                serial: self.serial,
+            },
+        );
+        Some(ttl)
+    }
+
+    /// Forgets everything (a reload changed upstreams).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len(),
+            ..self.stats
+        }
+    }
+
+    /// Every fresh entry's addresses with their remaining TTL: what refills
+    /// the domain sets after a restart of the service.
+    pub fn addresses(&self, now: Instant) -> impl Iterator<Item = (&str, std::net::IpAddr, u32)> {
+        self.entries.iter().flat_map(move |(k, e)| {
+            let age = u32::try_from(now.saturating_duration_since(e.stored).as_secs()).unwrap_or(u32::MAX);
+            let left = e.ttl.saturating_sub(age);
+            e.answers.iter().filter_map(move |r| match &r.data {
+                RData::A(a) if left > 0 => Some((k.name.as_str(), std::net::IpAddr::V4(a.0), left)),
+                RData::AAAA(a) if left > 0 => Some((k.name.as_str(), std::net::IpAddr::V6(a.0), left)),
+                _ => None,
+            })
+        })
+    }
+}
+
+/// How long an answer may be kept, or `None` if it may not.
+pub fn cache_ttl(code: ResponseCode, answers: &[Record], authorities: &[Record]) -> Option<u32> {
+    match code {
+        ResponseCode::NoError if !answers.is_empty() => answers.iter().map(|r| r.ttl).min().map(|t| t.min(MAX_TTL)),
+        ResponseCode::NoError | ResponseCode::NXDomain => {
+            let soa = authorities.iter().find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                _ => None,
+            });
+            Some(soa.unwrap_or(DEFAULT_NEGATIVE_TTL).min(MAX_NEGATIVE_TTL))
+        }
+        _ => None,
+    }
+}
+
+/// A duration in whole seconds, for callers that keep `Instant`s.
+pub fn secs(d: u32) -> Duration {
+    Duration::from_secs(u64::from(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::SOA;
+    use hickory_proto::rr::Name;
+
+    fn key(n: &str) -> CacheKey {
+        CacheKey {
+            name: n.into(),
+            qtype: RecordType::A,
+            dnssec_ok: false,
+        }
+    }
+
+    fn a(n: &str, ttl: u32, last: u8) -> Record {
+        crate::dns::wire::address_record(
+            &Name::from_ascii(n).expect("name"),
+            ttl,
+            std::net::IpAddr::from([192, 0, 2, last]),
+        )
+    }
+
+    #[test]
+    fn answers_live_for_their_smallest_ttl_with_ttls_lowered_by_age() {
+        let t0 = Instant::now();
+        let mut c = AnswerCache::new(10);
+        let kept = c.put(
+            key("www.test"),
+            ResponseCode::NoError,
+            &[a("www.test.", 300, 1), a("www.test.", 30, 2)],
+            &[],
+            t0,
+        );
+        assert_eq!(kept, Some(30));
+        let hit = c.get(&key("www.test"), t0 + secs(10)).expect("fresh");
+        assert_eq!(hit.answers.iter().map(|r| r.ttl).collect::<Vec<_>>(), vec![290, 20]);
+        assert!(c.get(&key("www.test"), t0 + secs(30)).is_none(), "expired at its TTL");
+        assert_eq!(c.stats().hits, 1);
+        assert_eq!(c.stats().misses, 1);
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn negative_answers_use_the_soa_and_errors_are_not_kept() {
+        let t0 = Instant::now();
+        let mut c = AnswerCache::new(10);
+        let zone = Name::from_ascii("test.").expect("name");
+        let soa = Record::from_rdata(
+            zone.clone(),
+            900,
+            RData::SOA(SOA::new(zone.clone(), zone.clone(), 1, 60, 60, 60, 120)),
+        );
+        assert_eq!(
+            c.put(key("no.test"), ResponseCode::NXDomain, &[], &[soa], t0),
+            Some(120)
+        );
+        assert_eq!(c.put(key("x.test"), ResponseCode::NXDomain, &[], &[], t0), Some(60));
+        assert_eq!(c.put(key("y.test"), ResponseCode::ServFail, &[], &[], t0), None);
+        assert_eq!(
+            c.put(key("z.test"), ResponseCode::NoError, &[a("z.test.", 0, 1)], &[], t0),
+            None
+        );
+        assert_eq!(c.get(&key("no.test"), t0).map(|h| h.code), Some(ResponseCode::NXDomain));
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_entry_and_stays_bounded() {
+        let t0 = Instant::now();
+        let mut c = AnswerCache::new(3);
+        for i in 0..1000u32 {
+            let name = format!("n{}.test", i % 7);
+            c.put(
+                key(&name),
+                ResponseCode::NoError,
+                &[a(&format!("{name}."), 60, 1)],
+                &[],
+                t0,
+            );
+            assert!(c.entries.len() <= 3);
+            assert!(c.order.len() <= 64 + 1, "{}", c.order.len());
+        }
+        assert!(c.stats().evicted > 0);
+        let newest = format!("n{}.test", 999 % 7);
+        assert!(c.get(&key(&newest), t0).is_some());
+        assert_eq!(
+            AnswerCache::new(0).put(key("a"), ResponseCode::NoError, &[a("a.", 60, 1)], &[], t0),
+            None
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The home's DNS resolver: a service beside the core (docs/ARCHITECTURE.md,
+//! "DNS"). It reads the inventory through services snapshots (who is asking)
+//! and asks the core for one thing: domain-set addresses held for a while,
+//! before the answer that names them is sent. It never writes nft, never
+//! touches the store, and adds nothing to `DaemonState`.
+//!
+//! - `wire.rs`: questions in, answers out (hickory-proto), EDNS, truncation.
+//! - `policy.rs`: client → device → zone → what its questions get.
+//! - `local.rs`: the home's own names; private reverse lookups.
+//! - `blocklist.rs`: hosts / domains / adblock lists, compact matcher.
+//! - `cache.rs`: answers for their TTL, negative answers, bounded.
+//! - `querylog.rs`: the last questions and per-device counts, in memory.
+//! - `resolver.rs`: the decisions, pure (no sockets, no clock).
+//! - `upstream.rs`, `server.rs`: the sockets.
+
+pub mod blocklist;
+pub mod cache;
+pub mod local;
+pub mod policy;
+pub mod querylog;
+pub mod resolver;
+mod server;
+pub mod upstream;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::config::{MacAddr, Upstream};
+use crate::firewall::error_chain;
+use crate::kernel_ids::MARK_TUNNEL;
+use crate::runtime::services::ServiceHandle;
+use blocklist::{Blocklists, ListId};
+pub use policy::DnsSettings;
+use querylog::{DeviceCounts, LogFilter, QueryLogEntry};
+use resolver::{Resolver, ResolverStats};
+use server::Shared;
+use upstream::{Health, UpstreamGroup};
+
+/// Bad lines of a list reported in the log, per list.
+const BAD_LINES_LOGGED: usize = 5;
+
+/// Why the resolver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// Not one listen address could be bound.
+    #[error("the resolver could not listen anywhere: {0}")]
+    NoListener(String),
+}
+
+/// One blocklist as loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListStatus {
+    /// Its name.
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// Rules that block.
+    pub rules: usize,
+    /// Exceptions (`@@`).
+    pub exceptions: usize,
+    /// Lines that did not parse (with file:line in the daemon's log).
+    pub bad_lines: usize,
+    /// Lines in a syntax we do not support (skipped).
+    pub unsupported: usize,
+    /// Why the file could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+/// `bulkhead dns`: the resolver's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStatus {
+    /// Where it listens.
+    pub listening: Vec<SocketAddr>,
+    /// Listen addresses that could not be bound, with why.
+    pub not_listening: Vec<(SocketAddr, String)>,
+    /// Direct upstreams and their health.
+    pub upstreams: Vec<(Upstream, Health)>,
+    /// Upstreams asked through the tunnel and their health.
+    pub tunnel_upstreams: Vec<(Upstream, Health)>,
+    /// Counters.
+    pub stats: ResolverStats,
+    /// Cache entries, hits, misses.
+    pub cache_entries: usize,
+    /// Answers from the cache.
+    pub cache_hits: u64,
+    /// Questions the cache could not answer.
+    pub cache_misses: u64,
+    /// The lists.
+    pub lists: Vec<ListStatus>,
+    /// Bytes the lists' matcher holds.
+    pub list_bytes: usize,
+    /// Per device: questions and blocked.
+    pub per_device: Vec<(MacAddr, DeviceCounts)>,
+}
+
+/// The running resolver.
+pub struct DnsService {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    listening: Vec<SocketAddr>,
+    not_listening: Vec<(SocketAddr, String)>,
+    lists: Vec<ListStatus>,
+    settings: DnsSettings,
+}
+
+impl Drop for DnsService {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Reads and parses the configured lists (blocking file reads: call from
+/// `spawn_blocking` or at start). A list that cannot be read is reported and
+/// left out; bad lines are counted and the first few logged with file:line.
+pub fn load_blocklists(settings: &DnsSettings) -> (Blocklists, Vec<ListStatus>) {
+    let mut parsed = Vec::new();
+    let mut status = Vec::new();
+    for (i, source) in settings.dns.blocklists.iter().enumerate() {
+        let mut s = ListStatus {
+            name: source.name.clone(),
+            file: source.file.display().to_string(),
+            rules: 0,
+            exceptions: 0,
+            bad_lines: 0,
+            unsupported: 0,
+            error: None,
+        };
+        match std::fs::read(&source.file) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let list = blocklist::parse_list(&text);
+                s.rules = list.block_rules();
+                s.exceptions = list.allow_rules();
+                s.bad_lines = list.bad_lines_total;
+                s.unsupported = list.unsupported_total;
+                for bad in list.bad_lines.iter().take(BAD_LINES_LOGGED) {
+                    tracing::warn!("{}:{}: {} (line skipped)", source.file.display(), bad.line, bad.reason);
+                }
+                if list.bad_lines_total > BAD_LINES_LOGGED {
+                    tracing::warn!(
+                        "{}: {} more lines skipped",
+                        source.file.display(),
+                        list.bad_lines_total - BAD_LINES_LOGGED
+                    );
+                }
+                parsed.push((ListId(i as u16), list));
+            }
+            Err(e) => {
+                tracing::error!(list = %source.name, file = %source.file.display(), error = %e, "blocklist unreadable; left out");
+                s.error = Some(e.to_string());
+            }
+        }
+        status.push(s);
+    }
+    (Blocklists::build(parsed), status)
+}
+
+impl DnsService {
+    /// Binds every listen address (those that fail are reported, the others
+    /// serve) and starts serving. `lists` from [`load_blocklists`].
+    pub fn start(
+        settings: DnsSettings,
+        lists: (Blocklists, Vec<ListStatus>),
+        service: ServiceHandle,
+    ) -> Result<DnsService, DnsError> {
+        let listen = settings.dns.listen.clone();
+        let direct = UpstreamGroup::new(settings.dns.upstreams.clone(), None);
+        let through_tunnel = if settings.dns.tunnel_upstreams.is_empty() {
+            settings.dns.upstreams.clone()
+        } else {
+            settings.dns.tunnel_upstreams.clone()
+        };
+        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL));
+        let (matcher, list_status) = lists;
+        let shared = Arc::new(Shared::new(
+            Resolver::new(settings.clone(), matcher),
+            direct,
+            tunnel,
+            service,
+        ));
+        let mut tasks = Vec::new();
+        let mut listening = Vec::new();
+        let mut not_listening = Vec::new();
+        for addr in listen {
+            match bind(addr) {
+                Ok((udp, tcp)) => {
+                    tasks.push(tokio::spawn(server::serve_udp(shared.clone(), udp)));
+                    tasks.push(tokio::spawn(server::serve_tcp(shared.clone(), tcp)));
+                    listening.push(addr);
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "the resolver cannot listen here");
+                    not_listening.push((addr, e.to_string()));
+                }
+            }
+        }
+        if listening.is_empty() && !not_listening.is_empty() {
+            let why = not_listening
+                .iter()
+                .map(|(a, e)| format!("{a}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(DnsError::NoListener(why));
+        }
+        tracing::info!(addresses = ?listening, "resolver listening");
+        Ok(DnsService {
+            shared,
+            tasks,
+            listening,
+            not_listening,
+            lists: list_status,
+            settings,
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &DnsSettings {
+        &self.settings
+    }
+
+    /// The resolver's state.
+    pub fn status(&self) -> DnsStatus {
+        let (stats, cache, per_device, list_bytes) = match self.shared.resolver.lock() {
+            Ok(r) => {
+                let (s, c) = r.stats();
+                let per: Vec<_> = r.log().per_device().iter().map(|(m, c)| (*m, *c)).collect();
+                (s, c, per, r.blocklists().0.heap_bytes())
+            }
+            Err(_) => Default::default(),
+        };
+        DnsStatus {
+            listening: self.listening.clone(),
+            not_listening: self.not_listening.clone(),
+            upstreams: self.shared.direct.health(),
+            tunnel_upstreams: self.shared.tunnel.health(),
+            stats,
+            cache_entries: cache.entries,
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            lists: self.lists.clone(),
+            list_bytes,
+            per_device,
+        }
+    }
+
+    /// The query log, newest first.
+    pub fn log(&self, filter: &LogFilter) -> Vec<QueryLogEntry> {
+        self.shared
+            .resolver
+            .lock()
+            .map(|r| r.log().read(filter))
+            .unwrap_or_default()
+    }
+
+    /// What a device would get for `name`, and why (nothing is asked upstream).
+    pub fn explain(&self, name: &str, from: Option<IpAddr>) -> Result<String, String> {
+        let snapshot = self.shared.service.snapshots.borrow().clone();
+        let resolver = self
+            .shared
+            .resolver
+            .lock()
+            .map_err(|_| "resolver unavailable".to_string())?;
+        Ok(resolver.explain(&snapshot, name, from.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let udp = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        udp.set_only_v6(true)?;
+    }
+    // Bursts of questions must not be dropped by the kernel before we read
+    // them (hickory-dns #2613 measured loss with the default buffer).
+    let _ = udp.set_recv_buffer_size(1 << 20);
+    udp.set_nonblocking(true)?;
+    udp.bind(&addr.into())?;
+    let udp = tokio::net::UdpSocket::from_std(udp.into())?;
+    let tcp = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        tcp.set_only_v6(true)?;
+    }
+    tcp.set_reuse_address(true)?;
+    tcp.set_nonblocking(true)?;
+    tcp.bind(&addr.into())?;
+    tcp.listen(128)?;
+    let tcp = tokio::net::TcpListener::from_std(tcp.into())?;
+    Ok((udp, tcp))
+}
+
+/// The whole error chain of a DNS error, for logs and alerts.
+pub fn describe(e: &DnsError) -> String {
+    error_chain(e)
+}

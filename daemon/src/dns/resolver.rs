@@ -1,0 +1,517 @@
+//! The resolver's decisions, as a chain of steps with explicit control flow
+//! (hickory-server's handler style), and no I/O: the server hands it a packet
+//! and gets back either the answer, nothing (dropped and counted) or a
+//! question to forward; after forwarding it hands back the upstream's answer
+//! and gets the client's answer plus the addresses that must be in domain
+//! sets **before** that answer is sent.
+//!
+//! `begin`: parse → who is asking (outsiders and blocked devices refused) →
+//! rate limit → local names → local-only zones stop here → blocklists →
+//! cache → forward.
+//! `finish`: upstream failed → SERVFAIL; rebinding check; domain sets (CNAME
+//! chains followed); cache; log.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use serde::{Deserialize, Serialize};
+
+use super::blocklist::{Blocklists, ListMask, Verdict};
+use super::cache::{AnswerCache, CacheKey, CacheStats};
+use super::local::{is_private, LocalAnswer, LocalNames, LOCAL_TTL};
+use super::policy::{domain_sets_of, who_is_asking, Client, DnsSettings, RateLimiter, Refusal, Route};
+use super::querylog::{Outcome, QueryLog, QueryLogEntry};
+use super::wire::{address_record, encode, refusal, Question, Transport};
+use crate::config::{BlockAnswer, DomainSetId};
+use crate::core::InventorySnapshot;
+
+/// TTL of a blocked answer.
+const BLOCK_TTL: u32 = 60;
+/// A domain-set element outlives the answer that put it there by this much,
+/// and lives at least [`HOLD_FLOOR`]: clients keep answers a little longer
+/// than their TTL, and a connection opened just before expiry must still go
+/// through the tunnel.
+const HOLD_GRACE: u32 = 60;
+/// See [`HOLD_GRACE`].
+const HOLD_FLOOR: u32 = 300;
+
+/// What to do with a packet.
+#[derive(Debug)]
+pub enum Begin {
+    /// Send this to the client.
+    Reply(Vec<u8>),
+    /// Send nothing (malformed, over its rate, or an answer that cannot be encoded).
+    Drop,
+    /// Ask upstream.
+    Forward(Pending),
+}
+
+/// A question waiting for its upstream answer.
+#[derive(Debug)]
+pub struct Pending {
+    /// The question.
+    pub question: Question,
+    /// Who asked.
+    pub client: Client,
+    /// How it came.
+    pub transport: Transport,
+    /// When it came.
+    pub started: Instant,
+}
+
+/// The client's answer and what must be enforced first.
+#[derive(Debug)]
+pub struct Finished {
+    /// The encoded answer (`None`: nothing to send).
+    pub reply: Option<Vec<u8>>,
+    /// Domain-set elements to hold (set, addresses, seconds) before replying.
+    pub holds: Vec<(DomainSetId, Vec<IpAddr>, u32)>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolverStats {
+    /// Questions answered (any way).
+    pub answered: u64,
+    /// Packets dropped as malformed.
+    pub malformed: u64,
+    /// Questions from outside the home or from blocked devices, refused.
+    pub refused: u64,
+    /// Questions dropped over a client's rate.
+    pub rate_limited: u64,
+    /// Answered from local names.
+    pub local: u64,
+    /// Blocked by a list.
+    pub blocked: u64,
+    /// Forwarded upstream.
+    pub forwarded: u64,
+    /// Upstream failed (SERVFAIL sent).
+    pub failed: u64,
+    /// Answers dropped as DNS rebinding.
+    pub rebind: u64,
+    /// Questions of local-only zones for internet names.
+    pub not_allowed: u64,
+}
+
+/// The resolver's state.
+pub struct Resolver {
+    settings: DnsSettings,
+    lists: Blocklists,
+    list_names: Vec<String>,
+    cache: AnswerCache,
+    local: LocalNames,
+    local_generation: Option<u64>,
+    limiter: RateLimiter,
+    log: QueryLog,
+    stats: ResolverStats,
+}
+
+impl Resolver {
+    /// A resolver with `lists` (built in the order of `settings.dns.blocklists`).
+    pub fn new(settings: DnsSettings, lists: Blocklists) -> Resolver {
+        let list_names = settings.dns.blocklists.iter().map(|b| b.name.clone()).collect();
+        Resolver {
+            cache: AnswerCache::new(settings.dns.cache_entries),
+            limiter: RateLimiter::new(settings.dns.client_qps),
+            log: QueryLog::new(settings.dns.query_log_entries),
+            local: LocalNames::default(),
+            local_generation: None,
+            stats: ResolverStats::default(),
+            list_names,
+            lists,
+            settings,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &DnsSettings {
+        &self.settings
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> (ResolverStats, CacheStats) {
+        (self.stats, self.cache.stats())
+    }
+
+    /// The query log.
+    pub fn log(&self) -> &QueryLog {
+        &self.log
+    }
+
+    /// The blocklists.
+    pub fn blocklists(&self) -> (&Blocklists, &[String]) {
+        (&self.lists, &self.list_names)
+    }
+
+    /// Step one for a client's packet.
+    pub fn begin(
+        &mut self,
+        packet: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        snapshot: &InventorySnapshot,
+        now: Instant,
+        wall: u64,
+    ) -> Begin {
+        let question = match Question::parse(packet) {
+            Ok(q) => q,
+            Err(bad) => {
+                self.stats.malformed += 1;
+                return refusal(&bad)
+                    .and_then(|m| encode(&m, 512))
+                    .map_or(Begin::Drop, Begin::Reply);
+            }
+        };
+        let client = match who_is_asking(&self.settings, snapshot, src.ip()) {
+            Ok(c) => c,
+            Err(Refusal::Outsider | Refusal::Blocked) => {
+                self.stats.refused += 1;
+                return self.reply(&question.response(ResponseCode::Refused), &question, transport);
+            }
+        };
+        // Over TCP the handshake proves the address; over UDP a flood from one
+        // address (or spoofing it) must not starve the others.
+        if transport == Transport::Udp && !self.limiter.allow(client.ip, now) {
+            self.stats.rate_limited += 1;
+            return Begin::Drop;
+        }
+        self.refresh_local(snapshot);
+        let started = now;
+        let pending = Pending {
+            question,
+            client,
+            transport,
+            started,
+        };
+        if let Some(answer) = self.answer_locally(&pending, now, wall) {
+            return answer;
+        }
+        if pending.client.route == Route::LocalOnly {
+            self.stats.not_allowed += 1;
+            let m = pending.question.response(ResponseCode::Refused);
+            return self.done(&pending, m, Outcome::NotAllowed, now, wall);
+        }
+        if let Some(answer) = self.answer_blocked(&pending, now, wall) {
+            return answer;
+        }
+        let key = cache_key(&pending.question);
+        if let Some(hit) = self.cache.get(&key, now) {
+            let mut m = pending.question.response(hit.code);
+            m.insert_answers(hit.answers);
+            m.insert_authorities(hit.authorities);
+            return self.done(&pending, m, Outcome::Cached, now, wall);
+        }
+        self.stats.forwarded += 1;
+        Begin::Forward(pending)
+    }
+
+    /// Step two: the upstream's answer (or why there is none).
+    pub fn finish(
+        &mut self,
+        pending: Pending,
+        upstream: Result<(Message, String), String>,
+        now: Instant,
+        wall: u64,
+    ) -> Finished {
+        let q = &pending.question;
+        let (answer, from) = match upstream {
+            Ok(a) => a,
+            Err(_) => {
+                self.stats.failed += 1;
+                let m = q.response(ResponseCode::ServFail);
+                return Finished {
+                    reply: self.done_bytes(&pending, m, Outcome::Failed, now, wall),
+                    holds: Vec::new(),
+                };
+            }
+        };
+        let code = answer.metadata.response_code;
+        let mut answers = answer.answers;
+        let mut authorities = answer.authorities;
+        let mut outcome = Outcome::Forwarded { upstream: from };
+        if self.settings.dns.rebind_protection && self.rebinding(&q.key, &answers) {
+            // dnsmasq's stop-dns-rebind: the answer's sections are dropped.
+            tracing::warn!(name = %q.key.escape_debug(), client = %pending.client.ip, "possible DNS rebinding: private address in a public name's answer dropped");
+            self.stats.rebind += 1;
+            answers.clear();
+            authorities.clear();
+            outcome = Outcome::Rebind;
+        } else {
+            self.cache.put(cache_key(q), code, &answers, &authorities, now);
+        }
+        let holds = self.holds_for(&q.key, &answers);
+        let mut m = q.response(code);
+        m.metadata.authentic_data = answer.metadata.authentic_data;
+        m.insert_answers(answers);
+        m.insert_authorities(authorities);
+        Finished {
+            reply: self.done_bytes(&pending, m, outcome, now, wall),
+            holds,
+        }
+    }
+
+    /// What a client at `from` would get for `name` and why, in words
+    /// (`bulkhead dns test`); nothing is asked upstream or counted.
+    pub fn explain(&self, snapshot: &InventorySnapshot, name: &str, from: IpAddr) -> String {
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut out = Vec::new();
+        let client = match who_is_asking(&self.settings, snapshot, from) {
+            Ok(c) => c,
+            Err(Refusal::Outsider) => return format!("{from} is not in the home: REFUSED"),
+            Err(Refusal::Blocked) => return format!("{from} is a blocked device: REFUSED"),
+        };
+        let device = client
+            .mac
+            .map_or_else(|| "no known device".to_string(), |m| m.to_string());
+        let zone = client.zone.as_ref().map_or("the router itself", |z| z.as_str());
+        out.push(format!("client {} ({device}), zone {zone}", client.ip));
+        let lists: Vec<&str> = client.blocklists.iter().map(String::as_str).collect();
+        out.push(format!(
+            "blocklists: {}; query log: {}",
+            if lists.is_empty() {
+                "none".to_string()
+            } else {
+                lists.join(", ")
+            },
+            if client.log { "on" } else { "off" }
+        ));
+        let local = LocalNames::build(&self.settings.local_domain, &self.settings.router_addresses, snapshot);
+        match local.lookup(&key) {
+            LocalAnswer::Addresses(a) => {
+                let a: Vec<String> = a.iter().map(ToString::to_string).collect();
+                out.push(format!(
+                    "local name: {}",
+                    if a.is_empty() {
+                        "no addresses".into()
+                    } else {
+                        a.join(", ")
+                    }
+                ));
+                return out.join("\n");
+            }
+            LocalAnswer::Pointer(p) => {
+                out.push(format!("local reverse name: {p}"));
+                return out.join("\n");
+            }
+            LocalAnswer::NoSuchName => {
+                out.push("local name that does not exist: NXDOMAIN (never asked upstream)".into());
+                return out.join("\n");
+            }
+            LocalAnswer::NotLocal => {}
+        }
+        if client.route == Route::LocalOnly {
+            out.push("its zone may not reach the internet: internet names are REFUSED".into());
+            return out.join("\n");
+        }
+        let list_name =
+            |l: super::blocklist::ListId| self.list_names.get(usize::from(l.0)).cloned().unwrap_or_default();
+        match self.lists.check(&key, self.mask_for(&client.blocklists)) {
+            Verdict::Blocked { list } => {
+                let answer = match self.settings.dns.block_answer {
+                    BlockAnswer::Null => "0.0.0.0 / ::",
+                    BlockAnswer::Nxdomain => "NXDOMAIN",
+                };
+                out.push(format!("blocked by list {}: {answer}", list_name(list)));
+                return out.join("\n");
+            }
+            Verdict::Allowed { list } => out.push(format!("allowed by an exception in list {}", list_name(list))),
+            Verdict::NotListed => out.push("on none of its lists".into()),
+        }
+        let sets: Vec<String> = domain_sets_of(&self.settings.domain_sets, &key)
+            .map(ToString::to_string)
+            .collect();
+        if !sets.is_empty() {
+            out.push(format!(
+                "answers go into domain set(s) {} before the client gets them",
+                sets.join(", ")
+            ));
+        }
+        let (route, ups) = match client.route {
+            Route::Tunnel if self.settings.dns.tunnel_upstreams.is_empty() => {
+                ("through the tunnel", &self.settings.dns.upstreams)
+            }
+            Route::Tunnel => ("through the tunnel", &self.settings.dns.tunnel_upstreams),
+            _ => ("directly", &self.settings.dns.upstreams),
+        };
+        let ups: Vec<String> = ups.iter().map(ToString::to_string).collect();
+        out.push(if ups.is_empty() {
+            "no upstream is configured: SERVFAIL".to_string()
+        } else {
+            format!("asked {route} of {} (unless cached)", ups.join(", "))
+        });
+        out.join("\n")
+    }
+
+    fn refresh_local(&mut self, snapshot: &InventorySnapshot) {
+        if self.local_generation != Some(snapshot.generation) {
+            self.local = LocalNames::build(&self.settings.local_domain, &self.settings.router_addresses, snapshot);
+            self.local_generation = Some(snapshot.generation);
+        }
+    }
+
+    fn answer_locally(&mut self, p: &Pending, now: Instant, wall: u64) -> Option<Begin> {
+        let q = &p.question;
+        let m = match self.local.lookup(&q.key) {
+            LocalAnswer::NotLocal => return None,
+            LocalAnswer::NoSuchName => q.response(ResponseCode::NXDomain),
+            LocalAnswer::Addresses(addresses) => {
+                let mut m = q.response(ResponseCode::NoError);
+                m.metadata.authoritative = true;
+                for a in addresses {
+                    let wanted = matches!(
+                        (q.qtype, a),
+                        (RecordType::A, IpAddr::V4(_)) | (RecordType::AAAA, IpAddr::V6(_))
+                    );
+                    if wanted {
+                        m.add_answer(address_record(&q.name, LOCAL_TTL, a));
+                    }
+                }
+                m
+            }
+            LocalAnswer::Pointer(host) => {
+                let mut m = q.response(ResponseCode::NoError);
+                m.metadata.authoritative = true;
+                if q.qtype == RecordType::PTR {
+                    if let Ok(target) = Name::from_ascii(format!("{host}.")) {
+                        m.add_answer(Record::from_rdata(
+                            q.name.clone(),
+                            LOCAL_TTL,
+                            RData::PTR(hickory_proto::rr::rdata::PTR(target)),
+                        ));
+                    }
+                }
+                m
+            }
+        };
+        self.stats.local += 1;
+        Some(self.done(p, m, Outcome::Local, now, wall))
+    }
+
+    fn answer_blocked(&mut self, p: &Pending, now: Instant, wall: u64) -> Option<Begin> {
+        let mask = self.mask_for(&p.client.blocklists);
+        let list = match self.lists.check(&p.question.key, mask) {
+            Verdict::Blocked { list } => list,
+            Verdict::Allowed { .. } | Verdict::NotListed => return None,
+        };
+        self.stats.blocked += 1;
+        let q = &p.question;
+        let m = match self.settings.dns.block_answer {
+            BlockAnswer::Nxdomain => q.response(ResponseCode::NXDomain),
+            BlockAnswer::Null => {
+                let mut m = q.response(ResponseCode::NoError);
+                match q.qtype {
+                    RecordType::A => m.add_answer(address_record(&q.name, BLOCK_TTL, [0, 0, 0, 0].into())),
+                    RecordType::AAAA => m.add_answer(address_record(
+                        &q.name,
+                        BLOCK_TTL,
+                        std::net::Ipv6Addr::UNSPECIFIED.into(),
+                    )),
+                    _ => &mut m,
+                };
+                m
+            }
+        };
+        let name = self.list_names.get(usize::from(list.0)).cloned().unwrap_or_default();
+        Some(self.done(p, m, Outcome::Blocked { list: name }, now, wall))
+    }
+
+    /// The mask of the lists named (unknown names were refused by the config).
+    fn mask_for(&self, names: &BTreeSet<String>) -> ListMask {
+        let mut mask = ListMask::default();
+        for (i, n) in self.list_names.iter().enumerate() {
+            if names.contains(n) {
+                mask = mask.with(super::blocklist::ListId(i as u16));
+            }
+        }
+        mask
+    }
+
+    fn rebinding(&self, key: &str, answers: &[Record]) -> bool {
+        let allowed = |d: &String| key == d || key.ends_with(&format!(".{d}"));
+        if self.settings.dns.rebind_allow.iter().any(allowed) {
+            return false;
+        }
+        answers.iter().any(|r| match &r.data {
+            RData::A(a) => is_private(IpAddr::V4(a.0)),
+            RData::AAAA(a) => is_private(IpAddr::V6(a.0)),
+            _ => false,
+        })
+    }
+
+    /// Addresses of an answer that belong in domain sets: the question's name
+    /// or any name of its CNAME chain is a listed domain (or under one).
+    fn holds_for(&self, key: &str, answers: &[Record]) -> Vec<(DomainSetId, Vec<IpAddr>, u32)> {
+        if self.settings.domain_sets.is_empty() {
+            return Vec::new();
+        }
+        let mut names = vec![key.to_string()];
+        for r in answers {
+            if let RData::CNAME(c) = &r.data {
+                names.push(super::wire::name_key(&r.name));
+                names.push(super::wire::name_key(&c.0));
+            }
+        }
+        let sets: BTreeSet<&DomainSetId> = names
+            .iter()
+            .flat_map(|n| domain_sets_of(&self.settings.domain_sets, n))
+            .collect();
+        if sets.is_empty() {
+            return Vec::new();
+        }
+        let mut addresses = Vec::new();
+        let mut ttl = u32::MAX;
+        for r in answers {
+            let ip = match &r.data {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
+                _ => continue,
+            };
+            addresses.push(ip);
+            ttl = ttl.min(r.ttl);
+        }
+        if addresses.is_empty() {
+            return Vec::new();
+        }
+        let secs = ttl.max(HOLD_FLOOR).saturating_add(HOLD_GRACE);
+        sets.into_iter().map(|s| (s.clone(), addresses.clone(), secs)).collect()
+    }
+
+    fn reply(&self, m: &Message, q: &Question, transport: Transport) -> Begin {
+        encode(m, q.payload_limit(transport)).map_or(Begin::Drop, Begin::Reply)
+    }
+
+    fn done(&mut self, p: &Pending, m: Message, outcome: Outcome, now: Instant, wall: u64) -> Begin {
+        self.done_bytes(p, m, outcome, now, wall)
+            .map_or(Begin::Drop, Begin::Reply)
+    }
+
+    fn done_bytes(&mut self, p: &Pending, m: Message, outcome: Outcome, now: Instant, wall: u64) -> Option<Vec<u8>> {
+        self.stats.answered += 1;
+        let blocked = matches!(outcome, Outcome::Blocked { .. });
+        self.log.count(p.client.mac, blocked);
+        if p.client.log {
+            self.log.push(QueryLogEntry {
+                at: wall,
+                client: p.client.ip,
+                mac: p.client.mac,
+                name: p.question.key.clone(),
+                qtype: p.question.qtype.to_string(),
+                rcode: format!("{:?}", m.metadata.response_code),
+                outcome,
+                micros: u64::try_from(now.saturating_duration_since(p.started).as_micros()).unwrap_or(u64::MAX),
+            });
+        }
+        encode(&m, p.question.payload_limit(p.transport))
+    }
+}
+
+fn cache_key(q: &Question) -> CacheKey {
+    CacheKey {
+        name: q.key.clone(),
+        qtype: q.qtype,
+        dnssec_ok: q.edns.is_some_and(|(_, d)| d),
+    }
+}

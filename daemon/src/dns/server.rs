@@ -1,0 +1,201 @@
+//! The resolver's sockets: one UDP socket and one TCP listener per listen
+//! address, all on the daemon's runtime. The decisions are the resolver's
+//! (`resolver.rs`, under a mutex never held across an await); this file only
+//! moves bytes, forwards, and waits for the core to hold domain-set
+//! addresses before an answer leaves.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand_core::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+
+use super::policy::Route;
+use super::resolver::{Begin, Pending, Resolver};
+use super::upstream::UpstreamGroup;
+use super::wire::Transport;
+use crate::core::ServiceRequest;
+use crate::firewall::error_chain;
+use crate::inventory::unix_now;
+use crate::runtime::services::ServiceHandle;
+
+/// Questions being forwarded at once; more are answered SERVFAIL at once
+/// (a flood must not grow memory without bound).
+const MAX_IN_FLIGHT: usize = 1024;
+/// TCP connections at once, over all listeners.
+const MAX_TCP: usize = 64;
+/// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// What every socket task shares.
+pub(super) struct Shared {
+    pub(super) resolver: Mutex<Resolver>,
+    pub(super) direct: UpstreamGroup,
+    pub(super) tunnel: UpstreamGroup,
+    pub(super) service: ServiceHandle,
+    in_flight: Arc<Semaphore>,
+    tcp: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub(super) fn new(
+        resolver: Resolver,
+        direct: UpstreamGroup,
+        tunnel: UpstreamGroup,
+        service: ServiceHandle,
+    ) -> Self {
+        Shared {
+            resolver: Mutex::new(resolver),
+            direct,
+            tunnel,
+            service,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            tcp: Arc::new(Semaphore::new(MAX_TCP)),
+        }
+    }
+
+    fn begin(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Begin {
+        let snapshot = self.service.snapshots.borrow().clone();
+        match self.resolver.lock() {
+            Ok(mut r) => r.begin(packet, src, transport, &snapshot, Instant::now(), unix_wall()),
+            Err(_) => Begin::Drop,
+        }
+    }
+
+    /// Forwards one question and returns the client's answer, after the
+    /// answer's domain-set addresses are held by the core. If they cannot be
+    /// held, the client gets SERVFAIL: an answer whose addresses are not in
+    /// their set would send the traffic out directly.
+    async fn forward(&self, pending: Pending) -> Option<Vec<u8>> {
+        let group = match pending.client.route {
+            Route::Tunnel => &self.tunnel,
+            Route::Direct | Route::LocalOnly => &self.direct,
+        };
+        let id = (rand_core::OsRng.next_u32() & 0xffff) as u16;
+        let query = pending.question.upstream_query(id);
+        let upstream = group
+            .ask(&query)
+            .await
+            .map(|(m, up)| (m, up.to_string()))
+            .map_err(|e| error_chain(&e));
+        if let Err(e) = &upstream {
+            tracing::debug!(name = %pending.question.key.escape_debug(), error = %e, "no upstream answer");
+        }
+        let servfail = pending.question.response(hickory_proto::op::ResponseCode::ServFail);
+        let limit = pending.question.payload_limit(pending.transport);
+        let finished = {
+            let mut r = self.resolver.lock().ok()?;
+            r.finish(pending, upstream, Instant::now(), unix_wall())
+        };
+        for (set, addresses, ttl_secs) in finished.holds {
+            let request = ServiceRequest::Hold {
+                set: set.clone(),
+                addresses,
+                ttl_secs,
+            };
+            if let Err(e) = self.service.request(request).await {
+                tracing::error!(set = %set, error = %e, "domain set addresses could not be held; answering SERVFAIL");
+                return super::wire::encode(&servfail, limit);
+            }
+        }
+        finished.reply
+    }
+}
+
+fn unix_wall() -> u64 {
+    u64::try_from(unix_now()).unwrap_or(0)
+}
+
+/// Serves one UDP socket until the task is aborted.
+pub(super) async fn serve_udp(shared: Arc<Shared>, socket: UdpSocket) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, src) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors of earlier sends surface here; never fatal.
+                tracing::debug!(error = %e, "dns udp receive");
+                continue;
+            }
+        };
+        match shared.begin(&buf[..n], src, Transport::Udp) {
+            Begin::Reply(bytes) => {
+                let _ = socket.send_to(&bytes, src).await;
+            }
+            Begin::Drop => {}
+            Begin::Forward(pending) => {
+                let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+                    let m = pending.question.response(hickory_proto::op::ResponseCode::ServFail);
+                    if let Some(b) = super::wire::encode(&m, 512) {
+                        let _ = socket.send_to(&b, src).await;
+                    }
+                    continue;
+                };
+                let shared = shared.clone();
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if let Some(bytes) = shared.forward(pending).await {
+                        let _ = socket.send_to(&bytes, src).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections until the task is aborted.
+pub(super) async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let (stream, src) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "dns tcp accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Over the cap: the connection is closed at once.
+        let Ok(permit) = shared.tcp.clone().try_acquire_owned() else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(&shared, stream, src).await {
+                tracing::debug!(error = %e, client = %src, "dns tcp connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(shared: &Shared, mut stream: TcpStream, src: SocketAddr) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut packet))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let reply = match shared.begin(&packet, src, Transport::Tcp) {
+            Begin::Reply(bytes) => Some(bytes),
+            Begin::Drop => return Ok(()),
+            Begin::Forward(pending) => shared.forward(pending).await,
+        };
+        let Some(reply) = reply else { return Ok(()) };
+        let Ok(n) = u16::try_from(reply.len()) else {
+            return Ok(());
+        };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&n.to_be_bytes());
+        framed.extend_from_slice(&reply);
+        stream.write_all(&framed).await?;
+    }
+}
