@@ -33,6 +33,9 @@ pub enum AlertKind {
     /// The firewall refused a change (a full replace or a set delta): the
     /// kernel keeps its previous rules. Raised once until an apply succeeds.
     ApplyFailed,
+    /// A device tried to use another resolver than the router's (plain DNS
+    /// elsewhere, DNS over TLS, a known DoH server). Once a day per device.
+    DnsBypass,
 }
 
 impl AlertKind {
@@ -48,6 +51,7 @@ impl AlertKind {
             AlertKind::TunnelDown => "tunnel-down",
             AlertKind::TunnelError => "tunnel-error",
             AlertKind::ApplyFailed => "apply-failed",
+            AlertKind::DnsBypass => "dns-bypass",
         }
     }
 
@@ -63,6 +67,7 @@ impl AlertKind {
             AlertKind::TunnelDown,
             AlertKind::TunnelError,
             AlertKind::ApplyFailed,
+            AlertKind::DnsBypass,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -469,6 +469,14 @@ impl<'ns> Unbound<'ns> {
         self.pid
     }
 
+    /// Lets it run for as long as its namespace lives (the namespace stops
+    /// the processes it started when it is removed); returns its pid.
+    pub fn detach(self) -> u32 {
+        let pid = self.pid;
+        std::mem::forget(self);
+        pid
+    }
+
     /// The plain DNS address (port 53) of the first listen address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.listen[0], DNS_PORT)

@@ -97,6 +97,23 @@ impl Netns {
         run_checked(&mut self.exec_command(args))
     }
 
+    /// Runs `ip netns exec NAME args...` and returns its output whatever its
+    /// exit status (for clients whose failure is an answer, e.g. `dig`'s 9
+    /// for "no reply"). Errs only when the program could not be started.
+    pub fn exec_output(&self, args: &[&str]) -> Result<Output> {
+        let mut command = self.exec_command(args);
+        let output = run(&mut command)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() && stderr.starts_with("exec of ") {
+            return Err(Error::Command {
+                command: describe(&command),
+                status: output.status,
+                stderr: stderr.trim().to_string(),
+            });
+        }
+        Ok(output)
+    }
+
     /// Runs `ip netns exec NAME args...` and tells whether it exited 0.
     ///
     /// For commands whose failure is an answer (`ping`, `grep`). Errs only when

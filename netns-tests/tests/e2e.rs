@@ -21,6 +21,7 @@ use bulkhead_netns::{tcp_probe, udp_probe, HostSnapshot, Netns, TcpSession};
 use nix::sys::signal::Signal;
 
 mod discovery;
+mod dns;
 mod http;
 mod tunnel;
 mod web_ui;
@@ -92,6 +93,18 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             discovery::o_restart_keeps_leases_and_zones,
         ),
         ("p_observer_mode_with_dnsmasq", discovery::p_observer_mode_with_dnsmasq),
+        (
+            "u_dns_resolves_blocks_and_refuses",
+            dns::u_dns_resolves_blocks_and_refuses,
+        ),
+        (
+            "v_dns_bypass_is_redirected_or_refused",
+            dns::v_dns_bypass_is_redirected_or_refused,
+        ),
+        (
+            "w_dns_domain_routing_never_leaks",
+            dns::w_dns_domain_routing_never_leaks,
+        ),
         (
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,
@@ -460,17 +473,21 @@ fn a_ipv6_is_enforced_like_ipv4() -> Result<Outcome> {
 fn b_quarantine_reaches_only_dhcp_and_dns() -> Result<Outcome> {
     let demo = running_home(&[])?;
     // Listeners in the router for every port we ask about: a "no" then means the
-    // firewall said no, not that nothing listens.
-    for port in [53, 22] {
-        demo.home.start_tcp_listener("router", port)?;
-    }
-    for port in [53, 67, 123] {
+    // firewall said no, not that nothing listens. Port 53 is Bulkhead's own
+    // resolver.
+    demo.home.start_tcp_listener("router", 22)?;
+    for port in [67, 123] {
         demo.home.start_udp_echo("router", port)?;
     }
     let gw: IpAddr = "10.0.1.1".parse()?;
     let s = "stranger";
     expect_tcp(&demo, s, gw, 53, true)?;
-    expect_udp(&demo, s, gw, 53, true)?;
+    let (status, answers) = dns::dig(demo.home.ns(s)?, gw, "router.lan", "A", false)?;
+    ensure!(
+        status == "NOERROR" && answers.iter().any(|a| a == "10.0.1.1"),
+        "quarantine cannot ask the router's DNS: {status} {answers:?}\n{}",
+        demo.log()
+    );
     expect_udp(&demo, s, gw, 67, true)?;
     expect_tcp(&demo, s, gw, 22, false)?;
     expect_udp(&demo, s, gw, 123, false)?;

@@ -149,6 +149,9 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
         2,
     )?;
     demo.install_canary()?;
+    // The TV's DNS (even to an outside resolver: redirected) is answered by
+    // Bulkhead through the tunnel, by the VPN's resolver on the canary.
+    demo.start_isp_resolver(&format!("tunnel_upstreams = [\"{CANARY_V4}\"]"))?;
     demo.start_daemon()?;
     demo.register_hosts()?;
 

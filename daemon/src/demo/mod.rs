@@ -27,6 +27,7 @@ use bulkhead_netns::{Home, HomeSpec, HostSpec, SegmentSpec};
 use crate::config::MacAddr;
 use crate::control::{self, Request, Response};
 
+pub mod dns;
 mod join;
 mod traffic;
 pub mod vpn;
@@ -646,6 +647,9 @@ impl DemoHome {
         )?;
         demo.install_canary()?;
         demo.start_vpn_server()?;
+        // The ISP's resolver as Bulkhead's upstream; the VPN's resolver (the
+        // canary's dnsmasq) for the TV's questions, through the tunnel.
+        demo.start_isp_resolver(&format!("tunnel_upstreams = [\"{}\"]", vpn::CANARY_V4))?;
         demo.start_daemon()?;
         demo.start_router_adverts()?;
         demo.join_all()?;

@@ -177,6 +177,9 @@ impl DemoHome {
         let listen4 = format!("--listen-address={CANARY_V4}");
         let listen6 = format!("--listen-address={CANARY_V6}");
         let answer = format!("--address=/{CANARY_NAME}/{}", bulkhead_netns::home::INTERNET_V4);
+        // A VPN provider's resolver answers every name: the rest from the
+        // ISP's resolver, when the demo runs one.
+        let upstream = format!("--server={}", super::dns::RESOLVER_V4);
         let pid_file = format!("--pid-file={}", self.dir.join("canary-dns.pid").display());
         isp.spawn_logged(
             "dnsmasq",
@@ -189,6 +192,7 @@ impl DemoHome {
                 &listen4,
                 &listen6,
                 &answer,
+                &upstream,
                 &pid_file,
             ],
             &self.dir.join("canary-dns.log"),

@@ -105,6 +105,13 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
             }
         }
     }
+    if rs.dns_guard.is_some() {
+        // Its elements are the kernel's (senders the guards saw).
+        let key = (fam(NfFamily::INet), super::render::dns::BYPASS_SET.to_string());
+        if got_sets.remove(&key).is_none() {
+            problems.push(format!("missing set {} {}", key.0, key.1));
+        }
+    }
     for (k, _) in got_sets {
         problems.push(format!("unexpected set {} {}", k.0, k.1));
     }

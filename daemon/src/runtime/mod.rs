@@ -14,6 +14,7 @@
 
 mod control_socket;
 mod dhcp_io;
+mod dns_bypass;
 mod live;
 pub mod services;
 mod tunnel;
@@ -170,6 +171,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = Stop::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut bypass = dns_bypass::BypassWatch::default();
     tracing::info!(config = %config_path.display(), socket = %state.config.control_socket.display(), "bulkhead running");
     for addr in &state.config.web.listen {
         tracing::info!("web UI at http://{addr}/");
@@ -207,6 +209,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 let now = unix_now();
                 dhcp.tick(&mut state, now);
                 state.handle_timeout(now);
+                bypass.check(&mut state, now);
             }
             Some(observation) = next_mdns(&mut mdns) => {
                 let now = unix_now();

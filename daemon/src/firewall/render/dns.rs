@@ -9,10 +9,13 @@
 //! - in `forward`, before the zones decide: port 53 to another server (IPv6
 //!   always, IPv4 in refuse mode), DNS over TLS and QUIC (853) and HTTPS to
 //!   known DoH servers are rejected, so the device fails over to the router
-//!   at once instead of timing out. Counted: the counters say who tries.
+//!   at once instead of timing out.
+//! - every guard puts the sender's MAC in the dynamic set `dns_bypass` (for an
+//!   hour): the daemon reads it and tells the homeowner once per device,
+//!   whatever the number of packets.
 
 use nftables::expr::Expression;
-use nftables::stmt::{Statement, NAT};
+use nftables::stmt::{SetOp, Statement, NAT};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
 use super::{num, prefix, ChainSpec};
@@ -35,6 +38,20 @@ fn tcp_or_udp() -> Statement<'static> {
 
 fn reject() -> Statement<'static> {
     Statement::Reject(None)
+}
+
+/// The dynamic set of MACs that tried to go around the resolver.
+pub const BYPASS_SET: &str = "dns_bypass";
+/// How long a MAC stays in [`BYPASS_SET`] after its last try, in seconds.
+pub const BYPASS_MEMORY_SECS: u32 = 3600;
+
+/// `update @dns_bypass { ether saddr }`: the sender is remembered.
+fn remember_sender() -> Statement<'static> {
+    Statement::Set(nftables::stmt::Set {
+        op: SetOp::Update,
+        elem: payload("ether", "saddr"),
+        set: std::borrow::Cow::Owned(format!("@{BYPASS_SET}")),
+    })
 }
 
 /// The redirect chain, when IPv4 DNS is redirected.
@@ -61,6 +78,7 @@ pub(super) fn dns_redirect_chain(rs: &DesiredRuleset, g: &DnsGuard) -> Option<Ch
             ),
             tcp_or_udp(),
             eq(payload("th", "dport"), num(53)),
+            remember_sender(),
             counter(),
             Statement::Redirect(Some(NAT {
                 addr: None,
@@ -85,7 +103,13 @@ pub(super) fn dns_forward_guards(fwd: &mut ChainSpec, rs: &DesiredRuleset, g: &D
         // IPv4 was redirected before routing; what reaches forward is IPv6.
         plain.push(eq(meta(nftables::expr::MetaKey::Nfproto), s("ipv6")));
     }
-    plain.extend([tcp_or_udp(), eq(payload("th", "dport"), num(53)), counter(), reject()]);
+    plain.extend([
+        tcp_or_udp(),
+        eq(payload("th", "dport"), num(53)),
+        remember_sender(),
+        counter(),
+        reject(),
+    ]);
     fwd.rule("dns-elsewhere", plain);
     fwd.rule(
         "dns-over-tls",
@@ -93,6 +117,7 @@ pub(super) fn dns_forward_guards(fwd: &mut ChainSpec, rs: &DesiredRuleset, g: &D
             iifname_in(lan),
             tcp_or_udp(),
             eq(payload("th", "dport"), num(853)),
+            remember_sender(),
             counter(),
             reject(),
         ],
@@ -113,6 +138,7 @@ pub(super) fn dns_forward_guards(fwd: &mut ChainSpec, rs: &DesiredRuleset, g: &D
                     ),
                 ),
                 eq(payload("th", "dport"), num(443)),
+                remember_sender(),
                 counter(),
                 reject(),
             ],
@@ -133,6 +159,7 @@ pub(super) fn dns_forward_guards(fwd: &mut ChainSpec, rs: &DesiredRuleset, g: &D
                     ),
                 ),
                 eq(payload("th", "dport"), num(443)),
+                remember_sender(),
                 counter(),
                 reject(),
             ],

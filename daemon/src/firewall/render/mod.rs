@@ -54,7 +54,7 @@ use crate::config::DomainSetId;
 use crate::policy::{DesiredRuleset, Membership};
 
 mod bridge;
-mod dns;
+pub mod dns;
 mod inet;
 mod sets;
 mod tunnel;
@@ -236,6 +236,25 @@ pub fn full_document_holding(
                 comment: None,
             }))));
         }
+    }
+    if rs.dns_guard.is_some() {
+        // Filled by the guards' rules (the kernel's elements, never ours).
+        objs.push(add(NfListObject::Set(Box::new(Set {
+            family: NfFamily::INet,
+            table: Cow::Borrowed(TABLE),
+            name: Cow::Borrowed(dns::BYPASS_SET),
+            handle: None,
+            set_type: SetTypeValue::Single(set_type(SetKind::Mac)),
+            policy: None,
+            // Only `timeout`: nft 1.0.6 (Debian 12, OpenWrt 23) refuses "dynamic" in
+            // JSON, and a timeout set takes updates from the packet path anyway.
+            flags: Some([SetFlag::Timeout].into_iter().collect()),
+            elem: None,
+            timeout: Some(dns::BYPASS_MEMORY_SECS),
+            gc_interval: None,
+            size: Some(1024),
+            comment: None,
+        }))));
     }
     let chains = chains(rs);
     for c in &chains {

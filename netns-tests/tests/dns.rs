@@ -1,0 +1,355 @@
+//! Issue 11: Bulkhead as the home's resolver, end to end. The upstream is
+//! Debian's unbound in the `isp` namespace (the demo's "ISP resolver"), the
+//! clients are `dig` and `kdig` in the devices' namespaces, and the leak oracle
+//! for domain routing is the tunnel tests' canary counter on the WAN link.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use bulkhead::control::{Request, Response};
+use bulkhead::demo::dns::{AD_NAME, RESOLVER_V4, STREAM_NAME};
+use bulkhead::demo::vpn::{CANARY_TCP, CANARY_V4};
+use bulkhead::demo::DemoHome;
+use bulkhead::dns::querylog::{LogFilter, Outcome as Logged};
+use bulkhead_netns::{tcp_probe, Netns};
+
+use super::{mac_of, Outcome, BIN};
+
+/// Asks `server` for `name` with Debian's dig (one try, one second); the
+/// status (`NOERROR`, `REFUSED`, …, empty if nothing answered) and the answer
+/// section's data.
+pub(crate) fn dig(ns: &Netns, server: IpAddr, name: &str, qtype: &str, tcp: bool) -> Result<(String, Vec<String>)> {
+    let at = format!("@{server}");
+    let mut args = vec![
+        "dig",
+        at.as_str(),
+        name,
+        qtype,
+        "+time=1",
+        "+tries=1",
+        "+noall",
+        "+comments",
+        "+answer",
+    ];
+    if tcp {
+        args.push("+tcp");
+    }
+    let out = ns.exec_output(&args)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    let answers = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    Ok((status, answers))
+}
+
+fn expect_answer(demo: &DemoHome, from: &str, name: &str, qtype: &str, want: &str) -> Result<()> {
+    let (status, answers) = dig(demo.home.ns(from)?, gateway(), name, qtype, false)?;
+    ensure!(
+        status == "NOERROR" && answers.iter().any(|a| a == want),
+        "{from} asked {name} {qtype}: {status} {answers:?}, wanted {want}\n--- daemon log:\n{}",
+        demo.log()
+    );
+    Ok(())
+}
+
+fn gateway() -> IpAddr {
+    IpAddr::from([10, 0, 1, 1])
+}
+
+fn query_log(demo: &DemoHome, filter: LogFilter) -> Result<Vec<bulkhead::dns::querylog::QueryLogEntry>> {
+    match demo.call(Request::DnsLog { filter })? {
+        Response::DnsLog { entries } => Ok(entries),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+fn dns_status(demo: &DemoHome) -> Result<bulkhead::dns::DnsStatus> {
+    match demo.call(Request::DnsStatus)? {
+        Response::Dns(s) => Ok(*s),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+/// The static home with the ISP's resolver as upstream, the ad list on iot.
+fn resolving_home() -> Result<DemoHome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    demo.start_isp_resolver("")?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    Ok(demo)
+}
+
+/// u. Devices resolve through Bulkhead: upstream answers over UDP and TCP,
+/// local names (hostile ones as safe labels), the iot zone's ad list, rebinding
+/// dropped, quarantine limited to local names, nothing for the WAN side, the
+/// query log and `dns test`, and malformed packets counted without harm.
+pub(crate) fn u_dns_resolves_blocks_and_refuses() -> Result<Outcome> {
+    let demo = resolving_home()?;
+    // Upstream answers, UDP and TCP.
+    expect_answer(&demo, "laptop", "www.example.test", "A", "192.0.2.80")?;
+    let (status, answers) = dig(demo.home.ns("laptop")?, gateway(), "cdn.example.test", "A", true)?;
+    ensure!(
+        status == "NOERROR" && answers.iter().any(|a| a == "192.0.2.80"),
+        "CNAME chain over TCP: {status} {answers:?}"
+    );
+    let (status, answers) = dig(demo.home.ns("laptop")?, gateway(), "big.example.test", "A", false)?;
+    ensure!(
+        status == "NOERROR" && answers.len() == 40,
+        "40 records: dig falls back to TCP after a truncated UDP answer: {status} {} answers",
+        answers.len()
+    );
+    // Local names: the pinned names, and reverse lookups.
+    expect_answer(&demo, "laptop", "plug.lan", "A", "10.0.1.20")?;
+    expect_answer(&demo, "plug", "laptop", "A", "10.0.1.10")?;
+    expect_answer(&demo, "laptop", "20.1.0.10.in-addr.arpa", "PTR", "plug.lan.")?;
+    let (status, _) = dig(demo.home.ns("laptop")?, gateway(), "nobody.lan", "A", false)?;
+    ensure!(status == "NXDOMAIN", "an unknown local name: {status}");
+    // The iot zone's list: the plug gets 0.0.0.0, the laptop the real answer.
+    expect_answer(&demo, "plug", AD_NAME, "A", "0.0.0.0")?;
+    expect_answer(&demo, "laptop", AD_NAME, "A", "192.0.2.66")?;
+    // Rebinding: a public name answering a private address gets no address.
+    let (status, answers) = dig(demo.home.ns("laptop")?, gateway(), "private.example.test", "A", false)?;
+    ensure!(
+        status == "NOERROR" && answers.is_empty(),
+        "rebinding: {status} {answers:?}"
+    );
+    // Quarantine: its own router's name, nothing of the internet.
+    let (status, _) = dig(demo.home.ns("stranger")?, gateway(), "www.example.test", "A", false)?;
+    ensure!(status == "REFUSED", "quarantine resolved an internet name: {status}");
+    expect_answer(&demo, "stranger", "router.lan", "A", "10.0.1.1")?;
+    // The WAN side: no resolver there (and the WAN's input is dropped).
+    let wan = IpAddr::from(bulkhead_netns::home::ROUTER_WAN_V4.addr());
+    let (status, answers) = dig(demo.home.isp(), wan, "www.example.test", "A", false)?;
+    ensure!(
+        status.is_empty() && answers.is_empty(),
+        "the WAN got an answer: {status} {answers:?}"
+    );
+    // The query log and `dns test`.
+    let plug = mac_of("plug")?;
+    let blocked = query_log(
+        &demo,
+        LogFilter {
+            device: Some(plug),
+            blocked_only: true,
+            limit: 10,
+            ..Default::default()
+        },
+    )?;
+    ensure!(
+        blocked
+            .iter()
+            .any(|e| e.name == AD_NAME && e.outcome == Logged::Blocked { list: "ads".into() }),
+        "the plug's blocked question is not in the log: {blocked:?}"
+    );
+    let Response::Done { message } = demo.call(Request::DnsTest {
+        name: AD_NAME.into(),
+        from: Some(plug),
+    })?
+    else {
+        bail!("dns test failed")
+    };
+    ensure!(message.contains("blocked by list ads"), "dns test: {message}");
+    // Hostile packets from a device: dropped and counted, the resolver goes on.
+    let before = dns_status(&demo)?.stats.malformed;
+    demo.home.ns("laptop")?.run_in(|| -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        let header = [0x12u8, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+        let looping = [&header[..], &[0xc0, 0x0c, 0, 1, 0, 1]].concat();
+        let long_label = [&header[..], &[64], &[b'a'; 64], &[0, 0, 1, 0, 1]].concat();
+        for p in [&header[..4], &header[..], &looping[..], &long_label[..]] {
+            s.send_to(p, (gateway(), 53))?;
+        }
+        Ok(())
+    })??;
+    std::thread::sleep(Duration::from_millis(200));
+    let after = dns_status(&demo)?.stats.malformed;
+    ensure!(
+        after >= before + 4,
+        "malformed packets not counted: {before} -> {after}"
+    );
+    expect_answer(&demo, "laptop", "www.example.test", "A", "192.0.2.80")?;
+    Ok(Outcome::Passed)
+}
+
+/// v. Nobody goes around the resolver: plain DNS to the ISP's resolver is
+/// answered by Bulkhead (the question shows in its log), DNS over TLS to it is
+/// refused, and so is HTTPS to a configured DoH server.
+pub(crate) fn v_dns_bypass_is_redirected_or_refused() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    // The "public DoH server" is the ISP resolver's address, on 443.
+    demo.start_isp_resolver(&format!("doh_servers = [\"{RESOLVER_V4}/32\"]"))?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    demo.home.start_tcp_listener("isp", 443)?;
+    let laptop = demo.home.ns("laptop")?;
+    // Control, from the router itself: the resolver serves DoT and HTTPS.
+    let resolver = IpAddr::V4(RESOLVER_V4);
+    ensure!(
+        connects(demo.home.router(), SocketAddr::new(resolver, 853))?,
+        "the ISP resolver's DoT port is closed; the refusals below would prove nothing"
+    );
+    ensure!(connects(demo.home.router(), SocketAddr::new(resolver, 443))?);
+    let (status, answers) = dig(laptop, resolver, "video.example.test", "A", false)?;
+    ensure!(
+        status == "NOERROR" && answers.iter().any(|a| a == "203.0.113.10"),
+        "plain DNS to another server: {status} {answers:?}"
+    );
+    let laptop_mac = mac_of("laptop")?;
+    let log = query_log(
+        &demo,
+        LogFilter {
+            device: Some(laptop_mac),
+            search: Some("video.example.test".into()),
+            limit: 5,
+            ..Default::default()
+        },
+    )?;
+    ensure!(
+        !log.is_empty(),
+        "the question to {resolver} did not go through Bulkhead"
+    );
+    ensure!(
+        !connects(laptop, SocketAddr::new(resolver, 853))?,
+        "DNS over TLS to another server got through"
+    );
+    ensure!(
+        !connects(laptop, SocketAddr::new(resolver, 443))?,
+        "HTTPS to a known DoH server got through"
+    );
+    // Control: the laptop does reach port 443 of a server not on the list.
+    ensure!(
+        connects(laptop, SocketAddr::new(demo.home.internet_v4().into(), 443))?,
+        "HTTPS to an ordinary server is refused too: the refusals above prove nothing"
+    );
+    // One dns-bypass alert for the laptop (it tried five times), none for the
+    // plug (it only asked the router).
+    dig(demo.home.ns("plug")?, gateway(), "www.example.test", "A", false)?;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let bypass_alerts = loop {
+        let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 100 })? else {
+            bail!("unexpected answer")
+        };
+        let found: Vec<_> = alerts
+            .into_iter()
+            .filter(|a| a.kind == bulkhead::alerts::AlertKind::DnsBypass)
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    ensure!(
+        bypass_alerts.len() == 1 && bypass_alerts[0].mac == Some(laptop_mac),
+        "expected one dns-bypass alert for the laptop: {bypass_alerts:?}\n{}",
+        demo.log()
+    );
+    Ok(Outcome::Passed)
+}
+
+/// A TCP handshake completes (whatever the server then says).
+fn connects(ns: &Netns, addr: SocketAddr) -> Result<bool> {
+    Ok(ns.run_in(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())?)
+}
+
+fn set_holds(demo: &DemoHome, ip: &str) -> Result<bool> {
+    let out = demo
+        .home
+        .router()
+        .exec(&["nft", "list", "set", "inet", "bulkhead", "dom_streaming_v4"])?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains(ip))
+}
+
+fn wait_tunnel_up(demo: &DemoHome, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Response::Tunnel(v) = demo.call(Request::Tunnel)? {
+            if v.state == "up" {
+                return Ok(());
+            }
+        }
+        ensure!(Instant::now() < deadline, "the tunnel did not come up:\n{}", demo.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// w. Domain routing that never leaks: the answer for a selected domain puts
+/// its address in the domain set before the client has it; the laptop (not
+/// itself selected) then reaches it only through the tunnel; after `kill -9`
+/// and a restart the set still holds it and nothing leaves in clear; with the
+/// tunnel down the TV's own questions fail (SERVFAIL) instead of leaving by the
+/// WAN. The oracle: the canary's counter on the WAN link stays at 0.
+pub(crate) fn w_dns_domain_routing_never_leaks() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let tv = mac_of("tv")?;
+    demo.configure_tunnel(
+        &format!("[tunnel]\ndevices = [\"{tv}\"]\ndomains.streaming = [\"{STREAM_NAME}\"]\n"),
+        2,
+    )?;
+    demo.install_canary()?;
+    demo.start_isp_resolver(&format!("tunnel_upstreams = [\"{CANARY_V4}\"]"))?;
+    demo.start_vpn_server()?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    wait_tunnel_up(&demo, Duration::from_secs(15))?;
+    let canary = CANARY_V4.to_string();
+    ensure!(
+        !set_holds(&demo, &canary)?,
+        "the set holds the canary before any question"
+    );
+    // The answer, and the set holds it by the time the client has it.
+    expect_answer(&demo, "laptop", STREAM_NAME, "A", &canary)?;
+    ensure!(
+        set_holds(&demo, &canary)?,
+        "the answer reached the client before its address was in the set"
+    );
+    let to_canary = SocketAddr::new(IpAddr::V4(CANARY_V4), CANARY_TCP);
+    let laptop = demo.home.ns("laptop")?;
+    ensure!(
+        tcp_probe(laptop, to_canary, Duration::from_secs(2))?,
+        "the laptop cannot reach the streaming address through the tunnel"
+    );
+    let c = demo.leak_count()?;
+    ensure!(c.leaked() == 0 && c.tunnelled_v4 > 0, "after the answer: {c:?}");
+    // The TV's own DNS goes through the tunnel to the VPN's resolver.
+    expect_answer(&demo, "tv", "www.example.test", "A", "192.0.2.80")?;
+    let c = demo.leak_count()?;
+    ensure!(c.leaked() == 0, "the TV's DNS left in clear: {c:?}");
+    // kill -9 and a restart: the kernel kept the set, the new daemon keeps it.
+    demo.kill_daemon()?;
+    demo.start_daemon()?;
+    ensure!(
+        set_holds(&demo, &canary)?,
+        "after a restart the set lost the address:\n{}",
+        demo.log()
+    );
+    wait_tunnel_up(&demo, Duration::from_secs(15))?;
+    ensure!(
+        tcp_probe(laptop, to_canary, Duration::from_secs(2))?,
+        "after the restart the laptop no longer reaches the streaming address"
+    );
+    let c = demo.leak_count()?;
+    ensure!(c.leaked() == 0, "after the restart: {c:?}");
+    // The tunnel down: nothing for it leaves in clear, the TV's DNS fails.
+    demo.kill_vpn_server()?;
+    let fails = (0..3).all(|_| !tcp_probe(laptop, to_canary, Duration::from_millis(500)).unwrap_or(true));
+    ensure!(fails, "the streaming address is reachable with the VPN server gone");
+    let (status, _) = dig(demo.home.ns("tv")?, gateway(), "video.example.test", "A", false)?;
+    ensure!(
+        status == "SERVFAIL" || status.is_empty(),
+        "the TV resolved a name with the tunnel down: {status}"
+    );
+    let c = demo.leak_count()?;
+    ensure!(c.leaked() == 0, "with the tunnel down: {c:?}\n{}", demo.log());
+    let status = dns_status(&demo).context("dns status")?;
+    println!("    tunnel upstreams: {:?}", status.tunnel_upstreams);
+    Ok(Outcome::Passed)
+}
