@@ -19,7 +19,9 @@ pub const MARK_BRIDGED: u32 = 0x1000_0000;
 
 /// Set in prerouting on LAN traffic selected for the WireGuard tunnel. The
 /// fwmark rule sends it to [`ROUTE_TABLE`]; the forward chain drops it if it would
-/// leave by any other interface than the tunnel.
+/// leave by any other interface than the tunnel. The same bit is set in the
+/// connection's mark (ct mark; qosify/sqm use its low bits), so packets the
+/// kernel sends for a tunnelled flow (ICMP errors) are recognised in `output`.
 pub const MARK_TUNNEL: u32 = 0x2000_0000;
 
 /// Bulkhead's routing table: the default route through the tunnel, and under it

@@ -153,7 +153,11 @@ pub fn m_unknown_device_is_quarantined_until_approved() -> Result<Outcome> {
         "no quarantine alert: {alerts:?}"
     );
     let internet: IpAddr = demo.home.internet_v4().into();
-    expect_tcp(&demo, "stranger", "10.0.1.1".parse()?, 53, true)?;
+    let (status, _) = super::dns::dig(demo.home.ns("stranger")?, "10.0.1.1".parse()?, "router.lan", "A", true)?;
+    ensure!(
+        status == "NOERROR",
+        "quarantine cannot ask the router's DNS over TCP: {status}"
+    );
     expect_tcp(&demo, "stranger", internet, 80, false)?;
     demo.call(Request::Approve {
         mac,

@@ -107,6 +107,23 @@ pub(crate) fn u_dns_resolves_blocks_and_refuses() -> Result<Outcome> {
         "40 records: dig falls back to TCP after a truncated UDP answer: {status} {} answers",
         answers.len()
     );
+    // Over IPv6 to the segment's IPv6 address (bound before its address was
+    // usable: the socket is free-bound at start).
+    let router_v6: IpAddr = "fd00:1::1".parse()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, answers) = loop {
+        // Until duplicate address detection is over on both ends.
+        let got = dig(demo.home.ns("laptop")?, router_v6, "www.example.test", "AAAA", false)?;
+        if !got.0.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+    };
+    ensure!(
+        status == "NOERROR" && answers.iter().any(|a| a == "2001:db8::80"),
+        "over IPv6: {status} {answers:?}\n{}\n{}",
+        String::from_utf8_lossy(&demo.home.router().exec_output(&["ss", "-uanp"])?.stdout),
+        String::from_utf8_lossy(&demo.home.ns("laptop")?.exec_output(&["ip", "-6", "addr"])?.stdout)
+    );
     // Local names: the pinned names, and reverse lookups.
     expect_answer(&demo, "laptop", "plug.lan", "A", "10.0.1.20")?;
     expect_answer(&demo, "plug", "laptop", "A", "10.0.1.10")?;

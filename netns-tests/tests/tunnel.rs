@@ -287,7 +287,7 @@ pub(crate) fn s_tunnel_selectors_zone_exclusion_domain_set() -> Result<Outcome> 
             leaked_v4: after.leaked_v4 - before.leaked_v4,
             leaked_v6: 0,
             tunnelled_v4: after.tunnelled_v4 - before.tunnelled_v4,
-            tunnelled_v6: 0,
+            ..LeakCount::default()
         })
     };
     // The camera (iot) goes through the tunnel; the plug (iot, excluded) and the

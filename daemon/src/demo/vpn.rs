@@ -46,6 +46,10 @@ pub struct LeakCount {
     pub tunnelled_v4: u64,
     /// IPv6 through the tunnel.
     pub tunnelled_v6: u64,
+    /// Of the IPv4 leaks, ICMP (diagnosis: errors the router sent).
+    pub leaked_v4_icmp: u64,
+    /// Of the IPv4 leaks, DNS questions (udp 53).
+    pub leaked_v4_dns: u64,
 }
 
 impl LeakCount {
@@ -152,6 +156,8 @@ impl DemoHome {
         let watch = format!(
             "table netdev leakwatch {{\n\
                chain wan {{ type filter hook ingress device \"eth0\" priority -500; policy accept;\n\
+                 ip daddr {CANARY_V4} meta l4proto icmp counter comment \"leak-v4-icmp\"\n\
+                 ip daddr {CANARY_V4} udp dport 53 counter comment \"leak-v4-dns\"\n\
                  ip daddr {CANARY_V4} counter comment \"leak-v4\"\n\
                  ip6 daddr {CANARY_V6} counter comment \"leak-v6\"\n\
                }}\n\
@@ -223,6 +229,8 @@ impl DemoHome {
                     .unwrap_or(0);
                 match name {
                     "leak-v4" => c.leaked_v4 = packets,
+                    "leak-v4-icmp" => c.leaked_v4_icmp = packets,
+                    "leak-v4-dns" => c.leaked_v4_dns = packets,
                     "leak-v6" => c.leaked_v6 = packets,
                     "tunnel-v4" => c.tunnelled_v4 = packets,
                     "tunnel-v6" => c.tunnelled_v6 = packets,

@@ -273,12 +273,23 @@ impl DnsService {
     }
 }
 
+/// Binds even before the address is usable (IP_FREEBIND): at start an IPv6
+/// segment address is still tentative (duplicate address detection) and a
+/// bridge Bulkhead just created may not carry its address yet; the socket
+/// receives as soon as it does.
+fn freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::io::Result<()> {
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)
+    } else {
+        socket.set_freebind_v4(true)
+    }
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let udp = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        udp.set_only_v6(true)?;
-    }
+    freebind(&udp, addr)?;
     // Bursts of questions must not be dropped by the kernel before we read
     // them (hickory-dns #2613 measured loss with the default buffer).
     let _ = udp.set_recv_buffer_size(1 << 20);
@@ -286,9 +297,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net:
     udp.bind(&addr.into())?;
     let udp = tokio::net::UdpSocket::from_std(udp.into())?;
     let tcp = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        tcp.set_only_v6(true)?;
-    }
+    freebind(&tcp, addr)?;
     tcp.set_reuse_address(true)?;
     tcp.set_nonblocking(true)?;
     tcp.bind(&addr.into())?;

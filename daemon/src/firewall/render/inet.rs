@@ -60,7 +60,7 @@ pub(super) fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     }
 
     if let Some(t) = &rs.tunnel {
-        chains.push(tunnel_output_chain(t));
+        chains.push(tunnel_output_chain(t, &rs.wan));
     }
     if let Some(c) = rs.dns_guard.as_ref().and_then(|g| dns_redirect_chain(rs, g)) {
         chains.push(c);

@@ -71,9 +71,24 @@ pub(super) fn tunnel_forward_guards(fwd: &mut ChainSpec, t: &TunnelRules) {
 /// `output`: the router's own packets with the tunnel mark (the resolver's
 /// questions for tunnelled devices) leave by the tunnel or not at all — the
 /// same second wall as `tunnel-leak-guard` in `forward`, for what the router
-/// itself sends.
-pub(super) fn tunnel_output_chain(t: &TunnelRules) -> ChainSpec {
+/// itself sends. And what the kernel sends on its own for a tunnelled flow
+/// (an ICMP error for a late answer to a closed socket, a "packet too big")
+/// carries no packet mark: it is recognised by its connection's mark (set by
+/// `tunnel-ct-mark` here and in `tunnel-mark`) and never leaves by the WAN.
+/// The e2e kill-switch test caught exactly that: port-unreachables for late
+/// DNS answers, sent to the VPN's resolver in clear.
+pub(super) fn tunnel_output_chain(t: &TunnelRules, wan: &str) -> ChainSpec {
     let mut out = ChainSpec::base(NfFamily::INet, "output", NfChainType::Filter, NfHook::Output, 0);
+    out.rule("tunnel-ct-mark", vec![has_mark(marks::TUNNEL), remember_in_conntrack()]);
+    out.rule(
+        "tunnel-related-guard",
+        vec![
+            has_ct_mark(marks::TUNNEL),
+            eq(meta(MetaKey::Oifname), s(wan.to_string())),
+            counter(),
+            drop_(),
+        ],
+    );
     out.rule(
         "tunnel-leak-guard",
         vec![
@@ -114,8 +129,29 @@ fn syn_only() -> Statement<'static> {
     )
 }
 
+/// `ct mark set ct mark | TUNNEL`: the connection remembers it is tunnelled.
+fn remember_in_conntrack() -> Statement<'static> {
+    Statement::Mangle(Mangle {
+        key: ct("mark"),
+        value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+            ct("mark"),
+            Expression::Number(marks::TUNNEL),
+        ]))),
+    })
+}
+
+/// `ct mark & <bit> == <bit>`.
+fn has_ct_mark(bit: u32) -> Statement<'static> {
+    op(
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(ct("mark"), Expression::Number(bit)))),
+        Operator::EQ,
+        Expression::Number(bit),
+    )
+}
+
 fn mark_for_tunnel() -> Vec<Statement<'static>> {
     vec![
+        remember_in_conntrack(),
         Statement::Mangle(Mangle {
             key: meta(MetaKey::Mark),
             value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
