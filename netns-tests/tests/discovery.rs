@@ -255,13 +255,22 @@ pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
 
 /// p. Observer mode: Debian's dnsmasq hands out addresses; Bulkhead captures the
 /// client's DHCP packets (fingerprint) and reads dnsmasq's lease file (binding);
-/// the device lands in its zone.
+/// the device lands in its zone; dnsmasq serves no DNS (`--port=0`) and Bulkhead
+/// answers the device by its own address, with its zone's list.
 pub fn p_observer_mode_with_dnsmasq() -> Result<Outcome> {
     let demo = DemoHome::build_discovering(std::path::Path::new(BIN), &[])?;
     let leases = demo.dir.join("dnsmasq.leases");
     demo.set_observe(&leases)?;
+    // DNS coexistence as on OpenWrt: dnsmasq keeps DHCP only (`--port=0`,
+    // option 6 naming the router), Bulkhead answers DNS on port 53 and so
+    // sees each device's own address (a forwarding dnsmasq would hide it).
+    demo.start_isp_resolver("")?;
     demo.start_daemon()?;
-    demo.start_dnsmasq("10.0.1.150,10.0.1.160,1h", &leases, &["--log-dhcp"])?;
+    demo.start_dnsmasq(
+        "10.0.1.150,10.0.1.160,1h",
+        &leases,
+        &["--log-dhcp", "--dhcp-option=option:dns-server,10.0.1.1"],
+    )?;
     let plug = host("plug")?;
     let ip = demo.join(plug)?;
     ensure!(
@@ -278,6 +287,20 @@ pub fn p_observer_mode_with_dnsmasq() -> Result<Outcome> {
     );
     ensure!(d["zone"] == "iot", "plug zone: {d}");
     ensure!(in_set(&demo, "iot_v4", &ip.to_string())?, "not in iot_v4");
+    // Per-device DNS policy with dnsmasq serving DHCP: the plug (iot) gets
+    // its zone's ad list, by its own address.
+    let (status, answers) = super::dns::dig(
+        demo.home.ns("plug")?,
+        "10.0.1.1".parse()?,
+        bulkhead::demo::dns::AD_NAME,
+        "A",
+        false,
+    )?;
+    ensure!(
+        status == "NOERROR" && answers == ["0.0.0.0"],
+        "the plug's zone list did not apply beside dnsmasq: {status} {answers:?}\n{}",
+        demo.log()
+    );
     Ok(Outcome::Passed)
 }
 
