@@ -62,6 +62,32 @@ pub struct InventorySnapshot {
 }
 
 impl InventorySnapshot {
+    /// One trusted device at 10.0.1.10 (the DNS fuzz target's client).
+    pub fn fuzz_sample() -> InventorySnapshot {
+        let mac = MacAddr([2, 0, 0, 0, 0, 10]);
+        let ip = IpAddr::from([10, 0, 1, 10]);
+        let zone = ZoneId::new("trusted").unwrap_or_else(|_| unreachable!("a valid zone name"));
+        InventorySnapshot {
+            generation: 1,
+            devices: [(
+                mac,
+                DeviceSnapshot {
+                    mac,
+                    name: Some("<b>laptop</b>".into()),
+                    hostname: None,
+                    zone,
+                    addresses: [ip].into(),
+                    blocked: false,
+                    tunnel_routed: false,
+                },
+            )]
+            .into(),
+            by_address: [(ip, mac)].into(),
+            unknown_zone: None,
+            domain_sets: BTreeSet::new(),
+        }
+    }
+
     /// The device holding `ip` (a DNS client's source address), if any.
     pub fn device_at(&self, ip: IpAddr) -> Option<&DeviceSnapshot> {
         self.by_address.get(&ip).and_then(|mac| self.devices.get(mac))

@@ -306,6 +306,52 @@ fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net:
     Ok((udp, tcp))
 }
 
+/// The fuzz target `dns_query`: after a 2-byte length N, N bytes as a
+/// client's datagram (and as a TCP message), the rest as the upstream's
+/// answer, through the whole chain. Whatever is sent back must parse, carry
+/// the client's id and fit the transport's size.
+pub fn fuzz_entry_query(data: &[u8]) {
+    use std::time::Instant;
+    let [hi, lo, rest @ ..] = data else { return };
+    let cut = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
+    let (packet, upstream) = rest.split_at(cut);
+    let mut settings = DnsSettings::fuzz_sample();
+    settings.dns.upstreams = vec![Upstream {
+        addr: SocketAddr::from(([192, 0, 2, 53], 53)),
+        protocol: crate::config::UpstreamProtocol::Udp,
+    }];
+    let lists = Blocklists::build(vec![(ListId(0), blocklist::parse_list("ads.example\n"))]);
+    let mut r = Resolver::new(settings, lists);
+    let snapshot = crate::core::InventorySnapshot::fuzz_sample();
+    let now = Instant::now();
+    for (transport, limit) in [(wire::Transport::Udp, 512usize), (wire::Transport::Tcp, 65_535)] {
+        let src = SocketAddr::from(([10, 0, 1, 10], 5353));
+        match r.begin(packet, src, transport, &snapshot, now, 0) {
+            resolver::Begin::Reply(bytes) => check_reply(packet, &bytes, limit),
+            resolver::Begin::Drop => {}
+            resolver::Begin::Forward(pending) => {
+                let answer = hickory_proto::op::Message::from_vec(upstream).map(|m| (m, "fuzz".to_string()));
+                let done = r.finish(pending, answer.map_err(|e| e.to_string()), now, 0);
+                if let Some(bytes) = done.reply {
+                    check_reply(packet, &bytes, limit);
+                }
+            }
+        }
+    }
+}
+
+fn check_reply(packet: &[u8], bytes: &[u8], limit: usize) {
+    let reply = hickory_proto::op::Message::from_vec(bytes).expect("every reply parses");
+    assert!(
+        bytes.len() <= limit.max(512),
+        "a reply of {} bytes over a {limit} limit",
+        bytes.len()
+    );
+    if let [a, b, ..] = packet {
+        assert_eq!(reply.metadata.id, u16::from_be_bytes([*a, *b]), "the client's id");
+    }
+}
+
 /// The whole error chain of a DNS error, for logs and alerts.
 pub fn describe(e: &DnsError) -> String {
     error_chain(e)

@@ -82,6 +82,42 @@ impl DnsSettings {
     }
 }
 
+impl DnsSettings {
+    /// A fixed home for the fuzz target: one `trusted` segment 10.0.1.0/24
+    /// with internet, quarantine for the unknown, a domain set `streaming`.
+    pub fn fuzz_sample() -> DnsSettings {
+        let trusted = ZoneId::new("trusted").unwrap_or_else(|_| unreachable!("a valid zone name"));
+        let quarantine = ZoneId::new("quarantine").unwrap_or_else(|_| unreachable!("a valid zone name"));
+        let set = DomainSetId::new("streaming").unwrap_or_else(|_| unreachable!("a valid set name"));
+        DnsSettings {
+            dns: DnsConfig::defaults(&[]),
+            local_domain: "lan".into(),
+            router_addresses: vec![IpAddr::from([10, 0, 1, 1])],
+            home_networks: vec!["10.0.1.0/24"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a valid network"))],
+            zones: [
+                (
+                    trusted,
+                    (
+                        true,
+                        ZoneDns {
+                            blocklists: ["ads".to_string()].into(),
+                            log: true,
+                        },
+                    ),
+                ),
+                (quarantine.clone(), (false, ZoneDns::default())),
+            ]
+            .into(),
+            devices: BTreeMap::new(),
+            unknown_zone: quarantine,
+            domain_sets: [(set, ["example".to_string()].into())].into(),
+            tunnel: false,
+        }
+    }
+}
+
 /// Where a client's questions may go when the cache cannot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
