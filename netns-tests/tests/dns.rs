@@ -370,3 +370,44 @@ pub(crate) fn w_dns_domain_routing_never_leaks() -> Result<Outcome> {
     println!("    tunnel upstreams: {:?}", status.tunnel_upstreams);
     Ok(Outcome::Passed)
 }
+
+/// x. DNS over TLS to the upstream: with plain DNS to the ISP's resolver
+/// dropped in its namespace, answers still come (over 853, the certificate
+/// checked against the configured CA); with the system's CA bundle instead,
+/// the self-signed certificate is refused and the client gets SERVFAIL.
+pub(crate) fn x_dns_over_tls_upstream() -> Result<Outcome> {
+    for trusted in [true, false] {
+        let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+        let ca = if trusted {
+            demo.isp_resolver_ca()
+        } else {
+            std::path::PathBuf::from(bulkhead::config::DEFAULT_CA_FILE)
+        };
+        demo.start_isp_resolver_as(
+            &format!("\"tls://{RESOLVER_V4}\""),
+            &format!("tls_ca_file = {:?}", ca.display().to_string()),
+        )?;
+        // Plain DNS to the ISP resolver cannot be what answers.
+        demo.home.isp().exec(&[
+            "nft",
+            "add table inet nodns; add chain inet nodns in { type filter hook input priority 0; }; \
+             add rule inet nodns in th dport 53 meta l4proto { tcp, udp } counter drop",
+        ])?;
+        demo.start_daemon()?;
+        demo.register_hosts()?;
+        let (status, answers) = dig(demo.home.ns("laptop")?, gateway(), "www.example.test", "A", false)?;
+        if trusted {
+            ensure!(
+                status == "NOERROR" && answers.iter().any(|a| a == "192.0.2.80"),
+                "over TLS: {status} {answers:?}\n{}",
+                demo.log()
+            );
+        } else {
+            ensure!(
+                status == "SERVFAIL" || status.is_empty(),
+                "an upstream whose certificate does not chain to the CA answered: {status} {answers:?}"
+            );
+        }
+    }
+    Ok(Outcome::Passed)
+}

@@ -105,6 +105,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "w_dns_domain_routing_never_leaks",
             dns::w_dns_domain_routing_never_leaks,
         ),
+        ("x_dns_over_tls_upstream", dns::x_dns_over_tls_upstream),
         (
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,

@@ -4,8 +4,10 @@
 //!   `webdriver.rs`) on the trusted laptop opens `http://10.0.1.1:8080`: first
 //!   setup with the daemon's token, login and logout, a zone change, approving
 //!   the quarantined stranger (then a real TCP probe from its namespace: the
-//!   click changed the kernel's rules), acknowledging an alert; and hostile
-//!   device names (DHCP option 12 and mDNS instance names) rendered as text.
+//!   click changed the kernel's rules), acknowledging an alert, the DNS query
+//!   log (real questions with dig, listed and filtered on the Queries page);
+//!   and hostile device names (DHCP option 12 and mDNS instance names)
+//!   rendered as text.
 //! - HTTP refusals with a plain client (CSRF, Origin, Host, session) and the
 //!   firewall in front of the UI (only the trusted zone reaches port 8080).
 //! - schemathesis against `/api/openapi.json` with a logged-in session.
@@ -217,9 +219,11 @@ fn choose(b: &Browser<'_>, form_css: &str, name: &str, value: &str) -> Result<()
 
 // ---------------------------------------------------------------- tests
 
-/// (a)-(d) in one home: setup with the token, logout and login; move the plug
-/// to another zone; approve the quarantined stranger and see the kernel let it
-/// out; acknowledge an alert. A screenshot of every page.
+/// (a)-(e) in one home: setup with the token, logout and login; the laptop's
+/// and the plug's DNS questions on the Queries page (the plug's ad question
+/// blocked by `ads`); move the plug to another zone; approve the quarantined
+/// stranger and see the kernel let it out; acknowledge an alert. A screenshot
+/// of every page.
 pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     if let Some(skip) = tools(webdriver::check_installed)? {
         return Ok(skip);
@@ -268,8 +272,83 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     }
     b.screenshot("devices")?;
 
-    // (b) the plug moves from iot to guest on its page.
+    // (e) DNS, while the plug is still in iot (whose questions the `ads` list
+    // filters): real questions to the router, then the Queries page.
     let plug = mac_of("plug")?;
+    let laptop = mac_of("laptop")?;
+    for (host, name) in [("laptop", "www.example.test"), ("plug", bulkhead::demo::dns::AD_NAME)] {
+        demo.home
+            .ns(host)?
+            .exec(&["dig", "@10.0.1.1", name, "A", "+time=2", "+tries=2", "+short"])
+            .with_context(|| format!("{host} asking the router for {name}"))?;
+    }
+    b.goto(&format!("{BASE}/queries"))?;
+    b.screenshot("queries")?;
+    let listed = b.text_of("#queries")?;
+    ensure!(
+        listed.contains("www.example.test") && listed.contains(bulkhead::demo::dns::AD_NAME),
+        "the Queries page does not list both questions:\n{listed}"
+    );
+    // Each question on its own (fresh pages: a live refresh cannot swap the
+    // rows while they are read): who asked, what became of it.
+    let expected = [
+        (
+            "www.example.test",
+            laptop,
+            &["forwarded", "cached"][..],
+            "www.example.test",
+        ),
+        (bulkhead::demo::dns::AD_NAME, plug, &["blocked"][..], "BLOCKED by ads"),
+    ];
+    for (name, mac, outcomes, shows) in expected {
+        b.goto(&format!("{BASE}/queries?device={mac}&search={name}"))?;
+        let row = b
+            .find("#queries tbody tr")
+            .with_context(|| format!("no question of {mac} for {name} listed"))?;
+        let outcome = b.attr(&row, "data-outcome")?.unwrap_or_default();
+        let text = b.text(&row)?;
+        ensure!(
+            b.attr(&row, "data-mac")?.as_deref() == Some(mac.to_string().as_str())
+                && outcomes.contains(&outcome.as_str())
+                && text.contains(shows),
+            "{mac}'s question for {name} shows as {outcome:?}: {text:?}"
+        );
+    }
+    b.goto(&format!("{BASE}/queries"))?;
+    // The filter, without script: blocked only.
+    b.click(&b.find("#query-filter input[name=\"blocked\"]")?)?;
+    submit(&b, "#query-filter")?;
+    wait_for("the filtered Queries page", Duration::from_secs(10), || {
+        Ok(b.url()?.contains("blocked=true"))
+    })?;
+    let blocked = b.find_all("#queries tbody tr")?;
+    ensure!(!blocked.is_empty(), "blocked only: nothing listed");
+    for row in &blocked {
+        let outcome = b.attr(row, "data-outcome")?.unwrap_or_default();
+        ensure!(outcome == "blocked", "blocked only lists a {outcome:?} question");
+    }
+    b.screenshot("queries-blocked")?;
+    // The plug's page: its counts, its top name, its question.
+    b.goto(&format!("{BASE}/devices/{plug}"))?;
+    let counts = b.text_of("#dns-counts")?;
+    ensure!(
+        counts.contains("of them blocked") && !counts.starts_with("0 "),
+        "the plug's DNS counts: {counts:?}"
+    );
+    let top = b.text_of("#dns-top")?;
+    ensure!(
+        top.contains(bulkhead::demo::dns::AD_NAME),
+        "the plug's top names: {top:?}"
+    );
+    b.goto(&format!("{BASE}/"))?;
+    let overview_dns = b.text_of("#dns-stat")?;
+    ensure!(
+        overview_dns.contains("DNS questions since start") && !overview_dns.contains(" 0 blocked"),
+        "the overview's DNS figures: {overview_dns:?}"
+    );
+
+    t.mark("(e) dns");
+    // (b) the plug moves from iot to guest on its page.
     let plug_page = format!("/devices/{plug}");
     b.goto(&format!("{BASE}{plug_page}"))?;
     let before = b.text_of("#device-zone")?;

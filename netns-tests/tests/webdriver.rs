@@ -120,15 +120,24 @@ impl<'a> Browser<'a> {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--no-first-run", "--window-size=1280,1000",
-                    // The namespace has no DNS (every lookup waits 20 s for
-                    // the host's resolver): nothing in the background.
+                    // Nothing in the background: without a resolver every
+                    // lookup waits 20 s; with Bulkhead's, Autofill's lookups
+                    // (answered at once) would fill the home's query log.
                     "--no-proxy-server", "--disable-background-networking",
+                    "--disable-features=AutofillServerCommunication",
                     "--disable-component-update", "--disable-sync", "--disable-default-apps",
                     "--disable-extensions", "--no-default-browser-check", "--no-pings",
                     // No --user-data-dir: with a profile of our own the first
                     // navigation waits 26 s (first-run fetches); chromedriver's
                     // temporary profile is prepared and removed at quit.
                 ],
+                // No password manager, so no leak check of the password typed
+                // at setup and login (its lookups, too, would fill the log).
+                "prefs": {
+                    "credentials_enable_service": false,
+                    "profile.password_manager_enabled": false,
+                    "profile.password_manager_leak_detection": false,
+                },
             },
         }}});
         let v = b.raw("POST", "/session", Some(&caps))?;

@@ -15,10 +15,11 @@ use serde::Deserialize;
 
 use crate::app::{add_retry_after, backend_status, clear_session_cookie, session_cookie, ApiSession, AppState, PeerIp};
 use crate::backend::BackendError;
+use crate::dns::RawDnsLogQuery;
 use crate::inventory::{DeviceQuery, RawDeviceQuery};
 use crate::model::{
-    AckResult, AckTarget, ActionResult, DeviceAction, ErrorBody, LoginRequest, PasswordChange, SessionInfo,
-    SetupRequest,
+    AckResult, AckTarget, ActionResult, DeviceAction, DnsLogQuery, ErrorBody, LoginRequest, PasswordChange,
+    SessionInfo, SetupRequest,
 };
 use crate::pages::normalize_mac;
 use crate::signin::{self, SignInError};
@@ -59,6 +60,8 @@ pub fn route_table() -> Vec<ApiRoute> {
         r("/api/alerts/{id}/ack", &["POST"], post(ack_one)),
         r("/api/alerts/ack-all", &["POST"], post(ack_all)),
         r("/api/vpn", &["GET"], get(vpn)),
+        r("/api/dns/log", &["GET"], get(dns_log)),
+        r("/api/dns/summary", &["GET"], get(dns_summary)),
         r("/api/settings/password", &["POST"], post(change_password)),
     ]
 }
@@ -269,6 +272,35 @@ async fn ack_all(State(st): State<AppState>, _: ApiSession) -> Response {
 async fn vpn(State(st): State<AppState>, _: ApiSession) -> Response {
     match st.backend.vpn().await {
         Ok(v) => Json(v).into_response(),
+        Err(e) => backend_error(&e),
+    }
+}
+
+/// The answer of the DNS routes while the resolver is off.
+fn resolver_off() -> Response {
+    error(StatusCode::NOT_FOUND, "the DNS resolver is off")
+}
+
+async fn dns_log(State(st): State<AppState>, _: ApiSession, RawQuery(raw): RawQuery) -> Response {
+    let raw = match raw.as_deref().map(parse_query::<RawDnsLogQuery>).transpose() {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let query = match DnsLogQuery::parse(&raw) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match st.backend.dns_log(query).await {
+        Ok(Some(entries)) => Json(entries).into_response(),
+        Ok(None) => resolver_off(),
+        Err(e) => backend_error(&e),
+    }
+}
+
+async fn dns_summary(State(st): State<AppState>, _: ApiSession) -> Response {
+    match st.backend.dns_summary().await {
+        Ok(Some(summary)) => Json(summary).into_response(),
+        Ok(None) => resolver_off(),
         Err(e) => backend_error(&e),
     }
 }

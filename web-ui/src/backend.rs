@@ -6,7 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::{
-    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, LiveEvent, VpnView, ZoneView,
+    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsLogQuery, DnsQueryView,
+    DnsSummaryView, LiveEvent, VpnView, ZoneView,
 };
 
 /// A boxed future, so [`Backend`] stays object-safe.
@@ -51,6 +52,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The tunnel.
     fn vpn(&self) -> BackendFuture<'_, VpnView>;
+
+    /// The resolver's query log, newest first, as `query` filters it; `None`
+    /// when the resolver is off.
+    fn dns_log(&self, query: DnsLogQuery) -> BackendFuture<'_, Option<Vec<DnsQueryView>>>;
+
+    /// The resolver's counters since it started, its upstreams and lists;
+    /// `None` when the resolver is off.
+    fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>>;
 
     /// The password hash and setup token.
     fn auth(&self) -> BackendFuture<'_, AuthRecord>;

@@ -24,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod dns;
 pub mod format;
 pub mod inventory;
 pub mod model;

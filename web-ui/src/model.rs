@@ -307,6 +307,188 @@ impl LiveEvent {
     }
 }
 
+/// What became of a DNS question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DnsOutcome {
+    /// Answered by an upstream resolver.
+    Forwarded {
+        /// The upstream that answered (`192.0.2.53:53`, `tcp://…`, `tls://…`).
+        upstream: String,
+    },
+    /// Answered from the resolver's cache.
+    Cached,
+    /// Answered from the home's own names.
+    Local,
+    /// A blocklist matched.
+    Blocked {
+        /// The list's name.
+        list: String,
+    },
+    /// The upstream answered private addresses for a public name (DNS
+    /// rebinding): the answer was dropped.
+    RebindingDropped,
+    /// Refused: the asker's zone may not resolve internet names.
+    Refused,
+    /// No upstream answered (or the tunnel was down for a tunnelled device).
+    Failed,
+}
+
+impl DnsOutcome {
+    /// The `kind` tag (`forwarded`, `blocked`, …), also a CSS class suffix.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DnsOutcome::Forwarded { .. } => "forwarded",
+            DnsOutcome::Cached => "cached",
+            DnsOutcome::Local => "local",
+            DnsOutcome::Blocked { .. } => "blocked",
+            DnsOutcome::RebindingDropped => "rebinding-dropped",
+            DnsOutcome::Refused => "refused",
+            DnsOutcome::Failed => "failed",
+        }
+    }
+
+    /// A blocklist matched.
+    pub fn is_blocked(&self) -> bool {
+        matches!(self, DnsOutcome::Blocked { .. })
+    }
+}
+
+/// One question in the resolver's query log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsQueryView {
+    /// When it was asked.
+    pub at: UnixTime,
+    /// The address that asked.
+    pub client: String,
+    /// The device that asked, if known (lower-case MAC).
+    pub mac: Option<String>,
+    /// The name asked, lower-case, as the device sent it (untrusted).
+    pub name: String,
+    /// The record type asked (`A`, `AAAA`, `HTTPS`, …).
+    pub qtype: String,
+    /// The response code sent (`NoError`, `NXDomain`, `ServFail`, `Refused`, …).
+    pub rcode: String,
+    /// What became of it.
+    pub outcome: DnsOutcome,
+    /// Microseconds from question to answer.
+    pub micros: u64,
+}
+
+/// Which questions of the query log to read (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsLogQuery {
+    /// Only this device's (lower-case MAC).
+    pub device: Option<String>,
+    /// Only blocked questions.
+    pub blocked_only: bool,
+    /// Only names containing this (case-insensitive).
+    pub search: Option<String>,
+    /// At most this many ([`DnsLogQuery::DEFAULT_LIMIT`] unless asked,
+    /// at most [`DnsLogQuery::MAX_LIMIT`]).
+    pub limit: usize,
+}
+
+impl DnsLogQuery {
+    /// Questions listed unless another limit is asked.
+    pub const DEFAULT_LIMIT: usize = 100;
+    /// The largest limit.
+    pub const MAX_LIMIT: usize = 1000;
+    /// The longest search text, in bytes (a DNS name has at most 253).
+    pub const MAX_SEARCH_BYTES: usize = 255;
+}
+
+impl Default for DnsLogQuery {
+    fn default() -> Self {
+        DnsLogQuery {
+            device: None,
+            blocked_only: false,
+            search: None,
+            limit: DnsLogQuery::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One device's DNS counters since the resolver started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsDeviceCounts {
+    /// The device (lower-case MAC).
+    pub mac: String,
+    /// Questions it asked that were answered.
+    pub queries: u64,
+    /// Of which blocked by a list.
+    pub blocked: u64,
+}
+
+/// One upstream resolver and its health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsUpstreamView {
+    /// Its address (`192.0.2.53:53`, `tcp://…`, `tls://…`).
+    pub upstream: String,
+    /// Asked for tunnelled devices, through the tunnel.
+    pub through_tunnel: bool,
+    /// Answers received.
+    pub answered: u64,
+    /// Failures.
+    pub failed: u64,
+    /// Failures in a row (0: healthy).
+    pub failing: u32,
+    /// The last answer's round trip, in milliseconds.
+    pub last_rtt_ms: u32,
+}
+
+/// One blocklist as the resolver loaded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsListView {
+    /// Its name.
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// Rules that block.
+    pub rules: u64,
+    /// Exceptions (`@@` rules).
+    pub exceptions: u64,
+    /// Lines that did not parse (skipped).
+    pub bad_lines: u64,
+    /// Why the file could not be read, if it could not (the list is left out).
+    pub error: Option<String>,
+}
+
+/// The resolver's counters since it started, its upstreams and its lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSummaryView {
+    /// Questions answered (any way).
+    pub answered: u64,
+    /// Blocked by a list.
+    pub blocked: u64,
+    /// Sent to an upstream.
+    pub forwarded: u64,
+    /// No upstream answered (SERVFAIL sent).
+    pub failed: u64,
+    /// Answered from the cache.
+    pub cache_hits: u64,
+    /// Answered from the home's own names.
+    pub local: u64,
+    /// Upstream answers dropped as DNS rebinding.
+    pub rebinding_dropped: u64,
+    /// Per device, by MAC.
+    pub per_device: Vec<DnsDeviceCounts>,
+    /// The upstreams, direct first, then those asked through the tunnel.
+    pub upstreams: Vec<DnsUpstreamView>,
+    /// The blocklists.
+    pub lists: Vec<DnsListView>,
+}
+
+impl DnsSummaryView {
+    /// The counters of one device (zero if it asked nothing).
+    pub fn device(&self, mac: &str) -> (u64, u64) {
+        self.per_device
+            .iter()
+            .find(|d| d.mac == mac)
+            .map_or((0, 0), |d| (d.queries, d.blocked))
+    }
+}
+
 /// Devices in one zone (the overview's counts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneCount {
@@ -319,7 +501,8 @@ pub struct ZoneCount {
 }
 
 /// The overview page and `GET /api/overview`: composed by the UI from
-/// [`crate::Backend::devices`], [`crate::Backend::alerts`] and [`crate::Backend::vpn`].
+/// [`crate::Backend::devices`], [`crate::Backend::alerts`], [`crate::Backend::vpn`]
+/// and [`crate::Backend::dns_summary`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overview {
     /// Devices known.
@@ -342,6 +525,11 @@ pub struct Overview {
     pub unacknowledged_alerts: usize,
     /// The newest alerts, newest first.
     pub latest_alerts: Vec<AlertView>,
+    /// DNS questions answered since the resolver started (null: the resolver
+    /// is off).
+    pub dns_questions: Option<u64>,
+    /// Of which blocked by a list (null: the resolver is off).
+    pub dns_blocked: Option<u64>,
 }
 
 impl Overview {

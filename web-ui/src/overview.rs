@@ -1,20 +1,30 @@
-//! The overview: composed from the device list, the newest alerts and the
-//! tunnel (three backend calls, made together).
+//! The overview: composed from the device list, the newest alerts, the
+//! tunnel and the resolver's counters (four backend calls, made together).
 
 use std::collections::BTreeMap;
 
 use crate::backend::{Backend, BackendError};
-use crate::model::{AlertView, DeviceSummary, Overview, VpnView, ZoneCount};
+use crate::model::{AlertView, DeviceSummary, DnsSummaryView, Overview, VpnView, ZoneCount};
 
 /// Asks the backend and composes.
 pub async fn load(backend: &dyn Backend) -> Result<Overview, BackendError> {
-    let (devices, alerts, vpn) =
-        tokio::try_join!(backend.devices(), backend.alerts(Overview::ALERT_WINDOW), backend.vpn())?;
-    Ok(compose(devices, alerts, &vpn))
+    let (devices, alerts, vpn, dns) = tokio::try_join!(
+        backend.devices(),
+        backend.alerts(Overview::ALERT_WINDOW),
+        backend.vpn(),
+        backend.dns_summary()
+    )?;
+    Ok(compose(devices, alerts, &vpn, dns.as_ref()))
 }
 
-/// The overview of these devices, alerts (newest first) and tunnel.
-pub fn compose(devices: Vec<DeviceSummary>, alerts: Vec<AlertView>, vpn: &VpnView) -> Overview {
+/// The overview of these devices, alerts (newest first), tunnel and resolver
+/// (`None`: it is off).
+pub fn compose(
+    devices: Vec<DeviceSummary>,
+    alerts: Vec<AlertView>,
+    vpn: &VpnView,
+    dns: Option<&DnsSummaryView>,
+) -> Overview {
     let mut zones: BTreeMap<&str, ZoneCount> = BTreeMap::new();
     for d in &devices {
         let z = zones.entry(d.zone.as_str()).or_insert_with(|| ZoneCount {
@@ -42,6 +52,8 @@ pub fn compose(devices: Vec<DeviceSummary>, alerts: Vec<AlertView>, vpn: &VpnVie
         vpn_last_handshake: vpn.peers.iter().filter_map(|p| p.last_handshake).max(),
         unacknowledged_alerts: alerts.iter().filter(|a| !a.acknowledged).count(),
         latest_alerts: alerts.into_iter().take(Overview::LATEST_ALERTS).collect(),
+        dns_questions: dns.map(|d| d.answered),
+        dns_blocked: dns.map(|d| d.blocked),
     }
 }
 
@@ -55,7 +67,8 @@ mod tests {
         let fake = FakeBackend::demo();
         let devices = fake.device_list();
         let alerts = fake.alert_list();
-        let o = compose(devices.clone(), alerts.clone(), &fake.vpn_view());
+        let dns = fake.dns_summary_view();
+        let o = compose(devices.clone(), alerts.clone(), &fake.vpn_view(), dns.as_ref());
         assert_eq!(o.devices, devices.len());
         assert_eq!(o.online, devices.iter().filter(|d| d.online).count());
         assert_eq!(o.zones.iter().map(|z| z.devices).sum::<usize>(), devices.len());
@@ -68,5 +81,12 @@ mod tests {
         );
         assert!(o.latest_alerts.len() <= Overview::LATEST_ALERTS);
         assert_eq!(o.vpn_state, "up");
+        let dns = dns.expect("the demo runs the resolver");
+        assert_eq!(
+            (o.dns_questions, o.dns_blocked),
+            (Some(dns.answered), Some(dns.blocked))
+        );
+        let off = compose(devices, alerts, &fake.vpn_view(), None);
+        assert_eq!((off.dns_questions, off.dns_blocked), (None, None));
     }
 }

@@ -19,12 +19,13 @@ use crate::app::{
 };
 use crate::auth::{self, Flash, PRE_COOKIE};
 use crate::backend::BackendError;
+use crate::dns::RawDnsLogQuery;
 use crate::inventory::{DeviceQuery, RawDeviceQuery};
-use crate::model::{AckTarget, DeviceAction};
+use crate::model::{AckTarget, DeviceAction, DnsLogQuery};
 use crate::signin::{self, SignInError};
 use crate::views::{
-    AlertsPage, DevicePage, DevicesPage, ErrorPage, Layout, LoginPage, OverviewPage, SettingsPage, SetupPage, VpnPage,
-    ZonesPage, APP_CSS, APP_JS, ICON_SVG,
+    AlertsPage, DeviceDns, DevicePage, DevicesPage, ErrorPage, Layout, LoginPage, OverviewPage, QueriesPage,
+    SettingsPage, SetupPage, VpnPage, ZonesPage, APP_CSS, APP_JS, ICON_SVG,
 };
 
 /// The page routes.
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/devices/{mac}/tunnel", post(tunnel))
         .route("/devices/{mac}/block", post(block))
         .route("/zones", get(zones))
+        .route("/queries", get(queries))
         .route("/alerts", get(alerts))
         .route("/alerts/{id}/ack", post(ack_one))
         .route("/alerts/ack-all", post(ack_all))
@@ -163,18 +165,54 @@ async fn device(State(st): State<AppState>, PageSession(s): PageSession, Path(ma
     let Some(mac) = normalize_mac(&mac) else {
         return error_page(StatusCode::NOT_FOUND, "There is no such device.");
     };
-    match st.backend.device(mac).await {
-        Ok(d) => {
-            let title = crate::text::visible(d.device.display_name()).into_owned();
-            let page = DevicePage {
-                layout: Layout::signed_in(title, "devices", &s),
-                d: &d,
-                now: crate::format::now(),
-            };
-            render(StatusCode::OK, &page)
-        }
-        Err(e) => backend_error_page(&e),
-    }
+    // Its top names come from as much of its log as one read gives.
+    let log_query = DnsLogQuery {
+        device: Some(mac.clone()),
+        limit: DnsLogQuery::MAX_LIMIT,
+        ..DnsLogQuery::default()
+    };
+    let b = st.backend.as_ref();
+    let (d, log, summary) = match tokio::try_join!(b.device(mac), b.dns_log(log_query), b.dns_summary()) {
+        Ok(answers) => answers,
+        Err(e) => return backend_error_page(&e),
+    };
+    let now = crate::format::now();
+    let dns = match (&log, &summary) {
+        (Some(log), Some(summary)) => Some(DeviceDns::new(summary.device(&d.device.mac), log, now)),
+        _ => None,
+    };
+    let title = crate::text::visible(d.device.display_name()).into_owned();
+    let page = DevicePage {
+        layout: Layout::signed_in(title, "devices", &s),
+        d: &d,
+        dns,
+        now,
+    };
+    render(StatusCode::OK, &page)
+}
+
+async fn queries(State(st): State<AppState>, PageSession(s): PageSession, RawQuery(raw): RawQuery) -> Response {
+    // An unreadable query string shows the newest questions rather than an error.
+    let raw: RawDnsLogQuery = raw
+        .as_deref()
+        .and_then(|q| Query::<RawDnsLogQuery>::try_from_uri(&format!("/?{q}").parse().ok()?).ok())
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let query = DnsLogQuery::parse_lenient(&raw);
+    let b = st.backend.as_ref();
+    let (log, summary, devices) = match tokio::try_join!(b.dns_log(query.clone()), b.dns_summary(), b.devices()) {
+        Ok(answers) => answers,
+        Err(e) => return backend_error_page(&e),
+    };
+    let page = QueriesPage::new(
+        Layout::signed_in("Queries", "queries", &s),
+        &query,
+        log.as_deref(),
+        summary.as_ref(),
+        &devices,
+        crate::format::now(),
+    );
+    render(StatusCode::OK, &page)
 }
 
 macro_rules! csrf_form {

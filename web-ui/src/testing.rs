@@ -1,6 +1,7 @@
 //! An in-memory [`Backend`] for tests and benchmarks: a small demo home, or any
 //! number of generated devices. It applies device actions to its own state (so
-//! pages show their effect) and records each one.
+//! pages show their effect) and records each one. Its resolver keeps a query
+//! log (with hostile names in the demo's) and counts as the daemon's does.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -10,7 +11,8 @@ use tokio::sync::broadcast;
 
 use crate::backend::{Backend, BackendError, BackendFuture};
 use crate::model::{
-    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, EvidenceItem, LiveEvent, RuleMatch,
+    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
+    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, RuleMatch,
     TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
 };
 use crate::Health;
@@ -33,6 +35,229 @@ struct FakeState {
     actions: Vec<(String, DeviceAction)>,
     unavailable: bool,
     auth_asked: usize,
+    /// The resolver; `None`: off.
+    dns: Option<FakeDns>,
+}
+
+/// The fake resolver: its log, newest first, and its counters.
+#[derive(Debug, Clone)]
+struct FakeDns {
+    log: Vec<DnsQueryView>,
+    summary: DnsSummaryView,
+}
+
+impl FakeDns {
+    fn new(upstreams: Vec<DnsUpstreamView>, lists: Vec<DnsListView>) -> FakeDns {
+        FakeDns {
+            log: Vec::new(),
+            summary: DnsSummaryView {
+                answered: 0,
+                blocked: 0,
+                forwarded: 0,
+                failed: 0,
+                cache_hits: 0,
+                local: 0,
+                rebinding_dropped: 0,
+                per_device: Vec::new(),
+                upstreams,
+                lists,
+            },
+        }
+    }
+
+    /// Logs and counts one question, as the daemon's resolver does.
+    fn push(&mut self, q: DnsQueryView) {
+        let s = &mut self.summary;
+        s.answered += 1;
+        match &q.outcome {
+            DnsOutcome::Forwarded { .. } => s.forwarded += 1,
+            DnsOutcome::Cached => s.cache_hits += 1,
+            DnsOutcome::Local => s.local += 1,
+            DnsOutcome::Blocked { .. } => s.blocked += 1,
+            DnsOutcome::RebindingDropped => {
+                s.forwarded += 1;
+                s.rebinding_dropped += 1;
+            }
+            DnsOutcome::Refused => {}
+            DnsOutcome::Failed => {
+                s.forwarded += 1;
+                s.failed += 1;
+            }
+        }
+        if let Some(mac) = &q.mac {
+            let i = match s.per_device.binary_search_by(|d| d.mac.cmp(mac)) {
+                Ok(i) => i,
+                Err(i) => {
+                    s.per_device.insert(
+                        i,
+                        DnsDeviceCounts {
+                            mac: mac.clone(),
+                            queries: 0,
+                            blocked: 0,
+                        },
+                    );
+                    i
+                }
+            };
+            s.per_device[i].queries += 1;
+            s.per_device[i].blocked += u64::from(q.outcome.is_blocked());
+        }
+        self.log.insert(0, q);
+    }
+}
+
+/// The demo's upstream resolver.
+pub const DEMO_UPSTREAM: &str = "192.0.2.53:53";
+
+fn upstream(
+    upstream: &str,
+    through_tunnel: bool,
+    answered: u64,
+    failed: u64,
+    failing: u32,
+    rtt: u32,
+) -> DnsUpstreamView {
+    DnsUpstreamView {
+        upstream: upstream.into(),
+        through_tunnel,
+        answered,
+        failed,
+        failing,
+        last_rtt_ms: rtt,
+    }
+}
+
+/// One logged question.
+pub fn dns_query(
+    at: i64,
+    mac: Option<&str>,
+    client: &str,
+    name: &str,
+    qtype: &str,
+    outcome: DnsOutcome,
+) -> DnsQueryView {
+    let rcode = match &outcome {
+        DnsOutcome::Refused => "Refused",
+        DnsOutcome::Failed => "ServFail",
+        _ => "NoError",
+    };
+    DnsQueryView {
+        at,
+        client: client.into(),
+        mac: mac.map(str::to_string),
+        name: name.into(),
+        qtype: qtype.into(),
+        rcode: rcode.into(),
+        outcome,
+        micros: 850,
+    }
+}
+
+/// The demo's DNS: a direct upstream, a failing one and one through the
+/// tunnel; the `ads` list and an unreadable one; questions of every outcome,
+/// two of them with hostile names.
+fn demo_dns(now: i64) -> FakeDns {
+    let mut dns = FakeDns::new(
+        vec![
+            upstream(DEMO_UPSTREAM, false, 9, 0, 0, 12),
+            upstream("198.51.100.53:53", false, 0, 3, 3, 0),
+            upstream("10.8.0.1:53", true, 1, 0, 0, 31),
+        ],
+        vec![
+            DnsListView {
+                name: "ads".into(),
+                file: "/etc/bulkhead/lists/ads.txt".into(),
+                rules: 3,
+                exceptions: 1,
+                bad_lines: 0,
+                error: None,
+            },
+            DnsListView {
+                name: "malware".into(),
+                file: "/etc/bulkhead/lists/malware.txt".into(),
+                rules: 0,
+                exceptions: 0,
+                bad_lines: 0,
+                error: Some("No such file or directory (os error 2)".into()),
+            },
+        ],
+    );
+    let fwd = || DnsOutcome::Forwarded {
+        upstream: DEMO_UPSTREAM.into(),
+    };
+    let ads = || DnsOutcome::Blocked { list: "ads".into() };
+    let (laptop, phone, camera, plug, tv, speaker, stranger) = (
+        Some("02:00:00:00:01:01"),
+        Some("02:00:00:00:01:02"),
+        Some("02:00:00:00:02:01"),
+        Some("02:00:00:00:02:02"),
+        Some("02:00:00:00:02:03"),
+        Some("02:00:00:00:02:04"),
+        Some("02:00:00:00:09:01"),
+    );
+    let questions = [
+        (900, laptop, "192.168.1.10", "www.example.com", "A", fwd()),
+        (880, laptop, "192.168.1.10", "www.example.com", "AAAA", fwd()),
+        (700, phone, "192.168.1.11", "connectivitycheck.example.net", "A", fwd()),
+        (650, camera, "192.168.1.12", "p2p.camera-cloud.example", "A", fwd()),
+        (
+            640,
+            camera,
+            "192.168.1.12",
+            "telemetry.camera-cloud.example",
+            "A",
+            ads(),
+        ),
+        (600, plug, "192.168.1.13", "ads.example.test", "A", ads()),
+        (590, plug, "192.168.1.13", "ads.example.test", "AAAA", ads()),
+        (
+            500,
+            tv,
+            "192.168.1.14",
+            "stream.example.test",
+            "A",
+            DnsOutcome::Forwarded {
+                upstream: "10.8.0.1:53".into(),
+            },
+        ),
+        (400, laptop, "192.168.1.10", "printer.lan", "A", DnsOutcome::Local),
+        (
+            300,
+            speaker,
+            "192.168.1.15",
+            "rebind.example.test",
+            "A",
+            DnsOutcome::RebindingDropped,
+        ),
+        (
+            200,
+            speaker,
+            "192.168.1.15",
+            "\"onmouseover=alert(1) x=\".example.test",
+            "A",
+            fwd(),
+        ),
+        (
+            120,
+            stranger,
+            "192.168.1.16",
+            "<script>alert(1)</script>.example.test",
+            "A",
+            DnsOutcome::Refused,
+        ),
+        (90, None, "192.168.1.99", "pool.ntp.example", "A", DnsOutcome::Failed),
+        (60, laptop, "192.168.1.10", "www.example.com", "A", DnsOutcome::Cached),
+        (30, phone, "fd00:1::11", "www.example.com", "HTTPS", DnsOutcome::Cached),
+        (10, camera, "192.168.1.12", "ads.example.test", "A", ads()),
+    ];
+    for (ago, mac, client, name, qtype, outcome) in questions {
+        let mut q = dns_query(now - ago, mac, client, name, qtype, outcome);
+        if name.starts_with('"') {
+            q.rcode = "NXDomain".into();
+        }
+        dns.push(q);
+    }
+    dns
 }
 
 /// A PHC string for `password` with tiny argon2 parameters (8 KiB, one pass),
@@ -173,7 +398,7 @@ fn alert(id: i64, at: i64, kind: &str, mac: Option<&str>, message: &str, acknowl
 }
 
 impl FakeBackend {
-    fn from_parts(devices: Vec<DeviceDetail>, alerts: Vec<AlertView>, auth: AuthRecord) -> FakeBackend {
+    fn from_parts(devices: Vec<DeviceDetail>, alerts: Vec<AlertView>, auth: AuthRecord, dns: FakeDns) -> FakeBackend {
         let (live, _) = broadcast::channel(64);
         FakeBackend {
             state: Mutex::new(FakeState {
@@ -185,6 +410,7 @@ impl FakeBackend {
                 actions: Vec::new(),
                 unavailable: false,
                 auth_asked: 0,
+                dns: Some(dns),
             }),
             live,
         }
@@ -289,6 +515,7 @@ impl FakeBackend {
                 password_hash: Some(cheap_hash("correct horse battery")),
                 setup_token: None,
             },
+            demo_dns(now),
         )
     }
 
@@ -324,6 +551,7 @@ impl FakeBackend {
                 password_hash: Some(cheap_hash("correct horse battery")),
                 setup_token: None,
             },
+            FakeDns::new(vec![upstream(DEMO_UPSTREAM, false, 0, 0, 0, 0)], Vec::new()),
         )
     }
 
@@ -401,6 +629,28 @@ impl FakeBackend {
     /// Every call fails with [`BackendError::Unavailable`] while set.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.lock().unavailable = unavailable;
+    }
+
+    /// Turns the resolver off (`dns_log` and `dns_summary` answer `None`), or
+    /// on again with an empty log and zero counters.
+    pub fn set_resolver(&self, on: bool) {
+        let mut s = self.lock();
+        s.dns = on.then(|| FakeDns::new(vec![upstream(DEMO_UPSTREAM, false, 0, 0, 0, 0)], Vec::new()));
+    }
+
+    /// Logs and counts a question (it becomes the newest); the resolver must be on.
+    pub fn push_dns_query(&self, q: DnsQueryView) {
+        self.lock().dns.as_mut().expect("the fake resolver is on").push(q);
+    }
+
+    /// The resolver's counters, if it is on.
+    pub fn dns_summary_view(&self) -> Option<DnsSummaryView> {
+        self.lock().dns.as_ref().map(|d| d.summary.clone())
+    }
+
+    /// The whole query log, newest first, if the resolver is on.
+    pub fn dns_queries(&self) -> Option<Vec<DnsQueryView>> {
+        self.lock().dns.as_ref().map(|d| d.log.clone())
     }
 
     /// The device actions received, in order.
@@ -625,6 +875,23 @@ impl Backend for FakeBackend {
 
     fn vpn(&self) -> BackendFuture<'_, VpnView> {
         Box::pin(async move { Ok(self.check()?.vpn.clone()) })
+    }
+
+    fn dns_log(&self, query: DnsLogQuery) -> BackendFuture<'_, Option<Vec<DnsQueryView>>> {
+        Box::pin(async move {
+            Ok(self.check()?.dns.as_ref().map(|d| {
+                d.log
+                    .iter()
+                    .filter(|q| query.matches(q))
+                    .take(query.limit.max(1))
+                    .cloned()
+                    .collect()
+            }))
+        })
+    }
+
+    fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>> {
+        Box::pin(async move { Ok(self.check()?.dns.as_ref().map(|d| d.summary.clone())) })
     }
 
     fn auth(&self) -> BackendFuture<'_, AuthRecord> {

@@ -3,12 +3,17 @@
 //! through the `shown` filter ([`crate::text::Shown`]) as well, and sits in
 //! `<bdi>` so right-to-left text cannot reorder what is around it.
 
+use std::collections::HashMap;
+
 use askama::Template;
 
 use crate::app::SessionCtx;
 use crate::auth::Flash;
 use crate::inventory::{DeviceQuery, SortKey, Status};
-use crate::model::{AlertView, DeviceDetail, DeviceSummary, Overview, UnixTime, VpnView, ZoneView};
+use crate::model::{
+    AlertView, DeviceDetail, DeviceSummary, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, Overview, UnixTime,
+    VpnView, ZoneView,
+};
 
 /// The embedded stylesheet.
 pub const APP_CSS: &str = include_str!("../static/app.css");
@@ -75,10 +80,11 @@ mod filters {
 }
 
 /// The main navigation: (key, link, label).
-const NAV: [(&str, &str, &str); 6] = [
+const NAV: [(&str, &str, &str); 7] = [
     ("overview", "/", "Overview"),
     ("devices", "/devices", "Devices"),
     ("zones", "/zones", "Zones"),
+    ("queries", "/queries", "Queries"),
     ("alerts", "/alerts", "Alerts"),
     ("vpn", "/vpn", "VPN"),
     ("settings", "/settings", "Settings"),
@@ -145,6 +151,13 @@ pub struct OverviewPage<'a> {
     pub waiting: usize,
     /// Now.
     pub now: UnixTime,
+}
+
+impl OverviewPage<'_> {
+    /// DNS questions and blocked since the resolver started; `None`: it is off.
+    fn dns(&self) -> Option<(u64, u64)> {
+        Some((self.o.dns_questions?, self.o.dns_blocked?))
+    }
 }
 
 /// `/devices`.
@@ -254,8 +267,139 @@ pub struct DevicePage<'a> {
     pub layout: Layout,
     /// The device.
     pub d: &'a DeviceDetail,
+    /// Its DNS questions; `None`: the resolver is off.
+    pub dns: Option<DeviceDns<'a>>,
     /// Now.
     pub now: UnixTime,
+}
+
+/// A device's DNS section.
+pub struct DeviceDns<'a> {
+    /// Questions answered since the resolver started.
+    pub queries: u64,
+    /// Of which blocked.
+    pub blocked: u64,
+    /// Its most asked names among [`DeviceDns::examined`] logged questions.
+    pub top: Vec<(&'a str, usize)>,
+    /// How many of its logged questions the top names come from.
+    pub examined: usize,
+    /// Its newest questions.
+    pub table: QueryTable<'a>,
+}
+
+impl<'a> DeviceDns<'a> {
+    /// Names listed as the most asked.
+    pub const TOP_NAMES: usize = 10;
+    /// Questions listed as the newest.
+    pub const RECENT: usize = 20;
+
+    /// The section for a device with these counters and these logged
+    /// questions (newest first).
+    pub fn new(counts: (u64, u64), log: &'a [DnsQueryView], now: UnixTime) -> DeviceDns<'a> {
+        DeviceDns {
+            queries: counts.0,
+            blocked: counts.1,
+            top: crate::dns::top_names(log, Self::TOP_NAMES),
+            examined: log.len(),
+            table: QueryTable::new("device-queries", &log[..log.len().min(Self::RECENT)], &[], false, now),
+        }
+    }
+}
+
+/// The table of DNS questions (the Queries page, a device's page):
+/// `query_table.html`.
+pub struct QueryTable<'a> {
+    /// The table's id.
+    pub id: &'static str,
+    /// Newest first.
+    pub rows: &'a [DnsQueryView],
+    /// Devices by MAC, for their names.
+    devices: HashMap<&'a str, &'a DeviceSummary>,
+    /// Show who asked (not on a device's own page).
+    pub device_column: bool,
+    /// Now.
+    pub now: UnixTime,
+}
+
+impl<'a> QueryTable<'a> {
+    /// A table of `rows`, naming askers from `devices`.
+    pub fn new(
+        id: &'static str,
+        rows: &'a [DnsQueryView],
+        devices: &'a [DeviceSummary],
+        device_column: bool,
+        now: UnixTime,
+    ) -> QueryTable<'a> {
+        QueryTable {
+            id,
+            rows,
+            devices: devices.iter().map(|d| (d.mac.as_str(), d)).collect(),
+            device_column,
+            now,
+        }
+    }
+
+    /// The device with this MAC, if known.
+    fn device(&self, mac: &str) -> Option<&'a DeviceSummary> {
+        self.devices.get(mac).copied()
+    }
+}
+
+/// `/queries`.
+#[derive(Template)]
+#[template(path = "queries.html")]
+pub struct QueriesPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The filter.
+    pub query: &'a DnsLogQuery,
+    /// The resolver's counters; `None`: it is off.
+    pub summary: Option<&'a DnsSummaryView>,
+    /// The questions; `None`: the resolver is off.
+    pub table: Option<QueryTable<'a>>,
+    /// The devices to filter by, by name.
+    pub devices: Vec<&'a DeviceSummary>,
+}
+
+impl<'a> QueriesPage<'a> {
+    /// The page; `devices` gives the filter's choices.
+    pub fn new(
+        layout: Layout,
+        query: &'a DnsLogQuery,
+        log: Option<&'a [DnsQueryView]>,
+        summary: Option<&'a DnsSummaryView>,
+        devices: &'a [DeviceSummary],
+        now: UnixTime,
+    ) -> QueriesPage<'a> {
+        let mut choices: Vec<&DeviceSummary> = devices.iter().collect();
+        choices.sort_by_cached_key(|d| (d.display_name().to_lowercase(), d.mac.clone()));
+        QueriesPage {
+            layout,
+            query,
+            // Both or neither: the resolver is on or off.
+            summary: summary.filter(|_| log.is_some()),
+            table: log
+                .filter(|_| summary.is_some())
+                .map(|rows| QueryTable::new("queries", rows, devices, true, now)),
+            devices: choices,
+        }
+    }
+
+    fn device_selected(&self, mac: &str) -> bool {
+        self.query.device.as_deref() == Some(mac)
+    }
+
+    /// The device filtered by, when it is not one of the known devices.
+    fn unknown_device(&self) -> Option<&str> {
+        self.query
+            .device
+            .as_deref()
+            .filter(|m| !self.devices.iter().any(|d| d.mac == *m))
+    }
+
+    fn search(&self) -> &str {
+        self.query.search.as_deref().unwrap_or("")
+    }
 }
 
 impl DevicePage<'_> {

@@ -31,6 +31,9 @@ pub enum UpstreamProtocol {
     Udp,
     /// TCP only.
     Tcp,
+    /// DNS over TLS (RFC 7858): the certificate must be valid for the
+    /// upstream's IP address and chain to `dns.tls_ca_file`.
+    Tls,
 }
 
 /// One upstream resolver.
@@ -47,6 +50,7 @@ impl std::fmt::Display for Upstream {
         match self.protocol {
             UpstreamProtocol::Udp => write!(f, "{}", self.addr),
             UpstreamProtocol::Tcp => write!(f, "tcp://{}", self.addr),
+            UpstreamProtocol::Tls => write!(f, "tls://{}", self.addr),
         }
     }
 }
@@ -75,6 +79,9 @@ pub enum BypassMode {
     /// Devices may use any resolver (DNS policy is then advice, not rule).
     Off,
 }
+
+/// The system's CA bundle (Debian's ca-certificates, OpenWrt's ca-bundle).
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// At most this many blocklists (a client's lists are a 64-bit mask).
 pub const MAX_BLOCKLISTS: usize = 64;
@@ -122,6 +129,9 @@ pub struct DnsConfig {
     /// Addresses of known DNS-over-HTTPS servers: HTTPS to them is refused
     /// while `bypass` is on.
     pub doh_servers: Vec<ipnet::IpNet>,
+    /// The CA certificates (PEM) that `tls://` upstreams' certificates must
+    /// chain to (default: the system's bundle).
+    pub tls_ca_file: PathBuf,
 }
 
 impl DnsConfig {
@@ -142,6 +152,7 @@ impl DnsConfig {
             bypass: BypassMode::Redirect,
             blocklists: Vec::new(),
             doh_servers: Vec::new(),
+            tls_ca_file: PathBuf::from(DEFAULT_CA_FILE),
         }
     }
 
@@ -204,6 +215,7 @@ pub(super) struct RawDns {
     blocklists: Vec<Spanned<RawBlocklist>>,
     #[serde(default)]
     doh_servers: Vec<Spanned<String>>,
+    tls_ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -219,20 +231,23 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         (UpstreamProtocol::Tcp, r)
     } else if let Some(r) = s.strip_prefix("udp://") {
         (UpstreamProtocol::Udp, r)
-    } else if s.starts_with("tls://") || s.starts_with("https://") {
+    } else if let Some(r) = s.strip_prefix("tls://") {
+        (UpstreamProtocol::Tls, r)
+    } else if s.starts_with("https://") {
         return Err(format!(
-            "`{}`: DNS-over-TLS and DNS-over-HTTPS upstreams are not supported yet (use udp:// or tcp://)",
+            "`{}`: DNS-over-HTTPS upstreams are not supported yet (use tls://, udp:// or tcp://)",
             s.escape_debug()
         ));
     } else {
         (UpstreamProtocol::Udp, s)
     };
+    let default_port = if protocol == UpstreamProtocol::Tls { 853 } else { 53 };
     let addr = rest
         .parse::<SocketAddr>()
-        .or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, default_port)))
         .map_err(|_| {
             format!(
-                "`{}` is not an upstream (IP, IP:PORT or [IPv6]:PORT, optionally with udp:// or tcp://)",
+                "`{}` is not an upstream (IP, IP:PORT or [IPv6]:PORT, optionally with udp://, tcp:// or tls://)",
                 s.escape_debug()
             )
         })?;
@@ -381,6 +396,9 @@ pub(super) fn validate_dns(
                 ok = false;
             }
         }
+    }
+    if let Some(f) = &raw.tls_ca_file {
+        dns.tls_ca_file = resolve(base, f.get_ref());
     }
     if let Some(r) = raw.rebind_protection {
         dns.rebind_protection = r;

@@ -12,7 +12,7 @@ mod types;
 
 pub use dns::{
     parse_upstream, BlockAnswer, BlocklistSource, BypassMode, DnsConfig, Upstream, UpstreamProtocol, ZoneDns,
-    MAX_BLOCKLISTS,
+    DEFAULT_CA_FILE, MAX_BLOCKLISTS,
 };
 pub(crate) use error::write_lines;
 pub use error::{ConfigError, ConfigErrors};

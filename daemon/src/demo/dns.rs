@@ -31,6 +31,18 @@ impl DemoHome {
     /// `[[dns.blocklists]]`). Before [`start_daemon`](Self::start_daemon).
     /// The resolver runs until the home is removed. Returns its pid.
     pub fn start_isp_resolver(&self, extra: &str) -> anyhow::Result<u32> {
+        self.start_isp_resolver_as(&format!("\"{RESOLVER_V4}\""), extra)
+    }
+
+    /// The CA of the ISP resolver's certificate, for
+    /// `dns.tls_ca_file` (after [`start_isp_resolver`](Self::start_isp_resolver)).
+    pub fn isp_resolver_ca(&self) -> std::path::PathBuf {
+        self.dir.join("isp-resolver").join("tls-ca.pem")
+    }
+
+    /// [`start_isp_resolver`](Self::start_isp_resolver) with `upstreams`
+    /// written as given (e.g. `"tls://192.0.2.53"`).
+    pub fn start_isp_resolver_as(&self, upstreams: &str, extra: &str) -> anyhow::Result<u32> {
         let isp = self.home.isp();
         isp.ip_batch(&[
             format!("addr add {RESOLVER_V4}/32 dev lo"),
@@ -56,7 +68,7 @@ impl DemoHome {
         let mut text = std::fs::read_to_string(&path)?;
         anyhow::ensure!(!text.contains("\n[dns]"), "the [dns] section is written once");
         text.push_str(&format!(
-            "\n[dns]\nupstreams = [\"{RESOLVER_V4}\"]\n{extra}\n\n[[dns.blocklists]]\nname = \"ads\"\nfile = \"lists/ads.txt\"\n"
+            "\n[dns]\nupstreams = [{upstreams}]\n{extra}\n\n[[dns.blocklists]]\nname = \"ads\"\nfile = \"lists/ads.txt\"\n"
         ));
         std::fs::write(&path, text)?;
         // IoT devices get no ads: the zone (defined in the shipped zones file)

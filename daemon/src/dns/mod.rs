@@ -173,13 +173,27 @@ impl DnsService {
         service: ServiceHandle,
     ) -> Result<DnsService, DnsError> {
         let listen = settings.dns.listen.clone();
-        let direct = UpstreamGroup::new(settings.dns.upstreams.clone(), None);
+        let uses_tls = settings
+            .dns
+            .upstreams
+            .iter()
+            .chain(&settings.dns.tunnel_upstreams)
+            .any(|u| u.protocol == crate::config::UpstreamProtocol::Tls);
+        let tls = if uses_tls {
+            upstream::tls_client(&settings.dns.tls_ca_file)
+        } else {
+            Err("no tls:// upstream is configured".to_string())
+        };
+        if let (true, Err(e)) = (uses_tls, &tls) {
+            tracing::error!(error = %e, "DNS-over-TLS upstreams cannot be checked; they will fail");
+        }
+        let direct = UpstreamGroup::new(settings.dns.upstreams.clone(), None, tls.clone());
         let through_tunnel = if settings.dns.tunnel_upstreams.is_empty() {
             settings.dns.upstreams.clone()
         } else {
             settings.dns.tunnel_upstreams.clone()
         };
-        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL));
+        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL), tls);
         let (matcher, list_status) = lists;
         let shared = Arc::new(Shared::new(
             Resolver::new(settings.clone(), matcher),

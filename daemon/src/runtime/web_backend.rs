@@ -7,13 +7,16 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use bulkhead_web::model::{
-    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, EvidenceItem, LiveEvent, RuleMatch,
+    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
+    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, RuleMatch,
     TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
 };
 use bulkhead_web::{BackendError, BackendFuture};
 
 use crate::config::{MacAddr, ZoneId};
 use crate::control::{DeviceView, Request, Response, TunnelView, ZoneInfo};
+use crate::dns::querylog::{LogFilter, Outcome, QueryLogEntry};
+use crate::dns::DnsStatus;
 
 use super::control_socket::Job;
 
@@ -35,16 +38,33 @@ impl WebBackend {
         WebBackend { health, jobs, live }
     }
 
-    async fn ask(&self, req: Request) -> Result<Response, BackendError> {
+    /// The event loop's answer, whatever it is.
+    async fn answer(&self, req: Request) -> Result<Response, BackendError> {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((req, tx))
             .await
             .map_err(|_| BackendError::Unavailable("the daemon is stopping".into()))?;
-        match rx.await {
-            Ok(Response::Error { message }) => Err(BackendError::Refused(message)),
-            Ok(r) => Ok(r),
-            Err(_) => Err(BackendError::Unavailable("the daemon is stopping".into())),
+        rx.await
+            .map_err(|_| BackendError::Unavailable("the daemon is stopping".into()))
+    }
+
+    async fn ask(&self, req: Request) -> Result<Response, BackendError> {
+        match self.answer(req).await? {
+            Response::Error { message } => Err(BackendError::Refused(message)),
+            r => Ok(r),
+        }
+    }
+
+    /// A question for the resolver; `None` when it is off (the one error the
+    /// runtime answers its requests with).
+    async fn ask_resolver(&self, req: Request) -> Result<Option<Response>, BackendError> {
+        match self.answer(req).await? {
+            Response::Error { message } => {
+                tracing::debug!(%message, "web UI: no resolver");
+                Ok(None)
+            }
+            r => Ok(Some(r)),
         }
     }
 
@@ -223,6 +243,95 @@ fn vpn_view(t: TunnelView) -> VpnView {
     }
 }
 
+/// The UI's filter as the resolver's.
+fn log_filter(q: DnsLogQuery) -> Result<LogFilter, BackendError> {
+    Ok(LogFilter {
+        device: q
+            .device
+            .as_deref()
+            .map(|m| {
+                m.parse()
+                    .map_err(|_| BackendError::Refused(format!("`{}` is not a MAC address", m.escape_debug())))
+            })
+            .transpose()?,
+        blocked_only: q.blocked_only,
+        search: q.search,
+        limit: q.limit,
+    })
+}
+
+/// One logged question as the UI shows it.
+pub fn dns_query_view(e: QueryLogEntry) -> DnsQueryView {
+    DnsQueryView {
+        at: i64::try_from(e.at).unwrap_or(i64::MAX),
+        client: e.client.to_string(),
+        mac: e.mac.map(|m| m.to_string()),
+        name: e.name,
+        qtype: e.qtype,
+        rcode: e.rcode,
+        outcome: match e.outcome {
+            Outcome::Forwarded { upstream } => DnsOutcome::Forwarded { upstream },
+            Outcome::Cached => DnsOutcome::Cached,
+            Outcome::Local => DnsOutcome::Local,
+            Outcome::Blocked { list } => DnsOutcome::Blocked { list },
+            Outcome::Rebind => DnsOutcome::RebindingDropped,
+            Outcome::NotAllowed => DnsOutcome::Refused,
+            Outcome::Failed => DnsOutcome::Failed,
+        },
+        micros: e.micros,
+    }
+}
+
+/// The resolver's state as the UI shows it.
+pub fn dns_summary_view(s: DnsStatus) -> DnsSummaryView {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let upstreams = s
+        .upstreams
+        .iter()
+        .map(|u| (u, false))
+        .chain(s.tunnel_upstreams.iter().map(|u| (u, true)))
+        .map(|((u, h), through_tunnel)| DnsUpstreamView {
+            upstream: u.to_string(),
+            through_tunnel,
+            answered: h.answered,
+            failed: h.failed,
+            failing: h.failing,
+            last_rtt_ms: h.last_rtt_ms,
+        })
+        .collect();
+    DnsSummaryView {
+        answered: s.stats.answered,
+        blocked: s.stats.blocked,
+        forwarded: s.stats.forwarded,
+        failed: s.stats.failed,
+        cache_hits: s.cache_hits,
+        local: s.stats.local,
+        rebinding_dropped: s.stats.rebind,
+        per_device: s
+            .per_device
+            .iter()
+            .map(|(mac, c)| DnsDeviceCounts {
+                mac: mac.to_string(),
+                queries: c.queries,
+                blocked: c.blocked,
+            })
+            .collect(),
+        upstreams,
+        lists: s
+            .lists
+            .into_iter()
+            .map(|l| DnsListView {
+                name: l.name,
+                file: l.file,
+                rules: count(l.rules),
+                exceptions: count(l.exceptions),
+                bad_lines: count(l.bad_lines),
+                error: l.error,
+            })
+            .collect(),
+    }
+}
+
 impl bulkhead_web::Backend for WebBackend {
     fn health(&self) -> bulkhead_web::Health {
         self.health.read().map(|h| h.clone()).unwrap_or_default()
@@ -353,6 +462,27 @@ impl bulkhead_web::Backend for WebBackend {
         })
     }
 
+    fn dns_log(&self, query: DnsLogQuery) -> BackendFuture<'_, Option<Vec<DnsQueryView>>> {
+        Box::pin(async move {
+            let filter = log_filter(query)?;
+            match self.ask_resolver(Request::DnsLog { filter }).await? {
+                None => Ok(None),
+                Some(Response::DnsLog { entries }) => Ok(Some(entries.into_iter().map(dns_query_view).collect())),
+                Some(other) => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>> {
+        Box::pin(async move {
+            match self.ask_resolver(Request::DnsStatus).await? {
+                None => Ok(None),
+                Some(Response::Dns(status)) => Ok(Some(dns_summary_view(*status))),
+                Some(other) => Err(unexpected(&other)),
+            }
+        })
+    }
+
     fn auth(&self) -> BackendFuture<'_, AuthRecord> {
         Box::pin(async move {
             match self.ask(Request::Auth).await? {
@@ -435,6 +565,225 @@ mod tests {
         assert!(
             asked.contains(&Request::Devices) && asked.contains(&Request::Zones),
             "{asked:?}"
+        );
+    }
+
+    /// Answers the next request with `response` and hands the request back.
+    fn answer_once(mut jobs: mpsc::Receiver<Job>, response: Response) -> tokio::task::JoinHandle<Request> {
+        tokio::spawn(async move {
+            let (req, reply) = jobs.recv().await.expect("a request");
+            let _ = reply.send(response);
+            req
+        })
+    }
+
+    fn resolver_off() -> Response {
+        Response::Error {
+            message: "the resolver is off (dns.enabled = false)".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_resolver_off_is_none_not_an_error() {
+        let (b, jobs) = backend();
+        let loop_side = answer_once(jobs, resolver_off());
+        assert_eq!(b.dns_summary().await, Ok(None));
+        assert_eq!(loop_side.await.expect("event loop"), Request::DnsStatus);
+        let (b, jobs) = backend();
+        let loop_side = answer_once(jobs, resolver_off());
+        assert_eq!(b.dns_log(DnsLogQuery::default()).await, Ok(None));
+        assert!(matches!(loop_side.await.expect("event loop"), Request::DnsLog { .. }));
+    }
+
+    #[tokio::test]
+    async fn the_query_log_is_asked_with_the_filter_and_mapped() {
+        use crate::dns::querylog::QueryLogEntry;
+        let mac = MacAddr([2, 0, 0, 0, 2, 2]);
+        let entry = |outcome: Outcome| QueryLogEntry {
+            at: 1_700_000_000,
+            client: std::net::IpAddr::from([10, 0, 1, 20]),
+            mac: Some(mac),
+            name: "<script>.example.test".into(),
+            qtype: "AAAA".into(),
+            rcode: "NoError".into(),
+            outcome,
+            micros: 42,
+        };
+        let outcomes = [
+            Outcome::Forwarded {
+                upstream: "192.0.2.53:53".into(),
+            },
+            Outcome::Cached,
+            Outcome::Local,
+            Outcome::Blocked { list: "ads".into() },
+            Outcome::Rebind,
+            Outcome::NotAllowed,
+            Outcome::Failed,
+        ];
+        let mut no_device = entry(Outcome::Failed);
+        no_device.mac = None;
+        let mut entries: Vec<QueryLogEntry> = outcomes.iter().cloned().map(entry).collect();
+        entries.push(no_device);
+        let (b, jobs) = backend();
+        let loop_side = answer_once(jobs, Response::DnsLog { entries });
+        let query = DnsLogQuery {
+            device: Some(mac.to_string()),
+            blocked_only: true,
+            search: Some("script".into()),
+            limit: 7,
+        };
+        let views = b.dns_log(query).await.expect("answer").expect("the resolver is on");
+        assert_eq!(
+            loop_side.await.expect("event loop"),
+            Request::DnsLog {
+                filter: LogFilter {
+                    device: Some(mac),
+                    blocked_only: true,
+                    search: Some("script".into()),
+                    limit: 7,
+                }
+            }
+        );
+        let kinds: Vec<&str> = views.iter().map(|v| v.outcome.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "forwarded",
+                "cached",
+                "local",
+                "blocked",
+                "rebinding-dropped",
+                "refused",
+                "failed",
+                "failed"
+            ]
+        );
+        let v = &views[3];
+        assert_eq!(v.outcome, DnsOutcome::Blocked { list: "ads".into() });
+        assert_eq!(
+            (
+                v.at,
+                v.client.as_str(),
+                v.mac.as_deref(),
+                v.name.as_str(),
+                v.qtype.as_str(),
+                v.micros
+            ),
+            (
+                1_700_000_000,
+                "10.0.1.20",
+                Some("02:00:00:00:02:02"),
+                "<script>.example.test",
+                "AAAA",
+                42
+            )
+        );
+        assert_eq!(views[7].mac, None);
+        // A device that is no MAC never reaches the event loop.
+        let (b, _jobs) = backend();
+        let bad = DnsLogQuery {
+            device: Some("nope".into()),
+            ..DnsLogQuery::default()
+        };
+        assert!(matches!(b.dns_log(bad).await, Err(BackendError::Refused(_))));
+    }
+
+    #[test]
+    fn the_summary_maps_counters_upstreams_and_lists() {
+        use crate::config::{Upstream, UpstreamProtocol};
+        use crate::dns::querylog::DeviceCounts;
+        use crate::dns::upstream::Health;
+        use crate::dns::ListStatus;
+        let up = |addr: &str, protocol| Upstream {
+            addr: addr.parse().expect("address"),
+            protocol,
+        };
+        let status = DnsStatus {
+            listening: vec!["10.0.1.1:53".parse().expect("address")],
+            not_listening: Vec::new(),
+            upstreams: vec![(
+                up("192.0.2.53:53", UpstreamProtocol::Udp),
+                Health {
+                    answered: 9,
+                    failed: 1,
+                    failing: 0,
+                    last_rtt_ms: 12,
+                    last_error: None,
+                },
+            )],
+            tunnel_upstreams: vec![(
+                up("10.8.0.1:53", UpstreamProtocol::Tcp),
+                Health {
+                    answered: 0,
+                    failed: 3,
+                    failing: 3,
+                    last_rtt_ms: 0,
+                    last_error: Some("10.8.0.1:53: no answer in time".into()),
+                },
+            )],
+            stats: crate::dns::resolver::ResolverStats {
+                answered: 20,
+                blocked: 4,
+                forwarded: 10,
+                failed: 2,
+                local: 3,
+                rebind: 1,
+                ..Default::default()
+            },
+            cache_entries: 5,
+            cache_hits: 6,
+            cache_misses: 10,
+            lists: vec![ListStatus {
+                name: "ads".into(),
+                file: "/lists/ads.txt".into(),
+                rules: 3,
+                exceptions: 1,
+                bad_lines: 2,
+                unsupported: 0,
+                error: None,
+            }],
+            list_bytes: 100,
+            per_device: vec![(MacAddr([2, 0, 0, 0, 2, 2]), DeviceCounts { queries: 5, blocked: 2 })],
+        };
+        let v = dns_summary_view(status);
+        assert_eq!(
+            (
+                v.answered,
+                v.blocked,
+                v.forwarded,
+                v.failed,
+                v.cache_hits,
+                v.local,
+                v.rebinding_dropped
+            ),
+            (20, 4, 10, 2, 6, 3, 1)
+        );
+        assert_eq!(v.device("02:00:00:00:02:02"), (5, 2));
+        assert_eq!(v.upstreams.len(), 2);
+        assert_eq!(
+            (
+                v.upstreams[0].upstream.as_str(),
+                v.upstreams[0].through_tunnel,
+                v.upstreams[0].answered
+            ),
+            ("192.0.2.53:53", false, 9)
+        );
+        assert_eq!(
+            (
+                v.upstreams[1].upstream.as_str(),
+                v.upstreams[1].through_tunnel,
+                v.upstreams[1].failing
+            ),
+            ("tcp://10.8.0.1:53", true, 3)
+        );
+        assert_eq!(
+            (
+                v.lists[0].name.as_str(),
+                v.lists[0].rules,
+                v.lists[0].exceptions,
+                v.lists[0].bad_lines
+            ),
+            ("ads", 3, 1, 2)
         );
     }
 

@@ -54,7 +54,7 @@ fn hostile_ui() -> (Ui, String) {
     (ui, long)
 }
 
-fn assert_inert(what: &str, html: &str) {
+pub(crate) fn assert_inert(what: &str, html: &str) {
     for raw in [
         SCRIPT,
         "<img",

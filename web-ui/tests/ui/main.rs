@@ -13,6 +13,8 @@
 //!   thousand devices.
 //! - `device_actions`: each device action by form and by API.
 //! - `alerts`: acknowledging alerts.
+//! - `dns`: the DNS query log: the Queries page and its filter, a device's DNS
+//!   section, the overview's counts, the API, hostile names, the resolver off.
 //! - `pages`: the other pages, the backend down, password change and reset,
 //!   live events, static assets.
 //! - `openapi`: the OpenAPI document against the routes and the bodies.
@@ -23,6 +25,7 @@ mod common;
 mod alerts;
 mod device_actions;
 mod devices_list;
+mod dns;
 mod hostile_text;
 mod openapi;
 mod pages;

@@ -3,7 +3,8 @@
 
 use axum::http::{header, Method, StatusCode};
 use bulkhead_web::model::{
-    AlertView, DeviceAction, DeviceDetail, DeviceSummary, Overview, SessionInfo, VpnView, ZoneView,
+    AlertView, DeviceAction, DeviceDetail, DeviceSummary, DnsQueryView, DnsSummaryView, Overview, SessionInfo, VpnView,
+    ZoneView,
 };
 use bulkhead_web::testing::sample_device;
 use serde_json::Value;
@@ -193,6 +194,12 @@ async fn api_bodies_match_the_document_and_the_model() {
         ("/api/zones", "/api/zones"),
         ("/api/alerts", "/api/alerts"),
         ("/api/vpn", "/api/vpn"),
+        ("/api/dns/log", "/api/dns/log"),
+        (
+            "/api/dns/log",
+            "/api/dns/log?device=02:00:00:00:02:02&blocked=true&search=ads&limit=5",
+        ),
+        ("/api/dns/summary", "/api/dns/summary"),
         ("/api/session", "/api/session"),
     ];
     for (doc_path, path) in cases {
@@ -212,9 +219,44 @@ async fn api_bodies_match_the_document_and_the_model() {
             "/api/zones" => drop(serde_json::from_value::<Vec<ZoneView>>(v).expect("zones")),
             "/api/alerts" => drop(serde_json::from_value::<Vec<AlertView>>(v).expect("alerts")),
             "/api/vpn" => drop(serde_json::from_value::<VpnView>(v).expect("VpnView")),
+            "/api/dns/log" => drop(serde_json::from_value::<Vec<DnsQueryView>>(v).expect("questions")),
+            "/api/dns/summary" => drop(serde_json::from_value::<DnsSummaryView>(v).expect("DnsSummaryView")),
             _ => drop(serde_json::from_value::<SessionInfo>(v).expect("SessionInfo")),
         }
     }
+    // The demo's log holds every outcome the document lists, and no other.
+    let log = json(ui.get("/api/dns/log", Some(&s)).await).await;
+    let mut kinds: Vec<&str> = log
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|q| q["outcome"]["kind"].as_str())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut documented: Vec<&str> = doc["components"]["schemas"]["DnsOutcome"]["discriminator"]["mapping"]
+        .as_object()
+        .expect("mapping")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    assert_eq!(kinds, documented);
+    // The resolver off: 404 with an error body, the overview's DNS null.
+    ui.fake.set_resolver(false);
+    for path in ["/api/dns/log", "/api/dns/summary"] {
+        let r = ui.get(path, Some(&s)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        check(&doc, &schema_of(path, "get", "404"), &json(r).await, path);
+    }
+    let v = json(ui.get("/api/overview", Some(&s)).await).await;
+    check(
+        &doc,
+        &schema_of("/api/overview", "get", "200"),
+        &v,
+        "overview (resolver off)",
+    );
+    ui.fake.set_resolver(true);
     // The unconfigured tunnel, too.
     ui.fake.set_vpn(VpnView {
         state: "down".into(),

@@ -24,7 +24,9 @@ async fn every_page_renders_its_hooks() {
         assert!(html.contains(hook), "overview: {hook}");
     }
     assert!(html.contains("aria-current=\"page\">Overview</a>"));
-    for label in ["Overview", "Devices", "Zones", "Alerts", "VPN", "Settings", "Log out"] {
+    for label in [
+        "Overview", "Devices", "Zones", "Queries", "Alerts", "VPN", "Settings", "Log out",
+    ] {
         assert!(html.contains(&format!(">{label}<")), "nav: {label}");
     }
     let html = ui.page("/zones", &s).await;
@@ -35,7 +37,7 @@ async fn every_page_renders_its_hooks() {
     let html = ui.page("/settings", &s).await;
     assert!(html.contains("id=\"password-form\""));
     // Every form submits with a button.
-    for path in ["/", "/devices/02:00:00:00:09:01", "/alerts", "/settings"] {
+    for path in ["/", "/devices/02:00:00:00:09:01", "/queries", "/alerts", "/settings"] {
         let html = ui.page(path, &s).await;
         let forms = html.matches("<form").count();
         assert!(forms > 0);
@@ -54,7 +56,15 @@ async fn the_backend_down_is_503() {
     let ui = ui();
     let s = ui.login().await;
     ui.fake.set_unavailable(true);
-    for path in ["/", "/devices", "/zones", "/alerts", "/vpn"] {
+    for path in [
+        "/",
+        "/devices",
+        "/devices/02:00:00:00:02:01",
+        "/zones",
+        "/queries",
+        "/alerts",
+        "/vpn",
+    ] {
         assert_eq!(
             ui.get(path, Some(&s)).await.status(),
             StatusCode::SERVICE_UNAVAILABLE,
