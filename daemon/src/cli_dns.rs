@@ -34,6 +34,8 @@ pub enum DnsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Download the URL blocklists now (they are also refreshed on their timer).
+    Refresh,
     /// What a device would get for NAME, and why (nothing is asked upstream).
     Test {
         /// The name.
@@ -66,6 +68,7 @@ pub fn dns_request(command: DnsCommand) -> (Request, super::Print, bool) {
             print_log,
             json,
         ),
+        DnsCommand::Refresh => (Request::DnsRefresh, super::print_done, false),
         DnsCommand::Test { name, from } => (Request::DnsTest { name, from }, super::print_done, false),
     }
 }
@@ -117,6 +120,16 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
                 "list {}: {} rules, {} exceptions, {} bad lines, {} unsupported  ({})",
                 l.name, l.rules, l.exceptions, l.bad_lines, l.unsupported, l.file
             ),
+        }
+        if let Some(url) = &l.url {
+            let when = l.downloaded.map_or_else(
+                || "never".to_string(),
+                |t| bulkhead_web::format::Utc(t as i64).to_string(),
+            );
+            println!("  from {url}, downloaded {when}");
+            if let Some(e) = &l.download_error {
+                println!("  last download FAILED: {e} (the last good copy stays in force)");
+            }
         }
     }
     if !status.lists.is_empty() {

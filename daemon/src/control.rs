@@ -120,6 +120,8 @@ pub enum Request {
         /// Which questions.
         filter: crate::dns::querylog::LogFilter,
     },
+    /// Download the URL blocklists now (`bulkhead dns refresh`).
+    DnsRefresh,
     /// What a device would get for a name, and why (`bulkhead dns test`).
     DnsTest {
         /// The name.

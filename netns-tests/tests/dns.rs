@@ -411,3 +411,96 @@ pub(crate) fn x_dns_over_tls_upstream() -> Result<Outcome> {
     }
     Ok(Outcome::Passed)
 }
+
+/// y. A blocklist from a URL: downloaded at start, again on `dns refresh`
+/// (the new rules apply, the copy on disk follows), a broken download keeps
+/// the last good copy, and after a restart with the server gone the copy
+/// still blocks.
+pub(crate) fn y_dns_blocklist_from_url() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let www = demo.dir.join("isp-www");
+    std::fs::create_dir_all(&www)?;
+    let list = www.join("remote.txt");
+    std::fs::write(&list, "# served by the test\n||one.example.test^\n")?;
+    let www_arg = www.display().to_string();
+    demo.home.isp().spawn_logged(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "203.0.113.10",
+            "--directory",
+            &www_arg,
+        ],
+        &demo.dir.join("http.log"),
+    )?;
+    demo.start_isp_resolver(
+        "\n[[dns.blocklists]]\nname = \"remote\"\nurl = \"http://203.0.113.10:8000/remote.txt\"\nrefresh_hours = 1",
+    )?;
+    let zones = demo.dir.join("policies/zones.toml");
+    let text = std::fs::read_to_string(&zones)?;
+    ensure!(text.contains("[zones.trusted]\n"), "the shipped zones define trusted");
+    std::fs::write(
+        &zones,
+        text.replacen(
+            "[zones.trusted]\n",
+            "[zones.trusted]\ndns_blocklists = [\"remote\"]\n",
+            1,
+        ),
+    )?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let blocked = |name: &str| -> Result<bool> {
+        let (status, answers) = dig(demo.home.ns("laptop")?, gateway(), name, "A", false)?;
+        Ok(status == "NOERROR" && answers == ["0.0.0.0"])
+    };
+    let wait_for = |what: &str, check: &dyn Fn() -> Result<bool>| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !check()? {
+            ensure!(
+                Instant::now() < deadline,
+                "{what}\n--- daemon log:\n{}\n--- http log:\n{}",
+                demo.log(),
+                std::fs::read_to_string(demo.dir.join("http.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    };
+    wait_for("the downloaded list never blocked one.example.test", &|| {
+        blocked("one.example.test")
+    })?;
+    // A new version, on demand.
+    std::fs::write(&list, "||two.example.test^\n")?;
+    demo.call(Request::DnsRefresh)?;
+    wait_for("the refreshed list never blocked two.example.test", &|| {
+        blocked("two.example.test")
+    })?;
+    ensure!(!blocked("one.example.test")?, "the old rule outlived the new list");
+    let copy = demo.dir.join("state/blocklists/remote.txt");
+    ensure!(
+        std::fs::read_to_string(&copy)? == "||two.example.test^\n",
+        "the last good copy is not the new list"
+    );
+    // A broken download (an error page) keeps the copy in force.
+    std::fs::write(&list, "<html><body>Service unavailable</body></html>\n")?;
+    demo.call(Request::DnsRefresh)?;
+    wait_for("a broken download was not reported", &|| {
+        let s = dns_status(&demo)?;
+        Ok(s.lists.iter().any(|l| l.name == "remote" && l.download_error.is_some()))
+    })?;
+    ensure!(blocked("two.example.test")?, "a broken download replaced the list");
+    ensure!(std::fs::read_to_string(&copy)? == "||two.example.test^\n");
+    // The server gone and the daemon restarted: the copy still blocks.
+    std::fs::remove_file(&list)?;
+    demo.stop_daemon()?;
+    demo.start_daemon()?;
+    ensure!(
+        blocked("two.example.test")?,
+        "after a restart without the server, the last good copy does not block:\n{}",
+        demo.log()
+    );
+    Ok(Outcome::Passed)
+}

@@ -106,6 +106,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             dns::w_dns_domain_routing_never_leaks,
         ),
         ("x_dns_over_tls_upstream", dns::x_dns_over_tls_upstream),
+        ("y_dns_blocklist_from_url", dns::y_dns_blocklist_from_url),
         (
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,

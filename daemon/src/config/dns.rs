@@ -91,9 +91,17 @@ pub const MAX_BLOCKLISTS: usize = 64;
 pub struct BlocklistSource {
     /// Its name (what zones and devices refer to).
     pub name: String,
-    /// The file it is read from.
+    /// The file it is read from (for a URL list: its last good copy, under
+    /// `state_dir/blocklists/`).
     pub file: PathBuf,
+    /// Where it is downloaded from, if it is a URL list.
+    pub url: Option<String>,
+    /// Hours between downloads of a URL list.
+    pub refresh_hours: u32,
 }
+
+/// Default hours between downloads of a URL list.
+pub const DEFAULT_REFRESH_HOURS: u32 = 24;
 
 /// The resolver's settings (`[dns]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -222,7 +230,9 @@ pub(super) struct RawDns {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBlocklist {
     name: Spanned<String>,
-    file: Spanned<String>,
+    file: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    refresh_hours: Option<Spanned<i64>>,
 }
 
 /// Parses an upstream: `IP`, `IP:PORT`, `[V6]:PORT`, with `udp://` or `tcp://`.
@@ -278,6 +288,7 @@ fn count(v: &Spanned<i64>, field: &str, range: std::ops::RangeInclusive<i64>, re
 pub(super) fn validate_dns(
     raw: Option<&RawDns>,
     base: &Path,
+    state_dir: &Path,
     segments: &[Segment],
     rep: &mut Reporter<'_>,
 ) -> Option<DnsConfig> {
@@ -417,8 +428,8 @@ pub(super) fn validate_dns(
         }
     }
     let mut names = BTreeSet::new();
-    for (i, b) in raw.blocklists.iter().enumerate() {
-        let b = b.get_ref();
+    for (i, entry) in raw.blocklists.iter().enumerate() {
+        let b = entry.get_ref();
         let name = b.name.get_ref();
         let valid = !name.is_empty()
             && name.len() <= 32
@@ -447,9 +458,46 @@ pub(super) fn validate_dns(
             );
             ok = false;
         }
+        let refresh_hours = match &b.refresh_hours {
+            None => DEFAULT_REFRESH_HOURS,
+            Some(h) => match count(h, &format!("dns.blocklists[{i}].refresh_hours"), 1..=24 * 30, rep) {
+                Some(h) => h as u32,
+                None => {
+                    ok = false;
+                    DEFAULT_REFRESH_HOURS
+                }
+            },
+        };
+        let (file, url) = match (&b.file, &b.url) {
+            (Some(f), None) => (resolve(base, f.get_ref()), None),
+            (None, Some(u)) if u.get_ref().starts_with("https://") || u.get_ref().starts_with("http://") => (
+                state_dir.join("blocklists").join(format!("{name}.txt")),
+                Some(u.get_ref().clone()),
+            ),
+            (None, Some(u)) => {
+                rep.at(
+                    u.span(),
+                    format!("dns.blocklists[{i}].url"),
+                    format!("`{}` is not an http:// or https:// URL", u.get_ref().escape_debug()),
+                );
+                ok = false;
+                continue;
+            }
+            _ => {
+                rep.at(
+                    entry.span(),
+                    format!("dns.blocklists[{i}]"),
+                    "a list has either `file` or `url`",
+                );
+                ok = false;
+                continue;
+            }
+        };
         dns.blocklists.push(BlocklistSource {
             name: name.clone(),
-            file: resolve(base, b.file.get_ref()),
+            file,
+            url,
+            refresh_hours,
         });
     }
     ok.then_some(dns)

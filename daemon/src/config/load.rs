@@ -440,16 +440,17 @@ fn validate_main(
             t
         }
     };
-    let dns = validate_dns(raw.dns.as_ref(), base, &segments, rep);
-    ok &= dns.is_some();
     let path_or = |v: Option<Spanned<String>>, default: &str| {
         v.map_or_else(|| PathBuf::from(default), |s| resolve(base, s.get_ref()))
     };
+    let state_dir = path_or(raw.state_dir, "/var/lib/bulkhead");
+    let dns = validate_dns(raw.dns.as_ref(), base, &state_dir, &segments, rep);
+    ok &= dns.is_some();
     let part = MainPart {
         wan_interface: wan.into_inner(),
         police_wan_input: raw.wan.police_input,
         segments,
-        state_dir: path_or(raw.state_dir, "/var/lib/bulkhead"),
+        state_dir,
         policies_dir: path_or(raw.policies_dir, "/etc/bulkhead/policies"),
         control_socket: path_or(raw.control_socket, "/run/bulkhead/control.sock"),
         web,

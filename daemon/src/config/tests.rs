@@ -798,3 +798,90 @@ fn web_listens_only_on_loopback_or_segment_addresses() {
     let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.web.listen, [std::net::SocketAddr::from(([127, 0, 0, 1], 8080))]);
 }
+
+#[test]
+fn dns_settings_load_and_every_dns_error_names_its_place() {
+    let good = format!(
+        r#"{MAIN}
+[dns]
+listen = ["10.0.1.1", "127.0.0.1:5353"]
+upstreams = ["192.0.2.53", "tcp://[2001:db8::53]:53", "tls://198.51.100.53"]
+block_answer = "nxdomain"
+bypass = "refuse"
+doh_servers = ["192.0.2.44/32"]
+rebind_allow = ["Plex.Direct."]
+
+[[dns.blocklists]]
+name = "ads"
+file = "lists/ads.txt"
+
+[[dns.blocklists]]
+name = "trackers"
+url = "https://lists.example/trackers.txt"
+refresh_hours = 6
+"#
+    );
+    let zones = format!("{ZONES}dns_blocklists = [\"ads\"]\n");
+    let fx = Fixture::new(&good, &[("10-zones.toml", &zones)]);
+    let dns = load(&fx.main()).unwrap_or_else(|e| panic!("{e}")).dns;
+    assert_eq!(dns.listen.len(), 2);
+    assert_eq!(dns.upstreams[1].protocol, UpstreamProtocol::Tcp);
+    assert_eq!(dns.upstreams[2].addr.port(), 853, "tls:// defaults to 853");
+    assert_eq!(dns.block_answer, BlockAnswer::Nxdomain);
+    assert_eq!(dns.bypass, BypassMode::Refuse);
+    assert_eq!(dns.rebind_allow, ["plex.direct"]);
+    assert_eq!(dns.blocklists[0].file, fx.dir.join("lists/ads.txt"));
+    assert_eq!(
+        dns.blocklists[1].file,
+        fx.dir.join("state/blocklists/trackers.txt"),
+        "a URL list's last good copy lives in the state directory"
+    );
+    assert_eq!(dns.blocklists[1].refresh_hours, 6);
+
+    let bad = format!(
+        r#"{MAIN}
+[dns]
+listen = ["0.0.0.0", "198.51.100.2"]
+upstreams = ["https://dns.example/dns-query", "nonsense"]
+block_answer = "maybe"
+cache_entries = -1
+
+[[dns.blocklists]]
+name = "Ads!"
+file = "a.txt"
+
+[[dns.blocklists]]
+name = "both"
+file = "b.txt"
+url = "https://x.example/b.txt"
+
+[[dns.blocklists]]
+name = "ftp"
+url = "ftp://x.example/c.txt"
+"#
+    );
+    let fx = Fixture::new(&bad, &[("10-zones.toml", ZONES)]);
+    let errs = load(&fx.main()).expect_err("bad dns").0;
+    assert_errors(
+        &errs,
+        &[
+            "bulkhead.toml:24:11: dns.listen[0]: the resolver listens only on loopback",
+            "bulkhead.toml:24:22: dns.listen[1]: the resolver listens only on loopback",
+            "bulkhead.toml:25:14: dns.upstreams[0]: `https://dns.example/dns-query`: DNS-over-HTTPS",
+            "bulkhead.toml:25:47: dns.upstreams[1]: `nonsense` is not an upstream",
+            "bulkhead.toml:26:16: dns.block_answer:",
+            "bulkhead.toml:27:17: dns.cache_entries: must be between",
+            "bulkhead.toml:30:8: dns.blocklists[0].name: a list name is 1-32",
+            "bulkhead.toml:33:1: dns.blocklists[1]: a list has either `file` or `url`",
+            "bulkhead.toml:40:7: dns.blocklists[2].url: `ftp://x.example/c.txt` is not an http",
+        ],
+    );
+    // A zone naming a list the main file does not define.
+    let zones = format!("{ZONES}dns_blocklists = [\"missing\"]\n");
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", &zones)]);
+    let errs = load(&fx.main()).expect_err("unknown list").0;
+    assert_errors(
+        &errs,
+        &["10-zones.toml:11:19: zones.quarantine.dns_blocklists[0]: unknown blocklist `missing`"],
+    );
+}

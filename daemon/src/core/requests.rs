@@ -62,9 +62,11 @@ impl DaemonState {
             Request::Tunnel => Response::Error {
                 message: "the tunnel's state is kept by the daemon loop".into(),
             },
-            Request::DnsStatus | Request::DnsLog { .. } | Request::DnsTest { .. } => Response::Error {
-                message: "the resolver is off (dns.enabled = false)".into(),
-            },
+            Request::DnsStatus | Request::DnsLog { .. } | Request::DnsTest { .. } | Request::DnsRefresh => {
+                Response::Error {
+                    message: "the resolver is off (dns.enabled = false)".into(),
+                }
+            }
         }
     }
 

@@ -15,6 +15,8 @@
 
 pub mod blocklist;
 pub mod cache;
+pub mod fetch;
+pub mod lists;
 pub mod local;
 pub mod policy;
 pub mod querylog;
@@ -37,14 +39,12 @@ use crate::firewall::error_chain;
 use crate::kernel_ids::MARK_TUNNEL;
 use crate::runtime::services::ServiceHandle;
 use blocklist::{Blocklists, ListId};
+pub use lists::{load_blocklists, ListStatus};
 pub use policy::DnsSettings;
 use querylog::{DeviceCounts, LogFilter, QueryLogEntry};
 use resolver::{Resolver, ResolverStats};
 use server::Shared;
 use upstream::{Health, UpstreamGroup};
-
-/// Bad lines of a list reported in the log, per list.
-const BAD_LINES_LOGGED: usize = 5;
 
 /// Why the resolver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,25 +52,6 @@ pub enum DnsError {
     /// Not one listen address could be bound.
     #[error("the resolver could not listen anywhere: {0}")]
     NoListener(String),
-}
-
-/// One blocklist as loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListStatus {
-    /// Its name.
-    pub name: String,
-    /// The file it came from.
-    pub file: String,
-    /// Rules that block.
-    pub rules: usize,
-    /// Exceptions (`@@`).
-    pub exceptions: usize,
-    /// Lines that did not parse (with file:line in the daemon's log).
-    pub bad_lines: usize,
-    /// Lines in a syntax we do not support (skipped).
-    pub unsupported: usize,
-    /// Why the file could not be read, if it could not.
-    pub error: Option<String>,
 }
 
 /// `bulkhead dns`: the resolver's state.
@@ -106,7 +87,6 @@ pub struct DnsService {
     tasks: Vec<JoinHandle<()>>,
     listening: Vec<SocketAddr>,
     not_listening: Vec<(SocketAddr, String)>,
-    lists: Vec<ListStatus>,
     settings: DnsSettings,
 }
 
@@ -116,52 +96,6 @@ impl Drop for DnsService {
             t.abort();
         }
     }
-}
-
-/// Reads and parses the configured lists (blocking file reads: call from
-/// `spawn_blocking` or at start). A list that cannot be read is reported and
-/// left out; bad lines are counted and the first few logged with file:line.
-pub fn load_blocklists(settings: &DnsSettings) -> (Blocklists, Vec<ListStatus>) {
-    let mut parsed = Vec::new();
-    let mut status = Vec::new();
-    for (i, source) in settings.dns.blocklists.iter().enumerate() {
-        let mut s = ListStatus {
-            name: source.name.clone(),
-            file: source.file.display().to_string(),
-            rules: 0,
-            exceptions: 0,
-            bad_lines: 0,
-            unsupported: 0,
-            error: None,
-        };
-        match std::fs::read(&source.file) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let list = blocklist::parse_list(&text);
-                s.rules = list.block_rules();
-                s.exceptions = list.allow_rules();
-                s.bad_lines = list.bad_lines_total;
-                s.unsupported = list.unsupported_total;
-                for bad in list.bad_lines.iter().take(BAD_LINES_LOGGED) {
-                    tracing::warn!("{}:{}: {} (line skipped)", source.file.display(), bad.line, bad.reason);
-                }
-                if list.bad_lines_total > BAD_LINES_LOGGED {
-                    tracing::warn!(
-                        "{}: {} more lines skipped",
-                        source.file.display(),
-                        list.bad_lines_total - BAD_LINES_LOGGED
-                    );
-                }
-                parsed.push((ListId(i as u16), list));
-            }
-            Err(e) => {
-                tracing::error!(list = %source.name, file = %source.file.display(), error = %e, "blocklist unreadable; left out");
-                s.error = Some(e.to_string());
-            }
-        }
-        status.push(s);
-    }
-    (Blocklists::build(parsed), status)
 }
 
 impl DnsService {
@@ -188,6 +122,11 @@ impl DnsService {
             tracing::error!(error = %e, "DNS-over-TLS upstreams cannot be checked; they will fail");
         }
         let direct = UpstreamGroup::new(settings.dns.upstreams.clone(), None, tls.clone());
+        let fetch_tls = match (&tls, settings.dns.blocklists.iter().any(|b| b.url.is_some())) {
+            (Ok(t), _) => Some(t.clone()),
+            (Err(_), true) => upstream::tls_client(&settings.dns.tls_ca_file).ok(),
+            (Err(_), false) => None,
+        };
         let through_tunnel = if settings.dns.tunnel_upstreams.is_empty() {
             settings.dns.upstreams.clone()
         } else {
@@ -200,6 +139,7 @@ impl DnsService {
             direct,
             tunnel,
             service,
+            list_status,
         ));
         let mut tasks = Vec::new();
         let mut listening = Vec::new();
@@ -226,12 +166,18 @@ impl DnsService {
             return Err(DnsError::NoListener(why));
         }
         tracing::info!(addresses = ?listening, "resolver listening");
+        if settings.dns.blocklists.iter().any(|b| b.url.is_some()) {
+            tasks.push(tokio::spawn(lists::refresh_loop(
+                shared.clone(),
+                settings.clone(),
+                fetch_tls,
+            )));
+        }
         Ok(DnsService {
             shared,
             tasks,
             listening,
             not_listening,
-            lists: list_status,
             settings,
         })
     }
@@ -260,10 +206,15 @@ impl DnsService {
             cache_entries: cache.entries,
             cache_hits: cache.hits,
             cache_misses: cache.misses,
-            lists: self.lists.clone(),
+            lists: self.shared.lists.lock().map(|l| l.clone()).unwrap_or_default(),
             list_bytes,
             per_device,
         }
+    }
+
+    /// Downloads the URL lists now (`bulkhead dns refresh`).
+    pub fn refresh_lists(&self) {
+        self.shared.refresh.notify_one();
     }
 
     /// The query log, newest first.

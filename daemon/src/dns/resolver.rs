@@ -141,6 +141,11 @@ impl Resolver {
         &self.log
     }
 
+    /// Replaces the blocklists (a URL list was downloaded again).
+    pub fn set_blocklists(&mut self, lists: Blocklists) {
+        self.lists = lists;
+    }
+
     /// The blocklists.
     pub fn blocklists(&self) -> (&Blocklists, &[String]) {
         (&self.lists, &self.list_names)

@@ -36,6 +36,10 @@ pub(super) struct Shared {
     pub(super) direct: UpstreamGroup,
     pub(super) tunnel: UpstreamGroup,
     pub(super) service: ServiceHandle,
+    /// The lists as loaded (names, counts, errors, downloads).
+    pub(super) lists: Mutex<Vec<super::ListStatus>>,
+    /// Wakes the list refresher (`bulkhead dns refresh`).
+    pub(super) refresh: tokio::sync::Notify,
     in_flight: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
 }
@@ -46,12 +50,15 @@ impl Shared {
         direct: UpstreamGroup,
         tunnel: UpstreamGroup,
         service: ServiceHandle,
+        lists: Vec<super::ListStatus>,
     ) -> Self {
         Shared {
             resolver: Mutex::new(resolver),
             direct,
             tunnel,
             service,
+            lists: Mutex::new(lists),
+            refresh: tokio::sync::Notify::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             tcp: Arc::new(Semaphore::new(MAX_TCP)),
         }

@@ -54,6 +54,8 @@ fn resolver() -> Resolver {
     config.dns.blocklists = vec![BlocklistSource {
         name: "ads".into(),
         file: "/nonexistent".into(),
+        url: None,
+        refresh_hours: 24,
     }];
     let iot = ZoneId::new("iot").expect("zone");
     if let Some(z) = config.policy.zones.get_mut(&iot) {

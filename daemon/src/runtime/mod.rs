@@ -269,6 +269,12 @@ fn answer(
 ) -> Response {
     match (req, dns) {
         (Request::DnsStatus, Some(dns)) => Response::Dns(Box::new(dns.status())),
+        (Request::DnsRefresh, Some(dns)) => {
+            dns.refresh_lists();
+            Response::Done {
+                message: "downloading the URL blocklists now (bulkhead dns status shows the result)".into(),
+            }
+        }
         (Request::DnsLog { filter }, Some(dns)) => Response::DnsLog {
             entries: dns.log(&filter),
         },

@@ -736,6 +736,9 @@ mod tests {
             lists: vec![ListStatus {
                 name: "ads".into(),
                 file: "/lists/ads.txt".into(),
+                url: None,
+                downloaded: None,
+                download_error: None,
                 rules: 3,
                 exceptions: 1,
                 bad_lines: 2,
