@@ -104,6 +104,17 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    for (zone, u, h) in &status.zone_upstreams {
+        let state = if h.failing == 0 {
+            "ok".to_string()
+        } else {
+            format!("failing ({} in a row)", h.failing)
+        };
+        println!(
+            "zone {zone}'s upstream: {u}  {state}, {} answers, {} failures",
+            h.answered, h.failed
+        );
+    }
     let s = &status.stats;
     println!(
         "answered {}  local {}  blocked {}  forwarded {}  failed {}  refused {}  not allowed {}  rebinding dropped {}  malformed {}  over rate {}",

@@ -191,6 +191,10 @@ pub struct ZoneDns {
     pub blocklists: BTreeSet<String>,
     /// Its devices' questions go into the query log.
     pub log: bool,
+    /// Its own upstreams (e.g. a family-safe resolver for the kids' zone);
+    /// empty: `dns.upstreams`. Devices routed through the tunnel still use
+    /// the tunnel's.
+    pub upstreams: Vec<Upstream>,
 }
 
 impl Default for ZoneDns {
@@ -198,6 +202,7 @@ impl Default for ZoneDns {
         ZoneDns {
             blocklists: BTreeSet::new(),
             log: true,
+            upstreams: Vec::new(),
         }
     }
 }

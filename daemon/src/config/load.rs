@@ -112,6 +112,8 @@ struct RawZone {
     dns_blocklists: Vec<Spanned<String>>,
     #[serde(default = "default_true")]
     dns_log: bool,
+    #[serde(default)]
+    dns_upstreams: Vec<Spanned<String>>,
 }
 
 fn default_true() -> bool {
@@ -811,11 +813,19 @@ fn validate_policy(
                     Err(m) => rep.at(s.span(), format!("zones.{name}.router_services[{i}]"), m),
                 }
             }
+            let mut upstreams = Vec::new();
+            for (i, u) in z.dns_upstreams.iter().enumerate() {
+                match super::dns::parse_upstream(u.get_ref()) {
+                    Ok(up) => upstreams.push(up),
+                    Err(m) => rep.at(u.span(), format!("zones.{name}.dns_upstreams[{i}]"), m),
+                }
+            }
             let dns = ZoneDns {
                 blocklists: list_refs(&mut rep, &z.dns_blocklists, &|i| {
                     format!("zones.{name}.dns_blocklists[{i}]")
                 }),
                 log: z.dns_log,
+                upstreams,
             };
             zones.entry(id.clone()).or_insert(Zone {
                 id,

@@ -26,6 +26,21 @@ pub struct CacheKey {
     pub qtype: RecordType,
     /// DNSSEC OK.
     pub dnssec_ok: bool,
+    /// Which upstreams answered: answers of the tunnel's or of a zone's own
+    /// resolver (a family-safe one) are never given to others.
+    pub source: AnswerSource,
+}
+
+/// Which upstream group an answer came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum AnswerSource {
+    /// `dns.upstreams`.
+    #[default]
+    Default,
+    /// The tunnel's upstreams.
+    Tunnel,
+    /// A zone's own upstreams.
+    Zone(crate::config::ZoneId),
 }
 
 /// One answer as kept.
@@ -225,6 +240,7 @@ mod tests {
             name: n.into(),
             qtype: RecordType::A,
             dnssec_ok: false,
+            source: AnswerSource::Default,
         }
     }
 

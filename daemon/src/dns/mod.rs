@@ -65,6 +65,9 @@ pub struct DnsStatus {
     pub upstreams: Vec<(Upstream, Health)>,
     /// Upstreams asked through the tunnel and their health.
     pub tunnel_upstreams: Vec<(Upstream, Health)>,
+    /// Zones' own upstreams and their health.
+    #[serde(default)]
+    pub zone_upstreams: Vec<(crate::config::ZoneId, Upstream, Health)>,
     /// Counters.
     pub stats: ResolverStats,
     /// Cache entries, hits, misses.
@@ -112,6 +115,7 @@ impl DnsService {
             .upstreams
             .iter()
             .chain(&settings.dns.tunnel_upstreams)
+            .chain(settings.zones.values().flat_map(|(_, z)| z.upstreams.iter()))
             .any(|u| u.protocol == crate::config::UpstreamProtocol::Tls);
         let tls = if uses_tls {
             upstream::tls_client(&settings.dns.tls_ca_file)
@@ -132,12 +136,19 @@ impl DnsService {
         } else {
             settings.dns.tunnel_upstreams.clone()
         };
-        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL), tls);
+        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL), tls.clone());
+        let zones = settings
+            .zones
+            .iter()
+            .filter(|(_, (_, z))| !z.upstreams.is_empty())
+            .map(|(id, (_, z))| (id.clone(), UpstreamGroup::new(z.upstreams.clone(), None, tls.clone())))
+            .collect();
         let (matcher, list_status) = lists;
         let shared = Arc::new(Shared::new(
             Resolver::new(settings.clone(), matcher),
             direct,
             tunnel,
+            zones,
             service,
             list_status,
         ));
@@ -202,6 +213,12 @@ impl DnsService {
             not_listening: self.not_listening.clone(),
             upstreams: self.shared.direct.health(),
             tunnel_upstreams: self.shared.tunnel.health(),
+            zone_upstreams: self
+                .shared
+                .zones
+                .iter()
+                .flat_map(|(zone, g)| g.health().into_iter().map(move |(u, h)| (zone.clone(), u, h)))
+                .collect(),
             stats,
             cache_entries: cache.entries,
             cache_hits: cache.hits,

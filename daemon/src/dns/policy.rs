@@ -104,6 +104,7 @@ impl DnsSettings {
                         ZoneDns {
                             blocklists: ["ads".to_string()].into(),
                             log: true,
+                            upstreams: Vec::new(),
                         },
                     ),
                 ),
@@ -144,6 +145,8 @@ pub struct Client {
     pub log: bool,
     /// Where its questions may go.
     pub route: Route,
+    /// Its zone has its own upstreams (used on the direct route).
+    pub zone_upstreams: bool,
 }
 
 /// Why a client gets nothing.
@@ -169,6 +172,7 @@ pub fn who_is_asking(settings: &DnsSettings, snapshot: &InventorySnapshot, ip: I
             blocklists: BTreeSet::new(),
             log: true,
             route: Route::Direct,
+            zone_upstreams: false,
         });
     }
     if !settings.home_networks.iter().any(|n| n.contains(&ip)) && !is_link_local(ip) {
@@ -201,6 +205,7 @@ pub fn who_is_asking(settings: &DnsSettings, snapshot: &InventorySnapshot, ip: I
         zone: Some(zone),
         blocklists: own_lists.unwrap_or(zone_dns.blocklists),
         log: own_log.unwrap_or(zone_dns.log),
+        zone_upstreams: route == Route::Direct && !zone_dns.upstreams.is_empty(),
         route,
     })
 }

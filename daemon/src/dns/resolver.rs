@@ -20,13 +20,17 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 
 use super::blocklist::{Blocklists, ListMask, Verdict};
-use super::cache::{AnswerCache, CacheKey, CacheStats};
+use super::cache::{AnswerCache, AnswerSource, CacheKey, CacheStats};
 use super::local::{is_private, LocalAnswer, LocalNames, LOCAL_TTL};
 use super::policy::{domain_sets_of, who_is_asking, Client, DnsSettings, RateLimiter, Refusal, Route};
 use super::querylog::{Outcome, QueryLog, QueryLogEntry};
 use super::wire::{address_record, encode, refusal, Question, Transport};
 use crate::config::{BlockAnswer, DomainSetId};
 use crate::core::InventorySnapshot;
+
+/// Mozilla's canary domain: a resolver that says it does not exist tells
+/// Firefox not to turn on its own DNS over HTTPS.
+const DOH_CANARY: &str = "use-application-dns.net";
 
 /// TTL of a blocked answer.
 const BLOCK_TTL: u32 = 60;
@@ -199,10 +203,16 @@ impl Resolver {
             let m = pending.question.response(ResponseCode::Refused);
             return self.done(&pending, m, Outcome::NotAllowed, now, wall);
         }
+        // Firefox's canary: NXDOMAIN turns its default DNS-over-HTTPS off, so
+        // its questions come here (only while the bypass guards are on).
+        if pending.question.key == DOH_CANARY && self.settings.dns.bypass != crate::config::BypassMode::Off {
+            let m = pending.question.response(ResponseCode::NXDomain);
+            return self.done(&pending, m, Outcome::Local, now, wall);
+        }
         if let Some(answer) = self.answer_blocked(&pending, now, wall) {
             return answer;
         }
-        let key = cache_key(&pending.question);
+        let key = cache_key(&pending);
         if let Some(hit) = self.cache.get(&key, now) {
             let mut m = pending.question.response(hit.code);
             m.insert_answers(hit.answers);
@@ -245,7 +255,7 @@ impl Resolver {
             authorities.clear();
             outcome = Outcome::Rebind;
         } else {
-            self.cache.put(cache_key(q), code, &answers, &authorities, now);
+            self.cache.put(cache_key(&pending), code, &answers, &authorities, now);
         }
         let holds = self.holds_for(&q.key, &answers);
         let mut m = q.response(code);
@@ -513,10 +523,21 @@ impl Resolver {
     }
 }
 
-fn cache_key(q: &Question) -> CacheKey {
+fn cache_key(p: &Pending) -> CacheKey {
+    let q = &p.question;
     CacheKey {
         name: q.key.clone(),
         qtype: q.qtype,
         dnssec_ok: q.edns.is_some_and(|(_, d)| d),
+        source: answer_source(&p.client),
+    }
+}
+
+/// Which upstream group a client's questions go to.
+pub fn answer_source(c: &Client) -> AnswerSource {
+    match (c.route, &c.zone) {
+        (Route::Tunnel, _) => AnswerSource::Tunnel,
+        (_, Some(zone)) if c.zone_upstreams => AnswerSource::Zone(zone.clone()),
+        _ => AnswerSource::Default,
     }
 }

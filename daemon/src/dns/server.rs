@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
-use super::policy::Route;
+use super::cache::AnswerSource;
 use super::resolver::{Begin, Pending, Resolver};
 use super::upstream::UpstreamGroup;
 use super::wire::Transport;
@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub(super) resolver: Mutex<Resolver>,
     pub(super) direct: UpstreamGroup,
     pub(super) tunnel: UpstreamGroup,
+    /// Zones with their own upstreams.
+    pub(super) zones: std::collections::BTreeMap<crate::config::ZoneId, UpstreamGroup>,
     pub(super) service: ServiceHandle,
     /// The lists as loaded (names, counts, errors, downloads).
     pub(super) lists: Mutex<Vec<super::ListStatus>>,
@@ -49,6 +51,7 @@ impl Shared {
         resolver: Resolver,
         direct: UpstreamGroup,
         tunnel: UpstreamGroup,
+        zones: std::collections::BTreeMap<crate::config::ZoneId, UpstreamGroup>,
         service: ServiceHandle,
         lists: Vec<super::ListStatus>,
     ) -> Self {
@@ -56,6 +59,7 @@ impl Shared {
             resolver: Mutex::new(resolver),
             direct,
             tunnel,
+            zones,
             service,
             lists: Mutex::new(lists),
             refresh: tokio::sync::Notify::new(),
@@ -77,9 +81,10 @@ impl Shared {
     /// held, the client gets SERVFAIL: an answer whose addresses are not in
     /// their set would send the traffic out directly.
     async fn forward(&self, pending: Pending) -> Option<Vec<u8>> {
-        let group = match pending.client.route {
-            Route::Tunnel => &self.tunnel,
-            Route::Direct | Route::LocalOnly => &self.direct,
+        let group = match super::resolver::answer_source(&pending.client) {
+            AnswerSource::Tunnel => &self.tunnel,
+            AnswerSource::Zone(zone) => self.zones.get(&zone).unwrap_or(&self.direct),
+            AnswerSource::Default => &self.direct,
         };
         let id = (rand_core::OsRng.next_u32() & 0xffff) as u16;
         let query = pending.question.upstream_query(id);

@@ -211,6 +211,20 @@ fn a_zone_list_blocks_its_devices_only_and_says_which_list() {
 }
 
 #[test]
+fn firefox_is_told_not_to_use_its_own_doh_while_the_guards_are_on() {
+    let mut r = resolver();
+    let m = reply(ask(
+        &mut r,
+        "use-application-dns.net.",
+        RecordType::A,
+        "10.0.1.10",
+        Instant::now(),
+    ));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(r.stats().0.forwarded, 0);
+}
+
+#[test]
 fn answers_are_cached_for_their_ttl_and_failures_are_servfail() {
     let mut r = resolver();
     let t0 = Instant::now();
@@ -455,4 +469,35 @@ fn write_dns_fuzz_seeds() {
     for (name, bytes) in fuzz_seeds() {
         crate::testutil::write_fuzz_seed("dns_query", name, &bytes);
     }
+}
+
+/// A zone with its own upstreams (the kids' family-safe resolver): its
+/// devices' questions go there, and answers never cross between the groups
+/// through the cache.
+#[test]
+fn a_zone_with_its_own_upstreams_gets_its_own_answers() {
+    let mut config = tunnel_config();
+    config.dns.upstreams = vec![crate::config::parse_upstream("192.0.2.53").expect("upstream")];
+    let iot = ZoneId::new("iot").expect("zone");
+    if let Some(z) = config.policy.zones.get_mut(&iot) {
+        z.dns.upstreams = vec![crate::config::parse_upstream("tls://198.51.100.3").expect("upstream")];
+    }
+    let mut r = Resolver::new(DnsSettings::from_config(&config), Blocklists::build(Vec::new()));
+    let now = Instant::now();
+    let p = forwarded(ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", now));
+    assert_eq!(
+        super::resolver::answer_source(&p.client),
+        super::cache::AnswerSource::Default
+    );
+    let name = p.question.name.clone();
+    let answer = upstream_answer(&p, vec![address_record(&name, 300, "192.0.2.80".parse().expect("ip"))]);
+    r.finish(p, Ok((answer, "up".into())), now, 1000);
+    // The plug (iot) is not answered from the laptop's cache: its zone asks its own.
+    let p = forwarded(ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.12", now));
+    assert_eq!(
+        super::resolver::answer_source(&p.client),
+        super::cache::AnswerSource::Zone(iot)
+    );
+    // The laptop's next question is a cache hit.
+    reply(ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", now));
 }

@@ -288,10 +288,15 @@ pub fn dns_summary_view(s: DnsStatus) -> DnsSummaryView {
     let upstreams = s
         .upstreams
         .iter()
-        .map(|u| (u, false))
-        .chain(s.tunnel_upstreams.iter().map(|u| (u, true)))
-        .map(|((u, h), through_tunnel)| DnsUpstreamView {
-            upstream: u.to_string(),
+        .map(|(u, h)| (u.to_string(), h, false))
+        .chain(s.tunnel_upstreams.iter().map(|(u, h)| (u.to_string(), h, true)))
+        .chain(
+            s.zone_upstreams
+                .iter()
+                .map(|(zone, u, h)| (format!("{u} (zone {zone})"), h, false)),
+        )
+        .map(|(upstream, h, through_tunnel)| DnsUpstreamView {
+            upstream,
             through_tunnel,
             answered: h.answered,
             failed: h.failed,
@@ -721,6 +726,7 @@ mod tests {
                     last_error: Some("10.8.0.1:53: no answer in time".into()),
                 },
             )],
+            zone_upstreams: Vec::new(),
             stats: crate::dns::resolver::ResolverStats {
                 answered: 20,
                 blocked: 4,
