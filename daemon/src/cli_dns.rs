@@ -128,8 +128,8 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
         match &l.error {
             Some(e) => println!("list {}: UNREADABLE {} ({e})", l.name, l.file),
             None => println!(
-                "list {}: {} rules, {} exceptions, {} bad lines, {} unsupported  ({})",
-                l.name, l.rules, l.exceptions, l.bad_lines, l.unsupported, l.file
+                "list {}: blocked {}; {} rules, {} exceptions, {} bad lines, {} unsupported  ({})",
+                l.name, l.blocked, l.rules, l.exceptions, l.bad_lines, l.unsupported, l.file
             ),
         }
         if let Some(url) = &l.url {

@@ -51,6 +51,25 @@ pub(crate) fn dig(ns: &Netns, server: IpAddr, name: &str, qtype: &str, tcp: bool
     Ok((status, answers))
 }
 
+/// `/etc/netns/<ns>/resolv.conf` for the namespace's programs, removed on drop.
+struct NetnsEtc(std::path::PathBuf);
+
+impl NetnsEtc {
+    fn new(ns: &Netns, resolv_conf: &str) -> Result<NetnsEtc> {
+        let dir = std::path::Path::new("/etc/netns").join(ns.name());
+        std::fs::create_dir_all(&dir)?;
+        let guard = NetnsEtc(dir);
+        std::fs::write(guard.0.join("resolv.conf"), resolv_conf)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn expect_answer(demo: &DemoHome, from: &str, name: &str, qtype: &str, want: &str) -> Result<()> {
     let (status, answers) = dig(demo.home.ns(from)?, gateway(), name, qtype, false)?;
     ensure!(
@@ -124,6 +143,15 @@ pub(crate) fn u_dns_resolves_blocks_and_refuses() -> Result<Outcome> {
         String::from_utf8_lossy(&demo.home.router().exec_output(&["ss", "-uanp"])?.stdout),
         String::from_utf8_lossy(&demo.home.ns("laptop")?.exec_output(&["ip", "-6", "addr"])?.stdout)
     );
+    // The C library's resolver (getent), with the router as nameserver in the
+    // laptop's resolv.conf (`ip netns exec` mounts /etc/netns/NAME/ over /etc).
+    let etc = NetnsEtc::new(demo.home.ns("laptop")?, "nameserver 10.0.1.1\nsearch lan\n")?;
+    for (name, want) in [("www.example.test", "192.0.2.80"), ("plug", "10.0.1.20")] {
+        let out = demo.home.ns("laptop")?.exec_output(&["getent", "ahostsv4", name])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(text.contains(want), "getent ahostsv4 {name}: {text:?}");
+    }
+    drop(etc);
     // Local names: the pinned names, and reverse lookups.
     expect_answer(&demo, "laptop", "plug.lan", "A", "10.0.1.20")?;
     expect_answer(&demo, "plug", "laptop", "A", "10.0.1.10")?;

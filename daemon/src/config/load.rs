@@ -93,6 +93,10 @@ struct RawPolicyFile {
     #[serde(default)]
     classify: Vec<Spanned<RawClassRule>>,
     tunnel: Option<RawPolicyTunnel>,
+    /// Known DNS-over-HTTPS servers (HTTPS to them is refused while
+    /// `dns.bypass` is on); the lists of all files add up.
+    #[serde(default)]
+    doh_servers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -793,8 +797,16 @@ fn validate_policy(
     let mut devices = BTreeMap::new();
     let mut static_ips: BTreeMap<Ipv4Addr, std::ops::Range<usize>> = BTreeMap::new();
     let mut tunnel = SelectorMerge::default();
+    let mut doh_servers = Vec::new();
     for src in sources {
         let mut rep = Reporter::new(&src.path, &src.text, errors);
+        for (i, d) in src.raw.doh_servers.iter().enumerate() {
+            match super::tunnel::parse_network(d.get_ref()) {
+                Ok(n) if !doh_servers.contains(&n) => doh_servers.push(n),
+                Ok(_) => {}
+                Err(m) => rep.at(d.span(), format!("doh_servers[{i}]"), m),
+            }
+        }
         for (name, z) in &src.raw.zones {
             let Ok(id) = ZoneId::new(name) else { continue };
             let z = z.get_ref();
@@ -980,6 +992,7 @@ fn validate_policy(
         classify,
         approved_zone: approved_zone.flatten(),
         tunnel: tunnel.finish(),
+        doh_servers,
     })
 }
 

@@ -247,6 +247,9 @@ pub struct Policy {
     pub approved_zone: Option<ZoneId>,
     /// What goes through the WireGuard tunnel (`[tunnel]`).
     pub tunnel: TunnelSelectors,
+    /// Known DNS-over-HTTPS servers (`doh_servers`; the shipped
+    /// `policies/doh-servers.toml`), besides `dns.doh_servers`.
+    pub doh_servers: Vec<ipnet::IpNet>,
 }
 
 /// How a segment's interface comes to exist.

@@ -196,6 +196,7 @@ impl DaemonState {
             Ok(o) => {
                 // Zones and placements may differ: services and live pages look again.
                 self.facts_changed += 1;
+                self.inventory.touch_all();
                 Ok(o)
             }
             Err(e @ FirewallError::Nft { .. }) => {

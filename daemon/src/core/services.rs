@@ -5,16 +5,18 @@
 //!
 //! - **Read**: an [`InventorySnapshot`] (every device with its zone as enforced,
 //!   addresses, name, block and tunnel routing; the domain sets in force),
-//!   built by [`DaemonState::snapshot`]. The runtime publishes a new one after
-//!   a loop turn in which [`DaemonState::facts_changed`] grew, and only while a
-//!   service listens (`runtime::services`).
+//!   shared with the services. After each loop turn the runtime patches it
+//!   with the devices whose facts changed ([`DaemonState::take_touched`],
+//!   [`DaemonState::device_snapshot`]: O(changed), never a pass over every
+//!   device per DHCP packet) and rebuilds it whole only when everything may
+//!   have changed (a new config: [`DaemonState::snapshot`]).
 //! - **Ask**: a [`ServiceRequest`] through [`DaemonState::service_request`]: set
 //!   elements with a lifetime (`Hold`: a DNS answer's addresses in a domain set
 //!   for its TTL; the enforcer restores them after a table replace and deletes
 //!   them when due), or an alert for the homeowner (`Alert`).
 //!
-//! Snapshots are plain data (`Clone`, no references into the core), so a
-//! service reads them on its own task without holding up the event loop.
+//! Snapshots are plain data (no references into the core): a service reads
+//! the shared one under a read lock on its own task, briefly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -62,6 +64,24 @@ pub struct InventorySnapshot {
 }
 
 impl InventorySnapshot {
+    /// Puts one device's new state in (or takes it out: `None`), keeping the
+    /// address index right when an address moved between devices.
+    pub fn patch(&mut self, mac: MacAddr, device: Option<DeviceSnapshot>) {
+        if let Some(old) = self.devices.remove(&mac) {
+            for a in &old.addresses {
+                if self.by_address.get(a) == Some(&mac) {
+                    self.by_address.remove(a);
+                }
+            }
+        }
+        if let Some(d) = device {
+            for a in &d.addresses {
+                self.by_address.insert(*a, mac);
+            }
+            self.devices.insert(mac, d);
+        }
+    }
+
     /// One trusted device at 10.0.1.10 (the DNS fuzz target's client).
     pub fn fuzz_sample() -> InventorySnapshot {
         let mac = MacAddr([2, 0, 0, 0, 0, 10]);
@@ -121,31 +141,16 @@ pub enum ServiceReply {
 }
 
 impl DaemonState {
-    /// The inventory as services see it. O(devices): taken only when facts
-    /// changed and a service listens.
+    /// The whole inventory as services see it. O(devices): only when
+    /// everything may have changed; otherwise [`DaemonState::device_snapshot`]
+    /// for the devices [`DaemonState::take_touched`] names.
     pub fn snapshot(&self) -> InventorySnapshot {
         let assessor = Assessor::new(&self.config);
         let mut devices = BTreeMap::new();
         let mut by_address = BTreeMap::new();
         for d in self.inventory.devices() {
-            let (decision, _) = assessor.assess(d);
             by_address.extend(d.addresses.iter().map(|a| (*a, d.mac)));
-            let name = d
-                .name
-                .clone()
-                .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone()));
-            devices.insert(
-                d.mac,
-                DeviceSnapshot {
-                    mac: d.mac,
-                    name,
-                    hostname: d.evidence.hostname.clone(),
-                    tunnel_routed: tunnel_routed(&self.config, d, &decision.zone),
-                    zone: decision.zone,
-                    addresses: d.addresses.clone(),
-                    blocked: d.blocked,
-                },
-            );
+            devices.insert(d.mac, self.device_view_for_services(&assessor, d));
         }
         InventorySnapshot {
             generation: self.facts_changed,
@@ -158,6 +163,35 @@ impl DaemonState {
                 .and_then(|a| a.ruleset.tunnel.as_ref())
                 .map(|t| t.domain_sets.clone())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// One device as services see it (`None`: no such device).
+    pub fn device_snapshot(&self, mac: &MacAddr) -> Option<DeviceSnapshot> {
+        let d = self.inventory.get(mac)?;
+        Some(self.device_view_for_services(&Assessor::new(&self.config), d))
+    }
+
+    /// The devices whose facts changed since the last call (all of them after
+    /// a new config or at start).
+    pub fn take_touched(&mut self) -> crate::inventory::Touched {
+        self.inventory.take_touched()
+    }
+
+    fn device_view_for_services(&self, assessor: &Assessor<'_>, d: &crate::inventory::Device) -> DeviceSnapshot {
+        let (decision, _) = assessor.assess(d);
+        let name = d
+            .name
+            .clone()
+            .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone()));
+        DeviceSnapshot {
+            mac: d.mac,
+            name,
+            hostname: d.evidence.hostname.clone(),
+            tunnel_routed: tunnel_routed(&self.config, d, &decision.zone),
+            zone: decision.zone,
+            addresses: d.addresses.clone(),
+            blocked: d.blocked,
         }
     }
 

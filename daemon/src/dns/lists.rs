@@ -39,6 +39,9 @@ pub struct ListStatus {
     /// Why the last download failed, if it did (the copy stays in force).
     #[serde(default)]
     pub download_error: Option<String>,
+    /// Questions it blocked since the resolver started.
+    #[serde(default)]
+    pub blocked: u64,
     /// Rules that block.
     pub rules: usize,
     /// Exceptions (`@@`).
@@ -69,6 +72,7 @@ pub fn load_blocklists(settings: &DnsSettings) -> (Blocklists, Vec<ListStatus>) 
             url: source.url.clone(),
             downloaded: source.url.as_ref().and_then(|_| modified_secs(&source.file)),
             download_error: None,
+            blocked: 0,
             rules: 0,
             exceptions: 0,
             bad_lines: 0,

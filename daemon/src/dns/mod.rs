@@ -1,5 +1,5 @@
 //! The home's DNS resolver: a service beside the core (docs/ARCHITECTURE.md,
-//! "DNS"). It reads the inventory through services snapshots (who is asking)
+//! "DNS"). It reads the inventory through the services snapshot (who is asking)
 //! and asks the core for one thing: domain-set addresses held for a while,
 //! before the answer that names them is sent. It never writes nft, never
 //! touches the store, and adds nothing to `DaemonState`.
@@ -200,10 +200,16 @@ impl DnsService {
 
     /// The resolver's state.
     pub fn status(&self) -> DnsStatus {
+        let mut lists = self.shared.lists.lock().map(|l| l.clone()).unwrap_or_default();
         let (stats, cache, per_device, list_bytes) = match self.shared.resolver.lock() {
             Ok(r) => {
                 let (s, c) = r.stats();
                 let per: Vec<_> = r.log().per_device().iter().map(|(m, c)| (*m, *c)).collect();
+                for (name, n) in r.blocked_by_list() {
+                    if let Some(l) = lists.iter_mut().find(|l| l.name == name) {
+                        l.blocked = n;
+                    }
+                }
                 (s, c, per, r.blocklists().0.heap_bytes())
             }
             Err(_) => Default::default(),
@@ -223,7 +229,7 @@ impl DnsService {
             cache_entries: cache.entries,
             cache_hits: cache.hits,
             cache_misses: cache.misses,
-            lists: self.shared.lists.lock().map(|l| l.clone()).unwrap_or_default(),
+            lists,
             list_bytes,
             per_device,
         }
@@ -245,13 +251,19 @@ impl DnsService {
 
     /// What a device would get for `name`, and why (nothing is asked upstream).
     pub fn explain(&self, name: &str, from: Option<IpAddr>) -> Result<String, String> {
-        let snapshot = self.shared.service.snapshots.borrow().clone();
+        // Lock order everywhere: the inventory, then the resolver.
+        let inventory = self
+            .shared
+            .service
+            .inventory
+            .read()
+            .map_err(|_| "inventory unavailable".to_string())?;
         let resolver = self
             .shared
             .resolver
             .lock()
             .map_err(|_| "resolver unavailable".to_string())?;
-        Ok(resolver.explain(&snapshot, name, from.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+        Ok(resolver.explain(&inventory, name, from.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
     }
 }
 

@@ -111,6 +111,8 @@ pub struct Resolver {
     limiter: RateLimiter,
     log: QueryLog,
     stats: ResolverStats,
+    /// Questions each list blocked (by list index).
+    blocked_by_list: Vec<u64>,
 }
 
 impl Resolver {
@@ -124,6 +126,7 @@ impl Resolver {
             local: LocalNames::default(),
             local_generation: None,
             stats: ResolverStats::default(),
+            blocked_by_list: vec![0; settings.dns.blocklists.len()],
             list_names,
             lists,
             settings,
@@ -143,6 +146,14 @@ impl Resolver {
     /// The query log.
     pub fn log(&self) -> &QueryLog {
         &self.log
+    }
+
+    /// Questions each list blocked, by list name.
+    pub fn blocked_by_list(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.list_names
+            .iter()
+            .map(String::as_str)
+            .zip(self.blocked_by_list.iter().copied())
     }
 
     /// Replaces the blocklists (a URL list was downloaded again).
@@ -187,7 +198,6 @@ impl Resolver {
             self.stats.rate_limited += 1;
             return Begin::Drop;
         }
-        self.refresh_local(snapshot);
         let started = now;
         let pending = Pending {
             question,
@@ -195,7 +205,7 @@ impl Resolver {
             transport,
             started,
         };
-        if let Some(answer) = self.answer_locally(&pending, now, wall) {
+        if let Some(answer) = self.answer_locally(&pending, snapshot, now, wall) {
             return answer;
         }
         if pending.client.route == Route::LocalOnly {
@@ -360,6 +370,15 @@ impl Resolver {
         out.join("\n")
     }
 
+    /// The local domain and its subdomains, single labels, reverse names.
+    fn may_be_local(&self, key: &str) -> bool {
+        let domain = self.settings.local_domain.as_str();
+        !key.contains('.')
+            || key.ends_with(".arpa")
+            || key == domain
+            || key.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+    }
+
     fn refresh_local(&mut self, snapshot: &InventorySnapshot) {
         if self.local_generation != Some(snapshot.generation) {
             self.local = LocalNames::build(&self.settings.local_domain, &self.settings.router_addresses, snapshot);
@@ -367,8 +386,15 @@ impl Resolver {
         }
     }
 
-    fn answer_locally(&mut self, p: &Pending, now: Instant, wall: u64) -> Option<Begin> {
+    fn answer_locally(&mut self, p: &Pending, snapshot: &InventorySnapshot, now: Instant, wall: u64) -> Option<Begin> {
         let q = &p.question;
+        // Only names the home may own need the local table (rebuilt when the
+        // inventory changed): the common question for an internet name costs
+        // nothing here.
+        if !self.may_be_local(&q.key) {
+            return None;
+        }
+        self.refresh_local(snapshot);
         let m = match self.local.lookup(&q.key) {
             LocalAnswer::NotLocal => return None,
             LocalAnswer::NoSuchName => q.response(ResponseCode::NXDomain),
@@ -412,6 +438,9 @@ impl Resolver {
             Verdict::Allowed { .. } | Verdict::NotListed => return None,
         };
         self.stats.blocked += 1;
+        if let Some(n) = self.blocked_by_list.get_mut(usize::from(list.0)) {
+            *n += 1;
+        }
         let q = &p.question;
         let m = match self.settings.dns.block_answer {
             BlockAnswer::Nxdomain => q.response(ResponseCode::NXDomain),

@@ -69,11 +69,11 @@ impl Shared {
     }
 
     fn begin(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Begin {
-        let snapshot = self.service.snapshots.borrow().clone();
-        match self.resolver.lock() {
-            Ok(mut r) => r.begin(packet, src, transport, &snapshot, Instant::now(), unix_wall()),
-            Err(_) => Begin::Drop,
-        }
+        // Lock order everywhere: the inventory, then the resolver.
+        let (Ok(inventory), Ok(mut r)) = (self.service.inventory.read(), self.resolver.lock()) else {
+            return Begin::Drop;
+        };
+        r.begin(packet, src, transport, &inventory, Instant::now(), unix_wall())
     }
 
     /// Forwards one question and returns the client's answer, after the

@@ -182,6 +182,27 @@ pub struct Inventory {
     owners: HashMap<IpAddr, MacAddr>,
     /// Devices by their DHCP host name (non-empty names only).
     by_hostname: HashMap<String, BTreeSet<MacAddr>>,
+    /// Devices whose facts changed since [`Inventory::take_touched`] was last
+    /// called (what services must look at again).
+    touched: Touched,
+}
+
+/// Which devices changed since the last look.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Touched {
+    /// Everything may have (a new inventory, a new config).
+    #[default]
+    All,
+    /// These.
+    Some(BTreeSet<MacAddr>),
+}
+
+impl Touched {
+    fn add(&mut self, mac: MacAddr) {
+        if let Touched::Some(set) = self {
+            set.insert(mac);
+        }
+    }
 }
 
 impl Inventory {
@@ -204,6 +225,16 @@ impl Inventory {
             inv.devices.insert(d.mac, d);
         }
         inv
+    }
+
+    /// The devices whose facts changed since the last call (and forgets them).
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::replace(&mut self.touched, Touched::Some(BTreeSet::new()))
+    }
+
+    /// Everything must be looked at again (the config changed).
+    pub fn touch_all(&mut self) {
+        self.touched = Touched::All;
     }
 
     /// The device holding `ip`.
@@ -259,6 +290,14 @@ impl Inventory {
 
     /// Applies an event at time `now`.
     pub fn apply(&mut self, event: &Event, now: UnixTime) -> Change {
+        let change = self.apply_inner(event, now);
+        if change == Change::Facts {
+            self.touched.add(event.mac());
+        }
+        change
+    }
+
+    fn apply_inner(&mut self, event: &Event, now: UnixTime) -> Change {
         match event {
             Event::ManualAdd { mac, ip } => {
                 let mut change = self.ensure(*mac, now);
@@ -374,6 +413,7 @@ impl Inventory {
         if let Some(other) = self.owners.get(&ip).copied().filter(|o| *o != mac) {
             if self.devices.get_mut(&other).is_some_and(|o| o.addresses.remove(&ip)) {
                 change = Change::Facts;
+                self.touched.add(other);
             }
         }
         if let Some(d) = self.devices.get_mut(&mac) {

@@ -452,7 +452,7 @@ fn dns_guard(config: &Config) -> Option<DnsGuard> {
     }
     let mut doh_v4 = BTreeSet::new();
     let mut doh_v6 = BTreeSet::new();
-    for n in &config.dns.doh_servers {
+    for n in config.dns.doh_servers.iter().chain(&config.policy.doh_servers) {
         match n {
             ipnet::IpNet::V4(v4) => doh_v4.insert(v4.trunc()),
             ipnet::IpNet::V6(v6) => doh_v6.insert(v6.trunc()),

@@ -166,7 +166,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // The resolver: lists loaded before it listens, the first snapshot
     // published before it answers.
     let mut dns = start_dns(&state, &mut services).await;
-    services.publish(&state);
+    services.publish(&mut state);
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = Stop::new()?;
@@ -242,7 +242,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         // Answers that named an address nobody held yet: try again now that
         // something happened (a lease or a neighbour may have tied it to a MAC).
         mdns_pending.retry(&mut state, unix_now());
-        services.publish(&state);
+        services.publish(&mut state);
         if let Ok(mut h) = health.write() {
             *h = health_of(&state);
         }

@@ -1,18 +1,22 @@
 //! The runtime side of the services seat (see `core/services.rs` for the
 //! contract): a service task gets a [`ServiceHandle`]; the event loop owns the
-//! [`ServiceHub`], publishes snapshots after a turn in which facts changed, and
-//! answers requests in order with the rest of the loop's work.
+//! [`ServiceHub`], patches the shared snapshot after each turn with the devices
+//! whose facts changed, and answers requests in order with the rest of the
+//! loop's work.
 //!
-//! Snapshots go through a `tokio::sync::watch` channel: a slow service sees
-//! only the newest one, never a backlog, and building one costs nothing while
-//! no service listens.
+//! The snapshot is one [`InventorySnapshot`] behind a read-write lock, patched
+//! in place (O(devices changed) per turn: a DHCP burst of new devices must not
+//! cost a pass over the whole inventory per packet — the DHCP benchmark fell
+//! from 4,528 to 317 new devices per second when it did). Its generation goes
+//! out on a `watch` channel for services that wait for changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::core::{DaemonState, InventorySnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::error_chain;
+use crate::inventory::Touched;
 use crate::inventory::UnixTime;
 
 /// Requests waiting for the loop; a service that floods waits for room.
@@ -24,11 +28,16 @@ pub struct ServiceCall {
     reply: oneshot::Sender<Result<ServiceReply, String>>,
 }
 
+/// The inventory as services see it, patched by the loop.
+pub type SharedInventory = Arc<RwLock<InventorySnapshot>>;
+
 /// What a service task holds.
 #[derive(Clone)]
 pub struct ServiceHandle {
-    /// The newest snapshot; `changed().await` wakes on the next.
-    pub snapshots: watch::Receiver<Arc<InventorySnapshot>>,
+    /// The inventory; read it under the lock, briefly.
+    pub inventory: SharedInventory,
+    /// Its generation; `changed().await` wakes after the next patch.
+    pub generations: watch::Receiver<u64>,
     requests: mpsc::Sender<ServiceCall>,
 }
 
@@ -47,19 +56,22 @@ impl ServiceHandle {
 
 /// What the event loop holds.
 pub struct ServiceHub {
-    snapshots: watch::Sender<Arc<InventorySnapshot>>,
-    published: Option<u64>,
+    inventory: SharedInventory,
+    generations: watch::Sender<u64>,
+    /// The whole snapshot must be rebuilt (nothing built yet).
+    stale: bool,
     requests_tx: mpsc::Sender<ServiceCall>,
     requests: mpsc::Receiver<ServiceCall>,
 }
 
 impl Default for ServiceHub {
     fn default() -> Self {
-        let (snapshots, _) = watch::channel(Arc::new(InventorySnapshot::default()));
+        let (generations, _) = watch::channel(0);
         let (requests_tx, requests) = mpsc::channel(QUEUE);
         ServiceHub {
-            snapshots,
-            published: None,
+            inventory: Arc::new(RwLock::new(InventorySnapshot::default())),
+            generations,
+            stale: true,
             requests_tx,
             requests,
         }
@@ -67,24 +79,50 @@ impl Default for ServiceHub {
 }
 
 impl ServiceHub {
-    /// A handle for one more service (it sees the newest snapshot at once
-    /// after the next [`publish`](Self::publish)).
+    /// A handle for one more service (the snapshot is whole after the next
+    /// [`publish`](Self::publish)).
     pub fn handle(&mut self) -> ServiceHandle {
-        // A new listener must get a snapshot even if nothing changes.
-        self.published = None;
         ServiceHandle {
-            snapshots: self.snapshots.subscribe(),
+            inventory: self.inventory.clone(),
+            generations: self.generations.subscribe(),
             requests: self.requests_tx.clone(),
         }
     }
 
-    /// After a loop turn: a new snapshot if facts changed and a service listens.
-    pub fn publish(&mut self, state: &DaemonState) {
-        if self.snapshots.receiver_count() == 0 || self.published == Some(state.facts_changed()) {
+    /// After a loop turn: the changed devices into the shared snapshot (the
+    /// whole of it after a new config). The changes are taken even while no
+    /// service listens, so they never pile up.
+    pub fn publish(&mut self, state: &mut DaemonState) {
+        let touched = state.take_touched();
+        if self.generations.receiver_count() == 0 {
+            self.stale = true;
             return;
         }
-        self.published = Some(state.facts_changed());
-        self.snapshots.send_replace(Arc::new(state.snapshot()));
+        let generation = state.facts_changed();
+        let whole = match (&touched, self.stale) {
+            (_, true) | (Touched::All, _) => Some(state.snapshot()),
+            (Touched::Some(macs), false) if macs.is_empty() => return,
+            (Touched::Some(_), false) => None,
+        };
+        // Built before the lock is taken: readers wait only for the swap or
+        // the patches.
+        let patches: Vec<_> = match &touched {
+            Touched::Some(macs) if whole.is_none() => macs.iter().map(|m| (*m, state.device_snapshot(m))).collect(),
+            _ => Vec::new(),
+        };
+        let Ok(mut shared) = self.inventory.write() else { return };
+        match whole {
+            Some(snapshot) => *shared = snapshot,
+            None => {
+                for (mac, device) in patches {
+                    shared.patch(mac, device);
+                }
+                shared.generation = generation;
+            }
+        }
+        drop(shared);
+        self.stale = false;
+        self.generations.send_replace(generation);
     }
 
     /// The next request (cancel-safe; pending while none comes).
@@ -140,10 +178,13 @@ mod tests {
         // The "DNS service": waits for a snapshot naming the client, then asks.
         let task_set = set.clone();
         let task = tokio::spawn(async move {
-            let mut snapshots = service.snapshots.clone();
+            let mut generations = service.generations.clone();
             loop {
-                let zone = snapshots
-                    .borrow_and_update()
+                generations.borrow_and_update();
+                let zone = service
+                    .inventory
+                    .read()
+                    .expect("lock")
                     .device_at(laptop_ip)
                     .map(|d| d.zone.clone());
                 if let Some(zone) = zone {
@@ -154,11 +195,11 @@ mod tests {
                     };
                     return (zone, service.request(request).await);
                 }
-                snapshots.changed().await.expect("hub alive");
+                generations.changed().await.expect("hub alive");
             }
         });
 
-        hub.publish(&state);
+        hub.publish(&mut state);
         let added = state.handle(
             Request::AddDevice {
                 mac: laptop,
@@ -167,7 +208,7 @@ mod tests {
             100,
         );
         assert!(matches!(added, crate::control::Response::Done { .. }), "{added:?}");
-        hub.publish(&state);
+        hub.publish(&mut state);
         let call = hub.next().await.expect("a request");
         ServiceHub::answer(&mut state, call, 100);
         let (zone, reply) = task.await.expect("service task");
@@ -203,13 +244,69 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_built_while_no_service_listens() {
-        let (state, _) = state();
+    fn nothing_is_built_while_no_service_listens_and_then_only_what_changed() {
+        let (mut state, _) = state();
         let mut hub = ServiceHub::default();
-        hub.publish(&state);
-        assert_eq!(hub.published, None, "no listener, no snapshot");
-        let _service = hub.handle();
-        hub.publish(&state);
-        assert_eq!(hub.published, Some(state.facts_changed()));
+        let laptop = MacAddr([2, 0, 0, 0, 0, 10]);
+        state.handle(
+            Request::AddDevice {
+                mac: laptop,
+                ip: Some("10.0.1.10".parse().expect("ip")),
+            },
+            100,
+        );
+        hub.publish(&mut state);
+        assert!(hub.stale, "no listener: nothing built");
+        assert!(hub.inventory.read().expect("lock").devices.is_empty());
+        let service = hub.handle();
+        hub.publish(&mut state);
+        assert!(!hub.stale);
+        assert_eq!(*service.generations.borrow(), state.facts_changed());
+        assert!(service.inventory.read().expect("lock").devices.contains_key(&laptop));
+        // A new address moves from the laptop to the phone: both are patched,
+        // and the index follows.
+        let phone = MacAddr([2, 0, 0, 0, 0, 11]);
+        let moved: IpAddr = "10.0.1.10".parse().expect("ip");
+        state.handle(
+            Request::AddDevice {
+                mac: phone,
+                ip: Some(moved),
+            },
+            101,
+        );
+        hub.publish(&mut state);
+        {
+            let shared = service.inventory.read().expect("lock");
+            assert_eq!(shared.device_at(moved).map(|d| d.mac), Some(phone));
+            assert!(
+                shared.devices.get(&laptop).is_some_and(|d| d.addresses.is_empty()),
+                "the loser of the address was patched too"
+            );
+        }
+        state.handle(
+            Request::AddDevice {
+                mac: laptop,
+                ip: Some("10.0.1.11".parse().expect("ip")),
+            },
+            102,
+        );
+        assert_eq!(state.take_touched(), crate::inventory::Touched::Some([laptop].into()));
+        state.handle(
+            Request::AddDevice {
+                mac: laptop,
+                ip: Some("10.0.1.12".parse().expect("ip")),
+            },
+            103,
+        );
+        hub.publish(&mut state);
+        let shared = service.inventory.read().expect("lock");
+        assert_eq!(
+            shared.device_at("10.0.1.12".parse().expect("ip")).map(|d| d.mac),
+            Some(laptop)
+        );
+        assert_eq!(shared.generation, state.facts_changed());
+        // The patch reads the device as it is now (.11 included, although the
+        // test took that touch): the same as a whole rebuild.
+        assert_eq!(*shared, state.snapshot(), "the patched snapshot equals a whole rebuild");
     }
 }

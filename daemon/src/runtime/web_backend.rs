@@ -745,6 +745,7 @@ mod tests {
                 url: None,
                 downloaded: None,
                 download_error: None,
+                blocked: 2,
                 rules: 3,
                 exceptions: 1,
                 bad_lines: 2,
