@@ -464,6 +464,13 @@ pub(crate) fn y_dns_blocklist_from_url() -> Result<Outcome> {
         ],
         &demo.dir.join("http.log"),
     )?;
+    // Python takes a moment to listen.
+    let server = SocketAddr::new(IpAddr::from([203, 0, 113, 10]), 8000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connects(demo.home.isp(), server)? {
+        ensure!(Instant::now() < deadline, "the list's HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     demo.start_isp_resolver(
         "\n[[dns.blocklists]]\nname = \"remote\"\nurl = \"http://203.0.113.10:8000/remote.txt\"\nrefresh_hours = 1",
     )?;

@@ -22,6 +22,10 @@ use crate::firewall::error_chain;
 const BAD_LINES_LOGGED: usize = 5;
 /// How often the refresher looks for lists that are due.
 const CHECK_EVERY: Duration = Duration::from_secs(600);
+/// After a failed download, the first retry (doubling up to [`CHECK_EVERY`]):
+/// a router that boots before its WAN is up gets its lists within a minute
+/// of the WAN, not ten.
+const FIRST_RETRY: Duration = Duration::from_secs(30);
 
 /// One blocklist as loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,9 +153,11 @@ fn replace_copy(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
 /// changed. Runs until the service stops.
 pub(super) async fn refresh_loop(shared: Arc<Shared>, settings: DnsSettings, tls: Option<Arc<rustls::ClientConfig>>) {
     let mut forced = false;
+    let mut retry = FIRST_RETRY;
     loop {
         let now = crate::inventory::unix_now().max(0) as u64;
         let mut changed = false;
+        let mut failed = false;
         for source in settings.dns.blocklists.iter().filter(|b| b.url.is_some()) {
             if !forced && !due(source, now) {
                 continue;
@@ -183,7 +189,8 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>, settings: DnsSettings, tls
                     changed |= wrote;
                 }
                 Err(e) => {
-                    tracing::warn!(list = %source.name, %url, error = %e, "blocklist download failed; the last good copy stays")
+                    failed = true;
+                    tracing::warn!(list = %source.name, %url, error = %e, "blocklist download failed; the last good copy stays");
                 }
             }
         }
@@ -205,8 +212,16 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>, settings: DnsSettings, tls
                 }
             }
         }
+        let wait = if failed {
+            let w = retry;
+            retry = (retry * 2).min(CHECK_EVERY);
+            w
+        } else {
+            retry = FIRST_RETRY;
+            CHECK_EVERY
+        };
         forced = tokio::select! {
-            _ = tokio::time::sleep(CHECK_EVERY) => false,
+            _ = tokio::time::sleep(wait) => false,
             _ = shared.refresh.notified() => true,
         };
     }
