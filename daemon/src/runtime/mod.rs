@@ -304,16 +304,29 @@ fn answer(
     }
 }
 
-/// Starts the resolver if the config wants it; a failure is logged and
-/// raised as an alert, and the daemon goes on without it.
+/// Starts the resolver if the config wants it; a failure is logged (with
+/// every listen address's reason) and the daemon goes on without it:
+/// enforcement never waits for DNS.
 async fn start_dns(state: &DaemonState, services: &mut services::ServiceHub) -> Option<crate::dns::DnsService> {
     if !state.config.dns.enabled {
         return None;
     }
     let settings = crate::dns::DnsSettings::from_config(&state.config);
     let for_lists = settings.clone();
+    let started = std::time::Instant::now();
     let lists = match tokio::task::spawn_blocking(move || crate::dns::load_blocklists(&for_lists)).await {
-        Ok(l) => l,
+        Ok(l) => {
+            if !l.1.is_empty() {
+                tracing::info!(
+                    lists = l.1.len(),
+                    names = l.0.len(),
+                    kib = l.0.heap_bytes() / 1024,
+                    ms = started.elapsed().as_millis() as u64,
+                    "blocklists loaded"
+                );
+            }
+            l
+        }
         Err(e) => {
             tracing::error!(error = %e, "loading the blocklists failed");
             (crate::dns::blocklist::Blocklists::build(Vec::new()), Vec::new())
