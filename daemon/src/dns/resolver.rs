@@ -254,8 +254,11 @@ impl Resolver {
             }
         };
         let code = answer.metadata.response_code;
-        let mut answers = answer.answers;
-        let mut authorities = answer.authorities;
+        // Only data records go on: an UPDATE-style empty record, or an OPT or
+        // signature out of place, would make our answer one that clients (and
+        // hickory itself) refuse to parse (found by fuzzing).
+        let mut answers: Vec<Record> = answer.answers.into_iter().filter(forwardable).collect();
+        let mut authorities: Vec<Record> = answer.authorities.into_iter().filter(forwardable).collect();
         let mut outcome = Outcome::Forwarded { upstream: from };
         if self.settings.dns.rebind_protection && self.rebinding(&q.key, &answers) {
             // dnsmasq's stop-dns-rebind: the answer's sections are dropped.
@@ -550,6 +553,12 @@ impl Resolver {
         }
         encode(&m, p.question.payload_limit(p.transport))
     }
+}
+
+/// A record that may go into an answer's answer or authority section.
+fn forwardable(r: &Record) -> bool {
+    !matches!(r.data, RData::Update0(_))
+        && !matches!(r.record_type(), RecordType::OPT | RecordType::TSIG | RecordType::SIG)
 }
 
 fn cache_key(p: &Pending) -> CacheKey {

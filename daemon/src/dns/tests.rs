@@ -501,3 +501,10 @@ fn a_zone_with_its_own_upstreams_gets_its_own_answers() {
     // The laptop's next question is a cache hit.
     reply(ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", now));
 }
+
+/// Found by `scripts/fuzz.sh` (dns_query): replayed as a regression test.
+#[test]
+fn fuzz_findings_replay() {
+    let data = include_bytes!("testdata/fuzz-crash-reply-does-not-parse");
+    super::fuzz_entry_query(data);
+}

@@ -316,6 +316,7 @@ fn matching(query: &Message, packet: &[u8]) -> Option<Message> {
     };
     (answer.metadata.id == query.metadata.id
         && answer.metadata.message_type == hickory_proto::op::MessageType::Response
+        && answer.metadata.op_code == hickory_proto::op::OpCode::Query
         && same_question)
         .then_some(answer)
 }
