@@ -505,6 +505,10 @@ fn a_zone_with_its_own_upstreams_gets_its_own_answers() {
 /// Found by `scripts/fuzz.sh` (dns_query): replayed as a regression test.
 #[test]
 fn fuzz_findings_replay() {
-    let data = include_bytes!("testdata/fuzz-crash-reply-does-not-parse");
-    super::fuzz_entry_query(data);
+    for data in [
+        &include_bytes!("testdata/fuzz-crash-reply-does-not-parse")[..],
+        &include_bytes!("testdata/fuzz-crash-2")[..],
+    ] {
+        super::fuzz_entry_query(data);
+    }
 }
