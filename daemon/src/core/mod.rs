@@ -205,8 +205,13 @@ impl DaemonState {
                 self.config = old;
                 Err(e)
             }
-            // Applied but not verified: the kernel holds (most of) the new config.
-            Err(e) => Err(e),
+            // Applied but not verified: the kernel holds (most of) the new
+            // config, and so does `self.config`: services look again.
+            Err(e) => {
+                self.facts_changed += 1;
+                self.inventory.touch_all();
+                Err(e)
+            }
         }
     }
 

@@ -15,6 +15,14 @@ const MAX_TTL: u32 = 86_400;
 const MAX_NEGATIVE_TTL: u32 = 3_600;
 /// A negative answer without an SOA is kept this long.
 const DEFAULT_NEGATIVE_TTL: u32 = 60;
+/// Answers larger than this (encoded) are not kept: one big TXT answer per
+/// question must not fill a router's memory.
+pub const MAX_ENTRY_BYTES: usize = 4096;
+/// Bytes the cache may hold per entry of its capacity, on average (the
+/// budget is `capacity` × this, at most [`MAX_CACHE_BYTES`]).
+const BYTES_PER_ENTRY: usize = 512;
+/// The cache never holds more than this many bytes of answers.
+pub const MAX_CACHE_BYTES: usize = 16 << 20;
 
 /// What the cache is keyed by: the lower-case name, the type, and whether the
 /// client wants DNSSEC records (answers differ).
@@ -26,6 +34,9 @@ pub struct CacheKey {
     pub qtype: RecordType,
     /// DNSSEC OK.
     pub dnssec_ok: bool,
+    /// Checking disabled: an answer not validated upstream is never given
+    /// to a client that wants validation.
+    pub checking_disabled: bool,
     /// Which upstreams answered: answers of the tunnel's or of a zone's own
     /// resolver (a family-safe one) are never given to others.
     pub source: AnswerSource,
@@ -52,6 +63,8 @@ struct Entry {
     stored: Instant,
     ttl: u32,
     serial: u64,
+    /// The answer's encoded size (what the budget counts).
+    bytes: usize,
 }
 
 /// An answer taken from the cache, TTLs already lowered by its age.
@@ -76,12 +89,16 @@ pub struct CacheStats {
     pub misses: u64,
     /// Entries pushed out to make room.
     pub evicted: u64,
+    /// Bytes of answers held.
+    pub bytes: usize,
 }
 
 /// The cache.
 #[derive(Debug)]
 pub struct AnswerCache {
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     entries: HashMap<CacheKey, Entry>,
     order: VecDeque<(CacheKey, u64)>,
     serial: u64,
@@ -93,6 +110,8 @@ impl AnswerCache {
     pub fn new(capacity: usize) -> AnswerCache {
         AnswerCache {
             capacity,
+            max_bytes: capacity.saturating_mul(BYTES_PER_ENTRY).min(MAX_CACHE_BYTES),
+            bytes: 0,
             entries: HashMap::new(),
             order: VecDeque::new(),
             serial: 0,
@@ -109,7 +128,9 @@ impl AnswerCache {
         let age = now.saturating_duration_since(e.stored).as_secs();
         let age = u32::try_from(age).unwrap_or(u32::MAX);
         if age >= e.ttl {
-            self.entries.remove(key);
+            if let Some(gone) = self.entries.remove(key) {
+                self.bytes -= gone.bytes;
+            }
             self.stats.misses += 1;
             return None;
         }
@@ -132,28 +153,36 @@ impl AnswerCache {
     }
 
     /// Keeps an upstream answer if it may be kept (NOERROR or NXDOMAIN, a
-    /// TTL above zero); returns the TTL it is kept for.
+    /// TTL above zero, at most [`MAX_ENTRY_BYTES`] encoded: `bytes`); returns
+    /// the TTL it is kept for. The oldest entries go to make room, by count
+    /// and by bytes.
     pub fn put(
         &mut self,
         key: CacheKey,
         code: ResponseCode,
         answers: &[Record],
         authorities: &[Record],
+        bytes: usize,
         now: Instant,
     ) -> Option<u32> {
-        if self.capacity == 0 {
+        if self.capacity == 0 || bytes > MAX_ENTRY_BYTES {
             return None;
         }
         let ttl = cache_ttl(code, answers, authorities)?;
         if ttl == 0 {
             return None;
         }
-        while self.entries.len() >= self.capacity {
+        if let Some(replaced) = self.entries.remove(&key) {
+            self.bytes -= replaced.bytes;
+        }
+        while self.entries.len() >= self.capacity || self.bytes + bytes > self.max_bytes {
             let Some((old, serial)) = self.order.pop_front() else {
                 break;
             };
             if self.entries.get(&old).is_some_and(|e| e.serial == serial) {
-                self.entries.remove(&old);
+                if let Some(gone) = self.entries.remove(&old) {
+                    self.bytes -= gone.bytes;
+                }
                 self.stats.evicted += 1;
             }
         }
@@ -175,37 +204,20 @@ impl AnswerCache {
                 stored: now,
                 ttl,
                 serial: self.serial,
+                bytes,
             },
         );
+        self.bytes += bytes;
         Some(ttl)
-    }
-
-    /// Forgets everything (a reload changed upstreams).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.order.clear();
     }
 
     /// Counters.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.entries.len(),
+            bytes: self.bytes,
             ..self.stats
         }
-    }
-
-    /// Every fresh entry's addresses with their remaining TTL: what refills
-    /// the domain sets after a restart of the service.
-    pub fn addresses(&self, now: Instant) -> impl Iterator<Item = (&str, std::net::IpAddr, u32)> {
-        self.entries.iter().flat_map(move |(k, e)| {
-            let age = u32::try_from(now.saturating_duration_since(e.stored).as_secs()).unwrap_or(u32::MAX);
-            let left = e.ttl.saturating_sub(age);
-            e.answers.iter().filter_map(move |r| match &r.data {
-                RData::A(a) if left > 0 => Some((k.name.as_str(), std::net::IpAddr::V4(a.0), left)),
-                RData::AAAA(a) if left > 0 => Some((k.name.as_str(), std::net::IpAddr::V6(a.0), left)),
-                _ => None,
-            })
-        })
     }
 }
 
@@ -240,6 +252,7 @@ mod tests {
             name: n.into(),
             qtype: RecordType::A,
             dnssec_ok: false,
+            checking_disabled: false,
             source: AnswerSource::Default,
         }
     }
@@ -261,6 +274,7 @@ mod tests {
             ResponseCode::NoError,
             &[a("www.test.", 300, 1), a("www.test.", 30, 2)],
             &[],
+            100,
             t0,
         );
         assert_eq!(kept, Some(30));
@@ -283,13 +297,23 @@ mod tests {
             RData::SOA(SOA::new(zone.clone(), zone.clone(), 1, 60, 60, 60, 120)),
         );
         assert_eq!(
-            c.put(key("no.test"), ResponseCode::NXDomain, &[], &[soa], t0),
+            c.put(key("no.test"), ResponseCode::NXDomain, &[], &[soa], 100, t0),
             Some(120)
         );
-        assert_eq!(c.put(key("x.test"), ResponseCode::NXDomain, &[], &[], t0), Some(60));
-        assert_eq!(c.put(key("y.test"), ResponseCode::ServFail, &[], &[], t0), None);
         assert_eq!(
-            c.put(key("z.test"), ResponseCode::NoError, &[a("z.test.", 0, 1)], &[], t0),
+            c.put(key("x.test"), ResponseCode::NXDomain, &[], &[], 100, t0),
+            Some(60)
+        );
+        assert_eq!(c.put(key("y.test"), ResponseCode::ServFail, &[], &[], 100, t0), None);
+        assert_eq!(
+            c.put(
+                key("z.test"),
+                ResponseCode::NoError,
+                &[a("z.test.", 0, 1)],
+                &[],
+                100,
+                t0
+            ),
             None
         );
         assert_eq!(c.get(&key("no.test"), t0).map(|h| h.code), Some(ResponseCode::NXDomain));
@@ -306,6 +330,7 @@ mod tests {
                 ResponseCode::NoError,
                 &[a(&format!("{name}."), 60, 1)],
                 &[],
+                100,
                 t0,
             );
             assert!(c.entries.len() <= 3);
@@ -315,7 +340,27 @@ mod tests {
         let newest = format!("n{}.test", 999 % 7);
         assert!(c.get(&key(&newest), t0).is_some());
         assert_eq!(
-            AnswerCache::new(0).put(key("a"), ResponseCode::NoError, &[a("a.", 60, 1)], &[], t0),
+            AnswerCache::new(0).put(key("a"), ResponseCode::NoError, &[a("a.", 60, 1)], &[], 100, t0),
+            None
+        );
+        // By bytes: 10 entries' budget is 5,120 bytes; a 4,000-byte answer
+        // pushes older ones out, a 5,000-byte one is not kept at all.
+        let mut c = AnswerCache::new(10);
+        for i in 0..5 {
+            c.put(
+                key(&format!("s{i}")),
+                ResponseCode::NoError,
+                &[a("s.", 60, 1)],
+                &[],
+                500,
+                t0,
+            );
+        }
+        c.put(key("big"), ResponseCode::NoError, &[a("big.", 60, 1)], &[], 4000, t0);
+        assert!(c.stats().bytes <= 5120, "{:?}", c.stats());
+        assert!(c.get(&key("big"), t0).is_some());
+        assert_eq!(
+            c.put(key("huge"), ResponseCode::NoError, &[a("h.", 60, 1)], &[], 5000, t0),
             None
         );
     }

@@ -10,6 +10,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::core::InventorySnapshot;
 
+/// Labels no device may claim: the router's, and names clients look up to
+/// configure themselves (a device called `wpad` would become the home's web
+/// proxy).
+const RESERVED_LABELS: [&str; 5] = ["router", "wpad", "isatap", "localhost", "local"];
+
 /// TTL of local answers: short, devices move.
 pub const LOCAL_TTL: u32 = 60;
 
@@ -64,6 +69,11 @@ impl LocalNames {
         let mut claims: BTreeMap<String, (u8, Vec<IpAddr>)> = BTreeMap::new();
         claims.insert("router".into(), (0, router.to_vec()));
         for d in snapshot.devices.values() {
+            // A device nobody approved names nothing: a quarantined stranger
+            // calling itself `nas` must not take the name from the real one.
+            if snapshot.unknown_zone.as_ref() == Some(&d.zone) && d.name.is_none() {
+                continue;
+            }
             let candidates = [(1u8, d.name.as_deref()), (2u8, d.hostname.as_deref())];
             let Some((rank, label)) = candidates
                 .into_iter()
@@ -71,6 +81,11 @@ impl LocalNames {
             else {
                 continue;
             };
+            // Names clients look up to configure themselves (proxy
+            // auto-discovery, tunnels): never a device's to take.
+            if RESERVED_LABELS.contains(&label.as_str()) {
+                continue;
+            }
             let addresses: Vec<IpAddr> = d.addresses.iter().copied().collect();
             match claims.get(&label) {
                 // Devices are visited in MAC order: an equal rank keeps the first.

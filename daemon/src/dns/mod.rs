@@ -131,11 +131,18 @@ impl DnsService {
             (Err(_), true) => upstream::tls_client(&settings.dns.tls_ca_file).ok(),
             (Err(_), false) => None,
         };
-        let through_tunnel = if settings.dns.tunnel_upstreams.is_empty() {
-            settings.dns.upstreams.clone()
+        // A loopback upstream (a local stub such as stubby) is reached by the
+        // local table whatever the mark, and forwards by the WAN: never one
+        // for tunnelled devices.
+        let through_tunnel: Vec<Upstream> = if settings.dns.tunnel_upstreams.is_empty() {
+            &settings.dns.upstreams
         } else {
-            settings.dns.tunnel_upstreams.clone()
-        };
+            &settings.dns.tunnel_upstreams
+        }
+        .iter()
+        .filter(|u| !u.addr.ip().is_loopback())
+        .copied()
+        .collect();
         let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL), tls.clone());
         let zones = settings
             .zones
@@ -324,12 +331,16 @@ pub fn fuzz_entry_query(data: &[u8]) {
         let src = SocketAddr::from(([10, 0, 1, 10], 5353));
         match r.begin(packet, src, transport, &snapshot, now, 0) {
             resolver::Begin::Reply(bytes) => check_reply(packet, &bytes, limit),
+            resolver::Begin::AfterHolds { reply, .. } => check_reply(packet, &reply, limit),
             resolver::Begin::Drop => {}
             resolver::Begin::Forward(pending) => {
                 let answer = hickory_proto::op::Message::from_vec(upstream).map(|m| (m, "fuzz".to_string()));
                 let done = r.finish(pending, answer.map_err(|e| e.to_string()), now, 0);
                 if let Some(bytes) = done.reply {
                     check_reply(packet, &bytes, limit);
+                }
+                if let Some(c) = done.to_cache {
+                    r.commit(c, now);
                 }
             }
         }

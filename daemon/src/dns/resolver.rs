@@ -51,6 +51,16 @@ pub enum Begin {
     Drop,
     /// Ask upstream.
     Forward(Pending),
+    /// Send this, but only after the core holds these domain-set addresses
+    /// (a cached answer for a selected domain); if it cannot, SERVFAIL.
+    AfterHolds {
+        /// The answer.
+        reply: Vec<u8>,
+        /// The SERVFAIL to send instead.
+        servfail: Option<Vec<u8>>,
+        /// What must be held first.
+        holds: Vec<(DomainSetId, Vec<IpAddr>, u32)>,
+    },
 }
 
 /// A question waiting for its upstream answer.
@@ -73,6 +83,20 @@ pub struct Finished {
     pub reply: Option<Vec<u8>>,
     /// Domain-set elements to hold (set, addresses, seconds) before replying.
     pub holds: Vec<(DomainSetId, Vec<IpAddr>, u32)>,
+    /// The answer to cache once the holds are confirmed
+    /// ([`Resolver::commit`]): never before, or a later question could be
+    /// answered from the cache for addresses nobody holds.
+    pub to_cache: Option<ToCache>,
+}
+
+/// An answer waiting to be cached.
+#[derive(Debug)]
+pub struct ToCache {
+    key: CacheKey,
+    code: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    bytes: usize,
 }
 
 /// Counters.
@@ -185,6 +209,13 @@ impl Resolver {
                     .map_or(Begin::Drop, Begin::Reply);
             }
         };
+        // A name with bytes outside what host names use comes out escaped
+        // (`\\000`) and longer than any list entry: it would slip past the
+        // blocklists. No real name needs it.
+        if question.key.contains('\\') {
+            self.stats.malformed += 1;
+            return self.reply(&question.response(ResponseCode::Refused), &question, transport);
+        }
         let client = match who_is_asking(&self.settings, snapshot, src.ip()) {
             Ok(c) => c,
             Err(Refusal::Outsider | Refusal::Blocked) => {
@@ -224,10 +255,17 @@ impl Resolver {
         }
         let key = cache_key(&pending);
         if let Some(hit) = self.cache.get(&key, now) {
+            let holds = self.holds_for(&pending.question.key, &hit.answers);
             let mut m = pending.question.response(hit.code);
             m.insert_answers(hit.answers);
             m.insert_authorities(hit.authorities);
-            return self.done(&pending, m, Outcome::Cached, now, wall);
+            let servfail = (!holds.is_empty())
+                .then(|| encode(&pending.question.response(ResponseCode::ServFail), 512))
+                .flatten();
+            return match (self.done(&pending, m, Outcome::Cached, now, wall), holds.is_empty()) {
+                (Begin::Reply(reply), false) => Begin::AfterHolds { reply, servfail, holds },
+                (other, _) => other,
+            };
         }
         self.stats.forwarded += 1;
         Begin::Forward(pending)
@@ -250,6 +288,7 @@ impl Resolver {
                 return Finished {
                     reply: self.done_bytes(&pending, m, Outcome::Failed, now, wall),
                     holds: Vec::new(),
+                    to_cache: None,
                 };
             }
         };
@@ -267,18 +306,46 @@ impl Resolver {
             answers.clear();
             authorities.clear();
             outcome = Outcome::Rebind;
-        } else {
-            self.cache.put(cache_key(&pending), code, &answers, &authorities, now);
         }
         let holds = self.holds_for(&q.key, &answers);
+        if !holds.is_empty() {
+            // The client may keep the answer no longer than the set holds its
+            // addresses (and a restart's adoption covers that).
+            for r in answers.iter_mut() {
+                r.ttl = r.ttl.min(HOLD_FLOOR);
+            }
+        }
+        let keep = (outcome != Outcome::Rebind).then(|| (cache_key(&pending), answers.clone(), authorities.clone()));
         let mut m = q.response(code);
-        m.metadata.authentic_data = answer.metadata.authentic_data;
         m.insert_answers(answers);
         m.insert_authorities(authorities);
-        Finished {
-            reply: self.done_bytes(&pending, m, outcome, now, wall),
-            holds,
+        let reply = self.done_bytes(&pending, m, outcome, now, wall);
+        let to_cache = match (keep, &reply) {
+            (Some((key, answers, authorities)), Some(bytes)) => Some(ToCache {
+                key,
+                code,
+                answers,
+                authorities,
+                bytes: bytes.len(),
+            }),
+            _ => None,
+        };
+        if holds.is_empty() {
+            if let Some(c) = to_cache {
+                self.commit(c, now);
+            }
+            return Finished {
+                reply,
+                holds,
+                to_cache: None,
+            };
         }
+        Finished { reply, holds, to_cache }
+    }
+
+    /// Caches an answer whose holds the core confirmed.
+    pub fn commit(&mut self, c: ToCache, now: Instant) {
+        self.cache.put(c.key, c.code, &c.answers, &c.authorities, c.bytes, now);
     }
 
     /// What a client at `from` would get for `name` and why, in words
@@ -397,6 +464,11 @@ impl Resolver {
         if !self.may_be_local(&q.key) {
             return None;
         }
+        // A single label asked for another type than an address is a TLD
+        // question (`com DS`, `org NS`: validating stubs need them): upstream.
+        if !q.key.contains('.') && !matches!(q.qtype, RecordType::A | RecordType::AAAA) {
+            return None;
+        }
         self.refresh_local(snapshot);
         let m = match self.local.lookup(&q.key) {
             LocalAnswer::NotLocal => return None,
@@ -481,9 +553,16 @@ impl Resolver {
         if self.settings.dns.rebind_allow.iter().any(allowed) {
             return false;
         }
+        // Private ranges, the carrier-grade NAT range, and the home's own
+        // networks (its global IPv6 prefix is as internal as 10/8).
+        let internal = |ip: IpAddr| {
+            is_private(ip)
+                || matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                || self.settings.home_networks.iter().any(|n| n.contains(&ip))
+        };
         answers.iter().any(|r| match &r.data {
-            RData::A(a) => is_private(IpAddr::V4(a.0)),
-            RData::AAAA(a) => is_private(IpAddr::V6(a.0)),
+            RData::A(a) => internal(IpAddr::V4(a.0)),
+            RData::AAAA(a) => internal(IpAddr::V6(a.0)),
             _ => false,
         })
     }
@@ -567,6 +646,7 @@ fn cache_key(p: &Pending) -> CacheKey {
         name: q.key.clone(),
         qtype: q.qtype,
         dnssec_ok: q.edns.is_some_and(|(_, d)| d),
+        checking_disabled: q.checking_disabled,
         source: answer_source(&p.client),
     }
 }

@@ -27,6 +27,8 @@ use crate::runtime::services::ServiceHandle;
 const MAX_IN_FLIGHT: usize = 1024;
 /// TCP connections at once, over all listeners.
 const MAX_TCP: usize = 64;
+/// TCP connections at once from one address: one device cannot take them all.
+const MAX_TCP_PER_CLIENT: usize = 4;
 /// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -44,6 +46,7 @@ pub(super) struct Shared {
     pub(super) refresh: tokio::sync::Notify,
     in_flight: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
+    tcp_per_client: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             refresh: tokio::sync::Notify::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             tcp: Arc::new(Semaphore::new(MAX_TCP)),
+            tcp_per_client: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -102,7 +106,21 @@ impl Shared {
             let mut r = self.resolver.lock().ok()?;
             r.finish(pending, upstream, Instant::now(), unix_wall())
         };
-        for (set, addresses, ttl_secs) in finished.holds {
+        if !self.hold(finished.holds).await {
+            return super::wire::encode(&servfail, limit);
+        }
+        if let Some(c) = finished.to_cache {
+            if let Ok(mut r) = self.resolver.lock() {
+                r.commit(c, Instant::now());
+            }
+        }
+        finished.reply
+    }
+
+    /// Asks the core to hold domain-set addresses; false if any was refused
+    /// (the answer naming them must then not be sent).
+    async fn hold(&self, holds: Vec<(crate::config::DomainSetId, Vec<std::net::IpAddr>, u32)>) -> bool {
+        for (set, addresses, ttl_secs) in holds {
             let request = ServiceRequest::Hold {
                 set: set.clone(),
                 addresses,
@@ -110,10 +128,10 @@ impl Shared {
             };
             if let Err(e) = self.service.request(request).await {
                 tracing::error!(set = %set, error = %e, "domain set addresses could not be held; answering SERVFAIL");
-                return super::wire::encode(&servfail, limit);
+                return false;
             }
         }
-        finished.reply
+        true
     }
 }
 
@@ -139,6 +157,27 @@ pub(super) async fn serve_udp(shared: Arc<Shared>, socket: UdpSocket) {
                 let _ = socket.send_to(&bytes, src).await;
             }
             Begin::Drop => {}
+            Begin::AfterHolds { reply, servfail, holds } => {
+                let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+                    if let Some(b) = servfail {
+                        let _ = socket.send_to(&b, src).await;
+                    }
+                    continue;
+                };
+                let shared = shared.clone();
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let bytes = if shared.hold(holds).await {
+                        Some(reply)
+                    } else {
+                        servfail
+                    };
+                    if let Some(b) = bytes {
+                        let _ = socket.send_to(&b, src).await;
+                    }
+                    drop(permit);
+                });
+            }
             Begin::Forward(pending) => {
                 let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
                     let m = pending.question.response(hickory_proto::op::ResponseCode::ServFail);
@@ -171,14 +210,29 @@ pub(super) async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        // Over the cap: the connection is closed at once.
+        // Over a cap: the connection is closed at once.
         let Ok(permit) = shared.tcp.clone().try_acquire_owned() else {
             continue;
         };
+        let admitted = shared.tcp_per_client.lock().is_ok_and(|mut m| {
+            let n = m.entry(src.ip()).or_insert(0);
+            *n += 1;
+            *n <= MAX_TCP_PER_CLIENT
+        });
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(&shared, stream, src).await {
-                tracing::debug!(error = %e, client = %src, "dns tcp connection ended");
+            if admitted {
+                if let Err(e) = serve_connection(&shared, stream, src).await {
+                    tracing::debug!(error = %e, client = %src, "dns tcp connection ended");
+                }
+            }
+            if let Ok(mut m) = shared.tcp_per_client.lock() {
+                if let Some(n) = m.get_mut(&src.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(&src.ip());
+                    }
+                }
             }
             drop(permit);
         });
@@ -199,6 +253,13 @@ async fn serve_connection(shared: &Shared, mut stream: TcpStream, src: SocketAdd
         let reply = match shared.begin(&packet, src, Transport::Tcp) {
             Begin::Reply(bytes) => Some(bytes),
             Begin::Drop => return Ok(()),
+            Begin::AfterHolds { reply, servfail, holds } => {
+                if shared.hold(holds).await {
+                    Some(reply)
+                } else {
+                    servfail
+                }
+            }
             Begin::Forward(pending) => shared.forward(pending).await,
         };
         let Some(reply) = reply else { return Ok(()) };

@@ -293,6 +293,24 @@ fn a_domain_set_name_and_its_cname_chain_put_the_addresses_in_the_set_first() {
     assert_eq!(set.as_str(), "streaming");
     assert_eq!(addrs, &vec!["203.0.113.10".parse::<IpAddr>().expect("ip")]);
     assert!(*secs >= 300, "held at least the floor: {secs}");
+    let sent = Message::from_vec(done.reply.as_deref().expect("reply")).expect("message");
+    assert!(
+        sent.answers.iter().all(|r| r.ttl <= 300),
+        "the client keeps it no longer than the set holds it"
+    );
+    // Not cached until the core confirmed the hold: the same question goes
+    // upstream again instead of being answered for an unheld address.
+    let to_cache = done.to_cache.expect("an answer to cache after the hold");
+    forwarded(ask(&mut r, "www.other.test.", RecordType::A, "10.0.1.11", now));
+    r.commit(to_cache, now);
+    // From the cache, a selected domain's answer still waits for its holds.
+    match ask(&mut r, "www.other.test.", RecordType::A, "10.0.1.11", now) {
+        Begin::AfterHolds { holds, servfail, .. } => {
+            assert_eq!(holds.len(), 1);
+            assert!(servfail.is_some());
+        }
+        other => panic!("a cached domain-set answer without holds: {other:?}"),
+    }
 }
 
 #[test]
@@ -345,7 +363,7 @@ fn hostile_packets_are_dropped_or_refused_and_counted_never_a_panic() {
     }
     for p in &corpus {
         match r.begin(p, client, super::wire::Transport::Udp, &snapshot(), now, 1000) {
-            Begin::Reply(bytes) => {
+            Begin::Reply(bytes) | Begin::AfterHolds { reply: bytes, .. } => {
                 Message::from_vec(&bytes).expect("whatever we send parses");
             }
             Begin::Drop => {}
@@ -511,4 +529,64 @@ fn fuzz_findings_replay() {
     ] {
         super::fuzz_entry_query(data);
     }
+}
+
+/// Review findings, each pinned: TLD questions go upstream, escaped names are
+/// refused, the carrier-grade NAT range counts as internal for rebinding, and
+/// a quarantined device or a reserved label names nothing.
+#[test]
+fn tlds_escaped_names_cgnat_rebinding_and_name_claims() {
+    let mut r = resolver();
+    let now = Instant::now();
+    forwarded(ask(&mut r, "com.", RecordType::DS, "10.0.1.10", now));
+    let m = reply(ask(&mut r, "nobody.", RecordType::A, "10.0.1.10", now));
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "a single label's address stays home"
+    );
+    // Three labels of zero bytes, then a listed domain: refused, not forwarded.
+    let mut name = Name::root();
+    for _ in 0..3 {
+        name = name.append_label(&[0u8; 60][..]).expect("label");
+    }
+    let name = name
+        .append_name(&Name::from_ascii("ads.example.test.").expect("name"))
+        .expect("name");
+    let mut q = Message::new(9, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(name, RecordType::A));
+    let b = r.begin(
+        &q.to_vec().expect("encode"),
+        from("10.0.1.12"),
+        super::wire::Transport::Udp,
+        &snapshot(),
+        now,
+        1000,
+    );
+    assert_eq!(reply(b).metadata.response_code, ResponseCode::Refused);
+    // 100.64/10 under a public name is rebinding too.
+    let p = forwarded(ask(&mut r, "cgnat.example.test.", RecordType::A, "10.0.1.10", now));
+    let n = p.question.name.clone();
+    let answer = upstream_answer(&p, vec![address_record(&n, 60, "100.64.1.1".parse().expect("ip"))]);
+    let done = r.finish(p, Ok((answer, "up".into())), now, 1000);
+    let m = Message::from_vec(&done.reply.expect("reply")).expect("message");
+    assert!(m.answers.is_empty(), "{m:?}");
+    // Name claims.
+    let mut s = snapshot();
+    s.unknown_zone = Some(ZoneId::new("quarantine").expect("zone"));
+    for (last, zone, host) in [(50u8, "quarantine", "nas"), (51, "trusted", "wpad")] {
+        let d = DeviceSnapshot {
+            mac: MacAddr([2, 0, 0, 0, 1, last]),
+            name: None,
+            hostname: Some(host.into()),
+            zone: ZoneId::new(zone).expect("zone"),
+            addresses: [IpAddr::from([10, 0, 1, last])].into(),
+            blocked: false,
+            tunnel_routed: false,
+        };
+        s.devices.insert(d.mac, d);
+    }
+    let names = super::local::LocalNames::build("lan", &[], &s);
+    assert_eq!(names.lookup("nas.lan"), super::local::LocalAnswer::NoSuchName);
+    assert_eq!(names.lookup("wpad.lan"), super::local::LocalAnswer::NoSuchName);
 }

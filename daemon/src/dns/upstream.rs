@@ -45,6 +45,9 @@ pub enum UpstreamError {
     /// No answer in time.
     #[error("{0}: no answer in time")]
     Timeout(Upstream),
+    /// It answered SERVFAIL or REFUSED.
+    #[error("{0}: answered SERVFAIL or REFUSED")]
+    Refused(Upstream),
     /// An answer that could not be encoded/decoded.
     #[error("{0}: unreadable answer")]
     Garbled(Upstream),
@@ -150,6 +153,7 @@ impl UpstreamGroup {
         }
         let deadline = tokio::time::Instant::now() + BUDGET;
         let mut last = None;
+        let mut fallback = None;
         for i in order {
             let up = self.upstreams[i];
             let started = Instant::now();
@@ -158,10 +162,21 @@ impl UpstreamGroup {
                 break;
             }
             let attempt = tokio::time::timeout(left.min(TRY_TIMEOUT), self.try_one(up, query, &bytes)).await;
-            let result = match attempt {
+            let mut result = match attempt {
                 Ok(r) => r,
                 Err(_) => Err(UpstreamError::Timeout(up)),
             };
+            // SERVFAIL or REFUSED: this upstream cannot answer now; another
+            // may (kept as the answer if none does).
+            if let Ok(m) = &result {
+                if matches!(
+                    m.metadata.response_code,
+                    hickory_proto::op::ResponseCode::ServFail | hickory_proto::op::ResponseCode::Refused
+                ) {
+                    fallback = result.ok().map(|m| (m, up));
+                    result = Err(UpstreamError::Refused(up));
+                }
+            }
             if let Ok(mut h) = self.health.lock() {
                 if let Some(h) = h.get_mut(i) {
                     match &result {
@@ -189,6 +204,9 @@ impl UpstreamGroup {
                     last = Some(e);
                 }
             }
+        }
+        if let Some(answer) = fallback {
+            return Ok(answer);
         }
         Err(UpstreamError::AllFailed(Box::new(
             last.unwrap_or(UpstreamError::Timeout(self.upstreams[0])),
@@ -309,8 +327,7 @@ fn matching(query: &Message, packet: &[u8]) -> Option<Message> {
     let answer = Message::from_vec(packet).ok()?;
     let same_question = match (answer.queries.first(), query.queries.first()) {
         (Some(a), Some(q)) => {
-            a.query_type() == q.query_type() && a.query_class() == q.query_class() && a.name().eq_case(q.name())
-                || (a.query_type() == q.query_type() && a.name() == q.name())
+            a.query_type() == q.query_type() && a.query_class() == q.query_class() && a.name() == q.name()
         }
         _ => false,
     };

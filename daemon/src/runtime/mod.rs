@@ -44,9 +44,9 @@ use crate::net::{self, NetApplier};
 use crate::policy::{desired_net, existing_bridge_ports};
 use crate::store::Store;
 
-/// How long domain-set addresses found in the kernel at start stay held: the
-/// longest a client may still use an answer it got before the restart (the
-/// resolver's hold floor and grace, doubled).
+/// How long domain-set addresses found in the kernel at start stay held:
+/// twice the longest a client may still use such an answer (the resolver
+/// clamps domain-set answers' TTLs to its 300 s hold floor, plus 60 s grace).
 const ADOPTED_DOMAIN_SECS: u32 = 720;
 
 /// Logs every config error, one per line, and returns a summary error.

@@ -66,7 +66,8 @@ pub(super) fn dns_redirect_chain(rs: &DesiredRuleset, g: &DnsGuard) -> Option<Ch
         NfHook::Prerouting,
         DSTNAT,
     );
-    c.rule(
+    guard(
+        &mut c,
         "dns-to-router",
         vec![
             iifname_in(&rs.lan_interfaces),
@@ -78,15 +79,13 @@ pub(super) fn dns_redirect_chain(rs: &DesiredRuleset, g: &DnsGuard) -> Option<Ch
             ),
             tcp_or_udp(),
             eq(payload("th", "dport"), num(53)),
-            remember_sender(),
-            counter(),
-            Statement::Redirect(Some(NAT {
-                addr: None,
-                family: None,
-                port: Some(num(53)),
-                flags: None,
-            })),
         ],
+        Statement::Redirect(Some(NAT {
+            addr: None,
+            family: None,
+            port: Some(num(53)),
+            flags: None,
+        })),
     );
     Some(c)
 }
@@ -103,66 +102,58 @@ pub(super) fn dns_forward_guards(fwd: &mut ChainSpec, rs: &DesiredRuleset, g: &D
         // IPv4 was redirected before routing; what reaches forward is IPv6.
         plain.push(eq(meta(nftables::expr::MetaKey::Nfproto), s("ipv6")));
     }
-    plain.extend([
-        tcp_or_udp(),
-        eq(payload("th", "dport"), num(53)),
-        remember_sender(),
-        counter(),
-        reject(),
-    ]);
-    fwd.rule("dns-elsewhere", plain);
-    fwd.rule(
+    plain.extend([tcp_or_udp(), eq(payload("th", "dport"), num(53))]);
+    guard(fwd, "dns-elsewhere", plain, reject());
+    guard(
+        fwd,
         "dns-over-tls",
-        vec![
-            iifname_in(lan),
-            tcp_or_udp(),
-            eq(payload("th", "dport"), num(853)),
-            remember_sender(),
-            counter(),
-            reject(),
-        ],
+        vec![iifname_in(lan), tcp_or_udp(), eq(payload("th", "dport"), num(853))],
+        reject(),
     );
     let nets = |items: Vec<(String, u32)>| anon_set(items.iter().map(|(a, l)| prefix(a, *l)));
-    if !g.doh_v4.is_empty() {
-        fwd.rule(
+    for (name, field, list) in [
+        (
             "doh-v4",
-            vec![
-                iifname_in(lan),
-                is_in(
-                    payload("ip", "daddr"),
-                    nets(
-                        g.doh_v4
-                            .iter()
-                            .map(|n| (n.addr().to_string(), u32::from(n.prefix_len())))
-                            .collect(),
-                    ),
-                ),
-                eq(payload("th", "dport"), num(443)),
-                remember_sender(),
-                counter(),
-                reject(),
-            ],
-        );
-    }
-    if !g.doh_v6.is_empty() {
-        fwd.rule(
+            "ip",
+            g.doh_v4
+                .iter()
+                .map(|n| (n.addr().to_string(), u32::from(n.prefix_len())))
+                .collect::<Vec<_>>(),
+        ),
+        (
             "doh-v6",
+            "ip6",
+            g.doh_v6
+                .iter()
+                .map(|n| (n.addr().to_string(), u32::from(n.prefix_len())))
+                .collect(),
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        guard(
+            fwd,
+            name,
             vec![
                 iifname_in(lan),
-                is_in(
-                    payload("ip6", "daddr"),
-                    nets(
-                        g.doh_v6
-                            .iter()
-                            .map(|n| (n.addr().to_string(), u32::from(n.prefix_len())))
-                            .collect(),
-                    ),
-                ),
+                is_in(payload(field, "daddr"), nets(list)),
                 eq(payload("th", "dport"), num(443)),
-                remember_sender(),
-                counter(),
-                reject(),
             ],
+            reject(),
         );
     }
+}
+
+/// One guard as two rules with the same match: `NAME-seen` puts the sender
+/// in `dns_bypass`, `NAME` counts and acts. Apart, because a full dynamic set
+/// ends the rule that updates it (the kernel's NFT_BREAK): in one rule,
+/// 1,024 forged MACs would switch every guard off for an hour.
+fn guard(chain: &mut ChainSpec, name: &str, matches: Vec<Statement<'static>>, verdict: Statement<'static>) {
+    let mut seen = matches.clone();
+    seen.push(remember_sender());
+    chain.rule(format!("{name}-seen"), seen);
+    let mut act = matches;
+    act.extend([counter(), verdict]);
+    chain.rule(name, act);
 }
