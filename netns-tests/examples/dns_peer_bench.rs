@@ -1,22 +1,28 @@
-//! Side-by-side DNS resolver benchmark in network namespaces (needs root).
+//! Side-by-side DNS resolver benchmark in network namespaces (needs root):
+//! Bulkhead's resolver (the real `bulkhead` daemon) against dnsmasq.
 //!
 //! ```text
+//! cargo build --release -p bulkhead      # the binary under test (as shipped)
 //! cargo run -p bulkhead-netns --example dns_peer_bench -- [--rounds 3] [--seconds 5]
 //!     [--rate 10000] [--clients 4] [--bulk 100000] [--hit-names 1000]
-//!     [--a-cache 10000] [--b-cache 150] [--keep]
+//!     [--a-cache 10000] [--b bulkhead|dnsmasq] [--b-cache 10000]
+//!     [--bulkhead PATH] [--policies DIR] [--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep]
 //! ```
 //!
-//! (A debug build is fine: the example only drives external processes. Avoid
-//! `--release` while it is being changed: the workspace's release profile
-//! aborts on panic, which skips the namespaces' cleanup; a later run removes
-//! what a dead run left, see `Netns::cleanup_stale`.)
+//! (A debug build of the example is fine: it only drives external processes.
+//! Avoid `--release` for the example while it is being changed: the
+//! workspace's release profile aborts on panic, which skips the namespaces'
+//! cleanup; a later run removes what a dead run left, see
+//! `Netns::cleanup_stale`. The daemon, though, is benchmarked as it ships: the
+//! release binary, `--bulkhead PATH` or `$BULKHEAD_BIN`, default
+//! `/tmp/target-dnsbench/release/bulkhead`.)
 //!
 //! Topology, all in namespaces this program creates and removes:
 //!
 //! ```text
 //!  client ns                resolver ns                        upstream ns
 //!  eth0 10.53.1.2/24 <-veth-> eth0 10.53.1.1/24  (A or B on :53)
-//!                           up0  10.53.2.2/24  <-veth-> down0 10.53.2.1/24
+//!  02:53:00:00:01:02        up0  10.53.2.2/24  <-veth-> down0 10.53.2.1/24
 //!                           192.0.2.53 via 10.53.2.1           lo 192.0.2.53 (unbound)
 //! ```
 //!
@@ -32,42 +38,75 @@
 //! - fixed rate: fresh names at `--rate` queries per second (`dnsperf -Q`),
 //!   with latency percentiles (from `dnsperf -v`), reporting lost queries.
 //!
-//! It prints the medians over the rounds and B/A ratios as a markdown table,
-//! then every run. Contenders implement [`Contender`]; for now A and B are
-//! dnsmasq with two cache sizes (`--a-cache`, `--b-cache`); Bulkhead's resolver
-//! plugs in as another implementation.
+//! Around each measured run the contender's CPU time (`/proc/PID/stat`, user +
+//! system) is read, and after it its resident memory (`VmRSS`, `VmHWM` of
+//! `/proc/PID/status`). It prints the medians over the rounds and B/A ratios as
+//! a markdown table, then every run.
+//!
+//! A is dnsmasq (`--a-cache`). B is, by default, Bulkhead's daemon run as
+//! `bulkhead --config CONFIG daemon` in the resolver namespace: WAN `up0`, one
+//! segment `lan` on `eth0` (10.53.1.1/24, DHCP off), no web UI, `[dns]` with
+//! the unbound upstream, `cache_entries` = `--b-cache`, `client_qps = 100000`
+//! (the default 200 per client would throttle dnsperf's single source
+//! address) and `bypass = "off"`; the policies are the shipped ones plus the
+//! client's MAC pinned to `trusted` (an unknown device is in the quarantine
+//! zone, which resolves no internet name), and the client's address is told
+//! to the daemon (`bulkhead device add MAC --ip IP`). The daemon applies its
+//! firewall in the resolver namespace (so its runs pay for nftables and
+//! connection tracking, as on a router); it leaves its tables when it stops,
+//! so they are removed after each of its runs and dnsmasq always runs without
+//! them. `--b dnsmasq` makes B a second dnsmasq (`--b-cache`) instead.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bulkhead_netns::dns::{self, Dnsmasq, Dnsperf, DnsperfResult, ScratchDir, TestZones, Unbound};
-use bulkhead_netns::{Netns, Result};
+use bulkhead_netns::dns::{
+    self, Dnsmasq, Dnsperf, DnsperfResult, ScratchDir, TestZones, Unbound, RCODE_NOERROR, TYPE_A,
+};
+use bulkhead_netns::{Error, Netns, Result};
 
 /// Where the contenders answer.
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(10, 53, 1, 1);
+/// The prefix length of the client-facing subnet.
+const RESOLVER_PREFIX: u8 = 24;
+/// The client (dnsperf's source address).
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 53, 1, 2);
+/// The first of the extra source addresses of `--sources N` (N > 1).
+const FIRST_SOURCE: u8 = 10;
+/// The client's MAC (fixed, so Bulkhead's policy can pin it).
+const CLIENT_MAC: &str = "02:53:00:00:01:02";
+/// The resolver namespace's interface towards the client (Bulkhead's segment).
+const LAN_IF: &str = "eth0";
+/// The resolver namespace's interface towards the upstream (Bulkhead's WAN).
+const WAN_IF: &str = "up0";
 /// The upstream's address (a documentation address: "a public server").
 const UPSTREAM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+/// Where the Bulkhead binary is looked for without `--bulkhead` or `$BULKHEAD_BIN`.
+const DEFAULT_BULKHEAD: &str = "/tmp/target-dnsbench/release/bulkhead";
+/// How long Bulkhead gets to start (store, firewall, links) and answer.
+const BULKHEAD_READY: Duration = Duration::from_secs(20);
+/// Tries per measured run when other work disturbed it (`--max-other-load`).
+const MAX_ATTEMPTS: u32 = 3;
+/// `/proc/PID/stat` counts CPU time in these per second (USER_HZ, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
 
 /// A resolver under test. [`Contender::start`] is called once per measured
 /// run, so every run begins with a cold cache.
-///
-/// To benchmark Bulkhead's resolver, implement this: write its configuration
-/// (listen on `listen`, forward to `upstream`) into `workdir`, start the binary
-/// with `ns.spawn_logged`, wait until it answers (e.g. poll
-/// `bulkhead_netns::dns::udp_query`), and return a guard that stops it by pid
-/// on drop (`ns.stop_tracked`).
 trait Contender {
     /// Its name in the tables.
     fn label(&self) -> String;
 
     /// Starts it in `ns`, answering DNS on `listen` and forwarding to
-    /// `upstream` (port 53), with its files in `workdir`. Returns once it
+    /// `upstream` (port 53), with its files in `workdir`. `client` is the
+    /// namespace the load comes from (for readiness checks). Returns once it
     /// answers; dropping the returned guard must stop it.
     fn start<'ns>(
         &self,
         ns: &'ns Netns,
+        client: &Netns,
         listen: SocketAddr,
         upstream: IpAddr,
         workdir: &Path,
@@ -76,8 +115,13 @@ trait Contender {
 
 /// A started contender; dropping it stops it.
 trait Running {
-    /// Its pid, for the log.
+    /// Its pid, for the log and for `/proc`.
     fn pid(&self) -> u32;
+
+    /// Its own counters after a run, one line, if it has any.
+    fn counters(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Running for Dnsmasq<'_> {
@@ -99,6 +143,7 @@ impl Contender for DnsmasqContender {
     fn start<'ns>(
         &self,
         ns: &'ns Netns,
+        _client: &Netns,
         listen: SocketAddr,
         upstream: IpAddr,
         workdir: &Path,
@@ -106,6 +151,346 @@ impl Contender for DnsmasqContender {
         let dnsmasq = Dnsmasq::start(ns, listen.ip(), listen.port(), upstream, self.cache_size, workdir)?;
         Ok(Box::new(dnsmasq))
     }
+}
+
+/// Bulkhead's daemon (the whole router; its resolver is what is measured).
+struct BulkheadContender {
+    binary: PathBuf,
+    /// The shipped policy files to copy.
+    policies: PathBuf,
+    /// The client's addresses (all of one device, told to the daemon).
+    clients: Vec<Ipv4Addr>,
+    cache_entries: u32,
+    /// Extra `[dns]` lines (`KEY = VALUE`), for experiments.
+    extra_dns: Vec<String>,
+}
+
+/// A running Bulkhead daemon; dropping it stops it (SIGTERM by pid) and
+/// removes the nftables tables it leaves behind.
+struct BulkheadRunning<'ns> {
+    ns: &'ns Netns,
+    pid: u32,
+    binary: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    clients: Vec<Ipv4Addr>,
+}
+
+impl BulkheadContender {
+    /// The main configuration file's text.
+    fn config(&self, listen: SocketAddr, upstream: IpAddr, workdir: &Path) -> String {
+        let dir = workdir.display();
+        let mut c = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(c, "# Written by dns_peer_bench for a benchmark namespace.");
+        let _ = writeln!(c, "state_dir = \"{dir}/state\"");
+        let _ = writeln!(c, "policies_dir = \"{dir}/policies\"");
+        let _ = writeln!(c, "control_socket = \"{dir}/control.sock\"\n");
+        let _ = writeln!(c, "[wan]\ninterface = \"{WAN_IF}\"\n");
+        let _ = writeln!(
+            c,
+            "[[segments]]\nname = \"lan\"\ninterface = \"{LAN_IF}\"\nkind = \"existing\""
+        );
+        let _ = writeln!(c, "ipv4 = \"{RESOLVER}/{RESOLVER_PREFIX}\"\ndhcp = \"off\"\n");
+        let _ = writeln!(c, "[web]\nlisten = []\n");
+        let _ = writeln!(c, "[dns]\nlisten = [\"{listen}\"]\nupstreams = [\"{upstream}\"]");
+        let _ = writeln!(c, "cache_entries = {}", self.cache_entries);
+        let _ = writeln!(c, "client_qps = 100000\nbypass = \"off\"");
+        for line in &self.extra_dns {
+            let _ = writeln!(c, "{line}");
+        }
+        c
+    }
+
+    /// The shipped policies plus the client pinned to `trusted`.
+    fn write_policies(&self, dir: &Path) -> Result<()> {
+        let shipped = &self.policies;
+        let entries = std::fs::read_dir(shipped).map_err(|e| io_error(shipped, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io_error(shipped, e))?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                if let Some(name) = path.file_name() {
+                    std::fs::copy(&path, dir.join(name)).map_err(|e| io_error(&path, e))?;
+                }
+            }
+        }
+        let bench = dir.join("90-bench.toml");
+        let text = format!(
+            "# The benchmark's client (dnsperf): a known device in a zone that reaches the internet.\n\
+             [[devices]]\nmac = \"{CLIENT_MAC}\"\nzone = \"trusted\"\nname = \"dnsperf\"\n"
+        );
+        std::fs::write(&bench, text).map_err(|e| io_error(&bench, e))
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        context: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs `bulkhead --config CONFIG args...` in `ns`; its stdout, or an error
+/// with its stdout and stderr.
+fn bulkhead_cli(ns: &Netns, binary: &Path, config: &Path, args: &[&str]) -> Result<String> {
+    let binary = binary.display().to_string();
+    let config = config.display().to_string();
+    let mut all = vec![binary.as_str(), "--config", config.as_str()];
+    all.extend_from_slice(args);
+    let output = ns.exec(&all)?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The last `lines` lines of a file, for error messages.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Contender for BulkheadContender {
+    fn label(&self) -> String {
+        format!("Bulkhead (cache {})", self.cache_entries)
+    }
+
+    fn start<'ns>(
+        &self,
+        ns: &'ns Netns,
+        client: &Netns,
+        listen: SocketAddr,
+        upstream: IpAddr,
+        workdir: &Path,
+    ) -> Result<Box<dyn Running + 'ns>> {
+        if listen.ip() != IpAddr::V4(RESOLVER) {
+            return Err(Error::Spec(format!(
+                "Bulkhead answers on its segment address {RESOLVER}, not {listen}"
+            )));
+        }
+        // A cold start every time: no store, devices or leases of an earlier run.
+        if workdir.exists() {
+            std::fs::remove_dir_all(workdir).map_err(|e| io_error(workdir, e))?;
+        }
+        let policies = workdir.join("policies");
+        for dir in [&policies, &workdir.join("state")] {
+            std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        }
+        self.write_policies(&policies)?;
+        let config = workdir.join("bulkhead.toml");
+        std::fs::write(&config, self.config(listen, upstream, workdir)).map_err(|e| io_error(&config, e))?;
+        let check = bulkhead_cli(ns, &self.binary, &config, &["check-config"])
+            .map_err(|e| Error::Spec(format!("bulkhead check-config rejects {}: {e}", config.display())))?;
+        if !check.trim().is_empty() {
+            eprintln!("bulkhead check-config: {}", check.trim());
+        }
+        let log = workdir.join("bulkhead.log");
+        let binary = self.binary.display().to_string();
+        let config_arg = config.display().to_string();
+        let pid = ns.spawn_logged(&binary, &["--config", &config_arg, "daemon"], &log)?;
+        // From here on Drop stops it, also when it never becomes ready.
+        let running = BulkheadRunning {
+            ns,
+            pid,
+            binary: self.binary.clone(),
+            config,
+            log,
+            clients: self.clients.clone(),
+        };
+        running.wait_ready(client, listen)?;
+        Ok(Box::new(running))
+    }
+}
+
+impl BulkheadRunning<'_> {
+    /// Waits until it answers the client at all (REFUSED while the client is
+    /// still an unknown device), tells it the client's address, then waits
+    /// for a NOERROR answer (forwarded to the upstream).
+    fn wait_ready(&self, client: &Netns, listen: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + BULKHEAD_READY;
+        let fail = |why: String| {
+            Error::Spec(format!(
+                "bulkhead (pid {}) did not become ready: {why}\n--- {}:\n{}",
+                self.pid,
+                self.log.display(),
+                tail(&self.log, 30)
+            ))
+        };
+        let mut told = false;
+        let mut last = String::from("no reply");
+        loop {
+            match self.ns.wait_tracked(self.pid, Duration::ZERO) {
+                Ok(None) => {}
+                Ok(Some(status)) => return Err(fail(format!("it exited ({status})"))),
+                Err(e) => return Err(fail(e.to_string())),
+            }
+            match dns::udp_query(client, listen, "www.example.test", TYPE_A, Duration::from_millis(200)) {
+                Ok(Some(reply)) if reply.rcode == RCODE_NOERROR && told => return Ok(()),
+                Ok(Some(reply)) => {
+                    last = format!("rcode {}", reply.rcode);
+                    if !told {
+                        for ip in &self.clients {
+                            let ip = ip.to_string();
+                            bulkhead_cli(
+                                self.ns,
+                                &self.binary,
+                                &self.config,
+                                &["device", "add", CLIENT_MAC, "--ip", &ip],
+                            )
+                            .map_err(|e| fail(format!("device add {CLIENT_MAC} --ip {ip}: {e}")))?;
+                        }
+                        told = true;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(format!(
+                    "no NOERROR answer on {listen} within {BULKHEAD_READY:?} ({last})"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Running for BulkheadRunning<'_> {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn counters(&self) -> Option<String> {
+        match bulkhead_cli(self.ns, &self.binary, &self.config, &["dns", "status"]) {
+            Ok(text) => Some(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            ),
+            Err(e) => Some(format!("bulkhead dns status failed: {e}")),
+        }
+    }
+}
+
+impl Drop for BulkheadRunning<'_> {
+    fn drop(&mut self) {
+        // Fails only if it was reaped already.
+        let _ = self.ns.stop_tracked(self.pid);
+        // The daemon leaves its rules in force when it stops (as a router
+        // must); the next contender runs without them. Only this namespace's.
+        if let Err(e) = self.ns.exec(&["nft", "flush", "ruleset"]) {
+            eprintln!("removing bulkhead's nftables tables in {}: {e}", self.ns.name());
+        }
+    }
+}
+
+/// A process's CPU time (user + system, its own threads) and memory.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcStats {
+    cpu_secs: f64,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+/// The whole machine's CPU time so far (`/proc/stat`, all CPUs): busy
+/// (everything but idle and iowait) and, of that, softirq (where the kernel's
+/// receive path, netfilter included, mostly runs), in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct MachineCpu {
+    busy: f64,
+    softirq: f64,
+    idle: f64,
+    /// CPU time of this program's reaped children: dnsperf, when read
+    /// around a run (the other tools it runs are reaped before or after).
+    children: f64,
+}
+
+impl MachineCpu {
+    fn since(self, before: MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy - before.busy,
+            softirq: self.softirq - before.softirq,
+            idle: self.idle - before.idle,
+            children: self.children - before.children,
+        }
+    }
+}
+
+fn machine_cpu() -> Option<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest: Vec<&str> = own.get(own.rfind(')')? + 1..)?.split_whitespace().collect();
+    // Fields 16 and 17 (cutime, cstime); `rest` starts at field 3.
+    let children: u64 = rest.get(13)?.parse::<u64>().ok()? + rest.get(14)?.parse::<u64>().ok()?;
+    Some(MachineCpu {
+        busy: (total - idle) as f64 / TICKS_PER_SEC,
+        softirq: *ticks.get(6)? as f64 / TICKS_PER_SEC,
+        idle: idle as f64 / TICKS_PER_SEC,
+        children: children as f64 / TICKS_PER_SEC,
+    })
+}
+
+/// Waits until the machine is idle (under 15 % of its CPUs busy over one
+/// second), at most `max`; says so if it never is.
+fn wait_quiet(max: Duration) {
+    let started = Instant::now();
+    let mut busy = 0.0;
+    while started.elapsed() < max {
+        let Some(before) = machine_cpu() else { return };
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(after) = machine_cpu() else { return };
+        let d = after.since(before);
+        busy = if d.busy + d.idle > 0.0 {
+            d.busy / (d.busy + d.idle)
+        } else {
+            0.0
+        };
+        if busy < 0.15 {
+            if started.elapsed() > Duration::from_secs(2) {
+                eprintln!("(waited {:.0?} for the machine to be idle)", started.elapsed());
+            }
+            return;
+        }
+    }
+    if !max.is_zero() {
+        eprintln!(
+            "machine still {:.0} % busy after {max:?}: measuring anyway",
+            busy * 100.0
+        );
+    }
+}
+
+fn proc_stats(pid: u32) -> Option<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields after it follow the last ')'.
+    let rest: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
+    let ticks: u64 = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some(ProcStats {
+        cpu_secs: ticks as f64 / TICKS_PER_SEC,
+        rss_kib: kib("VmRSS:")?,
+        hwm_kib: kib("VmHWM:")?,
+    })
+}
+
+/// Which resolver B is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Bulkhead,
+    Dnsmasq,
 }
 
 /// Command-line settings.
@@ -118,7 +503,14 @@ struct Args {
     bulk: usize,
     hit_names: usize,
     a_cache: u32,
+    b: Peer,
     b_cache: u32,
+    bulkhead: PathBuf,
+    policies: PathBuf,
+    bulkhead_dns: Vec<String>,
+    sources: u8,
+    quiet_wait: u32,
+    max_other_load: f64,
     keep: bool,
 }
 
@@ -132,23 +524,42 @@ impl Default for Args {
             bulk: 100_000,
             hit_names: 1000,
             a_cache: 10_000,
-            b_cache: 150,
+            b: Peer::Bulkhead,
+            b_cache: 10_000,
+            bulkhead: std::env::var_os("BULKHEAD_BIN").map_or_else(|| PathBuf::from(DEFAULT_BULKHEAD), PathBuf::from),
+            policies: Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+            bulkhead_dns: Vec::new(),
+            sources: 1,
+            quiet_wait: 300,
+            max_other_load: 0.1,
             keep: false,
         }
     }
 }
 
 const USAGE: &str = "usage: dns_peer_bench [--rounds N] [--seconds S] [--rate QPS] [--clients C] \
-[--bulk NAMES] [--hit-names N] [--a-cache N] [--b-cache N] [--keep]
-  --rounds     A B rounds, medians over them (3)
-  --seconds    length of each measured run (5)
-  --rate       queries per second of the fixed-rate run (10000)
-  --clients    dnsperf clients (-c) (4)
-  --bulk       names in the upstream's bulk.test zone (100000)
-  --hit-names  names repeated in the cache-hit run (1000)
-  --a-cache    contender A's dnsmasq cache size (10000)
-  --b-cache    contender B's dnsmasq cache size (150, dnsmasq's default)
-  --keep       keep the work directory (logs, configuration)";
+[--bulk NAMES] [--hit-names N] [--a-cache N] [--b bulkhead|dnsmasq] [--b-cache N] [--bulkhead PATH] [--policies DIR] \
+[--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep]
+  --rounds        A B rounds, medians over them (3)
+  --seconds       length of each measured run (5)
+  --rate          queries per second of the fixed-rate run (10000)
+  --clients       dnsperf clients (-c) (4)
+  --bulk          names in the upstream's bulk.test zone (100000)
+  --hit-names     names repeated in the cache-hit run (1000)
+  --a-cache       contender A's (dnsmasq) cache size (10000)
+  --b             contender B: bulkhead (default) or dnsmasq
+  --b-cache       contender B's cache size: Bulkhead's dns.cache_entries or dnsmasq's (10000)
+  --bulkhead      the bulkhead binary ($BULKHEAD_BIN, else /tmp/target-dnsbench/release/bulkhead)
+  --policies      the shipped policies copied for Bulkhead: those of the binary's version
+                  (default: the repository's policies/)
+  --bulkhead-dns  one more line for Bulkhead's [dns] section (repeatable), e.g. 'query_log_entries = 0'
+  --sources       client source addresses (1): with N > 1 the client namespace NATs each new
+                  dnsperf socket to the next of N addresses (10.53.1.10 up), all one device's
+  --quiet-wait    before each measured run, wait up to S seconds for the machine to be idle
+                  (under 15 % busy over 1 s: other work on a shared machine skews runs) (300)
+  --max-other-load  a run during which other work took more cores than this (on average) is
+                  measured again, up to 3 times in all (0.1)
+  --keep          keep the work directory (logs, configuration)";
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Args, String> {
     fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> std::result::Result<T, String> {
@@ -165,7 +576,26 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Arg
             "--bulk" => args.bulk = number(&flag, argv.next())?,
             "--hit-names" => args.hit_names = number(&flag, argv.next())?,
             "--a-cache" => args.a_cache = number(&flag, argv.next())?,
+            "--b" => {
+                args.b = match argv.next().as_deref() {
+                    Some("bulkhead") => Peer::Bulkhead,
+                    Some("dnsmasq") => Peer::Dnsmasq,
+                    other => return Err(format!("--b: expected bulkhead or dnsmasq, not {other:?}")),
+                }
+            }
             "--b-cache" => args.b_cache = number(&flag, argv.next())?,
+            "--bulkhead" => args.bulkhead = argv.next().ok_or("--bulkhead needs a path")?.into(),
+            "--policies" => args.policies = argv.next().ok_or("--policies needs a directory")?.into(),
+            "--bulkhead-dns" => {
+                let line = argv.next().ok_or("--bulkhead-dns needs a `KEY = VALUE` line")?;
+                if !line.contains('=') || line.contains('\n') {
+                    return Err(format!("--bulkhead-dns: not one `KEY = VALUE` line: {line:?}"));
+                }
+                args.bulkhead_dns.push(line);
+            }
+            "--sources" => args.sources = number(&flag, argv.next())?,
+            "--quiet-wait" => args.quiet_wait = number(&flag, argv.next())?,
+            "--max-other-load" => args.max_other_load = number(&flag, argv.next())?,
             "--keep" => args.keep = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -173,6 +603,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Arg
     }
     if args.rounds == 0 || args.seconds == 0 || args.clients == 0 || args.rate == 0 {
         return Err("--rounds, --seconds, --clients and --rate must be at least 1".into());
+    }
+    if args.sources == 0 || args.sources > 100 {
+        return Err("--sources must be 1 to 100".into());
     }
     if args.hit_names == 0 || args.hit_names >= args.bulk {
         return Err("--hit-names must be at least 1 and below --bulk (the rest are the fresh names)".into());
@@ -208,6 +641,40 @@ struct Sample {
     result: DnsperfResult,
     /// Queries the upstream received during the run (warm-up excluded).
     upstream_queries: u64,
+    /// The contender's CPU seconds during the run (warm-up excluded).
+    cpu_secs: Option<f64>,
+    /// The machine's CPU seconds during the run (dnsperf, the contender, the
+    /// kernel, unbound, anything else).
+    machine: Option<MachineCpu>,
+    /// CPU seconds of the upstream (unbound) during the run.
+    upstream_cpu: Option<f64>,
+    /// Its memory right after the run.
+    memory: Option<ProcStats>,
+    /// Its memory once it answered, before any load.
+    memory_ready: Option<ProcStats>,
+}
+
+impl Sample {
+    /// Microseconds per answered query of `secs` seconds.
+    fn per_answer(&self, secs: Option<f64>) -> Option<f64> {
+        let done = self.result.queries_completed;
+        secs.filter(|_| done > 0).map(|s| s * 1e6 / done as f64)
+    }
+
+    /// The contender's CPU microseconds per answered query.
+    fn cpu_per_query(&self) -> Option<f64> {
+        self.per_answer(self.cpu_secs)
+    }
+
+    /// Cores busy with anything but this benchmark (other work on the
+    /// machine) during the run, on average: the machine's busy time less the
+    /// contender's, dnsperf's, unbound's and softirq time.
+    fn other_load(&self) -> Option<f64> {
+        let m = self.machine?;
+        let ours = self.cpu_secs? + m.children + self.upstream_cpu? + m.softirq;
+        let secs = self.result.run_time.as_secs_f64();
+        (secs > 0.0).then(|| ((m.busy - ours) / secs).max(0.0))
+    }
 }
 
 /// The three namespaces and the upstream.
@@ -217,29 +684,68 @@ struct Bench {
     upstream: Netns,
 }
 
+/// The client's addresses: its own, and the NAT sources of `--sources N`.
+fn client_addresses(sources: u8) -> Vec<Ipv4Addr> {
+    let mut all = vec![CLIENT];
+    if sources > 1 {
+        all.extend((0..sources).map(|i| Ipv4Addr::new(10, 53, 1, FIRST_SOURCE + i)));
+    }
+    all
+}
+
 impl Bench {
-    fn build() -> Result<Bench> {
+    fn build(sources: u8) -> Result<Bench> {
         let client = Netns::new("bench-client")?;
         let resolver = Netns::new("bench-resolver")?;
         let upstream = Netns::new("bench-upstream")?;
         client.ip_batch(&[
-            format!("link add eth0 type veth peer name eth0 netns {}", resolver.name()),
-            "addr add 10.53.1.2/24 dev eth0".to_string(),
-            "link set eth0 up".to_string(),
+            format!(
+                "link add {LAN_IF} address {CLIENT_MAC} type veth peer name {LAN_IF} netns {}",
+                resolver.name()
+            ),
+            format!("addr add {CLIENT}/{RESOLVER_PREFIX} dev {LAN_IF}"),
+            format!("link set {LAN_IF} up"),
         ])?;
         upstream.ip_batch(&[
-            format!("link add down0 type veth peer name up0 netns {}", resolver.name()),
+            format!("link add down0 type veth peer name {WAN_IF} netns {}", resolver.name()),
             "addr add 10.53.2.1/24 dev down0".to_string(),
             format!("addr add {UPSTREAM}/32 dev lo"),
             "link set down0 up".to_string(),
         ])?;
         resolver.ip_batch(&[
-            format!("addr add {RESOLVER}/24 dev eth0"),
-            "addr add 10.53.2.2/24 dev up0".to_string(),
-            "link set eth0 up".to_string(),
-            "link set up0 up".to_string(),
+            format!("addr add {RESOLVER}/{RESOLVER_PREFIX} dev {LAN_IF}"),
+            format!("addr add 10.53.2.2/24 dev {WAN_IF}"),
+            format!("link set {LAN_IF} up"),
+            format!("link set {WAN_IF} up"),
             format!("route add {UPSTREAM}/32 via 10.53.2.1"),
         ])?;
+        if sources > 1 {
+            // Each new flow to the resolver (one per dnsperf socket) leaves from
+            // the next source address: several clients of one device, each with
+            // its own rate limit in Bulkhead.
+            let sources = client_addresses(sources).split_off(1);
+            let adds: Vec<String> = sources
+                .iter()
+                .map(|ip| format!("addr add {ip}/{RESOLVER_PREFIX} dev {LAN_IF}"))
+                .collect();
+            client.ip_batch(&adds)?;
+            let map: Vec<String> = sources
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| format!("{i} : {ip}"))
+                .collect();
+            let rules = format!(
+                "table ip bench_sources {{\n chain post {{\n  type nat hook postrouting priority srcnat; policy accept;\n  \
+                 ip daddr {RESOLVER} udp dport 53 snat to numgen inc mod {} map {{ {} }}\n }}\n}}\n",
+                sources.len(),
+                map.join(", ")
+            );
+            let file = std::env::temp_dir().join(format!("dns-bench-sources-{}.nft", std::process::id()));
+            std::fs::write(&file, rules).map_err(|e| io_error(&file, e))?;
+            let loaded = client.exec(&["nft", "-f", &file.display().to_string()]);
+            let _ = std::fs::remove_file(&file);
+            loaded?;
+        }
         Ok(Bench {
             client,
             resolver,
@@ -273,7 +779,7 @@ fn run(args: &Args) -> std::result::Result<(), String> {
     if !bulkhead_netns::is_root() {
         return Err("needs root (network namespaces)".into());
     }
-    let tools = [
+    let mut tools = vec![
         "unbound",
         "unbound-checkconf",
         "unbound-control",
@@ -281,12 +787,21 @@ fn run(args: &Args) -> std::result::Result<(), String> {
         "dnsmasq",
         "dnsperf",
     ];
+    if args.b == Peer::Bulkhead || args.sources > 1 {
+        tools.push("nft");
+    }
     let missing = dns::missing_tools(&tools);
     if !missing.is_empty() {
         return Err(format!(
-            "missing {}: apt-get install -y {}",
+            "missing {}: apt-get install -y {} nftables",
             missing.join(", "),
             dns::DEBIAN_PACKAGES
+        ));
+    }
+    if args.b == Peer::Bulkhead && !args.bulkhead.is_file() {
+        return Err(format!(
+            "no bulkhead binary at {} (build it: cargo build --release -p bulkhead; or give --bulkhead PATH)",
+            args.bulkhead.display()
         ));
     }
     let started = Instant::now();
@@ -298,13 +813,23 @@ fn run(args: &Args) -> std::result::Result<(), String> {
         dir.keep();
         eprintln!("work directory: {}", dir.path().display());
     }
+    let b: Box<dyn Contender> = match args.b {
+        Peer::Bulkhead => Box::new(BulkheadContender {
+            binary: args.bulkhead.clone(),
+            policies: args.policies.clone(),
+            clients: client_addresses(args.sources),
+            cache_entries: args.b_cache,
+            extra_dns: args.bulkhead_dns.clone(),
+        }),
+        Peer::Dnsmasq => Box::new(DnsmasqContender {
+            cache_size: args.b_cache,
+        }),
+    };
     let contenders: Vec<Box<dyn Contender>> = vec![
         Box::new(DnsmasqContender {
             cache_size: args.a_cache,
         }),
-        Box::new(DnsmasqContender {
-            cache_size: args.b_cache,
-        }),
+        b,
     ];
     let outcome = measure(args, &contenders, dir.path());
     if outcome.is_err() && !args.keep {
@@ -319,7 +844,7 @@ fn run(args: &Args) -> std::result::Result<(), String> {
 }
 
 fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result<Vec<Sample>> {
-    let bench = Bench::build()?;
+    let bench = Bench::build(args.sources)?;
     let load = Instant::now();
     let zones = TestZones::with_bulk(args.bulk);
     let unbound = Unbound::start(&bench.upstream, &[IpAddr::V4(UPSTREAM)], &zones, &dir.join("unbound"))?;
@@ -342,40 +867,74 @@ fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result
         for (index, contender) in contenders.iter().enumerate() {
             let workdir: PathBuf = dir.join(format!("contender-{}", letter(index)));
             for kind in Kind::ALL {
-                let running = contender.start(&bench.resolver, listen, upstream, &workdir)?;
-                let base = Dnsperf::new(listen, if kind == Kind::Hit { &hit_file } else { &miss_file })
-                    .clients(args.clients)
-                    .seconds(args.seconds);
-                if kind == Kind::Hit {
-                    // Two passes, so every hit name is cached (or, with a small
-                    // cache, has been evicted as it would be).
-                    base.clone().max_runs(2).seconds(60).run(&bench.client)?;
+                let mut attempt = 1;
+                loop {
+                    let running = contender.start(&bench.resolver, &bench.client, listen, upstream, &workdir)?;
+                    let memory_ready = proc_stats(running.pid());
+                    let base = Dnsperf::new(listen, if kind == Kind::Hit { &hit_file } else { &miss_file })
+                        .clients(args.clients)
+                        .seconds(args.seconds);
+                    if kind == Kind::Hit {
+                        // Two passes, so every hit name is cached (or, with a small
+                        // cache, has been evicted as it would be).
+                        base.clone().max_runs(2).seconds(60).run(&bench.client)?;
+                    }
+                    let run = match kind {
+                        Kind::Hit => base,
+                        Kind::Miss => base.max_runs(1),
+                        Kind::Fixed => base.max_runs(1).qps(Some(args.rate)).latencies(true),
+                    };
+                    wait_quiet(Duration::from_secs(u64::from(args.quiet_wait)));
+                    let before = unbound.queries_seen()?;
+                    let upstream_before = proc_stats(unbound.pid());
+                    let cpu_before = proc_stats(running.pid());
+                    let machine_before = machine_cpu();
+                    let result = run.run(&bench.client)?;
+                    let machine_after = machine_cpu();
+                    let after = proc_stats(running.pid());
+                    let upstream_cpu = upstream_before
+                        .zip(proc_stats(unbound.pid()))
+                        .map(|(b, a)| a.cpu_secs - b.cpu_secs);
+                    let machine = machine_before.zip(machine_after).map(|(b, a)| a.since(b));
+                    let upstream_queries = unbound.queries_seen()?.saturating_sub(before);
+                    let cpu_secs = cpu_before.zip(after).map(|(b, a)| a.cpu_secs - b.cpu_secs);
+                    let sample = Sample {
+                        contender: index,
+                        kind,
+                        round,
+                        result,
+                        upstream_queries,
+                        cpu_secs,
+                        machine,
+                        upstream_cpu,
+                        memory: after,
+                        memory_ready,
+                    };
+                    eprintln!(
+                        "round {} {} (pid {}) {}: {:.0} QPS, {} lost, {} CPU µs/query, VmRSS {} KiB, other load {} cores",
+                        round + 1,
+                        letter(index),
+                        running.pid(),
+                        kind.name(args.rate),
+                        sample.result.qps,
+                        sample.result.queries_lost,
+                        sample.cpu_per_query().map_or("-".into(), |c| format!("{c:.1}")),
+                        after.map_or("-".into(), |m| m.rss_kib.to_string()),
+                        sample.other_load().map_or("-".into(), |l| format!("{l:.2}")),
+                    );
+                    if let Some(counters) = running.counters() {
+                        eprintln!("    {counters}");
+                    }
+                    drop(running);
+                    let other = sample.other_load().unwrap_or(0.0);
+                    if other > args.max_other_load && attempt < MAX_ATTEMPTS {
+                        eprintln!("    other work on the machine took {other:.2} cores during the run: again");
+                        attempt += 1;
+                        continue;
+                    }
+                    samples.push(sample);
+                    break;
                 }
-                let run = match kind {
-                    Kind::Hit => base,
-                    Kind::Miss => base.max_runs(1),
-                    Kind::Fixed => base.max_runs(1).qps(Some(args.rate)).latencies(true),
-                };
-                let before = unbound.queries_seen()?;
-                let result = run.run(&bench.client)?;
-                let upstream_queries = unbound.queries_seen()?.saturating_sub(before);
-                eprintln!(
-                    "round {} {} (pid {}) {}: {:.0} QPS, {} lost",
-                    round + 1,
-                    letter(index),
-                    running.pid(),
-                    kind.name(args.rate),
-                    result.qps,
-                    result.queries_lost
-                );
-                drop(running);
-                samples.push(Sample {
-                    contender: index,
-                    kind,
-                    round,
-                    result,
-                    upstream_queries,
-                });
             }
         }
     }
@@ -469,6 +1028,64 @@ fn metrics() -> Vec<Metric> {
             value: |s| Some(s.upstream_queries as f64),
             decimals: 0,
         },
+        Metric {
+            label: "CPU µs per answer",
+            kinds: ALL,
+            value: Sample::cpu_per_query,
+            decimals: 1,
+        },
+        Metric {
+            label: "machine CPU µs per answer (all processes + kernel)",
+            kinds: ALL,
+            value: |s| s.per_answer(s.machine.map(|m| m.busy)),
+            decimals: 1,
+        },
+        Metric {
+            label: "of which softirq µs per answer",
+            kinds: ALL,
+            value: |s| s.per_answer(s.machine.map(|m| m.softirq)),
+            decimals: 1,
+        },
+        Metric {
+            label: "of which dnsperf µs per answer",
+            kinds: ALL,
+            value: |s| s.per_answer(s.machine.map(|m| m.children)),
+            decimals: 1,
+        },
+        Metric {
+            label: "other load on the machine (cores)",
+            kinds: ALL,
+            value: Sample::other_load,
+            decimals: 2,
+        },
+        Metric {
+            label: "machine idle (% of all CPUs)",
+            kinds: ALL,
+            value: |s| {
+                s.machine
+                    .filter(|m| m.busy + m.idle > 0.0)
+                    .map(|m| 100.0 * m.idle / (m.busy + m.idle))
+            },
+            decimals: 0,
+        },
+        Metric {
+            label: "VmRSS when ready, before load (MiB)",
+            kinds: ALL,
+            value: |s| s.memory_ready.map(|m| m.rss_kib as f64 / 1024.0),
+            decimals: 1,
+        },
+        Metric {
+            label: "VmRSS after the run (MiB)",
+            kinds: ALL,
+            value: |s| s.memory.map(|m| m.rss_kib as f64 / 1024.0),
+            decimals: 1,
+        },
+        Metric {
+            label: "VmHWM (MiB)",
+            kinds: ALL,
+            value: |s| s.memory.map(|m| m.hwm_kib as f64 / 1024.0),
+            decimals: 1,
+        },
     ]
 }
 
@@ -512,15 +1129,21 @@ fn print_report(args: &Args, contenders: &[Box<dyn Contender>], samples: &[Sampl
     }
 
     println!("\n### Every run\n");
-    println!("| round | contender | run | QPS | avg µs | p99 µs | sent | lost | not NOERROR | upstream queries |");
-    println!("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| round | contender | run | QPS | avg µs | p99 µs | sent | lost | not NOERROR | upstream queries \
+         | CPU µs/answer | VmRSS KiB | other load (cores) |"
+    );
+    println!("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for s in samples {
         let r = &s.result;
         let p99 = r
             .latency_percentiles
             .map_or("-".to_string(), |p| format!("{:.0}", micros(p.p99)));
+        let cpu = s.cpu_per_query().map_or("-".to_string(), |c| format!("{c:.1}"));
+        let rss = s.memory.map_or("-".to_string(), |m| m.rss_kib.to_string());
+        let other = s.other_load().map_or("-".to_string(), |l| format!("{l:.2}"));
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {p99} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {p99} | {} | {} | {} | {} | {cpu} | {rss} | {other} |",
             s.round + 1,
             letter(s.contender),
             s.kind.name(args.rate),
