@@ -780,6 +780,12 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
         demo.home.router().name()
     );
     println!("  bulkhead --socket {} devices", demo.socket().display());
+    // The laptop asks the router (Bulkhead's resolver); the plug's zone blocks ads.
+    if let (Ok(laptop), Ok(plug)) = (demo.home.ns("laptop"), demo.home.ns("plug")) {
+        println!("  ip netns exec {} dig @10.0.1.1 www.example.test", laptop.name());
+        println!("  ip netns exec {} dig @10.0.1.1 {}", plug.name(), dns::AD_NAME);
+        println!("  bulkhead --socket {} dns log", demo.socket().display());
+    }
     let Some(listener) = listener else {
         demo.stop_daemon()?;
         return Ok(());
