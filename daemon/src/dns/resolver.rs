@@ -590,12 +590,11 @@ impl Resolver {
         let mut addresses = Vec::new();
         let mut ttl = u32::MAX;
         for r in answers {
-            let ip = match &r.data {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(a) => IpAddr::V6(a.0),
-                _ => continue,
-            };
-            addresses.push(ip);
+            let found = record_addresses(&r.data);
+            if found.is_empty() {
+                continue;
+            }
+            addresses.extend(found);
             ttl = ttl.min(r.ttl);
         }
         if addresses.is_empty() {
@@ -632,6 +631,29 @@ impl Resolver {
         }
         encode(&m, p.question.payload_limit(p.transport))
     }
+}
+
+/// The addresses a record gives a client to connect to: A, AAAA, and the
+/// address hints of HTTPS/SVCB records (browsers connect to those without
+/// asking for A/AAAA: an unheld hint would be a way around the tunnel).
+fn record_addresses(data: &RData) -> Vec<IpAddr> {
+    use hickory_proto::rr::rdata::svcb::SvcParamValue;
+    let svcb = match data {
+        RData::A(a) => return vec![IpAddr::V4(a.0)],
+        RData::AAAA(a) => return vec![IpAddr::V6(a.0)],
+        RData::HTTPS(h) => &h.0,
+        RData::SVCB(s) => s,
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (_, value) in &svcb.svc_params {
+        match value {
+            SvcParamValue::Ipv4Hint(h) => out.extend(h.0.iter().map(|a| IpAddr::V4(a.0))),
+            SvcParamValue::Ipv6Hint(h) => out.extend(h.0.iter().map(|a| IpAddr::V6(a.0))),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A record that may go into an answer's answer or authority section.

@@ -590,3 +590,27 @@ fn tlds_escaped_names_cgnat_rebinding_and_name_claims() {
     assert_eq!(names.lookup("nas.lan"), super::local::LocalAnswer::NoSuchName);
     assert_eq!(names.lookup("wpad.lan"), super::local::LocalAnswer::NoSuchName);
 }
+
+/// A browser connects to an HTTPS record's address hints without asking for
+/// A/AAAA: for a selected domain they are held like addresses.
+#[test]
+fn https_record_hints_of_a_selected_domain_are_held() {
+    use hickory_proto::rr::rdata::svcb::{IpHint, SvcParamKey, SvcParamValue, SVCB};
+    use hickory_proto::rr::rdata::{A, HTTPS};
+    let mut r = resolver();
+    let now = Instant::now();
+    let p = forwarded(ask(&mut r, "video.example.test.", RecordType::HTTPS, "10.0.1.10", now));
+    let name = p.question.name.clone();
+    let svcb = SVCB::new(
+        1,
+        Name::root(),
+        vec![(
+            SvcParamKey::Ipv4Hint,
+            SvcParamValue::Ipv4Hint(IpHint(vec![A::new(203, 0, 113, 44)])),
+        )],
+    );
+    let answer = upstream_answer(&p, vec![Record::from_rdata(name, 300, RData::HTTPS(HTTPS(svcb)))]);
+    let done = r.finish(p, Ok((answer, "up".into())), now, 1000);
+    assert_eq!(done.holds.len(), 1, "{:?}", done.holds);
+    assert_eq!(done.holds[0].1, vec!["203.0.113.44".parse::<IpAddr>().expect("ip")]);
+}
