@@ -2,11 +2,12 @@
 //! Bulkhead's resolver (the real `bulkhead` daemon) against dnsmasq.
 //!
 //! ```text
-//! cargo build --release -p bulkhead      # the binary under test (as shipped)
+//! CARGO_TARGET_DIR=/tmp/target-dnsbench cargo build --release -p bulkhead   # as shipped
 //! cargo run -p bulkhead-netns --example dns_peer_bench -- [--rounds 3] [--seconds 5]
 //!     [--rate 10000] [--clients 4] [--bulk 100000] [--hit-names 1000]
 //!     [--a-cache 10000] [--b bulkhead|dnsmasq] [--b-cache 10000]
-//!     [--bulkhead PATH] [--policies DIR] [--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep]
+//!     [--bulkhead PATH] [--policies DIR] [--bulkhead-dns 'KEY = VALUE']...
+//!     [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep]
 //! ```
 //!
 //! (A debug build of the example is fine: it only drives external processes.
@@ -15,7 +16,10 @@
 //! cleanup; a later run removes what a dead run left, see
 //! `Netns::cleanup_stale`. The daemon, though, is benchmarked as it ships: the
 //! release binary, `--bulkhead PATH` or `$BULKHEAD_BIN`, default
-//! `/tmp/target-dnsbench/release/bulkhead`.)
+//! `/tmp/target-dnsbench/release/bulkhead`, with the policies of the same
+//! version, `--policies DIR`: a newer shipped policy file can be one an older
+//! binary rejects.) Results and findings: BENCHMARKS.md, "DNS resolver vs
+//! dnsmasq (issue 11)".
 //!
 //! Topology, all in namespaces this program creates and removes:
 //!
@@ -23,7 +27,7 @@
 //!  client ns                resolver ns                        upstream ns
 //!  eth0 10.53.1.2/24 <-veth-> eth0 10.53.1.1/24  (A or B on :53)
 //!  02:53:00:00:01:02        up0  10.53.2.2/24  <-veth-> down0 10.53.2.1/24
-//!                           192.0.2.53 via 10.53.2.1           lo 192.0.2.53 (unbound)
+//!  (--sources N: 10.53.1.10+) 192.0.2.53 via 10.53.2.1         lo 192.0.2.53 (unbound)
 //! ```
 //!
 //! The upstream is an authoritative unbound serving `TestZones::with_bulk(N)`.
@@ -38,24 +42,35 @@
 //! - fixed rate: fresh names at `--rate` queries per second (`dnsperf -Q`),
 //!   with latency percentiles (from `dnsperf -v`), reporting lost queries.
 //!
-//! Around each measured run the contender's CPU time (`/proc/PID/stat`, user +
-//! system) is read, and after it its resident memory (`VmRSS`, `VmHWM` of
-//! `/proc/PID/status`). It prints the medians over the rounds and B/A ratios as
-//! a markdown table, then every run.
+//! Around each measured run it reads the contender's CPU time
+//! (`/proc/PID/stat`, user + system, all threads), dnsperf's (this program's
+//! reaped children), unbound's, the machine's (`/proc/stat`: busy, softirq,
+//! idle) and the resolver namespace's `UdpRcvbufErrors`; after it, the
+//! contender's resident memory (`VmRSS`, `VmHWM`), also read once it first
+//! answered. The machine is shared: before each run it waits for the machine
+//! to be idle (`--quiet-wait`), and a run during which other work took more
+//! than `--max-other-load` cores is measured again (up to 3 times; the table
+//! of every run shows that load). It prints the medians over the rounds and
+//! B/A ratios as a markdown table, then every run.
 //!
 //! A is dnsmasq (`--a-cache`). B is, by default, Bulkhead's daemon run as
 //! `bulkhead --config CONFIG daemon` in the resolver namespace: WAN `up0`, one
-//! segment `lan` on `eth0` (10.53.1.1/24, DHCP off), no web UI, `[dns]` with
-//! the unbound upstream, `cache_entries` = `--b-cache`, `client_qps = 100000`
-//! (the default 200 per client would throttle dnsperf's single source
-//! address) and `bypass = "off"`; the policies are the shipped ones plus the
-//! client's MAC pinned to `trusted` (an unknown device is in the quarantine
-//! zone, which resolves no internet name), and the client's address is told
-//! to the daemon (`bulkhead device add MAC --ip IP`). The daemon applies its
-//! firewall in the resolver namespace (so its runs pay for nftables and
-//! connection tracking, as on a router); it leaves its tables when it stops,
-//! so they are removed after each of its runs and dnsmasq always runs without
-//! them. `--b dnsmasq` makes B a second dnsmasq (`--b-cache`) instead.
+//! segment `lan` on `eth0` (10.53.1.1/24, DHCP off), no web UI, `[dns]`
+//! listening on 10.53.1.1:53 with the unbound upstream, `cache_entries` =
+//! `--b-cache`, `client_qps = 100000` (the default 200 per client would
+//! throttle dnsperf; 100,000 is the most the config accepts, and dnsperf from
+//! one address asks faster than that from the cache: `--sources 4` spreads it
+//! over four addresses of the one device) and `bypass = "off"`; the policies
+//! are the shipped ones plus the client's MAC pinned to `trusted` (an unknown
+//! device is in the quarantine zone, which resolves no internet name), and the
+//! client's addresses are told to the daemon (`bulkhead device add MAC --ip
+//! IP`). `bulkhead check-config` runs first; after each run `bulkhead dns
+//! status` is printed (its `over rate` counter is the rate limiter's drops).
+//! The daemon applies its firewall in the resolver namespace (so its runs pay
+//! for nftables and connection tracking, as on a router); it leaves its tables
+//! when it stops, so they are removed after each of its runs and dnsmasq always
+//! runs without them. `--b dnsmasq` makes B a second dnsmasq (`--b-cache`)
+//! instead.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -465,6 +480,16 @@ fn wait_quiet(max: Duration) {
     }
 }
 
+/// `UdpRcvbufErrors` of `ns` so far (`nstat -asz`: absolute, history untouched).
+fn udp_rcvbuf_errors(ns: &Netns) -> Option<u64> {
+    let output = ns.exec(&["nstat", "-asz", "UdpRcvbufErrors"]).ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("UdpRcvbufErrors"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 fn proc_stats(pid: u32) -> Option<ProcStats> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: the fields after it follow the last ')'.
@@ -646,6 +671,9 @@ struct Sample {
     /// The machine's CPU seconds during the run (dnsperf, the contender, the
     /// kernel, unbound, anything else).
     machine: Option<MachineCpu>,
+    /// UDP datagrams the resolver namespace's kernel dropped for a full
+    /// receive buffer during the run (`UdpRcvbufErrors`).
+    rcvbuf_drops: Option<u64>,
     /// CPU seconds of the upstream (unbound) during the run.
     upstream_cpu: Option<f64>,
     /// Its memory right after the run.
@@ -885,6 +913,7 @@ fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result
                         Kind::Fixed => base.max_runs(1).qps(Some(args.rate)).latencies(true),
                     };
                     wait_quiet(Duration::from_secs(u64::from(args.quiet_wait)));
+                    let drops_before = udp_rcvbuf_errors(&bench.resolver);
                     let before = unbound.queries_seen()?;
                     let upstream_before = proc_stats(unbound.pid());
                     let cpu_before = proc_stats(running.pid());
@@ -897,6 +926,9 @@ fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result
                         .map(|(b, a)| a.cpu_secs - b.cpu_secs);
                     let machine = machine_before.zip(machine_after).map(|(b, a)| a.since(b));
                     let upstream_queries = unbound.queries_seen()?.saturating_sub(before);
+                    let rcvbuf_drops = drops_before
+                        .zip(udp_rcvbuf_errors(&bench.resolver))
+                        .map(|(b, a)| a.saturating_sub(b));
                     let cpu_secs = cpu_before.zip(after).map(|(b, a)| a.cpu_secs - b.cpu_secs);
                     let sample = Sample {
                         contender: index,
@@ -907,6 +939,7 @@ fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result
                         cpu_secs,
                         machine,
                         upstream_cpu,
+                        rcvbuf_drops,
                         memory: after,
                         memory_ready,
                     };
@@ -1014,6 +1047,12 @@ fn metrics() -> Vec<Metric> {
             label: "lost",
             kinds: ALL,
             value: |s| Some(s.result.queries_lost as f64),
+            decimals: 0,
+        },
+        Metric {
+            label: "UDP receive-buffer drops in the resolver namespace",
+            kinds: ALL,
+            value: |s| s.rcvbuf_drops.map(|d| d as f64),
             decimals: 0,
         },
         Metric {
