@@ -36,6 +36,49 @@ pub enum AlertKind {
     /// A device tried to use another resolver than the router's (plain DNS
     /// elsewhere, DNS over TLS, a known DoH server). Once a day per device.
     DnsBypass,
+    /// A device of a zone that is not trusted tried many ports or hosts the
+    /// firewall refused in a short window (a scan).
+    Probing,
+    /// A device of an iot or unknown zone tried to open connections to
+    /// devices of a trusted zone, and was refused.
+    LateralAttempt,
+    /// A device the homeowner blocked keeps trying to reach the network.
+    BlockedDeviceActive,
+    /// A watched device stopped answering.
+    DeviceOffline,
+    /// A watched device is back.
+    DeviceBack,
+}
+
+/// How much an alert matters: notifiers send what is at or above a channel's
+/// threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Worth knowing (a device was classified, the tunnel came up).
+    Info,
+    /// Worth a look (a new device waits for approval, a device went offline).
+    Warning,
+    /// Act now (a device scans the home, the firewall refused a change).
+    Critical,
+}
+
+impl Severity {
+    /// The config's and the stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses a config name.
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 impl AlertKind {
@@ -52,25 +95,55 @@ impl AlertKind {
             AlertKind::TunnelError => "tunnel-error",
             AlertKind::ApplyFailed => "apply-failed",
             AlertKind::DnsBypass => "dns-bypass",
+            AlertKind::Probing => "probing",
+            AlertKind::LateralAttempt => "lateral-attempt",
+            AlertKind::BlockedDeviceActive => "blocked-device-active",
+            AlertKind::DeviceOffline => "device-offline",
+            AlertKind::DeviceBack => "device-back",
+        }
+    }
+
+    /// Every kind, in a stable order.
+    pub const ALL: [AlertKind; 15] = [
+        AlertKind::NewDeviceQuarantined,
+        AlertKind::NewDevice,
+        AlertKind::DeviceClassified,
+        AlertKind::IdentitySuggestion,
+        AlertKind::PoolExhausted,
+        AlertKind::TunnelUp,
+        AlertKind::TunnelDown,
+        AlertKind::TunnelError,
+        AlertKind::ApplyFailed,
+        AlertKind::DnsBypass,
+        AlertKind::Probing,
+        AlertKind::LateralAttempt,
+        AlertKind::BlockedDeviceActive,
+        AlertKind::DeviceOffline,
+        AlertKind::DeviceBack,
+    ];
+
+    /// How much it matters.
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::DeviceClassified
+            | AlertKind::NewDevice
+            | AlertKind::TunnelUp
+            | AlertKind::DeviceBack
+            | AlertKind::IdentitySuggestion => Severity::Info,
+            AlertKind::NewDeviceQuarantined
+            | AlertKind::PoolExhausted
+            | AlertKind::TunnelDown
+            | AlertKind::TunnelError
+            | AlertKind::DnsBypass
+            | AlertKind::BlockedDeviceActive
+            | AlertKind::DeviceOffline => Severity::Warning,
+            AlertKind::ApplyFailed | AlertKind::Probing | AlertKind::LateralAttempt => Severity::Critical,
         }
     }
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<AlertKind> {
-        [
-            AlertKind::NewDeviceQuarantined,
-            AlertKind::NewDevice,
-            AlertKind::DeviceClassified,
-            AlertKind::IdentitySuggestion,
-            AlertKind::PoolExhausted,
-            AlertKind::TunnelUp,
-            AlertKind::TunnelDown,
-            AlertKind::TunnelError,
-            AlertKind::ApplyFailed,
-            AlertKind::DnsBypass,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -125,11 +198,28 @@ mod tests {
             "tunnel-down",
             "tunnel-error",
             "apply-failed",
+            "dns-bypass",
+            "probing",
+            "lateral-attempt",
+            "blocked-device-active",
+            "device-offline",
+            "device-back",
         ] {
             let kind = AlertKind::parse(name).unwrap_or_else(|| panic!("{name} parses"));
             assert_eq!(kind.as_str(), name);
             assert_eq!(serde_json::to_string(&kind).expect("json"), format!("\"{name}\""));
         }
         assert_eq!(AlertKind::parse("new-devices"), None);
+        for kind in AlertKind::ALL {
+            assert_eq!(AlertKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn severities_order_and_parse() {
+        assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Critical);
+        assert_eq!(Severity::parse("warning"), Some(Severity::Warning));
+        assert_eq!(Severity::parse("loud"), None);
+        assert_eq!(AlertKind::Probing.severity(), Severity::Critical);
     }
 }

@@ -19,6 +19,7 @@
 mod credentials;
 mod dhcp;
 mod discovery;
+mod presence;
 mod requests;
 mod services;
 mod views;
@@ -27,6 +28,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub use discovery::MAX_TRACKED_DEVICES;
+pub use presence::PresenceFlip;
 pub use services::{DeviceSnapshot, InventorySnapshot, ServiceReply, ServiceRequest};
 pub use views::ONLINE_SECS;
 
@@ -41,6 +43,10 @@ use crate::store::{Store, StoreError};
 use credentials::WebCredentials;
 use dhcp::DhcpBook;
 use discovery::DiscoveryBook;
+
+/// Alerts kept for the runtime between two loop turns (it takes them every
+/// turn; this bounds a storm raised within one).
+const MAX_PUBLISHED_ALERTS: usize = 1024;
 
 /// How often alerts are looked at for deletion by age.
 const ALERT_PRUNE_EVERY_SECS: UnixTime = 3600;
@@ -61,6 +67,8 @@ pub struct DaemonState {
     credentials: WebCredentials,
     /// Identity suggestions, devices awaiting their "new device" alert, limits.
     discovery: DiscoveryBook,
+    /// Who is online, as of the last timer pass.
+    presence: presence::Presence,
     /// How many events changed facts (or the config changed): a generation
     /// number for cheap "anything new?" checks.
     facts_changed: u64,
@@ -69,6 +77,9 @@ pub struct DaemonState {
     alerts_changed: u64,
     /// When old alerts were last deleted.
     alerts_pruned_at: Option<UnixTime>,
+    /// Alerts raised since the runtime last took them (for the notifiers);
+    /// bounded: the oldest go first when nobody takes them.
+    published_alerts: std::collections::VecDeque<Alert>,
     /// The wall clock, for what happens outside any timed event (a firewall
     /// apply at start or on reload); tests replace it.
     wall_clock: fn() -> UnixTime,
@@ -94,9 +105,11 @@ impl DaemonState {
             dhcp: DhcpBook::default(),
             credentials,
             discovery,
+            presence: presence::Presence::default(),
             facts_changed: 0,
             alerts_changed: 0,
             alerts_pruned_at: None,
+            published_alerts: std::collections::VecDeque::new(),
             wall_clock: crate::inventory::unix_now,
         })
     }
@@ -287,20 +300,34 @@ impl DaemonState {
             .collect()
     }
 
-    /// Stores an alert (logging it either way).
-    pub fn raise(&mut self, alert: Alert) {
+    /// Stores an alert (logging it either way) and publishes it to the
+    /// alert stream ([`DaemonState::take_published_alerts`]).
+    pub fn raise(&mut self, mut alert: Alert) {
         tracing::info!(kind = alert.kind.as_str(), mac = ?alert.mac.map(|m| m.to_string()), message = %alert.message.escape_debug(), "alert");
-        if let Err(e) = self.store.add_alert(&alert) {
-            tracing::error!(error = %error_chain(&e), "could not store an alert");
+        match self.store.add_alert(&alert) {
+            Ok(id) => alert.id = id,
+            Err(e) => tracing::error!(error = %error_chain(&e), "could not store an alert"),
         }
         self.alerts_changed += 1;
+        if self.published_alerts.len() >= MAX_PUBLISHED_ALERTS {
+            self.published_alerts.pop_front();
+        }
+        self.published_alerts.push_back(alert);
     }
 
-    /// Periodic work: expired domain-set addresses, batched store writes,
-    /// alerts older than [`crate::store::ALERT_MAX_AGE_SECS`] (looked for
-    /// hourly). The DHCP server's timers are the runtime's.
+    /// The alerts raised since the last call, oldest first (the runtime hands
+    /// them to the notifiers after each loop turn).
+    pub fn take_published_alerts(&mut self) -> Vec<Alert> {
+        self.published_alerts.drain(..).collect()
+    }
+
+    /// Periodic work: expired domain-set addresses, who is online, batched store writes, alerts older than
+    /// [`crate::store::ALERT_MAX_AGE_SECS`] (looked for hourly). The DHCP
+    /// server's timers are the runtime's.
     pub fn handle_timeout(&mut self, now: UnixTime) {
         self.enforcer.expire(now);
+        let flips = self.presence.pass(&mut self.inventory, now);
+        self.on_presence_flips(&flips, now);
         if self
             .alerts_pruned_at
             .is_none_or(|at| now - at >= ALERT_PRUNE_EVERY_SECS)

@@ -46,6 +46,17 @@ pub struct DeviceSnapshot {
     pub blocked: bool,
     /// Its internet traffic goes through the tunnel.
     pub tunnel_routed: bool,
+    /// In the zone of unknown devices (waiting for the homeowner).
+    pub quarantined: bool,
+    /// What it is, by the best classification rule (e.g. "camera").
+    pub class: Option<String>,
+    /// The vendor its MAC prefix names.
+    pub vendor: Option<String>,
+    /// When it was last heard from.
+    pub last_seen: UnixTime,
+    /// Heard from within [`super::ONLINE_SECS`], as of the core's last
+    /// presence pass (every tick; a flip touches the device).
+    pub online: bool,
 }
 
 /// The inventory and the policy's answers for it, at one generation.
@@ -99,6 +110,11 @@ impl InventorySnapshot {
                     addresses: [ip].into(),
                     blocked: false,
                     tunnel_routed: false,
+                    quarantined: false,
+                    class: Some("laptop".into()),
+                    vendor: None,
+                    last_seen: 0,
+                    online: true,
                 },
             )]
             .into(),
@@ -179,7 +195,7 @@ impl DaemonState {
     }
 
     fn device_view_for_services(&self, assessor: &Assessor<'_>, d: &crate::inventory::Device) -> DeviceSnapshot {
-        let (decision, _) = assessor.assess(d);
+        let (decision, class) = assessor.assess(d);
         let name = d
             .name
             .clone()
@@ -189,9 +205,14 @@ impl DaemonState {
             name,
             hostname: d.evidence.hostname.clone(),
             tunnel_routed: tunnel_routed(&self.config, d, &decision.zone),
+            quarantined: decision.zone == self.config.policy.unknown_zone,
             zone: decision.zone,
             addresses: d.addresses.clone(),
             blocked: d.blocked,
+            class: class.map(|c| c.class.to_string()),
+            vendor: crate::discovery::oui::lookup(&d.mac).map(str::to_string),
+            last_seen: d.last_seen,
+            online: self.presence.is_online(&d.mac),
         }
     }
 

@@ -305,6 +305,11 @@ mod tests {
             addresses: [ip.parse().expect("ip")].into(),
             blocked: false,
             tunnel_routed: tunnel,
+            quarantined: false,
+            class: None,
+            vendor: None,
+            last_seen: 0,
+            online: true,
         }
     }
 

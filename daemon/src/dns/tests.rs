@@ -38,6 +38,11 @@ fn snapshot() -> InventorySnapshot {
             addresses: [ip.parse().expect("ip")].into(),
             blocked: false,
             tunnel_routed: tunnel,
+            quarantined: false,
+            class: None,
+            vendor: None,
+            last_seen: 0,
+            online: true,
         };
         for a in &d.addresses {
             s.by_address.insert(*a, d.mac);
@@ -583,6 +588,11 @@ fn tlds_escaped_names_cgnat_rebinding_and_name_claims() {
             addresses: [IpAddr::from([10, 0, 1, last])].into(),
             blocked: false,
             tunnel_routed: false,
+            quarantined: false,
+            class: None,
+            vendor: None,
+            last_seen: 0,
+            online: true,
         };
         s.devices.insert(d.mac, d);
     }

@@ -232,6 +232,12 @@ impl Inventory {
         std::mem::replace(&mut self.touched, Touched::Some(BTreeSet::new()))
     }
 
+    /// This device must be looked at again though its facts did not change
+    /// (it went offline or came back).
+    pub fn touch(&mut self, mac: MacAddr) {
+        self.touched.add(mac);
+    }
+
     /// Everything must be looked at again (the config changed).
     pub fn touch_all(&mut self) {
         self.touched = Touched::All;

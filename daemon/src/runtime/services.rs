@@ -12,8 +12,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::alerts::Alert;
 use crate::core::{DaemonState, InventorySnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::error_chain;
 use crate::inventory::Touched;
@@ -21,6 +22,10 @@ use crate::inventory::UnixTime;
 
 /// Requests waiting for the loop; a service that floods waits for room.
 const QUEUE: usize = 64;
+
+/// Alerts a slow subscriber may fall behind by before it misses some (it is
+/// told how many: `RecvError::Lagged`).
+const ALERT_BACKLOG: usize = 256;
 
 /// One request and where its answer goes.
 pub struct ServiceCall {
@@ -39,6 +44,7 @@ pub struct ServiceHandle {
     /// Its generation; `changed().await` wakes after the next patch.
     pub generations: watch::Receiver<u64>,
     requests: mpsc::Sender<ServiceCall>,
+    alerts: broadcast::Sender<Alert>,
 }
 
 impl ServiceHandle {
@@ -52,6 +58,12 @@ impl ServiceHandle {
             .map_err(|_| "the daemon is stopping".to_string())?;
         answer.await.map_err(|_| "the daemon is stopping".to_string())?
     }
+
+    /// The alert stream from now on: every alert the core raises (stored,
+    /// with its id), in order, after the loop turn that raised it.
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<Alert> {
+        self.alerts.subscribe()
+    }
 }
 
 /// What the event loop holds.
@@ -62,13 +74,16 @@ pub struct ServiceHub {
     stale: bool,
     requests_tx: mpsc::Sender<ServiceCall>,
     requests: mpsc::Receiver<ServiceCall>,
+    alerts: broadcast::Sender<Alert>,
 }
 
 impl Default for ServiceHub {
     fn default() -> Self {
         let (generations, _) = watch::channel(0);
         let (requests_tx, requests) = mpsc::channel(QUEUE);
+        let (alerts, _) = broadcast::channel(ALERT_BACKLOG);
         ServiceHub {
+            alerts,
             inventory: Arc::new(RwLock::new(InventorySnapshot::default())),
             generations,
             stale: true,
@@ -86,13 +101,19 @@ impl ServiceHub {
             inventory: self.inventory.clone(),
             generations: self.generations.subscribe(),
             requests: self.requests_tx.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 
-    /// After a loop turn: the changed devices into the shared snapshot (the
-    /// whole of it after a new config). The changes are taken even while no
+    /// After a loop turn: the alerts raised onto the alert stream, and the
+    /// changed devices into the shared snapshot (the whole of it after a new
+    /// config). The changes are taken even while no
     /// service listens, so they never pile up.
     pub fn publish(&mut self, state: &mut DaemonState) {
+        for alert in state.take_published_alerts() {
+            // No subscriber: nobody to tell (the store has it).
+            let _ = self.alerts.send(alert);
+        }
         let touched = state.take_touched();
         if self.generations.receiver_count() == 0 {
             self.stale = true;
