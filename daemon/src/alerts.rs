@@ -9,7 +9,7 @@ use crate::config::MacAddr;
 use crate::inventory::UnixTime;
 
 /// What kind of thing happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertKind {
     /// A device no rule places joined and was put in the unknown zone.

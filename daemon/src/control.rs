@@ -129,6 +129,11 @@ pub enum Request {
         /// The device asking (default: the router itself).
         from: Option<MacAddr>,
     },
+    /// What detection saw (`bulkhead detect`): every device, or one.
+    Detect {
+        /// Only this device.
+        mac: Option<MacAddr>,
+    },
 }
 
 /// The longest name a homeowner may give a device, in bytes.
@@ -368,6 +373,8 @@ pub enum Response {
     },
     /// The resolver's state.
     Dns(Box<crate::dns::DnsStatus>),
+    /// What detection saw (`None`: detection is off).
+    Detect(Box<Option<crate::detect::DetectReport>>),
     /// Query log entries, newest first.
     DnsLog {
         /// The entries.

@@ -12,6 +12,7 @@ pub mod control;
 pub mod core;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod detect;
 pub mod discovery;
 pub mod dns;
 pub mod firewall;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli_detect;
 mod cli_dns;
 
 use bulkhead::config::{self, MacAddr, ZoneId, DEFAULT_CONFIG_PATH};
@@ -51,6 +52,15 @@ enum Command {
     /// The DNS resolver: status, query log, "what would this device get".
     #[command(subcommand)]
     Dns(cli_dns::DnsCommand),
+    /// What the firewall refused each device (sampled): counts, targets,
+    /// ports and episodes of probing.
+    Detect {
+        /// Only this device.
+        mac: Option<MacAddr>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recent alerts: new devices held in quarantine, classifications, identity
     /// suggestions, exhausted DHCP pools.
     Alerts {
@@ -351,6 +361,10 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
             (request, print_done, false)
         }
         Command::Dns(dns) => cli_dns::dns_request(dns),
+        Command::Detect { mac, json } => {
+            let (request, print) = cli_detect::detect_request(mac);
+            (request, print, json)
+        }
         Command::Alerts { limit, json } => (Request::Alerts { limit }, print_alerts, json),
         Command::AckAlerts { ids } => {
             let ids = (!ids.is_empty()).then_some(ids);

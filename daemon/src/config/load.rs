@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::class_rules::{validate_class_rules, SeenRuleIds};
+use super::detect::{validate_detect, DetectConfig, RawDetect};
 use super::dns::{validate_dns, DnsConfig, RawDns, ZoneDns};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::tunnel::{validate_tunnel, RawPolicyTunnel, RawTunnel, SelectorMerge};
@@ -37,6 +38,7 @@ struct RawMain {
     dhcp: Option<RawDhcp>,
     tunnel: Option<RawTunnel>,
     dns: Option<RawDns>,
+    detect: Option<RawDetect>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +120,8 @@ struct RawZone {
     dns_log: bool,
     #[serde(default)]
     dns_upstreams: Vec<Spanned<String>>,
+    #[serde(default = "default_true")]
+    detect: bool,
 }
 
 fn default_true() -> bool {
@@ -236,6 +240,7 @@ fn load_with(
             dhcp: m.dhcp,
             tunnel: m.tunnel,
             dns: m.dns,
+            detect: m.detect,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -263,6 +268,7 @@ struct MainPart {
     dhcp: DhcpSettings,
     tunnel: Option<TunnelConfig>,
     dns: DnsConfig,
+    detect: DetectConfig,
 }
 
 pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -452,6 +458,8 @@ fn validate_main(
     let state_dir = path_or(raw.state_dir, "/var/lib/bulkhead");
     let dns = validate_dns(raw.dns.as_ref(), base, &state_dir, &segments, rep);
     ok &= dns.is_some();
+    let detect = validate_detect(raw.detect.as_ref(), rep);
+    ok &= detect.is_some();
     let part = MainPart {
         wan_interface: wan.into_inner(),
         police_wan_input: raw.wan.police_input,
@@ -463,6 +471,7 @@ fn validate_main(
         dhcp,
         tunnel,
         dns: dns.unwrap_or_else(|| DnsConfig::defaults(&[])),
+        detect: detect.unwrap_or_default(),
     };
     ok.then_some(part)
 }
@@ -847,6 +856,7 @@ fn validate_policy(
                 router_services: services,
                 intra_zone: z.intra_zone,
                 dns,
+                detect: z.detect,
             });
         }
         if let Some(u) = &src.raw.unknown_zone {

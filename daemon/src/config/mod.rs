@@ -3,6 +3,7 @@
 //! Errors name file, line, column and field; all of them are reported at once.
 
 mod class_rules;
+mod detect;
 mod dns;
 mod error;
 mod fuzz;
@@ -10,6 +11,7 @@ mod load;
 mod tunnel;
 mod types;
 
+pub use detect::{DetectConfig, DEFAULT_NFLOG_GROUP, DEFAULT_SAMPLES_PER_SECOND};
 pub use dns::{
     parse_upstream, BlockAnswer, BlocklistSource, BypassMode, DnsConfig, Upstream, UpstreamProtocol, ZoneDns,
     DEFAULT_CA_FILE, MAX_BLOCKLISTS,

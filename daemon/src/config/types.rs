@@ -212,6 +212,9 @@ pub struct Zone {
     pub intra_zone: bool,
     /// What the resolver does for its devices.
     pub dns: super::dns::ZoneDns,
+    /// What the firewall refuses its devices is sampled and watched for
+    /// probing and lateral attempts (default true).
+    pub detect: bool,
 }
 
 /// A device named in policy: pinned to a zone and/or given a name.
@@ -534,6 +537,8 @@ pub struct Config {
     pub tunnel: Option<TunnelConfig>,
     /// The resolver.
     pub dns: super::dns::DnsConfig,
+    /// Detection's settings (`[detect]`).
+    pub detect: super::detect::DetectConfig,
     /// The policy loaded from `policies_dir`.
     pub policy: Policy,
 }

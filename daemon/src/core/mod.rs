@@ -301,8 +301,9 @@ impl DaemonState {
     }
 
     /// Stores an alert (logging it either way) and publishes it to the
-    /// alert stream ([`DaemonState::take_published_alerts`]).
-    pub fn raise(&mut self, mut alert: Alert) {
+    /// alert stream ([`DaemonState::take_published_alerts`]); returns its id
+    /// (0 when the store refused it).
+    pub fn raise(&mut self, mut alert: Alert) -> i64 {
         tracing::info!(kind = alert.kind.as_str(), mac = ?alert.mac.map(|m| m.to_string()), message = %alert.message.escape_debug(), "alert");
         match self.store.add_alert(&alert) {
             Ok(id) => alert.id = id,
@@ -312,7 +313,19 @@ impl DaemonState {
         if self.published_alerts.len() >= MAX_PUBLISHED_ALERTS {
             self.published_alerts.pop_front();
         }
+        let id = alert.id;
         self.published_alerts.push_back(alert);
+        id
+    }
+
+    /// Rewrites a stored alert's text (not published again: notifiers heard
+    /// of it when it was raised).
+    fn update_alert(&mut self, id: i64, message: &str) {
+        match self.store.update_alert_message(id, message) {
+            Ok(true) => self.alerts_changed += 1,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %error_chain(&e), "could not update an alert"),
+        }
     }
 
     /// The alerts raised since the last call, oldest first (the runtime hands

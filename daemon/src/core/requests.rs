@@ -67,6 +67,8 @@ impl DaemonState {
                     message: "the resolver is off (dns.enabled = false)".into(),
                 }
             }
+            // The runtime answers it when detection runs.
+            Request::Detect { .. } => Response::Detect(Box::new(None)),
         }
     }
 
@@ -235,9 +237,11 @@ impl DaemonState {
                     held.given, held.fresh
                 ),
             },
-            Ok(super::services::ServiceReply::Raised) => Response::Error {
-                message: "not a domain set request".into(),
-            },
+            Ok(super::services::ServiceReply::Raised { .. } | super::services::ServiceReply::Updated) => {
+                Response::Error {
+                    message: "not a domain set request".into(),
+                }
+            }
             Err(e) => Response::Error {
                 message: error_chain(&e),
             },

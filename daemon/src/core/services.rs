@@ -145,6 +145,14 @@ pub enum ServiceRequest {
     },
     /// Tell the homeowner.
     Alert(Alert),
+    /// A raised alert's situation grew (a scan goes on): its text is
+    /// rewritten in place rather than a new alert raised.
+    UpdateAlert {
+        /// The alert's id ([`ServiceReply::Raised`]).
+        id: i64,
+        /// The new text.
+        message: String,
+    },
 }
 
 /// What the core did.
@@ -152,8 +160,13 @@ pub enum ServiceRequest {
 pub enum ServiceReply {
     /// The addresses are held.
     Held(Held),
-    /// The alert is stored.
-    Raised,
+    /// The alert is stored under this id (0: it could not be stored).
+    Raised {
+        /// Its id.
+        id: i64,
+    },
+    /// The alert's text was rewritten (or it is gone).
+    Updated,
 }
 
 impl DaemonState {
@@ -227,9 +240,10 @@ impl DaemonState {
                 .enforcer
                 .hold(&set, &addresses, ttl_secs, now)
                 .map(ServiceReply::Held),
-            ServiceRequest::Alert(alert) => {
-                self.raise(alert);
-                Ok(ServiceReply::Raised)
+            ServiceRequest::Alert(alert) => Ok(ServiceReply::Raised { id: self.raise(alert) }),
+            ServiceRequest::UpdateAlert { id, message } => {
+                self.update_alert(id, &message);
+                Ok(ServiceReply::Updated)
             }
         }
     }

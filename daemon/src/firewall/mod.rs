@@ -13,6 +13,7 @@ mod delta;
 mod enforcer;
 mod expr;
 mod netlink;
+pub mod nflog;
 mod nfnl;
 pub mod render;
 mod verify;

@@ -399,6 +399,8 @@ pub struct ZoneRules {
     pub services: BTreeSet<ServicePort>,
     /// May ping the router (every zone but the unknown one).
     pub ping_router: bool,
+    /// What it is refused is sampled for detection.
+    pub detect: bool,
 }
 
 /// The structural part of the firewall: everything but set contents. Changing it
@@ -427,6 +429,17 @@ pub struct DesiredRuleset {
     pub tunnel: Option<TunnelRules>,
     /// DNS bypass protection, when the resolver runs and it is on.
     pub dns_guard: Option<DnsGuard>,
+    /// Sampling of refused connections for detection (none when off).
+    pub detect: Option<DetectSampling>,
+}
+
+/// Where and how fast refused packets are sampled to userspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DetectSampling {
+    /// The NFLOG group.
+    pub group: u16,
+    /// Packets per device per second (twice that in a burst).
+    pub per_second: u32,
 }
 
 /// What stops LAN devices from using another resolver than Bulkhead's
@@ -609,6 +622,7 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
                 .flat_map(|s| service_ports(*s, config.web_port()))
                 .collect(),
             ping_router: z.id != p.unknown_zone,
+            detect: z.detect && config.detect.enabled,
         })
         .collect();
     let mut bridge_ports: BTreeSet<String> = extra_bridge_ports.clone();
@@ -640,6 +654,10 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         lan_broadcasts: config.segments.iter().map(|s| s.ipv4.broadcast()).collect(),
         tunnel: tunnel_rules(config),
         dns_guard: dns_guard(config),
+        detect: config.detect.enabled.then_some(DetectSampling {
+            group: config.detect.nflog_group,
+            per_second: config.detect.samples_per_second,
+        }),
     }
 }
 

@@ -166,6 +166,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // The resolver: lists loaded before it listens, the first snapshot
     // published before it answers.
     let mut dns = start_dns(&state, &mut services).await;
+    let mut detect = start_detect(&state, &mut services);
     services.publish(&mut state);
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -187,7 +188,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
-                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), dns.as_ref()));
+                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), dns.as_ref(), detect.as_ref()));
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
@@ -200,6 +201,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     // Old sockets close before the new ones bind.
                     drop(dns.take());
                     dns = start_dns(&state, &mut services).await;
+                }
+                let detect_settings = crate::detect::DetectSettings::from_config(&state.config);
+                if detect.as_ref().map(|d| d.settings()) != detect_settings.as_ref() {
+                    drop(detect.take());
+                    detect = start_detect(&state, &mut services);
                 }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &vpn, t);
@@ -266,7 +272,18 @@ fn answer(
     dhcp: &dhcp_io::DhcpIo,
     mdns: Option<&crate::discovery::mdns::Browser>,
     dns: Option<&crate::dns::DnsService>,
+    detect: Option<&crate::detect::DetectService>,
 ) -> Response {
+    if let Request::Detect { mac } = req {
+        let report = detect.map(|d| {
+            let mut r = d.report();
+            if let Some(mac) = mac {
+                r.devices.retain(|m, _| *m == mac);
+            }
+            r
+        });
+        return Response::Detect(Box::new(report));
+    }
     match (req, dns) {
         (Request::DnsStatus, Some(dns)) => Response::Dns(Box::new(dns.status())),
         (Request::DnsRefresh, Some(dns)) => {
@@ -336,6 +353,19 @@ async fn start_dns(state: &DaemonState, services: &mut services::ServiceHub) -> 
         Ok(d) => Some(d),
         Err(e) => {
             tracing::error!(error = %crate::dns::describe(&e), "the resolver is off");
+            None
+        }
+    }
+}
+
+/// Starts detection if the config wants it; a failure (the NFLOG group is
+/// taken) is logged and the daemon goes on without it.
+fn start_detect(state: &DaemonState, services: &mut services::ServiceHub) -> Option<crate::detect::DetectService> {
+    let settings = crate::detect::DetectSettings::from_config(&state.config)?;
+    match crate::detect::DetectService::start(settings, services.handle()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "detection is off");
             None
         }
     }

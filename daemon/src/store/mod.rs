@@ -436,6 +436,16 @@ impl Store {
             .map_err(sql("trimming old alerts"))
     }
 
+    /// Rewrites an alert's message (a probing alert that grew); false when it
+    /// is gone (pruned).
+    pub fn update_alert_message(&mut self, id: i64, message: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("UPDATE alerts SET message = ?2 WHERE id = ?1", params![id, message])
+            .map_err(sql("updating an alert"))?;
+        Ok(n > 0)
+    }
+
     /// Marks alerts acknowledged: these ids, or every one (`None`). Returns how
     /// many were not acknowledged before.
     pub fn acknowledge_alerts(&mut self, ids: Option<&[i64]>) -> Result<usize, StoreError> {

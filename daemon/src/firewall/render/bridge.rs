@@ -11,6 +11,7 @@ use nftables::expr::{BinaryOperation, Expression, MetaKey};
 use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
+use super::detect::{sample_blocked, sample_bridge_refusal};
 use super::sets::{blocked_macs, set_name};
 use super::zones::zone_chain;
 use super::{icmpv6_types, marks, num, prefix, ChainSpec};
@@ -55,6 +56,13 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     // them (a broadcast still reaches them; their answers do not get out).
     // Before the ARP/ND/group accepts below, so a blocked device cannot even
     // resolve its neighbours.
+    if let Some(sampling) = &rs.detect {
+        sample_blocked(
+            &mut fwd,
+            sampling,
+            vec![iifname_in(ports), is_in(payload("ether", "saddr"), blocked_macs())],
+        );
+    }
     fwd.rule(
         "blocked-from",
         vec![
@@ -228,6 +236,9 @@ fn bridge_zone_chain(rs: &DesiredRuleset, z: &ZoneRules) -> ChainSpec {
             format!("answer-{}-icmpv6", other.id),
             vec![to, icmpv6_types(&icmp6), accept()],
         );
+    }
+    if let Some(sampling) = rs.detect.as_ref().filter(|_| z.detect) {
+        sample_bridge_refusal(&mut c, sampling, &z.id);
     }
     c.rule("default-deny", vec![counter(), drop_()]);
     c

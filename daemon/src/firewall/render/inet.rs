@@ -10,6 +10,7 @@ use nftables::expr::{Expression, MetaKey, NamedExpression};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
+use super::detect::sample_blocked;
 use super::dns::{dns_forward_guards, dns_redirect_chain};
 use super::sets::{blocked_macs, SetOwner};
 use super::tunnel::{
@@ -19,7 +20,7 @@ use super::zones::{zone_dispatch, zone_forward_chain, zone_input_chain, LAN_FORW
 use super::{has_mark, icmpv6_types, marks, num, ChainSpec};
 use crate::firewall::expr::*;
 use crate::firewall::SetKind;
-use crate::policy::DesiredRuleset;
+use crate::policy::{DesiredRuleset, DetectSampling};
 
 /// Neighbour discovery with the router itself (router adverts included).
 const ND_TYPES: [&str; 4] = [
@@ -43,7 +44,7 @@ pub(super) fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     chains.push(input_chain(rs));
     chains.push(zone_dispatch(rs, LAN_INPUT, "in"));
     for z in &rs.zones {
-        chains.push(zone_input_chain(z));
+        chains.push(zone_input_chain(z, rs.detect.as_ref()));
     }
 
     chains.push(forward_chain(rs));
@@ -56,7 +57,7 @@ pub(super) fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         chains.push(tunnel_mark_chain(rs, t));
     }
     for z in &rs.zones {
-        chains.push(zone_forward_chain(z, &exits, lan));
+        chains.push(zone_forward_chain(z, &exits, lan, rs.detect.as_ref()));
     }
 
     if let Some(t) = &rs.tunnel {
@@ -143,7 +144,7 @@ fn forward_chain(rs: &DesiredRuleset) -> ChainSpec {
         tunnel_forward_guards(&mut fwd, t);
     }
     if !lan.is_empty() {
-        blocked_forward_guards(&mut fwd, lan);
+        blocked_forward_guards(&mut fwd, lan, rs.detect.as_ref());
     }
     // Replies and established flows first: this is the per-packet fast path. Zone
     // decisions are taken on a connection's first packet; moving a device deletes
@@ -207,7 +208,14 @@ fn forward_chain(rs: &DesiredRuleset) -> ChainSpec {
 /// stays the first rule (both only drop, so their order changes no verdict, only
 /// which counter counts). Still a blocked device keeps its zone's set entries:
 /// unblocking is a delete from these sets and nothing else.
-fn blocked_forward_guards(fwd: &mut ChainSpec, lan: &BTreeSet<String>) {
+fn blocked_forward_guards(fwd: &mut ChainSpec, lan: &BTreeSet<String>, sampling: Option<&DetectSampling>) {
+    if let Some(sampling) = sampling {
+        sample_blocked(
+            fwd,
+            sampling,
+            vec![iifname_in(lan), is_in(payload("ether", "saddr"), blocked_macs())],
+        );
+    }
     fwd.rule(
         "blocked-from",
         vec![

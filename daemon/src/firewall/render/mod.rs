@@ -54,6 +54,7 @@ use crate::config::DomainSetId;
 use crate::policy::{DesiredRuleset, Membership};
 
 mod bridge;
+pub mod detect;
 pub mod dns;
 mod inet;
 mod sets;

@@ -8,12 +8,13 @@ use std::collections::BTreeSet;
 
 use nftables::types::NfFamily;
 
+use super::detect::{sample_zone_refusal, RefusedAt};
 use super::sets::set_name;
 use super::{num, ChainSpec};
 use crate::config::ZoneId;
 use crate::firewall::expr::*;
 use crate::firewall::SetKind;
-use crate::policy::{DesiredRuleset, ServicePort, ZoneRules};
+use crate::policy::{DesiredRuleset, DetectSampling, ServicePort, ZoneRules};
 
 /// Dispatch chains. The hyphen keeps them apart from zone chains (`in_<zone>`,
 /// `from_<zone>`): zone names cannot contain one, so a zone named `lan` is fine.
@@ -54,7 +55,7 @@ pub(super) fn zone_chain(prefix: &str, z: &ZoneId) -> String {
 }
 
 /// A zone's `in_<zone>` chain: the router services its members may use.
-pub(super) fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
+pub(super) fn zone_input_chain(z: &ZoneRules, sampling: Option<&DetectSampling>) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("in", &z.id));
     let udp: Vec<u16> = z
         .services
@@ -94,13 +95,21 @@ pub(super) fn zone_input_chain(z: &ZoneRules) -> ChainSpec {
             vec![eq(payload("icmpv6", "type"), s("echo-request")), accept()],
         );
     }
+    if let Some(sampling) = sampling.filter(|_| z.detect) {
+        sample_zone_refusal(&mut c, sampling, RefusedAt::Router, &z.id);
+    }
     c.rule("default-deny", vec![counter(), drop_()]);
     c
 }
 
 /// A zone's `from_<zone>` chain in inet: the zones its members may reach, and
 /// the internet (`wan`: the WAN and, with a tunnel, the tunnel's interface).
-pub(super) fn zone_forward_chain(z: &ZoneRules, wan: &[String], lan: &BTreeSet<String>) -> ChainSpec {
+pub(super) fn zone_forward_chain(
+    z: &ZoneRules,
+    wan: &[String],
+    lan: &BTreeSet<String>,
+    sampling: Option<&DetectSampling>,
+) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("from", &z.id));
     // `oifname` too: an address that ended up in a zone's set but lives outside
     // the home must not become a way out to the internet. (No LAN interfaces:
@@ -125,6 +134,9 @@ pub(super) fn zone_forward_chain(z: &ZoneRules, wan: &[String], lan: &BTreeSet<S
     }
     if z.internet {
         c.rule("to-internet", vec![oifname_in(wan), accept()]);
+    }
+    if let Some(sampling) = sampling.filter(|_| z.detect) {
+        sample_zone_refusal(&mut c, sampling, RefusedAt::Routed, &z.id);
     }
     c.rule("default-deny", vec![counter(), drop_()]);
     c

@@ -1,0 +1,313 @@
+//! Detection: what devices try and the firewall refuses. A service beside the
+//! core (docs/ARCHITECTURE.md, "Detection"): the firewall's sampling rules
+//! (`firewall/render/detect.rs`) copy refused packets to an NFLOG group; this
+//! service reads them, attributes each to a device with the services snapshot,
+//! and asks the core to raise (or update) alerts. It never writes nft, never
+//! touches the store and adds nothing to `DaemonState`.
+//!
+//! - `packet.rs`: what a sampled packet tried (pure).
+//! - `analysis.rs`: windows and episodes → probing, lateral and blocked-device
+//!   alerts (pure, time as an argument).
+//! - here: the task (the NFLOG socket, a 2-second judging timer) and the
+//!   report the CLI and the web UI read.
+
+pub mod analysis;
+pub mod packet;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, MacAddr};
+use crate::core::{InventorySnapshot, ServiceReply, ServiceRequest};
+use crate::firewall::nflog::{LoggedPacket, NflogError, NflogSocket};
+use crate::firewall::render::detect::parse_prefix;
+use crate::inventory::unix_now;
+use crate::runtime::services::ServiceHandle;
+use analysis::{Action, AlertKey, Detector, Refusal, Target};
+pub use analysis::{DeviceRefusals, EpisodeSummary};
+
+/// How often the detector judges what it saw.
+const JUDGE_EVERY: Duration = Duration::from_secs(2);
+
+/// What the service needs from the config (a change restarts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectSettings {
+    /// The NFLOG group the sampling rules log to.
+    pub group: u16,
+    /// The segments' IPv4 networks and IPv6 prefixes: "the home".
+    pub home: Vec<ipnet::IpNet>,
+    /// The router's own addresses.
+    pub router: Vec<IpAddr>,
+}
+
+impl DetectSettings {
+    /// From the config; `None` when detection is off.
+    pub fn from_config(config: &Config) -> Option<DetectSettings> {
+        if !config.detect.enabled || config.segments.is_empty() {
+            return None;
+        }
+        let mut home = Vec::new();
+        let mut router = Vec::new();
+        for s in &config.segments {
+            home.push(ipnet::IpNet::V4(s.ipv4.trunc()));
+            router.push(IpAddr::V4(s.ipv4.addr()));
+            if let Some(p) = &s.ipv6 {
+                home.push(ipnet::IpNet::V6(p.trunc()));
+                router.push(IpAddr::V6(p.addr()));
+            }
+        }
+        Some(DetectSettings {
+            group: config.detect.nflog_group,
+            home,
+            router,
+        })
+    }
+}
+
+/// `bulkhead detect`: what detection saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectReport {
+    /// Sampled packets read.
+    pub sampled: u64,
+    /// Sampled packets that could not be read (dropped, counted).
+    pub malformed: u64,
+    /// Sampled packets no device could be found for.
+    pub unattributed: u64,
+    /// Times the kernel dropped samples because the daemon was slow.
+    pub overruns: u64,
+    /// Watches dropped to bound memory.
+    pub evicted: u64,
+    /// Per device.
+    pub devices: BTreeMap<MacAddr, DeviceRefusals>,
+}
+
+/// The running service.
+pub struct DetectService {
+    settings: DetectSettings,
+    report: Arc<RwLock<DetectReport>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for DetectService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DetectService {
+    /// Binds the NFLOG group (so a refusal is reported here, not in a task)
+    /// and starts the task.
+    pub fn start(settings: DetectSettings, services: ServiceHandle) -> Result<DetectService, NflogError> {
+        let socket = NflogSocket::bind(settings.group)?;
+        let report = Arc::new(RwLock::new(DetectReport::default()));
+        let task = tokio::spawn(run(settings.clone(), socket, services, report.clone()));
+        tracing::info!(group = settings.group, "detection is sampling refused connections");
+        Ok(DetectService { settings, report, task })
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &DetectSettings {
+        &self.settings
+    }
+
+    /// What it saw.
+    pub fn report(&self) -> DetectReport {
+        self.report.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// One device's refusals.
+    pub fn device(&self, mac: &MacAddr) -> Option<DeviceRefusals> {
+        self.report.read().ok()?.devices.get(mac).cloned()
+    }
+}
+
+async fn run(
+    settings: DetectSettings,
+    mut socket: NflogSocket,
+    services: ServiceHandle,
+    report: Arc<RwLock<DetectReport>>,
+) {
+    let mut detector = Detector::default();
+    let mut raised: HashMap<AlertKey, i64> = HashMap::new();
+    let mut counts = DetectReport::default();
+    let mut judge = tokio::time::interval(JUDGE_EVERY);
+    loop {
+        tokio::select! {
+            batch = socket.next() => match batch {
+                Ok(batch) => {
+                    counts.malformed += batch.malformed;
+                    let now = unix_now();
+                    let Ok(inventory) = services.inventory.read() else { continue };
+                    for p in &batch.packets {
+                        counts.sampled += 1;
+                        match attribute(p, &inventory, &settings) {
+                            Some(r) => detector.observe(r, now),
+                            None => counts.unattributed += 1,
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::firewall::error_chain(&e), "detection stopped reading samples");
+                    return;
+                }
+            },
+            _ = judge.tick() => {
+                let now = unix_now();
+                let actions = {
+                    let Ok(inventory) = services.inventory.read() else { continue };
+                    let name = |m: &MacAddr| best_name(&inventory, m);
+                    detector.evaluate(now, &name)
+                };
+                for a in actions {
+                    perform(&services, &mut raised, a).await;
+                }
+                counts.overruns = socket.overruns;
+                counts.evicted = detector.evicted;
+                counts.devices = detector.all();
+                if let Ok(mut r) = report.write() {
+                    *r = counts.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Raises or updates an alert through the core.
+async fn perform(services: &ServiceHandle, raised: &mut HashMap<AlertKey, i64>, action: Action) {
+    let request = match &action {
+        Action::Raise { alert, .. } => ServiceRequest::Alert(alert.clone()),
+        Action::Update { key, message } => match raised.get(key) {
+            Some(id) => ServiceRequest::UpdateAlert {
+                id: *id,
+                message: message.clone(),
+            },
+            None => return,
+        },
+    };
+    match services.request(request).await {
+        Ok(ServiceReply::Raised { id }) => {
+            if let Action::Raise { key, .. } = action {
+                if raised.len() >= 4096 {
+                    raised.clear();
+                }
+                raised.insert(key, id);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "detection could not raise an alert"),
+    }
+}
+
+/// PURE: a sampled packet → a refusal of a device, or `None` (not ours, not
+/// readable, or nobody to blame).
+pub fn attribute(p: &LoggedPacket, inventory: &InventorySnapshot, settings: &DetectSettings) -> Option<Refusal> {
+    let (at, zone) = parse_prefix(&p.prefix)?;
+    let attempt = packet::parse(&p.payload)?;
+    let mac = match p.source_mac.map(MacAddr) {
+        Some(m) => m,
+        None => inventory.device_at(attempt.src)?.mac,
+    };
+    let target = if settings.router.contains(&attempt.dst) {
+        Target::Router
+    } else if let Some(d) = inventory.device_at(attempt.dst) {
+        Target::Device {
+            mac: d.mac,
+            zone: d.zone.clone(),
+        }
+    } else if settings.home.iter().any(|n| n.contains(&attempt.dst)) {
+        Target::Home
+    } else {
+        Target::Internet
+    };
+    Some(Refusal {
+        mac,
+        at,
+        zone,
+        attempt,
+        target,
+    })
+}
+
+/// A device's name for alert text: the homeowner's, its host name, its class
+/// and vendor, else its MAC (always followed by the MAC).
+pub fn best_name(inventory: &InventorySnapshot, mac: &MacAddr) -> String {
+    let Some(d) = inventory.devices.get(mac) else {
+        return mac.to_string();
+    };
+    let name = d
+        .name
+        .clone()
+        .or_else(|| d.hostname.clone())
+        .or_else(|| match (&d.vendor, &d.class) {
+            (Some(v), Some(c)) => Some(format!("{v} {c}")),
+            (Some(v), None) => Some(format!("{v} device")),
+            (None, Some(c)) => Some(c.clone()),
+            (None, None) => None,
+        });
+    match name {
+        Some(n) => format!("{n} ({mac})"),
+        None => mac.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::DeviceSnapshot;
+
+    #[test]
+    fn a_sample_is_blamed_on_its_sender_and_its_target_found() {
+        let mut inv = InventorySnapshot::fuzz_sample(); // laptop 10.0.1.10, trusted
+        let plug = MacAddr([2, 0, 0, 0, 0, 0x20]);
+        let ip = IpAddr::from([10, 0, 1, 20]);
+        inv.patch(
+            plug,
+            Some(DeviceSnapshot {
+                mac: plug,
+                name: None,
+                hostname: Some("plug".into()),
+                zone: crate::config::ZoneId::new("iot").expect("zone"),
+                addresses: [ip].into(),
+                blocked: false,
+                tunnel_routed: false,
+                quarantined: false,
+                class: Some("plug".into()),
+                vendor: None,
+                last_seen: 0,
+                online: true,
+            }),
+        );
+        let settings = DetectSettings {
+            group: 1,
+            home: vec!["10.0.1.0/24".parse().expect("net")],
+            router: vec![IpAddr::from([10, 0, 1, 1])],
+        };
+        let logged = |prefix: &str, mac: Option<[u8; 6]>, dst: [u8; 4]| LoggedPacket {
+            prefix: prefix.into(),
+            source_mac: mac,
+            ethertype: 0x0800,
+            in_ifindex: None,
+            payload: packet::tcp_syn_v4([10, 0, 1, 20], dst, 22),
+        };
+        let r = attribute(&logged("bh br iot", Some(plug.0), [10, 0, 1, 10]), &inv, &settings).expect("ours");
+        assert_eq!(r.mac, plug);
+        assert!(matches!(&r.target, Target::Device { mac, .. } if *mac == MacAddr([2, 0, 0, 0, 0, 10])));
+        // No MAC: found by its source address.
+        let r = attribute(&logged("bh in iot", None, [10, 0, 1, 1]), &inv, &settings).expect("ours");
+        assert_eq!((r.mac, r.target), (plug, Target::Router));
+        let r = attribute(&logged("bh fwd iot", Some(plug.0), [10, 0, 1, 99]), &inv, &settings).expect("ours");
+        assert_eq!(r.target, Target::Home);
+        let r = attribute(&logged("bh fwd iot", Some(plug.0), [192, 0, 2, 1]), &inv, &settings).expect("ours");
+        assert_eq!(r.target, Target::Internet);
+        assert_eq!(
+            attribute(&logged("someone else", Some(plug.0), [192, 0, 2, 1]), &inv, &settings),
+            None
+        );
+        assert_eq!(best_name(&inv, &plug), "plug (02:00:00:00:00:20)");
+    }
+}
