@@ -10,13 +10,13 @@ pub fn detect_request(mac: Option<MacAddr>) -> (Request, super::Print) {
 }
 
 fn print_detect(answer: Response, json: bool) -> anyhow::Result<()> {
-    let Response::Detect(report) = answer else {
+    let Response::Detect { report } = answer else {
         anyhow::bail!("unexpected answer")
     };
     if json {
-        return super::print_json(&*report);
+        return super::print_json(&report);
     }
-    let Some(report) = *report else {
+    let Some(report) = report else {
         println!("detection is off ([detect] enabled = false, or no LAN segment)");
         return Ok(());
     };

@@ -374,7 +374,10 @@ pub enum Response {
     /// The resolver's state.
     Dns(Box<crate::dns::DnsStatus>),
     /// What detection saw (`None`: detection is off).
-    Detect(Box<Option<crate::detect::DetectReport>>),
+    Detect {
+        /// The report.
+        report: Option<Box<crate::detect::DetectReport>>,
+    },
     /// Query log entries, newest first.
     DnsLog {
         /// The entries.

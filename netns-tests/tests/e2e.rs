@@ -20,6 +20,7 @@ use bulkhead::demo::{DemoHome, HOSTS};
 use bulkhead_netns::{tcp_probe, udp_probe, HostSnapshot, Netns, TcpSession};
 use nix::sys::signal::Signal;
 
+mod detect;
 mod discovery;
 mod dns;
 mod http;
@@ -107,6 +108,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("x_dns_over_tls_upstream", dns::x_dns_over_tls_upstream),
         ("y_dns_blocklist_from_url", dns::y_dns_blocklist_from_url),
+        ("z_detect_probing_is_one_alert", detect::z_detect_probing_is_one_alert),
         (
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,

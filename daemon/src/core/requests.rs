@@ -68,7 +68,7 @@ impl DaemonState {
                 }
             }
             // The runtime answers it when detection runs.
-            Request::Detect { .. } => Response::Detect(Box::new(None)),
+            Request::Detect { .. } => Response::Detect { report: None },
         }
     }
 

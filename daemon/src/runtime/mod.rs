@@ -280,9 +280,9 @@ fn answer(
             if let Some(mac) = mac {
                 r.devices.retain(|m, _| *m == mac);
             }
-            r
+            Box::new(r)
         });
-        return Response::Detect(Box::new(report));
+        return Response::Detect { report };
     }
     match (req, dns) {
         (Request::DnsStatus, Some(dns)) => Response::Dns(Box::new(dns.status())),
