@@ -120,6 +120,55 @@ pub struct DeviceDetail {
     pub dhcp_client_id: Option<String>,
     /// Zones it may be moved to.
     pub zones: Vec<String>,
+    /// What the firewall refused it, as detection sampled it; `None` when
+    /// nothing was refused (or detection is off).
+    #[serde(default)]
+    pub refused: Option<RefusedView>,
+}
+
+/// What the firewall refused one device since the daemon started: sampled
+/// (at most a few packets per second per device), so counts are of samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedView {
+    /// Sampled refusals.
+    pub sampled: u64,
+    /// To the router's closed ports.
+    pub to_router: u64,
+    /// Routed: other segments, the internet.
+    pub routed: u64,
+    /// Within its segment bridge.
+    pub bridged: u64,
+    /// While blocked.
+    pub blocked: u64,
+    /// First sampled refusal.
+    pub first: UnixTime,
+    /// Last.
+    pub last: UnixTime,
+    /// Most refused destinations (address, samples).
+    pub top_targets: Vec<(String, u64)>,
+    /// Most refused ports (port, samples).
+    pub top_ports: Vec<(u16, u64)>,
+    /// Its episodes, oldest first: the probing timeline.
+    pub episodes: Vec<RefusalEpisode>,
+}
+
+/// One episode of refusals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalEpisode {
+    /// Began.
+    pub started: UnixTime,
+    /// Last refusal in it.
+    pub last: UnixTime,
+    /// Samples.
+    pub samples: u64,
+    /// Distinct hosts.
+    pub hosts: usize,
+    /// Distinct ports.
+    pub ports: usize,
+    /// Judged a scan.
+    pub probing: bool,
+    /// Tried devices of other zones.
+    pub lateral: bool,
 }
 
 /// A change the homeowner makes to a device.

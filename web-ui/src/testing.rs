@@ -383,6 +383,7 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
         dhcp_client_id: Some("01aabbccddeeff".into()),
         device,
         zones: default_zones().into_iter().map(|z| z.id).collect(),
+        refused: None,
     }
 }
 

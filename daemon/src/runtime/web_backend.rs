@@ -136,6 +136,34 @@ pub fn summary(d: &DeviceView) -> DeviceSummary {
 }
 
 /// Everything about one device, with each piece of evidence's source.
+/// What detection saw of a device, for its page.
+fn refused_view(r: &crate::detect::DeviceRefusals) -> bulkhead_web::model::RefusedView {
+    bulkhead_web::model::RefusedView {
+        sampled: r.sampled,
+        to_router: r.to_router,
+        routed: r.routed,
+        bridged: r.bridged,
+        blocked: r.blocked,
+        first: r.first,
+        last: r.last,
+        top_targets: r.top_targets.iter().map(|(ip, n)| (ip.to_string(), *n)).collect(),
+        top_ports: r.top_ports.clone(),
+        episodes: r
+            .episodes
+            .iter()
+            .map(|e| bulkhead_web::model::RefusalEpisode {
+                started: e.started,
+                last: e.last,
+                samples: e.samples,
+                hosts: e.hosts,
+                ports: e.ports,
+                probing: e.probing,
+                lateral: e.lateral,
+            })
+            .collect(),
+    }
+}
+
 pub fn detail(d: &DeviceView, zones: Vec<String>) -> DeviceDetail {
     let e = &d.evidence;
     let mut evidence = Vec::new();
@@ -204,6 +232,7 @@ pub fn detail(d: &DeviceView, zones: Vec<String>) -> DeviceDetail {
         dhcp_vendor_class: e.vendor_class.clone(),
         dhcp_client_id: e.client_id.clone(),
         zones,
+        refused: None,
     }
 }
 
@@ -352,14 +381,22 @@ impl bulkhead_web::Backend for WebBackend {
             // Both questions wait in the event loop's queue together, not one
             // after the other. (The protocol has no one-device request: the
             // whole list is copied for one device; cheap next to a page.)
-            let (devices, zones) = tokio::join!(self.device_views(), self.zone_infos());
+            let (devices, zones, refused) = tokio::join!(
+                self.device_views(),
+                self.zone_infos(),
+                self.ask(Request::Detect { mac: Some(mac) })
+            );
             let devices = devices?;
             let d = devices
                 .iter()
                 .find(|d| d.mac == mac)
                 .ok_or_else(|| BackendError::NotFound(format!("no device {mac}")))?;
             let zones = zones?.into_iter().map(|z| z.id.to_string()).collect();
-            Ok(detail(d, zones))
+            let mut detail = detail(d, zones);
+            if let Ok(Response::Detect { report: Some(report) }) = refused {
+                detail.refused = report.devices.get(&mac).map(refused_view);
+            }
+            Ok(detail)
         })
     }
 

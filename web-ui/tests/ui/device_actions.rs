@@ -193,3 +193,41 @@ async fn device_actions_by_api() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_device_page_shows_what_the_firewall_refused_it() {
+    let ui = ui();
+    let s = ui.login().await;
+    let mut d = sample_device("02:00:00:00:0c:01", None, Some("plug"), "iot");
+    d.refused = Some(bulkhead_web::model::RefusedView {
+        sampled: 62,
+        to_router: 12,
+        routed: 0,
+        bridged: 50,
+        blocked: 0,
+        first: 1_000,
+        last: 1_040,
+        top_targets: vec![("10.0.1.10".into(), 50), ("10.0.1.1".into(), 12)],
+        top_ports: vec![(22, 3), (80, 2)],
+        episodes: vec![bulkhead_web::model::RefusalEpisode {
+            started: 1_000,
+            last: 1_040,
+            samples: 62,
+            hosts: 2,
+            ports: 60,
+            probing: true,
+            lateral: true,
+        }],
+    });
+    ui.fake.insert_device(d);
+    let html = ui.page("/devices/02:00:00:00:0c:01", &s).await;
+    assert!(
+        html.contains("<p id=\"refused-counts\"><strong>62</strong> attempts refused (sampled)"),
+        "{html}"
+    );
+    assert!(html.contains("<code>10.0.1.10</code> <span class=\"muted\">× 50</span>"));
+    assert!(html.contains("<span class=\"badge danger\">probing</span>"));
+    // A device refused nothing says so.
+    let html = ui.page(&format!("/devices/{CAMERA}"), &s).await;
+    assert!(html.contains("id=\"refused-none\""));
+}
