@@ -122,6 +122,26 @@ impl AlertKind {
         AlertKind::DeviceBack,
     ];
 
+    /// Within this many seconds of the last one, the same kind for the same
+    /// device (or the router) is the same alert happening again: its count
+    /// grows, it is not raised (or sent) again. `None`: every one is news
+    /// (they are one per device by construction).
+    pub fn dedup_secs(self) -> Option<UnixTime> {
+        match self {
+            AlertKind::NewDeviceQuarantined | AlertKind::NewDevice | AlertKind::IdentitySuggestion => None,
+            AlertKind::DeviceClassified
+            | AlertKind::TunnelUp
+            | AlertKind::TunnelDown
+            | AlertKind::TunnelError
+            | AlertKind::Probing
+            | AlertKind::LateralAttempt => Some(600),
+            AlertKind::PoolExhausted | AlertKind::ApplyFailed | AlertKind::DeviceOffline | AlertKind::DeviceBack => {
+                Some(3600)
+            }
+            AlertKind::DnsBypass | AlertKind::BlockedDeviceActive => Some(24 * 3600),
+        }
+    }
+
     /// How much it matters.
     pub fn severity(self) -> Severity {
         match self {
@@ -164,6 +184,33 @@ pub struct Alert {
     /// The homeowner has seen it.
     #[serde(default)]
     pub acknowledged: bool,
+    /// How many times it happened within its kind's dedup window
+    /// ([`AlertKind::dedup_secs`]): a storm is one alert with a count.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// When it last happened (= `at` until it happens again).
+    #[serde(default)]
+    pub last_at: UnixTime,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Alert {
+    /// A new alert (not stored yet), happened once at `at`.
+    pub fn new(at: UnixTime, kind: AlertKind, mac: Option<MacAddr>, message: String) -> Alert {
+        Alert {
+            id: 0,
+            at,
+            kind,
+            mac,
+            message,
+            acknowledged: false,
+            count: 1,
+            last_at: at,
+        }
+    }
 }
 
 /// "This new randomised MAC is probably that known device": recorded for the

@@ -254,6 +254,23 @@ pub struct AlertView {
     pub message: String,
     /// The homeowner has seen it.
     pub acknowledged: bool,
+    /// How many times it happened (a storm is one alert with a count).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// When it last happened (= `at` when once).
+    #[serde(default)]
+    pub last_at: UnixTime,
+    /// How much it matters: `info`, `warning` or `critical`.
+    #[serde(default = "info")]
+    pub severity: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn info() -> String {
+    "info".into()
 }
 
 /// Which alerts to acknowledge.

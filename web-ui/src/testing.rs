@@ -395,6 +395,9 @@ fn alert(id: i64, at: i64, kind: &str, mac: Option<&str>, message: &str, acknowl
         mac: mac.map(str::to_string),
         message: message.into(),
         acknowledged,
+        count: 1,
+        last_at: at,
+        severity: "info".into(),
     }
 }
 

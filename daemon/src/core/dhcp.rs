@@ -112,14 +112,12 @@ impl DaemonState {
             return;
         }
         self.dhcp.pool_alerted.insert(segment.clone(), now);
-        self.raise(Alert {
-            id: 0,
-            acknowledged: false,
-            at: now,
-            kind: AlertKind::PoolExhausted,
-            mac: None,
-            message: format!("segment {segment} has no free address left in its DHCP pool"),
-        });
+        self.raise(Alert::new(
+            now,
+            AlertKind::PoolExhausted,
+            None,
+            format!("segment {segment} has no free address left in its DHCP pool"),
+        ));
     }
 
     /// Observer mode: a client packet captured on an observing segment, or

@@ -217,18 +217,16 @@ impl DaemonState {
                 continue;
             }
             self.discovery.suggested.insert((mac, known_mac));
-            self.raise(Alert {
-                id: 0,
-                acknowledged: false,
-                at: now,
-                kind: AlertKind::IdentitySuggestion,
-                mac: Some(mac),
-                message: format!(
+            self.raise(Alert::new(
+                now,
+                AlertKind::IdentitySuggestion,
+                Some(mac),
+                format!(
                     "{mac} looks like the known device {known_mac} with a new private address ({}). \
                      It stays where it is until you accept: bulkhead device link {mac} {known_mac}",
                     reasons.join(", ")
                 ),
-            });
+            ));
         }
     }
 }
@@ -263,27 +261,18 @@ fn new_device_alert(
             )
         }
     };
-    Alert {
-        id: 0,
-        acknowledged: false,
-        at: now,
-        kind,
-        mac: Some(mac),
-        message,
-    }
+    Alert::new(now, kind, Some(mac), message)
 }
 
 /// The alert for a known device whose placement changed, if it deserves one.
 fn placement_alert(mac: MacAddr, after: &ZoneDecision, now: UnixTime) -> Option<Alert> {
     match after.reason {
-        ZoneReason::Classified => Some(Alert {
-            id: 0,
-            acknowledged: false,
-            at: now,
-            kind: AlertKind::DeviceClassified,
-            mac: Some(mac),
-            message: format!("{mac} was recognised and placed in zone {}", after.zone),
-        }),
+        ZoneReason::Classified => Some(Alert::new(
+            now,
+            AlertKind::DeviceClassified,
+            Some(mac),
+            format!("{mac} was recognised and placed in zone {}", after.zone),
+        )),
         _ => None,
     }
 }

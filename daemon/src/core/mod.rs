@@ -16,6 +16,7 @@
 //! password hash and setup token), `services.rs` (the seat for services: DNS,
 //! the share proxy, detection).
 
+mod alerting;
 mod credentials;
 mod dhcp;
 mod discovery;
@@ -43,10 +44,6 @@ use crate::store::{Store, StoreError};
 use credentials::WebCredentials;
 use dhcp::DhcpBook;
 use discovery::DiscoveryBook;
-
-/// Alerts kept for the runtime between two loop turns (it takes them every
-/// turn; this bounds a storm raised within one).
-const MAX_PUBLISHED_ALERTS: usize = 1024;
 
 /// How often alerts are looked at for deletion by age.
 const ALERT_PRUNE_EVERY_SECS: UnixTime = 3600;
@@ -77,9 +74,8 @@ pub struct DaemonState {
     alerts_changed: u64,
     /// When old alerts were last deleted.
     alerts_pruned_at: Option<UnixTime>,
-    /// Alerts raised since the runtime last took them (for the notifiers);
-    /// bounded: the oldest go first when nobody takes them.
-    published_alerts: std::collections::VecDeque<Alert>,
+    /// The alert stream not yet taken, and recent alerts for dedup.
+    alert_book: alerting::AlertBook,
     /// The wall clock, for what happens outside any timed event (a firewall
     /// apply at start or on reload); tests replace it.
     wall_clock: fn() -> UnixTime,
@@ -109,7 +105,7 @@ impl DaemonState {
             facts_changed: 0,
             alerts_changed: 0,
             alerts_pruned_at: None,
-            published_alerts: std::collections::VecDeque::new(),
+            alert_book: alerting::AlertBook::default(),
             wall_clock: crate::inventory::unix_now,
         })
     }
@@ -174,17 +170,15 @@ impl DaemonState {
             return;
         };
         let at = (self.wall_clock)();
-        self.raise(Alert {
-            id: 0,
+        self.raise(Alert::new(
             at,
-            kind: AlertKind::ApplyFailed,
-            mac: None,
-            message: format!(
+            AlertKind::ApplyFailed,
+            None,
+            format!(
                 "The firewall refused a change; the rules in force before it stay in force. \
                  Bulkhead retries with the next change. Error: {error}"
             ),
-            acknowledged: false,
-        });
+        ));
     }
 
     /// Replaces the config (already validated) and reconciles. Settings that only
@@ -302,19 +296,30 @@ impl DaemonState {
 
     /// Stores an alert (logging it either way) and publishes it to the
     /// alert stream ([`DaemonState::take_published_alerts`]); returns its id
-    /// (0 when the store refused it).
+    /// (0 when the store refused it). The same kind for the same device
+    /// within its dedup window is counted on the first one instead (a storm
+    /// is one alert with a count) and not published again.
     pub fn raise(&mut self, mut alert: Alert) -> i64 {
+        if let alerting::Raise::Again { id } = self.alert_book.classify(&alert) {
+            tracing::debug!(kind = alert.kind.as_str(), id, "alert again");
+            match self.store.repeat_alert(id, alert.at, &alert.message) {
+                Ok(true) => {
+                    self.alerts_changed += 1;
+                    return id;
+                }
+                // Pruned meanwhile: raise it anew.
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %error_chain(&e), "could not count an alert"),
+            }
+        }
         tracing::info!(kind = alert.kind.as_str(), mac = ?alert.mac.map(|m| m.to_string()), message = %alert.message.escape_debug(), "alert");
         match self.store.add_alert(&alert) {
             Ok(id) => alert.id = id,
             Err(e) => tracing::error!(error = %error_chain(&e), "could not store an alert"),
         }
         self.alerts_changed += 1;
-        if self.published_alerts.len() >= MAX_PUBLISHED_ALERTS {
-            self.published_alerts.pop_front();
-        }
         let id = alert.id;
-        self.published_alerts.push_back(alert);
+        self.alert_book.raised(alert);
         id
     }
 
@@ -331,7 +336,7 @@ impl DaemonState {
     /// The alerts raised since the last call, oldest first (the runtime hands
     /// them to the notifiers after each loop turn).
     pub fn take_published_alerts(&mut self) -> Vec<Alert> {
-        self.published_alerts.drain(..).collect()
+        self.alert_book.take_published()
     }
 
     /// Periodic work: expired domain-set addresses, who is online, batched store writes, alerts older than

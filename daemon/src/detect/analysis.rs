@@ -475,14 +475,7 @@ fn probing_text(mac: &MacAddr, e: &Episode, zone: &str, now: UnixTime, name: &dy
 }
 
 fn alert(at: UnixTime, kind: AlertKind, mac: MacAddr, message: String) -> Alert {
-    Alert {
-        id: 0,
-        at,
-        kind,
-        mac: Some(mac),
-        message,
-        acknowledged: false,
-    }
+    Alert::new(at, kind, Some(mac), message)
 }
 
 #[cfg(test)]

@@ -46,17 +46,15 @@ impl BypassWatch {
                 continue;
             }
             self.alerted.insert(mac, now);
-            let alert = Alert {
-                id: 0,
-                at: now,
-                kind: AlertKind::DnsBypass,
-                mac: Some(mac),
-                message: format!(
+            let alert = Alert::new(
+                now,
+                AlertKind::DnsBypass,
+                Some(mac),
+                format!(
                     "{mac} tried to use another DNS resolver than the router's (plain DNS to another server, \
                      DNS over TLS, or a known DNS-over-HTTPS server); it was answered by the router or refused"
                 ),
-                acknowledged: false,
-            };
+            );
             if let Err(e) = state.service_request(ServiceRequest::Alert(alert), now) {
                 tracing::warn!(error = %error_chain(&e), "dns-bypass alert");
             }

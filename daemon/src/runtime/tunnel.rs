@@ -533,14 +533,7 @@ pub(super) fn tunnel_alerts(
                 t.reason
             ),
         };
-        state.raise(Alert {
-            id: 0,
-            acknowledged: false,
-            at: crate::inventory::unix_now(),
-            kind,
-            mac: None,
-            message,
-        });
+        state.raise(Alert::new(crate::inventory::unix_now(), kind, None, message));
     }
 }
 

@@ -471,8 +471,11 @@ impl bulkhead_web::Backend for WebBackend {
                         at: a.at,
                         kind: a.kind.as_str().to_string(),
                         mac: a.mac.map(|m| m.to_string()),
+                        severity: a.kind.severity().as_str().to_string(),
                         message: a.message,
                         acknowledged: a.acknowledged,
+                        count: a.count,
+                        last_at: a.last_at,
                     })
                     .collect()),
                 other => Err(unexpected(&other)),

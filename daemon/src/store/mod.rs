@@ -110,6 +110,10 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
      );",
+    // 4: storms (issue 16): an alert that happens again within its kind's
+    // dedup window counts up instead of being raised again.
+    "ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE alerts ADD COLUMN last_at INTEGER;",
 ];
 
 /// Alerts kept; older ones are deleted as new ones arrive.
@@ -406,13 +410,15 @@ impl Store {
     pub fn add_alert(&mut self, a: &Alert) -> Result<i64, StoreError> {
         let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
         tx.execute(
-            "INSERT INTO alerts (at, kind, mac, message, acknowledged) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO alerts (at, kind, mac, message, acknowledged, count, last_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 a.at,
                 a.kind.as_str(),
                 a.mac.map(|m| m.to_string()),
                 a.message,
-                a.acknowledged
+                a.acknowledged,
+                a.count,
+                a.last_at.max(a.at)
             ],
         )
         .map_err(sql("saving an alert"))?;
@@ -434,6 +440,19 @@ impl Store {
                 [now.saturating_sub(ALERT_MAX_AGE_SECS)],
             )
             .map_err(sql("trimming old alerts"))
+    }
+
+    /// The same alert happened again at `at`: its count grows, its text is
+    /// the newest, and it is shown as unseen again. False when it is gone.
+    pub fn repeat_alert(&mut self, id: i64, at: UnixTime, message: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE alerts SET count = count + 1, last_at = ?2, message = ?3, acknowledged = 0 WHERE id = ?1",
+                params![id, at, message],
+            )
+            .map_err(sql("counting an alert again"))?;
+        Ok(n > 0)
     }
 
     /// Rewrites an alert's message (a probing alert that grew); false when it
@@ -474,7 +493,9 @@ impl Store {
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, at, kind, mac, message, acknowledged FROM alerts ORDER BY id DESC LIMIT ?1")
+            .prepare(
+                "SELECT id, at, kind, mac, message, acknowledged, count, last_at FROM alerts ORDER BY id DESC LIMIT ?1",
+            )
             .map_err(sql("reading alerts"))?;
         let rows = stmt
             .query_map([limit as i64], |r| {
@@ -485,12 +506,14 @@ impl Store {
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, bool>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .map_err(sql("reading alerts"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, at, kind, mac, message, acknowledged) = row.map_err(sql("reading alerts"))?;
+            let (id, at, kind, mac, message, acknowledged, count, last_at) = row.map_err(sql("reading alerts"))?;
             let Some(kind) = AlertKind::parse(&kind) else { continue };
             out.push(Alert {
                 id,
@@ -499,6 +522,8 @@ impl Store {
                 kind,
                 mac: mac.and_then(|m| m.parse().ok()),
                 message,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                last_at: last_at.unwrap_or(at),
             });
         }
         Ok(out)
@@ -701,8 +726,14 @@ mod tests {
         )
         .expect("version 2 rows");
         let mut s = Store::with_connection(conn, 0).expect("migrate");
-        assert_eq!(s.schema_version().expect("v"), 3);
+        assert_eq!(s.schema_version().expect("v"), 4);
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        let old = &s.alerts(10).expect("alerts")[0];
+        assert_eq!(
+            (old.count, old.last_at),
+            (1, 30),
+            "an old alert happened once, at its time"
+        );
         let d = &s.load_devices().expect("load")[0];
         assert_eq!(d.name.as_deref(), Some("cam"));
         assert_eq!(d.evidence.hostname.as_deref(), Some("cam"));
@@ -753,14 +784,7 @@ mod tests {
     }
 
     fn alert(at: UnixTime, message: &str) -> Alert {
-        Alert {
-            id: 0,
-            acknowledged: false,
-            at,
-            kind: AlertKind::ApplyFailed,
-            mac: None,
-            message: message.into(),
-        }
+        Alert::new(at, AlertKind::ApplyFailed, None, message.into())
     }
 
     #[test]
@@ -847,14 +871,12 @@ mod tests {
         assert!(s.load_leases().expect("load").is_empty());
 
         for i in 0..(MAX_ALERTS + 5) {
-            s.add_alert(&Alert {
-                id: 0,
-                acknowledged: false,
-                at: i,
-                kind: AlertKind::NewDeviceQuarantined,
-                mac: None,
-                message: format!("alert {i}"),
-            })
+            s.add_alert(&Alert::new(
+                i,
+                AlertKind::NewDeviceQuarantined,
+                None,
+                format!("alert {i}"),
+            ))
             .expect("alert");
         }
         let all = s.alerts(usize::MAX >> 1).expect("alerts");

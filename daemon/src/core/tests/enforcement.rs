@@ -80,6 +80,8 @@ fn a_config_nft_refuses_leaves_the_old_one_in_force() {
     );
 }
 
+/// How many times an apply failure was told: the stored alerts' counts (a
+/// failure within the kind's dedup window counts on the first alert).
 fn apply_failed_alerts(h: &Harness) -> usize {
     h.state
         .store
@@ -87,7 +89,8 @@ fn apply_failed_alerts(h: &Harness) -> usize {
         .expect("alerts")
         .iter()
         .filter(|a| a.kind == AlertKind::ApplyFailed)
-        .count()
+        .map(|a| a.count as usize)
+        .sum()
 }
 
 #[test]
@@ -143,6 +146,14 @@ fn a_failing_firewall_raises_one_alert_until_it_works_again() {
         5,
     ));
     assert_eq!(apply_failed_alerts(&h), 2, "re-armed by the success");
+    let stored = h.state.store.alerts(100).expect("alerts");
+    let failed: Vec<_> = stored.iter().filter(|a| a.kind == AlertKind::ApplyFailed).collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "within the hour, the same alert counted again: {failed:?}"
+    );
+    assert_eq!((failed[0].count, failed[0].acknowledged), (2, false));
 }
 
 #[test]

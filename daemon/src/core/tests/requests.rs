@@ -289,14 +289,7 @@ fn acknowledging_answers_the_count_as_a_number() {
 fn old_alerts_leave_with_the_hourly_prune() {
     let mut h = Harness::new(default_config());
     let day = 24 * 3600;
-    h.state.raise(Alert {
-        id: 0,
-        at: 0,
-        kind: AlertKind::TunnelUp,
-        mac: None,
-        message: "old".into(),
-        acknowledged: false,
-    });
+    h.state.raise(Alert::new(0, AlertKind::TunnelUp, None, "old".into()));
     h.state.handle_timeout(30 * day);
     assert_eq!(h.state.store.alerts(10).expect("a").len(), 1, "30 days are kept");
     h.state.handle_timeout(30 * day + 10);

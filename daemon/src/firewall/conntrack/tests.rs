@@ -539,7 +539,7 @@ fn fuzz_entry_survives_a_pseudo_random_corpus() {
 // Root tests: real entries in throwaway namespaces.
 
 /// Long enough for a ping over a veth.
-const WAIT: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(5);
 
 /// A (10.9.0.1, fd09::1), whose table is under test, joined by a veth to B
 /// (10.9.0.2, 10.9.0.3, fd09::2, fd09::3). A's ruleset has a `ct state` rule, so
