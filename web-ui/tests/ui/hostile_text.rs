@@ -50,6 +50,9 @@ fn hostile_ui() -> (Ui, String) {
         mac: Some("02:00:00:00:0e:01".into()),
         message: format!("New device {SCRIPT} {IMG} line1\nline2 {RLO}gnp.exe"),
         acknowledged: false,
+        count: 3,
+        last_at: 1_700_000_600,
+        severity: "warning".into(),
     });
     (ui, long)
 }
@@ -116,6 +119,12 @@ async fn hostile_device_text_renders_inert() {
     assert!(html.contains(escaped_script) && html.contains("line1\\u{000A}line2"));
     let html = ui.page("/alerts", &s).await;
     assert!(html.contains("\\u{202E}gnp.exe") && html.contains(escaped_img));
+    // A storm is one row with its count.
+    assert!(
+        html.contains("<span class=\"storm\">3 times, last"),
+        "the count is shown"
+    );
+    assert!(html.contains("severity-warning"));
 
     // The stylesheet keeps long names from breaking the layout.
     let css = text(ui.get("/static/app.css", None).await).await;
