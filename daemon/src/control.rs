@@ -86,6 +86,13 @@ pub enum Request {
         /// Blocked?
         blocked: bool,
     },
+    /// Watch a device (told when it goes offline and comes back), or stop.
+    Watch {
+        /// The device.
+        mac: MacAddr,
+        /// Watched?
+        watched: bool,
+    },
     /// The homeowner's tunnel choice for one device: through, never, or as the
     /// policy says (`None`).
     DeviceTunnel {
@@ -283,6 +290,9 @@ pub struct DeviceView {
     /// The homeowner's tunnel choice (`None`: as the policy says).
     #[serde(default)]
     pub tunnel_choice: Option<bool>,
+    /// The homeowner watches it (told when it goes offline and comes back).
+    #[serde(default)]
+    pub watched: bool,
     /// Its internet traffic goes through the tunnel (policy and choice).
     #[serde(default)]
     pub tunnel_routed: bool,
@@ -473,6 +483,7 @@ mod tests {
             quarantined: false,
             blocked: false,
             tunnel_choice: None,
+            watched: false,
             tunnel_routed: false,
         };
         assert_eq!(d.best_name(), None);

@@ -170,6 +170,15 @@ enum DeviceCommand {
         /// The device's MAC.
         mac: MacAddr,
     },
+    /// Watch a device (a camera, an alarm): you are told when it goes
+    /// offline and when it is back. `--off` stops.
+    Watch {
+        /// The device.
+        mac: MacAddr,
+        /// Stop watching it.
+        #[arg(long)]
+        off: bool,
+    },
     /// Unblock a device: its zone's access again.
     Unblock {
         /// The device's MAC.
@@ -391,6 +400,7 @@ fn device_request(command: DeviceCommand) -> Request {
         DeviceCommand::Rename { mac, name } => Request::Rename { mac, name },
         DeviceCommand::Block { mac } => Request::Block { mac, blocked: true },
         DeviceCommand::Unblock { mac } => Request::Block { mac, blocked: false },
+        DeviceCommand::Watch { mac, off } => Request::Watch { mac, watched: !off },
         DeviceCommand::Tunnel { mac, route } => {
             let route = match route.as_str() {
                 "through" => Some(true),

@@ -339,6 +339,7 @@ mod tests {
             zone_reason: "classified".into(),
             quarantined: zone == "unknown",
             blocked: false,
+            watched: false,
             tunnel_routed: false,
             tunnel_choice: None,
             addresses: if addr.is_empty() { vec![] } else { vec![addr.into()] },

@@ -34,6 +34,9 @@ pub struct DeviceSummary {
     pub quarantined: bool,
     /// Blocked by the homeowner: the router forwards nothing from or to it.
     pub blocked: bool,
+    /// The homeowner watches it: told when it goes offline and comes back.
+    #[serde(default)]
+    pub watched: bool,
     /// Whether its internet traffic goes through the tunnel (policy and choice).
     pub tunnel_routed: bool,
     /// The homeowner's tunnel choice: `Some(true)` through, `Some(false)` never,
@@ -201,6 +204,11 @@ pub enum DeviceAction {
     Block {
         /// Blocked?
         blocked: bool,
+    },
+    /// Watch it (told when it goes offline and comes back), or stop.
+    Watch {
+        /// Watched?
+        watched: bool,
     },
 }
 

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/devices/{mac}/approve", post(approve))
         .route("/devices/{mac}/tunnel", post(tunnel))
         .route("/devices/{mac}/block", post(block))
+        .route("/devices/{mac}/watch", post(watch))
         .route("/zones", get(zones))
         .route("/queries", get(queries))
         .route("/alerts", get(alerts))
@@ -252,6 +253,10 @@ csrf_form!(
     BlockForm { blocked }
 );
 csrf_form!(
+    /// `POST /devices/{mac}/watch`.
+    WatchForm { watched }
+);
+csrf_form!(
     /// `POST /settings/password`.
     PasswordForm { current, password, confirm }
 );
@@ -336,6 +341,15 @@ async fn block(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<
         Some("true") => Ok(DeviceAction::Block { blocked: true }),
         Some("false") => Ok(DeviceAction::Block { blocked: false }),
         _ => Err("Say whether to block or unblock."),
+    };
+    device_action(&st, &f.session.id, &mac, action, "/devices/{mac}").await
+}
+
+async fn watch(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<WatchForm>) -> Response {
+    let action = match f.form.watched.as_deref() {
+        Some("true") => Ok(DeviceAction::Watch { watched: true }),
+        Some("false") => Ok(DeviceAction::Watch { watched: false }),
+        _ => Err("Say whether to watch it or not."),
     };
     device_action(&st, &f.session.id, &mac, action, "/devices/{mac}").await
 }

@@ -330,6 +330,7 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
         zone_reason: if quarantined { "unknown" } else { "classified" }.into(),
         quarantined,
         blocked: false,
+        watched: false,
         tunnel_routed: zone == "iot",
         tunnel_choice: None,
         addresses: vec!["192.168.2.20".into(), "fd00:2::20".into()],
@@ -777,6 +778,14 @@ impl FakeBackend {
                     Some(true) => format!("{mac} now goes through the tunnel"),
                     Some(false) => format!("{mac} now goes direct"),
                     None => format!("{mac} follows the policy"),
+                }
+            }
+            DeviceAction::Watch { watched } => {
+                dev.watched = *watched;
+                if *watched {
+                    format!("{mac} is watched")
+                } else {
+                    format!("{mac} is no longer watched")
                 }
             }
             DeviceAction::Block { blocked } => {

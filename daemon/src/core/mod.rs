@@ -237,6 +237,7 @@ impl DaemonState {
                         | Event::Rename { .. }
                         | Event::ManualAdd { .. }
                         | Event::Block { .. }
+                        | Event::Watch { .. }
                         | Event::TunnelChoice { .. }
                 );
                 // Saving an address takes it from whoever held it on disk too

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::alerts::{Alert, AlertKind};
 use crate::config::MacAddr;
 use crate::inventory::{Inventory, UnixTime};
 
@@ -12,10 +13,32 @@ use super::{DaemonState, ONLINE_SECS};
 
 impl DaemonState {
     /// Presence flips found by the timer's pass: services see them through
-    /// the touched devices.
-    pub(super) fn on_presence_flips(&mut self, flips: &[PresenceFlip], _now: UnixTime) {
-        if !flips.is_empty() {
-            tracing::debug!(flips = flips.len(), "presence changed");
+    /// the touched devices; the homeowner is told about the devices they
+    /// watch (`device-offline`, `device-back`; a flapping device is one
+    /// alert of each with a count, see [`crate::alerts::AlertKind::dedup_secs`]).
+    pub(super) fn on_presence_flips(&mut self, flips: &[PresenceFlip], now: UnixTime) {
+        for f in flips {
+            let Some(d) = self.inventory.get(&f.mac).filter(|d| d.watched) else {
+                continue;
+            };
+            let name = d
+                .name
+                .clone()
+                .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone()))
+                .or_else(|| d.evidence.hostname.clone())
+                .map_or_else(|| f.mac.to_string(), |n| format!("{n} ({})", f.mac));
+            let (kind, message) = if f.online {
+                (AlertKind::DeviceBack, format!("{name} is back online"))
+            } else {
+                (
+                    AlertKind::DeviceOffline,
+                    format!(
+                        "{name} went offline: nothing heard from it for {} minutes",
+                        (now - f.last_seen).max(0) / 60
+                    ),
+                )
+            };
+            self.raise(Alert::new(now, kind, Some(f.mac), message));
         }
     }
 }

@@ -50,6 +50,7 @@ impl DaemonState {
             Request::AddDevice { mac, ip } => self.add_device(mac, ip, now),
             Request::Rename { mac, name } => self.rename(mac, name.as_deref(), now),
             Request::Block { mac, blocked } => self.block(mac, blocked, now),
+            Request::Watch { mac, watched } => self.watch(mac, watched, now),
             Request::DeviceTunnel { mac, route } => self.device_tunnel(mac, route, now),
             Request::DomainAdd {
                 set,
@@ -119,6 +120,21 @@ impl DaemonState {
             format!("{mac} is unblocked")
         };
         self.change(&Event::Block { mac, blocked }, now, done)
+    }
+
+    /// The homeowner watches a device, or stops.
+    fn watch(&mut self, mac: MacAddr, watched: bool, now: UnixTime) -> Response {
+        if !self.knows(&mac) {
+            return Response::Error {
+                message: format!("no device {mac}"),
+            };
+        }
+        let done = if watched {
+            format!("{mac} is watched: you will be told when it goes offline and when it is back")
+        } else {
+            format!("{mac} is no longer watched")
+        };
+        self.change(&Event::Watch { mac, watched }, now, done)
     }
 
     /// The homeowner names a device (`None` or blank forgets the name).

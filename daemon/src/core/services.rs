@@ -57,6 +57,8 @@ pub struct DeviceSnapshot {
     /// Heard from within [`super::ONLINE_SECS`], as of the core's last
     /// presence pass (every tick; a flip touches the device).
     pub online: bool,
+    /// The homeowner watches it.
+    pub watched: bool,
 }
 
 /// The inventory and the policy's answers for it, at one generation.
@@ -115,6 +117,7 @@ impl InventorySnapshot {
                     vendor: None,
                     last_seen: 0,
                     online: true,
+                    watched: false,
                 },
             )]
             .into(),
@@ -226,6 +229,7 @@ impl DaemonState {
             vendor: crate::discovery::oui::lookup(&d.mac).map(str::to_string),
             last_seen: d.last_seen,
             online: self.presence.is_online(&d.mac),
+            watched: d.watched,
         }
     }
 

@@ -41,6 +41,7 @@ impl DaemonState {
                     class,
                     evidence: d.evidence.clone(),
                     blocked: d.blocked,
+                    watched: d.watched,
                     tunnel_choice: d.tunnel_choice,
                     tunnel_routed,
                 }

@@ -280,6 +280,7 @@ mod tests {
                 vendor: None,
                 last_seen: 0,
                 online: true,
+                watched: false,
             }),
         );
         let settings = DetectSettings {

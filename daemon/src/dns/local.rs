@@ -248,6 +248,7 @@ mod tests {
             vendor: None,
             last_seen: 0,
             online: true,
+            watched: false,
         }
     }
 

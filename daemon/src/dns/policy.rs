@@ -310,6 +310,7 @@ mod tests {
             vendor: None,
             last_seen: 0,
             online: true,
+            watched: false,
         }
     }
 

@@ -43,6 +43,7 @@ fn snapshot() -> InventorySnapshot {
             vendor: None,
             last_seen: 0,
             online: true,
+            watched: false,
         };
         for a in &d.addresses {
             s.by_address.insert(*a, d.mac);
@@ -593,6 +594,7 @@ fn tlds_escaped_names_cgnat_rebinding_and_name_claims() {
             vendor: None,
             last_seen: 0,
             online: true,
+            watched: false,
         };
         s.devices.insert(d.mac, d);
     }

@@ -47,6 +47,8 @@ pub struct Device {
     /// The homeowner's tunnel choice: through (`Some(true)`), never
     /// (`Some(false)`), or as the policy says (`None`).
     pub tunnel_choice: Option<bool>,
+    /// The homeowner watches it: told when it goes offline and comes back.
+    pub watched: bool,
 }
 
 impl Device {
@@ -62,6 +64,7 @@ impl Device {
             evidence: Evidence::default(),
             blocked: false,
             tunnel_choice: None,
+            watched: false,
         }
     }
 }
@@ -96,6 +99,14 @@ pub enum Event {
         mac: MacAddr,
         /// Blocked?
         blocked: bool,
+    },
+    /// The homeowner watches it (or stops): told when it goes offline and
+    /// comes back.
+    Watch {
+        /// The device.
+        mac: MacAddr,
+        /// Watched?
+        watched: bool,
     },
     /// The homeowner's tunnel choice for it.
     TunnelChoice {
@@ -142,6 +153,7 @@ impl Event {
             | Event::SetZone { mac, .. }
             | Event::Rename { mac, .. }
             | Event::Block { mac, .. }
+            | Event::Watch { mac, .. }
             | Event::TunnelChoice { mac, .. }
             | Event::Seen { mac }
             | Event::Address { mac, .. }
@@ -382,6 +394,13 @@ impl Inventory {
                 d.blocked = *blocked;
                 Change::Facts
             }
+            Event::Watch { mac, watched } => match self.devices.get_mut(mac) {
+                Some(d) if d.watched != *watched => {
+                    d.watched = *watched;
+                    Change::Facts
+                }
+                _ => Change::None,
+            },
             Event::TunnelChoice { mac, route } => {
                 if route.is_none() && !self.devices.contains_key(mac) {
                     return Change::None;

@@ -125,6 +125,7 @@ pub fn summary(d: &DeviceView) -> DeviceSummary {
         zone_reason: d.reason.as_str().to_string(),
         quarantined: d.quarantined,
         blocked: d.blocked,
+        watched: d.watched,
         tunnel_routed: d.tunnel_routed,
         tunnel_choice: d.tunnel_choice,
         addresses: addresses.iter().map(ToString::to_string).collect(),
@@ -418,6 +419,7 @@ impl bulkhead_web::Backend for WebBackend {
                 },
                 DeviceAction::Tunnel { route } => Request::DeviceTunnel { mac, route },
                 DeviceAction::Block { blocked } => Request::Block { mac, blocked },
+                DeviceAction::Watch { watched } => Request::Watch { mac, watched },
             };
             let message = done(self.ask(req).await?)?;
             let _ = self.live.send(LiveEvent::Devices);

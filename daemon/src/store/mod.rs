@@ -111,9 +111,11 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
      );",
     // 4: storms (issue 16): an alert that happens again within its kind's
-    // dedup window counts up instead of being raised again.
+    // dedup window counts up instead of being raised again; devices the
+    // homeowner watches (told when they go offline and come back).
     "ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
-     ALTER TABLE alerts ADD COLUMN last_at INTEGER;",
+     ALTER TABLE alerts ADD COLUMN last_at INTEGER;
+     ALTER TABLE devices ADD COLUMN watched INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Alerts kept; older ones are deleted as new ones arrive.
@@ -172,7 +174,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence, blocked, tunnel_choice
+                "SELECT mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence, blocked, tunnel_choice,
+                    watched
                  FROM devices ORDER BY mac",
             )
             .map_err(sql("reading devices"))?;
@@ -188,12 +191,13 @@ impl Store {
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, bool>(7)?,
                     r.get::<_, Option<bool>>(8)?,
+                    r.get::<_, bool>(9)?,
                 ))
             })
             .map_err(sql("reading devices"))?;
         let mut devices = BTreeMap::new();
         for row in rows {
-            let (mac, name, zone, by_user, first, last, evidence, blocked, tunnel_choice) =
+            let (mac, name, zone, by_user, first, last, evidence, blocked, tunnel_choice, watched) =
                 row.map_err(sql("reading devices"))?;
             // A row we cannot parse is skipped with a warning rather than stopping
             // the router from starting.
@@ -220,6 +224,7 @@ impl Store {
                     evidence: evidence.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
                     blocked,
                     tunnel_choice,
+                    watched,
                 },
             );
         }
@@ -268,10 +273,10 @@ impl Store {
         let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
         tx.execute(
             "INSERT INTO devices (mac, name, zone, zone_set_by_user, first_seen, last_seen, evidence, blocked,
-                tunnel_choice)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                tunnel_choice, watched)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(mac) DO UPDATE SET name = ?2, zone = ?3, zone_set_by_user = ?4, last_seen = ?6,
-                evidence = ?7, blocked = ?8, tunnel_choice = ?9",
+                evidence = ?7, blocked = ?8, tunnel_choice = ?9, watched = ?10",
             params![
                 d.mac.to_string(),
                 d.name,
@@ -283,7 +288,8 @@ impl Store {
                     .then(|| serde_json::to_string(&d.evidence).ok())
                     .flatten(),
                 d.blocked,
-                d.tunnel_choice
+                d.tunnel_choice,
+                d.watched
             ],
         )
         .map_err(sql("saving a device"))?;

@@ -231,3 +231,21 @@ async fn a_device_page_shows_what_the_firewall_refused_it() {
     let html = ui.page(&format!("/devices/{CAMERA}"), &s).await;
     assert!(html.contains("id=\"refused-none\""));
 }
+
+#[tokio::test]
+async fn watching_a_device_works_without_javascript() {
+    let ui = ui();
+    let s = ui.login().await;
+    let html = ui.page(&format!("/devices/{CAMERA}"), &s).await;
+    assert!(html.contains("id=\"watch-form\"") && html.contains("Watch it (tell me when it goes offline)"));
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/watch"), &s, "watched=true")
+        .await;
+    assert_eq!(location(&r), format!("/devices/{CAMERA}"));
+    let html = ui.page(&format!("/devices/{CAMERA}"), &s).await;
+    assert!(html.contains("Stop watching"), "watched now");
+    let r = ui
+        .post_form(&format!("/devices/{CAMERA}/watch"), &s, "watched=maybe")
+        .await;
+    assert_ne!(r.status(), StatusCode::OK, "a bad value is refused");
+}

@@ -303,6 +303,7 @@ async fn api_bodies_match_the_document_and_the_model() {
             "approve" => serde_json::json!({"action": "approve"}),
             "tunnel" => serde_json::json!({"action": "tunnel", "route": true}),
             "block" => serde_json::json!({"action": "block", "blocked": false}),
+            "watch" => serde_json::json!({"action": "watch", "watched": true}),
             other => panic!("undocumented variant {other}"),
         };
         serde_json::from_value::<DeviceAction>(body).expect("documented variants are DeviceActions");

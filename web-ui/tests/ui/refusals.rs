@@ -16,12 +16,13 @@ use crate::common::{
 };
 
 /// Every state-changing form, with fields that would be valid.
-const FORM_POSTS: [(&str, &str); 9] = [
+const FORM_POSTS: [(&str, &str); 10] = [
     ("/devices/02:00:00:00:02:01/rename", "name=Hacked"),
     ("/devices/02:00:00:00:02:01/zone", "zone=trusted"),
     ("/devices/02:00:00:00:09:01/approve", "zone=trusted"),
     ("/devices/02:00:00:00:02:01/tunnel", "route=direct"),
     ("/devices/02:00:00:00:02:01/block", "blocked=true"),
+    ("/devices/02:00:00:00:02:01/watch", "watched=true"),
     ("/alerts/3/ack", ""),
     ("/alerts/ack-all", ""),
     (

@@ -297,3 +297,80 @@ fn old_alerts_leave_with_the_hourly_prune() {
     h.state.handle_timeout(30 * day + 3600);
     assert!(h.state.store.alerts(10).expect("a").is_empty());
 }
+
+#[test]
+fn a_watched_device_going_offline_and_back_is_told_and_flapping_is_counted() {
+    let mut h = home(default_config());
+    let (cam, other) = (mac(51), mac(52));
+    for m in [cam, other] {
+        h.state.observe(
+            Event::Address {
+                mac: m,
+                ip: IpAddr::from([10, 0, 1, m.0[5]]),
+            },
+            1000,
+        );
+    }
+    h.state.handle_timeout(1000); // the first pass only learns
+    done(h.state.handle(
+        Request::Watch {
+            mac: cam,
+            watched: true,
+        },
+        1001,
+    ));
+    assert!(h.state.snapshot().devices[&cam].watched);
+    refused(h.state.handle(
+        Request::Watch {
+            mac: mac(99),
+            watched: true,
+        },
+        1001,
+    ));
+    let told = |h: &Harness, kind: AlertKind| -> Vec<Alert> {
+        h.state
+            .store
+            .alerts(50)
+            .expect("alerts")
+            .into_iter()
+            .filter(|a| a.kind == kind)
+            .collect()
+    };
+    let silent = 1000 + crate::core::ONLINE_SECS;
+    h.state.handle_timeout(silent);
+    let offline = told(&h, AlertKind::DeviceOffline);
+    assert_eq!(offline.len(), 1, "only the watched one: {offline:?}");
+    assert_eq!(offline[0].mac, Some(cam));
+    assert!(offline[0].message.contains("went offline"), "{}", offline[0].message);
+    assert!(!h.state.snapshot().devices[&cam].online);
+    // Back, then gone again within the hour: one alert of each, counted.
+    h.state.observe(
+        Event::Address {
+            mac: cam,
+            ip: IpAddr::from([10, 0, 1, 51]),
+        },
+        silent + 10,
+    );
+    h.state.handle_timeout(silent + 10);
+    assert_eq!(told(&h, AlertKind::DeviceBack).len(), 1);
+    h.state.handle_timeout(silent + 10 + crate::core::ONLINE_SECS);
+    let offline = told(&h, AlertKind::DeviceOffline);
+    assert_eq!((offline.len(), offline[0].count), (1, 2), "{offline:?}");
+    // Unwatched: nothing more.
+    done(h.state.handle(
+        Request::Watch {
+            mac: cam,
+            watched: false,
+        },
+        silent + 700,
+    ));
+    h.state.observe(
+        Event::Address {
+            mac: cam,
+            ip: IpAddr::from([10, 0, 1, 51]),
+        },
+        silent + 800,
+    );
+    h.state.handle_timeout(silent + 800);
+    assert_eq!(told(&h, AlertKind::DeviceBack)[0].count, 1);
+}
