@@ -133,7 +133,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let t = vpn
         .apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now())
         .await;
-    tunnel_alerts(&mut state, &vpn, t);
+    tunnel_alerts(&mut state, &mut vpn, t);
 
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     tokio::spawn(accept_loop(listener, jobs_tx.clone()));
@@ -208,7 +208,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     detect = start_detect(&state, &mut services);
                 }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
-                tunnel_alerts(&mut state, &vpn, t);
+                tunnel_alerts(&mut state, &mut vpn, t);
             }
             _ = stop.recv() => break,
             _ = tick.tick() => {

@@ -93,6 +93,8 @@ pub(super) struct TunnelRuntime {
     uapi_tx: mpsc::Sender<UapiRequest>,
     resolve_tx: mpsc::Sender<Resolved>,
     recent: VecDeque<TunnelTransitionView>,
+    /// Which state changes are told.
+    alerting: crate::tunnel::alerting::TunnelAlerting,
 }
 
 /// What the loop hears from the tunnel's side: `wg` on the UAPI socket, an
@@ -134,6 +136,7 @@ impl TunnelRuntime {
             uapi_tx,
             resolve_tx,
             recent: VecDeque::new(),
+            alerting: Default::default(),
         };
         let events = TunnelEvents {
             uapi,
@@ -505,35 +508,25 @@ impl UapiDevice for TunnelRuntime {
     }
 }
 
-/// Tunnel state changes become alerts: up, down (from up), and the first failure
-/// after being up (retries are not repeated).
+/// Tunnel state changes become alerts (see `tunnel/alerting.rs`: a drop
+/// shorter than its grace is not told); called with every batch of
+/// transitions and on the tunnel's one-second tick.
 pub(super) fn tunnel_alerts(
     state: &mut DaemonState,
-    vpn: &TunnelRuntime,
+    vpn: &mut TunnelRuntime,
     transitions: Vec<crate::tunnel::state::Transition>,
 ) {
-    use crate::alerts::{Alert, AlertKind};
-    use crate::tunnel::state::StateKind;
-    for t in transitions {
+    for t in &transitions {
         tracing::info!(from = %t.from, to = %t.to, reason = %t.reason, "tunnel");
-        let kind = match (t.from, t.to) {
-            (_, StateKind::Up) => AlertKind::TunnelUp,
-            (StateKind::Up, _) => AlertKind::TunnelDown,
-            (_, StateKind::Error) if vpn.attempts() <= 1 => AlertKind::TunnelError,
-            _ => continue,
-        };
-        let message = match kind {
-            AlertKind::TunnelUp => "VPN tunnel is up".to_string(),
-            AlertKind::TunnelDown => format!(
-                "VPN tunnel is down ({}); selected traffic is blocked until it is back",
-                t.reason
-            ),
-            _ => format!(
-                "VPN tunnel could not connect ({}); retrying, selected traffic is blocked meanwhile",
-                t.reason
-            ),
-        };
-        state.raise(Alert::new(crate::inventory::unix_now(), kind, None, message));
+    }
+    let attempts = vpn.attempts();
+    for (kind, message) in vpn.alerting.on(&transitions, attempts, Instant::now()) {
+        state.raise(crate::alerts::Alert::new(
+            crate::inventory::unix_now(),
+            kind,
+            None,
+            message,
+        ));
     }
 }
 

@@ -12,6 +12,7 @@
 //! | `routing` | plan pure; apply the edge | table, fwmark rules, default via the tunnel, blackhole |
 //! | `device` | edge | TUN (offloads) + UDP (batched) data plane threads |
 
+pub mod alerting;
 pub mod device;
 mod fuzz;
 pub mod keys;
