@@ -63,8 +63,10 @@ fn nmap(demo: &DemoHome, host: &str, ports: &str, targets: &[&str]) -> Result<u6
         .with_context(|| format!("no packet count in nmap's output: {text}"))
 }
 
-/// z. nmap from the plug (iot) against the laptop (same bridge), the router
-/// and the camera (another segment) is ONE probing alert naming the plug,
+/// z. Ordinary traffic (the demo's chatter, a quarantined device refused
+/// again and again) raises nothing; nmap from the plug (iot) against the
+/// laptop (same bridge), the router and the camera (another segment) is ONE
+/// probing alert naming the plug,
 /// with counts within sampling of what nmap sent; the laptop's nmap against
 /// the plug (trusted may reach iot) raises nothing; a blocked device that
 /// keeps trying is told once.
@@ -75,6 +77,32 @@ pub(crate) fn z_detect_probing_is_one_alert() -> Result<Outcome> {
     let plug = mac_of("plug")?;
     let laptop = mac_of("laptop")?;
     let watched = [AlertKind::Probing, AlertKind::LateralAttempt];
+
+    // Ordinary life first: every device talks to the internet twice a second
+    // (the stranger, in quarantine, is refused each time) for 45 s, longer
+    // than the detector's window. Nothing to tell.
+    let chatter = demo.start_chatter(Duration::from_millis(500), &[])?;
+    std::thread::sleep(Duration::from_secs(45));
+    ensure!(chatter.completed() > 100, "the chatter ran: {}", chatter.completed());
+    drop(chatter);
+    std::thread::sleep(Duration::from_secs(3));
+    let told = of_kinds(
+        &alerts(&demo)?,
+        &[
+            AlertKind::Probing,
+            AlertKind::LateralAttempt,
+            AlertKind::BlockedDeviceActive,
+        ],
+    );
+    ensure!(told.is_empty(), "ordinary traffic raised: {told:?}");
+    let stranger_refused = detect_report(&demo)?
+        .devices
+        .get(&mac_of("stranger")?)
+        .map_or(0, |d| d.routed);
+    ensure!(
+        stranger_refused > 0,
+        "the quarantined stranger's tries were sampled (and not taken for a scan)"
+    );
 
     // The laptop scans the plug: allowed, so nothing is refused or told.
     nmap(&demo, "laptop", "1-300", &["10.0.1.20"])?;
