@@ -785,6 +785,17 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
         println!("  ip netns exec {} dig @10.0.1.1 www.example.test", laptop.name());
         println!("  ip netns exec {} dig @10.0.1.1 {}", plug.name(), dns::AD_NAME);
         println!("  bulkhead --socket {} dns log", demo.socket().display());
+        // A hijacked plug scans the home: one probing alert, the plug's page
+        // shows its refused attempts.
+        println!(
+            "  ip netns exec {} nmap -Pn -n -T4 -p 1-200 10.0.1.10 10.0.1.1",
+            plug.name()
+        );
+        println!(
+            "  bulkhead --socket {} detect; bulkhead --socket {} alerts",
+            demo.socket().display(),
+            demo.socket().display()
+        );
     }
     let Some(listener) = listener else {
         demo.stop_daemon()?;
@@ -808,7 +819,8 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
          - the overview lists the stranger ({}) in quarantine: approve it, and it reaches the internet\n  \
          - VPN: the TV goes through the tunnel; its transfer counters grow as the devices talk\n  \
          - a device's page: rename it, move it to another zone, block it\n  \
-         - alerts: acknowledge the new-device alerts",
+         - alerts: acknowledge the new-device alerts\n  \
+         - after the nmap line above: the probing alert, and the plug's page lists what it tried",
         forwarder.local_addr(),
         MacAddr(stranger)
     );
