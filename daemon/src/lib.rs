@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -68,6 +68,14 @@ impl AlertBook {
         self.published.push_back(alert);
     }
 
+    /// The wall clock jumped by `delta` seconds: dedup windows keep their
+    /// place.
+    pub(super) fn shift_times(&mut self, delta: i64) {
+        for (_, at) in self.recent.values_mut() {
+            *at = at.saturating_add(delta);
+        }
+    }
+
     /// The alerts raised since the last call, oldest first.
     pub(super) fn take_published(&mut self) -> Vec<Alert> {
         self.published.drain(..).collect()

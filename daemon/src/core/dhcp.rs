@@ -70,6 +70,16 @@ impl DaemonState {
         self.store.load_leases()
     }
 
+    /// Stores leases again as they are (their ends moved with a clock jump);
+    /// nothing else changes.
+    pub fn persist_leases(&mut self, leases: &[Lease]) {
+        for lease in leases {
+            if let Err(e) = self.store.save_lease(lease) {
+                tracing::error!(error = %error_chain(&e), "could not store a lease");
+            }
+        }
+    }
+
     /// Persists and enforces one lease change.
     pub fn lease_event(&mut self, event: LeaseEvent, now: UnixTime) {
         match event {

@@ -366,6 +366,23 @@ impl DaemonState {
         }
     }
 
+    /// The wall clock jumped by `delta` seconds (seen by the runtime's
+    /// [`crate::runtime`] clock watch; `since`: when this run started, on the
+    /// old clock): held domain-set addresses, this run's seen times and the
+    /// alerts' dedup windows keep their place, so the jump neither expires
+    /// nor prolongs anything. (The DHCP server's leases are the runtime's.)
+    pub fn clock_jumped(&mut self, since: UnixTime, delta: i64) {
+        tracing::warn!(
+            delta_secs = delta,
+            "the wall clock jumped; deadlines keep the time they had left"
+        );
+        let before = (self.wall_clock)().saturating_sub(delta);
+        let moves = |t: UnixTime| crate::clock::deadline_moves(t, before);
+        self.enforcer.shift_deadlines(delta, &moves);
+        self.inventory.shift_times(since, before, delta);
+        self.alert_book.shift_times(delta);
+    }
+
     /// Before exiting: write what is buffered. Rules stay in the kernel.
     pub fn shutdown(&mut self, now: UnixTime) {
         if let Err(e) = self.store.flush(now) {

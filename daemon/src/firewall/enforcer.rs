@@ -372,6 +372,14 @@ impl Enforcer {
         adopted
     }
 
+    /// The wall clock jumped by `delta` seconds: held addresses keep the time
+    /// they had left.
+    pub fn shift_deadlines(&mut self, delta: i64, moves: &dyn Fn(UnixTime) -> bool) {
+        for until in self.held.values_mut().filter(|u| moves(**u)) {
+            *until = until.saturating_add(delta);
+        }
+    }
+
     /// The deadline of an address held in a domain set.
     pub fn held_until(&self, set: &DomainSetId, ip: IpAddr) -> Option<UnixTime> {
         self.held.get(&(set.clone(), ip)).copied()

@@ -244,6 +244,22 @@ impl Inventory {
         std::mem::replace(&mut self.touched, Touched::Some(BTreeSet::new()))
     }
 
+    /// The wall clock jumped by `delta` seconds: first- and last-seen times
+    /// taken on the old clock during this run (`since` to `until`) move with
+    /// it, so nobody looks offline or new because of the jump. Times outside,
+    /// from a previous run's clock, stay.
+    pub fn shift_times(&mut self, since: UnixTime, until: UnixTime, delta: i64) {
+        let moves = |t: UnixTime| (since..=until).contains(&t);
+        for d in self.devices.values_mut() {
+            if moves(d.first_seen) {
+                d.first_seen = d.first_seen.saturating_add(delta);
+            }
+            if moves(d.last_seen) {
+                d.last_seen = d.last_seen.saturating_add(delta);
+            }
+        }
+    }
+
     /// This device must be looked at again though its facts did not change
     /// (it went offline or came back).
     pub fn touch(&mut self, mac: MacAddr) {

@@ -108,6 +108,14 @@ impl DhcpIo {
         self.lease_file.poll(state, now);
     }
 
+    /// The wall clock jumped by `delta` seconds: leases keep the time they
+    /// had left (persisted again with their new ends).
+    pub fn clock_jumped(&mut self, state: &mut DaemonState, delta: i64) {
+        let before = crate::inventory::unix_now().saturating_sub(delta);
+        let moves = |t: UnixTime| crate::clock::deadline_moves(t, before);
+        state.persist_leases(&self.server.shift_deadlines(delta, &moves));
+    }
+
     /// Leases and offers that are due end.
     pub fn tick(&mut self, state: &mut DaemonState, now: UnixTime) {
         for event in self.server.handle_timeout(now) {

@@ -173,6 +173,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut stop = Stop::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut bypass = dns_bypass::BypassWatch::default();
+    let mut clock = crate::clock::ClockWatch::new(std::time::Instant::now(), unix_now());
     tracing::info!(config = %config_path.display(), socket = %state.config.control_socket.display(), "bulkhead running");
     for addr in &state.config.web.listen {
         tracing::info!("web UI at http://{addr}/");
@@ -191,8 +192,14 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), dns.as_ref(), detect.as_ref()));
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
-            Some(call) = services.next() => services::ServiceHub::answer(&mut state, call, unix_now()),
-            event = dhcp.next() => dhcp.on_event(event, &mut state, unix_now()).await,
+            Some(call) = services.next() => {
+                settle_clock(&mut clock, &mut state, &mut dhcp);
+                services::ServiceHub::answer(&mut state, call, unix_now());
+            }
+            event = dhcp.next() => {
+                settle_clock(&mut clock, &mut state, &mut dhcp);
+                dhcp.on_event(event, &mut state, unix_now()).await;
+            }
             _ = hup.recv() => {
                 reload(&mut state, &mut dhcp, &config_path, &nl).await;
                 dhcp.sync(&state);
@@ -212,6 +219,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             }
             _ = stop.recv() => break,
             _ = tick.tick() => {
+                settle_clock(&mut clock, &mut state, &mut dhcp);
                 let now = unix_now();
                 dhcp.tick(&mut state, now);
                 state.handle_timeout(now);
@@ -394,6 +402,16 @@ fn answer_core(
             resp
         }
         req => state.handle(req, unix_now()),
+    }
+}
+
+/// Before the wall clock is read for deadlines (the timer, a DHCP packet, a
+/// service's hold): if it jumped since the last look, every deadline moves
+/// by the jump first — a lease must not end because NTP stepped the clock.
+fn settle_clock(clock: &mut crate::clock::ClockWatch, state: &mut DaemonState, dhcp: &mut dhcp_io::DhcpIo) {
+    if let Some(delta) = clock.check(std::time::Instant::now(), unix_now()) {
+        state.clock_jumped(clock.started.saturating_sub(delta), delta);
+        dhcp.clock_jumped(state, delta);
     }
 }
 

@@ -114,3 +114,60 @@ fn a_restart_keeps_what_the_kernel_domain_sets_hold() {
     assert_eq!(fresh.adopt_kernel_domain_sets(&sets, 1_720), 0);
     assert_eq!(fresh.adopt_kernel_domain_sets(&Default::default(), 1_720), 0);
 }
+
+#[test]
+fn a_clock_jump_keeps_what_held_addresses_and_seen_times_had_left() {
+    use crate::config::DomainSetId;
+    use crate::inventory::Event;
+    let mut h = Harness::new(crate::testutil::tunnel_config());
+    h.state.reconcile().expect("apply");
+    let set = DomainSetId::new("streaming").expect("id");
+    let ip: IpAddr = "198.51.100.7".parse().expect("ip");
+    // This run started at 900 on a clock a year slow.
+    let t = 1_000;
+    let add = Request::DomainAdd {
+        set: set.clone(),
+        addresses: vec![ip],
+        ttl_secs: 300,
+    };
+    assert!(matches!(h.state.handle(add, t), Response::Done { .. }));
+    let cam = super::mac(61);
+    h.state.observe(
+        Event::Address {
+            mac: cam,
+            ip: IpAddr::from([10, 0, 1, 61]),
+        },
+        t,
+    );
+    h.state.handle(
+        Request::Watch {
+            mac: cam,
+            watched: true,
+        },
+        t,
+    );
+    h.state.handle_timeout(t);
+    // NTP steps the clock a year forward, 10 s later.
+    let year = 365 * 24 * 3600;
+    let now = t + 10 + year;
+    h.state.wall_clock = || 1_000 + 10 + 365 * 24 * 3600;
+    h.state.clock_jumped(900, year);
+    assert_eq!(h.state.enforcer.held_until(&set, ip), Some(t + 300 + year));
+    h.state.handle_timeout(now);
+    assert_eq!(h.state.enforcer.held_count(), 1, "not expired by the jump");
+    assert!(
+        h.state.snapshot().devices[&cam].online,
+        "not offline because of the jump"
+    );
+    let offline = h
+        .state
+        .store
+        .alerts(20)
+        .expect("alerts")
+        .into_iter()
+        .filter(|a| a.kind == crate::alerts::AlertKind::DeviceOffline)
+        .count();
+    assert_eq!(offline, 0);
+    h.state.handle_timeout(t + 300 + year);
+    assert_eq!(h.state.enforcer.held_count(), 0, "expired when its time was up");
+}

@@ -416,6 +416,21 @@ impl Segment {
     }
 
     /// When [`Segment::expire`] next has something to do.
+    /// The wall clock jumped by `delta` seconds: every deadline moves with
+    /// it, so what was left of each lease, offer and rest stays left.
+    /// Only the deadlines `moves` says were set on the old clock.
+    pub(crate) fn shift_deadlines(&mut self, delta: i64, moves: &dyn Fn(UnixTime) -> bool) {
+        for l in self.leases.values_mut().filter(|l| moves(l.expires)) {
+            l.expires = l.expires.saturating_add(delta);
+        }
+        for o in self.offers.values_mut().filter(|o| moves(o.expires)) {
+            o.expires = o.expires.saturating_add(delta);
+        }
+        for until in self.declined.values_mut().filter(|u| moves(**u)) {
+            *until = until.saturating_add(delta);
+        }
+    }
+
     pub(crate) fn next_deadline(&self) -> Option<UnixTime> {
         let leases = self.leases.values().map(|l| l.expires);
         let offers = self.offers.values().map(|o| o.expires);

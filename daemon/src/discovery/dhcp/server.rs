@@ -123,6 +123,18 @@ impl DhcpServer {
         self.segments.values_mut().flat_map(|s| s.expire(now)).collect()
     }
 
+    /// The wall clock jumped by `delta` seconds (an NTP step at boot on a
+    /// router without a clock battery: months forward): every lease, offer
+    /// and rest keeps the time it had left, instead of all leases ending at
+    /// once (or lasting months). Only deadlines `moves` says were set on
+    /// the old clock move. The leases, to persist again.
+    pub fn shift_deadlines(&mut self, delta: i64, moves: &dyn Fn(UnixTime) -> bool) -> Vec<Lease> {
+        for s in self.segments.values_mut() {
+            s.shift_deadlines(delta, moves);
+        }
+        self.leases().cloned().collect()
+    }
+
     /// When [`DhcpServer::handle_timeout`] next has work; `None` when nothing is
     /// pending.
     pub fn poll_timeout(&self) -> Option<UnixTime> {

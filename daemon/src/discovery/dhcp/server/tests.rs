@@ -668,3 +668,38 @@ fn hostnames_are_bounded_in_leases() {
     let h = lease_of(&s, c.mac).and_then(|l| l.hostname).expect("hostname");
     assert!(h.len() <= crate::classify::MAX_TEXT && h.chars().all(|ch| ch == 'ü'));
 }
+
+#[test]
+fn a_clock_jump_moves_leases_with_it_but_not_a_previous_runs_leases() {
+    let mut s = server();
+    let c1 = client(1);
+    let a = dora(&mut s, &c1, T0);
+    // A lease the store kept from a run whose clock was a year ahead.
+    let year = 365 * 24 * 3600;
+    let mut from_before = lease_of(&s, c1.mac).expect("bound");
+    from_before.mac = client(2).mac;
+    from_before.ip = ip(101);
+    from_before.expires = T0 + year + 7200;
+    let mut s = DhcpServer::new(
+        vec![lan(), iot()],
+        [s.leases().cloned().collect::<Vec<_>>(), vec![from_before]].concat(),
+    );
+    // NTP steps the clock a year forward 100 s after the lease was bound.
+    let before = T0 + 100;
+    let moved = s.shift_deadlines(year, &|t| crate::clock::deadline_moves(t, before));
+    assert_eq!(moved.len(), 2);
+    let now = before + year;
+    assert!(s.handle_timeout(now).is_empty(), "no lease ends because of the jump");
+    assert_eq!(
+        lease_of(&s, c1.mac).map(|l| l.expires),
+        Some(T0 + 3600 + year),
+        "it kept what it had left"
+    );
+    assert_eq!(
+        lease_of(&s, client(2).mac).map(|l| l.expires),
+        Some(T0 + year + 7200),
+        "a deadline from another clock does not move"
+    );
+    let events = s.handle_timeout(T0 + 3600 + year);
+    assert!(matches!(events.as_slice(), [LeaseEvent::Expired(l)] if l.ip == a));
+}

@@ -1,0 +1,91 @@
+//! The wall clock, watched (used by the runtime; the core and the DHCP
+//! server only take its verdicts): PURE detection of a jump (the wall clock moving
+//! apart from the monotonic one). A router without a clock battery boots at
+//! its build date and NTP steps it months forward; a mis-set clock is stepped
+//! back. Leases, held addresses and seen times are wall-clock deadlines, so
+//! the runtime moves them by the jump (`DaemonState::clock_jumped`,
+//! `DhcpIo::clock_jumped`): what each had left stays left.
+
+use std::time::Instant;
+
+use crate::inventory::UnixTime;
+
+/// A difference smaller than this is drift or a late timer, not a jump.
+pub const JUMP_SECS: i64 = 30;
+
+/// A deadline further than this after the old clock's "now" was not set on
+/// that clock (it came from the store, written by a previous run on a clock
+/// that was right): it does not move. Longer than any lease or hold.
+pub const DEADLINE_HORIZON_SECS: i64 = 31 * 24 * 3600;
+
+/// Whether a deadline set on the old clock (which read `before` when the
+/// jump was seen) moves with the jump.
+pub fn deadline_moves(deadline: UnixTime, before: UnixTime) -> bool {
+    deadline <= before.saturating_add(DEADLINE_HORIZON_SECS)
+}
+
+/// The last reading of both clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockWatch {
+    mono: Instant,
+    wall: UnixTime,
+    /// When this run started, on the wall clock of that time (moves with
+    /// every jump: it is "this run's times start here").
+    pub started: UnixTime,
+}
+
+impl ClockWatch {
+    /// Starts watching with this reading.
+    pub fn new(mono: Instant, wall: UnixTime) -> ClockWatch {
+        ClockWatch {
+            mono,
+            wall,
+            started: wall,
+        }
+    }
+
+    /// A new reading; the jump in seconds if the wall clock moved by more
+    /// than [`JUMP_SECS`] against the monotonic one since the last reading.
+    pub fn check(&mut self, mono: Instant, wall: UnixTime) -> Option<i64> {
+        let elapsed = i64::try_from(mono.saturating_duration_since(self.mono).as_secs()).unwrap_or(i64::MAX);
+        let expected = self.wall.saturating_add(elapsed);
+        let jump = wall.saturating_sub(expected);
+        self.mono = mono;
+        self.wall = wall;
+        if jump.abs() < JUMP_SECS {
+            return None;
+        }
+        self.started = self.started.saturating_add(jump);
+        Some(jump)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn jumps_are_told_drift_and_late_timers_are_not() {
+        let t0 = Instant::now();
+        let mut c = ClockWatch::new(t0, 1_000);
+        // Ten seconds later on both clocks, then a timer that fired late.
+        assert_eq!(c.check(t0 + Duration::from_secs(10), 1_010), None);
+        assert_eq!(c.check(t0 + Duration::from_secs(70), 1_070), None);
+        // A little drift.
+        assert_eq!(c.check(t0 + Duration::from_secs(80), 1_082), None);
+        // NTP steps months forward.
+        let months = 180 * 24 * 3600;
+        assert_eq!(c.check(t0 + Duration::from_secs(90), 1_092 + months), Some(months));
+        assert_eq!(c.started, 1_000 + months);
+        // And back a little later.
+        assert_eq!(
+            c.check(t0 + Duration::from_secs(100), 1_102 + months - 3600),
+            Some(-3600)
+        );
+        assert_eq!(c.check(t0 + Duration::from_secs(110), 1_112 + months - 3600), None);
+        // Deadlines: set on this clock (within the horizon) move; others not.
+        assert!(deadline_moves(1_000 + 3600, 1_000));
+        assert!(!deadline_moves(1_000 + DEADLINE_HORIZON_SECS + 1, 1_000));
+    }
+}
