@@ -16,6 +16,23 @@ use crate::inventory::UnixTime;
 pub const OFFER_HOLD_SECS: i64 = 60;
 /// How long a declined address rests before it is offered again.
 pub const DECLINE_HOLD_SECS: i64 = 600;
+/// Under pressure (less than a quarter of the pool free), an offer is held
+/// only this long: addresses promised to clients that never ask for them
+/// (a flood of forged DISCOVERs) come back quickly.
+pub const OFFER_HOLD_UNDER_PRESSURE_SECS: i64 = 10;
+/// Newcomers (clients with no lease, no static address, no pending offer and
+/// no address before) get offers at this rate per segment, per second…
+pub const NEWCOMERS_PER_SEC: u32 = 5;
+/// …after a burst of this many. Known clients are never limited.
+pub const NEWCOMER_BURST: u32 = 20;
+/// Newcomers refused for the rate are remembered in a table of this many
+/// slots (a MAC's slot is a hash of it; fixed memory, 96 KiB per serving
+/// segment, allocated on the first refusal): a real client asks again with the
+/// same MAC a few seconds later and is then answered, while a flood of forged
+/// MACs never repeats one. A flood overwrites slots at its rate: at 1,000
+/// forged DISCOVERs a second, a client retrying after 2 s still finds its slot
+/// 89% of the time, and it retries again.
+const THROTTLED_SLOTS: usize = 16_384;
 
 /// What the server needs to know about one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +87,13 @@ pub struct Counters {
     pub ignored: u64,
     /// DISCOVERs left unanswered because no address was free.
     pub pool_exhausted: u64,
+    /// DISCOVERs of newcomers left unanswered for the rate (a flood).
+    #[serde(default)]
+    pub throttled: u64,
+    /// Offers taken back from clients that never asked for them, to answer
+    /// another client when no address was free.
+    #[serde(default)]
+    pub offers_reclaimed: u64,
 }
 
 /// Whether a client may have an address.
@@ -108,6 +132,10 @@ pub(crate) struct Segment {
     /// The last holder of each address, so a returning client gets its old
     /// address back. Keyed by address, so bounded by the subnet.
     history: BTreeMap<Ipv4Addr, ClientKey>,
+    /// The newcomers' rate: tokens left and the second they were counted at.
+    newcomer_tokens: (u32, UnixTime),
+    /// Newcomers refused for the rate, by slot, see [`THROTTLED_SLOTS`].
+    throttled: Vec<Option<MacAddr>>,
     pub(crate) counters: Counters,
 }
 
@@ -121,8 +149,72 @@ impl Segment {
             offers: BTreeMap::new(),
             declined: BTreeMap::new(),
             history: BTreeMap::new(),
+            newcomer_tokens: (NEWCOMER_BURST, 0),
+            throttled: Vec::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// PURE decision for a DISCOVER: whether this client may get an offer
+    /// now. Known clients always may; a newcomer spends one of the segment's
+    /// tokens, or is refused (remembered, so its retry is answered).
+    pub(crate) fn admit_discover(&mut self, holder: &ClientKey, mac: MacAddr, now: UnixTime) -> bool {
+        let known = self.static_for(mac).is_some()
+            || self.lease_of(holder).is_some()
+            || self.offer_of(holder, now).is_some()
+            || self.history.values().any(|h| h == holder);
+        if known {
+            return true;
+        }
+        let (tokens, at) = self.newcomer_tokens;
+        let refill = u32::try_from((now - at).max(0))
+            .unwrap_or(u32::MAX)
+            .saturating_mul(NEWCOMERS_PER_SEC);
+        let tokens = tokens.saturating_add(refill).min(NEWCOMER_BURST);
+        if tokens > 0 {
+            self.newcomer_tokens = (tokens - 1, now);
+            return true;
+        }
+        self.newcomer_tokens = (0, now);
+        if self.throttled.is_empty() {
+            self.throttled = vec![None; THROTTLED_SLOTS];
+        }
+        let slot = throttled_slot(mac);
+        if self.throttled[slot] == Some(mac) {
+            // It asked again: a real client (a forged flood never repeats a MAC).
+            self.throttled[slot] = None;
+            return true;
+        }
+        self.throttled[slot] = Some(mac);
+        self.counters.throttled += 1;
+        false
+    }
+
+    /// No address is free: take back the offer that has waited longest for
+    /// its REQUEST (offers are not leases; RFC 2131 4.3.1 lets a server reuse
+    /// an address it offered) and give it to `holder`. A flood of forged
+    /// DISCOVERs can then never hold the whole pool.
+    pub(crate) fn reclaim_offer(&mut self, holder: &ClientKey, now: UnixTime) -> Option<Ipv4Addr> {
+        let (ip, _) = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.holder != *holder && o.expires > now)
+            .min_by_key(|(_, o)| o.expires)?;
+        let ip = *ip;
+        self.offers.remove(&ip);
+        self.counters.offers_reclaimed += 1;
+        Some(ip)
+    }
+
+    /// Less than a quarter of the pool is free (leases, offers and rests
+    /// counted).
+    fn under_pressure(&self, now: UnixTime) -> bool {
+        let Some((start, end)) = self.usable else { return false };
+        let size = u64::from(end - start) + 1;
+        let used = self.leases.values().filter(|l| l.expires > now).count()
+            + self.offers.values().filter(|o| o.expires > now).count()
+            + self.declined.values().filter(|u| **u > now).count();
+        (used as u64).saturating_mul(4) >= size.saturating_mul(3)
     }
 
     /// The same segment under a new configuration: leases that still fit are
@@ -322,15 +414,21 @@ impl Segment {
         u32::try_from(candidate).ok().filter(|c| *c <= end).map(Ipv4Addr::from)
     }
 
-    /// Holds `ip` for the client for [`OFFER_HOLD_SECS`] (dropping any other
-    /// offer it had).
+    /// Holds `ip` for the client for [`OFFER_HOLD_SECS`], or
+    /// [`OFFER_HOLD_UNDER_PRESSURE_SECS`] when the pool is nearly used up
+    /// (dropping any other offer it had).
     pub(crate) fn hold(&mut self, ip: Ipv4Addr, holder: ClientKey, now: UnixTime) {
         self.offers.retain(|_, o| o.holder != holder);
+        let hold = if self.under_pressure(now) {
+            OFFER_HOLD_UNDER_PRESSURE_SECS
+        } else {
+            OFFER_HOLD_SECS
+        };
         self.offers.insert(
             ip,
             Offer {
                 holder,
-                expires: now.saturating_add(OFFER_HOLD_SECS),
+                expires: now.saturating_add(hold),
             },
         );
     }
@@ -450,4 +548,13 @@ fn usable_range(config: &SegmentConfig) -> Option<(u32, u32)> {
     let start = u32::from(config.pool.start).max(low);
     let end = u32::from(config.pool.end).min(high);
     (start <= end).then_some((start, end))
+}
+
+/// A MAC's slot in the table of refused newcomers (FNV-1a).
+fn throttled_slot(mac: MacAddr) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in mac.0 {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % THROTTLED_SLOTS
 }

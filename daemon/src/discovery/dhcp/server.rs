@@ -215,8 +215,17 @@ fn respond(seg: &mut Segment, msg: &ClientMessage, now: UnixTime) -> (Option<Rep
     }
 }
 
+/// An offer, if the client may have one now (see `Segment::admit_discover`:
+/// newcomers are rate-limited, known clients never), from the free addresses
+/// or else from an offer nobody took up.
 fn discover(seg: &mut Segment, msg: &ClientMessage, holder: ClientKey, now: UnixTime) -> Option<Reply> {
-    let Some(ip) = seg.choose(&holder, msg.mac, msg.requested_ip(), now) else {
+    if !seg.admit_discover(&holder, msg.mac, now) {
+        return None;
+    }
+    let chosen = seg
+        .choose(&holder, msg.mac, msg.requested_ip(), now)
+        .or_else(|| seg.reclaim_offer(&holder, now));
+    let Some(ip) = chosen else {
         seg.counters.pool_exhausted += 1;
         return None;
     };

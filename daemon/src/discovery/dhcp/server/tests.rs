@@ -8,6 +8,7 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 use super::*;
 use crate::config::{Ipv4Range, MacAddr, SegmentId};
+use crate::discovery::dhcp::segment::{NEWCOMERS_PER_SEC, NEWCOMER_BURST};
 use crate::discovery::dhcp::{DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 use crate::inventory::UnixTime;
 
@@ -514,14 +515,63 @@ fn offers_expire() {
     for n in 1..=3 {
         s.handle(&lan, &client(n).discover(None), T0).reply.expect("offer");
     }
-    assert!(
-        s.handle(&lan, &client(4).discover(None), T0 + 1).reply.is_none(),
-        "all held"
-    );
+    // All held: the offer waiting longest for its REQUEST is taken back.
+    let reclaimed = s.handle(&lan, &client(4).discover(None), T0 + 1).reply.expect("offer");
+    assert_eq!(decode(&reclaimed).yiaddr(), ip(100), "client 1's offer");
+    assert_eq!(s.counters(&lan).map(|c| c.offers_reclaimed), Some(1));
     assert_eq!(s.poll_timeout(), Some(T0 + OFFER_HOLD_SECS));
-    assert!(s.handle_timeout(T0 + OFFER_HOLD_SECS).is_empty(), "no event for offers");
+    assert!(
+        s.handle_timeout(T0 + OFFER_HOLD_SECS + 1).is_empty(),
+        "no event for offers"
+    );
     assert_eq!(s.poll_timeout(), None);
-    assert!(s.handle(&lan, &client(4).discover(None), T0 + 61).reply.is_some());
+    assert!(s.handle(&lan, &client(5).discover(None), T0 + 62).reply.is_some());
+}
+
+#[test]
+fn a_flood_of_forged_discovers_starves_nobody() {
+    let mut s = server();
+    let lan = seg("lan");
+    // A known client (it had an address before) and a real newcomer.
+    let known = client(1);
+    let a = dora(&mut s, &known, T0);
+    let newcomer = client(2);
+    // 1,000 DISCOVERs a second with fresh forged MACs, for 10 seconds.
+    let forged = |n: u32| {
+        let mut c = client(3);
+        let b = n.to_be_bytes();
+        c.mac = MacAddr([0x02, 0xee, b[0], b[1], b[2], b[3]]);
+        c
+    };
+    let mut offered_to_flood = 0;
+    let mut newcomer_offer = None;
+    for second in 0..10 {
+        let now = T0 + 10 + second;
+        for i in 0..1000 {
+            if s.handle(&lan, &forged(second as u32 * 1000 + i).discover(None), now)
+                .reply
+                .is_some()
+            {
+                offered_to_flood += 1;
+            }
+        }
+        // The known client renews and is answered, whatever the flood.
+        let h = s.handle(&lan, &known.renew(a), now);
+        assert_eq!(kind(&h.reply.expect("ack")), MessageType::Ack, "second {second}");
+        // The newcomer asks every two seconds, like a real client.
+        if second % 2 == 0 && newcomer_offer.is_none() {
+            newcomer_offer = s.handle(&lan, &newcomer.discover(None), now).reply;
+        }
+    }
+    assert!(newcomer_offer.is_some(), "the real newcomer got an offer on its retry");
+    let c = s.counters(&lan).expect("counters");
+    assert!(
+        offered_to_flood <= (NEWCOMER_BURST + 10 * NEWCOMERS_PER_SEC) as usize,
+        "the flood got {offered_to_flood} offers"
+    );
+    assert!(c.throttled >= 9_000, "{c:?}");
+    // Bounded: offers never exceed the pool, forgotten refusals are bounded.
+    assert!(s.leases().count() <= 3);
 }
 
 #[test]
