@@ -363,3 +363,108 @@ pub fn q_hostile_names_and_malformed_packets() -> Result<Outcome> {
     );
     Ok(Outcome::Passed)
 }
+
+/// One DHCPDISCOVER (BOOTP header, magic cookie, option 53 = 1) claiming `mac`.
+fn forged_discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 240];
+    p[0] = 1; // BOOTREQUEST
+    p[1] = 1; // Ethernet
+    p[2] = 6;
+    p[4..8].copy_from_slice(&xid.to_be_bytes());
+    p[10] = 0x80; // broadcast flag
+    p[28..34].copy_from_slice(&mac);
+    p[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    p.extend_from_slice(&[53, 1, 1, 255]);
+    p
+}
+
+/// q2. A flood of forged DISCOVERs (fresh MACs, 2,000 a second, from the
+/// quarantined stranger) starves nobody: the plug (reserved) and a newcomer
+/// with no reservation get their leases from real DHCP clients meanwhile; the
+/// flood is counted as throttled and does not fill the inventory.
+pub fn q2_dhcp_flood_starves_nobody() -> Result<Outcome> {
+    let newbie_mac = [0x02, 0x5e, 0, 0, 0x0a, 0x01];
+    let demo = DemoHome::build_discovering_with(
+        std::path::Path::new(BIN),
+        &[],
+        &[bulkhead_netns::HostSpec::new("newbie", "lan", newbie_mac)],
+    )?;
+    demo.start_daemon()?;
+    demo.start_router_adverts()?;
+    let devices_before = match demo.call(Request::Devices)? {
+        Response::Devices { devices } => devices.len(),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood_stop = stop.clone();
+    let flood = demo
+        .home
+        .ns("stranger")?
+        .spawn_thread("dhcp-flood", move || -> std::io::Result<u64> {
+            let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+            raw.set_broadcast(true)?;
+            raw.bind_device(Some(b"eth0"))?;
+            raw.bind(&SocketAddr::from(([0, 0, 0, 0], 68)).into())?;
+            let sock: std::net::UdpSocket = raw.into();
+            let to = SocketAddr::from(([255, 255, 255, 255], 67));
+            let mut n: u64 = 0;
+            let started = Instant::now();
+            while !flood_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let b = (n as u32).to_be_bytes();
+                sock.send_to(&forged_discover([0x02, 0xee, b[0], b[1], b[2], b[3]], n as u32), to)?;
+                n += 1;
+                // 2,000 a second.
+                let due = Duration::from_micros(n * 500);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            Ok(n)
+        })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let joined = (|| -> Result<(Ipv4Addr, Ipv4Addr)> {
+        let plug = demo.join(host("plug")?)?;
+        let newbie = demo.join_as(
+            "newbie",
+            &bulkhead::demo::DhcpIdentity {
+                hostname: "newbie",
+                vendor_class: "",
+                client: bulkhead::demo::DemoClient::Udhcpc,
+            },
+        )?;
+        Ok((plug, newbie))
+    })();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("the flood thread panicked"))???;
+    let (plug, newbie) =
+        joined.with_context(|| format!("joining during a flood of {sent} DISCOVERs\n{}", demo.log()))?;
+    ensure!(plug == Ipv4Addr::new(10, 0, 1, 20), "the plug got {plug}");
+    ensure!(newbie.octets()[..3] == [10, 0, 1], "the newcomer got {newbie}");
+    ensure!(sent > 4_000, "the flood sent only {sent}");
+    let Response::Status(st) = demo.call(Request::Status)? else {
+        anyhow::bail!("unexpected answer to Status");
+    };
+    let lan = st
+        .dhcp
+        .iter()
+        .find(|(s, _)| s.as_str() == "lan")
+        .map(|(_, c)| *c)
+        .context("no lan counters")?;
+    ensure!(
+        lan.throttled > sent / 2,
+        "the flood was not throttled: {lan:?} after {sent} DISCOVERs"
+    );
+    let devices_after = match demo.call(Request::Devices)? {
+        Response::Devices { devices } => devices.len(),
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    };
+    // The admitted part of the flood (5 a second after a burst of 20) may be
+    // tracked; the rest never reaches the inventory.
+    ensure!(
+        devices_after < devices_before + 200,
+        "the flood filled the inventory: {devices_before} → {devices_after} devices"
+    );
+    Ok(Outcome::Passed)
+}

@@ -113,6 +113,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,
         ),
+        ("q2_dhcp_flood_starves_nobody", discovery::q2_dhcp_flood_starves_nobody),
         (
             "r_tunnel_kill_switch_never_leaks",
             tunnel::r_tunnel_kill_switch_never_leaks,

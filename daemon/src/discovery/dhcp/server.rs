@@ -108,11 +108,15 @@ impl DhcpServer {
             }
         };
         let exhausted_before = seg.counters.pool_exhausted;
+        let throttled_before = seg.counters.throttled;
         let (reply, event) = respond(seg, &msg, now);
+        // A DISCOVER refused for the newcomers' rate tells nothing either: a
+        // flood of forged MACs must not fill the inventory.
+        let throttled = seg.counters.throttled > throttled_before;
         Handled {
             reply,
             event,
-            evidence: Some((msg.mac, evidence_of(&msg.message))),
+            evidence: (!throttled).then(|| (msg.mac, evidence_of(&msg.message))),
             pool_exhausted: seg.counters.pool_exhausted > exhausted_before,
         }
     }

@@ -548,10 +548,13 @@ fn a_flood_of_forged_discovers_starves_nobody() {
     for second in 0..10 {
         let now = T0 + 10 + second;
         for i in 0..1000 {
-            if s.handle(&lan, &forged(second as u32 * 1000 + i).discover(None), now)
-                .reply
-                .is_some()
-            {
+            let h = s.handle(&lan, &forged(second as u32 * 1000 + i).discover(None), now);
+            assert_eq!(
+                h.reply.is_some(),
+                h.evidence.is_some(),
+                "a refused DISCOVER brings no device"
+            );
+            if h.reply.is_some() {
                 offered_to_flood += 1;
             }
         }
