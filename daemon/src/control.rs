@@ -136,6 +136,13 @@ pub enum Request {
         /// The device asking (default: the router itself).
         from: Option<MacAddr>,
     },
+    /// The notification channels' state (`bulkhead notify status`).
+    NotifyStatus,
+    /// Send a test alert on one channel (`bulkhead notify test NAME`).
+    NotifyTest {
+        /// The channel (`mqtt` for the broker).
+        channel: String,
+    },
     /// What detection saw (`bulkhead detect`): every device, or one.
     Detect {
         /// Only this device.
@@ -383,6 +390,11 @@ pub enum Response {
     },
     /// The resolver's state.
     Dns(Box<crate::dns::DnsStatus>),
+    /// The notification channels (`None`: none configured).
+    Notify {
+        /// Their state.
+        status: Option<Box<crate::notify::NotifyStatus>>,
+    },
     /// What detection saw (`None`: detection is off).
     Detect {
         /// The report.

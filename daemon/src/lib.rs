@@ -20,6 +20,7 @@ pub mod firewall;
 pub mod inventory;
 pub mod kernel_ids;
 pub mod net;
+pub mod notify;
 pub mod policy;
 pub mod runtime;
 pub mod store;

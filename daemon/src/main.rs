@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cli_detect;
 mod cli_dns;
+mod cli_notify;
 
 use bulkhead::config::{self, MacAddr, ZoneId, DEFAULT_CONFIG_PATH};
 use bulkhead::control::{self, Request, Response};
@@ -52,6 +53,9 @@ enum Command {
     /// The DNS resolver: status, query log, "what would this device get".
     #[command(subcommand)]
     Dns(cli_dns::DnsCommand),
+    /// Notifications: the channels' state, a test alert.
+    #[command(subcommand)]
+    Notify(cli_notify::NotifyCommand),
     /// What the firewall refused each device (sampled): counts, targets,
     /// ports and episodes of probing.
     Detect {
@@ -370,6 +374,7 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
             (request, print_done, false)
         }
         Command::Dns(dns) => cli_dns::dns_request(dns),
+        Command::Notify(n) => cli_notify::notify_request(n),
         Command::Detect { mac, json } => {
             let (request, print) = cli_detect::detect_request(mac);
             (request, print, json)

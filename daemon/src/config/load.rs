@@ -16,6 +16,7 @@ use super::class_rules::{validate_class_rules, SeenRuleIds};
 use super::detect::{validate_detect, DetectConfig, RawDetect};
 use super::dns::{validate_dns, DnsConfig, RawDns, ZoneDns};
 use super::error::{ConfigError, ConfigErrors, Reporter};
+use super::notify::{validate_notify, NotifyConfig, RawNotify};
 use super::tunnel::{validate_tunnel, RawPolicyTunnel, RawTunnel, SelectorMerge};
 use super::types::*;
 use crate::tunnel::keys::KeyError;
@@ -39,6 +40,7 @@ struct RawMain {
     tunnel: Option<RawTunnel>,
     dns: Option<RawDns>,
     detect: Option<RawDetect>,
+    notify: Option<RawNotify>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +243,7 @@ fn load_with(
             tunnel: m.tunnel,
             dns: m.dns,
             detect: m.detect,
+            notify: m.notify,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -269,6 +272,7 @@ struct MainPart {
     tunnel: Option<TunnelConfig>,
     dns: DnsConfig,
     detect: DetectConfig,
+    notify: NotifyConfig,
 }
 
 pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -460,6 +464,8 @@ fn validate_main(
     ok &= dns.is_some();
     let detect = validate_detect(raw.detect.as_ref(), rep);
     ok &= detect.is_some();
+    let notify = validate_notify(raw.notify.as_ref(), base, rep);
+    ok &= notify.is_some();
     let part = MainPart {
         wan_interface: wan.into_inner(),
         police_wan_input: raw.wan.police_input,
@@ -472,6 +478,7 @@ fn validate_main(
         tunnel,
         dns: dns.unwrap_or_else(|| DnsConfig::defaults(&[])),
         detect: detect.unwrap_or_default(),
+        notify: notify.unwrap_or_default(),
     };
     ok.then_some(part)
 }

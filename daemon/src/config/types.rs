@@ -539,6 +539,8 @@ pub struct Config {
     pub dns: super::dns::DnsConfig,
     /// Detection's settings (`[detect]`).
     pub detect: super::detect::DetectConfig,
+    /// Where alerts are sent (`[notify]`).
+    pub notify: super::notify::NotifyConfig,
     /// The policy loaded from `policies_dir`.
     pub policy: Policy,
 }

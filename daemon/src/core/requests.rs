@@ -70,6 +70,10 @@ impl DaemonState {
             }
             // The runtime answers it when detection runs.
             Request::Detect { .. } => Response::Detect { report: None },
+            Request::NotifyStatus => Response::Notify { status: None },
+            Request::NotifyTest { .. } => Response::Error {
+                message: "no notification channel is configured ([notify] in bulkhead.toml)".into(),
+            },
         }
     }
 

@@ -236,9 +236,15 @@ pub fn attribute(p: &LoggedPacket, inventory: &InventorySnapshot, settings: &Det
 /// A device's name for alert text: the homeowner's, its host name, its class
 /// and vendor, else its MAC (always followed by the MAC).
 pub fn best_name(inventory: &InventorySnapshot, mac: &MacAddr) -> String {
-    let Some(d) = inventory.devices.get(mac) else {
-        return mac.to_string();
-    };
+    match inventory.devices.get(mac) {
+        Some(d) => best_name_of(d),
+        None => mac.to_string(),
+    }
+}
+
+/// [`best_name`] of a device in hand.
+pub fn best_name_of(d: &crate::core::DeviceSnapshot) -> String {
+    let mac = d.mac;
     let name = d
         .name
         .clone()

@@ -167,6 +167,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // published before it answers.
     let mut dns = start_dns(&state, &mut services).await;
     let mut detect = start_detect(&state, &mut services);
+    let mut notify = start_notify(&state, &mut services);
     services.publish(&mut state);
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -189,7 +190,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
-                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), dns.as_ref(), detect.as_ref()));
+                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), Running {
+                    dns: dns.as_ref(),
+                    detect: detect.as_ref(),
+                    notify: notify.as_ref(),
+                }));
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => {
@@ -213,6 +218,10 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 if detect.as_ref().map(|d| d.settings()) != detect_settings.as_ref() {
                     drop(detect.take());
                     detect = start_detect(&state, &mut services);
+                }
+                if notify.as_ref().map(|n| n.config()) != Some(&state.config.notify) {
+                    drop(notify.take());
+                    notify = start_notify(&state, &mut services);
                 }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &mut vpn, t);
@@ -279,9 +288,23 @@ fn answer(
     vpn: &tunnel::TunnelRuntime,
     dhcp: &dhcp_io::DhcpIo,
     mdns: Option<&crate::discovery::mdns::Browser>,
-    dns: Option<&crate::dns::DnsService>,
-    detect: Option<&crate::detect::DetectService>,
+    running: Running<'_>,
 ) -> Response {
+    let Running { dns, detect, notify } = running;
+    match (&req, notify) {
+        (Request::NotifyStatus, Some(n)) => {
+            return Response::Notify {
+                status: Some(Box::new(n.status())),
+            }
+        }
+        (Request::NotifyTest { channel }, Some(n)) => {
+            return match n.test(channel) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message },
+            }
+        }
+        _ => {}
+    }
     if let Request::Detect { mac } = req {
         let report = detect.map(|d| {
             let mut r = d.report();
@@ -329,6 +352,14 @@ fn answer(
     }
 }
 
+/// The services running beside the core, for the control requests they answer.
+#[derive(Clone, Copy)]
+struct Running<'a> {
+    dns: Option<&'a crate::dns::DnsService>,
+    detect: Option<&'a crate::detect::DetectService>,
+    notify: Option<&'a crate::notify::NotifyService>,
+}
+
 /// Starts the resolver if the config wants it; a failure is logged (with
 /// every listen address's reason) and the daemon goes on without it:
 /// enforcement never waits for DNS.
@@ -374,6 +405,21 @@ fn start_detect(state: &DaemonState, services: &mut services::ServiceHub) -> Opt
         Ok(d) => Some(d),
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "detection is off");
+            None
+        }
+    }
+}
+
+/// Starts the notifiers if any channel is configured; a bad secret file is
+/// logged (with the file and why) and the daemon goes on without them.
+fn start_notify(state: &DaemonState, services: &mut services::ServiceHub) -> Option<crate::notify::NotifyService> {
+    if state.config.notify.is_empty() {
+        return None;
+    }
+    match crate::notify::NotifyService::start(state.config.notify.clone(), services.handle()) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "notifications are off");
             None
         }
     }

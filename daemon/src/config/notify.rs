@@ -1,0 +1,273 @@
+//! `[notify]`: where alerts go besides the web UI — webhooks, ntfy topics, an
+//! MQTT broker with Home Assistant discovery. Secrets (a webhook's signing
+//! key, an ntfy token, the broker's password) live in files the config names;
+//! the service reads them at start and refuses a file others may read.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::error::Reporter;
+use super::load::resolve;
+use crate::alerts::{AlertKind, Severity};
+
+/// The raw `[notify]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    #[serde(default)]
+    webhook: Vec<Spanned<RawChannel>>,
+    #[serde(default)]
+    ntfy: Vec<Spanned<RawChannel>>,
+    mqtt: Option<Spanned<RawMqtt>>,
+    tls_ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    /// Webhook: the HMAC-SHA256 key; ntfy: the access token.
+    secret_file: Option<Spanned<String>>,
+    #[serde(default)]
+    kinds: Vec<Spanned<String>>,
+    min_severity: Option<Spanned<String>>,
+    per_hour: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    broker: Spanned<String>,
+    username: Option<String>,
+    password_file: Option<Spanned<String>>,
+    discovery_prefix: Option<String>,
+    topic_prefix: Option<String>,
+    #[serde(default)]
+    kinds: Vec<Spanned<String>>,
+    min_severity: Option<Spanned<String>>,
+    per_hour: Option<Spanned<i64>>,
+}
+
+/// Which alerts a channel sends, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelFilter {
+    /// Only these kinds (empty: every kind).
+    pub kinds: BTreeSet<String>,
+    /// Only at or above this severity.
+    pub min_severity: Severity,
+    /// At most this many an hour (a burst of a tenth of it at once).
+    pub per_hour: u32,
+}
+
+/// A webhook or ntfy channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpChannel {
+    /// Its name (`bulkhead notify test NAME`).
+    pub name: String,
+    /// Where alerts are POSTed (http:// or https://).
+    pub url: String,
+    /// Webhook: the signing key's file; ntfy: the access token's file.
+    pub secret_file: Option<PathBuf>,
+    /// Which alerts.
+    pub filter: ChannelFilter,
+}
+
+/// The MQTT channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MqttChannel {
+    /// `host:port` (plain MQTT 3.1.1 over TCP; port 1883 if none).
+    pub broker: String,
+    /// The user name, if the broker wants one.
+    pub username: Option<String>,
+    /// The password's file.
+    pub password_file: Option<PathBuf>,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// Bulkhead's own topics start with this.
+    pub topic_prefix: String,
+    /// Which alerts go to `<topic_prefix>/alert`.
+    pub filter: ChannelFilter,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NotifyConfig {
+    /// Webhooks: JSON POSTs signed with HMAC-SHA256.
+    pub webhooks: Vec<HttpChannel>,
+    /// ntfy topics (the JSON publish format).
+    pub ntfy: Vec<HttpChannel>,
+    /// A broker, with Home Assistant discovery.
+    pub mqtt: Option<MqttChannel>,
+    /// CA certificates (PEM) https:// receivers must chain to.
+    pub tls_ca_file: PathBuf,
+}
+
+impl NotifyConfig {
+    /// Whether anything is configured.
+    pub fn is_empty(&self) -> bool {
+        self.webhooks.is_empty() && self.ntfy.is_empty() && self.mqtt.is_none()
+    }
+}
+
+/// Per hour, by default: a scan is one alert, so this only stops a storm.
+pub const DEFAULT_PER_HOUR: u32 = 60;
+
+fn filter(
+    kinds: &[Spanned<String>],
+    min_severity: Option<&Spanned<String>>,
+    per_hour: Option<&Spanned<i64>>,
+    field: &str,
+    rep: &mut Reporter<'_>,
+) -> Option<ChannelFilter> {
+    let mut ok = true;
+    let mut set = BTreeSet::new();
+    for (i, k) in kinds.iter().enumerate() {
+        if AlertKind::parse(k.get_ref()).is_some() {
+            set.insert(k.get_ref().clone());
+        } else {
+            let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
+            rep.at(
+                k.span(),
+                format!("{field}.kinds[{i}]"),
+                format!(
+                    "`{}` is not an alert kind (one of {})",
+                    k.get_ref().escape_debug(),
+                    all.join(", ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    let min_severity = match min_severity {
+        None => Severity::Warning,
+        Some(s) => match Severity::parse(s.get_ref()) {
+            Some(v) => v,
+            None => {
+                rep.at(
+                    s.span(),
+                    format!("{field}.min_severity"),
+                    "one of info, warning, critical",
+                );
+                ok = false;
+                Severity::Warning
+            }
+        },
+    };
+    let per_hour = match per_hour {
+        None => DEFAULT_PER_HOUR,
+        Some(p) => match u32::try_from(*p.get_ref()) {
+            Ok(v @ 1..=3600) => v,
+            _ => {
+                rep.at(p.span(), format!("{field}.per_hour"), "from 1 to 3600");
+                ok = false;
+                DEFAULT_PER_HOUR
+            }
+        },
+    };
+    ok.then_some(ChannelFilter {
+        kinds: set,
+        min_severity,
+        per_hour,
+    })
+}
+
+/// Validates `[notify]`; `None` after reporting errors.
+pub(super) fn validate_notify(raw: Option<&RawNotify>, base: &Path, rep: &mut Reporter<'_>) -> Option<NotifyConfig> {
+    let mut out = NotifyConfig {
+        tls_ca_file: PathBuf::from(super::DEFAULT_CA_FILE),
+        ..NotifyConfig::default()
+    };
+    let Some(raw) = raw else { return Some(out) };
+    let mut ok = true;
+    if let Some(ca) = &raw.tls_ca_file {
+        out.tls_ca_file = resolve(base, ca.get_ref());
+    }
+    let mut names = BTreeSet::new();
+    for (table, list, into_ntfy) in [
+        ("notify.webhook", &raw.webhook, false),
+        ("notify.ntfy", &raw.ntfy, true),
+    ] {
+        for (i, c) in list.iter().enumerate() {
+            let field = format!("{table}[{i}]");
+            let c = c.get_ref();
+            let name = c.name.get_ref();
+            if name.is_empty()
+                || name.len() > 32
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                rep.at(
+                    c.name.span(),
+                    format!("{field}.name"),
+                    "a name of 1 to 32 letters, digits, - or _",
+                );
+                ok = false;
+            } else if !names.insert(name.clone()) {
+                rep.at(
+                    c.name.span(),
+                    format!("{field}.name"),
+                    format!("channel `{name}` is defined twice"),
+                );
+                ok = false;
+            }
+            let url = c.url.get_ref();
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<hyper::Uri>().is_err() {
+                rep.at(c.url.span(), format!("{field}.url"), "an http:// or https:// URL");
+                ok = false;
+            }
+            let Some(filter) = filter(&c.kinds, c.min_severity.as_ref(), c.per_hour.as_ref(), &field, rep) else {
+                ok = false;
+                continue;
+            };
+            let channel = HttpChannel {
+                name: name.clone(),
+                url: url.clone(),
+                secret_file: c.secret_file.as_ref().map(|f| resolve(base, f.get_ref())),
+                filter,
+            };
+            if into_ntfy {
+                out.ntfy.push(channel);
+            } else {
+                out.webhooks.push(channel);
+            }
+        }
+    }
+    if let Some(m) = &raw.mqtt {
+        let m = m.get_ref();
+        let broker = m.broker.get_ref();
+        let (host, port) = broker.rsplit_once(':').unwrap_or((broker.as_str(), "1883"));
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            rep.at(m.broker.span(), "notify.mqtt.broker", "`host:port` of an MQTT broker");
+            ok = false;
+        }
+        match filter(
+            &m.kinds,
+            m.min_severity.as_ref(),
+            m.per_hour.as_ref(),
+            "notify.mqtt",
+            rep,
+        ) {
+            Some(filter) => {
+                out.mqtt = Some(MqttChannel {
+                    broker: if broker.contains(':') {
+                        broker.clone()
+                    } else {
+                        format!("{broker}:1883")
+                    },
+                    username: m.username.clone(),
+                    password_file: m.password_file.as_ref().map(|f| resolve(base, f.get_ref())),
+                    discovery_prefix: m.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into()),
+                    topic_prefix: m.topic_prefix.clone().unwrap_or_else(|| "bulkhead".into()),
+                    filter,
+                });
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
