@@ -17,12 +17,13 @@ cd "$(dirname "$0")/.."
 # and observed server), wireguard-go, wireguard-tools (the VPN server and `wg`),
 # chromium, chromium-driver (the web UI's browser tests), curl, python3-venv and
 # python3-pip (schemathesis against the UI's OpenAPI document), nmap (a device
-# that scans, for detection). No
+# that scans, for detection), mosquitto and mosquitto-clients (the MQTT broker
+# and Home Assistant's view of it, for notifications). No
 # conntrack-tools: the daemon cuts connections over ctnetlink, and the tests read
 # the conntrack table the same way (or from /proc).
 PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
     radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip
-    unbound dnsperf bind9-dnsutils knot-dnsutils openssl nmap)
+    unbound dnsperf bind9-dnsutils knot-dnsutils openssl nmap mosquitto mosquitto-clients)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
 SCHEMATHESIS="schemathesis==4.32.5"

@@ -10,6 +10,8 @@ use bulkhead::alerts::{Alert, AlertKind};
 use bulkhead::control::{Request, Response};
 use bulkhead::demo::DemoHome;
 
+use nix::sys::signal::Signal;
+
 use super::{mac_of, Outcome, BIN};
 
 fn alerts(demo: &DemoHome) -> Result<Vec<Alert>> {
@@ -188,5 +190,215 @@ pub(crate) fn z_detect_probing_is_one_alert() -> Result<Outcome> {
         "a blocked device that keeps trying: {active:?}\n--- daemon log:\n{}",
         demo.log()
     );
+    Ok(Outcome::Passed)
+}
+
+/// A webhook and ntfy receiver: records every POST as a JSON line, with
+/// whether the webhook signature (HMAC-SHA256 over `TIMESTAMP.BODY`) checks.
+const RECEIVER: &str = r#"
+import hmac, hashlib, json, sys, http.server
+key = open(sys.argv[2], 'rb').read().strip()
+out = sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', '0')))
+        ts = self.headers.get('X-Bulkhead-Timestamp', '')
+        want = 'sha256=' + hmac.new(key, ts.encode() + b'.' + body, hashlib.sha256).hexdigest()
+        rec = {'path': self.path, 'valid': hmac.compare_digest(want, self.headers.get('X-Bulkhead-Signature', '')),
+               'title': self.headers.get('Title'), 'priority': self.headers.get('Priority'),
+               'tags': self.headers.get('Tags'), 'auth': self.headers.get('Authorization'),
+               'body': body.decode('utf-8', 'replace')}
+        with open(out, 'a') as f:
+            f.write(json.dumps(rec) + '\n')
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()
+"#;
+
+fn secret_file(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut found: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if found()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    bail!("{what}: not within {} s", timeout.as_secs())
+}
+
+/// z2. nmap from the plug → one probing alert that reaches a webhook (signed,
+/// retried while the receiver was down), ntfy (title, priority, token) and
+/// Home Assistant over a real mosquitto broker (discovery configs with the
+/// fields HA requires, the alert, the availability); after the broker
+/// restarts, the daemon reconnects and publishes the entities again.
+pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> {
+    for tool in ["mosquitto", "mosquitto_sub", "nmap", "python3"] {
+        ensure!(
+            bulkhead::demo::have(tool),
+            "`{tool}` is missing: apt-get install mosquitto mosquitto-clients nmap python3 (scripts/test.sh does)"
+        );
+    }
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let dir = demo
+        .config_path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("demo dir")?;
+    secret_file(&dir.join("webhook.key"), "s3cret-key\n")?;
+    secret_file(&dir.join("ntfy.token"), "tk_demo\n")?;
+    let mut text = std::fs::read_to_string(demo.config_path())?;
+    text.push_str(
+        "\n[[notify.webhook]]\nname = \"home\"\nurl = \"http://10.0.1.10:8099/hook\"\nsecret_file = \"webhook.key\"\n\
+         \n[[notify.ntfy]]\nname = \"phone\"\nurl = \"http://10.0.1.10:8099/bulkhead-alerts\"\nsecret_file = \"ntfy.token\"\n\
+         \n[notify.mqtt]\nbroker = \"10.0.1.10:1883\"\n",
+    );
+    std::fs::write(demo.config_path(), text)?;
+    let laptop = demo.home.ns("laptop")?;
+    let mosquitto_conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &mosquitto_conf,
+        "listener 1883 0.0.0.0\nallow_anonymous true\npersistence false\n",
+    )?;
+    let conf = mosquitto_conf.to_string_lossy().into_owned();
+    let broker = laptop.spawn_logged("mosquitto", &["-c", &conf], &dir.join("mosquitto.log"))?;
+    let broker_up = || -> Result<bool> {
+        let out = laptop.exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-t", "test/up", "-m", "1"])?;
+        Ok(out.status.success())
+    };
+    wait_for("mosquitto listening", Duration::from_secs(10), broker_up)?;
+    let mqtt_log = dir.join("mqtt.log");
+    laptop.spawn_logged("mosquitto_sub", &["-h", "127.0.0.1", "-v", "-t", "#"], &mqtt_log)?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let plug = mac_of("plug")?;
+    let plug_id: String = plug.0.iter().map(|b| format!("{b:02x}")).collect();
+
+    // Home Assistant sees the devices as soon as the daemon is up.
+    let tracker_topic = format!("homeassistant/device_tracker/bulkhead_{plug_id}/presence/config");
+    wait_for(
+        "the plug's device_tracker config on the broker",
+        Duration::from_secs(20),
+        || Ok(std::fs::read_to_string(&mqtt_log)?.contains(&tracker_topic)),
+    )
+    .with_context(|| {
+        format!(
+            "mosquitto_sub saw:\n{}\nmosquitto:\n{}\n--- daemon log:\n{}",
+            std::fs::read_to_string(&mqtt_log).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default(),
+            demo.log()
+        )
+    })?;
+
+    // The scan, while the HTTP receiver is not running yet.
+    nmap(&demo, "plug", "1-300", &["10.0.1.10", "10.0.1.1"])?;
+    std::thread::sleep(Duration::from_secs(4));
+    let received = dir.join("received.jsonl");
+    let script = dir.join("receiver.py");
+    std::fs::write(&script, RECEIVER)?;
+    let key = dir.join("webhook.key");
+    laptop.spawn_logged(
+        "python3",
+        &[
+            &script.to_string_lossy(),
+            "8099",
+            &key.to_string_lossy(),
+            &received.to_string_lossy(),
+        ],
+        &dir.join("receiver.log"),
+    )?;
+    let records = || -> Result<Vec<serde_json::Value>> {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    };
+    wait_for(
+        "the probing alert on the webhook and on ntfy",
+        Duration::from_secs(30),
+        || {
+            let r = records()?;
+            Ok(r.iter()
+                .any(|x| x["path"] == "/hook" && x["body"].as_str().is_some_and(|b| b.contains("\"probing\"")))
+                && r.iter()
+                    .any(|x| x["path"] == "/bulkhead-alerts" && x["title"] == "Bulkhead: probing"))
+        },
+    )
+    .with_context(|| format!("receiver got {:?}\n{}", records().ok(), demo.log()))?;
+    let r = records()?;
+    let hooks: Vec<_> = r
+        .iter()
+        .filter(|x| x["path"] == "/hook" && x["body"].as_str().is_some_and(|b| b.contains("\"probing\"")))
+        .collect();
+    ensure!(hooks.len() == 1, "one probing delivery on the webhook: {hooks:?}");
+    ensure!(
+        hooks[0]["valid"] == true,
+        "the webhook signature checks: {:?}",
+        hooks[0]
+    );
+    let body: serde_json::Value = serde_json::from_str(hooks[0]["body"].as_str().unwrap_or_default())?;
+    ensure!(
+        body["mac"] == plug.to_string() && body["severity"] == "critical",
+        "{body}"
+    );
+    let ntfy = r
+        .iter()
+        .find(|x| x["path"] == "/bulkhead-alerts" && x["title"] == "Bulkhead: probing")
+        .context("ntfy")?;
+    ensure!(ntfy["priority"] == "5" && ntfy["auth"] == "Bearer tk_demo", "{ntfy}");
+    let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
+        bail!("no notify status");
+    };
+    let home = status
+        .channels
+        .iter()
+        .find(|c| c.name == "home")
+        .context("channel home")?;
+    ensure!(
+        home.failed >= 1 && home.sent >= 1,
+        "the receiver was down, then up: {home:?}"
+    );
+
+    // MQTT: the alert and the availability.
+    let log = std::fs::read_to_string(&mqtt_log)?;
+    ensure!(log.contains("bulkhead/status online"), "availability");
+    ensure!(
+        log.lines()
+            .any(|l| l.starts_with("bulkhead/alert ") && l.contains("\"probing\"")),
+        "the alert on MQTT"
+    );
+    ensure!(log.contains("bulkhead/alert/last probing"), "the last-alert sensor");
+
+    // The broker restarts (without persistence: it forgets every retained
+    // message); the daemon reconnects and publishes the entities again.
+    laptop.kill_tracked(broker, Signal::SIGTERM)?;
+    laptop.wait_tracked(broker, Duration::from_secs(5))?;
+    let log2 = dir.join("mosquitto2.log");
+    laptop.spawn_logged("mosquitto", &["-c", &conf], &log2)?;
+    wait_for(
+        "the entities again after the broker restarted",
+        Duration::from_secs(40),
+        || {
+            let out = laptop.exec_output(&[
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-v",
+                "-t",
+                "homeassistant/#",
+                "-C",
+                "1",
+                "-W",
+                "2",
+            ])?;
+            Ok(String::from_utf8_lossy(&out.stdout).contains("homeassistant/"))
+        },
+    )?;
     Ok(Outcome::Passed)
 }

@@ -110,6 +110,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("y_dns_blocklist_from_url", dns::y_dns_blocklist_from_url),
         ("z_detect_probing_is_one_alert", detect::z_detect_probing_is_one_alert),
         (
+            "z2_notifications_reach_webhook_ntfy_and_mqtt",
+            detect::z2_notifications_reach_webhook_ntfy_and_mqtt,
+        ),
+        (
             "q_hostile_names_and_malformed_packets",
             discovery::q_hostile_names_and_malformed_packets,
         ),
