@@ -82,6 +82,15 @@ fn input_chain(rs: &DesiredRuleset) -> ChainSpec {
         // and not even neighbour discovery: before `established` so that its open
         // connections to the router end with the block, and before the mDNS and
         // ND accepts below. A set lookup, so blocking is an element delta.
+        // Sampled first: a blocked device asking the router again and again
+        // (DHCP, DNS, pings) is the commonest way it "keeps trying".
+        if let Some(sampling) = &rs.detect {
+            sample_blocked(
+                &mut input,
+                sampling,
+                vec![iifname_in(lan), is_in(payload("ether", "saddr"), blocked_macs())],
+            );
+        }
         input.rule(
             "blocked",
             vec![
