@@ -63,6 +63,22 @@ pub struct ChannelFilter {
     pub per_hour: u32,
 }
 
+impl ChannelFilter {
+    /// What it lets through, in words (the status and the Notifications page).
+    pub fn describe(&self) -> String {
+        let kinds = if self.kinds.is_empty() {
+            "every kind".to_string()
+        } else {
+            self.kinds.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+        };
+        let severity = match self.min_severity {
+            Severity::Info => String::new(),
+            s => format!(", {} and above", s.as_str()),
+        };
+        format!("{kinds}{severity}, at most {} an hour", self.per_hour)
+    }
+}
+
 /// A webhook or ntfy channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpChannel {

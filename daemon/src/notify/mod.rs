@@ -108,6 +108,9 @@ pub struct ChannelStatus {
     pub kind: String,
     /// Where.
     pub target: String,
+    /// Which alerts it sends, in words.
+    #[serde(default)]
+    pub sends: String,
     /// Alerts delivered.
     pub sent: u64,
     /// Tries that failed (each retry counts).
@@ -211,6 +214,7 @@ impl NotifyService {
                     name: c.name.clone(),
                     kind: kind.into(),
                     target: c.url.clone(),
+                    sends: c.filter.describe(),
                     ..ChannelStatus::default()
                 }));
                 let (tx, rx) = mpsc::channel(QUEUE);
@@ -239,6 +243,7 @@ impl NotifyService {
                 name: "mqtt".into(),
                 kind: "mqtt".into(),
                 target: m.broker.clone(),
+                sends: m.filter.describe(),
                 ..ChannelStatus::default()
             }));
             let (tx, rx) = mpsc::channel(QUEUE);
