@@ -365,6 +365,62 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         "the receiver was down, then up: {home:?}"
     );
 
+    // The web UI's Notifications API shows the same, without the webhook's
+    // path, and its "send a test" reaches the receiver.
+    let s = super::web_ui::api_setup(&demo, "laptop", super::web_ui::UI)?;
+    let cookie = format!("bulkhead_session={}", s.cookie);
+    let ui = |req: super::http::Request<'_>| -> Result<super::http::Response> {
+        super::http::send(
+            Some(laptop),
+            super::web_ui::UI,
+            &req.header("Cookie", cookie.clone())
+                .header("X-CSRF-Token", s.csrf.clone()),
+        )
+    };
+    let r = ui(super::http::Request::get("/api/notifications"))?;
+    ensure!(r.status == 200, "GET /api/notifications: {} {}", r.status, r.text());
+    let view = r.json()?;
+    let shown = view["channels"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "home"))
+        .with_context(|| format!("no channel home in {view}"))?;
+    ensure!(
+        shown["target"] == "http://10.0.1.10:8099" && shown["sent"].as_u64() >= Some(1),
+        "the page's view of the webhook: {shown}"
+    );
+    let tests_before = records()?
+        .iter()
+        .filter(|x| x["path"] == "/hook" && x["body"].as_str().is_some_and(|b| b.contains("\"id\":0,")))
+        .count();
+    let r = ui(super::http::Request::post_json(
+        "/api/notifications/home/test",
+        &serde_json::json!({}),
+    ))?;
+    ensure!(
+        r.status == 200,
+        "POST /api/notifications/home/test: {} {}",
+        r.status,
+        r.text()
+    );
+    wait_for("the UI's test on the webhook", Duration::from_secs(15), || {
+        Ok(records()?
+            .iter()
+            .filter(|x| x["path"] == "/hook" && x["body"].as_str().is_some_and(|b| b.contains("\"id\":0,")))
+            .count()
+            > tests_before)
+    })
+    .with_context(|| format!("receiver got {:?}", records().ok()))?;
+    let r = ui(super::http::Request::post_json(
+        "/api/notifications/nobody/test",
+        &serde_json::json!({}),
+    ))?;
+    ensure!(
+        r.status == 404,
+        "a test to an unknown channel: {} {}",
+        r.status,
+        r.text()
+    );
+
     // MQTT: the alert and the availability.
     let log = std::fs::read_to_string(&mqtt_log)?;
     ensure!(log.contains("bulkhead/status online"), "availability");

@@ -36,7 +36,7 @@ use crate::webdriver::{self, Browser};
 use super::{mac_of, set_elements, Outcome, BIN, SHORT};
 
 /// The UI as the lan sees it.
-const UI: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)), 8080);
+pub(crate) const UI: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)), 8080);
 /// The UI's base URL for the browser on the laptop.
 const BASE: &str = "http://10.0.1.1:8080";
 /// The UI on the router namespace's own loopback (what `bulkhead demo`
@@ -168,14 +168,14 @@ fn shown_forms(s: &str) -> [String; 2] {
 }
 
 /// A logged-in API session: the cookie and the CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 /// First setup through the JSON API (the daemon's setup token), from `ns` to
 /// `addr`.
-fn api_setup(demo: &DemoHome, ns: &str, addr: SocketAddr) -> Result<Session> {
+pub(crate) fn api_setup(demo: &DemoHome, ns: &str, addr: SocketAddr) -> Result<Session> {
     let token = demo.setup_token()?;
     let r = http::send(
         Some(demo.home.ns(ns)?),

@@ -62,6 +62,8 @@ pub fn route_table() -> Vec<ApiRoute> {
         r("/api/vpn", &["GET"], get(vpn)),
         r("/api/dns/log", &["GET"], get(dns_log)),
         r("/api/dns/summary", &["GET"], get(dns_summary)),
+        r("/api/notifications", &["GET"], get(notifications)),
+        r("/api/notifications/{name}/test", &["POST"], post(notify_test)),
         r("/api/settings/password", &["POST"], post(change_password)),
     ]
 }
@@ -301,6 +303,20 @@ async fn dns_summary(State(st): State<AppState>, _: ApiSession) -> Response {
     match st.backend.dns_summary().await {
         Ok(Some(summary)) => Json(summary).into_response(),
         Ok(None) => resolver_off(),
+        Err(e) => backend_error(&e),
+    }
+}
+
+async fn notifications(State(st): State<AppState>, _: ApiSession) -> Response {
+    match st.backend.notifications().await {
+        Ok(n) => Json(n).into_response(),
+        Err(e) => backend_error(&e),
+    }
+}
+
+async fn notify_test(State(st): State<AppState>, _: ApiSession, ApiPath(name): ApiPath<String>) -> Response {
+    match st.backend.notify_test(name).await {
+        Ok(message) => Json(ActionResult { message }).into_response(),
         Err(e) => backend_error(&e),
     }
 }

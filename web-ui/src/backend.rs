@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use crate::model::{
     AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsLogQuery, DnsQueryView,
-    DnsSummaryView, LiveEvent, VpnView, ZoneView,
+    DnsSummaryView, LiveEvent, NotificationsView, VpnView, ZoneView,
 };
 
 /// A boxed future, so [`Backend`] stays object-safe.
@@ -60,6 +60,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The resolver's counters since it started, its upstreams and lists;
     /// `None` when the resolver is off.
     fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>>;
+
+    /// The notification channels and their deliveries.
+    fn notifications(&self) -> BackendFuture<'_, NotificationsView>;
+
+    /// Sends a test alert on channel `name`; returns what happened, in words.
+    fn notify_test(&self, name: String) -> BackendFuture<'_, String>;
 
     /// The password hash and setup token.
     fn auth(&self) -> BackendFuture<'_, AuthRecord>;

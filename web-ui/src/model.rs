@@ -291,6 +291,62 @@ pub enum AckTarget {
     All,
 }
 
+/// The notification channels (`/notifications`, `GET /api/notifications`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationsView {
+    /// Every configured channel; empty when none is.
+    pub channels: Vec<NotifyChannelView>,
+    /// Alerts the notifier missed because it fell behind.
+    pub missed: u64,
+}
+
+/// One channel: a webhook, an ntfy topic, or the MQTT broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyChannelView {
+    /// Its name (the test action's path parameter).
+    pub name: String,
+    /// `webhook`, `ntfy` or `mqtt`.
+    pub kind: String,
+    /// Where it sends: the server only (a URL's path can be a secret,
+    /// say a webhook id or an ntfy topic).
+    pub target: String,
+    /// Which alerts it sends, in words.
+    pub sends: String,
+    /// Alerts delivered.
+    pub sent: u64,
+    /// Tries that failed (each retry counts).
+    pub failed: u64,
+    /// Alerts given up on (queue full, or still failing after a day).
+    pub dropped: u64,
+    /// Alerts held back by its rate limit.
+    pub rate_limited: u64,
+    /// Waiting to be sent.
+    pub queued: u64,
+    /// MQTT: connected to the broker now (`None` for the others).
+    pub connected: Option<bool>,
+    /// When something was last delivered.
+    pub last_delivered: Option<UnixTime>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// The last deliveries and tries, newest first.
+    pub log: Vec<NotifyDeliveryView>,
+}
+
+/// One delivery or failed try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyDeliveryView {
+    /// When.
+    pub at: UnixTime,
+    /// The alert's id (0 for a test).
+    pub alert: i64,
+    /// The alert's kind.
+    pub kind: String,
+    /// Delivered.
+    pub ok: bool,
+    /// The server's status code, or what went wrong.
+    pub detail: String,
+}
+
 /// The VPN tunnel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpnView {

@@ -24,8 +24,8 @@ use crate::inventory::{DeviceQuery, RawDeviceQuery};
 use crate::model::{AckTarget, DeviceAction, DnsLogQuery};
 use crate::signin::{self, SignInError};
 use crate::views::{
-    AlertsPage, DeviceDns, DevicePage, DevicesPage, ErrorPage, Layout, LoginPage, OverviewPage, QueriesPage,
-    SettingsPage, SetupPage, VpnPage, ZonesPage, APP_CSS, APP_JS, ICON_SVG,
+    AlertsPage, DeviceDns, DevicePage, DevicesPage, ErrorPage, Layout, LoginPage, NotificationsPage, OverviewPage,
+    QueriesPage, SettingsPage, SetupPage, VpnPage, ZonesPage, APP_CSS, APP_JS, ICON_SVG,
 };
 
 /// The page routes.
@@ -45,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .route("/alerts", get(alerts))
         .route("/alerts/{id}/ack", post(ack_one))
         .route("/alerts/ack-all", post(ack_all))
+        .route("/notifications", get(notifications))
+        .route("/notifications/{name}/test", post(notify_test))
         .route("/vpn", get(vpn))
         .route("/settings", get(settings))
         .route("/settings/password", post(change_password))
@@ -410,6 +412,30 @@ async fn ack_one(State(st): State<AppState>, Path(id): Path<String>, f: PageForm
 
 async fn ack_all(State(st): State<AppState>, f: PageForm<CsrfOnly>) -> Response {
     acknowledge(&st, &f.session.id, AckTarget::All).await
+}
+
+async fn notifications(State(st): State<AppState>, PageSession(s): PageSession) -> Response {
+    match st.backend.notifications().await {
+        Ok(n) => render(
+            StatusCode::OK,
+            &NotificationsPage {
+                layout: Layout::signed_in("Notifications", "notifications", &s),
+                n: &n,
+                now: crate::format::now(),
+            },
+        ),
+        Err(e) => backend_error_page(&e),
+    }
+}
+
+/// "Send a test": the answer (sent, or why not) comes back as the flash.
+async fn notify_test(State(st): State<AppState>, Path(name): Path<String>, f: PageForm<CsrfOnly>) -> Response {
+    match st.backend.notify_test(name).await {
+        Ok(message) => st.flash(&f.session.id, Flash::ok(message)),
+        Err(e @ BackendError::NotFound(_)) => return backend_error_page(&e),
+        Err(e) => st.flash(&f.session.id, Flash::error(e.to_string())),
+    }
+    Redirect::to("/notifications").into_response()
 }
 
 async fn vpn(State(st): State<AppState>, PageSession(s): PageSession) -> Response {

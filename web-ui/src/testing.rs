@@ -12,8 +12,8 @@ use tokio::sync::broadcast;
 use crate::backend::{Backend, BackendError, BackendFuture};
 use crate::model::{
     AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
-    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, RuleMatch,
-    TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, NotificationsView,
+    NotifyChannelView, NotifyDeliveryView, RuleMatch, TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
 };
 use crate::Health;
 
@@ -37,6 +37,10 @@ struct FakeState {
     auth_asked: usize,
     /// The resolver; `None`: off.
     dns: Option<FakeDns>,
+    /// The notification channels.
+    notify: NotificationsView,
+    /// The channels a test was sent to, in order.
+    tests_sent: Vec<String>,
 }
 
 /// The fake resolver: its log, newest first, and its counters.
@@ -416,6 +420,8 @@ impl FakeBackend {
                 unavailable: false,
                 auth_asked: 0,
                 dns: Some(dns),
+                notify: Self::demo_notify(),
+                tests_sent: Vec::new(),
             }),
             live,
         }
@@ -608,6 +614,67 @@ impl FakeBackend {
             ],
             leak_guard_drops: Some(17),
         }
+    }
+
+    /// Three channels: a webhook whose last try failed (with hostile text in
+    /// the error), an ntfy topic, and an MQTT broker.
+    fn demo_notify() -> NotificationsView {
+        let now = crate::format::now();
+        let delivery = |at, alert, kind: &str, ok, detail: &str| NotifyDeliveryView {
+            at,
+            alert,
+            kind: kind.into(),
+            ok,
+            detail: detail.into(),
+        };
+        NotificationsView {
+            channels: vec![
+                NotifyChannelView {
+                    name: "home".into(),
+                    kind: "webhook".into(),
+                    target: "https://hooks.example.org".into(),
+                    sends: "every kind, at most 60 an hour".into(),
+                    sent: 4,
+                    failed: 1,
+                    last_delivered: Some(now - 300),
+                    last_error: Some("<script>alert('hook')</script> connection refused".into()),
+                    log: vec![
+                        delivery(now - 60, 3, "probing", false, "<b>connection refused</b>"),
+                        delivery(now - 300, 2, "new-device", true, "HTTP 200"),
+                    ],
+                    ..NotifyChannelView::default()
+                },
+                NotifyChannelView {
+                    name: "phone".into(),
+                    kind: "ntfy".into(),
+                    target: "https://ntfy.example.org".into(),
+                    sends: "probing, lateral-attempt, warning and above, at most 20 an hour".into(),
+                    ..NotifyChannelView::default()
+                },
+                NotifyChannelView {
+                    name: "mqtt".into(),
+                    kind: "mqtt".into(),
+                    target: "10.0.9.2:1883".into(),
+                    sends: "every kind, at most 60 an hour".into(),
+                    sent: 2,
+                    connected: Some(true),
+                    last_delivered: Some(now - 120),
+                    log: vec![delivery(now - 120, 3, "probing", true, "")],
+                    ..NotifyChannelView::default()
+                },
+            ],
+            missed: 0,
+        }
+    }
+
+    /// Replaces the notification channels.
+    pub fn set_notifications(&self, n: NotificationsView) {
+        self.lock().notify = n;
+    }
+
+    /// The channels a test was sent to, in order.
+    pub fn tests_sent(&self) -> Vec<String> {
+        self.lock().tests_sent.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, FakeState> {
@@ -905,6 +972,37 @@ impl Backend for FakeBackend {
 
     fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>> {
         Box::pin(async move { Ok(self.check()?.dns.as_ref().map(|d| d.summary.clone())) })
+    }
+
+    fn notifications(&self) -> BackendFuture<'_, NotificationsView> {
+        Box::pin(async move { Ok(self.check()?.notify.clone()) })
+    }
+
+    /// Like the daemon: an unknown channel is not found; a known one gets the
+    /// test at once (the fake delivers it and logs it).
+    fn notify_test(&self, name: String) -> BackendFuture<'_, String> {
+        Box::pin(async move {
+            let mut s = self.check()?;
+            let c =
+                s.notify.channels.iter_mut().find(|c| c.name == name).ok_or_else(|| {
+                    BackendError::NotFound(format!("no notification channel `{}`", name.escape_debug()))
+                })?;
+            let now = crate::format::now();
+            c.sent += 1;
+            c.last_delivered = Some(now);
+            c.log.insert(
+                0,
+                NotifyDeliveryView {
+                    at: now,
+                    alert: 0,
+                    kind: "tunnel-up".into(),
+                    ok: true,
+                    detail: "HTTP 200".into(),
+                },
+            );
+            s.tests_sent.push(name.clone());
+            Ok(format!("a test is on its way to `{name}`"))
+        })
     }
 
     fn auth(&self) -> BackendFuture<'_, AuthRecord> {

@@ -11,8 +11,8 @@ use crate::app::SessionCtx;
 use crate::auth::Flash;
 use crate::inventory::{DeviceQuery, SortKey, Status};
 use crate::model::{
-    AlertView, DeviceDetail, DeviceSummary, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, Overview, UnixTime,
-    VpnView, ZoneView,
+    AlertView, DeviceDetail, DeviceSummary, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, NotificationsView,
+    Overview, UnixTime, VpnView, ZoneView,
 };
 
 /// The embedded stylesheet.
@@ -80,12 +80,13 @@ mod filters {
 }
 
 /// The main navigation: (key, link, label).
-const NAV: [(&str, &str, &str); 7] = [
+const NAV: [(&str, &str, &str); 8] = [
     ("overview", "/", "Overview"),
     ("devices", "/devices", "Devices"),
     ("zones", "/zones", "Zones"),
     ("queries", "/queries", "Queries"),
     ("alerts", "/alerts", "Alerts"),
+    ("notifications", "/notifications", "Notifications"),
     ("vpn", "/vpn", "VPN"),
     ("settings", "/settings", "Settings"),
 ];
@@ -433,6 +434,18 @@ pub struct AlertsPage<'a> {
     pub alerts: &'a [AlertView],
     /// How many are not acknowledged.
     pub unacknowledged: usize,
+    /// Now.
+    pub now: UnixTime,
+}
+
+/// `/notifications`.
+#[derive(Template)]
+#[template(path = "notifications.html")]
+pub struct NotificationsPage<'a> {
+    /// Frame.
+    pub layout: Layout,
+    /// The channels.
+    pub n: &'a NotificationsView,
     /// Now.
     pub now: UnixTime,
 }

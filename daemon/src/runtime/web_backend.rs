@@ -8,8 +8,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use bulkhead_web::model::{
     AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
-    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, RuleMatch,
-    TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, NotificationsView,
+    NotifyChannelView, NotifyDeliveryView, RuleMatch, TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
 };
 use bulkhead_web::{BackendError, BackendFuture};
 
@@ -17,6 +17,7 @@ use crate::config::{MacAddr, ZoneId};
 use crate::control::{DeviceView, Request, Response, TunnelView, ZoneInfo};
 use crate::dns::querylog::{LogFilter, Outcome, QueryLogEntry};
 use crate::dns::DnsStatus;
+use crate::notify::{ChannelStatus, NotifyStatus};
 
 use super::control_socket::Job;
 
@@ -530,6 +531,32 @@ impl bulkhead_web::Backend for WebBackend {
         })
     }
 
+    fn notifications(&self) -> BackendFuture<'_, NotificationsView> {
+        Box::pin(async move {
+            match self.ask(Request::NotifyStatus).await? {
+                Response::Notify { status } => Ok(status.map(|s| notifications_view(*s)).unwrap_or_default()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn notify_test(&self, name: String) -> BackendFuture<'_, String> {
+        Box::pin(async move {
+            // An unknown channel is a missing thing (404), not a refusal.
+            let known = match self.ask(Request::NotifyStatus).await? {
+                Response::Notify { status } => status.is_some_and(|s| s.channels.iter().any(|c| c.name == name)),
+                other => return Err(unexpected(&other)),
+            };
+            if !known {
+                return Err(BackendError::NotFound(format!(
+                    "no notification channel `{}`",
+                    name.escape_debug()
+                )));
+            }
+            done(self.ask(Request::NotifyTest { channel: name }).await?)
+        })
+    }
+
     fn auth(&self) -> BackendFuture<'_, AuthRecord> {
         Box::pin(async move {
             match self.ask(Request::Auth).await? {
@@ -554,10 +581,108 @@ impl bulkhead_web::Backend for WebBackend {
     }
 }
 
+/// The Notifications page's view of the notifier.
+pub fn notifications_view(s: NotifyStatus) -> NotificationsView {
+    NotificationsView {
+        channels: s.channels.into_iter().map(channel_view).collect(),
+        missed: s.missed,
+    }
+}
+
+fn channel_view(c: ChannelStatus) -> NotifyChannelView {
+    let last_delivered = c.log.iter().rev().find(|d| d.result.is_ok()).map(|d| d.at);
+    NotifyChannelView {
+        target: server_only(&c.target),
+        connected: (c.kind == "mqtt").then_some(c.connected),
+        queued: u64::try_from(c.queued).unwrap_or(u64::MAX),
+        last_delivered,
+        log: c
+            .log
+            .into_iter()
+            .rev()
+            .map(|d| NotifyDeliveryView {
+                at: d.at,
+                alert: d.alert,
+                kind: d.kind,
+                ok: d.result.is_ok(),
+                detail: match d.result {
+                    Ok(code) if code > 0 => format!("HTTP {code}"),
+                    Ok(_) => String::new(),
+                    Err(e) => e,
+                },
+            })
+            .collect(),
+        name: c.name,
+        kind: c.kind,
+        sends: c.sends,
+        sent: c.sent,
+        failed: c.failed,
+        dropped: c.dropped,
+        rate_limited: c.rate_limited,
+        last_error: c.last_error,
+    }
+}
+
+/// A URL's scheme and server, without its path, query or user: a webhook's
+/// path or an ntfy topic can be the secret that lets anyone post to it, and
+/// the page is not the place to show it. A broker's `host:port` stays.
+fn server_only(target: &str) -> String {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target.to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let server = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{server}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bulkhead_web::Backend as _;
+
+    #[test]
+    fn the_page_shows_a_channel_s_server_not_its_secret_path() {
+        assert_eq!(
+            server_only("https://hooks.example.org:8443/hook/s3cr3t?x=1"),
+            "https://hooks.example.org:8443"
+        );
+        assert_eq!(
+            server_only("http://user:pw@[2001:db8::1]/topic"),
+            "http://[2001:db8::1]"
+        );
+        assert_eq!(server_only("10.0.9.2:1883"), "10.0.9.2:1883");
+    }
+
+    #[test]
+    fn a_channel_view_lists_deliveries_newest_first_and_its_last_success() {
+        use crate::notify::Delivery;
+        let d = |at, result| Delivery {
+            at,
+            alert: 7,
+            kind: "probing".into(),
+            result,
+        };
+        let view = notifications_view(NotifyStatus {
+            channels: vec![ChannelStatus {
+                name: "home".into(),
+                kind: "webhook".into(),
+                target: "http://10.0.9.2:8000/hook/abc".into(),
+                sent: 1,
+                failed: 1,
+                log: vec![d(100, Ok(200)), d(200, Err("connection refused".into()))],
+                ..ChannelStatus::default()
+            }],
+            missed: 3,
+        });
+        let c = &view.channels[0];
+        assert_eq!(c.target, "http://10.0.9.2:8000");
+        assert_eq!(c.connected, None);
+        assert_eq!(c.last_delivered, Some(100));
+        assert_eq!(c.log.iter().map(|d| d.at).collect::<Vec<_>>(), vec![200, 100]);
+        assert_eq!(c.log[1].detail, "HTTP 200");
+        assert!(!c.log[0].ok && c.log[0].detail == "connection refused");
+        assert_eq!(view.missed, 3);
+    }
 
     /// A backend whose event loop is the test: it sees the requests and
     /// answers them when it likes.

@@ -13,6 +13,8 @@
 //!   thousand devices.
 //! - `device_actions`: each device action by form and by API.
 //! - `alerts`: acknowledging alerts.
+//! - `notifications`: the Notifications page and its "send a test", by form
+//!   and by API.
 //! - `dns`: the DNS query log: the Queries page and its filter, a device's DNS
 //!   section, the overview's counts, the API, hostile names, the resolver off.
 //! - `pages`: the other pages, the backend down, password change and reset,
@@ -27,6 +29,7 @@ mod device_actions;
 mod devices_list;
 mod dns;
 mod hostile_text;
+mod notifications;
 mod openapi;
 mod pages;
 mod refusals;

@@ -3,8 +3,8 @@
 
 use axum::http::{header, Method, StatusCode};
 use bulkhead_web::model::{
-    AlertView, DeviceAction, DeviceDetail, DeviceSummary, DnsQueryView, DnsSummaryView, Overview, SessionInfo, VpnView,
-    ZoneView,
+    AlertView, DeviceAction, DeviceDetail, DeviceSummary, DnsQueryView, DnsSummaryView, NotificationsView, Overview,
+    SessionInfo, VpnView, ZoneView,
 };
 use bulkhead_web::testing::sample_device;
 use serde_json::Value;
@@ -200,6 +200,7 @@ async fn api_bodies_match_the_document_and_the_model() {
             "/api/dns/log?device=02:00:00:00:02:02&blocked=true&search=ads&limit=5",
         ),
         ("/api/dns/summary", "/api/dns/summary"),
+        ("/api/notifications", "/api/notifications"),
         ("/api/session", "/api/session"),
     ];
     for (doc_path, path) in cases {
@@ -221,6 +222,7 @@ async fn api_bodies_match_the_document_and_the_model() {
             "/api/vpn" => drop(serde_json::from_value::<VpnView>(v).expect("VpnView")),
             "/api/dns/log" => drop(serde_json::from_value::<Vec<DnsQueryView>>(v).expect("questions")),
             "/api/dns/summary" => drop(serde_json::from_value::<DnsSummaryView>(v).expect("DnsSummaryView")),
+            "/api/notifications" => drop(serde_json::from_value::<NotificationsView>(v).expect("NotificationsView")),
             _ => drop(serde_json::from_value::<SessionInfo>(v).expect("SessionInfo")),
         }
     }

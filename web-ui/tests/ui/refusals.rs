@@ -16,7 +16,7 @@ use crate::common::{
 };
 
 /// Every state-changing form, with fields that would be valid.
-const FORM_POSTS: [(&str, &str); 10] = [
+const FORM_POSTS: [(&str, &str); 11] = [
     ("/devices/02:00:00:00:02:01/rename", "name=Hacked"),
     ("/devices/02:00:00:00:02:01/zone", "zone=trusted"),
     ("/devices/02:00:00:00:09:01/approve", "zone=trusted"),
@@ -25,6 +25,7 @@ const FORM_POSTS: [(&str, &str); 10] = [
     ("/devices/02:00:00:00:02:01/watch", "watched=true"),
     ("/alerts/3/ack", ""),
     ("/alerts/ack-all", ""),
+    ("/notifications/home/test", ""),
     (
         "/settings/password",
         "current=correct+horse+battery&password=new+password+1&confirm=new+password+1",
@@ -41,6 +42,7 @@ fn api_posts() -> Vec<(&'static str, Option<Value>)> {
         ),
         ("/api/alerts/3/ack", None),
         ("/api/alerts/ack-all", None),
+        ("/api/notifications/home/test", None),
         (
             "/api/settings/password",
             Some(serde_json::json!({"current": PASSWORD, "password": "new password 1"})),
@@ -51,6 +53,7 @@ fn api_posts() -> Vec<(&'static str, Option<Value>)> {
 
 async fn nothing_changed(ui: &Ui, s: &Session) {
     assert!(ui.fake.actions().is_empty(), "no device action reached the backend");
+    assert!(ui.fake.tests_sent().is_empty(), "no notification test was sent");
     assert!(
         ui.fake.alert_list().iter().any(|a| !a.acknowledged),
         "no alert was acknowledged"
