@@ -52,14 +52,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn iperf(demo: &DemoHome) -> Result<f64> {
-    let out = demo.home.ns("laptop")?.exec(&[
-        "iperf3",
-        "-c",
-        "203.0.113.10",
-        "-t",
-        &IPERF_SECS.to_string(),
-        "-J",
-    ])?;
+    let out = demo
+        .home
+        .ns("laptop")?
+        .exec(&["iperf3", "-c", "203.0.113.10", "-t", &IPERF_SECS.to_string(), "-J"])?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 json")?;
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
@@ -248,7 +244,10 @@ fn main() -> Result<()> {
         "the flood benchmark builds network namespaces: run as root"
     );
     for tool in ["nmap", "iperf3"] {
-        ensure!(bulkhead::demo::have(tool), "`{tool}` is missing: apt-get install {tool}");
+        ensure!(
+            bulkhead::demo::have(tool),
+            "`{tool}` is missing: apt-get install {tool}"
+        );
     }
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let demo = DemoHome::build(Path::new(BIN), &[])?;
@@ -275,7 +274,11 @@ fn main() -> Result<()> {
         on.samples_per_sec
     );
 
-    let (q, n, f) = (median(quiet.gbits.clone()), median(on.gbits.clone()), median(off.gbits.clone()));
+    let (q, n, f) = (
+        median(quiet.gbits.clone()),
+        median(on.gbits.clone()),
+        median(off.gbits.clone()),
+    );
     println!(
         "\n## Forwarding under a flood of refused packets (iperf3 TCP laptop -> internet, {IPERF_SECS} s runs, {rounds} rounds, each: quiet / flood with detection / flood without)\n"
     );
@@ -302,7 +305,10 @@ fn main() -> Result<()> {
     );
     println!("\nratio flood with detection / quiet: {:.3}", n / q);
     println!("ratio flood with detection / flood without: {:.3}", n / f);
-    println!("daemon CPU per round (flood, detection on): {} %", fmt(&on.cpu_per_sec.iter().map(|c| c * 100.0).collect::<Vec<_>>(), 2));
+    println!(
+        "daemon CPU per round (flood, detection on): {} %",
+        fmt(&on.cpu_per_sec.iter().map(|c| c * 100.0).collect::<Vec<_>>(), 2)
+    );
     println!("NFLOG overruns while flooded: {}", on.overruns);
     Ok(())
 }

@@ -60,6 +60,9 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
                 ""
             }
         );
+        if !c.sends.is_empty() {
+            println!("    sends: {}", c.sends);
+        }
         if let Some(e) = &c.last_error {
             println!("    last error: {}", super::show(e));
         }
