@@ -63,6 +63,12 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
         if !c.sends.is_empty() {
             println!("    sends: {}", c.sends);
         }
+        if c.commands + c.commands_refused > 0 {
+            println!(
+                "    Home Assistant's commands: {} carried out, {} refused",
+                c.commands, c.commands_refused
+            );
+        }
         if let Some(e) = &c.last_error {
             println!("    last error: {}", super::show(e));
         }

@@ -259,7 +259,7 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
     text.push_str(
         "\n[[notify.webhook]]\nname = \"home\"\nurl = \"http://10.0.1.10:8099/hook\"\nsecret_file = \"webhook.key\"\n\
          \n[[notify.ntfy]]\nname = \"phone\"\nurl = \"http://10.0.1.10:8099/bulkhead-alerts\"\nsecret_file = \"ntfy.token\"\n\
-         \n[notify.mqtt]\nbroker = \"10.0.1.10:1883\"\n",
+         \n[notify.mqtt]\nbroker = \"10.0.1.10:1883\"\ncommands = true\n",
     );
     std::fs::write(demo.config_path(), text)?;
     let laptop = demo.home.ns("laptop")?;
@@ -431,6 +431,78 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
     );
     ensure!(log.contains("bulkhead/alert/last probing"), "the last-alert sensor");
 
+    // The router's entities: the open alerts count the probing one.
+    ensure!(
+        log.contains("homeassistant/sensor/bulkhead_router/open_alerts/config {"),
+        "the open-alerts sensor's config"
+    );
+    wait_for("open alerts ≥ 1 on the broker", Duration::from_secs(15), || {
+        Ok(std::fs::read_to_string(&mqtt_log)?.lines().any(|l| {
+            l.strip_prefix("bulkhead/router/open_alerts ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n >= 1)
+        }))
+    })?;
+
+    // Commands (`commands = true`): Home Assistant's Blocked switch blocks and
+    // unblocks the plug, its Approve button lets the stranger out of
+    // quarantine; nonsense on a command topic is refused and changes nothing.
+    let publish = |topic: &str, message: &str| -> Result<()> {
+        let out = laptop.exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-t", topic, "-m", message])?;
+        ensure!(out.status.success(), "mosquitto_pub {topic}");
+        Ok(())
+    };
+    let view = |mac| -> Result<bulkhead::control::DeviceView> {
+        let Response::Devices { devices } = demo.call(Request::Devices)? else {
+            bail!("no devices");
+        };
+        devices.into_iter().find(|d| d.mac == mac).context("device gone")
+    };
+    let switch = format!("homeassistant/switch/bulkhead_{plug_id}/blocked/config {{");
+    ensure!(log.contains(&switch), "the plug's Blocked switch config");
+    publish(&format!("bulkhead/device/{plug_id}/blocked/set"), "maybe")?;
+    publish(&format!("bulkhead/device/{plug_id}/blocked/set"), "ON")?;
+    wait_for("the plug blocked by Home Assistant", Duration::from_secs(10), || {
+        Ok(view(plug)?.blocked)
+    })?;
+    wait_for("the switch's state ON", Duration::from_secs(10), || {
+        Ok(std::fs::read_to_string(&mqtt_log)?.contains(&format!("bulkhead/device/{plug_id}/blocked ON")))
+    })?;
+    publish(&format!("bulkhead/device/{plug_id}/blocked/set"), "OFF")?;
+    wait_for("the plug unblocked by Home Assistant", Duration::from_secs(10), || {
+        Ok(!view(plug)?.blocked)
+    })?;
+    let stranger = mac_of("stranger")?;
+    let stranger_id: String = stranger.0.iter().map(|b| format!("{b:02x}")).collect();
+    // The stranger shows up (register_hosts leaves it out: nobody knows it).
+    demo.call(Request::AddDevice {
+        mac: stranger,
+        ip: Some("10.0.1.99".parse()?),
+    })?;
+    ensure!(view(stranger)?.quarantined, "the stranger starts in quarantine");
+    let button = format!("homeassistant/button/bulkhead_{stranger_id}/approve/config {{");
+    wait_for("the stranger's Approve button", Duration::from_secs(10), || {
+        Ok(std::fs::read_to_string(&mqtt_log)?.contains(&button))
+    })?;
+    publish(&format!("bulkhead/device/{stranger_id}/approve/set"), "PRESS")?;
+    wait_for(
+        "the stranger approved by Home Assistant",
+        Duration::from_secs(10),
+        || Ok(!view(stranger)?.quarantined),
+    )?;
+    let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
+        bail!("no notify status");
+    };
+    let mqtt = status
+        .channels
+        .iter()
+        .find(|c| c.kind == "mqtt")
+        .context("channel mqtt")?;
+    ensure!(
+        mqtt.commands == 3 && mqtt.commands_refused == 1,
+        "three commands carried out, the nonsense refused: {mqtt:?}"
+    );
+
     // The broker restarts (without persistence: it forgets every retained
     // message); the daemon reconnects and publishes the entities again.
     laptop.kill_tracked(broker, Signal::SIGTERM)?;
@@ -456,5 +528,29 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
             Ok(String::from_utf8_lossy(&out.stdout).contains("homeassistant/"))
         },
     )?;
+
+    // The daemon dies: the broker tells Home Assistant (the last will). A
+    // plug's config deleted meanwhile comes back when the daemon restarts.
+    demo.kill_daemon()?;
+    let retained = |topic: &str| -> Result<String> {
+        let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    wait_for("the last will: offline", Duration::from_secs(10), || {
+        Ok(retained("bulkhead/status")? == "offline")
+    })?;
+    let out = laptop.exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-r", "-n", "-t", &tracker_topic])?;
+    ensure!(out.status.success(), "deleting the retained config");
+    ensure!(
+        retained(&tracker_topic)?.is_empty(),
+        "the config is gone from the broker"
+    );
+    demo.start_daemon()?;
+    wait_for(
+        "online and the plug's config again after the daemon restarted",
+        Duration::from_secs(30),
+        || Ok(retained("bulkhead/status")? == "online" && retained(&tracker_topic)?.contains("\"source_type\"")),
+    )
+    .with_context(|| demo.log())?;
     Ok(Outcome::Passed)
 }

@@ -47,6 +47,8 @@ struct RawMqtt {
     discovery_prefix: Option<String>,
     topic_prefix: Option<String>,
     #[serde(default)]
+    commands: bool,
+    #[serde(default)]
     kinds: Vec<Spanned<String>>,
     min_severity: Option<Spanned<String>>,
     per_hour: Option<Spanned<i64>>,
@@ -105,6 +107,9 @@ pub struct MqttChannel {
     pub discovery_prefix: String,
     /// Bulkhead's own topics start with this.
     pub topic_prefix: String,
+    /// Home Assistant may approve quarantined devices and block or unblock
+    /// devices (off by default: anyone who may publish on the broker could).
+    pub commands: bool,
     /// Which alerts go to `<topic_prefix>/alert`.
     pub filter: ChannelFilter,
 }
@@ -279,6 +284,7 @@ pub(super) fn validate_notify(raw: Option<&RawNotify>, base: &Path, rep: &mut Re
                     password_file: m.password_file.as_ref().map(|f| resolve(base, f.get_ref())),
                     discovery_prefix: m.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into()),
                     topic_prefix: m.topic_prefix.clone().unwrap_or_else(|| "bulkhead".into()),
+                    commands: m.commands,
                     filter,
                 });
             }

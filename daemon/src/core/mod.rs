@@ -30,7 +30,9 @@ use std::net::IpAddr;
 
 pub use discovery::MAX_TRACKED_DEVICES;
 pub use presence::PresenceFlip;
-pub use services::{DeviceSnapshot, InventorySnapshot, ServiceReply, ServiceRequest};
+pub use services::{
+    DeviceSnapshot, HomeownerCommand, InventorySnapshot, RouterSnapshot, ServiceError, ServiceReply, ServiceRequest,
+};
 pub use views::ONLINE_SECS;
 
 use crate::alerts::{Alert, AlertKind};

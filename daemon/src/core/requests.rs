@@ -257,11 +257,13 @@ impl DaemonState {
                     held.given, held.fresh
                 ),
             },
-            Ok(super::services::ServiceReply::Raised { .. } | super::services::ServiceReply::Updated) => {
-                Response::Error {
-                    message: "not a domain set request".into(),
-                }
-            }
+            Ok(
+                super::services::ServiceReply::Raised { .. }
+                | super::services::ServiceReply::Updated
+                | super::services::ServiceReply::Commanded,
+            ) => Response::Error {
+                message: "not a domain set request".into(),
+            },
             Err(e) => Response::Error {
                 message: error_chain(&e),
             },

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use crate::alerts::Alert;
 use crate::config::{DomainSetId, MacAddr, ZoneId};
-use crate::firewall::{Held, HoldError};
+use crate::firewall::{error_chain, Held, HoldError};
 use crate::inventory::UnixTime;
 use crate::policy::{tunnel_routed, Assessor};
 
@@ -59,6 +59,16 @@ pub struct DeviceSnapshot {
     pub online: bool,
     /// The homeowner watches it.
     pub watched: bool,
+}
+
+/// The router itself as services see it (Home Assistant's router entities).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterSnapshot {
+    /// The tunnel's state (`down`, `connecting`, `up`, `error`); `None`
+    /// when no tunnel is configured.
+    pub tunnel: Option<String>,
+    /// Alerts the homeowner has not acknowledged.
+    pub open_alerts: u64,
 }
 
 /// The inventory and the policy's answers for it, at one generation.
@@ -156,6 +166,31 @@ pub enum ServiceRequest {
         /// The new text.
         message: String,
     },
+    /// The homeowner's decision, relayed by a service (Home Assistant's
+    /// buttons over MQTT, when the config allows it): the same path as the
+    /// CLI's and the web UI's.
+    Homeowner(HomeownerCommand),
+}
+
+/// What a homeowner may decide from outside the web UI and the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeownerCommand {
+    /// Release a device from quarantine into the zone its classification
+    /// suggests (else the policy's `approved_zone`).
+    Approve(MacAddr),
+    /// Block (`true`) or unblock a device.
+    Block(MacAddr, bool),
+}
+
+/// Why the core did not do what a service asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The addresses could not be held.
+    #[error(transparent)]
+    Hold(#[from] HoldError),
+    /// The homeowner's command was refused (no such device, not quarantined…).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What the core did.
@@ -170,6 +205,8 @@ pub enum ServiceReply {
     },
     /// The alert's text was rewritten (or it is gone).
     Updated,
+    /// The homeowner's command is in force.
+    Commanded,
 }
 
 impl DaemonState {
@@ -196,6 +233,16 @@ impl DaemonState {
                 .map(|t| t.domain_sets.clone())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Alerts not acknowledged (a store query: call it when
+    /// [`DaemonState::alerts_changed`] moved; 0 with the error logged if the
+    /// store cannot answer).
+    pub fn open_alerts(&self) -> u64 {
+        self.store.open_alerts().unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "could not count open alerts");
+            0
+        })
     }
 
     /// One device as services see it (`None`: no such device).
@@ -234,7 +281,7 @@ impl DaemonState {
     }
 
     /// A service's request, enforced (or refused with why).
-    pub fn service_request(&mut self, request: ServiceRequest, now: UnixTime) -> Result<ServiceReply, HoldError> {
+    pub fn service_request(&mut self, request: ServiceRequest, now: UnixTime) -> Result<ServiceReply, ServiceError> {
         match request {
             ServiceRequest::Hold {
                 set,
@@ -243,11 +290,28 @@ impl DaemonState {
             } => self
                 .enforcer
                 .hold(&set, &addresses, ttl_secs, now)
-                .map(ServiceReply::Held),
+                .map(ServiceReply::Held)
+                .map_err(ServiceError::from),
             ServiceRequest::Alert(alert) => Ok(ServiceReply::Raised { id: self.raise(alert) }),
             ServiceRequest::UpdateAlert { id, message } => {
                 self.update_alert(id, &message);
                 Ok(ServiceReply::Updated)
+            }
+            ServiceRequest::Homeowner(command) => {
+                // Only devices it knows: a command must not create a decision
+                // for a MAC that never showed up (the CLI may; a broker may not).
+                let (HomeownerCommand::Approve(mac) | HomeownerCommand::Block(mac, _)) = command;
+                if !self.knows(&mac) {
+                    return Err(ServiceError::Refused(format!("no device {mac}")));
+                }
+                let request = match command {
+                    HomeownerCommand::Approve(mac) => crate::control::Request::Approve { mac, zone: None },
+                    HomeownerCommand::Block(mac, blocked) => crate::control::Request::Block { mac, blocked },
+                };
+                match self.handle(request, now) {
+                    crate::control::Response::Error { message } => Err(ServiceError::Refused(message)),
+                    _ => Ok(ServiceReply::Commanded),
+                }
             }
         }
     }

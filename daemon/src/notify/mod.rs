@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::{Alert, AlertKind};
 use crate::config::{HttpChannel, MacAddr, MqttChannel, NotifyConfig};
-use crate::core::InventorySnapshot;
+use crate::core::{HomeownerCommand, InventorySnapshot, ServiceRequest};
 use crate::inventory::{unix_now, UnixTime};
 use crate::runtime::services::ServiceHandle;
 use payload::{Gate, Retained, Topics};
@@ -123,6 +123,12 @@ pub struct ChannelStatus {
     pub queued: usize,
     /// MQTT: connected now.
     pub connected: bool,
+    /// MQTT: Home Assistant's commands carried out.
+    #[serde(default)]
+    pub commands: u64,
+    /// MQTT: commands refused or not understood.
+    #[serde(default)]
+    pub commands_refused: u64,
     /// The last deliveries, newest last.
     pub log: Vec<Delivery>,
     /// The last error, if any.
@@ -478,6 +484,7 @@ impl MqttTask {
         let topics = Topics {
             discovery: self.channel.discovery_prefix.clone(),
             own: self.channel.topic_prefix.clone(),
+            commands: self.channel.commands,
         };
         let mut delay = Duration::from_secs(1);
         // Devices whose entities were published: kept across connections, so
@@ -531,6 +538,9 @@ impl MqttTask {
         use tokio::io::AsyncWriteExt;
         let birth = format!("{}/status", topics.discovery);
         write.write_all(&mqtt::subscribe(1, &birth)).await?;
+        if topics.commands {
+            write.write_all(&mqtt::subscribe(2, &topics.commands_filter())).await?;
+        }
         write.write_all(&mqtt::publish(&availability, b"online", true)).await?;
         with(&self.status, |s| {
             s.connected = true;
@@ -540,6 +550,8 @@ impl MqttTask {
         let mut shown: Published = BTreeMap::new();
         self.sync(&mut write, topics, published, &mut shown, true).await?;
         let mut generations = self.services.generations.clone();
+        let mut router = self.services.router.clone();
+        router.mark_unchanged();
         let mut ping = tokio::time::interval(Duration::from_secs(20));
         ping.tick().await;
         loop {
@@ -565,6 +577,15 @@ impl MqttTask {
                     }
                     self.sync(&mut write, topics, published, &mut shown, false).await?;
                 }
+                changed = router.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let now = router.borrow_and_update().clone();
+                    for r in payload::router_entities(topics, &now) {
+                        write.write_all(&mqtt::publish(&r.topic, r.payload.as_bytes(), true)).await?;
+                    }
+                }
                 _ = ping.tick() => write.write_all(&mqtt::PINGREQ).await?,
                 packet = mqtt::read_packet(&mut read) => {
                     if let mqtt::Incoming::Publish { topic, payload } = packet? {
@@ -573,9 +594,39 @@ impl MqttTask {
                         if topic == birth && payload == b"online" {
                             shown.clear();
                             self.sync(&mut write, topics, published, &mut shown, true).await?;
+                        } else if topics.commands {
+                            self.command(topics, &topic, &payload).await;
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// A command from Home Assistant, handed to the core as the homeowner's
+    /// decision (the core refuses what the CLI would: an unknown device, a
+    /// device not in quarantine). Its effect comes back as a state change.
+    async fn command(&self, topics: &Topics, topic: &str, payload: &[u8]) {
+        let Some(command) = payload::parse_command(topics, topic, payload) else {
+            tracing::warn!(topic = %topic.escape_debug(), "MQTT: not a command; dropped");
+            with(&self.status, |s| s.commands_refused += 1);
+            return;
+        };
+        let request = match command {
+            payload::Command::Approve(mac) => HomeownerCommand::Approve(mac),
+            payload::Command::Block(mac, blocked) => HomeownerCommand::Block(mac, blocked),
+        };
+        match self.services.request(ServiceRequest::Homeowner(request)).await {
+            Ok(_) => {
+                tracing::info!(?request, "MQTT: Home Assistant's command carried out");
+                with(&self.status, |s| s.commands += 1);
+            }
+            Err(why) => {
+                tracing::warn!(?request, %why, "MQTT: Home Assistant's command refused");
+                with(&self.status, |s| {
+                    s.commands_refused += 1;
+                    s.last_error = Some(format!("command refused: {why}"));
+                });
             }
         }
     }
@@ -599,7 +650,8 @@ impl MqttTask {
         };
         let mut out: Vec<Retained> = Vec::new();
         if all {
-            out.extend(payload::router_configs(topics));
+            let router = self.services.router.borrow().clone();
+            out.extend(payload::router_entities(topics, &router));
         }
         for (mac, (configs, states)) in &wanted {
             let before = shown.get(mac);

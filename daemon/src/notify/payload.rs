@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::alerts::{Alert, Severity};
 use crate::config::{ChannelFilter, MacAddr};
-use crate::core::DeviceSnapshot;
+use crate::core::{DeviceSnapshot, RouterSnapshot};
 use crate::inventory::UnixTime;
 
 /// The webhook's JSON for one alert (the device as the router knows it, if
@@ -140,6 +140,42 @@ pub struct Topics {
     pub discovery: String,
     /// Bulkhead's own (`bulkhead`).
     pub own: String,
+    /// Home Assistant may approve and block devices (`[notify.mqtt]
+    /// commands`): an Approve button while a device is quarantined and a
+    /// Blocked switch instead of the read-only sensor.
+    pub commands: bool,
+}
+
+/// A command from Home Assistant, as its topic and payload say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// The Approve button was pressed.
+    Approve(MacAddr),
+    /// The Blocked switch was turned on (`true`) or off.
+    Block(MacAddr, bool),
+}
+
+/// Reads `<own>/device/<id>/approve/set` (any payload: a button press) and
+/// `<own>/device/<id>/blocked/set` (`ON`/`OFF`); anything else is `None`
+/// (counted and dropped by the caller, never a panic).
+pub fn parse_command(t: &Topics, topic: &str, payload: &[u8]) -> Option<Command> {
+    let rest = topic.strip_prefix(&t.own)?.strip_prefix("/device/")?;
+    let mut parts = rest.split('/');
+    let (id, what, set) = (parts.next()?, parts.next()?, parts.next()?);
+    if set != "set" || parts.next().is_some() || id.len() != 12 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, byte) in mac.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    let mac = MacAddr(mac);
+    match (what, payload) {
+        ("approve", _) => Some(Command::Approve(mac)),
+        ("blocked", b"ON") => Some(Command::Block(mac, true)),
+        ("blocked", b"OFF") => Some(Command::Block(mac, false)),
+        _ => None,
+    }
 }
 
 impl Topics {
@@ -157,8 +193,19 @@ impl Topics {
         format!("{}/device/{}/{what}", self.own, mac_id(mac))
     }
 
-    /// The four entities' discovery config topics of a device.
-    pub fn device_configs(&self, mac: &MacAddr) -> [String; 4] {
+    /// Where Home Assistant sends a device's commands.
+    pub fn command(&self, mac: &MacAddr, what: &str) -> String {
+        format!("{}/device/{}/{what}/set", self.own, mac_id(mac))
+    }
+
+    /// Every command topic (to subscribe to).
+    pub fn commands_filter(&self) -> String {
+        format!("{}/device/+/+/set", self.own)
+    }
+
+    /// The discovery config topics of a device's entities: presence, zone,
+    /// quarantined, blocked (a sensor), blocked (a switch), approve.
+    pub fn device_configs(&self, mac: &MacAddr) -> [String; 6] {
         let id = mac_id(mac);
         let d = &self.discovery;
         [
@@ -166,6 +213,8 @@ impl Topics {
             format!("{d}/sensor/bulkhead_{id}/zone/config"),
             format!("{d}/binary_sensor/bulkhead_{id}/quarantined/config"),
             format!("{d}/binary_sensor/bulkhead_{id}/blocked/config"),
+            format!("{d}/switch/bulkhead_{id}/blocked/config"),
+            format!("{d}/button/bulkhead_{id}/approve/config"),
         ]
     }
 }
@@ -220,7 +269,28 @@ pub fn device_configs(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
     blocked["state_topic"] = json!(t.state(&d.mac, "blocked"));
     blocked["payload_on"] = json!("ON");
     blocked["payload_off"] = json!("OFF");
-    let [p, z, q, b] = t.device_configs(&d.mac);
+    // With commands, "Blocked" is a switch (the same state topic and unique
+    // id: one entity, writable) and the read-only sensor is removed; an
+    // Approve button exists only while the device waits in quarantine.
+    let mut block_switch = None;
+    let mut approve = None;
+    if t.commands {
+        let mut switch = blocked.clone();
+        switch["command_topic"] = json!(t.command(&d.mac, "blocked"));
+        switch["state_on"] = json!("ON");
+        switch["state_off"] = json!("OFF");
+        switch["icon"] = json!("mdi:lan-disconnect");
+        block_switch = Some(switch);
+        if d.quarantined {
+            let mut button = common("approve", "Approve");
+            button["command_topic"] = json!(t.command(&d.mac, "approve"));
+            button["payload_press"] = json!("PRESS");
+            button["icon"] = json!("mdi:check-decagram");
+            approve = Some(button);
+        }
+    }
+    let [p, z, q, b, bs, a] = t.device_configs(&d.mac);
+    let payload = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_default();
     vec![
         Retained {
             topic: p,
@@ -236,7 +306,19 @@ pub fn device_configs(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
         },
         Retained {
             topic: b,
-            payload: blocked.to_string(),
+            payload: if block_switch.is_some() {
+                String::new()
+            } else {
+                blocked.to_string()
+            },
+        },
+        Retained {
+            topic: bs,
+            payload: payload(block_switch.as_ref()),
+        },
+        Retained {
+            topic: a,
+            payload: payload(approve.as_ref()),
         },
     ]
 }
@@ -285,24 +367,72 @@ pub fn device_removal(t: &Topics, mac: &MacAddr) -> Vec<Retained> {
         .collect()
 }
 
-/// The router's entity: the last alert (a `sensor` whose state is the kind,
-/// with the alert as attributes).
-pub fn router_configs(t: &Topics) -> Vec<Retained> {
-    let config = json!({
-        "unique_id": "bulkhead_router_last_alert",
-        "object_id": "bulkhead_last_alert",
-        "name": "Last alert",
-        "state_topic": format!("{}/alert/last", t.own),
-        "json_attributes_topic": format!("{}/alert/last/attributes", t.own),
-        "availability_topic": t.availability(),
-        "icon": "mdi:shield-alert",
-        "device": router_device(),
-        "origin": origin(),
-    });
-    vec![Retained {
-        topic: format!("{}/sensor/bulkhead_router/last_alert/config", t.discovery),
-        payload: config.to_string(),
-    }]
+/// The router's entities (retained configs and states): the last alert (a
+/// `sensor` whose state is the kind, the alert as attributes), the open
+/// alerts (a count), and the tunnel's state — its config removed while no
+/// tunnel is configured, so Home Assistant shows no dead entity.
+pub fn router_entities(t: &Topics, r: &RouterSnapshot) -> Vec<Retained> {
+    let sensor = |object: &str, name: &str, icon: &str, extra: Value| {
+        let mut config = json!({
+            "unique_id": format!("bulkhead_router_{object}"),
+            "object_id": format!("bulkhead_{object}"),
+            "name": name,
+            "state_topic": format!("{}/router/{object}", t.own),
+            "availability_topic": t.availability(),
+            "icon": icon,
+            "device": router_device(),
+            "origin": origin(),
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        Retained {
+            topic: format!("{}/sensor/bulkhead_router/{object}/config", t.discovery),
+            payload: config.to_string(),
+        }
+    };
+    // The last alert's state topic predates the router's other entities.
+    let last_alert = sensor(
+        "last_alert",
+        "Last alert",
+        "mdi:shield-alert",
+        json!({
+            "state_topic": format!("{}/alert/last", t.own),
+            "json_attributes_topic": format!("{}/alert/last/attributes", t.own),
+        }),
+    );
+    let mut out = vec![
+        last_alert,
+        sensor(
+            "open_alerts",
+            "Open alerts",
+            "mdi:bell-alert",
+            json!({"state_class": "measurement", "unit_of_measurement": "alerts"}),
+        ),
+        Retained {
+            topic: format!("{}/router/open_alerts", t.own),
+            payload: r.open_alerts.to_string(),
+        },
+    ];
+    match &r.tunnel {
+        Some(state) => {
+            out.push(sensor(
+                "tunnel",
+                "VPN tunnel",
+                "mdi:vpn",
+                json!({"device_class": "enum", "options": ["down", "connecting", "up", "error"]}),
+            ));
+            out.push(Retained {
+                topic: format!("{}/router/tunnel", t.own),
+                payload: state.clone(),
+            });
+        }
+        None => out.push(Retained {
+            topic: format!("{}/sensor/bulkhead_router/tunnel/config", t.discovery),
+            payload: String::new(),
+        }),
+    }
+    out
 }
 
 /// The last alert's state and attributes (retained).
@@ -406,11 +536,14 @@ mod tests {
         let t = Topics {
             discovery: "homeassistant".into(),
             own: "bulkhead".into(),
+            commands: false,
         };
         let d = plug();
         let configs = device_configs(&t, &d);
-        assert_eq!(configs.len(), 4);
-        for c in &configs {
+        assert_eq!(configs.len(), 6);
+        // Without commands: no switch, no button (empty retained configs).
+        assert!(configs[4].payload.is_empty() && configs[5].payload.is_empty());
+        for c in &configs[..4] {
             let v: Value = serde_json::from_str(&c.payload).expect("json");
             for field in ["state_topic", "unique_id", "availability_topic", "name"] {
                 assert!(v[field].is_string(), "{}: {field} in {v}", c.topic);
@@ -426,5 +559,95 @@ mod tests {
             .iter()
             .any(|s| s.topic.ends_with("/presence") && s.payload == "home"));
         assert!(device_removal(&t, &d.mac).iter().all(|r| r.payload.is_empty()));
+    }
+
+    #[test]
+    fn with_commands_blocked_is_a_switch_and_a_quarantined_device_has_approve() {
+        let t = Topics {
+            discovery: "homeassistant".into(),
+            own: "bulkhead".into(),
+            commands: true,
+        };
+        let mut d = plug();
+        d.quarantined = true;
+        let configs = device_configs(&t, &d);
+        let id = mac_id(&d.mac);
+        assert!(configs[3].payload.is_empty(), "the read-only sensor goes");
+        let switch: Value = serde_json::from_str(&configs[4].payload).expect("switch");
+        assert_eq!(switch["command_topic"], format!("bulkhead/device/{id}/blocked/set"));
+        assert_eq!(switch["state_topic"], format!("bulkhead/device/{id}/blocked"));
+        let button: Value = serde_json::from_str(&configs[5].payload).expect("button");
+        assert_eq!(button["command_topic"], format!("bulkhead/device/{id}/approve/set"));
+        d.quarantined = false;
+        assert!(device_configs(&t, &d)[5].payload.is_empty(), "approved: no button");
+
+        let cmd = |topic: &str, payload: &[u8]| parse_command(&t, topic, payload);
+        assert_eq!(
+            cmd(&format!("bulkhead/device/{id}/approve/set"), b"PRESS"),
+            Some(Command::Approve(d.mac))
+        );
+        assert_eq!(
+            cmd(&format!("bulkhead/device/{id}/blocked/set"), b"ON"),
+            Some(Command::Block(d.mac, true))
+        );
+        assert_eq!(
+            cmd(&format!("bulkhead/device/{id}/blocked/set"), b"OFF"),
+            Some(Command::Block(d.mac, false))
+        );
+        for (topic, payload) in [
+            (format!("bulkhead/device/{id}/blocked/set"), &b"maybe"[..]),
+            (format!("bulkhead/device/{id}/zone/set"), b"trusted"),
+            (format!("bulkhead/device/{id}/blocked/set/x"), b"ON"),
+            ("bulkhead/device/zz0000000000/blocked/set".to_string(), b"ON"),
+            ("bulkhead/device/é00000000000/blocked/set".to_string(), b"ON"),
+            ("other/device/0a0000000001/blocked/set".to_string(), b"ON"),
+            ("bulkhead/device/".to_string(), b""),
+        ] {
+            assert_eq!(cmd(&topic, payload), None, "{topic}");
+        }
+    }
+
+    #[test]
+    fn the_router_shows_open_alerts_and_the_tunnel_only_when_there_is_one() {
+        let t = Topics {
+            discovery: "homeassistant".into(),
+            own: "bulkhead".into(),
+            commands: false,
+        };
+        let with_tunnel = router_entities(
+            &t,
+            &RouterSnapshot {
+                tunnel: Some("up".into()),
+                open_alerts: 3,
+            },
+        );
+        let get = |all: &[Retained], topic: &str| {
+            all.iter()
+                .find(|r| r.topic == topic)
+                .map(|r| r.payload.clone())
+                .unwrap_or_else(|| panic!("no {topic} in {all:?}"))
+        };
+        assert_eq!(get(&with_tunnel, "bulkhead/router/open_alerts"), "3");
+        assert_eq!(get(&with_tunnel, "bulkhead/router/tunnel"), "up");
+        for object in ["last_alert", "open_alerts", "tunnel"] {
+            let config: Value = serde_json::from_str(&get(
+                &with_tunnel,
+                &format!("homeassistant/sensor/bulkhead_router/{object}/config"),
+            ))
+            .expect("json");
+            for field in ["state_topic", "unique_id", "availability_topic", "name"] {
+                assert!(config[field].is_string(), "{object}: {field} in {config}");
+            }
+            assert_eq!(config["device"]["identifiers"][0], "bulkhead_router");
+        }
+        let last: Value = serde_json::from_str(&get(
+            &with_tunnel,
+            "homeassistant/sensor/bulkhead_router/last_alert/config",
+        ))
+        .expect("json");
+        assert_eq!(last["state_topic"], "bulkhead/alert/last");
+        let without = router_entities(&t, &RouterSnapshot::default());
+        assert_eq!(get(&without, "homeassistant/sensor/bulkhead_router/tunnel/config"), "");
+        assert!(!without.iter().any(|r| r.topic == "bulkhead/router/tunnel"));
     }
 }

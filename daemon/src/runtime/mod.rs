@@ -169,6 +169,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut detect = start_detect(&state, &mut services);
     let mut notify = start_notify(&state, &mut services);
     services.publish(&mut state);
+    services.publish_router(&state, state.config.tunnel.is_some().then(|| vpn.state_name()));
     let mut live_seen = LiveSeen::default();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut stop = Stop::new()?;
@@ -266,6 +267,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         // something happened (a lease or a neighbour may have tied it to a MAC).
         mdns_pending.retry(&mut state, unix_now());
         services.publish(&mut state);
+        services.publish_router(&state, state.config.tunnel.is_some().then(|| vpn.state_name()));
         if let Ok(mut h) = health.write() {
             *h = health_of(&state);
         }

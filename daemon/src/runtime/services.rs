@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::alerts::Alert;
-use crate::core::{DaemonState, InventorySnapshot, ServiceReply, ServiceRequest};
+use crate::core::{DaemonState, InventorySnapshot, RouterSnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::error_chain;
 use crate::inventory::Touched;
 use crate::inventory::UnixTime;
@@ -43,6 +43,8 @@ pub struct ServiceHandle {
     pub inventory: SharedInventory,
     /// Its generation; `changed().await` wakes after the next patch.
     pub generations: watch::Receiver<u64>,
+    /// The router: the tunnel's state and the open alerts (changes only).
+    pub router: watch::Receiver<RouterSnapshot>,
     requests: mpsc::Sender<ServiceCall>,
     alerts: broadcast::Sender<Alert>,
 }
@@ -75,6 +77,9 @@ pub struct ServiceHub {
     requests_tx: mpsc::Sender<ServiceCall>,
     requests: mpsc::Receiver<ServiceCall>,
     alerts: broadcast::Sender<Alert>,
+    router: watch::Sender<RouterSnapshot>,
+    /// The alerts' generation the router snapshot was counted at.
+    router_alerts: Option<u64>,
 }
 
 impl Default for ServiceHub {
@@ -82,8 +87,11 @@ impl Default for ServiceHub {
         let (generations, _) = watch::channel(0);
         let (requests_tx, requests) = mpsc::channel(QUEUE);
         let (alerts, _) = broadcast::channel(ALERT_BACKLOG);
+        let (router, _) = watch::channel(RouterSnapshot::default());
         ServiceHub {
             alerts,
+            router,
+            router_alerts: None,
             inventory: Arc::new(RwLock::new(InventorySnapshot::default())),
             generations,
             stale: true,
@@ -100,6 +108,7 @@ impl ServiceHub {
         ServiceHandle {
             inventory: self.inventory.clone(),
             generations: self.generations.subscribe(),
+            router: self.router.subscribe(),
             requests: self.requests_tx.clone(),
             alerts: self.alerts.clone(),
         }
@@ -144,6 +153,25 @@ impl ServiceHub {
         drop(shared);
         self.stale = false;
         self.generations.send_replace(generation);
+    }
+
+    /// After a loop turn: the router's state (`tunnel`: its state's name, if
+    /// one is configured). The open alerts are counted again only when the
+    /// alerts' generation moved; subscribers wake only on a change.
+    pub fn publish_router(&mut self, state: &DaemonState, tunnel: Option<String>) {
+        let alerts = state.alerts_changed();
+        let open_alerts = match self.router_alerts {
+            Some(seen) if seen == alerts => self.router.borrow().open_alerts,
+            _ if self.router.receiver_count() == 0 => return,
+            _ => state.open_alerts(),
+        };
+        self.router_alerts = Some(alerts);
+        let now = RouterSnapshot { tunnel, open_alerts };
+        self.router.send_if_modified(|r| {
+            let changed = *r != now;
+            *r = now;
+            changed
+        });
     }
 
     /// The next request (cancel-safe; pending while none comes).
@@ -262,6 +290,51 @@ mod tests {
         ServiceHub::answer(&mut state, call, 101);
         let refused = ask.await.expect("task").expect_err("unknown set");
         assert!(refused.contains("is not a domain set"), "{refused}");
+    }
+
+    /// Home Assistant's buttons through the seat: the core carries out the
+    /// homeowner's command or refuses it with the CLI's reason; the router
+    /// snapshot counts the open alerts.
+    #[test]
+    fn homeowner_commands_go_through_the_core_and_the_router_counts_open_alerts() {
+        use crate::core::{HomeownerCommand, ServiceError};
+        let (mut state, _) = state();
+        let mut hub = ServiceHub::default();
+        let service = hub.handle();
+        let stranger = MacAddr([2, 0, 0, 0, 0, 66]);
+        state.handle(
+            Request::AddDevice {
+                mac: stranger,
+                ip: None,
+            },
+            100,
+        );
+        hub.publish(&mut state);
+        assert!(service.inventory.read().expect("lock").devices[&stranger].quarantined);
+        let r = state.service_request(ServiceRequest::Homeowner(HomeownerCommand::Block(stranger, true)), 101);
+        assert_eq!(r.ok(), Some(ServiceReply::Commanded));
+        let r = state.service_request(ServiceRequest::Homeowner(HomeownerCommand::Approve(stranger)), 102);
+        assert_eq!(r.ok(), Some(ServiceReply::Commanded));
+        hub.publish(&mut state);
+        let seen = service.inventory.read().expect("lock").devices[&stranger].clone();
+        assert!(seen.blocked && !seen.quarantined, "{seen:?}");
+        let nobody = MacAddr([2, 0, 0, 0, 0, 67]);
+        let r = state.service_request(ServiceRequest::Homeowner(HomeownerCommand::Approve(nobody)), 103);
+        assert!(matches!(r, Err(ServiceError::Refused(_))), "{r:?}");
+
+        state.raise(crate::alerts::Alert::new(
+            104,
+            crate::alerts::AlertKind::TunnelDown,
+            None,
+            "down".into(),
+        ));
+        hub.publish_router(&state, Some("down".into()));
+        let router = service.router.borrow().clone();
+        assert_eq!(router.tunnel.as_deref(), Some("down"));
+        assert!(router.open_alerts >= 1, "{router:?}");
+        state.handle(Request::AckAlerts { ids: None }, 105);
+        hub.publish_router(&state, Some("up".into()));
+        assert_eq!(service.router.borrow().open_alerts, 0);
     }
 
     #[test]

@@ -380,12 +380,12 @@ impl TunnelRuntime {
         self.machine.attempts()
     }
 
-    /// The API's view.
     /// The state's name (`down`, `connecting`, `up`, `error`).
     pub(super) fn state_name(&self) -> String {
         self.machine.kind().to_string()
     }
 
+    /// The API's view.
     pub(super) fn view(&self, selectors: &TunnelSelectors) -> TunnelView {
         let peers = self
             .device

@@ -471,6 +471,16 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// How many alerts the homeowner has not acknowledged.
+    pub fn open_alerts(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM alerts WHERE acknowledged = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(sql("counting open alerts"))
+    }
+
     /// Marks alerts acknowledged: these ids, or every one (`None`). Returns how
     /// many were not acknowledged before.
     pub fn acknowledge_alerts(&mut self, ids: Option<&[i64]>) -> Result<usize, StoreError> {
