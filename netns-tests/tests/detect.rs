@@ -298,6 +298,15 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         )
     })?;
 
+    // Presence as Home Assistant reads it now: the home zone in the
+    // tracker's attributes.
+    wait_for("the plug at home (in_zones)", Duration::from_secs(20), || {
+        Ok(std::fs::read_to_string(&mqtt_log)?.lines().any(|l| {
+            l.starts_with(&format!("bulkhead/device/{plug_id}/attributes "))
+                && l.contains("\"in_zones\":[\"zone.home\"]")
+        }))
+    })?;
+
     // The scan, while the HTTP receiver is not running yet.
     nmap(&demo, "plug", "1-300", &["10.0.1.10", "10.0.1.1"])?;
     std::thread::sleep(Duration::from_secs(4));

@@ -241,31 +241,33 @@ pub fn device_configs(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
         "model": d.class,
         "via_device": "bulkhead_router",
     });
-    let common = |object: &str, label: &str| {
+    // `default_entity_id` (HA 2025.10+) replaced `object_id`: discovery drops
+    // unknown keys silently, so the retired one would just be lost.
+    let common = |platform: &str, object: &str, label: &str| {
         json!({
             "unique_id": format!("bulkhead_{id}_{object}"),
-            "object_id": format!("bulkhead_{id}_{object}"),
+            "default_entity_id": format!("{platform}.bulkhead_{id}_{object}"),
             "name": label,
             "availability_topic": t.availability(),
             "device": device,
             "origin": origin(),
         })
     };
-    let mut presence = common("presence", "Presence");
-    presence["state_topic"] = json!(t.state(&d.mac, "presence"));
-    presence["payload_home"] = json!("home");
-    presence["payload_not_home"] = json!("not_home");
+    // Presence through the attributes' `in_zones` (HA deprecated a
+    // tracker's state_topic and payload_home/not_home; they stop working in
+    // HA Core 2027.1).
+    let mut presence = common("device_tracker", "presence", "Presence");
     presence["source_type"] = json!("router");
     presence["json_attributes_topic"] = json!(t.state(&d.mac, "attributes"));
-    let mut zone = common("zone", "Zone");
+    let mut zone = common("sensor", "zone", "Zone");
     zone["state_topic"] = json!(t.state(&d.mac, "zone"));
     zone["icon"] = json!("mdi:shield-home");
-    let mut quarantined = common("quarantined", "Quarantined");
+    let mut quarantined = common("binary_sensor", "quarantined", "Quarantined");
     quarantined["state_topic"] = json!(t.state(&d.mac, "quarantined"));
     quarantined["payload_on"] = json!("ON");
     quarantined["payload_off"] = json!("OFF");
     quarantined["device_class"] = json!("problem");
-    let mut blocked = common("blocked", "Blocked");
+    let mut blocked = common("binary_sensor", "blocked", "Blocked");
     blocked["state_topic"] = json!(t.state(&d.mac, "blocked"));
     blocked["payload_on"] = json!("ON");
     blocked["payload_off"] = json!("OFF");
@@ -276,13 +278,14 @@ pub fn device_configs(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
     let mut approve = None;
     if t.commands {
         let mut switch = blocked.clone();
+        switch["default_entity_id"] = json!(format!("switch.bulkhead_{id}_blocked"));
         switch["command_topic"] = json!(t.command(&d.mac, "blocked"));
         switch["state_on"] = json!("ON");
         switch["state_off"] = json!("OFF");
         switch["icon"] = json!("mdi:lan-disconnect");
         block_switch = Some(switch);
         if d.quarantined {
-            let mut button = common("approve", "Approve");
+            let mut button = common("button", "approve", "Approve");
             button["command_topic"] = json!(t.command(&d.mac, "approve"));
             button["payload_press"] = json!("PRESS");
             button["icon"] = json!("mdi:check-decagram");
@@ -327,11 +330,8 @@ pub fn device_configs(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
 pub fn device_states(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
     let on = |b: bool| if b { "ON" } else { "OFF" }.to_string();
     let ip = d.addresses.iter().find(|a| a.is_ipv4()).or(d.addresses.iter().next());
+    let in_zones: &[&str] = if d.online { &["zone.home"] } else { &[] };
     vec![
-        Retained {
-            topic: t.state(&d.mac, "presence"),
-            payload: if d.online { "home" } else { "not_home" }.into(),
-        },
         Retained {
             topic: t.state(&d.mac, "zone"),
             payload: d.zone.to_string(),
@@ -347,6 +347,7 @@ pub fn device_states(t: &Topics, d: &DeviceSnapshot) -> Vec<Retained> {
         Retained {
             topic: t.state(&d.mac, "attributes"),
             payload: json!({
+                "in_zones": in_zones,
                 "mac": d.mac.to_string(),
                 "ip": ip.map(ToString::to_string),
                 "host_name": d.hostname,
@@ -375,7 +376,7 @@ pub fn router_entities(t: &Topics, r: &RouterSnapshot) -> Vec<Retained> {
     let sensor = |object: &str, name: &str, icon: &str, extra: Value| {
         let mut config = json!({
             "unique_id": format!("bulkhead_router_{object}"),
-            "object_id": format!("bulkhead_{object}"),
+            "default_entity_id": format!("sensor.bulkhead_{object}"),
             "name": name,
             "state_topic": format!("{}/router/{object}", t.own),
             "availability_topic": t.availability(),
@@ -526,38 +527,108 @@ mod tests {
         assert!(g.admit(&probing, 180), "20 an hour: one every 3 minutes");
     }
 
+    /// The fixture: Home Assistant's discovery keys, with their sources.
+    const HA_SCHEMA: &str = include_str!("testdata/ha_mqtt_discovery.json");
+
+    /// Holds one discovery config to the fixture: known keys only (HA drops
+    /// the others silently), none retired or deprecated, the platform's
+    /// required ones, a device with an identifier, an origin with a name.
+    fn check_against_home_assistant(topic: &str, payload: &str) {
+        let schema: Value = serde_json::from_str(HA_SCHEMA).expect("fixture");
+        let platform = topic.split('/').nth(1).expect("homeassistant/PLATFORM/…");
+        let p = &schema["platforms"][platform];
+        assert!(p.is_object(), "{topic}: a platform the fixture does not have");
+        let list = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .expect("list")
+                .iter()
+                .map(|s| s.as_str().expect("text").to_string())
+                .collect()
+        };
+        let config: Value = serde_json::from_str(payload).expect("json");
+        let keys: Vec<&String> = config.as_object().expect("object").keys().collect();
+        let (common, own) = (list(&schema["common"]), list(&p["keys"]));
+        for k in &keys {
+            assert!(
+                common.contains(k) || own.contains(k),
+                "{topic}: `{k}` is not a key HA knows"
+            );
+            assert!(!list(&schema["retired"]).contains(k), "{topic}: `{k}` is retired");
+            assert!(!list(&p["deprecated"]).contains(k), "{topic}: `{k}` is deprecated");
+        }
+        for k in list(&p["required"]) {
+            assert!(config[&k].is_string(), "{topic}: `{k}` is required");
+        }
+        let any = list(&p["required_any"]);
+        assert!(
+            any.is_empty() || any.iter().any(|k| config[k].is_string()),
+            "{topic}: one of {any:?} is required"
+        );
+        let device = &config["device"];
+        for k in device.as_object().expect("a device").keys() {
+            assert!(list(&schema["device"]).contains(k), "{topic}: device `{k}`");
+        }
+        assert!(
+            device["identifiers"].as_array().is_some_and(|a| !a.is_empty())
+                || device["connections"].as_array().is_some_and(|a| !a.is_empty()),
+            "{topic}: a device needs identifiers or connections"
+        );
+        assert!(config["origin"]["name"].is_string(), "{topic}: origin needs a name");
+        let entity = config["default_entity_id"].as_str().expect("default_entity_id");
+        assert!(entity.starts_with(&format!("{platform}.")), "{topic}: {entity}");
+    }
+
     #[test]
-    fn discovery_configs_have_what_home_assistant_requires() {
-        // Home Assistant's MQTT discovery (home-assistant.io/integrations/
-        // mqtt, device_tracker.mqtt, binary_sensor.mqtt, sensor.mqtt): every
-        // entity needs a state_topic and, to be one device, a unique_id and a
-        // device with identifiers or connections; a device_tracker is
-        // "router"-sourced with home/not_home payloads.
+    fn every_discovery_config_is_one_home_assistant_accepts() {
+        for commands in [false, true] {
+            let t = Topics {
+                discovery: "homeassistant".into(),
+                own: "bulkhead".into(),
+                commands,
+            };
+            let mut d = plug();
+            for quarantined in [false, true] {
+                d.quarantined = quarantined;
+                let configs = device_configs(&t, &d);
+                assert_eq!(configs.len(), 6);
+                for c in configs.iter().filter(|c| !c.payload.is_empty()) {
+                    assert!(c.topic.starts_with("homeassistant/") && c.topic.ends_with("/config"));
+                    check_against_home_assistant(&c.topic, &c.payload);
+                }
+            }
+            let router = RouterSnapshot {
+                tunnel: Some("up".into()),
+                open_alerts: 1,
+            };
+            for r in router_entities(&t, &router)
+                .iter()
+                .filter(|r| r.topic.ends_with("/config"))
+            {
+                check_against_home_assistant(&r.topic, &r.payload);
+            }
+        }
+    }
+
+    #[test]
+    fn presence_is_the_home_zone_in_the_tracker_s_attributes() {
         let t = Topics {
             discovery: "homeassistant".into(),
             own: "bulkhead".into(),
             commands: false,
         };
-        let d = plug();
-        let configs = device_configs(&t, &d);
-        assert_eq!(configs.len(), 6);
-        // Without commands: no switch, no button (empty retained configs).
-        assert!(configs[4].payload.is_empty() && configs[5].payload.is_empty());
-        for c in &configs[..4] {
-            let v: Value = serde_json::from_str(&c.payload).expect("json");
-            for field in ["state_topic", "unique_id", "availability_topic", "name"] {
-                assert!(v[field].is_string(), "{}: {field} in {v}", c.topic);
-            }
-            assert_eq!(v["device"]["connections"][0][1], d.mac.to_string());
-            assert!(c.topic.starts_with("homeassistant/") && c.topic.ends_with("/config"));
-        }
-        let tracker: Value = serde_json::from_str(&configs[0].payload).expect("json");
+        let mut d = plug();
+        let tracker: Value = serde_json::from_str(&device_configs(&t, &d)[0].payload).expect("json");
         assert_eq!(tracker["source_type"], "router");
-        assert_eq!(tracker["payload_home"], "home");
-        let states = device_states(&t, &d);
-        assert!(states
-            .iter()
-            .any(|s| s.topic.ends_with("/presence") && s.payload == "home"));
+        let attributes_topic = tracker["json_attributes_topic"].as_str().expect("topic").to_string();
+        let attributes = |d: &DeviceSnapshot| -> Value {
+            let states = device_states(&t, d);
+            let a = states.iter().find(|s| s.topic == attributes_topic).expect("attributes");
+            serde_json::from_str(&a.payload).expect("json")
+        };
+        d.online = true;
+        assert_eq!(attributes(&d)["in_zones"], json!(["zone.home"]));
+        d.online = false;
+        assert_eq!(attributes(&d)["in_zones"], json!([]));
         assert!(device_removal(&t, &d.mac).iter().all(|r| r.payload.is_empty()));
     }
 
