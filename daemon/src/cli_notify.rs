@@ -41,7 +41,7 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
     };
     for c in &status.channels {
         println!(
-            "{:<16} {:<8} {}  sent {}, failed tries {}, dropped {}, rate-limited {}, queued {}{}",
+            "{:<16} {:<8} {}  sent {}, failed tries {}, dropped {}, rate-limited {}, quiet {}, queued {}{}",
             c.name,
             c.kind,
             super::show(&c.target),
@@ -49,6 +49,7 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
             c.failed,
             c.dropped,
             c.rate_limited,
+            c.quiet,
             c.queued,
             if c.kind == "mqtt" {
                 if c.connected {

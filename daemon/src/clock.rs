@@ -24,6 +24,31 @@ pub fn deadline_moves(deadline: UnixTime, before: UnixTime) -> bool {
     deadline <= before.saturating_add(DEADLINE_HORIZON_SECS)
 }
 
+/// How far the router's local time is ahead of UTC at `at`, in seconds (the C
+/// library's answer: `/etc/localtime` or `TZ`, with daylight saving time);
+/// 0 when it has none or cannot say.
+/// glibc reads the zone once per process (a changed zone needs a restart);
+/// musl reads it on each call.
+#[allow(unsafe_code)]
+// `time_t` is 64 bits here, 32 on some routers' C libraries.
+#[allow(irrefutable_let_patterns)]
+pub fn local_utc_offset(at: UnixTime) -> i32 {
+    let Ok(t) = libc::time_t::try_from(at) else {
+        return 0;
+    };
+    // SAFETY: `tm` is plain data (integers and, on glibc, a pointer that
+    // `localtime_r` sets); zeroed is a valid value for it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: `localtime_r` is the thread-safe form: it reads `t` and
+    // writes only into `tm`, both alive for the call.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        i32::try_from(tm.tm_gmtoff).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// The last reading of both clocks.
 #[derive(Debug, Clone, Copy)]
 pub struct ClockWatch {
@@ -57,6 +82,23 @@ impl ClockWatch {
         }
         self.started = self.started.saturating_add(jump);
         Some(jump)
+    }
+}
+
+#[cfg(test)]
+mod local_time_tests {
+    #[test]
+    fn the_local_offset_is_a_real_zone_s() {
+        // Whatever zone this machine has: within UTC-12..UTC+14, whole
+        // quarter hours (every zone in use is).
+        let offset = super::local_utc_offset(1_796_596_200);
+        assert!((-12 * 3600..=14 * 3600).contains(&offset), "{offset}");
+        assert_eq!(offset % 900, 0, "{offset}");
+        assert_eq!(
+            super::local_utc_offset(i64::MAX),
+            0,
+            "out of range: no answer, no panic"
+        );
     }
 }
 

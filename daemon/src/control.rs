@@ -93,6 +93,12 @@ pub enum Request {
         /// Watched?
         watched: bool,
     },
+    /// Forget a device: its name, zone, block and everything learned go; if
+    /// it shows up again it is a new device (in quarantine).
+    Forget {
+        /// The device.
+        mac: MacAddr,
+    },
     /// The homeowner's tunnel choice for one device: through, never, or as the
     /// policy says (`None`).
     DeviceTunnel {

@@ -183,6 +183,12 @@ enum DeviceCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Forget a device: its name, zone and everything learned about it go;
+    /// if it shows up again it is a new device, in quarantine.
+    Forget {
+        /// The device's MAC.
+        mac: MacAddr,
+    },
     /// Unblock a device: its zone's access again.
     Unblock {
         /// The device's MAC.
@@ -406,6 +412,7 @@ fn device_request(command: DeviceCommand) -> Request {
         DeviceCommand::Block { mac } => Request::Block { mac, blocked: true },
         DeviceCommand::Unblock { mac } => Request::Block { mac, blocked: false },
         DeviceCommand::Watch { mac, off } => Request::Watch { mac, watched: !off },
+        DeviceCommand::Forget { mac } => Request::Forget { mac },
         DeviceCommand::Tunnel { mac, route } => {
             let route = match route.as_str() {
                 "through" => Some(true),

@@ -499,6 +499,25 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         Duration::from_secs(10),
         || Ok(!view(stranger)?.quarantined),
     )?;
+    // Forgotten, the stranger's entities leave Home Assistant: its retained
+    // configs are emptied on the broker.
+    let retained = |topic: &str| -> Result<String> {
+        let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let stranger_tracker = format!("homeassistant/device_tracker/bulkhead_{stranger_id}/presence/config");
+    ensure!(
+        retained(&stranger_tracker)?.contains("\"source_type\""),
+        "the stranger's tracker is on the broker before it is forgotten"
+    );
+    let Response::Done { .. } = demo.call(Request::Forget { mac: stranger })? else {
+        bail!("forget refused");
+    };
+    wait_for(
+        "the forgotten stranger's entities removed",
+        Duration::from_secs(15),
+        || Ok(retained(&stranger_tracker)?.is_empty()),
+    )?;
     let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
         bail!("no notify status");
     };
@@ -541,10 +560,6 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
     // The daemon dies: the broker tells Home Assistant (the last will). A
     // plug's config deleted meanwhile comes back when the daemon restarts.
     demo.kill_daemon()?;
-    let retained = |topic: &str| -> Result<String> {
-        let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
     wait_for("the last will: offline", Duration::from_secs(10), || {
         Ok(retained("bulkhead/status")? == "offline")
     })?;

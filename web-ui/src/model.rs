@@ -210,6 +210,9 @@ pub enum DeviceAction {
         /// Watched?
         watched: bool,
     },
+    /// Forget it: everything known and decided about it goes; if it shows up
+    /// again it is a new device.
+    Forget,
 }
 
 /// A zone: what it may reach and who is in it.
@@ -320,6 +323,8 @@ pub struct NotifyChannelView {
     pub dropped: u64,
     /// Alerts held back by its rate limit.
     pub rate_limited: u64,
+    /// Alerts held back by its quiet hours.
+    pub quiet: u64,
     /// Waiting to be sent.
     pub queued: u64,
     /// MQTT: connected to the broker now (`None` for the others).

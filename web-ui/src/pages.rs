@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/devices/{mac}/tunnel", post(tunnel))
         .route("/devices/{mac}/block", post(block))
         .route("/devices/{mac}/watch", post(watch))
+        .route("/devices/{mac}/forget", post(forget))
         .route("/zones", get(zones))
         .route("/queries", get(queries))
         .route("/alerts", get(alerts))
@@ -354,6 +355,11 @@ async fn watch(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<
         _ => Err("Say whether to watch it or not."),
     };
     device_action(&st, &f.session.id, &mac, action, "/devices/{mac}").await
+}
+
+/// Forgetting: back to the list (the device's page is gone).
+async fn forget(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<CsrfOnly>) -> Response {
+    device_action(&st, &f.session.id, &mac, Ok(DeviceAction::Forget), "/devices").await
 }
 
 async fn zones(State(st): State<AppState>, PageSession(s): PageSession) -> Response {

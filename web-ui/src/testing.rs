@@ -798,6 +798,14 @@ impl FakeBackend {
                 Err(BackendError::Refused(format!("unknown zone `{}`", z.escape_debug())))
             }
         };
+        if matches!(action, DeviceAction::Forget) {
+            let before = s.devices.len();
+            s.devices.retain(|d| d.device.mac != mac);
+            if s.devices.len() == before {
+                return Err(BackendError::NotFound(format!("no device {mac}")));
+            }
+            return Ok(format!("{mac} is forgotten"));
+        }
         let d = s
             .devices
             .iter_mut()
@@ -855,6 +863,7 @@ impl FakeBackend {
                     format!("{mac} is no longer watched")
                 }
             }
+            DeviceAction::Forget => unreachable!("handled above"),
             DeviceAction::Block { blocked } => {
                 dev.blocked = *blocked;
                 if *blocked {

@@ -21,7 +21,7 @@ pub(crate) use error::write_lines;
 pub use error::{ConfigError, ConfigErrors};
 pub use fuzz::fuzz_entry_config;
 pub use load::{load, load_from_texts, parse_ip, DEFAULT_CONFIG_PATH};
-pub use notify::{ChannelFilter, HttpChannel, MqttChannel, NotifyConfig, DEFAULT_PER_HOUR};
+pub use notify::{ChannelFilter, HttpChannel, MqttChannel, NotifyConfig, QuietHours, DEFAULT_PER_HOUR};
 pub use tunnel::{
     parse_endpoint, parse_network, DEFAULT_INTERFACE as DEFAULT_TUNNEL_INTERFACE, DEFAULT_MTU as DEFAULT_TUNNEL_MTU,
 };

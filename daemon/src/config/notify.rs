@@ -36,6 +36,8 @@ struct RawChannel {
     kinds: Vec<Spanned<String>>,
     min_severity: Option<Spanned<String>>,
     per_hour: Option<Spanned<i64>>,
+    quiet_hours: Option<Spanned<String>>,
+    quiet_min_severity: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,8 @@ struct RawMqtt {
     kinds: Vec<Spanned<String>>,
     min_severity: Option<Spanned<String>>,
     per_hour: Option<Spanned<i64>>,
+    quiet_hours: Option<Spanned<String>>,
+    quiet_min_severity: Option<Spanned<String>>,
 }
 
 /// Which alerts a channel sends, and how many.
@@ -63,6 +67,10 @@ pub struct ChannelFilter {
     pub min_severity: Severity,
     /// At most this many an hour (a burst of a tenth of it at once).
     pub per_hour: u32,
+    /// When only urgent alerts go out (local time), if ever.
+    pub quiet: Option<QuietHours>,
+    /// What still goes out in quiet hours (default: critical).
+    pub quiet_min_severity: Severity,
 }
 
 impl ChannelFilter {
@@ -77,7 +85,11 @@ impl ChannelFilter {
             Severity::Info => String::new(),
             s => format!(", {} and above", s.as_str()),
         };
-        format!("{kinds}{severity}, at most {} an hour", self.per_hour)
+        let quiet = match self.quiet {
+            Some(q) => format!("; quiet {q} (only {} and above)", self.quiet_min_severity.as_str()),
+            None => String::new(),
+        };
+        format!("{kinds}{severity}, at most {} an hour{quiet}", self.per_hour)
     }
 }
 
@@ -137,13 +149,31 @@ impl NotifyConfig {
 /// Per hour, by default: a scan is one alert, so this only stops a storm.
 pub const DEFAULT_PER_HOUR: u32 = 60;
 
-fn filter(
-    kinds: &[Spanned<String>],
-    min_severity: Option<&Spanned<String>>,
-    per_hour: Option<&Spanned<i64>>,
-    field: &str,
-    rep: &mut Reporter<'_>,
-) -> Option<ChannelFilter> {
+/// A channel's filter keys as written.
+struct RawFilter<'a> {
+    kinds: &'a [Spanned<String>],
+    min_severity: Option<&'a Spanned<String>>,
+    per_hour: Option<&'a Spanned<i64>>,
+    quiet_hours: Option<&'a Spanned<String>>,
+    quiet_min_severity: Option<&'a Spanned<String>>,
+}
+
+fn severity(s: &Spanned<String>, field: String, rep: &mut Reporter<'_>) -> Option<Severity> {
+    let v = Severity::parse(s.get_ref());
+    if v.is_none() {
+        rep.at(s.span(), field, "one of info, warning, critical");
+    }
+    v
+}
+
+fn filter(raw: RawFilter<'_>, field: &str, rep: &mut Reporter<'_>) -> Option<ChannelFilter> {
+    let RawFilter {
+        kinds,
+        min_severity,
+        per_hour,
+        quiet_hours,
+        quiet_min_severity,
+    } = raw;
     let mut ok = true;
     let mut set = BTreeSet::new();
     for (i, k) in kinds.iter().enumerate() {
@@ -165,18 +195,10 @@ fn filter(
     }
     let min_severity = match min_severity {
         None => Severity::Warning,
-        Some(s) => match Severity::parse(s.get_ref()) {
-            Some(v) => v,
-            None => {
-                rep.at(
-                    s.span(),
-                    format!("{field}.min_severity"),
-                    "one of info, warning, critical",
-                );
-                ok = false;
-                Severity::Warning
-            }
-        },
+        Some(s) => severity(s, format!("{field}.min_severity"), rep).unwrap_or_else(|| {
+            ok = false;
+            Severity::Warning
+        }),
     };
     let per_hour = match per_hour {
         None => DEFAULT_PER_HOUR,
@@ -189,11 +211,88 @@ fn filter(
             }
         },
     };
+    let quiet = match quiet_hours {
+        None => None,
+        Some(q) => match QuietHours::parse(q.get_ref()) {
+            Some(v) => Some(v),
+            None => {
+                rep.at(
+                    q.span(),
+                    format!("{field}.quiet_hours"),
+                    "`HH:MM-HH:MM` in the router's local time, e.g. \"22:00-07:00\"",
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let quiet_min_severity = match quiet_min_severity {
+        None => Severity::Critical,
+        Some(s) => severity(s, format!("{field}.quiet_min_severity"), rep).unwrap_or_else(|| {
+            ok = false;
+            Severity::Critical
+        }),
+    };
     ok.then_some(ChannelFilter {
         kinds: set,
         min_severity,
         per_hour,
+        quiet,
+        quiet_min_severity,
     })
+}
+
+/// Hours in the router's local time when only urgent alerts go out:
+/// minutes after midnight, `start` included, `end` not; across midnight
+/// when `end < start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QuietHours {
+    /// First quiet minute of the day.
+    pub start: u16,
+    /// First minute that is not quiet.
+    pub end: u16,
+}
+
+impl QuietHours {
+    /// `HH:MM-HH:MM`; equal ends are not a range.
+    pub fn parse(s: &str) -> Option<QuietHours> {
+        let minute = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            let digits = |x: &str, n: std::ops::RangeInclusive<usize>| {
+                n.contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit())
+            };
+            if !digits(h, 1..=2) || !digits(m, 2..=2) {
+                return None;
+            }
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        let (a, b) = s.split_once('-')?;
+        let (start, end) = (minute(a)?, minute(b)?);
+        (start != end).then_some(QuietHours { start, end })
+    }
+
+    /// Whether `minute` (after local midnight) is quiet.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl std::fmt::Display for QuietHours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
 }
 
 /// Validates `[notify]`; `None` after reporting errors.
@@ -241,7 +340,14 @@ pub(super) fn validate_notify(raw: Option<&RawNotify>, base: &Path, rep: &mut Re
                 rep.at(c.url.span(), format!("{field}.url"), "an http:// or https:// URL");
                 ok = false;
             }
-            let Some(filter) = filter(&c.kinds, c.min_severity.as_ref(), c.per_hour.as_ref(), &field, rep) else {
+            let raw_filter = RawFilter {
+                kinds: &c.kinds,
+                min_severity: c.min_severity.as_ref(),
+                per_hour: c.per_hour.as_ref(),
+                quiet_hours: c.quiet_hours.as_ref(),
+                quiet_min_severity: c.quiet_min_severity.as_ref(),
+            };
+            let Some(filter) = filter(raw_filter, &field, rep) else {
                 ok = false;
                 continue;
             };
@@ -266,13 +372,14 @@ pub(super) fn validate_notify(raw: Option<&RawNotify>, base: &Path, rep: &mut Re
             rep.at(m.broker.span(), "notify.mqtt.broker", "`host:port` of an MQTT broker");
             ok = false;
         }
-        match filter(
-            &m.kinds,
-            m.min_severity.as_ref(),
-            m.per_hour.as_ref(),
-            "notify.mqtt",
-            rep,
-        ) {
+        let raw_filter = RawFilter {
+            kinds: &m.kinds,
+            min_severity: m.min_severity.as_ref(),
+            per_hour: m.per_hour.as_ref(),
+            quiet_hours: m.quiet_hours.as_ref(),
+            quiet_min_severity: m.quiet_min_severity.as_ref(),
+        };
+        match filter(raw_filter, "notify.mqtt", rep) {
             Some(filter) => {
                 out.mqtt = Some(MqttChannel {
                     broker: if broker.contains(':') {

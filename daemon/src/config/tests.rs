@@ -885,3 +885,79 @@ url = "ftp://x.example/c.txt"
         &["10-zones.toml:11:19: zones.quarantine.dns_blocklists[0]: unknown blocklist `missing`"],
     );
 }
+
+#[test]
+fn notify_channels_load_with_quiet_hours_and_say_what_they_send() {
+    let main = format!(
+        "{MAIN}\n[[notify.webhook]]\nname = \"home\"\nurl = \"http://10.0.1.10:8099/hook\"\nquiet_hours = \"22:00-07:00\"\n\
+         \n[notify.mqtt]\nbroker = \"10.0.1.10\"\ncommands = true\nquiet_hours = \"0:30-6:00\"\nquiet_min_severity = \"warning\"\n"
+    );
+    let fx = Fixture::new(&main, &[("zones.toml", ZONES)]);
+    let c = load(&fx.main()).expect("loads");
+    let hook = &c.notify.webhooks[0];
+    assert_eq!(
+        hook.filter.quiet,
+        Some(QuietHours {
+            start: 22 * 60,
+            end: 7 * 60
+        })
+    );
+    assert_eq!(
+        hook.filter.quiet_min_severity,
+        crate::alerts::Severity::Critical,
+        "the default"
+    );
+    assert_eq!(
+        hook.filter.describe(),
+        "every kind, warning and above, at most 60 an hour; quiet 22:00-07:00 (only critical and above)"
+    );
+    let mqtt = c.notify.mqtt.as_ref().expect("mqtt");
+    assert_eq!(mqtt.broker, "10.0.1.10:1883");
+    assert!(mqtt.commands);
+    assert_eq!(mqtt.filter.quiet, Some(QuietHours { start: 30, end: 6 * 60 }));
+}
+
+#[test]
+fn bad_notify_settings_name_file_line_and_field() {
+    let main = format!(
+        "{MAIN}\n[[notify.ntfy]]\nname = \"phone\"\nurl = \"ftp://x\"\nquiet_hours = \"22-7\"\nquiet_min_severity = \"loud\"\nper_hour = 0\n"
+    );
+    let fx = Fixture::new(&main, &[("zones.toml", ZONES)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    let text = error_lines(&errs);
+    let base = MAIN.lines().count() + 2;
+    for (field, line) in [
+        ("notify.ntfy[0].url", base + 2),
+        ("notify.ntfy[0].quiet_hours", base + 3),
+        ("notify.ntfy[0].quiet_min_severity", base + 4),
+        ("notify.ntfy[0].per_hour", base + 5),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.field == field && e.line == line && e.column > 0),
+            "{field} at line {line}: {text:#?}"
+        );
+    }
+}
+
+#[test]
+fn quiet_hours_parse_strictly_and_may_cross_midnight() {
+    let night = QuietHours::parse("22:00-07:00").expect("night");
+    assert!(night.contains(23 * 60) && night.contains(0) && night.contains(6 * 60 + 59));
+    assert!(!night.contains(7 * 60) && !night.contains(12 * 60) && !night.contains(21 * 60 + 59));
+    let lunch = QuietHours::parse(" 12:00 - 13:30 ").expect("lunch");
+    assert!(lunch.contains(12 * 60) && lunch.contains(13 * 60 + 29) && !lunch.contains(13 * 60 + 30));
+    assert_eq!(lunch.to_string(), "12:00-13:30");
+    for bad in [
+        "",
+        "22:00",
+        "22:00-22:00",
+        "24:00-07:00",
+        "22:60-07:00",
+        "22:0-07:00",
+        "x:00-07:00",
+        "-1:00-07:00",
+        "22:00-07:00-08:00",
+    ] {
+        assert_eq!(QuietHours::parse(bad), None, "{bad}");
+    }
+}

@@ -244,7 +244,9 @@ impl DaemonState {
                 );
                 // Saving an address takes it from whoever held it on disk too
                 // (the store keeps one row per address), as the inventory did.
-                if let Some(d) = self.inventory.get(&mac) {
+                if let Event::Forget { mac } = event {
+                    self.store.forget_device(*mac)?;
+                } else if let Some(d) = self.inventory.get(&mac) {
                     if decision {
                         self.store.save_device(d)?;
                     } else {

@@ -51,6 +51,7 @@ impl DaemonState {
             Request::Rename { mac, name } => self.rename(mac, name.as_deref(), now),
             Request::Block { mac, blocked } => self.block(mac, blocked, now),
             Request::Watch { mac, watched } => self.watch(mac, watched, now),
+            Request::Forget { mac } => self.forget(mac, now),
             Request::DeviceTunnel { mac, route } => self.device_tunnel(mac, route, now),
             Request::DomainAdd {
                 set,
@@ -139,6 +140,18 @@ impl DaemonState {
             format!("{mac} is no longer watched")
         };
         self.change(&Event::Watch { mac, watched }, now, done)
+    }
+
+    /// `bulkhead device forget MAC`: the device's set entries go with it (it
+    /// is an unknown device again if it shows up).
+    fn forget(&mut self, mac: MacAddr, now: UnixTime) -> Response {
+        if !self.knows(&mac) {
+            return Response::Error {
+                message: format!("no device {mac}"),
+            };
+        }
+        let done = format!("{mac} is forgotten: if it comes back, it is a new device and waits in quarantine");
+        self.change(&Event::Forget { mac }, now, done)
     }
 
     /// The homeowner names a device (`None` or blank forgets the name).

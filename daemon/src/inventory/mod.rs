@@ -143,6 +143,12 @@ pub enum Event {
         /// The evidence (merged into what is known).
         evidence: Box<Evidence>,
     },
+    /// The homeowner forgets it: everything known and decided about it goes;
+    /// if it shows up again it is a new device.
+    Forget {
+        /// The device.
+        mac: MacAddr,
+    },
 }
 
 impl Event {
@@ -158,7 +164,8 @@ impl Event {
             | Event::Seen { mac }
             | Event::Address { mac, .. }
             | Event::AddressGone { mac, .. }
-            | Event::Evidence { mac, .. } => *mac,
+            | Event::Evidence { mac, .. }
+            | Event::Forget { mac } => *mac,
         }
     }
 
@@ -434,6 +441,18 @@ impl Inventory {
                     Change::SeenOnly
                 }
                 _ => Change::None,
+            },
+            Event::Forget { mac } => match self.devices.remove(mac) {
+                Some(d) => {
+                    for ip in &d.addresses {
+                        if self.owners.get(ip) == Some(mac) {
+                            self.owners.remove(ip);
+                        }
+                    }
+                    self.unindex_hostname(*mac, d.evidence.hostname.as_ref());
+                    Change::Facts
+                }
+                None => Change::None,
             },
         }
     }

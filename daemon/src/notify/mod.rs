@@ -119,6 +119,9 @@ pub struct ChannelStatus {
     pub dropped: u64,
     /// Alerts held back by the channel's rate.
     pub rate_limited: u64,
+    /// Alerts held back by quiet hours.
+    #[serde(default)]
+    pub quiet: u64,
     /// Waiting.
     pub queued: usize,
     /// MQTT: connected now.
@@ -344,10 +347,14 @@ async fn dispatch(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let now = unix_now();
+        let offset = crate::clock::local_utc_offset(now);
         for (gate, c) in &mut channels {
-            if !gate.admit(&alert, now) {
-                let limited = gate.rate_limited;
-                with(&c.status, |s| s.rate_limited = limited);
+            if !gate.admit(&alert, now, offset) {
+                let (limited, quiet) = (gate.rate_limited, gate.quiet);
+                with(&c.status, |s| {
+                    s.rate_limited = limited;
+                    s.quiet = quiet;
+                });
                 continue;
             }
             if c.jobs.try_send(Job::Alert(alert.clone())).is_err() {

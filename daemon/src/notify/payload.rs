@@ -75,8 +75,9 @@ pub fn ntfy_headers(alert: &Alert) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Which alerts a channel sends: kinds, severity, and a token bucket of
-/// `per_hour` (a tenth of it at once). Time is an argument.
+/// Which alerts a channel sends: kinds, severity, quiet hours (in the
+/// router's local time) and a token bucket of `per_hour` (a tenth of it at
+/// once). Time and the local offset are arguments.
 #[derive(Debug, Clone)]
 pub struct Gate {
     filter: ChannelFilter,
@@ -84,6 +85,8 @@ pub struct Gate {
     at: UnixTime,
     /// Alerts the rate held back.
     pub rate_limited: u64,
+    /// Alerts held back by quiet hours (they stay on the Alerts page).
+    pub quiet: u64,
 }
 
 impl Gate {
@@ -95,15 +98,25 @@ impl Gate {
             tokens: burst,
             at: 0,
             rate_limited: 0,
+            quiet: 0,
         }
     }
 
-    /// Whether `alert` goes out on this channel now.
-    pub fn admit(&mut self, alert: &Alert, now: UnixTime) -> bool {
-        if alert.kind.severity() < self.filter.min_severity
+    /// Whether `alert` goes out on this channel at `now`, where local time
+    /// is `utc_offset_secs` ahead of UTC.
+    pub fn admit(&mut self, alert: &Alert, now: UnixTime, utc_offset_secs: i32) -> bool {
+        let severity = alert.kind.severity();
+        if severity < self.filter.min_severity
             || (!self.filter.kinds.is_empty() && !self.filter.kinds.contains(alert.kind.as_str()))
         {
             return false;
+        }
+        if let Some(quiet) = self.filter.quiet {
+            let minute = (now + i64::from(utc_offset_secs)).rem_euclid(86_400) / 60;
+            if quiet.contains(minute as u16) && severity < self.filter.quiet_min_severity {
+                self.quiet += 1;
+                return false;
+            }
         }
         let burst = f64::from((self.filter.per_hour / 10).max(1));
         let elapsed = (now - self.at).max(0) as f64;
@@ -514,17 +527,43 @@ mod tests {
             kinds: ["probing".to_string(), "device-classified".to_string()].into(),
             min_severity: Severity::Warning,
             per_hour: 20,
+            quiet: None,
+            quiet_min_severity: Severity::Critical,
         };
         let mut g = Gate::new(filter);
         let probing = Alert::new(0, AlertKind::Probing, None, String::new());
         let classified = Alert::new(0, AlertKind::DeviceClassified, None, String::new());
         let offline = Alert::new(0, AlertKind::DeviceOffline, None, String::new());
-        assert!(!g.admit(&classified, 0), "below the severity");
-        assert!(!g.admit(&offline, 0), "not one of its kinds");
-        assert!(g.admit(&probing, 0) && g.admit(&probing, 0), "a burst of a tenth");
-        assert!(!g.admit(&probing, 0), "then the rate");
+        assert!(!g.admit(&classified, 0, 0), "below the severity");
+        assert!(!g.admit(&offline, 0, 0), "not one of its kinds");
+        assert!(g.admit(&probing, 0, 0) && g.admit(&probing, 0, 0), "a burst of a tenth");
+        assert!(!g.admit(&probing, 0, 0), "then the rate");
         assert_eq!(g.rate_limited, 1);
-        assert!(g.admit(&probing, 180), "20 an hour: one every 3 minutes");
+        assert!(g.admit(&probing, 180, 0), "20 an hour: one every 3 minutes");
+    }
+
+    #[test]
+    fn quiet_hours_hold_back_all_but_urgent_alerts_in_local_time() {
+        let filter = ChannelFilter {
+            kinds: Default::default(),
+            min_severity: Severity::Info,
+            per_hour: 3600,
+            quiet: crate::config::QuietHours::parse("22:00-07:00"),
+            quiet_min_severity: Severity::Critical,
+        };
+        let mut g = Gate::new(filter);
+        let offline = Alert::new(0, AlertKind::DeviceOffline, None, String::new());
+        let probing = Alert::new(0, AlertKind::Probing, None, String::new());
+        // 2026-12-06 22:30 UTC is 23:30 in Central Europe (UTC+1): quiet.
+        let t = 1_796_596_200;
+        assert!(!g.admit(&offline, t, 3600), "a warning waits for the morning");
+        assert!(g.admit(&probing, t, 3600), "a scan is urgent: it goes out");
+        assert_eq!(g.quiet, 1);
+        // The same instant is 17:30 in New York (UTC-5): not quiet.
+        assert!(g.admit(&offline, t, -5 * 3600));
+        // 07:00 local ends it.
+        assert!(g.admit(&offline, t + 7 * 3600 + 30 * 60, 3600), "08:00 local");
+        assert!(!g.admit(&offline, t + 7 * 3600, 3600), "06:30 local: still quiet");
     }
 
     /// The fixture: Home Assistant's discovery keys, with their sources.

@@ -421,6 +421,7 @@ impl bulkhead_web::Backend for WebBackend {
                 DeviceAction::Tunnel { route } => Request::DeviceTunnel { mac, route },
                 DeviceAction::Block { blocked } => Request::Block { mac, blocked },
                 DeviceAction::Watch { watched } => Request::Watch { mac, watched },
+                DeviceAction::Forget => Request::Forget { mac },
             };
             let message = done(self.ask(req).await?)?;
             let _ = self.live.send(LiveEvent::Devices);
@@ -619,6 +620,7 @@ fn channel_view(c: ChannelStatus) -> NotifyChannelView {
         failed: c.failed,
         dropped: c.dropped,
         rate_limited: c.rate_limited,
+        quiet: c.quiet,
         last_error: c.last_error,
     }
 }

@@ -259,6 +259,34 @@ impl Store {
         result
     }
 
+    /// Forgets a device: its row, its addresses (cascade) and the identity
+    /// suggestions naming it, forced to the disk (a homeowner's decision).
+    /// Its alerts stay (history); its DHCP lease runs out on its own.
+    pub fn forget_device(&mut self, mac: MacAddr) -> Result<(), StoreError> {
+        self.pending_seen.remove(&mac);
+        let mac = mac.to_string();
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("setting synchronous"))?;
+        let result = (|| {
+            let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
+            tx.execute("DELETE FROM addresses WHERE mac = ?1", [&mac])
+                .map_err(sql("forgetting addresses"))?;
+            tx.execute("DELETE FROM devices WHERE mac = ?1", [&mac])
+                .map_err(sql("forgetting a device"))?;
+            tx.execute(
+                "DELETE FROM identity_suggestions WHERE new_mac = ?1 OR known_mac = ?1",
+                [&mac],
+            )
+            .map_err(sql("forgetting identity suggestions"))?;
+            tx.commit().map_err(sql("committing a forgotten device"))
+        })();
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("setting synchronous"))?;
+        result
+    }
+
     /// Writes a device's discovered facts now without forcing them to the disk
     /// (WAL with NORMAL sync: a power cut may lose the last moments, never
     /// corrupt). Discovery re-learns them; a homeowner's decision uses

@@ -249,3 +249,37 @@ async fn watching_a_device_works_without_javascript() {
         .await;
     assert_ne!(r.status(), StatusCode::OK, "a bad value is refused");
 }
+
+#[tokio::test]
+async fn forgetting_a_device_leads_back_to_the_list_and_the_api_forgets_too() {
+    let ui = ui();
+    let s = ui.login().await;
+    let html = ui.page(&format!("/devices/{CAMERA}"), &s).await;
+    assert!(html.contains(&format!("action=\"/devices/{CAMERA}/forget\"")));
+    let r = ui.post_form(&format!("/devices/{CAMERA}/forget"), &s, "").await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, "/devices"));
+    assert!(
+        !ui.fake.device_list().iter().any(|d| d.mac == CAMERA),
+        "the camera is gone"
+    );
+    assert!(ui.page("/devices", &s).await.contains("is forgotten"), "the flash");
+    assert_eq!(
+        ui.get(&format!("/devices/{CAMERA}"), Some(&s)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = ui
+        .send(json_req(
+            Method::POST,
+            &format!("/api/devices/{QUARANTINED}"),
+            Some(&s),
+            Some(serde_json::json!({"action": "forget"})),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: ActionResult = serde_json::from_value(json(r).await).expect("ActionResult");
+    assert!(done.message.contains("forgotten"), "{}", done.message);
+    assert_eq!(
+        ui.get(&format!("/api/devices/{QUARANTINED}"), Some(&s)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -306,6 +306,7 @@ async fn api_bodies_match_the_document_and_the_model() {
             "tunnel" => serde_json::json!({"action": "tunnel", "route": true}),
             "block" => serde_json::json!({"action": "block", "blocked": false}),
             "watch" => serde_json::json!({"action": "watch", "watched": true}),
+            "forget" => serde_json::json!({"action": "forget"}),
             other => panic!("undocumented variant {other}"),
         };
         serde_json::from_value::<DeviceAction>(body).expect("documented variants are DeviceActions");

@@ -16,13 +16,14 @@ use crate::common::{
 };
 
 /// Every state-changing form, with fields that would be valid.
-const FORM_POSTS: [(&str, &str); 11] = [
+const FORM_POSTS: [(&str, &str); 12] = [
     ("/devices/02:00:00:00:02:01/rename", "name=Hacked"),
     ("/devices/02:00:00:00:02:01/zone", "zone=trusted"),
     ("/devices/02:00:00:00:09:01/approve", "zone=trusted"),
     ("/devices/02:00:00:00:02:01/tunnel", "route=direct"),
     ("/devices/02:00:00:00:02:01/block", "blocked=true"),
     ("/devices/02:00:00:00:02:01/watch", "watched=true"),
+    ("/devices/02:00:00:00:02:01/forget", ""),
     ("/alerts/3/ack", ""),
     ("/alerts/ack-all", ""),
     ("/notifications/home/test", ""),

@@ -154,6 +154,55 @@ fn block_is_a_delta_cuts_the_devices_connections_and_unblock_restores_the_zone()
 }
 
 #[test]
+fn forgetting_a_device_takes_it_out_of_the_sets_the_store_and_the_snapshot() {
+    let mut h = home(default_config());
+    h.state.take_touched();
+    let msg = refused(h.state.handle(Request::Forget { mac: mac(9) }, 2));
+    assert!(msg.contains("no device"), "{msg}");
+    done(h.state.handle(
+        Request::Block {
+            mac: mac(2),
+            blocked: true,
+        },
+        2,
+    ));
+    h.state.take_touched();
+    let msg = done(h.state.handle(Request::Forget { mac: mac(2) }, 3));
+    assert!(msg.contains("forgotten"), "{msg}");
+    assert!(!h.state.knows(&mac(2)));
+    let m = applied(&h);
+    assert_eq!(m, &h.full_membership(), "incremental == full");
+    assert!(m.blocked.macs.is_empty(), "its block went with it");
+    assert!(!m.zones.values().any(|z| z.macs.contains(&mac(2))), "in no zone's set");
+    assert!(
+        h.state
+            .store
+            .load_devices()
+            .expect("load")
+            .iter()
+            .all(|d| d.mac != mac(2)),
+        "gone from the store"
+    );
+    assert!(
+        matches!(h.state.take_touched(), crate::inventory::Touched::Some(t) if t.contains(&mac(2))),
+        "services are told (the snapshot patch removes it)"
+    );
+    assert_eq!(h.state.device_snapshot(&mac(2)), None);
+    // If it shows up again, it is a new device.
+    h.state
+        .apply_event(
+            &Event::Address {
+                mac: mac(2),
+                ip: "10.0.2.20".parse().expect("ip"),
+            },
+            4,
+        )
+        .expect("event");
+    let again = view(&h, mac(2));
+    assert!(!again.blocked && again.first_seen == 4, "{again:?}");
+}
+
+#[test]
 fn a_tunnel_choice_needs_a_tunnel_to_go_through() {
     let mut h = home(default_config());
     let msg = refused(h.state.handle(
