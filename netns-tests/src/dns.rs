@@ -641,7 +641,7 @@ fn unbound_conf(listen: &[IpAddr], workdir: &Path, zone_files: &[(String, PathBu
 /// (`key`, `cert`) for [`TLS_HOSTNAME`] and `ips`: a real chain, as strict
 /// clients (rustls/webpki) refuse a self-signed CA used as the server's own
 /// certificate.
-fn make_test_cert(key: &Path, cert: &Path, ca: &Path, ips: &[IpAddr]) -> Result<()> {
+pub fn make_test_cert(key: &Path, cert: &Path, ca: &Path, ips: &[IpAddr]) -> Result<()> {
     let mut san = format!("subjectAltName=DNS:{TLS_HOSTNAME}");
     for ip in ips {
         let _ = write!(san, ",IP:{ip}");

@@ -65,6 +65,112 @@ fn nmap(demo: &DemoHome, host: &str, ports: &str, targets: &[&str]) -> Result<u6
         .with_context(|| format!("no packet count in nmap's output: {text}"))
 }
 
+/// How long ordinary life runs in z0 (the issue: "normal demo chatter raises
+/// nothing in 10 minutes").
+const ORDINARY_LIFE: Duration = Duration::from_secs(600);
+
+/// z0. Ten minutes of the demo home as `bulkhead demo` shows it (DHCP
+/// clients, SLAAC, mDNS announcements, the TV through the VPN), the
+/// homeowner's own devices approved and the camera watched: every device
+/// talks to the internet twice a second and asks the router's resolver a
+/// name (the iot ones an ad name too) every 3 s, the stranger waits in
+/// quarantine and is refused each time. Nothing of that is news: no probing,
+/// no lateral attempt, no blocked device, no DNS bypass, no device offline,
+/// no tunnel down, no failed apply.
+pub(crate) fn z0_ordinary_life_for_ten_minutes_raises_nothing() -> Result<Outcome> {
+    for tool in ["dig", "wireguard-go", "busybox", "dhclient"] {
+        ensure!(
+            bulkhead::demo::have(tool),
+            "`{tool}` is missing: README's first command installs it (scripts/test.sh does)"
+        );
+    }
+    let demo = DemoHome::start_full(std::path::Path::new(BIN), &[], bulkhead::demo::WEB_PORT)?;
+    demo.approve_own_devices()?;
+    let camera = mac_of("camera")?;
+    let Response::Done { .. } = demo.call(Request::Watch {
+        mac: camera,
+        watched: true,
+    })?
+    else {
+        bail!("watching the camera was refused");
+    };
+    let before: Vec<i64> = alerts(&demo)?.iter().map(|a| a.id).collect();
+    let chatter = demo.start_chatter(Duration::from_millis(500), &["tv"])?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut askers = Vec::new();
+    for h in bulkhead::demo::HOSTS {
+        let Some(ip) = demo.host_ipv4(h.name)? else { continue };
+        let router = std::net::Ipv4Addr::from(u32::from(ip) & 0xffff_ff00 | 1).to_string();
+        let names: &[&str] = if h.zone == "iot" {
+            &[bulkhead::demo::dns::STREAM_NAME, bulkhead::demo::dns::AD_NAME]
+        } else {
+            &[bulkhead::demo::dns::STREAM_NAME]
+        };
+        let stop = stop.clone();
+        // The thread runs in the host's namespace, and so does its dig.
+        askers.push(
+            demo.home
+                .ns(h.name)?
+                .spawn_thread(&format!("names {}", h.name), move || -> u64 {
+                    let mut answered = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        for name in names {
+                            let out = std::process::Command::new("dig")
+                                .args(["+time=1", "+tries=1", "+short", &format!("@{router}"), name])
+                                .output();
+                            if out.is_ok_and(|o| o.status.success()) {
+                                answered += 1;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_secs(3));
+                    }
+                    answered
+                })?,
+        );
+    }
+    std::thread::sleep(ORDINARY_LIFE);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered: u64 = askers
+        .into_iter()
+        .map(|t| t.join().ok().and_then(Result::ok).unwrap_or(0))
+        .sum();
+    let exchanges = chatter.completed();
+    drop(chatter);
+    // About 24 exchanges a second (six hosts answered twice a second on two
+    // protocols; the stranger refused) and 3 answers a second.
+    let secs = ORDINARY_LIFE.as_secs();
+    ensure!(exchanges > secs * 10, "the chatter ran: {exchanges} exchanges");
+    ensure!(answered > secs, "the devices asked names: {answered} answers");
+    let news = [
+        AlertKind::Probing,
+        AlertKind::LateralAttempt,
+        AlertKind::BlockedDeviceActive,
+        AlertKind::DnsBypass,
+        AlertKind::DeviceOffline,
+        AlertKind::TunnelDown,
+        AlertKind::TunnelError,
+        AlertKind::ApplyFailed,
+    ];
+    let told: Vec<Alert> = of_kinds(&alerts(&demo)?, &news)
+        .into_iter()
+        .filter(|a| !before.contains(&a.id) || a.count > 1)
+        .collect();
+    ensure!(
+        told.is_empty(),
+        "ten minutes of ordinary life raised: {told:?}\n--- daemon log:\n{}",
+        demo.log()
+    );
+    let sampled = detect_report(&demo)?
+        .devices
+        .get(&mac_of("stranger")?)
+        .map_or(0, |d| d.routed);
+    ensure!(
+        sampled > 0,
+        "the stranger's refused tries were sampled, and still nothing was told"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// z. Ordinary traffic (the demo's chatter, a quarantined device refused
 /// again and again) raises nothing; nmap from the plug (iot) against the
 /// laptop (same bridge), the router and the camera (another segment) is ONE
@@ -576,5 +682,118 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         || Ok(retained("bulkhead/status")? == "online" && retained(&tracker_topic)?.contains("\"source_type\"")),
     )
     .with_context(|| demo.log())?;
+    Ok(Outcome::Passed)
+}
+
+/// z3. MQTT over TLS: with `broker = "mqtts://…"` the daemon reaches a real
+/// mosquitto TLS listener whose certificate chains to `[notify]
+/// tls_ca_file` and publishes Home Assistant's entities there; given a CA
+/// that did not sign the broker's certificate, it refuses the broker (not
+/// connected, the error says why) and publishes nothing.
+pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
+    for tool in ["mosquitto", "mosquitto_sub", "openssl"] {
+        ensure!(
+            bulkhead::demo::have(tool),
+            "`{tool}` is missing: apt-get install mosquitto mosquitto-clients openssl (scripts/test.sh does)"
+        );
+    }
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let dir = demo
+        .config_path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("demo dir")?;
+    let laptop_ip: IpAddr = "10.0.1.10".parse()?;
+    let (key, cert, ca) = (dir.join("broker.key"), dir.join("broker.crt"), dir.join("ca.crt"));
+    bulkhead_netns::dns::make_test_cert(&key, &cert, &ca, &[laptop_ip])?;
+    // Another CA, which signed nothing the broker shows.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other)?;
+    let other_ca = other.join("ca.crt");
+    bulkhead_netns::dns::make_test_cert(&other.join("x.key"), &other.join("x.crt"), &other_ca, &[laptop_ip])?;
+    let base = std::fs::read_to_string(demo.config_path())?;
+    let config = |ca: &std::path::Path| {
+        format!(
+            "{base}\n[notify]\ntls_ca_file = \"{}\"\n\n[notify.mqtt]\nbroker = \"mqtts://10.0.1.10:8883\"\n",
+            ca.display()
+        )
+    };
+    std::fs::write(demo.config_path(), config(&ca))?;
+    let laptop = demo.home.ns("laptop")?;
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // `user root`: the key lives in the test's private directory, which
+            // the `mosquitto` user mosquitto would switch to cannot read.
+            "user root\nper_listener_settings false\nallow_anonymous true\npersistence false\n\
+             listener 1883 127.0.0.1\n\
+             listener 8883 0.0.0.0\ncertfile {}\nkeyfile {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )?;
+    laptop.spawn_logged(
+        "mosquitto",
+        &["-c", &conf.to_string_lossy()],
+        &dir.join("mosquitto.log"),
+    )?;
+    let retained = |topic: &str| -> Result<String> {
+        let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    wait_for("mosquitto listening", Duration::from_secs(10), || {
+        Ok(laptop
+            .exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-t", "test/up", "-m", "1"])?
+            .status
+            .success())
+    })
+    .with_context(|| std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default())?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let plug_id: String = mac_of("plug")?.0.iter().map(|b| format!("{b:02x}")).collect();
+    let tracker = format!("homeassistant/device_tracker/bulkhead_{plug_id}/presence/config");
+    wait_for("the plug's tracker over TLS", Duration::from_secs(20), || {
+        Ok(retained(&tracker)?.contains("\"source_type\""))
+    })
+    .with_context(|| {
+        format!(
+            "mosquitto:\n{}\n--- daemon log:\n{}",
+            std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default(),
+            demo.log()
+        )
+    })?;
+    let mqtt_status = || -> Result<bulkhead::notify::ChannelStatus> {
+        let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
+            bail!("no notify status");
+        };
+        status
+            .channels
+            .into_iter()
+            .find(|c| c.kind == "mqtt")
+            .context("no mqtt channel")
+    };
+    let s = mqtt_status()?;
+    ensure!(s.connected && s.target == "mqtts://10.0.1.10:8883", "{s:?}");
+
+    // The wrong CA: the broker is refused. Its retained availability is
+    // cleared first, so "online" can only come from a new connection.
+    let out = laptop.exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-r", "-n", "-t", "bulkhead/status"])?;
+    ensure!(out.status.success(), "clearing bulkhead/status");
+    std::fs::write(demo.config_path(), config(&other_ca))?;
+    demo.signal_daemon(Signal::SIGHUP)?;
+    wait_for(
+        "the broker refused for its certificate",
+        Duration::from_secs(20),
+        || {
+            let s = mqtt_status()?;
+            Ok(!s.connected && s.last_error.as_deref().is_some_and(|e| e.contains("TLS")))
+        },
+    )
+    .with_context(|| format!("{:?}\n--- daemon log:\n{}", mqtt_status().ok(), demo.log()))?;
+    ensure!(
+        retained("bulkhead/status")? != "online",
+        "nothing was published through a broker whose certificate failed"
+    );
     Ok(Outcome::Passed)
 }

@@ -110,6 +110,14 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("y_dns_blocklist_from_url", dns::y_dns_blocklist_from_url),
         ("z_detect_probing_is_one_alert", detect::z_detect_probing_is_one_alert),
         (
+            "z3_mqtt_over_tls_checks_the_broker",
+            detect::z3_mqtt_over_tls_checks_the_broker,
+        ),
+        (
+            "z0_ordinary_life_for_ten_minutes_raises_nothing",
+            detect::z0_ordinary_life_for_ten_minutes_raises_nothing,
+        ),
+        (
             "z2_notifications_reach_webhook_ntfy_and_mqtt",
             detect::z2_notifications_reach_webhook_ntfy_and_mqtt,
         ),

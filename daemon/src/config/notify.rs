@@ -109,8 +109,12 @@ pub struct HttpChannel {
 /// The MQTT channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MqttChannel {
-    /// `host:port` (plain MQTT 3.1.1 over TCP; port 1883 if none).
+    /// `host:port` (MQTT 3.1.1 over TCP; port 1883, or 8883 with TLS, if
+    /// none was written).
     pub broker: String,
+    /// Over TLS (`mqtts://` in the config), checked against
+    /// `[notify] tls_ca_file`.
+    pub tls: bool,
     /// The user name, if the broker wants one.
     pub username: Option<String>,
     /// The password's file.
@@ -366,12 +370,27 @@ pub(super) fn validate_notify(raw: Option<&RawNotify>, base: &Path, rep: &mut Re
     }
     if let Some(m) = &raw.mqtt {
         let m = m.get_ref();
-        let broker = m.broker.get_ref();
-        let (host, port) = broker.rsplit_once(':').unwrap_or((broker.as_str(), "1883"));
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            rep.at(m.broker.span(), "notify.mqtt.broker", "`host:port` of an MQTT broker");
+        let written = m.broker.get_ref();
+        let (tls, broker) = match (written.strip_prefix("mqtts://"), written.strip_prefix("mqtt://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => (false, written.as_str()),
+        };
+        let default_port = if tls { "8883" } else { "1883" };
+        let (host, port) = match broker.rsplit_once(':') {
+            // An IPv6 address without a port ends in `]` or has more colons.
+            Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, p),
+            _ => (broker, default_port),
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() || broker.contains('/') {
+            rep.at(
+                m.broker.span(),
+                "notify.mqtt.broker",
+                "`host:port` of an MQTT broker (`mqtts://host:port` for TLS)",
+            );
             ok = false;
         }
+        let broker = format!("{host}:{port}");
         let raw_filter = RawFilter {
             kinds: &m.kinds,
             min_severity: m.min_severity.as_ref(),
@@ -382,11 +401,8 @@ pub(super) fn validate_notify(raw: Option<&RawNotify>, base: &Path, rep: &mut Re
         match filter(raw_filter, "notify.mqtt", rep) {
             Some(filter) => {
                 out.mqtt = Some(MqttChannel {
-                    broker: if broker.contains(':') {
-                        broker.clone()
-                    } else {
-                        format!("{broker}:1883")
-                    },
+                    broker,
+                    tls,
                     username: m.username.clone(),
                     password_file: m.password_file.as_ref().map(|f| resolve(base, f.get_ref())),
                     discovery_prefix: m.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into()),

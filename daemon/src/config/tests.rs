@@ -961,3 +961,28 @@ fn quiet_hours_parse_strictly_and_may_cross_midnight() {
         assert_eq!(QuietHours::parse(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn mqtt_brokers_take_a_default_port_and_mqtts_means_tls() {
+    for (written, broker, tls) in [
+        ("10.0.1.10", "10.0.1.10:1883", false),
+        ("mqtt://broker.lan:1884", "broker.lan:1884", false),
+        ("mqtts://broker.lan", "broker.lan:8883", true),
+        ("mqtts://10.0.1.10:8884", "10.0.1.10:8884", true),
+    ] {
+        let main = format!("{MAIN}\n[notify.mqtt]\nbroker = \"{written}\"\n");
+        let fx = Fixture::new(&main, &[("zones.toml", ZONES)]);
+        let c = load(&fx.main()).unwrap_or_else(|e| panic!("{written}: {e:?}"));
+        let m = c.notify.mqtt.expect("mqtt");
+        assert_eq!((m.broker.as_str(), m.tls), (broker, tls), "{written}");
+    }
+    for bad in ["mqtts://", "broker.lan:99999", "http://broker.lan", "mqtt://a/b"] {
+        let main = format!("{MAIN}\n[notify.mqtt]\nbroker = \"{bad}\"\n");
+        let fx = Fixture::new(&main, &[("zones.toml", ZONES)]);
+        let errs = load(&fx.main()).expect_err(bad).0;
+        assert!(
+            errs.iter().any(|e| e.field == "notify.mqtt.broker" && e.line > 0),
+            "{bad}: {errs:?}"
+        );
+    }
+}

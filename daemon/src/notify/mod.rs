@@ -251,12 +251,23 @@ impl NotifyService {
             let status = Arc::new(Mutex::new(ChannelStatus {
                 name: "mqtt".into(),
                 kind: "mqtt".into(),
-                target: m.broker.clone(),
+                target: if m.tls {
+                    format!("mqtts://{}", m.broker)
+                } else {
+                    m.broker.clone()
+                },
                 sends: m.filter.describe(),
                 ..ChannelStatus::default()
             }));
             let (tx, rx) = mpsc::channel(QUEUE);
+            let server = m.broker.rsplit_once(':').map_or(m.broker.as_str(), |(h, _)| h);
+            let server = server.trim_start_matches('[').trim_end_matches(']').to_string();
             let task = MqttTask {
+                tls: m.tls.then(|| {
+                    tls.clone()
+                        .map(|config| mqtt::Tls { config, server })
+                        .ok_or_else(|| "no CA certificates to check the broker with ([notify] tls_ca_file)".to_string())
+                }),
                 channel: m.clone(),
                 password,
                 services: services.clone(),
@@ -478,6 +489,8 @@ impl HttpTask {
 /// growing delay.
 struct MqttTask {
     channel: MqttChannel,
+    /// TLS to the broker, or why it cannot be had; `None`: plain TCP.
+    tls: Option<Result<mqtt::Tls, String>>,
     password: Option<Vec<u8>>,
     services: ServiceHandle,
     status: Shared,
@@ -530,8 +543,14 @@ impl MqttTask {
     ) -> Result<(), mqtt::MqttError> {
         let availability = topics.availability();
         let client_id = format!("bulkhead-{}", std::process::id());
+        let tls = match &self.tls {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(why)) => return Err(mqtt::MqttError::Tls(why.clone())),
+        };
         let conn = mqtt::Connection::open(
             &self.channel.broker,
+            tls,
             &mqtt::Connect {
                 client_id: &client_id,
                 keep_alive: 60,
@@ -642,7 +661,7 @@ impl MqttTask {
     /// removes the entities of devices no longer in the inventory.
     async fn sync(
         &self,
-        write: &mut tokio::net::tcp::OwnedWriteHalf,
+        write: &mut mqtt::Writer,
         topics: &Topics,
         published: &mut Published,
         shown: &mut Published,

@@ -5,10 +5,20 @@
 //! budget counts every dependency. The codec is PURE; [`Connection`] is the
 //! socket.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+
+/// What the connection runs over: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// The reading half of a connection.
+pub type Reader = ReadHalf<Box<dyn Stream>>;
+/// The writing half of a connection.
+pub type Writer = WriteHalf<Box<dyn Stream>>;
 
 /// Largest packet read from the broker (we subscribe to one small topic).
 const MAX_PACKET: usize = 64 * 1024;
@@ -31,6 +41,9 @@ pub enum MqttError {
     /// No answer in time.
     #[error("no answer from the broker within {0} s")]
     Timeout(u64),
+    /// TLS could not be set up or the broker's certificate was refused.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 fn refusal(code: u8) -> &'static str {
@@ -177,17 +190,40 @@ pub fn decode(first: u8, body: &[u8]) -> Result<Incoming, MqttError> {
 
 /// A connection to the broker.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
+}
+
+/// TLS to the broker: the client config (CAs) and the name its certificate
+/// must carry (a host name or an IP address).
+pub struct Tls {
+    /// The CAs.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The broker's name, as in its certificate.
+    pub server: String,
 }
 
 impl Connection {
-    /// Connects, sends CONNECT and waits for a CONNACK that accepts.
-    pub async fn open(broker: &str, c: &Connect<'_>) -> Result<Connection, MqttError> {
+    /// Connects (over TLS with `tls`), sends CONNECT and waits for a CONNACK
+    /// that accepts.
+    pub async fn open(broker: &str, tls: Option<&Tls>, c: &Connect<'_>) -> Result<Connection, MqttError> {
         let wait = 10;
-        let stream = tokio::time::timeout(Duration::from_secs(wait), TcpStream::connect(broker))
+        let tcp = tokio::time::timeout(Duration::from_secs(wait), TcpStream::connect(broker))
             .await
             .map_err(|_| MqttError::Timeout(wait))??;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(t) => {
+                let name = rustls::pki_types::ServerName::try_from(t.server.clone())
+                    .map_err(|e| MqttError::Tls(format!("`{}`: {e}", t.server.escape_debug())))?;
+                let handshake = tokio_rustls::TlsConnector::from(t.config.clone()).connect(name, tcp);
+                let stream = tokio::time::timeout(Duration::from_secs(wait), handshake)
+                    .await
+                    .map_err(|_| MqttError::Timeout(wait))?
+                    .map_err(|e| MqttError::Tls(e.to_string()))?;
+                Box::new(stream)
+            }
+        };
         let mut conn = Connection { stream };
         conn.send(&connect(c)).await?;
         let answer = tokio::time::timeout(Duration::from_secs(wait), conn.read())
@@ -229,14 +265,15 @@ impl Connection {
         decode(first, &body)
     }
 
-    /// The socket, split for reading in one task branch and writing in another.
-    pub fn into_split(self) -> (tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf) {
-        self.stream.into_split()
+    /// The connection, split for reading in one task branch and writing in
+    /// another.
+    pub fn into_split(self) -> (Reader, Writer) {
+        tokio::io::split(self.stream)
     }
 }
 
 /// Reads one packet from a read half.
-pub async fn read_packet(r: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Incoming, MqttError> {
+pub async fn read_packet(r: &mut Reader) -> Result<Incoming, MqttError> {
     let first = r.read_u8().await?;
     let mut len = 0usize;
     for i in 0..4 {
