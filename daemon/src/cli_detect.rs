@@ -35,7 +35,7 @@ fn print_detect(answer: Response, json: bool) -> anyhow::Result<()> {
             d.routed,
             d.bridged,
             d.blocked,
-            bulkhead_web::format::Utc(d.last)
+            bulkhead::clock::local(d.last)
         );
         if !d.top_targets.is_empty() {
             let t: Vec<String> = d.top_targets.iter().map(|(ip, n)| format!("{ip} ×{n}")).collect();
@@ -48,8 +48,8 @@ fn print_detect(answer: Response, json: bool) -> anyhow::Result<()> {
         for e in &d.episodes {
             println!(
                 "    {} – {}: {} samples, {} hosts, {} ports{}{}",
-                bulkhead_web::format::Utc(e.started),
-                bulkhead_web::format::Utc(e.last),
+                bulkhead::clock::local(e.started),
+                bulkhead::clock::local(e.last),
                 e.samples,
                 e.hosts,
                 e.ports,

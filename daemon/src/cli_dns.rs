@@ -133,10 +133,9 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
             ),
         }
         if let Some(url) = &l.url {
-            let when = l.downloaded.map_or_else(
-                || "never".to_string(),
-                |t| bulkhead_web::format::Utc(t as i64).to_string(),
-            );
+            let when = l
+                .downloaded
+                .map_or_else(|| "never".to_string(), |t| bulkhead::clock::local(t as i64).to_string());
             println!("  from {url}, downloaded {when}");
             if let Some(e) = &l.download_error {
                 println!("  last download FAILED: {e} (the last good copy stays in force)");
@@ -169,7 +168,7 @@ fn print_log(answer: Response, json: bool) -> anyhow::Result<()> {
         let who = e.mac.map_or_else(|| e.client.to_string(), |m| m.to_string());
         println!(
             "{} {:<17} {:<5} {:<40} {:<9} {}",
-            bulkhead_web::format::Utc(i64::try_from(e.at).unwrap_or(0)),
+            bulkhead::clock::local(i64::try_from(e.at).unwrap_or(0)),
             who,
             e.qtype,
             super::show(&e.name),

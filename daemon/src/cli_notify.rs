@@ -78,12 +78,7 @@ fn print_status(answer: Response, json: bool) -> anyhow::Result<()> {
                 Ok(code) => format!("ok {code}"),
                 Err(e) => super::show(e).to_string(),
             };
-            println!(
-                "    {} {} #{}: {result}",
-                bulkhead_web::format::Utc(d.at),
-                d.kind,
-                d.alert
-            );
+            println!("    {} {} #{}: {result}", bulkhead::clock::local(d.at), d.kind, d.alert);
         }
     }
     if status.missed > 0 {

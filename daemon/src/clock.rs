@@ -49,6 +49,14 @@ pub fn local_utc_offset(at: UnixTime) -> i32 {
     }
 }
 
+/// `at` in the router's local time, for people (the CLI).
+pub fn local(at: UnixTime) -> bulkhead_web::format::Local {
+    bulkhead_web::format::Local {
+        at,
+        offset_secs: local_utc_offset(at),
+    }
+}
+
 /// The last reading of both clocks.
 #[derive(Debug, Clone, Copy)]
 pub struct ClockWatch {

@@ -518,7 +518,7 @@ fn print_alerts(answer: Response, json: bool) -> anyhow::Result<()> {
         println!(
             "{:>6} {} {} {:<24}  {}",
             a.id,
-            bulkhead_web::format::Utc(a.at),
+            bulkhead::clock::local(a.at),
             if a.acknowledged { " " } else { "*" },
             a.kind.as_str(),
             show(&a.message)

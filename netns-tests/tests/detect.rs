@@ -536,6 +536,22 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         r.text()
     );
 
+    // The CLI shows the alerts in the router's local time (here the TZ the
+    // homeowner's shell has: India, UTC+05:30, no summer time).
+    let socket = demo.socket();
+    let out = std::process::Command::new(BIN)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("alerts")
+        .env("TZ", "IST-5:30")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("probing") && text.contains("+05:30") && !text.contains("UTC"),
+        "bulkhead alerts in local time: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // MQTT: the alert and the availability.
     let log = std::fs::read_to_string(&mqtt_log)?;
     ensure!(log.contains("bulkhead/status online"), "availability");

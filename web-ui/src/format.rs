@@ -55,6 +55,38 @@ impl fmt::Display for Utc {
     }
 }
 
+/// A time in a zone `offset_secs` ahead of UTC (the router's local time, for
+/// the CLI): "2026-12-06 23:30 +01:00"; "UTC" when the offset is 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Local {
+    /// When.
+    pub at: UnixTime,
+    /// The zone's offset from UTC then, in seconds.
+    pub offset_secs: i32,
+}
+
+impl fmt::Display for Local {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.offset_secs == 0 {
+            return Utc(self.at).fmt(f);
+        }
+        let t = self.at + i64::from(self.offset_secs);
+        let days = t.div_euclid(86_400);
+        let secs = t.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let sign = if self.offset_secs < 0 { '-' } else { '+' };
+        let off = self.offset_secs.unsigned_abs();
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02} {:02}:{:02} {sign}{:02}:{:02}",
+            secs / 3600,
+            secs % 3600 / 60,
+            off / 3600,
+            off % 3600 / 60
+        )
+    }
+}
+
 /// An RFC 3339 timestamp for `<time datetime>`.
 #[derive(Debug, Clone, Copy)]
 pub struct Rfc3339(pub UnixTime);
@@ -136,6 +168,15 @@ mod tests {
         assert_eq!(Utc(1_700_000_000).to_string(), "2023-11-14 22:13 UTC");
         assert_eq!(Rfc3339(1_700_000_000).to_string(), "2023-11-14T22:13:20Z");
         assert_eq!(Utc(-86_400).to_string(), "1969-12-31 00:00 UTC");
+        let local = |at, offset_secs| Local { at, offset_secs }.to_string();
+        assert_eq!(local(1_700_000_000, 0), "2023-11-14 22:13 UTC");
+        assert_eq!(local(1_700_000_000, 3600), "2023-11-14 23:13 +01:00");
+        assert_eq!(
+            local(1_700_000_000, 5 * 3600 + 1800),
+            "2023-11-15 03:43 +05:30",
+            "across midnight"
+        );
+        assert_eq!(local(1_700_000_000, -8 * 3600), "2023-11-14 14:13 -08:00");
     }
 
     #[test]
