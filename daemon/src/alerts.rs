@@ -33,6 +33,9 @@ pub enum AlertKind {
     /// The firewall refused a change (a full replace or a set delta): the
     /// kernel keeps its previous rules. Raised once until an apply succeeds.
     ApplyFailed,
+    /// The device database cannot be written (disk full, damaged): decisions
+    /// are in force and kept in memory until it can.
+    StoreFailed,
     /// A device tried to use another resolver than the router's (plain DNS
     /// elsewhere, DNS over TLS, a known DoH server). Once a day per device.
     DnsBypass,
@@ -94,6 +97,7 @@ impl AlertKind {
             AlertKind::TunnelDown => "tunnel-down",
             AlertKind::TunnelError => "tunnel-error",
             AlertKind::ApplyFailed => "apply-failed",
+            AlertKind::StoreFailed => "store-failed",
             AlertKind::DnsBypass => "dns-bypass",
             AlertKind::Probing => "probing",
             AlertKind::LateralAttempt => "lateral-attempt",
@@ -104,7 +108,7 @@ impl AlertKind {
     }
 
     /// Every kind, in a stable order.
-    pub const ALL: [AlertKind; 15] = [
+    pub const ALL: [AlertKind; 16] = [
         AlertKind::NewDeviceQuarantined,
         AlertKind::NewDevice,
         AlertKind::DeviceClassified,
@@ -114,6 +118,7 @@ impl AlertKind {
         AlertKind::TunnelDown,
         AlertKind::TunnelError,
         AlertKind::ApplyFailed,
+        AlertKind::StoreFailed,
         AlertKind::DnsBypass,
         AlertKind::Probing,
         AlertKind::LateralAttempt,
@@ -135,9 +140,11 @@ impl AlertKind {
             | AlertKind::TunnelError
             | AlertKind::Probing
             | AlertKind::LateralAttempt => Some(600),
-            AlertKind::PoolExhausted | AlertKind::ApplyFailed | AlertKind::DeviceOffline | AlertKind::DeviceBack => {
-                Some(3600)
-            }
+            AlertKind::PoolExhausted
+            | AlertKind::ApplyFailed
+            | AlertKind::StoreFailed
+            | AlertKind::DeviceOffline
+            | AlertKind::DeviceBack => Some(3600),
             AlertKind::DnsBypass | AlertKind::BlockedDeviceActive => Some(24 * 3600),
         }
     }
@@ -157,7 +164,9 @@ impl AlertKind {
             | AlertKind::DnsBypass
             | AlertKind::BlockedDeviceActive
             | AlertKind::DeviceOffline => Severity::Warning,
-            AlertKind::ApplyFailed | AlertKind::Probing | AlertKind::LateralAttempt => Severity::Critical,
+            AlertKind::ApplyFailed | AlertKind::StoreFailed | AlertKind::Probing | AlertKind::LateralAttempt => {
+                Severity::Critical
+            }
         }
     }
 

@@ -253,6 +253,60 @@ pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// o2. A damaged device database does not stop the router: the file is
+/// overwritten while the daemon is down; it starts all the same, keeps the
+/// damaged file for the homeowner, says so in an alert, and fails closed —
+/// the stranger, approved into guest before, is back in quarantine (the
+/// decision is not silently kept nor silently lost: the alert says to decide
+/// again) until the homeowner decides again.
+pub fn o2_a_damaged_database_does_not_stop_the_router() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    demo.join(host("stranger")?)?;
+    let stranger = MacAddr(host("stranger")?.mac);
+    wait_device(&demo, stranger, "known", |d| d["zone"] == "quarantine")?;
+    demo.call(Request::Approve {
+        mac: stranger,
+        zone: Some(zone("guest")?),
+    })?;
+    ensure!(
+        set_elements(&demo, "guest_mac")?.contains(&stranger.to_string()),
+        "approved into guest"
+    );
+    demo.kill_daemon()?;
+    let state = demo.dir.join("state");
+    std::fs::write(state.join("bulkhead.db"), b"this is not a database ".repeat(400))?;
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(state.join(format!("bulkhead.db{ext}")));
+    }
+    demo.start_daemon()
+        .with_context(|| format!("the daemon did not start on a damaged database:\n{}", demo.log()))?;
+    let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 20 })? else {
+        anyhow::bail!("unexpected answer")
+    };
+    let told = alerts
+        .iter()
+        .find(|a| a.kind == bulkhead::alerts::AlertKind::StoreFailed)
+        .with_context(|| format!("no store-failed alert in {alerts:?}"))?;
+    ensure!(
+        told.message.contains("damaged") && told.message.contains("kept as"),
+        "the alert says what happened: {}",
+        told.message
+    );
+    let kept: Vec<_> = std::fs::read_dir(&state)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("bulkhead.db.damaged-"))
+        .collect();
+    ensure!(!kept.is_empty(), "the damaged file is kept in {}", state.display());
+    // Fail-closed: the stranger comes back and waits in quarantine again.
+    demo.join(host("stranger")?)?;
+    wait_device(&demo, stranger, "quarantined again", |d| d["zone"] == "quarantine")?;
+    ensure!(
+        !set_elements(&demo, "guest_mac")?.contains(&stranger.to_string()),
+        "a decision the database lost must not stay in force unseen"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// p. Observer mode: Debian's dnsmasq hands out addresses; Bulkhead captures the
 /// client's DHCP packets (fingerprint) and reads dnsmasq's lease file (binding);
 /// the device lands in its zone; dnsmasq serves no DNS (`--port=0`) and Bulkhead

@@ -57,6 +57,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             d_bad_policy_on_sighup_changes_nothing,
         ),
         (
+            "d2_killed_during_a_full_replace_leaves_a_whole_ruleset",
+            d2_killed_during_a_full_replace_leaves_a_whole_ruleset,
+        ),
+        (
             "e_kill_9_and_restart_never_open_the_network",
             e_kill_9_and_restart_never_open_the_network,
         ),
@@ -92,6 +96,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "o_restart_keeps_leases_and_zones",
             discovery::o_restart_keeps_leases_and_zones,
+        ),
+        (
+            "o2_a_damaged_database_does_not_stop_the_router",
+            discovery::o2_a_damaged_database_does_not_stop_the_router,
         ),
         ("p_observer_mode_with_dnsmasq", discovery::p_observer_mode_with_dnsmasq),
         (
@@ -646,6 +654,77 @@ fn d_bad_policy_on_sighup_changes_nothing() -> Result<Outcome> {
             SHORT
         )?))?,
         "a valid reload was not applied"
+    );
+    Ok(Outcome::Passed)
+}
+
+/// d2. The daemon killed (SIGKILL) at moments during a full replace, over
+/// and over: the kernel holds a whole ruleset each time — the one before or
+/// the one after, never a mix or none (one nft transaction) — and the next
+/// start puts the config on disk in force.
+fn d2_killed_during_a_full_replace_leaves_a_whole_ruleset() -> Result<Outcome> {
+    let demo = running_home(&[])?;
+    let zones_path = demo.dir.join("policies/zones.toml");
+    let open = std::fs::read_to_string(&zones_path)?;
+    let closed = open.replacen("[zones.iot]\ndescription = \"Cameras, plugs, speakers, TVs: internet only, answers trusted, never starts a connection into it\"\ninternet = true", "[zones.iot]\ninternet = false", 1);
+    ensure!(closed != open, "could not edit the iot zone");
+    let internet = SocketAddr::new(demo.home.internet_v4().into(), 80);
+    let camera_online = || tcp_probe(demo.home.ns("camera")?, internet, SHORT).map_err(anyhow::Error::from);
+    // Both rulesets, as the daemon applies them.
+    let both = |zones: &str| -> Result<(String, String)> {
+        std::fs::write(&zones_path, zones)?;
+        demo.kill_daemon()?;
+        demo.start_daemon()?;
+        Ok((listing(&demo, "inet")?, listing(&demo, "bridge")?))
+    };
+    let ruleset_closed = both(&closed)?;
+    ensure!(!camera_online()?, "iot without internet");
+    let ruleset_open = both(&open)?;
+    ensure!(camera_online()?, "iot with internet");
+    ensure!(ruleset_open != ruleset_closed, "the two configs give the same ruleset");
+    let (mut kept_before, mut took_after) = (0, 0);
+    for round in 0..16u64 {
+        let (text, want_after) = if round % 2 == 0 {
+            (&closed, &ruleset_closed)
+        } else {
+            (&open, &ruleset_open)
+        };
+        let before = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+        std::fs::write(&zones_path, text)?;
+        demo.signal_daemon(Signal::SIGHUP)?;
+        // Somewhere in the reload: reading the config, rendering, or nft
+        // reading its document.
+        std::thread::sleep(Duration::from_millis(round * 3));
+        demo.kill_daemon()?;
+        // An nft already running finishes on its own (its input is whole or
+        // it refuses a cut document); give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        let now = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+        if now == before {
+            kept_before += 1;
+        } else if &now == want_after {
+            took_after += 1;
+        }
+        ensure!(
+            now == before || &now == want_after,
+            "round {round}: killed {} ms into a reload, the kernel holds neither ruleset:\n{}\n{}",
+            round * 3,
+            now.0,
+            now.1
+        );
+        demo.start_daemon()?;
+        let started = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+        ensure!(
+            &started == want_after,
+            "round {round}: the restart did not put the config on disk in force"
+        );
+        ensure!(
+            camera_online()? == (round % 2 == 1),
+            "round {round}: traffic does not follow the config"
+        );
+    }
+    eprintln!(
+        "    killed mid-reload 16 times: the ruleset before stayed {kept_before} times, the new one was whole {took_after} times"
     );
     Ok(Outcome::Passed)
 }

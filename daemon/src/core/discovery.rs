@@ -85,15 +85,9 @@ impl DaemonState {
         // costly part, and a returning client sends three events per exchange).
         let affected = self.affected_by(&event);
         let touched: Vec<Device> = affected.iter().filter_map(|m| self.inventory.get(m)).cloned().collect();
-        let change = match self.apply_event(&event, now) {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = format!("could not store what discovery found about {mac}: {}", error_chain(&e));
-                tracing::error!("{msg}");
-                self.enforcer.report_error(msg);
-                return Change::None;
-            }
-        };
+        // A write the store refuses is kept for later; the device is
+        // enforced as found either way.
+        let change = self.apply_event(&event, now);
         if change != Change::Facts {
             return change;
         }

@@ -224,11 +224,16 @@ impl DaemonState {
         }
     }
 
-    /// Applies an inventory event, persisting what changed.
-    pub fn apply_event(&mut self, event: &Event, now: UnixTime) -> Result<Change, StoreError> {
+    /// One event into the inventory and the store. A write the store
+    /// refuses (disk full, a damaged file) does not undo the event: the
+    /// inventory has it and the caller enforces it; the device is kept for
+    /// [`DaemonState::retry_unsaved`] and the homeowner is told once per run
+    /// of failures. What the homeowner decided is never dropped for want of
+    /// disk.
+    pub fn apply_event(&mut self, event: &Event, now: UnixTime) -> Change {
         let mac = event.mac();
         let change = self.inventory.apply(event, now);
-        match change {
+        let written = match change {
             Change::Facts => {
                 self.facts_changed += 1;
                 // The homeowner's decisions are forced to disk; what discovery
@@ -245,19 +250,63 @@ impl DaemonState {
                 // Saving an address takes it from whoever held it on disk too
                 // (the store keeps one row per address), as the inventory did.
                 if let Event::Forget { mac } = event {
-                    self.store.forget_device(*mac)?;
+                    self.store.forget_device(*mac)
                 } else if let Some(d) = self.inventory.get(&mac) {
                     if decision {
-                        self.store.save_device(d)?;
+                        self.store.save_device(d)
                     } else {
-                        self.store.save_discovered(d)?;
+                        self.store.save_discovered(d)
                     }
+                } else {
+                    Ok(())
                 }
             }
-            Change::SeenOnly => self.store.note_seen(mac, now),
-            Change::None => {}
+            Change::SeenOnly => {
+                self.store.note_seen(mac, now);
+                Ok(())
+            }
+            Change::None => Ok(()),
+        };
+        if let Err(e) = written {
+            self.store.mark_unsaved(mac);
+            self.store_failed(&e, now);
         }
-        Ok(change)
+        change
+    }
+
+    /// A write failed: one alert per run of failures (the alert's dedup
+    /// window counts the rest).
+    fn store_failed(&mut self, e: &StoreError, now: UnixTime) {
+        tracing::error!(error = %error_chain(e), "could not write the device database");
+        let waiting = self.store.unsaved_count();
+        self.raise(Alert::new(
+            now,
+            AlertKind::StoreFailed,
+            None,
+            format!(
+                "Bulkhead cannot write its device database ({}). Your decisions are in force and kept in \
+                 memory ({waiting} device(s) waiting); they are written as soon as it can. Is the disk full?",
+                error_chain(e)
+            ),
+        ));
+    }
+
+    /// On the timer: writes what could not be written before.
+    pub fn retry_unsaved(&mut self) {
+        if self.store.unsaved_count() == 0 {
+            return;
+        }
+        let inventory = &self.inventory;
+        match self.store.retry_unsaved(|m| inventory.get(m)) {
+            Ok(n) => tracing::info!(
+                devices = n,
+                "the device database is writable again; everything is saved"
+            ),
+            Err(e) => {
+                let left = self.store.unsaved_count();
+                tracing::warn!(error = %error_chain(&e), left, "the device database still cannot be written");
+            }
+        }
     }
 
     /// A decision (CLI, web UI): persist it, enforce just the devices it touches,
@@ -266,12 +315,13 @@ impl DaemonState {
         use crate::control::Response;
         let affected = self.affected_by(event);
         let before = self.entries(&affected);
-        if let Err(e) = self.apply_event(event, now) {
-            return Response::Error {
-                message: format!("not saved: {}", error_chain(&e)),
-            };
-        }
+        self.apply_event(event, now);
         let after = self.entries(&affected);
+        let done = if self.store.is_unsaved(&event.mac()) {
+            format!("{done} (in force, but not saved yet: the device database cannot be written; kept in memory)")
+        } else {
+            done
+        };
         match self.reconcile_entries(&before, &after) {
             Ok(_) => Response::Done { message: done },
             Err(e) => Response::Error {
@@ -368,6 +418,7 @@ impl DaemonState {
         if let Err(e) = self.store.flush_if_due(now) {
             tracing::warn!(error = %error_chain(&e), "could not write last-seen times");
         }
+        self.retry_unsaved();
     }
 
     /// The wall clock jumped by `delta` seconds (seen by the runtime's

@@ -234,11 +234,7 @@ impl DaemonState {
                 mac: new_mac,
                 name: Some(name),
             };
-            if let Err(e) = self.apply_event(&rename, now) {
-                return Response::Error {
-                    message: format!("not saved: {}", error_chain(&e)),
-                };
-            }
+            self.apply_event(&rename, now);
         }
         let suggestion = IdentitySuggestion {
             new_mac,

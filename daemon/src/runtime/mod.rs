@@ -66,15 +66,44 @@ async fn reconcile_links(handle: &rtnetlink::Handle, config: &Config) -> Result<
     Ok(existing_bridge_ports(config, &observed))
 }
 
+/// What the homeowner is told after a damaged database was replaced.
+fn store_recovery_message(r: &crate::store::Recovery) -> String {
+    let kept = match &r.kept_as {
+        Some(p) => format!("it is kept as {}", p.display()),
+        None => "it could not be moved aside".to_string(),
+    };
+    let now_where = if r.in_memory {
+        "No new database could be made, so Bulkhead keeps everything in memory until it restarts."
+    } else {
+        "A new database was started."
+    };
+    format!(
+        "The device database was damaged ({}); {kept}. {now_where} {} device(s) and their decisions \
+         were read back; devices not read back are treated as new (quarantined) until you decide again.",
+        r.why, r.salvaged
+    )
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&config_path).map_err(|e| report_config_errors(&config_path, &e))?;
     // First, so a second daemon stops before it touches the store or the tables.
     let listener = bind_control(&config.control_socket)?;
     let now = unix_now();
-    let store = Store::open(&config.state_dir, now).context("opening the store")?;
+    // A damaged database does not keep the router from starting: it starts
+    // with what could be read (fail-closed: the rest waits in quarantine)
+    // and tells the homeowner.
+    let (store, recovery) = Store::open_or_recover(&config.state_dir, now).context("opening the store")?;
     let mut state = DaemonState::new(config, store, Box::new(NftCli::default()), Box::new(ConntrackNetlink))
         .context("loading devices")?;
+    if let Some(r) = recovery {
+        state.raise(crate::alerts::Alert::new(
+            now,
+            crate::alerts::AlertKind::StoreFailed,
+            None,
+            store_recovery_message(&r),
+        ));
+    }
 
     // Rules before links: on a first start, the bridge must not pass a frame before
     // the bridge table exists. On a restart the previous rules are still in force

@@ -5,9 +5,9 @@
 //! times are buffered and written at most once per `SEEN_FLUSH_SECS`, so steady
 //! traffic does not wear a router's flash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -48,10 +48,73 @@ pub enum StoreError {
         /// Newest known.
         known: i64,
     },
+    /// SQLite's own check found the file damaged.
+    #[error("the database file is damaged: {0}")]
+    Damaged(String),
+}
+
+impl StoreError {
+    /// The file itself is damaged (not a database, corrupt pages, a failed
+    /// integrity check), as opposed to a disk or permission problem or a
+    /// newer schema, which moving the file aside would not mend.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Damaged(_) => true,
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What [`Store::open_or_recover`] did with a damaged file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Why the file was taken for damaged.
+    pub why: String,
+    /// Where the damaged file was kept (for a person, or a tool, to read).
+    pub kept_as: Option<PathBuf>,
+    /// Devices read back from it into the new database.
+    pub salvaged: usize,
+    /// No new file could be made either: the store lives in memory only.
+    pub in_memory: bool,
 }
 
 fn sql(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite { doing, source }
+}
+
+/// An error and its causes, in one line.
+fn error_text(e: &StoreError) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The devices that can still be read from a damaged file (read-only, no
+/// migration): all of them when the devices table and its addresses read
+/// whole, none when they do not.
+fn salvage_devices(path: &Path) -> Vec<Device> {
+    let Ok(conn) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let store = Store {
+        conn,
+        pending_seen: BTreeMap::new(),
+        last_flush: 0,
+        unsaved: BTreeSet::new(),
+    };
+    store.load_devices().unwrap_or_default()
 }
 
 /// Migrations, in order; `PRAGMA user_version` records how many have run.
@@ -133,6 +196,9 @@ pub struct Store {
     conn: Connection,
     pending_seen: BTreeMap<MacAddr, UnixTime>,
     last_flush: UnixTime,
+    /// Devices whose last write failed (disk full, a damaged file): in force
+    /// and in memory, written again by [`Store::retry_unsaved`].
+    unsaved: BTreeSet<MacAddr>,
 }
 
 impl Store {
@@ -144,6 +210,68 @@ impl Store {
         })?;
         let conn = Connection::open(state_dir.join("bulkhead.db")).map_err(sql("opening the database"))?;
         Self::with_connection(conn, now)
+    }
+
+    /// Opens the store; a damaged file (not a database, corrupt pages, a
+    /// failed quick check) does not stop the router: the devices that can
+    /// still be read are read, the file is kept aside as
+    /// `bulkhead.db.damaged-<time>` (with its WAL), and a new database gets
+    /// what was read. When not even a new file can be made, the store lives
+    /// in memory (decisions in force, lost at the next restart) and says so.
+    /// Other errors (no such directory, a newer schema) stay errors.
+    pub fn open_or_recover(state_dir: &Path, now: UnixTime) -> Result<(Store, Option<Recovery>), StoreError> {
+        let damage = match Store::open(state_dir, now).and_then(|s| s.quick_check().map(|()| s)) {
+            Ok(s) => return Ok((s, None)),
+            Err(e) if e.is_damage() => e,
+            Err(e) => return Err(e),
+        };
+        let why = error_text(&damage);
+        let path = state_dir.join("bulkhead.db");
+        let salvaged = salvage_devices(&path);
+        let kept = state_dir.join(format!("bulkhead.db.damaged-{now}"));
+        let mut kept_as = None;
+        if std::fs::rename(&path, &kept).is_ok() {
+            for ext in ["-wal", "-shm"] {
+                let from = state_dir.join(format!("bulkhead.db{ext}"));
+                if from.exists() {
+                    let _ = std::fs::rename(&from, state_dir.join(format!("bulkhead.db.damaged-{now}{ext}")));
+                }
+            }
+            kept_as = Some(kept);
+        }
+        let (mut store, in_memory) = match kept_as.as_ref().map(|_| Store::open(state_dir, now)) {
+            Some(Ok(s)) => (s, false),
+            _ => (Store::in_memory(now)?, true),
+        };
+        let mut written = 0;
+        for d in &salvaged {
+            if store.save_device(d).is_ok() {
+                written += 1;
+            }
+        }
+        tracing::error!(%why, salvaged = written, kept_as = ?kept_as, in_memory, "the device database was damaged");
+        Ok((
+            store,
+            Some(Recovery {
+                why,
+                kept_as,
+                salvaged: written,
+                in_memory,
+            }),
+        ))
+    }
+
+    /// SQLite's quick check of the whole file.
+    fn quick_check(&self) -> Result<(), StoreError> {
+        let verdict: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(sql("checking the database"))?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Damaged(verdict.replace('\n', "; ")))
+        }
     }
 
     /// An in-memory store (tests).
@@ -166,6 +294,7 @@ impl Store {
             conn,
             pending_seen: BTreeMap::new(),
             last_flush: now,
+            unsaved: BTreeSet::new(),
         })
     }
 
@@ -257,6 +386,60 @@ impl Store {
             .map_err(sql("setting synchronous"))?;
         self.pending_seen.remove(&d.mac);
         result
+    }
+
+    /// A device whose write failed: kept for [`Store::retry_unsaved`].
+    pub fn mark_unsaved(&mut self, mac: MacAddr) {
+        self.unsaved.insert(mac);
+    }
+
+    /// Whether `mac`'s last write failed and has not been redone.
+    pub fn is_unsaved(&self, mac: &MacAddr) -> bool {
+        self.unsaved.contains(mac)
+    }
+
+    /// How many devices wait to be written.
+    pub fn unsaved_count(&self) -> usize {
+        self.unsaved.len()
+    }
+
+    /// Writes the devices whose write failed, as they are now (`device`:
+    /// the inventory's; `None`: forgotten meanwhile). Stops at the first
+    /// failure (the disk is still full); returns how many were written.
+    pub fn retry_unsaved<'a>(&mut self, device: impl Fn(&MacAddr) -> Option<&'a Device>) -> Result<usize, StoreError> {
+        let mut written = 0;
+        for mac in self.unsaved.clone() {
+            match device(&mac) {
+                Some(d) => self.save_device(d)?,
+                None => self.forget_device(mac)?,
+            }
+            self.unsaved.remove(&mac);
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Caps the database's size (tests: a full disk as SQLite sees it,
+    /// `SQLITE_FULL`); `None` lifts the cap.
+    #[cfg(test)]
+    pub fn cap_pages(&self, pages: Option<u64>) {
+        let n: i64 = match pages {
+            Some(p) => i64::try_from(p).unwrap_or(i64::MAX),
+            None => 1_073_741_823,
+        };
+        let _: i64 = self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {n}"), [], |r| r.get(0))
+            .unwrap_or(0);
+    }
+
+    /// The database's size in pages (tests).
+    #[cfg(test)]
+    pub fn page_count(&self) -> u64 {
+        self.conn
+            .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Forgets a device: its row, its addresses (cascade) and the identity
@@ -727,6 +910,82 @@ mod tests {
         assert_eq!(s.flush_if_due(1060).expect("flush"), 1);
         assert_eq!(s.load_devices().expect("load")[0].last_seen, 1010);
         assert_eq!(s.flush_if_due(1070).expect("flush"), 0);
+    }
+
+    /// A file that is not a database at all, and one whose later pages were
+    /// overwritten: the store opens, keeps the damaged file aside, reads back
+    /// what it can; a newer schema is still an error, not damage.
+    #[test]
+    fn a_damaged_file_is_kept_aside_and_what_can_be_read_is_read_back() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-store-damaged-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = dir.join("bulkhead.db");
+
+        // Not a database.
+        std::fs::write(&db, vec![0x5a; 8192]).expect("garbage");
+        let (s, r) = Store::open_or_recover(&dir, 1_000).expect("recovers");
+        let r = r.expect("a recovery");
+        assert!(!r.in_memory && r.salvaged == 0, "{r:?}");
+        assert!(r.why.contains("not a database") || r.why.contains("damaged"), "{r:?}");
+        let kept = r.kept_as.expect("kept");
+        assert_eq!(
+            std::fs::read(&kept).expect("kept file"),
+            vec![0x5a; 8192],
+            "kept as it was"
+        );
+        assert!(s.load_devices().expect("new store").is_empty());
+        drop(s);
+        let (_, again) = Store::open_or_recover(&dir, 1_001).expect("reopen");
+        assert_eq!(again, None, "the new file is sound");
+
+        // A real database whose index pages are overwritten: the devices
+        // table still reads, the file fails its check.
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let mut s = Store::open(&dir, 0).expect("open");
+            let mut named = dev(7, "10.0.1.7");
+            named.name = Some("Kitchen speaker".into());
+            named.blocked = true;
+            s.save_device(&named).expect("save");
+            for n in 10..200u8 {
+                s.save_device(&dev(n, &format!("fd00::{n}"))).expect("save");
+            }
+            s.conn
+                .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .expect("checkpoint");
+        }
+        let mut bytes = std::fs::read(&db).expect("read");
+        let page = 4096;
+        let pages = bytes.len() / page;
+        assert!(pages > 4, "{pages} pages");
+        // The last page (an index or the addresses table), overwritten.
+        for b in &mut bytes[(pages - 1) * page..] {
+            *b = 0xff;
+        }
+        std::fs::write(&db, &bytes).expect("damage");
+        let (s, r) = Store::open_or_recover(&dir, 2_000).expect("recovers");
+        let r = r.expect("a recovery");
+        assert!(r.kept_as.as_ref().is_some_and(|p| p.exists()), "{r:?}");
+        let back = s.load_devices().expect("load");
+        assert_eq!(back.len(), r.salvaged, "{r:?}");
+        assert_eq!(r.salvaged, 191, "every device read back: {r:?}");
+        let named = back
+            .iter()
+            .find(|d| d.mac == MacAddr([2, 0, 0, 0, 0, 7]))
+            .expect("the named one");
+        assert!(named.blocked && named.name.as_deref() == Some("Kitchen speaker"));
+        assert!(!r.why.contains('\n'), "one line: {r:?}");
+
+        // A newer schema is not damage: it stays an error (a downgrade must
+        // not throw away a newer Bulkhead's data).
+        s.conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(s);
+        assert!(matches!(
+            Store::open_or_recover(&dir, 3_000),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

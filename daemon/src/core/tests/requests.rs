@@ -189,15 +189,13 @@ fn forgetting_a_device_takes_it_out_of_the_sets_the_store_and_the_snapshot() {
     );
     assert_eq!(h.state.device_snapshot(&mac(2)), None);
     // If it shows up again, it is a new device.
-    h.state
-        .apply_event(
-            &Event::Address {
-                mac: mac(2),
-                ip: "10.0.2.20".parse().expect("ip"),
-            },
-            4,
-        )
-        .expect("event");
+    h.state.apply_event(
+        &Event::Address {
+            mac: mac(2),
+            ip: "10.0.2.20".parse().expect("ip"),
+        },
+        4,
+    );
     let again = view(&h, mac(2));
     assert!(!again.blocked && again.first_seen == 4, "{again:?}");
 }
@@ -422,4 +420,82 @@ fn a_watched_device_going_offline_and_back_is_told_and_flapping_is_counted() {
     );
     h.state.handle_timeout(silent + 800);
     assert_eq!(told(&h, AlertKind::DeviceBack)[0].count, 1);
+}
+
+/// The store's disk fills up (SQLite's own "database or disk is full",
+/// through a page cap): a decision is still in force and answered as such,
+/// the homeowner is told once, discovery goes on, and everything is written
+/// when there is room again.
+#[test]
+fn a_full_disk_loses_no_decision_and_everything_is_written_when_room_returns() {
+    let mut h = home(default_config());
+    let pages = h.state.store.page_count();
+    h.state.store.cap_pages(Some(pages));
+    // New devices until the capped file is full: the one that does not fit
+    // is known and in force all the same, and the answer says so.
+    let mut refused = None;
+    for i in 0..2000u16 {
+        let m = crate::config::MacAddr([2, 0, 0, 1, (i >> 8) as u8, i as u8]);
+        let msg = done(h.state.handle(Request::AddDevice { mac: m, ip: None }, 2));
+        if msg.contains("not saved yet") {
+            refused = Some(m);
+            break;
+        }
+    }
+    let newcomer = refused.expect("the capped store never filled up");
+    assert!(h.state.knows(&newcomer) && h.state.store.is_unsaved(&newcomer));
+    // A name that makes a row grow cannot be written either; it is in force.
+    let name = "Kitchen speaker, the one by the window, that plays the radio".to_string();
+    let msg = done(h.state.handle(
+        Request::Rename {
+            mac: mac(2),
+            name: Some(name.clone()),
+        },
+        2,
+    ));
+    assert!(msg.contains("not saved yet"), "{msg}");
+    assert_eq!(view(&h, mac(2)).name.as_deref(), Some(name.as_str()), "in force");
+    // Another decision: in force whether or not it fits in place.
+    done(h.state.handle(
+        Request::Block {
+            mac: mac(1),
+            blocked: true,
+        },
+        3,
+    ));
+    assert!(applied(&h).blocked.macs.contains(&mac(1)), "in force");
+    let Response::Alerts { alerts } = h.state.handle(Request::Alerts { limit: 50 }, 4) else {
+        panic!("alerts");
+    };
+    let told: Vec<_> = alerts.iter().filter(|a| a.kind == AlertKind::StoreFailed).collect();
+    assert_eq!(told.len(), 1, "told once, counted after: {told:?}");
+    assert!(told[0].message.contains("full"), "{}", told[0].message);
+    // Discovery goes on: a new address is enforced though it may not be saved.
+    h.state.apply_event(
+        &Event::Address {
+            mac: mac(3),
+            ip: "10.0.1.30".parse().expect("ip"),
+        },
+        5,
+    );
+    assert!(h.state.knows(&mac(3)));
+    // Room again: the timer writes everything, as it is now.
+    h.state.store.cap_pages(None);
+    h.state.handle_timeout(6);
+    assert_eq!(h.state.store.unsaved_count(), 0);
+    assert_eq!(
+        stored(&h, mac(2)).name.as_deref(),
+        Some(name.as_str()),
+        "the name reached the disk"
+    );
+    assert!(stored(&h, mac(1)).blocked);
+    let stored_macs: Vec<_> = h
+        .state
+        .store
+        .load_devices()
+        .expect("load")
+        .iter()
+        .map(|d| d.mac)
+        .collect();
+    assert!(stored_macs.contains(&mac(3)) && stored_macs.contains(&newcomer));
 }
