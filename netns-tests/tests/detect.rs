@@ -78,12 +78,10 @@ const ORDINARY_LIFE: Duration = Duration::from_secs(600);
 /// no lateral attempt, no blocked device, no DNS bypass, no device offline,
 /// no tunnel down, no failed apply.
 pub(crate) fn z0_ordinary_life_for_ten_minutes_raises_nothing() -> Result<Outcome> {
-    for tool in ["dig", "wireguard-go", "busybox", "dhclient"] {
-        ensure!(
-            bulkhead::demo::have(tool),
-            "`{tool}` is missing: README's first command installs it (scripts/test.sh does)"
-        );
-    }
+    need(
+        &["dig", "wireguard-go", "busybox", "dhclient"],
+        "README's first command installs it",
+    )?;
     let demo = DemoHome::start_full(std::path::Path::new(BIN), &[], bulkhead::demo::WEB_PORT)?;
     demo.approve_own_devices()?;
     let camera = mac_of("camera")?;
@@ -323,6 +321,43 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()
 "#;
 
+/// Fails with what to install when one of `tools` is missing.
+fn need(tools: &[&str], install: &str) -> Result<()> {
+    for tool in tools {
+        ensure!(
+            bulkhead::demo::have(tool),
+            "`{tool}` is missing: {install} (scripts/test.sh installs it)"
+        );
+    }
+    Ok(())
+}
+
+/// The demo's own directory (its config, state and the test's files).
+fn demo_dir(demo: &DemoHome) -> Result<std::path::PathBuf> {
+    demo.config_path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("demo dir")
+}
+
+/// The retained message on `topic` of the broker on the laptop's loopback
+/// ("" when there is none).
+fn retained(laptop: &bulkhead_netns::Netns, topic: &str) -> Result<String> {
+    let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Waits until the broker on the laptop's loopback takes a message.
+fn wait_for_broker(laptop: &bulkhead_netns::Netns, log: &std::path::Path) -> Result<()> {
+    wait_for("mosquitto listening", Duration::from_secs(10), || {
+        Ok(laptop
+            .exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-t", "test/up", "-m", "1"])?
+            .status
+            .success())
+    })
+    .with_context(|| std::fs::read_to_string(log).unwrap_or_default())
+}
+
 fn secret_file(path: &std::path::Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text)?;
@@ -347,18 +382,12 @@ fn wait_for(what: &str, timeout: Duration, mut found: impl FnMut() -> Result<boo
 /// fields HA requires, the alert, the availability); after the broker
 /// restarts, the daemon reconnects and publishes the entities again.
 pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> {
-    for tool in ["mosquitto", "mosquitto_sub", "nmap", "python3"] {
-        ensure!(
-            bulkhead::demo::have(tool),
-            "`{tool}` is missing: apt-get install mosquitto mosquitto-clients nmap python3 (scripts/test.sh does)"
-        );
-    }
+    need(
+        &["mosquitto", "mosquitto_sub", "nmap", "python3"],
+        "apt-get install mosquitto mosquitto-clients nmap python3",
+    )?;
     let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
-    let dir = demo
-        .config_path()
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .context("demo dir")?;
+    let dir = demo_dir(&demo)?;
     secret_file(&dir.join("webhook.key"), "s3cret-key\n")?;
     secret_file(&dir.join("ntfy.token"), "tk_demo\n")?;
     let mut text = std::fs::read_to_string(demo.config_path())?;
@@ -376,11 +405,7 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
     )?;
     let conf = mosquitto_conf.to_string_lossy().into_owned();
     let broker = laptop.spawn_logged("mosquitto", &["-c", &conf], &dir.join("mosquitto.log"))?;
-    let broker_up = || -> Result<bool> {
-        let out = laptop.exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-t", "test/up", "-m", "1"])?;
-        Ok(out.status.success())
-    };
-    wait_for("mosquitto listening", Duration::from_secs(10), broker_up)?;
+    wait_for_broker(laptop, &dir.join("mosquitto.log"))?;
     let mqtt_log = dir.join("mqtt.log");
     laptop.spawn_logged("mosquitto_sub", &["-h", "127.0.0.1", "-v", "-t", "#"], &mqtt_log)?;
     demo.start_daemon()?;
@@ -623,10 +648,7 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
     )?;
     // Forgotten, the stranger's entities leave Home Assistant: its retained
     // configs are emptied on the broker.
-    let retained = |topic: &str| -> Result<String> {
-        let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
+    let retained = |topic: &str| retained(laptop, topic);
     let stranger_tracker = format!("homeassistant/device_tracker/bulkhead_{stranger_id}/presence/config");
     ensure!(
         retained(&stranger_tracker)?.contains("\"source_type\""),
@@ -707,18 +729,12 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
 /// that did not sign the broker's certificate, it refuses the broker (not
 /// connected, the error says why) and publishes nothing.
 pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
-    for tool in ["mosquitto", "mosquitto_sub", "openssl"] {
-        ensure!(
-            bulkhead::demo::have(tool),
-            "`{tool}` is missing: apt-get install mosquitto mosquitto-clients openssl (scripts/test.sh does)"
-        );
-    }
+    need(
+        &["mosquitto", "mosquitto_sub", "openssl"],
+        "apt-get install mosquitto mosquitto-clients openssl",
+    )?;
     let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
-    let dir = demo
-        .config_path()
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .context("demo dir")?;
+    let dir = demo_dir(&demo)?;
     let laptop_ip: IpAddr = "10.0.1.10".parse()?;
     let (key, cert, ca) = (dir.join("broker.key"), dir.join("broker.crt"), dir.join("ca.crt"));
     bulkhead_netns::dns::make_test_cert(&key, &cert, &ca, &[laptop_ip])?;
@@ -754,17 +770,8 @@ pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
         &["-c", &conf.to_string_lossy()],
         &dir.join("mosquitto.log"),
     )?;
-    let retained = |topic: &str| -> Result<String> {
-        let out = laptop.exec_output(&["mosquitto_sub", "-h", "127.0.0.1", "-t", topic, "-C", "1", "-W", "2"])?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    wait_for("mosquitto listening", Duration::from_secs(10), || {
-        Ok(laptop
-            .exec_output(&["mosquitto_pub", "-h", "127.0.0.1", "-t", "test/up", "-m", "1"])?
-            .status
-            .success())
-    })
-    .with_context(|| std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default())?;
+    let retained = |topic: &str| retained(laptop, topic);
+    wait_for_broker(laptop, &dir.join("mosquitto.log"))?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let plug_id: String = mac_of("plug")?.0.iter().map(|b| format!("{b:02x}")).collect();
