@@ -986,3 +986,92 @@ fn mqtt_brokers_take_a_default_port_and_mqtts_means_tls() {
         );
     }
 }
+
+/// The example configuration (`examples/bulkhead.toml`) with the shipped
+/// policies goes through the loader `check-config` uses without an error,
+/// and says what its comments say.
+#[test]
+fn the_example_configuration_is_valid_and_means_what_it_says() {
+    let text = include_str!("../../../examples/bulkhead.toml");
+    let policies: Vec<(std::path::PathBuf, String)> = shipped_policies()
+        .into_iter()
+        .map(|(name, text)| (std::path::PathBuf::from(format!("/etc/bulkhead/policies/{name}")), text))
+        .collect();
+    let c = load_from_texts(std::path::Path::new("/etc/bulkhead/bulkhead.toml"), text, &policies)
+        .unwrap_or_else(|e| panic!("examples/bulkhead.toml does not load:\n{e}"));
+    assert_eq!(c.wan_interface, "eth0");
+    assert_eq!(
+        c.segments.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["lan", "iot"]
+    );
+    assert!(c.dns.enabled && c.detect.enabled);
+    assert_eq!(c.notify.ntfy.len(), 1);
+    assert!(c.notify.webhooks.is_empty() && c.notify.mqtt.is_none() && c.tunnel.is_none());
+    // Every setting the loader knows appears in the example, set or commented.
+    for key in [
+        "state_dir",
+        "policies_dir",
+        "control_socket",
+        "police_input",
+        "ports",
+        "parent",
+        "vlan_id",
+        "ipv6",
+        "dhcp_pool",
+        "lease_secs",
+        "observe_lease_file",
+        "hostnames",
+        "tunnel_upstreams",
+        "cache_entries",
+        "block_answer",
+        "rebind_protection",
+        "rebind_allow",
+        "client_qps",
+        "query_log_entries",
+        "bypass",
+        "doh_servers",
+        "tls_ca_file",
+        "refresh_hours",
+        "nflog_group",
+        "samples_per_second",
+        "private_key_file",
+        "mtu",
+        "listen_port",
+        "persistent_keepalive",
+        "secret_file",
+        "min_severity",
+        "kinds",
+        "per_hour",
+        "quiet_hours",
+        "quiet_min_severity",
+        "password_file",
+        "discovery_prefix",
+        "topic_prefix",
+        "commands",
+        "private_key",
+        "preshared_key_file",
+        "preshared_key",
+        "public_key",
+        "endpoint",
+        "allowed_ips",
+        "addresses",
+        "interface",
+        "kind",
+        "ipv4",
+        "dhcp",
+        "domain",
+        "listen",
+        "upstreams",
+        "enabled",
+        "url",
+        "file",
+        "broker",
+        "username",
+        "name",
+    ] {
+        assert!(
+            text.contains(&format!("{key} = ")),
+            "examples/bulkhead.toml does not mention `{key}`"
+        );
+    }
+}
