@@ -358,6 +358,23 @@ fn wait_for_broker(laptop: &bulkhead_netns::Netns, log: &std::path::Path) -> Res
     .with_context(|| std::fs::read_to_string(log).unwrap_or_default())
 }
 
+/// The daemon's MQTT channel as `bulkhead notify status` shows it.
+fn mqtt_status(demo: &DemoHome) -> Result<bulkhead::notify::ChannelStatus> {
+    notify_status(demo)?
+        .channels
+        .into_iter()
+        .find(|c| c.kind == "mqtt")
+        .context("no mqtt channel")
+}
+
+/// `bulkhead notify status`.
+fn notify_status(demo: &DemoHome) -> Result<bulkhead::notify::NotifyStatus> {
+    let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
+        bail!("no notify status");
+    };
+    Ok(*status)
+}
+
 fn secret_file(path: &std::path::Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text)?;
@@ -492,9 +509,7 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         .find(|x| x["path"] == "/bulkhead-alerts" && x["title"] == "Bulkhead: probing")
         .context("ntfy")?;
     ensure!(ntfy["priority"] == "5" && ntfy["auth"] == "Bearer tk_demo", "{ntfy}");
-    let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
-        bail!("no notify status");
-    };
+    let status = notify_status(&demo)?;
     let home = status
         .channels
         .iter()
@@ -662,14 +677,7 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         Duration::from_secs(15),
         || Ok(retained(&stranger_tracker)?.is_empty()),
     )?;
-    let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
-        bail!("no notify status");
-    };
-    let mqtt = status
-        .channels
-        .iter()
-        .find(|c| c.kind == "mqtt")
-        .context("channel mqtt")?;
+    let mqtt = mqtt_status(&demo)?;
     ensure!(
         mqtt.commands == 3 && mqtt.commands_refused == 1,
         "three commands carried out, the nonsense refused: {mqtt:?}"
@@ -786,16 +794,7 @@ pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
             demo.log()
         )
     })?;
-    let mqtt_status = || -> Result<bulkhead::notify::ChannelStatus> {
-        let Response::Notify { status: Some(status) } = demo.call(Request::NotifyStatus)? else {
-            bail!("no notify status");
-        };
-        status
-            .channels
-            .into_iter()
-            .find(|c| c.kind == "mqtt")
-            .context("no mqtt channel")
-    };
+    let mqtt_status = || mqtt_status(&demo);
     let s = mqtt_status()?;
     ensure!(s.connected && s.target == "mqtts://10.0.1.10:8883", "{s:?}");
 

@@ -216,19 +216,25 @@ pub fn n_slaac_addresses_are_enforced_like_ipv4() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// o. A restart keeps leases and zones: after kill -9 and a new start, the sets
-/// hold the same devices and a client asking for its address again gets it.
-pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
-    let demo = discovering_home(&[])?;
-    for name in ["plug", "stranger"] {
-        demo.join(host(name)?)?;
-    }
+/// The stranger joins by DHCP, is seen in quarantine, and is approved into
+/// guest (a homeowner's decision the restart tests look for afterwards).
+fn stranger_approved_into_guest(demo: &DemoHome) -> Result<MacAddr> {
+    demo.join(host("stranger")?)?;
     let stranger = MacAddr(host("stranger")?.mac);
-    wait_device(&demo, stranger, "known", |d| d["zone"] == "quarantine")?;
+    wait_device(demo, stranger, "known", |d| d["zone"] == "quarantine")?;
     demo.call(Request::Approve {
         mac: stranger,
         zone: Some(zone("guest")?),
     })?;
+    Ok(stranger)
+}
+
+/// o. A restart keeps leases and zones: after kill -9 and a new start, the sets
+/// hold the same devices and a client asking for its address again gets it.
+pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    demo.join(host("plug")?)?;
+    stranger_approved_into_guest(&demo)?;
     let before: Vec<String> = ["iot_v4", "guest_v4", "iot_mac", "guest_mac"]
         .iter()
         .map(|s| set_elements(&demo, s))
@@ -261,13 +267,7 @@ pub fn o_restart_keeps_leases_and_zones() -> Result<Outcome> {
 /// again) until the homeowner decides again.
 pub fn o2_a_damaged_database_does_not_stop_the_router() -> Result<Outcome> {
     let demo = discovering_home(&[])?;
-    demo.join(host("stranger")?)?;
-    let stranger = MacAddr(host("stranger")?.mac);
-    wait_device(&demo, stranger, "known", |d| d["zone"] == "quarantine")?;
-    demo.call(Request::Approve {
-        mac: stranger,
-        zone: Some(zone("guest")?),
-    })?;
+    let stranger = stranger_approved_into_guest(&demo)?;
     ensure!(
         set_elements(&demo, "guest_mac")?.contains(&stranger.to_string()),
         "approved into guest"
