@@ -59,4 +59,8 @@ cargo clippy -p bulkhead --locked -- -D warnings
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --lib --all-features --locked
 cargo test -p bulkhead-web --test '*' --locked
+# The Debian package of the router build (no demo): installed, checked,
+# removed and purged for real. Before the e2e build, which adds the demo.
+cargo build -p bulkhead --locked
+./scripts/test-deb.sh
 cargo test -p bulkhead --features demo --test e2e --locked

@@ -36,6 +36,14 @@ enum Command {
     Daemon,
     /// Check the configuration and policies; print every error with file:line:column.
     CheckConfig,
+    /// At boot, before the network is up: put back the firewall the daemon
+    /// last had in force (and the tunnel's kill switch), so the zones hold from
+    /// the first packet. The daemon replaces it when it starts. Needs root.
+    Restore {
+        /// The state directory (default: the config's state_dir, else /var/lib/bulkhead).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// List devices with their zones.
     Devices {
         /// Print JSON.
@@ -305,6 +313,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(bulkhead::runtime::run(cli.config.clone()))
         }
+        Command::Restore { state_dir } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let done = rt.block_on(bulkhead::runtime::restore(&cli.config, state_dir.clone()))?;
+            println!("bulkhead: {done}");
+            Ok(())
+        }
         Command::CheckConfig => match config::load(&cli.config) {
             Ok(c) => {
                 println!(
@@ -393,9 +407,11 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
         Command::Zones { json } => (Request::Zones, print_zones, json),
         Command::SetupToken => (Request::Auth, print_setup_token, false),
         Command::Suggestions { json } => (Request::Suggestions, print_suggestions, json),
-        Command::Daemon | Command::CheckConfig | Command::ResetPassword | Command::Vpn(VpnCommand::Import { .. }) => {
-            return None
-        }
+        Command::Daemon
+        | Command::CheckConfig
+        | Command::Restore { .. }
+        | Command::ResetPassword
+        | Command::Vpn(VpnCommand::Import { .. }) => return None,
         #[cfg(feature = "demo")]
         Command::Demo { .. } | Command::MdnsAnnounce { .. } => return None,
     };

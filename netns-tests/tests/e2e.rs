@@ -20,6 +20,7 @@ use bulkhead::demo::{DemoHome, HOSTS};
 use bulkhead_netns::{tcp_probe, udp_probe, HostSnapshot, Netns, TcpSession};
 use nix::sys::signal::Signal;
 
+mod boot;
 mod detect;
 mod discovery;
 mod dns;
@@ -63,6 +64,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "e_kill_9_and_restart_never_open_the_network",
             e_kill_9_and_restart_never_open_the_network,
+        ),
+        (
+            "e2_restore_at_boot_holds_the_zones_before_the_daemon",
+            boot::e2_restore_at_boot_holds_the_zones_before_the_daemon,
         ),
         (
             "g_check_config_reports_file_line_field",
@@ -272,7 +277,7 @@ fn main() {
 // ---------------------------------------------------------------- helpers
 
 /// A demo home with the daemon running and the pinned hosts registered.
-fn running_home(extra_policies: &[(&str, &str)]) -> Result<DemoHome> {
+pub(crate) fn running_home(extra_policies: &[(&str, &str)]) -> Result<DemoHome> {
     let demo = DemoHome::build(std::path::Path::new(BIN), extra_policies)?;
     demo.start_daemon()?;
     demo.register_hosts()?;
@@ -308,7 +313,7 @@ fn expect_udp(demo: &DemoHome, from: &str, to: IpAddr, port: u16, want: bool) ->
 
 /// `nft list table` of one of our tables, with counters zeroed (traffic moves
 /// them) so two listings compare by structure and elements.
-fn listing(demo: &DemoHome, family: &str) -> Result<String> {
+pub(crate) fn listing(demo: &DemoHome, family: &str) -> Result<String> {
     let out = demo.home.router().exec(&["nft", "list", "table", family, "bulkhead"])?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     Ok(text

@@ -112,6 +112,11 @@ impl DaemonState {
         })
     }
 
+    /// The firewall's owner, to read (what it applied, its counters).
+    pub fn enforcer(&self) -> &crate::firewall::Enforcer {
+        &self.enforcer
+    }
+
     /// At start, before the first [`reconcile`](Self::reconcile): keeps what
     /// the kernel's domain sets hold from the previous run for `secs` more
     /// (the resolver's new answers extend what is still in use).

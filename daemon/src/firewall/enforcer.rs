@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::boot::BootRecord;
+use super::render;
 use super::{
     diff_membership, error_chain, full_replace, Applied, ApplyOutcome, ConntrackFlusher, Elements, FirewallError,
     MembershipDelta, NftBackend, SetOwner,
@@ -205,10 +207,7 @@ impl Enforcer {
             .map(|t| t.domain_sets.clone())
             .unwrap_or_default();
         self.held.retain(|(set, _), _| sets.contains(set));
-        let mut held: BTreeMap<DomainSetId, Vec<IpAddr>> = BTreeMap::new();
-        for (set, ip) in self.held.keys() {
-            held.entry(set.clone()).or_default().push(*ip);
-        }
+        let held = self.held_by_set();
         if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, &membership, &held) {
             let msg = error_chain(&e);
             if matches!(e, FirewallError::Verify(_)) {
@@ -235,6 +234,24 @@ impl Enforcer {
         }
         self.applied = Some(Applied { ruleset, membership });
         Ok(ApplyOutcome::FullReplace)
+    }
+
+    /// The held domain-set addresses, by set.
+    fn held_by_set(&self) -> BTreeMap<DomainSetId, Vec<IpAddr>> {
+        let mut held: BTreeMap<DomainSetId, Vec<IpAddr>> = BTreeMap::new();
+        for (set, ip) in self.held.keys() {
+            held.entry(set.clone()).or_default().push(*ip);
+        }
+        held
+    }
+
+    /// What `bulkhead restore` puts back at boot: the document that replaces
+    /// both tables with what the kernel holds now, contents and held
+    /// addresses included (None before the first apply).
+    pub fn boot_record(&self, now: UnixTime) -> Option<BootRecord> {
+        let applied = self.applied.as_ref()?;
+        let doc = render::full_document_holding(&applied.ruleset, &applied.membership, &self.held_by_set());
+        Some(BootRecord::new(doc, applied.ruleset.tunnel.is_some(), now))
     }
 
     /// Step (1) of [`enforce`](Self::enforce): Some(outcome) when a delta (or

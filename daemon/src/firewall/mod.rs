@@ -8,6 +8,7 @@
 //! touches any other table or flushes the ruleset.
 
 mod backend;
+pub mod boot;
 mod conntrack;
 mod delta;
 mod enforcer;

@@ -12,11 +12,15 @@
 //! - `services.rs`: the services seat (snapshots out, requests in).
 //! - `live.rs`: what open web pages are told after each turn.
 
+mod boot_save;
 mod control_socket;
 mod dhcp_io;
 mod dns_bypass;
 mod live;
+mod restore;
+mod sd_notify;
 pub mod services;
+pub use restore::{restore, DEFAULT_STATE_DIR};
 mod tunnel;
 pub(crate) mod web_backend;
 
@@ -129,6 +133,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %error_chain(&e), "could not set up segment links"),
     }
+    // What `bulkhead restore` puts back at the next boot.
+    let mut boot_saver = boot_save::BootSaver::new(state.config.state_dir.clone());
+    boot_saver.maybe_save(&state, std::time::Instant::now(), unix_now(), false);
 
     // Neighbours: subscribe first, then dump, so nothing in between is missed.
     let mut neighbours = match NeighbourWatch::start() {
@@ -217,6 +224,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         None => tracing::info!("web UI password is set (forgotten? bulkhead reset-password)"),
     }
     println!("bulkhead: ready");
+    sd_notify::notify(&ready_status(&state));
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
@@ -236,6 +244,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 dhcp.on_event(event, &mut state, unix_now()).await;
             }
             _ = hup.recv() => {
+                sd_notify::notify(&sd_notify::reloading());
                 reload(&mut state, &mut dhcp, &config_path, &nl).await;
                 dhcp.sync(&state);
                 let settings = crate::dns::DnsSettings::from_config(&state.config);
@@ -255,8 +264,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &mut vpn, t);
+                sd_notify::notify(&ready_status(&state));
             }
-            _ = stop.recv() => break,
+            _ = stop.recv() => {
+                sd_notify::notify("STOPPING=1");
+                break;
+            }
             _ = tick.tick() => {
                 settle_clock(&mut clock, &mut state, &mut dhcp);
                 let now = unix_now();
@@ -301,13 +314,25 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             *h = health_of(&state);
         }
         live_seen.notify(&state, &vpn, &live);
+        boot_saver.maybe_save(&state, std::time::Instant::now(), unix_now(), false);
     }
     // Leave the rules in force: stopping Bulkhead must not open the network.
     state.shutdown(unix_now());
+    boot_saver.maybe_save(&state, std::time::Instant::now(), unix_now(), true);
     nl_task.abort();
     let _ = std::fs::remove_file(&state.config.control_socket);
     tracing::info!("bulkhead stopped; firewall rules stay in force");
     Ok(())
+}
+
+/// `READY=1` and a one-line status for `systemctl status`.
+fn ready_status(state: &DaemonState) -> String {
+    let snapshot = state.snapshot();
+    format!(
+        "READY=1\nSTATUS=enforcing {} zone(s) for {} device(s)",
+        state.config.policy.zones.len(),
+        snapshot.devices.len()
+    )
 }
 
 /// One control request (CLI, web UI). The core answers all but what the
