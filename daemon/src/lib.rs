@@ -17,6 +17,7 @@ pub mod detect;
 pub mod discovery;
 pub mod dns;
 pub mod firewall;
+pub mod init;
 pub mod inventory;
 pub mod kernel_ids;
 pub mod net;

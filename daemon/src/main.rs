@@ -36,6 +36,28 @@ enum Command {
     Daemon,
     /// Check the configuration and policies; print every error with file:line:column.
     CheckConfig,
+    /// Write a working /etc/bulkhead/bulkhead.toml and policies/ for this
+    /// machine: the WAN from the default route, the home network from the
+    /// other Ethernet links, free addresses, DHCP served unless another server
+    /// answers. Never overwrites a config.
+    Init {
+        /// The internet side (default: the default route's interface).
+        #[arg(long)]
+        wan: Option<String>,
+        /// A home network interface (repeat for more; default: every other
+        /// Ethernet link). Several without --bridge: one network each.
+        #[arg(long)]
+        lan: Vec<String>,
+        /// Bridge the --lan interfaces into one network with this name.
+        #[arg(long)]
+        bridge: Option<String>,
+        /// Write without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Print the config instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// At boot, before the network is up: put back the firewall the daemon
     /// last had in force (and the tunnel's kill switch), so the zones hold from
     /// the first packet. The daemon replaces it when it starts. Needs root.
@@ -313,6 +335,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(bulkhead::runtime::run(cli.config.clone()))
         }
+        Command::Init {
+            wan,
+            lan,
+            bridge,
+            yes,
+            dry_run,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(bulkhead::init::run(bulkhead::init::InitOptions {
+                config_path: cli.config.clone(),
+                request: bulkhead::init::InitRequest {
+                    wan: wan.clone(),
+                    lan: lan.clone(),
+                    bridge: bridge.clone(),
+                },
+                yes: *yes,
+                dry_run: *dry_run,
+            }))
+        }
         Command::Restore { state_dir } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let done = rt.block_on(bulkhead::runtime::restore(&cli.config, state_dir.clone()))?;
@@ -410,6 +451,7 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
         Command::Daemon
         | Command::CheckConfig
         | Command::Restore { .. }
+        | Command::Init { .. }
         | Command::ResetPassword
         | Command::Vpn(VpnCommand::Import { .. }) => return None,
         #[cfg(feature = "demo")]

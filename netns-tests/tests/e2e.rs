@@ -25,6 +25,7 @@ mod detect;
 mod discovery;
 mod dns;
 mod http;
+mod init;
 mod tunnel;
 mod web_ui;
 mod webdriver;
@@ -68,6 +69,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "e2_restore_at_boot_holds_the_zones_before_the_daemon",
             boot::e2_restore_at_boot_holds_the_zones_before_the_daemon,
+        ),
+        (
+            "e3_init_writes_a_config_that_runs_on_a_fresh_box",
+            init::e3_init_writes_a_config_that_runs_on_a_fresh_box,
         ),
         (
             "g_check_config_reports_file_line_field",

@@ -27,5 +27,14 @@ pub use tunnel::{
 };
 pub use types::*;
 
+/// The default policy files (`policies/*.toml`), as (file name, text):
+/// `bulkhead init` writes them, the demo uses them.
+pub const SHIPPED_POLICIES: [(&str, &str); 4] = [
+    ("zones.toml", include_str!("../../../policies/zones.toml")),
+    ("devices.toml", include_str!("../../../policies/devices.toml")),
+    ("classes.toml", include_str!("../../../policies/classes.toml")),
+    ("doh-servers.toml", include_str!("../../../policies/doh-servers.toml")),
+];
+
 #[cfg(test)]
 mod tests;

@@ -558,12 +558,7 @@ impl Drop for DemoHome {
 
 /// The default policies, embedded so the demo works from any directory.
 pub fn shipped_policies() -> [(&'static str, &'static str); 4] {
-    [
-        ("zones.toml", include_str!("../../../policies/zones.toml")),
-        ("devices.toml", include_str!("../../../policies/devices.toml")),
-        ("classes.toml", include_str!("../../../policies/classes.toml")),
-        ("doh-servers.toml", include_str!("../../../policies/doh-servers.toml")),
-    ]
+    crate::config::SHIPPED_POLICIES
 }
 
 /// Formats the reachability matrix.

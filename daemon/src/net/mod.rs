@@ -36,6 +36,7 @@
 //!   [`PlanProblem`] instead, and the rest of the plan goes ahead.
 
 mod apply;
+pub mod forwarding;
 mod observe;
 mod plan;
 mod vlan;

@@ -133,6 +133,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %error_chain(&e), "could not set up segment links"),
     }
+    // A router forwards; a fresh Debian box does not. Only now, with the
+    // zones in force.
+    match net::forwarding::enable(&net::forwarding::ProcSys, &state.config.wan_interface) {
+        Ok(r) if !r.changed.is_empty() => tracing::info!(changed = ?r.changed, "forwarding turned on"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not turn forwarding on; the home networks are not routed"),
+    }
     // What `bulkhead restore` puts back at the next boot.
     let mut boot_saver = boot_save::BootSaver::new(state.config.state_dir.clone());
     boot_saver.maybe_save(&state, std::time::Instant::now(), unix_now(), false);

@@ -78,7 +78,12 @@ pub fn parse_client_packet(ip_packet: &[u8]) -> Result<ClientPacket, CaptureErro
 }
 
 /// The UDP payload of a whole, unfragmented IPv4/UDP packet to port 67.
-fn udp_payload(p: &[u8]) -> Result<&[u8], CaptureError> {
+pub fn udp_payload(p: &[u8]) -> Result<&[u8], CaptureError> {
+    udp_payload_to(p, SERVER_PORT)
+}
+
+/// The UDP payload of a whole, unfragmented IPv4/UDP packet to `want_port`.
+pub fn udp_payload_to(p: &[u8], want_port: u16) -> Result<&[u8], CaptureError> {
     let [version_ihl, _tos, tl0, tl1, _id0, _id1, ff0, ff1, _ttl, protocol, ..] = *p else {
         return Err(CaptureError::Short(p.len()));
     };
@@ -112,7 +117,7 @@ fn udp_payload(p: &[u8]) -> Result<&[u8], CaptureError> {
         return Err(CaptureError::UdpLength(udp_len));
     }
     let port = u16::from_be_bytes([dp0, dp1]);
-    if port != SERVER_PORT {
+    if port != want_port {
         return Err(CaptureError::NotServerPort(port));
     }
     udp.get(8..udp_len).ok_or(CaptureError::UdpLength(udp_len))

@@ -64,6 +64,12 @@ impl CaptureSocket {
     /// Opens it. Needs CAP_NET_RAW and a tokio runtime (with I/O) to be
     /// running; the socket belongs to the calling thread's network namespace.
     pub fn open(interface: &str) -> Result<Self, CaptureSocketError> {
+        Self::open_port(interface, SERVER_PORT)
+    }
+
+    /// Opens one for incoming IPv4 UDP packets to `port` (68: what DHCP
+    /// servers send clients, for `bulkhead init`'s look for another server).
+    pub fn open_port(interface: &str, port: u16) -> Result<Self, CaptureSocketError> {
         let ifindex = nix::net::if_::if_nametoindex(interface).map_err(|source| CaptureSocketError::Interface {
             interface: interface.to_string(),
             source,
@@ -80,7 +86,7 @@ impl CaptureSocket {
         let protocol = Protocol::from(i32::from((libc::ETH_P_IP as u16).to_be()));
         let socket = Socket::new(Domain::PACKET, Type::DGRAM, Some(protocol)).map_err(fail("socket"))?;
         socket.set_nonblocking(true).map_err(fail("non-blocking"))?;
-        let program: Vec<SockFilter> = filter_program(ifindex)
+        let program: Vec<SockFilter> = filter_program(ifindex, port)
             .iter()
             .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
             .collect();
@@ -170,7 +176,7 @@ const PACKET_OUTGOING: u32 = 4;
 
 /// The filter. Offsets are from the IPv4 header (SOCK_DGRAM). Every failed
 /// check jumps to the final `ret #0`.
-fn filter_program(ifindex: u32) -> Vec<Insn> {
+fn filter_program(ifindex: u32, port: u16) -> Vec<Insn> {
     // (code, k, jump to drop when the comparison is true / false / never)
     enum Drop {
         IfTrue,
@@ -191,7 +197,7 @@ fn filter_program(ifindex: u32) -> Vec<Insn> {
         (JSET_K, 0x1fff, Drop::IfTrue),
         (LDX_B_MSH, 0, Drop::No),
         (LD_H_IND, 2, Drop::No),
-        (JEQ_K, u32::from(SERVER_PORT), Drop::IfFalse),
+        (JEQ_K, u32::from(port), Drop::IfFalse),
     ];
     let accept = steps.len();
     let drop = accept + 1;
@@ -286,7 +292,7 @@ mod tests {
 
     #[test]
     fn the_filter_keeps_incoming_dhcp_client_packets_on_the_interface_only() {
-        let program = filter_program(7);
+        let program = filter_program(7, SERVER_PORT);
         let good = frame(&client_message(MessageType::Discover, [2, 0, 0, 0, 0, 1], vec![]));
         assert_ne!(run(&program, &good, 7, 0), 0);
         assert_ne!(run(&program, &good, 7, 1), 0, "broadcast packet type");
