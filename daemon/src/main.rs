@@ -771,9 +771,32 @@ fn vpn_import(config_path: &Path, file: &Path, key_file: &str, force: bool) -> a
     Ok(())
 }
 
+/// What SIGPIPE does. Rust starts every program with it ignored, so a
+/// write to a closed pipe (`bulkhead alerts | head -n 1`) returns an error
+/// and `println!` panics. The CLI takes the usual Unix behaviour back: it
+/// ends quietly. The daemon and the demo keep it ignored, where a closed
+/// pipe (to `nft`) must be an error to handle, never the end of the router.
+#[allow(unsafe_code)]
+fn sigpipe(default: bool) {
+    let action = if default { libc::SIG_DFL } else { libc::SIG_IGN };
+    // SAFETY: setting a signal's disposition to SIG_DFL or SIG_IGN installs
+    // no handler; nothing else in the process is running yet (only the main
+    // thread) or depends on the old one.
+    unsafe {
+        libc::signal(libc::SIGPIPE, action);
+    }
+}
+
 fn main() -> ExitCode {
+    sigpipe(true);
     init_logging();
     let cli = Cli::parse();
+    let long_running = matches!(cli.command, Command::Daemon);
+    #[cfg(feature = "demo")]
+    let long_running = long_running || matches!(cli.command, Command::Demo { .. } | Command::MdnsAnnounce { .. });
+    if long_running {
+        sigpipe(false);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

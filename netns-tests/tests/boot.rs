@@ -161,6 +161,14 @@ pub fn e2_restore_at_boot_holds_the_zones_before_the_daemon() -> Result<Outcome>
     let demo = running_home(&[])?;
     stranger_quarantined(&demo)?;
     let before = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+    // Not under a running daemon: it holds the rules.
+    let cfg = demo.config_path().to_string_lossy().into_owned();
+    let refused = demo.home.router().exec_output(&[BIN, "--config", &cfg, "restore"])?;
+    ensure!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("the daemon is running"),
+        "restore under a running daemon should refuse: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     demo.stop_daemon()?;
     let record = demo.dir.join("state").join("boot-ruleset.json");
     ensure!(

@@ -75,6 +75,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             init::e3_init_writes_a_config_that_runs_on_a_fresh_box,
         ),
         (
+            "g2_cli_output_cut_short_ends_quietly",
+            g2_cli_output_cut_short_ends_quietly,
+        ),
+        (
             "g_check_config_reports_file_line_field",
             g_check_config_reports_file_line_field,
         ),
@@ -952,5 +956,65 @@ fn j_rejected_document_leaves_the_kernel_as_it_was() -> Result<Outcome> {
     // And the membership in force is untouched: traffic as before.
     expect_tcp(&demo, "laptop", demo.ipv4("camera")?, 80, true)?;
     expect_tcp(&demo, "camera", demo.ipv4("laptop")?, 80, false)?;
+    Ok(Outcome::Passed)
+}
+
+/// g2. Every CLI command whose output is cut (`| head -n 1`, or a reader
+/// already gone) ends quietly: status 0 or SIGPIPE's, never a panic.
+fn g2_cli_output_cut_short_ends_quietly() -> Result<Outcome> {
+    use std::os::unix::process::ExitStatusExt;
+    let demo = running_home(&[])?;
+    let cfg = demo.config_path().to_string_lossy().into_owned();
+    let commands: &[&[&str]] = &[
+        &["devices"],
+        &["devices", "--json"],
+        &["alerts"],
+        &["alerts", "--json"],
+        &["zones"],
+        &["zones", "--json"],
+        &["status"],
+        &["suggestions"],
+        &["dns", "status"],
+        &["dns", "log"],
+        &["detect"],
+        &["notify", "status"],
+        &["vpn", "status"],
+        &["check-config"],
+        &["--help"],
+    ];
+    let mut problems = Vec::new();
+    for args in commands {
+        let mut full = vec!["--config", cfg.as_str()];
+        full.extend_from_slice(args);
+        // A reader that is already gone: the first write fails, always.
+        let (reader, writer) = nix::unistd::pipe()?;
+        drop(reader);
+        // The CLI needs only the control socket's path: no namespace.
+        let out = std::process::Command::new(BIN)
+            .args(&full)
+            .stdout(std::process::Stdio::from(writer))
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // 13: SIGPIPE.
+        let quiet = out.status.success() || out.status.signal() == Some(13);
+        if !quiet || stderr.contains("panicked") {
+            problems.push(format!("bulkhead {}: {:?}\n{stderr}", args.join(" "), out.status));
+        }
+        // And as the issue tried it: into `head -n 1`.
+        let line = format!(
+            "{BIN} --config {cfg} {} | head -n 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+            args.join(" ")
+        );
+        let piped = std::process::Command::new("bash").args(["-c", &line]).output()?;
+        let status = String::from_utf8_lossy(&piped.stdout).trim().to_string();
+        let stderr = String::from_utf8_lossy(&piped.stderr);
+        if !(status == "0" || status == "141") || stderr.contains("panicked") {
+            problems.push(format!(
+                "bulkhead {} | head -n 1: status {status}\n{stderr}",
+                args.join(" ")
+            ));
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(Outcome::Passed)
 }

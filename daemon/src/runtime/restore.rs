@@ -35,6 +35,18 @@ pub async fn restore(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::
             None
         }
     };
+    // The running daemon holds the rules and knows what it applied: putting
+    // an older record under it would only make it replace them again.
+    let socket = config.as_ref().map_or_else(
+        || PathBuf::from("/run/bulkhead/control.sock"),
+        |c| c.control_socket.clone(),
+    );
+    if crate::control::call(&socket, &crate::control::Request::Status).is_ok() {
+        anyhow::bail!(
+            "the daemon is running (it answers on {}) and holds the rules; restore is for boot, before it starts",
+            socket.display()
+        );
+    }
     let state_dir = state_dir
         .or_else(|| config.as_ref().map(|c| c.state_dir.clone()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
