@@ -51,6 +51,10 @@ pub enum AlertKind {
     DeviceOffline,
     /// A watched device is back.
     DeviceBack,
+    /// A frame from one device claimed to be another (a DHCP message whose
+    /// `chaddr` is not its sender's MAC): dropped, and said once an hour per
+    /// sender.
+    Spoofing,
 }
 
 /// How much an alert matters: notifiers send what is at or above a channel's
@@ -104,11 +108,12 @@ impl AlertKind {
             AlertKind::BlockedDeviceActive => "blocked-device-active",
             AlertKind::DeviceOffline => "device-offline",
             AlertKind::DeviceBack => "device-back",
+            AlertKind::Spoofing => "spoofing",
         }
     }
 
     /// Every kind, in a stable order.
-    pub const ALL: [AlertKind; 16] = [
+    pub const ALL: [AlertKind; 17] = [
         AlertKind::NewDeviceQuarantined,
         AlertKind::NewDevice,
         AlertKind::DeviceClassified,
@@ -125,6 +130,7 @@ impl AlertKind {
         AlertKind::BlockedDeviceActive,
         AlertKind::DeviceOffline,
         AlertKind::DeviceBack,
+        AlertKind::Spoofing,
     ];
 
     /// Within this many seconds of the last one, the same kind for the same
@@ -144,7 +150,8 @@ impl AlertKind {
             | AlertKind::ApplyFailed
             | AlertKind::StoreFailed
             | AlertKind::DeviceOffline
-            | AlertKind::DeviceBack => Some(3600),
+            | AlertKind::DeviceBack
+            | AlertKind::Spoofing => Some(3600),
             AlertKind::DnsBypass | AlertKind::BlockedDeviceActive => Some(24 * 3600),
         }
     }
@@ -164,9 +171,11 @@ impl AlertKind {
             | AlertKind::DnsBypass
             | AlertKind::BlockedDeviceActive
             | AlertKind::DeviceOffline => Severity::Warning,
-            AlertKind::ApplyFailed | AlertKind::StoreFailed | AlertKind::Probing | AlertKind::LateralAttempt => {
-                Severity::Critical
-            }
+            AlertKind::ApplyFailed
+            | AlertKind::StoreFailed
+            | AlertKind::Probing
+            | AlertKind::LateralAttempt
+            | AlertKind::Spoofing => Severity::Critical,
         }
     }
 

@@ -341,6 +341,9 @@ pub struct StatusView {
     pub leases: usize,
     /// Malformed DHCP packets dropped (all segments, server and capture).
     pub dhcp_malformed: u64,
+    /// DHCP messages dropped because their `chaddr` was not their sender's MAC.
+    #[serde(default)]
+    pub dhcp_spoofed: u64,
     /// Per serving segment, the DHCP server's counters.
     pub dhcp: Vec<(crate::config::SegmentId, crate::discovery::dhcp::Counters)>,
     /// mDNS discovery counters, if it runs.

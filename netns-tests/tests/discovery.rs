@@ -522,3 +522,112 @@ pub fn q2_dhcp_flood_starves_nobody() -> Result<Outcome> {
     );
     Ok(Outcome::Passed)
 }
+
+/// A BOOTP request from a DHCP client with `chaddr` (whoever sends it):
+/// message type `kind`, `ciaddr`, and options as (code, data).
+fn dhcp_request(kind: u8, chaddr: [u8; 6], ciaddr: Ipv4Addr, options: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut m = vec![0u8; 236];
+    m[0] = 1;
+    m[1] = 1;
+    m[2] = 6;
+    m[4..8].copy_from_slice(&0x5eed_0001u32.to_be_bytes());
+    m[10] = 0x80;
+    m[12..16].copy_from_slice(&ciaddr.octets());
+    m[28..34].copy_from_slice(&chaddr);
+    m.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+    for (code, data) in options {
+        m.push(*code);
+        m.push(data.len() as u8);
+        m.extend_from_slice(data);
+    }
+    m.push(255);
+    m
+}
+
+/// q3. Forged DHCP from the quarantined stranger, in the plug's name (its MAC
+/// in `chaddr`, the frame from the stranger's own MAC): a DISCOVER with a
+/// phone's host name and a RELEASE of the plug's address. Before the fix the
+/// first moved the plug to quarantine and planted "annas-new-iphone"; the
+/// second took its address out of the firewall's sets. Now both are dropped:
+/// the plug keeps zone, name, address and internet; one spoofing alert names
+/// the stranger. And an nmap UDP scan of port 67 (whose probe carries a fixed
+/// `chaddr`) creates no device.
+pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    for name in ["plug", "stranger", "camera"] {
+        demo.join(host(name)?)?;
+    }
+    let plug = MacAddr(host("plug")?.mac);
+    let stranger = MacAddr(host("stranger")?.mac);
+    wait_device(&demo, plug, "placed in iot", |d| d["zone"] == "iot")?;
+    let plug_ip: Ipv4Addr = host("plug")?.ipv4.split('/').next().unwrap_or_default().parse()?;
+    let forged = [
+        dhcp_request(1, plug.0, Ipv4Addr::UNSPECIFIED, &[(12, b"annas-new-iphone")]),
+        dhcp_request(7, plug.0, plug_ip, &[(54, &[10, 0, 1, 1])]),
+        dhcp_request(
+            4,
+            plug.0,
+            Ipv4Addr::UNSPECIFIED,
+            &[(50, &plug_ip.octets()), (54, &[10, 0, 1, 1])],
+        ),
+    ];
+    demo.home.ns("stranger")?.run_in(|| -> Result<()> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_broadcast(true)?;
+        for message in &forged {
+            for to in ["255.255.255.255:67", "10.0.1.1:67"] {
+                socket.send_to(message, to)?;
+            }
+        }
+        Ok(())
+    })??;
+    std::thread::sleep(Duration::from_millis(800));
+    let d = device(&demo, plug)?.context("the plug is gone")?;
+    ensure!(
+        d["zone"] == "iot"
+            && d["evidence"]["hostname"] == "HS105"
+            && d["addresses"].to_string().contains(&plug_ip.to_string()),
+        "a forged message changed the plug: {d}\n{}",
+        demo.log()
+    );
+    ensure!(
+        in_set(&demo, "iot_v4", &plug_ip.to_string())?,
+        "the plug's address left the iot set"
+    );
+    expect_tcp(&demo, "plug", demo.home.internet_v4().into(), 80, true)?;
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        anyhow::bail!("unexpected answer to Devices")
+    };
+    ensure!(
+        !devices
+            .iter()
+            .any(|d| d.evidence.hostname.as_deref() == Some("annas-new-iphone")),
+        "a forged host name planted a device"
+    );
+    let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 50 })? else {
+        anyhow::bail!("unexpected answer to Alerts")
+    };
+    let spoofing: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == bulkhead::alerts::AlertKind::Spoofing)
+        .collect();
+    ensure!(
+        spoofing.len() == 1 && spoofing[0].mac == Some(stranger) && spoofing[0].count >= 3,
+        "one spoofing alert naming the stranger, counting every message: {spoofing:?}"
+    );
+
+    // nmap's DHCP probe, from the camera: no device appears.
+    let before = devices.len();
+    let camera = demo.home.ns("camera")?;
+    camera.exec(&["nmap", "-n", "-sU", "-p", "67", "--max-retries", "1", "10.0.2.1"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        anyhow::bail!("unexpected answer to Devices")
+    };
+    ensure!(
+        devices.len() == before,
+        "nmap -sU -p67 created a device: {:?}",
+        devices.iter().map(|d| d.mac.to_string()).collect::<Vec<_>>()
+    );
+    Ok(Outcome::Passed)
+}

@@ -149,6 +149,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("q2_dhcp_flood_starves_nobody", discovery::q2_dhcp_flood_starves_nobody),
         (
+            "q3_forged_dhcp_cannot_move_or_evict_a_device",
+            discovery::q3_forged_dhcp_cannot_move_or_evict_a_device,
+        ),
+        (
             "r_tunnel_kill_switch_never_leaks",
             tunnel::r_tunnel_kill_switch_never_leaks,
         ),

@@ -32,12 +32,20 @@ pub(super) struct DhcpBook {
     observed: BTreeMap<IpAddr, MacAddr>,
     /// Malformed packets captured in observer mode.
     capture_malformed: u64,
+    /// DHCP messages whose `chaddr` was not their sender's MAC (served and
+    /// observed segments alike).
+    spoofed: u64,
 }
 
 impl DhcpBook {
     /// Malformed packets captured in observer mode.
     pub(super) fn capture_malformed(&self) -> u64 {
         self.capture_malformed
+    }
+
+    /// Forged DHCP messages dropped.
+    pub(super) fn spoofed(&self) -> u64 {
+        self.spoofed
     }
 }
 
@@ -130,11 +138,40 @@ impl DaemonState {
         ));
     }
 
+    /// A DHCP message whose `chaddr` is not the MAC of the frame that carried
+    /// it: someone speaking for another device (a forged DISCOVER to move it,
+    /// a RELEASE to evict it, a scanner's fixed payload). It counts for no
+    /// device — no evidence, no lease, no new device — and is counted; one
+    /// `spoofing` alert per sender an hour names who sent it.
+    pub fn dhcp_spoofed(&mut self, sender: MacAddr, claimed: MacAddr, now: UnixTime) {
+        self.dhcp.spoofed += 1;
+        tracing::warn!(%sender, %claimed, "DHCP message in another device's name dropped");
+        let victim = match self.inventory.get(&claimed) {
+            Some(_) => format!("the known device {claimed}"),
+            None => format!("{claimed}, which is not a device here"),
+        };
+        self.raise(Alert::new(
+            now,
+            AlertKind::Spoofing,
+            Some(sender),
+            format!(
+                "{sender} sent a DHCP message in the name of {victim}. It was ignored: no device's zone, \
+                 address or name changed."
+            ),
+        ));
+    }
+
+    /// Whether the homeowner blocked this device (it gets no DHCP answer).
+    pub fn is_blocked(&self, mac: &MacAddr) -> bool {
+        self.inventory.get(mac).is_some_and(|d| d.blocked)
+    }
+
     /// Observer mode: a client packet captured on an observing segment, or
     /// why it was dropped (counted).
     pub fn captured(&mut self, packet: Result<ClientPacket, CaptureError>, now: UnixTime) {
         let packet = match packet {
             Ok(p) => p,
+            Err(CaptureError::Spoofed { sender, claimed }) => return self.dhcp_spoofed(sender, claimed, now),
             Err(e) => {
                 self.dhcp.capture_malformed += 1;
                 tracing::debug!(error = %e, "captured DHCP packet dropped");

@@ -130,6 +130,7 @@ impl DaemonState {
             last_error: enforced.last_error.clone(),
             leases: 0,
             dhcp_malformed: self.dhcp.capture_malformed(),
+            dhcp_spoofed: self.dhcp.spoofed(),
             dhcp: Vec::new(),
             mdns: None,
             untracked_new_devices: self.discovery.untracked_new_devices(),

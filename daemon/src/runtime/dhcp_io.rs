@@ -1,9 +1,17 @@
 //! DHCP in the running daemon: Bulkhead's server (the pure
 //! [`DhcpServer`] of `discovery::dhcp`, driven here like the tunnel's state
-//! machine), one port-67 socket per serving segment and one capture socket per
-//! observing segment, each read by its own task that hands packets to the loop
-//! over a channel. A packet goes server → core (evidence, lease stored and
-//! enforced) → reply: the ACK leaves only after the firewall knows the lease.
+//! machine), and per segment a capture socket read by its own task that hands
+//! packets to the loop over a channel. A packet goes server → core (evidence,
+//! lease stored and enforced) → reply: the ACK leaves only after the firewall
+//! knows the lease.
+//!
+//! Serving segments receive on the capture socket too, not on the port-67
+//! UDP socket (which only sends): a UDP socket cannot say which Ethernet
+//! address sent a datagram, and a message counts only for the MAC that sent
+//! it. One whose `chaddr` names another device is dropped and counted before
+//! the server sees it ([`DaemonState::dhcp_spoofed`]). The capture sees
+//! packets before the inet table does, so a blocked device's messages are
+//! dropped here as the input chain drops them for other services.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +20,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::MacAddr;
 use crate::config::SegmentId;
 use crate::control::StatusView;
-use crate::discovery::dhcp::{server_socket, CaptureError, CaptureSocket, ClientPacket, DhcpServer, LeaseEvent};
+use crate::discovery::dhcp::{
+    server_socket, udp_payload, wire, CaptureError, CaptureSocket, ClientPacket, DhcpServer, LeaseEvent,
+};
 use crate::firewall::error_chain;
 use crate::inventory::UnixTime;
 use crate::policy::{dhcp_segments, observing_interfaces};
@@ -32,6 +43,8 @@ pub enum DhcpIn {
         segment: SegmentId,
         /// Payload.
         bytes: Vec<u8>,
+        /// The Ethernet source of the frame that carried it.
+        sender: Option<MacAddr>,
         /// Where to answer.
         socket: Arc<UdpSocket>,
     },
@@ -91,7 +104,20 @@ impl DhcpIo {
             DhcpEvent::LeaseFileDue => return self.poll_lease_file(state, now),
         };
         match msg {
-            DhcpIn::Request { segment, bytes, socket } => {
+            DhcpIn::Request {
+                segment,
+                bytes,
+                sender,
+                socket,
+            } => {
+                if let (Some(sender), Some(claimed)) = (sender, wire::chaddr(&bytes)) {
+                    if sender != claimed {
+                        return state.dhcp_spoofed(sender, claimed, now);
+                    }
+                    if state.is_blocked(&sender) {
+                        return;
+                    }
+                }
                 let handled = self.server.handle(&segment, &bytes, now);
                 if let Some(reply) = state.dhcp_handled(&segment, handled, now) {
                     if let Err(e) = socket.send_to(&reply.bytes, reply.to).await {
@@ -170,10 +196,10 @@ impl DhcpIo {
             if self.open.contains_key(&iface) {
                 continue;
             }
-            match server_socket(&iface) {
-                Ok(sock) => {
+            match serving_sockets(&iface) {
+                Ok((capture, sock)) => {
                     tracing::info!(%segment, interface = %iface, "DHCP server listening");
-                    let task = tokio::spawn(serve(segment, Arc::new(sock), tx.clone()));
+                    let task = tokio::spawn(serve(segment, capture, Arc::new(sock), tx.clone()));
                     self.open.insert(iface, task);
                 }
                 Err(e) => tracing::warn!(interface = %iface, error = %e, "DHCP server socket not open yet"),
@@ -203,14 +229,31 @@ impl Drop for DhcpIo {
     }
 }
 
-async fn serve(segment: SegmentId, socket: Arc<UdpSocket>, tx: mpsc::Sender<DhcpIn>) {
+/// A serving segment's two sockets: the capture that receives (with each
+/// frame's sender) and the port-67 UDP socket that sends replies. The UDP
+/// socket is given a filter that drops everything it would receive, so
+/// nothing queues on it unread.
+fn serving_sockets(iface: &str) -> anyhow::Result<(CaptureSocket, UdpSocket)> {
+    let udp = server_socket(iface)?;
+    socket2::SockRef::from(&udp).attach_filter(&[socket2::SockFilter::new(0x06, 0, 0, 0)])?;
+    let capture = CaptureSocket::open(iface)?;
+    Ok((capture, udp))
+}
+
+async fn serve(segment: SegmentId, capture: CaptureSocket, socket: Arc<UdpSocket>, tx: mpsc::Sender<DhcpIn>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, _)) => {
+        match capture.recv_from_mac(&mut buf).await {
+            Ok((n, sender)) => {
+                // Not a whole UDP datagram to port 67 (the filter lets
+                // little else through): nothing for the server.
+                let Ok(payload) = udp_payload(buf.get(..n).unwrap_or_default()) else {
+                    continue;
+                };
                 let msg = DhcpIn::Request {
                     segment: segment.clone(),
-                    bytes: buf.get(..n).unwrap_or_default().to_vec(),
+                    bytes: payload.to_vec(),
+                    sender,
                     socket: socket.clone(),
                 };
                 if tx.send(msg).await.is_err() {

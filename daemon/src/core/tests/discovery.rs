@@ -258,3 +258,61 @@ fn a_new_device_gets_one_alert_once_its_address_says_where_it_joined() {
     let kinds: Vec<AlertKind> = h.state.store.alerts(10).expect("a").iter().map(|a| a.kind).collect();
     assert_eq!(kinds, [AlertKind::NewDeviceQuarantined, AlertKind::NewDevice]);
 }
+
+#[test]
+fn a_dhcp_message_in_another_devices_name_changes_nothing_and_is_said_once() {
+    use crate::discovery::dhcp::CaptureError;
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let (victim, sender) = (mac(41), mac(42));
+    h.state.observe(
+        Event::Evidence {
+            mac: victim,
+            evidence: evidence("HS105", &[1, 3, 6]),
+        },
+        1,
+    );
+    let devices_before = h.state.snapshot().devices.len();
+    let before = h.state.inventory.get(&victim).cloned();
+    // Served (the runtime's check) and observed (the capture's) alike.
+    h.state.dhcp_spoofed(sender, victim, 10);
+    h.state.captured(
+        Err(CaptureError::Spoofed {
+            sender,
+            claimed: victim,
+        }),
+        11,
+    );
+    h.state.dhcp_spoofed(sender, mac(43), 12);
+    assert_eq!(
+        h.state.inventory.get(&victim).cloned(),
+        before,
+        "the victim is untouched"
+    );
+    assert_eq!(
+        h.state.snapshot().devices.len(),
+        devices_before,
+        "no device for the sender or a claimed MAC"
+    );
+    let spoofing: Vec<_> = h
+        .state
+        .store
+        .alerts(10)
+        .expect("alerts")
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::Spoofing)
+        .collect();
+    assert_eq!(spoofing.len(), 1, "one alert per sender: {spoofing:?}");
+    assert_eq!((spoofing[0].mac, spoofing[0].count), (Some(sender), 3));
+    assert!(
+        spoofing[0]
+            .message
+            .starts_with("02:00:00:00:00:2a sent a DHCP message in the name of"),
+        "{}",
+        spoofing[0].message
+    );
+    let Response::Status(status) = h.state.handle(Request::Status, 13) else {
+        panic!("status")
+    };
+    assert_eq!(status.dhcp_spoofed, 3);
+}

@@ -40,6 +40,15 @@ pub enum CaptureError {
     /// Not sent to the DHCP server port.
     #[error("UDP destination port {0}, not 67")]
     NotServerPort(u16),
+    /// `chaddr` names another device than the frame's sender: a forged
+    /// message (or a scanner's fixed payload). It counts for nobody.
+    #[error("chaddr {claimed} in a frame from {sender}")]
+    Spoofed {
+        /// The frame's source MAC.
+        sender: MacAddr,
+        /// The MAC the message claims.
+        claimed: MacAddr,
+    },
     /// The DHCP message itself is malformed.
     #[error("DHCP message: {source}")]
     Dhcp {

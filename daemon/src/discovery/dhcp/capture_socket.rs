@@ -124,12 +124,39 @@ impl CaptureSocket {
         }
     }
 
+    /// Waits for the next packet, copies it (from the IPv4 header on) into
+    /// `buf` and says which Ethernet address sent the frame (None when the
+    /// link has no 6-byte addresses).
+    pub async fn recv_from_mac(&self, buf: &mut [u8]) -> io::Result<(usize, Option<crate::config::MacAddr>)> {
+        use std::os::fd::AsRawFd;
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|inner| {
+                nix::sys::socket::recvfrom::<nix::sys::socket::LinkAddr>(inner.get_ref().as_raw_fd(), buf)
+                    .map_err(io::Error::from)
+            }) {
+                Ok(result) => {
+                    let (len, from) = result?;
+                    let mac = from.and_then(|a| a.addr()).map(crate::config::MacAddr);
+                    return Ok((len, mac));
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
     /// Waits for the next packet and parses it. The outer error is the
     /// socket's; the inner one a packet to count and drop.
+    /// The packet counts only for the MAC that sent the frame: a `chaddr`
+    /// naming another device is [`CaptureError::Spoofed`].
     pub async fn recv_client_packet(&self) -> io::Result<Result<ClientPacket, CaptureError>> {
         let mut buf = [0u8; CAPTURE_BUFFER];
-        let len = self.recv(&mut buf).await?;
-        Ok(parse_client_packet(buf.get(..len).unwrap_or(&buf)))
+        let (len, sender) = self.recv_from_mac(&mut buf).await?;
+        let packet = parse_client_packet(buf.get(..len).unwrap_or(&buf));
+        Ok(match (packet, sender) {
+            (Ok(p), Some(sender)) if p.mac != sender => Err(CaptureError::Spoofed { sender, claimed: p.mac }),
+            (packet, _) => packet,
+        })
     }
 }
 

@@ -128,6 +128,17 @@ impl ClientMessage {
     }
 }
 
+/// The `chaddr` of a BOOTP message over Ethernet (htype 1, hlen 6), read
+/// without decoding the rest: whose message it claims to be.
+pub fn chaddr(bytes: &[u8]) -> Option<MacAddr> {
+    let (htype, hlen) = (*bytes.get(1)?, *bytes.get(2)?);
+    if htype != 1 || hlen != 6 {
+        return None;
+    }
+    let mac: [u8; 6] = bytes.get(28..34)?.try_into().ok()?;
+    Some(MacAddr(mac))
+}
+
 /// Decodes and checks a client message (the UDP payload).
 pub fn decode(bytes: &[u8]) -> Result<ClientMessage, WireError> {
     let (fixed, rest) = match (bytes.get(..MIN_LEN), bytes.get(MIN_LEN..)) {
@@ -311,6 +322,17 @@ pub(crate) fn encode_reply(header: &ReplyHeader, first: &[RawOption], rest: &[Ra
 pub(crate) mod tests {
     use super::*;
     use dhcproto::{Encodable, Encoder};
+
+    #[test]
+    fn chaddr_is_read_only_from_ethernet_messages() {
+        let m = client_message(MessageType::Discover, [2, 0, 0, 0, 0, 9], Vec::new());
+        assert_eq!(chaddr(&m), Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        let mut token_ring = m.clone();
+        token_ring[1] = 6;
+        assert_eq!(chaddr(&token_ring), None);
+        assert_eq!(chaddr(&m[..33]), None);
+        assert_eq!(chaddr(&[]), None);
+    }
 
     /// A client message built with dhcproto, as test input.
     pub(crate) fn client_message(kind: MessageType, mac: [u8; 6], options: Vec<DhcpOption>) -> Vec<u8> {
