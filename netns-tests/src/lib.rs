@@ -22,6 +22,7 @@ pub mod forward;
 pub mod home;
 pub mod netns;
 pub mod probe;
+pub mod raw;
 pub mod responder;
 pub mod snapshot;
 

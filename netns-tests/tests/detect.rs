@@ -819,3 +819,75 @@ pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
     );
     Ok(Outcome::Passed)
 }
+
+/// The MAC a namespace's neighbour table holds for `ip` (None: no entry).
+fn neighbour_mac(demo: &DemoHome, host: &str, ip: &str) -> Result<Option<String>> {
+    let out = demo.home.ns(host)?.exec(&["ip", "neigh", "show", ip])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(text
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .map(str::to_string))
+}
+
+/// z4. ARP spoofing of the gateway, with Debian's arping: the quarantined
+/// stranger takes the router's address on its interface and sends
+/// unsolicited ARP and ARP replies claiming it, to become the laptop's
+/// gateway. The bridge drops them: the laptop still sends to the router's MAC
+/// and reaches the internet; one spoofing alert names the stranger.
+pub(crate) fn z4_arp_claims_of_the_gateway_are_dropped_and_said() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let stranger = mac_of("stranger")?;
+    let gateway = "10.0.1.1";
+    let router_mac = {
+        let out = demo.home.router().exec(&["cat", "/sys/class/net/br-lan/address"])?;
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // The laptop knows its gateway.
+    ensure!(
+        bulkhead_netns::ping(demo.home.ns("laptop")?, gateway.parse()?, Duration::from_millis(500))?,
+        "the laptop cannot ping its gateway"
+    );
+    ensure!(
+        neighbour_mac(&demo, "laptop", gateway)?.as_deref() == Some(router_mac.as_str()),
+        "the laptop's gateway entry is not the router's MAC to begin with"
+    );
+    let s = demo.home.ns("stranger")?;
+    s.exec(&["ip", "addr", "add", &format!("{gateway}/32"), "dev", "eth0", "nodad"])?;
+    for mode in ["-U", "-A"] {
+        s.exec_output(&[
+            "arping", "-q", "-c", "3", "-w", "2", mode, "-I", "eth0", "-s", gateway, gateway,
+        ])?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = neighbour_mac(&demo, "laptop", gateway)?;
+    ensure!(
+        seen.as_deref() == Some(router_mac.as_str()),
+        "the laptop's gateway now points at {seen:?}, not the router's {router_mac}"
+    );
+    ensure!(
+        bulkhead_netns::tcp_probe(
+            demo.home.ns("laptop")?,
+            std::net::SocketAddr::new(demo.home.internet_v4().into(), 80),
+            Duration::from_millis(500)
+        )?,
+        "the laptop lost the internet"
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let told = of_kinds(&alerts(&demo)?, &[AlertKind::Spoofing]);
+        if told.len() == 1 && told[0].mac == Some(stranger) && told[0].message.contains(gateway) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "one spoofing alert naming the stranger and the gateway: {told:?}\n{}",
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Outcome::Passed)
+}

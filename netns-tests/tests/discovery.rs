@@ -432,8 +432,8 @@ fn forged_discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
     p
 }
 
-/// q2. A flood of forged DISCOVERs (fresh MACs, 2,000 a second, from the
-/// quarantined stranger) starves nobody: the plug (reserved) and a newcomer
+/// q2. A flood of forged DISCOVERs (fresh MACs, Ethernet sources forged to
+/// match, 2,000 a second, from the quarantined stranger) starves nobody: the plug (reserved) and a newcomer
 /// with no reservation get their leases from real DHCP clients meanwhile; the
 /// flood is counted as throttled and does not fill the inventory.
 pub fn q2_dhcp_flood_starves_nobody() -> Result<Outcome> {
@@ -455,17 +455,21 @@ pub fn q2_dhcp_flood_starves_nobody() -> Result<Outcome> {
         .home
         .ns("stranger")?
         .spawn_thread("dhcp-flood", move || -> std::io::Result<u64> {
-            let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-            raw.set_broadcast(true)?;
-            raw.bind_device(Some(b"eth0"))?;
-            raw.bind(&SocketAddr::from(([0, 0, 0, 0], 68)).into())?;
-            let sock: std::net::UdpSocket = raw.into();
-            let to = SocketAddr::from(([255, 255, 255, 255], 67));
+            // Each DISCOVER in a frame from its own fresh MAC (as macof
+            // does): they pass the sender check and reach the server's
+            // throttle, which is what this tests.
+            let raw = bulkhead_netns::raw::RawSender::open("eth0")?;
             let mut n: u64 = 0;
             let started = Instant::now();
             while !flood_stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let b = (n as u32).to_be_bytes();
-                sock.send_to(&forged_discover([0x02, 0xee, b[0], b[1], b[2], b[3]], n as u32), to)?;
+                let mac = [0x02, 0xee, b[0], b[1], b[2], b[3]];
+                raw.send(&bulkhead_netns::raw::udp_broadcast_frame(
+                    mac,
+                    68,
+                    67,
+                    &forged_discover(mac, n as u32),
+                ))?;
                 n += 1;
                 // 2,000 a second.
                 let due = Duration::from_micros(n * 500);

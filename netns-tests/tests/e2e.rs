@@ -132,6 +132,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("y_dns_blocklist_from_url", dns::y_dns_blocklist_from_url),
         ("z_detect_probing_is_one_alert", detect::z_detect_probing_is_one_alert),
         (
+            "z4_arp_claims_of_the_gateway_are_dropped_and_said",
+            detect::z4_arp_claims_of_the_gateway_are_dropped_and_said,
+        ),
+        (
             "z3_mqtt_over_tls_checks_the_broker",
             detect::z3_mqtt_over_tls_checks_the_broker,
         ),

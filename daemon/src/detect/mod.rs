@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, MacAddr};
 use crate::core::{InventorySnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::nflog::{LoggedPacket, NflogError, NflogSocket};
-use crate::firewall::render::detect::parse_prefix;
+use crate::firewall::render::detect::{parse_prefix, SPOOF_ARP_PREFIX};
 use crate::inventory::unix_now;
 use crate::runtime::services::ServiceHandle;
 use analysis::{Action, AlertKey, Detector, Refusal, Target};
@@ -33,6 +33,9 @@ pub use analysis::{DeviceRefusals, EpisodeSummary};
 
 /// How often the detector judges what it saw.
 const JUDGE_EVERY: Duration = Duration::from_secs(2);
+
+/// A forged-ARP sender is reported to the core at most this often.
+const SPOOF_SAY_EVERY_SECS: crate::inventory::UnixTime = 60;
 
 /// What the service needs from the config (a change restarts it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,18 +139,48 @@ async fn run(
     let mut raised: HashMap<AlertKey, i64> = HashMap::new();
     let mut counts = DetectReport::default();
     let mut judge = tokio::time::interval(JUDGE_EVERY);
+    // Senders of forged ARP already told to the core (it keeps one alert an
+    // hour per sender; this spares it a request per sample).
+    let mut spoof_said: HashMap<MacAddr, crate::inventory::UnixTime> = HashMap::new();
     loop {
         tokio::select! {
             batch = socket.next() => match batch {
                 Ok(batch) => {
                     counts.malformed += batch.malformed;
                     let now = unix_now();
-                    let Ok(inventory) = services.inventory.read() else { continue };
-                    for p in &batch.packets {
-                        counts.sampled += 1;
-                        match attribute(p, &inventory, &settings) {
-                            Some(r) => detector.observe(r, now),
-                            None => counts.unattributed += 1,
+                    let mut claims = Vec::new();
+                    {
+                        let Ok(inventory) = services.inventory.read() else { continue };
+                        for p in &batch.packets {
+                            counts.sampled += 1;
+                            if p.prefix == SPOOF_ARP_PREFIX {
+                                if let (Some(mac), Some(ip)) = (p.source_mac.map(MacAddr), arp_sender_ip(&p.payload)) {
+                                    claims.push((mac, ip, best_name(&inventory, &mac)));
+                                }
+                                continue;
+                            }
+                            match attribute(p, &inventory, &settings) {
+                                Some(r) => detector.observe(r, now),
+                                None => counts.unattributed += 1,
+                            }
+                        }
+                    }
+                    for (mac, ip, name) in claims {
+                        if spoof_said.get(&mac).is_some_and(|t| now - t < SPOOF_SAY_EVERY_SECS) {
+                            continue;
+                        }
+                        spoof_said.insert(mac, now);
+                        let alert = crate::alerts::Alert::new(
+                            now,
+                            crate::alerts::AlertKind::Spoofing,
+                            Some(mac),
+                            format!(
+                                "{name} claimed the router's address {ip} in ARP, to become the gateway of \
+                                 other devices. Those frames were dropped."
+                            ),
+                        );
+                        if let Err(e) = services.request(ServiceRequest::Alert(alert)).await {
+                            tracing::warn!(error = %e, "detection could not raise an alert");
                         }
                     }
                 }
@@ -200,6 +233,14 @@ async fn perform(services: &ServiceHandle, raised: &mut HashMap<AlertKey, i64>, 
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "detection could not raise an alert"),
+    }
+}
+
+/// PURE: the sender protocol address an Ethernet/IPv4 ARP packet claims.
+pub fn arp_sender_ip(arp: &[u8]) -> Option<std::net::Ipv4Addr> {
+    match arp.get(..18)? {
+        [0, 1, 8, 0, 6, 4, _, _, _, _, _, _, _, _, a, b, c, d] => Some(std::net::Ipv4Addr::new(*a, *b, *c, *d)),
+        _ => None,
     }
 }
 
@@ -265,6 +306,19 @@ pub fn best_name_of(d: &crate::core::DeviceSnapshot) -> String {
 mod tests {
     use super::*;
     use crate::core::DeviceSnapshot;
+
+    #[test]
+    fn an_arp_packet_names_the_address_it_claims() {
+        let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
+        arp.extend_from_slice(&[2, 0, 0, 0, 1, 0x99]);
+        arp.extend_from_slice(&[10, 0, 1, 1]);
+        arp.extend_from_slice(&[0; 10]);
+        assert_eq!(arp_sender_ip(&arp), Some(std::net::Ipv4Addr::new(10, 0, 1, 1)));
+        assert_eq!(arp_sender_ip(&arp[..17]), None, "cut short");
+        let mut ipv6_arp = arp.clone();
+        ipv6_arp[2] = 0x86;
+        assert_eq!(arp_sender_ip(&ipv6_arp), None, "not IPv4 over Ethernet");
+    }
 
     #[test]
     fn a_sample_is_blamed_on_its_sender_and_its_target_found() {

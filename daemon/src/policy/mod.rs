@@ -425,6 +425,9 @@ pub struct DesiredRuleset {
     pub segment_defaults: Vec<SegmentDefault>,
     /// Each segment's IPv4 broadcast address: broadcast frames may carry it.
     pub lan_broadcasts: BTreeSet<Ipv4Addr>,
+    /// The router's own IPv4 address on each segment: no device may claim
+    /// one in ARP (the gateway every device sends its traffic to).
+    pub router_v4: BTreeSet<Ipv4Addr>,
     /// The WireGuard tunnel's selectors and guards, when a tunnel is configured.
     pub tunnel: Option<TunnelRules>,
     /// DNS bypass protection, when the resolver runs and it is on.
@@ -652,6 +655,7 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         unknown_zone: p.unknown_zone.clone(),
         segment_defaults,
         lan_broadcasts: config.segments.iter().map(|s| s.ipv4.broadcast()).collect(),
+        router_v4: config.segments.iter().map(|s| s.ipv4.addr()).collect(),
         tunnel: tunnel_rules(config),
         dns_guard: dns_guard(config),
         detect: config.detect.enabled.then_some(DetectSampling {

@@ -11,7 +11,7 @@ use nftables::expr::{BinaryOperation, Expression, MetaKey};
 use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
-use super::detect::{sample_blocked, sample_bridge_refusal};
+use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof};
 use super::sets::{blocked_macs, set_name};
 use super::zones::zone_chain;
 use super::{icmpv6_types, marks, num, prefix, ChainSpec};
@@ -101,6 +101,27 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
             drop_(),
         ],
     );
+    // ARP in which a device claims one of the router's addresses: it would
+    // become the gateway of every device that believes it (a man in the
+    // middle). The router's own ARP never crosses between ports, so any such
+    // frame here is forged. Before the ARP accept below.
+    if !rs.router_v4.is_empty() {
+        let claims_router = || {
+            vec![
+                iifname_in(ports),
+                is_in(
+                    payload("arp", "saddr ip"),
+                    anon_set(rs.router_v4.iter().map(|a| s(a.to_string()))),
+                ),
+            ]
+        };
+        if let Some(sampling) = &rs.detect {
+            sample_spoof(&mut fwd, sampling, claims_router());
+        }
+        let mut guard = claims_router();
+        guard.extend([counter(), drop_()]);
+        fwd.rule("arp-claims-router", guard);
+    }
     // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
     // included, so same-bridge isolation is stateless. ARP and neighbour discovery
     // carry no payload to protect and must pass for any allowed pair to work at all.

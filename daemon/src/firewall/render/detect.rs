@@ -163,6 +163,24 @@ pub(super) fn sample_bridge_refusal(c: &mut ChainSpec, sampling: &DetectSampling
     c.rule("sample-ping6", ping6);
 }
 
+/// The prefix of the sample before the guard against ARP that claims one of
+/// the router's addresses (a device making itself the others' gateway).
+/// Not a [`RefusedAt`]: it is no connection attempt, and detection raises a
+/// spoofing alert for it directly.
+pub const SPOOF_ARP_PREFIX: &str = "bh spoof arp";
+
+/// A `sample-spoof` rule before a spoofing guard (`matches` select what the
+/// guard drops).
+pub(super) fn sample_spoof(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
+    let mut stmts = matches;
+    stmts.extend(sample(
+        sampling,
+        format!("detect_{}_spoof", c.name),
+        SPOOF_ARP_PREFIX.to_string(),
+    ));
+    c.rule("sample-spoof-arp", stmts);
+}
+
 /// A `sample-blocked` rule before a chain's `blocked-from` guard: everything
 /// a blocked device sends (DHCP broadcasts included: that is trying too).
 pub(super) fn sample_blocked(c: &mut ChainSpec, sampling: &DetectSampling, match_blocked: Vec<Statement<'static>>) {
@@ -189,7 +207,15 @@ mod tests {
             parse_prefix(&log_prefix(RefusedAt::Blocked, None)),
             Some((RefusedAt::Blocked, None))
         );
-        for foreign in ["", "bh", "bh x iot", "fw4 in iot", "bh in iot extra", "bh in Bad-Zone!"] {
+        for foreign in [
+            "",
+            "bh",
+            "bh x iot",
+            "fw4 in iot",
+            "bh in iot extra",
+            "bh in Bad-Zone!",
+            SPOOF_ARP_PREFIX,
+        ] {
             assert_eq!(parse_prefix(foreign), None, "{foreign:?}");
         }
     }
