@@ -55,6 +55,9 @@ pub enum AlertKind {
     /// `chaddr` is not its sender's MAC): dropped, and said once an hour per
     /// sender.
     Spoofing,
+    /// Private MACs nobody decided about and not seen for
+    /// `devices.forget_private_after_days` were forgotten: one summary.
+    DevicesForgotten,
 }
 
 /// How much an alert matters: notifiers send what is at or above a channel's
@@ -109,11 +112,12 @@ impl AlertKind {
             AlertKind::DeviceOffline => "device-offline",
             AlertKind::DeviceBack => "device-back",
             AlertKind::Spoofing => "spoofing",
+            AlertKind::DevicesForgotten => "devices-forgotten",
         }
     }
 
     /// Every kind, in a stable order.
-    pub const ALL: [AlertKind; 17] = [
+    pub const ALL: [AlertKind; 18] = [
         AlertKind::NewDeviceQuarantined,
         AlertKind::NewDevice,
         AlertKind::DeviceClassified,
@@ -131,6 +135,7 @@ impl AlertKind {
         AlertKind::DeviceOffline,
         AlertKind::DeviceBack,
         AlertKind::Spoofing,
+        AlertKind::DevicesForgotten,
     ];
 
     /// Within this many seconds of the last one, the same kind for the same
@@ -139,7 +144,10 @@ impl AlertKind {
     /// (they are one per device by construction).
     pub fn dedup_secs(self) -> Option<UnixTime> {
         match self {
-            AlertKind::NewDeviceQuarantined | AlertKind::NewDevice | AlertKind::IdentitySuggestion => None,
+            AlertKind::NewDeviceQuarantined
+            | AlertKind::NewDevice
+            | AlertKind::IdentitySuggestion
+            | AlertKind::DevicesForgotten => None,
             AlertKind::DeviceClassified
             | AlertKind::TunnelUp
             | AlertKind::TunnelDown
@@ -163,7 +171,8 @@ impl AlertKind {
             | AlertKind::NewDevice
             | AlertKind::TunnelUp
             | AlertKind::DeviceBack
-            | AlertKind::IdentitySuggestion => Severity::Info,
+            | AlertKind::IdentitySuggestion
+            | AlertKind::DevicesForgotten => Severity::Info,
             AlertKind::NewDeviceQuarantined
             | AlertKind::PoolExhausted
             | AlertKind::TunnelDown

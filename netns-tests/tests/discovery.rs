@@ -635,3 +635,103 @@ pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
     );
     Ok(Outcome::Passed)
 }
+
+/// m2. Anna's phone, approved and named, comes back with a new private MAC
+/// (twice, as phones do): each time Bulkhead suggests it is the same phone,
+/// and once the homeowner links them there is one device — the new MAC, in
+/// trusted, with its name and history; the old MAC leaves the firewall's sets
+/// and the device list. A third new MAC nobody links waits in quarantine
+/// (and is forgotten after `devices.forget_private_after_days`, a unit test).
+pub fn m2_a_phone_with_new_private_macs_stays_one_device() -> Result<Outcome> {
+    let demo = discovering_home(&[])?;
+    let phone = host("phone")?;
+    demo.join(phone)?;
+    let first = MacAddr(phone.mac);
+    wait_device(&demo, first, "seen", |d| d["evidence"]["hostname"] == "annas-iphone")?;
+    for req in [
+        Request::Approve {
+            mac: first,
+            zone: Some(zone("trusted")?),
+        },
+        Request::Rename {
+            mac: first,
+            name: Some("Anna's phone".into()),
+        },
+    ] {
+        let r = demo.call(req)?;
+        ensure!(matches!(r, Response::Done { .. }), "{r:?}");
+    }
+    let ns = demo.home.ns("phone")?;
+    let rejoin = |mac: MacAddr| -> Result<()> {
+        let text = mac.to_string();
+        ns.ip_batch(&[
+            "link set dev eth0 down",
+            &format!("link set dev eth0 address {text}"),
+            "link set dev eth0 up",
+        ])?;
+        demo.join_as(
+            "phone",
+            &bulkhead::demo::DhcpIdentity {
+                hostname: "annas-iphone",
+                vendor_class: "",
+                client: bulkhead::demo::DemoClient::Udhcpc,
+            },
+        )?;
+        Ok(())
+    };
+    let mut known = first;
+    for n in 1..=3u8 {
+        let fresh = MacAddr([0x02, 0xaa, 0, 0, 0, n]);
+        rejoin(fresh)?;
+        wait_device(&demo, fresh, "held in quarantine", |d| d["zone"] == "quarantine")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let Response::Suggestions { suggestions } = demo.call(Request::Suggestions)? else {
+                anyhow::bail!("unexpected answer to Suggestions")
+            };
+            if suggestions.iter().any(|s| s.new_mac == fresh && s.known_mac == known) {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no suggestion that {fresh} is {known}: {suggestions:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if n == 3 {
+            // Not linked: it stays a stranger.
+            break;
+        }
+        let r = demo.call(Request::Link {
+            new_mac: fresh,
+            known_mac: known,
+        })?;
+        ensure!(matches!(r, Response::Done { .. }), "link {fresh} {known}: {r:?}");
+        let d = device(&demo, fresh)?.context("the linked device")?;
+        ensure!(
+            d["zone"] == "trusted" && d["name"] == "Anna's phone",
+            "the new MAC did not take over: {d}"
+        );
+        ensure!(device(&demo, known)?.is_none(), "the old MAC {known} is still a device");
+        ensure!(
+            in_set(&demo, "trusted_mac", &fresh.to_string())? && !in_set(&demo, "trusted_mac", &known.to_string())?,
+            "trusted_mac: {}",
+            set_elements(&demo, "trusted_mac")?
+        );
+        expect_tcp(&demo, "phone", demo.home.internet_v4().into(), 80, true)?;
+        known = fresh;
+    }
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        anyhow::bail!("unexpected answer to Devices")
+    };
+    let phones: Vec<String> = devices
+        .iter()
+        .filter(|d| d.evidence.hostname.as_deref() == Some("annas-iphone"))
+        .map(|d| format!("{} {}", d.mac, d.zone))
+        .collect();
+    ensure!(
+        phones == [format!("{known} trusted"), "02:aa:00:00:00:03 quarantine".to_string()],
+        "one linked phone and the unlinked new MAC: {phones:?}"
+    );
+    Ok(Outcome::Passed)
+}

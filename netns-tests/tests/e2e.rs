@@ -104,6 +104,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             discovery::m_unknown_device_is_quarantined_until_approved,
         ),
         (
+            "m2_a_phone_with_new_private_macs_stays_one_device",
+            discovery::m2_a_phone_with_new_private_macs_stays_one_device,
+        ),
+        (
             "n_slaac_addresses_are_enforced_like_ipv4",
             discovery::n_slaac_addresses_are_enforced_like_ipv4,
         ),

@@ -47,6 +47,13 @@ struct RawMain {
     dns: Option<RawDns>,
     detect: Option<RawDetect>,
     notify: Option<RawNotify>,
+    devices: Option<RawDevices>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    forget_private_after_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +257,7 @@ fn load_with(
             dns: m.dns,
             detect: m.detect,
             notify: m.notify,
+            devices: m.devices,
             policy,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -279,6 +287,7 @@ struct MainPart {
     dns: DnsConfig,
     detect: DetectConfig,
     notify: NotifyConfig,
+    devices: DevicesConfig,
 }
 
 pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -472,6 +481,20 @@ fn validate_main(
     ok &= detect.is_some();
     let notify = validate_notify(raw.notify.as_ref(), base, rep);
     ok &= notify.is_some();
+    let mut devices = DevicesConfig::default();
+    if let Some(days) = raw.devices.as_ref().and_then(|d| d.forget_private_after_days.as_ref()) {
+        match u32::try_from(*days.get_ref()) {
+            Ok(v @ 0..=3650) => devices.forget_private_after_days = v,
+            _ => {
+                rep.at(
+                    days.span(),
+                    "devices.forget_private_after_days",
+                    "days from 0 (never) to 3650",
+                );
+                ok = false;
+            }
+        }
+    }
     let part = MainPart {
         wan_interface: wan.into_inner(),
         police_wan_input: raw.wan.police_input,
@@ -485,6 +508,7 @@ fn validate_main(
         dns: dns.unwrap_or_else(|| DnsConfig::defaults(&[])),
         detect: detect.unwrap_or_default(),
         notify: notify.unwrap_or_default(),
+        devices,
     };
     ok.then_some(part)
 }

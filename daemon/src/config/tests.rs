@@ -1034,6 +1034,7 @@ fn the_example_configuration_is_valid_and_means_what_it_says() {
         "refresh_hours",
         "nflog_group",
         "samples_per_second",
+        "forget_private_after_days",
         "private_key_file",
         "mtu",
         "listen_port",

@@ -511,6 +511,23 @@ impl WebConfig {
     }
 }
 
+/// `[devices]`: keeping the inventory bounded over the years.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DevicesConfig {
+    /// A private (randomised) MAC nobody decided anything about and unseen
+    /// for this many days is forgotten (0: never). Phones pick a new one per
+    /// network and now and then; each would be a device forever.
+    pub forget_private_after_days: u32,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            forget_private_after_days: 30,
+        }
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -541,6 +558,8 @@ pub struct Config {
     pub detect: super::detect::DetectConfig,
     /// Where alerts are sent (`[notify]`).
     pub notify: super::notify::NotifyConfig,
+    /// How long devices are kept (`[devices]`).
+    pub devices: DevicesConfig,
     /// The policy loaded from `policies_dir`.
     pub policy: Policy,
 }

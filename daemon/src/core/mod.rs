@@ -50,6 +50,9 @@ use discovery::DiscoveryBook;
 /// How often alerts are looked at for deletion by age.
 const ALERT_PRUNE_EVERY_SECS: UnixTime = 3600;
 
+/// How often stale private MACs are looked for.
+const STALE_CHECK_EVERY_SECS: UnixTime = 3600;
+
 /// The coordinator. See the module documentation.
 pub struct DaemonState {
     /// The config in force.
@@ -76,6 +79,8 @@ pub struct DaemonState {
     alerts_changed: u64,
     /// When old alerts were last deleted.
     alerts_pruned_at: Option<UnixTime>,
+    /// When stale private MACs were last looked for.
+    stale_checked_at: Option<UnixTime>,
     /// The alert stream not yet taken, and recent alerts for dedup.
     alert_book: alerting::AlertBook,
     /// The wall clock, for what happens outside any timed event (a firewall
@@ -107,6 +112,7 @@ impl DaemonState {
             facts_changed: 0,
             alerts_changed: 0,
             alerts_pruned_at: None,
+            stale_checked_at: None,
             alert_book: alerting::AlertBook::default(),
             wall_clock: crate::inventory::unix_now,
         })
@@ -251,11 +257,14 @@ impl DaemonState {
                         | Event::Block { .. }
                         | Event::Watch { .. }
                         | Event::TunnelChoice { .. }
+                        | Event::Merge { .. }
                 );
                 // Saving an address takes it from whoever held it on disk too
                 // (the store keeps one row per address), as the inventory did.
                 if let Event::Forget { mac } = event {
                     self.store.forget_device(*mac)
+                } else if let (Event::Merge { from, .. }, Some(d)) = (event, self.inventory.get(&mac)) {
+                    self.store.save_device(d).and_then(|()| self.store.forget_device(*from))
                 } else if let Some(d) = self.inventory.get(&mac) {
                     if decision {
                         self.store.save_device(d)
@@ -342,6 +351,10 @@ impl DaemonState {
         if let Some(owner) = event.claimed_address().and_then(|ip| self.inventory.owner_of(&ip)) {
             macs.push(owner);
         }
+        // A merge retires the old MAC: its entries leave the sets.
+        if let Event::Merge { from, .. } = event {
+            macs.push(*from);
+        }
         macs.sort();
         macs.dedup();
         macs
@@ -420,10 +433,70 @@ impl DaemonState {
                 Err(e) => tracing::warn!(error = %error_chain(&e), "could not delete old alerts"),
             }
         }
+        if self
+            .stale_checked_at
+            .is_none_or(|at| now - at >= STALE_CHECK_EVERY_SECS)
+        {
+            self.stale_checked_at = Some(now);
+            self.forget_stale_private_macs(now);
+        }
         if let Err(e) = self.store.flush_if_due(now) {
             tracing::warn!(error = %error_chain(&e), "could not write last-seen times");
         }
         self.retry_unsaved();
+    }
+
+    /// Private (randomised) MACs that nobody decided anything about — no
+    /// name, zone, block, watch or tunnel choice of the homeowner's — and not
+    /// seen for `devices.forget_private_after_days` are forgotten, with one
+    /// summary alert. A phone picks a new private MAC per network and now and
+    /// then; without this each would stay a device forever. Devices the
+    /// homeowner decided about are never forgotten this way.
+    pub fn forget_stale_private_macs(&mut self, now: UnixTime) -> usize {
+        let days = self.config.devices.forget_private_after_days;
+        if days == 0 {
+            return 0;
+        }
+        let cutoff = now - i64::from(days) * 86_400;
+        let stale: Vec<MacAddr> = self
+            .inventory
+            .devices()
+            .filter(|d| {
+                crate::discovery::oui::is_randomized(&d.mac)
+                    && d.last_seen < cutoff
+                    && d.name.is_none()
+                    && d.user_zone.is_none()
+                    && !d.blocked
+                    && !d.watched
+                    && d.tunnel_choice.is_none()
+            })
+            .map(|d| d.mac)
+            .collect();
+        if stale.is_empty() {
+            return 0;
+        }
+        for mac in &stale {
+            let _ = self.change(&Event::Forget { mac: *mac }, now, String::new());
+        }
+        let shown: Vec<String> = stale.iter().take(10).map(MacAddr::to_string).collect();
+        let more = stale.len().saturating_sub(shown.len());
+        self.raise(Alert::new(
+            now,
+            AlertKind::DevicesForgotten,
+            None,
+            format!(
+                "Forgot {} private address(es) not seen for {days} days, none named or decided about by you \
+                 (phones and tablets pick new ones): {}{}",
+                stale.len(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+        stale.len()
     }
 
     /// The wall clock jumped by `delta` seconds (seen by the runtime's

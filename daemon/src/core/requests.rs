@@ -229,13 +229,6 @@ impl DaemonState {
             };
         };
         let zone = zone_for(&self.config, known).zone;
-        if let Some(name) = known.name.clone() {
-            let rename = Event::Rename {
-                mac: new_mac,
-                name: Some(name),
-            };
-            self.apply_event(&rename, now);
-        }
         let suggestion = IdentitySuggestion {
             new_mac,
             known_mac,
@@ -248,7 +241,24 @@ impl DaemonState {
                 message: format!("not saved: {}", error_chain(&e)),
             };
         }
-        self.set_zone(new_mac, zone, now)
+        // One device from now on: the new MAC takes the known one's decisions
+        // and history, the old entry is retired (its set entries go in the
+        // same firewall change), and the zone it had becomes the new MAC's.
+        let done = format!("{new_mac} is {known_mac} from now on: its name, zone and choices moved over");
+        if let Response::Error { message } = self.change(
+            &Event::Merge {
+                from: known_mac,
+                into: new_mac,
+            },
+            now,
+            done.clone(),
+        ) {
+            return Response::Error { message };
+        }
+        match self.set_zone(new_mac, zone, now) {
+            Response::Done { .. } => Response::Done { message: done },
+            other => other,
+        }
     }
 
     /// `bulkhead vpn domain-add SET ADDR… --ttl`: the same path a service (the

@@ -149,6 +149,15 @@ pub enum Event {
         /// The device.
         mac: MacAddr,
     },
+    /// The homeowner says `into` (a new private MAC) is the device known as
+    /// `from`: `into` takes over its decisions (name, zone, block, watch,
+    /// tunnel choice) and its history (first seen), and `from` is retired.
+    Merge {
+        /// The known device's old MAC (retired).
+        from: MacAddr,
+        /// Its new MAC (the device from now on).
+        into: MacAddr,
+    },
 }
 
 impl Event {
@@ -166,6 +175,7 @@ impl Event {
             | Event::AddressGone { mac, .. }
             | Event::Evidence { mac, .. }
             | Event::Forget { mac } => *mac,
+            Event::Merge { into, .. } => *into,
         }
     }
 
@@ -442,19 +452,42 @@ impl Inventory {
                 }
                 _ => Change::None,
             },
-            Event::Forget { mac } => match self.devices.remove(mac) {
-                Some(d) => {
-                    for ip in &d.addresses {
-                        if self.owners.get(ip) == Some(mac) {
-                            self.owners.remove(ip);
-                        }
-                    }
-                    self.unindex_hostname(*mac, d.evidence.hostname.as_ref());
-                    Change::Facts
+            Event::Merge { from, into } => {
+                if from == into || !self.devices.contains_key(into) {
+                    return Change::None;
                 }
+                let Some(old) = self.remove(from) else {
+                    return Change::None;
+                };
+                let Some(d) = self.devices.get_mut(into) else {
+                    return Change::None;
+                };
+                // The homeowner's decisions win over what the new MAC has.
+                d.name = old.name.or(d.name.take());
+                d.user_zone = old.user_zone.or(d.user_zone.take());
+                d.blocked |= old.blocked;
+                d.watched |= old.watched;
+                d.tunnel_choice = old.tunnel_choice.or(d.tunnel_choice);
+                d.first_seen = d.first_seen.min(old.first_seen);
+                Change::Facts
+            }
+            Event::Forget { mac } => match self.remove(mac) {
+                Some(_) => Change::Facts,
                 None => Change::None,
             },
         }
+    }
+
+    /// Takes a device out, with its addresses and host name from the indexes.
+    fn remove(&mut self, mac: &MacAddr) -> Option<Device> {
+        let d = self.devices.remove(mac)?;
+        for ip in &d.addresses {
+            if self.owners.get(ip) == Some(mac) {
+                self.owners.remove(ip);
+            }
+        }
+        self.unindex_hostname(*mac, d.evidence.hostname.as_ref());
+        Some(d)
     }
 
     /// Creates the device if it is new.

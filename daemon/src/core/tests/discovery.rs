@@ -120,7 +120,83 @@ fn a_randomised_mac_like_a_known_device_is_only_suggested_until_linked() {
     assert!(matches!(r, Response::Done { .. }), "{r:?}");
     let m = &h.state.enforcer.applied().expect("applied").membership;
     assert!(m.zones[&zone("trusted")].macs.contains(&fresh));
-    assert!(h.state.store.suggestions().expect("s")[0].accepted);
+    // One device: the old MAC is retired (inventory, sets, database, its
+    // suggestion), the new one has its history.
+    assert!(h.state.inventory.get(&known).is_none(), "the old MAC is retired");
+    assert!(
+        !m.zones.values().any(|z| z.macs.contains(&known)),
+        "the old MAC left the sets"
+    );
+    assert_eq!(h.full_membership(), *m, "incremental == full");
+    assert_eq!(h.state.inventory.get(&fresh).map(|d| d.first_seen), Some(1));
+    assert!(h.state.store.suggestions().expect("s").is_empty());
+    let stored: Vec<MacAddr> = h
+        .state
+        .store
+        .load_devices()
+        .expect("load")
+        .iter()
+        .map(|d| d.mac)
+        .collect();
+    assert!(stored.contains(&fresh) && !stored.contains(&known), "{stored:?}");
+}
+
+#[test]
+fn linking_carries_every_decision_of_the_known_device_over() {
+    let mut h = Harness::new(crate::testutil::tunnel_config());
+    h.state.reconcile().expect("start");
+    let known = MacAddr([0x3c, 0x22, 0xfb, 1, 2, 4]);
+    let fresh = MacAddr([0x5a, 0, 0, 0, 0, 2]);
+    h.state.observe(
+        Event::Evidence {
+            mac: known,
+            evidence: evidence("kids-tablet", &[1, 121, 3, 6]),
+        },
+        1,
+    );
+    for req in [
+        Request::Rename {
+            mac: known,
+            name: Some("Kids' tablet".into()),
+        },
+        Request::Watch {
+            mac: known,
+            watched: true,
+        },
+        Request::DeviceTunnel {
+            mac: known,
+            route: Some(true),
+        },
+        Request::SetZone {
+            mac: known,
+            zone: zone("iot"),
+        },
+    ] {
+        let r = h.state.handle(req, 2);
+        assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    }
+    h.state.observe(
+        Event::Evidence {
+            mac: fresh,
+            evidence: evidence("kids-tablet", &[1, 121, 3, 6]),
+        },
+        50,
+    );
+    let r = h.state.handle(
+        Request::Link {
+            new_mac: fresh,
+            known_mac: known,
+        },
+        60,
+    );
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    let d = h.state.inventory.get(&fresh).expect("the device");
+    assert_eq!(d.name.as_deref(), Some("Kids' tablet"));
+    assert_eq!(d.user_zone, Some(zone("iot")));
+    assert!(d.watched);
+    assert_eq!(d.tunnel_choice, Some(true));
+    assert_eq!(d.first_seen, 1);
+    assert_eq!(h.state.snapshot().devices.len(), 1);
 }
 
 #[test]
@@ -315,4 +391,78 @@ fn a_dhcp_message_in_another_devices_name_changes_nothing_and_is_said_once() {
         panic!("status")
     };
     assert_eq!(status.dhcp_spoofed, 3);
+}
+
+#[test]
+fn stale_private_macs_nobody_decided_about_are_forgotten_with_one_summary() {
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let day = 86_400;
+    let private_old = MacAddr([0x5a, 0, 0, 0, 0, 10]);
+    let private_old_named = MacAddr([0x5a, 0, 0, 0, 0, 11]);
+    let private_recent = MacAddr([0x5a, 0, 0, 0, 0, 12]);
+    let vendor_old = MacAddr([0x3c, 0x22, 0xfb, 0, 0, 13]);
+    for m in [private_old, private_old_named, vendor_old] {
+        h.state.observe(
+            Event::Evidence {
+                mac: m,
+                evidence: evidence("someones-phone", &[1, 3, 6]),
+            },
+            1,
+        );
+    }
+    assert!(matches!(
+        h.state.handle(
+            Request::Rename {
+                mac: private_old_named,
+                name: Some("Grandma's phone".into())
+            },
+            2
+        ),
+        Response::Done { .. }
+    ));
+    h.state.observe(
+        Event::Evidence {
+            mac: private_recent,
+            evidence: evidence("someones-phone", &[1, 3, 6]),
+        },
+        20 * day,
+    );
+    // Not yet: 30 days have not passed for anyone.
+    assert_eq!(h.state.forget_stale_private_macs(30 * day), 0);
+    assert_eq!(h.state.forget_stale_private_macs(31 * day + 2), 1);
+    assert!(h.state.inventory.get(&private_old).is_none(), "forgotten");
+    for kept in [private_old_named, private_recent, vendor_old] {
+        assert!(h.state.inventory.get(&kept).is_some(), "{kept} kept");
+    }
+    let m = &h.state.enforcer.applied().expect("applied").membership;
+    assert!(!m.zones.values().any(|z| z.macs.contains(&private_old)));
+    assert_eq!(h.full_membership(), *m, "incremental == full");
+    let summaries: Vec<_> = h
+        .state
+        .store
+        .alerts(20)
+        .expect("alerts")
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::DevicesForgotten)
+        .collect();
+    assert_eq!(summaries.len(), 1);
+    assert!(
+        summaries[0].message.contains(&private_old.to_string()),
+        "{}",
+        summaries[0].message
+    );
+
+    // 0: never.
+    let never = config_with(&format!("{MAIN}\n[devices]\nforget_private_after_days = 0\n"), &[]);
+    let mut h = Harness::new(never);
+    h.state.reconcile().expect("start");
+    h.state.observe(
+        Event::Evidence {
+            mac: private_old,
+            evidence: evidence("someones-phone", &[1, 3, 6]),
+        },
+        1,
+    );
+    assert_eq!(h.state.forget_stale_private_macs(1000 * day), 0);
 }
