@@ -20,13 +20,15 @@ cd "$(dirname "$0")/.."
 # that scans, for detection), mosquitto and mosquitto-clients (the MQTT broker
 # and Home Assistant's view of it, for notifications), systemd and
 # init-system-helpers (systemd-analyze verify and deb-systemd-helper for the
-# Debian package's test), iputils-arping (a device forging ARP). No
+# Debian package's test), iputils-arping (a device forging ARP),
+# qemu-system-x86 (a VM with Debian's kernel for what this kernel lacks:
+# 802.1Q; the tests fetch the kernel package themselves). No
 # conntrack-tools: the daemon cuts connections over ctnetlink, and the tests read
 # the conntrack table the same way (or from /proc).
 PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
     radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip
     unbound dnsperf bind9-dnsutils knot-dnsutils openssl nmap mosquitto mosquitto-clients
-    systemd init-system-helpers iputils-arping)
+    systemd init-system-helpers iputils-arping qemu-system-x86)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
 SCHEMATHESIS="schemathesis==4.32.5"

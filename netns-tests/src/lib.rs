@@ -25,6 +25,7 @@ pub mod probe;
 pub mod raw;
 pub mod responder;
 pub mod snapshot;
+pub mod vm;
 
 #[cfg(test)]
 mod tests;
