@@ -27,6 +27,7 @@ mod dns;
 mod http;
 mod init;
 mod tunnel;
+mod vlan;
 mod web_ui;
 mod webdriver;
 
@@ -87,6 +88,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "i_vlan_segment_on_a_kernel_with_8021q",
             i_vlan_segment_on_a_kernel_with_8021q,
         ),
+        ("i2_iot_vlan_home_end_to_end", vlan::i2_iot_vlan_home_end_to_end),
         (
             "j_rejected_document_leaves_the_kernel_as_it_was",
             j_rejected_document_leaves_the_kernel_as_it_was,
@@ -384,12 +386,12 @@ pub(crate) fn set_elements(demo: &DemoHome, set: &str) -> Result<String> {
 }
 
 /// Set in the guest: the tests run there do not start another VM.
-const IN_VM: &str = "BULKHEAD_E2E_IN_VM";
+pub(crate) const IN_VM: &str = "BULKHEAD_E2E_IN_VM";
 
 /// Runs the test `name` of this binary in a VM with Debian's kernel
 /// (`bulkhead_netns::vm`), with `modules` loaded, and passes when it passed
 /// there. The VM's console is shown when it did not.
-fn in_vm(name: &str, modules: &[&str]) -> Result<Outcome> {
+pub(crate) fn in_vm(name: &str, modules: &[&str]) -> Result<Outcome> {
     if let Err(why) = bulkhead_netns::vm::available() {
         if std::env::var("CI").as_deref() == Ok("true") {
             anyhow::bail!("{name} needs a VM here and {why}");

@@ -52,7 +52,7 @@ use ipnet::IpNet;
 
 pub use apply::{apply, open, reconcile, MemoryNet, NetApplier, RtnetlinkNet};
 pub use observe::{observe, observed_from_messages};
-pub use plan::plan;
+pub use plan::{plan, retired_links};
 pub use vlan::{vlan_link_message, vlan_supported, VLAN_UNSUPPORTED};
 
 /// What the config wants the kernel's links and addresses to be.

@@ -837,3 +837,90 @@ mod tests {
         assert_eq!(plan(&DesiredNet::default(), &fresh()), NetPlan::default());
     }
 }
+
+/// The links a reload retires: VLANs and bridges Bulkhead created for
+/// segments of the `old` config that the `new` one no longer has, as the
+/// kernel holds them now (a link of the same name that is not what Bulkhead
+/// made — another kind, another parent or VLAN id — is never touched, nor is
+/// any `Existing` segment's link). Pure; the caller deletes them after the
+/// firewall stopped naming them.
+pub fn retired_links(old: &DesiredNet, new: &DesiredNet, observed: &ObservedNet) -> Vec<(String, u32)> {
+    let wanted: BTreeSet<&str> = new.segments.iter().map(|s| s.interface.as_str()).collect();
+    old.segments
+        .iter()
+        .filter(|s| !wanted.contains(s.interface.as_str()))
+        .filter_map(|s| {
+            let link = observed.link(&s.interface)?;
+            let ours = match (&s.kind, &link.kind) {
+                (LinkKind::Bridge { .. }, ObservedKind::Bridge) => true,
+                (LinkKind::Vlan { parent, id }, ObservedKind::Vlan { parent: p, id: i }) => {
+                    *id == *i && observed.link_by_index(*p).is_some_and(|l| l.name == *parent)
+                }
+                _ => false,
+            };
+            ours.then(|| (link.name.clone(), link.index))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod retired_tests {
+    use super::*;
+    use crate::net::SegmentLink;
+
+    fn seg(interface: &str, kind: LinkKind) -> SegmentLink {
+        SegmentLink {
+            interface: interface.into(),
+            kind,
+            addresses: Vec::new(),
+        }
+    }
+
+    fn link(name: &str, index: u32, kind: ObservedKind) -> ObservedLink {
+        ObservedLink {
+            name: name.into(),
+            index,
+            kind,
+            master: None,
+            up: true,
+            addresses: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_what_bulkhead_made_for_a_dropped_segment_is_retired() {
+        let vlan = |id| LinkKind::Vlan {
+            parent: "trunk".into(),
+            id,
+        };
+        let old = DesiredNet {
+            segments: vec![
+                seg("trunk", LinkKind::Existing),
+                seg("trunk.20", vlan(20)),
+                seg("trunk.30", vlan(30)),
+                seg("br-guest", LinkKind::Bridge { ports: vec![] }),
+                seg("eth9", LinkKind::Existing),
+                seg("trunk.40", vlan(40)),
+            ],
+        };
+        let new = DesiredNet {
+            segments: vec![seg("trunk", LinkKind::Existing), seg("trunk.20", vlan(20))],
+        };
+        let observed = ObservedNet {
+            links: vec![
+                link("trunk", 2, ObservedKind::Other(Some("veth".into()))),
+                link("trunk.20", 3, ObservedKind::Vlan { parent: 2, id: 20 }),
+                link("trunk.30", 4, ObservedKind::Vlan { parent: 2, id: 30 }),
+                link("br-guest", 5, ObservedKind::Bridge),
+                link("eth9", 6, ObservedKind::Other(None)),
+                // Someone else's link of that name: VLAN 41, not 40.
+                link("trunk.40", 7, ObservedKind::Vlan { parent: 2, id: 41 }),
+            ],
+        };
+        assert_eq!(
+            retired_links(&old, &new, &observed),
+            [("trunk.30".to_string(), 4), ("br-guest".to_string(), 5)]
+        );
+        assert!(retired_links(&new, &new, &observed).is_empty());
+    }
+}

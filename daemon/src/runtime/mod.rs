@@ -70,6 +70,23 @@ async fn reconcile_links(handle: &rtnetlink::Handle, config: &Config) -> Result<
     Ok(existing_bridge_ports(config, &observed))
 }
 
+/// Deletes the links [`net::retired_links`] names.
+async fn retire_links(nl: &rtnetlink::Handle, old: &net::DesiredNet, new: &net::DesiredNet) {
+    let observed = match net::observe(nl).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "reload: could not read links to retire");
+            return;
+        }
+    };
+    for (name, index) in net::retired_links(old, new, &observed) {
+        match nl.link().del(index).execute().await {
+            Ok(()) => tracing::info!(link = %name, "net: removed the link of a dropped segment"),
+            Err(e) => tracing::error!(link = %name, error = %e, "net: could not remove the link of a dropped segment"),
+        }
+    }
+}
+
 /// What the homeowner is told after a damaged database was replaced.
 fn store_recovery_message(r: &crate::store::Recovery) -> String {
     let kept = match &r.kept_as {
@@ -662,6 +679,7 @@ async fn reload(state: &mut DaemonState, dhcp: &mut dhcp_io::DhcpIo, path: &Path
     };
     // Rules first, as at start-up: a new bridge must not carry frames before its
     // rules exist, and links are only built for a config the firewall accepted.
+    let old_links = desired_net(&state.config);
     match state.replace_config(config) {
         Ok(outcome) => {
             tracing::info!(?outcome, "config reloaded");
@@ -672,6 +690,10 @@ async fn reload(state: &mut DaemonState, dhcp: &mut dhcp_io::DhcpIo, path: &Path
             return;
         }
     }
+    // Links of segments the new config dropped (a VLAN, a bridge Bulkhead
+    // made) go once the firewall no longer names them; nothing else is
+    // touched.
+    retire_links(nl, &old_links, &desired_net(&state.config)).await;
     match reconcile_links(nl, &state.config).await {
         Ok(ports) if ports != state.observed_bridge_ports => {
             state.observed_bridge_ports = ports;
