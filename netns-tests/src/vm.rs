@@ -112,8 +112,21 @@ pub fn available() -> std::result::Result<(), String> {
 }
 
 /// Fetches and unpacks the kernel and busybox into `dir` unless already there.
+/// Tests running at once prepare one after the other (a lock file in `dir`).
 pub fn prepare(dir: &Path) -> Result<VmKernel> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(|e| Error::io("opening the VM directory's lock", e))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io("locking the VM directory", std::io::Error::from(e)))?;
+    prepare_locked(dir)
+}
+
+fn prepare_locked(dir: &Path) -> Result<VmKernel> {
     let busybox = dir.join("busybox/bin/busybox");
     if !busybox.exists() {
         let deb = download(dir, "busybox-static")?;
@@ -405,7 +418,9 @@ fn find_module(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Runs `cmd` in a VM with `kernel`; `accel` "kvm" or "tcg".
 fn boot(kernel: &VmKernel, cmd: &VmCommand<'_>, accel: &'static str) -> Result<VmOutcome> {
-    let initrd = kernel.dir.join(format!("initrd-{}.cpio", std::process::id()));
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let initrd = kernel.dir.join(format!("initrd-{}-{n}.cpio", std::process::id()));
     std::fs::write(&initrd, initramfs(kernel, cmd)?).map_err(|e| Error::io("writing the initramfs", e))?;
     let started = Instant::now();
     let accel_arg = if accel == "kvm" { "kvm" } else { "tcg,thread=multi" };
