@@ -12,7 +12,9 @@
 //!   9p and overlay, mounts this machine's root read-only over 9p with a
 //!   tmpfs on top (overlayfs: the guest writes, nothing reaches the host), and
 //!   switches to it.
-//! - The second stage, a shell script: proc, sys, dev, tmp and run; the
+//! - The second stage, a shell script: proc, sys, dev and run (not /tmp: the
+//!   command may live there, as a CI clone does; the overlay keeps its writes
+//!   in the guest anyway); the
 //!   kernel's module helper pointed at busybox's `modprobe` (so nft, veth and
 //!   bridges load their modules on demand, as on a real distribution), the
 //!   requested modules loaded, then the command, its exit status printed as
@@ -333,7 +335,7 @@ fn stage2(kernel: &VmKernel, cmd: &VmCommand<'_>) -> String {
          {bb} mkdir -p /dev/pts /dev/shm\n{bb} mount -t devpts devpts /dev/pts\n{bb} mount -t tmpfs shm /dev/shm\n\
          {bb} ln -sf /proc/self/fd /dev/fd\n{bb} ln -sf /proc/self/fd/0 /dev/stdin\n\
          {bb} ln -sf /proc/self/fd/1 /dev/stdout\n{bb} ln -sf /proc/self/fd/2 /dev/stderr\n\
-         {bb} mount -t tmpfs tmp /tmp\n{bb} mount -t tmpfs run /run\n{bb} mkdir -p /run/netns\n\
+         {bb} mount -t tmpfs run /run\n{bb} mkdir -p /run/netns\n\
          {bb} mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null\n\
          {bb} mkdir -p /usr/lib/modules\n{bb} ln -s {} /usr/lib/modules/{}\n\
          {bb} ln -s {bb} /vm/modprobe\necho /vm/modprobe > /proc/sys/kernel/modprobe\n\
