@@ -16,8 +16,9 @@
 //!    always acts as a relay (giaddr = its own address, hops = 1, source port
 //!    67), and Bulkhead's server ignores relayed messages by design. The load
 //!    generator here is a client: broadcast DISCOVER/REQUEST from 0.0.0.0:68 on
-//!    the host's eth0 (SO_BINDTODEVICE), 16 exchanges in flight, each with its
-//!    own chaddr and xid.
+//!    the host's eth0, each in an Ethernet frame from its own chaddr (a raw
+//!    socket: Bulkhead counts a message only for the MAC that sent it), 16
+//!    exchanges in flight, each with its own chaddr and xid.
 //!
 //! Only one DHCP server ever runs: the daemon is stopped before dnsmasq starts
 //! and the other way round. The host namespace is compared before and after.
@@ -657,7 +658,12 @@ struct Slot {
 
 /// The client side of the load test, run inside the host namespace.
 struct Loader {
+    /// Receives the servers' broadcast answers.
     sock: UdpSocket,
+    /// Sends each message in a frame from its own chaddr, as that many real
+    /// clients would: Bulkhead ignores a message whose chaddr is not its
+    /// sender's MAC.
+    raw: bulkhead_netns::raw::RawSender,
     workload: Workload,
     /// Distinguishes MACs of different runs in the new-device workloads.
     run: u16,
@@ -689,6 +695,7 @@ impl Loader {
         sock.set_read_timeout(Some(Duration::from_millis(5)))?;
         Ok(Loader {
             sock,
+            raw: bulkhead_netns::raw::RawSender::open("eth0")?,
             workload,
             run,
             next_client: 0,
@@ -720,7 +727,10 @@ impl Loader {
     }
 
     fn send(&self, p: &[u8]) -> std::io::Result<()> {
-        self.sock.send_to(p, TO_SERVER).map(drop)
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(p.get(28..34).ok_or_else(|| std::io::Error::other("short message"))?);
+        let port = TO_SERVER.port();
+        self.raw.send(&bulkhead_netns::raw::udp_broadcast_frame(mac, 68, port, p))
     }
 
     fn idle(&mut self, slot: usize) {
