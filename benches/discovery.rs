@@ -730,7 +730,8 @@ impl Loader {
         let mut mac = [0u8; 6];
         mac.copy_from_slice(p.get(28..34).ok_or_else(|| std::io::Error::other("short message"))?);
         let port = TO_SERVER.port();
-        self.raw.send(&bulkhead_netns::raw::udp_broadcast_frame(mac, 68, port, p))
+        self.raw
+            .send(&bulkhead_netns::raw::udp_broadcast_frame(mac, 68, port, p))
     }
 
     fn idle(&mut self, slot: usize) {
