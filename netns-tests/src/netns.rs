@@ -140,6 +140,23 @@ impl Netns {
         run_checked(Command::new("ip").args(["-n", &self.name]).args(args))
     }
 
+    /// Creates a veth pair: `name` here, `peer_name` in `peer` (both down).
+    pub fn veth_to(&self, name: &str, peer: &Netns, peer_name: &str) -> Result<()> {
+        self.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_name,
+            "netns",
+            peer.name(),
+        ])
+        .map(drop)
+    }
+
     /// Runs several `ip` commands (each without the leading `ip`) in this
     /// namespace with one `ip -n NAME -batch -`; stops at the first failure.
     pub fn ip_batch<S: AsRef<str>>(&self, commands: &[S]) -> Result<()> {

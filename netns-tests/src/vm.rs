@@ -255,7 +255,7 @@ impl Cpio {
         self.ino += 1;
         let name_len = name.len() + 1;
         let _ = write!(
-            Hex(&mut self.data),
+            Bytes(&mut self.data),
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
             self.ino,
             mode,
@@ -295,9 +295,9 @@ impl Cpio {
 }
 
 /// `write!` into a byte vector.
-struct Hex<'a>(&'a mut Vec<u8>);
+struct Bytes<'a>(&'a mut Vec<u8>);
 
-impl std::fmt::Write for Hex<'_> {
+impl std::fmt::Write for Bytes<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())

@@ -85,7 +85,7 @@ fn links_up(demo: &DemoHome, links: &[String], routes: &[Vec<String>]) -> Result
     Ok(())
 }
 
-fn restore(demo: &DemoHome) -> Result<String> {
+pub(crate) fn restore(demo: &DemoHome) -> Result<String> {
     let cfg = demo.config_path().to_string_lossy().into_owned();
     let out = demo.home.router().exec_output(&[BIN, "--config", &cfg, "restore"])?;
     let text = format!(

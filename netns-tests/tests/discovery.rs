@@ -420,15 +420,8 @@ pub fn q_hostile_names_and_malformed_packets() -> Result<Outcome> {
 
 /// One DHCPDISCOVER (BOOTP header, magic cookie, option 53 = 1) claiming `mac`.
 fn forged_discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 240];
-    p[0] = 1; // BOOTREQUEST
-    p[1] = 1; // Ethernet
-    p[2] = 6;
+    let mut p = dhcp_request(1, mac, Ipv4Addr::UNSPECIFIED, &[]);
     p[4..8].copy_from_slice(&xid.to_be_bytes());
-    p[10] = 0x80; // broadcast flag
-    p[28..34].copy_from_slice(&mac);
-    p[236..240].copy_from_slice(&[99, 130, 83, 99]);
-    p.extend_from_slice(&[53, 1, 1, 255]);
     p
 }
 

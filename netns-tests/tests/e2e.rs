@@ -385,6 +385,38 @@ pub(crate) fn set_elements(demo: &DemoHome, set: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// A lease for `ns`'s `eth0` from busybox udhcpc (`tries` DISCOVERs,
+/// `wait_secs` apart), configured by a script written into `dir`: its IPv4
+/// address. The error carries udhcpc's output.
+pub(crate) fn udhcpc_lease(ns: &Netns, dir: &std::path::Path, tries: u32, wait_secs: u32) -> Result<IpAddr> {
+    let script = dir.join("udhcpc.script");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in\n  bound|renew) ip addr add \"$ip/$subnet\" dev \"$interface\"; ip route replace default via \"${router%% *}\" ;;\nesac\nexit 0\n",
+    )?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let (tries, wait) = (tries.to_string(), wait_secs.to_string());
+    let sc = script.to_string_lossy();
+    let got = ns.exec_output(&[
+        "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", &tries, "-T", &wait, "-s", &sc,
+    ])?;
+    ensure!(
+        got.status.success(),
+        "udhcpc: {}{}",
+        String::from_utf8_lossy(&got.stdout),
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let out = ns.exec(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .with_context(|| format!("no address on eth0: {text}"))?
+        .parse()?)
+}
+
 /// Set in the guest: the tests run there do not start another VM.
 pub(crate) const IN_VM: &str = "BULKHEAD_E2E_IN_VM";
 

@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use bulkhead_netns::responder::BANNER_PORT;
 use bulkhead_netns::{tcp_probe, Netns, Responders};
 
-use super::{Outcome, BIN, SHORT};
+use super::{udhcpc_lease, Outcome, BIN, SHORT};
 
 /// The box and what hangs off it.
 struct FreshBox {
@@ -41,42 +41,9 @@ fn fresh_box() -> Result<FreshBox> {
     };
     let _ = std::fs::remove_dir_all(&b.dir);
     std::fs::create_dir_all(&b.dir)?;
-    b.router.ip(&[
-        "link",
-        "add",
-        "wan0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        b.isp.name(),
-    ])?;
-    b.router.ip(&[
-        "link",
-        "add",
-        "eth1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        b.dev1.name(),
-    ])?;
-    b.router.ip(&[
-        "link",
-        "add",
-        "eth2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        b.dev2.name(),
-    ])?;
+    b.router.veth_to("wan0", &b.isp, "eth0")?;
+    b.router.veth_to("eth1", &b.dev1, "eth0")?;
+    b.router.veth_to("eth2", &b.dev2, "eth0")?;
     b.router.ip_batch(&[
         "addr add 192.168.10.2/24 dev wan0",
         "link set wan0 up",
@@ -220,28 +187,11 @@ pub fn e3_init_writes_a_config_that_runs_on_a_fresh_box() -> Result<Outcome> {
     }
     let mut responders = Responders::new();
     responders.start_standard(&b.isp)?;
-    let script = b.dir.join("udhcpc.script");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\ncase \"$1\" in\n  bound|renew) ip addr add \"$ip/$subnet\" dev \"$interface\"; ip route replace default via \"${router%% *}\" ;;\nesac\nexit 0\n",
-    )?;
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    let sc = script.to_string_lossy().into_owned();
-    let got = b.dev1.exec_output(&[
-        "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", &sc,
-    ])?;
+    let ip = udhcpc_lease(&b.dev1, &b.dir, 5, 1)
+        .with_context(|| format!("the device got no lease from the config init wrote:\n{}", daemon_log()))?;
     ensure!(
-        got.status.success(),
-        "the device got no lease from the config init wrote:\n{}{}\n{}",
-        String::from_utf8_lossy(&got.stdout),
-        String::from_utf8_lossy(&got.stderr),
-        daemon_log()
-    );
-    let addr = b.dev1.exec(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])?;
-    let addr = String::from_utf8_lossy(&addr.stdout).into_owned();
-    ensure!(
-        addr.contains("inet 192.168.20.1"),
-        "not an address of the planned pool: {addr}"
+        ip.to_string().starts_with("192.168.20.1"),
+        "not an address of the planned pool: {ip}"
     );
     // New and unknown: quarantined, no internet.
     let isp = SocketAddr::new(ISP.parse::<IpAddr>()?, BANNER_PORT);

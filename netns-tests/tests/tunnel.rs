@@ -119,6 +119,14 @@ fn probing<F: FnOnce() -> Result<()>>(demo: &DemoHome, during: F) -> Result<Seen
     })
 }
 
+/// Probing for two seconds while nothing else happens.
+fn idle(demo: &DemoHome) -> Result<Seen> {
+    probing(demo, || {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    })
+}
+
 fn no_leaks(demo: &DemoHome, phase: &str, seen: &Seen) -> Result<LeakCount> {
     let c = demo.leak_count()?;
     println!("    {phase}: {seen:?}, {c:?}");
@@ -156,10 +164,7 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
     demo.register_hosts()?;
 
     // (a) connecting: the VPN server is not there yet.
-    let seen = probing(&demo, || {
-        std::thread::sleep(Duration::from_secs(2));
-        Ok(())
-    })?;
+    let seen = idle(&demo)?;
     ensure!(tunnel(&demo)?.state != "up", "up without a server?");
     ensure!(
         seen.through == [0; 5],
@@ -207,10 +212,7 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
     })?;
     no_leaks(&demo, "(c) server killed", &seen)?;
     let after_kill = demo.leak_count()?;
-    let seen = probing(&demo, || {
-        std::thread::sleep(Duration::from_secs(2));
-        Ok(())
-    })?;
+    let seen = idle(&demo)?;
     ensure!(
         seen.through == [0; 5],
         "(c) nothing gets through without the server: {seen:?}"
@@ -283,9 +285,7 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
     r.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.br-lan.keep_addr_on_down=1"])?;
     r.exec(&["ip", "link", "set", "dev", "br-lan", "down"])?;
     forget()?;
-    let cfg = demo.config_path().to_string_lossy().into_owned();
-    let out = r.exec(&[BIN, "--config", &cfg, "restore"])?;
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let said = super::boot::restore(&demo)?;
     r.exec(&["ip", "link", "set", "dev", "br-lan", "up"])?;
     // The router's IPv6 address on br-lan is usable again after DAD.
     std::thread::sleep(Duration::from_secs(2));
@@ -295,10 +295,7 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
         .home
         .router()
         .exec(&["ip", "route", "show", "table", "all", "type", "blackhole"])?;
-    let seen = probing(&demo, || {
-        std::thread::sleep(Duration::from_secs(2));
-        Ok(())
-    })?;
+    let seen = idle(&demo)?;
     ensure!(
         seen.through == [0; 5],
         "(f) restored at boot: nothing goes through without the daemon: {seen:?}"
@@ -313,10 +310,7 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
     // The control: the same boot without restore leaks (the probe can fail).
     let before = demo.leak_count()?;
     forget()?;
-    let _ = probing(&demo, || {
-        std::thread::sleep(Duration::from_secs(2));
-        Ok(())
-    })?;
+    let _ = idle(&demo)?;
     ensure!(
         demo.leak_count()?.leaked() > before.leaked(),
         "(f) control: without restore the TV's traffic should have left by the WAN"

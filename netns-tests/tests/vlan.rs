@@ -13,7 +13,7 @@ use bulkhead_netns::responder::BANNER_PORT;
 use bulkhead_netns::{tcp_probe, Netns, Responders};
 use nix::sys::signal::Signal;
 
-use super::{in_vm, Outcome, BIN, IN_VM};
+use super::{in_vm, udhcpc_lease, Outcome, BIN, IN_VM};
 
 const ISP: &str = "192.0.2.1";
 
@@ -61,18 +61,7 @@ pub fn i2_iot_vlan_home_end_to_end() -> Result<Outcome> {
         .collect::<Result<_, _>>()?;
 
     // The internet.
-    router.ip(&[
-        "link",
-        "add",
-        "wan0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        isp.name(),
-    ])?;
+    router.veth_to("wan0", &isp, "eth0")?;
     router.ip_batch(&[
         "addr add 192.0.2.2/24 dev wan0",
         "link set wan0 up",
@@ -81,18 +70,7 @@ pub fn i2_iot_vlan_home_end_to_end() -> Result<Outcome> {
     isp.ip_batch(&[&format!("addr add {ISP}/24 dev eth0"), "link set eth0 up"])?;
     // The trunk, and a VLAN-aware switch: the uplink carries VLAN 1
     // untagged and 20, 30 tagged; each access port one VLAN, untagged.
-    router.ip(&[
-        "link",
-        "add",
-        "trunk",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "uplink",
-        "netns",
-        switch.name(),
-    ])?;
+    router.veth_to("trunk", &switch, "uplink")?;
     router.ip(&["link", "set", "trunk", "up"])?;
     switch.ip_batch(&[
         "link add br0 type bridge vlan_filtering 1",
@@ -103,18 +81,7 @@ pub fn i2_iot_vlan_home_end_to_end() -> Result<Outcome> {
     switch.exec(&["bridge", "vlan", "add", "dev", "uplink", "vid", "30"])?;
     for ((name, vid), host) in devices.iter().zip(&hosts) {
         let port = format!("p-{name}");
-        switch.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            host.name(),
-        ])?;
+        switch.veth_to(&port, host, "eth0")?;
         switch.ip_batch(&[format!("link set {port} master br0"), format!("link set {port} up")])?;
         if *vid != 1 {
             switch.exec(&["bridge", "vlan", "del", "dev", &port, "vid", "1"])?;
@@ -162,33 +129,10 @@ pub fn i2_iot_vlan_home_end_to_end() -> Result<Outcome> {
             std::thread::sleep(Duration::from_millis(200));
         }
         // DHCP over each VLAN.
-        let script = dir.join("udhcpc.script");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\ncase \"$1\" in\n  bound|renew) ip addr add \"$ip/$subnet\" dev \"$interface\"; ip route replace default via \"${router%% *}\" ;;\nesac\nexit 0\n",
-        )?;
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let sc = script.to_string_lossy().into_owned();
         let mut addrs = Vec::new();
         for ((name, vid), host) in devices.iter().zip(&hosts) {
-            let got = host.exec_output(&[
-                "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "8", "-T", "2", "-s", &sc,
-            ])?;
-            ensure!(
-                got.status.success(),
-                "{name} got no lease over VLAN {vid}:\n{}{}",
-                String::from_utf8_lossy(&got.stderr),
-                daemon_log()
-            );
-            let out = host.exec(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let ip: IpAddr = text
-                .split_whitespace()
-                .skip_while(|w| *w != "inet")
-                .nth(1)
-                .and_then(|a| a.split('/').next())
-                .context("no address")?
-                .parse()?;
+            let ip = udhcpc_lease(host, &dir, 8, 2)
+                .with_context(|| format!("{name} got no lease over VLAN {vid}:\n{}", daemon_log()))?;
             let net = if *vid == 1 {
                 "10.0.1.".to_string()
             } else {

@@ -475,8 +475,13 @@ impl DaemonState {
         if stale.is_empty() {
             return 0;
         }
+        // All of them in one firewall change.
+        let before = self.entries(&stale);
         for mac in &stale {
-            let _ = self.change(&Event::Forget { mac: *mac }, now, String::new());
+            self.apply_event(&Event::Forget { mac: *mac }, now);
+        }
+        if let Err(e) = self.reconcile_entries(&before, &[]) {
+            tracing::error!(error = %error_chain(&e), "forgetting stale private MACs: the firewall refused it");
         }
         let shown: Vec<String> = stale.iter().take(10).map(MacAddr::to_string).collect();
         let more = stale.len().saturating_sub(shown.len());

@@ -169,6 +169,13 @@ async fn run(
                         if spoof_said.get(&mac).is_some_and(|t| now - t < SPOOF_SAY_EVERY_SECS) {
                             continue;
                         }
+                        // Forged sources can be endless: a bounded memory.
+                        if spoof_said.len() >= 4096 {
+                            spoof_said.retain(|_, t| now - *t < SPOOF_SAY_EVERY_SECS);
+                            if spoof_said.len() >= 4096 {
+                                spoof_said.clear();
+                            }
+                        }
                         spoof_said.insert(mac, now);
                         let alert = crate::alerts::Alert::new(
                             now,
