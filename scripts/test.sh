@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
     radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip
     unbound dnsperf bind9-dnsutils knot-dnsutils openssl nmap mosquitto mosquitto-clients
-    systemd init-system-helpers iputils-arping qemu-system-x86)
+    systemd init-system-helpers iputils-arping qemu-system-x86 dbus-daemon avahi-daemon avahi-utils)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
 SCHEMATHESIS="schemathesis==4.32.5"

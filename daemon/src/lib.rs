@@ -24,6 +24,7 @@ pub mod net;
 pub mod notify;
 pub mod policy;
 pub mod runtime;
+pub mod share;
 pub mod store;
 pub mod tunnel;
 

@@ -59,6 +59,9 @@ pub enum Error {
         /// The name looked up.
         name: String,
     },
+    /// A helper process did not come up.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl Error {

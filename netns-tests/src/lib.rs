@@ -16,6 +16,7 @@
 //!   (the demo's web UI on the host's loopback), with no link between them.
 //! - [`HostSnapshot`]: read-only view of the host namespace's network state.
 
+pub mod avahi;
 pub mod dns;
 mod error;
 pub mod forward;

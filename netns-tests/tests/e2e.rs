@@ -26,6 +26,7 @@ mod discovery;
 mod dns;
 mod http;
 mod init;
+mod share;
 mod tunnel;
 mod vlan;
 mod web_ui;
@@ -89,6 +90,14 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             i_vlan_segment_on_a_kernel_with_8021q,
         ),
         ("i2_iot_vlan_home_end_to_end", vlan::i2_iot_vlan_home_end_to_end),
+        (
+            "s_casting_is_shared_across_zones_and_nothing_else",
+            share::s_casting_is_shared_across_zones_and_nothing_else,
+        ),
+        (
+            "s2_casting_on_one_bridge_opens_only_the_announced_ports",
+            share::s2_casting_on_one_bridge_opens_only_the_announced_ports,
+        ),
         (
             "j_rejected_document_leaves_the_kernel_as_it_was",
             j_rejected_document_leaves_the_kernel_as_it_was,

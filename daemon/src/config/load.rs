@@ -114,6 +114,12 @@ struct RawPolicyFile {
     /// `dns.bypass` is on); the lists of all files add up.
     #[serde(default)]
     doh_servers: Vec<Spanned<String>>,
+    /// Bundles of service types and ports (`policies/shares.toml`).
+    #[serde(default)]
+    share_preset: Vec<Spanned<super::share::RawSharePreset>>,
+    /// What the homeowner shares across zones.
+    #[serde(default)]
+    share: Vec<Spanned<super::share::RawShare>>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ mod error;
 mod fuzz;
 mod load;
 mod notify;
+mod share;
 mod tunnel;
 mod types;
 
@@ -22,6 +23,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use fuzz::fuzz_entry_config;
 pub use load::{load, load_from_texts, parse_ip, DEFAULT_CONFIG_PATH};
 pub use notify::{ChannelFilter, HttpChannel, MqttChannel, NotifyConfig, QuietHours, DEFAULT_PER_HOUR};
+pub use share::{
+    parse_port_range, PortRange, ServiceType, SharePreset, ShareRule, Transport, MAX_PORTS_PER_RANGE, MAX_SHARES,
+};
 pub use tunnel::{
     parse_endpoint, parse_network, DEFAULT_INTERFACE as DEFAULT_TUNNEL_INTERFACE, DEFAULT_MTU as DEFAULT_TUNNEL_MTU,
 };
@@ -29,11 +33,12 @@ pub use types::*;
 
 /// The default policy files (`policies/*.toml`), as (file name, text):
 /// `bulkhead init` writes them, the demo uses them.
-pub const SHIPPED_POLICIES: [(&str, &str); 4] = [
+pub const SHIPPED_POLICIES: [(&str, &str); 5] = [
     ("zones.toml", include_str!("../../../policies/zones.toml")),
     ("devices.toml", include_str!("../../../policies/devices.toml")),
     ("classes.toml", include_str!("../../../policies/classes.toml")),
     ("doh-servers.toml", include_str!("../../../policies/doh-servers.toml")),
+    ("shares.toml", include_str!("../../../policies/shares.toml")),
 ];
 
 #[cfg(test)]

@@ -1076,3 +1076,107 @@ fn the_example_configuration_is_valid_and_means_what_it_says() {
         );
     }
 }
+
+#[test]
+fn shares_name_a_preset_or_services_and_known_zones() {
+    let presets = include_str!("../../../policies/shares.toml");
+    let good = r#"
+[[share]]
+preset = "chromecast"
+from = ["iot"]
+to = ["trusted"]
+
+[[share]]
+services = ["_IPP._tcp"]
+ports = ["tcp/631"]
+from = ["iot"]
+to = ["trusted", "quarantine"]
+"#;
+    let fx = Fixture::new(
+        MAIN,
+        &[
+            ("10-zones.toml", ZONES),
+            ("shares.toml", presets),
+            ("50-home.toml", good),
+        ],
+    );
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.policy.shares.len(), 2);
+    let cast = &cfg.policy.shares[0];
+    assert_eq!(cast.name, "chromecast");
+    assert_eq!(
+        cast.ports.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["tcp/8008-8009"]
+    );
+    assert_eq!(
+        cfg.policy.shares[1]
+            .services
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+        ["_ipp._tcp"]
+    );
+    assert!(cfg.policy.share_presets.len() >= 5, "the shipped presets");
+    assert!(cfg.policy.share_presets.iter().all(|p| !p.source.is_empty()));
+
+    let bad = r#"
+[[share]]
+preset = "teleporter"
+from = ["iot"]
+to = ["trusted"]
+
+[[share]]
+services = ["googlecast"]
+ports = ["tcp/1-1000"]
+from = ["iot"]
+to = ["nowhere"]
+
+[[share]]
+services = ["_x._tcp"]
+from = ["iot"]
+to = ["iot"]
+"#;
+    let fx = Fixture::new(
+        MAIN,
+        &[
+            ("10-zones.toml", ZONES),
+            ("shares.toml", presets),
+            ("50-home.toml", bad),
+        ],
+    );
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let has = |needle: &str| text.iter().any(|t| t.contains(needle));
+    assert!(
+        has("50-home.toml:3:10: share[0].preset: unknown preset `teleporter`"),
+        "{text:#?}"
+    );
+    assert!(
+        has("50-home.toml:8:13: share[1].services[0]: `googlecast` is not a service type"),
+        "{text:#?}"
+    );
+    assert!(has("share[1].ports[0]: `tcp/1-1000` opens 1000 ports"), "{text:#?}");
+    assert!(has("share[1].to[0]: unknown zone `nowhere`"), "{text:#?}");
+    assert!(has("share[2].to: zone `iot` is on both sides"), "{text:#?}");
+}
+
+#[test]
+fn nothing_is_shared_by_default() {
+    let pol = shipped_policies();
+    let refs: Vec<(&str, &str)> = pol.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let fx = Fixture::new(MAIN, &refs);
+    let cfg = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.policy.shares.is_empty());
+    let names: Vec<&str> = cfg.policy.share_presets.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "chromecast",
+            "airplay",
+            "spotify-connect",
+            "sonos",
+            "printer",
+            "homekit"
+        ]
+    );
+}

@@ -253,6 +253,12 @@ pub struct Policy {
     /// Known DNS-over-HTTPS servers (`doh_servers`; the shipped
     /// `policies/doh-servers.toml`), besides `dns.doh_servers`.
     pub doh_servers: Vec<ipnet::IpNet>,
+    /// Services shared across zones (`[[share]]`; none unless the homeowner
+    /// says so).
+    pub shares: Vec<super::ShareRule>,
+    /// The presets `[[share]]` may name (`[[share_preset]]`; the shipped
+    /// `policies/shares.toml`).
+    pub share_presets: Vec<super::SharePreset>,
 }
 
 /// How a segment's interface comes to exist.

@@ -156,6 +156,21 @@ pub enum ServiceRequest {
         /// How long they stay.
         ttl_secs: u32,
     },
+    /// Open `pinholes` (a shared device's announced ports) to zone `zone`
+    /// for `ttl_secs` (its announcement's lifetime).
+    Pinholes {
+        /// The consuming zone (`[[share]]`'s `to`).
+        zone: ZoneId,
+        /// The device's address, protocol and ports.
+        pinholes: Vec<crate::firewall::Pinhole>,
+        /// How long they stay open.
+        ttl_secs: u32,
+    },
+    /// Close every pinhole into `address` (the device said goodbye).
+    ClosePinholes {
+        /// The shared device's address.
+        address: IpAddr,
+    },
     /// Tell the homeowner.
     Alert(Alert),
     /// A raised alert's situation grew (a scan goes on): its text is
@@ -292,6 +307,22 @@ impl DaemonState {
                 .hold(&set, &addresses, ttl_secs, now)
                 .map(ServiceReply::Held)
                 .map_err(ServiceError::from),
+            ServiceRequest::Pinholes {
+                zone,
+                pinholes,
+                ttl_secs,
+            } => self
+                .enforcer
+                .hold_pinholes(&zone, &pinholes, ttl_secs, now)
+                .map(ServiceReply::Held)
+                .map_err(ServiceError::from),
+            ServiceRequest::ClosePinholes { address } => {
+                let closed = self.enforcer.close_pinholes(address);
+                Ok(ServiceReply::Held(Held {
+                    given: closed,
+                    fresh: 0,
+                }))
+            }
             ServiceRequest::Alert(alert) => Ok(ServiceReply::Raised { id: self.raise(alert) }),
             ServiceRequest::UpdateAlert { id, message } => {
                 self.update_alert(id, &message);

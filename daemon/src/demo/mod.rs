@@ -557,7 +557,7 @@ impl Drop for DemoHome {
 }
 
 /// The default policies, embedded so the demo works from any directory.
-pub fn shipped_policies() -> [(&'static str, &'static str); 4] {
+pub fn shipped_policies() -> [(&'static str, &'static str); 5] {
     crate::config::SHIPPED_POLICIES
 }
 

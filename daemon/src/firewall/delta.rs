@@ -9,8 +9,52 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{SetKind, SetOwner};
-use crate::config::{MacAddr, ZoneId};
+use crate::config::{MacAddr, Transport, ZoneId};
 use crate::policy::{Membership, ZoneMembers};
+
+/// A way into one shared device: new connections to `address` on
+/// `transport`/`port` (an element of a consuming zone's `share-<zone>-v4/v6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pinhole {
+    /// The device offering the service.
+    pub address: IpAddr,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The port.
+    pub port: u16,
+}
+
+impl Pinhole {
+    /// The element as nft's JSON writes it: `address . proto . port`.
+    pub fn expression(&self) -> nftables::expr::Expression<'static> {
+        use nftables::expr::Expression;
+        use std::borrow::Cow;
+        Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+            Expression::String(Cow::Owned(self.address.to_string())),
+            Expression::String(Cow::Borrowed(self.transport.as_str())),
+            Expression::Number(u32::from(self.port)),
+        ]))
+    }
+
+    /// The key as the kernel stores a concatenation: each field in network
+    /// byte order, padded to 4 bytes (`ipv4_addr . inet_proto . inet_service`).
+    fn key_bytes(&self) -> Vec<u8> {
+        let mut k = match self.address {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        k.extend_from_slice(&[self.transport.protocol_number(), 0, 0, 0]);
+        k.extend_from_slice(&self.port.to_be_bytes());
+        k.extend_from_slice(&[0, 0]);
+        k
+    }
+}
+
+impl std::fmt::Display for Pinhole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} . {} . {}", self.address, self.transport.as_str(), self.port)
+    }
+}
 
 /// The elements of one set: one key type per set, so a set's elements cannot be
 /// of the wrong kind.
@@ -22,6 +66,10 @@ pub enum Elements {
     V4(Vec<Ipv4Addr>),
     /// `ipv6_addr` elements.
     V6(Vec<Ipv6Addr>),
+    /// `ipv4_addr . inet_proto . inet_service` elements (IPv4 pinholes).
+    Pinholes4(Vec<Pinhole>),
+    /// `ipv6_addr . inet_proto . inet_service` elements (IPv6 pinholes).
+    Pinholes6(Vec<Pinhole>),
 }
 
 impl Elements {
@@ -31,6 +79,8 @@ impl Elements {
             Elements::Mac(_) => SetKind::Mac,
             Elements::V4(_) => SetKind::V4,
             Elements::V6(_) => SetKind::V6,
+            Elements::Pinholes4(_) => SetKind::Pinholes4,
+            Elements::Pinholes6(_) => SetKind::Pinholes6,
         }
     }
 
@@ -40,6 +90,7 @@ impl Elements {
             Elements::Mac(v) => v.len(),
             Elements::V4(v) => v.len(),
             Elements::V6(v) => v.len(),
+            Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.len(),
         }
     }
 
@@ -54,7 +105,26 @@ impl Elements {
             Elements::Mac(v) => v.iter().map(ToString::to_string).collect(),
             Elements::V4(v) => v.iter().map(ToString::to_string).collect(),
             Elements::V6(v) => v.iter().map(ToString::to_string).collect(),
+            Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    /// Each element as an nft JSON expression.
+    pub fn expressions(&self) -> Vec<nftables::expr::Expression<'static>> {
+        match self {
+            Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::expression).collect(),
+            _ => self
+                .texts()
+                .into_iter()
+                .map(|t| nftables::expr::Expression::String(std::borrow::Cow::Owned(t)))
+                .collect(),
+        }
+    }
+
+    /// Pinholes split by family: (v4 elements, v6 elements).
+    pub fn of_pinholes(pinholes: impl IntoIterator<Item = Pinhole>) -> (Elements, Elements) {
+        let (v4, v6) = pinholes.into_iter().partition(|p| p.address.is_ipv4());
+        (Elements::Pinholes4(v4), Elements::Pinholes6(v6))
     }
 
     /// Each element's key as the kernel stores it (network byte order).
@@ -63,6 +133,7 @@ impl Elements {
             Elements::Mac(v) => v.iter().map(|m| m.0.to_vec()).collect(),
             Elements::V4(v) => v.iter().map(|a| a.octets().to_vec()).collect(),
             Elements::V6(v) => v.iter().map(|a| a.octets().to_vec()).collect(),
+            Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::key_bytes).collect(),
         }
     }
 
@@ -83,6 +154,8 @@ impl Elements {
             (Elements::Mac(a), Elements::Mac(b)) => a.extend(b),
             (Elements::V4(a), Elements::V4(b)) => a.extend(b),
             (Elements::V6(a), Elements::V6(b)) => a.extend(b),
+            (Elements::Pinholes4(a), Elements::Pinholes4(b)) => a.extend(b),
+            (Elements::Pinholes6(a), Elements::Pinholes6(b)) => a.extend(b),
             // Unreachable by construction: the map key carries the kind.
             (this, other) => debug_assert_eq!(this.kind(), other.kind()),
         }

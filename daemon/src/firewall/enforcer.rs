@@ -18,7 +18,7 @@ use super::boot::BootRecord;
 use super::render;
 use super::{
     diff_membership, error_chain, full_replace, Applied, ApplyOutcome, ConntrackFlusher, Elements, FirewallError,
-    MembershipDelta, NftBackend, SetOwner,
+    MembershipDelta, NftBackend, Pinhole, SetOwner,
 };
 use crate::config::{DomainSetId, MacAddr, ZoneId};
 use crate::inventory::UnixTime;
@@ -27,6 +27,9 @@ use crate::policy::{DesiredRuleset, DeviceEntry, Membership, ZoneMembers};
 /// At most this many addresses held across all domain sets (a resolver flooded
 /// with answers must not grow the sets without bound).
 pub const MAX_HELD_ADDRESSES: usize = 16_384;
+/// At most this many pinholes held across all consuming zones (a flood of
+/// announcements must not grow the sets without bound).
+pub const MAX_HELD_PINHOLES: usize = 4_096;
 
 /// What changed in the membership since the last enforce.
 pub enum MembershipChange<'a> {
@@ -89,8 +92,14 @@ pub enum HoldError {
     /// Holding them would pass [`MAX_HELD_ADDRESSES`].
     #[error("domain sets are full ({MAX_HELD_ADDRESSES} addresses)")]
     Full,
+    /// No service is shared to this zone in the ruleset in force.
+    #[error("nothing is shared to zone `{0}` ([[share]] to)")]
+    NotShared(ZoneId),
+    /// Holding them would pass [`MAX_HELD_PINHOLES`].
+    #[error("pinhole sets are full ({MAX_HELD_PINHOLES} pinholes)")]
+    PinholesFull,
     /// nft refused the elements.
-    #[error("nft refused the domain set change")]
+    #[error("nft refused the held set change")]
     Nft(#[source] nftables::helper::NftablesError),
 }
 
@@ -120,6 +129,9 @@ pub struct Enforcer {
     background_cuts: bool,
     /// Addresses held in domain sets, with when they leave.
     held: BTreeMap<(DomainSetId, IpAddr), UnixTime>,
+    /// Pinholes held for the share proxy, by consuming zone, with when they
+    /// close.
+    pinholes: BTreeMap<(ZoneId, Pinhole), UnixTime>,
 }
 
 impl Enforcer {
@@ -135,6 +147,7 @@ impl Enforcer {
             new_failure: None,
             background_cuts: false,
             held: BTreeMap::new(),
+            pinholes: BTreeMap::new(),
         }
     }
 
@@ -207,7 +220,8 @@ impl Enforcer {
             .map(|t| t.domain_sets.clone())
             .unwrap_or_default();
         self.held.retain(|(set, _), _| sets.contains(set));
-        let held = self.held_by_set();
+        self.pinholes.retain(|(zone, _), _| ruleset.share_to.contains(zone));
+        let held = self.holdings();
         if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, &membership, &held) {
             let msg = error_chain(&e);
             if matches!(e, FirewallError::Verify(_)) {
@@ -236,11 +250,14 @@ impl Enforcer {
         Ok(ApplyOutcome::FullReplace)
     }
 
-    /// The held domain-set addresses, by set.
-    fn held_by_set(&self) -> BTreeMap<DomainSetId, Vec<IpAddr>> {
-        let mut held: BTreeMap<DomainSetId, Vec<IpAddr>> = BTreeMap::new();
+    /// The held domain-set addresses and pinholes, by set.
+    fn holdings(&self) -> render::Holdings {
+        let mut held = render::Holdings::default();
         for (set, ip) in self.held.keys() {
-            held.entry(set.clone()).or_default().push(*ip);
+            held.domains.entry(set.clone()).or_default().push(*ip);
+        }
+        for (zone, p) in self.pinholes.keys() {
+            held.pinholes.entry(zone.clone()).or_default().push(*p);
         }
         held
     }
@@ -250,7 +267,7 @@ impl Enforcer {
     /// addresses included (None before the first apply).
     pub fn boot_record(&self, now: UnixTime) -> Option<BootRecord> {
         let applied = self.applied.as_ref()?;
-        let doc = render::full_document_holding(&applied.ruleset, &applied.membership, &self.held_by_set());
+        let doc = render::full_document_holding(&applied.ruleset, &applied.membership, &self.holdings());
         Some(BootRecord::new(doc, applied.ruleset.tunnel.is_some(), now))
     }
 
@@ -392,7 +409,12 @@ impl Enforcer {
     /// The wall clock jumped by `delta` seconds: held addresses keep the time
     /// they had left.
     pub fn shift_deadlines(&mut self, delta: i64, moves: &dyn Fn(UnixTime) -> bool) {
-        for until in self.held.values_mut().filter(|u| moves(**u)) {
+        for until in self
+            .held
+            .values_mut()
+            .chain(self.pinholes.values_mut())
+            .filter(|u| moves(**u))
+        {
             *until = until.saturating_add(delta);
         }
     }
@@ -407,9 +429,97 @@ impl Enforcer {
         self.held.len()
     }
 
-    /// Deletes held addresses whose deadline is `now` or earlier, from the
-    /// kernel and from memory.
+    /// Opens `pinholes` for zone `zone` until `now + ttl_secs` (a held
+    /// pinhole keeps the later deadline). Only zones something is shared to
+    /// in the ruleset in force.
+    pub fn hold_pinholes(
+        &mut self,
+        zone: &ZoneId,
+        pinholes: &[Pinhole],
+        ttl_secs: u32,
+        now: UnixTime,
+    ) -> Result<Held, HoldError> {
+        let shared = self.applied.as_ref().is_some_and(|a| a.ruleset.share_to.contains(zone));
+        if !shared {
+            return Err(HoldError::NotShared(zone.clone()));
+        }
+        if ttl_secs == 0 {
+            return Err(HoldError::NoLifetime);
+        }
+        let fresh: BTreeSet<Pinhole> = pinholes
+            .iter()
+            .filter(|p| !self.pinholes.contains_key(&(zone.clone(), **p)))
+            .copied()
+            .collect();
+        if self.pinholes.len() + fresh.len() > MAX_HELD_PINHOLES {
+            return Err(HoldError::PinholesFull);
+        }
+        let mut delta = MembershipDelta::default();
+        let (v4, v6) = Elements::of_pinholes(fresh.iter().copied());
+        delta.push(true, SetOwner::Share(zone.clone()), v4);
+        delta.push(true, SetOwner::Share(zone.clone()), v6);
+        if !delta.is_empty() {
+            self.nft.apply_delta(&delta).map_err(HoldError::Nft)?;
+        }
+        let until = now.saturating_add(i64::from(ttl_secs));
+        for p in pinholes {
+            let e = self.pinholes.entry((zone.clone(), *p)).or_insert(until);
+            *e = (*e).max(until);
+        }
+        Ok(Held {
+            given: pinholes.len(),
+            fresh: fresh.len(),
+        })
+    }
+
+    /// Closes every pinhole into `address` (the shared device said goodbye
+    /// or left), in every zone. Returns how many closed.
+    pub fn close_pinholes(&mut self, address: IpAddr) -> usize {
+        let closing: Vec<(ZoneId, Pinhole)> = self
+            .pinholes
+            .keys()
+            .filter(|(_, p)| p.address == address)
+            .cloned()
+            .collect();
+        self.remove_pinholes(&closing);
+        closing.len()
+    }
+
+    /// The pinholes held, with their deadlines.
+    pub fn pinholes(&self) -> impl Iterator<Item = (&ZoneId, &Pinhole, UnixTime)> {
+        self.pinholes.iter().map(|((z, p), u)| (z, p, *u))
+    }
+
+    fn remove_pinholes(&mut self, closing: &[(ZoneId, Pinhole)]) {
+        if closing.is_empty() {
+            return;
+        }
+        let mut delta = MembershipDelta::default();
+        for (zone, p) in closing {
+            let (v4, v6) = Elements::of_pinholes([*p]);
+            delta.push(false, SetOwner::Share(zone.clone()), v4);
+            delta.push(false, SetOwner::Share(zone.clone()), v6);
+        }
+        if let Err(e) = self.nft.apply_delta(&delta) {
+            // Gone already (or the set is): a full replace re-creates the
+            // sets from what remains.
+            tracing::warn!(error = %error_chain(&e), "could not delete pinholes");
+        }
+        for k in closing {
+            self.pinholes.remove(k);
+        }
+    }
+
+    /// Deletes held addresses and pinholes whose deadline is `now` or
+    /// earlier, from the kernel and from memory.
     pub fn expire(&mut self, now: UnixTime) {
+        let closing: Vec<(ZoneId, Pinhole)> = self
+            .pinholes
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.remove_pinholes(&closing);
         let expired: Vec<(DomainSetId, IpAddr)> = self
             .held
             .iter()

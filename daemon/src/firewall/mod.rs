@@ -23,8 +23,10 @@ pub use backend::{ConntrackFlusher, NftBackend, NftCli};
 #[doc(hidden)]
 pub use conntrack::fuzz_entry_conntrack_dump;
 pub use conntrack::{Addrs, ConntrackError, ConntrackNetlink, CutReport, Dump, Entry, Tuple, L4};
-pub use delta::{diff_membership, Elements, MembershipDelta};
-pub use enforcer::{addresses_to_cut, EnforceStats, Enforcer, Held, HoldError, MembershipChange, MAX_HELD_ADDRESSES};
+pub use delta::{diff_membership, Elements, MembershipDelta, Pinhole};
+pub use enforcer::{
+    addresses_to_cut, EnforceStats, Enforcer, Held, HoldError, MembershipChange, MAX_HELD_ADDRESSES, MAX_HELD_PINHOLES,
+};
 pub use netlink::{NetlinkError, NetlinkSetWriter};
 pub use render::SetOwner;
 pub use verify::{verify, VerifyError};
@@ -44,16 +46,21 @@ pub enum SetKind {
     V4,
     /// `ipv6_addr`: decides the DESTINATION zone of IPv6.
     V6,
+    /// `ipv4_addr . inet_proto . inet_service`: a shared service's IPv4 pinholes.
+    Pinholes4,
+    /// `ipv6_addr . inet_proto . inet_service`: a shared service's IPv6 pinholes.
+    Pinholes6,
 }
 
 impl SetKind {
-    /// All kinds, in set-creation order.
+    /// The member kinds (a zone's and the blocked devices' sets), in
+    /// set-creation order.
     pub const ALL: [SetKind; 3] = [SetKind::Mac, SetKind::V4, SetKind::V6];
     fn suffix(self) -> &'static str {
         match self {
             SetKind::Mac => "mac",
-            SetKind::V4 => "v4",
-            SetKind::V6 => "v6",
+            SetKind::V4 | SetKind::Pinholes4 => "v4",
+            SetKind::V6 | SetKind::Pinholes6 => "v6",
         }
     }
 }
@@ -105,7 +112,7 @@ fn full_replace(
     nft: &dyn NftBackend,
     ruleset: &DesiredRuleset,
     membership: &Membership,
-    held: &std::collections::BTreeMap<crate::config::DomainSetId, Vec<std::net::IpAddr>>,
+    held: &render::Holdings,
 ) -> Result<(), FirewallError> {
     nft.apply(&render::full_document_holding(ruleset, membership, held))
         .map_err(|source| FirewallError::Nft { what: "full", source })?;

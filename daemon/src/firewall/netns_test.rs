@@ -45,6 +45,25 @@ fn real_nft_accepts_the_documents() {
     let json = serde_json::to_string(&render::full_document(&rs, &m)).expect("json");
     let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
     assert!(out.is_ok(), "nft -c refused the tunnel document: {out:?}");
+    // Casting shared: concatenated pinhole sets holding an element, in both tables.
+    let cfg = super::tests::sharing_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    let m = desired_membership(&cfg, &sample_inventory());
+    let held = render::Holdings {
+        pinholes: [(
+            crate::config::ZoneId::new("guest").expect("zone"),
+            vec![super::Pinhole {
+                address: "10.0.2.30".parse().expect("ip"),
+                transport: crate::config::Transport::Tcp,
+                port: 8009,
+            }],
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&render::full_document_holding(&rs, &m, &held)).expect("json");
+    let out = nftables::helper::apply_ruleset_raw(&json, Some("nft"), ["-c"]);
+    assert!(out.is_ok(), "nft -c refused the sharing document: {out:?}");
     // A router being set up: no segments (no LAN interface to name; nft refuses
     // an empty anonymous set), with and without an existing bridge's ports.
     let main = "policies_dir = \"policies\"\n[wan]\ninterface = \"wan0\"\n";

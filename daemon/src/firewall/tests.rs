@@ -326,3 +326,115 @@ fn a_structure_change_is_a_full_replace() {
         ApplyOutcome::FullReplace
     );
 }
+
+/// The default policy with casting shared from iot to guest.
+pub(super) fn sharing_config() -> crate::config::Config {
+    config_with(
+        MAIN,
+        &[(
+            "50-share.toml",
+            "[[share]]\npreset = \"chromecast\"\nfrom = [\"iot\"]\nto = [\"guest\"]\n",
+        )],
+    )
+}
+
+#[test]
+fn golden_sharing() {
+    let cfg = sharing_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    assert_eq!(rs.share_to.iter().map(ZoneId::as_str).collect::<Vec<_>>(), ["guest"]);
+    let m = desired_membership(&cfg, &sample_inventory());
+    let held = render::Holdings {
+        pinholes: [(
+            ZoneId::new("guest").expect("zone"),
+            vec![Pinhole {
+                address: ip("10.0.2.30"),
+                transport: crate::config::Transport::Tcp,
+                port: 8009,
+            }],
+        )]
+        .into(),
+        ..Default::default()
+    };
+    golden("sharing", &render::full_document_holding(&rs, &m, &held));
+}
+
+#[test]
+fn pinholes_are_held_refreshed_closed_and_expired() {
+    let cfg = sharing_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    let m = desired_membership(&cfg, &sample_inventory());
+    let nft = Arc::new(FakeNft::default());
+    *nft.listing.lock().expect("lock") = Some(crate::testutil::listing_of(&render::full_document(&rs, &m)));
+    let mut e = Enforcer::new(Box::new(nft.clone()), Box::new(crate::testutil::NoConntrack));
+    let guest = ZoneId::new("guest").expect("zone");
+    let trusted = ZoneId::new("trusted").expect("zone");
+    let hole = |port| Pinhole {
+        address: ip("10.0.2.30"),
+        transport: crate::config::Transport::Tcp,
+        port,
+    };
+    // Nothing applied yet, and a zone nothing is shared to: refused.
+    assert!(matches!(
+        e.hold_pinholes(&guest, &[hole(8009)], 120, 0),
+        Err(HoldError::NotShared(_))
+    ));
+    e.enforce(
+        rs.clone(),
+        MembershipChange::Whole {
+            membership: m.clone(),
+            addresses_of: &|_| Vec::new(),
+        },
+    )
+    .expect("apply");
+    assert!(matches!(
+        e.hold_pinholes(&trusted, &[hole(8009)], 120, 0),
+        Err(HoldError::NotShared(_))
+    ));
+    assert!(matches!(
+        e.hold_pinholes(&guest, &[hole(8009)], 0, 0),
+        Err(HoldError::NoLifetime)
+    ));
+    let held = e
+        .hold_pinholes(&guest, &[hole(8008), hole(8009)], 120, 1000)
+        .expect("hold");
+    assert_eq!((held.given, held.fresh), (2, 2));
+    // Again later: nothing new for the kernel, the deadline moves.
+    let deltas = nft.applied.lock().expect("lock").len();
+    let held = e.hold_pinholes(&guest, &[hole(8009)], 120, 1100).expect("hold");
+    assert_eq!(held.fresh, 0);
+    assert_eq!(
+        nft.applied.lock().expect("lock").len(),
+        deltas,
+        "no kernel change for a refresh"
+    );
+    e.expire(1120);
+    let left: Vec<u16> = e.pinholes().map(|(_, p, _)| p.port).collect();
+    assert_eq!(left, [8009], "8008 expired at 1120, 8009 lives until 1220");
+    // A full replace keeps them in the document.
+    let doc = serde_json::to_string(&e.boot_record(1121).expect("record").nftables).expect("json");
+    assert!(doc.contains("\"share-guest-v4\"") && doc.contains("8009"), "{doc}");
+    assert_eq!(e.close_pinholes(ip("10.0.2.30")), 1);
+    assert_eq!(e.pinholes().count(), 0);
+}
+
+#[test]
+fn pinhole_keys_are_padded_fields_in_network_order() {
+    let (v4, v6) = Elements::of_pinholes([
+        Pinhole {
+            address: ip("10.0.2.30"),
+            transport: crate::config::Transport::Tcp,
+            port: 8009,
+        },
+        Pinhole {
+            address: ip("fd00:2::30"),
+            transport: crate::config::Transport::Udp,
+            port: 319,
+        },
+    ]);
+    assert_eq!(v4.key_bytes(), [vec![10, 0, 2, 30, 6, 0, 0, 0, 0x1f, 0x49, 0, 0]]);
+    let k6 = &v6.key_bytes()[0];
+    assert_eq!(k6.len(), 24);
+    assert_eq!(&k6[16..], [17, 0, 0, 0, 0x01, 0x3f, 0, 0]);
+    assert_eq!(v4.texts(), ["10.0.2.30 . tcp . 8009"]);
+}

@@ -105,6 +105,17 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
             }
         }
     }
+    // Pinhole sets: the same (the share proxy's, held by the daemon).
+    for zone in &rs.share_to {
+        for v6 in [false, true] {
+            for f in [NfFamily::INet, NfFamily::Bridge] {
+                let key = (fam(f), super::render::share_set_name(zone, v6));
+                if got_sets.remove(&key).is_none() {
+                    problems.push(format!("missing set {} {}", key.0, key.1));
+                }
+            }
+        }
+    }
     if rs.dns_guard.is_some() {
         // Its elements are the kernel's (senders the guards saw).
         let key = (fam(NfFamily::INet), super::render::dns::BYPASS_SET.to_string());

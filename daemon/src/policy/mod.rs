@@ -434,6 +434,12 @@ pub struct DesiredRuleset {
     pub dns_guard: Option<DnsGuard>,
     /// Sampling of refused connections for detection (none when off).
     pub detect: Option<DetectSampling>,
+    /// Zones some service is shared to (`[[share]]`'s `to`): each has the
+    /// pinhole sets `share-<zone>-v4/v6`, filled by the share proxy.
+    pub share_to: BTreeSet<ZoneId>,
+    /// Zones offering shared services (`[[share]]`'s `from`): their bridge
+    /// chains let pinholed devices answer.
+    pub share_from: BTreeSet<ZoneId>,
 }
 
 /// Where and how fast refused packets are sampled to userspace.
@@ -658,6 +664,8 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         router_v4: config.segments.iter().map(|s| s.ipv4.addr()).collect(),
         tunnel: tunnel_rules(config),
         dns_guard: dns_guard(config),
+        share_to: p.shares.iter().flat_map(|r| r.to.iter().cloned()).collect(),
+        share_from: p.shares.iter().flat_map(|r| r.from.iter().cloned()).collect(),
         detect: config.detect.enabled.then_some(DetectSampling {
             group: config.detect.nflog_group,
             per_second: config.detect.samples_per_second,

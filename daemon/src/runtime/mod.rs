@@ -228,6 +228,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut dns = start_dns(&state, &mut services).await;
     let mut detect = start_detect(&state, &mut services);
     let mut notify = start_notify(&state, &mut services);
+    let mut share = start_share(&state, &mut services);
     services.publish(&mut state);
     services.publish_router(&state, state.config.tunnel.is_some().then(|| vpn.state_name()));
     let mut live_seen = LiveSeen::default();
@@ -285,6 +286,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 if notify.as_ref().map(|n| n.config()) != Some(&state.config.notify) {
                     drop(notify.take());
                     notify = start_notify(&state, &mut services);
+                }
+                let share_settings = crate::share::ShareSettings::from_config(&state.config);
+                if share.as_ref().map(|s| s.settings()) != share_settings.as_ref() {
+                    // The old sockets close before the new ones bind.
+                    drop(share.take());
+                    share = start_share(&state, &mut services);
                 }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &mut vpn, t);
@@ -485,6 +492,20 @@ fn start_detect(state: &DaemonState, services: &mut services::ServiceHub) -> Opt
         Ok(d) => Some(d),
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "detection is off");
+            None
+        }
+    }
+}
+
+/// Starts the share proxy if anything is shared; a failure (a segment's
+/// socket) is logged and the daemon goes on without it: nothing is shared
+/// then, which is the safe side.
+fn start_share(state: &DaemonState, services: &mut services::ServiceHub) -> Option<crate::share::ShareService> {
+    let settings = crate::share::ShareSettings::from_config(&state.config)?;
+    match crate::share::ShareService::start(settings, services.handle()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "sharing is off");
             None
         }
     }

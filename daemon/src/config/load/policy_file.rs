@@ -126,6 +126,13 @@ pub(crate) fn validate_policy(
     let mut static_ips: BTreeMap<Ipv4Addr, std::ops::Range<usize>> = BTreeMap::new();
     let mut tunnel = SelectorMerge::default();
     let mut doh_servers = Vec::new();
+    // Presets first: a share may name one from any file.
+    let mut share_presets = Vec::new();
+    for src in sources {
+        let mut rep = Reporter::new(&src.path, &src.text, errors);
+        super::super::share::validate_presets(&src.raw.share_preset, &mut rep, &mut share_presets);
+    }
+    let mut shares = Vec::new();
     for src in sources {
         let mut rep = Reporter::new(&src.path, &src.text, errors);
         for (i, d) in src.raw.doh_servers.iter().enumerate() {
@@ -200,6 +207,7 @@ pub(crate) fn validate_policy(
                 approved_zone = Some(zone_ref(&mut rep, a, "approved_zone".into()));
             }
         }
+        super::super::share::validate_shares(&src.raw.share, &mut rep, &share_presets, &zone_ref, &mut shares);
         if let Some(t) = &src.raw.tunnel {
             tunnel.add(t, &mut rep, &zone_ref, no_tunnel_in);
         }
@@ -322,5 +330,7 @@ pub(crate) fn validate_policy(
         approved_zone: approved_zone.flatten(),
         tunnel: tunnel.finish(),
         doh_servers,
+        shares,
+        share_presets,
     })
 }

@@ -83,8 +83,14 @@ fn a_restart_keeps_what_the_kernel_domain_sets_hold() {
     let nobody = crate::inventory::Inventory::from_devices(Vec::new());
     let membership = desired_membership(&config, &nobody);
     // What the previous run left in the kernel.
-    let before =
-        crate::firewall::render::full_document_holding(&ruleset, &membership, &[(set.clone(), vec![ip])].into());
+    let before = crate::firewall::render::full_document_holding(
+        &ruleset,
+        &membership,
+        &crate::firewall::render::Holdings {
+            domains: [(set.clone(), vec![ip])].into(),
+            ..Default::default()
+        },
+    );
     let nft = Arc::new(FakeNft::default());
     *nft.listing.lock().expect("lock") = Some(listing_of(&before));
     let mut enforcer = Enforcer::new(Box::new(nft.clone()), Box::new(NoConntrack));

@@ -12,7 +12,7 @@ use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
 use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof};
-use super::sets::{blocked_macs, set_name};
+use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name};
 use super::zones::zone_chain;
 use super::{icmpv6_types, marks, num, prefix, ChainSpec};
 use crate::firewall::expr::*;
@@ -223,19 +223,51 @@ fn bridge_zone_chain(rs: &DesiredRuleset, z: &ZoneRules) -> ChainSpec {
     // device here still cannot OPEN a TCP connection to them. UDP answers are
     // not told apart from requests and stay blocked: put devices that must
     // answer UDP on their own segment, where conntrack decides.
+    let bare_syn = || {
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            payload("tcp", "flags"),
+            Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![s("syn"), s("ack")]))),
+        )))
+    };
+    // Services shared to this zone, on the same bridge: frames to exactly the
+    // address, protocol and port a shared device announced.
+    if rs.share_to.contains(&z.id) {
+        for v6 in [false, true] {
+            c.rule(
+                format!("shared-{}", if v6 { "v6" } else { "v4" }),
+                vec![
+                    is_in(pinhole_key(v6, true), set_ref(&share_set_name(&z.id, v6))),
+                    accept(),
+                ],
+            );
+        }
+    }
+    // A shared device answers the zones it is shared to, statelessly as
+    // below: TCP other than a bare SYN, from the very address and port of a
+    // pinhole, to a member of that zone. It cannot open anything there.
+    let providing = rs.share_from.contains(&z.id);
+    for consumer in rs.share_to.iter().filter(|c| providing && **c != z.id) {
+        for v6 in [false, true] {
+            c.rule(
+                format!("answer-shared-{consumer}-{}", if v6 { "v6" } else { "v4" }),
+                vec![
+                    is_in(payload("ether", "daddr"), set_ref(&set_name(consumer, SetKind::Mac))),
+                    is_in(pinhole_key(v6, false), set_ref(&share_set_name(consumer, v6))),
+                    op(bare_syn(), Operator::NEQ, s("syn")),
+                    accept(),
+                ],
+            );
+        }
+    }
     for other in rs
         .zones
         .iter()
         .filter(|o| o.id != z.id && o.reach.contains(&z.id) && !targets.contains(&&o.id))
     {
         let to = is_in(payload("ether", "daddr"), set_ref(&set_name(&other.id, SetKind::Mac)));
-        let bare_syn = Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-            payload("tcp", "flags"),
-            Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![s("syn"), s("ack")]))),
-        )));
         c.rule(
             format!("answer-{}-tcp", other.id),
-            vec![to.clone(), op(bare_syn, Operator::NEQ, s("syn")), accept()],
+            vec![to.clone(), op(bare_syn(), Operator::NEQ, s("syn")), accept()],
         );
         let icmp4 = [
             "echo-reply",

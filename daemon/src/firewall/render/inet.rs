@@ -57,7 +57,13 @@ pub(super) fn inet_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         chains.push(tunnel_mark_chain(rs, t));
     }
     for z in &rs.zones {
-        chains.push(zone_forward_chain(z, &exits, lan, rs.detect.as_ref()));
+        chains.push(zone_forward_chain(
+            z,
+            &exits,
+            lan,
+            rs.share_to.contains(&z.id),
+            rs.detect.as_ref(),
+        ));
     }
 
     if let Some(t) = &rs.tunnel {

@@ -42,9 +42,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Prefix};
-use nftables::schema::{
-    Chain, Element, NfCmd, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetTypeValue, Table,
-};
+use nftables::schema::{Chain, Element, NfCmd, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, Table};
 use nftables::stmt::{Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
@@ -62,7 +60,7 @@ mod tunnel;
 mod zones;
 
 use sets::set_type;
-pub use sets::{domain_set_name, elements, member_sets, set_families, set_name, SetOwner};
+pub use sets::{domain_set_name, elements, member_sets, set_families, set_name, share_set_name, SetOwner};
 
 /// Bulkhead's packet-mark bits (declared with the other kernel numbers in
 /// [`crate::kernel_ids`]).
@@ -172,17 +170,23 @@ fn table(family: NfFamily) -> Table<'static> {
 /// transaction: either all of it lands or none of it, and no packet ever sees the
 /// table missing or half-built.
 pub fn full_document(rs: &DesiredRuleset, m: &Membership) -> Nftables<'static> {
-    full_document_holding(rs, m, &BTreeMap::new())
+    full_document_holding(rs, m, &Holdings::default())
+}
+
+/// What the daemon holds for services, by set: a replace document creates
+/// those sets holding it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    /// Addresses in the tunnel's domain sets.
+    pub domains: BTreeMap<DomainSetId, Vec<std::net::IpAddr>>,
+    /// Pinholes into shared devices, by consuming zone.
+    pub pinholes: BTreeMap<crate::config::ZoneId, Vec<super::Pinhole>>,
 }
 
 /// [`full_document`] with the domain sets created holding `held` (what the
 /// daemon holds for services): the sets are never empty between the replace
 /// and a later delta, so no selected traffic slips out directly meanwhile.
-pub fn full_document_holding(
-    rs: &DesiredRuleset,
-    m: &Membership,
-    held: &BTreeMap<DomainSetId, Vec<std::net::IpAddr>>,
-) -> Nftables<'static> {
+pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holdings) -> Nftables<'static> {
     let mut objs: Vec<NfObject<'static>> = Vec::new();
     let add = |o| NfObject::CmdObject(NfCmd::Add(o));
     for fam in [NfFamily::INet, NfFamily::Bridge] {
@@ -198,7 +202,7 @@ pub fn full_document_holding(
                 table: Cow::Borrowed(TABLE),
                 name: Cow::Owned(owner.set_name(kind)),
                 handle: None,
-                set_type: SetTypeValue::Single(set_type(kind)),
+                set_type: set_type(kind),
                 policy: None,
                 flags: None::<HashSet<SetFlag>>,
                 elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
@@ -216,6 +220,7 @@ pub fn full_document_holding(
     for d in rs.tunnel.iter().flat_map(|t| t.domain_sets.iter()) {
         for v6 in [false, true] {
             let elem: Vec<Expression<'static>> = held
+                .domains
                 .get(d)
                 .into_iter()
                 .flatten()
@@ -227,7 +232,7 @@ pub fn full_document_holding(
                 table: Cow::Borrowed(TABLE),
                 name: Cow::Owned(domain_set_name(d, v6)),
                 handle: None,
-                set_type: SetTypeValue::Single(set_type(if v6 { SetKind::V6 } else { SetKind::V4 })),
+                set_type: set_type(if v6 { SetKind::V6 } else { SetKind::V4 }),
                 policy: None,
                 flags: None::<HashSet<SetFlag>>,
                 elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
@@ -238,6 +243,37 @@ pub fn full_document_holding(
             }))));
         }
     }
+    // Pinhole sets, likewise held by the daemon (for the share proxy), in
+    // both tables.
+    for zone in &rs.share_to {
+        for kind in [SetKind::Pinholes4, SetKind::Pinholes6] {
+            let elem: Vec<Expression<'static>> = held
+                .pinholes
+                .get(zone)
+                .into_iter()
+                .flatten()
+                .filter(|p| p.address.is_ipv6() == (kind == SetKind::Pinholes6))
+                .map(super::Pinhole::expression)
+                .collect();
+            let owner = SetOwner::Share(zone.clone());
+            for fam in owner.families(kind) {
+                objs.push(add(NfListObject::Set(Box::new(Set {
+                    family: *fam,
+                    table: Cow::Borrowed(TABLE),
+                    name: Cow::Owned(owner.set_name(kind)),
+                    handle: None,
+                    set_type: set_type(kind),
+                    policy: None,
+                    flags: None::<HashSet<SetFlag>>,
+                    elem: (!elem.is_empty()).then(|| Cow::Owned(elem.clone())),
+                    timeout: None,
+                    gc_interval: None,
+                    size: None,
+                    comment: None,
+                }))));
+            }
+        }
+    }
     if rs.dns_guard.is_some() {
         // Filled by the guards' rules (the kernel's elements, never ours).
         objs.push(add(NfListObject::Set(Box::new(Set {
@@ -245,7 +281,7 @@ pub fn full_document_holding(
             table: Cow::Borrowed(TABLE),
             name: Cow::Borrowed(dns::BYPASS_SET),
             handle: None,
-            set_type: SetTypeValue::Single(set_type(SetKind::Mac)),
+            set_type: set_type(SetKind::Mac),
             policy: None,
             // Only `timeout`: nft 1.0.6 (Debian 12, OpenWrt 23) refuses "dynamic" in
             // JSON, and a timeout set takes updates from the packet path anyway.
@@ -304,7 +340,7 @@ pub fn delta_document(delta: &MembershipDelta) -> Nftables<'static> {
                 family: *fam,
                 table: Cow::Borrowed(TABLE),
                 name: Cow::Owned(owner.set_name(elems.kind())),
-                elem: Cow::Owned(elems.texts().into_iter().map(s).collect()),
+                elem: Cow::Owned(elems.expressions()),
             };
             let obj = NfListObject::Element(el);
             objs.push(NfObject::CmdObject(if is_add {

@@ -35,6 +35,11 @@ pub enum SetOwner {
     /// only). Its elements are not membership: services put them there with a
     /// lifetime (see [`Enforcer::hold`](crate::firewall::Enforcer::hold)).
     DomainSet(DomainSetId),
+    /// A consuming zone's pinholes into shared devices: `share-<zone>-v4`,
+    /// `share-<zone>-v6` (address . protocol . port; both tables: the bridge
+    /// table lets them through between ports of one segment). Held by the
+    /// enforcer for the share proxy, not membership.
+    Share(ZoneId),
 }
 
 impl From<ZoneId> for SetOwner {
@@ -52,6 +57,7 @@ impl SetOwner {
             SetOwner::TunnelDevices => "tunnel-devices".into(),
             SetOwner::TunnelExclude => "tunnel-exclude-devices".into(),
             SetOwner::DomainSet(id) => domain_set_name(id, kind == SetKind::V6),
+            SetOwner::Share(zone) => share_set_name(zone, kind == SetKind::Pinholes6),
         }
     }
 
@@ -62,7 +68,7 @@ impl SetOwner {
     pub fn families(&self, kind: SetKind) -> &'static [NfFamily] {
         match self {
             SetOwner::TunnelDevices | SetOwner::TunnelExclude | SetOwner::DomainSet(_) => &[NfFamily::INet],
-            SetOwner::Zone(_) | SetOwner::Blocked => set_families(kind),
+            SetOwner::Zone(_) | SetOwner::Blocked | SetOwner::Share(_) => set_families(kind),
         }
     }
 }
@@ -83,12 +89,15 @@ pub fn member_sets(rs: &DesiredRuleset) -> Vec<(SetOwner, SetKind)> {
     out
 }
 
-pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetType {
+pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static> {
     use nftables::schema::SetType::*;
+    use nftables::schema::SetTypeValue::{Concatenated, Single};
     match kind {
-        SetKind::Mac => EtherAddr,
-        SetKind::V4 => Ipv4Addr,
-        SetKind::V6 => Ipv6Addr,
+        SetKind::Mac => Single(EtherAddr),
+        SetKind::V4 => Single(Ipv4Addr),
+        SetKind::V6 => Single(Ipv6Addr),
+        SetKind::Pinholes4 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv4Addr, InetProto, InetService])),
+        SetKind::Pinholes6 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv6Addr, InetProto, InetService])),
     }
 }
 
@@ -96,7 +105,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetType {
 /// decides by MAC alone), address sets only in inet.
 pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
     match kind {
-        SetKind::Mac => &[NfFamily::INet, NfFamily::Bridge],
+        SetKind::Mac | SetKind::Pinholes4 | SetKind::Pinholes6 => &[NfFamily::INet, NfFamily::Bridge],
         SetKind::V4 | SetKind::V6 => &[NfFamily::INet],
     }
 }
@@ -118,7 +127,7 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
             }
         }
         // Held by the enforcer, not part of the membership.
-        SetOwner::DomainSet(_) => return Vec::new(),
+        SetOwner::DomainSet(_) | SetOwner::Share(_) => return Vec::new(),
         SetOwner::TunnelExclude => {
             return if kind == SetKind::Mac {
                 macs(&m.tunnel_exclude)
@@ -131,7 +140,29 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
         SetKind::Mac => macs(&members.macs),
         SetKind::V4 => members.v4.iter().map(|x| s(x.to_string())).collect(),
         SetKind::V6 => members.v6.iter().map(|x| s(x.to_string())).collect(),
+        SetKind::Pinholes4 | SetKind::Pinholes6 => Vec::new(),
     }
+}
+
+/// Name of a consuming zone's pinhole set, e.g. `share-trusted-v4`.
+pub fn share_set_name(zone: &ZoneId, v6: bool) -> String {
+    format!("share-{zone}-{}", if v6 { "v6" } else { "v4" })
+}
+
+/// `<address> . <l4 protocol> . <port>` of a packet, for the pinhole sets:
+/// `daddr`/`dport` for a connection into the shared device, `saddr`/`sport`
+/// for its answers.
+pub(super) fn pinhole_key(v6: bool, to_device: bool) -> Expression<'static> {
+    let (addr, port) = if to_device {
+        ("daddr", "dport")
+    } else {
+        ("saddr", "sport")
+    };
+    Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+        crate::firewall::expr::payload(if v6 { "ip6" } else { "ip" }, addr),
+        crate::firewall::expr::meta(nftables::expr::MetaKey::L4proto),
+        crate::firewall::expr::payload("th", port),
+    ]))
 }
 
 /// Name of a domain set's nft set, e.g. `dom_streaming_v4`.

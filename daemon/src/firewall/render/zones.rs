@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use nftables::types::NfFamily;
 
 use super::detect::{sample_zone_refusal, RefusedAt};
-use super::sets::set_name;
+use super::sets::{pinhole_key, set_name, share_set_name};
 use super::{num, ChainSpec};
 use crate::config::ZoneId;
 use crate::firewall::expr::*;
@@ -108,6 +108,7 @@ pub(super) fn zone_forward_chain(
     z: &ZoneRules,
     wan: &[String],
     lan: &BTreeSet<String>,
+    shared_to: bool,
     sampling: Option<&DetectSampling>,
 ) -> ChainSpec {
     let mut c = ChainSpec::new(NfFamily::INet, zone_chain("from", &z.id));
@@ -134,6 +135,22 @@ pub(super) fn zone_forward_chain(
     }
     if z.internet {
         c.rule("to-internet", vec![oifname_in(wan), accept()]);
+    }
+    // Services shared to this zone: new connections to exactly the address,
+    // protocol and port a shared device announced (the share proxy holds
+    // them while the announcement lives). Answers come back as `established`.
+    // Into the LAN only, like the zone targets above.
+    if shared_to && !lan.is_empty() {
+        for v6 in [false, true] {
+            c.rule(
+                format!("shared-{}", if v6 { "v6" } else { "v4" }),
+                vec![
+                    oifname_in(lan),
+                    is_in(pinhole_key(v6, true), set_ref(&share_set_name(&z.id, v6))),
+                    accept(),
+                ],
+            );
+        }
     }
     if let Some(sampling) = sampling.filter(|_| z.detect) {
         sample_zone_refusal(&mut c, sampling, RefusedAt::Routed, &z.id);
