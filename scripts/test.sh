@@ -28,7 +28,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
     radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip
     unbound dnsperf bind9-dnsutils knot-dnsutils openssl nmap mosquitto mosquitto-clients
-    systemd init-system-helpers iputils-arping qemu-system-x86 dbus-daemon avahi-daemon avahi-utils)
+    systemd init-system-helpers iputils-arping qemu-system-x86 dbus-daemon avahi-daemon avahi-utils
+    gupnp-tools minidlna)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
 SCHEMATHESIS="schemathesis==4.32.5"
@@ -43,7 +44,19 @@ install_what_is_missing() {
         echo "test.sh: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}"
+        # The tests run these servers (avahi, minidlna, mosquitto, unbound…)
+        # in their own namespaces; installing them must not start them on
+        # this machine's network: no service starts during the install.
+        local guard=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            guard=/usr/sbin/policy-rc.d
+            printf '#!/bin/sh\nexit 101\n' > "$guard"
+            chmod 755 "$guard"
+        fi
+        local status=0
+        apt-get install -y --no-install-recommends "${missing[@]}" || status=$?
+        if [ -n "$guard" ]; then rm -f "$guard"; fi
+        if [ "$status" -ne 0 ]; then exit "$status"; fi
     fi
     if [ ! -x "$VENV/bin/st" ] && [ -z "${BULKHEAD_SCHEMATHESIS:-}" ]; then
         echo "test.sh: installing $SCHEMATHESIS in $VENV"

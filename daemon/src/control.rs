@@ -350,6 +350,9 @@ pub struct StatusView {
     pub mdns: Option<crate::discovery::mdns::MdnsCounters>,
     /// New devices discovery left untracked because the inventory was full.
     pub untracked_new_devices: u64,
+    /// The share proxy's counters and shared services, if anything is shared.
+    #[serde(default)]
+    pub share: Option<Box<crate::share::ShareStatus>>,
 }
 
 /// The daemon's answer.

@@ -99,6 +99,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             share::s2_casting_on_one_bridge_opens_only_the_announced_ports,
         ),
         (
+            "s3_ssdp_media_server_is_found_and_fetched_across_zones",
+            share::s3_ssdp_media_server_is_found_and_fetched_across_zones,
+        ),
+        (
             "j_rejected_document_leaves_the_kernel_as_it_was",
             j_rejected_document_leaves_the_kernel_as_it_was,
         ),

@@ -2,10 +2,10 @@
 //! in the devices' namespaces announces and browses; Bulkhead's proxy answers
 //! across segments and opens pinholes to exactly what was announced.
 //!
-//! The demo's camera sits alone on the IoT segment (`br-iot`), so it plays
-//! the Chromecast there ("Living Room TV"); the TV on the main bridge plays
-//! one on the same segment as the laptop. The stranger is pinned to `guest`:
-//! guests may cast, and reach nothing else.
+//! The demo's TV is on the IoT segment (`br-iot`, with the camera): the
+//! Chromecast there ("Living Room TV"). The Sonos speaker, on the main bridge
+//! with the laptop, plays one on the same segment as its users. The stranger
+//! is pinned to `guest`: guests may cast, and reach nothing else.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -69,13 +69,13 @@ fn pinholes(demo: &DemoHome, zone: &str) -> Result<String> {
 
 pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outcome> {
     let demo = running_home(&[("50-share.toml", &policy()?)])?;
-    let cast_ip = demo.ipv4("camera")?;
+    let cast_ip = demo.ipv4("tv")?;
     let (laptop_ip, guest_ip) = (demo.ipv4("laptop")?, demo.ipv4("stranger")?);
     for port in [8008, 8009, 8010] {
-        demo.home.start_tcp_listener("camera", port)?;
+        demo.home.start_tcp_listener("tv", port)?;
     }
     let work = demo.dir.join("avahi");
-    let cast = Avahi::start(demo.home.ns("camera")?, &work.join("camera"), "livingroom-tv", "eth0")?;
+    let cast = Avahi::start(demo.home.ns("tv")?, &work.join("tv"), "livingroom-tv", "eth0")?;
     let laptop = Avahi::start(demo.home.ns("laptop")?, &work.join("laptop"), "annas-laptop", "eth0")?;
     let guest = Avahi::start(demo.home.ns("stranger")?, &work.join("stranger"), "visitor", "eth0")?;
 
@@ -89,7 +89,7 @@ pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outc
     let seen = until(Duration::from_secs(20), || found(&laptop, "Living Room TV", cast_ip))?;
     ensure!(
         seen,
-        "the laptop's avahi-browse never found the TV: {:?}\n--- camera's avahi:\n{}\n--- daemon log:\n{}",
+        "the laptop's avahi-browse never found the TV: {:?}\n--- the TV's avahi:\n{}\n--- daemon log:\n{}",
         laptop.browse(CAST, Duration::from_secs(4))?,
         cast.log(),
         demo.log()
@@ -114,6 +114,20 @@ pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outc
         ensure!(!set.contains("1443"), "the unshared service's port is open:\n{set}");
     }
 
+    // `bulkhead status` (and the TV's page) says what it shares, to whom.
+    let bulkhead::control::Response::Status(status) = demo.call(bulkhead::control::Request::Status)? else {
+        anyhow::bail!("unexpected answer to status")
+    };
+    let shared = status.share.map(|s| s.shared).unwrap_or_default();
+    ensure!(
+        shared.iter().any(|s| s.instance == "Living Room TV"
+            && s.service == CAST
+            && s.port == 8009
+            && s.to == ["guest", "trusted"]),
+        "status does not list the shared TV: {shared:?}"
+    );
+    ensure!(!shared.iter().any(|s| s.service == "_sonos._tcp"), "{shared:?}");
+
     // The guest finds it too and reaches exactly its casting ports.
     let seen = until(Duration::from_secs(15), || found(&guest, "Living Room TV", cast_ip))?;
     ensure!(seen, "the guest's avahi-browse never found the TV");
@@ -123,10 +137,11 @@ pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outc
     expect_tcp(&demo, "stranger", cast_ip, 8010, false)?;
     expect_tcp(&demo, "stranger", cast_ip, 80, false)?;
     // Nothing opens the other way, and the rest of iot stays shut.
-    expect_tcp(&demo, "camera", laptop_ip, 80, false)?;
-    expect_tcp(&demo, "camera", guest_ip, 80, false)?;
+    expect_tcp(&demo, "tv", laptop_ip, 80, false)?;
+    expect_tcp(&demo, "tv", guest_ip, 80, false)?;
     expect_tcp(&demo, "plug", laptop_ip, 80, false)?;
     expect_tcp(&demo, "stranger", demo.ipv4("plug")?, 80, false)?;
+    expect_tcp(&demo, "stranger", demo.ipv4("camera")?, 8009, false)?;
 
     // Goodbye: the announcement stops, the pinholes close, the TV is gone.
     cast.unpublish(announcer)?;
@@ -147,27 +162,27 @@ pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outc
     Ok(Outcome::Passed)
 }
 
-/// The TV on the laptop's own bridge: the devices see each other's mDNS
+/// A Chromecast on the guest's own bridge (the speaker plays one): the devices see each other's mDNS
 /// there already, and the bridge table opens exactly the announced ports
 /// (statelessly: the TV answers, never opens).
 pub(crate) fn s2_casting_on_one_bridge_opens_only_the_announced_ports() -> Result<Outcome> {
     let demo = running_home(&[("50-share.toml", &policy()?)])?;
-    let tv_ip = demo.ipv4("tv")?;
+    let cast_ip = demo.ipv4("speaker")?;
     let guest_ip = demo.ipv4("stranger")?;
     for port in [8009, 8010] {
-        demo.home.start_tcp_listener("tv", port)?;
+        demo.home.start_tcp_listener("speaker", port)?;
     }
     let work = demo.dir.join("avahi");
-    let tv = Avahi::start(demo.home.ns("tv")?, &work.join("tv"), "bedroom-tv", "eth0")?;
+    let cast = Avahi::start(demo.home.ns("speaker")?, &work.join("speaker"), "bedroom-tv", "eth0")?;
     guest_is_placed(&demo)?;
-    expect_tcp(&demo, "stranger", tv_ip, 8009, false)?;
-    let _announcer = tv.publish("Bedroom TV", CAST, 8009, &["md=Chromecast"])?;
+    expect_tcp(&demo, "stranger", cast_ip, 8009, false)?;
+    let _announcer = cast.publish("Bedroom TV", CAST, 8009, &["md=Chromecast"])?;
     let open = until(Duration::from_secs(15), || {
-        Ok(pinholes(&demo, "guest")?.contains(&format!("{tv_ip} . tcp . 8009")))
+        Ok(pinholes(&demo, "guest")?.contains(&format!("{cast_ip} . tcp . 8009")))
     })?;
     ensure!(
         open,
-        "no pinhole for the TV on the bridge:\n{}\n--- daemon log:\n{}",
+        "no pinhole for the cast device on the bridge:\n{}\n--- daemon log:\n{}",
         pinholes(&demo, "guest")?,
         demo.log()
     );
@@ -178,17 +193,100 @@ pub(crate) fn s2_casting_on_one_bridge_opens_only_the_announced_ports() -> Resul
         .exec(&["nft", "list", "set", "bridge", "bulkhead", "share-guest-v4"])?;
     let bridge = String::from_utf8_lossy(&bridge.stdout);
     ensure!(
-        bridge.contains(&tv_ip.to_string()),
+        bridge.contains(&cast_ip.to_string()),
         "bridge set lacks the TV:\n{bridge}"
     );
-    expect_tcp(&demo, "stranger", tv_ip, 8009, true).with_context(|| {
+    expect_tcp(&demo, "stranger", cast_ip, 8009, true).with_context(|| {
         format!(
             "the guest reaches the TV's cast port\n{}",
             super::listing(&demo, "bridge").unwrap_or_default()
         )
     })?;
-    expect_tcp(&demo, "stranger", tv_ip, 8010, false)?;
-    expect_tcp(&demo, "stranger", tv_ip, 80, false)?;
-    expect_tcp(&demo, "tv", guest_ip, 80, false)?;
+    expect_tcp(&demo, "stranger", cast_ip, 8010, false)?;
+    expect_tcp(&demo, "stranger", cast_ip, 80, false)?;
+    expect_tcp(&demo, "speaker", guest_ip, 80, false)?;
+    Ok(Outcome::Passed)
+}
+
+/// gssdp-discover's "Location:" lines: what a real control point found.
+fn ssdp_discover(demo: &DemoHome, host: &str, target: &str) -> Result<Vec<String>> {
+    let t = format!("--target={target}");
+    let out = demo
+        .home
+        .ns(host)?
+        .exec_output(&["gssdp-discover", "-i", "eth0", "--timeout=3", &t])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Location:"))
+        .map(|l| l.trim().to_string())
+        .collect())
+}
+
+/// A real DLNA server (minidlna) on the IoT segment, shared to guests: a real
+/// control point (gssdp-discover) in the guest's namespace finds it through
+/// Bulkhead's answers, and its description is fetched through the pinhole;
+/// from other zones it stays invisible.
+pub(crate) fn s3_ssdp_media_server_is_found_and_fetched_across_zones() -> Result<Outcome> {
+    let policy = format!(
+        "[[devices]]\nmac = \"{}\"\nzone = \"guest\"\n\n[[share]]\npreset = \"dlna\"\nfrom = [\"iot\"]\nto = [\"guest\"]\n",
+        mac_of("stranger")?
+    );
+    let demo = running_home(&[("50-share.toml", &policy)])?;
+    let nas = demo.ipv4("tv")?;
+    let dir = demo.dir.join("minidlna");
+    for d in ["media", "db", "log"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::write(dir.join("media/holiday.mp3"), b"ID3")?;
+    std::fs::write(
+        dir.join("minidlna.conf"),
+        format!(
+            "port=8200\nnetwork_interface=eth0\nmedia_dir=A,{0}/media\nfriendly_name=Living Room NAS\ndb_dir={0}/db\n\
+             log_dir={0}/log\ninotify=no\nnotify_interval=30\n",
+            dir.display()
+        ),
+    )?;
+    let conf = dir.join("minidlna.conf").display().to_string();
+    let pid = dir.join("minidlna.pid").display().to_string();
+    let tv = demo.home.ns("tv")?;
+    tv.spawn_logged(
+        "minidlnad",
+        &["-d", "-f", &conf, "-P", &pid],
+        &dir.join("minidlnad.out"),
+    )?;
+    guest_is_placed(&demo)?;
+    let url = format!("http://{nas}:8200/rootDesc.xml");
+    let fetch = |host: &str| -> Result<String> {
+        let out = demo
+            .home
+            .ns(host)?
+            .exec_output(&["curl", "-s", "--max-time", "2", &url])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    const TARGET: &str = "urn:schemas-upnp-org:device:MediaServer:1";
+    let mut found = Vec::new();
+    let seen = until(Duration::from_secs(25), || {
+        found = ssdp_discover(&demo, "stranger", TARGET)?;
+        Ok(found.contains(&url))
+    })?;
+    ensure!(
+        seen,
+        "the guest's gssdp-discover never found {url}: {found:?}\n--- minidlna:\n{}\n--- daemon log:\n{}",
+        std::fs::read_to_string(dir.join("minidlnad.out")).unwrap_or_default(),
+        demo.log()
+    );
+    let description = fetch("stranger")?;
+    ensure!(
+        description.contains("urn:schemas-upnp-org:device:MediaServer:1") && description.contains("Living Room NAS"),
+        "the description did not come through the pinhole: {description}"
+    );
+    ensure!(pinholes(&demo, "guest")?.contains(&format!("{nas} . tcp . 8200")));
+    // Only the description's port: the rest of the NAS stays shut.
+    expect_tcp(&demo, "stranger", nas, 80, false)?;
+    expect_tcp(&demo, "tv", demo.ipv4("stranger")?, 80, false)?;
+    // Other zones do not see it (the plug is in iot on the main bridge).
+    let plug = ssdp_discover(&demo, "plug", TARGET)?;
+    ensure!(plug.is_empty(), "the plug's zone found the shared server: {plug:?}");
     Ok(Outcome::Passed)
 }

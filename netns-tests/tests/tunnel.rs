@@ -282,12 +282,21 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
     // As at boot, the home's network is down until restore has run (with it
     // up, the TV's retransmissions would leave in the gap this replay makes).
     let r = demo.home.router();
-    r.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.br-lan.keep_addr_on_down=1"])?;
-    r.exec(&["ip", "link", "set", "dev", "br-lan", "down"])?;
+    for bridge in ["br-lan", "br-iot"] {
+        r.exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv6.conf.{bridge}.keep_addr_on_down=1"),
+        ])?;
+        r.exec(&["ip", "link", "set", "dev", bridge, "down"])?;
+    }
     forget()?;
     let said = super::boot::restore(&demo)?;
-    r.exec(&["ip", "link", "set", "dev", "br-lan", "up"])?;
-    // The router's IPv6 address on br-lan is usable again after DAD.
+    for bridge in ["br-lan", "br-iot"] {
+        r.exec(&["ip", "link", "set", "dev", bridge, "up"])?;
+    }
+    // The router's IPv6 addresses are usable again after DAD.
     std::thread::sleep(Duration::from_secs(2));
     ensure!(said.contains("kill switch is in place"), "(f) restore said: {said}");
     let rules = demo.home.router().exec(&["ip", "rule", "show"])?;

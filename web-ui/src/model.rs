@@ -127,6 +127,23 @@ pub struct DeviceDetail {
     /// nothing was refused (or detection is off).
     #[serde(default)]
     pub refused: Option<RefusedView>,
+    /// Services it announced that the homeowner shares with other zones
+    /// (`[[share]]`), and to which.
+    #[serde(default)]
+    pub shares: Vec<SharedServiceView>,
+}
+
+/// One service a device offers to other zones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedServiceView {
+    /// The service type, e.g. `_googlecast._tcp` (network input).
+    pub service: String,
+    /// The instance name it announced (network input).
+    pub instance: String,
+    /// The port it announced.
+    pub port: u16,
+    /// The zones that may find and use it.
+    pub to: Vec<String>,
 }
 
 /// What the firewall refused one device since the daemon started: sampled

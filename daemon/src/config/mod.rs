@@ -24,7 +24,8 @@ pub use fuzz::fuzz_entry_config;
 pub use load::{load, load_from_texts, parse_ip, DEFAULT_CONFIG_PATH};
 pub use notify::{ChannelFilter, HttpChannel, MqttChannel, NotifyConfig, QuietHours, DEFAULT_PER_HOUR};
 pub use share::{
-    parse_port_range, PortRange, ServiceType, SharePreset, ShareRule, Transport, MAX_PORTS_PER_RANGE, MAX_SHARES,
+    parse_port_range, parse_ssdp_target, PortRange, ServiceType, SharePreset, ShareRule, Transport,
+    MAX_PORTS_PER_RANGE, MAX_SHARES,
 };
 pub use tunnel::{
     parse_endpoint, parse_network, DEFAULT_INTERFACE as DEFAULT_TUNNEL_INTERFACE, DEFAULT_MTU as DEFAULT_TUNNEL_MTU,

@@ -141,6 +141,8 @@ pub struct SharePreset {
     pub services: BTreeSet<ServiceType>,
     /// The extra ports.
     pub ports: Vec<PortRange>,
+    /// SSDP search targets (`urn:dial-multiscreen-org:service:dial:1`), lower-case.
+    pub ssdp: BTreeSet<String>,
     /// Where its ports come from.
     pub source: String,
 }
@@ -154,6 +156,8 @@ pub struct ShareRule {
     pub services: BTreeSet<ServiceType>,
     /// The ports opened besides each instance's SRV port.
     pub ports: Vec<PortRange>,
+    /// SSDP search targets shared (their LOCATION's port is opened).
+    pub ssdp: BTreeSet<String>,
     /// The zones offering them.
     pub from: BTreeSet<ZoneId>,
     /// The zones that may find and use them.
@@ -167,9 +171,12 @@ pub(super) struct RawSharePreset {
     name: Spanned<String>,
     #[serde(default)]
     description: String,
+    #[serde(default)]
     services: Vec<Spanned<String>>,
     #[serde(default)]
     ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    ssdp: Vec<Spanned<String>>,
     source: Spanned<String>,
 }
 
@@ -180,6 +187,7 @@ pub(super) struct RawShare {
     preset: Option<Spanned<String>>,
     services: Option<Vec<Spanned<String>>>,
     ports: Option<Vec<Spanned<String>>>,
+    ssdp: Option<Vec<Spanned<String>>>,
     from: Spanned<Vec<Spanned<String>>>,
     to: Spanned<Vec<Spanned<String>>>,
 }
@@ -215,6 +223,36 @@ pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
         ));
     }
     Ok(PortRange { transport, first, last })
+}
+
+/// An SSDP search target: `urn:…`, `uuid:…` or `upnp:rootdevice`, printable,
+/// no spaces, at most 128 characters; lower-cased.
+pub fn parse_ssdp_target(text: &str) -> Result<String, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let ok = (t.starts_with("urn:") || t.starts_with("uuid:") || t == "upnp:rootdevice")
+        && t.len() <= 128
+        && t.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(t)
+    } else {
+        Err(format!(
+            "`{}` is not an SSDP search target like `urn:dial-multiscreen-org:service:dial:1`",
+            text.escape_debug()
+        ))
+    }
+}
+
+fn ssdp_targets(rep: &mut Reporter<'_>, raw: &[Spanned<String>], field: &dyn Fn(usize) -> String) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, t) in raw.iter().enumerate() {
+        match parse_ssdp_target(t.get_ref()) {
+            Ok(t) => {
+                out.insert(t);
+            }
+            Err(m) => rep.at(t.span(), field(i), m),
+        }
+    }
+    out
 }
 
 fn services(rep: &mut Reporter<'_>, raw: &[Spanned<String>], field: &dyn Fn(usize) -> String) -> BTreeSet<ServiceType> {
@@ -275,11 +313,12 @@ pub(super) fn validate_presets(
             continue;
         }
         let services = services(rep, &p.services, &|j| format!("share_preset[{i}].services[{j}]"));
-        if services.is_empty() && p.services.is_empty() {
+        let ssdp = ssdp_targets(rep, &p.ssdp, &|j| format!("share_preset[{i}].ssdp[{j}]"));
+        if p.services.is_empty() && p.ssdp.is_empty() {
             rep.at(
                 p.name.span(),
                 field("services"),
-                "a preset names at least one service type",
+                "a preset names at least one service type or SSDP target",
             );
         }
         let ports = ports(rep, &p.ports, &|j| format!("share_preset[{i}].ports[{j}]"));
@@ -291,6 +330,7 @@ pub(super) fn validate_presets(
             description: p.description.clone(),
             services,
             ports,
+            ssdp,
             source: p.source.get_ref().clone(),
         });
     }
@@ -315,9 +355,10 @@ pub(super) fn validate_shares(
             );
             return;
         }
-        let (name, services_of, mut ports_of) = match (&s.preset, &s.services) {
-            (Some(p), None) => match presets.iter().find(|q| q.name == *p.get_ref()) {
-                Some(q) => (q.name.clone(), q.services.clone(), q.ports.clone()),
+        let named = s.services.is_some() || s.ssdp.is_some();
+        let (name, services_of, mut ports_of, ssdp_of) = match (&s.preset, named) {
+            (Some(p), false) => match presets.iter().find(|q| q.name == *p.get_ref()) {
+                Some(q) => (q.name.clone(), q.services.clone(), q.ports.clone(), q.ssdp.clone()),
                 None => {
                     let known: Vec<&str> = presets.iter().map(|q| q.name.as_str()).collect();
                     rep.at(
@@ -332,19 +373,26 @@ pub(super) fn validate_shares(
                     continue;
                 }
             },
-            (None, Some(list)) => {
+            (None, true) => {
+                let list = s.services.as_deref().unwrap_or_default();
                 let set = services(rep, list, &|j| format!("share[{i}].services[{j}]"));
-                if list.is_empty() {
-                    rep.at(spanned.span(), field("services"), "name at least one service type");
+                let targets = s.ssdp.as_deref().unwrap_or_default();
+                let ssdp = ssdp_targets(rep, targets, &|j| format!("share[{i}].ssdp[{j}]"));
+                if list.is_empty() && targets.is_empty() {
+                    rep.at(
+                        spanned.span(),
+                        field("services"),
+                        "name at least one service type or SSDP target",
+                    );
                     continue;
                 }
-                (format!("share[{i}]"), set, Vec::new())
+                (format!("share[{i}]"), set, Vec::new(), ssdp)
             }
             _ => {
                 rep.at(
                     spanned.span(),
                     format!("share[{i}]"),
-                    "a share names either `preset` or `services` (one of them)",
+                    "a share names either `preset` or `services`/`ssdp` (not both)",
                 );
                 continue;
             }
@@ -378,13 +426,14 @@ pub(super) fn validate_shares(
             );
             continue;
         }
-        if from.is_empty() || to.is_empty() || services_of.is_empty() {
+        if from.is_empty() || to.is_empty() || (services_of.is_empty() && ssdp_of.is_empty()) {
             continue;
         }
         shares.push(ShareRule {
             name,
             services: services_of,
             ports: ports_of,
+            ssdp: ssdp_of,
             from,
             to,
         });

@@ -1176,6 +1176,7 @@ fn nothing_is_shared_by_default() {
             "spotify-connect",
             "sonos",
             "printer",
+            "dlna",
             "homekit"
         ]
     );

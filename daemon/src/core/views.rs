@@ -134,6 +134,7 @@ impl DaemonState {
             dhcp: Vec::new(),
             mdns: None,
             untracked_new_devices: self.discovery.untracked_new_devices(),
+            share: None,
         }
     }
 }

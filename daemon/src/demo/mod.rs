@@ -8,10 +8,11 @@
 //!   router ── br-lan 10.0.1.1/24 fd00:1::1/64 ── laptop   (trusted, approved)  10.0.1.10
 //!          │   web UI 127.0.0.1:8080           ├─ phone    (trusted, approved)  10.0.1.50
 //!          │   and 10.0.1.1:8080               ├─ plug     (iot)                10.0.1.20  same bridge as the laptop
-//!          │                                   ├─ tv       (iot, through the VPN) 10.0.1.30
 //!          │                                   ├─ speaker  (iot)                10.0.1.60
 //!          │                                   └─ stranger (nobody)             10.0.1.99  quarantined: in no set
 //!          └─ br-iot 10.0.2.1/24 fd00:2::1/64 ── camera   (iot)                10.0.2.10
+//!                                              └─ tv       (iot, through the VPN) 10.0.2.30  a Chromecast:
+//!                                                 casting is shared to trusted ([[share]]), the laptop finds it
 //!
 //!   host namespace: only `bulkhead demo`'s listener on 127.0.0.1:8080, forwarded
 //!   into the router namespace (bulkhead_netns::Forwarder)
@@ -111,10 +112,10 @@ pub const HOSTS: &[DemoHost] = &[
     },
     DemoHost {
         name: "tv",
-        segment: "lan",
+        segment: "iot",
         mac: [0xf4, 0xf5, 0xd8, 0x12, 0x34, 0x30],
-        ipv4: "10.0.1.30/24",
-        ipv6: "fd00:1::30/64",
+        ipv4: "10.0.2.30/24",
+        ipv6: "fd00:2::30/64",
         zone: "iot",
         hostname: "Chromecast",
         vendor_class: "",
@@ -199,6 +200,10 @@ pub const HOSTS: &[DemoHost] = &[
         ],
     },
 ];
+
+/// The demo homeowner's share: casting from iot to trusted.
+pub const DEMO_SHARE: &str =
+    "# Cast from your own devices to the TV on the IoT Wi-Fi.\n[[share]]\npreset = \"chromecast\"\nfrom = [\"iot\"]\nto = [\"trusted\"]\n";
 
 /// How the demo's hosts get their addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,6 +337,8 @@ impl DemoHome {
                 demo.dir.join("policies/40-demo-segments.toml"),
                 "# New devices on the IoT segment start in the iot zone.\n[segment_zones]\niot = \"iot\"\n",
             )?;
+            // The homeowner casts from the laptop to the TV on the IoT Wi-Fi.
+            std::fs::write(demo.dir.join("policies/45-demo-share.toml"), DEMO_SHARE)?;
         }
         for (name, text) in extra_policies {
             std::fs::write(demo.dir.join("policies").join(name), text)?;
@@ -769,6 +776,7 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
     println!("\nWho can open a TCP connection to whom (real probes, port 80):\n");
     println!("{}", format_matrix(&demo.reachability()?));
     print_vpn(&demo)?;
+    print_casting(&demo)?;
     println!("Try it yourself while the demo runs:");
     println!(
         "  ip netns exec {} nft list table inet bulkhead",
@@ -827,6 +835,57 @@ pub fn run(once: bool, port: u16) -> anyhow::Result<()> {
     drop(forwarder);
     drop(chatter);
     demo.stop_daemon()?;
+    Ok(())
+}
+
+/// Casting across zones: the laptop (trusted, on br-lan) finds the TV
+/// (iot, on br-iot) with a real mDNS browser, through Bulkhead's proxy, and
+/// reaches its cast port; the TV still reaches nothing in trusted.
+fn print_casting(demo: &DemoHome) -> anyhow::Result<()> {
+    println!("Casting, shared from iot to trusted (policies/45-demo-share.toml: [[share]] preset chromecast):");
+    demo.home.start_tcp_listener("tv", 8009)?;
+    let laptop = demo.home.ns("laptop")?;
+    let avahi =
+        match bulkhead_netns::avahi::Avahi::start(laptop, &demo.dir.join("avahi-laptop"), "annas-laptop", "eth0") {
+            Ok(a) => a,
+            Err(e) => {
+                println!(
+                    "  (no avahi here to browse with: {e}; apt-get install avahi-daemon avahi-utils dbus-daemon)\n"
+                );
+                return Ok(());
+            }
+        };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let found = avahi.browse("_googlecast._tcp", Duration::from_secs(3))?;
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+    };
+    if found.is_empty() {
+        println!("  the laptop's avahi-browse found no _googlecast._tcp (see the daemon's log)");
+    }
+    for r in &found {
+        println!(
+            "  laptop: avahi-browse -rt _googlecast._tcp -> {:?} at {}:{} ({})",
+            r.name, r.address, r.port, r.txt
+        );
+    }
+    let tv = demo.ipv4("tv")?;
+    let laptop_ip = demo.ipv4("laptop")?;
+    let reach = |from: &str, to: IpAddr, port: u16| -> anyhow::Result<&'static str> {
+        let ok = bulkhead_netns::tcp_probe(demo.home.ns(from)?, SocketAddr::new(to, port), PROBE_TIMEOUT)?;
+        Ok(if ok { "connects" } else { "refused" })
+    };
+    println!(
+        "  laptop -> tv {tv}:8009 (cast control): {}",
+        reach("laptop", tv, 8009)?
+    );
+    println!("  tv -> laptop {laptop_ip}:80: {}", reach("tv", laptop_ip, 80)?);
+    println!(
+        "  pinholes: ip netns exec {} nft list set inet bulkhead share-trusted-v4\n",
+        demo.home.router().name()
+    );
     Ok(())
 }
 

@@ -257,6 +257,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     dns: dns.as_ref(),
                     detect: detect.as_ref(),
                     notify: notify.as_ref(),
+                    share: share.as_ref(),
                 }));
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
@@ -377,7 +378,12 @@ fn answer(
     mdns: Option<&crate::discovery::mdns::Browser>,
     running: Running<'_>,
 ) -> Response {
-    let Running { dns, detect, notify } = running;
+    let Running {
+        dns,
+        detect,
+        notify,
+        share,
+    } = running;
     match (&req, notify) {
         (Request::NotifyStatus, Some(n)) => {
             return Response::Notify {
@@ -435,7 +441,13 @@ fn answer(
                 Err(message) => Response::Error { message },
             }
         }
-        (req, _) => answer_core(state, req, vpn, dhcp, mdns),
+        (req, _) => {
+            let mut response = answer_core(state, req, vpn, dhcp, mdns);
+            if let Response::Status(status) = &mut response {
+                status.share = share.map(|s| Box::new(s.status()));
+            }
+            response
+        }
     }
 }
 
@@ -445,6 +457,7 @@ struct Running<'a> {
     dns: Option<&'a crate::dns::DnsService>,
     detect: Option<&'a crate::detect::DetectService>,
     notify: Option<&'a crate::notify::NotifyService>,
+    share: Option<&'a crate::share::ShareService>,
 }
 
 /// Starts the resolver if the config wants it; a failure is logged (with

@@ -235,6 +235,7 @@ pub fn detail(d: &DeviceView, zones: Vec<String>) -> DeviceDetail {
         dhcp_client_id: e.client_id.clone(),
         zones,
         refused: None,
+        shares: Vec::new(),
     }
 }
 
@@ -383,10 +384,11 @@ impl bulkhead_web::Backend for WebBackend {
             // Both questions wait in the event loop's queue together, not one
             // after the other. (The protocol has no one-device request: the
             // whole list is copied for one device; cheap next to a page.)
-            let (devices, zones, refused) = tokio::join!(
+            let (devices, zones, refused, status) = tokio::join!(
                 self.device_views(),
                 self.zone_infos(),
-                self.ask(Request::Detect { mac: Some(mac) })
+                self.ask(Request::Detect { mac: Some(mac) }),
+                self.ask(Request::Status)
             );
             let devices = devices?;
             let d = devices
@@ -397,6 +399,19 @@ impl bulkhead_web::Backend for WebBackend {
             let mut detail = detail(d, zones);
             if let Ok(Response::Detect { report: Some(report) }) = refused {
                 detail.refused = report.devices.get(&mac).map(refused_view);
+            }
+            if let Ok(Response::Status(status)) = status {
+                let shared = status.share.map(|s| s.shared).unwrap_or_default();
+                detail.shares = shared
+                    .into_iter()
+                    .filter(|s| d.addresses.contains(&s.address))
+                    .map(|s| bulkhead_web::model::SharedServiceView {
+                        service: s.service,
+                        instance: s.instance,
+                        port: s.port,
+                        to: s.to,
+                    })
+                    .collect();
             }
             Ok(detail)
         })

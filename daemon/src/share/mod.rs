@@ -14,6 +14,7 @@
 
 pub mod proxy;
 pub mod rules;
+pub mod ssdp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use crate::core::ServiceRequest;
 use crate::runtime::services::ServiceHandle;
 pub use proxy::{Action, Proxy, ProxyCounters, SegmentInfo, MDNS_PORT, MDNS_V4};
 pub use rules::Sharing;
+pub use ssdp::{SsdpCounters, SsdpProxy, SSDP_PORT, SSDP_V4};
 
 /// What the proxy is started with; a reload restarts it when this changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +66,11 @@ impl ShareSettings {
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
-    /// A segment's mDNS socket.
-    #[error("mDNS socket on {interface}")]
+    /// A segment's mDNS or SSDP socket.
+    #[error("{what} socket on {interface}")]
     Socket {
+        /// mDNS or SSDP.
+        what: &'static str,
         /// The segment's interface.
         interface: String,
         /// Why.
@@ -76,12 +80,32 @@ pub enum ShareError {
 }
 
 /// What `bulkhead status` shows of the proxy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShareStatus {
-    /// Its counters.
+    /// The mDNS side's counters.
     pub counters: ProxyCounters,
-    /// Shared instances: (service type, instance, address, port, zone).
-    pub shared: Vec<(String, String, IpAddr, u16, String)>,
+    /// The SSDP side's counters.
+    #[serde(default)]
+    pub ssdp: SsdpCounters,
+    /// The shared instances in the cache.
+    pub shared: Vec<SharedService>,
+}
+
+/// One shared instance, as `bulkhead status` and the device page show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedService {
+    /// Service type, `_googlecast._tcp`.
+    pub service: String,
+    /// Instance name as announced (network input: hostile).
+    pub instance: String,
+    /// The device's address it came from.
+    pub address: IpAddr,
+    /// Its announced port.
+    pub port: u16,
+    /// The device's zone.
+    pub zone: String,
+    /// The zones it is shared to.
+    pub to: Vec<String>,
 }
 
 /// The running proxy; dropping it stops the task and closes the sockets.
@@ -102,19 +126,27 @@ impl ShareService {
     pub fn start(settings: ShareSettings, handle: ServiceHandle) -> Result<ShareService, ShareError> {
         let mut sockets = Vec::new();
         for (seg, router) in &settings.segments {
-            let socket = mdns_socket(&seg.interface, *router).map_err(|source| ShareError::Socket {
-                interface: seg.interface.clone(),
-                source,
-            })?;
-            sockets.push(Arc::new(socket));
+            for (what, group, port) in [("mDNS", MDNS_V4, MDNS_PORT), ("SSDP", SSDP_V4, SSDP_PORT)] {
+                let socket =
+                    group_socket(&seg.interface, *router, group, port).map_err(|source| ShareError::Socket {
+                        what,
+                        interface: seg.interface.clone(),
+                        source,
+                    })?;
+                sockets.push(Arc::new(socket));
+            }
         }
         let status = Arc::new(Mutex::new(ShareStatus::default()));
         let proxy = Proxy::new(
             Sharing::new(settings.rules.clone()),
             settings.segments.iter().map(|(s, _)| s.clone()).collect(),
         );
+        let ssdp = SsdpProxy::new(
+            Sharing::new(settings.rules.clone()),
+            settings.segments.iter().map(|(s, _)| s.clone()).collect(),
+        );
         let routers: Vec<IpAddr> = settings.segments.iter().map(|(_, r)| IpAddr::V4(*r)).collect();
-        let task = tokio::spawn(run(proxy, sockets, routers, handle, status.clone()));
+        let task = tokio::spawn(run(proxy, ssdp, sockets, routers, handle, status.clone()));
         tracing::info!(
             shares = settings.rules.len(),
             segments = settings.segments.len(),
@@ -134,17 +166,18 @@ impl ShareService {
     }
 }
 
-/// A UDP socket on 5353 bound to `interface`, in the mDNS group there; our
-/// own datagrams do not loop back to the router's other listeners (the
-/// discovery browser must not take the proxy's answers for a device's).
-fn mdns_socket(interface: &str, router: Ipv4Addr) -> std::io::Result<UdpSocket> {
+/// A UDP socket on `port` bound to `interface`, in `group` there (mDNS,
+/// SSDP); our own datagrams do not loop back to the router's other
+/// listeners (the discovery browser must not take the proxy's answers for a
+/// device's).
+fn group_socket(interface: &str, router: Ipv4Addr, group: Ipv4Addr, port: u16) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     s.bind_device(Some(interface.as_bytes()))?;
-    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, MDNS_PORT)).into())?;
-    s.join_multicast_v4(&MDNS_V4, &router)?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    s.join_multicast_v4(&group, &router)?;
     s.set_multicast_if_v4(&router)?;
     s.set_multicast_loop_v4(false)?;
     s.set_multicast_ttl_v4(255)?;
@@ -153,8 +186,10 @@ fn mdns_socket(interface: &str, router: Ipv4Addr) -> std::io::Result<UdpSocket> 
     UdpSocket::from_std(s.into())
 }
 
+/// Sockets come in pairs per segment: `2 * segment` mDNS, `2 * segment + 1` SSDP.
 async fn run(
     mut proxy: Proxy,
+    mut ssdp: SsdpProxy,
     sockets: Vec<Arc<UdpSocket>>,
     routers: Vec<IpAddr>,
     handle: ServiceHandle,
@@ -185,29 +220,65 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let actions = tokio::select! {
-            Some((segment, src, packet)) = rx.recv() => {
+            Some((socket, src, packet)) = rx.recv() => {
                 // The router's own (the discovery browser's) questions.
                 if routers.contains(&src.ip()) {
                     continue;
                 }
                 let now = crate::inventory::unix_now();
-                match handle.inventory.read() {
-                    Ok(inv) => proxy.on_packet(segment, src, &packet, &inv, now),
-                    Err(_) => return,
+                let (segment, is_ssdp) = (socket / 2, socket % 2 == 1);
+                let Ok(inv) = handle.inventory.read() else { return };
+                if is_ssdp {
+                    Tagged::Ssdp(ssdp.on_packet(segment, src, &packet, &inv, now))
+                } else {
+                    Tagged::Mdns(proxy.on_packet(segment, src, &packet, &inv, now))
                 }
             }
             _ = tick.tick() => {
                 let now = crate::inventory::unix_now();
-                match handle.inventory.read() {
-                    Ok(inv) => proxy.tick(&inv, now),
-                    Err(_) => return,
-                }
+                let Ok(inv) = handle.inventory.read() else { return };
+                let mut both = proxy.tick(&inv, now);
+                both.extend(ssdp.tick(&inv, now).into_iter().map(|a| match a {
+                    Action::Send { segment, to, packet } => Action::Send { segment: segment + SSDP_SEGMENT, to, packet },
+                    other => other,
+                }));
+                Tagged::Mdns(both)
             }
         };
-        for action in actions {
+        // SSDP's sends go to its sockets; a close from one side re-opens
+        // what the other still holds into that address.
+        let mut queue: Vec<(bool, Action)> = match actions {
+            Tagged::Mdns(a) => a
+                .into_iter()
+                .map(|x| match x {
+                    Action::Send { segment, to, packet } if segment >= SSDP_SEGMENT => (
+                        true,
+                        Action::Send {
+                            segment: segment - SSDP_SEGMENT,
+                            to,
+                            packet,
+                        },
+                    ),
+                    other => (false, other),
+                })
+                .collect(),
+            Tagged::Ssdp(a) => a.into_iter().map(|x| (true, x)).collect(),
+        };
+        let mut reopened = Vec::new();
+        for (from_ssdp, a) in &queue {
+            if let Action::Close { address } = a {
+                if *from_ssdp {
+                    reopened.extend(proxy.reopen(*address).into_iter().map(|x| (false, x)));
+                } else {
+                    reopened.extend(ssdp.reopen(*address).into_iter().map(|x| (true, x)));
+                }
+            }
+        }
+        queue.extend(reopened);
+        for (from_ssdp, action) in queue {
             match action {
                 Action::Send { segment, to, packet } => {
-                    if let Some(s) = sockets.get(segment) {
+                    if let Some(s) = sockets.get(2 * segment + usize::from(from_ssdp)) {
                         if let Err(e) = s.send_to(&packet, to).await {
                             tracing::debug!(error = %e, %to, "mDNS send failed");
                         }
@@ -240,14 +311,21 @@ async fn run(
         }
         if let Ok(mut s) = status.lock() {
             s.counters = proxy.counters();
-            s.shared = proxy
-                .shared()
-                .into_iter()
-                .map(|(t, n, a, p, z)| (t, n, a, p, z.to_string()))
-                .collect();
+            s.ssdp = ssdp.counters();
+            s.shared = proxy.shared();
         }
     }
 }
+
+/// Which side's actions (a tick's SSDP sends are marked by a segment index
+/// offset by [`SSDP_SEGMENT`]).
+enum Tagged {
+    Mdns(Vec<Action>),
+    Ssdp(Vec<Action>),
+}
+
+/// Offset of a tick's SSDP sends in a merged list (far above any segment).
+const SSDP_SEGMENT: usize = 1 << 20;
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 

@@ -93,7 +93,7 @@ pub enum Action {
 }
 
 /// What the proxy saw, for `bulkhead status` and the tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProxyCounters {
     /// Datagrams received.
     pub received: u64,
@@ -217,20 +217,38 @@ impl Proxy {
         }
     }
 
-    /// The shared instances cached: (service type, instance name, address,
-    /// port, providing zone) — for the device page and the tests.
-    pub fn shared(&self) -> Vec<(String, String, IpAddr, u16, ZoneId)> {
+    /// The shared instances cached, for the status and the device page.
+    pub fn shared(&self) -> Vec<super::SharedService> {
         self.instances
             .values()
-            .map(|i| {
-                (
-                    i.service.to_string(),
-                    i.name.to_ascii(),
-                    i.sender,
-                    i.port,
-                    i.provider_zone.clone(),
-                )
+            .map(|i| super::SharedService {
+                service: i.service.to_string(),
+                instance: i
+                    .name
+                    .iter()
+                    .next()
+                    .map(|label| String::from_utf8_lossy(label).into_owned())
+                    .unwrap_or_default(),
+                address: i.sender,
+                port: i.port,
+                zone: i.provider_zone.to_string(),
+                to: self
+                    .sharing
+                    .consumers(&i.service, &i.provider_zone)
+                    .into_iter()
+                    .map(ToString::to_string)
+                    .collect(),
             })
+            .collect()
+    }
+
+    /// The pinholes it holds into `address` (to open again after another
+    /// part of the proxy closed every pinhole into it).
+    pub fn reopen(&self, address: IpAddr) -> Vec<Action> {
+        self.instances
+            .values()
+            .filter(|i| i.sender == address)
+            .flat_map(|i| self.open(i))
             .collect()
     }
 

@@ -37,6 +37,21 @@ impl Sharing {
             .collect()
     }
 
+    /// Every SSDP search target some rule shares.
+    pub fn ssdp_targets(&self) -> BTreeSet<&String> {
+        self.rules.iter().flat_map(|r| r.ssdp.iter()).collect()
+    }
+
+    /// The zones SSDP target `target` offered in `provider` is shared to.
+    pub fn ssdp_consumers(&self, target: &str, provider: &ZoneId) -> BTreeSet<&ZoneId> {
+        self.rules
+            .iter()
+            .filter(|r| r.ssdp.contains(target) && r.from.contains(provider))
+            .flat_map(|r| r.to.iter())
+            .filter(|z| *z != provider)
+            .collect()
+    }
+
     /// Is anything shared to `zone`?
     pub fn shares_to(&self, zone: &ZoneId) -> bool {
         self.rules.iter().any(|r| r.to.contains(zone))
@@ -102,6 +117,7 @@ mod tests {
             name: "chromecast".into(),
             services: [ServiceType::new("_googlecast._tcp").expect("test data")].into(),
             ports: vec![parse_port_range("tcp/8008-8009").expect("test data")],
+            ssdp: Default::default(),
             from: [zone("iot")].into(),
             to: [zone("trusted")].into(),
         }])

@@ -62,6 +62,7 @@ fn proxy() -> Proxy {
         name: "chromecast".into(),
         services: [ServiceType::new("_googlecast._tcp").expect("test data")].into(),
         ports: vec![parse_port_range("tcp/8008-8009").expect("test data")],
+        ssdp: ["urn:dial-multiscreen-org:service:dial:1".to_string()].into(),
         from: [zone("iot")].into(),
         to: [zone("trusted")].into(),
     }]);
@@ -321,4 +322,130 @@ fn a_question_with_nothing_cached_asks_the_other_segments() {
     assert_eq!(out[0].2.metadata.message_type, MessageType::Query);
     // Not again within a few seconds.
     assert!(sends(&p.on_packet(LAN, from(LAPTOP), &question("_googlecast._tcp", false), &inv, 1001)).is_empty());
+}
+
+fn ssdp_proxy() -> super::ssdp::SsdpProxy {
+    super::ssdp::SsdpProxy::new(
+        Sharing::new(vec![ShareRule {
+            name: "dlna".into(),
+            services: Default::default(),
+            ports: Vec::new(),
+            ssdp: ["urn:schemas-upnp-org:device:mediaserver:1".to_string()].into(),
+            from: [zone("iot")].into(),
+            to: [zone("trusted")].into(),
+        }]),
+        vec![
+            SegmentInfo {
+                interface: "br-lan".into(),
+                ipv4: "10.0.1.0/24".parse().expect("test data"),
+            },
+            SegmentInfo {
+                interface: "br-iot".into(),
+                ipv4: "10.0.2.0/24".parse().expect("test data"),
+            },
+        ],
+    )
+}
+
+fn notify(nts: &str, location: &str) -> Vec<u8> {
+    format!(
+        "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=60\r\nLOCATION: {location}\r\n\
+         NT: urn:schemas-upnp-org:device:MediaServer:1\r\nNTS: {nts}\r\nSERVER: Debian/12 DLNADOC/1.50 UPnP/1.0 MiniDLNA/1.3.0\r\n\
+         USN: uuid:4d696e69-444c-164e-9d41-000000000030::urn:schemas-upnp-org:device:MediaServer:1\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn search(st: &str) -> Vec<u8> {
+    format!("M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: {st}\r\n\r\n")
+        .into_bytes()
+}
+
+#[test]
+fn ssdp_answers_the_consumers_searches_with_the_devices_own_location() {
+    let (mut p, inv) = (ssdp_proxy(), home());
+    let actions = p.on_packet(
+        IOT,
+        SocketAddr::from((TV, 1900)),
+        &notify("ssdp:alive", "http://10.0.2.30:8200/rootDesc.xml"),
+        &inv,
+        1000,
+    );
+    assert_eq!(opened(&actions), ["trusted: 10.0.2.30 . tcp . 8200 (60s)"]);
+    let cp = SocketAddr::from((LAPTOP, 50000));
+    let answers = p.on_packet(LAN, cp, &search("ssdp:all"), &inv, 1010);
+    let [Action::Send { segment, to, packet }] = answers.as_slice() else {
+        panic!("one answer: {answers:?}")
+    };
+    assert_eq!((*segment, *to), (LAN, cp), "unicast back to the control point");
+    let text = String::from_utf8_lossy(packet);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("LOCATION: http://10.0.2.30:8200/rootDesc.xml\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("CACHE-CONTROL: max-age=50\r\n"), "the time left: {text}");
+    // Not for the guest, not for a target that is not shared, not in the provider's segment.
+    assert!(p
+        .on_packet(LAN, SocketAddr::from((GUEST, 50000)), &search("ssdp:all"), &inv, 1011)
+        .is_empty());
+    assert!(p
+        .on_packet(
+            LAN,
+            cp,
+            &search("urn:schemas-upnp-org:device:MediaRenderer:1"),
+            &inv,
+            1012
+        )
+        .iter()
+        .all(|a| !matches!(a, Action::Send { segment: LAN, .. })));
+    assert!(p
+        .on_packet(IOT, SocketAddr::from((PLUG, 50000)), &search("ssdp:all"), &inv, 1013)
+        .is_empty());
+    // Byebye closes the pinhole.
+    let bye = p.on_packet(
+        IOT,
+        SocketAddr::from((TV, 1900)),
+        &notify("ssdp:byebye", "http://10.0.2.30:8200/rootDesc.xml"),
+        &inv,
+        1020,
+    );
+    assert!(bye.contains(&Action::Close {
+        address: IpAddr::from(TV)
+    }));
+    assert_eq!(p.counters().entries, 0);
+}
+
+#[test]
+fn ssdp_location_must_be_the_sender() {
+    let (mut p, inv) = (ssdp_proxy(), home());
+    // The plug announces a media server whose description is on the laptop.
+    let forged = p.on_packet(
+        IOT,
+        SocketAddr::from((PLUG, 1900)),
+        &notify("ssdp:alive", "http://10.0.1.10:22/x"),
+        &inv,
+        1000,
+    );
+    assert!(forged.is_empty(), "{forged:?}");
+    assert_eq!(p.counters().foreign_locations, 1);
+    let named = p.on_packet(
+        IOT,
+        SocketAddr::from((TV, 1900)),
+        &notify("ssdp:alive", "http://evil.example:8200/x"),
+        &inv,
+        1000,
+    );
+    assert!(named.is_empty());
+    // Expiry closes it.
+    p.on_packet(
+        IOT,
+        SocketAddr::from((TV, 1900)),
+        &notify("ssdp:alive", "http://10.0.2.30:8200/x"),
+        &inv,
+        2000,
+    );
+    assert!(p.tick(&inv, 2060).contains(&Action::Close {
+        address: IpAddr::from(TV)
+    }));
 }

@@ -356,6 +356,7 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
         device,
         zones: default_zones().into_iter().map(|z| z.id).collect(),
         refused: None,
+        shares: Vec::new(),
     }
 }
 

@@ -41,6 +41,12 @@ fn hostile_ui() -> (Ui, String) {
             value: "a\u{2066}b\u{061C}c".into(),
         });
         d.mdns_services.push(format!("_x{SCRIPT}._tcp"));
+        d.shares.push(bulkhead_web::model::SharedServiceView {
+            service: format!("_x{IMG}._tcp"),
+            instance: format!("Living {SCRIPT} TV\u{202E}"),
+            port: 8009,
+            to: vec!["trusted".into()],
+        });
         ui.fake.insert_device(d);
     }
     ui.fake.push_alert(AlertView {
@@ -101,6 +107,10 @@ async fn hostile_device_text_renders_inert() {
     assert!(html.contains(&format!("<h1 id=\"device-name\"><bdi>{escaped_script}</bdi></h1>")));
     assert!(html.contains("a\\u{2066}b\\u{061C}c"), "TXT values");
     assert!(html.contains(&format!("_x{escaped_script}._tcp")), "mDNS services");
+    assert!(
+        html.contains(&format!("<li><bdi>Living {escaped_script} TV\\u{{202E}}</bdi> <code><bdi>_x{escaped_img}._tcp</bdi></code> port 8009, to <strong>trusted</strong></li>")),
+        "what it shares, names inert: {html}"
+    );
     let html = ui.page("/devices/02:00:00:00:0e:02", &s).await;
     assert_inert("device 2", &html);
     assert!(html.contains(escaped_img));

@@ -122,6 +122,16 @@ fn input_chain(rs: &DesiredRuleset) -> ChainSpec {
             "lan-mdns",
             vec![iifname_in(lan), eq(payload("udp", "dport"), num(5353)), accept()],
         );
+        if !rs.share_to.is_empty() {
+            // With something shared, the share proxy listens on SSDP's port:
+            // consumers' M-SEARCHes to the group, and the devices' unicast
+            // answers to the proxy's own searches (conntrack cannot tie those
+            // to a search sent to a group). Nothing else listens there.
+            input.rule(
+                "lan-ssdp",
+                vec![iifname_in(lan), eq(payload("udp", "dport"), num(1900)), accept()],
+            );
+        }
         input.rule("lan", vec![iifname_in(lan), goto(LAN_INPUT)]);
     }
     if let Some(t) = &rs.tunnel {

@@ -1,0 +1,594 @@
+//! PURE: the SSDP (UPnP/DIAL discovery) side of the share proxy. Packets and
+//! time in, datagrams and pinholes out.
+//!
+//! SSDP is HTTP over UDP multicast (239.255.255.250:1900): devices announce
+//! themselves (`NOTIFY ssdp:alive` / `ssdp:byebye`) and answer a control
+//! point's `M-SEARCH` by unicast. Multicast relays fail on exactly that
+//! unicast answer (the device cannot reach the control point in another
+//! zone) and on the HTTP fetch of the description that follows. So, as for
+//! mDNS, the proxy does not relay: it keeps what devices in a providing zone
+//! announced (or answered to its own searches) for the search targets a
+//! share names, answers a consuming zone's `M-SEARCH` itself (from the
+//! router; the LOCATION stays the device's own), and opens a pinhole to the
+//! LOCATION's port — only when that URL points at the device that sent it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::proxy::{Action, SegmentInfo};
+use super::rules::Sharing;
+use crate::config::{MacAddr, Transport, ZoneId};
+use crate::core::InventorySnapshot;
+use crate::firewall::Pinhole;
+use crate::inventory::UnixTime;
+
+/// SSDP's port.
+pub const SSDP_PORT: u16 = 1900;
+/// SSDP's IPv4 group.
+pub const SSDP_V4: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
+/// Entries kept at most.
+pub const MAX_ENTRIES: usize = 256;
+/// Entries from one address at most.
+const MAX_PER_ADDRESS: usize = 16;
+/// A datagram longer than this is not SSDP.
+const MAX_MESSAGE: usize = 4096;
+/// A header value longer than this is cut (SERVER, USN…).
+const MAX_VALUE: usize = 256;
+/// Lifetime when CACHE-CONTROL says nothing usable, and the most we believe.
+const DEFAULT_MAX_AGE: u32 = 1800;
+const MAX_MAX_AGE: u32 = 86_400;
+/// Our own searches for one target on a segment, at most one per this many seconds.
+const SEARCH_EVERY_SECS: i64 = 5;
+/// Every shared target is searched for this often.
+const BROWSE_EVERY_SECS: i64 = 60;
+/// Searches answered per asking address per second.
+const SEARCHES_PER_SECOND: u32 = 10;
+
+/// One SSDP message, parsed (every text bounded, printable ASCII only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// `M-SEARCH * HTTP/1.1` with `MAN: "ssdp:discover"`.
+    Search {
+        /// The search target (ST), lower-case.
+        target: String,
+    },
+    /// `NOTIFY * HTTP/1.1` (ssdp:alive or ssdp:byebye).
+    Notify {
+        /// Alive (false: byebye).
+        alive: bool,
+        /// The announcement.
+        announcement: Announcement,
+    },
+    /// `HTTP/1.1 200 OK`: an answer to a search.
+    Response(Announcement),
+}
+
+/// What a device says about one of its targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// NT (notify) or ST (response), as sent (control points compare it
+    /// exactly); matched without regard to case.
+    pub target: String,
+    /// USN, as sent.
+    pub usn: String,
+    /// LOCATION, as sent (absent in a byebye).
+    pub location: Option<String>,
+    /// SERVER, as sent.
+    pub server: Option<String>,
+    /// CACHE-CONTROL max-age.
+    pub max_age: u32,
+}
+
+/// A header value kept only if printable ASCII, cut at [`MAX_VALUE`].
+fn value(v: &str) -> Option<String> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return None;
+    }
+    Some(v.chars().take(MAX_VALUE).collect())
+}
+
+/// Parses one datagram; `None` for anything that is not SSDP.
+pub fn parse(bytes: &[u8]) -> Option<Message> {
+    if bytes.len() > MAX_MESSAGE {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.split("\r\n");
+    let start = lines.next()?.trim();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for line in lines.take(32) {
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':')?;
+        if let Some(v) = value(v) {
+            headers.entry(k.trim().to_ascii_lowercase()).or_insert(v);
+        } else if v.trim().is_empty() {
+            headers.entry(k.trim().to_ascii_lowercase()).or_default();
+        }
+    }
+    let get = |k: &str| headers.get(k).filter(|v| !v.is_empty()).cloned();
+    let max_age = get("cache-control")
+        .and_then(|c| {
+            c.split(',')
+                .filter_map(|p| {
+                    p.trim()
+                        .to_ascii_lowercase()
+                        .strip_prefix("max-age")
+                        .map(str::to_string)
+                })
+                .find_map(|rest| rest.trim_start_matches([' ', '=']).parse::<u32>().ok())
+        })
+        .unwrap_or(DEFAULT_MAX_AGE)
+        .clamp(1, MAX_MAX_AGE);
+    let announcement = |target: Option<String>| -> Option<Announcement> {
+        Some(Announcement {
+            target: target?,
+            usn: get("usn")?,
+            location: get("location"),
+            server: get("server"),
+            max_age,
+        })
+    };
+    match start {
+        "M-SEARCH * HTTP/1.1" => {
+            if get("man").map(|m| m.trim_matches('"').to_ascii_lowercase()) != Some("ssdp:discover".into()) {
+                return None;
+            }
+            Some(Message::Search {
+                target: get("st")?.to_ascii_lowercase(),
+            })
+        }
+        "NOTIFY * HTTP/1.1" => {
+            let alive = match get("nts")?.to_ascii_lowercase().as_str() {
+                "ssdp:alive" => true,
+                "ssdp:byebye" => false,
+                _ => return None,
+            };
+            Some(Message::Notify {
+                alive,
+                announcement: announcement(get("nt"))?,
+            })
+        }
+        s if s.starts_with("HTTP/1.1 200") => Some(Message::Response(announcement(get("st"))?)),
+        _ => None,
+    }
+}
+
+/// The host and port of an `http://HOST:PORT/…` LOCATION (IPv4 literal host
+/// only: a name would have to be resolved, and could name anyone).
+pub fn location_endpoint(location: &str) -> Option<(IpAddr, u16)> {
+    let rest = location.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()?),
+        None => (authority, 80),
+    };
+    let ip: Ipv4Addr = host.parse().ok()?;
+    (port != 0).then_some((IpAddr::V4(ip), port))
+}
+
+/// What `bulkhead status` shows of the SSDP side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SsdpCounters {
+    /// Datagrams received.
+    pub received: u64,
+    /// Not SSDP (dropped).
+    pub malformed: u64,
+    /// From an address no device holds (or a blocked one).
+    pub unknown_sender: u64,
+    /// LOCATION pointing at another host than the sender (left out).
+    pub foreign_locations: u64,
+    /// New entries refused because the cache was full.
+    pub cache_full: u64,
+    /// Searches refused over the per-address rate.
+    pub rate_limited: u64,
+    /// Answers sent to searches.
+    pub answers: u64,
+    /// Entries cached now.
+    pub entries: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    segment: usize,
+    provider: MacAddr,
+    provider_zone: ZoneId,
+    sender: IpAddr,
+    announcement: Announcement,
+    endpoint: (IpAddr, u16),
+    seen: UnixTime,
+}
+
+impl Entry {
+    fn expires(&self) -> UnixTime {
+        self.seen.saturating_add(i64::from(self.announcement.max_age))
+    }
+
+    fn pinhole(&self) -> Pinhole {
+        Pinhole {
+            address: self.endpoint.0,
+            transport: Transport::Tcp,
+            port: self.endpoint.1,
+        }
+    }
+}
+
+/// The SSDP proxy. See the module documentation.
+#[derive(Debug)]
+pub struct SsdpProxy {
+    sharing: Sharing,
+    segments: Vec<SegmentInfo>,
+    /// By (segment, lower-case USN).
+    entries: BTreeMap<(usize, String), Entry>,
+    last_search: BTreeMap<(usize, String), UnixTime>,
+    asked: BTreeMap<IpAddr, (UnixTime, u32)>,
+    last_browse: Option<UnixTime>,
+    counters: SsdpCounters,
+}
+
+impl SsdpProxy {
+    /// A proxy for `segments` sharing what `sharing` says.
+    pub fn new(sharing: Sharing, segments: Vec<SegmentInfo>) -> SsdpProxy {
+        SsdpProxy {
+            sharing,
+            segments,
+            entries: BTreeMap::new(),
+            last_search: BTreeMap::new(),
+            asked: BTreeMap::new(),
+            last_browse: None,
+            counters: SsdpCounters::default(),
+        }
+    }
+
+    /// What it saw so far.
+    pub fn counters(&self) -> SsdpCounters {
+        SsdpCounters {
+            entries: self.entries.len() as u64,
+            ..self.counters
+        }
+    }
+
+    /// The pinholes it holds into `address` (to open again after another
+    /// part of the proxy closed every pinhole into it).
+    pub fn reopen(&self, address: IpAddr) -> Vec<Action> {
+        self.entries
+            .values()
+            .filter(|e| e.sender == address)
+            .flat_map(|e| self.open(e))
+            .collect()
+    }
+
+    /// One datagram that arrived on segment `segment` from `src`.
+    pub fn on_packet(
+        &mut self,
+        segment: usize,
+        src: SocketAddr,
+        packet: &[u8],
+        inventory: &InventorySnapshot,
+        now: UnixTime,
+    ) -> Vec<Action> {
+        self.counters.received += 1;
+        if segment >= self.segments.len() {
+            return Vec::new();
+        }
+        let Some(message) = parse(packet) else {
+            self.counters.malformed += 1;
+            return Vec::new();
+        };
+        match message {
+            Message::Search { target } => self.on_search(segment, src, &target, inventory, now),
+            Message::Notify {
+                alive: false,
+                announcement,
+            } => self.on_byebye(segment, src, &announcement),
+            Message::Notify {
+                alive: true,
+                announcement,
+            }
+            | Message::Response(announcement) => self.on_alive(segment, src, announcement, inventory, now),
+        }
+    }
+
+    fn on_alive(
+        &mut self,
+        segment: usize,
+        src: SocketAddr,
+        announcement: Announcement,
+        inventory: &InventorySnapshot,
+        now: UnixTime,
+    ) -> Vec<Action> {
+        let Some(device) = inventory.device_at(src.ip()).filter(|d| !d.blocked) else {
+            self.counters.unknown_sender += 1;
+            return Vec::new();
+        };
+        if self
+            .sharing
+            .ssdp_consumers(&announcement.target.to_ascii_lowercase(), &device.zone)
+            .is_empty()
+        {
+            return Vec::new();
+        }
+        let endpoint = announcement.location.as_deref().and_then(location_endpoint);
+        let Some(endpoint) = endpoint.filter(|(ip, _)| *ip == src.ip() || device.addresses.contains(ip)) else {
+            self.counters.foreign_locations += 1;
+            return Vec::new();
+        };
+        let key = (segment, announcement.usn.to_ascii_lowercase());
+        let previous = self.entries.get(&key).cloned();
+        if previous.is_none() {
+            let from_sender = self.entries.values().filter(|e| e.sender == src.ip()).count();
+            if self.entries.len() >= MAX_ENTRIES || from_sender >= MAX_PER_ADDRESS {
+                self.counters.cache_full += 1;
+                return Vec::new();
+            }
+        }
+        let entry = Entry {
+            segment,
+            provider: device.mac,
+            provider_zone: device.zone.clone(),
+            sender: src.ip(),
+            announcement,
+            endpoint,
+            seen: now,
+        };
+        let mut actions = Vec::new();
+        if let Some(p) = previous.filter(|p| p.endpoint != entry.endpoint || p.provider_zone != entry.provider_zone) {
+            actions.push(Action::Close { address: p.sender });
+        }
+        actions.extend(self.open(&entry));
+        self.entries.insert(key, entry);
+        actions
+    }
+
+    fn on_byebye(&mut self, segment: usize, src: SocketAddr, announcement: &Announcement) -> Vec<Action> {
+        let key = (segment, announcement.usn.to_ascii_lowercase());
+        // Only from the device that announced it.
+        if self.entries.get(&key).is_none_or(|e| e.sender != src.ip()) {
+            return Vec::new();
+        }
+        self.entries.remove(&key);
+        self.retire(src.ip())
+    }
+
+    /// Pinholes for every zone the entry is shared to (its LOCATION's port).
+    fn open(&self, e: &Entry) -> Vec<Action> {
+        self.sharing
+            .ssdp_consumers(&e.announcement.target.to_ascii_lowercase(), &e.provider_zone)
+            .into_iter()
+            .map(|zone| Action::Open {
+                zone: zone.clone(),
+                pinholes: vec![e.pinhole()],
+                ttl_secs: e.announcement.max_age,
+            })
+            .collect()
+    }
+
+    /// Close everything into `address`, then open again what its other
+    /// entries still hold.
+    fn retire(&self, address: IpAddr) -> Vec<Action> {
+        let mut actions = vec![Action::Close { address }];
+        actions.extend(self.reopen(address));
+        actions
+    }
+
+    fn over_rate(&mut self, ip: IpAddr, now: UnixTime) -> bool {
+        if self.asked.len() > 1024 {
+            self.asked.retain(|_, (at, _)| *at == now);
+        }
+        let e = self.asked.entry(ip).or_insert((now, 0));
+        if e.0 != now {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 > SEARCHES_PER_SECOND
+    }
+
+    fn on_search(
+        &mut self,
+        segment: usize,
+        src: SocketAddr,
+        target: &str,
+        inventory: &InventorySnapshot,
+        now: UnixTime,
+    ) -> Vec<Action> {
+        let zone = match inventory.device_at(src.ip()) {
+            Some(d) if d.blocked => return Vec::new(),
+            Some(d) => d.zone.clone(),
+            None => match &inventory.unknown_zone {
+                Some(z) => z.clone(),
+                None => return Vec::new(),
+            },
+        };
+        if !self.sharing.shares_to(&zone) {
+            return Vec::new();
+        }
+        if self.over_rate(src.ip(), now) {
+            self.counters.rate_limited += 1;
+            return Vec::new();
+        }
+        let all = target == "ssdp:all";
+        let mut actions = Vec::new();
+        let mut answered_any = false;
+        let answers: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.segment != segment && (all || e.announcement.target.eq_ignore_ascii_case(target)))
+            .filter(|e| {
+                self.sharing
+                    .ssdp_consumers(&e.announcement.target.to_ascii_lowercase(), &e.provider_zone)
+                    .contains(&zone)
+            })
+            .map(|e| {
+                let a = &e.announcement;
+                let left = u32::try_from(e.expires().saturating_sub(now)).unwrap_or(0).max(1);
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age={left}\r\nEXT:\r\nLOCATION: {}\r\n",
+                    a.location.as_deref().unwrap_or_default()
+                );
+                if let Some(s) = &a.server {
+                    r.push_str(&format!("SERVER: {s}\r\n"));
+                }
+                r.push_str(&format!("ST: {}\r\nUSN: {}\r\n\r\n", a.target, a.usn));
+                r
+            })
+            .collect();
+        for r in answers {
+            answered_any = true;
+            self.counters.answers += 1;
+            actions.push(Action::Send {
+                segment,
+                to: src,
+                packet: r.into_bytes(),
+            });
+        }
+        // Nothing cached for a shared target: search the other segments.
+        if !answered_any {
+            let targets: Vec<String> = self
+                .sharing
+                .ssdp_targets()
+                .into_iter()
+                .filter(|t| all || t.as_str() == target)
+                .cloned()
+                .collect();
+            for t in targets {
+                actions.extend(self.search(&t, Some(segment), now));
+            }
+        }
+        actions
+    }
+
+    /// Our own M-SEARCH for `target` on every segment but `except`.
+    fn search(&mut self, target: &str, except: Option<usize>, now: UnixTime) -> Vec<Action> {
+        let packet = format!(
+            "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: {target}\r\n\r\n"
+        )
+        .into_bytes();
+        let mut out = Vec::new();
+        for segment in (0..self.segments.len()).filter(|s| Some(*s) != except) {
+            let key = (segment, target.to_string());
+            if self
+                .last_search
+                .get(&key)
+                .is_some_and(|at| now.saturating_sub(*at) < SEARCH_EVERY_SECS)
+            {
+                continue;
+            }
+            self.last_search.insert(key, now);
+            out.push(Action::Send {
+                segment,
+                to: SocketAddr::from((SSDP_V4, SSDP_PORT)),
+                packet: packet.clone(),
+            });
+        }
+        out
+    }
+
+    /// Time passes: entries past their max-age, or whose device left its
+    /// zone or address or was blocked, are retired; shared targets are
+    /// searched for now and then.
+    pub fn tick(&mut self, inventory: &InventorySnapshot, now: UnixTime) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let stale: Vec<(usize, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                let device = inventory.devices.get(&e.provider);
+                e.expires() <= now
+                    || device.is_none_or(|d| d.blocked || d.zone != e.provider_zone || !d.addresses.contains(&e.sender))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(gone) = self.entries.remove(&k) {
+                actions.extend(self.retire(gone.sender));
+            }
+        }
+        if self
+            .last_browse
+            .is_none_or(|at| now.saturating_sub(at) >= BROWSE_EVERY_SECS)
+        {
+            self.last_browse = Some(now);
+            let targets: Vec<String> = self.sharing.ssdp_targets().into_iter().cloned().collect();
+            for t in targets {
+                actions.extend(self.search(&t, None, now));
+            }
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_searches_notifies_and_responses() {
+        let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 3\r\nST: ssdp:all\r\n\r\n";
+        assert_eq!(
+            parse(search),
+            Some(Message::Search {
+                target: "ssdp:all".into()
+            })
+        );
+        let notify = b"NOTIFY * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nCache-Control: max-age=1800\r\nLocation: http://10.0.2.30:8008/ssdp/device-desc.xml\r\nNT: urn:dial-multiscreen-org:service:dial:1\r\nNTS: ssdp:alive\r\nServer: Linux/3.8.13 UPnP/1.0 quick_ssdp/1.0\r\nUSN: uuid:abc::urn:dial-multiscreen-org:service:dial:1\r\n\r\n";
+        let Some(Message::Notify { alive, announcement }) = parse(notify) else {
+            panic!("notify")
+        };
+        assert!(alive);
+        assert_eq!(announcement.max_age, 1800);
+        assert_eq!(announcement.target, "urn:dial-multiscreen-org:service:dial:1");
+        let upper = b"HTTP/1.1 200 OK\r\nST: urn:schemas-upnp-org:device:MediaServer:1\r\nUSN: u\r\nLOCATION: http://10.0.2.30/\r\n\r\n";
+        let Some(Message::Response(a)) = parse(upper) else {
+            panic!("response")
+        };
+        assert_eq!(a.target, "urn:schemas-upnp-org:device:MediaServer:1", "kept as sent");
+        assert_eq!(
+            location_endpoint(announcement.location.as_deref().unwrap_or_default()),
+            Some((IpAddr::from([10, 0, 2, 30]), 8008))
+        );
+        let response = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age = 60\r\nEXT:\r\nLOCATION: http://10.0.2.30:8200/rootDesc.xml\r\nST: urn:schemas-upnp-org:device:MediaServer:1\r\nUSN: uuid:4d696e69::urn:schemas-upnp-org:device:MediaServer:1\r\n\r\n";
+        let Some(Message::Response(a)) = parse(response) else {
+            panic!("response")
+        };
+        assert_eq!(a.max_age, 60);
+    }
+
+    #[test]
+    fn hostile_messages_are_refused() {
+        for bad in [
+            &b""[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"M-SEARCH * HTTP/1.1\r\nST: ssdp:all\r\n\r\n",
+            b"NOTIFY * HTTP/1.1\r\nNTS: ssdp:alive\r\n\r\n",
+            &[0xff; 64],
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        let long = format!(
+            "NOTIFY * HTTP/1.1\r\nNT: x\r\nNTS: ssdp:alive\r\nUSN: {}\r\n\r\n",
+            "u".repeat(5000)
+        );
+        assert_eq!(parse(long.as_bytes()), None);
+        // A control character in a value drops the value.
+        let ctl = b"HTTP/1.1 200 OK\r\nST: a\r\nUSN: u\x1b[31m\r\n\r\n";
+        assert_eq!(parse(ctl), None);
+        for loc in [
+            "http://evil.example/x",
+            "http://10.0.1.10@10.0.2.30/",
+            "https://10.0.2.30/",
+            "http://10.0.2.30:0/",
+            "http://[fd00::1]:80/",
+        ] {
+            assert_eq!(location_endpoint(loc), None, "{loc}");
+        }
+        assert_eq!(
+            location_endpoint("http://10.0.2.30/d.xml"),
+            Some((IpAddr::from([10, 0, 2, 30]), 80))
+        );
+    }
+}
