@@ -86,6 +86,20 @@ pub enum Request {
         /// Blocked?
         blocked: bool,
     },
+    /// What is shared across zones, and the presets.
+    Sharing,
+    /// Turn a preset's share from one zone to another on or off (the
+    /// homeowner's; kept in the store, beside the policy files' shares).
+    Share {
+        /// The preset (`chromecast`).
+        preset: String,
+        /// The zone offering it.
+        from: ZoneId,
+        /// The zone that may find and use it.
+        to: ZoneId,
+        /// On or off.
+        on: bool,
+    },
     /// Watch a device (told when it goes offline and comes back), or stop.
     Watch {
         /// The device.
@@ -355,6 +369,43 @@ pub struct StatusView {
     pub share: Option<Box<crate::share::ShareStatus>>,
 }
 
+/// What is shared across zones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharingInfo {
+    /// The presets a share may name.
+    pub presets: Vec<SharePresetInfo>,
+    /// The shares in force.
+    pub shares: Vec<ShareInfo>,
+}
+
+/// One preset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharePresetInfo {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// mDNS service types and SSDP targets.
+    pub services: Vec<String>,
+    /// Extra ports (`tcp/8008-8009`).
+    pub ports: Vec<String>,
+    /// Where its ports come from.
+    pub source: String,
+}
+
+/// One share in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    /// Its preset, or `share[N]`.
+    pub name: String,
+    /// Offering zones.
+    pub from: Vec<ZoneId>,
+    /// Consuming zones.
+    pub to: Vec<ZoneId>,
+    /// The homeowner's (`bulkhead share on`, the web UI), not a policy file's.
+    pub homeowner: bool,
+}
+
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
@@ -371,6 +422,11 @@ pub enum Response {
     },
     /// Status.
     Status(StatusView),
+    /// What is shared across zones.
+    Sharing {
+        /// Presets and shares.
+        sharing: SharingInfo,
+    },
     /// Alerts acknowledged (a number, not text: the UI shows it its own way).
     Acknowledged {
         /// How many were not acknowledged before.

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod cli_detect;
 mod cli_dns;
 mod cli_notify;
+mod cli_share;
 
 use bulkhead::config::{self, MacAddr, ZoneId, DEFAULT_CONFIG_PATH};
 use bulkhead::control::{self, Request, Response};
@@ -86,6 +87,9 @@ enum Command {
     /// Notifications: the channels' state, a test alert.
     #[command(subcommand)]
     Notify(cli_notify::NotifyCommand),
+    /// Services shared across zones (casting, printing): list, on, off.
+    #[command(subcommand)]
+    Share(cli_share::ShareCommand),
     /// What the firewall refused each device (sampled): counts, targets,
     /// ports and episodes of probing.
     Detect {
@@ -436,6 +440,7 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
         }
         Command::Dns(dns) => cli_dns::dns_request(dns),
         Command::Notify(n) => cli_notify::notify_request(n),
+        Command::Share(c) => cli_share::share_request(c),
         Command::Detect { mac, json } => {
             let (request, print) = cli_detect::detect_request(mac);
             (request, print, json)

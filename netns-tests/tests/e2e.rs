@@ -103,6 +103,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             share::s3_ssdp_media_server_is_found_and_fetched_across_zones,
         ),
         (
+            "s4_the_homeowner_shares_and_unshares_from_the_cli",
+            share::s4_the_homeowner_shares_and_unshares_from_the_cli,
+        ),
+        (
             "j_rejected_document_leaves_the_kernel_as_it_was",
             j_rejected_document_leaves_the_kernel_as_it_was,
         ),

@@ -290,3 +290,48 @@ pub(crate) fn s3_ssdp_media_server_is_found_and_fetched_across_zones() -> Result
     ensure!(plug.is_empty(), "the plug's zone found the shared server: {plug:?}");
     Ok(Outcome::Passed)
 }
+
+/// `bulkhead share on/off` (the CLI, as the web UI's zones page does): no
+/// share in any file; the homeowner shares casting with guests, a guest's
+/// avahi finds the TV and reaches its cast port; off again, the pinholes
+/// close and the guest is refused.
+pub(crate) fn s4_the_homeowner_shares_and_unshares_from_the_cli() -> Result<Outcome> {
+    let pin = format!("[[devices]]\nmac = \"{}\"\nzone = \"guest\"\n", mac_of("stranger")?);
+    let demo = running_home(&[("50-guest.toml", &pin)])?;
+    let cast_ip = demo.ipv4("tv")?;
+    demo.home.start_tcp_listener("tv", 8009)?;
+    let work = demo.dir.join("avahi");
+    let cast = Avahi::start(demo.home.ns("tv")?, &work.join("tv"), "livingroom-tv", "eth0")?;
+    let guest = Avahi::start(demo.home.ns("stranger")?, &work.join("stranger"), "visitor", "eth0")?;
+    let _announcer = cast.publish("Living Room TV", CAST, 8009, &["md=Chromecast"])?;
+    guest_is_placed(&demo)?;
+    let cli = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new(super::BIN)
+            .arg("--socket")
+            .arg(demo.socket())
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "bulkhead {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    ensure!(cli(&["share", "list"])?.contains("nothing is shared"));
+    expect_tcp(&demo, "stranger", cast_ip, 8009, false)?;
+    let said = cli(&["share", "on", "chromecast", "iot", "guest"])?;
+    ensure!(said.contains("chromecast is shared from iot to guest"), "{said}");
+    let seen = until(Duration::from_secs(20), || found(&guest, "Living Room TV", cast_ip))?;
+    ensure!(seen, "the guest never found the TV after `share on`\n{}", demo.log());
+    expect_tcp(&demo, "stranger", cast_ip, 8009, true)?;
+    let list = cli(&["share", "list"])?;
+    ensure!(list.contains("chromecast") && list.contains("(yours"), "{list}");
+
+    cli(&["share", "off", "chromecast", "iot", "guest"])?;
+    let sets = String::from_utf8_lossy(&demo.home.router().exec(&["nft", "list", "sets", "inet"])?.stdout).into_owned();
+    ensure!(!sets.contains("share-guest"), "the pinhole sets are gone: {sets}");
+    expect_tcp(&demo, "stranger", cast_ip, 8009, false)?;
+    Ok(Outcome::Passed)
+}

@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use crate::model::{
     AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsLogQuery, DnsQueryView,
-    DnsSummaryView, LiveEvent, NotificationsView, VpnView, ZoneView,
+    DnsSummaryView, LiveEvent, NotificationsView, ShareAction, SharingView, VpnView, ZoneView,
 };
 
 /// A boxed future, so [`Backend`] stays object-safe.
@@ -43,6 +43,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Zones with their members.
     fn zones(&self) -> BackendFuture<'_, Vec<ZoneView>>;
+
+    /// What is shared across zones, and the presets.
+    fn sharing(&self) -> BackendFuture<'_, SharingView>;
+
+    /// Turns a preset's share on or off; returns what happened, in words.
+    fn share(&self, action: ShareAction) -> BackendFuture<'_, String>;
 
     /// The newest alerts, newest first.
     fn alerts(&self, limit: usize) -> BackendFuture<'_, Vec<AlertView>>;

@@ -133,6 +133,55 @@ pub struct DeviceDetail {
     pub shares: Vec<SharedServiceView>,
 }
 
+/// What is shared across zones, and what could be (the zones page).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharingView {
+    /// The presets a share may name.
+    pub presets: Vec<SharePresetView>,
+    /// The shares in force: the policy files' and the homeowner's from here.
+    pub shares: Vec<ShareView>,
+}
+
+/// A bundle of service types and ports (`policies/shares.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharePresetView {
+    /// Its name (`chromecast`).
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// mDNS service types and SSDP targets.
+    pub services: Vec<String>,
+    /// Extra ports (`tcp/8008-8009`).
+    pub ports: Vec<String>,
+}
+
+/// One share in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareView {
+    /// The preset it uses, or `share[N]` when written out in a file.
+    pub name: String,
+    /// The zones offering it.
+    pub from: Vec<String>,
+    /// The zones that may find and use it.
+    pub to: Vec<String>,
+    /// Turned on from the UI (or CLI), so it can be turned off there; the
+    /// policy files' are changed in the files.
+    pub homeowner: bool,
+}
+
+/// Turning a preset's share from one zone to another on or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareAction {
+    /// The preset.
+    pub preset: String,
+    /// The offering zone.
+    pub from: String,
+    /// The consuming zone.
+    pub to: String,
+    /// On (true) or off.
+    pub on: bool,
+}
+
 /// One service a device offers to other zones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedServiceView {

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/devices/{mac}/watch", post(watch))
         .route("/devices/{mac}/forget", post(forget))
         .route("/zones", get(zones))
+        .route("/zones/share", post(share))
         .route("/queries", get(queries))
         .route("/alerts", get(alerts))
         .route("/alerts/{id}/ack", post(ack_one))
@@ -256,6 +257,10 @@ csrf_form!(
     BlockForm { blocked }
 );
 csrf_form!(
+    /// `POST /zones/share`.
+    ShareForm { preset, from, to, on }
+);
+csrf_form!(
     /// `POST /devices/{mac}/watch`.
     WatchForm { watched }
 );
@@ -363,16 +368,49 @@ async fn forget(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm
 }
 
 async fn zones(State(st): State<AppState>, PageSession(s): PageSession) -> Response {
-    match st.backend.zones().await {
+    let (zones, sharing) = tokio::join!(st.backend.zones(), st.backend.sharing());
+    match zones {
         Ok(z) => render(
             StatusCode::OK,
             &ZonesPage {
                 layout: Layout::signed_in("Zones", "zones", &s),
                 zones: &z,
+                // The zones still show when sharing cannot be read.
+                sharing: sharing.ok(),
             },
         ),
         Err(e) => backend_error_page(&e),
     }
+}
+
+/// Turns a preset's share on or off, back to the zones page with what happened.
+async fn share(State(st): State<AppState>, f: PageForm<ShareForm>) -> Response {
+    let field = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let on = match f.form.on.as_deref() {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    };
+    let action = match (field(&f.form.preset), field(&f.form.from), field(&f.form.to), on) {
+        (Some(preset), Some(from), Some(to), Some(on)) => crate::model::ShareAction { preset, from, to, on },
+        _ => {
+            st.flash(
+                &f.session.id,
+                Flash::error("Choose what to share, from which zone and to which."),
+            );
+            return Redirect::to("/zones#sharing").into_response();
+        }
+    };
+    match st.backend.share(action).await {
+        Ok(message) => st.flash(&f.session.id, Flash::ok(message)),
+        Err(e) => st.flash(&f.session.id, Flash::error(e.to_string())),
+    }
+    Redirect::to("/zones#sharing").into_response()
 }
 
 /// How many alerts the alerts page lists.

@@ -422,6 +422,8 @@ pub struct ZonesPage<'a> {
     pub layout: Layout,
     /// The zones.
     pub zones: &'a [ZoneView],
+    /// What is shared across zones (`None`: the daemon could not say).
+    pub sharing: Option<crate::model::SharingView>,
 }
 
 /// `/alerts`.

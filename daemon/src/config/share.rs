@@ -162,6 +162,23 @@ pub struct ShareRule {
     pub from: BTreeSet<ZoneId>,
     /// The zones that may find and use them.
     pub to: BTreeSet<ZoneId>,
+    /// Turned on by the homeowner (CLI, web UI), not written in a file.
+    pub homeowner: bool,
+}
+
+impl ShareRule {
+    /// A preset's share from one zone to another (the homeowner's).
+    pub fn of_preset(preset: &SharePreset, from: ZoneId, to: ZoneId) -> ShareRule {
+        ShareRule {
+            name: preset.name.clone(),
+            services: preset.services.clone(),
+            ports: preset.ports.clone(),
+            ssdp: preset.ssdp.clone(),
+            from: [from].into(),
+            to: [to].into(),
+            homeowner: true,
+        }
+    }
 }
 
 /// A raw `[[share_preset]]`.
@@ -436,6 +453,7 @@ pub(super) fn validate_shares(
             ssdp: ssdp_of,
             from,
             to,
+            homeowner: false,
         });
     }
 }

@@ -23,6 +23,7 @@ mod discovery;
 mod presence;
 mod requests;
 mod services;
+mod sharing;
 mod views;
 
 use std::collections::BTreeSet;
@@ -99,7 +100,7 @@ impl DaemonState {
         let inventory = Inventory::from_devices(store.load_devices()?);
         let discovery = DiscoveryBook::load(&store)?;
         let credentials = WebCredentials::load(&store)?;
-        Ok(DaemonState {
+        let mut state = DaemonState {
             config,
             observed_bridge_ports: BTreeSet::new(),
             store,
@@ -115,7 +116,9 @@ impl DaemonState {
             stale_checked_at: None,
             alert_book: alerting::AlertBook::default(),
             wall_clock: crate::inventory::unix_now,
-        })
+        };
+        state.merge_homeowner_shares();
+        Ok(state)
     }
 
     /// The firewall's owner, to read (what it applied, its counters).
@@ -212,6 +215,7 @@ impl DaemonState {
             config.web = running.web.clone();
         }
         let old = std::mem::replace(&mut self.config, config);
+        self.merge_homeowner_shares();
         match self.reconcile() {
             Ok(o) => {
                 // Zones and placements may differ: services and live pages look again.

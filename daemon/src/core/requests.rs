@@ -51,6 +51,10 @@ impl DaemonState {
             Request::Rename { mac, name } => self.rename(mac, name.as_deref(), now),
             Request::Block { mac, blocked } => self.block(mac, blocked, now),
             Request::Watch { mac, watched } => self.watch(mac, watched, now),
+            Request::Sharing => Response::Sharing {
+                sharing: self.sharing_info(),
+            },
+            Request::Share { preset, from, to, on } => self.set_share(&preset, &from, &to, on),
             Request::Forget { mac } => self.forget(mac, now),
             Request::DeviceTunnel { mac, route } => self.device_tunnel(mac, route, now),
             Request::DomainAdd {

@@ -259,6 +259,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     notify: notify.as_ref(),
                     share: share.as_ref(),
                 }));
+                // The homeowner may have shared something (or stopped).
+                refresh_share(&state, &mut share, &mut services);
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => {
@@ -288,12 +290,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     drop(notify.take());
                     notify = start_notify(&state, &mut services);
                 }
-                let share_settings = crate::share::ShareSettings::from_config(&state.config);
-                if share.as_ref().map(|s| s.settings()) != share_settings.as_ref() {
-                    // The old sockets close before the new ones bind.
-                    drop(share.take());
-                    share = start_share(&state, &mut services);
-                }
+                refresh_share(&state, &mut share, &mut services);
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &mut vpn, t);
                 sd_notify::notify(&ready_status(&state));
@@ -507,6 +504,20 @@ fn start_detect(state: &DaemonState, services: &mut services::ServiceHub) -> Opt
             tracing::error!(error = %error_chain(&e), "detection is off");
             None
         }
+    }
+}
+
+/// Restarts the share proxy when what is shared changed (a reload, the
+/// homeowner's `share on`); the old sockets close before the new ones bind.
+fn refresh_share(
+    state: &DaemonState,
+    share: &mut Option<crate::share::ShareService>,
+    services: &mut services::ServiceHub,
+) {
+    let settings = crate::share::ShareSettings::from_config(&state.config);
+    if share.as_ref().map(|s| s.settings()) != settings.as_ref() {
+        drop(share.take());
+        *share = start_share(state, services);
     }
 }
 

@@ -417,6 +417,55 @@ impl bulkhead_web::Backend for WebBackend {
         })
     }
 
+    fn sharing(&self) -> BackendFuture<'_, bulkhead_web::model::SharingView> {
+        Box::pin(async move {
+            match self.ask(Request::Sharing).await? {
+                Response::Sharing { sharing } => Ok(bulkhead_web::model::SharingView {
+                    presets: sharing
+                        .presets
+                        .into_iter()
+                        .map(|p| bulkhead_web::model::SharePresetView {
+                            name: p.name,
+                            description: p.description,
+                            services: p.services,
+                            ports: p.ports,
+                        })
+                        .collect(),
+                    shares: sharing
+                        .shares
+                        .into_iter()
+                        .map(|s| bulkhead_web::model::ShareView {
+                            name: s.name,
+                            from: s.from.iter().map(ToString::to_string).collect(),
+                            to: s.to.iter().map(ToString::to_string).collect(),
+                            homeowner: s.homeowner,
+                        })
+                        .collect(),
+                }),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn share(&self, action: bulkhead_web::model::ShareAction) -> BackendFuture<'_, String> {
+        Box::pin(async move {
+            let from = parse_zone(&action.from)?;
+            let to = parse_zone(&action.to)?;
+            match self
+                .ask(Request::Share {
+                    preset: action.preset,
+                    from,
+                    to,
+                    on: action.on,
+                })
+                .await?
+            {
+                Response::Error { message } => Err(BackendError::Refused(message)),
+                other => done(other),
+            }
+        })
+    }
+
     fn device_action(&self, mac: String, action: DeviceAction) -> BackendFuture<'_, String> {
         Box::pin(async move {
             let mac = parse_mac(&mac)?;

@@ -120,6 +120,7 @@ mod tests {
             ssdp: Default::default(),
             from: [zone("iot")].into(),
             to: [zone("trusted")].into(),
+            homeowner: false,
         }])
     }
 

@@ -65,6 +65,7 @@ fn proxy() -> Proxy {
         ssdp: ["urn:dial-multiscreen-org:service:dial:1".to_string()].into(),
         from: [zone("iot")].into(),
         to: [zone("trusted")].into(),
+        homeowner: false,
     }]);
     Proxy::new(
         sharing,
@@ -333,6 +334,7 @@ fn ssdp_proxy() -> super::ssdp::SsdpProxy {
             ssdp: ["urn:schemas-upnp-org:device:mediaserver:1".to_string()].into(),
             from: [zone("iot")].into(),
             to: [zone("trusted")].into(),
+            homeowner: false,
         }]),
         vec![
             SegmentInfo {

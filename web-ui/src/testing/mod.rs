@@ -13,7 +13,8 @@ use crate::backend::{Backend, BackendError, BackendFuture};
 use crate::model::{
     AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
     DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, NotificationsView,
-    NotifyChannelView, NotifyDeliveryView, RuleMatch, TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+    NotifyChannelView, NotifyDeliveryView, RuleMatch, ShareAction, SharePresetView, ShareView, SharingView, TxtEntry,
+    VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
 };
 use crate::Health;
 
@@ -44,6 +45,8 @@ struct FakeState {
     notify: NotificationsView,
     /// The channels a test was sent to, in order.
     tests_sent: Vec<String>,
+    /// What is shared across zones.
+    sharing: SharingView,
 }
 
 impl FakeBackend {
@@ -62,6 +65,7 @@ impl FakeBackend {
                 dns: Some(dns),
                 notify: Self::demo_notify(),
                 tests_sent: Vec::new(),
+                sharing: Self::demo_sharing(),
             }),
             live,
         }
@@ -409,6 +413,33 @@ impl FakeBackend {
         let _ = self.live.send(e);
     }
 
+    /// Two presets; casting shared from iot to trusted by a policy file.
+    fn demo_sharing() -> SharingView {
+        let preset = |name: &str, description: &str, services: &[&str], ports: &[&str]| SharePresetView {
+            name: name.into(),
+            description: description.into(),
+            services: services.iter().map(|s| s.to_string()).collect(),
+            ports: ports.iter().map(|s| s.to_string()).collect(),
+        };
+        SharingView {
+            presets: vec![
+                preset(
+                    "chromecast",
+                    "Google Cast: Chromecast, Google TV",
+                    &["_googlecast._tcp", "urn:dial-multiscreen-org:service:dial:1"],
+                    &["tcp/8008-8009"],
+                ),
+                preset("printer", "Network printers", &["_ipp._tcp"], &["tcp/631"]),
+            ],
+            shares: vec![ShareView {
+                name: "chromecast".into(),
+                from: vec!["iot".into()],
+                to: vec!["trusted".into()],
+                homeowner: false,
+            }],
+        }
+    }
+
     fn zone_views(s: &FakeState) -> Vec<ZoneView> {
         s.zones
             .iter()
@@ -568,6 +599,54 @@ impl Backend for FakeBackend {
         Box::pin(async move {
             let s = self.check()?;
             Ok(FakeBackend::zone_views(&s))
+        })
+    }
+
+    fn sharing(&self) -> BackendFuture<'_, SharingView> {
+        Box::pin(async move { Ok(self.check()?.sharing.clone()) })
+    }
+
+    fn share(&self, action: ShareAction) -> BackendFuture<'_, String> {
+        Box::pin(async move {
+            let mut s = self.check()?;
+            if !s.sharing.presets.iter().any(|p| p.name == action.preset) {
+                return Err(BackendError::Refused(format!("no preset `{}`", action.preset)));
+            }
+            for z in [&action.from, &action.to] {
+                if !s.zones.iter().any(|v| &v.id == z) {
+                    return Err(BackendError::Refused(format!("unknown zone `{z}`")));
+                }
+            }
+            if action.from == action.to {
+                return Err(BackendError::Refused("choose two different zones".into()));
+            }
+            let same = |v: &ShareView| {
+                v.homeowner && v.name == action.preset && v.from == [action.from.clone()] && v.to == [action.to.clone()]
+            };
+            if action.on {
+                if !s.sharing.shares.iter().any(same) {
+                    s.sharing.shares.push(ShareView {
+                        name: action.preset.clone(),
+                        from: vec![action.from.clone()],
+                        to: vec![action.to.clone()],
+                        homeowner: true,
+                    });
+                }
+                Ok(format!(
+                    "{} is shared from {} to {}",
+                    action.preset, action.from, action.to
+                ))
+            } else {
+                let before = s.sharing.shares.len();
+                s.sharing.shares.retain(|v| !same(v));
+                if s.sharing.shares.len() == before {
+                    return Err(BackendError::Refused("that is not shared from here".into()));
+                }
+                Ok(format!(
+                    "{} is no longer shared from {} to {}",
+                    action.preset, action.from, action.to
+                ))
+            }
         })
     }
 

@@ -283,3 +283,62 @@ async fn forgetting_a_device_leads_back_to_the_list_and_the_api_forgets_too() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn sharing_is_turned_on_and_off_from_the_zones_page_without_javascript() {
+    let ui = ui();
+    let s = ui.login().await;
+    let html = ui.page("/zones", &s).await;
+    assert!(html.contains("id=\"sharing\""), "the sharing card");
+    // The policy file's share is shown, without a button to stop it.
+    assert!(html.contains("<strong>chromecast</strong> from <span class=\"badge zone zone-iot\">iot</span> to <span class=\"badge zone zone-trusted\">trusted</span>\n <span class=\"muted\">(a policy file)</span>"), "{html}");
+    assert!(!html.contains("Stop sharing"));
+    assert!(html.contains("id=\"share-form\"") && html.contains("<option value=\"printer\">"));
+
+    let r = ui
+        .post_form("/zones/share", &s, "preset=printer&from=iot&to=guest&on=true")
+        .await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, "/zones#sharing"));
+    let html = ui.page("/zones", &s).await;
+    assert!(
+        html.contains("printer is shared from iot to guest"),
+        "the flash says so"
+    );
+    assert!(
+        html.contains("<li data-share=\"printer\"><strong>printer</strong> from"),
+        "{html}"
+    );
+    assert!(html.contains("Stop sharing"));
+
+    // Refusals come back as a message, nothing changes.
+    for bad in [
+        "preset=teleporter&from=iot&to=guest&on=true",
+        "preset=printer&from=iot&to=iot&on=true",
+        "preset=printer&from=iot&to=nowhere&on=true",
+        "preset=printer&from=iot&on=true",
+        "preset=printer&from=iot&to=guest&on=maybe",
+    ] {
+        let r = ui.post_form("/zones/share", &s, bad).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{bad}");
+        let html = ui.page("/zones", &s).await;
+        assert!(html.contains("flash-error"), "{bad}: an error is shown");
+    }
+
+    let r = ui
+        .post_form("/zones/share", &s, "preset=printer&from=iot&to=guest&on=false")
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = ui.page("/zones", &s).await;
+    assert!(html.contains("printer is no longer shared from iot to guest"));
+    assert!(!html.contains("data-share=\"printer\""));
+    // Without the CSRF token: refused.
+    let r = ui
+        .send(crate::common::form_req(
+            "/zones/share",
+            &s.cookie,
+            "preset=printer&from=iot&to=guest&on=true",
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!ui.page("/zones", &s).await.contains("data-share=\"printer\""));
+}

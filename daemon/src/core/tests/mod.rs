@@ -28,6 +28,7 @@ mod discovery;
 mod domain_sets;
 mod enforcement;
 mod requests;
+mod sharing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
