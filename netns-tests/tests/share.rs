@@ -63,6 +63,68 @@ fn guest_is_placed(demo: &DemoHome) -> Result<()> {
     Ok(())
 }
 
+/// Every mDNS datagram `host` receives for `secs` seconds (a socket in its
+/// namespace, in the group beside its avahi): what its segment carries.
+fn capture_mdns(demo: &DemoHome, host: &str, secs: u64) -> Result<Vec<Vec<u8>>> {
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    let sock: UdpSocket = demo.home.ns(host)?.run_in(|| -> std::io::Result<UdpSocket> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5353)).into())?;
+        s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 251), &Ipv4Addr::UNSPECIFIED)?;
+        Ok(s.into())
+    })??;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 9000];
+    while std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+    }
+    Ok(got)
+}
+
+/// The answers (responses) among captured mDNS datagrams that name `needle`.
+fn answers_naming(packets: &[Vec<u8>], needle: &str) -> usize {
+    use hickory_proto::op::{Message, MessageType};
+    packets
+        .iter()
+        .filter_map(|p| Message::from_vec(p).ok())
+        .filter(|m| m.metadata.message_type == MessageType::Response)
+        .filter(|m| {
+            m.answers
+                .iter()
+                .chain(m.additionals.iter())
+                .any(|r| r.name.to_ascii().to_ascii_lowercase().contains(needle))
+        })
+        .count()
+}
+
+/// A casting announcement (PTR, SRV, A) under a hostile instance name.
+fn hostile_announcement(instance: &str, address: std::net::Ipv4Addr) -> Result<Vec<u8>> {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::rdata::{PTR, SRV};
+    use hickory_proto::rr::{Name, RData, Record};
+    let service = Name::from_ascii("_googlecast._tcp.local.")?;
+    let mut label = Name::new();
+    label = label.append_label(instance.as_bytes())?;
+    let inst = label.append_domain(&service)?;
+    let host = Name::from_ascii("fake-host.local.")?;
+    let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+    m.add_answer(Record::from_rdata(service, 120, RData::PTR(PTR(inst.clone()))));
+    m.add_answer(Record::from_rdata(
+        inst,
+        120,
+        RData::SRV(SRV::new(0, 0, 8009, host.clone())),
+    ));
+    m.add_answer(Record::from_rdata(host, 120, RData::A(address.into())));
+    Ok(m.to_vec()?)
+}
+
 fn pinholes(demo: &DemoHome, zone: &str) -> Result<String> {
     set_elements(demo, &format!("share-{zone}-v4"))
 }
@@ -94,11 +156,28 @@ pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outc
         cast.log(),
         demo.log()
     );
-    // A service that is not shared is never seen there.
-    let sonos_seen = laptop.browse("_sonos._tcp", Duration::from_secs(3))?;
+    // A service that is not shared is never seen there: not by the browser,
+    // and no answer naming it on the laptop's segment (a capture there while
+    // the laptop asks for it and the TV announces it on its own segment).
+    let capture = std::thread::scope(|scope| -> Result<Vec<Vec<u8>>> {
+        let listening = scope.spawn(|| capture_mdns(&demo, "laptop", 5));
+        std::thread::sleep(Duration::from_millis(300));
+        let sonos_seen = laptop.browse("_sonos._tcp", Duration::from_secs(3))?;
+        ensure!(
+            sonos_seen.is_empty(),
+            "_sonos._tcp crossed into trusted: {sonos_seen:?}"
+        );
+        listening
+            .join()
+            .map_err(|_| anyhow::anyhow!("the capture thread panicked"))?
+    })?;
     ensure!(
-        sonos_seen.is_empty(),
-        "_sonos._tcp crossed into trusted: {sonos_seen:?}"
+        !capture.is_empty(),
+        "the capture on the laptop's segment saw no mDNS at all"
+    );
+    ensure!(
+        answers_naming(&capture, "_sonos") == 0,
+        "an answer naming _sonos reached the laptop's segment"
     );
 
     // The pinholes: the announced port and the preset's, for both zones, nothing else.
@@ -159,6 +238,63 @@ pub(crate) fn s_casting_is_shared_across_zones_and_nothing_else() -> Result<Outc
     })?;
     ensure!(gone, "the laptop still finds the TV after its goodbye");
     cast.unpublish(sonos)?;
+
+    // Hostile mDNS and SSDP from the plug (in the shared zone itself):
+    // garbage, and a flood of announcements under new names. Dropped and
+    // counted, the cache bounded, the daemon answering.
+    demo.home.ns("plug")?.run_in(|| -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        let mut junk = 0x9e37_79b9_u32;
+        for i in 0..300u32 {
+            let len = 12 + (i as usize % 200);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    junk ^= junk << 13;
+                    junk ^= junk >> 17;
+                    junk ^= junk << 5;
+                    junk as u8
+                })
+                .collect();
+            s.send_to(&bytes, "224.0.0.251:5353")?;
+            s.send_to(&bytes, "239.255.255.250:1900")?;
+        }
+        Ok(())
+    })??;
+    let flood_from = demo.ipv4("plug")?;
+    let IpAddr::V4(plug_v4) = flood_from else {
+        anyhow::bail!("the plug has no IPv4 address")
+    };
+    let announcements: Vec<Vec<u8>> = (0..60)
+        .map(|i| hostile_announcement(&format!("Fake {i} <script>alert(1)</script>"), plug_v4))
+        .collect::<Result<_>>()?;
+    demo.home.ns("plug")?.run_in(|| -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:5353")?;
+        for a in &announcements {
+            s.send_to(a, "224.0.0.251:5353")?;
+        }
+        Ok(())
+    })??;
+    std::thread::sleep(Duration::from_millis(500));
+    let bulkhead::control::Response::Status(status) = demo.call(bulkhead::control::Request::Status)? else {
+        anyhow::bail!("the daemon stopped answering after the hostile traffic")
+    };
+    let share = status.share.context("status has no share section")?;
+    ensure!(
+        share.counters.malformed >= 250,
+        "garbage counted as malformed: {:?}",
+        share.counters
+    );
+    ensure!(share.ssdp.malformed >= 250, "SSDP garbage counted: {:?}", share.ssdp);
+    let from_plug = share.shared.iter().filter(|s| s.address == flood_from).count();
+    ensure!(
+        (1..=16).contains(&from_plug),
+        "the plug's announcements are taken (it is in iot) but bounded per device: {from_plug}"
+    );
+    ensure!(
+        share.counters.cache_full > 0,
+        "the rest were refused: {:?}",
+        share.counters
+    );
     Ok(Outcome::Passed)
 }
 
@@ -229,7 +365,7 @@ fn ssdp_discover(demo: &DemoHome, host: &str, target: &str) -> Result<Vec<String
 /// from other zones it stays invisible.
 pub(crate) fn s3_ssdp_media_server_is_found_and_fetched_across_zones() -> Result<Outcome> {
     let policy = format!(
-        "[[devices]]\nmac = \"{}\"\nzone = \"guest\"\n\n[[share]]\npreset = \"dlna\"\nfrom = [\"iot\"]\nto = [\"guest\"]\n",
+        "[[devices]]\nmac = \"{}\"\nzone = \"guest\"\n\n[[share]]\npreset = \"dlna\"\nfrom = [\"iot\"]\nto = [\"guest\", \"trusted\"]\n",
         mac_of("stranger")?
     );
     let demo = running_home(&[("50-share.toml", &policy)])?;
@@ -285,6 +421,11 @@ pub(crate) fn s3_ssdp_media_server_is_found_and_fetched_across_zones() -> Result
     // Only the description's port: the rest of the NAS stays shut.
     expect_tcp(&demo, "stranger", nas, 80, false)?;
     expect_tcp(&demo, "tv", demo.ipv4("stranger")?, 80, false)?;
+    // The trusted laptop's control point finds it too.
+    let laptop = until(Duration::from_secs(15), || {
+        Ok(ssdp_discover(&demo, "laptop", TARGET)?.contains(&url))
+    })?;
+    ensure!(laptop, "the laptop's gssdp-discover never found {url}");
     // Other zones do not see it (the plug is in iot on the main bridge).
     let plug = ssdp_discover(&demo, "plug", TARGET)?;
     ensure!(plug.is_empty(), "the plug's zone found the shared server: {plug:?}");

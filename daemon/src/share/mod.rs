@@ -219,7 +219,9 @@ async fn run(
     let _abort = AbortOnDrop(readers);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let actions = tokio::select! {
+        // Each action with its side (true: SSDP): SSDP's sends go to its
+        // sockets.
+        let mut queue: Vec<(bool, Action)> = tokio::select! {
             Some((socket, src, packet)) = rx.recv() => {
                 // The router's own (the discovery browser's) questions.
                 if routers.contains(&src.ip()) {
@@ -228,42 +230,22 @@ async fn run(
                 let now = crate::inventory::unix_now();
                 let (segment, is_ssdp) = (socket / 2, socket % 2 == 1);
                 let Ok(inv) = handle.inventory.read() else { return };
-                if is_ssdp {
-                    Tagged::Ssdp(ssdp.on_packet(segment, src, &packet, &inv, now))
+                let actions = if is_ssdp {
+                    ssdp.on_packet(segment, src, &packet, &inv, now)
                 } else {
-                    Tagged::Mdns(proxy.on_packet(segment, src, &packet, &inv, now))
-                }
+                    proxy.on_packet(segment, src, &packet, &inv, now)
+                };
+                actions.into_iter().map(|a| (is_ssdp, a)).collect()
             }
             _ = tick.tick() => {
                 let now = crate::inventory::unix_now();
                 let Ok(inv) = handle.inventory.read() else { return };
-                let mut both = proxy.tick(&inv, now);
-                both.extend(ssdp.tick(&inv, now).into_iter().map(|a| match a {
-                    Action::Send { segment, to, packet } => Action::Send { segment: segment + SSDP_SEGMENT, to, packet },
-                    other => other,
-                }));
-                Tagged::Mdns(both)
+                let mdns = proxy.tick(&inv, now).into_iter().map(|a| (false, a));
+                mdns.chain(ssdp.tick(&inv, now).into_iter().map(|a| (true, a))).collect()
             }
         };
-        // SSDP's sends go to its sockets; a close from one side re-opens
-        // what the other still holds into that address.
-        let mut queue: Vec<(bool, Action)> = match actions {
-            Tagged::Mdns(a) => a
-                .into_iter()
-                .map(|x| match x {
-                    Action::Send { segment, to, packet } if segment >= SSDP_SEGMENT => (
-                        true,
-                        Action::Send {
-                            segment: segment - SSDP_SEGMENT,
-                            to,
-                            packet,
-                        },
-                    ),
-                    other => (false, other),
-                })
-                .collect(),
-            Tagged::Ssdp(a) => a.into_iter().map(|x| (true, x)).collect(),
-        };
+        // A close from one side re-opens what the other still holds into
+        // that address.
         let mut reopened = Vec::new();
         for (from_ssdp, a) in &queue {
             if let Action::Close { address } = a {
@@ -316,16 +298,6 @@ async fn run(
         }
     }
 }
-
-/// Which side's actions (a tick's SSDP sends are marked by a segment index
-/// offset by [`SSDP_SEGMENT`]).
-enum Tagged {
-    Mdns(Vec<Action>),
-    Ssdp(Vec<Action>),
-}
-
-/// Offset of a tick's SSDP sends in a merged list (far above any segment).
-const SSDP_SEGMENT: usize = 1 << 20;
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 

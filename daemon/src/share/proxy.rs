@@ -640,11 +640,18 @@ impl Proxy {
     /// Our own question for `t` on every segment but `except`, each at most
     /// once per [`QUERY_EVERY_SECS`].
     fn ask(&mut self, t: &ServiceType, except: Option<usize>, now: UnixTime) -> Vec<Action> {
+        let segments: Vec<usize> = (0..self.segments.len()).filter(|s| Some(*s) != except).collect();
+        self.ask_on(t, &segments, now)
+    }
+
+    /// Our own question for `t` on `segments`, each at most once per
+    /// [`QUERY_EVERY_SECS`].
+    fn ask_on(&mut self, t: &ServiceType, segments: &[usize], now: UnixTime) -> Vec<Action> {
         let mut m = Message::new(0, MessageType::Query, OpCode::Query);
         m.add_query(Query::query(service_name(t), RecordType::PTR));
         let Ok(packet) = m.to_vec() else { return Vec::new() };
         let mut out = Vec::new();
-        for segment in (0..self.segments.len()).filter(|s| Some(*s) != except) {
+        for &segment in segments {
             let last = self.last_query.get(&(segment, t.clone())).copied();
             if last.is_some_and(|at| now.saturating_sub(at) < QUERY_EVERY_SECS) {
                 continue;
@@ -687,10 +694,7 @@ impl Proxy {
             .map(|i| (i.segment, i.service.clone()))
             .collect();
         for (segment, t) in refresh {
-            let except: Vec<usize> = (0..self.segments.len()).filter(|s| *s != segment).collect();
-            let mut asked = self.ask(&t, None, now);
-            asked.retain(|a| !matches!(a, Action::Send { segment: s, .. } if except.contains(s)));
-            actions.extend(asked);
+            actions.extend(self.ask_on(&t, &[segment], now));
         }
         if self
             .last_browse

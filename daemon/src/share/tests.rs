@@ -451,3 +451,18 @@ fn ssdp_location_must_be_the_sender() {
         address: IpAddr::from(TV)
     }));
 }
+
+#[test]
+fn an_instance_past_half_its_life_is_asked_for_again_in_its_own_segment() {
+    let (mut p, inv) = (proxy(), home());
+    p.tick(&inv, 1000); // the first browse of every segment
+    p.on_packet(IOT, from(TV), &cast_announcement(100), &inv, 1000);
+    assert!(sends(&p.tick(&inv, 1030)).is_empty(), "not yet");
+    let asked = sends(&p.tick(&inv, 1050));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].0, IOT, "where the TV lives");
+    assert_eq!(asked[0].2.metadata.message_type, MessageType::Query);
+    // The laptop's segment may still be asked on a consumer's question.
+    let out = sends(&p.on_packet(LAN, from(LAPTOP), &question("_sonos._tcp", false), &inv, 1062));
+    assert!(out.is_empty(), "not shared: nothing asked");
+}
