@@ -115,6 +115,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             discovery::k_dhcp_clients_are_discovered_and_enforced,
         ),
         (
+            "k3_a_upnp_description_is_evidence",
+            share::k3_a_upnp_description_is_evidence,
+        ),
+        (
             "l_mdns_cast_device_is_media_in_iot",
             discovery::l_mdns_cast_device_is_media_in_iot,
         ),

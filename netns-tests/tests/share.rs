@@ -344,6 +344,78 @@ pub(crate) fn s2_casting_on_one_bridge_opens_only_the_announced_ports() -> Resul
     Ok(Outcome::Passed)
 }
 
+/// minidlna (a real DLNA server) in `host`'s namespace, on port 8200,
+/// announcing itself under `name`; files in the demo's directory.
+fn start_minidlna(demo: &DemoHome, host: &str, name: &str) -> Result<std::path::PathBuf> {
+    let dir = demo.dir.join(format!("minidlna-{host}"));
+    for d in ["media", "db", "log"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::write(dir.join("media/holiday.mp3"), b"ID3")?;
+    std::fs::write(
+        dir.join("minidlna.conf"),
+        format!(
+            "port=8200\nnetwork_interface=eth0\nmedia_dir=A,{0}/media\nfriendly_name={name}\ndb_dir={0}/db\n\
+             log_dir={0}/log\ninotify=no\nnotify_interval=30\n",
+            dir.display()
+        ),
+    )?;
+    let conf = dir.join("minidlna.conf").display().to_string();
+    let pid = dir.join("minidlna.pid").display().to_string();
+    demo.home.ns(host)?.spawn_logged(
+        "minidlnad",
+        &["-d", "-f", &conf, "-P", &pid],
+        &dir.join("minidlnad.out"),
+    )?;
+    Ok(dir)
+}
+
+/// SSDP as a discovery source: a DLNA server's SERVER header and device
+/// description (read from its own LOCATION) become the camera's evidence,
+/// and a `upnp` rule labels it — with nothing shared at all.
+pub(crate) fn k3_a_upnp_description_is_evidence() -> Result<Outcome> {
+    let demo = running_home(&[])?;
+    let camera = mac_of("camera")?;
+    let dir = start_minidlna(&demo, "camera", "Garage NAS")?;
+    let mut last = None;
+    let seen = until(Duration::from_secs(20), || {
+        let bulkhead::control::Response::Devices { devices } = demo.call(bulkhead::control::Request::Devices)? else {
+            anyhow::bail!("unexpected answer")
+        };
+        last = devices.into_iter().find(|d| d.mac == camera);
+        Ok(last
+            .as_ref()
+            .is_some_and(|d| d.evidence.upnp.contains_key("manufacturer")))
+    })?;
+    ensure!(
+        seen,
+        "no UPnP evidence on the camera: {last:?}\n--- minidlna:\n{}\n--- daemon log:\n{}",
+        std::fs::read_to_string(dir.join("minidlnad.out")).unwrap_or_default(),
+        demo.log()
+    );
+    let d = last.context("the camera")?;
+    let u = &d.evidence.upnp;
+    ensure!(
+        u.get("manufacturer").map(String::as_str) == Some("Justin Maggard"),
+        "{u:?}"
+    );
+    ensure!(u.get("model").is_some_and(|m| m.contains("MiniDLNA")), "{u:?}");
+    ensure!(
+        u.get("friendly_name").map(String::as_str) == Some("Garage NAS"),
+        "{u:?}"
+    );
+    ensure!(
+        u.get("server").is_some_and(|s| s.contains("MiniDLNA")),
+        "the SERVER header: {u:?}"
+    );
+    let class = d.class.as_ref().context("a class")?;
+    ensure!(
+        class.rule == "upnp-media-server" && class.class.as_str() == "nas",
+        "classified from UPnP: {class:?}"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// gssdp-discover's "Location:" lines: what a real control point found.
 fn ssdp_discover(demo: &DemoHome, host: &str, target: &str) -> Result<Vec<String>> {
     let t = format!("--target={target}");
@@ -370,27 +442,7 @@ pub(crate) fn s3_ssdp_media_server_is_found_and_fetched_across_zones() -> Result
     );
     let demo = running_home(&[("50-share.toml", &policy)])?;
     let nas = demo.ipv4("tv")?;
-    let dir = demo.dir.join("minidlna");
-    for d in ["media", "db", "log"] {
-        std::fs::create_dir_all(dir.join(d))?;
-    }
-    std::fs::write(dir.join("media/holiday.mp3"), b"ID3")?;
-    std::fs::write(
-        dir.join("minidlna.conf"),
-        format!(
-            "port=8200\nnetwork_interface=eth0\nmedia_dir=A,{0}/media\nfriendly_name=Living Room NAS\ndb_dir={0}/db\n\
-             log_dir={0}/log\ninotify=no\nnotify_interval=30\n",
-            dir.display()
-        ),
-    )?;
-    let conf = dir.join("minidlna.conf").display().to_string();
-    let pid = dir.join("minidlna.pid").display().to_string();
-    let tv = demo.home.ns("tv")?;
-    tv.spawn_logged(
-        "minidlnad",
-        &["-d", "-f", &conf, "-P", &pid],
-        &dir.join("minidlnad.out"),
-    )?;
+    let dir = start_minidlna(&demo, "tv", "Living Room NAS")?;
     guest_is_placed(&demo)?;
     let url = format!("http://{nas}:8200/rootDesc.xml");
     let fetch = |host: &str| -> Result<String> {

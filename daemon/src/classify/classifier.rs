@@ -113,6 +113,10 @@ impl Facts<'_> {
             let value = e.txt.get(key)?;
             matched.push(glob_hit(&format!("mDNS TXT {key}"), globs, Some(value))?);
         }
+        for (field, globs) in &c.upnp {
+            let value = e.upnp.get(field)?;
+            matched.push(glob_hit(&format!("UPnP {field}"), globs, Some(value))?);
+        }
         if let Some(want) = c.randomized_mac {
             if want != self.randomized {
                 return None;
@@ -318,6 +322,41 @@ mod tests {
             ["DHCP parameter list 1,3,28,6,15,44,46,47,31,33,121,43 starts with 1,3,28"]
         );
         assert!(classify(&[prefix], &Evidence::default(), None, false).is_none());
+    }
+
+    #[test]
+    fn upnp_fields_are_conditions() {
+        let mut e = Evidence::default();
+        e.upnp.insert("manufacturer".into(), "Samsung Electronics".into());
+        e.upnp.insert(
+            "device_type".into(),
+            "urn:schemas-upnp-org:device:MediaRenderer:1".into(),
+        );
+        let tv = rule(
+            "samsung",
+            Confidence::High,
+            Conditions {
+                upnp: [
+                    ("manufacturer".to_string(), globs(&["Samsung Electronics"])),
+                    (
+                        "device_type".to_string(),
+                        globs(&["urn:schemas-upnp-org:device:MediaRenderer:*"]),
+                    ),
+                ]
+                .into(),
+                ..Default::default()
+            },
+        );
+        let m = classify(std::slice::from_ref(&tv), &e, None, false).expect("match");
+        assert_eq!(
+            m.matched,
+            [
+                "UPnP device_type \"urn:schemas-upnp-org:device:MediaRenderer:1\" matched urn:schemas-upnp-org:device:MediaRenderer:*",
+                "UPnP manufacturer \"Samsung Electronics\" matched Samsung Electronics",
+            ]
+        );
+        e.upnp.remove("device_type");
+        assert!(classify(&[tv], &e, None, false).is_none(), "every field must hold");
     }
 
     #[test]

@@ -33,7 +33,23 @@ pub struct Evidence {
     pub mdns_names: BTreeSet<String>,
     /// mDNS TXT keys and values (`md`, `model`, `manufacturer`, …), lower-case keys.
     pub txt: BTreeMap<String, String>,
+    /// What it says over SSDP/UPnP: [`UPNP_FIELDS`] (`server` from its SSDP
+    /// messages, the rest from its device description).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub upnp: BTreeMap<String, String>,
 }
+
+/// The UPnP facts kept: the SSDP `SERVER` header, and the device
+/// description's `manufacturer`, `model` (modelName), `model_number`,
+/// `device_type` and `friendly_name`.
+pub const UPNP_FIELDS: [&str; 6] = [
+    "server",
+    "manufacturer",
+    "model",
+    "model_number",
+    "device_type",
+    "friendly_name",
+];
 
 impl Evidence {
     /// Merges newer evidence in: new values replace old ones, sets grow (bounded).
@@ -66,6 +82,9 @@ impl Evidence {
             if self.txt.len() < MAX_ITEMS || self.txt.contains_key(k) {
                 self.txt.insert(k.clone(), v.clone());
             }
+        }
+        for (k, v) in newer.upnp.iter().filter(|(k, _)| UPNP_FIELDS.contains(&k.as_str())) {
+            self.upnp.insert(k.clone(), v.clone());
         }
         *self != before
     }

@@ -14,7 +14,7 @@ mod placement;
 mod rules;
 
 pub use classifier::{classify, ClassMatch};
-pub use evidence::{bounded, Evidence, MAX_ITEMS, MAX_TEXT};
+pub use evidence::{bounded, Evidence, MAX_ITEMS, MAX_TEXT, UPNP_FIELDS};
 pub use glob::{Glob, GlobError};
 pub use placement::{at_least_as_restricted, placement};
 pub use rules::{

@@ -289,6 +289,9 @@ pub struct Conditions {
     pub mdns_service: Vec<Glob>,
     /// mDNS TXT key (lower case) -> globs on its value. Each key is a condition.
     pub txt: BTreeMap<String, Vec<Glob>>,
+    /// UPnP field ([`super::evidence::UPNP_FIELDS`]) -> globs on its value. Each
+    /// field is a condition.
+    pub upnp: BTreeMap<String, Vec<Glob>>,
     /// Whether the MAC must (true) or must not (false) be locally administered.
     pub randomized_mac: Option<bool>,
 }
@@ -310,6 +313,7 @@ impl Conditions {
         .filter(|present| *present)
         .count()
             + self.txt.len()
+            + self.upnp.len()
     }
 
     /// True when nothing but `randomized_mac` is asked: the only conditions that

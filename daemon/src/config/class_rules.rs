@@ -161,6 +161,10 @@ fn validate_conditions(raw: &Spanned<RawConditions>, rep: &mut Reporter<'_>, fie
         None => Some(BTreeMap::new()),
         Some(table) => validate_txt(table, rep, &f("txt")),
     };
+    let upnp = match &c.upnp {
+        None => Some(BTreeMap::new()),
+        Some(table) => validate_upnp(table, rep, &f("upnp")),
+    };
     let conditions = Conditions {
         vendor: vendor?,
         dhcp_params: dhcp_params?,
@@ -169,6 +173,7 @@ fn validate_conditions(raw: &Spanned<RawConditions>, rep: &mut Reporter<'_>, fie
         hostname: hostname?,
         mdns_service: mdns_service?,
         txt: txt?,
+        upnp: upnp?,
         randomized_mac: c.randomized_mac.as_ref().map(|r| *r.get_ref()),
     };
     if conditions.count() == 0 {
@@ -176,7 +181,7 @@ fn validate_conditions(raw: &Spanned<RawConditions>, rep: &mut Reporter<'_>, fie
             raw.span(),
             field,
             "a rule needs at least one condition (vendor, dhcp_params, dhcp_params_prefix, vendor_class, \
-             hostname, mdns_service, txt or randomized_mac)",
+             hostname, mdns_service, txt, upnp or randomized_mac)",
         );
         return None;
     }
@@ -218,6 +223,48 @@ fn validate_txt(
                     );
                     ok = false;
                 }
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `upnp = { manufacturer = [...], model = [...] }`: known fields only.
+fn validate_upnp(
+    table: &Spanned<BTreeMap<String, SpannedList>>,
+    rep: &mut Reporter<'_>,
+    field: &str,
+) -> Option<BTreeMap<String, Vec<Glob>>> {
+    use crate::classify::UPNP_FIELDS;
+    if table.get_ref().is_empty() {
+        rep.at(
+            table.span(),
+            field,
+            "an empty `upnp` table is no condition: add fields or leave it out",
+        );
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, globs) in table.get_ref() {
+        let f = format!("{field}.{}", key.escape_debug());
+        if !UPNP_FIELDS.contains(&key.as_str()) {
+            rep.at(
+                globs.span(),
+                f,
+                format!(
+                    "unknown UPnP field `{}` (known: {})",
+                    key.escape_debug(),
+                    UPNP_FIELDS.join(", ")
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        match list(rep, Some(globs), &f, parse_glob) {
+            Some(g) => {
+                out.insert(key.clone(), g);
             }
             None => ok = false,
         }

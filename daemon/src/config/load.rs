@@ -189,6 +189,7 @@ pub(super) struct RawConditions {
     pub(super) hostname: Option<SpannedList>,
     pub(super) mdns_service: Option<SpannedList>,
     pub(super) txt: Option<Spanned<BTreeMap<String, SpannedList>>>,
+    pub(super) upnp: Option<Spanned<BTreeMap<String, SpannedList>>>,
     pub(super) randomized_mac: Option<Spanned<bool>>,
 }
 

@@ -1181,3 +1181,23 @@ fn nothing_is_shared_by_default() {
         ]
     );
 }
+
+#[test]
+fn upnp_conditions_name_known_fields() {
+    let rules = r#"
+[[classify]]
+id = "nas"
+class = "nas"
+confidence = "medium"
+source = "s"
+match = { upnp = { manufacturer = ["Synology*"], colour = ["red"] } }
+"#;
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", ZONES), ("20-rules.toml", rules)]);
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("upnp.colour: unknown UPnP field `colour`")),
+        "{text:#?}"
+    );
+}

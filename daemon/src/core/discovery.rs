@@ -176,6 +176,28 @@ impl DaemonState {
         true
     }
 
+    /// What a device said over SSDP/UPnP, as evidence for the device
+    /// holding the address it came from on that segment; false when no
+    /// device holds it (yet).
+    pub fn ssdp_seen(&mut self, observation: &crate::discovery::ssdp::SsdpObservation, now: UnixTime) -> bool {
+        let ip = observation.address;
+        let on_segment = self
+            .config
+            .segment_for_ip(ip)
+            .is_some_and(|s| s.interface == observation.interface);
+        let Some(mac) = on_segment.then(|| self.address_owner(&ip)).flatten() else {
+            return false;
+        };
+        self.observe(
+            Event::Evidence {
+                mac,
+                evidence: Box::new(observation.evidence.clone()),
+            },
+            now,
+        );
+        true
+    }
+
     /// The device holding an address.
     pub fn address_owner(&self, ip: &std::net::IpAddr) -> Option<MacAddr> {
         self.inventory.owner_of(ip)

@@ -8,9 +8,11 @@
 //! - [`mdns`]: the mDNS browser (service types, instances, TXT) on the LAN
 //!   segments only.
 //! - [`neigh`]: the kernel's neighbour table (ARP and NDP) as sightings.
+//! - [`ssdp`]: SSDP/UPnP: `SERVER` headers and device descriptions.
 //! - [`oui`]: the IEEE MAC vendor registry, compiled in.
 
 pub mod dhcp;
 pub mod mdns;
 pub mod neigh;
 pub mod oui;
+pub mod ssdp;

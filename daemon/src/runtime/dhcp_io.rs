@@ -54,8 +54,8 @@ pub enum DhcpIn {
 
 /// What the loop hears from DHCP.
 pub enum DhcpEvent {
-    /// A packet from a socket task.
-    Packet(DhcpIn),
+    /// A packet from a socket task (boxed: it carries evidence).
+    Packet(Box<DhcpIn>),
     /// Time to look at the observed lease file again.
     LeaseFileDue,
 }
@@ -91,7 +91,7 @@ impl DhcpIo {
     /// never closes).
     pub async fn next(&mut self) -> DhcpEvent {
         tokio::select! {
-            Some(msg) = self.rx.recv() => DhcpEvent::Packet(msg),
+            Some(msg) = self.rx.recv() => DhcpEvent::Packet(Box::new(msg)),
             _ = self.lease_file_tick.tick() => DhcpEvent::LeaseFileDue,
         }
     }
@@ -100,7 +100,7 @@ impl DhcpIo {
     /// (and enforces any lease), then the reply, if any, is sent.
     pub async fn on_event(&mut self, event: DhcpEvent, state: &mut DaemonState, now: UnixTime) {
         let msg = match event {
-            DhcpEvent::Packet(msg) => msg,
+            DhcpEvent::Packet(msg) => *msg,
             DhcpEvent::LeaseFileDue => return self.poll_lease_file(state, now),
         };
         match msg {

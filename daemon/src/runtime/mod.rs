@@ -182,6 +182,20 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         }
     };
     let mut mdns_pending = PendingMdns::default();
+    // SSDP/UPnP on the LAN segments (descriptions as evidence).
+    let ssdp_lan: Vec<(String, std::net::Ipv4Addr)> = state
+        .config
+        .segments
+        .iter()
+        .map(|s| (s.interface.clone(), s.ipv4.addr()))
+        .collect();
+    let mut ssdp = match crate::discovery::ssdp::SsdpWatcher::start(&ssdp_lan) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "SSDP discovery is off");
+            None
+        }
+    };
 
     // DHCP: sockets for serving and observing segments (bridges exist now).
     let mut dhcp = dhcp_io::DhcpIo::new(&state)?;
@@ -305,6 +319,10 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 dhcp.tick(&mut state, now);
                 state.handle_timeout(now);
                 bypass.check(&mut state, now);
+            }
+            Some(observation) = next_ssdp(&mut ssdp) => {
+                // An address nobody holds yet: the device announces again.
+                state.ssdp_seen(&observation, unix_now());
             }
             Some(observation) = next_mdns(&mut mdns) => {
                 let now = unix_now();
@@ -646,6 +664,15 @@ fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: N
     };
     if let Some(name) = ifnames.get(&ifindex) {
         state.neighbour(name, u, now);
+    }
+}
+
+async fn next_ssdp(
+    w: &mut Option<crate::discovery::ssdp::SsdpWatcher>,
+) -> Option<crate::discovery::ssdp::SsdpObservation> {
+    match w {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
     }
 }
 

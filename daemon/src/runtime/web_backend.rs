@@ -207,6 +207,9 @@ pub fn detail(d: &DeviceView, zones: Vec<String>) -> DeviceDetail {
     for (k, v) in &e.txt {
         item("mdns", "TXT", format!("{k}={v}"));
     }
+    for (k, v) in &e.upnp {
+        item("ssdp", &format!("UPnP {}", k.replace('_', " ")), v.clone());
+    }
     if !d.addresses.is_empty() {
         item("neighbour", "addresses", d.addresses.len().to_string());
     }

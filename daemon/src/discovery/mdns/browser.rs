@@ -109,7 +109,7 @@ impl Browser {
                 continue;
             };
             match self.state.on_event(&ty_domain, event) {
-                Step::Observe(observation) => return Some(observation),
+                Step::Observe(observation) => return Some(*observation),
                 Step::Browse(ty_domain) => self.browse(ty_domain),
                 Step::Nothing => {}
             }

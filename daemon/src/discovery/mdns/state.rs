@@ -64,7 +64,7 @@ pub enum Step {
     /// Nothing.
     Nothing,
     /// Hand this observation to the caller.
-    Observe(MdnsObservation),
+    Observe(Box<MdnsObservation>),
     /// Start browsing this type (`_x._tcp.local.`): newly learned, or its
     /// subscription ended (mdns-sd closes one whose channel filled up).
     Browse(String),
@@ -140,7 +140,7 @@ impl BrowseState {
             ServiceEvent::ServiceResolved(service) => match observation_of(&parts_of(&service)) {
                 Ok(observation) => {
                     self.counters.resolved += 1;
-                    Step::Observe(observation)
+                    Step::Observe(Box::new(observation))
                 }
                 Err(dropped) => {
                     self.counters.dropped_malformed += 1;

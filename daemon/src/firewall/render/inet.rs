@@ -122,16 +122,22 @@ fn input_chain(rs: &DesiredRuleset) -> ChainSpec {
             "lan-mdns",
             vec![iifname_in(lan), eq(payload("udp", "dport"), num(5353)), accept()],
         );
-        if !rs.share_to.is_empty() {
-            // With something shared, the share proxy listens on SSDP's port:
-            // consumers' M-SEARCHes to the group, and the devices' unicast
-            // answers to the proxy's own searches (conntrack cannot tie those
-            // to a search sent to a group). Nothing else listens there.
-            input.rule(
-                "lan-ssdp",
-                vec![iifname_in(lan), eq(payload("udp", "dport"), num(1900)), accept()],
-            );
-        }
+        // SSDP, like mDNS: discovery reads the devices' announcements, and
+        // the answers to its own searches come back unicast to its search
+        // port (conntrack cannot tie an answer to a search sent to a group);
+        // with something shared, the share proxy takes consumers' searches
+        // and the answers to its own on 1900. Only Bulkhead listens there.
+        input.rule(
+            "lan-ssdp",
+            vec![
+                iifname_in(lan),
+                is_in(
+                    payload("udp", "dport"),
+                    anon_set([num(1900), num(crate::discovery::ssdp::SEARCH_PORT)]),
+                ),
+                accept(),
+            ],
+        );
         input.rule("lan", vec![iifname_in(lan), goto(LAN_INPUT)]);
     }
     if let Some(t) = &rs.tunnel {
