@@ -891,3 +891,75 @@ pub(crate) fn z4_arp_claims_of_the_gateway_are_dropped_and_said() -> Result<Outc
     }
     Ok(Outcome::Passed)
 }
+
+/// z5. The plug claims the laptop's address in ARP (gratuitous and replies)
+/// to the phone on the same bridge: the bridge drops the claim, the phone
+/// still reaches the laptop's own MAC, and one spoofing alert names both.
+/// The laptop's own ARP keeps working (its address . MAC pair is known).
+pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<Outcome> {
+    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let plug = mac_of("plug")?;
+    let laptop_ip = demo.ipv4("laptop")?.to_string();
+    let laptop_mac = mac_of("laptop")?.to_string();
+    // The phone knows the laptop.
+    ensure!(
+        bulkhead_netns::ping(demo.home.ns("phone")?, laptop_ip.parse()?, Duration::from_millis(500))?,
+        "the phone cannot ping the laptop"
+    );
+    ensure!(
+        neighbour_mac(&demo, "phone", &laptop_ip)?.as_deref() == Some(laptop_mac.as_str()),
+        "the phone's entry for the laptop is not the laptop's MAC to begin with"
+    );
+    let owners = String::from_utf8_lossy(
+        &demo
+            .home
+            .router()
+            .exec(&["nft", "list", "set", "bridge", "bulkhead", "owner-of-v4"])?
+            .stdout,
+    )
+    .into_owned();
+    ensure!(
+        owners.contains(&format!("{laptop_ip} . {laptop_mac}")),
+        "the laptop's address is not bound to its MAC: {owners}"
+    );
+    let p = demo.home.ns("plug")?;
+    p.exec(&["ip", "addr", "add", &format!("{laptop_ip}/32"), "dev", "eth0", "nodad"])?;
+    for mode in ["-U", "-A"] {
+        p.exec_output(&[
+            "arping", "-q", "-c", "3", "-w", "2", mode, "-I", "eth0", "-s", &laptop_ip, &laptop_ip,
+        ])?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = neighbour_mac(&demo, "phone", &laptop_ip)?;
+    ensure!(
+        seen.as_deref() == Some(laptop_mac.as_str()),
+        "the phone's entry for the laptop now points at {seen:?}, not {laptop_mac}"
+    );
+    // The laptop's own ARP still passes (its pair is known): the phone
+    // resolves it afresh.
+    demo.home.ns("phone")?.exec(&["ip", "neigh", "flush", "dev", "eth0"])?;
+    ensure!(
+        bulkhead_netns::ping(demo.home.ns("phone")?, laptop_ip.parse()?, Duration::from_millis(1000))?,
+        "the phone cannot resolve the laptop any more"
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let told = of_kinds(&alerts(&demo)?, &[AlertKind::Spoofing]);
+        if told.len() == 1
+            && told[0].mac == Some(plug)
+            && told[0].message.contains(&laptop_ip)
+            && told[0].message.contains("laptop")
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "one spoofing alert naming the plug and the laptop's address: {told:?}\n{}",
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Outcome::Passed)
+}

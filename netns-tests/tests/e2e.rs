@@ -163,6 +163,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             detect::z4_arp_claims_of_the_gateway_are_dropped_and_said,
         ),
         (
+            "z5_arp_claims_of_another_devices_address_are_dropped",
+            detect::z5_arp_claims_of_another_devices_address_are_dropped,
+        ),
+        (
             "z3_mqtt_over_tls_checks_the_broker",
             detect::z3_mqtt_over_tls_checks_the_broker,
         ),

@@ -155,7 +155,11 @@ async fn run(
                             counts.sampled += 1;
                             if p.prefix == SPOOF_ARP_PREFIX {
                                 if let (Some(mac), Some(ip)) = (p.source_mac.map(MacAddr), arp_sender_ip(&p.payload)) {
-                                    claims.push((mac, ip, best_name(&inventory, &mac)));
+                                    // Whose address: a device's, else the router's.
+                                    let holder = inventory
+                                        .device_at(std::net::IpAddr::V4(ip))
+                                        .map(|d| best_name(&inventory, &d.mac));
+                                    claims.push((mac, ip, best_name(&inventory, &mac), holder));
                                 }
                                 continue;
                             }
@@ -165,7 +169,7 @@ async fn run(
                             }
                         }
                     }
-                    for (mac, ip, name) in claims {
+                    for (mac, ip, name, holder) in claims {
                         if spoof_said.get(&mac).is_some_and(|t| now - t < SPOOF_SAY_EVERY_SECS) {
                             continue;
                         }
@@ -181,10 +185,16 @@ async fn run(
                             now,
                             crate::alerts::AlertKind::Spoofing,
                             Some(mac),
-                            format!(
-                                "{name} claimed the router's address {ip} in ARP, to become the gateway of \
-                                 other devices. Those frames were dropped."
-                            ),
+                            match holder {
+                                Some(holder) => format!(
+                                    "{name} claimed {holder}'s address {ip} in ARP, to receive its traffic. \
+                                     Those frames were dropped."
+                                ),
+                                None => format!(
+                                    "{name} claimed the router's address {ip} in ARP, to become the gateway of \
+                                     other devices. Those frames were dropped."
+                                ),
+                            },
                         );
                         if let Err(e) = services.request(ServiceRequest::Alert(alert)).await {
                             tracing::warn!(error = %e, "detection could not raise an alert");

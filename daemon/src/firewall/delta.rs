@@ -56,6 +56,16 @@ impl std::fmt::Display for Pinhole {
     }
 }
 
+/// An `owner-of-v4` element as nft's JSON writes it: `address . MAC`.
+pub fn owner_expression(address: Ipv4Addr, mac: MacAddr) -> nftables::expr::Expression<'static> {
+    use nftables::expr::Expression;
+    use std::borrow::Cow;
+    Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+        Expression::String(Cow::Owned(address.to_string())),
+        Expression::String(Cow::Owned(mac.to_string())),
+    ]))
+}
+
 /// The elements of one set: one key type per set, so a set's elements cannot be
 /// of the wrong kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +80,8 @@ pub enum Elements {
     Pinholes4(Vec<Pinhole>),
     /// `ipv6_addr . inet_proto . inet_service` elements (IPv6 pinholes).
     Pinholes6(Vec<Pinhole>),
+    /// `ipv4_addr . ether_addr` elements (who holds an address).
+    Owners4(Vec<(Ipv4Addr, MacAddr)>),
 }
 
 impl Elements {
@@ -81,6 +93,7 @@ impl Elements {
             Elements::V6(_) => SetKind::V6,
             Elements::Pinholes4(_) => SetKind::Pinholes4,
             Elements::Pinholes6(_) => SetKind::Pinholes6,
+            Elements::Owners4(_) => SetKind::Owners4,
         }
     }
 
@@ -91,6 +104,7 @@ impl Elements {
             Elements::V4(v) => v.len(),
             Elements::V6(v) => v.len(),
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.len(),
+            Elements::Owners4(v) => v.len(),
         }
     }
 
@@ -106,6 +120,7 @@ impl Elements {
             Elements::V4(v) => v.iter().map(ToString::to_string).collect(),
             Elements::V6(v) => v.iter().map(ToString::to_string).collect(),
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(ToString::to_string).collect(),
+            Elements::Owners4(v) => v.iter().map(|(a, m)| format!("{a} . {m}")).collect(),
         }
     }
 
@@ -113,6 +128,7 @@ impl Elements {
     pub fn expressions(&self) -> Vec<nftables::expr::Expression<'static>> {
         match self {
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::expression).collect(),
+            Elements::Owners4(v) => v.iter().map(|(a, m)| owner_expression(*a, *m)).collect(),
             _ => self
                 .texts()
                 .into_iter()
@@ -134,6 +150,16 @@ impl Elements {
             Elements::V4(v) => v.iter().map(|a| a.octets().to_vec()).collect(),
             Elements::V6(v) => v.iter().map(|a| a.octets().to_vec()).collect(),
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::key_bytes).collect(),
+            // address . MAC, each padded to 4 bytes: 4 + 8.
+            Elements::Owners4(v) => v
+                .iter()
+                .map(|(a, m)| {
+                    let mut k = a.octets().to_vec();
+                    k.extend_from_slice(&m.0);
+                    k.extend_from_slice(&[0, 0]);
+                    k
+                })
+                .collect(),
         }
     }
 
@@ -156,6 +182,7 @@ impl Elements {
             (Elements::V6(a), Elements::V6(b)) => a.extend(b),
             (Elements::Pinholes4(a), Elements::Pinholes4(b)) => a.extend(b),
             (Elements::Pinholes6(a), Elements::Pinholes6(b)) => a.extend(b),
+            (Elements::Owners4(a), Elements::Owners4(b)) => a.extend(b),
             // Unreachable by construction: the map key carries the kind.
             (this, other) => debug_assert_eq!(this.kind(), other.kind()),
         }
@@ -250,6 +277,13 @@ pub fn diff_membership(old: &Membership, new: &Membership) -> MembershipDelta {
         &old.tunnel_exclude,
         &new.tunnel_exclude,
         Elements::Mac,
+    );
+    d.put(&SetOwner::AddressOwners, &old.owned_v4(), &new.owned_v4(), Elements::V4);
+    d.put(
+        &SetOwner::AddressOwners,
+        &old.v4_owners,
+        &new.v4_owners,
+        Elements::Owners4,
     );
     d
 }

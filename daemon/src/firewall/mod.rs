@@ -50,6 +50,8 @@ pub enum SetKind {
     Pinholes4,
     /// `ipv6_addr . inet_proto . inet_service`: a shared service's IPv6 pinholes.
     Pinholes6,
+    /// `ipv4_addr . ether_addr`: which device holds an address (ARP claims).
+    Owners4,
 }
 
 impl SetKind {
@@ -59,7 +61,7 @@ impl SetKind {
     fn suffix(self) -> &'static str {
         match self {
             SetKind::Mac => "mac",
-            SetKind::V4 | SetKind::Pinholes4 => "v4",
+            SetKind::V4 | SetKind::Pinholes4 | SetKind::Owners4 => "v4",
             SetKind::V6 | SetKind::Pinholes6 => "v6",
         }
     }

@@ -438,3 +438,36 @@ fn pinhole_keys_are_padded_fields_in_network_order() {
     assert_eq!(&k6[16..], [17, 0, 0, 0, 0x01, 0x3f, 0, 0]);
     assert_eq!(v4.texts(), ["10.0.2.30 . tcp . 8009"]);
 }
+
+#[test]
+fn address_owners_follow_the_devices_addresses() {
+    let cfg = default_config();
+    let before = desired_membership(&cfg, &sample_inventory());
+    let laptop = ("10.0.1.10".parse::<std::net::Ipv4Addr>().expect("ip"), mac(1));
+    assert!(before.v4_owners.contains(&laptop), "{:?}", before.v4_owners);
+    assert!(before.owned_v4().contains(&laptop.0));
+    // The laptop's address moves: its old pair goes, the new one comes, in one delta.
+    let mut inv = sample_inventory();
+    inv.apply(
+        &Event::Address {
+            mac: mac(1),
+            ip: ip("10.0.1.11"),
+        },
+        5,
+    );
+    let after = desired_membership(&cfg, &inv);
+    let delta = diff_membership(&before, &after);
+    let changes: Vec<(bool, String, Vec<String>)> = delta
+        .changes()
+        .map(|(add, owner, e)| (add, owner.set_name(e.kind()), e.texts()))
+        .filter(|(_, name, _)| name.starts_with("owne"))
+        .collect();
+    assert!(
+        changes.contains(&(true, "owner-of-v4".into(), vec!["10.0.1.11 . 02:00:00:00:00:01".into()])),
+        "{changes:?}"
+    );
+    assert_eq!(
+        Elements::Owners4(vec![laptop]).key_bytes(),
+        [vec![10, 0, 1, 10, 2, 0, 0, 0, 0, 1, 0, 0]]
+    );
+}

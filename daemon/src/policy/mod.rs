@@ -214,9 +214,18 @@ pub struct Membership {
     /// homeowner's choice wins over the policy, as a chosen zone does). Empty
     /// without a tunnel.
     pub tunnel_exclude: BTreeSet<MacAddr>,
+    /// Which device holds each known IPv4 address: (address, its MAC). The
+    /// bridge table drops ARP that claims one of these addresses from
+    /// another MAC (`owner-of-v4`, with the addresses alone in `owned-v4`).
+    pub v4_owners: BTreeSet<(Ipv4Addr, MacAddr)>,
 }
 
 impl Membership {
+    /// The addresses of [`Membership::v4_owners`].
+    pub fn owned_v4(&self) -> BTreeSet<Ipv4Addr> {
+        self.v4_owners.iter().map(|(a, _)| *a).collect()
+    }
+
     /// The zone whose sets hold `mac`, if any.
     pub fn zone_of(&self, mac: &MacAddr) -> Option<&ZoneId> {
         self.zones.iter().find(|(_, m)| m.macs.contains(mac)).map(|(z, _)| z)
@@ -306,6 +315,11 @@ impl Membership {
         if let Some(m) = self.zones.get_mut(&e.zone) {
             insert_members(m, e);
         }
+        for a in &e.addresses {
+            if let IpAddr::V4(v4) = a {
+                self.v4_owners.insert((*v4, e.mac));
+            }
+        }
         if e.blocked {
             insert_members(&mut self.blocked, e);
         }
@@ -320,6 +334,11 @@ impl Membership {
     pub fn remove_entry(&mut self, e: &DeviceEntry) {
         if let Some(m) = self.zones.get_mut(&e.zone) {
             remove_members(m, e);
+        }
+        for a in &e.addresses {
+            if let IpAddr::V4(v4) = a {
+                self.v4_owners.remove(&(*v4, e.mac));
+            }
         }
         if e.blocked {
             remove_members(&mut self.blocked, e);

@@ -11,8 +11,8 @@ use nftables::expr::{BinaryOperation, Expression, MetaKey};
 use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
-use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof};
-use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name};
+use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_named};
+use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name, SetOwner};
 use super::zones::zone_chain;
 use super::{icmpv6_types, marks, num, prefix, ChainSpec};
 use crate::firewall::expr::*;
@@ -122,6 +122,36 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         guard.extend([counter(), drop_()]);
         fwd.rule("arp-claims-router", guard);
     }
+    // ARP in which a device claims an address another device holds (a DHCP
+    // lease, a neighbour sighting): it would receive that device's traffic
+    // (a man in the middle inside the segment). Only addresses somebody
+    // holds are policed (`owned-v4`), so a device Bulkhead does not know yet,
+    // and ARP probes from 0.0.0.0, pass; a holder's own ARP matches its pair
+    // in `owner-of-v4`. Before the ARP accept below.
+    let claims_other = || {
+        vec![
+            iifname_in(ports),
+            eq(payload("ether", "type"), s("arp")),
+            is_in(
+                payload("arp", "saddr ip"),
+                set_ref(&SetOwner::AddressOwners.set_name(SetKind::V4)),
+            ),
+            op(
+                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+                    payload("arp", "saddr ip"),
+                    payload("arp", "saddr ether"),
+                ])),
+                Operator::NEQ,
+                set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners4)),
+            ),
+        ]
+    };
+    if let Some(sampling) = &rs.detect {
+        sample_spoof_named(&mut fwd, sampling, "-device", claims_other());
+    }
+    let mut guard = claims_other();
+    guard.extend([counter(), drop_()]);
+    fwd.rule("arp-claims-device", guard);
     // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
     // included, so same-bridge isolation is stateless. ARP and neighbour discovery
     // carry no payload to protect and must pass for any allowed pair to work at all.

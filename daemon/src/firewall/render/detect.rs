@@ -172,13 +172,24 @@ pub const SPOOF_ARP_PREFIX: &str = "bh spoof arp";
 /// A `sample-spoof` rule before a spoofing guard (`matches` select what the
 /// guard drops).
 pub(super) fn sample_spoof(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
+    sample_spoof_named(c, sampling, "", matches);
+}
+
+/// [`sample_spoof`] for a second guard in the same chain: its own rule name
+/// and meter (`suffix`; nft refuses two rules sharing one meter).
+pub(super) fn sample_spoof_named(
+    c: &mut ChainSpec,
+    sampling: &DetectSampling,
+    suffix: &str,
+    matches: Vec<Statement<'static>>,
+) {
     let mut stmts = matches;
     stmts.extend(sample(
         sampling,
-        format!("detect_{}_spoof", c.name),
+        format!("detect_{}_spoof{}", c.name, suffix.replace('-', "_")),
         SPOOF_ARP_PREFIX.to_string(),
     ));
-    c.rule("sample-spoof-arp", stmts);
+    c.rule(format!("sample-spoof-arp{suffix}"), stmts);
 }
 
 /// A `sample-blocked` rule before a chain's `blocked-from` guard: everything

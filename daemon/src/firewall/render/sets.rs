@@ -40,6 +40,10 @@ pub enum SetOwner {
     /// table lets them through between ports of one segment). Held by the
     /// enforcer for the share proxy, not membership.
     Share(ZoneId),
+    /// Who holds each known IPv4 address, in the bridge table: `owned-v4`
+    /// (the addresses) and `owner-of-v4` (address . MAC). ARP claiming an
+    /// owned address from another MAC is dropped.
+    AddressOwners,
 }
 
 impl From<ZoneId> for SetOwner {
@@ -58,6 +62,8 @@ impl SetOwner {
             SetOwner::TunnelExclude => "tunnel-exclude-devices".into(),
             SetOwner::DomainSet(id) => domain_set_name(id, kind == SetKind::V6),
             SetOwner::Share(zone) => share_set_name(zone, kind == SetKind::Pinholes6),
+            SetOwner::AddressOwners if kind == SetKind::Owners4 => "owner-of-v4".into(),
+            SetOwner::AddressOwners => "owned-v4".into(),
         }
     }
 
@@ -69,6 +75,7 @@ impl SetOwner {
         match self {
             SetOwner::TunnelDevices | SetOwner::TunnelExclude | SetOwner::DomainSet(_) => &[NfFamily::INet],
             SetOwner::Zone(_) | SetOwner::Blocked | SetOwner::Share(_) => set_families(kind),
+            SetOwner::AddressOwners => &[NfFamily::Bridge],
         }
     }
 }
@@ -86,6 +93,8 @@ pub fn member_sets(rs: &DesiredRuleset) -> Vec<(SetOwner, SetKind)> {
         out.push((SetOwner::TunnelDevices, SetKind::Mac));
         out.push((SetOwner::TunnelExclude, SetKind::Mac));
     }
+    out.push((SetOwner::AddressOwners, SetKind::V4));
+    out.push((SetOwner::AddressOwners, SetKind::Owners4));
     out
 }
 
@@ -98,6 +107,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static>
         SetKind::V6 => Single(Ipv6Addr),
         SetKind::Pinholes4 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv4Addr, InetProto, InetService])),
         SetKind::Pinholes6 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv6Addr, InetProto, InetService])),
+        SetKind::Owners4 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv4Addr, EtherAddr])),
     }
 }
 
@@ -106,6 +116,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static>
 pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
     match kind {
         SetKind::Mac | SetKind::Pinholes4 | SetKind::Pinholes6 => &[NfFamily::INet, NfFamily::Bridge],
+        SetKind::Owners4 => &[NfFamily::Bridge],
         SetKind::V4 | SetKind::V6 => &[NfFamily::INet],
     }
 }
@@ -128,6 +139,17 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
         }
         // Held by the enforcer, not part of the membership.
         SetOwner::DomainSet(_) | SetOwner::Share(_) => return Vec::new(),
+        SetOwner::AddressOwners => {
+            return match kind {
+                SetKind::V4 => m.owned_v4().iter().map(|a| s(a.to_string())).collect(),
+                SetKind::Owners4 => m
+                    .v4_owners
+                    .iter()
+                    .map(|(a, mac)| crate::firewall::delta::owner_expression(*a, *mac))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
         SetOwner::TunnelExclude => {
             return if kind == SetKind::Mac {
                 macs(&m.tunnel_exclude)
@@ -140,7 +162,7 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
         SetKind::Mac => macs(&members.macs),
         SetKind::V4 => members.v4.iter().map(|x| s(x.to_string())).collect(),
         SetKind::V6 => members.v6.iter().map(|x| s(x.to_string())).collect(),
-        SetKind::Pinholes4 | SetKind::Pinholes6 => Vec::new(),
+        SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 => Vec::new(),
     }
 }
 
