@@ -193,11 +193,46 @@ fn validate_txt(
     rep: &mut Reporter<'_>,
     field: &str,
 ) -> Option<BTreeMap<String, Vec<Glob>>> {
+    let key_of = |key: &str| parse_txt_key(key).map_err(|e| e.to_string());
+    validate_keyed(table, rep, field, ("txt", "keys", "TXT key"), &key_of)
+}
+
+/// `upnp = { manufacturer = [...], model = [...] }`: known fields only.
+fn validate_upnp(
+    table: &Spanned<BTreeMap<String, SpannedList>>,
+    rep: &mut Reporter<'_>,
+    field: &str,
+) -> Option<BTreeMap<String, Vec<Glob>>> {
+    use crate::classify::UPNP_FIELDS;
+    let key_of = |key: &str| {
+        if UPNP_FIELDS.contains(&key) {
+            Ok(key.to_string())
+        } else {
+            Err(format!(
+                "unknown UPnP field `{}` (known: {})",
+                key.escape_debug(),
+                UPNP_FIELDS.join(", ")
+            ))
+        }
+    };
+    validate_keyed(table, rep, field, ("upnp", "fields", "UPnP field"), &key_of)
+}
+
+/// A table of key -> globs (`txt`, `upnp`): not empty, each key as `key_of`
+/// says, each list of globs valid, no key twice once normalised. `names` is
+/// (the table, what its keys are called, one key's name) for the messages.
+fn validate_keyed(
+    table: &Spanned<BTreeMap<String, SpannedList>>,
+    rep: &mut Reporter<'_>,
+    field: &str,
+    (table_name, keys, key_name): (&str, &str, &str),
+    key_of: &dyn Fn(&str) -> Result<String, String>,
+) -> Option<BTreeMap<String, Vec<Glob>>> {
     if table.get_ref().is_empty() {
         rep.at(
             table.span(),
             field,
-            "an empty `txt` table is no condition: add keys or leave it out",
+            format!("an empty `{table_name}` table is no condition: add {keys} or leave it out"),
         );
         return None;
     }
@@ -205,10 +240,10 @@ fn validate_txt(
     let mut ok = true;
     for (key, globs) in table.get_ref() {
         let f = format!("{field}.{}", key.escape_debug());
-        let key = match parse_txt_key(key) {
+        let key = match key_of(key) {
             Ok(k) => k,
             Err(e) => {
-                rep.at(globs.span(), f, e.to_string());
+                rep.at(globs.span(), f, e);
                 ok = false;
                 continue;
             }
@@ -219,52 +254,10 @@ fn validate_txt(
                     rep.at(
                         globs.span(),
                         f,
-                        format!("TXT key `{key}` is given twice (keys ignore case)"),
+                        format!("{key_name} `{key}` is given twice (keys ignore case)"),
                     );
                     ok = false;
                 }
-            }
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
-}
-
-/// `upnp = { manufacturer = [...], model = [...] }`: known fields only.
-fn validate_upnp(
-    table: &Spanned<BTreeMap<String, SpannedList>>,
-    rep: &mut Reporter<'_>,
-    field: &str,
-) -> Option<BTreeMap<String, Vec<Glob>>> {
-    use crate::classify::UPNP_FIELDS;
-    if table.get_ref().is_empty() {
-        rep.at(
-            table.span(),
-            field,
-            "an empty `upnp` table is no condition: add fields or leave it out",
-        );
-        return None;
-    }
-    let mut out = BTreeMap::new();
-    let mut ok = true;
-    for (key, globs) in table.get_ref() {
-        let f = format!("{field}.{}", key.escape_debug());
-        if !UPNP_FIELDS.contains(&key.as_str()) {
-            rep.at(
-                globs.span(),
-                f,
-                format!(
-                    "unknown UPnP field `{}` (known: {})",
-                    key.escape_debug(),
-                    UPNP_FIELDS.join(", ")
-                ),
-            );
-            ok = false;
-            continue;
-        }
-        match list(rep, Some(globs), &f, parse_glob) {
-            Some(g) => {
-                out.insert(key.clone(), g);
             }
             None => ok = false,
         }

@@ -29,26 +29,34 @@ struct Stored {
 impl DaemonState {
     /// The stored homeowner shares (an unreadable list is logged and empty:
     /// sharing less is the safe side).
-    fn stored_shares(&self) -> Vec<Stored> {
-        match self.store.setting(HOMEOWNER_SHARES) {
-            Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
+    fn stored_text(&self) -> Option<String> {
+        self.store.setting(HOMEOWNER_SHARES).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "the stored shares cannot be read; none are in force");
+            None
+        })
+    }
+
+    /// The list a stored text holds (unreadable: empty, logged).
+    fn parse_stored(text: Option<&str>) -> Vec<Stored> {
+        text.map_or_else(Vec::new, |t| {
+            serde_json::from_str(t).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "the stored shares cannot be read; none are in force");
                 Vec::new()
-            }),
-            Ok(None) => Vec::new(),
-            Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "the stored shares cannot be read; none are in force");
-                Vec::new()
-            }
-        }
+            })
+        })
     }
 
     /// Puts the homeowner's shares into the config in force, after the
     /// policy files' (at start and after each reload). One whose preset or
     /// zone no longer exists is left out, with a warning.
     pub(super) fn merge_homeowner_shares(&mut self) {
+        let stored = Self::parse_stored(self.stored_text().as_deref());
+        self.apply_homeowner_shares(&stored);
+    }
+
+    fn apply_homeowner_shares(&mut self, stored: &[Stored]) {
         self.config.policy.shares.retain(|r| !r.homeowner);
-        for s in self.stored_shares() {
+        for s in stored {
             match self.homeowner_rule(&s.preset, &s.from, &s.to) {
                 Ok(rule) => self.config.policy.shares.push(rule),
                 Err(why) => {
@@ -118,8 +126,8 @@ impl DaemonState {
         if let Err(why) = self.homeowner_rule(preset, from.as_str(), to.as_str()) {
             return error(why);
         }
-        let before = self.store.setting(HOMEOWNER_SHARES).ok().flatten();
-        let mut stored = self.stored_shares();
+        let before = self.stored_text();
+        let mut stored = Self::parse_stored(before.as_deref());
         let entry = Stored {
             preset: preset.to_string(),
             from: from.to_string(),
@@ -146,13 +154,13 @@ impl DaemonState {
         if let Err(e) = self.store.set_setting(HOMEOWNER_SHARES, Some(&text)) {
             return error(format!("the share could not be saved: {}", error_chain(&e)));
         }
-        self.merge_homeowner_shares();
+        self.apply_homeowner_shares(&stored);
         if let Err(e) = self.reconcile() {
             // Back to what was in force and stored.
             if let Err(e) = self.store.set_setting(HOMEOWNER_SHARES, before.as_deref()) {
                 tracing::warn!(error = %error_chain(&e), "the previous shares could not be stored again");
             }
-            self.merge_homeowner_shares();
+            self.apply_homeowner_shares(&Self::parse_stored(before.as_deref()));
             return error(format!("the firewall refused the change: {}", error_chain(&e)));
         }
         Response::Done {

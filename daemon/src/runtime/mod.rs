@@ -267,6 +267,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
+                let shares_may_change = matches!(req, Request::Share { .. });
                 let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), Running {
                     dns: dns.as_ref(),
                     detect: detect.as_ref(),
@@ -274,7 +275,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     share: share.as_ref(),
                 }));
                 // The homeowner may have shared something (or stopped).
-                refresh_share(&state, &mut share, &mut services);
+                if shares_may_change {
+                    refresh_share(&state, &mut share, &mut services);
+                }
             }
             event = vpn_events.next() => vpn.on_event(event, &mut state, &nl).await,
             Some(call) = services.next() => {

@@ -12,6 +12,7 @@
 //! - this file: the sockets (one per segment, bound to its interface) and
 //!   the task.
 
+pub mod limits;
 pub mod proxy;
 pub mod rules;
 pub mod ssdp;
@@ -218,6 +219,7 @@ async fn run(
     }
     let _abort = AbortOnDrop(readers);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut listed: Option<u64> = None;
     loop {
         // Each action with its side (true: SSDP): SSDP's sends go to its
         // sockets.
@@ -294,7 +296,11 @@ async fn run(
         if let Ok(mut s) = status.lock() {
             s.counters = proxy.counters();
             s.ssdp = ssdp.counters();
-            s.shared = proxy.shared();
+            // The list only when it changed: not a copy of the cache per datagram.
+            if listed != Some(proxy.revision()) {
+                s.shared = proxy.shared();
+                listed = Some(proxy.revision());
+            }
         }
     }
 }

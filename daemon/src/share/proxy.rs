@@ -23,6 +23,7 @@ use hickory_proto::rr::rdata::{PTR, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use ipnet::Ipv4Net;
 
+use super::limits::{asker_zone, PerAddressRate, Throttle};
 use super::rules::Sharing;
 use crate::config::{MacAddr, ServiceType, ZoneId};
 use crate::core::InventorySnapshot;
@@ -187,11 +188,13 @@ pub struct Proxy {
     segments: Vec<SegmentInfo>,
     /// By (provider segment, lower-case instance name).
     instances: BTreeMap<(usize, String), Instance>,
-    last_query: BTreeMap<(usize, ServiceType), UnixTime>,
+    last_query: Throttle<(usize, ServiceType)>,
     last_multicast: BTreeMap<(usize, String), UnixTime>,
-    asked: BTreeMap<IpAddr, (UnixTime, u32)>,
+    asked: PerAddressRate,
     last_browse: Option<UnixTime>,
     counters: ProxyCounters,
+    /// Moves when the cache's content changes (what [`Proxy::shared`] lists).
+    revision: u64,
 }
 
 impl Proxy {
@@ -201,12 +204,18 @@ impl Proxy {
             sharing,
             segments,
             instances: BTreeMap::new(),
-            last_query: BTreeMap::new(),
+            last_query: Throttle::new(QUERY_EVERY_SECS),
             last_multicast: BTreeMap::new(),
-            asked: BTreeMap::new(),
+            asked: PerAddressRate::new(QUESTIONS_PER_SECOND),
             last_browse: None,
             counters: ProxyCounters::default(),
+            revision: 0,
         }
+    }
+
+    /// Moves whenever [`Proxy::shared`] would list something else.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// What it saw so far.
@@ -312,6 +321,7 @@ impl Proxy {
                 // Goodbye, only from the device that announced it.
                 if self.instances.get(&k).is_some_and(|i| i.provider == device.mac) {
                     if let Some(gone) = self.instances.remove(&k) {
+                        self.revision += 1;
                         actions.extend(self.retire(gone, inventory, now));
                     }
                 }
@@ -382,6 +392,7 @@ impl Proxy {
             }
             actions.extend(self.open(&fresh));
             if changed {
+                self.revision += 1;
                 actions.extend(self.announce(&fresh, fresh.ttl, inventory, now));
             }
             self.instances.insert(k, fresh);
@@ -475,19 +486,6 @@ impl Proxy {
         out
     }
 
-    /// Over the rate of questions from `ip`?
-    fn over_rate(&mut self, ip: IpAddr, now: UnixTime) -> bool {
-        if self.asked.len() > 1024 {
-            self.asked.retain(|_, (at, _)| *at == now);
-        }
-        let e = self.asked.entry(ip).or_insert((now, 0));
-        if e.0 != now {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-        e.1 > QUESTIONS_PER_SECOND
-    }
-
     fn on_question(
         &mut self,
         segment: usize,
@@ -496,21 +494,14 @@ impl Proxy {
         inventory: &InventorySnapshot,
         now: UnixTime,
     ) -> Vec<Action> {
-        let zone = match inventory.device_at(src.ip()) {
-            Some(d) if d.blocked => return Vec::new(),
-            Some(d) => d.zone.clone(),
-            None => match &inventory.unknown_zone {
-                Some(z) => z.clone(),
-                None => return Vec::new(),
-            },
+        let Some(zone) = asker_zone(inventory, src.ip()) else {
+            return Vec::new();
         };
         // Nothing is shared to this zone: no answer, and no rate spent.
-        let shared_types: Vec<ServiceType> = self.sharing.service_types().into_iter().cloned().collect();
-        let any_for_zone = self.sharing.shares_to(&zone);
-        if !any_for_zone || msg.queries.is_empty() {
+        if !self.sharing.shares_to(&zone) || msg.queries.is_empty() {
             return Vec::new();
         }
-        if self.over_rate(src.ip(), now) {
+        if self.asked.over(src.ip(), now) {
             self.counters.rate_limited += 1;
             return Vec::new();
         }
@@ -538,6 +529,7 @@ impl Proxy {
         let mut additionals: Vec<Record> = Vec::new();
         let mut named: BTreeSet<String> = BTreeSet::new();
         let mut ask_for: BTreeSet<ServiceType> = BTreeSet::new();
+        let shared_types: Vec<ServiceType> = self.sharing.service_types().into_iter().cloned().collect();
         let ttl_of = |i: &Instance| {
             let left = u32::try_from(i.expires().saturating_sub(now)).unwrap_or(0).max(1);
             if legacy {
@@ -652,11 +644,9 @@ impl Proxy {
         let Ok(packet) = m.to_vec() else { return Vec::new() };
         let mut out = Vec::new();
         for &segment in segments {
-            let last = self.last_query.get(&(segment, t.clone())).copied();
-            if last.is_some_and(|at| now.saturating_sub(at) < QUERY_EVERY_SECS) {
+            if !self.last_query.due((segment, t.clone()), now) {
                 continue;
             }
-            self.last_query.insert((segment, t.clone()), now);
             out.push(Action::Send {
                 segment,
                 to: SocketAddr::from((MDNS_V4, MDNS_PORT)),
@@ -684,6 +674,7 @@ impl Proxy {
             .collect();
         for k in stale {
             if let Some(gone) = self.instances.remove(&k) {
+                self.revision += 1;
                 actions.extend(self.retire(gone, inventory, now));
             }
         }

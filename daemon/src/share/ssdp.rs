@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+use super::limits::{asker_zone, PerAddressRate, Throttle};
 use super::proxy::{Action, SegmentInfo};
 use super::rules::Sharing;
 use crate::config::{MacAddr, Transport, ZoneId};
@@ -87,8 +88,8 @@ pub struct SsdpProxy {
     segments: Vec<SegmentInfo>,
     /// By (segment, lower-case USN).
     entries: BTreeMap<(usize, String), Entry>,
-    last_search: BTreeMap<(usize, String), UnixTime>,
-    asked: BTreeMap<IpAddr, (UnixTime, u32)>,
+    last_search: Throttle<(usize, String)>,
+    asked: PerAddressRate,
     last_browse: Option<UnixTime>,
     counters: SsdpCounters,
 }
@@ -100,8 +101,8 @@ impl SsdpProxy {
             sharing,
             segments,
             entries: BTreeMap::new(),
-            last_search: BTreeMap::new(),
-            asked: BTreeMap::new(),
+            last_search: Throttle::new(SEARCH_EVERY_SECS),
+            asked: PerAddressRate::new(SEARCHES_PER_SECOND),
             last_browse: None,
             counters: SsdpCounters::default(),
         }
@@ -238,18 +239,6 @@ impl SsdpProxy {
         actions
     }
 
-    fn over_rate(&mut self, ip: IpAddr, now: UnixTime) -> bool {
-        if self.asked.len() > 1024 {
-            self.asked.retain(|_, (at, _)| *at == now);
-        }
-        let e = self.asked.entry(ip).or_insert((now, 0));
-        if e.0 != now {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-        e.1 > SEARCHES_PER_SECOND
-    }
-
     fn on_search(
         &mut self,
         segment: usize,
@@ -258,18 +247,13 @@ impl SsdpProxy {
         inventory: &InventorySnapshot,
         now: UnixTime,
     ) -> Vec<Action> {
-        let zone = match inventory.device_at(src.ip()) {
-            Some(d) if d.blocked => return Vec::new(),
-            Some(d) => d.zone.clone(),
-            None => match &inventory.unknown_zone {
-                Some(z) => z.clone(),
-                None => return Vec::new(),
-            },
+        let Some(zone) = asker_zone(inventory, src.ip()) else {
+            return Vec::new();
         };
         if !self.sharing.shares_to(&zone) {
             return Vec::new();
         }
-        if self.over_rate(src.ip(), now) {
+        if self.asked.over(src.ip(), now) {
             self.counters.rate_limited += 1;
             return Vec::new();
         }
@@ -332,15 +316,9 @@ impl SsdpProxy {
         .into_bytes();
         let mut out = Vec::new();
         for segment in (0..self.segments.len()).filter(|s| Some(*s) != except) {
-            let key = (segment, target.to_string());
-            if self
-                .last_search
-                .get(&key)
-                .is_some_and(|at| now.saturating_sub(*at) < SEARCH_EVERY_SECS)
-            {
+            if !self.last_search.due((segment, target.to_string()), now) {
                 continue;
             }
-            self.last_search.insert(key, now);
             out.push(Action::Send {
                 segment,
                 to: SocketAddr::from((SSDP_V4, SSDP_PORT)),

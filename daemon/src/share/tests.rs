@@ -57,6 +57,20 @@ fn home() -> InventorySnapshot {
     inv
 }
 
+/// The laptop's segment (LAN) and the TV's (IOT).
+fn segments() -> Vec<SegmentInfo> {
+    vec![
+        SegmentInfo {
+            interface: "br-lan".into(),
+            ipv4: "10.0.1.0/24".parse().expect("test data"),
+        },
+        SegmentInfo {
+            interface: "br-iot".into(),
+            ipv4: "10.0.2.0/24".parse().expect("test data"),
+        },
+    ]
+}
+
 fn proxy() -> Proxy {
     let sharing = Sharing::new(vec![ShareRule {
         name: "chromecast".into(),
@@ -67,19 +81,7 @@ fn proxy() -> Proxy {
         to: [zone("trusted")].into(),
         homeowner: false,
     }]);
-    Proxy::new(
-        sharing,
-        vec![
-            SegmentInfo {
-                interface: "br-lan".into(),
-                ipv4: "10.0.1.0/24".parse().expect("test data"),
-            },
-            SegmentInfo {
-                interface: "br-iot".into(),
-                ipv4: "10.0.2.0/24".parse().expect("test data"),
-            },
-        ],
-    )
+    Proxy::new(sharing, segments())
 }
 
 fn name(s: &str) -> Name {
@@ -336,16 +338,7 @@ fn ssdp_proxy() -> super::ssdp::SsdpProxy {
             to: [zone("trusted")].into(),
             homeowner: false,
         }]),
-        vec![
-            SegmentInfo {
-                interface: "br-lan".into(),
-                ipv4: "10.0.1.0/24".parse().expect("test data"),
-            },
-            SegmentInfo {
-                interface: "br-iot".into(),
-                ipv4: "10.0.2.0/24".parse().expect("test data"),
-            },
-        ],
+        segments(),
     )
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{evidence, mac, zone, Harness};
+use super::{evidence, mac, stored_macs, zone, Harness};
 use crate::alerts::AlertKind;
 use crate::config::MacAddr;
 use crate::control::{Request, Response};
@@ -130,14 +130,7 @@ fn a_randomised_mac_like_a_known_device_is_only_suggested_until_linked() {
     assert_eq!(h.full_membership(), *m, "incremental == full");
     assert_eq!(h.state.inventory.get(&fresh).map(|d| d.first_seen), Some(1));
     assert!(h.state.store.suggestions().expect("s").is_empty());
-    let stored: Vec<MacAddr> = h
-        .state
-        .store
-        .load_devices()
-        .expect("load")
-        .iter()
-        .map(|d| d.mac)
-        .collect();
+    let stored = stored_macs(&h);
     assert!(stored.contains(&fresh) && !stored.contains(&known), "{stored:?}");
 }
 

@@ -196,6 +196,17 @@ fn applied(h: &Harness) -> &Membership {
     &h.state.enforcer.applied().expect("applied").membership
 }
 
+/// The MACs the store holds devices for.
+fn stored_macs(h: &Harness) -> Vec<MacAddr> {
+    h.state
+        .store
+        .load_devices()
+        .expect("load")
+        .iter()
+        .map(|d| d.mac)
+        .collect()
+}
+
 fn stored(h: &Harness, m: MacAddr) -> crate::inventory::Device {
     h.state
         .store

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{applied, done, evidence, home, mac, refused, stored, view, zone, Harness};
+use super::{applied, done, evidence, home, mac, refused, stored, stored_macs, view, zone, Harness};
 use crate::alerts::{Alert, AlertKind};
 use crate::control::{Request, Response};
 use crate::inventory::Event;
@@ -174,15 +174,7 @@ fn forgetting_a_device_takes_it_out_of_the_sets_the_store_and_the_snapshot() {
     assert_eq!(m, &h.full_membership(), "incremental == full");
     assert!(m.blocked.macs.is_empty(), "its block went with it");
     assert!(!m.zones.values().any(|z| z.macs.contains(&mac(2))), "in no zone's set");
-    assert!(
-        h.state
-            .store
-            .load_devices()
-            .expect("load")
-            .iter()
-            .all(|d| d.mac != mac(2)),
-        "gone from the store"
-    );
+    assert!(!stored_macs(&h).contains(&mac(2)), "gone from the store");
     assert!(
         matches!(h.state.take_touched(), crate::inventory::Touched::Some(t) if t.contains(&mac(2))),
         "services are told (the snapshot patch removes it)"
@@ -489,13 +481,6 @@ fn a_full_disk_loses_no_decision_and_everything_is_written_when_room_returns() {
         "the name reached the disk"
     );
     assert!(stored(&h, mac(1)).blocked);
-    let stored_macs: Vec<_> = h
-        .state
-        .store
-        .load_devices()
-        .expect("load")
-        .iter()
-        .map(|d| d.mac)
-        .collect();
-    assert!(stored_macs.contains(&mac(3)) && stored_macs.contains(&newcomer));
+    let macs = stored_macs(&h);
+    assert!(macs.contains(&mac(3)) && macs.contains(&newcomer));
 }

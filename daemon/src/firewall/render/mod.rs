@@ -196,21 +196,7 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
     }
     for (owner, kind) in member_sets(rs) {
         for fam in owner.families(kind) {
-            let elem = elements(m, &owner, kind);
-            objs.push(add(NfListObject::Set(Box::new(Set {
-                family: *fam,
-                table: Cow::Borrowed(TABLE),
-                name: Cow::Owned(owner.set_name(kind)),
-                handle: None,
-                set_type: set_type(kind),
-                policy: None,
-                flags: None::<HashSet<SetFlag>>,
-                elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
-                timeout: None,
-                gc_interval: None,
-                size: None,
-                comment: None,
-            }))));
+            objs.push(plain_set(*fam, owner.set_name(kind), kind, elements(m, &owner, kind)));
         }
     }
     // Domain sets are created holding what the daemon holds (in the same
@@ -227,20 +213,8 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
                 .filter(|ip| ip.is_ipv6() == v6)
                 .map(|ip| Expression::String(Cow::Owned(ip.to_string())))
                 .collect();
-            objs.push(add(NfListObject::Set(Box::new(Set {
-                family: NfFamily::INet,
-                table: Cow::Borrowed(TABLE),
-                name: Cow::Owned(domain_set_name(d, v6)),
-                handle: None,
-                set_type: set_type(if v6 { SetKind::V6 } else { SetKind::V4 }),
-                policy: None,
-                flags: None::<HashSet<SetFlag>>,
-                elem: (!elem.is_empty()).then(|| Cow::Owned(elem)),
-                timeout: None,
-                gc_interval: None,
-                size: None,
-                comment: None,
-            }))));
+            let kind = if v6 { SetKind::V6 } else { SetKind::V4 };
+            objs.push(plain_set(NfFamily::INet, domain_set_name(d, v6), kind, elem));
         }
     }
     // Pinhole sets, likewise held by the daemon (for the share proxy), in
@@ -257,20 +231,7 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
                 .collect();
             let owner = SetOwner::Share(zone.clone());
             for fam in owner.families(kind) {
-                objs.push(add(NfListObject::Set(Box::new(Set {
-                    family: *fam,
-                    table: Cow::Borrowed(TABLE),
-                    name: Cow::Owned(owner.set_name(kind)),
-                    handle: None,
-                    set_type: set_type(kind),
-                    policy: None,
-                    flags: None::<HashSet<SetFlag>>,
-                    elem: (!elem.is_empty()).then(|| Cow::Owned(elem.clone())),
-                    timeout: None,
-                    gc_interval: None,
-                    size: None,
-                    comment: None,
-                }))));
+                objs.push(plain_set(*fam, owner.set_name(kind), kind, elem.clone()));
             }
         }
     }
@@ -328,6 +289,25 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
     Nftables {
         objects: Cow::Owned(objs),
     }
+}
+
+/// `add set` of one of our plain sets (no flags, no kernel timeouts), with
+/// its elements.
+fn plain_set(family: NfFamily, name: String, kind: SetKind, elem: Vec<Expression<'static>>) -> NfObject<'static> {
+    NfObject::CmdObject(NfCmd::Add(NfListObject::Set(Box::new(Set {
+        family,
+        table: Cow::Borrowed(TABLE),
+        name: Cow::Owned(name),
+        handle: None,
+        set_type: set_type(kind),
+        policy: None,
+        flags: None::<HashSet<SetFlag>>,
+        elem: (!elem.is_empty()).then_some(Cow::Owned(elem)),
+        timeout: None,
+        gc_interval: None,
+        size: None,
+        comment: None,
+    }))))
 }
 
 /// The membership-change document: deletes then adds of set elements, one
