@@ -326,15 +326,23 @@ pub struct DeviceView {
 }
 
 impl DeviceView {
-    /// The name to show: the homeowner's (or the policy's), else the DHCP host
-    /// name, else the first mDNS name. Device-supplied text: escape it for the
-    /// terminal or the page it goes to.
-    pub fn best_name(&self) -> Option<&str> {
-        [self.name.as_deref(), self.evidence.hostname.as_deref()]
-            .into_iter()
-            .flatten()
-            .chain(self.evidence.mdns_names.iter().map(String::as_str))
-            .find(|n| !n.trim().is_empty())
+    /// The name to show ([`crate::inventory::naming`]): the homeowner's (or
+    /// the policy's), else the DHCP host name, else the first mDNS name, else
+    /// its vendor and class. Device-supplied text: escape it for the terminal
+    /// or the page it goes to.
+    pub fn best_name(&self) -> Option<String> {
+        crate::inventory::naming::best_name(crate::inventory::naming::NameParts {
+            homeowner: self.name.as_deref(),
+            hostname: self.evidence.hostname.as_deref(),
+            mdns_name: self
+                .evidence
+                .mdns_names
+                .iter()
+                .map(String::as_str)
+                .find(|n| !n.trim().is_empty()),
+            vendor: self.vendor.as_deref(),
+            class: self.class.as_ref().map(|c| c.class.as_str()),
+        })
     }
 }
 
@@ -568,13 +576,13 @@ mod tests {
         };
         assert_eq!(d.best_name(), None);
         d.evidence.mdns_names.insert("Living Room TV".into());
-        assert_eq!(d.best_name(), Some("Living Room TV"));
+        assert_eq!(d.best_name().as_deref(), Some("Living Room TV"));
         d.evidence.hostname = Some("Chromecast".into());
-        assert_eq!(d.best_name(), Some("Chromecast"));
+        assert_eq!(d.best_name().as_deref(), Some("Chromecast"));
         d.name = Some("TV".into());
-        assert_eq!(d.best_name(), Some("TV"));
+        assert_eq!(d.best_name().as_deref(), Some("TV"));
         d.name = Some("  ".into());
-        assert_eq!(d.best_name(), Some("Chromecast"), "a blank name is no name");
+        assert_eq!(d.best_name().as_deref(), Some("Chromecast"), "a blank name is no name");
     }
 
     #[test]

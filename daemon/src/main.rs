@@ -528,7 +528,7 @@ fn print_devices(answer: Response, json: bool) -> anyhow::Result<()> {
             d.mac,
             d.zone,
             d.reason.as_str(),
-            show(d.best_name().unwrap_or("-")),
+            show(d.best_name().as_deref().unwrap_or("-")),
             show(d.vendor.as_deref().unwrap_or("-")),
             class,
             addrs.join(",")
@@ -578,12 +578,15 @@ fn print_alerts(answer: Response, json: bool) -> anyhow::Result<()> {
         return print_json(&alerts);
     }
     for a in alerts {
+        // The sentence names the device; its MAC (the id the other
+        // commands take) stands beside it.
         println!(
-            "{:>6} {} {} {:<24}  {}",
+            "{:>6} {} {} {:<24}  {:<17}  {}",
             a.id,
             bulkhead::clock::local(a.at),
             if a.acknowledged { " " } else { "*" },
             a.kind.as_str(),
+            a.mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
             show(&a.message)
         );
     }

@@ -332,6 +332,19 @@ pub(crate) fn running_home(extra_policies: &[(&str, &str)]) -> Result<DemoHome> 
     Ok(demo)
 }
 
+/// Waits until `check` says yes, up to `within`; fails saying `what` did not
+/// happen.
+pub(crate) fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub(crate) fn mac_of(host: &str) -> Result<MacAddr> {
     HOSTS
         .iter()

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::alerts::{Alert, AlertKind};
+use crate::alerts::{Alert, AlertFacts, AlertKind};
 use crate::config::{DhcpMode, MacAddr, SegmentId};
 use crate::discovery::dhcp::{CaptureError, ClientPacket, Handled, Lease, LeaseEvent, ObservedLease, Reply};
 use crate::firewall::error_chain;
@@ -146,18 +146,14 @@ impl DaemonState {
     pub fn dhcp_spoofed(&mut self, sender: MacAddr, claimed: MacAddr, now: UnixTime) {
         self.dhcp.spoofed += 1;
         tracing::warn!(%sender, %claimed, "DHCP message in another device's name dropped");
-        let victim = match self.inventory.get(&claimed) {
-            Some(_) => format!("the known device {claimed}"),
-            None => format!("{claimed}, which is not a device here"),
-        };
-        self.raise(Alert::new(
+        self.raise(Alert::about(
             now,
             AlertKind::Spoofing,
-            Some(sender),
-            format!(
-                "{sender} sent a DHCP message in the name of {victim}. It was ignored: no device's zone, \
-                 address or name changed."
-            ),
+            sender,
+            AlertFacts {
+                other: Some(claimed),
+                ..AlertFacts::default()
+            },
         ));
     }
 

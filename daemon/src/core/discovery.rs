@@ -3,9 +3,9 @@
 //! alerts for the homeowner (new device held in quarantine, device classified) and
 //! identity suggestions for randomised MACs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
+use crate::alerts::{Alert, AlertFacts, AlertKind, IdentitySuggestion};
 use crate::config::MacAddr;
 use crate::discovery::mdns::MdnsObservation;
 use crate::discovery::neigh::NeighbourUpdate;
@@ -20,6 +20,12 @@ use super::DaemonState;
 /// Most devices discovery adds to the inventory.
 pub const MAX_TRACKED_DEVICES: usize = 8192;
 
+/// How long a new device whose zone may still change is held before its
+/// alert: long enough for its first mDNS or SSDP announcement (sent right
+/// after its lease) to classify it, so one alert says "joined and was placed
+/// in iot" instead of "held in quarantine" and then "recognised".
+pub const JOIN_HOLD_SECS: UnixTime = 15;
+
 /// What discovery remembers between events.
 pub(super) struct DiscoveryBook {
     /// Identity suggestions already made (new MAC, known MAC), so each is made once.
@@ -28,6 +34,11 @@ pub(super) struct DiscoveryBook {
     /// DHCP request brings the device's evidence before its lease, and only the
     /// address says which segment, and so which zone, it joined).
     unannounced: BTreeSet<MacAddr>,
+    /// Unannounced devices that have an address, with when they got it: a
+    /// device whose zone may still change (held in quarantine, or in its
+    /// segment's zone) is announced once it is classified or after
+    /// [`JOIN_HOLD_SECS`], so joining and being recognised is one alert.
+    holding: BTreeMap<MacAddr, UnixTime>,
     /// New devices not tracked because the inventory was full.
     untracked_new_devices: u64,
     /// Most devices discovery tracks ([`MAX_TRACKED_DEVICES`]; tests lower it).
@@ -44,6 +55,7 @@ impl DiscoveryBook {
                 .map(|s| (s.new_mac, s.known_mac))
                 .collect(),
             unannounced: BTreeSet::new(),
+            holding: BTreeMap::new(),
             untracked_new_devices: 0,
             max_tracked: MAX_TRACKED_DEVICES,
         })
@@ -107,14 +119,21 @@ impl DaemonState {
             let decision = zone_for(&self.config, device);
             if self.discovery.unannounced.contains(&mac) {
                 // One alert per new device, once its first address says where
-                // it joined (and so which zone its segment gives it).
+                // it joined (and so which zone its segment gives it) and what
+                // it is, is known: placed by a rule, a pin or the homeowner,
+                // or recognised, at once; otherwise (held, or in its
+                // segment's zone) once a rule recognises it or the hold is
+                // over (the timer's pass).
                 if !device.addresses.is_empty() {
-                    self.discovery.unannounced.remove(&mac);
-                    let class = crate::policy::classification(&self.config, device);
-                    self.raise(new_device_alert(mac, &decision, class.as_ref(), now));
+                    let joined = *self.discovery.holding.entry(mac).or_insert(now);
+                    let settled = !matches!(decision.reason, ZoneReason::Unknown | ZoneReason::SegmentDefault)
+                        || crate::policy::classification(&self.config, device).is_some();
+                    if settled || now - joined >= JOIN_HOLD_SECS {
+                        self.announce(mac, joined);
+                    }
                 }
             } else if before_decision.as_ref() != Some(&decision) {
-                if let Some(alert) = placement_alert(mac, &decision, now) {
+                if let Some(alert) = placement_alert(mac, &decision, &self.config, device, now) {
                     self.raise(alert);
                 }
             }
@@ -198,6 +217,32 @@ impl DaemonState {
         true
     }
 
+    /// Raises the one alert of a new device that joined at `joined`, as its
+    /// zone is now.
+    fn announce(&mut self, mac: MacAddr, joined: UnixTime) {
+        self.discovery.unannounced.remove(&mac);
+        self.discovery.holding.remove(&mac);
+        let Some(device) = self.inventory.get(&mac) else { return };
+        let decision = zone_for(&self.config, device);
+        let class = crate::policy::classification(&self.config, device);
+        self.raise(new_device_alert(mac, &decision, class.as_ref(), joined));
+    }
+
+    /// The timer's pass: new devices held past [`JOIN_HOLD_SECS`] are
+    /// announced as they are (held in quarantine, in their segment's zone).
+    pub(super) fn announce_held_joins(&mut self, now: UnixTime) {
+        let due: Vec<(MacAddr, UnixTime)> = self
+            .discovery
+            .holding
+            .iter()
+            .filter(|(_, joined)| now - **joined >= JOIN_HOLD_SECS)
+            .map(|(m, j)| (*m, *j))
+            .collect();
+        for (mac, joined) in due {
+            self.announce(mac, joined);
+        }
+    }
+
     /// The device holding an address.
     pub fn address_owner(&self, ip: &std::net::IpAddr) -> Option<MacAddr> {
         self.inventory.owner_of(ip)
@@ -233,62 +278,67 @@ impl DaemonState {
                 continue;
             }
             self.discovery.suggested.insert((mac, known_mac));
-            self.raise(Alert::new(
+            self.raise(Alert::about(
                 now,
                 AlertKind::IdentitySuggestion,
-                Some(mac),
-                format!(
-                    "{mac} looks like the known device {known_mac} with a new private address ({}). \
-                     It stays where it is until you accept: bulkhead device link {mac} {known_mac}",
-                    reasons.join(", ")
-                ),
+                mac,
+                AlertFacts {
+                    other: Some(known_mac),
+                    reasons,
+                    ..AlertFacts::default()
+                },
             ));
         }
     }
 }
 
 /// The one alert for a new device: held in quarantine, or placed (by a rule,
-/// its segment, a policy pin).
+/// its segment, a policy pin, the homeowner).
 fn new_device_alert(
     mac: MacAddr,
     decision: &ZoneDecision,
     class: Option<&crate::classify::ClassMatch>,
-    now: UnixTime,
+    at: UnixTime,
 ) -> Alert {
-    let zone = &decision.zone;
-    let (kind, message) = match decision.reason {
-        ZoneReason::Unknown => (
-            AlertKind::NewDeviceQuarantined,
-            format!(
-                "New device {mac} is held in zone {zone} until you approve it: bulkhead device approve {mac} [ZONE]"
-            ),
-        ),
-        reason => {
-            let why = match (reason, class) {
-                (ZoneReason::Classified, Some(c)) => format!("recognised as {} by rule {}", c.class.as_str(), c.rule),
-                (ZoneReason::Classified, None) => "recognised".to_string(),
-                (ZoneReason::SegmentDefault, _) => "its segment's zone".to_string(),
-                (ZoneReason::PolicyOverride, _) => "pinned in the policy".to_string(),
-                _ => "your choice".to_string(),
-            };
-            (
-                AlertKind::NewDevice,
-                format!("New device {mac} joined zone {zone} ({why})"),
-            )
-        }
+    let kind = match decision.reason {
+        ZoneReason::Unknown => AlertKind::NewDeviceQuarantined,
+        _ => AlertKind::NewDevice,
     };
-    Alert::new(now, kind, Some(mac), message)
+    let facts = AlertFacts {
+        zone: Some(decision.zone.to_string()),
+        placed_by: Some(decision.reason.as_str().to_string()),
+        class: class.map(|c| c.class.as_str().to_string()),
+        rule: class.map(|c| c.rule.clone()),
+        suggested_zone: (decision.reason == ZoneReason::Unknown)
+            .then(|| class.and_then(|c| c.zone.as_ref()).map(ToString::to_string))
+            .flatten(),
+        ..AlertFacts::default()
+    };
+    Alert::about(at, kind, mac, facts)
 }
 
 /// The alert for a known device whose placement changed, if it deserves one.
-fn placement_alert(mac: MacAddr, after: &ZoneDecision, now: UnixTime) -> Option<Alert> {
-    match after.reason {
-        ZoneReason::Classified => Some(Alert::new(
-            now,
-            AlertKind::DeviceClassified,
-            Some(mac),
-            format!("{mac} was recognised and placed in zone {}", after.zone),
-        )),
-        _ => None,
+fn placement_alert(
+    mac: MacAddr,
+    after: &ZoneDecision,
+    config: &crate::config::Config,
+    device: &crate::inventory::Device,
+    now: UnixTime,
+) -> Option<Alert> {
+    if after.reason != ZoneReason::Classified {
+        return None;
     }
+    let class = crate::policy::classification(config, device);
+    Some(Alert::about(
+        now,
+        AlertKind::DeviceClassified,
+        mac,
+        AlertFacts {
+            zone: Some(after.zone.to_string()),
+            placed_by: Some(after.reason.as_str().to_string()),
+            class: class.as_ref().map(|c| c.class.as_str().to_string()),
+            rule: class.map(|c| c.rule),
+            ..AlertFacts::default()
+        },
+    ))
 }

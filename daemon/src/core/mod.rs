@@ -341,10 +341,42 @@ impl DaemonState {
             done
         };
         match self.reconcile_entries(&before, &after) {
-            Ok(_) => Response::Done { message: done },
+            Ok(_) => {
+                self.settle_alerts(event);
+                Response::Done { message: done }
+            }
             Err(e) => Response::Error {
                 message: format!("saved, but the firewall refused it: {}", error_chain(&e)),
             },
+        }
+    }
+
+    /// Acknowledging happens by acting: a homeowner's decision about a device
+    /// settles the open alerts that asked for it (a zone chosen answers "it
+    /// waits for approval"; a block answers what it was caught doing; a link
+    /// answers the identity suggestion).
+    fn settle_alerts(&mut self, event: &Event) {
+        use crate::alerts::AlertKind as K;
+        const PLACEMENT: &[K] = &[K::NewDeviceQuarantined, K::NewDevice, K::DeviceClassified];
+        const CAUGHT: &[K] = &[
+            K::NewDeviceQuarantined,
+            K::NewDevice,
+            K::DeviceClassified,
+            K::Probing,
+            K::LateralAttempt,
+            K::DnsBypass,
+            K::Spoofing,
+        ];
+        let (mac, kinds) = match event {
+            Event::SetZone { mac, .. } => (*mac, PLACEMENT),
+            Event::Block { mac, blocked: true } => (*mac, CAUGHT),
+            Event::Merge { into, .. } => (*into, &[K::IdentitySuggestion, K::NewDeviceQuarantined][..]),
+            _ => return,
+        };
+        match self.store.acknowledge_alerts_about(mac, kinds) {
+            Ok(0) => {}
+            Ok(_) => self.alerts_changed += 1,
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not acknowledge the device's alerts"),
         }
     }
 
@@ -377,6 +409,9 @@ impl DaemonState {
     /// within its dedup window is counted on the first one instead (a storm
     /// is one alert with a count) and not published again.
     pub fn raise(&mut self, mut alert: Alert) -> i64 {
+        // The stored sentence (what notifiers send) names devices as they are
+        // called now; readers render it again with the names of their time.
+        alert.render(&|m| self.device_name(m));
         if let alerting::Raise::Again { id } = self.alert_book.classify(&alert) {
             tracing::debug!(kind = alert.kind.as_str(), id, "alert again");
             match self.store.repeat_alert(id, alert.at, &alert.message) {
@@ -423,6 +458,7 @@ impl DaemonState {
         self.enforcer.expire(now);
         let flips = self.presence.pass(&mut self.inventory, now);
         self.on_presence_flips(&flips, now);
+        self.announce_held_joins(now);
         if self
             .alerts_pruned_at
             .is_none_or(|at| now - at >= ALERT_PRUNE_EVERY_SECS)

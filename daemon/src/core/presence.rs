@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::alerts::{Alert, AlertKind};
+use crate::alerts::{Alert, AlertFacts, AlertKind};
 use crate::config::MacAddr;
 use crate::inventory::{Inventory, UnixTime};
 
@@ -18,27 +18,19 @@ impl DaemonState {
     /// alert of each with a count, see [`crate::alerts::AlertKind::dedup_secs`]).
     pub(super) fn on_presence_flips(&mut self, flips: &[PresenceFlip], now: UnixTime) {
         for f in flips {
-            let Some(d) = self.inventory.get(&f.mac).filter(|d| d.watched) else {
+            if !self.inventory.get(&f.mac).is_some_and(|d| d.watched) {
                 continue;
-            };
-            let name = d
-                .name
-                .clone()
-                .or_else(|| self.config.policy.devices.get(&d.mac).and_then(|o| o.name.clone()))
-                .or_else(|| d.evidence.hostname.clone())
-                .map_or_else(|| f.mac.to_string(), |n| format!("{n} ({})", f.mac));
-            let (kind, message) = if f.online {
-                (AlertKind::DeviceBack, format!("{name} is back online"))
+            }
+            let (kind, minutes) = if f.online {
+                (AlertKind::DeviceBack, None)
             } else {
-                (
-                    AlertKind::DeviceOffline,
-                    format!(
-                        "{name} went offline: nothing heard from it for {} minutes",
-                        (now - f.last_seen).max(0) / 60
-                    ),
-                )
+                (AlertKind::DeviceOffline, Some((now - f.last_seen).max(0) / 60))
             };
-            self.raise(Alert::new(now, kind, Some(f.mac), message));
+            let facts = AlertFacts {
+                minutes,
+                ..AlertFacts::default()
+            };
+            self.raise(Alert::about(now, kind, f.mac, facts));
         }
     }
 }

@@ -38,7 +38,12 @@ impl DaemonState {
             },
             Request::Alerts { limit } => answer(
                 self.store.alerts(limit.min(crate::store::MAX_ALERTS as usize)),
-                |alerts| Response::Alerts { alerts },
+                |mut alerts| {
+                    for a in &mut alerts {
+                        a.render(&|m| self.device_name(m));
+                    }
+                    Response::Alerts { alerts }
+                },
             ),
             Request::AckAlerts { ids } => self.acknowledge_alerts(ids.as_deref()),
             Request::Suggestions => answer(self.store.suggestions(), |suggestions| Response::Suggestions {

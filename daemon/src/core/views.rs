@@ -1,9 +1,10 @@
 //! What the CLI and the web UI are shown: devices with their zone and why,
 //! zones with their members as enforced, counters. Read-only.
 
-use crate::config::RouterService;
+use crate::config::{MacAddr, RouterService};
 use crate::control::{DeviceView, StatusView, ZoneInfo};
 use crate::discovery::oui;
+use crate::inventory::naming::{best_name, NameParts};
 use crate::inventory::UnixTime;
 use crate::policy::{tunnel_routed, Assessor};
 
@@ -14,6 +15,28 @@ use super::DaemonState;
 pub const ONLINE_SECS: UnixTime = 10 * 60;
 
 impl DaemonState {
+    /// What a device is called now ([`crate::inventory::naming`]); `None`
+    /// when nothing names it (show its MAC) or it is not known.
+    pub fn device_name(&self, mac: &MacAddr) -> Option<String> {
+        let d = self.inventory.get(mac)?;
+        let class = crate::policy::classification(&self.config, d);
+        best_name(NameParts {
+            homeowner: d
+                .name
+                .as_deref()
+                .or_else(|| self.config.policy.devices.get(mac).and_then(|o| o.name.as_deref())),
+            hostname: d.evidence.hostname.as_deref(),
+            mdns_name: d
+                .evidence
+                .mdns_names
+                .iter()
+                .map(String::as_str)
+                .find(|n| !n.trim().is_empty()),
+            vendor: oui::lookup(mac),
+            class: class.as_ref().map(|c| c.class.as_str()),
+        })
+    }
+
     /// Every device as the CLI shows it.
     pub fn device_views(&self, now: UnixTime) -> Vec<DeviceView> {
         // One classification per device for both the zone and the class.

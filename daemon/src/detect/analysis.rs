@@ -100,7 +100,7 @@ pub enum Action {
         /// The alert this is (device, kind, episode).
         key: AlertKey,
         /// The alert.
-        alert: Alert,
+        alert: Box<Alert>,
     },
     /// Rewrite the message of the alert raised under `key`.
     Update {
@@ -474,8 +474,8 @@ fn probing_text(mac: &MacAddr, e: &Episode, zone: &str, now: UnixTime, name: &dy
     text
 }
 
-fn alert(at: UnixTime, kind: AlertKind, mac: MacAddr, message: String) -> Alert {
-    Alert::new(at, kind, Some(mac), message)
+fn alert(at: UnixTime, kind: AlertKind, mac: MacAddr, message: String) -> Box<Alert> {
+    Box::new(Alert::new(at, kind, Some(mac), message))
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ async fn run(
 /// Raises or updates an alert through the core.
 async fn perform(services: &ServiceHandle, raised: &mut HashMap<AlertKey, i64>, action: Action) {
     let request = match &action {
-        Action::Raise { alert, .. } => ServiceRequest::Alert(alert.clone()),
+        Action::Raise { alert, .. } => ServiceRequest::Alert((**alert).clone()),
         Action::Update { key, message } => match raised.get(key) {
             Some(id) => ServiceRequest::UpdateAlert {
                 id: *id,
@@ -300,22 +300,19 @@ pub fn best_name(inventory: &InventorySnapshot, mac: &MacAddr) -> String {
     }
 }
 
-/// [`best_name`] of a device in hand.
+/// [`best_name`] of a device in hand ([`crate::inventory::naming`]; the
+/// snapshot has no mDNS names).
 pub fn best_name_of(d: &crate::core::DeviceSnapshot) -> String {
-    let mac = d.mac;
-    let name = d
-        .name
-        .clone()
-        .or_else(|| d.hostname.clone())
-        .or_else(|| match (&d.vendor, &d.class) {
-            (Some(v), Some(c)) => Some(format!("{v} {c}")),
-            (Some(v), None) => Some(format!("{v} device")),
-            (None, Some(c)) => Some(c.clone()),
-            (None, None) => None,
-        });
+    let name = crate::inventory::naming::best_name(crate::inventory::naming::NameParts {
+        homeowner: d.name.as_deref(),
+        hostname: d.hostname.as_deref(),
+        mdns_name: None,
+        vendor: d.vendor.as_deref(),
+        class: d.class.as_deref(),
+    });
     match name {
-        Some(n) => format!("{n} ({mac})"),
-        None => mac.to_string(),
+        Some(n) => format!("{n} ({})", d.mac),
+        None => d.mac.to_string(),
     }
 }
 

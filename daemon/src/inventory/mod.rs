@@ -5,6 +5,7 @@
 //! reconcile exactly that.
 
 pub mod identity;
+pub mod naming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::alerts::{Alert, AlertKind, IdentitySuggestion};
+use crate::alerts::{Alert, AlertFacts, AlertKind, IdentitySuggestion};
 use crate::config::{MacAddr, SegmentId, ZoneId};
 use crate::discovery::dhcp::Lease;
 use crate::inventory::{Device, UnixTime};
@@ -179,7 +179,18 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
      ALTER TABLE alerts ADD COLUMN last_at INTEGER;
      ALTER TABLE devices ADD COLUMN watched INTEGER NOT NULL DEFAULT 0;",
+    // 5: alerts as data (issue 18): the facts an alert's sentence is
+    // rendered from (JSON, NULL when it has none), so it names the device as
+    // it is called when read.
+    "ALTER TABLE alerts ADD COLUMN facts TEXT;",
 ];
+
+/// An alert's facts as stored: JSON, or NULL when it has none.
+fn facts_json(facts: &AlertFacts) -> Option<String> {
+    (*facts != AlertFacts::default())
+        .then(|| serde_json::to_string(facts).ok())
+        .flatten()
+}
 
 /// Alerts kept; older ones are deleted as new ones arrive.
 pub const MAX_ALERTS: i64 = 1000;
@@ -627,7 +638,8 @@ impl Store {
     pub fn add_alert(&mut self, a: &Alert) -> Result<i64, StoreError> {
         let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
         tx.execute(
-            "INSERT INTO alerts (at, kind, mac, message, acknowledged, count, last_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO alerts (at, kind, mac, message, acknowledged, count, last_at, facts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 a.at,
                 a.kind.as_str(),
@@ -635,7 +647,8 @@ impl Store {
                 a.message,
                 a.acknowledged,
                 a.count,
-                a.last_at.max(a.at)
+                a.last_at.max(a.at),
+                facts_json(&a.facts)
             ],
         )
         .map_err(sql("saving an alert"))?;
@@ -682,6 +695,44 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Rewrites what an alert says (a new device's alert once it is
+    /// classified: one alert per join); false when it is gone (pruned).
+    pub fn rewrite_alert(
+        &mut self,
+        id: i64,
+        kind: AlertKind,
+        facts: &AlertFacts,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE alerts SET kind = ?2, facts = ?3, message = ?4 WHERE id = ?1",
+                params![id, kind.as_str(), facts_json(facts), message],
+            )
+            .map_err(sql("rewriting an alert"))?;
+        Ok(n > 0)
+    }
+
+    /// Acknowledges the open alerts of these kinds about `mac` (the homeowner
+    /// acted on the device); returns how many.
+    pub fn acknowledge_alerts_about(&mut self, mac: MacAddr, kinds: &[AlertKind]) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction().map_err(sql("starting a transaction"))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare("UPDATE alerts SET acknowledged = 1 WHERE mac = ?1 AND kind = ?2 AND acknowledged = 0")
+                .map_err(sql("acknowledging alerts"))?;
+            for kind in kinds {
+                n += stmt
+                    .execute(params![mac.to_string(), kind.as_str()])
+                    .map_err(sql("acknowledging alerts"))?;
+            }
+        }
+        tx.commit().map_err(sql("committing acknowledged alerts"))?;
+        Ok(n)
+    }
+
     /// How many alerts the homeowner has not acknowledged.
     pub fn open_alerts(&self) -> Result<u64, StoreError> {
         self.conn
@@ -721,7 +772,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, at, kind, mac, message, acknowledged, count, last_at FROM alerts ORDER BY id DESC LIMIT ?1",
+                "SELECT id, at, kind, mac, message, acknowledged, count, last_at, facts FROM alerts ORDER BY id DESC LIMIT ?1",
             )
             .map_err(sql("reading alerts"))?;
         let rows = stmt
@@ -735,12 +786,14 @@ impl Store {
                     r.get::<_, bool>(5)?,
                     r.get::<_, i64>(6)?,
                     r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })
             .map_err(sql("reading alerts"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, at, kind, mac, message, acknowledged, count, last_at) = row.map_err(sql("reading alerts"))?;
+            let (id, at, kind, mac, message, acknowledged, count, last_at, facts) =
+                row.map_err(sql("reading alerts"))?;
             let Some(kind) = AlertKind::parse(&kind) else { continue };
             out.push(Alert {
                 id,
@@ -751,6 +804,9 @@ impl Store {
                 message,
                 count: u32::try_from(count).unwrap_or(u32::MAX),
                 last_at: last_at.unwrap_or(at),
+                // Facts a later version wrote and this one cannot read: the
+                // stored sentence still says it.
+                facts: facts.and_then(|f| serde_json::from_str(&f).ok()).unwrap_or_default(),
             });
         }
         Ok(out)
@@ -1029,7 +1085,7 @@ mod tests {
         )
         .expect("version 2 rows");
         let mut s = Store::with_connection(conn, 0).expect("migrate");
-        assert_eq!(s.schema_version().expect("v"), 4);
+        assert_eq!(s.schema_version().expect("v"), 5);
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
         let old = &s.alerts(10).expect("alerts")[0];
         assert_eq!(

@@ -32,6 +32,9 @@ fn a_discovered_device_is_enforced_at_once_and_raises_one_alert() {
     assert_eq!(applied.membership, h.full_membership(), "incremental == full");
     let q = &applied.membership.zones[&zone("quarantine")];
     assert!(q.macs.contains(&m) && q.v4.contains(&"10.0.1.140".parse().expect("ip")));
+    // Held while a rule may still recognise it, then said once.
+    assert!(h.state.store.alerts(10).expect("alerts").is_empty());
+    h.state.handle_timeout(11 + crate::core::discovery::JOIN_HOLD_SECS);
     let alerts = h.state.store.alerts(10).expect("alerts");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].kind, crate::alerts::AlertKind::NewDeviceQuarantined);
@@ -305,14 +308,16 @@ fn a_new_device_gets_one_alert_once_its_address_says_where_it_joined() {
         },
         3,
     );
+    assert!(h.state.store.alerts(10).expect("a").is_empty(), "held for a rule");
+    h.state.handle_timeout(2 + crate::core::discovery::JOIN_HOLD_SECS);
     let alerts = h.state.store.alerts(10).expect("a");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].kind, AlertKind::NewDevice);
     assert_eq!(alerts[0].mac, Some(m));
-    assert!(
-        alerts[0].message.contains("zone iot (its segment's zone)"),
-        "{}",
-        alerts[0].message
+    assert_eq!(alerts[0].at, 2, "stamped when it joined");
+    assert_eq!(
+        alerts[0].message, "plug joined and was placed in iot (the zone of the network it joined)",
+        "named by its host name, no MAC or command in the sentence"
     );
 
     // On a segment without a zone of its own: quarantined, one alert.
@@ -324,6 +329,7 @@ fn a_new_device_gets_one_alert_once_its_address_says_where_it_joined() {
         },
         4,
     );
+    h.state.handle_timeout(4 + crate::core::discovery::JOIN_HOLD_SECS);
     let kinds: Vec<AlertKind> = h.state.store.alerts(10).expect("a").iter().map(|a| a.kind).collect();
     assert_eq!(kinds, [AlertKind::NewDeviceQuarantined, AlertKind::NewDevice]);
 }
@@ -458,4 +464,125 @@ fn stale_private_macs_nobody_decided_about_are_forgotten_with_one_summary() {
         1,
     );
     assert_eq!(h.state.forget_stale_private_macs(1000 * day), 0);
+}
+
+/// A rule that recognises `_testcast._tcp` announcers as media devices for
+/// the iot zone.
+const CAST_RULE: &str = r#"
+[[classify]]
+id = "test-cast"
+class = "media"
+zone = "iot"
+confidence = "high"
+source = "test"
+match = { mdns_service = ["_testcast._tcp"] }
+"#;
+
+fn casting(name: &str) -> Box<crate::classify::Evidence> {
+    Box::new(crate::classify::Evidence {
+        mdns_services: ["_testcast._tcp".to_string()].into(),
+        mdns_names: [format!("{name}.local")].into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn joining_and_being_recognised_within_the_hold_is_one_alert_and_acting_settles_it() {
+    let hold = crate::core::discovery::JOIN_HOLD_SECS;
+    let config = config_with(MAIN, &[("cast.toml", CAST_RULE)]);
+    let mut h = Harness::new(config);
+    h.state.reconcile().expect("start");
+    // The cast device leases (nothing says what it is), then announces itself
+    // over mDNS a few seconds later: one alert, "joined and was placed".
+    let tv = mac(80);
+    h.state.observe(
+        Event::Address {
+            mac: tv,
+            ip: "10.0.1.80".parse().expect("ip"),
+        },
+        100,
+    );
+    h.state.observe(
+        Event::Evidence {
+            mac: tv,
+            evidence: casting("Den-TV"),
+        },
+        103,
+    );
+    h.state.handle_timeout(100 + hold);
+    let alerts = h.state.store.alerts(10).expect("a");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, AlertKind::NewDevice);
+    assert_eq!(alerts[0].facts.zone.as_deref(), Some("iot"));
+    assert_eq!(alerts[0].facts.rule.as_deref(), Some("test-cast"));
+    assert_eq!(
+        alerts[0].message,
+        "Den-TV joined and was placed in iot (recognised as a media device by rule test-cast)"
+    );
+
+    // A stranger is held, said once after the hold; recognised later, it is
+    // a second event with its own alert.
+    let late = mac(81);
+    h.state.observe(
+        Event::Address {
+            mac: late,
+            ip: "10.0.1.81".parse().expect("ip"),
+        },
+        200,
+    );
+    h.state.handle_timeout(200 + hold - 1);
+    assert_eq!(h.state.store.alerts(10).expect("a").len(), 1, "still held");
+    h.state.handle_timeout(200 + hold);
+    let newest = &h.state.store.alerts(10).expect("a")[0];
+    assert_eq!(
+        (newest.kind, newest.mac, newest.acknowledged),
+        (AlertKind::NewDeviceQuarantined, Some(late), false)
+    );
+    assert_eq!(
+        newest.message,
+        "02:00:00:00:00:51 joined and waits in quarantine until you approve it"
+    );
+    let held_id = newest.id;
+    h.state.observe(
+        Event::Evidence {
+            mac: late,
+            evidence: casting("Late-TV"),
+        },
+        300,
+    );
+    let newest = &h.state.store.alerts(10).expect("a")[0];
+    assert_eq!(newest.kind, AlertKind::DeviceClassified);
+    assert_eq!(
+        newest.message,
+        "Late-TV was recognised as a media device by rule test-cast and placed in iot"
+    );
+    // Read later, the held alert names the device as it is called now.
+    let Response::Alerts { alerts } = h.state.handle(Request::Alerts { limit: 10 }, 301) else {
+        panic!("alerts")
+    };
+    let held = alerts.iter().find(|a| a.id == held_id).expect("held alert");
+    assert!(held.message.starts_with("Late-TV joined"), "{}", held.message);
+
+    // Acting is acknowledging: the homeowner's zone choice settles the
+    // device's placement alerts, and only its own.
+    let unseen = |h: &Harness| {
+        h.state
+            .store
+            .alerts(10)
+            .expect("a")
+            .iter()
+            .filter(|a| !a.acknowledged)
+            .map(|a| (a.mac, a.kind))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(unseen(&h).len(), 3);
+    let done = h.state.handle(
+        Request::SetZone {
+            mac: late,
+            zone: zone("trusted"),
+        },
+        302,
+    );
+    assert!(matches!(done, Response::Done { .. }), "{done:?}");
+    assert_eq!(unseen(&h), [(Some(tv), AlertKind::NewDevice)]);
 }

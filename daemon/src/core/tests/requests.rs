@@ -303,6 +303,7 @@ fn acknowledging_answers_the_count_as_a_number() {
             10,
         );
     }
+    h.state.handle_timeout(10 + crate::core::discovery::JOIN_HOLD_SECS);
     let alerts = h.state.store.alerts(10).expect("alerts");
     assert_eq!(alerts.len(), 3);
     let generation = h.state.alerts_changed;

@@ -2,6 +2,15 @@
 //! placed by a rule), classifications, identity suggestions, exhausted address
 //! pools, the tunnel's ups and downs, a firewall that refused a change. Plain
 //! data, stored by [`crate::store`], shown by the CLI and the web UI.
+//!
+//! An alert about a device is *data*: its kind, the device's MAC and the
+//! facts ([`AlertFacts`]: the zone, the class and rule, the other device).
+//! Its sentence is rendered from them ([`text`]) with the device's name *at
+//! the time it is read*, so a device named after the alert reads under its
+//! new name, and the web UI renders the same facts its own way (links and
+//! buttons; later another language). No alert holds a shell command.
+
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 
@@ -218,6 +227,42 @@ pub struct Alert {
     /// When it last happened (= `at` until it happens again).
     #[serde(default)]
     pub last_at: UnixTime,
+    /// What the sentence is made of, for the kinds [`text`] renders.
+    #[serde(default)]
+    pub facts: AlertFacts,
+}
+
+/// The facts of an alert about a device: what [`text::sentence`] and the web
+/// UI render. Every field is optional; each kind uses its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertFacts {
+    /// The zone the device is in (placed in, held in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Why it is there: `classified`, `segment-default`, `policy-override`,
+    /// `user-choice`, `unknown` (the zone reason's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placed_by: Option<String>,
+    /// The class a rule gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// That rule's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// A held device: the zone its class suggests (where Approve puts it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggested_zone: Option<String>,
+    /// The other device: the known one a private MAC resembles, the one a
+    /// forged message spoke for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other: Option<MacAddr>,
+    /// What matched (an identity suggestion's reasons).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Minutes (how long a device has been silent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<i64>,
 }
 
 fn one() -> u32 {
@@ -236,6 +281,25 @@ impl Alert {
             acknowledged: false,
             count: 1,
             last_at: at,
+            facts: AlertFacts::default(),
+        }
+    }
+
+    /// A new alert about a device whose sentence [`text`] renders from
+    /// `facts` (see [`Alert::render`]).
+    pub fn about(at: UnixTime, kind: AlertKind, mac: MacAddr, facts: AlertFacts) -> Alert {
+        Alert {
+            facts,
+            ..Alert::new(at, kind, Some(mac), String::new())
+        }
+    }
+
+    /// Renders the sentence of a kind [`text`] knows from its facts, naming
+    /// devices with `name` (their best name, `None`: the MAC). Other kinds
+    /// keep the text they were raised with.
+    pub fn render(&mut self, name: &dyn Fn(&MacAddr) -> Option<String>) {
+        if let Some(s) = text::sentence(self, name) {
+            self.message = s;
         }
     }
 }
