@@ -297,6 +297,13 @@ pub(crate) fn v_dns_bypass_is_redirected_or_refused() -> Result<Outcome> {
         "expected one dns-bypass alert for the laptop: {bypass_alerts:?}\n{}",
         demo.log()
     );
+    ensure!(
+        bypass_alerts[0]
+            .message
+            .starts_with("laptop tried to use another DNS resolver"),
+        "the alert names the laptop: {:?}",
+        bypass_alerts[0].message
+    );
     Ok(Outcome::Passed)
 }
 

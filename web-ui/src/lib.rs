@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde::Serialize;
 
+pub mod alert_text;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -279,6 +279,13 @@ pub enum DeviceAction {
     /// Forget it: everything known and decided about it goes; if it shows up
     /// again it is a new device.
     Forget,
+    /// It is the known device `known` with a new private address (accepts
+    /// the identity suggestion): the known device's name, zone and choices
+    /// move to it and the old entry is retired.
+    Link {
+        /// The known device's MAC.
+        known: String,
+    },
 }
 
 /// A zone: what it may reach and who is in it.
@@ -340,6 +347,46 @@ pub struct AlertView {
     /// How much it matters: `info`, `warning` or `critical`.
     #[serde(default = "info")]
     pub severity: String,
+    /// The device's name now (the homeowner's, else its host or mDNS name,
+    /// else its vendor and class; untrusted), when it is a known device. The
+    /// MAC is the secondary detail.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the alert says, as data (the page renders its sentence from
+    /// these; `message` is the daemon's plain-text rendering).
+    #[serde(default)]
+    pub facts: AlertFacts,
+    /// What the homeowner can do about it here and now: `approve`, `block`,
+    /// `link` (only what still applies: an approved device offers no
+    /// Approve).
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+/// The facts of an alert about a device; each kind uses its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertFacts {
+    /// The zone the device is in (placed in, held in).
+    pub zone: Option<String>,
+    /// Why: `classified`, `segment-default`, `policy-override`,
+    /// `user-choice`, `unknown`.
+    pub placed_by: Option<String>,
+    /// The class a rule gave it.
+    pub class: Option<String>,
+    /// That rule.
+    pub rule: Option<String>,
+    /// A held device: the zone its class suggests.
+    pub suggested_zone: Option<String>,
+    /// The other device (the known device a private MAC resembles, the one a
+    /// forged message spoke for).
+    pub other: Option<String>,
+    /// The other device's name now, if it is known (untrusted).
+    pub other_name: Option<String>,
+    /// What matched (an identity suggestion's reasons).
+    pub reasons: Vec<String>,
+    /// How long a device has been silent, in minutes.
+    pub minutes: Option<i64>,
 }
 
 fn one() -> u32 {

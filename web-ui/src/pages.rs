@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/devices/{mac}/block", post(block))
         .route("/devices/{mac}/watch", post(watch))
         .route("/devices/{mac}/forget", post(forget))
+        .route("/devices/{mac}/link", post(link))
         .route("/zones", get(zones))
         .route("/zones/share", post(share))
         .route("/queries", get(queries))
@@ -254,7 +255,11 @@ csrf_form!(
 );
 csrf_form!(
     /// `POST /devices/{mac}/block`.
-    BlockForm { blocked }
+    BlockForm { blocked, from }
+);
+csrf_form!(
+    /// `POST /devices/{mac}/link`.
+    LinkForm { known, from }
 );
 csrf_form!(
     /// `POST /zones/share`.
@@ -324,14 +329,29 @@ async fn set_zone(State(st): State<AppState>, Path(mac): Path<String>, f: PageFo
     device_action(&st, &f.session.id, &mac, action, "/devices/{mac}").await
 }
 
+/// Where a form goes back to: the page it was sent from (the overview, the
+/// alerts) when it says so, else the device's page.
+fn back_to(from: Option<&str>) -> &'static str {
+    match from {
+        Some("overview") => "/",
+        Some("alerts") => "/alerts",
+        _ => "/devices/{mac}",
+    }
+}
+
 async fn approve(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<ZoneForm>) -> Response {
     let zone = f.form.zone.filter(|z| !z.is_empty());
-    let back = if f.form.from.as_deref() == Some("overview") {
-        "/"
-    } else {
-        "/devices/{mac}"
-    };
+    let back = back_to(f.form.from.as_deref());
     device_action(&st, &f.session.id, &mac, Ok(DeviceAction::Approve { zone }), back).await
+}
+
+/// Accepts an identity suggestion: this device is that known one.
+async fn link(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<LinkForm>) -> Response {
+    let action = match f.form.known.as_deref().and_then(normalize_mac) {
+        Some(known) => Ok(DeviceAction::Link { known }),
+        None => Err("Say which known device it is."),
+    };
+    device_action(&st, &f.session.id, &mac, action, back_to(f.form.from.as_deref())).await
 }
 
 async fn tunnel(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<TunnelForm>) -> Response {
@@ -350,7 +370,7 @@ async fn block(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<
         Some("false") => Ok(DeviceAction::Block { blocked: false }),
         _ => Err("Say whether to block or unblock."),
     };
-    device_action(&st, &f.session.id, &mac, action, "/devices/{mac}").await
+    device_action(&st, &f.session.id, &mac, action, back_to(f.form.from.as_deref())).await
 }
 
 async fn watch(State(st): State<AppState>, Path(mac): Path<String>, f: PageForm<WatchForm>) -> Response {
@@ -417,13 +437,19 @@ async fn share(State(st): State<AppState>, f: PageForm<ShareForm>) -> Response {
 const ALERTS_PAGE: usize = 200;
 
 async fn alerts(State(st): State<AppState>, PageSession(s): PageSession) -> Response {
-    match st.backend.alerts(ALERTS_PAGE).await {
+    let (alerts, zones) = tokio::join!(st.backend.alerts(ALERTS_PAGE), st.backend.zones());
+    match alerts {
         Ok(a) => render(
             StatusCode::OK,
             &AlertsPage {
                 layout: Layout::signed_in("Alerts", "alerts", &s),
                 unacknowledged: a.iter().filter(|a| !a.acknowledged).count(),
                 alerts: &a,
+                // Approve's choices; without them Approve takes the
+                // suggested zone.
+                zones: zones
+                    .map(|z| z.into_iter().filter(|z| !z.is_unknown_zone).map(|z| z.id).collect())
+                    .unwrap_or_default(),
                 now: crate::format::now(),
             },
         ),

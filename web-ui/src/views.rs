@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 
+use crate::alert_text::Piece;
 use crate::app::SessionCtx;
 use crate::auth::Flash;
 use crate::inventory::{DeviceQuery, SortKey, Status};
@@ -436,6 +437,8 @@ pub struct AlertsPage<'a> {
     pub alerts: &'a [AlertView],
     /// How many are not acknowledged.
     pub unacknowledged: usize,
+    /// The zones a held device can be approved into.
+    pub zones: Vec<String>,
     /// Now.
     pub now: UnixTime,
 }

@@ -67,6 +67,10 @@ pub fn sentence(alert: &Alert, name: &dyn Fn(&MacAddr) -> Option<String>) -> Opt
             None => format!("{subject} went offline"),
         },
         AlertKind::DeviceBack => format!("{subject} is back online"),
+        AlertKind::DnsBypass => format!(
+            "{subject} tried to use another DNS resolver than the router's (plain DNS to another server, \
+             DNS over TLS, or a known DNS-over-HTTPS server); it was answered by the router or refused"
+        ),
         AlertKind::Spoofing if f.other.is_some() => {
             let victim = f.other.as_ref().map_or_else(String::new, |m| match name(m) {
                 Some(n) => format!("{n} ({m})"),

@@ -119,15 +119,14 @@ impl DaemonState {
             let decision = zone_for(&self.config, device);
             if self.discovery.unannounced.contains(&mac) {
                 // One alert per new device, once its first address says where
-                // it joined (and so which zone its segment gives it) and what
-                // it is, is known: placed by a rule, a pin or the homeowner,
-                // or recognised, at once; otherwise (held, or in its
-                // segment's zone) once a rule recognises it or the hold is
-                // over (the timer's pass).
+                // it joined (and so which zone its segment gives it) and its
+                // zone is settled: placed by a rule, a pin or the homeowner
+                // at once; held, or in its segment's zone, once a rule places
+                // it or the hold is over (the timer's pass) — a weak match
+                // early on often firms up with the next announcement.
                 if !device.addresses.is_empty() {
                     let joined = *self.discovery.holding.entry(mac).or_insert(now);
-                    let settled = !matches!(decision.reason, ZoneReason::Unknown | ZoneReason::SegmentDefault)
-                        || crate::policy::classification(&self.config, device).is_some();
+                    let settled = !matches!(decision.reason, ZoneReason::Unknown | ZoneReason::SegmentDefault);
                     if settled || now - joined >= JOIN_HOLD_SECS {
                         self.announce(mac, joined);
                     }

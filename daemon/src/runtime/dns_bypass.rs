@@ -46,15 +46,7 @@ impl BypassWatch {
                 continue;
             }
             self.alerted.insert(mac, now);
-            let alert = Alert::new(
-                now,
-                AlertKind::DnsBypass,
-                Some(mac),
-                format!(
-                    "{mac} tried to use another DNS resolver than the router's (plain DNS to another server, \
-                     DNS over TLS, or a known DNS-over-HTTPS server); it was answered by the router or refused"
-                ),
-            );
+            let alert = Alert::about(now, AlertKind::DnsBypass, mac, Default::default());
             if let Err(e) = state.service_request(ServiceRequest::Alert(alert), now) {
                 tracing::warn!(error = %error_chain(&e), "dns-bypass alert");
             }

@@ -7,9 +7,10 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use bulkhead_web::model::{
-    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
-    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, NotificationsView,
-    NotifyChannelView, NotifyDeliveryView, RuleMatch, TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+    AckTarget, AlertFacts, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts,
+    DnsListView, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent,
+    NotificationsView, NotifyChannelView, NotifyDeliveryView, RuleMatch, TxtEntry, VpnPeer, VpnTransition, VpnView,
+    ZoneMember, ZoneView,
 };
 use bulkhead_web::{BackendError, BackendFuture};
 
@@ -104,6 +105,53 @@ fn done(r: Response) -> Result<String, BackendError> {
     match r {
         Response::Done { message } => Ok(message),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// An alert as the UI shows it: the devices' names now, its facts, and what
+/// can still be done about it.
+fn alert_view(a: crate::alerts::Alert, devices: &std::collections::BTreeMap<MacAddr, DeviceView>) -> AlertView {
+    use crate::alerts::AlertKind as K;
+    let device = a.mac.and_then(|m| devices.get(&m));
+    let other = a.facts.other.and_then(|m| devices.get(&m));
+    let mut actions = Vec::new();
+    if let Some(d) = device.filter(|d| !d.blocked) {
+        let placement = matches!(a.kind, K::NewDeviceQuarantined | K::NewDevice | K::DeviceClassified);
+        if placement && d.quarantined {
+            actions.push("approve".to_string());
+        }
+        let caught = matches!(a.kind, K::Probing | K::LateralAttempt | K::DnsBypass | K::Spoofing);
+        if caught || (placement && d.quarantined) {
+            actions.push("block".to_string());
+        }
+        if a.kind == K::IdentitySuggestion && other.is_some() {
+            actions.push("link".to_string());
+        }
+    }
+    let f = a.facts;
+    AlertView {
+        id: a.id,
+        at: a.at,
+        kind: a.kind.as_str().to_string(),
+        mac: a.mac.map(|m| m.to_string()),
+        severity: a.kind.severity().as_str().to_string(),
+        message: a.message,
+        acknowledged: a.acknowledged,
+        count: a.count,
+        last_at: a.last_at,
+        name: device.and_then(DeviceView::best_name),
+        facts: AlertFacts {
+            zone: f.zone,
+            placed_by: f.placed_by,
+            class: f.class,
+            rule: f.rule,
+            suggested_zone: f.suggested_zone,
+            other: f.other.map(|m| m.to_string()),
+            other_name: other.and_then(DeviceView::best_name),
+            reasons: f.reasons,
+            minutes: f.minutes,
+        },
+        actions,
     }
 }
 
@@ -489,6 +537,10 @@ impl bulkhead_web::Backend for WebBackend {
                 DeviceAction::Block { blocked } => Request::Block { mac, blocked },
                 DeviceAction::Watch { watched } => Request::Watch { mac, watched },
                 DeviceAction::Forget => Request::Forget { mac },
+                DeviceAction::Link { known } => Request::Link {
+                    new_mac: mac,
+                    known_mac: parse_mac(&known)?,
+                },
             };
             let message = done(self.ask(req).await?)?;
             let _ = self.live.send(LiveEvent::Devices);
@@ -534,21 +586,11 @@ impl bulkhead_web::Backend for WebBackend {
 
     fn alerts(&self, limit: usize) -> BackendFuture<'_, Vec<AlertView>> {
         Box::pin(async move {
-            match self.ask(Request::Alerts { limit }).await? {
-                Response::Alerts { alerts } => Ok(alerts
-                    .into_iter()
-                    .map(|a| AlertView {
-                        id: a.id,
-                        at: a.at,
-                        kind: a.kind.as_str().to_string(),
-                        mac: a.mac.map(|m| m.to_string()),
-                        severity: a.kind.severity().as_str().to_string(),
-                        message: a.message,
-                        acknowledged: a.acknowledged,
-                        count: a.count,
-                        last_at: a.last_at,
-                    })
-                    .collect()),
+            let (alerts, devices) = tokio::join!(self.ask(Request::Alerts { limit }), self.device_views());
+            let devices: std::collections::BTreeMap<MacAddr, DeviceView> =
+                devices?.into_iter().map(|d| (d.mac, d)).collect();
+            match alerts? {
+                Response::Alerts { alerts } => Ok(alerts.into_iter().map(|a| alert_view(a, &devices)).collect()),
                 other => Err(unexpected(&other)),
             }
         })

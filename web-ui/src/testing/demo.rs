@@ -371,5 +371,8 @@ pub(crate) fn alert(id: i64, at: i64, kind: &str, mac: Option<&str>, message: &s
         count: 1,
         last_at: at,
         severity: "info".into(),
+        name: None,
+        facts: Default::default(),
+        actions: Vec::new(),
     }
 }

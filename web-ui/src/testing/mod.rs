@@ -144,15 +144,19 @@ impl FakeBackend {
         );
         add("02:00:00:00:09:01", None, "esp-3f2a", "unknown", "", "Espressif", true);
         devices[4].device.tunnel_choice = Some(true);
+        let mut held = alert(
+            3,
+            now - 60,
+            "new-device-quarantined",
+            Some("02:00:00:00:09:01"),
+            "esp-3f2a joined and waits in unknown until you approve it",
+            false,
+        );
+        held.facts.zone = Some("unknown".into());
+        held.facts.class = Some("plug".into());
+        held.facts.suggested_zone = Some("iot".into());
         let alerts = vec![
-            alert(
-                3,
-                now - 60,
-                "new-device-quarantined",
-                Some("02:00:00:00:09:01"),
-                "New device esp-3f2a is waiting in quarantine",
-                false,
-            ),
+            held,
             alert(2, now - 3600, "tunnel-up", None, "The tunnel is up", false),
             alert(
                 1,
@@ -469,6 +473,26 @@ impl FakeBackend {
                 Err(BackendError::Refused(format!("unknown zone `{}`", z.escape_debug())))
             }
         };
+        if let DeviceAction::Link { known } = action {
+            // The known device's name and zone move to the new MAC; the old
+            // entry is retired.
+            let old = s
+                .devices
+                .iter()
+                .position(|d| &d.device.mac == known)
+                .ok_or_else(|| BackendError::Refused(format!("{known} is not a known device")))?;
+            let old = s.devices.remove(old).device;
+            let d = s
+                .devices
+                .iter_mut()
+                .find(|d| d.device.mac == mac)
+                .ok_or_else(|| BackendError::NotFound(format!("no device {mac}")))?;
+            d.device.name = old.name;
+            d.device.zone = old.zone;
+            d.device.zone_reason = "user-choice".into();
+            d.device.quarantined = old.quarantined;
+            return Ok(format!("{mac} is {known} from now on"));
+        }
         if matches!(action, DeviceAction::Forget) {
             let before = s.devices.len();
             s.devices.retain(|d| d.device.mac != mac);
@@ -534,7 +558,7 @@ impl FakeBackend {
                     format!("{mac} is no longer watched")
                 }
             }
-            DeviceAction::Forget => unreachable!("handled above"),
+            DeviceAction::Forget | DeviceAction::Link { .. } => unreachable!("handled above"),
             DeviceAction::Block { blocked } => {
                 dev.blocked = *blocked;
                 if *blocked {
@@ -545,6 +569,41 @@ impl FakeBackend {
             }
         };
         Ok(message)
+    }
+
+    /// An alert as the daemon hands it over: its device's name now and what
+    /// can still be done (as the daemon decides it).
+    fn as_read(s: &FakeState, a: &AlertView) -> AlertView {
+        let device = |mac: &Option<String>| {
+            mac.as_ref()
+                .and_then(|m| s.devices.iter().find(|d| &d.device.mac == m))
+                .map(|d| &d.device)
+        };
+        let name = |d: &DeviceSummary| Some(d.display_name().to_string()).filter(|n| n != &d.mac);
+        let mut a = a.clone();
+        let dev = device(&a.mac);
+        a.name = dev.and_then(name);
+        a.facts.other_name = device(&a.facts.other).and_then(name);
+        a.actions.clear();
+        if let Some(d) = dev.filter(|d| !d.blocked) {
+            let placement = matches!(
+                a.kind.as_str(),
+                "new-device-quarantined" | "new-device" | "device-classified"
+            );
+            if placement && d.quarantined {
+                a.actions.extend(["approve".to_string(), "block".to_string()]);
+            }
+            if matches!(
+                a.kind.as_str(),
+                "probing" | "lateral-attempt" | "dns-bypass" | "spoofing"
+            ) {
+                a.actions.push("block".into());
+            }
+            if a.kind == "identity-suggestion" && device(&a.facts.other).is_some() {
+                a.actions.push("link".into());
+            }
+        }
+        a
     }
 
     fn check(&self) -> Result<MutexGuard<'_, FakeState>, BackendError> {
@@ -651,7 +710,14 @@ impl Backend for FakeBackend {
     }
 
     fn alerts(&self, limit: usize) -> BackendFuture<'_, Vec<AlertView>> {
-        Box::pin(async move { Ok(self.check()?.alerts.iter().take(limit).cloned().collect()) })
+        Box::pin(async move {
+            let s = self.check()?;
+            Ok(s.alerts
+                .iter()
+                .take(limit)
+                .map(|a| FakeBackend::as_read(&s, a))
+                .collect())
+        })
     }
 
     fn acknowledge(&self, target: AckTarget) -> BackendFuture<'_, usize> {

@@ -59,3 +59,50 @@ async fn alerts_are_acknowledged() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn alerts_name_devices_and_offer_what_still_applies_in_place() {
+    let ui = ui();
+    let s = ui.login().await;
+    let html = ui.page("/alerts", &s).await;
+    // Named, linked, with the MAC beside it; no command anywhere.
+    assert!(
+        html.contains("<a class=\"who\" href=\"/devices/02:00:00:00:09:01\"><bdi>esp-3f2a</bdi></a> joined and waits in <strong class=\"zone-name\">unknown</strong>"),
+        "{html}"
+    );
+    assert!(!html.contains("bulkhead device"), "a shell command on the page");
+    assert!(html.contains("Suggested (iot)"));
+    // The held device's alert offers Approve and Block; the joined one,
+    // already placed, offers nothing.
+    assert!(html.contains("action=\"/devices/02:00:00:00:09:01/approve\""));
+    assert!(html.contains("action=\"/devices/02:00:00:00:09:01/block\""));
+    assert!(!html.contains("action=\"/devices/02:00:00:00:01:02/approve\""));
+    // Approve from the alert: back to the alerts, the device released, the
+    // button gone.
+    let r = ui
+        .post_form("/devices/02:00:00:00:09:01/approve", &s, "zone=iot&from=alerts")
+        .await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, "/alerts"));
+    let device = |ui: &crate::common::Ui| {
+        ui.fake
+            .device_list()
+            .into_iter()
+            .find(|d| d.mac == "02:00:00:00:09:01")
+            .expect("device")
+    };
+    let d = device(&ui);
+    assert_eq!((d.zone.as_str(), d.quarantined), ("iot", false));
+    let html = ui.page("/alerts", &s).await;
+    assert!(!html.contains("action=\"/devices/02:00:00:00:09:01/approve\""));
+    assert!(html.contains("approved into iot"), "the flash says what happened");
+    // Block from an alert goes back there too.
+    let r = ui
+        .post_form("/devices/02:00:00:00:09:01/block", &s, "blocked=true&from=alerts")
+        .await;
+    assert_eq!(location(&r), "/alerts");
+    assert!(device(&ui).blocked);
+    // A link with no known device is refused with a reason, nothing moves.
+    let r = ui.post_form("/devices/02:00:00:00:09:01/link", &s, "from=alerts").await;
+    assert_eq!(location(&r), "/alerts");
+    assert!(ui.page("/alerts", &s).await.contains("Say which known device it is."));
+}

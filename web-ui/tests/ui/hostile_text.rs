@@ -52,13 +52,54 @@ fn hostile_ui() -> (Ui, String) {
     ui.fake.push_alert(AlertView {
         id: 99,
         at: 1_700_000_000,
-        kind: "new-device".into(),
+        kind: "probing".into(),
         mac: Some("02:00:00:00:0e:01".into()),
-        message: format!("New device {SCRIPT} {IMG} line1\nline2 {RLO}gnp.exe"),
+        message: format!("{SCRIPT} ({IMG}) is probing: line1\nline2 {RLO}gnp.exe"),
         acknowledged: false,
         count: 3,
         last_at: 1_700_000_600,
         severity: "warning".into(),
+        name: None,
+        facts: Default::default(),
+        actions: Vec::new(),
+    });
+    // Alerts rendered from facts: the names come from the devices, the
+    // class from a policy file; all of it text.
+    ui.fake.push_alert(AlertView {
+        id: 100,
+        at: 1_700_000_700,
+        kind: "new-device-quarantined".into(),
+        mac: Some("02:00:00:00:0e:02".into()),
+        message: "the daemon's sentence".into(),
+        acknowledged: false,
+        count: 1,
+        last_at: 1_700_000_700,
+        severity: "warning".into(),
+        name: None,
+        facts: bulkhead_web::model::AlertFacts {
+            zone: Some("unknown".into()),
+            class: Some(format!("cam{SCRIPT}")),
+            ..Default::default()
+        },
+        actions: Vec::new(),
+    });
+    ui.fake.push_alert(AlertView {
+        id: 101,
+        at: 1_700_000_800,
+        kind: "identity-suggestion".into(),
+        mac: Some("02:00:00:00:0e:03".into()),
+        message: "the daemon's sentence".into(),
+        acknowledged: false,
+        count: 1,
+        last_at: 1_700_000_800,
+        severity: "info".into(),
+        name: None,
+        facts: bulkhead_web::model::AlertFacts {
+            other: Some("02:00:00:00:0e:04".into()),
+            reasons: vec![format!("same host name {IMG}")],
+            ..Default::default()
+        },
+        actions: Vec::new(),
     });
     (ui, long)
 }
@@ -129,6 +170,22 @@ async fn hostile_device_text_renders_inert() {
     assert!(html.contains(escaped_script) && html.contains("line1\\u{000A}line2"));
     let html = ui.page("/alerts", &s).await;
     assert!(html.contains("\\u{202E}gnp.exe") && html.contains(escaped_img));
+    // Named by the devices' own (hostile) names, as text inside the links.
+    assert!(
+        html.contains(&format!(
+            "<a class=\"who\" href=\"/devices/02:00:00:00:0e:02\"><bdi>{escaped_img}</bdi></a> joined and waits in"
+        )),
+        "the held device by its name: {html}"
+    );
+    assert!(html.contains(&format!("<bdi>cam{escaped_script}</bdi>")), "the class");
+    assert!(
+        html.contains("<a class=\"who\" href=\"/devices/02:00:00:00:0e:04\"><bdi>invoice\\u{202E}fdp.exe</bdi></a> with a new private address"),
+        "the known device by its name"
+    );
+    assert!(
+        html.contains("action=\"/devices/02:00:00:00:0e:02/approve\""),
+        "Approve where the alert is"
+    );
     // A storm is one row with its count.
     assert!(
         html.contains("<span class=\"storm\">3 times, last"),

@@ -307,6 +307,7 @@ async fn api_bodies_match_the_document_and_the_model() {
             "block" => serde_json::json!({"action": "block", "blocked": false}),
             "watch" => serde_json::json!({"action": "watch", "watched": true}),
             "forget" => serde_json::json!({"action": "forget"}),
+            "link" => serde_json::json!({"action": "link", "known": "02:00:00:00:01:02"}),
             other => panic!("undocumented variant {other}"),
         };
         serde_json::from_value::<DeviceAction>(body).expect("documented variants are DeviceActions");
