@@ -347,6 +347,7 @@ mod tests {
             first_seen: 0,
             last_seen,
             randomized: false,
+            best_name: None,
         }
     }
 

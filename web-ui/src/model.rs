@@ -52,14 +52,21 @@ pub struct DeviceSummary {
     pub last_seen: UnixTime,
     /// A locally administered (randomised, private) MAC.
     pub randomized: bool,
+    /// What it is called everywhere (the daemon's one naming rule: the
+    /// homeowner's name, else its host or mDNS name, else its vendor and
+    /// class, e.g. "Google media device"); `None`: nothing names it.
+    #[serde(default)]
+    pub best_name: Option<String>,
 }
 
 impl DeviceSummary {
-    /// The name to show: the homeowner's, else the device's own, else its MAC.
+    /// The name to show: its best name, else the homeowner's, else the
+    /// device's own, else its MAC.
     pub fn display_name(&self) -> &str {
-        self.name
+        self.best_name
             .as_deref()
             .filter(|n| !n.is_empty())
+            .or(self.name.as_deref().filter(|n| !n.is_empty()))
             .or(self.hostname.as_deref().filter(|h| !h.is_empty()))
             .unwrap_or(&self.mac)
     }

@@ -182,6 +182,7 @@ pub fn summary(d: &DeviceView) -> DeviceSummary {
         first_seen: d.first_seen,
         last_seen: d.last_seen,
         randomized: d.randomized,
+        best_name: d.best_name(),
     }
 }
 
@@ -571,10 +572,7 @@ impl bulkhead_web::Backend for WebBackend {
                             let d = by_mac.get(m);
                             ZoneMember {
                                 mac: m.to_string(),
-                                name: d.and_then(|d| {
-                                    let s = summary(d);
-                                    s.name.or(s.hostname)
-                                }),
+                                name: d.and_then(|d| d.best_name()),
                                 online: d.is_some_and(|d| d.online),
                             }
                         })

@@ -309,6 +309,7 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
         first_seen: now - 86_400 * 3,
         last_seen: now - 30,
         randomized: false,
+        best_name: None,
     };
     let host = hostname.unwrap_or("device");
     DeviceDetail {
