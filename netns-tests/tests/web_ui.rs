@@ -373,6 +373,25 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     );
     b.goto(&format!("{BASE}/zones"))?;
     b.screenshot("zones")?;
+    // The picture of the home lists every device the daemon knows, the plug
+    // in the guest zone's area.
+    for d in devices(&demo)? {
+        ensure!(
+            b.exists(&format!(
+                "#zone-map .map-zone[data-zone=\"{}\"] a.map-member[data-mac=\"{}\"]",
+                d.zone, d.mac
+            ))?,
+            "{} ({}) is not in its zone's area of the picture",
+            d.mac,
+            d.zone
+        );
+    }
+    ensure!(
+        b.exists(&format!(
+            "#zone-map .map-zone[data-zone=\"guest\"] a.map-member[data-mac=\"{plug}\"]"
+        ))?,
+        "the plug is not drawn in guest"
+    );
     let session = b
         .cookies()?
         .into_iter()

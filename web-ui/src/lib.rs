@@ -38,6 +38,7 @@ pub mod signin;
 pub mod testing;
 pub mod text;
 pub mod views;
+pub mod zone_map;
 
 pub use app::AppState;
 pub use backend::{Backend, BackendError, BackendFuture};

@@ -397,6 +397,7 @@ async fn zones(State(st): State<AppState>, PageSession(s): PageSession) -> Respo
                 zones: &z,
                 // The zones still show when sharing cannot be read.
                 sharing: sharing.ok(),
+                map: crate::zone_map::layout(&z),
             },
         ),
         Err(e) => backend_error_page(&e),

@@ -425,6 +425,8 @@ pub struct ZonesPage<'a> {
     pub zones: &'a [ZoneView],
     /// What is shared across zones (`None`: the daemon could not say).
     pub sharing: Option<crate::model::SharingView>,
+    /// The picture of the zones.
+    pub map: crate::zone_map::ZoneMap,
 }
 
 /// `/alerts`.

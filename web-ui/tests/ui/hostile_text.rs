@@ -168,6 +168,11 @@ async fn hostile_device_text_renders_inert() {
     assert!(html.contains(escaped_script), "alert message on the overview");
     let html = ui.page("/zones", &s).await;
     assert!(html.contains(escaped_script) && html.contains("line1\\u{000A}line2"));
+    // Inside the picture too, as text.
+    assert!(
+        html.contains("<text x=\"90\" y=\"") && html.contains(&format!("\">{escaped_script}</text>")),
+        "the hostile name as SVG text"
+    );
     let html = ui.page("/alerts", &s).await;
     assert!(html.contains("\\u{202E}gnp.exe") && html.contains(escaped_img));
     // Named by the devices' own (hostile) names, as text inside the links.

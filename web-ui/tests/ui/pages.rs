@@ -31,6 +31,23 @@ async fn every_page_renders_its_hooks() {
     }
     let html = ui.page("/zones", &s).await;
     assert!(html.contains("data-zone=\"iot\"") && html.contains("Cameras, plugs, TVs"));
+    // The picture: every device in its zone's area, arrows for what each
+    // zone may reach (the fake home's iot goes out through the VPN).
+    let svg = &html[html.find("<svg id=\"zone-map\"").expect("the zones picture")..];
+    let svg = &svg[..svg.find("</svg>").expect("closed")];
+    for d in ui.fake.device_list() {
+        assert!(
+            svg.contains(&format!("class=\"map-member\" data-mac=\"{}\"", d.mac)),
+            "{} is not in the picture",
+            d.mac
+        );
+    }
+    assert!(svg.contains("data-from=\"iot\" data-to=\"vpn\""), "{svg}");
+    assert!(svg.contains("data-from=\"vpn\" data-to=\"internet\""));
+    assert!(
+        !svg.contains("data-from=\"unknown\" data-to=\"internet\""),
+        "quarantine has no way out"
+    );
     let html = ui.page("/vpn", &s).await;
     assert!(html.contains("<span id=\"vpn-state\" class=\"badge state-up\">up</span>"));
     assert!(html.contains("203.0.113.7:51820") && html.contains("117.7 MiB") && html.contains("zone iot"));
