@@ -168,6 +168,12 @@ pub enum Request {
         /// Only this device.
         mac: Option<MacAddr>,
     },
+    /// Traffic per device (`bulkhead traffic`): the last hour's top
+    /// talkers, or one device with its minute and hour series.
+    Traffic {
+        /// Only this device.
+        mac: Option<MacAddr>,
+    },
 }
 
 /// The longest name a homeowner may give a device, in bytes.
@@ -475,6 +481,11 @@ pub enum Response {
     Detect {
         /// The report.
         report: Option<Box<crate::detect::DetectReport>>,
+    },
+    /// Traffic per device (`None`: counting is off).
+    Traffic {
+        /// The report.
+        report: Option<Box<crate::traffic::TrafficReport>>,
     },
     /// Query log entries, newest first.
     DnsLog {

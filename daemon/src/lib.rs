@@ -26,6 +26,7 @@ pub mod policy;
 pub mod runtime;
 pub mod share;
 pub mod store;
+pub mod traffic;
 pub mod tunnel;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod cli_detect;
 mod cli_dns;
 mod cli_notify;
 mod cli_share;
+mod cli_traffic;
 
 use bulkhead::config::{self, MacAddr, ZoneId, DEFAULT_CONFIG_PATH};
 use bulkhead::control::{self, Request, Response};
@@ -93,6 +94,15 @@ enum Command {
     /// What the firewall refused each device (sampled): counts, targets,
     /// ports and episodes of probing.
     Detect {
+        /// Only this device.
+        mac: Option<MacAddr>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How much each device sent and received: the last hour's top talkers,
+    /// or one device by path (internet, tunnel, other zones) and minute.
+    Traffic {
         /// Only this device.
         mac: Option<MacAddr>,
         /// Print JSON.
@@ -443,6 +453,10 @@ fn control_command(command: &Command) -> Option<ControlCommand> {
         Command::Share(c) => cli_share::share_request(c),
         Command::Detect { mac, json } => {
             let (request, print) = cli_detect::detect_request(mac);
+            (request, print, json)
+        }
+        Command::Traffic { mac, json } => {
+            let (request, print) = cli_traffic::traffic_request(mac);
             (request, print, json)
         }
         Command::Alerts { limit, json } => (Request::Alerts { limit }, print_alerts, json),

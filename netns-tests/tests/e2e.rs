@@ -27,6 +27,7 @@ mod dns;
 mod http;
 mod init;
 mod share;
+mod traffic;
 mod tunnel;
 mod vlan;
 mod web_ui;
@@ -105,6 +106,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "s4_the_homeowner_shares_and_unshares_from_the_cli",
             share::s4_the_homeowner_shares_and_unshares_from_the_cli,
+        ),
+        (
+            "t3_traffic_is_counted_per_device_and_path",
+            traffic::t3_traffic_is_counted_per_device_and_path,
         ),
         (
             "j_rejected_document_leaves_the_kernel_as_it_was",

@@ -17,6 +17,7 @@ use super::detect::{validate_detect, DetectConfig, RawDetect};
 use super::dns::{validate_dns, DnsConfig, RawDns, ZoneDns};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::notify::{validate_notify, NotifyConfig, RawNotify};
+use super::traffic::{validate_traffic, RawTraffic, TrafficConfig};
 use super::tunnel::{validate_tunnel, RawPolicyTunnel, RawTunnel, SelectorMerge};
 use super::types::*;
 use crate::tunnel::keys::KeyError;
@@ -46,6 +47,7 @@ struct RawMain {
     tunnel: Option<RawTunnel>,
     dns: Option<RawDns>,
     detect: Option<RawDetect>,
+    traffic: Option<RawTraffic>,
     notify: Option<RawNotify>,
     devices: Option<RawDevices>,
 }
@@ -263,6 +265,7 @@ fn load_with(
             tunnel: m.tunnel,
             dns: m.dns,
             detect: m.detect,
+            traffic: m.traffic,
             notify: m.notify,
             devices: m.devices,
             policy,
@@ -293,6 +296,7 @@ struct MainPart {
     tunnel: Option<TunnelConfig>,
     dns: DnsConfig,
     detect: DetectConfig,
+    traffic: TrafficConfig,
     notify: NotifyConfig,
     devices: DevicesConfig,
 }
@@ -486,6 +490,8 @@ fn validate_main(
     ok &= dns.is_some();
     let detect = validate_detect(raw.detect.as_ref(), rep);
     ok &= detect.is_some();
+    let traffic = validate_traffic(raw.traffic.as_ref(), rep);
+    ok &= traffic.is_some();
     let notify = validate_notify(raw.notify.as_ref(), base, rep);
     ok &= notify.is_some();
     let mut devices = DevicesConfig::default();
@@ -514,6 +520,7 @@ fn validate_main(
         tunnel,
         dns: dns.unwrap_or_else(|| DnsConfig::defaults(&[])),
         detect: detect.unwrap_or_default(),
+        traffic: traffic.unwrap_or_default(),
         notify: notify.unwrap_or_default(),
         devices,
     };

@@ -10,6 +10,7 @@ mod fuzz;
 mod load;
 mod notify;
 mod share;
+mod traffic;
 mod tunnel;
 mod types;
 
@@ -27,6 +28,7 @@ pub use share::{
     parse_port_range, parse_ssdp_target, PortRange, ServiceType, SharePreset, ShareRule, Transport,
     MAX_PORTS_PER_RANGE, MAX_SHARES,
 };
+pub use traffic::{TrafficConfig, DEFAULT_SAMPLE_SECS};
 pub use tunnel::{
     parse_endpoint, parse_network, DEFAULT_INTERFACE as DEFAULT_TUNNEL_INTERFACE, DEFAULT_MTU as DEFAULT_TUNNEL_MTU,
 };

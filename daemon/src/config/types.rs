@@ -562,6 +562,8 @@ pub struct Config {
     pub dns: super::dns::DnsConfig,
     /// Detection's settings (`[detect]`).
     pub detect: super::detect::DetectConfig,
+    /// Traffic counting (`[traffic]`).
+    pub traffic: super::traffic::TrafficConfig,
     /// Where alerts are sent (`[notify]`).
     pub notify: super::notify::NotifyConfig,
     /// How long devices are kept (`[devices]`).

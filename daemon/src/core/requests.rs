@@ -80,6 +80,8 @@ impl DaemonState {
             }
             // The runtime answers it when detection runs.
             Request::Detect { .. } => Response::Detect { report: None },
+            // The runtime answers it when counting runs.
+            Request::Traffic { .. } => Response::Traffic { report: None },
             Request::NotifyStatus => Response::Notify { status: None },
             Request::NotifyTest { .. } => Response::Error {
                 message: "no notification channel is configured ([notify] in bulkhead.toml)".into(),

@@ -348,7 +348,7 @@ impl DemoHome {
 
     fn write_config(&self) -> anyhow::Result<()> {
         let mut c = format!(
-            "# Written by the demo.\nstate_dir = \"state\"\npolicies_dir = \"policies\"\ncontrol_socket = \"control.sock\"\n\n[wan]\ninterface = \"{}\"\n\n{}",
+            "# Written by the demo.\nstate_dir = \"state\"\npolicies_dir = \"policies\"\ncontrol_socket = \"control.sock\"\n\n[wan]\ninterface = \"{}\"\n\n{}\n# Counters read every 5 s (60 by default), so the charts move while you watch.\n[traffic]\nsample_secs = 5\n",
             bulkhead_netns::home::WAN_IF,
             web_section(WEB_PORT)
         );

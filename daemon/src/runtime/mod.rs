@@ -243,6 +243,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut detect = start_detect(&state, &mut services);
     let mut notify = start_notify(&state, &mut services);
     let mut share = start_share(&state, &mut services);
+    let mut traffic = crate::traffic::TrafficSettings::from_config(&state.config)
+        .map(|t| crate::traffic::TrafficService::start(t, services.handle()));
     services.publish(&mut state);
     services.publish_router(&state, state.config.tunnel.is_some().then(|| vpn.state_name()));
     let mut live_seen = LiveSeen::default();
@@ -273,6 +275,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     detect: detect.as_ref(),
                     notify: notify.as_ref(),
                     share: share.as_ref(),
+                    traffic: traffic.as_ref(),
                 }));
                 // The homeowner may have shared something (or stopped).
                 if shares_may_change {
@@ -308,6 +311,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     notify = start_notify(&state, &mut services);
                 }
                 refresh_share(&state, &mut share, &mut services);
+                let traffic_settings = crate::traffic::TrafficSettings::from_config(&state.config);
+                if traffic.as_ref().map(|t| t.settings()) != traffic_settings.as_ref() {
+                    drop(traffic.take());
+                    traffic = traffic_settings.map(|t| crate::traffic::TrafficService::start(t, services.handle()));
+                }
                 let t = vpn.apply(state.config.tunnel.as_ref(), &nl, std::time::Instant::now()).await;
                 tunnel_alerts(&mut state, &mut vpn, t);
                 sd_notify::notify(&ready_status(&state));
@@ -401,6 +409,7 @@ fn answer(
         detect,
         notify,
         share,
+        traffic,
     } = running;
     match (&req, notify) {
         (Request::NotifyStatus, Some(n)) => {
@@ -415,6 +424,11 @@ fn answer(
             }
         }
         _ => {}
+    }
+    if let Request::Traffic { mac } = req {
+        return Response::Traffic {
+            report: traffic.map(|t| Box::new(t.report(mac, unix_now()))),
+        };
     }
     if let Request::Detect { mac } = req {
         let report = detect.map(|d| {
@@ -476,6 +490,7 @@ struct Running<'a> {
     detect: Option<&'a crate::detect::DetectService>,
     notify: Option<&'a crate::notify::NotifyService>,
     share: Option<&'a crate::share::ShareService>,
+    traffic: Option<&'a crate::traffic::TrafficService>,
 }
 
 /// Starts the resolver if the config wants it; a failure is logged (with

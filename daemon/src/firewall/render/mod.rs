@@ -56,6 +56,7 @@ pub mod detect;
 pub mod dns;
 mod inet;
 mod sets;
+pub mod traffic;
 mod tunnel;
 mod zones;
 
