@@ -101,19 +101,6 @@ fn device(demo: &DemoHome, mac: MacAddr) -> Result<bulkhead::control::DeviceView
         .with_context(|| format!("{mac} unknown to the daemon"))
 }
 
-/// Waits until `check` holds (the UI answers with a redirect; the daemon's
-/// state follows within a moment).
-fn wait_for(what: &str, within: Duration, check: impl Fn() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        if check()? {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Whitespace runs as one space, trimmed: how a page shows text with line
 /// breaks in it.
 fn squash(s: &str) -> String {
@@ -318,7 +305,7 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     // The filter, without script: blocked only.
     b.click(&b.find("#query-filter input[name=\"blocked\"]")?)?;
     submit(&b, "#query-filter")?;
-    wait_for("the filtered Queries page", Duration::from_secs(10), || {
+    super::wait_until("the filtered Queries page", Duration::from_secs(10), || {
         Ok(b.url()?.contains("blocked=true"))
     })?;
     let blocked = b.find_all("#queries tbody tr")?;
@@ -446,7 +433,7 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
             .find(|a| a.mac == Some(stranger) && a.kind == bulkhead::alerts::AlertKind::NewDeviceQuarantined)
             .map(|a| a.id))
     };
-    wait_for("the stranger's new-device alert", Duration::from_secs(30), || {
+    super::wait_until("the stranger's new-device alert", Duration::from_secs(30), || {
         Ok(held()?.is_some())
     })?;
     let alert_id = held()?.context("the stranger's alert went away")?;
@@ -467,7 +454,7 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     submit(&b, &form)?;
     b.wait_for("#flash").context("no flash message after Approve")?;
     b.wait_path("/alerts").context("Approve went back to the alerts")?;
-    wait_for("the stranger leaves quarantine", Duration::from_secs(3), || {
+    super::wait_until("the stranger leaves quarantine", Duration::from_secs(3), || {
         Ok(!device(&demo, stranger)?.quarantined)
     })?;
     ensure!(
@@ -495,6 +482,41 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     ensure!(vpn_state.to_lowercase().contains("up"), "#vpn-state: {vpn_state:?}");
 
     t.mark("(c) approve");
+    // (c2) the TV's traffic chart grows as it talks (through the VPN: the
+    // demo tunnels it), and the overview lists it among the top talkers.
+    let tv = mac_of("tv")?;
+    let received = |b: &Browser<'_>| -> Result<u64> {
+        b.goto(&format!("{BASE}/devices/{tv}"))?;
+        let chart = b.find("#traffic-hour")?;
+        Ok(b.attr(&chart, "data-received")?.context("no data-received")?.parse()?)
+    };
+    let before = received(&b)?;
+    let internet = demo.home.internet_v4();
+    demo.home.ns("tv")?.exec(&[
+        "bash",
+        "-c",
+        &format!("for i in $(seq 200); do head -c 1000 /dev/zero > /dev/udp/{internet}/7; sleep 0.005; done"),
+    ])?;
+    let mut after = before;
+    super::wait_until("the TV's chart to grow", Duration::from_secs(30), || {
+        after = received(&b)?;
+        Ok(after >= before + 150 * 1028)
+    })
+    .with_context(|| format!("the TV's chart stayed at {before} bytes received"))?;
+    b.goto(&format!("{BASE}/devices/{tv}#traffic"))?;
+    b.screenshot("device-tv-traffic")?;
+    let vpn_row = b.text_of("#traffic table.traffic-paths tbody tr:nth-child(2)")?;
+    ensure!(
+        vpn_row.starts_with("Through the VPN") && !vpn_row.contains("0 B (0 packets)"),
+        "the TV's traffic went through the VPN: {vpn_row:?}"
+    );
+    b.goto(&format!("{BASE}/"))?;
+    ensure!(
+        b.exists(&format!("#top-talkers li[data-mac=\"{tv}\"]"))?,
+        "the TV is not among the top talkers: {}",
+        b.text_of("#top-talkers")?
+    );
+    t.mark("(c2) traffic");
     // (d) acknowledge one alert.
     b.goto(&format!("{BASE}/alerts"))?;
     b.screenshot("alerts")?;
@@ -638,7 +660,7 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
     let mdns_mac = MacAddr([0x02, 0xee, 0, 0, 1, 0]);
     for (i, name) in dhcp_names.iter().enumerate() {
         let mac = MacAddr([0x02, 0xee, 0, 0, 0, i as u8]);
-        wait_for(&format!("evil{i}'s host name"), Duration::from_secs(5), || {
+        super::wait_until(&format!("evil{i}'s host name"), Duration::from_secs(5), || {
             Ok(device(&demo, mac)?.evidence.hostname.is_some())
         })?;
         let got = device(&demo, mac)?.evidence.hostname.unwrap_or_default();
@@ -649,7 +671,7 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
             name.len()
         );
     }
-    wait_for("the hostile mDNS names", Duration::from_secs(15), || {
+    super::wait_until("the hostile mDNS names", Duration::from_secs(15), || {
         let d = device(&demo, mdns_mac)?;
         Ok(HOSTILE.iter().all(|h| d.evidence.mdns_names.iter().any(|n| n == h)))
     })
@@ -996,7 +1018,7 @@ pub fn t_demo_serves_the_ui_on_loopback() -> Result<Outcome> {
                 .sum())
         };
         let before = tunnelled()?;
-        wait_for("the TV talking through the tunnel", Duration::from_secs(12), || {
+        super::wait_until("the TV talking through the tunnel", Duration::from_secs(12), || {
             Ok(tunnelled()? > before)
         })?;
         Ok(())

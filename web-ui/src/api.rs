@@ -18,8 +18,8 @@ use crate::backend::BackendError;
 use crate::dns::RawDnsLogQuery;
 use crate::inventory::{DeviceQuery, RawDeviceQuery};
 use crate::model::{
-    AckResult, AckTarget, ActionResult, DeviceAction, DnsLogQuery, ErrorBody, LoginRequest, PasswordChange,
-    SessionInfo, SetupRequest,
+    AckResult, AckTarget, ActionResult, DeviceAction, DeviceTrafficView, DnsLogQuery, ErrorBody, LoginRequest,
+    PasswordChange, SessionInfo, SetupRequest,
 };
 use crate::pages::normalize_mac;
 use crate::signin::{self, SignInError};
@@ -55,6 +55,8 @@ pub fn route_table() -> Vec<ApiRoute> {
         r("/api/overview", &["GET"], get(overview)),
         r("/api/devices", &["GET"], get(devices)),
         r("/api/devices/{mac}", &["GET", "POST"], get(device).post(device_action)),
+        r("/api/devices/{mac}/traffic", &["GET"], get(device_traffic)),
+        r("/api/traffic", &["GET"], get(traffic)),
         r("/api/zones", &["GET"], get(zones)),
         r("/api/alerts", &["GET"], get(alerts)),
         r("/api/alerts/{id}/ack", &["POST"], post(ack_one)),
@@ -279,6 +281,39 @@ async fn vpn(State(st): State<AppState>, _: ApiSession) -> Response {
 }
 
 /// The answer of the DNS routes while the resolver is off.
+fn counting_off() -> Response {
+    error(StatusCode::NOT_FOUND, "traffic counting is off")
+}
+
+/// The last hour's top talkers.
+async fn traffic(State(st): State<AppState>, _: ApiSession) -> Response {
+    match st.backend.traffic(None).await {
+        Ok(Some(t)) => Json(t).into_response(),
+        Ok(None) => counting_off(),
+        Err(e) => backend_error(&e),
+    }
+}
+
+/// One device's traffic with its series (all zero before it moved a byte).
+async fn device_traffic(State(st): State<AppState>, _: ApiSession, ApiPath(mac): ApiPath<String>) -> Response {
+    let Some(mac) = normalize_mac(&mac) else {
+        return no_such_device();
+    };
+    let (device, traffic) = tokio::join!(st.backend.device(mac.clone()), st.backend.traffic(Some(mac.clone())));
+    if let Err(e) = device {
+        return backend_error(&e);
+    }
+    match traffic {
+        Ok(Some(t)) => Json(t.top.into_iter().next().unwrap_or(DeviceTrafficView {
+            mac,
+            ..DeviceTrafficView::default()
+        }))
+        .into_response(),
+        Ok(None) => counting_off(),
+        Err(e) => backend_error(&e),
+    }
+}
+
 fn resolver_off() -> Response {
     error(StatusCode::NOT_FOUND, "the DNS resolver is off")
 }

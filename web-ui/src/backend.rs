@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use crate::model::{
     AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsLogQuery, DnsQueryView,
-    DnsSummaryView, LiveEvent, NotificationsView, ShareAction, SharingView, VpnView, ZoneView,
+    DnsSummaryView, LiveEvent, NotificationsView, ShareAction, SharingView, TrafficView, VpnView, ZoneView,
 };
 
 /// A boxed future, so [`Backend`] stays object-safe.
@@ -66,6 +66,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The resolver's counters since it started, its upstreams and lists;
     /// `None` when the resolver is off.
     fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>>;
+
+    /// Traffic per device: the last hour's top talkers, or (with `mac`) that
+    /// device with its series (`top` empty: it moved nothing yet); `None`
+    /// when counting is off.
+    fn traffic(&self, mac: Option<String>) -> BackendFuture<'_, Option<TrafficView>>;
 
     /// The notification channels and their deliveries.
     fn notifications(&self) -> BackendFuture<'_, NotificationsView>;

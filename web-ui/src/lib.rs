@@ -37,6 +37,7 @@ pub mod signin;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+pub mod traffic_chart;
 pub mod views;
 pub mod zone_map;
 

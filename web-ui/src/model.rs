@@ -329,6 +329,74 @@ pub struct ZoneMember {
     pub online: bool,
 }
 
+/// Bytes and packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowView {
+    /// Bytes (IP packets as forwarded, headers included).
+    pub bytes: u64,
+    /// Packets.
+    pub packets: u64,
+}
+
+/// One direction's traffic by path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathFlowsView {
+    /// To or from the internet directly.
+    pub internet: FlowView,
+    /// Through the VPN tunnel.
+    pub tunnel: FlowView,
+    /// To or from devices of other zones (other segments).
+    pub zones: FlowView,
+}
+
+/// Bytes in one minute or hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficPoint {
+    /// The minute's or hour's start.
+    pub at: UnixTime,
+    /// Bytes received.
+    pub received: u64,
+    /// Bytes sent.
+    pub sent: u64,
+}
+
+/// One device's traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceTrafficView {
+    /// MAC.
+    pub mac: String,
+    /// Its name now (untrusted), if anything names it.
+    pub name: Option<String>,
+    /// Sent since counting began, by path.
+    pub sent: PathFlowsView,
+    /// Received since counting began, by path.
+    pub received: PathFlowsView,
+    /// Bytes received in the last hour.
+    pub last_hour_received: u64,
+    /// Bytes sent in the last hour.
+    pub last_hour_sent: u64,
+    /// Bytes received in the last 24 hours.
+    pub last_day_received: u64,
+    /// Bytes sent in the last 24 hours.
+    pub last_day_sent: u64,
+    /// The last 24 hours by minute (one device's view only; minutes without
+    /// traffic are absent).
+    pub minutes: Vec<TrafficPoint>,
+    /// The last 30 days by hour (one device's view only).
+    pub hours: Vec<TrafficPoint>,
+}
+
+/// Traffic per device: the last hour's top talkers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficView {
+    /// Seconds between two readings of the kernel's counters.
+    pub sample_secs: u32,
+    /// The last reading's failure, if it failed.
+    pub last_error: Option<String>,
+    /// The devices that moved the most bytes in the last hour, most first.
+    pub top: Vec<DeviceTrafficView>,
+}
+
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertView {
@@ -785,6 +853,10 @@ pub struct Overview {
     pub dns_questions: Option<u64>,
     /// Of which blocked by a list (null: the resolver is off).
     pub dns_blocked: Option<u64>,
+    /// The devices that moved the most bytes in the last hour (empty when
+    /// traffic counting is off).
+    #[serde(default)]
+    pub top_talkers: Vec<DeviceTrafficView>,
 }
 
 impl Overview {

@@ -1,5 +1,5 @@
 //! The overview: composed from the device list, the newest alerts, the
-//! tunnel and the resolver's counters (four backend calls, made together).
+//! tunnel, the resolver's counters and the top talkers (five backend calls, made together).
 
 use std::collections::BTreeMap;
 
@@ -8,13 +8,16 @@ use crate::model::{AlertView, DeviceSummary, DnsSummaryView, Overview, VpnView, 
 
 /// Asks the backend and composes.
 pub async fn load(backend: &dyn Backend) -> Result<Overview, BackendError> {
-    let (devices, alerts, vpn, dns) = tokio::try_join!(
+    let (devices, alerts, vpn, dns, traffic) = tokio::try_join!(
         backend.devices(),
         backend.alerts(Overview::ALERT_WINDOW),
         backend.vpn(),
-        backend.dns_summary()
+        backend.dns_summary(),
+        backend.traffic(None)
     )?;
-    Ok(compose(devices, alerts, &vpn, dns.as_ref()))
+    let mut o = compose(devices, alerts, &vpn, dns.as_ref());
+    o.top_talkers = traffic.map(|t| t.top).unwrap_or_default();
+    Ok(o)
 }
 
 /// The overview of these devices, alerts (newest first), tunnel and resolver
@@ -54,6 +57,7 @@ pub fn compose(
         latest_alerts: alerts.into_iter().take(Overview::LATEST_ALERTS).collect(),
         dns_questions: dns.map(|d| d.answered),
         dns_blocked: dns.map(|d| d.blocked),
+        top_talkers: Vec::new(),
     }
 }
 

@@ -178,7 +178,12 @@ async fn device(State(st): State<AppState>, PageSession(s): PageSession, Path(ma
         ..DnsLogQuery::default()
     };
     let b = st.backend.as_ref();
-    let (d, log, summary) = match tokio::try_join!(b.device(mac), b.dns_log(log_query), b.dns_summary()) {
+    let (d, log, summary, traffic) = match tokio::try_join!(
+        b.device(mac.clone()),
+        b.dns_log(log_query),
+        b.dns_summary(),
+        b.traffic(Some(mac.clone()))
+    ) {
         Ok(answers) => answers,
         Err(e) => return backend_error_page(&e),
     };
@@ -192,6 +197,13 @@ async fn device(State(st): State<AppState>, PageSession(s): PageSession, Path(ma
         layout: Layout::signed_in(title, "devices", &s),
         d: &d,
         dns,
+        traffic: traffic.map(|t| {
+            let view = t.top.into_iter().next().unwrap_or(crate::model::DeviceTrafficView {
+                mac,
+                ..Default::default()
+            });
+            crate::views::DeviceTraffic::new(view, now)
+        }),
         now,
     };
     render(StatusCode::OK, &page)

@@ -156,6 +156,17 @@ pub struct OverviewPage<'a> {
 }
 
 impl OverviewPage<'_> {
+    /// The busiest top talker's bytes (the meters' scale).
+    fn talker_max(&self) -> u64 {
+        self.o
+            .top_talkers
+            .iter()
+            .map(|t| t.last_hour_received + t.last_hour_sent)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// DNS questions and blocked since the resolver started; `None`: it is off.
     fn dns(&self) -> Option<(u64, u64)> {
         Some((self.o.dns_questions?, self.o.dns_blocked?))
@@ -271,8 +282,49 @@ pub struct DevicePage<'a> {
     pub d: &'a DeviceDetail,
     /// Its DNS questions; `None`: the resolver is off.
     pub dns: Option<DeviceDns<'a>>,
+    /// What it sent and received; `None`: counting is off.
+    pub traffic: Option<DeviceTraffic>,
     /// Now.
     pub now: UnixTime,
+}
+
+/// A device's traffic section: totals by path and two charts.
+pub struct DeviceTraffic {
+    /// The figures.
+    pub view: crate::model::DeviceTrafficView,
+    /// The last hour, by minute.
+    pub hour: crate::traffic_chart::Chart,
+    /// The last 24 hours, by hour.
+    pub day: crate::traffic_chart::Chart,
+}
+
+impl DeviceTraffic {
+    /// The section for `view` at `now`.
+    pub fn new(view: crate::model::DeviceTrafficView, now: UnixTime) -> DeviceTraffic {
+        DeviceTraffic {
+            hour: crate::traffic_chart::chart(&view.minutes, now, 60, 60),
+            day: crate::traffic_chart::chart(&view.hours, now, 3600, 24),
+            view,
+        }
+    }
+
+    /// (element id, caption, chart) of the two charts.
+    pub fn charts(&self) -> [(&'static str, &'static str, &crate::traffic_chart::Chart); 2] {
+        [
+            ("traffic-hour", "The last hour, by minute", &self.hour),
+            ("traffic-day", "The last 24 hours, by hour", &self.day),
+        ]
+    }
+
+    /// (path, sent, received) rows.
+    pub fn paths(&self) -> [(&'static str, crate::model::FlowView, crate::model::FlowView); 3] {
+        let (s, r) = (&self.view.sent, &self.view.received);
+        [
+            ("Internet", s.internet, r.internet),
+            ("Through the VPN", s.tunnel, r.tunnel),
+            ("Other zones", s.zones, r.zones),
+        ]
+    }
 }
 
 /// A device's DNS section.

@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use bulkhead_web::model::{
-    AckTarget, AlertFacts, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts,
-    DnsListView, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent,
-    NotificationsView, NotifyChannelView, NotifyDeliveryView, RuleMatch, TxtEntry, VpnPeer, VpnTransition, VpnView,
-    ZoneMember, ZoneView,
+    AckTarget, AlertFacts, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DeviceTrafficView,
+    DnsDeviceCounts, DnsListView, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem,
+    FlowView, LiveEvent, NotificationsView, NotifyChannelView, NotifyDeliveryView, PathFlowsView, RuleMatch,
+    TrafficPoint, TrafficView, TxtEntry, VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
 };
 use bulkhead_web::{BackendError, BackendFuture};
 
@@ -105,6 +105,52 @@ fn done(r: Response) -> Result<String, BackendError> {
     match r {
         Response::Done { message } => Ok(message),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// The traffic report as the UI shows it, devices named.
+fn traffic_view(
+    r: crate::traffic::TrafficReport,
+    names: &std::collections::BTreeMap<MacAddr, Option<String>>,
+) -> TrafficView {
+    use crate::traffic::book::{Flow, PathFlows, Point};
+    let flow = |f: Flow| FlowView {
+        bytes: f.bytes,
+        packets: f.packets,
+    };
+    let paths = |p: PathFlows| PathFlowsView {
+        internet: flow(p.internet),
+        tunnel: flow(p.tunnel),
+        zones: flow(p.zones),
+    };
+    let points = |v: Vec<Point>| {
+        v.into_iter()
+            .map(|p| TrafficPoint {
+                at: p.at,
+                received: p.received,
+                sent: p.sent,
+            })
+            .collect()
+    };
+    TrafficView {
+        sample_secs: r.sample_secs,
+        last_error: r.last_error,
+        top: r
+            .devices
+            .into_iter()
+            .map(|d| DeviceTrafficView {
+                mac: d.mac.to_string(),
+                name: names.get(&d.mac).cloned().flatten(),
+                sent: paths(d.totals.sent),
+                received: paths(d.totals.received),
+                last_hour_received: d.last_hour.0,
+                last_hour_sent: d.last_hour.1,
+                last_day_received: d.last_day.0,
+                last_day_sent: d.last_day.1,
+                minutes: points(d.minutes),
+                hours: points(d.hours),
+            })
+            .collect(),
     }
 }
 
@@ -589,6 +635,20 @@ impl bulkhead_web::Backend for WebBackend {
                 devices?.into_iter().map(|d| (d.mac, d)).collect();
             match alerts? {
                 Response::Alerts { alerts } => Ok(alerts.into_iter().map(|a| alert_view(a, &devices)).collect()),
+                other => Err(unexpected(&other)),
+            }
+        })
+    }
+
+    fn traffic(&self, mac: Option<String>) -> BackendFuture<'_, Option<TrafficView>> {
+        Box::pin(async move {
+            let mac = mac.as_deref().map(parse_mac).transpose()?;
+            let (report, devices) = tokio::join!(self.ask(Request::Traffic { mac }), self.device_views());
+            let names: std::collections::BTreeMap<MacAddr, Option<String>> =
+                devices?.iter().map(|d| (d.mac, d.best_name())).collect();
+            match report? {
+                Response::Traffic { report: None } => Ok(None),
+                Response::Traffic { report: Some(r) } => Ok(Some(traffic_view(*r, &names))),
                 other => Err(unexpected(&other)),
             }
         })

@@ -11,10 +11,11 @@ use tokio::sync::broadcast;
 
 use crate::backend::{Backend, BackendError, BackendFuture};
 use crate::model::{
-    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DnsDeviceCounts, DnsListView,
-    DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, LiveEvent, NotificationsView,
-    NotifyChannelView, NotifyDeliveryView, RuleMatch, ShareAction, SharePresetView, ShareView, SharingView, TxtEntry,
-    VpnPeer, VpnTransition, VpnView, ZoneMember, ZoneView,
+    AckTarget, AlertView, AuthRecord, DeviceAction, DeviceDetail, DeviceSummary, DeviceTrafficView, DnsDeviceCounts,
+    DnsListView, DnsLogQuery, DnsOutcome, DnsQueryView, DnsSummaryView, DnsUpstreamView, EvidenceItem, FlowView,
+    LiveEvent, NotificationsView, NotifyChannelView, NotifyDeliveryView, PathFlowsView, RuleMatch, ShareAction,
+    SharePresetView, ShareView, SharingView, TrafficPoint, TrafficView, TxtEntry, VpnPeer, VpnTransition, VpnView,
+    ZoneMember, ZoneView,
 };
 use crate::Health;
 
@@ -47,6 +48,8 @@ struct FakeState {
     tests_sent: Vec<String>,
     /// What is shared across zones.
     sharing: SharingView,
+    /// Traffic per device (with series); `None`: counting is off.
+    traffic: Option<Vec<DeviceTrafficView>>,
 }
 
 impl FakeBackend {
@@ -66,6 +69,7 @@ impl FakeBackend {
                 notify: Self::demo_notify(),
                 tests_sent: Vec::new(),
                 sharing: Self::demo_sharing(),
+                traffic: Some(Self::demo_traffic()),
             }),
             live,
         }
@@ -366,6 +370,69 @@ impl FakeBackend {
     /// The resolver's counters, if it is on.
     pub fn dns_summary_view(&self) -> Option<DnsSummaryView> {
         self.lock().dns.as_ref().map(|d| d.summary.clone())
+    }
+
+    /// Replaces one device's traffic (adds it if new); `None` turns counting
+    /// off.
+    pub fn set_traffic(&self, t: Option<DeviceTrafficView>) {
+        let mut s = self.lock();
+        match t {
+            None => s.traffic = None,
+            Some(t) => {
+                let all = s.traffic.get_or_insert_with(Vec::new);
+                all.retain(|x| x.mac != t.mac);
+                all.push(t);
+            }
+        }
+    }
+
+    /// A fake home's traffic: the camera uploads, the laptop browses; a
+    /// minute series of the last hour ending `now`.
+    fn demo_traffic() -> Vec<DeviceTrafficView> {
+        let now = crate::format::now();
+        let minute = now - now.rem_euclid(60);
+        let series = |per_minute: u64| -> Vec<TrafficPoint> {
+            (0..60)
+                .map(|i| TrafficPoint {
+                    at: minute - 60 * (59 - i),
+                    received: per_minute * (1 + (i as u64 % 5)),
+                    sent: per_minute / 20,
+                })
+                .collect()
+        };
+        let view = |mac: &str, per_minute: u64| {
+            let minutes = series(per_minute);
+            let received: u64 = minutes.iter().map(|p| p.received).sum();
+            let sent: u64 = minutes.iter().map(|p| p.sent).sum();
+            DeviceTrafficView {
+                mac: mac.into(),
+                name: None,
+                sent: PathFlowsView {
+                    internet: FlowView {
+                        bytes: sent,
+                        packets: sent / 1000,
+                    },
+                    ..PathFlowsView::default()
+                },
+                received: PathFlowsView {
+                    internet: FlowView {
+                        bytes: received,
+                        packets: received / 1400,
+                    },
+                    ..PathFlowsView::default()
+                },
+                last_hour_received: received,
+                last_hour_sent: sent,
+                last_day_received: received,
+                last_day_sent: sent,
+                minutes,
+                hours: Vec::new(),
+            }
+        };
+        vec![
+            view("02:00:00:00:02:01", 40_000_000),
+            view("02:00:00:00:01:01", 2_000_000),
+        ]
     }
 
     /// The whole query log, newest first, if the resolver is on.
@@ -766,6 +833,49 @@ impl Backend for FakeBackend {
 
     fn dns_summary(&self) -> BackendFuture<'_, Option<DnsSummaryView>> {
         Box::pin(async move { Ok(self.check()?.dns.as_ref().map(|d| d.summary.clone())) })
+    }
+
+    fn traffic(&self, mac: Option<String>) -> BackendFuture<'_, Option<TrafficView>> {
+        Box::pin(async move {
+            let s = self.check()?;
+            let Some(all) = &s.traffic else { return Ok(None) };
+            let name = |m: &str| {
+                s.devices
+                    .iter()
+                    .find(|d| d.device.mac == m)
+                    .map(|d| d.device.display_name().to_string())
+                    .filter(|n| n != m)
+            };
+            let top = match mac {
+                Some(m) => all
+                    .iter()
+                    .filter(|t| t.mac == m)
+                    .map(|t| DeviceTrafficView {
+                        name: name(&t.mac),
+                        ..t.clone()
+                    })
+                    .collect(),
+                None => {
+                    let mut top: Vec<DeviceTrafficView> = all
+                        .iter()
+                        .filter(|t| t.last_hour_received + t.last_hour_sent > 0)
+                        .map(|t| DeviceTrafficView {
+                            name: name(&t.mac),
+                            minutes: Vec::new(),
+                            hours: Vec::new(),
+                            ..t.clone()
+                        })
+                        .collect();
+                    top.sort_by_key(|t| std::cmp::Reverse(t.last_hour_received + t.last_hour_sent));
+                    top
+                }
+            };
+            Ok(Some(TrafficView {
+                sample_secs: 60,
+                last_error: None,
+                top,
+            }))
+        })
     }
 
     fn notifications(&self) -> BackendFuture<'_, NotificationsView> {

@@ -101,6 +101,12 @@ fn hostile_ui() -> (Ui, String) {
         },
         actions: Vec::new(),
     });
+    // A hostile name among the top talkers.
+    ui.fake.set_traffic(Some(bulkhead_web::model::DeviceTrafficView {
+        mac: "02:00:00:00:0e:02".into(),
+        last_hour_sent: 1_000_000_000,
+        ..Default::default()
+    }));
     (ui, long)
 }
 
@@ -165,6 +171,12 @@ async fn hostile_device_text_renders_inert() {
     }
     let html = ui.page("/", &s).await;
     assert!(html.contains(escaped_img), "quarantined list on the overview");
+    assert!(
+        html.contains(&format!(
+            "href=\"/devices/02:00:00:00:0e:02#traffic\"><bdi>{escaped_img}</bdi></a>"
+        )),
+        "the top talker by its hostile name, as text"
+    );
     assert!(html.contains(escaped_script), "alert message on the overview");
     let html = ui.page("/zones", &s).await;
     assert!(html.contains(escaped_script) && html.contains("line1\\u{000A}line2"));

@@ -21,6 +21,7 @@
 //!   live events, static assets.
 //! - `openapi`: the OpenAPI document against the routes and the bodies.
 //! - `serving`: the UI on a real loopback socket (timeouts, caps).
+//! - `traffic`: the top talkers, a device's charts, counting off.
 
 mod common;
 
@@ -35,3 +36,4 @@ mod pages;
 mod refusals;
 mod serving;
 mod setup_login;
+mod traffic;

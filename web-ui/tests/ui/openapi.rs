@@ -200,6 +200,9 @@ async fn api_bodies_match_the_document_and_the_model() {
             "/api/dns/log?device=02:00:00:00:02:02&blocked=true&search=ads&limit=5",
         ),
         ("/api/dns/summary", "/api/dns/summary"),
+        ("/api/traffic", "/api/traffic"),
+        ("/api/devices/{mac}/traffic", "/api/devices/02:00:00:00:02:01/traffic"),
+        ("/api/devices/{mac}/traffic", "/api/devices/02:00:00:00:0f:01/traffic"),
         ("/api/notifications", "/api/notifications"),
         ("/api/session", "/api/session"),
     ];
@@ -223,6 +226,10 @@ async fn api_bodies_match_the_document_and_the_model() {
             "/api/dns/log" => drop(serde_json::from_value::<Vec<DnsQueryView>>(v).expect("questions")),
             "/api/dns/summary" => drop(serde_json::from_value::<DnsSummaryView>(v).expect("DnsSummaryView")),
             "/api/notifications" => drop(serde_json::from_value::<NotificationsView>(v).expect("NotificationsView")),
+            "/api/traffic" => drop(serde_json::from_value::<bulkhead_web::model::TrafficView>(v).expect("TrafficView")),
+            "/api/devices/{mac}/traffic" => {
+                drop(serde_json::from_value::<bulkhead_web::model::DeviceTrafficView>(v).expect("DeviceTrafficView"))
+            }
             _ => drop(serde_json::from_value::<SessionInfo>(v).expect("SessionInfo")),
         }
     }
