@@ -4,11 +4,14 @@
 //!    between zones (one set-delta transaction through `nft`, as the daemon does
 //!    it) and time of a full table replace (one transaction) plus its read-back
 //!    verification.
-//! 2. iperf3 from a LAN host through the router namespace to the internet host,
-//!    with Bulkhead's ruleset (10,000 devices in the sets) and with no ruleset at
-//!    all, alternating A B A B, medians and the ratio.
+//! 2. iperf3 from a LAN host through the router namespace to the internet host
+//!    (TCP, and 100-byte UDP datagrams for the per-packet cost) with no ruleset
+//!    at all, with Bulkhead's ruleset (10,000 devices in the sets) without
+//!    traffic counting, and with it (the default): the three in turn each
+//!    round, medians and the ratios.
 //!
-//! Run: `cargo bench -p bulkhead --features demo --bench firewall` (figures in BENCHMARKS.md).
+//! Run: `cargo bench -p bulkhead --features demo --bench firewall`
+//! (`-- --throughput-only` skips part 1; figures in BENCHMARKS.md).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -139,6 +142,31 @@ fn bench_size(demo: &DemoHome, config: &Config, n: usize) -> Result<SizeResult> 
     })
 }
 
+/// Packets per second the iperf3 server received of small UDP datagrams
+/// (100 bytes, as fast as the sender can): the per-packet cost shows here,
+/// where TCP's large offloaded segments hide it.
+fn iperf_udp_pps(demo: &DemoHome, secs: u32) -> Result<f64> {
+    let out = demo.home.ns("laptop")?.exec(&[
+        "iperf3",
+        "-c",
+        "203.0.113.10",
+        "-u",
+        "-b",
+        "0",
+        "-l",
+        "100",
+        "-t",
+        &secs.to_string(),
+        "-J",
+    ])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 json")?;
+    let sum = &v["end"]["sum"];
+    let packets = sum["packets"].as_f64().context("iperf3 packets")?;
+    let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
+    let seconds = sum["seconds"].as_f64().context("iperf3 seconds")?;
+    Ok((packets - lost) / seconds)
+}
+
 fn iperf(demo: &DemoHome, secs: u32) -> Result<f64> {
     let out = demo
         .home
@@ -160,7 +188,12 @@ fn main() -> Result<()> {
         bulkhead_netns::is_root(),
         "the firewall benchmark builds network namespaces: run as root"
     );
-    let sizes: Vec<usize> = vec![10, 1_000, 10_000];
+    // `--throughput-only`: skip the set-delta and replace timings.
+    let sizes: Vec<usize> = if std::env::args().any(|a| a == "--throughput-only") {
+        Vec::new()
+    } else {
+        vec![10, 1_000, 10_000]
+    };
     let demo = DemoHome::build(Path::new(BIN), &[])?;
     // The daemon sets up the bridges and addresses, then stops; its rules stay,
     // and the benchmark drives nft directly from here on.
@@ -186,31 +219,65 @@ fn main() -> Result<()> {
     let server = isp.spawn_logged("iperf3", &["-s", "-B", "203.0.113.10"], &demo.dir.join("iperf3.log"))?;
     std::thread::sleep(Duration::from_millis(300));
     let (rs, m, _) = desired(&config, 10_000);
-    let full = render::full_document(&rs, &m);
+    // Today's ruleset with traffic counting (the default) and without it:
+    // what the per-device counters cost per packet.
+    let counting = render::full_document(&rs, &m);
+    let plain = render::full_document(
+        &DesiredRuleset {
+            count_traffic: false,
+            ..rs.clone()
+        },
+        &m,
+    );
     let nft = NftCli::default();
     let router = demo.home.router();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let variants = [
+        "no ruleset",
+        "Bulkhead, 10,000 devices, no counting",
+        "Bulkhead, 10,000 devices, counting",
+    ];
+    let mut tcp: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut udp: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let rounds = 7;
     for _ in 0..rounds {
-        router.exec(&["nft", "delete", "table", "inet", "bulkhead"]).ok();
-        router.exec(&["nft", "delete", "table", "bridge", "bulkhead"]).ok();
-        without.push(iperf(&demo, 3)?);
-        router.run_in(|| nft.apply(&full))??;
-        with.push(iperf(&demo, 3)?);
+        for (i, doc) in [None, Some(&plain), Some(&counting)].into_iter().enumerate() {
+            router.exec(&["nft", "delete", "table", "inet", "bulkhead"]).ok();
+            router.exec(&["nft", "delete", "table", "bridge", "bulkhead"]).ok();
+            if let Some(doc) = doc {
+                router.run_in(|| nft.apply(doc))??;
+            }
+            tcp[i].push(iperf(&demo, 3)?);
+            udp[i].push(iperf_udp_pps(&demo, 3)? / 1000.0);
+        }
     }
     isp.stop_tracked(server)?;
-    let (mw, mo) = (median(with.clone()), median(without.clone()));
     println!(
-        "\n## Throughput, laptop -> router -> internet host (iperf3 TCP, 3 s runs, {rounds} alternating rounds)\n"
+        "\n## Throughput, laptop -> router -> internet host (iperf3, 3 s runs, {rounds} rounds, the three in turn)\n"
     );
-    println!("| path | median | runs (Gbit/s) |");
-    println!("| --- | ---: | --- |");
-    println!("| no ruleset | {mo:.2} Gbit/s | {} |", fmt_runs(&without));
+    println!("| path | TCP median | TCP runs (Gbit/s) | UDP 100 B median | UDP runs (k packets/s) |");
+    println!("| --- | ---: | --- | ---: | --- |");
+    for (i, name) in variants.iter().enumerate() {
+        println!(
+            "| {name} | {:.2} Gbit/s | {} | {:.0} kpps | {} |",
+            median(tcp[i].clone()),
+            fmt_runs(&tcp[i]),
+            median(udp[i].clone()),
+            fmt_runs(&udp[i])
+        );
+    }
+    let m = |v: &Vec<f64>| median(v.clone());
     println!(
-        "| Bulkhead, 10,000 devices in sets | {mw:.2} Gbit/s | {} |",
-        fmt_runs(&with)
+        "\nTCP ratio vs no ruleset: {:.3} without counting, {:.3} with; counting / no counting: {:.3}",
+        m(&tcp[1]) / m(&tcp[0]),
+        m(&tcp[2]) / m(&tcp[0]),
+        m(&tcp[2]) / m(&tcp[1])
     );
-    println!("\nratio (Bulkhead / no ruleset): {:.3}", mw / mo);
+    println!(
+        "UDP 100 B ratio vs no ruleset: {:.3} without counting, {:.3} with; counting / no counting: {:.3}",
+        m(&udp[1]) / m(&udp[0]),
+        m(&udp[2]) / m(&udp[0]),
+        m(&udp[2]) / m(&udp[1])
+    );
     Ok(())
 }
 

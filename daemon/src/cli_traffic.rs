@@ -49,9 +49,12 @@ fn print_traffic(answer: Response, json: bool) -> anyhow::Result<()> {
         println!("no traffic counted yet (read every {} s)", report.sample_secs);
     }
     for d in &report.devices {
+        let who = match &d.name {
+            Some(n) => format!("{} ({})", super::show(n), d.mac),
+            None => d.mac.to_string(),
+        };
         println!(
-            "{}  last hour: {} received, {} sent; last 24 h: {} received, {} sent",
-            d.mac,
+            "{who}  last hour: {} received, {} sent; last 24 h: {} received, {} sent",
             bytes(d.last_hour.0),
             bytes(d.last_hour.1),
             bytes(d.last_day.0),

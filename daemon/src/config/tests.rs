@@ -1004,7 +1004,8 @@ fn the_example_configuration_is_valid_and_means_what_it_says() {
         c.segments.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         ["lan", "iot"]
     );
-    assert!(c.dns.enabled && c.detect.enabled);
+    assert!(c.dns.enabled && c.detect.enabled && c.traffic.enabled);
+    assert_eq!(c.traffic.sample_secs, crate::config::DEFAULT_SAMPLE_SECS);
     assert_eq!(c.notify.ntfy.len(), 1);
     assert!(c.notify.webhooks.is_empty() && c.notify.mqtt.is_none() && c.tunnel.is_none());
     // Every setting the loader knows appears in the example, set or commented.
@@ -1034,6 +1035,7 @@ fn the_example_configuration_is_valid_and_means_what_it_says() {
         "refresh_hours",
         "nflog_group",
         "samples_per_second",
+        "sample_secs",
         "forget_private_after_days",
         "private_key_file",
         "mtu",
@@ -1199,5 +1201,26 @@ match = { upnp = { manufacturer = ["Synology*"], colour = ["red"] } }
         text.iter()
             .any(|t| t.contains("upnp.colour: unknown UPnP field `colour`")),
         "{text:#?}"
+    );
+}
+
+#[test]
+fn traffic_settings_load_and_a_bad_interval_names_its_line() {
+    let fx = Fixture::new(
+        &format!("{MAIN}\n[traffic]\nenabled = false\nsample_secs = 5\n"),
+        &[("10-zones.toml", ZONES)],
+    );
+    let c = load(&fx.main()).expect("loads");
+    assert!(!c.traffic.enabled);
+    assert_eq!(c.traffic.sample_secs, 5);
+    let fx = Fixture::new(
+        &format!("{MAIN}\n[traffic]\nsample_secs = 0\n"),
+        &[("10-zones.toml", ZONES)],
+    );
+    let errs = load(&fx.main()).expect_err("must fail").0;
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "traffic.sample_secs" && e.line == MAIN.lines().count() + 3),
+        "{errs:?}"
     );
 }

@@ -71,6 +71,9 @@ impl TrafficSettings {
 pub struct DeviceTrafficReport {
     /// The device.
     pub mac: MacAddr,
+    /// Its name now (`inventory::naming`; untrusted), if anything names it.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Since counting began, by path.
     pub totals: Totals,
     /// Bytes (received, sent) in the last hour.
@@ -109,6 +112,7 @@ struct Shared {
 pub struct TrafficService {
     settings: TrafficSettings,
     shared: Arc<RwLock<Shared>>,
+    inventory: crate::runtime::services::SharedInventory,
     task: JoinHandle<()>,
 }
 
@@ -132,8 +136,14 @@ impl TrafficService {
             book,
             ..Shared::default()
         }));
+        let inventory = services.inventory.clone();
         let task = tokio::spawn(run(settings.clone(), services, shared.clone()));
-        TrafficService { settings, shared, task }
+        TrafficService {
+            settings,
+            shared,
+            inventory,
+            task,
+        }
     }
 
     /// Its settings.
@@ -152,9 +162,21 @@ impl TrafficService {
                 devices: Vec::new(),
             };
         };
+        let inventory = self.inventory.read().ok();
+        let name = |m: &MacAddr| {
+            let d = inventory.as_ref()?.devices.get(m)?;
+            crate::inventory::naming::best_name(crate::inventory::naming::NameParts {
+                homeowner: d.name.as_deref(),
+                hostname: d.hostname.as_deref(),
+                mdns_name: None,
+                vendor: d.vendor.as_deref(),
+                class: d.class.as_deref(),
+            })
+        };
         let entry = |m: MacAddr, series: bool| {
             s.book.device(&m).map(|d| DeviceTrafficReport {
                 mac: m,
+                name: name(&m),
                 totals: d.totals,
                 last_hour: s.book.recent(&m, 3600, now),
                 last_day: s.book.recent(&m, 24 * 3600, now),
