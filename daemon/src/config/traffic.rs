@@ -1,14 +1,17 @@
 //! `[traffic]`: counting what each device sends and receives (see
-//! `crate::traffic`). On by default: the counting is one hash lookup per
-//! forwarded packet (measured in BENCHMARKS.md).
+//! `crate::traffic`). On by default: conntrack's per-connection accounting,
+//! read over ctnetlink (its cost per packet is in BENCHMARKS.md).
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::error::Reporter;
 
-/// How often the counters are read by default.
-pub const DEFAULT_SAMPLE_SECS: u32 = 60;
+/// How often the connections are read by default.
+pub const DEFAULT_SAMPLE_SECS: u32 = 10;
+/// The longest interval: an unanswered UDP connection stays listed 30 s
+/// after its last packet; read less often and its last counts are missed.
+pub const MAX_SAMPLE_SECS: u32 = 30;
 
 /// The raw `[traffic]` table.
 #[derive(Debug, Deserialize)]
@@ -23,7 +26,7 @@ pub(super) struct RawTraffic {
 pub struct TrafficConfig {
     /// Forwarded bytes and packets are counted per device (default true).
     pub enabled: bool,
-    /// Seconds between two readings of the kernel's counters (5 to 3600).
+    /// Seconds between two readings of the connections (1 to 30).
     pub sample_secs: u32,
 }
 
@@ -45,12 +48,12 @@ pub(super) fn validate_traffic(raw: Option<&RawTraffic>, rep: &mut Reporter<'_>)
     }
     if let Some(s) = &raw.sample_secs {
         match u32::try_from(*s.get_ref()) {
-            Ok(v @ 1..=3600) => t.sample_secs = v,
+            Ok(v @ 1..=MAX_SAMPLE_SECS) => t.sample_secs = v,
             _ => {
                 rep.at(
                     s.span(),
                     "traffic.sample_secs",
-                    "seconds between readings, from 1 to 3600",
+                    "seconds between readings, from 1 to 30 (connections that end stay listed 30 s)",
                 );
                 return None;
             }

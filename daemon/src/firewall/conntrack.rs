@@ -96,7 +96,13 @@ const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 // enum ctattr_type
 const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_MARK: u16 = 8;
+const CTA_COUNTERS_ORIG: u16 = 9;
+const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ID: u16 = 12;
+
+const CTA_COUNTERS_PACKETS: u16 = 1;
+const CTA_COUNTERS_BYTES: u16 = 2;
 const CTA_ZONE: u16 = 18;
 // enum ctattr_tuple
 const CTA_TUPLE_IP: u16 = 1;
@@ -338,6 +344,21 @@ pub struct Entry {
     /// (admitted by the new rules) is left alone, unless it also took the old
     /// one's memory: the id hashes the entry's address and tuples.
     pub id: Option<u32>,
+    /// `CTA_MARK`: the connection's mark (the tunnel's bit says it went
+    /// through the tunnel).
+    pub mark: Option<u32>,
+    /// `CTA_COUNTERS_ORIG` / `CTA_COUNTERS_REPLY`, with
+    /// `net.netfilter.nf_conntrack_acct` on when the entry was made.
+    pub counters: Option<FlowCounters>,
+}
+
+/// A connection's accounting: (packets, bytes) each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowCounters {
+    /// What its originator sent.
+    pub orig: (u64, u64),
+    /// What the other end sent back.
+    pub reply: (u64, u64),
 }
 
 impl fmt::Display for Entry {
@@ -432,7 +453,8 @@ fn parse_entry(payload: &[u8], malformed: &mut usize) -> Option<Entry> {
         return None;
     }
     let before = *malformed;
-    let (mut orig, mut zone, mut id) = (None, None, None);
+    let (mut orig, mut zone, mut id, mut mark) = (None, None, None, None);
+    let (mut counted_orig, mut counted_reply) = (None, None);
     for a in attrs(list) {
         let Ok(a) = a else {
             *malformed += 1;
@@ -442,6 +464,9 @@ fn parse_entry(payload: &[u8], malformed: &mut usize) -> Option<Entry> {
             CTA_TUPLE_ORIG => orig = parse_tuple(a.payload, family, malformed),
             CTA_ZONE => zone = fixed::<2>(a.payload, malformed).map(u16::from_be_bytes),
             CTA_ID => id = fixed::<4>(a.payload, malformed).map(u32::from_be_bytes),
+            CTA_MARK => mark = fixed::<4>(a.payload, malformed).map(u32::from_be_bytes),
+            CTA_COUNTERS_ORIG => counted_orig = parse_counters(a.payload, malformed),
+            CTA_COUNTERS_REPLY => counted_reply = parse_counters(a.payload, malformed),
             _ => {}
         }
     }
@@ -450,7 +475,34 @@ fn parse_entry(payload: &[u8], malformed: &mut usize) -> Option<Entry> {
     if *malformed != before {
         return None;
     }
-    Some(Entry { orig: orig?, zone, id })
+    let counters = match (counted_orig, counted_reply) {
+        (Some(orig), Some(reply)) => Some(FlowCounters { orig, reply }),
+        _ => None,
+    };
+    Some(Entry {
+        orig: orig?,
+        zone,
+        id,
+        mark,
+        counters,
+    })
+}
+
+/// PURE: a `CTA_COUNTERS_*` nest: (packets, bytes), both 64-bit.
+fn parse_counters(b: &[u8], malformed: &mut usize) -> Option<(u64, u64)> {
+    let (mut packets, mut bytes) = (None, None);
+    for a in attrs(b) {
+        let Ok(a) = a else {
+            *malformed += 1;
+            return None;
+        };
+        match a.ty {
+            CTA_COUNTERS_PACKETS => packets = fixed::<8>(a.payload, malformed).map(u64::from_be_bytes),
+            CTA_COUNTERS_BYTES => bytes = fixed::<8>(a.payload, malformed).map(u64::from_be_bytes),
+            _ => {}
+        }
+    }
+    Some((packets?, bytes?))
 }
 
 /// PURE: a `CTA_TUPLE_ORIG` nest of a `family` entry. `None` unless it reads
@@ -1005,7 +1057,14 @@ pub fn fuzz_entry_conntrack_dump(data: &[u8]) {
             .buf
             .get(nfnl::NLMSG_HDRLEN..)
             .and_then(|m| parse_entry(m, &mut malformed));
-        assert_eq!(back.as_ref(), Some(e));
+        // A delete names the connection (tuple, zone, id); its mark and
+        // counters are not part of it.
+        let named = Entry {
+            mark: None,
+            counters: None,
+            ..*e
+        };
+        assert_eq!(back.as_ref(), Some(&named));
         assert_eq!(malformed, 0);
     }
 }

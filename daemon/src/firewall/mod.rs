@@ -22,7 +22,7 @@ mod verify;
 pub use backend::{ConntrackFlusher, NftBackend, NftCli};
 #[doc(hidden)]
 pub use conntrack::fuzz_entry_conntrack_dump;
-pub use conntrack::{Addrs, ConntrackError, ConntrackNetlink, CutReport, Dump, Entry, Tuple, L4};
+pub use conntrack::{Addrs, ConntrackError, ConntrackNetlink, CutReport, Dump, Entry, FlowCounters, Tuple, L4};
 pub use delta::{diff_membership, Elements, MembershipDelta, Pinhole};
 pub use enforcer::{
     addresses_to_cut, EnforceStats, Enforcer, Held, HoldError, MembershipChange, MAX_HELD_ADDRESSES, MAX_HELD_PINHOLES,

@@ -459,8 +459,6 @@ pub struct DesiredRuleset {
     /// Zones offering shared services (`[[share]]`'s `from`): their bridge
     /// chains let pinholed devices answer.
     pub share_from: BTreeSet<ZoneId>,
-    /// Forwarded traffic is counted per device (`[traffic] enabled`).
-    pub count_traffic: bool,
 }
 
 /// Where and how fast refused packets are sampled to userspace.
@@ -687,7 +685,6 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         dns_guard: dns_guard(config),
         share_to: p.shares.iter().flat_map(|r| r.to.iter().cloned()).collect(),
         share_from: p.shares.iter().flat_map(|r| r.from.iter().cloned()).collect(),
-        count_traffic: config.traffic.enabled,
         detect: config.detect.enabled.then_some(DetectSampling {
             group: config.detect.nflog_group,
             per_second: config.detect.samples_per_second,

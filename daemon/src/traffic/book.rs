@@ -1,12 +1,14 @@
-//! PURE: readings of the kernel's counters in, each device's traffic out.
+//! PURE: conntrack's per-connection counts in, each device's traffic out.
 //! Time is an argument; nothing here reads a clock or the kernel.
 //!
-//! A reading is cumulative per meter element; the book keeps the last value
-//! of each element and takes the difference. A value that went down is a
-//! counter that started again (the element expired and came back, a full
-//! replace re-created the table): its whole value is new. Sending is
-//! counted by MAC, receiving by address, put on the device that holds the
-//! address at reading time.
+//! A reading is cumulative per connection; the book keeps the last value of
+//! each connection and takes the difference (a connection it has not seen is
+//! new: all of it counts). A connection's ends are looked up in the
+//! inventory: the device that opened it sent what went out and received
+//! what came back; a device it was opened to (another zone's, a port
+//! forward's) the other way round. The path is the tunnel when the
+//! connection carries the tunnel's mark, "other zones" when the far end is
+//! on one of the home's networks, the internet otherwise.
 //!
 //! Bounded: [`MAX_DEVICES`] devices (the quietest leaves first), a minute
 //! series of the last 24 hours and an hour series of the last 30 days each.
@@ -16,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::read::{Reading, Who};
+use super::read::FlowReading;
 use crate::config::MacAddr;
 use crate::core::InventorySnapshot;
 use crate::inventory::UnixTime;
@@ -27,8 +29,13 @@ pub const MAX_DEVICES: usize = 1024;
 pub const MINUTES: usize = 24 * 60;
 /// Hour points kept (30 days).
 pub const HOURS: usize = 30 * 24;
-/// Meter elements remembered between readings (three meters of 65,535).
-const MAX_ELEMENTS: usize = 3 * 65_535;
+/// Connections remembered between readings (a router's conntrack table is
+/// about this big).
+const MAX_CONNECTIONS: usize = 65_536;
+
+type ConnectionKey = (crate::firewall::Tuple, Option<u32>);
+/// A connection's (packets, bytes) each way: (original, reply).
+type Counts = ((u64, u64), (u64, u64));
 
 /// Where traffic went or came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -121,42 +128,40 @@ pub struct DeviceTraffic {
     pub last_active: UnixTime,
 }
 
-/// What the interfaces are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interfaces {
-    /// The WAN.
-    pub wan: String,
-    /// The tunnel, if there is one.
-    pub tunnel: Option<String>,
+/// How to tell the paths apart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Paths {
+    /// The home's networks (the segments' subnets): a far end in one is
+    /// another zone's device.
+    pub lan: Vec<ipnet::IpNet>,
 }
 
-impl Interfaces {
-    fn path(&self, interface: &str) -> Path {
-        if interface == self.wan {
-            Path::Internet
-        } else if self.tunnel.as_deref() == Some(interface) {
+impl Paths {
+    fn path(&self, far_end: std::net::IpAddr, tunnel: bool) -> Path {
+        if tunnel {
             Path::Tunnel
-        } else {
+        } else if self.lan.iter().any(|n| n.contains(&far_end)) {
             Path::Zones
+        } else {
+            Path::Internet
         }
     }
 }
 
-/// Which way a meter counts.
+/// Which way bytes went, for a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// `traffic_out`: what devices sent.
+enum Direction {
     Sent,
-    /// `traffic_in_*`: what addresses received.
     Received,
 }
 
 /// The book. See the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct TrafficBook {
-    last: HashMap<(Who, String), (u64, u64)>,
+    last: HashMap<ConnectionKey, Counts>,
     devices: HashMap<MacAddr, DeviceTraffic>,
-    /// Counts no device could be found for (an address nobody holds).
+    /// Bytes of connections no device of the home is an end of (the
+    /// router's own).
     pub unattributed_bytes: u64,
     /// Devices dropped to stay within [`MAX_DEVICES`].
     pub evicted: u64,
@@ -171,50 +176,48 @@ impl TrafficBook {
         }
     }
 
-    /// One meter's reading at `now`. Elements of this meter that are gone
-    /// expired: they are forgotten (if they come back they start from zero).
-    pub fn record(
-        &mut self,
-        direction: Direction,
-        readings: &[Reading],
-        inventory: &InventorySnapshot,
-        interfaces: &Interfaces,
-        now: UnixTime,
-    ) {
-        let mut seen = Vec::with_capacity(readings.len());
-        for r in readings {
-            let key = (r.who, r.interface.clone());
-            let (packets, bytes) = match self.last.get(&key) {
-                Some(&(p, b)) if r.packets >= p && r.bytes >= b => (r.packets - p, r.bytes - b),
-                // New, or counting again from zero.
-                _ => (r.packets, r.bytes),
+    /// One reading of the connections at `now`. Connections no longer
+    /// listed ended: they are forgotten.
+    pub fn record(&mut self, flows: &[FlowReading], inventory: &InventorySnapshot, paths: &Paths, now: UnixTime) {
+        let mut seen = std::collections::HashSet::with_capacity(flows.len());
+        for f in flows {
+            let (orig, reply) = match self.last.get(&f.key) {
+                Some(&(o, r)) if f.orig.0 >= o.0 && f.orig.1 >= o.1 && f.reply.0 >= r.0 && f.reply.1 >= r.1 => {
+                    ((f.orig.0 - o.0, f.orig.1 - o.1), (f.reply.0 - r.0, f.reply.1 - r.1))
+                }
+                // New (or, should a count ever go down, counting again).
+                _ => (f.orig, f.reply),
             };
-            if self.last.len() < MAX_ELEMENTS || self.last.contains_key(&key) {
-                self.last.insert(key.clone(), (r.packets, r.bytes));
+            if self.last.len() < MAX_CONNECTIONS || self.last.contains_key(&f.key) {
+                self.last.insert(f.key, (f.orig, f.reply));
             }
-            seen.push(key);
-            if bytes == 0 && packets == 0 {
+            seen.insert(f.key);
+            if orig.1 == 0 && reply.1 == 0 {
                 continue;
             }
-            let owner = match r.who {
-                Who::Mac(mac) => inventory.devices.contains_key(&mac).then_some(mac),
-                Who::Ip(ip) => inventory.by_address.get(&ip).copied(),
-            };
-            let Some(mac) = owner else {
-                self.unattributed_bytes = self.unattributed_bytes.saturating_add(bytes);
-                continue;
-            };
-            self.add(mac, direction, interfaces.path(&r.interface), bytes, packets, now);
+            let opener = inventory.by_address.get(&f.src).copied();
+            let opened_to = inventory.by_address.get(&f.dst).copied();
+            if let Some(mac) = opener {
+                let path = paths.path(f.dst, f.tunnel);
+                self.add(mac, Direction::Sent, path, orig.1, orig.0, now);
+                self.add(mac, Direction::Received, path, reply.1, reply.0, now);
+            }
+            if let Some(mac) = opened_to {
+                let path = paths.path(f.src, f.tunnel);
+                self.add(mac, Direction::Sent, path, reply.1, reply.0, now);
+                self.add(mac, Direction::Received, path, orig.1, orig.0, now);
+            }
+            if opener.is_none() && opened_to.is_none() {
+                self.unattributed_bytes = self.unattributed_bytes.saturating_add(orig.1 + reply.1);
+            }
         }
-        let seen: std::collections::HashSet<(Who, String)> = seen.into_iter().collect();
-        let mine = |who: &Who| match direction {
-            Direction::Sent => matches!(who, Who::Mac(_)),
-            Direction::Received => matches!(who, Who::Ip(_)),
-        };
-        self.last.retain(|k, _| !mine(&k.0) || seen.contains(k));
+        self.last.retain(|k, _| seen.contains(k));
     }
 
     fn add(&mut self, mac: MacAddr, direction: Direction, path: Path, bytes: u64, packets: u64, now: UnixTime) {
+        if bytes == 0 && packets == 0 {
+            return;
+        }
         if !self.devices.contains_key(&mac) && self.devices.len() >= MAX_DEVICES {
             if let Some(quietest) = self.devices.iter().min_by_key(|(_, d)| d.last_active).map(|(m, _)| *m) {
                 self.devices.remove(&quietest);
@@ -294,6 +297,7 @@ impl TrafficBook {
 mod tests {
     use super::*;
     use crate::core::DeviceSnapshot;
+    use crate::firewall::{Addrs, Tuple, L4};
 
     fn mac(n: u8) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, n])
@@ -326,142 +330,134 @@ mod tests {
         inv
     }
 
-    fn ifaces() -> Interfaces {
-        Interfaces {
-            wan: "wan0".into(),
-            tunnel: Some("bh-wg0".into()),
+    fn paths() -> Paths {
+        Paths {
+            lan: vec!["10.0.1.0/24".parse().expect("net"), "10.0.2.0/24".parse().expect("net")],
         }
     }
 
-    fn out(n: u8, interface: &str, packets: u64, bytes: u64) -> Reading {
-        Reading {
-            who: Who::Mac(mac(n)),
-            interface: interface.into(),
-            packets,
-            bytes,
-        }
-    }
-
-    fn into(ip: &str, interface: &str, packets: u64, bytes: u64) -> Reading {
-        Reading {
-            who: Who::Ip(ip.parse().expect("ip")),
-            interface: interface.into(),
-            packets,
-            bytes,
+    /// A UDP connection from `src:sport` to `dst:7` with these counts.
+    fn flow(src: &str, sport: u16, dst: &str, tunnel: bool, orig: (u64, u64), reply: (u64, u64)) -> FlowReading {
+        let (src, dst): (std::net::Ipv4Addr, std::net::Ipv4Addr) = (src.parse().expect("ip"), dst.parse().expect("ip"));
+        FlowReading {
+            key: (
+                Tuple {
+                    addrs: Addrs::V4 { src, dst },
+                    proto: 17,
+                    l4: L4::Ports { src: sport, dst: 7 },
+                    zone: None,
+                },
+                Some(u32::from(sport)),
+            ),
+            src: src.into(),
+            dst: dst.into(),
+            tunnel,
+            orig,
+            reply,
         }
     }
 
     #[test]
-    fn differences_by_path_and_a_counter_that_starts_again() {
-        let (inv, i) = (home(), ifaces());
+    fn differences_by_path_and_both_ends_of_a_connection_between_zones() {
+        let (inv, p) = (home(), paths());
         let mut b = TrafficBook::default();
-        b.record(
-            Direction::Sent,
-            &[out(1, "wan0", 10, 1000), out(1, "bh-wg0", 1, 100)],
-            &inv,
-            &i,
-            120,
-        );
-        b.record(
-            Direction::Sent,
-            &[out(1, "wan0", 15, 1500), out(1, "br-iot", 2, 200)],
-            &inv,
-            &i,
-            130,
-        );
-        let d = b.device(&mac(1)).expect("counted");
+        let web = |o, r| flow("10.0.1.10", 40000, "203.0.113.10", false, o, r);
+        let vpn = |o, r| flow("10.0.1.10", 40001, "198.51.100.7", true, o, r);
+        let tv = |o, r| flow("10.0.1.10", 40002, "10.0.2.30", false, o, r);
+        b.record(&[web((10, 1000), (8, 8000)), vpn((1, 100), (1, 50))], &inv, &p, 120);
+        b.record(&[web((15, 1500), (9, 9000)), tv((2, 200), (1, 64))], &inv, &p, 130);
+        let laptop = b.device(&mac(1)).expect("counted");
         assert_eq!(
-            d.totals.sent.internet,
+            laptop.totals.sent.internet,
             Flow {
                 bytes: 1500,
                 packets: 15
             }
         );
-        assert_eq!(d.totals.sent.tunnel, Flow { bytes: 100, packets: 1 });
-        assert_eq!(d.totals.sent.zones, Flow { bytes: 200, packets: 2 });
-        // The tunnel element expired, then came back: from zero.
-        b.record(
-            Direction::Sent,
-            &[out(1, "wan0", 15, 1500), out(1, "bh-wg0", 1, 40)],
-            &inv,
-            &i,
-            140,
+        assert_eq!(
+            laptop.totals.received.internet,
+            Flow {
+                bytes: 9000,
+                packets: 9
+            }
         );
+        assert_eq!(laptop.totals.sent.tunnel.bytes, 100);
+        assert_eq!(laptop.totals.received.tunnel.bytes, 50);
+        assert_eq!(laptop.totals.sent.zones.bytes, 200);
+        // The TV was opened to: what the laptop sent it received, and back.
+        let t = b.device(&mac(2)).expect("tv");
+        assert_eq!(t.totals.received.zones, Flow { bytes: 200, packets: 2 });
+        assert_eq!(t.totals.sent.zones, Flow { bytes: 64, packets: 1 });
+        // The VPN connection ended (not listed); a new one on the same tuple
+        // with another id counts from zero.
+        let mut again = vpn((1, 40), (0, 0));
+        again.key.1 = Some(9);
+        b.record(&[web((15, 1500), (9, 9000)), again], &inv, &p, 140);
         assert_eq!(b.device(&mac(1)).expect("d").totals.sent.tunnel.bytes, 140);
-        // A full replace: every counter lower than before.
-        b.record(Direction::Sent, &[out(1, "wan0", 1, 60)], &inv, &i, 150);
-        assert_eq!(b.device(&mac(1)).expect("d").totals.sent.internet.bytes, 1560);
     }
 
     #[test]
-    fn received_goes_to_whoever_holds_the_address_and_strangers_are_counted_apart() {
-        let (inv, i) = (home(), ifaces());
+    fn the_routers_own_connections_are_counted_apart() {
+        let (inv, p) = (home(), paths());
         let mut b = TrafficBook::default();
         b.record(
-            Direction::Received,
-            &[into("10.0.2.30", "wan0", 3, 3000), into("10.0.9.9", "wan0", 1, 77)],
+            &[flow("198.51.100.2", 1, "203.0.113.10", false, (1, 77), (1, 5))],
             &inv,
-            &i,
+            &p,
             60,
         );
-        b.record(Direction::Sent, &[out(9, "wan0", 1, 5)], &inv, &i, 60);
-        assert_eq!(b.device(&mac(2)).expect("tv").totals.received.internet.bytes, 3000);
         assert_eq!(b.unattributed_bytes, 82);
-        assert!(b.device(&mac(9)).is_none(), "an unknown MAC makes no entry");
-        // Sent readings do not forget received elements.
-        b.record(Direction::Received, &[into("10.0.2.30", "wan0", 4, 3500)], &inv, &i, 70);
-        assert_eq!(b.device(&mac(2)).expect("tv").totals.received.internet.bytes, 3500);
+        assert_eq!(b.devices().count(), 0);
     }
 
     #[test]
     fn minutes_and_hours_are_bounded_and_top_talkers_sorted() {
-        let (inv, i) = (home(), ifaces());
+        let (inv, p) = (home(), paths());
         let mut b = TrafficBook::default();
         let mut sent = 0;
         // Two days of one reading a minute.
         for minute in 0..(2 * 24 * 60) {
             sent += 100;
             b.record(
-                Direction::Sent,
-                &[out(1, "wan0", minute, sent)],
+                &[flow("10.0.1.10", 1, "203.0.113.10", false, (minute, sent), (0, 0))],
                 &inv,
-                &i,
+                &p,
                 minute as i64 * 60,
             );
         }
         let d = b.device(&mac(1)).expect("d");
         assert_eq!(d.minutes.len(), MINUTES);
         assert_eq!(d.hours.len(), 48);
-        assert!(
-            d.hours.iter().skip(1).all(|p| p.sent == 6000),
-            "{:?}",
-            &d.hours.iter().take(3).collect::<Vec<_>>()
-        );
+        assert!(d.hours.iter().skip(1).all(|p| p.sent == 6000));
         let now = (2 * 24 * 60 - 1) * 60;
         assert_eq!(b.recent(&mac(1), 600, now), (0, 1000));
-        b.record(Direction::Sent, &[out(2, "br-lan", 1, 50_000)], &inv, &i, now);
+        b.record(
+            &[
+                flow("10.0.1.10", 1, "203.0.113.10", false, (2 * 24 * 60, sent), (0, 0)),
+                flow("10.0.2.30", 2, "203.0.113.10", false, (1, 50_000), (0, 0)),
+            ],
+            &inv,
+            &p,
+            now,
+        );
         assert_eq!(b.top(3600, now, 5), [(mac(2), 0, 50_000), (mac(1), 0, 6000)]);
         assert_eq!(b.top(3600, now, 1).len(), 1);
     }
 
     #[test]
     fn the_quietest_device_leaves_when_the_book_is_full() {
-        let i = ifaces();
+        let p = paths();
         let mut inv = home();
         let mut b = TrafficBook::default();
         for n in 0..=MAX_DEVICES {
             let m = MacAddr([2, 0, 0, 0, (n >> 8) as u8, n as u8]);
+            let ip = std::net::Ipv4Addr::new(10, 9, (n >> 8) as u8, n as u8);
             inv.devices.insert(m, inv.devices[&mac(1)].clone());
+            inv.by_address.insert(ip.into(), m);
             b.record(
-                Direction::Sent,
-                &[Reading {
-                    who: Who::Mac(m),
-                    interface: "wan0".into(),
-                    packets: 1,
-                    bytes: 1,
-                }],
+                &[flow(&ip.to_string(), n as u16, "203.0.113.10", false, (1, 1), (0, 0))],
                 &inv,
-                &i,
+                &p,
                 n as i64,
             );
         }

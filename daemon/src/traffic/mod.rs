@@ -1,14 +1,22 @@
 //! Traffic per device: how much each device sends and receives, to the
 //! internet, through the tunnel and to other zones, over time.
 //!
-//! The kernel counts (three meters in front of the forward chain's
-//! `established` rule, `crate::firewall::render::traffic`); this service
-//! reads them every `traffic.sample_secs`, puts the differences on devices
-//! ([`book`], pure) and answers the CLI and the web UI. It reads the
-//! inventory snapshot and asks the core for nothing: counting enforces
-//! nothing.
+//! The kernel counts: conntrack's accounting (`net.netfilter.
+//! nf_conntrack_acct`, switched on when the service starts) keeps bytes and
+//! packets per connection, each way, on the path every forwarded packet
+//! already takes — no rule of ours walks per packet. This service lists the
+//! connections every `traffic.sample_secs` (over ctnetlink, the dump the
+//! connection cuts use), puts the differences on devices ([`book`], pure)
+//! and answers the CLI and the web UI. It reads the inventory snapshot and
+//! asks the core for nothing: counting enforces nothing.
 //!
-//! - [`read`]: a meter listing → readings (pure);
+//! A connection that ends between two readings keeps its last counts in the
+//! table for its timeout (30 s for unanswered UDP, 120 s for answered UDP and
+//! closed TCP, 10 s after a reset), so readings at most every 30 s see nearly
+//! all of it; a reset connection's last 10 s, or one the daemon cuts (a zone
+//! move), can go uncounted.
+//!
+//! - [`read`]: conntrack entries → flow readings (pure);
 //! - [`book`]: readings + the inventory + time → totals, a minute series
 //!   (24 h, in memory) and an hour series (30 days);
 //! - here: the task, `nft` and the file. The hours and totals are written
@@ -27,12 +35,11 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, MacAddr};
-use crate::firewall::render::traffic::{IN_V4, IN_V6, OUT};
-use crate::firewall::{error_chain, TABLE};
+use crate::firewall::error_chain;
 use crate::inventory::{unix_now, UnixTime};
 use crate::runtime::services::ServiceHandle;
 
-use book::{Direction, Interfaces, Point, Totals, TrafficBook};
+use book::{Paths, Point, Totals, TrafficBook};
 
 /// Top talkers listed.
 pub const TOP: usize = 10;
@@ -46,8 +53,8 @@ const SAVE_EVERY_SECS: UnixTime = 3600;
 pub struct TrafficSettings {
     /// Seconds between readings.
     pub sample_secs: u32,
-    /// What the interfaces are.
-    pub interfaces: Interfaces,
+    /// The home's networks (a far end in one is another zone).
+    pub paths: Paths,
     /// Where the hours are kept.
     pub file: PathBuf,
 }
@@ -57,9 +64,15 @@ impl TrafficSettings {
     pub fn from_config(config: &Config) -> Option<TrafficSettings> {
         config.traffic.enabled.then(|| TrafficSettings {
             sample_secs: config.traffic.sample_secs,
-            interfaces: Interfaces {
-                wan: config.wan_interface.clone(),
-                tunnel: config.tunnel.as_ref().map(|t| t.interface.clone()),
+            paths: Paths {
+                lan: config
+                    .segments
+                    .iter()
+                    .flat_map(|s| {
+                        std::iter::once(ipnet::IpNet::V4(s.ipv4.trunc()))
+                            .chain(s.ipv6.map(|v6| ipnet::IpNet::V6(v6.trunc())))
+                    })
+                    .collect(),
             },
             file: config.state_dir.join(FILE),
         })
@@ -217,15 +230,10 @@ async fn run(settings: TrafficSettings, services: ServiceHandle, shared: Arc<RwL
     let mut saved_at = unix_now();
     loop {
         tick.tick().await;
-        let listed = tokio::task::spawn_blocking(|| {
-            let sent = list(OUT)?;
-            let mut received = list(IN_V4)?;
-            received.extend(list(IN_V6)?);
-            Ok::<_, String>((sent, received))
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let listed = tokio::task::spawn_blocking(list)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
         let now = unix_now();
         let due = now - saved_at >= SAVE_EVERY_SECS;
         let Some(to_save) = take_reading(&shared, &services, &settings, listed, now, due) else {
@@ -248,18 +256,15 @@ fn take_reading(
     shared: &RwLock<Shared>,
     services: &ServiceHandle,
     settings: &TrafficSettings,
-    listed: Result<(Vec<read::Reading>, Vec<read::Reading>), String>,
+    listed: Result<Vec<read::FlowReading>, String>,
     now: UnixTime,
     due: bool,
 ) -> Option<BTreeMap<MacAddr, book::DeviceTraffic>> {
     let inventory = services.inventory.read().ok()?;
     let mut s = shared.write().ok()?;
     match listed {
-        Ok((sent, received)) => {
-            s.book
-                .record(Direction::Sent, &sent, &inventory, &settings.interfaces, now);
-            s.book
-                .record(Direction::Received, &received, &inventory, &settings.interfaces, now);
+        Ok(flows) => {
+            s.book.record(&flows, &inventory, &settings.paths, now);
             s.readings += 1;
             s.last_error = None;
         }
@@ -273,17 +278,25 @@ fn take_reading(
     due.then(|| s.book.devices().map(|(m, d)| (*m, d.clone())).collect())
 }
 
-/// One meter's readings (an empty list before the first full replace made
-/// it, or with counting off in the ruleset).
-fn list(meter: &str) -> Result<Vec<read::Reading>, String> {
-    let raw = nftables::helper::get_current_ruleset_raw(None::<&str>, ["list", "meter", "inet", TABLE, meter])
-        .map_err(|e| format!("listing meter {meter}: {}", error_chain(&e)))?;
-    let (readings, skipped) = read::parse(&raw).map_err(|e| format!("meter {meter}: {e}"))?;
-    if skipped > 0 {
-        tracing::debug!(meter, skipped, "meter elements skipped");
+/// The connections, with accounting switched on first (it counts for
+/// connections made from then on; switching it on again is harmless).
+fn list() -> Result<Vec<read::FlowReading>, String> {
+    std::fs::write(ACCT_SYSCTL, b"1").map_err(|e| format!("switching on {ACCT_SYSCTL}: {e}"))?;
+    let dump = crate::firewall::ConntrackNetlink
+        .dump(0)
+        .map_err(|e| format!("listing the connections: {}", error_chain(&e)))?;
+    let (flows, uncounted) = read::flows(&dump.entries, crate::kernel_ids::MARK_TUNNEL);
+    if uncounted > 0 {
+        tracing::debug!(
+            uncounted,
+            "connections without counters (made before accounting was on)"
+        );
     }
-    Ok(readings)
+    Ok(flows)
 }
+
+/// Conntrack's per-connection accounting, per network namespace.
+const ACCT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_acct";
 
 /// The saved hours and totals.
 #[derive(Serialize, Deserialize)]

@@ -86,6 +86,8 @@ fn dumped() -> [Entry; 4] {
             },
             zone: Some(7),
             id: Some(0x1924_2232),
+            mark: Some(0),
+            counters: None,
         },
         Entry {
             orig: Tuple {
@@ -96,6 +98,8 @@ fn dumped() -> [Entry; 4] {
             },
             zone: None,
             id: Some(0xc7a9_bad8),
+            mark: Some(0),
+            counters: None,
         },
         Entry {
             orig: Tuple {
@@ -106,6 +110,8 @@ fn dumped() -> [Entry; 4] {
             },
             zone: None,
             id: Some(0x62ae_8703),
+            mark: Some(0),
+            counters: None,
         },
         Entry {
             orig: Tuple {
@@ -120,6 +126,8 @@ fn dumped() -> [Entry; 4] {
             },
             zone: None,
             id: Some(0x3d8d_75be),
+            mark: Some(0),
+            counters: None,
         },
     ]
 }
@@ -241,7 +249,12 @@ fn deletes_are_what_conntrack_sends() {
             // Same header (length, type, flags, seq, pid, nfgenmsg), same fields.
             assert_eq!(ours[..NLMSG_HDRLEN + NFGENMSG_LEN], kept[..NLMSG_HDRLEN + NFGENMSG_LEN]);
             let mut m = 0;
-            assert_eq!(parse_entry(&ours[NLMSG_HDRLEN..], &mut m), Some(without_id));
+            // Ours names the connection only: no mark.
+            let named = Entry {
+                mark: None,
+                ..without_id
+            };
+            assert_eq!(parse_entry(&ours[NLMSG_HDRLEN..], &mut m), Some(named));
         }
         // With the id, it follows the zone.
         let with_id = encode_one(&entry, CONNTRACK_SEQ);
@@ -273,6 +286,8 @@ fn delete_layout_v4_tcp_and_v6_udp() {
         },
         zone: None,
         id: Some(0x0102_0304),
+        mark: Some(0),
+        counters: None,
     };
     let expected = [
         "50000000",         // nlmsg_len 80
@@ -305,6 +320,8 @@ fn delete_layout_v4_tcp_and_v6_udp() {
         },
         zone: None,
         id: Some(0xa0b0_c0d0),
+        mark: Some(0),
+        counters: None,
     };
     let expected = [
         "70000000",                                 // nlmsg_len 112
@@ -895,4 +912,47 @@ fn a_burst_of_detached_cuts_is_cut_in_a_few_walks() {
         })
         .expect("enter a");
     eprintln!("200 one-address cuts: detached {took_detached:?} in {walks} dumps (with polling), one by one {took_one_by_one:?}");
+}
+
+/// An entry with accounting on: its mark and both directions' counters
+/// read (nested, 64-bit, as `ctnetlink_dump_acct` writes them).
+#[test]
+fn counters_and_mark_read_from_an_accounted_entry() {
+    let entry = dumped()[1];
+    let mut msg = encode_one(&Entry { id: None, ..entry }, 1);
+    let attr = |ty: u16, payload: &[u8]| {
+        let mut a = Vec::new();
+        a.extend_from_slice(&u16::try_from(4 + payload.len()).expect("small").to_ne_bytes());
+        a.extend_from_slice(&ty.to_ne_bytes());
+        a.extend_from_slice(payload);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a
+    };
+    let counters = |packets: u64, bytes: u64| {
+        let mut inner = attr(CTA_COUNTERS_PACKETS, &packets.to_be_bytes());
+        inner.extend(attr(CTA_COUNTERS_BYTES, &bytes.to_be_bytes()));
+        inner
+    };
+    msg.extend(attr(CTA_MARK, &0x0020_0000u32.to_be_bytes()));
+    msg.extend(attr(CTA_COUNTERS_ORIG | 0x8000, &counters(10, 1028)));
+    msg.extend(attr(CTA_COUNTERS_REPLY | 0x8000, &counters(3, 300)));
+    let len = u32::try_from(msg.len()).expect("small");
+    msg[..4].copy_from_slice(&len.to_ne_bytes());
+    let mut malformed = 0;
+    let read = parse_entry(&msg[NLMSG_HDRLEN..], &mut malformed).expect("reads");
+    assert_eq!(malformed, 0);
+    assert_eq!(read.mark, Some(0x0020_0000));
+    assert_eq!(
+        read.counters,
+        Some(FlowCounters {
+            orig: (10, 1028),
+            reply: (3, 300)
+        })
+    );
+    // One direction's counters alone are no counters.
+    let half = &msg[..msg.len() - attr(CTA_COUNTERS_REPLY, &counters(3, 300)).len()];
+    let read = parse_entry(&half[NLMSG_HDRLEN..], &mut malformed).expect("reads");
+    assert_eq!(read.counters, None);
 }

@@ -176,11 +176,6 @@ fn forward_chain(rs: &DesiredRuleset) -> ChainSpec {
     }
     if !lan.is_empty() {
         blocked_forward_guards(&mut fwd, lan, rs.detect.as_ref());
-        // Counted per packet, so before `established` (a blocked device's
-        // dropped packets are not its traffic).
-        if rs.count_traffic {
-            super::traffic::counting_rules(&mut fwd, lan);
-        }
     }
     // Replies and established flows first: this is the per-packet fast path. Zone
     // decisions are taken on a connection's first packet; moving a device deletes

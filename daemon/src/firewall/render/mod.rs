@@ -56,7 +56,6 @@ pub mod detect;
 pub mod dns;
 mod inet;
 mod sets;
-pub mod traffic;
 mod tunnel;
 mod zones;
 
