@@ -88,6 +88,30 @@ pub(crate) fn config_with(main: &str, extra: &[(&str, &str)]) -> Config {
     config::load(&fx.main()).unwrap_or_else(|e| panic!("test config must load:\n{e}"))
 }
 
+/// A device as services see it: unnamed, in `zone` at `ip`, online, not
+/// blocked.
+pub(crate) fn device_snapshot(
+    mac: crate::config::MacAddr,
+    zone: &str,
+    ip: std::net::IpAddr,
+) -> crate::core::DeviceSnapshot {
+    crate::core::DeviceSnapshot {
+        mac,
+        name: None,
+        hostname: None,
+        zone: crate::config::ZoneId::new(zone).expect("zone"),
+        addresses: [ip].into(),
+        blocked: false,
+        tunnel_routed: false,
+        quarantined: false,
+        class: None,
+        vendor: None,
+        last_seen: 0,
+        online: true,
+        watched: false,
+    }
+}
+
 /// The default home config.
 pub(crate) fn default_config() -> Config {
     config_with(MAIN, &[])

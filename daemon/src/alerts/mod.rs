@@ -197,6 +197,23 @@ impl AlertKind {
         }
     }
 
+    /// Alerts that ask the homeowner where a device belongs (answered by
+    /// choosing its zone: Approve).
+    pub fn asks_for_placement(self) -> bool {
+        matches!(
+            self,
+            AlertKind::NewDeviceQuarantined | AlertKind::NewDevice | AlertKind::DeviceClassified
+        )
+    }
+
+    /// Alerts that caught a device doing something (answered by blocking it).
+    pub fn catches_device(self) -> bool {
+        matches!(
+            self,
+            AlertKind::Probing | AlertKind::LateralAttempt | AlertKind::DnsBypass | AlertKind::Spoofing
+        )
+    }
+
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<AlertKind> {
         AlertKind::ALL.into_iter().find(|k| k.as_str() == s)

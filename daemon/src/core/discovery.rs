@@ -184,14 +184,7 @@ impl DaemonState {
             self.address_owner(ip)
         });
         let Some(mac) = target else { return false };
-        self.observe(
-            Event::Evidence {
-                mac,
-                evidence: Box::new(observation.evidence.clone()),
-            },
-            now,
-        );
-        true
+        self.attach_evidence(mac, &observation.evidence, now)
     }
 
     /// What a device said over SSDP/UPnP, as evidence for the device
@@ -206,14 +199,7 @@ impl DaemonState {
         let Some(mac) = on_segment.then(|| self.address_owner(&ip)).flatten() else {
             return false;
         };
-        self.observe(
-            Event::Evidence {
-                mac,
-                evidence: Box::new(observation.evidence.clone()),
-            },
-            now,
-        );
-        true
+        self.attach_evidence(mac, &observation.evidence, now)
     }
 
     /// Raises the one alert of a new device that joined at `joined`, as its
@@ -240,6 +226,18 @@ impl DaemonState {
         for (mac, joined) in due {
             self.announce(mac, joined);
         }
+    }
+
+    /// What a device announced about itself becomes its evidence; true.
+    fn attach_evidence(&mut self, mac: MacAddr, evidence: &crate::classify::Evidence, now: UnixTime) -> bool {
+        self.observe(
+            Event::Evidence {
+                mac,
+                evidence: Box::new(evidence.clone()),
+            },
+            now,
+        );
+        true
     }
 
     /// The device holding an address.

@@ -357,22 +357,16 @@ impl DaemonState {
     /// answers the identity suggestion).
     fn settle_alerts(&mut self, event: &Event) {
         use crate::alerts::AlertKind as K;
-        const PLACEMENT: &[K] = &[K::NewDeviceQuarantined, K::NewDevice, K::DeviceClassified];
-        const CAUGHT: &[K] = &[
-            K::NewDeviceQuarantined,
-            K::NewDevice,
-            K::DeviceClassified,
-            K::Probing,
-            K::LateralAttempt,
-            K::DnsBypass,
-            K::Spoofing,
-        ];
-        let (mac, kinds) = match event {
-            Event::SetZone { mac, .. } => (*mac, PLACEMENT),
-            Event::Block { mac, blocked: true } => (*mac, CAUGHT),
-            Event::Merge { into, .. } => (*into, &[K::IdentitySuggestion, K::NewDeviceQuarantined][..]),
+        let kinds: Vec<K> = match event {
+            Event::SetZone { .. } => K::ALL.into_iter().filter(|k| k.asks_for_placement()).collect(),
+            Event::Block { blocked: true, .. } => K::ALL
+                .into_iter()
+                .filter(|k| k.asks_for_placement() || k.catches_device())
+                .collect(),
+            Event::Merge { .. } => vec![K::IdentitySuggestion, K::NewDeviceQuarantined],
             _ => return,
         };
+        let (mac, kinds) = (event.mac(), &kinds[..]);
         match self.store.acknowledge_alerts_about(mac, kinds) {
             Ok(0) => {}
             Ok(_) => self.alerts_changed += 1,

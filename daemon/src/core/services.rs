@@ -61,6 +61,20 @@ pub struct DeviceSnapshot {
     pub watched: bool,
 }
 
+impl DeviceSnapshot {
+    /// What it is called ([`crate::inventory::naming`]; the snapshot holds no
+    /// mDNS names); `None`: nothing names it.
+    pub fn best_name(&self) -> Option<String> {
+        crate::inventory::naming::best_name(crate::inventory::naming::NameParts {
+            homeowner: self.name.as_deref(),
+            hostname: self.hostname.as_deref(),
+            mdns_name: None,
+            vendor: self.vendor.as_deref(),
+            class: self.class.as_deref(),
+        })
+    }
+}
+
 /// The router itself as services see it (Home Assistant's router entities).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouterSnapshot {

@@ -300,17 +300,9 @@ pub fn best_name(inventory: &InventorySnapshot, mac: &MacAddr) -> String {
     }
 }
 
-/// [`best_name`] of a device in hand ([`crate::inventory::naming`]; the
-/// snapshot has no mDNS names).
+/// [`best_name`] of a device in hand.
 pub fn best_name_of(d: &crate::core::DeviceSnapshot) -> String {
-    let name = crate::inventory::naming::best_name(crate::inventory::naming::NameParts {
-        homeowner: d.name.as_deref(),
-        hostname: d.hostname.as_deref(),
-        mdns_name: None,
-        vendor: d.vendor.as_deref(),
-        class: d.class.as_deref(),
-    });
-    match name {
+    match d.best_name() {
         Some(n) => format!("{n} ({})", d.mac),
         None => d.mac.to_string(),
     }

@@ -162,12 +162,11 @@ fn alert_view(a: crate::alerts::Alert, devices: &std::collections::BTreeMap<MacA
     let other = a.facts.other.and_then(|m| devices.get(&m));
     let mut actions = Vec::new();
     if let Some(d) = device.filter(|d| !d.blocked) {
-        let placement = matches!(a.kind, K::NewDeviceQuarantined | K::NewDevice | K::DeviceClassified);
+        let placement = a.kind.asks_for_placement();
         if placement && d.quarantined {
             actions.push("approve".to_string());
         }
-        let caught = matches!(a.kind, K::Probing | K::LateralAttempt | K::DnsBypass | K::Spoofing);
-        if caught || (placement && d.quarantined) {
+        if a.kind.catches_device() || (placement && d.quarantined) {
             actions.push("block".to_string());
         }
         if a.kind == K::IdentitySuggestion && other.is_some() {

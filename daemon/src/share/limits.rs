@@ -1,10 +1,11 @@
 //! PURE: what both sides of the proxy (mDNS, SSDP) share: who is asking,
-//! how often one address may ask, and how often the proxy asks itself.
+//! whether a provider still stands behind what it announced, how often one
+//! address may ask, and how often the proxy asks itself.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::config::ZoneId;
+use crate::config::{MacAddr, ZoneId};
 use crate::core::InventorySnapshot;
 use crate::inventory::UnixTime;
 
@@ -17,6 +18,16 @@ pub fn asker_zone(inventory: &InventorySnapshot, ip: IpAddr) -> Option<ZoneId> {
         Some(d) => Some(d.zone.clone()),
         None => inventory.unknown_zone.clone(),
     }
+}
+
+/// Whether what `provider` announced from `sender` in `zone` no longer
+/// stands: the device is gone or blocked, left the zone, or no longer holds
+/// the address.
+pub fn provider_gone(inventory: &InventorySnapshot, provider: &MacAddr, zone: &ZoneId, sender: &IpAddr) -> bool {
+    inventory
+        .devices
+        .get(provider)
+        .is_none_or(|d| d.blocked || d.zone != *zone || !d.addresses.contains(sender))
 }
 
 /// At most `limit` questions per address per second (a fixed one-second

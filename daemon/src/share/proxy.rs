@@ -666,9 +666,7 @@ impl Proxy {
             .instances
             .iter()
             .filter(|(_, i)| {
-                let device = inventory.devices.get(&i.provider);
-                i.expires() <= now
-                    || device.is_none_or(|d| d.blocked || d.zone != i.provider_zone || !d.addresses.contains(&i.sender))
+                i.expires() <= now || super::limits::provider_gone(inventory, &i.provider, &i.provider_zone, &i.sender)
             })
             .map(|(k, _)| k.clone())
             .collect();

@@ -337,9 +337,7 @@ impl SsdpProxy {
             .entries
             .iter()
             .filter(|(_, e)| {
-                let device = inventory.devices.get(&e.provider);
-                e.expires() <= now
-                    || device.is_none_or(|d| d.blocked || d.zone != e.provider_zone || !d.addresses.contains(&e.sender))
+                e.expires() <= now || super::limits::provider_gone(inventory, &e.provider, &e.provider_zone, &e.sender)
             })
             .map(|(k, _)| k.clone())
             .collect();

@@ -24,21 +24,7 @@ fn zone(n: &str) -> ZoneId {
 }
 
 fn device(last: u8, zone_name: &str, ip: [u8; 4]) -> DeviceSnapshot {
-    DeviceSnapshot {
-        mac: MacAddr([2, 0, 0, 0, 0, last]),
-        name: None,
-        hostname: None,
-        zone: zone(zone_name),
-        addresses: [IpAddr::from(ip)].into(),
-        blocked: false,
-        tunnel_routed: false,
-        quarantined: false,
-        class: None,
-        vendor: None,
-        last_seen: 0,
-        online: true,
-        watched: false,
-    }
+    crate::testutil::device_snapshot(MacAddr([2, 0, 0, 0, 0, last]), zone_name, IpAddr::from(ip))
 }
 
 fn home() -> InventorySnapshot {

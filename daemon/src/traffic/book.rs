@@ -296,7 +296,6 @@ impl TrafficBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::DeviceSnapshot;
     use crate::firewall::{Addrs, Tuple, L4};
 
     fn mac(n: u8) -> MacAddr {
@@ -307,24 +306,8 @@ mod tests {
         let mut inv = InventorySnapshot::default();
         for (n, ip) in [(1, "10.0.1.10"), (2, "10.0.2.30")] {
             let ip: std::net::IpAddr = ip.parse().expect("ip");
-            inv.devices.insert(
-                mac(n),
-                DeviceSnapshot {
-                    mac: mac(n),
-                    name: None,
-                    hostname: None,
-                    zone: crate::config::ZoneId::new("iot").expect("zone"),
-                    addresses: [ip].into(),
-                    blocked: false,
-                    tunnel_routed: false,
-                    quarantined: false,
-                    class: None,
-                    vendor: None,
-                    last_seen: 0,
-                    online: true,
-                    watched: false,
-                },
-            );
+            inv.devices
+                .insert(mac(n), crate::testutil::device_snapshot(mac(n), "iot", ip));
             inv.by_address.insert(ip, mac(n));
         }
         inv

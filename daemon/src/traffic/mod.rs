@@ -176,16 +176,7 @@ impl TrafficService {
             };
         };
         let inventory = self.inventory.read().ok();
-        let name = |m: &MacAddr| {
-            let d = inventory.as_ref()?.devices.get(m)?;
-            crate::inventory::naming::best_name(crate::inventory::naming::NameParts {
-                homeowner: d.name.as_deref(),
-                hostname: d.hostname.as_deref(),
-                mdns_name: None,
-                vendor: d.vendor.as_deref(),
-                class: d.class.as_deref(),
-            })
-        };
+        let name = |m: &MacAddr| inventory.as_ref()?.devices.get(m)?.best_name();
         let entry = |m: MacAddr, series: bool| {
             s.book.device(&m).map(|d| DeviceTrafficReport {
                 mac: m,
@@ -228,12 +219,22 @@ async fn run(settings: TrafficSettings, services: ServiceHandle, shared: Arc<RwL
     let mut tick = tokio::time::interval(Duration::from_secs(u64::from(settings.sample_secs)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut saved_at = unix_now();
+    // Switched on once; until then (the file appears with conntrack) it is
+    // tried again each reading.
+    let mut accounting = false;
     loop {
         tick.tick().await;
-        let listed = tokio::task::spawn_blocking(list)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+        let switch = !accounting;
+        let listed = tokio::task::spawn_blocking(move || {
+            if switch {
+                switch_on_accounting()?;
+            }
+            list()
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        accounting |= listed.is_ok();
         let now = unix_now();
         let due = now - saved_at >= SAVE_EVERY_SECS;
         let Some(to_save) = take_reading(&shared, &services, &settings, listed, now, due) else {
@@ -278,10 +279,13 @@ fn take_reading(
     due.then(|| s.book.devices().map(|(m, d)| (*m, d.clone())).collect())
 }
 
-/// The connections, with accounting switched on first (it counts for
-/// connections made from then on; switching it on again is harmless).
+/// Switches accounting on (it counts for connections made from then on).
+fn switch_on_accounting() -> Result<(), String> {
+    std::fs::write(ACCT_SYSCTL, b"1").map_err(|e| format!("switching on {ACCT_SYSCTL}: {e}"))
+}
+
+/// The connections, listed.
 fn list() -> Result<Vec<read::FlowReading>, String> {
-    std::fs::write(ACCT_SYSCTL, b"1").map_err(|e| format!("switching on {ACCT_SYSCTL}: {e}"))?;
     let dump = crate::firewall::ConntrackNetlink
         .dump(0)
         .map_err(|e| format!("listing the connections: {}", error_chain(&e)))?;
