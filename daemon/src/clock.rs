@@ -32,6 +32,9 @@ pub fn deadline_moves(deadline: UnixTime, before: UnixTime) -> bool {
 #[allow(unsafe_code)]
 // `time_t` is 64 bits here, 32 on some routers' C libraries.
 #[allow(irrefutable_let_patterns)]
+// The libc crate marks musl's `time_t` deprecated (it is to become 64 bits on
+// 32-bit targets, as musl 1.2 has it); `try_from` is right for either width.
+#[allow(deprecated)]
 pub fn local_utc_offset(at: UnixTime) -> i32 {
     let Ok(t) = libc::time_t::try_from(at) else {
         return 0;

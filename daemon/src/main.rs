@@ -749,6 +749,13 @@ fn mdns_announce(spec: bulkhead::discovery::mdns::AnnounceSpec) -> anyhow::Resul
 /// `bulkhead vpn import`: prints what was imported, never a key.
 fn vpn_import(config_path: &Path, file: &Path, key_file: &str, force: bool) -> anyhow::Result<()> {
     use bulkhead::tunnel::wgquick;
+    if std::fs::read_to_string(config_path).is_ok_and(|t| config::uci::looks_like_uci(&t)) {
+        anyhow::bail!(
+            "{} is UCI (OpenWrt): write the tunnel there as `config tunnel` and `config peer` sections \
+             (the package's example shows them), or with uci set; vpn import edits bulkhead.toml only",
+            config_path.display()
+        );
+    }
     let report = wgquick::import_files(config_path, file, key_file, force)?;
     let Some(tunnel) = &report.config.tunnel else {
         anyhow::bail!("the imported configuration has no tunnel")
@@ -812,7 +819,8 @@ fn sigpipe(default: bool) {
 fn main() -> ExitCode {
     sigpipe(true);
     init_logging();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.config = default_config_here(cli.config, &cli.command);
     let long_running = matches!(cli.command, Command::Daemon);
     #[cfg(feature = "demo")]
     let long_running = long_running || matches!(cli.command, Command::Demo { .. } | Command::MdnsAnnounce { .. });
@@ -825,6 +833,19 @@ fn main() -> ExitCode {
             eprintln!("bulkhead: {}", format_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// On OpenWrt the configuration is UCI's `/etc/config/bulkhead`: when no
+/// `--config` was given, there is no `bulkhead.toml` and the UCI file exists,
+/// every command but `init` (which writes a `bulkhead.toml`) reads that one.
+fn default_config_here(given: PathBuf, command: &Command) -> PathBuf {
+    let default = Path::new(DEFAULT_CONFIG_PATH);
+    let uci = Path::new(config::uci::OPENWRT_CONFIG_PATH);
+    if given == default && !matches!(command, Command::Init { .. }) && !default.exists() && uci.exists() {
+        uci.to_path_buf()
+    } else {
+        given
     }
 }
 

@@ -201,6 +201,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         Ok(t) => t,
         Err(e) => return Err(ConfigErrors(vec![unreadable(path, &e)])),
     };
+    if super::uci::looks_like_uci(&text) {
+        // OpenWrt: /etc/config/bulkhead, with networks named as in
+        // /etc/config/network beside it.
+        let network_text = std::fs::read_to_string(super::uci::network_file_for(path)).ok();
+        let rendered = super::uci::to_toml(path, &text, network_text.as_deref()).map_err(ConfigErrors)?;
+        return load_with(
+            path,
+            &rendered.toml,
+            read_policy_dir,
+            &crate::tunnel::keys::read_key_file,
+        )
+        .map_err(|mut e| {
+            rendered.point_back(path, &mut e.0);
+            e
+        });
+    }
     load_with(path, &text, read_policy_dir, &crate::tunnel::keys::read_key_file)
 }
 

@@ -13,6 +13,7 @@ mod share;
 mod traffic;
 mod tunnel;
 mod types;
+pub mod uci;
 
 pub use detect::{DetectConfig, DEFAULT_NFLOG_GROUP, DEFAULT_SAMPLES_PER_SECOND};
 pub use dns::{
