@@ -26,6 +26,7 @@ mod discovery;
 mod dns;
 mod http;
 mod init;
+mod openwrt;
 mod share;
 mod traffic;
 mod tunnel;
@@ -76,6 +77,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "e3_init_writes_a_config_that_runs_on_a_fresh_box",
             init::e3_init_writes_a_config_that_runs_on_a_fresh_box,
+        ),
+        (
+            "o1_openwrt_beside_fw4_and_dnsmasq",
+            openwrt::o1_openwrt_beside_fw4_and_dnsmasq,
         ),
         (
             "g2_cli_output_cut_short_ends_quietly",
