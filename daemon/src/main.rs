@@ -293,15 +293,30 @@ enum VpnCommand {
     },
 }
 
+/// Logs to stderr at `info`, or as `BULKHEAD_LOG` says (`debug`,
+/// `bulkhead::dns=debug,info`: levels per module, no span or field filters —
+/// `Targets` instead of `EnvFilter` keeps the regex engine out of the router's
+/// binary).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BULKHEAD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    let filter = match std::env::var("BULKHEAD_LOG") {
+        Ok(spec) => spec.parse().unwrap_or_else(|e| {
+            eprintln!("bulkhead: BULKHEAD_LOG={spec:?} is not a log filter ({e}); logging at info");
+            default()
+        }),
+        Err(_) => default(),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .with(filter)
         .init();
 }
 
