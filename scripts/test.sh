@@ -22,14 +22,16 @@ cd "$(dirname "$0")/.."
 # init-system-helpers (systemd-analyze verify and deb-systemd-helper for the
 # Debian package's test), iputils-arping (a device forging ARP),
 # qemu-system-x86 (a VM with Debian's kernel for what this kernel lacks:
-# 802.1Q; the tests fetch the kernel package themselves). No
+# 802.1Q; the tests fetch the kernel package themselves), qemu-user-static
+# (the aarch64 router binary as the daemon of the e2e homes), xz-utils (the
+# size table of the router builds). No
 # conntrack-tools: the daemon cuts connections over ctnetlink, and the tests read
 # the conntrack table the same way (or from /proc).
 PACKAGES=(nftables iproute2 busybox iperf3 procps ieee-data wireguard-go wireguard-tools
     radvd isc-dhcp-client dnsmasq-base ca-certificates chromium chromium-driver curl python3-venv python3-pip
     unbound dnsperf bind9-dnsutils knot-dnsutils openssl nmap mosquitto mosquitto-clients
     systemd init-system-helpers iputils-arping qemu-system-x86 dbus-daemon avahi-daemon avahi-utils
-    gupnp-tools minidlna)
+    gupnp-tools minidlna qemu-user-static xz-utils)
 # Pinned: v4 changed the CLI, and the test uses it. The e2e test looks for
 # /opt/bulkhead-venv/bin/st (or $BULKHEAD_SCHEMATHESIS).
 SCHEMATHESIS="schemathesis==4.32.5"
@@ -81,4 +83,12 @@ cargo test -p bulkhead-web --test '*' --locked
 # removed and purged for real. Before the e2e build, which adds the demo.
 cargo build -p bulkhead --locked
 ./scripts/test-deb.sh
+# The router builds for OpenWrt's CPUs (cargo-zigbuild; zig from PyPI) and
+# their .ipk, each checked against openwrt/bulkhead/Makefile. The e2e suite
+# then runs its router scenarios on the aarch64 binary (q4).
+./scripts/cross-build.sh
+for ipk in target/openwrt/*.ipk; do
+    base=$(basename "$ipk" .ipk)
+    ./scripts/check-ipk.py "$ipk" "${base#bulkhead_*_}"
+done
 cargo test -p bulkhead --features demo --test e2e --locked
