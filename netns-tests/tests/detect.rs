@@ -82,7 +82,7 @@ pub(crate) fn z0_ordinary_life_for_ten_minutes_raises_nothing() -> Result<Outcom
         &["dig", "wireguard-go", "busybox", "dhclient"],
         "README's first command installs it",
     )?;
-    let demo = DemoHome::start_full(std::path::Path::new(BIN), &[], bulkhead::demo::WEB_PORT)?;
+    let demo = DemoHome::start_full(&super::daemon_bin(), &[], bulkhead::demo::WEB_PORT)?;
     demo.approve_own_devices()?;
     let camera = mac_of("camera")?;
     let Response::Done { .. } = demo.call(Request::Watch {
@@ -177,7 +177,7 @@ pub(crate) fn z0_ordinary_life_for_ten_minutes_raises_nothing() -> Result<Outcom
 /// the plug (trusted may reach iot) raises nothing; a blocked device that
 /// keeps trying is told once.
 pub(crate) fn z_detect_probing_is_one_alert() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let plug = mac_of("plug")?;
@@ -403,7 +403,7 @@ pub(crate) fn z2_notifications_reach_webhook_ntfy_and_mqtt() -> Result<Outcome> 
         &["mosquitto", "mosquitto_sub", "nmap", "python3"],
         "apt-get install mosquitto mosquitto-clients nmap python3",
     )?;
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     let dir = demo_dir(&demo)?;
     secret_file(&dir.join("webhook.key"), "s3cret-key\n")?;
     secret_file(&dir.join("ntfy.token"), "tk_demo\n")?;
@@ -741,7 +741,7 @@ pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
         &["mosquitto", "mosquitto_sub", "openssl"],
         "apt-get install mosquitto mosquitto-clients openssl",
     )?;
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     let dir = demo_dir(&demo)?;
     let laptop_ip: IpAddr = "10.0.1.10".parse()?;
     let (key, cert, ca) = (dir.join("broker.key"), dir.join("broker.crt"), dir.join("ca.crt"));
@@ -837,7 +837,7 @@ fn neighbour_mac(demo: &DemoHome, host: &str, ip: &str) -> Result<Option<String>
 /// gateway. The bridge drops them: the laptop still sends to the router's MAC
 /// and reaches the internet; one spoofing alert names the stranger.
 pub(crate) fn z4_arp_claims_of_the_gateway_are_dropped_and_said() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let stranger = mac_of("stranger")?;
@@ -897,7 +897,7 @@ pub(crate) fn z4_arp_claims_of_the_gateway_are_dropped_and_said() -> Result<Outc
 /// still reaches the laptop's own MAC, and one spoofing alert names both.
 /// The laptop's own ARP keeps working (its address . MAC pair is known).
 pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let plug = mac_of("plug")?;

@@ -10,7 +10,7 @@ use bulkhead::config::MacAddr;
 use bulkhead::control::{Request, Response};
 use bulkhead::demo::{DemoHome, HOSTS};
 
-use super::{expect_tcp, set_elements, Outcome, BIN, SHORT};
+use super::{expect_tcp, set_elements, Outcome, SHORT};
 
 fn zone(z: &str) -> Result<bulkhead::config::ZoneId> {
     bulkhead::config::ZoneId::new(z).map_err(anyhow::Error::msg)
@@ -21,7 +21,7 @@ fn host(name: &str) -> Result<&'static bulkhead::demo::DemoHost> {
 }
 
 fn discovering_home(extra: &[(&str, &str)]) -> Result<DemoHome> {
-    let demo = DemoHome::build_discovering(std::path::Path::new(BIN), extra)?;
+    let demo = DemoHome::build_discovering(&super::daemon_bin(), extra)?;
     demo.start_daemon()?;
     demo.start_router_adverts()?;
     Ok(demo)
@@ -344,7 +344,7 @@ pub fn o2_a_damaged_database_does_not_stop_the_router() -> Result<Outcome> {
 /// the device lands in its zone; dnsmasq serves no DNS (`--port=0`) and Bulkhead
 /// answers the device by its own address, with its zone's list.
 pub fn p_observer_mode_with_dnsmasq() -> Result<Outcome> {
-    let demo = DemoHome::build_discovering(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build_discovering(&super::daemon_bin(), &[])?;
     let leases = demo.dir.join("dnsmasq.leases");
     demo.set_observe(&leases)?;
     // DNS coexistence as on OpenWrt: dnsmasq keeps DHCP only (`--port=0`,
@@ -464,7 +464,7 @@ fn forged_discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
 pub fn q2_dhcp_flood_starves_nobody() -> Result<Outcome> {
     let newbie_mac = [0x02, 0x5e, 0, 0, 0x0a, 0x01];
     let demo = DemoHome::build_discovering_with(
-        std::path::Path::new(BIN),
+        &super::daemon_bin(),
         &[],
         &[bulkhead_netns::HostSpec::new("newbie", "lan", newbie_mac)],
     )?;

@@ -14,7 +14,7 @@ use bulkhead::demo::DemoHome;
 use bulkhead::dns::querylog::{LogFilter, Outcome as Logged};
 use bulkhead_netns::{tcp_probe, Netns};
 
-use super::{mac_of, Outcome, BIN};
+use super::{mac_of, Outcome};
 
 /// Asks `server` for `name` with Debian's dig (one try, one second); the
 /// status (`NOERROR`, `REFUSED`, …, empty if nothing answered) and the answer
@@ -100,7 +100,7 @@ fn dns_status(demo: &DemoHome) -> Result<bulkhead::dns::DnsStatus> {
 
 /// The static home with the ISP's resolver as upstream, the ad list on iot.
 fn resolving_home() -> Result<DemoHome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_isp_resolver("")?;
     demo.start_daemon()?;
     demo.register_hosts()?;
@@ -229,7 +229,7 @@ pub(crate) fn u_dns_resolves_blocks_and_refuses() -> Result<Outcome> {
 /// answered by Bulkhead (the question shows in its log), DNS over TLS to it is
 /// refused, and so is HTTPS to a configured DoH server.
 pub(crate) fn v_dns_bypass_is_redirected_or_refused() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     // The "public DoH server" is the ISP resolver's address, on 443.
     demo.start_isp_resolver(&format!("doh_servers = [\"{RESOLVER_V4}/32\"]"))?;
     demo.start_daemon()?;
@@ -340,7 +340,7 @@ fn wait_tunnel_up(demo: &DemoHome, within: Duration) -> Result<()> {
 /// tunnel down the TV's own questions fail (SERVFAIL) instead of leaving by the
 /// WAN. The oracle: the canary's counter on the WAN link stays at 0.
 pub(crate) fn w_dns_domain_routing_never_leaks() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     let tv = mac_of("tv")?;
     demo.configure_tunnel(
         &format!("[tunnel]\ndevices = [\"{tv}\"]\ndomains.streaming = [\"{STREAM_NAME}\"]\n"),
@@ -412,7 +412,7 @@ pub(crate) fn w_dns_domain_routing_never_leaks() -> Result<Outcome> {
 /// the self-signed certificate is refused and the client gets SERVFAIL.
 pub(crate) fn x_dns_over_tls_upstream() -> Result<Outcome> {
     for trusted in [true, false] {
-        let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+        let demo = DemoHome::build(&super::daemon_bin(), &[])?;
         let ca = if trusted {
             demo.isp_resolver_ca()
         } else {
@@ -452,7 +452,7 @@ pub(crate) fn x_dns_over_tls_upstream() -> Result<Outcome> {
 /// the last good copy, and after a restart with the server gone the copy
 /// still blocks.
 pub(crate) fn y_dns_blocklist_from_url() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     let www = demo.dir.join("isp-www");
     std::fs::create_dir_all(&www)?;
     let list = www.join("remote.txt");

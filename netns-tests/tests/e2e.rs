@@ -27,6 +27,7 @@ mod dns;
 mod http;
 mod init;
 mod openwrt;
+mod router_binary;
 mod share;
 mod traffic;
 mod tunnel;
@@ -81,6 +82,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "o1_openwrt_beside_fw4_and_dnsmasq",
             openwrt::o1_openwrt_beside_fw4_and_dnsmasq,
+        ),
+        (
+            "q4_router_binary_runs_the_scenarios",
+            router_binary::q4_router_binary_runs_the_scenarios,
         ),
         (
             "g2_cli_output_cut_short_ends_quietly",
@@ -197,6 +202,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "q3_forged_dhcp_cannot_move_or_evict_a_device",
             discovery::q3_forged_dhcp_cannot_move_or_evict_a_device,
         ),
+        ("r0_tunnel_down_never_leaks", tunnel::r0_tunnel_down_never_leaks),
         (
             "r_tunnel_kill_switch_never_leaks",
             tunnel::r_tunnel_kill_switch_never_leaks,
@@ -334,9 +340,19 @@ fn main() {
 
 // ---------------------------------------------------------------- helpers
 
+/// Set by `q_router_binary_runs_the_scenarios` for the run of the suite it
+/// starts: the daemon the homes run (the aarch64 router build under
+/// qemu-user) instead of this build's.
+pub(crate) const DAEMON_OVERRIDE: &str = "BULKHEAD_E2E_DAEMON";
+
+/// The daemon binary the demo homes run.
+pub(crate) fn daemon_bin() -> std::path::PathBuf {
+    std::env::var_os(DAEMON_OVERRIDE).map_or_else(|| std::path::PathBuf::from(BIN), std::path::PathBuf::from)
+}
+
 /// A demo home with the daemon running and the pinned hosts registered.
 pub(crate) fn running_home(extra_policies: &[(&str, &str)]) -> Result<DemoHome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), extra_policies)?;
+    let demo = DemoHome::build(&daemon_bin(), extra_policies)?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     Ok(demo)
@@ -556,7 +572,7 @@ fn a_zones_routed_and_same_bridge() -> Result<Outcome> {
 /// bridged frames never reach the inet hooks and `table bridge bulkhead` alone
 /// keeps the plug from opening connections to the laptop on their shared bridge.
 fn a_same_bridge_without_br_netfilter() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&daemon_bin(), &[])?;
     let router = demo.home.router();
     if !router.exec_ok(&[
         "sysctl",
@@ -984,7 +1000,7 @@ fn g_check_config_reports_file_line_field() -> Result<Outcome> {
 /// Bulkhead never touches a table it does not own: another table in the router
 /// namespace survives start, set-zone, reload and stop untouched.
 fn h_other_tables_are_never_touched() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&daemon_bin(), &[])?;
     let router = demo.home.router();
     let fw4 = r#"table inet fw4 {
 	chain input {

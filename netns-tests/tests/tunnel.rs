@@ -17,7 +17,7 @@ use bulkhead::demo::DemoHome;
 use bulkhead_netns::{ping, tcp_probe, udp_probe};
 use nix::sys::signal::Signal;
 
-use super::{mac_of, Outcome, BIN};
+use super::{mac_of, Outcome};
 
 fn tunnel(demo: &DemoHome) -> Result<TunnelView> {
     match demo.call(Request::Tunnel)? {
@@ -144,13 +144,39 @@ fn no_leaks(demo: &DemoHome, phase: &str, seen: &Seen) -> Result<LeakCount> {
     Ok(c)
 }
 
+/// r0. The kill switch with the tunnel down from the start (no VPN server
+/// ever; under qemu-user, for the router binary, not even the device: see
+/// `router_binary.rs`): nothing of the selected TV leaves by the WAN, and
+/// nothing of it gets anywhere, while the laptop keeps its direct internet.
+pub(crate) fn r0_tunnel_down_never_leaks() -> Result<Outcome> {
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
+    let tv = mac_of("tv")?;
+    demo.configure_tunnel(&format!("[tunnel]\ndevices = [\"{tv}\"]\n"), 2)?;
+    demo.install_canary()?;
+    demo.start_isp_resolver(&format!("tunnel_upstreams = [\"{CANARY_V4}\"]"))?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_secs(4));
+        Ok(())
+    })?;
+    let state = tunnel(&demo)?.state;
+    ensure!(state != "up", "the tunnel is up without a server");
+    ensure!(
+        seen.through == [0; 5],
+        "tunnel {state}: something of the TV got through: {seen:?}"
+    );
+    no_leaks(&demo, &format!("tunnel {state}"), &seen)?;
+    Ok(Outcome::Passed)
+}
+
 /// A device selected for the tunnel reaches the internet only through it, and
 /// nothing of it leaks in clear: (a) while connecting, (b) while up, (c) after
 /// the VPN server is killed, (d) while Bulkhead is killed -9 and restarted, (e)
 /// while the tunnel config is reloaded. The laptop (not selected) keeps its
 /// direct internet throughout.
 pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     let tv = mac_of("tv")?;
     demo.configure_tunnel(
         &format!("# The streaming box goes through the VPN.\n[tunnel]\ndevices = [\"{tv}\"]\n"),
@@ -330,7 +356,7 @@ pub(crate) fn r_tunnel_kill_switch_never_leaks() -> Result<Outcome> {
 /// Selectors: a zone through the tunnel with one of its devices excluded, and a
 /// domain set filled through the control API.
 pub(crate) fn s_tunnel_selectors_zone_exclusion_domain_set() -> Result<Outcome> {
-    let demo = DemoHome::build(std::path::Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     let plug = mac_of("plug")?;
     demo.configure_tunnel(
         &format!(

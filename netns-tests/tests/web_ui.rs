@@ -216,7 +216,7 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
         return Ok(skip);
     }
     let mut t = Stages::new();
-    let demo = DemoHome::start_full(Path::new(BIN), &[], bulkhead::demo::WEB_PORT)?;
+    let demo = DemoHome::start_full(&super::daemon_bin(), &[], bulkhead::demo::WEB_PORT)?;
     demo.approve_own_devices()?;
     let token = demo.setup_token()?;
     t.mark("home");
@@ -611,7 +611,7 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
     }
     extra.push(HostSpec::new("evilmdns", "lan", [0x02, 0xee, 0, 0, 1, 0]));
     let mut t = Stages::new();
-    let demo = DemoHome::build_discovering_with(Path::new(BIN), &[], &extra)?;
+    let demo = DemoHome::build_discovering_with(&super::daemon_bin(), &[], &extra)?;
     demo.start_daemon()?;
     let laptop = HOSTS.iter().find(|h| h.name == "laptop").context("laptop")?;
     demo.join(laptop)?;
@@ -739,7 +739,7 @@ pub fn w_browser_hostile_names_are_text() -> Result<Outcome> {
 
 /// (f) Refusals at the HTTP level, and the firewall in front of the UI.
 pub fn w_web_refusals_and_firewall() -> Result<Outcome> {
-    let demo = DemoHome::build(Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let laptop = demo.home.ns("laptop")?;
@@ -855,7 +855,7 @@ pub fn w_api_schemathesis() -> Result<Outcome> {
         return Ok(skip);
     }
     let st = schemathesis()?;
-    let demo = DemoHome::build(Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let s = api_setup(&demo, "router", UI_LOOPBACK)?;
@@ -1061,7 +1061,7 @@ pub fn t_demo_serves_the_ui_on_loopback() -> Result<Outcome> {
 /// (real probes), unblocking restores both; a rename shows in the daemon; a
 /// tunnel choice with no tunnel configured is refused (422), not half-applied.
 pub fn w_api_block_rename_reach_the_kernel() -> Result<Outcome> {
-    let demo = DemoHome::build(Path::new(BIN), &[])?;
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
     demo.register_hosts()?;
     let laptop = demo.home.ns("laptop")?;
