@@ -10,6 +10,7 @@
 //! refill of `inet fw4`) and a `fw4 stop`/`start` (the table deleted and made
 //! again) leave Bulkhead's tables working, and nothing Bulkhead does — start,
 //! approvals, a reload with its full replace, stop — changes a byte of fw4's.
+//! A Wi-Fi port hostapd adds to `br-lan` after the start is policed at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -225,6 +226,32 @@ pub fn o1_openwrt_beside_fw4_and_dnsmasq() -> Result<Outcome> {
         Ok(())
     };
     both("approved")?;
+
+    // hostapd adds a Wi-Fi port to br-lan after Bulkhead started: a phone
+    // behind it leases from dnsmasq and is policed at once (quarantined: not
+    // the laptop on the same bridge, not the internet), until approved.
+    let phone = Netns::new("owrt-phone")?;
+    b.router.veth_to("wlan0", &phone, "eth0")?;
+    b.router
+        .ip_batch(&["link set wlan0 master br-lan", "link set wlan0 up"])?;
+    phone.ip(&["link", "set", "eth0", "up"])?;
+    udhcpc_lease(&phone, &b.dir, 5, 1).context("the phone on the new port got no lease")?;
+    let phone_mac = mac(&phone)?;
+    wait_until("Bulkhead lists the phone", Duration::from_secs(10), || {
+        Ok(b.bulkhead(&["devices"])?.contains(&phone_mac))
+    })
+    .with_context(daemon_log)?;
+    let laptop_banner = SocketAddr::new(laptop_ip, BANNER_PORT);
+    responders.start_tcp_banner(&b.laptop, laptop_banner)?;
+    ensure!(
+        !tcp_probe(&phone, laptop_banner, SHORT)? && !tcp_probe(&phone, internet, SHORT)?,
+        "a quarantined phone on a port added after the start reached the laptop or the internet"
+    );
+    b.bulkhead(&["device", "approve", &phone_mac, "trusted"])?;
+    ensure!(
+        bulkhead_netns::eventually(Duration::from_secs(3), || tcp_probe(&phone, laptop_banner, SHORT))?,
+        "control: the approved phone cannot reach the laptop beside it"
+    );
 
     // fw4 reload: one transaction that flushes and refills its table.
     b.fw4_load()?;

@@ -53,10 +53,9 @@ pub fn lookup(network: &UciFile, name: &str) -> Result<Network, String> {
         "pppoe" | "pppoa" | "pptp" | "l2tp" | "3g" | "ppp" => format!("{proto}-{name}"),
         _ => device_of(section, &single, name)?,
     };
-    if device.starts_with('@') {
+    if let Some(parent) = device.strip_prefix('@') {
         return Err(format!(
-            "interface `{name}` is an alias of `{}`; name that interface instead",
-            &device[1..]
+            "interface `{name}` is an alias of `{parent}`; name that interface instead"
         ));
     }
     let ipv4 = if proto == "static" { static_ipv4(section)? } else { None };
