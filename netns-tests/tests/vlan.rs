@@ -41,7 +41,8 @@ fn config(with_guest: bool) -> String {
 /// i2. The VLAN home: each device gets its address by DHCP over its VLAN
 /// (through the switch, tagged on the trunk); the zones hold between VLANs
 /// (trusted reaches iot, iot reaches neither trusted nor guest, guest reaches
-/// no one; all reach the internet); a reload that drops the guest VLAN removes
+/// no one; all reach the internet); frames tagged with a VLAN the router does
+/// not serve reach nothing; a reload that drops the guest VLAN removes
 /// trunk.30 and leaves trunk.20 (same interface) and its device untouched.
 pub fn i2_iot_vlan_home_end_to_end() -> Result<Outcome> {
     if !bulkhead::net::vlan_supported() {
@@ -196,6 +197,41 @@ pub fn i2_iot_vlan_home_end_to_end() -> Result<Outcome> {
             "{}\n--- daemon log:\n{}",
             wrong.join("\n"),
             daemon_log()
+        );
+
+        // A frame tagged with a VLAN the router does not serve (99, which the
+        // switch lets up the trunk) reaches nothing: there is no trunk.99, so
+        // not even the router's ARP answers it, nor the laptop on VLAN 1. The
+        // same host moved to VLAN 1 is answered (the control).
+        let rogue = Netns::new("vl-rogue")?;
+        switch.veth_to("p-rogue", &rogue, "eth0")?;
+        switch.ip_batch(&["link set p-rogue master br0", "link set p-rogue up"])?;
+        switch.exec(&["bridge", "vlan", "add", "dev", "uplink", "vid", "99"])?;
+        switch.exec(&["bridge", "vlan", "del", "dev", "p-rogue", "vid", "1"])?;
+        switch.exec(&[
+            "bridge", "vlan", "add", "dev", "p-rogue", "vid", "99", "pvid", "untagged",
+        ])?;
+        rogue.ip_batch(&["addr add 10.0.1.66/24 dev eth0", "link set eth0 up"])?;
+        let router_answers_arp = |ns: &Netns| ns.exec_ok(&["arping", "-c", "2", "-w", "3", "-I", "eth0", "10.0.1.1"]);
+        ensure!(
+            !router_answers_arp(&rogue)?,
+            "the router answered ARP from VLAN 99, which it does not serve"
+        );
+        ensure!(
+            !tcp_probe(
+                &rogue,
+                SocketAddr::new(addrs[laptop], BANNER_PORT),
+                Duration::from_millis(700)
+            )?,
+            "a host on VLAN 99 reached the laptop on VLAN 1"
+        );
+        switch.exec(&["bridge", "vlan", "del", "dev", "p-rogue", "vid", "99"])?;
+        switch.exec(&[
+            "bridge", "vlan", "add", "dev", "p-rogue", "vid", "1", "pvid", "untagged",
+        ])?;
+        ensure!(
+            router_answers_arp(&rogue)?,
+            "control: the router does not answer ARP on VLAN 1 either"
         );
 
         // A reload without the guest VLAN: trunk.30 goes, trunk.20 stays the
