@@ -203,6 +203,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             discovery::q3_forged_dhcp_cannot_move_or_evict_a_device,
         ),
         ("r0_tunnel_down_never_leaks", tunnel::r0_tunnel_down_never_leaks),
+        ("r2_kernel_wireguard_server", tunnel::r2_kernel_wireguard_server),
         (
             "r_tunnel_kill_switch_never_leaks",
             tunnel::r_tunnel_kill_switch_never_leaks,

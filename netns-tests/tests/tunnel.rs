@@ -170,6 +170,113 @@ pub(crate) fn r0_tunnel_down_never_leaks() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// Whether this kernel makes WireGuard links (routers' kernels do; this
+/// machine's has no module).
+fn kernel_has_wireguard() -> Result<bool> {
+    let ns = bulkhead_netns::Netns::new("wgprobe")?;
+    Ok(ns.ip(&["link", "add", "wgprobe0", "type", "wireguard"]).is_ok())
+}
+
+/// r2. The kernel's WireGuard as the VPN server (what a commercial VPN or a
+/// second router runs; this machine's kernel has none, so the test runs
+/// itself in the VM with Debian's kernel): Bulkhead's boringtun data plane
+/// handshakes with it, TCP, UDP, ICMP, DNS and IPv6 of the selected TV go
+/// through and nothing leaves in clear; the server gone (its link deleted):
+/// nothing gets through, nothing leaks, the laptop keeps its internet; the
+/// server back: the tunnel comes up again by itself.
+pub(crate) fn r2_kernel_wireguard_server() -> Result<Outcome> {
+    if !kernel_has_wireguard()? {
+        ensure!(
+            std::env::var_os(super::IN_VM).is_none(),
+            "the VM's kernel has no WireGuard either"
+        );
+        return super::in_vm("r2_kernel_wireguard_server", &["wireguard"]);
+    }
+    // TCG in the VM is several times slower than this machine.
+    let patience = Duration::from_secs(if std::env::var_os(super::IN_VM).is_some() {
+        60
+    } else {
+        15
+    });
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
+    let tv = mac_of("tv")?;
+    demo.configure_tunnel(&format!("[tunnel]\ndevices = [\"{tv}\"]\n"), 2)?;
+    demo.install_canary()?;
+    demo.start_isp_resolver(&format!("tunnel_upstreams = [\"{CANARY_V4}\"]"))?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+
+    demo.start_kernel_vpn_server()?;
+    let seen = probing(&demo, || {
+        wait_up(&demo, patience)?;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    })?;
+    let c = no_leaks(&demo, "kernel server up", &seen)?;
+    for (i, kind) in ["tcp", "udp", "icmp", "dns", "tcp6"].iter().enumerate() {
+        ensure!(
+            seen.through[i] > 0,
+            "kernel server up: no {kind} through the tunnel: {seen:?}"
+        );
+    }
+    ensure!(
+        c.tunnelled_v4 > 0 && c.tunnelled_v6 > 0,
+        "the canary saw nothing from the tunnel: {c:?}"
+    );
+    // The kernel's own view of the peer: Bulkhead's key, a handshake, bytes.
+    let spec = demo.vpn_spec()?;
+    let show = demo.home.isp().exec(&["wg", "show", &spec.ifname, "dump"])?;
+    let dump = String::from_utf8_lossy(&show.stdout).into_owned();
+    let peer: Vec<&str> = dump
+        .lines()
+        .nth(1)
+        .context("no peer in the kernel's wg show")?
+        .split('\t')
+        .collect();
+    ensure!(
+        peer.first() == Some(&bulkhead::tunnel::keys::format_key(&spec.router_public).as_str())
+            && peer.get(4).is_some_and(|h| *h != "0")
+            && peer.get(5).is_some_and(|rx| *rx != "0"),
+        "the kernel saw no handshake or data from Bulkhead: {dump}"
+    );
+
+    // The server goes away.
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_millis(500));
+        demo.kill_vpn_server()?;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    })?;
+    no_leaks(&demo, "kernel server gone", &seen)?;
+    let seen = idle(&demo)?;
+    ensure!(seen.through == [0; 5], "through a deleted server: {seen:?}");
+    no_leaks(&demo, "kernel server still gone", &seen)?;
+
+    // And comes back.
+    demo.start_kernel_vpn_server()?;
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_secs(1));
+        let deadline = Instant::now() + patience;
+        while tunnel(&demo)?.state != "up"
+            || !tcp_probe(
+                demo.home.ns("tv")?,
+                SocketAddr::new(CANARY_V4.into(), CANARY_TCP),
+                Duration::from_millis(500),
+            )?
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "the tunnel did not come back: {:?}",
+                tunnel(&demo)?
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    })?;
+    no_leaks(&demo, "kernel server back", &seen)?;
+    Ok(Outcome::Passed)
+}
+
 /// A device selected for the tunnel reaches the internet only through it, and
 /// nothing of it leaks in clear: (a) while connecting, (b) while up, (c) after
 /// the VPN server is killed, (d) while Bulkhead is killed -9 and restarted, (e)

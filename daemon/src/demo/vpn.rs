@@ -106,6 +106,7 @@ impl DemoHome {
         *self.vpn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(VpnState {
             spec: spec.clone(),
             pid: None,
+            kernel: false,
         });
         Ok(spec)
     }
@@ -128,9 +129,30 @@ impl DemoHome {
         Ok(())
     }
 
-    /// Kills the VPN server (SIGKILL: a crash, not a goodbye).
+    /// Starts the kernel's WireGuard (`ip link add … type wireguard`, the
+    /// module a router's firmware has) as the VPN server instead of
+    /// wireguard-go: same interface name, key, port, peer and addresses.
+    pub fn start_kernel_vpn_server(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            super::join::have("wg"),
+            "wg is missing: apt-get install wireguard-tools"
+        );
+        let spec = self.vpn_spec()?;
+        let isp = self.home.isp();
+        isp.ip(&["link", "add", &spec.ifname, "type", "wireguard"])
+            .context("the kernel has no WireGuard (module wireguard)")?;
+        configure_server(isp, &spec.ifname, &spec.key_file, &spec.router_public)?;
+        self.set_vpn_kernel(true);
+        Ok(())
+    }
+
+    /// Kills the VPN server (SIGKILL: a crash, not a goodbye; the kernel's:
+    /// its interface deleted).
     pub fn kill_vpn_server(&self) -> anyhow::Result<()> {
         let spec = self.vpn_spec()?;
+        if self.set_vpn_kernel(false) {
+            self.home.isp().ip(&["link", "del", &spec.ifname])?;
+        }
         if let Some(pid) = self.set_vpn_pid(None) {
             let isp = self.home.isp();
             isp.kill_tracked(pid, Signal::SIGKILL)?;
@@ -255,6 +277,12 @@ impl DemoHome {
         let mut v = self.vpn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         v.as_mut().and_then(|v| std::mem::replace(&mut v.pid, pid))
     }
+
+    /// Sets whether the kernel's WireGuard serves; returns what it was.
+    fn set_vpn_kernel(&self, kernel: bool) -> bool {
+        let mut v = self.vpn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        v.as_mut().is_some_and(|v| std::mem::replace(&mut v.kernel, kernel))
+    }
 }
 
 /// Starts Debian's wireguard-go as `ifname` in `ns` (tracked by `ns`, output to
@@ -283,6 +311,15 @@ pub fn start_wireguard_go(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    configure_server(ns, ifname, key_file, peer)?;
+    Ok(pid)
+}
+
+/// Configures the WireGuard interface `ifname` in `ns` (wireguard-go's or the
+/// kernel's) as the demo's VPN server: `key_file`, UDP [`VPN_PORT`], one peer
+/// (`peer`, allowed 10.64.0.2/32 and fd64::2/128), the addresses 10.64.0.1/24
+/// and fd64::1/64, up.
+fn configure_server(ns: &bulkhead_netns::Netns, ifname: &str, key_file: &Path, peer: &WgKey) -> anyhow::Result<()> {
     let key = key_file.display().to_string();
     let port = VPN_PORT.to_string();
     let peer = keys::format_key(peer);
@@ -305,7 +342,7 @@ pub fn start_wireguard_go(
         format!("addr add fd64::1/64 dev {ifname} nodad"),
         format!("link set {ifname} up"),
     ])?;
-    Ok(pid)
+    Ok(())
 }
 
 /// The VPN server's running state.
@@ -313,6 +350,8 @@ pub fn start_wireguard_go(
 pub(super) struct VpnState {
     spec: VpnServerSpec,
     pid: Option<u32>,
+    /// The kernel's WireGuard serves (its interface is the server).
+    kernel: bool,
 }
 
 /// `prefix` + the router namespace's unique digits (at most 15 bytes).
