@@ -326,7 +326,7 @@ fn socket_path(cli: &Cli) -> PathBuf {
     }
     config::load(&cli.config)
         .map(|c| c.control_socket)
-        .unwrap_or_else(|_| PathBuf::from("/run/bulkhead/control.sock"))
+        .unwrap_or_else(|_| config::fallback_control_socket())
 }
 
 fn call(socket: &Path, req: Request) -> anyhow::Result<Response> {

@@ -204,8 +204,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     if super::uci::looks_like_uci(&text) {
         // OpenWrt: /etc/config/bulkhead, with networks named as in
         // /etc/config/network beside it.
-        let network_text = std::fs::read_to_string(super::uci::network_file_for(path)).ok();
-        let rendered = super::uci::to_toml(path, &text, network_text.as_deref()).map_err(ConfigErrors)?;
+        let network_path = super::uci::network_file_for(path);
+        let network_text =
+            std::fs::read_to_string(&network_path).map_err(|e| format!("{}: {e}", network_path.display()));
+        let rendered =
+            super::uci::to_toml(path, &text, network_text.as_deref().map_err(String::as_str)).map_err(ConfigErrors)?;
         return load_with(
             path,
             &rendered.toml,

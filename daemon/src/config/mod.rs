@@ -45,5 +45,14 @@ pub const SHIPPED_POLICIES: [(&str, &str); 5] = [
     ("shares.toml", include_str!("../../../policies/shares.toml")),
 ];
 
+/// The control socket when the configuration cannot say (it does not load):
+/// the default of `bulkhead.toml` (`/run`) or of OpenWrt's UCI file
+/// (`/var/run`), whichever exists.
+pub fn fallback_control_socket() -> std::path::PathBuf {
+    let candidates = ["/run/bulkhead/control.sock", "/var/run/bulkhead/control.sock"];
+    let found = candidates.iter().find(|p| std::path::Path::new(p).exists());
+    std::path::PathBuf::from(found.copied().unwrap_or(candidates[0]))
+}
+
 #[cfg(test)]
 mod tests;

@@ -37,10 +37,9 @@ pub async fn restore(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::
     };
     // The running daemon holds the rules and knows what it applied: putting
     // an older record under it would only make it replace them again.
-    let socket = config.as_ref().map_or_else(
-        || PathBuf::from("/run/bulkhead/control.sock"),
-        |c| c.control_socket.clone(),
-    );
+    let socket = config
+        .as_ref()
+        .map_or_else(crate::config::fallback_control_socket, |c| c.control_socket.clone());
     if crate::control::call(&socket, &crate::control::Request::Status).is_ok() {
         anyhow::bail!(
             "the daemon is running (it answers on {}) and holds the rules; restore is for boot, before it starts",

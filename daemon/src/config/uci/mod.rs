@@ -41,24 +41,19 @@ pub fn network_file_for(path: &Path) -> PathBuf {
 }
 
 /// Parses and renders `text` (the UCI file at `path`) with the network file's
-/// text, if it could be read. Errors name the file and line they are in.
-pub fn to_toml(path: &Path, text: &str, network_text: Option<&str>) -> Result<Rendered, Vec<ConfigError>> {
+/// text, or why it could not be read. Errors name the file and line they are in.
+pub fn to_toml(path: &Path, text: &str, network_text: Result<&str, &str>) -> Result<Rendered, Vec<ConfigError>> {
     let network_path = network_file_for(path);
     let file = parse(text).map_err(|errors| syntax_errors(path, errors))?;
-    let network = match network_text.map(parse) {
-        Some(Ok(n)) => Some(n),
-        Some(Err(errors)) => return Err(syntax_errors(&network_path, errors)),
-        None => None,
+    let network = match network_text {
+        Ok(t) => Ok(parse(t).map_err(|errors| syntax_errors(&network_path, errors))?),
+        Err(why) => Err(why),
     };
-    render(&file, network.as_ref()).map_err(|errors| {
+    render(&file, network.as_ref().map_err(|why| *why)).map_err(|errors| {
         errors
             .into_iter()
             .map(|e| ConfigError {
-                file: if e.in_network_file {
-                    network_path.clone()
-                } else {
-                    path.to_path_buf()
-                },
+                file: path.to_path_buf(),
                 line: e.at.line,
                 column: e.at.column,
                 field: e.field,

@@ -1,6 +1,9 @@
 //! UCI's file syntax, as libuci reads it (`file.c`, `uci_parse_line`):
 //!
-//! - one command per line (or several, split by `;`): `package NAME`,
+//! - one command per line (or several, split by a `;` that starts an
+//!   argument or follows a quoted one; a `;` right after unquoted text ends
+//!   the line there, the rest dropped, as libuci's in-place parsing does):
+//!   `package NAME`,
 //!   `config TYPE [NAME]`, `option NAME [VALUE]`, `list NAME [VALUE]`, each
 //!   keyword also as its first letter (`c`, `o`, `l`, `p`);
 //! - an argument is a run of unquoted text, `'single'` quoted (nothing
@@ -11,9 +14,14 @@
 //! - a named section given twice is one section (its type must agree); an
 //!   `option` given twice keeps the last value, `list` adds an item (and turns
 //!   an earlier `option` of the name into the list's first item), `option`
-//!   after `list` replaces the list; `option NAME` without a value unsets it;
-//! - names are `[A-Za-z0-9_]`, types also `-`; more arguments than the
-//!   command takes are an error (libuci's default, strict mode).
+//!   after `list` replaces the list; `option NAME` without a value, or with
+//!   an empty one, changes nothing;
+//! - names are `[A-Za-z0-9_]`, types any printable ASCII but space; only ASCII
+//!   white space separates (libuci's C-locale `isspace`); more arguments
+//!   than the command takes are an error (libuci's default, strict mode).
+//!
+//! Checked against libuci built from openwrt/uci (`uci export` of the same
+//! files) where the rules above are not obvious from its source.
 //!
 //! Pure: text in, sections or every error (line and column) out. Where libuci
 //! stops at the first error, this reads on from the next line, so a homeowner
@@ -124,6 +132,13 @@ enum End {
     Line,
     /// `;`: another command follows on the line.
     Command,
+    /// `;` right after unquoted text: libuci ends the line there.
+    Dropped,
+}
+
+/// libuci's `isspace` (C locale): ASCII white space only.
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
 /// Why a line is abandoned.
@@ -197,7 +212,7 @@ impl Parser {
             let at = self.pos();
             let mut word = String::new();
             while let Some(c) = self.peek() {
-                if c.is_whitespace() || c == ';' {
+                if is_space(c) || c == ';' {
                     break;
                 }
                 word.push(c);
@@ -211,7 +226,7 @@ impl Parser {
                 _ => return Err(self.fail(at, format!("invalid command `{}`", word.escape_debug()))),
             };
             match end {
-                End::Line => return Ok(()),
+                End::Line | End::Dropped => return Ok(()),
                 End::Command => continue,
             }
         }
@@ -229,15 +244,19 @@ impl Parser {
             return Ok((None, End::Line));
         }
         let mut text = String::new();
+        // Whether the last piece read was unquoted text.
+        let mut bare = false;
         loop {
             match self.peek() {
                 None | Some('\n' | '#') => break,
-                Some(c) if c.is_whitespace() => break,
+                Some(c) if is_space(c) => break,
                 Some(';') => {
                     self.bump();
-                    return Ok((Some(Located { text, at }), End::Command));
+                    let end = if bare { End::Dropped } else { End::Command };
+                    return Ok((Some(Located { text, at }), end));
                 }
                 Some('\'') => {
+                    bare = false;
                     let open = self.pos();
                     self.bump();
                     loop {
@@ -249,6 +268,7 @@ impl Parser {
                     }
                 }
                 Some('"') => {
+                    bare = false;
                     let open = self.pos();
                     self.bump();
                     loop {
@@ -261,10 +281,12 @@ impl Parser {
                     }
                 }
                 Some('\\') => {
+                    bare = true;
                     self.bump();
                     self.escaped(&mut text);
                 }
                 Some(c) => {
+                    bare = true;
                     text.push(c);
                     self.bump();
                 }
@@ -294,8 +316,8 @@ impl Parser {
 
     /// Nothing may follow a command's arguments but its end.
     fn end_of_command(&mut self, end: End) -> Result<End, Abandon> {
-        if end == End::Command {
-            return Ok(End::Command);
+        if end != End::Line {
+            return Ok(end);
         }
         let (extra, end) = self.argument()?;
         match extra {
@@ -323,8 +345,8 @@ impl Parser {
         let Some(kind) = kind.filter(|k| !k.text.is_empty()) else {
             return Err(self.fail(at, "config without a type"));
         };
-        if !valid_name(&kind.text, true) {
-            return Err(self.fail(kind.at, "invalid character in the section type (a-z A-Z 0-9 _ -)"));
+        if !valid_type(&kind.text) {
+            return Err(self.fail(kind.at, "invalid character in the section type (printable ASCII)"));
         }
         let mut name = None;
         if end == End::Line {
@@ -383,17 +405,19 @@ impl Parser {
         }
         let (value, end) = match end {
             End::Line => self.argument()?,
-            End::Command => (None, End::Command),
+            other => (None, other),
         };
         let end = self.end_of_command(end)?;
         let options = &mut self.file.sections[current].options;
         let existing = options.iter().position(|o| o.name == name.text);
+        // libuci: `option NAME` with no value, or an empty one, changes nothing.
+        let value = if list {
+            value
+        } else {
+            value.filter(|v| !v.text.is_empty())
+        };
         match (list, value, existing) {
-            // `option NAME` with nothing: unset.
-            (false, None, Some(i)) => {
-                options.remove(i);
-            }
-            (false, None, None) => {}
+            (false, None, _) => {}
             (false, Some(v), Some(i)) => {
                 options[i] = UciOption {
                     name: name.text,
@@ -431,8 +455,13 @@ impl Parser {
     }
 }
 
+/// libuci's `uci_validate_type`: printable ASCII, no space.
+fn valid_type(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// libuci's `uci_validate_str` for names: letters, digits, `_` (and `-` for
-/// package names and section types).
+/// package names).
 fn valid_name(s: &str, dash: bool) -> bool {
     !s.is_empty()
         && s.chars()

@@ -30,11 +30,10 @@ pub struct Rendered {
     pub origins: Vec<Pos>,
 }
 
-/// A problem found while rendering: in the bulkhead file, or in the network file.
+/// A problem found while rendering, at an option of the bulkhead file (a
+/// network's problem is reported where the bulkhead file names it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderError {
-    /// In `/etc/config/network` rather than the bulkhead file.
-    pub in_network_file: bool,
     /// Where.
     pub at: Pos,
     /// UCI path of the option, `bulkhead.@segment[0].network`.
@@ -118,6 +117,9 @@ const OPENWRT_DEFAULTS: &[(&str, &str, &str)] = &[
     ("dns", "enabled", "false"),
 ];
 
+/// Where an error that belongs to no option points: the file as a whole.
+const NO_POSITION: Pos = Pos { line: 0, column: 0 };
+
 /// Options only the init script reads.
 const INIT_ONLY: &[(&str, &str)] = &[("bulkhead", "enabled")];
 
@@ -136,7 +138,6 @@ impl Out {
 
     fn error(&mut self, at: Pos, field: &str, message: impl Into<String>) {
         self.errors.push(RenderError {
-            in_network_file: false,
             at,
             field: field.to_string(),
             message: message.into(),
@@ -145,13 +146,16 @@ impl Out {
 }
 
 /// Renders the bulkhead file; `network` is `/etc/config/network` (parsed),
-/// `None` when it could not be read (then naming a network is an error).
-pub fn render(file: &UciFile, network: Option<&UciFile>) -> Result<Rendered, Vec<RenderError>> {
+/// or why it could not be read (then naming a network is an error).
+pub fn render(file: &UciFile, network: Result<&UciFile, &str>) -> Result<Rendered, Vec<RenderError>> {
     let mut out = Out {
         toml: String::new(),
         origins: Vec::new(),
         errors: Vec::new(),
     };
+    // Line 1 belongs to no option: the loader's errors without a position
+    // (span 0) come back as the file's line 0, not as some option's line.
+    out.line("# rendered from UCI", NO_POSITION);
     for s in &file.sections {
         if !PLACES.iter().any(|(k, _)| *k == s.kind) {
             let known: Vec<&str> = PLACES.iter().map(|(k, _)| *k).collect();
@@ -184,8 +188,8 @@ pub fn render(file: &UciFile, network: Option<&UciFile>) -> Result<Rendered, Vec
             // A table OpenWrt gives defaults to exists even when not written.
             if let Place::Table(t) = place {
                 if OPENWRT_DEFAULTS.iter().any(|(k, _, _)| k == kind) {
-                    out.line(&format!("[{t}]"), Pos { line: 1, column: 1 });
-                    write_defaults(&mut out, kind, &[], Pos { line: 1, column: 1 });
+                    out.line(&format!("[{t}]"), NO_POSITION);
+                    write_defaults(&mut out, kind, &[], NO_POSITION);
                 }
             }
         }
@@ -206,9 +210,12 @@ pub fn render(file: &UciFile, network: Option<&UciFile>) -> Result<Rendered, Vec
             origins: Vec::new(),
             errors: Vec::new(),
         };
-        write_defaults(&mut head, "bulkhead", &[], Pos { line: 1, column: 1 });
-        head.toml.push_str(&out.toml);
-        head.origins.extend(out.origins);
+        // After `out`'s first line (the comment), before its tables.
+        let (first, rest) = out.toml.split_once('\n').unwrap_or((&out.toml, ""));
+        head.line(first, NO_POSITION);
+        write_defaults(&mut head, "bulkhead", &[], NO_POSITION);
+        head.toml.push_str(rest);
+        head.origins.extend(out.origins.iter().skip(1));
         out.toml = head.toml;
         out.origins = head.origins;
     }
@@ -230,7 +237,7 @@ fn path(s: &Section, index: usize) -> String {
     }
 }
 
-fn write_section(out: &mut Out, s: &Section, index: usize, network: Option<&UciFile>) {
+fn write_section(out: &mut Out, s: &Section, index: usize, network: Result<&UciFile, &str>) {
     let base = path(s, index);
     let mut written: Vec<&str> = Vec::new();
     for o in &s.options {
@@ -285,18 +292,21 @@ fn write_network(
     s: &Section,
     o: &UciOption,
     field: &str,
-    network: Option<&UciFile>,
+    network: Result<&UciFile, &str>,
 ) -> Vec<&'static str> {
     let Some(value) = single(out, o, field) else {
         return Vec::new();
     };
-    let Some(network) = network else {
-        out.error(
-            value.at,
-            field,
-            "the network configuration (/etc/config/network) could not be read",
-        );
-        return Vec::new();
+    let network = match network {
+        Ok(n) => n,
+        Err(why) => {
+            out.error(
+                value.at,
+                field,
+                format!("the network configuration could not be read: {why}"),
+            );
+            return Vec::new();
+        }
     };
     if s.option("interface").is_some() {
         out.error(value.at, field, "give `network` or `interface`, not both");
@@ -336,15 +346,15 @@ fn write_network(
 }
 
 /// `list listen 'lan:8080'`: a network's name for its router address.
-fn write_listen(out: &mut Out, o: &UciOption, field: &str, network: Option<&UciFile>) {
+fn write_listen(out: &mut Out, o: &UciOption, field: &str, network: Result<&UciFile, &str>) {
     let mut items = Vec::new();
     for v in &o.values {
         let text = v.text.trim();
         let resolved = match text.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
                 match network.map(|n| network::lookup(n, host)) {
-                    Some(Ok(network::Network { ipv4: Some(ip), .. })) => format!("{}:{port}", ip.addr()),
-                    Some(Ok(_)) => {
+                    Ok(Ok(network::Network { ipv4: Some(ip), .. })) => format!("{}:{port}", ip.addr()),
+                    Ok(Ok(_)) => {
                         out.error(
                             v.at,
                             field,

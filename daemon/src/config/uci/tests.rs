@@ -32,6 +32,8 @@ fn quoting_as_libuci_reads_it() {
     assert_eq!(values(&f, 0, "hash"), ["not # a comment"]);
     assert_eq!(values(&f, 0, "bare"), ["a"], "# ends an unquoted word");
     assert_eq!(values(&f, 0, "spaced"), ["  two  spaces  "]);
+    let nbsp = parse("config a\n\toption nb a\u{a0}b\n").expect("one value");
+    assert_eq!(values(&nbsp, 0, "nb"), ["a\u{a0}b"], "only ASCII white space separates");
 }
 
 #[test]
@@ -71,12 +73,15 @@ fn lists_sections_and_merging() {
                 config interface 'lan'\n\
                 \toption proto static\n\
                 \toption ipaddr 10.0.0.1\n\
-                c x; o a 1; l b 2; l b 3\n\
+                c x ; o a 1 ;l b 2 ; l b '3';o e 5\n\
                 config y\n\
-                \toption gone here\n\
-                \toption gone\n\
+                \toption kept here\n\
+                \toption kept\n\
+                \toption kept ''\n\
                 \toption turned first\n\
-                \tlist turned second\n";
+                \tlist turned second\n\
+                c z; o dropped 1\n\
+                config 'odd.type-name'\n";
     let f = parse(text).expect("valid");
     let kinds: Vec<(&str, Option<&str>)> = f
         .sections
@@ -90,7 +95,9 @@ fn lists_sections_and_merging() {
             ("segment", None),
             ("segment", None),
             ("x", None),
-            ("y", None)
+            ("y", None),
+            ("z", None),
+            ("odd.type-name", None)
         ],
         "a named section given twice is one section; anonymous ones are each their own"
     );
@@ -104,14 +111,26 @@ fn lists_sections_and_merging() {
         "; separates commands, keywords by their first letter"
     );
     assert_eq!(values(&f, 3, "b"), ["2", "3"]);
-    assert!(f.sections[4].option("gone").is_none(), "option without a value unsets");
+    assert_eq!(
+        values(&f, 3, "e"),
+        ["5"],
+        "; right after a quoted argument separates too"
+    );
+    assert_eq!(
+        values(&f, 4, "kept"),
+        ["here"],
+        "option without a value, or an empty one, changes nothing"
+    );
     assert_eq!(
         values(&f, 4, "turned"),
         ["first", "second"],
         "list after option makes a list of both"
     );
+    assert!(
+        f.sections[5].options.is_empty(),
+        "; glued to unquoted text ends the line (libuci writes its NUL there)"
+    );
 }
-
 #[test]
 fn every_syntax_error_with_its_line() {
     let text = "option early 1\n\
@@ -122,7 +141,7 @@ fn every_syntax_error_with_its_line() {
                 \toption a b c\n\
                 config ok 'fine'\n\
                 config other 'fine'\n\
-                config 'bad type!'\n\
+                config 'bad type'\n\
                 \toption open 'never closed\n";
     let errors = parse(text).expect_err("invalid");
     let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.at.line, e.message.as_str())).collect();
@@ -187,7 +206,7 @@ config interface 'old'
 ";
 
 fn rendered(text: &str) -> Result<Rendered, Vec<ConfigError>> {
-    to_toml(Path::new("/etc/config/bulkhead"), text, Some(NETWORK))
+    to_toml(Path::new("/etc/config/bulkhead"), text, Ok(NETWORK))
 }
 
 fn toml_of(text: &str) -> toml::Table {
@@ -331,7 +350,7 @@ fn syntax_errors_of_the_network_file_name_it() {
     let errors = to_toml(
         Path::new("/etc/config/bulkhead"),
         "config wan\n\toption network wan\n",
-        Some("config interface 'wan'\n\toption device 'x' 'y'\n"),
+        Ok("config interface 'wan'\n\toption device 'x' 'y'\n"),
     )
     .expect_err("invalid");
     assert_eq!(errors[0].file, Path::new("/etc/config/network"));
@@ -414,6 +433,26 @@ fn loads_through_the_one_loader_and_points_back() {
             .any(|(l, m)| *l == 10 && m.contains("dhcp_pool") && m.starts_with(&prefix)),
         "{at:#?}"
     );
+    // Two segments on one network: the second's interface is refused, on its line.
+    std::fs::write(&path, main("config segment 'again'\n\toption network 'iot'\n")).expect("write");
+    let errors = crate::config::load(&path).expect_err("one network twice").0;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == 11 && e.message.contains("already used")),
+        "{errors:#?}"
+    );
+    // The network file unreadable: why, where the network is named.
+    let _ = std::fs::remove_file(dir.join("network"));
+    std::fs::write(&path, main("")).expect("write");
+    let errors = crate::config::load(&path).expect_err("no network file").0;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == 5 && e.message.contains("could not be read") && e.message.contains("No such file")),
+        "{errors:#?}"
+    );
+    std::fs::write(dir.join("network"), NETWORK).expect("write");
     // An option the setting's table does not have: the parser's error, on its line.
     std::fs::write(&path, main("\toption cache 1\n")).expect("write");
     let errors = crate::config::load(&path).expect_err("invalid").0;
@@ -427,7 +466,7 @@ fn loads_through_the_one_loader_and_points_back() {
 fn the_shipped_openwrt_config_loads() {
     let shipped = include_str!("../../../../openwrt/bulkhead/files/bulkhead.config");
     let path = Path::new("/etc/config/bulkhead");
-    let r = to_toml(path, shipped, Some(NETWORK)).unwrap_or_else(|e| panic!("{e:#?}"));
+    let r = to_toml(path, shipped, Ok(NETWORK)).unwrap_or_else(|e| panic!("{e:#?}"));
     let policies: Vec<(PathBuf, String)> = crate::config::SHIPPED_POLICIES
         .iter()
         .map(|(n, t)| (PathBuf::from(n), t.to_string()))
@@ -451,4 +490,32 @@ fn dns_stays_off_unless_written() {
     assert_eq!(t["dns"]["enabled"].as_bool(), Some(false));
     let t = toml_of("config wan\n\toption network wan\nconfig dns\n\toption enabled 1\n");
     assert_eq!(t["dns"]["enabled"].as_bool(), Some(true));
+}
+
+/// An error the loader reports without a position (span 0: TOML line 1) is
+/// the file's, line 0, not pinned on the first option's line.
+#[test]
+fn errors_without_a_position_point_at_the_file() {
+    let path = Path::new("/etc/config/bulkhead");
+    let r = to_toml(
+        path,
+        "config bulkhead 'main'\n\toption state_dir '/x'\nconfig wan\n\toption network wan\n",
+        Ok(NETWORK),
+    )
+    .expect("renders");
+    let error = |line| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        column: 1,
+        field: String::new(),
+        message: String::new(),
+    };
+    let mut errors = vec![error(1), error(2)];
+    r.point_back(path, &mut errors);
+    assert_eq!((errors[0].line, errors[0].column), (0, 0), "{}", r.toml);
+    assert_eq!(
+        errors[1].line, 2,
+        "state_dir is the second TOML line, from UCI line 2:\n{}",
+        r.toml
+    );
 }
