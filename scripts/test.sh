@@ -86,6 +86,7 @@ cargo build -p bulkhead --locked
 # The router builds for OpenWrt's CPUs (cargo-zigbuild; zig from PyPI) and
 # their .ipk, each checked against openwrt/bulkhead/Makefile. The e2e suite
 # then runs its router scenarios on the aarch64 binary (q4).
+busybox sh -n openwrt/bulkhead/files/bulkhead.init
 ./scripts/cross-build.sh
 for ipk in target/openwrt/*.ipk; do
     base=$(basename "$ipk" .ipk)
