@@ -26,6 +26,9 @@
 //! decrypts it). Medians, ratios against wireguard-go, and each client process's
 //! CPU seconds (user + system, /proc/PID/stat) per GB received by iperf3.
 //!
+//! - **D** the kernel's WireGuard, where the kernel has it (not this machine's:
+//!   `TUNNEL_BENCH_VM=1` runs the whole bench in a VM with Debian's kernel).
+//!
 //! Run: `cargo bench -p bulkhead --features demo --bench tunnel` (figures in BENCHMARKS.md).
 //! `TUNNEL_BENCH_ROUNDS` and `TUNNEL_BENCH_SECS` override the 5 rounds of 5 s.
 
@@ -184,7 +187,9 @@ struct Client {
     label: &'static str,
     name: String,
     ifname: String,
-    pid: u32,
+    /// The process doing the work; `None` for the kernel's WireGuard (its
+    /// work runs in softirq and kworkers, which no process owns).
+    pid: Option<u32>,
 }
 
 /// The UAPI sockets the userspace implementations leave in the (shared)
@@ -253,9 +258,15 @@ fn iperf(lan: &Netns, secs: u32, dir: Direction) -> Result<(f64, f64, f64)> {
 
 fn measure(t: &Topology, c: &Client, secs: u32, dir: Direction) -> Result<Run> {
     t.router.ip(&["route", "replace", "198.18.0.0/24", "dev", &c.ifname])?;
-    let before = cpu_secs(c.pid).with_context(|| format!("{} is not running", c.name))?;
+    let cpu_now = || -> Result<f64> {
+        match c.pid {
+            Some(pid) => cpu_secs(pid).with_context(|| format!("{} is not running", c.name)),
+            None => Ok(f64::NAN),
+        }
+    };
+    let before = cpu_now()?;
     let (gbps, bytes, retransmits) = iperf(&t.lan, secs, dir)?;
-    let cpu = cpu_secs(c.pid)? - before;
+    let cpu = cpu_now()? - before;
     Ok(Run {
         gbps,
         bytes,
@@ -280,6 +291,9 @@ fn main() -> Result<()> {
         ensure!(bulkhead::demo::have(tool), "`{tool}` is missing");
     }
     let env_num = |k: &str, default: u32| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    if std::env::var_os(VM_ENV).is_some() && std::env::var_os(IN_VM_ENV).is_none() {
+        return in_vm(env_num("TUNNEL_BENCH_ROUNDS", 3), env_num("TUNNEL_BENCH_SECS", 5));
+    }
     let rounds = env_num("TUNNEL_BENCH_ROUNDS", 5) as usize;
     let secs = env_num("TUNNEL_BENCH_SECS", 5);
     let host_before = HostSnapshot::take()?;
@@ -291,6 +305,47 @@ fn main() -> Result<()> {
         bail!("the host namespace changed during the benchmark:\n{diff}");
     }
     result
+}
+
+/// `TUNNEL_BENCH_VM=1`: the whole bench again inside a VM with Debian's
+/// kernel (the test harness's runner), where the kernel's WireGuard is client
+/// D. TCG emulates the CPU, so every client is slower: only ratios count.
+const VM_ENV: &str = "TUNNEL_BENCH_VM";
+const IN_VM_ENV: &str = "TUNNEL_BENCH_IN_VM";
+
+fn in_vm(rounds: u32, secs: u32) -> Result<()> {
+    bulkhead_netns::vm::available().map_err(anyhow::Error::msg)?;
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm");
+    let kernel = bulkhead_netns::vm::prepare(&target).context("preparing the VM's kernel")?;
+    let exe = std::env::current_exe()?;
+    let exe = exe.to_string_lossy();
+    let cwd = std::env::current_dir()?;
+    let (rounds, secs) = (rounds.to_string(), secs.to_string());
+    let outcome = bulkhead_netns::vm::run(
+        &kernel,
+        &bulkhead_netns::vm::VmCommand {
+            argv: &[&exe],
+            cwd: &cwd,
+            env: &[
+                (IN_VM_ENV, "1"),
+                ("TUNNEL_BENCH_ROUNDS", &rounds),
+                ("TUNNEL_BENCH_SECS", &secs),
+            ],
+            modules: &["wireguard", "tun"],
+            memory_mib: 1536,
+            timeout: Duration::from_secs(1500),
+        },
+    )?;
+    println!(
+        "(in a VM: {}, Debian kernel {})\n{}",
+        outcome.accel, kernel.release, outcome.output
+    );
+    ensure!(
+        outcome.status == Some(0),
+        "the bench failed in the VM: {:?}",
+        outcome.status
+    );
+    Ok(())
 }
 
 fn run(rounds: usize, secs: u32) -> Result<()> {
@@ -307,13 +362,14 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
     let if_a = format!("bhta{tag}");
     let if_b = format!("bhtb{tag}");
     let if_c = format!("bhtc{tag}");
+    let if_d = format!("bhtd{tag}");
     let _sockets = Sockets(vec![wgs.clone(), if_b.clone(), if_c.clone()]);
     let t = topology()?;
 
     // Keys: the server and three clients.
     let server_key = generate_private();
     let server_pub = format_key(&public_key(&server_key));
-    let keys: Vec<WgKey> = (0..3).map(|_| generate_private()).collect();
+    let keys: Vec<WgKey> = (0..4).map(|_| generate_private()).collect();
     let server_file = key_file(dir, "server.key", &server_key)?;
     let endpoint = format!("192.0.2.2:{SERVER_PORT}");
 
@@ -347,6 +403,10 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
             &peers[2],
             "allowed-ips",
             "10.64.0.4/32",
+            "peer",
+            &peers[3],
+            "allowed-ips",
+            "10.64.0.5/32",
         ],
     )?;
     t.server.ip_batch(&[
@@ -388,7 +448,7 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
         label: "A",
         name: "Bulkhead (TunnelDevice)".into(),
         ifname: if_a.clone(),
-        pid,
+        pid: Some(pid),
     });
 
     // B: wireguard-go.
@@ -422,7 +482,7 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
         label: "B",
         name: format!("wireguard-go ({})", version(Path::new("wireguard-go"), "--version")),
         ifname: if_b.clone(),
-        pid,
+        pid: Some(pid),
     });
 
     // C: boringtun-cli.
@@ -471,11 +531,47 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
                         label: "C",
                         name: format!("boringtun-cli ({})", version(&cli, "--version")),
                         ifname: if_c.clone(),
-                        pid,
+                        pid: Some(pid),
                     });
                 }
             }
         }
+    }
+
+    // D: the kernel's WireGuard, where the kernel has it (the VM's Debian
+    // kernel; this machine's has no module).
+    if t.router.ip(&["link", "add", &if_d, "type", "wireguard"]).is_ok() {
+        let d_file = key_file(dir, "d.key", &keys[3])?.display().to_string();
+        wg_set(
+            &t.router,
+            &[
+                &if_d,
+                "private-key",
+                &d_file,
+                "peer",
+                &server_pub,
+                "endpoint",
+                &endpoint,
+                "allowed-ips",
+                "0.0.0.0/0",
+            ],
+        )?;
+        t.router.ip_batch(&[
+            format!("addr add 10.64.0.5/32 dev {if_d}"),
+            format!("link set {if_d} mtu {MTU}"),
+            format!("link set {if_d} up"),
+        ])?;
+        clients.push(Client {
+            label: "D",
+            name: "the kernel's WireGuard".into(),
+            ifname: if_d.clone(),
+            pid: None,
+        });
+    } else {
+        missing.push(
+            "D the kernel's WireGuard: this kernel has none (TUNNEL_BENCH_VM=1 runs the bench in a VM with Debian's)"
+                .to_string(),
+        );
     }
 
     // The lan's address leaves each tunnel masqueraded to that client's tunnel
@@ -535,7 +631,7 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
 
     println!(
         "\n## Tunnel throughput, lan -> router (client) -> wireguard-go server -> behind \
-         (iperf3 TCP, {secs} s runs, {rounds} rounds A B C alternating, MTU {MTU})\n"
+         (iperf3 TCP, {secs} s runs, {rounds} rounds, the clients alternating, MTU {MTU})\n"
     );
     for c in &clients {
         println!("- {} = {}", c.label, c.name);
@@ -544,18 +640,27 @@ fn run_in_dir(rounds: usize, secs: u32, tag: u32, dir: &Path) -> Result<()> {
         println!("- not measured: {m}");
     }
     let wg = clients.iter().position(|c| c.label == "B");
-    println!("\n| direction | client | median | vs wireguard-go | CPU s/GB (median) | retransmits (median) | runs (Gbit/s) |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | --- |");
+    let kernel = clients.iter().position(|c| c.label == "D");
+    println!("\n| direction | client | median | vs wireguard-go | vs kernel | CPU s/GB (median) | retransmits (median) | runs (Gbit/s) |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
     for (d, &dir) in dirs.iter().enumerate() {
-        let wg_median = wg.map(|w| median(runs[d][w].iter().map(|r| r.gbps).collect()));
+        let med_of = |i: usize| median(runs[d][i].iter().map(|r| r.gbps).collect());
+        let wg_median = wg.map(med_of);
+        let kernel_median = kernel.map(med_of);
         for (i, c) in clients.iter().enumerate() {
             let v = &runs[d][i];
             let med = median(v.iter().map(|r| r.gbps).collect());
             let cpu_gb = median(v.iter().map(|r| r.cpu / (r.bytes / 1e9)).collect());
+            let cpu_gb = if cpu_gb.is_nan() {
+                "n/a".to_string()
+            } else {
+                format!("{cpu_gb:.2}")
+            };
             let retr = median(v.iter().map(|r| r.retransmits).collect());
             let ratio = wg_median.map(|w| format!("{:.3}", med / w)).unwrap_or_default();
+            let vs_kernel = kernel_median.map(|k| format!("{:.3}", med / k)).unwrap_or_default();
             println!(
-                "| {} | {} {} | {med:.2} Gbit/s | {ratio} | {cpu_gb:.2} | {retr:.0} | {} |",
+                "| {} | {} {} | {med:.2} Gbit/s | {ratio} | {vs_kernel} | {cpu_gb} | {retr:.0} | {} |",
                 if dir == Direction::Upload {
                     "upload (client encrypts)"
                 } else {
