@@ -51,6 +51,16 @@ pub fn q4_router_binary_runs_the_scenarios() -> Result<Outcome> {
         Path::new(QEMU).exists(),
         "{QEMU} is missing (Debian's qemu-user-static; scripts/test.sh installs it)"
     );
+    // Not an old build: the daemon's sources must not be newer than it.
+    let built = std::fs::metadata(binary)?.modified()?;
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    if let Some(newer) = newest_file(&sources)?.filter(|(t, _)| *t > built) {
+        anyhow::bail!(
+            "{} is older than {}: run scripts/cross-build.sh aarch64 again",
+            binary.display(),
+            newer.1.display()
+        );
+    }
     let elf = std::fs::read(binary)?;
     ensure!(
         elf.len() > 20 && elf[..4] == *b"\x7fELF" && u16::from_le_bytes([elf[18], elf[19]]) == 183,
@@ -107,4 +117,24 @@ fn run_child(wrapper: &PathBuf, scenarios: &[&str]) -> Result<(bool, String)> {
             String::from_utf8_lossy(&out.stderr)
         ),
     ))
+}
+
+/// The most recently modified file under `dir`, with its time.
+fn newest_file(dir: &Path) -> Result<Option<(std::time::SystemTime, PathBuf)>> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let found = if entry.file_type()?.is_dir() {
+            newest_file(&path)?
+        } else {
+            Some((entry.metadata()?.modified()?, path))
+        };
+        if let Some(f) = found {
+            if newest.as_ref().is_none_or(|n| f.0 > n.0) {
+                newest = Some(f);
+            }
+        }
+    }
+    Ok(newest)
 }
