@@ -7,11 +7,14 @@
 //! 2. iperf3 from a LAN host through the router namespace to the internet host
 //!    (TCP, and 100-byte UDP datagrams for the per-packet cost) with no ruleset
 //!    at all, with Bulkhead's ruleset (10,000 devices in the sets) and
-//!    conntrack accounting off, and on (traffic counting, the default): the
-//!    three in turn each round, medians and the ratios.
+//!    conntrack accounting off, and on (traffic counting, the default), and
+//!    where the kernel has flowtables the same with the flowtable (what the
+//!    daemon adds there): in turn each round, medians and the ratios.
 //!
 //! Run: `cargo bench -p bulkhead --features demo --bench firewall`
 //! (`-- --throughput-only` skips part 1; figures in BENCHMARKS.md).
+//! `FIREWALL_BENCH_VM=1` runs the throughput part inside the test VM with
+//! Debian's kernel, which has flowtables (this machine's kernel has not).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -188,12 +191,16 @@ fn main() -> Result<()> {
         bulkhead_netns::is_root(),
         "the firewall benchmark builds network namespaces: run as root"
     );
+    if std::env::var_os(VM_ENV).is_some() && std::env::var_os(IN_VM_ENV).is_none() {
+        return in_vm();
+    }
     // `--throughput-only`: skip the set-delta and replace timings.
-    let sizes: Vec<usize> = if std::env::args().any(|a| a == "--throughput-only") {
-        Vec::new()
-    } else {
-        vec![10, 1_000, 10_000]
-    };
+    let sizes: Vec<usize> =
+        if std::env::args().any(|a| a == "--throughput-only") || std::env::var_os(IN_VM_ENV).is_some() {
+            Vec::new()
+        } else {
+            vec![10, 1_000, 10_000]
+        };
     let demo = DemoHome::build(Path::new(BIN), &[])?;
     // The daemon sets up the bridges and addresses, then stops; its rules stay,
     // and the benchmark drives nft directly from here on.
@@ -222,24 +229,51 @@ fn main() -> Result<()> {
     let full = render::full_document(&rs, &m);
     let nft = NftCli::default();
     let router = demo.home.router();
+    // The flowtable the daemon adds where the kernel has one: over the WAN
+    // and the segments (all present here).
+    let flowtables = router.run_in(|| firewall::probe_flowtables(&nft).is_ok())?;
+    let facts = bulkhead::policy::LinkFacts {
+        present: std::iter::once(config.wan_interface.clone())
+            .chain(config.segments.iter().map(|s| s.interface.clone()))
+            .collect(),
+        flowtables,
+        ..Default::default()
+    };
+    let offloaded = DesiredRuleset {
+        offload: bulkhead::policy::desired_ruleset_for(&config, &facts).offload,
+        ..rs.clone()
+    };
+    let full_offloaded = render::full_document(&offloaded, &m);
     // Traffic counting is conntrack's accounting (`[traffic]`, on by
     // default): the ruleset with it off and on measures its cost per packet.
-    let variants = [
+    let mut variants = vec![
         "no ruleset",
         "Bulkhead, 10,000 devices, accounting off",
         "Bulkhead, 10,000 devices, accounting on (default)",
     ];
-    let mut tcp: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut udp: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let rounds = 9;
+    if offloaded.offload.is_some() {
+        variants.push("Bulkhead, 10,000 devices, accounting on, flowtable (default where the kernel has one)");
+    }
+    let n = variants.len();
+    let mut tcp: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut udp: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let rounds = std::env::var("FIREWALL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
     for _ in 0..rounds {
-        for i in 0..3 {
+        for i in 0..n {
             router.exec(&["nft", "delete", "table", "inet", "bulkhead"]).ok();
             router.exec(&["nft", "delete", "table", "bridge", "bulkhead"]).ok();
-            if i > 0 {
+            if i == 3 {
+                // As the daemon does it: the replace, then the counter flag.
+                router.run_in(|| nft.apply(&full_offloaded))??;
+                let devices: Vec<&str> = facts.present.iter().map(String::as_str).collect();
+                router.run_in(|| nft.count_offloaded(render::offload::FLOWTABLE, &devices))??;
+            } else if i > 0 {
                 router.run_in(|| nft.apply(&full))??;
             }
-            let acct = if i == 2 { "1" } else { "0" };
+            let acct = if i >= 2 { "1" } else { "0" };
             router.exec(&["sysctl", "-qw", &format!("net.netfilter.nf_conntrack_acct={acct}")])?;
             tcp[i].push(iperf(&demo, 3)?);
             udp[i].push(iperf_udp_pps(&demo, 3)? / 1000.0);
@@ -272,6 +306,51 @@ fn main() -> Result<()> {
         m(&udp[1]) / m(&udp[0]),
         m(&udp[2]) / m(&udp[0]),
         m(&udp[2]) / m(&udp[1])
+    );
+    if n > 3 {
+        println!(
+            "with the flowtable, ratio vs no ruleset: TCP {:.3}, UDP 100 B {:.3}",
+            m(&tcp[3]) / m(&tcp[0]),
+            m(&udp[3]) / m(&udp[0])
+        );
+    } else {
+        println!("(no flowtable variant: this kernel has no flowtables)");
+    }
+    Ok(())
+}
+
+/// `FIREWALL_BENCH_VM=1`: the throughput part inside the test VM (Debian's
+/// kernel, TCG here: only ratios count).
+const VM_ENV: &str = "FIREWALL_BENCH_VM";
+const IN_VM_ENV: &str = "FIREWALL_BENCH_IN_VM";
+
+fn in_vm() -> Result<()> {
+    bulkhead_netns::vm::available().map_err(anyhow::Error::msg)?;
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm");
+    let kernel = bulkhead_netns::vm::prepare(&target).context("preparing the VM's kernel")?;
+    let exe = std::env::current_exe()?;
+    let exe = exe.to_string_lossy();
+    let cwd = std::env::current_dir()?;
+    let rounds = std::env::var("FIREWALL_BENCH_ROUNDS").unwrap_or_else(|_| "5".into());
+    let outcome = bulkhead_netns::vm::run(
+        &kernel,
+        &bulkhead_netns::vm::VmCommand {
+            argv: &[&exe, "--throughput-only"],
+            cwd: &cwd,
+            env: &[(IN_VM_ENV, "1"), ("FIREWALL_BENCH_ROUNDS", &rounds)],
+            modules: &["nf_flow_table", "nf_flow_table_inet", "nft_flow_offload"],
+            memory_mib: 1536,
+            timeout: Duration::from_secs(1800),
+        },
+    )?;
+    println!(
+        "(in a VM: {}, Debian kernel {})\n{}",
+        outcome.accel, kernel.release, outcome.output
+    );
+    ensure!(
+        outcome.status == Some(0),
+        "the bench failed in the VM: {:?}",
+        outcome.status
     );
     Ok(())
 }

@@ -168,6 +168,8 @@ pub(crate) struct FakeNft {
     pub(crate) applied: Mutex<Vec<String>>,
     pub(crate) refuse_deltas: bool,
     pub(crate) listing: Mutex<Option<(Nftables<'static>, Nftables<'static>)>>,
+    /// The flowtables given the counter flag, with their devices.
+    pub(crate) counted: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 impl crate::firewall::NftBackend for FakeNft {
@@ -186,6 +188,11 @@ impl crate::firewall::NftBackend for FakeNft {
             .lock()
             .expect("lock")
             .push(if is_delta { "delta".into() } else { "full".into() });
+        Ok(())
+    }
+    fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NftablesError> {
+        let devices = devices.iter().map(|d| d.to_string()).collect();
+        self.counted.lock().expect("lock").push((name.to_string(), devices));
         Ok(())
     }
     fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {
@@ -211,6 +218,7 @@ pub(crate) fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftable
                 NfListObject::Chain(c) => c.family,
                 NfListObject::Rule(r) => r.family,
                 NfListObject::Set(s) => s.family,
+                NfListObject::FlowTable(f) => f.family,
                 _ => continue,
             };
             let target = if family == NfFamily::Bridge {
@@ -222,6 +230,17 @@ pub(crate) fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftable
         }
     }
     (Nftables { objects: inet.into() }, Nftables { objects: bridge.into() })
+}
+
+/// Records the addresses it was asked to cut.
+#[derive(Clone, Default)]
+pub(crate) struct RecordingConntrack(pub(crate) std::sync::Arc<Mutex<Vec<std::net::IpAddr>>>);
+
+impl crate::firewall::ConntrackFlusher for RecordingConntrack {
+    fn flush(&self, addrs: &[std::net::IpAddr]) -> Result<usize, std::io::Error> {
+        self.0.lock().expect("lock").extend_from_slice(addrs);
+        Ok(addrs.len())
+    }
 }
 
 /// Connection cuts that do nothing (firewall tests that do not look at them).

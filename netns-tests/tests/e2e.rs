@@ -26,6 +26,7 @@ mod discovery;
 mod dns;
 mod http;
 mod init;
+mod offload;
 mod openwrt;
 mod router_binary;
 mod share;
@@ -101,6 +102,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             i_vlan_segment_on_a_kernel_with_8021q,
         ),
         ("i2_iot_vlan_home_end_to_end", vlan::i2_iot_vlan_home_end_to_end),
+        (
+            "f2_flow_offload_speeds_up_and_decides_nothing",
+            offload::f2_flow_offload_speeds_up_and_decides_nothing,
+        ),
         (
             "s_casting_is_shared_across_zones_and_nothing_else",
             share::s_casting_is_shared_across_zones_and_nothing_else,

@@ -26,7 +26,7 @@ fn tunnel(demo: &DemoHome) -> Result<TunnelView> {
     }
 }
 
-fn wait_up(demo: &DemoHome, within: Duration) -> Result<()> {
+pub(crate) fn wait_up(demo: &DemoHome, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
     loop {
         let v = tunnel(demo)?;

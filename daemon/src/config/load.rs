@@ -72,6 +72,8 @@ struct RawWan {
     interface: Spanned<String>,
     #[serde(default = "default_true")]
     police_input: bool,
+    #[serde(default = "default_true")]
+    flow_offload: bool,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +277,7 @@ fn load_with(
             source: path.to_path_buf(),
             wan_interface: m.wan_interface,
             police_wan_input: m.police_wan_input,
+            flow_offload: m.flow_offload,
             segments: m.segments,
             state_dir: m.state_dir,
             policies_dir: m.policies_dir,
@@ -306,6 +309,7 @@ fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
 struct MainPart {
     wan_interface: String,
     police_wan_input: bool,
+    flow_offload: bool,
     segments: Vec<Segment>,
     state_dir: PathBuf,
     policies_dir: PathBuf,
@@ -530,6 +534,7 @@ fn validate_main(
     let part = MainPart {
         wan_interface: wan.into_inner(),
         police_wan_input: raw.wan.police_input,
+        flow_offload: raw.wan.flow_offload,
         segments,
         state_dir,
         policies_dir: path_or(raw.policies_dir, "/etc/bulkhead/policies"),

@@ -1014,6 +1014,7 @@ fn the_example_configuration_is_valid_and_means_what_it_says() {
         "policies_dir",
         "control_socket",
         "police_input",
+        "flow_offload",
         "ports",
         "parent",
         "vlan_id",

@@ -544,6 +544,9 @@ pub struct Config {
     /// Drop unsolicited input arriving on the WAN (`wan.police_input`, default true;
     /// the OpenWrt package turns it off because fw4 already guards the WAN).
     pub police_wan_input: bool,
+    /// Established forwarded flows take the kernel's flowtable fast path where
+    /// the kernel has one (`wan.flow_offload`, default true).
+    pub flow_offload: bool,
     /// LAN segments.
     pub segments: Vec<Segment>,
     /// Where the store lives.

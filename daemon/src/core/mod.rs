@@ -26,7 +26,6 @@ mod services;
 mod sharing;
 mod views;
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 pub use discovery::MAX_TRACKED_DEVICES;
@@ -42,7 +41,7 @@ use crate::firewall::{
     error_chain, ApplyOutcome, ConntrackFlusher, Enforcer, FirewallError, MembershipChange, NftBackend,
 };
 use crate::inventory::{Change, Event, Inventory, UnixTime};
-use crate::policy::{desired_membership, desired_ruleset, device_entry, DeviceEntry};
+use crate::policy::{desired_membership, desired_ruleset_for, device_entry, DeviceEntry};
 use crate::store::{Store, StoreError};
 use credentials::WebCredentials;
 use dhcp::DhcpBook;
@@ -58,8 +57,9 @@ const STALE_CHECK_EVERY_SECS: UnixTime = 3600;
 pub struct DaemonState {
     /// The config in force.
     pub config: Config,
-    /// Ports of existing bridges, found by the net module.
-    pub observed_bridge_ports: BTreeSet<String>,
+    /// What the kernel's links are now (existing bridges' ports, which
+    /// links exist, flowtables), found by the net module.
+    pub links: crate::policy::LinkFacts,
     store: Store,
     inventory: Inventory,
     /// The one entry into the firewall: what is applied, counters, failures.
@@ -102,7 +102,7 @@ impl DaemonState {
         let credentials = WebCredentials::load(&store)?;
         let mut state = DaemonState {
             config,
-            observed_bridge_ports: BTreeSet::new(),
+            links: crate::policy::LinkFacts::default(),
             store,
             inventory,
             enforcer: Enforcer::new(nft, conntrack),
@@ -138,7 +138,7 @@ impl DaemonState {
     /// Makes the kernel match config + the whole inventory. On failure the
     /// kernel keeps its previous state and the next reconcile retries.
     pub fn reconcile(&mut self) -> Result<ApplyOutcome, FirewallError> {
-        let ruleset = desired_ruleset(&self.config, &self.observed_bridge_ports);
+        let ruleset = desired_ruleset_for(&self.config, &self.links);
         let membership = desired_membership(&self.config, &self.inventory);
         let inventory = &self.inventory;
         let addresses_of = |mac: &MacAddr| -> Vec<IpAddr> {
@@ -165,7 +165,7 @@ impl DaemonState {
         before: &[DeviceEntry],
         after: &[DeviceEntry],
     ) -> Result<ApplyOutcome, FirewallError> {
-        let ruleset = desired_ruleset(&self.config, &self.observed_bridge_ports);
+        let ruleset = desired_ruleset_for(&self.config, &self.links);
         let (config, inventory) = (&self.config, &self.inventory);
         let whole = || desired_membership(config, inventory);
         let result = self.enforcer.enforce(

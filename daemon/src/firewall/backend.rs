@@ -23,6 +23,12 @@ pub trait NftBackend {
     fn apply_delta(&self, delta: &MembershipDelta) -> Result<(), NftablesError> {
         self.apply(&render::delta_document(delta))
     }
+    /// Gives our flowtable `name` over `devices` the `counter` flag, which
+    /// nft's JSON cannot carry (see `render::offload`). By default nothing:
+    /// a backend that never creates a flowtable has nothing to count.
+    fn count_offloaded(&self, _name: &str, _devices: &[&str]) -> Result<(), NftablesError> {
+        Ok(())
+    }
 }
 
 /// A shared backend (tests keep a handle on a fake they gave the enforcer).
@@ -35,6 +41,9 @@ impl<T: NftBackend + ?Sized> NftBackend for std::sync::Arc<T> {
     }
     fn apply_delta(&self, delta: &MembershipDelta) -> Result<(), NftablesError> {
         (**self).apply_delta(delta)
+    }
+    fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NftablesError> {
+        (**self).count_offloaded(name, devices)
     }
 }
 
@@ -71,6 +80,12 @@ impl NftBackend for NftCli {
     /// socket close per move, which were nearly all of its cost (see `netlink`).
     fn apply_delta(&self, delta: &MembershipDelta) -> Result<(), NftablesError> {
         NetlinkSetWriter.apply(delta).map_err(NetlinkError::into_nftables_error)
+    }
+
+    fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NftablesError> {
+        NetlinkSetWriter
+            .count_offloaded(name, devices)
+            .map_err(NetlinkError::into_nftables_error)
     }
 }
 

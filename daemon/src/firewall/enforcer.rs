@@ -242,7 +242,8 @@ impl Enforcer {
         if let Some(old) = self.applied.take() {
             // A structural change (a zone lost the internet or a reach) can
             // forbid connections of devices that did not move: cut them all.
-            let everyone = old.ruleset != ruleset;
+            // The flowtable decides nothing: a change of it alone cuts nobody.
+            let everyone = !old.ruleset.decides_as(&ruleset);
             let rerouted = change.addresses_of(&rerouted_macs(&old.membership, &membership));
             self.cut(addresses_to_cut(&old.membership, &membership, everyone, &rerouted));
         }
@@ -267,7 +268,14 @@ impl Enforcer {
     /// addresses included (None before the first apply).
     pub fn boot_record(&self, now: UnixTime) -> Option<BootRecord> {
         let applied = self.applied.as_ref()?;
-        let doc = render::full_document_holding(&applied.ruleset, &applied.membership, &self.holdings());
+        // Without the flowtable: at boot its devices may not exist yet (the
+        // kernel would refuse the whole record), and the restore is there to
+        // keep devices out, not to speed them up.
+        let ruleset = DesiredRuleset {
+            offload: None,
+            ..applied.ruleset.clone()
+        };
+        let doc = render::full_document_holding(&ruleset, &applied.membership, &self.holdings());
         Some(BootRecord::new(doc, applied.ruleset.tunnel.is_some(), now))
     }
 

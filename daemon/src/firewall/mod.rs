@@ -5,7 +5,9 @@
 //! [`Enforcer::hold`]).
 //!
 //! Bulkhead owns exactly `table inet bulkhead` and `table bridge bulkhead` and never
-//! touches any other table or flushes the ruleset.
+//! touches any other table or flushes the ruleset. (At start it asks whether the
+//! kernel has flowtables with a transaction that creates and deletes a table
+//! `inet bulkhead-probe`: nothing of it is ever left.)
 
 mod backend;
 pub mod boot;
@@ -118,6 +120,15 @@ fn full_replace(
 ) -> Result<(), FirewallError> {
     nft.apply(&render::full_document_holding(ruleset, membership, held))
         .map_err(|source| FirewallError::Nft { what: "full", source })?;
+    if let Some(off) = &ruleset.offload {
+        // Not part of the transaction (nft's JSON cannot say it): until
+        // this lands, offloaded packets go uncounted; without it they stay
+        // uncounted, which is worth a warning, not an undone replace.
+        let devices: Vec<&str> = off.devices.iter().map(String::as_str).collect();
+        if let Err(e) = nft.count_offloaded(render::offload::FLOWTABLE, &devices) {
+            tracing::warn!(error = %error_chain(&e), "the flowtable does not count: offloaded traffic is missing from the traffic counts");
+        }
+    }
     let inet = nft
         .list_table(nftables::types::NfFamily::INet)
         .map_err(|source| FirewallError::Nft { what: "list", source })?;
@@ -125,6 +136,17 @@ fn full_replace(
         .list_table(nftables::types::NfFamily::Bridge)
         .map_err(|source| FirewallError::Nft { what: "list", source })?;
     verify(ruleset, membership, &[inet, bridge]).map_err(FirewallError::Verify)
+}
+
+/// Whether this kernel has flowtables: applies [`render::offload::probe_document`]
+/// (a table of its own, created and deleted in one transaction). An error
+/// says why not.
+pub fn probe_flowtables(nft: &dyn NftBackend) -> Result<(), FirewallError> {
+    nft.apply(&render::offload::probe_document())
+        .map_err(|source| FirewallError::Nft {
+            what: "flowtable probe",
+            source,
+        })
 }
 
 /// Formats an error with all its sources, `a: b: c`. nft's own complaint (its

@@ -71,6 +71,19 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFT_MSG_NEWFLOWTABLE: u16 = 22;
+const NFTA_FLOWTABLE_TABLE: u16 = 1;
+const NFTA_FLOWTABLE_NAME: u16 = 2;
+const NFTA_FLOWTABLE_HOOK: u16 = 3;
+const NFTA_FLOWTABLE_FLAGS: u16 = 7;
+const NFTA_FLOWTABLE_HOOK_NUM: u16 = 1;
+const NFTA_FLOWTABLE_HOOK_PRIORITY: u16 = 2;
+const NFTA_FLOWTABLE_HOOK_DEVS: u16 = 3;
+const NFTA_DEVICE_NAME: u16 = 1;
+/// `enum nf_flowtable_flags`.
+const NF_FLOWTABLE_COUNTER: u32 = 0x2;
+// linux/netfilter.h
+const NF_NETDEV_INGRESS: u32 = 0;
 
 /// An attribute's length is a u16, headers included: a message whose elements
 /// would overflow it is split into several messages of the same batch.
@@ -185,10 +198,95 @@ impl Batch {
 /// (owner, kind), the `inet` table then (MAC sets of zones and blocked devices)
 /// the `bridge` table.
 pub fn encode_batch(delta: &MembershipDelta, first_seq: u32) -> Result<Batch, NetlinkError> {
+    encode_in_batch(first_seq, |w, seq, messages| {
+        for (is_add, owner, elems) in delta.changes() {
+            let (msg, flags, verb) = if is_add {
+                (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, "add")
+            } else {
+                (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, "delete")
+            };
+            let kind = elems.kind();
+            let set = owner.set_name(kind);
+            let keys = elems.key_bytes();
+            for family in owner.families(kind) {
+                let (nfproto, fam) = match family {
+                    NfFamily::Bridge => (NFPROTO_BRIDGE, "bridge"),
+                    _ => (NFPROTO_INET, "inet"),
+                };
+                for chunk in keys.chunks(elements_per_message(kind)) {
+                    *seq = seq.wrapping_add(1);
+                    let m = w.begin_message((NFNL_SUBSYS_NFTABLES << 8) | msg, flags, *seq, nfproto, 0);
+                    w.attr(NFTA_SET_ELEM_LIST_TABLE, &nul_terminated(TABLE));
+                    w.attr(NFTA_SET_ELEM_LIST_SET, &nul_terminated(&set));
+                    let list = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+                    for key in chunk {
+                        let elem = w.begin_nest(NFTA_LIST_ELEM);
+                        let k = w.begin_nest(NFTA_SET_ELEM_KEY);
+                        w.attr(NFTA_DATA_VALUE, key);
+                        w.end_nest(k)?;
+                        w.end_nest(elem)?;
+                    }
+                    w.end_nest(list)?;
+                    w.end_message(m);
+                    let n = chunk.len();
+                    let (prep, plural) = (if is_add { "to" } else { "from" }, if n == 1 { "" } else { "s" });
+                    messages.push(BatchMessage {
+                        seq: *seq,
+                        what: format!("{verb} {n} element{plural} {prep} {fam} {TABLE} {set}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// PURE: the batch that gives `inet bulkhead`'s flowtable the `counter` flag
+/// (offloaded packets are added to their connection's counters, which the
+/// traffic service reads). nft's JSON cannot say it; the kernel takes it as
+/// an update of the existing flowtable, which must name the same hook,
+/// priority and devices (an update adds the devices it names).
+pub fn encode_flowtable_counter(name: &str, devices: &[&str], first_seq: u32) -> Result<Batch, NetlinkError> {
+    encode_in_batch(first_seq, |w, seq, messages| {
+        *seq = seq.wrapping_add(1);
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
+        let m = w.begin_message(
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWFLOWTABLE,
+            flags,
+            *seq,
+            NFPROTO_INET,
+            0,
+        );
+        w.attr(NFTA_FLOWTABLE_TABLE, &nul_terminated(TABLE));
+        w.attr(NFTA_FLOWTABLE_NAME, &nul_terminated(name));
+        let hook = w.begin_nest(NFTA_FLOWTABLE_HOOK);
+        w.attr(NFTA_FLOWTABLE_HOOK_NUM, &NF_NETDEV_INGRESS.to_be_bytes());
+        w.attr(NFTA_FLOWTABLE_HOOK_PRIORITY, &0u32.to_be_bytes());
+        let devs = w.begin_nest(NFTA_FLOWTABLE_HOOK_DEVS);
+        for d in devices {
+            w.attr(NFTA_DEVICE_NAME, &nul_terminated(d));
+        }
+        w.end_nest(devs)?;
+        w.end_nest(hook)?;
+        w.attr(NFTA_FLOWTABLE_FLAGS, &NF_FLOWTABLE_COUNTER.to_be_bytes());
+        w.end_message(m);
+        messages.push(BatchMessage {
+            seq: *seq,
+            what: format!("set the counter flag of inet {TABLE} flowtable {name}"),
+        });
+        Ok(())
+    })
+}
+
+/// BATCH_BEGIN, what `fill` writes (it numbers its messages from the
+/// sequence number it is given and lists them), BATCH_END.
+fn encode_in_batch(
+    first_seq: u32,
+    fill: impl FnOnce(&mut MessageWriter, &mut u32, &mut Vec<BatchMessage>) -> Result<(), NetlinkError>,
+) -> Result<Batch, NetlinkError> {
     let mut w = MessageWriter::default();
     let mut seq = first_seq;
     let mut messages = Vec::new();
-
     let begin = w.begin_message(
         NFNL_MSG_BATCH_BEGIN,
         NLM_F_REQUEST,
@@ -197,46 +295,7 @@ pub fn encode_batch(delta: &MembershipDelta, first_seq: u32) -> Result<Batch, Ne
         NFNL_SUBSYS_NFTABLES,
     );
     w.end_message(begin);
-
-    for (is_add, owner, elems) in delta.changes() {
-        let (msg, flags, verb) = if is_add {
-            (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, "add")
-        } else {
-            (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, "delete")
-        };
-        let kind = elems.kind();
-        let set = owner.set_name(kind);
-        let keys = elems.key_bytes();
-        for family in owner.families(kind) {
-            let (nfproto, fam) = match family {
-                NfFamily::Bridge => (NFPROTO_BRIDGE, "bridge"),
-                _ => (NFPROTO_INET, "inet"),
-            };
-            for chunk in keys.chunks(elements_per_message(kind)) {
-                seq = seq.wrapping_add(1);
-                let m = w.begin_message((NFNL_SUBSYS_NFTABLES << 8) | msg, flags, seq, nfproto, 0);
-                w.attr(NFTA_SET_ELEM_LIST_TABLE, &nul_terminated(TABLE));
-                w.attr(NFTA_SET_ELEM_LIST_SET, &nul_terminated(&set));
-                let list = w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-                for key in chunk {
-                    let elem = w.begin_nest(NFTA_LIST_ELEM);
-                    let k = w.begin_nest(NFTA_SET_ELEM_KEY);
-                    w.attr(NFTA_DATA_VALUE, key);
-                    w.end_nest(k)?;
-                    w.end_nest(elem)?;
-                }
-                w.end_nest(list)?;
-                w.end_message(m);
-                let n = chunk.len();
-                let (prep, plural) = (if is_add { "to" } else { "from" }, if n == 1 { "" } else { "s" });
-                messages.push(BatchMessage {
-                    seq,
-                    what: format!("{verb} {n} element{plural} {prep} {fam} {TABLE} {set}"),
-                });
-            }
-        }
-    }
-
+    fill(&mut w, &mut seq, &mut messages)?;
     seq = seq.wrapping_add(1);
     let end = w.begin_message(
         NFNL_MSG_BATCH_END,
@@ -246,7 +305,6 @@ pub fn encode_batch(delta: &MembershipDelta, first_seq: u32) -> Result<Batch, Ne
         NFNL_SUBSYS_NFTABLES,
     );
     w.end_message(end);
-
     Ok(Batch {
         bytes: w.buf,
         begin_seq: first_seq,
@@ -300,6 +358,22 @@ impl NetlinkSetWriter {
         };
         nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
             let batch = encode_batch(delta, first_seq)?;
+            exchange(socket, &batch)?;
+            Ok(((), batch.next_seq()))
+        })
+    }
+}
+
+impl NetlinkSetWriter {
+    /// Gives the flowtable `name` the `counter` flag (see
+    /// [`encode_flowtable_counter`]); on error nothing changed.
+    pub fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NetlinkError> {
+        let io_error = |what: &'static str, source| NetlinkError::Io {
+            what: what.to_string(),
+            source,
+        };
+        nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
+            let batch = encode_flowtable_counter(name, devices, first_seq)?;
             exchange(socket, &batch)?;
             Ok(((), batch.next_seq()))
         })
@@ -665,5 +739,49 @@ mod tests {
         NetlinkSetWriter
             .apply(&MembershipDelta::default())
             .expect("nothing to do");
+    }
+
+    /// What `nft add flowtable inet bulkhead offload { hook ingress priority
+    /// 0; devices = { br-lan, wan0 }; counter; }` sends: the table, the
+    /// name, the hook (ingress, priority 0, the devices) and the counter flag,
+    /// as an update (NLM_F_CREATE, no NLM_F_EXCL) inside one batch.
+    #[test]
+    fn the_counter_flag_is_a_flowtable_update() {
+        let batch = encode_flowtable_counter("offload", &["br-lan", "wan0"], 40).expect("encode");
+        let msgs = parse_batch(&batch.bytes);
+        assert_eq!(msgs.len(), 3);
+        assert_eq!((msgs[0].ty, msgs[0].seq), (NFNL_MSG_BATCH_BEGIN, 40));
+        assert_eq!((msgs[2].ty, msgs[2].seq), (NFNL_MSG_BATCH_END, 42));
+        let m = &msgs[1];
+        assert_eq!(m.ty, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWFLOWTABLE);
+        assert_eq!(m.flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, "an update, not EXCL");
+        assert_eq!(m.nfgenmsg[0], NFPROTO_INET);
+        let name = |s: &str| [s.as_bytes(), &[0]].concat();
+        assert_eq!(
+            m.attrs,
+            vec![
+                Attr::Leaf(NFTA_FLOWTABLE_TABLE, name("bulkhead")),
+                Attr::Leaf(NFTA_FLOWTABLE_NAME, name("offload")),
+                Attr::Nest(
+                    NFTA_FLOWTABLE_HOOK,
+                    vec![
+                        Attr::Leaf(NFTA_FLOWTABLE_HOOK_NUM, vec![0, 0, 0, 0]),
+                        Attr::Leaf(NFTA_FLOWTABLE_HOOK_PRIORITY, vec![0, 0, 0, 0]),
+                        Attr::Nest(
+                            NFTA_FLOWTABLE_HOOK_DEVS,
+                            vec![
+                                Attr::Leaf(NFTA_DEVICE_NAME, name("br-lan")),
+                                Attr::Leaf(NFTA_DEVICE_NAME, name("wan0")),
+                            ]
+                        ),
+                    ]
+                ),
+                Attr::Leaf(NFTA_FLOWTABLE_FLAGS, vec![0, 0, 0, 2]),
+            ]
+        );
+        assert_eq!(
+            batch.describe(41),
+            "set the counter flag of inet bulkhead flowtable offload"
+        );
     }
 }

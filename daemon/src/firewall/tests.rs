@@ -471,3 +471,216 @@ fn address_owners_follow_the_devices_addresses() {
         [vec![10, 0, 1, 10, 2, 0, 0, 0, 0, 1, 0, 0]]
     );
 }
+
+/// The kernel's links as a router with `present` links and flowtables.
+fn facts(present: &[&str], flowtables: bool) -> crate::policy::LinkFacts {
+    crate::policy::LinkFacts {
+        bridge_ports: Default::default(),
+        present: present.iter().map(|s| s.to_string()).collect(),
+        flowtables,
+    }
+}
+
+#[test]
+fn the_flowtable_covers_the_wan_and_the_segments_that_exist() {
+    use crate::policy::desired_ruleset_for;
+    let cfg = default_config();
+    let all = ["wan0", "br-lan", "br-iot", "eth-other"];
+    let rs = desired_ruleset_for(&cfg, &facts(&all, true));
+    let devices: Vec<&str> = rs
+        .offload
+        .as_ref()
+        .expect("offload")
+        .devices
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(devices, ["br-iot", "br-lan", "wan0"], "only ours: {devices:?}");
+    // A segment's bridge not made yet: not named (the kernel would refuse).
+    let rs = desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan"], true));
+    assert_eq!(rs.offload.expect("offload").devices.len(), 2);
+    // No WAN (a PPPoE session down), no flowtables, or the config says no: none.
+    assert!(desired_ruleset_for(&cfg, &facts(&["br-lan", "br-iot"], true))
+        .offload
+        .is_none());
+    assert!(desired_ruleset_for(&cfg, &facts(&all, false)).offload.is_none());
+    let off = config_with(&MAIN.replace("[wan]\n", "[wan]\nflow_offload = false\n"), &[]);
+    assert!(!off.flow_offload);
+    assert!(desired_ruleset_for(&off, &facts(&all, true)).offload.is_none());
+    // Everything else is the ruleset without it.
+    let mut with = desired_ruleset_for(&cfg, &facts(&all, true));
+    assert!(with.decides_as(&desired_ruleset(&cfg, &Default::default())));
+    with.offload = None;
+    assert_eq!(with, desired_ruleset(&cfg, &Default::default()));
+}
+
+#[test]
+fn the_offload_rule_sits_after_the_guards_and_before_established() {
+    let cfg = default_config();
+    let rs = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan", "br-iot"], true));
+    let doc = render::full_document(&rs, &desired_membership(&cfg, &sample_inventory()));
+    let json = serde_json::to_value(&doc).expect("json");
+    let objects = json["nftables"].as_array().expect("objects");
+    let position = |pred: &dyn Fn(&serde_json::Value) -> bool| objects.iter().position(pred);
+    let flowtable = position(&|o| o["add"]["flowtable"].is_object()).expect("a flowtable");
+    let first_chain = position(&|o| o["add"]["chain"].is_object()).expect("chains");
+    assert!(
+        flowtable < first_chain,
+        "the flowtable exists before the rule naming it"
+    );
+    let ft = &objects[flowtable]["add"]["flowtable"];
+    assert_eq!(ft["name"], "offload");
+    assert_eq!(ft["hook"], "ingress");
+    assert_eq!(ft["dev"], serde_json::json!(["br-iot", "br-lan", "wan0"]));
+    let forward: Vec<String> = render::chains(&rs)
+        .into_iter()
+        .find(|c| c.name == "forward")
+        .expect("forward")
+        .rules
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let at = |name: &str| forward.iter().position(|r| r == name).expect(name);
+    assert_eq!(at("offload") + 1, at("established"), "{forward:?}");
+    assert!(at("blocked-from") < at("offload") && at("blocked-to-v6") < at("offload"));
+    let rule = objects
+        .iter()
+        .find(|o| o["add"]["rule"]["comment"] == "offload")
+        .expect("the rule");
+    let text = rule.to_string();
+    assert!(text.contains(r#""flow":{"flowtable":"@offload","op":"add"}"#), "{text}");
+    // Pairs of two different devices only: nothing a bridge carries within itself.
+    assert!(
+        text.contains(r#"["br-lan","wan0"]"#) && text.contains(r#"["wan0","br-lan"]"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"["br-lan","br-lan"]"#), "{text}");
+    assert!(!text.contains("mark"), "no tunnel, no mark test: {text}");
+    // Without flowtables, nothing of it.
+    let plain = serde_json::to_string(&render::full_document(
+        &desired_ruleset(&cfg, &Default::default()),
+        &Default::default(),
+    ))
+    .expect("json");
+    assert!(!plain.contains("flowtable") && !plain.contains("offload"));
+}
+
+#[test]
+fn tunnelled_connections_are_never_offloaded() {
+    let cfg = crate::testutil::tunnel_config();
+    let mut present: Vec<String> = vec!["wan0".into(), "br-lan".into(), "br-iot".into()];
+    let tunnel_if = cfg.tunnel.as_ref().expect("tunnel").interface.clone();
+    present.push(tunnel_if.clone());
+    let refs: Vec<&str> = present.iter().map(String::as_str).collect();
+    let rs = crate::policy::desired_ruleset_for(&cfg, &facts(&refs, true));
+    let off = rs.offload.as_ref().expect("offload");
+    assert!(!off.devices.contains(&tunnel_if), "the tunnel is no flowtable device");
+    let rule = render::chains(&rs)
+        .into_iter()
+        .find(|c| c.name == "forward")
+        .and_then(|c| c.rules.into_iter().find(|r| r.name == "offload"))
+        .expect("the rule");
+    let text = serde_json::to_string(&rule.stmts).expect("json");
+    assert!(
+        text.contains(&format!(
+            r#"{{"&":[{{"ct":{{"key":"mark"}}}},{}]}}"#,
+            render::marks::TUNNEL
+        )) && text.contains(r#""right":0"#),
+        "ct mark & TUNNEL == 0: {text}"
+    );
+}
+
+#[test]
+fn a_flowtable_change_alone_cuts_nobody_and_sets_the_counter() {
+    let cfg = default_config();
+    let m = desired_membership(&cfg, &sample_inventory());
+    let without = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan"], true));
+    let with = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan", "br-iot"], true));
+    assert_ne!(without, with);
+    let nft = Arc::new(FakeNft::default());
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&with, &m)));
+    let cuts = crate::testutil::RecordingConntrack::default();
+    let mut e = Enforcer::new(Box::new(nft.clone()), Box::new(cuts.clone()));
+    e.assume_applied(Applied {
+        ruleset: without,
+        membership: m.clone(),
+    });
+    let outcome = e.enforce(
+        with.clone(),
+        MembershipChange::Whole {
+            membership: m.clone(),
+            addresses_of: &|_| Vec::new(),
+        },
+    );
+    assert_eq!(outcome.expect("apply"), ApplyOutcome::FullReplace);
+    assert!(
+        cuts.0.lock().expect("lock").is_empty(),
+        "a faster path is no new decision"
+    );
+    assert_eq!(
+        *nft.counted.lock().expect("lock"),
+        [(
+            "offload".to_string(),
+            vec!["br-iot".to_string(), "br-lan".into(), "wan0".into()]
+        )]
+    );
+    // The boot record leaves it out: at boot its devices may not exist yet.
+    let record = serde_json::to_string(&e.boot_record(0).expect("record")).expect("json");
+    assert!(!record.contains("flowtable"), "{record}");
+    // Whereas a decision's change still cuts everyone.
+    let mut stricter = with.clone();
+    stricter.zones.iter_mut().for_each(|z| z.internet = false);
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&stricter, &m)));
+    e.enforce(
+        stricter,
+        MembershipChange::Whole {
+            membership: m,
+            addresses_of: &|_| Vec::new(),
+        },
+    )
+    .expect("apply");
+    assert!(!cuts.0.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn verify_checks_the_flowtable_and_its_devices() {
+    let cfg = default_config();
+    let m = desired_membership(&cfg, &sample_inventory());
+    let rs = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan", "br-iot"], true));
+    let (inet, bridge) = listing_of(&render::full_document(&rs, &m));
+    verify(&rs, &m, &[inet.clone(), bridge.clone()]).expect("as meant");
+    // The kernel dropped a device that went away.
+    let mut fewer = rs.clone();
+    fewer.offload.as_mut().expect("offload").devices.remove("br-iot");
+    let (inet2, _) = listing_of(&render::full_document(&fewer, &m));
+    let err = verify(&rs, &m, &[inet2, bridge.clone()]).expect_err("a device missing");
+    assert!(err.to_string().contains("flowtable devices"), "{err}");
+    // None where one is meant, one where none is.
+    let plain = desired_ruleset(&cfg, &Default::default());
+    let (inet3, _) = listing_of(&render::full_document(&plain, &m));
+    assert!(verify(&rs, &m, &[inet3, bridge.clone()]).is_err());
+    let err = verify(&plain, &m, &[inet, bridge]).expect_err("unexpected");
+    assert!(err.to_string().contains("unexpected flowtable offload"), "{err}");
+}
+
+#[test]
+fn the_probe_leaves_nothing_and_touches_no_table_of_ours() {
+    let doc = serde_json::to_value(render::offload::probe_document()).expect("json");
+    let objects = doc["nftables"].as_array().expect("objects");
+    for o in objects {
+        let text = o.to_string();
+        assert!(
+            text.contains(r#""table":"bulkhead-probe""#) || text.contains(r#""name":"bulkhead-probe""#),
+            "{text}"
+        );
+    }
+    assert!(objects.first().expect("first")["add"]["table"].is_object());
+    let last = objects.last().expect("last");
+    assert_eq!(
+        last["delete"]["table"]["name"], "bulkhead-probe",
+        "deleted in the same transaction"
+    );
+    assert!(objects
+        .iter()
+        .any(|o| o["add"]["rule"]["expr"][0]["flow"]["flowtable"] == "@offload"));
+}

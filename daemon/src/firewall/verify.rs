@@ -35,6 +35,7 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
     let mut got_rules: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     let mut got_chains: BTreeSet<Key> = BTreeSet::new();
     let mut got_sets: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+    let mut got_flowtables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for doc in listed {
         for o in doc.objects.iter() {
             let NfObject::ListObject(o) = o else { continue };
@@ -48,6 +49,10 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
                         .entry((fam(r.family), r.chain.to_string()))
                         .or_default()
                         .push(name);
+                }
+                NfListObject::FlowTable(f) if f.table == TABLE => {
+                    let devices = f.dev.as_deref().unwrap_or(&[]).iter().map(|d| d.to_string()).collect();
+                    got_flowtables.insert(f.name.to_string(), devices);
                 }
                 NfListObject::Set(s) if s.table == TABLE => {
                     let elems = s.elem.as_deref().unwrap_or(&[]).iter().map(elem_text).collect();
@@ -122,6 +127,20 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
         if got_sets.remove(&key).is_none() {
             problems.push(format!("missing set {} {}", key.0, key.1));
         }
+    }
+    // The flowtable, over exactly the devices meant (the kernel drops a
+    // device that went away).
+    let want_flowtable = rs.offload.as_ref().map(|o| o.devices.clone());
+    match (want_flowtable, got_flowtables.remove(super::render::offload::FLOWTABLE)) {
+        (Some(want), Some(got)) if want != got => {
+            problems.push(format!("flowtable devices {got:?}, expected {want:?}"));
+        }
+        (Some(_), None) => problems.push("missing flowtable".into()),
+        (None, Some(_)) => problems.push(format!("unexpected flowtable {}", super::render::offload::FLOWTABLE)),
+        _ => {}
+    }
+    for name in got_flowtables.into_keys() {
+        problems.push(format!("unexpected flowtable {name}"));
     }
     for (k, _) in got_sets {
         problems.push(format!("unexpected set {} {}", k.0, k.1));

@@ -8,7 +8,7 @@ mod dhcp;
 mod net;
 
 pub use dhcp::{dhcp_segments, observing_interfaces};
-pub use net::{desired_net, existing_bridge_ports};
+pub use net::{desired_net, existing_bridge_ports, link_facts};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -459,6 +459,65 @@ pub struct DesiredRuleset {
     /// Zones offering shared services (`[[share]]`'s `from`): their bridge
     /// chains let pinholed devices answer.
     pub share_from: BTreeSet<ZoneId>,
+    /// The kernel's flowtable fast path for established forwarded flows,
+    /// when the config wants it, the kernel has it and its devices exist.
+    pub offload: Option<FlowOffload>,
+}
+
+/// A flowtable for established flows routed between these devices (the
+/// WAN and the segments' interfaces that exist now: the kernel refuses a
+/// flowtable naming a device it does not have). It decides no verdict: a
+/// flow is offloaded only after the rules accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowOffload {
+    /// Interface names, at least two.
+    pub devices: BTreeSet<String>,
+}
+
+impl DesiredRuleset {
+    /// Whether `other` decides every packet as this one does: the same but
+    /// for the flowtable, which only speeds up what the rules accepted.
+    /// A change of structure that decides differently cuts every
+    /// connection; one that only speeds up does not.
+    pub fn decides_as(&self, other: &DesiredRuleset) -> bool {
+        let strip = |r: &DesiredRuleset| DesiredRuleset {
+            offload: None,
+            ..r.clone()
+        };
+        strip(self) == strip(other)
+    }
+}
+
+/// What the kernel has that the firewall's structure depends on, read by
+/// the runtime: the ports of bridges Bulkhead did not make, which links
+/// exist, and whether the kernel has flowtables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkFacts {
+    /// Ports of existing bridges (see [`existing_bridge_ports`]).
+    pub bridge_ports: BTreeSet<String>,
+    /// Names of the links that exist now.
+    pub present: BTreeSet<String>,
+    /// The kernel took a flowtable (probed once at start).
+    pub flowtables: bool,
+}
+
+/// [`desired_ruleset`] for the kernel as `facts` describe it: the observed
+/// bridge ports policed, and the flowtable over the devices that exist.
+pub fn desired_ruleset_for(config: &Config, facts: &LinkFacts) -> DesiredRuleset {
+    let mut rs = desired_ruleset(config, &facts.bridge_ports);
+    if config.flow_offload && facts.flowtables && !rs.lan_interfaces.is_empty() {
+        let devices: BTreeSet<String> = std::iter::once(&rs.wan)
+            .chain(&rs.lan_interfaces)
+            .filter(|d| facts.present.contains(*d))
+            .cloned()
+            .collect();
+        // Without the WAN there is nothing to speed up for most traffic,
+        // and one device makes no pair.
+        if devices.len() >= 2 && devices.contains(&rs.wan) {
+            rs.offload = Some(FlowOffload { devices });
+        }
+    }
+    rs
 }
 
 /// Where and how fast refused packets are sampled to userspace.
@@ -689,6 +748,7 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
             group: config.detect.nflog_group,
             per_second: config.detect.samples_per_second,
         }),
+        offload: None,
     }
 }
 

@@ -31,6 +31,16 @@ pub fn desired_net(config: &Config) -> net::DesiredNet {
     }
 }
 
+/// What the firewall's structure needs to know of the links `observed` now
+/// (`flowtables`: the kernel took one when probed at start).
+pub fn link_facts(config: &Config, observed: &net::ObservedNet, flowtables: bool) -> super::LinkFacts {
+    super::LinkFacts {
+        bridge_ports: existing_bridge_ports(config, observed),
+        present: observed.links.iter().map(|l| l.name.clone()).collect(),
+        flowtables,
+    }
+}
+
 /// Ports of segment interfaces that are bridges Bulkhead did not create (OpenWrt's
 /// br-lan): the bridge table must police them too.
 pub fn existing_bridge_ports(config: &Config, observed: &net::ObservedNet) -> BTreeSet<String> {

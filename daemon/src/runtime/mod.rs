@@ -24,7 +24,7 @@ pub use restore::{restore, DEFAULT_STATE_DIR};
 mod tunnel;
 pub(crate) mod web_backend;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -45,7 +45,7 @@ use crate::firewall::{error_chain, ConntrackNetlink, NftCli};
 use crate::inventory::unix_now;
 use crate::inventory::UnixTime;
 use crate::net::{self, NetApplier};
-use crate::policy::{desired_net, existing_bridge_ports};
+use crate::policy::{desired_net, link_facts, LinkFacts};
 use crate::store::Store;
 
 /// How long domain-set addresses found in the kernel at start stay held:
@@ -61,13 +61,36 @@ pub fn report_config_errors(path: &Path, errors: &config::ConfigErrors) -> anyho
     anyhow::anyhow!("{} has {} error(s)", path.display(), errors.0.len())
 }
 
-/// Brings links and addresses in line; returns existing bridges' ports.
-async fn reconcile_links(handle: &rtnetlink::Handle, config: &Config) -> Result<BTreeSet<String>, net::NetError> {
+/// Brings links and addresses in line; returns what the firewall's
+/// structure needs to know of them afterwards.
+async fn reconcile_links(
+    handle: &rtnetlink::Handle,
+    config: &Config,
+    flowtables: bool,
+) -> Result<LinkFacts, net::NetError> {
     let mut links = net::RtnetlinkNet { handle: handle.clone() };
     let (_, report) = net::reconcile(&mut links, &desired_net(config)).await?;
     tracing::info!(?report, "links reconciled");
     let observed = links.observe().await?;
-    Ok(existing_bridge_ports(config, &observed))
+    Ok(link_facts(config, &observed, flowtables))
+}
+
+/// Whether to use a flowtable: the config wants one (`wan.flow_offload`)
+/// and the kernel takes one. Asked once, at start.
+fn probe_flowtables(config: &Config) -> bool {
+    if !config.flow_offload {
+        return false;
+    }
+    match crate::firewall::probe_flowtables(&NftCli::default()) {
+        Ok(()) => {
+            tracing::info!("flow offload: established flows take the kernel's flowtable");
+            true
+        }
+        Err(e) => {
+            tracing::info!(reason = %error_chain(&e), "flow offload: this kernel has no flowtables; every packet walks the rules");
+            false
+        }
+    }
 }
 
 /// Deletes the links [`net::retired_links`] names.
@@ -132,19 +155,21 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // existing bridges (read-only observation first), or they would go unpoliced
     // until the links are reconciled.
     let (nl, nl_task) = net::open().context("opening rtnetlink")?;
+    let flowtables = probe_flowtables(&state.config);
     match net::observe(&nl).await {
-        Ok(observed) => state.observed_bridge_ports = existing_bridge_ports(&state.config, &observed),
+        Ok(observed) => state.links = link_facts(&state.config, &observed, flowtables),
         Err(e) => tracing::warn!(error = %error_chain(&e), "could not read links before the first apply"),
     }
+    state.links.flowtables = flowtables;
     // A restart: what the domain sets held stays (the tables are replaced now).
     let adopted = state.adopt_previous_domain_sets(unix_now(), ADOPTED_DOMAIN_SECS);
     if adopted > 0 {
         tracing::info!(adopted, "domain set addresses kept from the previous run");
     }
     state.reconcile().context("applying the firewall")?;
-    match reconcile_links(&nl, &state.config).await {
-        Ok(ports) if ports != state.observed_bridge_ports => {
-            state.observed_bridge_ports = ports;
+    match reconcile_links(&nl, &state.config, flowtables).await {
+        Ok(facts) if facts != state.links => {
+            state.links = facts;
             state.reconcile().context("applying the firewall")?;
         }
         Ok(_) => {}
@@ -359,7 +384,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(links_dirty_since.unwrap_or_else(tokio::time::Instant::now) + LINK_SETTLE), if links_dirty_since.is_some() => {
                 links_dirty_since = None;
                 ifnames = interface_names(&nl).await;
-                refresh_bridge_ports(&mut state, &nl).await;
+                refresh_links(&mut state, &nl).await;
                 dhcp.sync(&state);
             }
         }
@@ -739,16 +764,18 @@ async fn next_neighbour(w: &mut Option<NeighbourWatch>) -> NeighbourUpdate {
 }
 
 /// A port joined or left an existing bridge (hostapd adds wlan ports at any
-/// time): police the new set of ports at once, not at the next reload.
-async fn refresh_bridge_ports(state: &mut DaemonState, nl: &rtnetlink::Handle) {
+/// time): police the new set of ports at once, not at the next reload. A
+/// segment's link or the WAN came or went (a PPPoE session): the flowtable
+/// follows the devices that exist.
+async fn refresh_links(state: &mut DaemonState, nl: &rtnetlink::Handle) {
     match net::observe(nl).await {
         Ok(observed) => {
-            let ports = existing_bridge_ports(&state.config, &observed);
-            if ports != state.observed_bridge_ports {
-                tracing::info!(?ports, "bridge ports changed; re-applying the firewall");
-                state.observed_bridge_ports = ports;
+            let facts = link_facts(&state.config, &observed, state.links.flowtables);
+            if facts != state.links {
+                tracing::info!(ports = ?facts.bridge_ports, "links changed; re-applying the firewall");
+                state.links = facts;
                 if let Err(e) = state.reconcile() {
-                    tracing::error!(error = %error_chain(&e), "policing the new bridge ports failed");
+                    tracing::error!(error = %error_chain(&e), "policing the changed links failed");
                 }
             }
         }
@@ -784,9 +811,9 @@ async fn reload(state: &mut DaemonState, dhcp: &mut dhcp_io::DhcpIo, path: &Path
     // made) go once the firewall no longer names them; nothing else is
     // touched.
     retire_links(nl, &old_links, &desired_net(&state.config)).await;
-    match reconcile_links(nl, &state.config).await {
-        Ok(ports) if ports != state.observed_bridge_ports => {
-            state.observed_bridge_ports = ports;
+    match reconcile_links(nl, &state.config, state.links.flowtables).await {
+        Ok(facts) if facts != state.links => {
+            state.links = facts;
             if let Err(e) = state.reconcile() {
                 tracing::error!(error = %error_chain(&e), "reload: policing the new bridge ports failed");
             }

@@ -97,7 +97,8 @@ async fn from_config(config: Config) -> anyhow::Result<usize> {
     // Existing bridges' ports are policed as the daemon would.
     if let Ok((nl, task)) = crate::net::open() {
         if let Ok(observed) = crate::net::observe(&nl).await {
-            state.observed_bridge_ports = crate::policy::existing_bridge_ports(&state.config, &observed);
+            // No flowtable at boot: the restore keeps devices out, it does not speed them up.
+            state.links = crate::policy::link_facts(&state.config, &observed, false);
         }
         task.abort();
     }

@@ -72,7 +72,13 @@ const PLACES: &[(&str, Place)] = &[
 ];
 
 /// Settings that are booleans in `bulkhead.toml`.
-pub(super) const BOOL_KEYS: &[&str] = &["police_input", "enabled", "rebind_protection", "commands"];
+pub(super) const BOOL_KEYS: &[&str] = &[
+    "police_input",
+    "flow_offload",
+    "enabled",
+    "rebind_protection",
+    "commands",
+];
 
 /// Settings that are whole numbers.
 pub(super) const INT_KEYS: &[&str] = &[

@@ -31,9 +31,7 @@ mod requests;
 mod sharing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::*;
 use crate::config::ZoneId;
@@ -42,16 +40,7 @@ use crate::firewall::NftBackend;
 use crate::policy::Membership;
 use crate::testutil::{listing_of, FakeNft};
 
-/// Records the addresses it was asked to cut.
-#[derive(Clone, Default)]
-struct FakeConntrack(Arc<Mutex<Vec<IpAddr>>>);
-
-impl ConntrackFlusher for FakeConntrack {
-    fn flush(&self, addrs: &[IpAddr]) -> Result<usize, std::io::Error> {
-        self.0.lock().expect("lock").extend_from_slice(addrs);
-        Ok(addrs.len())
-    }
-}
+use crate::testutil::RecordingConntrack as FakeConntrack;
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, n])

@@ -177,6 +177,11 @@ fn forward_chain(rs: &DesiredRuleset) -> ChainSpec {
     if !lan.is_empty() {
         blocked_forward_guards(&mut fwd, lan, rs.detect.as_ref());
     }
+    // Established TCP/UDP flows between two flowtable devices go to the
+    // kernel's fast path from here on (when there is a flowtable): after the
+    // guards above, so a blocked device's flow is never sped up, and before
+    // `established`, which accepts the packet itself.
+    super::offload::offload_rule(&mut fwd, rs);
     // Replies and established flows first: this is the per-packet fast path. Zone
     // decisions are taken on a connection's first packet; moving a device deletes
     // its conntrack entries so an old decision does not outlive the move.

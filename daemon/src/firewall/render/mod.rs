@@ -36,6 +36,7 @@
 //! - `zones.rs`: the LAN dispatch chains and each zone's inet chains;
 //! - `tunnel.rs`: the tunnel's `tunnel-mark` chain and its guards in inet's base
 //!   chains;
+//! - `offload.rs`: the flowtable and `forward`'s rule that fills it;
 //! - `bridge.rs`: `table bridge bulkhead`.
 
 use std::borrow::Cow;
@@ -55,6 +56,7 @@ mod bridge;
 pub mod detect;
 pub mod dns;
 mod inet;
+pub mod offload;
 mod sets;
 mod tunnel;
 mod zones;
@@ -253,6 +255,10 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
             size: Some(1024),
             comment: None,
         }))));
+    }
+    if let Some(off) = &rs.offload {
+        // Before the chains: `forward`'s offload rule names it.
+        objs.push(offload::flowtable(off));
     }
     let chains = chains(rs);
     for c in &chains {
