@@ -172,6 +172,21 @@ pub(crate) fn r0_tunnel_down_never_leaks() -> Result<Outcome> {
 
 /// Whether this kernel makes WireGuard links (routers' kernels do; this
 /// machine's has no module).
+/// The kernel server's peer line of `wg show IF dump`: public key,
+/// preshared key, endpoint, allowed IPs, latest handshake, rx, tx, keepalive.
+fn peer_fields(demo: &DemoHome) -> Result<Vec<String>> {
+    let spec = demo.vpn_spec()?;
+    let show = demo.home.isp().exec(&["wg", "show", &spec.ifname, "dump"])?;
+    let dump = String::from_utf8_lossy(&show.stdout).into_owned();
+    Ok(dump
+        .lines()
+        .nth(1)
+        .with_context(|| format!("no peer in the kernel's wg show: {dump}"))?
+        .split('\t')
+        .map(str::to_owned)
+        .collect())
+}
+
 fn kernel_has_wireguard() -> Result<bool> {
     let ns = bulkhead_netns::Netns::new("wgprobe")?;
     Ok(ns.ip(&["link", "add", "wgprobe0", "type", "wireguard"]).is_ok())
@@ -181,9 +196,11 @@ fn kernel_has_wireguard() -> Result<bool> {
 /// second router runs; this machine's kernel has none, so the test runs
 /// itself in the VM with Debian's kernel): Bulkhead's boringtun data plane
 /// handshakes with it, TCP, UDP, ICMP, DNS and IPv6 of the selected TV go
-/// through and nothing leaves in clear; the server gone (its link deleted):
-/// nothing gets through, nothing leaks, the laptop keeps its internet; the
-/// server back: the tunnel comes up again by itself.
+/// through and nothing leaves in clear; the router roams to a new WAN
+/// address: the server follows, nothing leaks; 120 s on, the session is
+/// rekeyed with the kernel's peer without losing the tunnel; the server gone
+/// (its link deleted): nothing gets through, nothing leaks, the laptop keeps
+/// its internet; the server back: the tunnel comes up again by itself.
 pub(crate) fn r2_kernel_wireguard_server() -> Result<Outcome> {
     if !kernel_has_wireguard()? {
         ensure!(
@@ -225,19 +242,79 @@ pub(crate) fn r2_kernel_wireguard_server() -> Result<Outcome> {
     );
     // The kernel's own view of the peer: Bulkhead's key, a handshake, bytes.
     let spec = demo.vpn_spec()?;
-    let show = demo.home.isp().exec(&["wg", "show", &spec.ifname, "dump"])?;
-    let dump = String::from_utf8_lossy(&show.stdout).into_owned();
-    let peer: Vec<&str> = dump
-        .lines()
-        .nth(1)
-        .context("no peer in the kernel's wg show")?
-        .split('\t')
-        .collect();
+    let peer = peer_fields(&demo)?;
     ensure!(
-        peer.first() == Some(&bulkhead::tunnel::keys::format_key(&spec.router_public).as_str())
-            && peer.get(4).is_some_and(|h| *h != "0")
-            && peer.get(5).is_some_and(|rx| *rx != "0"),
-        "the kernel saw no handshake or data from Bulkhead: {dump}"
+        peer.first() == Some(&bulkhead::tunnel::keys::format_key(&spec.router_public))
+            && peer.get(2).is_some_and(|e| e.starts_with("198.51.100.2:"))
+            && peer.get(4).is_some_and(|h| h != "0")
+            && peer.get(5).is_some_and(|rx| rx != "0"),
+        "the kernel saw no handshake or data from Bulkhead: {peer:?}"
+    );
+
+    // Roaming: the ISP gives the router a new WAN address. The kernel's
+    // server learns the new endpoint from Bulkhead's next authenticated
+    // packet (Bulkhead's socket is unconnected, so it sends from the new
+    // address at once); nothing leaks meanwhile.
+    let router = demo.home.router();
+    let wan = bulkhead_netns::home::WAN_IF;
+    let (old_addr, new_addr) = (bulkhead_netns::home::ROUTER_WAN_V4, "198.51.100.3/24");
+    let seen = probing(&demo, || {
+        std::thread::sleep(Duration::from_millis(500));
+        // The new address first, promoted when the old one goes (else
+        // deleting the primary deletes it too).
+        router.exec(&["sysctl", "-qw", &format!("net.ipv4.conf.{wan}.promote_secondaries=1")])?;
+        router.ip(&["addr", "add", new_addr, "dev", wan])?;
+        router.ip(&["addr", "del", &old_addr.to_string(), "dev", wan])?;
+        router.ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &bulkhead_netns::home::ISP_V4.addr().to_string(),
+        ])?;
+        let deadline = Instant::now() + patience;
+        while !peer_fields(&demo)?
+            .get(2)
+            .is_some_and(|e| e.starts_with("198.51.100.3:"))
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "the server did not follow the roam: {:?}",
+                peer_fields(&demo)?
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    })?;
+    no_leaks(&demo, "router roamed to a new WAN address", &seen)?;
+    ensure!(
+        seen.through[0] > 0,
+        "nothing through the tunnel after the roam: {seen:?}"
+    );
+
+    // Rekeying: WireGuard makes new session keys every 120 s of use; the
+    // kernel's peer takes Bulkhead's new handshake and traffic goes on.
+    let handshake =
+        |demo: &DemoHome| -> Result<u64> { Ok(peer_fields(demo)?.get(4).and_then(|h| h.parse().ok()).unwrap_or(0)) };
+    let first = handshake(&demo)?;
+    let seen = probing(&demo, || {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while handshake(&demo)? <= first {
+            ensure!(
+                Instant::now() < deadline,
+                "no new handshake after {first}: {:?}",
+                peer_fields(&demo)?
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    })?;
+    no_leaks(&demo, "rekeyed", &seen)?;
+    ensure!(
+        seen.through[0] * 10 >= seen.rounds * 8,
+        "the TV lost the tunnel around the rekey: {seen:?}"
     );
 
     // The server goes away.
