@@ -580,7 +580,8 @@ fn dhcp_request(kind: u8, chaddr: [u8; 6], ciaddr: Ipv4Addr, options: &[(u8, &[u
 /// second took its address out of the firewall's sets. Now both are dropped:
 /// the plug keeps zone, name, address and internet; one spoofing alert names
 /// the stranger. And an nmap UDP scan of port 67 (whose probe carries a fixed
-/// `chaddr`) creates no device.
+/// `chaddr`) creates no device, nor does a whole TCP and UDP scan of the
+/// camera's network.
 pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
     let demo = discovering_home(&[])?;
     for name in ["plug", "stranger", "camera"] {
@@ -656,6 +657,34 @@ pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
     ensure!(
         devices.len() == before,
         "nmap -sU -p67 created a device: {:?}",
+        devices.iter().map(|d| d.mac.to_string()).collect::<Vec<_>>()
+    );
+
+    // A whole scan of the camera's network: ARP host discovery of the /24,
+    // then TCP and UDP on the 40 commonest ports of what answered (nmap's
+    // UDP probes carry DHCP, mDNS, SSDP, NetBIOS and SNMP payloads): still
+    // no device that did not send a frame of its own.
+    let out = camera.exec(&[
+        "nmap",
+        "-n",
+        "-T5",
+        "--max-retries",
+        "1",
+        "-sS",
+        "-sU",
+        "--top-ports",
+        "40",
+        "10.0.2.0/24",
+    ])?;
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(report.contains("Nmap done"), "nmap did not finish: {report}");
+    std::thread::sleep(Duration::from_secs(2));
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        anyhow::bail!("unexpected answer to Devices")
+    };
+    ensure!(
+        devices.len() == before,
+        "a full nmap scan created a device: {:?}\n{report}",
         devices.iter().map(|d| d.mac.to_string()).collect::<Vec<_>>()
     );
     Ok(Outcome::Passed)
