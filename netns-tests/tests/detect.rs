@@ -893,9 +893,13 @@ pub(crate) fn z4_arp_claims_of_the_gateway_are_dropped_and_said() -> Result<Outc
 }
 
 /// z5. The plug claims the laptop's address in ARP (gratuitous and replies)
-/// to the phone on the same bridge: the bridge drops the claim, the phone
-/// still reaches the laptop's own MAC, and one spoofing alert names both.
-/// The laptop's own ARP keeps working (its address . MAC pair is known).
+/// to the phone on the same bridge and to the router itself: the bridge
+/// drops the claims, the phone and the router still send to the laptop's own
+/// MAC (before the bridge's `input` chain, the router's entry went to the
+/// plug: the laptop's answers from the internet with it), and one spoofing
+/// alert names both. A DNS question to the router from the laptop's address
+/// is dropped too (the resolver would have taken it for the laptop's). The
+/// laptop's own ARP and DNS keep working (its address . MAC pair is known).
 pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<Outcome> {
     let demo = DemoHome::build(&super::daemon_bin(), &[])?;
     demo.start_daemon()?;
@@ -924,6 +928,23 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
         owners.contains(&format!("{laptop_ip} . {laptop_mac}")),
         "the laptop's address is not bound to its MAC: {owners}"
     );
+    // The router knows the laptop too (it sends the laptop's answers from
+    // the internet there).
+    let router = demo.home.router();
+    ensure!(
+        bulkhead_netns::ping(router, laptop_ip.parse()?, Duration::from_millis(500))?,
+        "the router cannot ping the laptop"
+    );
+    let router_entry = || -> Result<Option<String>> {
+        let out = router.exec(&["ip", "neigh", "show", &laptop_ip])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(text
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string))
+    };
+    ensure!(router_entry()?.as_deref() == Some(laptop_mac.as_str()));
     let p = demo.home.ns("plug")?;
     p.exec(&["ip", "addr", "add", &format!("{laptop_ip}/32"), "dev", "eth0", "nodad"])?;
     for mode in ["-U", "-A"] {
@@ -931,11 +952,91 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
             "arping", "-q", "-c", "3", "-w", "2", mode, "-I", "eth0", "-s", &laptop_ip, &laptop_ip,
         ])?;
     }
+    // And asks the router itself, as the laptop: an ARP request updates the
+    // asked host's entry for the sender.
+    p.exec_output(&[
+        "arping", "-q", "-c", "3", "-w", "2", "-I", "eth0", "-s", &laptop_ip, "10.0.1.1",
+    ])?;
     std::thread::sleep(Duration::from_millis(500));
     let seen = neighbour_mac(&demo, "phone", &laptop_ip)?;
     ensure!(
         seen.as_deref() == Some(laptop_mac.as_str()),
         "the phone's entry for the laptop now points at {seen:?}, not {laptop_mac}"
+    );
+    let seen = router_entry()?;
+    ensure!(
+        seen.as_deref() == Some(laptop_mac.as_str()),
+        "the router's entry for the laptop now points at {seen:?}, not {laptop_mac}: the laptop's \
+         answers from the internet would go to the plug"
+    );
+    // A question to the router's resolver from the laptop's address: it
+    // would be logged as the laptop's and answered by its policy. Dropped
+    // at the bridge (the guard's counter says so), never logged. (The plug
+    // knows the router's MAC already: its ARP as the laptop is dropped.)
+    let router_mac = String::from_utf8_lossy(&router.exec(&["cat", "/sys/class/net/br-lan/address"])?.stdout)
+        .trim()
+        .to_string();
+    p.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.0.1.1",
+        "lladdr",
+        &router_mac,
+        "dev",
+        "eth0",
+    ])?;
+    let _ = p.exec_output(&[
+        "dig",
+        "+tries=1",
+        "+time=1",
+        "-b",
+        &laptop_ip,
+        "@10.0.1.1",
+        "spoofed-question.example",
+    ])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let bulkhead::control::Response::DnsLog { entries } = demo.call(bulkhead::control::Request::DnsLog {
+        filter: bulkhead::dns::querylog::LogFilter {
+            search: Some("spoofed-question".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    })?
+    else {
+        anyhow::bail!("unexpected answer to DnsLog")
+    };
+    ensure!(
+        entries.is_empty(),
+        "the forged question reached the resolver: {entries:?}"
+    );
+    let input = String::from_utf8_lossy(
+        &router
+            .exec(&["nft", "list", "chain", "bridge", "bulkhead", "input"])?
+            .stdout,
+    )
+    .into_owned();
+    let dropped = input
+        .lines()
+        .find(|l| l.contains("\"ip-claims-device\""))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
+        .and_then(|n| n.parse::<u64>().ok());
+    ensure!(
+        dropped.is_some_and(|n| n >= 1),
+        "the IPv4 source guard dropped nothing: {input}"
+    );
+    // The laptop's own question is answered as ever.
+    let own = demo.home.ns("laptop")?.exec_output(&[
+        "dig",
+        "+tries=1",
+        "+time=2",
+        "@10.0.1.1",
+        "laptop-own-question.example",
+    ])?;
+    let own = String::from_utf8_lossy(&own.stdout).into_owned();
+    ensure!(
+        own.contains("status:"),
+        "the laptop's own question got no answer: {own}"
     );
     // The laptop's own ARP still passes (its pair is known): the phone
     // resolves it afresh.

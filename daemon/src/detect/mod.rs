@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, MacAddr};
 use crate::core::{InventorySnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::nflog::{LoggedPacket, NflogError, NflogSocket};
-use crate::firewall::render::detect::{parse_prefix, SPOOF_ARP_PREFIX};
+use crate::firewall::render::detect::{parse_prefix, SPOOF_ARP_PREFIX, SPOOF_IP_PREFIX};
 use crate::inventory::unix_now;
 use crate::runtime::services::ServiceHandle;
 use analysis::{Action, AlertKey, Detector, Refusal, Target};
@@ -153,13 +153,18 @@ async fn run(
                         let Ok(inventory) = services.inventory.read() else { continue };
                         for p in &batch.packets {
                             counts.sampled += 1;
-                            if p.prefix == SPOOF_ARP_PREFIX {
-                                if let (Some(mac), Some(ip)) = (p.source_mac.map(MacAddr), arp_sender_ip(&p.payload)) {
+                            let claimed = match p.prefix.as_str() {
+                                SPOOF_ARP_PREFIX => Some((Claim::Arp, arp_sender_ip(&p.payload))),
+                                SPOOF_IP_PREFIX => Some((Claim::Ip, ipv4_source(&p.payload))),
+                                _ => None,
+                            };
+                            if let Some((how, ip)) = claimed {
+                                if let (Some(mac), Some(ip)) = (p.source_mac.map(MacAddr), ip) {
                                     // Whose address: a device's, else the router's.
                                     let holder = inventory
                                         .device_at(std::net::IpAddr::V4(ip))
                                         .map(|d| best_name(&inventory, &d.mac));
-                                    claims.push((mac, ip, best_name(&inventory, &mac), holder));
+                                    claims.push((how, mac, ip, best_name(&inventory, &mac), holder));
                                 }
                                 continue;
                             }
@@ -169,7 +174,7 @@ async fn run(
                             }
                         }
                     }
-                    for (mac, ip, name, holder) in claims {
+                    for (how, mac, ip, name, holder) in claims {
                         if spoof_said.get(&mac).is_some_and(|t| now - t < SPOOF_SAY_EVERY_SECS) {
                             continue;
                         }
@@ -185,16 +190,7 @@ async fn run(
                             now,
                             crate::alerts::AlertKind::Spoofing,
                             Some(mac),
-                            match holder {
-                                Some(holder) => format!(
-                                    "{name} claimed {holder}'s address {ip} in ARP, to receive its traffic. \
-                                     Those frames were dropped."
-                                ),
-                                None => format!(
-                                    "{name} claimed the router's address {ip} in ARP, to become the gateway of \
-                                     other devices. Those frames were dropped."
-                                ),
-                            },
+                            claim_text(how, &name, ip, holder.as_deref()),
                         );
                         if let Err(e) = services.request(ServiceRequest::Alert(alert)).await {
                             tracing::warn!(error = %e, "detection could not raise an alert");
@@ -251,6 +247,39 @@ async fn perform(services: &ServiceHandle, raised: &mut HashMap<AlertKey, i64>, 
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "detection could not raise an alert"),
     }
+}
+
+/// How a device claimed an address that is not its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// In ARP (to other devices or to the router).
+    Arp,
+    /// As the source of IPv4 sent to the router.
+    Ip,
+}
+
+/// The spoofing alert's sentence.
+fn claim_text(how: Claim, name: &str, ip: std::net::Ipv4Addr, holder: Option<&str>) -> String {
+    match (how, holder) {
+        (Claim::Arp, Some(holder)) => {
+            format!("{name} claimed {holder}'s address {ip} in ARP, to receive its traffic. Those frames were dropped.")
+        }
+        (Claim::Arp, None) => format!(
+            "{name} claimed the router's address {ip} in ARP, to become the gateway of other devices. \
+             Those frames were dropped."
+        ),
+        (Claim::Ip, holder) => format!(
+            "{name} sent packets to the router as {}'s address {ip}, to be taken for it. Those packets were dropped.",
+            holder.unwrap_or("another device")
+        ),
+    }
+}
+
+/// PURE: the source address of an IPv4 header (a sample of the IPv4 source
+/// guard), if it is one.
+pub fn ipv4_source(ip: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let header = ip.get(..20)?;
+    (header[0] >> 4 == 4).then(|| std::net::Ipv4Addr::new(header[12], header[13], header[14], header[15]))
 }
 
 /// PURE: the sender protocol address an Ethernet/IPv4 ARP packet claims.
@@ -324,6 +353,25 @@ mod tests {
         let mut ipv6_arp = arp.clone();
         ipv6_arp[2] = 0x86;
         assert_eq!(arp_sender_ip(&ipv6_arp), None, "not IPv4 over Ethernet");
+    }
+
+    #[test]
+    fn an_ipv4_sample_names_its_source_and_the_alert_says_whose() {
+        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&[10, 0, 1, 10, 10, 0, 1, 1]);
+        assert_eq!(ipv4_source(&ip), Some(std::net::Ipv4Addr::new(10, 0, 1, 10)));
+        assert_eq!(ipv4_source(&ip[..19]), None, "cut short");
+        let mut v6 = ip.clone();
+        v6[0] = 0x60;
+        assert_eq!(ipv4_source(&v6), None, "not IPv4");
+        let at = std::net::Ipv4Addr::new(10, 0, 1, 10);
+        let text = claim_text(Claim::Ip, "HS105", at, Some("annas-laptop"));
+        assert!(
+            text.contains("HS105") && text.contains("annas-laptop's address 10.0.1.10") && text.contains("dropped"),
+            "{text}"
+        );
+        assert!(claim_text(Claim::Ip, "HS105", at, None).contains("another device's address"));
+        assert!(claim_text(Claim::Arp, "HS105", at, None).contains("the router's address"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `table bridge bulkhead`: traffic between two hosts on one segment bridge,
-//! which never reaches the inet hooks. One base chain, `forward`: it marks every
+//! which never reaches the inet hooks, and (chain `input`) what hosts claim
+//! to the router itself. The base chain `forward`: it marks every
 //! frame it sees as bridged (so inet's `forward` leaves br_netfilter's copies
 //! alone), drops blocked devices and rogue DHCP servers and routers, lets ARP,
 //! neighbour discovery and group traffic through, then dispatches unicast to the
@@ -11,7 +12,7 @@ use nftables::expr::{BinaryOperation, Expression, MetaKey};
 use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
-use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_named};
+use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_ip, sample_spoof_named};
 use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name, SetOwner};
 use super::zones::zone_chain;
 use super::{icmpv6_types, marks, num, prefix, ChainSpec};
@@ -28,7 +29,8 @@ const ICMP_ERRORS_V6: [&str; 4] = [
     "parameter-problem",
 ];
 
-/// The bridge table's chains, in creation order: `forward`, then each zone's.
+/// The bridge table's chains, in creation order: `forward`, `input`, then
+/// each zone's.
 pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     use NfFamily::Bridge;
     let mut chains = Vec::new();
@@ -122,34 +124,12 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         guard.extend([counter(), drop_()]);
         fwd.rule("arp-claims-router", guard);
     }
-    // ARP in which a device claims an address another device holds (a DHCP
-    // lease, a neighbour sighting): it would receive that device's traffic
-    // (a man in the middle inside the segment). Only addresses somebody
-    // holds are policed (`owned-v4`), so a device Bulkhead does not know yet,
-    // and ARP probes from 0.0.0.0, pass; a holder's own ARP matches its pair
-    // in `owner-of-v4`. Before the ARP accept below.
-    let claims_other = || {
-        vec![
-            iifname_in(ports),
-            eq(payload("ether", "type"), s("arp")),
-            is_in(
-                payload("arp", "saddr ip"),
-                set_ref(&SetOwner::AddressOwners.set_name(SetKind::V4)),
-            ),
-            op(
-                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
-                    payload("arp", "saddr ip"),
-                    payload("arp", "saddr ether"),
-                ])),
-                Operator::NEQ,
-                set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners4)),
-            ),
-        ]
-    };
+    // ARP in which a device claims an address another device holds: see
+    // [`claims_other_device`]. Before the ARP accept below.
     if let Some(sampling) = &rs.detect {
-        sample_spoof_named(&mut fwd, sampling, "-device", claims_other());
+        sample_spoof_named(&mut fwd, sampling, "-device", claims_other_device(ports));
     }
-    let mut guard = claims_other();
+    let mut guard = claims_other_device(ports);
     guard.extend([counter(), drop_()]);
     fwd.rule("arp-claims-device", guard);
     // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
@@ -227,11 +207,93 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
         vec![iifname_in(ports), goto(&zone_chain("from", &rs.unknown_zone))],
     );
     chains.push(fwd);
+    chains.push(bridge_input_chain(rs));
 
     for z in &rs.zones {
         chains.push(bridge_zone_chain(rs, z));
     }
     chains
+}
+
+/// ARP in which a device claims an address another device holds (a DHCP
+/// lease, a neighbour sighting): whoever believes it sends that device's
+/// traffic to the claimant (a man in the middle inside the segment). Only
+/// addresses somebody holds are policed (`owned-v4`), so a device Bulkhead
+/// does not know yet, and ARP probes from 0.0.0.0, pass; a holder's own ARP
+/// matches its pair in `owner-of-v4`.
+fn claims_other_device(ports: &std::collections::BTreeSet<String>) -> Vec<Statement<'static>> {
+    vec![
+        iifname_in(ports),
+        eq(payload("ether", "type"), s("arp")),
+        is_in(
+            payload("arp", "saddr ip"),
+            set_ref(&SetOwner::AddressOwners.set_name(SetKind::V4)),
+        ),
+        op(
+            Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+                payload("arp", "saddr ip"),
+                payload("arp", "saddr ether"),
+            ])),
+            Operator::NEQ,
+            set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners4)),
+        ),
+    ]
+}
+
+/// `input` (priority -200, as `forward`): frames from a port that the bridge
+/// delivers to the router itself — its own ARP table, its services (DNS,
+/// DHCP renewals, mDNS and SSDP announcements that discovery and the share
+/// proxy read), and everything it routes. `forward` never sees them.
+/// - An ARP claim of another device's address, as in `forward`: the router
+///   would send that device's answers from the internet to the claimant.
+/// - IPv4 to the router's own addresses, to a group or broadcast, from an
+///   address another device holds: what the router believes of a device by
+///   its address (its DNS policy, its mDNS and SSDP evidence, a DHCP
+///   renewal) must come from that device's own MAC. Routed traffic (to
+///   anywhere else) is left alone: its zone is decided by the MAC already,
+///   and the check would cost two lookups per forwarded packet.
+fn bridge_input_chain(rs: &DesiredRuleset) -> ChainSpec {
+    let mut input = ChainSpec::base(NfFamily::Bridge, "input", NfChainType::Filter, NfHook::Input, -200);
+    let ports = &rs.bridge_ports;
+    if ports.is_empty() {
+        return input;
+    }
+    if let Some(sampling) = &rs.detect {
+        sample_spoof_named(&mut input, sampling, "-device", claims_other_device(ports));
+    }
+    let mut guard = claims_other_device(ports);
+    guard.extend([counter(), drop_()]);
+    input.rule("arp-claims-device", guard);
+
+    let mut to_router: Vec<Expression<'static>> = rs.router_v4.iter().map(|a| s(a.to_string())).collect();
+    to_router.extend([s("255.255.255.255"), prefix("224.0.0.0", 4)]);
+    to_router.extend(rs.lan_broadcasts.iter().map(|b| s(b.to_string())));
+    let claims_address = || {
+        vec![
+            iifname_in(ports),
+            eq(payload("ether", "type"), s("ip")),
+            is_in(payload("ip", "daddr"), anon_set(to_router.clone())),
+            is_in(
+                payload("ip", "saddr"),
+                set_ref(&SetOwner::AddressOwners.set_name(SetKind::V4)),
+            ),
+            op(
+                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+                    payload("ip", "saddr"),
+                    payload("ether", "saddr"),
+                ])),
+                Operator::NEQ,
+                set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners4)),
+            ),
+        ]
+    };
+    if let Some(sampling) = &rs.detect {
+        sample_spoof_ip(&mut input, sampling, claims_address());
+    }
+    let mut guard = claims_address();
+    guard.extend([counter(), drop_()]);
+    input.rule("ip-claims-device", guard);
+    input
 }
 
 /// A zone's bridge chain, `from_<zone>` in `table bridge bulkhead`: what a member

@@ -169,6 +169,11 @@ pub(super) fn sample_bridge_refusal(c: &mut ChainSpec, sampling: &DetectSampling
 /// spoofing alert for it directly.
 pub const SPOOF_ARP_PREFIX: &str = "bh spoof arp";
 
+/// The NFLOG prefix of IPv4 sent to the router from an address another
+/// device holds (the sample carries the IPv4 header: its source is the
+/// address claimed).
+pub const SPOOF_IP_PREFIX: &str = "bh spoof ip";
+
 /// A `sample-spoof` rule before a spoofing guard (`matches` select what the
 /// guard drops).
 pub(super) fn sample_spoof(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
@@ -190,6 +195,17 @@ pub(super) fn sample_spoof_named(
         SPOOF_ARP_PREFIX.to_string(),
     ));
     c.rule(format!("sample-spoof-arp{suffix}"), stmts);
+}
+
+/// A `sample-spoof-ip` rule before the IPv4 source guard.
+pub(super) fn sample_spoof_ip(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
+    let mut stmts = matches;
+    stmts.extend(sample(
+        sampling,
+        format!("detect_{}_spoof_ip", c.name),
+        SPOOF_IP_PREFIX.to_string(),
+    ));
+    c.rule("sample-spoof-ip", stmts);
 }
 
 /// A `sample-blocked` rule before a chain's `blocked-from` guard: everything
