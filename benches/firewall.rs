@@ -237,6 +237,7 @@ fn main() -> Result<()> {
     let facts = bulkhead::policy::LinkFacts {
         present: std::iter::once(config.wan_interface.clone())
             .chain(config.segments.iter().map(|s| s.interface.clone()))
+            .zip(1..)
             .collect(),
         flowtables,
         ..Default::default()
@@ -270,7 +271,7 @@ fn main() -> Result<()> {
             if i == 3 {
                 // As the daemon does it: the replace, then the counter flag.
                 router.run_in(|| nft.apply(&full_offloaded))??;
-                let devices: Vec<&str> = facts.present.iter().map(String::as_str).collect();
+                let devices: Vec<&str> = facts.present.keys().map(String::as_str).collect();
                 router.run_in(|| nft.count_offloaded(render::offload::FLOWTABLE, &devices))??;
             } else if i > 0 {
                 router.run_in(|| nft.apply(&full))??;

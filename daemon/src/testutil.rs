@@ -167,6 +167,8 @@ pub(crate) fn tunnel_config() -> crate::config::Config {
 pub(crate) struct FakeNft {
     pub(crate) applied: Mutex<Vec<String>>,
     pub(crate) refuse_deltas: bool,
+    /// Refuses any document with a flowtable (a device of it is gone).
+    pub(crate) refuse_flowtables: bool,
     pub(crate) listing: Mutex<Option<(Nftables<'static>, Nftables<'static>)>>,
     /// The flowtables given the counter flag, with their devices.
     pub(crate) counted: Mutex<Vec<(String, Vec<String>)>>,
@@ -176,6 +178,14 @@ impl crate::firewall::NftBackend for FakeNft {
     fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError> {
         let json = serde_json::to_string(doc).expect("json");
         let is_delta = !json.contains("\"table\":{");
+        if self.refuse_flowtables && json.contains("\"flowtable\":{") {
+            return Err(NftablesError::NftFailed {
+                program: "nft".into(),
+                hint: "applying ruleset".into(),
+                stdout: String::new(),
+                stderr: "Error: Could not process rule: No such file or directory".into(),
+            });
+        }
         if is_delta && self.refuse_deltas {
             return Err(NftablesError::NftFailed {
                 program: "nft".into(),

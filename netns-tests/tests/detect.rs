@@ -1025,6 +1025,80 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
         dropped.is_some_and(|n| n >= 1),
         "the IPv4 source guard dropped nothing: {input}"
     );
+    // The same over IPv6, from the laptop's IPv6 address to the router's.
+    let laptop6 = demo.ipv6("laptop")?.to_string();
+    let router6 = String::from_utf8_lossy(
+        &router
+            .exec(&["ip", "-6", "-o", "addr", "show", "dev", "br-lan", "scope", "global"])?
+            .stdout,
+    )
+    .split_whitespace()
+    .skip_while(|w| *w != "inet6")
+    .nth(1)
+    .and_then(|a| a.split('/').next())
+    .context("the router has no IPv6 address on br-lan")?
+    .to_string();
+    p.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        &format!("{laptop6}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    p.exec(&[
+        "ip",
+        "-6",
+        "neigh",
+        "replace",
+        &router6,
+        "lladdr",
+        &router_mac,
+        "dev",
+        "eth0",
+    ])?;
+    let _ = p.exec_output(&[
+        "dig",
+        "-6",
+        "+tries=1",
+        "+time=1",
+        "-b",
+        &laptop6,
+        &format!("@{router6}"),
+        "spoofed-question6.example",
+    ])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let bulkhead::control::Response::DnsLog { entries } = demo.call(bulkhead::control::Request::DnsLog {
+        filter: bulkhead::dns::querylog::LogFilter {
+            search: Some("spoofed-question6".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    })?
+    else {
+        anyhow::bail!("unexpected answer to DnsLog")
+    };
+    ensure!(
+        entries.is_empty(),
+        "the forged IPv6 question reached the resolver: {entries:?}"
+    );
+    let input = String::from_utf8_lossy(
+        &router
+            .exec(&["nft", "list", "chain", "bridge", "bulkhead", "input"])?
+            .stdout,
+    )
+    .into_owned();
+    let dropped6 = input
+        .lines()
+        .find(|l| l.contains("\"ip6-claims-device\""))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
+        .and_then(|n| n.parse::<u64>().ok());
+    ensure!(
+        dropped6.is_some_and(|n| n >= 1),
+        "the IPv6 source guard dropped nothing: {input}"
+    );
     // The laptop's own question is answered as ever.
     let own = demo.home.ns("laptop")?.exec_output(&[
         "dig",

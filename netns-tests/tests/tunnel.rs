@@ -170,8 +170,6 @@ pub(crate) fn r0_tunnel_down_never_leaks() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// Whether this kernel makes WireGuard links (routers' kernels do; this
-/// machine's has no module).
 /// The kernel server's peer line of `wg show IF dump`: public key,
 /// preshared key, endpoint, allowed IPs, latest handshake, rx, tx, keepalive.
 fn peer_fields(demo: &DemoHome) -> Result<Vec<String>> {
@@ -187,6 +185,8 @@ fn peer_fields(demo: &DemoHome) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Whether this kernel makes WireGuard links (routers' kernels do; this
+/// machine's has no module).
 fn kernel_has_wireguard() -> Result<bool> {
     let ns = bulkhead_netns::Netns::new("wgprobe")?;
     Ok(ns.ip(&["link", "add", "wgprobe0", "type", "wireguard"]).is_ok())

@@ -154,15 +154,17 @@ async fn run(
                         for p in &batch.packets {
                             counts.sampled += 1;
                             let claimed = match p.prefix.as_str() {
-                                SPOOF_ARP_PREFIX => Some((Claim::Arp, arp_sender_ip(&p.payload))),
-                                SPOOF_IP_PREFIX => Some((Claim::Ip, ipv4_source(&p.payload))),
+                                SPOOF_ARP_PREFIX => {
+                                    Some((Claim::Arp, arp_sender_ip(&p.payload).map(std::net::IpAddr::V4)))
+                                }
+                                SPOOF_IP_PREFIX => Some((Claim::Ip, ip_source(&p.payload))),
                                 _ => None,
                             };
                             if let Some((how, ip)) = claimed {
                                 if let (Some(mac), Some(ip)) = (p.source_mac.map(MacAddr), ip) {
                                     // Whose address: a device's, else the router's.
                                     let holder = inventory
-                                        .device_at(std::net::IpAddr::V4(ip))
+                                        .device_at(ip)
                                         .map(|d| best_name(&inventory, &d.mac));
                                     claims.push((how, mac, ip, best_name(&inventory, &mac), holder));
                                 }
@@ -259,7 +261,7 @@ enum Claim {
 }
 
 /// The spoofing alert's sentence.
-fn claim_text(how: Claim, name: &str, ip: std::net::Ipv4Addr, holder: Option<&str>) -> String {
+fn claim_text(how: Claim, name: &str, ip: std::net::IpAddr, holder: Option<&str>) -> String {
     match (how, holder) {
         (Claim::Arp, Some(holder)) => {
             format!("{name} claimed {holder}'s address {ip} in ARP, to receive its traffic. Those frames were dropped.")
@@ -275,11 +277,20 @@ fn claim_text(how: Claim, name: &str, ip: std::net::Ipv4Addr, holder: Option<&st
     }
 }
 
-/// PURE: the source address of an IPv4 header (a sample of the IPv4 source
-/// guard), if it is one.
-pub fn ipv4_source(ip: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let header = ip.get(..20)?;
-    (header[0] >> 4 == 4).then(|| std::net::Ipv4Addr::new(header[12], header[13], header[14], header[15]))
+/// PURE: the source address of an IPv4 or IPv6 header (a sample of the
+/// source guards), if it is one.
+pub fn ip_source(ip: &[u8]) -> Option<std::net::IpAddr> {
+    match ip.first()? >> 4 {
+        4 => {
+            let h = ip.get(..20)?;
+            Some(std::net::Ipv4Addr::new(h[12], h[13], h[14], h[15]).into())
+        }
+        6 => {
+            let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            Some(std::net::Ipv6Addr::from(src).into())
+        }
+        _ => None,
+    }
 }
 
 /// PURE: the sender protocol address an Ethernet/IPv4 ARP packet claims.
@@ -359,12 +370,16 @@ mod tests {
     fn an_ipv4_sample_names_its_source_and_the_alert_says_whose() {
         let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
         ip.extend_from_slice(&[10, 0, 1, 10, 10, 0, 1, 1]);
-        assert_eq!(ipv4_source(&ip), Some(std::net::Ipv4Addr::new(10, 0, 1, 10)));
-        assert_eq!(ipv4_source(&ip[..19]), None, "cut short");
-        let mut v6 = ip.clone();
-        v6[0] = 0x60;
-        assert_eq!(ipv4_source(&v6), None, "not IPv4");
-        let at = std::net::Ipv4Addr::new(10, 0, 1, 10);
+        assert_eq!(ip_source(&ip), Some(std::net::Ipv4Addr::new(10, 0, 1, 10).into()));
+        assert_eq!(ip_source(&ip[..19]), None, "cut short");
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        let laptop6: std::net::Ipv6Addr = "fd00:1::10".parse().expect("v6");
+        v6.extend_from_slice(&laptop6.octets());
+        v6.extend_from_slice(&[0; 16]);
+        assert_eq!(ip_source(&v6), Some(laptop6.into()));
+        assert_eq!(ip_source(&v6[..23]), None, "cut short");
+        assert_eq!(ip_source(&[0x50; 40]), None, "neither");
+        let at = std::net::IpAddr::from([10, 0, 1, 10]);
         let text = claim_text(Claim::Ip, "HS105", at, Some("annas-laptop"));
         assert!(
             text.contains("HS105") && text.contains("annas-laptop's address 10.0.1.10") && text.contains("dropped"),

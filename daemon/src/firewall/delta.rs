@@ -57,7 +57,7 @@ impl std::fmt::Display for Pinhole {
 }
 
 /// An `owner-of-v4` element as nft's JSON writes it: `address . MAC`.
-pub fn owner_expression(address: Ipv4Addr, mac: MacAddr) -> nftables::expr::Expression<'static> {
+pub fn owner_expression(address: IpAddr, mac: MacAddr) -> nftables::expr::Expression<'static> {
     use nftables::expr::Expression;
     use std::borrow::Cow;
     Expression::Named(nftables::expr::NamedExpression::Concat(vec![
@@ -82,6 +82,8 @@ pub enum Elements {
     Pinholes6(Vec<Pinhole>),
     /// `ipv4_addr . ether_addr` elements (who holds an address).
     Owners4(Vec<(Ipv4Addr, MacAddr)>),
+    /// `ipv6_addr . ether_addr` elements.
+    Owners6(Vec<(Ipv6Addr, MacAddr)>),
 }
 
 impl Elements {
@@ -94,6 +96,7 @@ impl Elements {
             Elements::Pinholes4(_) => SetKind::Pinholes4,
             Elements::Pinholes6(_) => SetKind::Pinholes6,
             Elements::Owners4(_) => SetKind::Owners4,
+            Elements::Owners6(_) => SetKind::Owners6,
         }
     }
 
@@ -105,6 +108,7 @@ impl Elements {
             Elements::V6(v) => v.len(),
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.len(),
             Elements::Owners4(v) => v.len(),
+            Elements::Owners6(v) => v.len(),
         }
     }
 
@@ -121,6 +125,7 @@ impl Elements {
             Elements::V6(v) => v.iter().map(ToString::to_string).collect(),
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(ToString::to_string).collect(),
             Elements::Owners4(v) => v.iter().map(|(a, m)| format!("{a} . {m}")).collect(),
+            Elements::Owners6(v) => v.iter().map(|(a, m)| format!("{a} . {m}")).collect(),
         }
     }
 
@@ -128,7 +133,8 @@ impl Elements {
     pub fn expressions(&self) -> Vec<nftables::expr::Expression<'static>> {
         match self {
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::expression).collect(),
-            Elements::Owners4(v) => v.iter().map(|(a, m)| owner_expression(*a, *m)).collect(),
+            Elements::Owners4(v) => v.iter().map(|(a, m)| owner_expression((*a).into(), *m)).collect(),
+            Elements::Owners6(v) => v.iter().map(|(a, m)| owner_expression((*a).into(), *m)).collect(),
             _ => self
                 .texts()
                 .into_iter()
@@ -160,6 +166,16 @@ impl Elements {
                     k
                 })
                 .collect(),
+            // address . MAC (padded): 16 + 8.
+            Elements::Owners6(v) => v
+                .iter()
+                .map(|(a, m)| {
+                    let mut k = a.octets().to_vec();
+                    k.extend_from_slice(&m.0);
+                    k.extend_from_slice(&[0, 0]);
+                    k
+                })
+                .collect(),
         }
     }
 
@@ -183,6 +199,7 @@ impl Elements {
             (Elements::Pinholes4(a), Elements::Pinholes4(b)) => a.extend(b),
             (Elements::Pinholes6(a), Elements::Pinholes6(b)) => a.extend(b),
             (Elements::Owners4(a), Elements::Owners4(b)) => a.extend(b),
+            (Elements::Owners6(a), Elements::Owners6(b)) => a.extend(b),
             // Unreachable by construction: the map key carries the kind.
             (this, other) => debug_assert_eq!(this.kind(), other.kind()),
         }
@@ -284,6 +301,13 @@ pub fn diff_membership(old: &Membership, new: &Membership) -> MembershipDelta {
         &old.v4_owners,
         &new.v4_owners,
         Elements::Owners4,
+    );
+    d.put(&SetOwner::AddressOwners, &old.owned_v6(), &new.owned_v6(), Elements::V6);
+    d.put(
+        &SetOwner::AddressOwners,
+        &old.v6_owners,
+        &new.v6_owners,
+        Elements::Owners6,
     );
     d
 }

@@ -132,6 +132,9 @@ pub struct Enforcer {
     /// Pinholes held for the share proxy, by consuming zone, with when they
     /// close.
     pinholes: BTreeMap<(ZoneId, Pinhole), UnixTime>,
+    /// The flowtable nft refused (a device gone before the link watch said
+    /// so): left out while the wanted one is this same one.
+    offload_refused: Option<crate::policy::FlowOffload>,
 }
 
 impl Enforcer {
@@ -148,6 +151,7 @@ impl Enforcer {
             background_cuts: false,
             held: BTreeMap::new(),
             pinholes: BTreeMap::new(),
+            offload_refused: None,
         }
     }
 
@@ -202,9 +206,12 @@ impl Enforcer {
     /// truth; a failed read-back forgets `applied`, so the next one replaces.
     pub fn enforce(
         &mut self,
-        ruleset: DesiredRuleset,
+        mut ruleset: DesiredRuleset,
         mut change: MembershipChange<'_>,
     ) -> Result<ApplyOutcome, FirewallError> {
+        if ruleset.offload.is_some() && ruleset.offload == self.offload_refused {
+            ruleset.offload = None;
+        }
         if let Some(outcome) = self.try_delta(&ruleset, &mut change) {
             return Ok(outcome);
         }
@@ -222,7 +229,18 @@ impl Enforcer {
         self.held.retain(|(set, _), _| sets.contains(set));
         self.pinholes.retain(|(zone, _), _| ruleset.share_to.contains(zone));
         let held = self.holdings();
-        if let Err(e) = full_replace(self.nft.as_ref(), &ruleset, &membership, &held) {
+        let mut result = full_replace(self.nft.as_ref(), &ruleset, &membership, &held);
+        if matches!(result, Err(FirewallError::Nft { .. })) && ruleset.offload.is_some() {
+            // A decision must never wait for the speed-up: the same tables
+            // without the flowtable (one of its devices may have gone before
+            // the link watch said so; the next link change tries again).
+            if let Err(e) = &result {
+                tracing::warn!(error = %error_chain(e), "the firewall with a flowtable was refused; applying it without");
+            }
+            self.offload_refused = ruleset.offload.take();
+            result = full_replace(self.nft.as_ref(), &ruleset, &membership, &held);
+        }
+        if let Err(e) = result {
             let msg = error_chain(&e);
             if matches!(e, FirewallError::Verify(_)) {
                 // The kernel took the document but does not hold what we meant:

@@ -54,6 +54,8 @@ pub enum SetKind {
     Pinholes6,
     /// `ipv4_addr . ether_addr`: which device holds an address (ARP claims).
     Owners4,
+    /// `ipv6_addr . ether_addr`: which device holds an IPv6 address.
+    Owners6,
 }
 
 impl SetKind {
@@ -64,7 +66,7 @@ impl SetKind {
         match self {
             SetKind::Mac => "mac",
             SetKind::V4 | SetKind::Pinholes4 | SetKind::Owners4 => "v4",
-            SetKind::V6 | SetKind::Pinholes6 => "v6",
+            SetKind::V6 | SetKind::Pinholes6 | SetKind::Owners6 => "v6",
         }
     }
 }

@@ -323,6 +323,7 @@ fn elements_per_message(kind: SetKind) -> usize {
         SetKind::Pinholes6 => 24,
         // address . MAC (padded).
         SetKind::Owners4 => 12,
+        SetKind::Owners6 => 24,
     };
     // NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE key } }: three headers.
     let per_element = 3 * NLA_HDRLEN + align4(key_len);
@@ -466,7 +467,9 @@ mod tests {
             SetKind::Mac => Elements::Mac(texts.iter().map(|t| t.parse().expect("mac")).collect()),
             SetKind::V4 => Elements::V4(texts.iter().map(|t| t.parse().expect("v4")).collect()),
             SetKind::V6 => Elements::V6(texts.iter().map(|t| t.parse().expect("v6")).collect()),
-            SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 => unreachable!("zone member sets only"),
+            SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 | SetKind::Owners6 => {
+                unreachable!("zone member sets only")
+            }
         }
     }
 

@@ -470,13 +470,27 @@ fn address_owners_follow_the_devices_addresses() {
         Elements::Owners4(vec![laptop]).key_bytes(),
         [vec![10, 0, 1, 10, 2, 0, 0, 0, 0, 1, 0, 0]]
     );
+    // IPv6 the same, in its own pair of sets.
+    let laptop6 = ("fd00:1::10".parse::<std::net::Ipv6Addr>().expect("ip"), mac(1));
+    assert!(before.v6_owners.contains(&laptop6), "{:?}", before.v6_owners);
+    assert!(before.owned_v6().contains(&laptop6.0));
+    let elements: Vec<String> = render::elements(&before, &SetOwner::AddressOwners, SetKind::Owners6)
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("json"))
+        .collect();
+    assert_eq!(elements, [r#"{"concat":["fd00:1::10","02:00:00:00:00:01"]}"#]);
+    assert_eq!(SetOwner::AddressOwners.set_name(SetKind::Owners6), "owner-of-v6");
+    assert_eq!(SetOwner::AddressOwners.set_name(SetKind::V6), "owned-v6");
+    let mut key = laptop6.0.octets().to_vec();
+    key.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(Elements::Owners6(vec![laptop6]).key_bytes(), [key]);
 }
 
 /// The kernel's links as a router with `present` links and flowtables.
 fn facts(present: &[&str], flowtables: bool) -> crate::policy::LinkFacts {
     crate::policy::LinkFacts {
         bridge_ports: Default::default(),
-        present: present.iter().map(|s| s.to_string()).collect(),
+        present: present.iter().zip(1..).map(|(s, i)| (s.to_string(), i)).collect(),
         flowtables,
     }
 }
@@ -683,4 +697,45 @@ fn the_probe_leaves_nothing_and_touches_no_table_of_ours() {
     assert!(objects
         .iter()
         .any(|o| o["add"]["rule"]["expr"][0]["flow"]["flowtable"] == "@offload"));
+}
+
+#[test]
+fn a_refused_flowtable_never_holds_a_decision_back() {
+    let cfg = default_config();
+    let m = desired_membership(&cfg, &sample_inventory());
+    let rs = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan", "br-iot"], true));
+    let nft = Arc::new(FakeNft {
+        refuse_flowtables: true,
+        ..FakeNft::default()
+    });
+    let plain = DesiredRuleset {
+        offload: None,
+        ..rs.clone()
+    };
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&plain, &m)));
+    let mut e = Enforcer::new(Box::new(nft.clone()), Box::new(crate::testutil::NoConntrack));
+    let whole = |m: &crate::policy::Membership| MembershipChange::Whole {
+        membership: m.clone(),
+        addresses_of: &|_| Vec::new(),
+    };
+    assert_eq!(
+        e.enforce(rs.clone(), whole(&m)).expect("applied without"),
+        ApplyOutcome::FullReplace
+    );
+    assert_eq!(
+        e.applied().expect("applied").ruleset,
+        plain,
+        "the tables without the flowtable"
+    );
+    assert!(nft.counted.lock().expect("lock").is_empty());
+    // The same wish again is not tried again (a delta, not two refused replaces).
+    let before = nft.applied.lock().expect("lock").len();
+    assert_eq!(e.enforce(rs.clone(), whole(&m)).expect("same"), ApplyOutcome::Unchanged);
+    assert_eq!(nft.applied.lock().expect("lock").len(), before);
+    // Another set of devices (the links changed) is tried again.
+    let other = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan"], true));
+    assert_eq!(
+        e.enforce(other, whole(&m)).expect("again without"),
+        ApplyOutcome::FullReplace
+    );
 }

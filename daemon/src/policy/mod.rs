@@ -218,12 +218,20 @@ pub struct Membership {
     /// bridge table drops ARP that claims one of these addresses from
     /// another MAC (`owner-of-v4`, with the addresses alone in `owned-v4`).
     pub v4_owners: BTreeSet<(Ipv4Addr, MacAddr)>,
+    /// The same for IPv6 (`owned-v6`, `owner-of-v6`): IPv6 to the router
+    /// from an address another device holds is dropped.
+    pub v6_owners: BTreeSet<(Ipv6Addr, MacAddr)>,
 }
 
 impl Membership {
     /// The addresses of [`Membership::v4_owners`].
     pub fn owned_v4(&self) -> BTreeSet<Ipv4Addr> {
         self.v4_owners.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The addresses of [`Membership::v6_owners`].
+    pub fn owned_v6(&self) -> BTreeSet<Ipv6Addr> {
+        self.v6_owners.iter().map(|(a, _)| *a).collect()
     }
 
     /// The zone whose sets hold `mac`, if any.
@@ -316,9 +324,10 @@ impl Membership {
             insert_members(m, e);
         }
         for a in &e.addresses {
-            if let IpAddr::V4(v4) = a {
-                self.v4_owners.insert((*v4, e.mac));
-            }
+            match a {
+                IpAddr::V4(v4) => self.v4_owners.insert((*v4, e.mac)),
+                IpAddr::V6(v6) => self.v6_owners.insert((*v6, e.mac)),
+            };
         }
         if e.blocked {
             insert_members(&mut self.blocked, e);
@@ -336,9 +345,10 @@ impl Membership {
             remove_members(m, e);
         }
         for a in &e.addresses {
-            if let IpAddr::V4(v4) = a {
-                self.v4_owners.remove(&(*v4, e.mac));
-            }
+            match a {
+                IpAddr::V4(v4) => self.v4_owners.remove(&(*v4, e.mac)),
+                IpAddr::V6(v6) => self.v6_owners.remove(&(*v6, e.mac)),
+            };
         }
         if e.blocked {
             remove_members(&mut self.blocked, e);
@@ -447,6 +457,9 @@ pub struct DesiredRuleset {
     /// The router's own IPv4 address on each segment: no device may claim
     /// one in ARP (the gateway every device sends its traffic to).
     pub router_v4: BTreeSet<Ipv4Addr>,
+    /// The router's own IPv6 address on each segment that has one (besides
+    /// its link-local addresses).
+    pub router_v6: BTreeSet<Ipv6Addr>,
     /// The WireGuard tunnel's selectors and guards, when a tunnel is configured.
     pub tunnel: Option<TunnelRules>,
     /// DNS bypass protection, when the resolver runs and it is on.
@@ -495,8 +508,10 @@ impl DesiredRuleset {
 pub struct LinkFacts {
     /// Ports of existing bridges (see [`existing_bridge_ports`]).
     pub bridge_ports: BTreeSet<String>,
-    /// Names of the links that exist now.
-    pub present: BTreeSet<String>,
+    /// The WAN's and the segments' links that exist now, with their
+    /// indexes (a link deleted and made again under its name is another
+    /// device to the kernel's flowtable).
+    pub present: BTreeMap<String, u32>,
     /// The kernel took a flowtable (probed once at start).
     pub flowtables: bool,
 }
@@ -508,7 +523,7 @@ pub fn desired_ruleset_for(config: &Config, facts: &LinkFacts) -> DesiredRuleset
     if config.flow_offload && facts.flowtables && !rs.lan_interfaces.is_empty() {
         let devices: BTreeSet<String> = std::iter::once(&rs.wan)
             .chain(&rs.lan_interfaces)
-            .filter(|d| facts.present.contains(*d))
+            .filter(|d| facts.present.contains_key(*d))
             .cloned()
             .collect();
         // Without the WAN there is nothing to speed up for most traffic,
@@ -740,6 +755,11 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
         segment_defaults,
         lan_broadcasts: config.segments.iter().map(|s| s.ipv4.broadcast()).collect(),
         router_v4: config.segments.iter().map(|s| s.ipv4.addr()).collect(),
+        router_v6: config
+            .segments
+            .iter()
+            .filter_map(|s| s.ipv6.map(|n| n.addr()))
+            .collect(),
         tunnel: tunnel_rules(config),
         dns_guard: dns_guard(config),
         share_to: p.shares.iter().flat_map(|r| r.to.iter().cloned()).collect(),

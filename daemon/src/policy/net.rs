@@ -36,7 +36,14 @@ pub fn desired_net(config: &Config) -> net::DesiredNet {
 pub fn link_facts(config: &Config, observed: &net::ObservedNet, flowtables: bool) -> super::LinkFacts {
     super::LinkFacts {
         bridge_ports: existing_bridge_ports(config, observed),
-        present: observed.links.iter().map(|l| l.name.clone()).collect(),
+        // Only the links the firewall names: others coming and going change
+        // nothing.
+        present: observed
+            .links
+            .iter()
+            .filter(|l| l.name == config.wan_interface || config.segments.iter().any(|s| s.interface == l.name))
+            .map(|l| (l.name.clone(), l.index))
+            .collect(),
         flowtables,
     }
 }

@@ -27,6 +27,10 @@ pub(super) struct BootSaver {
     written_at: Option<Instant>,
     /// The last write failed: said once, not every turn.
     failing: bool,
+    /// What the last record written held (its tunnel flag and document):
+    /// a replace that changes nothing the record holds (the flowtable, which
+    /// the record leaves out) writes nothing to flash.
+    last: Option<u64>,
 }
 
 impl BootSaver {
@@ -35,6 +39,7 @@ impl BootSaver {
             state_dir,
             written: None,
             written_at: None,
+            last: None,
             failing: false,
         }
     }
@@ -50,12 +55,18 @@ impl BootSaver {
         let Some(record) = state.enforcer().boot_record(wall) else {
             return;
         };
+        let holds = holds_hash(&record);
+        if !self.failing && holds.is_some() && self.last == holds {
+            self.written = Some(generation);
+            return;
+        }
         match boot::save(&self.state_dir, &record) {
             Ok(()) => {
                 if self.failing {
                     tracing::info!("boot ruleset saved again");
                 }
                 self.failing = false;
+                self.last = holds;
             }
             Err(e) => {
                 if !self.failing {
@@ -68,6 +79,17 @@ impl BootSaver {
         self.written = Some(generation);
         self.written_at = Some(now);
     }
+}
+
+/// A hash of what a record holds (not when it was written); None if it
+/// cannot be serialized (then it is written every time it is due).
+fn holds_hash(record: &boot::BootRecord) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let json = serde_json::to_vec(&record.nftables).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    record.tunnel.hash(&mut h);
+    json.hash(&mut h);
+    Some(h.finish())
 }
 
 /// Whether `generation` must be written now. Pure.

@@ -75,10 +75,16 @@ async fn reconcile_links(
     Ok(link_facts(config, &observed, flowtables))
 }
 
-/// Whether to use a flowtable: the config wants one (`wan.flow_offload`)
-/// and the kernel takes one. Asked once, at start.
+/// Whether to use a flowtable: the config wants one (`wan.flow_offload`),
+/// the kernel takes one, and connections can be cut over ctnetlink (the
+/// only way an offloaded flow ends when its device is blocked or moved).
+/// Asked once, at start.
 fn probe_flowtables(config: &Config) -> bool {
     if !config.flow_offload {
+        return false;
+    }
+    if let Err(e) = ConntrackNetlink.dump(libc::AF_INET as u8) {
+        tracing::info!(reason = %error_chain(&e), "flow offload: off, connections cannot be cut here (ctnetlink)");
         return false;
     }
     match crate::firewall::probe_flowtables(&NftCli::default()) {

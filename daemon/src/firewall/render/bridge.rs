@@ -12,7 +12,9 @@ use nftables::expr::{BinaryOperation, Expression, MetaKey};
 use nftables::stmt::{Mangle, Operator, Statement};
 use nftables::types::{NfChainType, NfFamily, NfHook};
 
-use super::detect::{sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_ip, sample_spoof_named};
+use super::detect::{
+    sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_ip, sample_spoof_ip_named, sample_spoof_named,
+};
 use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name, SetOwner};
 use super::zones::zone_chain;
 use super::{icmpv6_types, marks, num, prefix, ChainSpec};
@@ -293,6 +295,36 @@ fn bridge_input_chain(rs: &DesiredRuleset) -> ChainSpec {
     let mut guard = claims_address();
     guard.extend([counter(), drop_()]);
     input.rule("ip-claims-device", guard);
+    // The same for IPv6: to the router's segment addresses, its link-local
+    // ones (fe80::/10 delivered here is the router's) and groups. Duplicate
+    // address detection comes from `::`, which nobody holds.
+    let mut to_router6: Vec<Expression<'static>> = rs.router_v6.iter().map(|a| s(a.to_string())).collect();
+    to_router6.extend([prefix("fe80::", 10), prefix("ff00::", 8)]);
+    let claims_address6 = || {
+        vec![
+            iifname_in(ports),
+            eq(payload("ether", "type"), s("ip6")),
+            is_in(payload("ip6", "daddr"), anon_set(to_router6.clone())),
+            is_in(
+                payload("ip6", "saddr"),
+                set_ref(&SetOwner::AddressOwners.set_name(SetKind::V6)),
+            ),
+            op(
+                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+                    payload("ip6", "saddr"),
+                    payload("ether", "saddr"),
+                ])),
+                Operator::NEQ,
+                set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners6)),
+            ),
+        ]
+    };
+    if let Some(sampling) = &rs.detect {
+        sample_spoof_ip_named(&mut input, sampling, "6", claims_address6());
+    }
+    let mut guard = claims_address6();
+    guard.extend([counter(), drop_()]);
+    input.rule("ip6-claims-device", guard);
     input
 }
 

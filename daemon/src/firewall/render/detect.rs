@@ -169,9 +169,9 @@ pub(super) fn sample_bridge_refusal(c: &mut ChainSpec, sampling: &DetectSampling
 /// spoofing alert for it directly.
 pub const SPOOF_ARP_PREFIX: &str = "bh spoof arp";
 
-/// The NFLOG prefix of IPv4 sent to the router from an address another
-/// device holds (the sample carries the IPv4 header: its source is the
-/// address claimed).
+/// The NFLOG prefix of IPv4 or IPv6 sent to the router from an address
+/// another device holds (the sample carries the IP header: its source is
+/// the address claimed).
 pub const SPOOF_IP_PREFIX: &str = "bh spoof ip";
 
 /// A `sample-spoof` rule before a spoofing guard (`matches` select what the
@@ -199,13 +199,24 @@ pub(super) fn sample_spoof_named(
 
 /// A `sample-spoof-ip` rule before the IPv4 source guard.
 pub(super) fn sample_spoof_ip(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
+    sample_spoof_ip_named(c, sampling, "", matches);
+}
+
+/// [`sample_spoof_ip`] with its own rule name and meter (`suffix`): `6` for
+/// the IPv6 guard (the sample carries the IPv6 header).
+pub(super) fn sample_spoof_ip_named(
+    c: &mut ChainSpec,
+    sampling: &DetectSampling,
+    suffix: &str,
+    matches: Vec<Statement<'static>>,
+) {
     let mut stmts = matches;
     stmts.extend(sample(
         sampling,
-        format!("detect_{}_spoof_ip", c.name),
+        format!("detect_{}_spoof_ip{suffix}", c.name),
         SPOOF_IP_PREFIX.to_string(),
     ));
-    c.rule("sample-spoof-ip", stmts);
+    c.rule(format!("sample-spoof-ip{suffix}"), stmts);
 }
 
 /// A `sample-blocked` rule before a chain's `blocked-from` guard: everything

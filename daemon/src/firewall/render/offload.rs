@@ -13,7 +13,11 @@
 //!   goes into the tunnel, keep their paths (the tunnel's interface is not a
 //!   flowtable device, and a connection marked as tunnelled is left alone
 //!   besides, so the kill switch's rules see every packet);
-//! - TCP and UDP (the kernel offloads nothing else).
+//! - TCP and UDP (the kernel offloads nothing else);
+//! - never a port-forwarded connection (`ct status dnat`: fw4's port
+//!   forwards, hairpin NAT): the device's address is only in its reply
+//!   tuple, where the cut does not look, so a block must reach it by the
+//!   rules.
 //!
 //! What ends an offloaded flow: deleting its conntrack entry, which is what
 //! moving or blocking a device does already (`Enforcer::cut`); the kernel
@@ -86,6 +90,17 @@ pub(super) fn offload_rule(fwd: &mut ChainSpec, rs: &DesiredRuleset) {
     let mut stmts = vec![
         is_in(meta(MetaKey::L4proto), anon_set([s("tcp"), s("udp")])),
         ct_state(&["established"]),
+        // Never a port-forwarded (or hairpinned) connection: the device's
+        // address is only in its reply tuple, which the cut does not match,
+        // so only the rules can end it when the device is blocked.
+        op(
+            Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                ct("status"),
+                Expression::List(vec![s("dnat")]),
+            ))),
+            Operator::EQ,
+            Expression::Number(0),
+        ),
         is_in(
             Expression::Named(NamedExpression::Concat(vec![
                 meta(MetaKey::Iifname),

@@ -62,8 +62,10 @@ impl SetOwner {
             SetOwner::TunnelExclude => "tunnel-exclude-devices".into(),
             SetOwner::DomainSet(id) => domain_set_name(id, kind == SetKind::V6),
             SetOwner::Share(zone) => share_set_name(zone, kind == SetKind::Pinholes6),
-            SetOwner::AddressOwners if kind == SetKind::Owners4 => "owner-of-v4".into(),
-            SetOwner::AddressOwners => "owned-v4".into(),
+            SetOwner::AddressOwners if matches!(kind, SetKind::Owners4 | SetKind::Owners6) => {
+                format!("owner-of-{}", kind.suffix())
+            }
+            SetOwner::AddressOwners => format!("owned-{}", kind.suffix()),
         }
     }
 
@@ -95,6 +97,8 @@ pub fn member_sets(rs: &DesiredRuleset) -> Vec<(SetOwner, SetKind)> {
     }
     out.push((SetOwner::AddressOwners, SetKind::V4));
     out.push((SetOwner::AddressOwners, SetKind::Owners4));
+    out.push((SetOwner::AddressOwners, SetKind::V6));
+    out.push((SetOwner::AddressOwners, SetKind::Owners6));
     out
 }
 
@@ -108,6 +112,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static>
         SetKind::Pinholes4 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv4Addr, InetProto, InetService])),
         SetKind::Pinholes6 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv6Addr, InetProto, InetService])),
         SetKind::Owners4 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv4Addr, EtherAddr])),
+        SetKind::Owners6 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv6Addr, EtherAddr])),
     }
 }
 
@@ -116,7 +121,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static>
 pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
     match kind {
         SetKind::Mac | SetKind::Pinholes4 | SetKind::Pinholes6 => &[NfFamily::INet, NfFamily::Bridge],
-        SetKind::Owners4 => &[NfFamily::Bridge],
+        SetKind::Owners4 | SetKind::Owners6 => &[NfFamily::Bridge],
         SetKind::V4 | SetKind::V6 => &[NfFamily::INet],
     }
 }
@@ -142,10 +147,16 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
         SetOwner::AddressOwners => {
             return match kind {
                 SetKind::V4 => m.owned_v4().iter().map(|a| s(a.to_string())).collect(),
+                SetKind::V6 => m.owned_v6().iter().map(|a| s(a.to_string())).collect(),
                 SetKind::Owners4 => m
                     .v4_owners
                     .iter()
-                    .map(|(a, mac)| crate::firewall::delta::owner_expression(*a, *mac))
+                    .map(|(a, mac)| crate::firewall::delta::owner_expression((*a).into(), *mac))
+                    .collect(),
+                SetKind::Owners6 => m
+                    .v6_owners
+                    .iter()
+                    .map(|(a, mac)| crate::firewall::delta::owner_expression((*a).into(), *mac))
                     .collect(),
                 _ => Vec::new(),
             }
@@ -162,7 +173,7 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
         SetKind::Mac => macs(&members.macs),
         SetKind::V4 => members.v4.iter().map(|x| s(x.to_string())).collect(),
         SetKind::V6 => members.v6.iter().map(|x| s(x.to_string())).collect(),
-        SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 => Vec::new(),
+        SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 | SetKind::Owners6 => Vec::new(),
     }
 }
 
