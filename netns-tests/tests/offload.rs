@@ -125,7 +125,8 @@ pub(crate) fn f2_flow_offload_speeds_up_and_decides_nothing() -> Result<Outcome>
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     ensure!(
         listed.contains("flowtable offload") && listed.contains("counter"),
-        "no counting flowtable: {listed}"
+        "no counting flowtable: {listed}\n{}",
+        log()
     );
 
     let dir: PathBuf = demo.config_path().with_file_name("offload");

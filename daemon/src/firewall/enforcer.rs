@@ -230,7 +230,7 @@ impl Enforcer {
         self.pinholes.retain(|(zone, _), _| ruleset.share_to.contains(zone));
         let held = self.holdings();
         let mut result = full_replace(self.nft.as_ref(), &ruleset, &membership, &held);
-        if matches!(result, Err(FirewallError::Nft { .. })) && ruleset.offload.is_some() {
+        if matches!(result, Err(FirewallError::Nft { what: "full", .. })) && ruleset.offload.is_some() {
             // A decision must never wait for the speed-up: the same tables
             // without the flowtable (one of its devices may have gone before
             // the link watch said so; the next link change tries again).

@@ -556,6 +556,11 @@ fn the_offload_rule_sits_after_the_guards_and_before_established() {
         .collect();
     let at = |name: &str| forward.iter().position(|r| r == name).expect(name);
     assert_eq!(at("offload") + 1, at("established"), "{forward:?}");
+    assert_eq!(
+        at("established-port-forwards") + 1,
+        at("offload"),
+        "port forwards are accepted before they could be offloaded: {forward:?}"
+    );
     assert!(at("blocked-from") < at("offload") && at("blocked-to-v6") < at("offload"));
     let rule = objects
         .iter()

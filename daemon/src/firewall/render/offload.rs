@@ -87,20 +87,23 @@ pub(super) fn offload_rule(fwd: &mut ChainSpec, rs: &DesiredRuleset) {
             .filter(move |b| *b != a)
             .map(move |b| Expression::Named(NamedExpression::Concat(vec![s(a.clone()), s(b.clone())])))
     });
+    // Never a port-forwarded (or hairpinned) connection: the device's
+    // address is only in its reply tuple, which the cut does not match, so
+    // only the rules can end it when the device is blocked. Accepted here,
+    // before the offload, as `established` would. (A rule, not `ct status &
+    // dnat == 0` in the offload rule: nft lists that as an operator the
+    // read-back cannot parse.)
+    fwd.rule(
+        "established-port-forwards",
+        vec![
+            ct_state(&["established"]),
+            is_in(ct("status"), Expression::List(vec![s("dnat")])),
+            accept(),
+        ],
+    );
     let mut stmts = vec![
         is_in(meta(MetaKey::L4proto), anon_set([s("tcp"), s("udp")])),
         ct_state(&["established"]),
-        // Never a port-forwarded (or hairpinned) connection: the device's
-        // address is only in its reply tuple, which the cut does not match,
-        // so only the rules can end it when the device is blocked.
-        op(
-            Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-                ct("status"),
-                Expression::List(vec![s("dnat")]),
-            ))),
-            Operator::EQ,
-            Expression::Number(0),
-        ),
         is_in(
             Expression::Named(NamedExpression::Concat(vec![
                 meta(MetaKey::Iifname),
