@@ -14,10 +14,11 @@
 //!   flowtable device, and a connection marked as tunnelled is left alone
 //!   besides, so the kill switch's rules see every packet);
 //! - TCP and UDP (the kernel offloads nothing else);
-//! - never a port-forwarded connection (`ct status dnat`: fw4's port
-//!   forwards, hairpin NAT): the device's address is only in its reply
-//!   tuple, where the cut does not look, so a block must reach it by the
-//!   rules.
+//! - never a port-forwarded connection (fw4's port forwards, hairpin NAT):
+//!   `established-port-forwards` accepts those just before (`ct state
+//!   established ct status dnat accept`): the device's address is only in
+//!   their reply tuple, where the cut does not look, so a block must reach
+//!   them by the rules.
 //!
 //! What ends an offloaded flow: deleting its conntrack entry, which is what
 //! moving or blocking a device does already (`Enforcer::cut`); the kernel
