@@ -63,9 +63,38 @@ impl Default for NftCli {
 }
 
 impl NftBackend for NftCli {
+    /// `nft -j -f -` with the document on stdin. Not the `nftables` crate's
+    /// helper: it leaves nft's stderr to the daemon's, so the complaint went
+    /// to the log unlabelled and never into the error (status, alerts).
     fn apply(&self, doc: &Nftables<'_>) -> Result<(), NftablesError> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
         let json = serde_json::to_string(doc).map_err(NftablesError::NftInvalidJson)?;
-        helper::apply_ruleset_raw(&json, Some(&self.program), std::iter::empty::<&str>()).map(|_| ())
+        let exec_error = |inner| NftablesError::NftExecution {
+            program: self.program.clone().into(),
+            inner,
+        };
+        let mut child = Command::new(&self.program)
+            .args(["-j", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(exec_error)?;
+        // nft reads the whole document before it writes anything.
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(json.as_bytes()).map_err(exec_error)?;
+        }
+        let output = child.wait_with_output().map_err(exec_error)?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(NftablesError::NftFailed {
+            program: self.program.clone().into(),
+            hint: "applying ruleset".into(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
     }
 
     fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {

@@ -74,3 +74,27 @@ fn real_nft_accepts_the_documents() {
         assert!(out.is_ok(), "nft -c refused the document without segments: {out:?}");
     }
 }
+
+/// A document nft refuses: the error says what nft said (its stderr used to
+/// go to the daemon's own stderr, unlabelled, and the error said only
+/// "did not return successfully").
+#[test]
+fn a_refused_document_carries_nfts_complaint() {
+    if !bulkhead_netns::root_or_skip("firewall::netns_test::a_refused_document_carries_nfts_complaint")
+        || !nft_or_skip("firewall::netns_test::a_refused_document_carries_nfts_complaint")
+    {
+        return;
+    }
+    use super::NftBackend;
+    let ns = bulkhead_netns::Netns::new("nfterr").expect("namespace");
+    let doc: nftables::schema::Nftables<'static> = serde_json::from_str(
+        r#"{"nftables":[{"add":{"rule":{"family":"inet","table":"no-such-table","chain":"c","expr":[{"accept":null}]}}}]}"#,
+    )
+    .expect("document");
+    let err = ns
+        .run_in(|| super::NftCli::default().apply(&doc))
+        .expect("ran in the namespace")
+        .expect_err("nft must refuse it");
+    let text = super::error_chain(&err);
+    assert!(text.contains("No such file or directory"), "{text}");
+}
