@@ -96,9 +96,9 @@ fn stops(file: &Path, settle: Duration) -> Result<(u64, u64)> {
 /// f2. On Debian's kernel in the VM: the daemon finds flowtables and makes
 /// one (with the counter flag) over the WAN and the segments; the laptop's
 /// TCP stream to the internet is offloaded and its bytes are counted as
-/// its traffic; the TV's stream through the tunnel is never offloaded;
-/// blocking the laptop ends its offloaded stream, and so does moving it to
-/// quarantine (both only delete the connections: the flowtable lets go at
+/// its traffic; the TV's stream through the tunnel is never offloaded, nor
+/// is a stream port-forwarded to the laptop; blocking the laptop ends both
+/// of its streams, and moving it to quarantine its offloaded one (both only delete the connections: the flowtable lets go at
 /// its next pass).
 pub(crate) fn f2_flow_offload_speeds_up_and_decides_nothing() -> Result<Outcome> {
     if !kernel_has_flowtables()? {
@@ -179,7 +179,47 @@ pub(crate) fn f2_flow_offload_speeds_up_and_decides_nothing() -> Result<Outcome>
     })
     .with_context(log)?;
 
-    // Blocked: the stream ends although the flowtable forwards it.
+    // A port forward to the laptop, as fw4 makes them (DNAT in a table of
+    // its own): its stream flows and is never offloaded (the cut would not
+    // find the laptop in its original tuple).
+    let forwarded_port = 5203u16;
+    let forward = format!(
+        "table ip bh-test-portfwd {{ chain pre {{ type nat hook prerouting priority dstnat; iifname \"{}\" tcp dport 8022 dnat to {}:{forwarded_port}; }} }}",
+        bulkhead_netns::home::WAN_IF,
+        demo.ipv4("laptop")?
+    );
+    let forward_file = dir.join("portfwd.nft");
+    std::fs::write(&forward_file, forward)?;
+    demo.home
+        .router()
+        .exec(&["nft", "-f", &forward_file.to_string_lossy()])?;
+    let forwarded_sink = dir.join(format!("sink-{forwarded_port}"));
+    demo.home.ns("laptop")?.spawn(
+        "python3",
+        &[
+            "-c",
+            SINK,
+            &forwarded_port.to_string(),
+            &forwarded_sink.to_string_lossy(),
+        ],
+    )?;
+    wait_until("the laptop's sink", Duration::from_secs(20), || {
+        Ok(forwarded_sink.exists())
+    })?;
+    let router_wan = bulkhead_netns::home::ROUTER_WAN_V4.addr().to_string();
+    isp.spawn("python3", &["-c", SOURCE, &router_wan, "8022"])?;
+    wait_until("the port-forwarded stream flowing", Duration::from_secs(60), || {
+        Ok(sink_count(&forwarded_sink)? > 50_000)
+    })
+    .with_context(log)?;
+    let forwarded = conntrack_lines(&demo, 8022)?;
+    ensure!(
+        !forwarded.is_empty() && forwarded.iter().all(|l| !l.contains("[OFFLOAD]")),
+        "a port-forwarded stream must not be offloaded: {forwarded:?}"
+    );
+
+    // Blocked: the stream ends although the flowtable forwards it, and so
+    // does the port-forwarded one.
     let Response::Done { .. } = demo.call(Request::Block {
         mac: laptop,
         blocked: true,
@@ -191,6 +231,12 @@ pub(crate) fn f2_flow_offload_speeds_up_and_decides_nothing() -> Result<Outcome>
     ensure!(
         a == b,
         "the blocked laptop's stream went on: {a} then {b} bytes\n{}",
+        log()
+    );
+    let (a, b) = stops(&forwarded_sink, Duration::from_secs(0))?;
+    ensure!(
+        a == b,
+        "the blocked laptop's port-forwarded stream went on: {a} then {b} bytes\n{}",
         log()
     );
     demo.call(Request::Block {

@@ -115,6 +115,7 @@ impl DaemonState {
         if before_decision.is_none() {
             self.discovery.unannounced.insert(mac);
         }
+        self.remember_placement(mac);
         if let Some(device) = self.inventory.get(&mac) {
             let decision = zone_for(&self.config, device);
             if self.discovery.unannounced.contains(&mac) {
@@ -225,6 +226,22 @@ impl DaemonState {
             .collect();
         for (mac, joined) in due {
             self.announce(mac, joined);
+        }
+    }
+
+    /// A rule placed `mac` (in a zone other than its fallback): remembered,
+    /// and stored, so that evidence that later places it nowhere does not
+    /// send it back to quarantine (`Device::placed_zone`).
+    fn remember_placement(&mut self, mac: MacAddr) {
+        let Some(device) = self.inventory.get(&mac) else { return };
+        let decision = zone_for(&self.config, device);
+        if decision.reason != ZoneReason::Classified || !self.inventory.set_placed_zone(&mac, &decision.zone) {
+            return;
+        }
+        if let Some(device) = self.inventory.get(&mac) {
+            if let Err(e) = self.store.save_discovered(device) {
+                tracing::error!(error = %error_chain(&e), %mac, "could not store where a rule placed a device");
+            }
         }
     }
 

@@ -50,6 +50,11 @@ pub struct Device {
     pub tunnel_choice: Option<bool>,
     /// The homeowner watches it: told when it goes offline and comes back.
     pub watched: bool,
+    /// The zone a classification rule last placed it in. A device keeps it
+    /// when its evidence later places it nowhere: a packet can add evidence,
+    /// never send a placed device back to quarantine (or its segment's
+    /// default). A rule placing it elsewhere, or the homeowner, still moves it.
+    pub placed_zone: Option<ZoneId>,
 }
 
 impl Device {
@@ -66,6 +71,7 @@ impl Device {
             blocked: false,
             tunnel_choice: None,
             watched: false,
+            placed_zone: None,
         }
     }
 }
@@ -287,6 +293,19 @@ impl Inventory {
     /// Everything must be looked at again (the config changed).
     pub fn touch_all(&mut self) {
         self.touched = Touched::All;
+    }
+
+    /// Remembers the zone a rule placed `mac` in (see
+    /// [`Device::placed_zone`]); true if that changed it.
+    pub fn set_placed_zone(&mut self, mac: &MacAddr, zone: &ZoneId) -> bool {
+        match self.devices.get_mut(mac) {
+            Some(d) if d.placed_zone.as_ref() != Some(zone) => {
+                d.placed_zone = Some(zone.clone());
+                self.touched.add(*mac);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The device holding `ip`.

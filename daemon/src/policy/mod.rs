@@ -77,7 +77,12 @@ pub fn classification(config: &Config, device: &Device) -> Option<ClassMatch> {
 pub fn zone_for(config: &Config, device: &Device) -> ZoneDecision {
     match unclassified_zone(config, device) {
         Unclassified::Final(decision) => decision,
-        Unclassified::Fallback(fallback) => classified_zone(config, fallback, classification(config, device).as_ref()),
+        Unclassified::Fallback(fallback) => classified_zone(
+            config,
+            fallback,
+            classification(config, device).as_ref(),
+            device.placed_zone.as_ref(),
+        ),
     }
 }
 
@@ -116,7 +121,9 @@ impl<'c> Assessor<'c> {
         };
         let decision = match unclassified_zone(self.config, device) {
             Unclassified::Final(decision) => decision,
-            Unclassified::Fallback(fallback) => classified_zone(self.config, fallback, class.as_ref()),
+            Unclassified::Fallback(fallback) => {
+                classified_zone(self.config, fallback, class.as_ref(), device.placed_zone.as_ref())
+            }
         };
         (decision, class)
     }
@@ -167,20 +174,35 @@ fn unclassified_zone(config: &Config, device: &Device) -> Unclassified {
         },
     };
     // Evidence-free devices (most of a large inventory) skip the rules.
-    if device.evidence.is_empty() && oui::lookup(&device.mac).is_none() {
+    if device.evidence.is_empty() && oui::lookup(&device.mac).is_none() && device.placed_zone.is_none() {
         return Unclassified::Final(fallback);
     }
     Unclassified::Fallback(fallback)
 }
 
-/// The fallback, or the zone the classification places the device in.
-fn classified_zone(config: &Config, fallback: ZoneDecision, class: Option<&ClassMatch>) -> ZoneDecision {
+/// The zone the classification places the device in; else the zone a rule
+/// placed it in before (`placed`: evidence that no longer places it does
+/// not send it back to the fallback — a packet can add evidence, never
+/// demote a device); else the fallback.
+fn classified_zone(
+    config: &Config,
+    fallback: ZoneDecision,
+    class: Option<&ClassMatch>,
+    placed: Option<&ZoneId>,
+) -> ZoneDecision {
     match class.and_then(|m| placement(&config.policy, m, &fallback.zone)) {
         Some(zone) if zone != fallback.zone => ZoneDecision {
             zone,
             reason: ZoneReason::Classified,
         },
-        _ => fallback,
+        Some(_) => fallback,
+        None => match placed.filter(|z| **z != fallback.zone && config.policy.zones.contains_key(*z)) {
+            Some(zone) => ZoneDecision {
+                zone: zone.clone(),
+                reason: ZoneReason::Classified,
+            },
+            None => fallback,
+        },
     }
 }
 

@@ -199,6 +199,39 @@ fn classification_sits_between_pins_and_segment_defaults() {
 }
 
 #[test]
+fn a_placed_device_is_never_sent_back_by_what_it_stops_saying() {
+    let cfg = default_config();
+    let cast = crate::classify::Evidence {
+        mdns_services: ["_googlecast._tcp".to_string()].into(),
+        txt: [("md".to_string(), "Chromecast".to_string())].into(),
+        ..Default::default()
+    };
+    // Placed in iot by its class, remembered as the core does.
+    let mut d = device_with(MacAddr([0x02, 0, 0, 0, 0, 0x30]), "10.0.1.30", cast);
+    assert_eq!(zone_for(&cfg, &d).zone.as_str(), "iot");
+    d.placed_zone = Some(zid("iot"));
+    // Its evidence no longer places it (a forged or changed announcement):
+    // it stays in iot instead of going back to quarantine.
+    d.evidence = crate::classify::Evidence {
+        hostname: Some("nothing-to-see".into()),
+        ..Default::default()
+    };
+    assert!(classification(&cfg, &d).is_none());
+    let z = zone_for(&cfg, &d);
+    assert_eq!((z.zone.as_str(), z.reason), ("iot", ZoneReason::Classified));
+    // With no evidence at all, too; and the assessor agrees.
+    d.evidence = Default::default();
+    assert_eq!(zone_for(&cfg, &d).zone.as_str(), "iot");
+    assert_eq!(Assessor::new(&cfg).assess(&d).0, zone_for(&cfg, &d));
+    // The homeowner still decides; a zone the policy dropped is forgotten.
+    d.user_zone = Some(zid("guest"));
+    assert_eq!(zone_for(&cfg, &d).zone.as_str(), "guest");
+    d.user_zone = None;
+    d.placed_zone = Some(zid("gone"));
+    assert_eq!(zone_for(&cfg, &d).reason, ZoneReason::Unknown);
+}
+
+#[test]
 fn a_low_confidence_match_never_loosens_a_device() {
     let cfg = default_config();
     // Vendor-only (Wyze Labs OUI) camera rule: low confidence, zone iot. iot is

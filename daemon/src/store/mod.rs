@@ -345,11 +345,10 @@ impl Store {
                 tracing::warn!(%mac, "skipping device with an unreadable MAC in the store");
                 continue;
             };
-            let user_zone = if by_user {
-                zone.and_then(|z| ZoneId::new(&z).ok())
-            } else {
-                None
-            };
+            // One column: the homeowner's zone, else the zone a rule placed
+            // the device in (see `Device::placed_zone`).
+            let zone = zone.and_then(|z| ZoneId::new(&z).ok());
+            let (user_zone, placed_zone) = if by_user { (zone, None) } else { (None, zone) };
             devices.insert(
                 mac,
                 Device {
@@ -365,6 +364,7 @@ impl Store {
                     blocked,
                     tunnel_choice,
                     watched,
+                    placed_zone,
                 },
             );
         }
@@ -502,7 +502,7 @@ impl Store {
             params![
                 d.mac.to_string(),
                 d.name,
-                d.user_zone.as_ref().map(ZoneId::as_str),
+                d.user_zone.as_ref().or(d.placed_zone.as_ref()).map(ZoneId::as_str),
                 d.user_zone.is_some(),
                 d.first_seen,
                 d.last_seen,
@@ -953,6 +953,24 @@ mod tests {
         assert_eq!(loaded[0].name, a.name, "names are data, stored as given");
         assert_eq!(loaded[0].user_zone, a.user_zone);
         assert_eq!(loaded[1].addresses, b.addresses);
+        // Where a rule placed a device is kept in the same column, apart from
+        // the homeowner's choice, which wins when both are there.
+        let mut c = dev(3, "10.0.1.7");
+        c.placed_zone = Some(ZoneId::new("iot").expect("id"));
+        s.save_device(&c).expect("save");
+        let loaded = s.load_devices().expect("load");
+        assert_eq!(
+            (loaded[2].user_zone.clone(), loaded[2].placed_zone.clone()),
+            (None, c.placed_zone.clone())
+        );
+        assert_eq!(loaded[0].placed_zone, None, "a homeowner's zone is not a placement");
+        c.user_zone = Some(ZoneId::new("trusted").expect("id"));
+        s.save_device(&c).expect("save");
+        let loaded = s.load_devices().expect("load");
+        assert_eq!(
+            (loaded[2].user_zone.clone(), loaded[2].placed_zone.clone()),
+            (c.user_zone, None)
+        );
     }
 
     #[test]
