@@ -184,7 +184,7 @@ pub(crate) fn f2_flow_offload_speeds_up_and_decides_nothing() -> Result<Outcome>
     // find the laptop in its original tuple).
     let forwarded_port = 5203u16;
     let forward = format!(
-        "table ip bh-test-portfwd {{ chain pre {{ type nat hook prerouting priority dstnat; iifname \"{}\" tcp dport 8022 dnat to {}:{forwarded_port}; }} }}",
+        "table ip bh-test-portfwd {{\n  chain pre {{\n    type nat hook prerouting priority dstnat\n    iifname \"{}\" tcp dport 8022 dnat to {}:{forwarded_port}\n  }}\n}}\n",
         bulkhead_netns::home::WAN_IF,
         demo.ipv4("laptop")?
     );
