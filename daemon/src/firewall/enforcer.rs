@@ -135,6 +135,11 @@ pub struct Enforcer {
     /// The flowtable nft refused (a device gone before the link watch said
     /// so): left out while the wanted one is this same one.
     offload_refused: Option<crate::policy::FlowOffload>,
+    /// A cut failed while flows were offloaded: the flowtable stays off for
+    /// the rest of the run (only the cut ends an offloaded flow).
+    offload_off: bool,
+    /// Addresses whose cut failed in this enforce, to settle at its end.
+    failed_cut: Option<Vec<IpAddr>>,
 }
 
 impl Enforcer {
@@ -152,6 +157,8 @@ impl Enforcer {
             held: BTreeMap::new(),
             pinholes: BTreeMap::new(),
             offload_refused: None,
+            offload_off: false,
+            failed_cut: None,
         }
     }
 
@@ -206,10 +213,58 @@ impl Enforcer {
     /// truth; a failed read-back forgets `applied`, so the next one replaces.
     pub fn enforce(
         &mut self,
+        ruleset: DesiredRuleset,
+        change: MembershipChange<'_>,
+    ) -> Result<ApplyOutcome, FirewallError> {
+        let outcome = self.enforce_once(ruleset, change);
+        self.settle_failed_cut();
+        outcome
+    }
+
+    /// A cut failed while the tables held a flowtable: the flows it was
+    /// meant to end may still be offloaded, and nothing else ends them (a
+    /// kernel that refuses to delete offloaded entries, EBUSY before the
+    /// ctnetlink backports of June 2023). The tables are replaced without
+    /// the flowtable — which lets go of every offloaded flow, so the rules
+    /// see their next packets — the cut is tried again, and the flowtable
+    /// stays off for the rest of the run.
+    fn settle_failed_cut(&mut self) {
+        let Some(addrs) = self.failed_cut.take() else { return };
+        let Some(applied) = self.applied.as_ref().filter(|a| a.ruleset.offload.is_some()) else {
+            return;
+        };
+        self.offload_off = true;
+        let ruleset = DesiredRuleset {
+            offload: None,
+            ..applied.ruleset.clone()
+        };
+        let membership = applied.membership.clone();
+        let msg = "a connection cut failed while flows were offloaded: flow offload is off until Bulkhead restarts";
+        tracing::error!("{msg}");
+        self.stats.last_error = Some(msg.to_string());
+        match full_replace(self.nft.as_ref(), &ruleset, &membership, &self.holdings()) {
+            Ok(()) => {
+                self.stats.full_applies += 1;
+                self.applied = Some(Applied { ruleset, membership });
+            }
+            Err(e) => {
+                // The kernel kept the tables with the flowtable; the next
+                // enforce replaces them (the flowtable is off for good now).
+                tracing::error!(error = %error_chain(&e), "could not take the flowtable away");
+                self.applied = None;
+            }
+        }
+        if let Err(e) = self.conntrack.flush(&addrs) {
+            tracing::error!(error = %e, "the connections could not be cut again");
+        }
+    }
+
+    fn enforce_once(
+        &mut self,
         mut ruleset: DesiredRuleset,
         mut change: MembershipChange<'_>,
     ) -> Result<ApplyOutcome, FirewallError> {
-        if ruleset.offload.is_some() && ruleset.offload == self.offload_refused {
+        if self.offload_off || (ruleset.offload.is_some() && ruleset.offload == self.offload_refused) {
             ruleset.offload = None;
         }
         if let Some(outcome) = self.try_delta(&ruleset, &mut change) {
@@ -599,6 +654,7 @@ impl Enforcer {
                 let msg = format!("could not delete conntrack entries of moved devices: {e}");
                 tracing::error!("{msg}");
                 self.stats.last_error = Some(msg);
+                self.failed_cut = Some(addrs);
             }
         }
     }

@@ -744,3 +744,51 @@ fn a_refused_flowtable_never_holds_a_decision_back() {
         ApplyOutcome::FullReplace
     );
 }
+
+/// Cuts that always fail (a kernel that refuses to delete offloaded entries).
+struct RefusingConntrack(Arc<std::sync::Mutex<usize>>);
+
+impl ConntrackFlusher for RefusingConntrack {
+    fn flush(&self, _addrs: &[IpAddr]) -> Result<usize, std::io::Error> {
+        *self.0.lock().expect("lock") += 1;
+        Err(std::io::Error::from_raw_os_error(16)) // EBUSY
+    }
+}
+
+#[test]
+fn a_failed_cut_takes_the_flowtable_away() {
+    let cfg = crate::testutil::tunnel_config();
+    let with = crate::policy::desired_ruleset_for(&cfg, &facts(&["wan0", "br-lan", "br-iot"], true));
+    let without = DesiredRuleset {
+        offload: None,
+        ..with.clone()
+    };
+    let before = desired_membership(&cfg, &sample_inventory());
+    let after = desired_membership(&cfg, &decided_inventory()); // blocks 10.0.1.30
+    let nft = Arc::new(FakeNft::default());
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&without, &after)));
+    let tries = Arc::new(std::sync::Mutex::new(0));
+    let mut e = Enforcer::new(Box::new(nft.clone()), Box::new(RefusingConntrack(tries.clone())));
+    e.assume_applied(Applied {
+        ruleset: with.clone(),
+        membership: before,
+    });
+    let whole = |m: &crate::policy::Membership| MembershipChange::Whole {
+        membership: m.clone(),
+        addresses_of: &|_| Vec::new(),
+    };
+    // The block goes in as a delta; its cut fails; the tables are replaced
+    // without the flowtable (letting go of every offloaded flow) and the cut
+    // is tried again.
+    e.enforce(with.clone(), whole(&after)).expect("the block");
+    assert_eq!(*nft.applied.lock().expect("lock"), ["delta", "full"]);
+    assert_eq!(*tries.lock().expect("lock"), 2, "cut, then cut again");
+    assert_eq!(e.applied().expect("applied").ruleset, without);
+    assert!(e
+        .stats()
+        .last_error
+        .as_deref()
+        .is_some_and(|m| m.contains("flow offload is off")));
+    // And it stays off: the same wish is no change.
+    assert_eq!(e.enforce(with, whole(&after)).expect("same"), ApplyOutcome::Unchanged);
+}
