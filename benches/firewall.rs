@@ -330,22 +330,15 @@ const IN_VM_ENV: &str = "FIREWALL_BENCH_IN_VM";
 fn in_vm() -> Result<()> {
     bulkhead_netns::vm::available().map_err(anyhow::Error::msg)?;
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm");
-    let kernel = bulkhead_netns::vm::prepare(&target).context("preparing the VM's kernel")?;
-    let exe = std::env::current_exe()?;
-    let exe = exe.to_string_lossy();
-    let cwd = std::env::current_dir()?;
     let rounds = std::env::var("FIREWALL_BENCH_ROUNDS").unwrap_or_else(|_| "5".into());
-    let outcome = bulkhead_netns::vm::run(
-        &kernel,
-        &bulkhead_netns::vm::VmCommand {
-            argv: &[&exe, "--throughput-only"],
-            cwd: &cwd,
-            env: &[(IN_VM_ENV, "1"), ("FIREWALL_BENCH_ROUNDS", &rounds)],
-            modules: &["nf_flow_table", "nf_flow_table_inet", "nft_flow_offload"],
-            memory_mib: 1536,
-            timeout: Duration::from_secs(1800),
-        },
-    )?;
+    let (kernel, outcome) = bulkhead_netns::vm::run_self(
+        &target,
+        &["--throughput-only"],
+        &[(IN_VM_ENV, "1"), ("FIREWALL_BENCH_ROUNDS", &rounds)],
+        &["nf_flow_table", "nf_flow_table_inet", "nft_flow_offload"],
+        Duration::from_secs(1800),
+    )
+    .context("running the bench in the VM")?;
     println!(
         "(in a VM: {}, Debian kernel {})\n{}",
         outcome.accel, kernel.release, outcome.output

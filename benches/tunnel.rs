@@ -316,26 +316,19 @@ const IN_VM_ENV: &str = "TUNNEL_BENCH_IN_VM";
 fn in_vm(rounds: u32, secs: u32) -> Result<()> {
     bulkhead_netns::vm::available().map_err(anyhow::Error::msg)?;
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm");
-    let kernel = bulkhead_netns::vm::prepare(&target).context("preparing the VM's kernel")?;
-    let exe = std::env::current_exe()?;
-    let exe = exe.to_string_lossy();
-    let cwd = std::env::current_dir()?;
     let (rounds, secs) = (rounds.to_string(), secs.to_string());
-    let outcome = bulkhead_netns::vm::run(
-        &kernel,
-        &bulkhead_netns::vm::VmCommand {
-            argv: &[&exe],
-            cwd: &cwd,
-            env: &[
-                (IN_VM_ENV, "1"),
-                ("TUNNEL_BENCH_ROUNDS", &rounds),
-                ("TUNNEL_BENCH_SECS", &secs),
-            ],
-            modules: &["wireguard", "tun"],
-            memory_mib: 1536,
-            timeout: Duration::from_secs(1500),
-        },
-    )?;
+    let (kernel, outcome) = bulkhead_netns::vm::run_self(
+        &target,
+        &[],
+        &[
+            (IN_VM_ENV, "1"),
+            ("TUNNEL_BENCH_ROUNDS", &rounds),
+            ("TUNNEL_BENCH_SECS", &secs),
+        ],
+        &["wireguard", "tun"],
+        Duration::from_secs(1500),
+    )
+    .context("running the bench in the VM")?;
     println!(
         "(in a VM: {}, Debian kernel {})\n{}",
         outcome.accel, kernel.release, outcome.output

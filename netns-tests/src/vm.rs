@@ -113,6 +113,35 @@ pub fn available() -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Runs this very program again in the VM (kernel prepared in `dir`) with
+/// `args`, `env` and `modules`, from the current directory: how a test or a
+/// bench that needs what this machine's kernel lacks runs itself there.
+pub fn run_self(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    modules: &[&str],
+    timeout: Duration,
+) -> Result<(VmKernel, VmOutcome)> {
+    let kernel = prepare(dir)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding this program".to_string(), e))?;
+    let exe = exe.to_string_lossy().into_owned();
+    let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory".to_string(), e))?;
+    let argv: Vec<&str> = std::iter::once(exe.as_str()).chain(args.iter().copied()).collect();
+    let outcome = run(
+        &kernel,
+        &VmCommand {
+            argv: &argv,
+            cwd: &cwd,
+            env,
+            modules,
+            memory_mib: 1536,
+            timeout,
+        },
+    )?;
+    Ok((kernel, outcome))
+}
+
 /// Fetches and unpacks the kernel and busybox into `dir` unless already there.
 /// Tests running at once prepare one after the other (a lock file in `dir`).
 pub fn prepare(dir: &Path) -> Result<VmKernel> {

@@ -822,7 +822,12 @@ pub(crate) fn z3_mqtt_over_tls_checks_the_broker() -> Result<Outcome> {
 
 /// The MAC a namespace's neighbour table holds for `ip` (None: no entry).
 fn neighbour_mac(demo: &DemoHome, host: &str, ip: &str) -> Result<Option<String>> {
-    let out = demo.home.ns(host)?.exec(&["ip", "neigh", "show", ip])?;
+    neighbour_mac_in(demo.home.ns(host)?, ip)
+}
+
+/// The MAC `ns`'s neighbour table holds for `ip`.
+fn neighbour_mac_in(ns: &bulkhead_netns::Netns, ip: &str) -> Result<Option<String>> {
+    let out = ns.exec(&["ip", "neigh", "show", ip])?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     Ok(text
         .split_whitespace()
@@ -892,6 +897,38 @@ pub(crate) fn z4_arp_claims_of_the_gateway_are_dropped_and_said() -> Result<Outc
     Ok(Outcome::Passed)
 }
 
+/// The logged DNS questions whose name contains `search`.
+fn logged_questions(demo: &DemoHome, search: &str) -> Result<Vec<bulkhead::dns::querylog::QueryLogEntry>> {
+    let bulkhead::control::Response::DnsLog { entries } = demo.call(bulkhead::control::Request::DnsLog {
+        filter: bulkhead::dns::querylog::LogFilter {
+            search: Some(search.into()),
+            limit: 10,
+            ..Default::default()
+        },
+    })?
+    else {
+        anyhow::bail!("unexpected answer to DnsLog")
+    };
+    Ok(entries)
+}
+
+/// The packets the bridge table's `input` rule named `comment` counted, and
+/// the chain as nft lists it (for the message).
+fn input_rule_packets(demo: &DemoHome, comment: &str) -> Result<(Option<u64>, String)> {
+    let out = demo
+        .home
+        .router()
+        .exec(&["nft", "list", "chain", "bridge", "bulkhead", "input"])?;
+    let input = String::from_utf8_lossy(&out.stdout).into_owned();
+    let quoted = format!("\"{comment}\"");
+    let packets = input
+        .lines()
+        .find(|l| l.contains(&quoted))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
+        .and_then(|n| n.parse::<u64>().ok());
+    Ok((packets, input))
+}
+
 /// z5. The plug claims the laptop's address in ARP (gratuitous and replies)
 /// to the phone on the same bridge and to the router itself: the bridge
 /// drops the claims, the phone and the router still send to the laptop's own
@@ -935,15 +972,7 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
         bulkhead_netns::ping(router, laptop_ip.parse()?, Duration::from_millis(500))?,
         "the router cannot ping the laptop"
     );
-    let router_entry = || -> Result<Option<String>> {
-        let out = router.exec(&["ip", "neigh", "show", &laptop_ip])?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        Ok(text
-            .split_whitespace()
-            .skip_while(|w| *w != "lladdr")
-            .nth(1)
-            .map(str::to_string))
-    };
+    let router_entry = || neighbour_mac_in(router, &laptop_ip);
     ensure!(router_entry()?.as_deref() == Some(laptop_mac.as_str()));
     let p = demo.home.ns("plug")?;
     p.exec(&["ip", "addr", "add", &format!("{laptop_ip}/32"), "dev", "eth0", "nodad"])?;
@@ -996,31 +1025,12 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
         "spoofed-question.example",
     ])?;
     std::thread::sleep(Duration::from_millis(300));
-    let bulkhead::control::Response::DnsLog { entries } = demo.call(bulkhead::control::Request::DnsLog {
-        filter: bulkhead::dns::querylog::LogFilter {
-            search: Some("spoofed-question".into()),
-            limit: 10,
-            ..Default::default()
-        },
-    })?
-    else {
-        anyhow::bail!("unexpected answer to DnsLog")
-    };
+    let entries = logged_questions(&demo, "spoofed-question")?;
     ensure!(
         entries.is_empty(),
         "the forged question reached the resolver: {entries:?}"
     );
-    let input = String::from_utf8_lossy(
-        &router
-            .exec(&["nft", "list", "chain", "bridge", "bulkhead", "input"])?
-            .stdout,
-    )
-    .into_owned();
-    let dropped = input
-        .lines()
-        .find(|l| l.contains("\"ip-claims-device\""))
-        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
-        .and_then(|n| n.parse::<u64>().ok());
+    let (dropped, input) = input_rule_packets(&demo, "ip-claims-device")?;
     ensure!(
         dropped.is_some_and(|n| n >= 1),
         "the IPv4 source guard dropped nothing: {input}"
@@ -1070,31 +1080,12 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
         "spoofed-question6.example",
     ])?;
     std::thread::sleep(Duration::from_millis(300));
-    let bulkhead::control::Response::DnsLog { entries } = demo.call(bulkhead::control::Request::DnsLog {
-        filter: bulkhead::dns::querylog::LogFilter {
-            search: Some("spoofed-question6".into()),
-            limit: 10,
-            ..Default::default()
-        },
-    })?
-    else {
-        anyhow::bail!("unexpected answer to DnsLog")
-    };
+    let entries = logged_questions(&demo, "spoofed-question6")?;
     ensure!(
         entries.is_empty(),
         "the forged IPv6 question reached the resolver: {entries:?}"
     );
-    let input = String::from_utf8_lossy(
-        &router
-            .exec(&["nft", "list", "chain", "bridge", "bulkhead", "input"])?
-            .stdout,
-    )
-    .into_owned();
-    let dropped6 = input
-        .lines()
-        .find(|l| l.contains("\"ip6-claims-device\""))
-        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
-        .and_then(|n| n.parse::<u64>().ok());
+    let (dropped6, input) = input_rule_packets(&demo, "ip6-claims-device")?;
     ensure!(
         dropped6.is_some_and(|n| n >= 1),
         "the IPv6 source guard dropped nothing: {input}"

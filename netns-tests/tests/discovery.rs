@@ -27,12 +27,17 @@ fn discovering_home(extra: &[(&str, &str)]) -> Result<DemoHome> {
     Ok(demo)
 }
 
+/// Every device as the daemon reports it.
+fn device_list(demo: &DemoHome) -> Result<Vec<bulkhead::control::DeviceView>> {
+    let Response::Devices { devices } = demo.call(Request::Devices)? else {
+        anyhow::bail!("unexpected answer to Devices")
+    };
+    Ok(devices)
+}
+
 /// The device as the daemon reports it, as JSON (class, evidence, zone…).
 fn device(demo: &DemoHome, mac: MacAddr) -> Result<Option<serde_json::Value>> {
-    let Response::Devices { devices } = demo.call(Request::Devices)? else {
-        anyhow::bail!("unexpected answer")
-    };
-    Ok(devices
+    Ok(device_list(demo)?
         .into_iter()
         .find(|d| d.mac == mac)
         .map(|d| serde_json::to_value(d).unwrap_or_default()))
@@ -651,9 +656,7 @@ pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
     let camera = demo.home.ns("camera")?;
     camera.exec(&["nmap", "-n", "-sU", "-p", "67", "--max-retries", "1", "10.0.2.1"])?;
     std::thread::sleep(Duration::from_millis(500));
-    let Response::Devices { devices } = demo.call(Request::Devices)? else {
-        anyhow::bail!("unexpected answer to Devices")
-    };
+    let devices = device_list(&demo)?;
     ensure!(
         devices.len() == before,
         "nmap -sU -p67 created a device: {:?}",
@@ -679,9 +682,7 @@ pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     ensure!(report.contains("Nmap done"), "nmap did not finish: {report}");
     std::thread::sleep(Duration::from_secs(2));
-    let Response::Devices { devices } = demo.call(Request::Devices)? else {
-        anyhow::bail!("unexpected answer to Devices")
-    };
+    let devices = device_list(&demo)?;
     ensure!(
         devices.len() == before,
         "a full nmap scan created a device: {:?}\n{report}",

@@ -501,21 +501,14 @@ pub(crate) fn in_vm(name: &str, modules: &[&str]) -> Result<Outcome> {
         return Ok(Outcome::Skipped(format!("needs a VM here and {why}")));
     }
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm");
-    let kernel = bulkhead_netns::vm::prepare(&target).context("preparing the VM's kernel")?;
-    let exe = std::env::current_exe()?;
-    let exe = exe.to_string_lossy();
-    let cwd = std::env::current_dir()?;
-    let outcome = bulkhead_netns::vm::run(
-        &kernel,
-        &bulkhead_netns::vm::VmCommand {
-            argv: &[&exe, name],
-            cwd: &cwd,
-            env: &[(IN_VM, "1"), ("CI", "true"), ("RUST_BACKTRACE", "1")],
-            modules,
-            memory_mib: 1536,
-            timeout: Duration::from_secs(600),
-        },
-    )?;
+    let (kernel, outcome) = bulkhead_netns::vm::run_self(
+        &target,
+        &[name],
+        &[(IN_VM, "1"), ("CI", "true"), ("RUST_BACKTRACE", "1")],
+        modules,
+        Duration::from_secs(600),
+    )
+    .context("running the test in the VM")?;
     let passed = outcome.status == Some(0) && outcome.output.contains(&format!("test {name} ... ok"));
     ensure!(
         passed,

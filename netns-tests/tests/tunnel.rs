@@ -272,18 +272,12 @@ pub(crate) fn r2_kernel_wireguard_server() -> Result<Outcome> {
             "via",
             &bulkhead_netns::home::ISP_V4.addr().to_string(),
         ])?;
-        let deadline = Instant::now() + patience;
-        while !peer_fields(&demo)?
-            .get(2)
-            .is_some_and(|e| e.starts_with("198.51.100.3:"))
-        {
-            ensure!(
-                Instant::now() < deadline,
-                "the server did not follow the roam: {:?}",
-                peer_fields(&demo)?
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        super::wait_until("the server following the roam", patience, || {
+            Ok(peer_fields(&demo)?
+                .get(2)
+                .is_some_and(|e| e.starts_with("198.51.100.3:")))
+        })
+        .with_context(|| format!("{:?}", peer_fields(&demo)))?;
         std::thread::sleep(Duration::from_secs(2));
         Ok(())
     })?;
@@ -299,15 +293,10 @@ pub(crate) fn r2_kernel_wireguard_server() -> Result<Outcome> {
         |demo: &DemoHome| -> Result<u64> { Ok(peer_fields(demo)?.get(4).and_then(|h| h.parse().ok()).unwrap_or(0)) };
     let first = handshake(&demo)?;
     let seen = probing(&demo, || {
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while handshake(&demo)? <= first {
-            ensure!(
-                Instant::now() < deadline,
-                "no new handshake after {first}: {:?}",
-                peer_fields(&demo)?
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        super::wait_until("a new handshake", Duration::from_secs(240), || {
+            Ok(handshake(&demo)? > first)
+        })
+        .with_context(|| format!("none after {first}: {:?}", peer_fields(&demo)))?;
         std::thread::sleep(Duration::from_secs(3));
         Ok(())
     })?;

@@ -115,9 +115,11 @@ impl DaemonState {
         if before_decision.is_none() {
             self.discovery.unannounced.insert(mac);
         }
-        self.remember_placement(mac);
-        if let Some(device) = self.inventory.get(&mac) {
-            let decision = zone_for(&self.config, device);
+        let decision = self.inventory.get(&mac).map(|d| zone_for(&self.config, d));
+        if let Some(decision) = &decision {
+            self.remember_placement(mac, decision);
+        }
+        if let (Some(device), Some(decision)) = (self.inventory.get(&mac), decision) {
             if self.discovery.unannounced.contains(&mac) {
                 // One alert per new device, once its first address says where
                 // it joined (and so which zone its segment gives it) and its
@@ -229,12 +231,10 @@ impl DaemonState {
         }
     }
 
-    /// A rule placed `mac` (in a zone other than its fallback): remembered,
+    /// A rule placed `mac` (`decision`, in a zone other than its fallback): remembered,
     /// and stored, so that evidence that later places it nowhere does not
     /// send it back to quarantine (`Device::placed_zone`).
-    fn remember_placement(&mut self, mac: MacAddr) {
-        let Some(device) = self.inventory.get(&mac) else { return };
-        let decision = zone_for(&self.config, device);
+    fn remember_placement(&mut self, mac: MacAddr, decision: &crate::policy::ZoneDecision) {
         if decision.reason != ZoneReason::Classified || !self.inventory.set_placed_zone(&mac, &decision.zone) {
             return;
         }

@@ -66,6 +66,15 @@ pub fn owner_expression(address: IpAddr, mac: MacAddr) -> nftables::expr::Expres
     ]))
 }
 
+/// An `address . ether_addr` key as the kernel stores it: the address, then
+/// the MAC padded to a multiple of 4 bytes.
+fn owner_key(address: &[u8], mac: &MacAddr) -> Vec<u8> {
+    let mut k = address.to_vec();
+    k.extend_from_slice(&mac.0);
+    k.extend_from_slice(&[0, 0]);
+    k
+}
+
 /// The elements of one set: one key type per set, so a set's elements cannot be
 /// of the wrong kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,26 +165,9 @@ impl Elements {
             Elements::V4(v) => v.iter().map(|a| a.octets().to_vec()).collect(),
             Elements::V6(v) => v.iter().map(|a| a.octets().to_vec()).collect(),
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::key_bytes).collect(),
-            // address . MAC, each padded to 4 bytes: 4 + 8.
-            Elements::Owners4(v) => v
-                .iter()
-                .map(|(a, m)| {
-                    let mut k = a.octets().to_vec();
-                    k.extend_from_slice(&m.0);
-                    k.extend_from_slice(&[0, 0]);
-                    k
-                })
-                .collect(),
-            // address . MAC (padded): 16 + 8.
-            Elements::Owners6(v) => v
-                .iter()
-                .map(|(a, m)| {
-                    let mut k = a.octets().to_vec();
-                    k.extend_from_slice(&m.0);
-                    k.extend_from_slice(&[0, 0]);
-                    k
-                })
-                .collect(),
+            // address . MAC, the MAC padded to 8 bytes: 4 + 8, or 16 + 8.
+            Elements::Owners4(v) => v.iter().map(|(a, m)| owner_key(&a.octets(), m)).collect(),
+            Elements::Owners6(v) => v.iter().map(|(a, m)| owner_key(&a.octets(), m)).collect(),
         }
     }
 

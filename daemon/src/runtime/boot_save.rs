@@ -85,10 +85,21 @@ impl BootSaver {
 /// cannot be serialized (then it is written every time it is due).
 fn holds_hash(record: &boot::BootRecord) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let json = serde_json::to_vec(&record.nftables).ok()?;
+    /// Feeds what is written into the hasher (no copy of a document that can
+    /// be a megabyte).
+    struct HashWriter<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     record.tunnel.hash(&mut h);
-    json.hash(&mut h);
+    serde_json::to_writer(HashWriter(&mut h), &record.nftables).ok()?;
     Some(h.finish())
 }
 

@@ -270,29 +270,11 @@ fn bridge_input_chain(rs: &DesiredRuleset) -> ChainSpec {
     let mut to_router: Vec<Expression<'static>> = rs.router_v4.iter().map(|a| s(a.to_string())).collect();
     to_router.extend([s("255.255.255.255"), prefix("224.0.0.0", 4)]);
     to_router.extend(rs.lan_broadcasts.iter().map(|b| s(b.to_string())));
-    let claims_address = || {
-        vec![
-            iifname_in(ports),
-            eq(payload("ether", "type"), s("ip")),
-            is_in(payload("ip", "daddr"), anon_set(to_router.clone())),
-            is_in(
-                payload("ip", "saddr"),
-                set_ref(&SetOwner::AddressOwners.set_name(SetKind::V4)),
-            ),
-            op(
-                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
-                    payload("ip", "saddr"),
-                    payload("ether", "saddr"),
-                ])),
-                Operator::NEQ,
-                set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners4)),
-            ),
-        ]
-    };
+    let claims_v4 = claims_address(ports, "ip", to_router, SetKind::V4, SetKind::Owners4);
     if let Some(sampling) = &rs.detect {
-        sample_spoof_ip(&mut input, sampling, claims_address());
+        sample_spoof_ip(&mut input, sampling, claims_v4.clone());
     }
-    let mut guard = claims_address();
+    let mut guard = claims_v4;
     guard.extend([counter(), drop_()]);
     input.rule("ip-claims-device", guard);
     // The same for IPv6: to the router's segment addresses, its link-local
@@ -300,32 +282,43 @@ fn bridge_input_chain(rs: &DesiredRuleset) -> ChainSpec {
     // address detection comes from `::`, which nobody holds.
     let mut to_router6: Vec<Expression<'static>> = rs.router_v6.iter().map(|a| s(a.to_string())).collect();
     to_router6.extend([prefix("fe80::", 10), prefix("ff00::", 8)]);
-    let claims_address6 = || {
-        vec![
-            iifname_in(ports),
-            eq(payload("ether", "type"), s("ip6")),
-            is_in(payload("ip6", "daddr"), anon_set(to_router6.clone())),
-            is_in(
-                payload("ip6", "saddr"),
-                set_ref(&SetOwner::AddressOwners.set_name(SetKind::V6)),
-            ),
-            op(
-                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
-                    payload("ip6", "saddr"),
-                    payload("ether", "saddr"),
-                ])),
-                Operator::NEQ,
-                set_ref(&SetOwner::AddressOwners.set_name(SetKind::Owners6)),
-            ),
-        ]
-    };
+    let claims_v6 = claims_address(ports, "ip6", to_router6, SetKind::V6, SetKind::Owners6);
     if let Some(sampling) = &rs.detect {
-        sample_spoof_ip_named(&mut input, sampling, "6", claims_address6());
+        sample_spoof_ip_named(&mut input, sampling, "6", claims_v6.clone());
     }
-    let mut guard = claims_address6();
+    let mut guard = claims_v6;
     guard.extend([counter(), drop_()]);
     input.rule("ip6-claims-device", guard);
     input
+}
+
+/// Packets of `family` (`ip` or `ip6`) to one of `to_router` whose source
+/// address somebody holds (`owned`), from another MAC than the holder's
+/// (`owners`: address . MAC).
+fn claims_address(
+    ports: &std::collections::BTreeSet<String>,
+    family: &'static str,
+    to_router: Vec<Expression<'static>>,
+    owned: SetKind,
+    owners: SetKind,
+) -> Vec<Statement<'static>> {
+    vec![
+        iifname_in(ports),
+        eq(payload("ether", "type"), s(family)),
+        is_in(payload(family, "daddr"), anon_set(to_router)),
+        is_in(
+            payload(family, "saddr"),
+            set_ref(&SetOwner::AddressOwners.set_name(owned)),
+        ),
+        op(
+            Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+                payload(family, "saddr"),
+                payload("ether", "saddr"),
+            ])),
+            Operator::NEQ,
+            set_ref(&SetOwner::AddressOwners.set_name(owners)),
+        ),
+    ]
 }
 
 /// A zone's bridge chain, `from_<zone>` in `table bridge bulkhead`: what a member

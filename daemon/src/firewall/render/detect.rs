@@ -188,13 +188,7 @@ pub(super) fn sample_spoof_named(
     suffix: &str,
     matches: Vec<Statement<'static>>,
 ) {
-    let mut stmts = matches;
-    stmts.extend(sample(
-        sampling,
-        format!("detect_{}_spoof{}", c.name, suffix.replace('-', "_")),
-        SPOOF_ARP_PREFIX.to_string(),
-    ));
-    c.rule(format!("sample-spoof-arp{suffix}"), stmts);
+    sample_claim(c, sampling, "arp", suffix, SPOOF_ARP_PREFIX, matches);
 }
 
 /// A `sample-spoof-ip` rule before the IPv4 source guard.
@@ -210,13 +204,31 @@ pub(super) fn sample_spoof_ip_named(
     suffix: &str,
     matches: Vec<Statement<'static>>,
 ) {
+    sample_claim(c, sampling, "ip", suffix, SPOOF_IP_PREFIX, matches);
+}
+
+/// `sample-spoof-<what><suffix>`: `matches`, then the per-sender meter and
+/// the NFLOG sample with `prefix`.
+fn sample_claim(
+    c: &mut ChainSpec,
+    sampling: &DetectSampling,
+    what: &str,
+    suffix: &str,
+    prefix: &str,
+    matches: Vec<Statement<'static>>,
+) {
+    let meter_suffix = if what == "arp" {
+        suffix.to_string()
+    } else {
+        format!("_{what}{suffix}")
+    };
     let mut stmts = matches;
     stmts.extend(sample(
         sampling,
-        format!("detect_{}_spoof_ip{suffix}", c.name),
-        SPOOF_IP_PREFIX.to_string(),
+        format!("detect_{}_spoof{}", c.name, meter_suffix.replace('-', "_")),
+        prefix.to_string(),
     ));
-    c.rule(format!("sample-spoof-ip{suffix}"), stmts);
+    c.rule(format!("sample-spoof-{what}{suffix}"), stmts);
 }
 
 /// A `sample-blocked` rule before a chain's `blocked-from` guard: everything
