@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record, RecordType};
 
+use super::hit::WireAnswer;
+
 /// Longest a positive answer is kept (a day), whatever its TTL says.
 const MAX_TTL: u32 = 86_400;
 /// Longest a negative answer is kept (RFC 2308 suggests 1-3 hours).
@@ -54,17 +56,16 @@ pub enum AnswerSource {
     Zone(crate::config::ZoneId),
 }
 
-/// One answer as kept.
+/// One answer as kept: encoded, as a cache hit sends it (`hit.rs`); the
+/// paths that need records decode it.
 #[derive(Debug, Clone)]
 struct Entry {
-    code: ResponseCode,
-    answers: Vec<Record>,
-    authorities: Vec<Record>,
+    wire: WireAnswer,
+    /// Its addresses fill domain sets: a hit must wait for their holds.
+    selected: bool,
     stored: Instant,
     ttl: u32,
     serial: u64,
-    /// The answer's encoded size (what the budget counts).
-    bytes: usize,
 }
 
 /// An answer taken from the cache, TTLs already lowered by its age.
@@ -119,61 +120,79 @@ impl AnswerCache {
         }
     }
 
-    /// The answer for `key` if one is fresh at `now`.
+    /// The answer for `key` if one is fresh at `now`, as records.
     pub fn get(&mut self, key: &CacheKey, now: Instant) -> Option<Cached> {
-        let Some(e) = self.entries.get(key) else {
+        let Some((e, age)) = self.fresh(key, now) else {
             self.stats.misses += 1;
+            if self.entries.get(key).is_some_and(|e| e.ttl <= age_of(e, now)) {
+                if let Some(gone) = self.entries.remove(key) {
+                    self.bytes -= gone.wire.len();
+                }
+            }
             return None;
         };
-        let age = now.saturating_duration_since(e.stored).as_secs();
-        let age = u32::try_from(age).unwrap_or(u32::MAX);
-        if age >= e.ttl {
-            if let Some(gone) = self.entries.remove(key) {
-                self.bytes -= gone.bytes;
-            }
-            self.stats.misses += 1;
-            return None;
-        }
+        let message = e.wire.decode()?;
         self.stats.hits += 1;
-        let lower = |records: &[Record]| {
+        let lower = |records: Vec<Record>| {
             records
-                .iter()
-                .map(|r| {
-                    let mut r = r.clone();
+                .into_iter()
+                .map(|mut r| {
                     r.ttl = r.ttl.saturating_sub(age).max(1);
                     r
                 })
                 .collect()
         };
         Some(Cached {
-            code: e.code,
-            answers: lower(&e.answers),
-            authorities: lower(&e.authorities),
+            code: message.metadata.response_code,
+            answers: lower(message.answers),
+            authorities: lower(message.authorities),
         })
     }
 
+    /// The encoded answer for `key` if one is fresh at `now` and needs no
+    /// domain-set holds, with its age in seconds; counts nothing (the
+    /// caller counts the hit with [`AnswerCache::count_hit`] if it uses it).
+    pub fn fresh_wire(&self, key: &CacheKey, now: Instant) -> Option<(&WireAnswer, u32)> {
+        self.fresh(key, now)
+            .filter(|(e, _)| !e.selected)
+            .map(|(e, age)| (&e.wire, age))
+    }
+
+    /// Counts a hit answered from [`AnswerCache::fresh_wire`].
+    pub fn count_hit(&mut self) {
+        self.stats.hits += 1;
+    }
+
+    fn fresh(&self, key: &CacheKey, now: Instant) -> Option<(&Entry, u32)> {
+        let e = self.entries.get(key)?;
+        let age = age_of(e, now);
+        (age < e.ttl).then_some((e, age))
+    }
+
     /// Keeps an upstream answer if it may be kept (NOERROR or NXDOMAIN, a
-    /// TTL above zero, at most [`MAX_ENTRY_BYTES`] encoded: `bytes`); returns
-    /// the TTL it is kept for. The oldest entries go to make room, by count
-    /// and by bytes.
+    /// TTL above zero, at most [`MAX_ENTRY_BYTES`] encoded); returns the TTL
+    /// it is kept for. `answers` and `authorities` are `wire`'s records
+    /// (their TTLs decide); `selected`: its addresses fill domain sets. The
+    /// oldest entries go to make room, by count and by bytes.
     pub fn put(
         &mut self,
         key: CacheKey,
-        code: ResponseCode,
         answers: &[Record],
         authorities: &[Record],
-        bytes: usize,
+        wire: WireAnswer,
+        selected: bool,
         now: Instant,
     ) -> Option<u32> {
+        let bytes = wire.len();
         if self.capacity == 0 || bytes > MAX_ENTRY_BYTES {
             return None;
         }
-        let ttl = cache_ttl(code, answers, authorities)?;
+        let ttl = cache_ttl(wire.code(), answers, authorities)?;
         if ttl == 0 {
             return None;
         }
         if let Some(replaced) = self.entries.remove(&key) {
-            self.bytes -= replaced.bytes;
+            self.bytes -= replaced.wire.len();
         }
         while self.entries.len() >= self.capacity || self.bytes + bytes > self.max_bytes {
             let Some((old, serial)) = self.order.pop_front() else {
@@ -181,7 +200,7 @@ impl AnswerCache {
             };
             if self.entries.get(&old).is_some_and(|e| e.serial == serial) {
                 if let Some(gone) = self.entries.remove(&old) {
-                    self.bytes -= gone.bytes;
+                    self.bytes -= gone.wire.len();
                 }
                 self.stats.evicted += 1;
             }
@@ -198,13 +217,11 @@ impl AnswerCache {
         self.entries.insert(
             key,
             Entry {
-                code,
-                answers: answers.to_vec(),
-                authorities: authorities.to_vec(),
+                wire,
+                selected,
                 stored: now,
                 ttl,
                 serial: self.serial,
-                bytes,
             },
         );
         self.bytes += bytes;
@@ -219,6 +236,11 @@ impl AnswerCache {
             ..self.stats
         }
     }
+}
+
+/// Whole seconds since `e` was kept.
+fn age_of(e: &Entry, now: Instant) -> u32 {
+    u32::try_from(now.saturating_duration_since(e.stored).as_secs()).unwrap_or(u32::MAX)
 }
 
 /// How long an answer may be kept, or `None` if it may not.
@@ -257,6 +279,33 @@ mod tests {
         }
     }
 
+    /// Keeps `answers`/`authorities` as the answer to `name`.
+    fn put(
+        c: &mut AnswerCache,
+        name: &str,
+        code: ResponseCode,
+        answers: &[Record],
+        authorities: &[Record],
+        now: Instant,
+    ) -> Option<u32> {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query};
+        let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = code;
+        m.add_query(Query::query(
+            Name::from_ascii(format!("{name}.")).expect("name"),
+            RecordType::A,
+        ));
+        m.insert_answers(answers.to_vec());
+        m.insert_authorities(authorities.to_vec());
+        let wire = WireAnswer::encode(&m).expect("encodes");
+        c.put(key(name), answers, authorities, wire, false, now)
+    }
+
+    /// `n` A records for `name` (16 bytes each, encoded).
+    fn many(name: &str, n: u8) -> Vec<Record> {
+        (0..n).map(|i| a(&format!("{name}."), 60, i)).collect()
+    }
+
     fn a(n: &str, ttl: u32, last: u8) -> Record {
         crate::dns::wire::address_record(
             &Name::from_ascii(n).expect("name"),
@@ -269,12 +318,12 @@ mod tests {
     fn answers_live_for_their_smallest_ttl_with_ttls_lowered_by_age() {
         let t0 = Instant::now();
         let mut c = AnswerCache::new(10);
-        let kept = c.put(
-            key("www.test"),
+        let kept = put(
+            &mut c,
+            "www.test",
             ResponseCode::NoError,
             &[a("www.test.", 300, 1), a("www.test.", 30, 2)],
             &[],
-            100,
             t0,
         );
         assert_eq!(kept, Some(30));
@@ -297,23 +346,13 @@ mod tests {
             RData::SOA(SOA::new(zone.clone(), zone.clone(), 1, 60, 60, 60, 120)),
         );
         assert_eq!(
-            c.put(key("no.test"), ResponseCode::NXDomain, &[], &[soa], 100, t0),
+            put(&mut c, "no.test", ResponseCode::NXDomain, &[], &[soa], t0),
             Some(120)
         );
+        assert_eq!(put(&mut c, "x.test", ResponseCode::NXDomain, &[], &[], t0), Some(60));
+        assert_eq!(put(&mut c, "y.test", ResponseCode::ServFail, &[], &[], t0), None);
         assert_eq!(
-            c.put(key("x.test"), ResponseCode::NXDomain, &[], &[], 100, t0),
-            Some(60)
-        );
-        assert_eq!(c.put(key("y.test"), ResponseCode::ServFail, &[], &[], 100, t0), None);
-        assert_eq!(
-            c.put(
-                key("z.test"),
-                ResponseCode::NoError,
-                &[a("z.test.", 0, 1)],
-                &[],
-                100,
-                t0
-            ),
+            put(&mut c, "z.test", ResponseCode::NoError, &[a("z.test.", 0, 1)], &[], t0),
             None
         );
         assert_eq!(c.get(&key("no.test"), t0).map(|h| h.code), Some(ResponseCode::NXDomain));
@@ -325,12 +364,12 @@ mod tests {
         let mut c = AnswerCache::new(3);
         for i in 0..1000u32 {
             let name = format!("n{}.test", i % 7);
-            c.put(
-                key(&name),
+            put(
+                &mut c,
+                &name,
                 ResponseCode::NoError,
                 &[a(&format!("{name}."), 60, 1)],
                 &[],
-                100,
                 t0,
             );
             assert!(c.entries.len() <= 3);
@@ -340,27 +379,38 @@ mod tests {
         let newest = format!("n{}.test", 999 % 7);
         assert!(c.get(&key(&newest), t0).is_some());
         assert_eq!(
-            AnswerCache::new(0).put(key("a"), ResponseCode::NoError, &[a("a.", 60, 1)], &[], 100, t0),
+            put(
+                &mut AnswerCache::new(0),
+                "a",
+                ResponseCode::NoError,
+                &[a("a.", 60, 1)],
+                &[],
+                t0
+            ),
             None
         );
-        // By bytes: 10 entries' budget is 5,120 bytes; a 4,000-byte answer
-        // pushes older ones out, a 5,000-byte one is not kept at all.
+        // By bytes: 10 entries' budget is 5,120 bytes; a ~4,000-byte answer
+        // pushes older ones out, a ~4,800-byte one is not kept at all.
         let mut c = AnswerCache::new(10);
         for i in 0..5 {
-            c.put(
-                key(&format!("s{i}")),
-                ResponseCode::NoError,
-                &[a("s.", 60, 1)],
-                &[],
-                500,
-                t0,
-            );
+            let name = format!("s{i}");
+            put(&mut c, &name, ResponseCode::NoError, &many(&name, 30), &[], t0);
         }
-        c.put(key("big"), ResponseCode::NoError, &[a("big.", 60, 1)], &[], 4000, t0);
+        assert!((2_400..2_600).contains(&c.stats().bytes), "{:?}", c.stats());
+        let big = put(&mut c, "big", ResponseCode::NoError, &many("big", 220), &[], t0);
+        assert_eq!(big, Some(60), "{:?}", c.stats());
         assert!(c.stats().bytes <= 5120, "{:?}", c.stats());
+        assert!(c.stats().evicted >= 3, "{:?}", c.stats());
         assert!(c.get(&key("big"), t0).is_some());
         assert_eq!(
-            c.put(key("huge"), ResponseCode::NoError, &[a("h.", 60, 1)], &[], 5000, t0),
+            put(
+                &mut c,
+                "huge",
+                ResponseCode::NoError,
+                &[many("huge", 255), many("huge", 45)].concat(),
+                &[],
+                t0
+            ),
             None
         );
     }

@@ -16,6 +16,7 @@
 pub mod blocklist;
 pub mod cache;
 pub mod fetch;
+pub mod hit;
 pub mod lists;
 pub mod local;
 pub mod policy;

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
+use super::blocklist::{ListId, ListMask};
 use crate::config::{Config, DnsConfig, DomainSetId, MacAddr, ZoneDns, ZoneId};
 use crate::core::InventorySnapshot;
 
@@ -139,8 +140,9 @@ pub struct Client {
     pub mac: Option<MacAddr>,
     /// Its zone (`None`: the router itself, on loopback).
     pub zone: Option<ZoneId>,
-    /// The blocklists its questions are checked against.
-    pub blocklists: BTreeSet<String>,
+    /// The blocklists its questions are checked against (bit `i`: the
+    /// `i`-th of `dns.blocklists`, the order the resolver builds them in).
+    pub blocklists: ListMask,
     /// Its questions are logged.
     pub log: bool,
     /// Where its questions may go.
@@ -169,7 +171,7 @@ pub fn who_is_asking(settings: &DnsSettings, snapshot: &InventorySnapshot, ip: I
             ip,
             mac: None,
             zone: None,
-            blocklists: BTreeSet::new(),
+            blocklists: ListMask::NONE,
             log: true,
             route: Route::Direct,
             zone_upstreams: false,
@@ -182,16 +184,16 @@ pub fn who_is_asking(settings: &DnsSettings, snapshot: &InventorySnapshot, ip: I
     if device.is_some_and(|d| d.blocked) {
         return Err(Refusal::Blocked);
     }
-    let zone = device.map_or_else(|| settings.unknown_zone.clone(), |d| d.zone.clone());
+    // Borrowed, not cloned: this runs for every question, cache hits included.
+    let zone = device.map_or(&settings.unknown_zone, |d| &d.zone);
+    let default_dns = ZoneDns::default();
     let (internet, zone_dns) = settings
         .zones
-        .get(&zone)
-        .cloned()
-        .unwrap_or((false, ZoneDns::default()));
+        .get(zone)
+        .map_or((false, &default_dns), |(internet, dns)| (*internet, dns));
     let (own_lists, own_log) = device
         .and_then(|d| settings.devices.get(&d.mac))
-        .cloned()
-        .unwrap_or((None, None));
+        .map_or((None, None), |(lists, log)| (lists.as_ref(), *log));
     let route = if !internet {
         Route::LocalOnly
     } else if settings.tunnel && device.is_some_and(|d| d.tunnel_routed) {
@@ -202,12 +204,29 @@ pub fn who_is_asking(settings: &DnsSettings, snapshot: &InventorySnapshot, ip: I
     Ok(Client {
         ip,
         mac: device.map(|d| d.mac),
-        zone: Some(zone),
-        blocklists: own_lists.unwrap_or(zone_dns.blocklists),
+        zone: Some(zone.clone()),
+        blocklists: settings.list_mask(own_lists.unwrap_or(&zone_dns.blocklists)),
         log: own_log.unwrap_or(zone_dns.log),
         zone_upstreams: route == Route::Direct && !zone_dns.upstreams.is_empty(),
         route,
     })
+}
+
+impl DnsSettings {
+    /// The mask of the lists named (names no list has are ignored: the config
+    /// refused them).
+    pub fn list_mask(&self, names: &BTreeSet<String>) -> ListMask {
+        if names.is_empty() {
+            return ListMask::NONE;
+        }
+        self.dns
+            .blocklists
+            .iter()
+            .enumerate()
+            .filter(|(_, list)| names.contains(&list.name))
+            .filter_map(|(i, _)| u16::try_from(i).ok().map(ListId))
+            .collect()
+    }
 }
 
 fn is_link_local(ip: IpAddr) -> bool {

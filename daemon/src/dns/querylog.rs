@@ -2,6 +2,7 @@
 //! first), and per-device counters since the service started. Nothing is
 //! written to flash per query.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
@@ -46,14 +47,35 @@ pub struct QueryLogEntry {
     pub mac: Option<MacAddr>,
     /// The name asked (lower-case; hostile input: escape when shown).
     pub name: String,
-    /// The type asked (`A`, `AAAA`, …).
-    pub qtype: String,
+    /// The type asked (`A`, `AAAA`, …): a static string, not an allocation
+    /// per logged question.
+    pub qtype: Cow<'static, str>,
     /// The response code sent (`NoError`, `NXDomain`, …).
-    pub rcode: String,
+    pub rcode: Cow<'static, str>,
     /// What happened.
     pub outcome: Outcome,
     /// Microseconds from question to answer.
     pub micros: u64,
+}
+
+/// A type's name as the log shows it (hickory's mnemonic).
+pub fn qtype_text(t: hickory_proto::rr::RecordType) -> Cow<'static, str> {
+    Cow::Borrowed(t.into())
+}
+
+/// A response code's name as the log shows it (`NoError`, `NXDomain`, …).
+pub fn rcode_text(code: hickory_proto::op::ResponseCode) -> Cow<'static, str> {
+    use hickory_proto::op::ResponseCode as R;
+    Cow::Borrowed(match code {
+        R::NoError => "NoError",
+        R::FormErr => "FormErr",
+        R::ServFail => "ServFail",
+        R::NXDomain => "NXDomain",
+        R::NotImp => "NotImp",
+        R::Refused => "Refused",
+        R::BADVERS => "BADVERS",
+        other => return Cow::Owned(format!("{other:?}")),
+    })
 }
 
 /// Per-device counters.

@@ -19,8 +19,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde::{Deserialize, Serialize};
 
-use super::blocklist::{Blocklists, ListMask, Verdict};
+use super::blocklist::{Blocklists, Verdict};
 use super::cache::{AnswerCache, AnswerSource, CacheKey, CacheStats};
+use super::hit::{QuickQuery, WireAnswer};
 use super::local::{is_private, LocalAnswer, LocalNames, LOCAL_TTL};
 use super::policy::{domain_sets_of, who_is_asking, Client, DnsSettings, RateLimiter, Refusal, Route};
 use super::querylog::{Outcome, QueryLog, QueryLogEntry};
@@ -93,10 +94,10 @@ pub struct Finished {
 #[derive(Debug)]
 pub struct ToCache {
     key: CacheKey,
-    code: ResponseCode,
     answers: Vec<Record>,
     authorities: Vec<Record>,
-    bytes: usize,
+    wire: WireAnswer,
+    selected: bool,
 }
 
 /// Counters.
@@ -200,6 +201,9 @@ impl Resolver {
         now: Instant,
         wall: u64,
     ) -> Begin {
+        if let Some(answer) = self.begin_quick(packet, src, transport, snapshot, now, wall) {
+            return answer;
+        }
         let question = match Question::parse(packet) {
             Ok(q) => q,
             Err(bad) => {
@@ -271,6 +275,52 @@ impl Resolver {
         Begin::Forward(pending)
     }
 
+    /// The cache-hit path in bytes (`hit.rs`): the same chain as below
+    /// for a question of the common shape whose fresh answer is cached and
+    /// fills no domain set, without building messages. `None` (nothing
+    /// counted, no token taken) for anything else: the full path decides.
+    fn begin_quick(
+        &mut self,
+        packet: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        snapshot: &InventorySnapshot,
+        now: Instant,
+        wall: u64,
+    ) -> Option<Begin> {
+        let query = QuickQuery::read(packet)?;
+        // Refusals, local names, local-only zones, Firefox's canary and
+        // blocked names are the full path's (they are not cache hits).
+        let client = who_is_asking(&self.settings, snapshot, src.ip()).ok()?;
+        if client.route == Route::LocalOnly || self.may_be_local(&query.key) || query.key == DOH_CANARY {
+            return None;
+        }
+        if let Verdict::Blocked { .. } = self.lists.check(&query.key, client.blocklists) {
+            return None;
+        }
+        let key = CacheKey {
+            name: query.key.clone(),
+            qtype: query.qtype,
+            dnssec_ok: query.edns.is_some_and(|(_, d)| d),
+            checking_disabled: query.checking_disabled,
+            source: answer_source(&client),
+        };
+        let (reply, code) = {
+            let (wire, age) = self.cache.fresh_wire(&key, now)?;
+            (
+                wire.reply(&query, packet, age, query.payload_limit(transport))?,
+                wire.code(),
+            )
+        };
+        if transport == Transport::Udp && !self.limiter.allow(client.ip, now) {
+            self.stats.rate_limited += 1;
+            return Some(Begin::Drop);
+        }
+        self.cache.count_hit();
+        self.note(&client, key.name, query.qtype, code, Outcome::Cached, 0, wall);
+        Some(Begin::Reply(reply))
+    }
+
     /// Step two: the upstream's answer (or why there is none).
     pub fn finish(
         &mut self,
@@ -319,14 +369,15 @@ impl Resolver {
         let mut m = q.response(code);
         m.insert_answers(answers);
         m.insert_authorities(authorities);
+        let wire = keep.as_ref().and_then(|_| WireAnswer::encode(&m));
         let reply = self.done_bytes(&pending, m, outcome, now, wall);
-        let to_cache = match (keep, &reply) {
-            (Some((key, answers, authorities)), Some(bytes)) => Some(ToCache {
+        let to_cache = match (keep, wire, &reply) {
+            (Some((key, answers, authorities)), Some(wire), Some(_)) => Some(ToCache {
                 key,
-                code,
                 answers,
                 authorities,
-                bytes: bytes.len(),
+                wire,
+                selected: !holds.is_empty(),
             }),
             _ => None,
         };
@@ -345,7 +396,8 @@ impl Resolver {
 
     /// Caches an answer whose holds the core confirmed.
     pub fn commit(&mut self, c: ToCache, now: Instant) {
-        self.cache.put(c.key, c.code, &c.answers, &c.authorities, c.bytes, now);
+        self.cache
+            .put(c.key, &c.answers, &c.authorities, c.wire, c.selected, now);
     }
 
     /// What a client at `from` would get for `name` and why, in words
@@ -363,7 +415,13 @@ impl Resolver {
             .map_or_else(|| "no known device".to_string(), |m| m.to_string());
         let zone = client.zone.as_ref().map_or("the router itself", |z| z.as_str());
         out.push(format!("client {} ({device}), zone {zone}", client.ip));
-        let lists: Vec<&str> = client.blocklists.iter().map(String::as_str).collect();
+        let lists: Vec<&str> = self
+            .list_names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| u16::try_from(*i).is_ok_and(|i| client.blocklists.contains(super::blocklist::ListId(i))))
+            .map(|(_, n)| n.as_str())
+            .collect();
         out.push(format!(
             "blocklists: {}; query log: {}",
             if lists.is_empty() {
@@ -403,7 +461,7 @@ impl Resolver {
         }
         let list_name =
             |l: super::blocklist::ListId| self.list_names.get(usize::from(l.0)).cloned().unwrap_or_default();
-        match self.lists.check(&key, self.mask_for(&client.blocklists)) {
+        match self.lists.check(&key, client.blocklists) {
             Verdict::Blocked { list } => {
                 let answer = match self.settings.dns.block_answer {
                     BlockAnswer::Null => "0.0.0.0 / ::",
@@ -507,8 +565,7 @@ impl Resolver {
     }
 
     fn answer_blocked(&mut self, p: &Pending, now: Instant, wall: u64) -> Option<Begin> {
-        let mask = self.mask_for(&p.client.blocklists);
-        let list = match self.lists.check(&p.question.key, mask) {
+        let list = match self.lists.check(&p.question.key, p.client.blocklists) {
             Verdict::Blocked { list } => list,
             Verdict::Allowed { .. } | Verdict::NotListed => return None,
         };
@@ -535,17 +592,6 @@ impl Resolver {
         };
         let name = self.list_names.get(usize::from(list.0)).cloned().unwrap_or_default();
         Some(self.done(p, m, Outcome::Blocked { list: name }, now, wall))
-    }
-
-    /// The mask of the lists named (unknown names were refused by the config).
-    fn mask_for(&self, names: &BTreeSet<String>) -> ListMask {
-        let mut mask = ListMask::default();
-        for (i, n) in self.list_names.iter().enumerate() {
-            if names.contains(n) {
-                mask = mask.with(super::blocklist::ListId(i as u16));
-            }
-        }
-        mask
     }
 
     fn rebinding(&self, key: &str, answers: &[Record]) -> bool {
@@ -614,22 +660,44 @@ impl Resolver {
     }
 
     fn done_bytes(&mut self, p: &Pending, m: Message, outcome: Outcome, now: Instant, wall: u64) -> Option<Vec<u8>> {
+        let micros = u64::try_from(now.saturating_duration_since(p.started).as_micros()).unwrap_or(u64::MAX);
+        let name = if p.client.log {
+            p.question.key.clone()
+        } else {
+            String::new()
+        };
+        let code = m.metadata.response_code;
+        self.note(&p.client, name, p.question.qtype, code, outcome, micros, wall);
+        encode(&m, p.question.payload_limit(p.transport))
+    }
+
+    /// Counts an answer, and logs it if the client's questions are logged.
+    #[allow(clippy::too_many_arguments)]
+    fn note(
+        &mut self,
+        client: &Client,
+        name: String,
+        qtype: RecordType,
+        code: ResponseCode,
+        outcome: Outcome,
+        micros: u64,
+        wall: u64,
+    ) {
         self.stats.answered += 1;
         let blocked = matches!(outcome, Outcome::Blocked { .. });
-        self.log.count(p.client.mac, blocked);
-        if p.client.log {
+        self.log.count(client.mac, blocked);
+        if client.log {
             self.log.push(QueryLogEntry {
                 at: wall,
-                client: p.client.ip,
-                mac: p.client.mac,
-                name: p.question.key.clone(),
-                qtype: p.question.qtype.to_string(),
-                rcode: format!("{:?}", m.metadata.response_code),
+                client: client.ip,
+                mac: client.mac,
+                name,
+                qtype: super::querylog::qtype_text(qtype),
+                rcode: super::querylog::rcode_text(code),
                 outcome,
-                micros: u64::try_from(now.saturating_duration_since(p.started).as_micros()).unwrap_or(u64::MAX),
+                micros,
             });
         }
-        encode(&m, p.question.payload_limit(p.transport))
     }
 }
 

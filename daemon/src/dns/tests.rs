@@ -626,3 +626,85 @@ fn https_record_hints_of_a_selected_domain_are_held() {
     assert_eq!(done.holds.len(), 1, "{:?}", done.holds);
     assert_eq!(done.holds[0].1, vec!["203.0.113.44".parse::<IpAddr>().expect("ip")]);
 }
+
+#[test]
+fn a_cache_hit_answered_in_bytes_is_the_full_paths_answer_and_counted_alike() {
+    let mut r = resolver();
+    let t0 = Instant::now();
+    let p = forwarded(ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", t0));
+    let name = p.question.name.clone();
+    let edge = Name::from_ascii("edge.cdn.test.").expect("name");
+    let answer = upstream_answer(
+        &p,
+        vec![
+            Record::from_rdata(name, 300, RData::CNAME(CNAME(edge.clone()))),
+            address_record(&edge, 30, "192.0.2.80".parse().expect("ip")),
+        ],
+    );
+    r.finish(p, Ok((answer, "192.0.2.53:53".into())), t0, 1000);
+    let later = t0 + Duration::from_secs(10);
+    let common = packet("www.example.test.", RecordType::A);
+    assert!(super::hit::QuickQuery::read(&common).is_some(), "the common shape");
+    // One byte after the OPT: not the common shape, but a question hickory
+    // reads — the same question through the full path.
+    let mut uncommon = common.clone();
+    uncommon.push(0);
+    assert!(super::hit::QuickQuery::read(&uncommon).is_none());
+    let mut answer_to = |packet: &[u8]| match r.begin(
+        packet,
+        from("10.0.1.12"),
+        super::wire::Transport::Udp,
+        &snapshot(),
+        later,
+        1000,
+    ) {
+        Begin::Reply(bytes) => bytes,
+        other => panic!("expected a reply, got {other:?}"),
+    };
+    let quick = answer_to(&common);
+    let full = answer_to(&uncommon);
+    assert_eq!(quick, full, "byte for byte");
+    let m = Message::from_vec(&quick).expect("message");
+    assert_eq!(m.answers.iter().map(|r| r.ttl).collect::<Vec<_>>(), vec![290, 20]);
+    // In another case: the client's question as asked, the same records
+    // (hickory compresses names case-sensitively, so the bytes differ).
+    let shouted = packet("WWW.EXAMPLE.TEST.", RecordType::A);
+    let other = Message::from_vec(&answer_to(&shouted)).expect("message");
+    assert_eq!(other.queries[0].name().to_ascii(), "WWW.EXAMPLE.TEST.");
+    assert_eq!(other.answers, m.answers);
+    let (stats, cache) = r.stats();
+    assert_eq!((cache.hits, stats.answered, stats.forwarded), (3, 4, 1));
+    let logged: Vec<Outcome> = r
+        .log()
+        .read(&LogFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(logged[..2], [Outcome::Cached, Outcome::Cached]);
+}
+
+#[test]
+fn cache_hits_in_bytes_still_take_a_rate_token() {
+    let mut config = tunnel_config();
+    config.dns.upstreams = vec![crate::config::parse_upstream("192.0.2.53").expect("upstream")];
+    config.dns.client_qps = 1;
+    let mut r = Resolver::new(DnsSettings::from_config(&config), Blocklists::default());
+    let t0 = Instant::now();
+    let p = forwarded(ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", t0));
+    let name = p.question.name.clone();
+    let answer = upstream_answer(&p, vec![address_record(&name, 300, "192.0.2.80".parse().expect("ip"))]);
+    r.finish(p, Ok((answer, "192.0.2.53:53".into())), t0, 1000);
+    // A burst of twice the rate: the first question took one token, one is left.
+    assert!(matches!(
+        ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", t0),
+        Begin::Reply(_)
+    ));
+    assert!(matches!(
+        ask(&mut r, "www.example.test.", RecordType::A, "10.0.1.10", t0),
+        Begin::Drop
+    ));
+    assert_eq!(r.stats().0.rate_limited, 1);
+}

@@ -129,13 +129,7 @@ impl Question {
 
     /// The largest answer the client takes over `transport`.
     pub fn payload_limit(&self, transport: Transport) -> usize {
-        match transport {
-            Transport::Tcp => u16::MAX as usize,
-            Transport::Udp => match self.edns {
-                Some((size, _)) => size.clamp(512, MAX_UDP_PAYLOAD) as usize,
-                None => 512,
-            },
-        }
+        payload_limit(self.edns, transport)
     }
 
     /// An empty response to this question with `code`.
@@ -160,6 +154,18 @@ impl Question {
         m.add_query(Query::query(self.name.clone(), self.qtype));
         m.set_edns(our_edns(self.edns.is_some_and(|(_, d)| d)));
         m
+    }
+}
+
+/// The largest answer a client with `edns` (payload size, DO) takes over
+/// `transport`.
+pub fn payload_limit(edns: Option<(u16, bool)>, transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => u16::MAX as usize,
+        Transport::Udp => match edns {
+            Some((size, _)) => size.clamp(512, MAX_UDP_PAYLOAD) as usize,
+            None => 512,
+        },
     }
 }
 

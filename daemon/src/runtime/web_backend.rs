@@ -396,8 +396,8 @@ pub fn dns_query_view(e: QueryLogEntry) -> DnsQueryView {
         client: e.client.to_string(),
         mac: e.mac.map(|m| m.to_string()),
         name: e.name,
-        qtype: e.qtype,
-        rcode: e.rcode,
+        qtype: e.qtype.into_owned(),
+        rcode: e.rcode.into_owned(),
         outcome: match e.outcome {
             Outcome::Forwarded { upstream } => DnsOutcome::Forwarded { upstream },
             Outcome::Cached => DnsOutcome::Cached,

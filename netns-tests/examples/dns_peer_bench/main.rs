@@ -7,7 +7,7 @@
 //!     [--rate 10000] [--clients 4] [--bulk 100000] [--hit-names 1000]
 //!     [--a-cache 10000] [--b bulkhead|dnsmasq] [--b-cache 10000]
 //!     [--bulkhead PATH] [--policies DIR] [--bulkhead-dns 'KEY = VALUE']...
-//!     [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep]
+//!     [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep] [--only hit,miss,fixed]
 //! ```
 //!
 //! (A debug build of the example is fine: it only drives external processes.
@@ -141,6 +141,8 @@ struct Args {
     quiet_wait: u32,
     max_other_load: f64,
     keep: bool,
+    /// Only these workloads (`--only`; all by default).
+    only: Vec<Kind>,
 }
 
 impl Default for Args {
@@ -162,13 +164,14 @@ impl Default for Args {
             quiet_wait: 300,
             max_other_load: 0.1,
             keep: false,
+            only: Kind::ALL.to_vec(),
         }
     }
 }
 
 const USAGE: &str = "usage: dns_peer_bench [--rounds N] [--seconds S] [--rate QPS] [--clients C] \
 [--bulk NAMES] [--hit-names N] [--a-cache N] [--b bulkhead|dnsmasq] [--b-cache N] [--bulkhead PATH] [--policies DIR] \
-[--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep]
+[--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep] [--only hit,miss,fixed]
   --rounds        A B rounds, medians over them (3)
   --seconds       length of each measured run (5)
   --rate          queries per second of the fixed-rate run (10000)
@@ -188,7 +191,8 @@ const USAGE: &str = "usage: dns_peer_bench [--rounds N] [--seconds S] [--rate QP
                   (under 15 % busy over 1 s: other work on a shared machine skews runs) (300)
   --max-other-load  a run during which other work took more cores than this (on average) is
                   measured again, up to 3 times in all (0.1)
-  --keep          keep the work directory (logs, configuration)";
+  --keep          keep the work directory (logs, configuration)
+  --only          only these workloads, comma-separated: hit, miss, fixed (all)";
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Args, String> {
     fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> std::result::Result<T, String> {
@@ -226,6 +230,20 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Arg
             "--quiet-wait" => args.quiet_wait = number(&flag, argv.next())?,
             "--max-other-load" => args.max_other_load = number(&flag, argv.next())?,
             "--keep" => args.keep = true,
+            "--only" => {
+                let list = argv
+                    .next()
+                    .ok_or("--only needs hit, miss and/or fixed, comma-separated")?;
+                args.only = list
+                    .split(',')
+                    .map(|k| match k {
+                        "hit" => Ok(Kind::Hit),
+                        "miss" => Ok(Kind::Miss),
+                        "fixed" => Ok(Kind::Fixed),
+                        other => Err(format!("--only: expected hit, miss or fixed, not {other:?}")),
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -498,7 +516,7 @@ fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result
     for round in 0..args.rounds {
         for (index, contender) in contenders.iter().enumerate() {
             let workdir: PathBuf = dir.join(format!("contender-{}", letter(index)));
-            for kind in Kind::ALL {
+            for &kind in &args.only {
                 let mut attempt = 1;
                 loop {
                     let running = contender.start(&bench.resolver, &bench.client, listen, upstream, &workdir)?;
