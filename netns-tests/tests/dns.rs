@@ -222,6 +222,36 @@ pub(crate) fn u_dns_resolves_blocks_and_refuses() -> Result<Outcome> {
         "malformed packets not counted: {before} -> {after}"
     );
     expect_answer(&demo, "laptop", "www.example.test", "A", "192.0.2.80")?;
+    // Today's counts per device, its most asked names, and both across a
+    // restart (written when the resolver stops, read back when it starts).
+    let today = |s: &bulkhead::dns::DnsStatus| {
+        let counts = s.per_device.iter().find(|(m, _)| *m == plug).map(|(_, c)| *c);
+        let top = s.top_today.iter().find(|(m, _)| *m == plug).map(|(_, t)| t.clone());
+        (counts, top.unwrap_or_default())
+    };
+    let (counts, top) = today(&dns_status(&demo)?);
+    let counts = counts.context("no counts today for the plug")?;
+    ensure!(
+        counts.blocked >= 1 && counts.queries >= counts.blocked,
+        "the plug's counts today: {counts:?}"
+    );
+    ensure!(
+        top.iter().any(|(name, n)| name == AD_NAME && *n >= 1),
+        "the plug's most asked names today: {top:?}"
+    );
+    demo.stop_daemon()?;
+    demo.start_daemon()?;
+    expect_answer(&demo, "laptop", "www.example.test", "A", "192.0.2.80")?;
+    let (after, top_after) = today(&dns_status(&demo)?);
+    let after = after.context("the plug's counts are gone after a restart")?;
+    ensure!(
+        after.queries >= counts.queries && after.blocked >= counts.blocked,
+        "the plug's counts went back across a restart: {counts:?} -> {after:?}"
+    );
+    ensure!(
+        top_after.iter().any(|(name, _)| name == AD_NAME),
+        "the plug's most asked names are gone after a restart: {top_after:?}"
+    );
     Ok(Outcome::Passed)
 }
 

@@ -330,7 +330,7 @@ pub fn w_browser_setup_zone_approve_ack() -> Result<Outcome> {
     b.goto(&format!("{BASE}/"))?;
     let overview_dns = b.text_of("#dns-stat")?;
     ensure!(
-        overview_dns.contains("DNS questions since start") && !overview_dns.contains(" 0 blocked"),
+        overview_dns.contains("DNS questions today") && !overview_dns.contains(" 0 blocked"),
         "the overview's DNS figures: {overview_dns:?}"
     );
 

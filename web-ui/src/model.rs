@@ -732,15 +732,20 @@ impl Default for DnsLogQuery {
     }
 }
 
-/// One device's DNS counters since the resolver started.
+/// One device's DNS counters today (the router's local day; kept across
+/// restarts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsDeviceCounts {
     /// The device (lower-case MAC).
     pub mac: String,
-    /// Questions it asked that were answered.
+    /// Questions it asked today that were answered.
     pub queries: u64,
     /// Of which blocked by a list.
     pub blocked: u64,
+    /// Its most asked names today with how often, most first (empty when
+    /// its questions are not logged).
+    #[serde(default)]
+    pub top: Vec<(String, u64)>,
 }
 
 /// One upstream resolver and its health.
@@ -803,7 +808,15 @@ pub struct DnsSummaryView {
 }
 
 impl DnsSummaryView {
-    /// The counters of one device (zero if it asked nothing).
+    /// The most asked names of one device today, most first.
+    pub fn device_top(&self, mac: &str) -> &[(String, u64)] {
+        self.per_device
+            .iter()
+            .find(|d| d.mac == mac)
+            .map_or(&[], |d| d.top.as_slice())
+    }
+
+    /// The counters of one device today (zero if it asked nothing).
     pub fn device(&self, mac: &str) -> (u64, u64) {
         self.per_device
             .iter()
@@ -848,8 +861,8 @@ pub struct Overview {
     pub unacknowledged_alerts: usize,
     /// The newest alerts, newest first.
     pub latest_alerts: Vec<AlertView>,
-    /// DNS questions answered since the resolver started (null: the resolver
-    /// is off).
+    /// DNS questions of the home's devices answered today (null: the
+    /// resolver is off).
     pub dns_questions: Option<u64>,
     /// Of which blocked by a list (null: the resolver is off).
     pub dns_blocked: Option<u64>,

@@ -55,8 +55,8 @@ pub fn compose(
         vpn_last_handshake: vpn.peers.iter().filter_map(|p| p.last_handshake).max(),
         unacknowledged_alerts: alerts.iter().filter(|a| !a.acknowledged).count(),
         latest_alerts: alerts.into_iter().take(Overview::LATEST_ALERTS).collect(),
-        dns_questions: dns.map(|d| d.answered),
-        dns_blocked: dns.map(|d| d.blocked),
+        dns_questions: dns.map(|d| d.per_device.iter().map(|c| c.queries).sum()),
+        dns_blocked: dns.map(|d| d.per_device.iter().map(|c| c.blocked).sum()),
         top_talkers: Vec::new(),
     }
 }
@@ -86,10 +86,12 @@ mod tests {
         assert!(o.latest_alerts.len() <= Overview::LATEST_ALERTS);
         assert_eq!(o.vpn_state, "up");
         let dns = dns.expect("the demo runs the resolver");
+        let today = |f: fn(&crate::model::DnsDeviceCounts) -> u64| Some(dns.per_device.iter().map(f).sum::<u64>());
         assert_eq!(
             (o.dns_questions, o.dns_blocked),
-            (Some(dns.answered), Some(dns.blocked))
+            (today(|c| c.queries), today(|c| c.blocked))
         );
+        assert!(o.dns_questions > Some(0));
         let off = compose(devices, alerts, &fake.vpn_view(), None);
         assert_eq!((off.dns_questions, off.dns_blocked), (None, None));
     }

@@ -189,7 +189,12 @@ async fn device(State(st): State<AppState>, PageSession(s): PageSession, Path(ma
     };
     let now = crate::format::now();
     let dns = match (&log, &summary) {
-        (Some(log), Some(summary)) => Some(DeviceDns::new(summary.device(&d.device.mac), log, now)),
+        (Some(log), Some(summary)) => Some(DeviceDns::new(
+            summary.device(&d.device.mac),
+            summary.device_top(&d.device.mac),
+            log,
+            now,
+        )),
         _ => None,
     };
     let title = crate::text::visible(d.device.display_name()).into_owned();

@@ -167,7 +167,7 @@ impl OverviewPage<'_> {
             .max(1)
     }
 
-    /// DNS questions and blocked since the resolver started; `None`: it is off.
+    /// DNS questions of the devices and blocked today; `None`: it is off.
     fn dns(&self) -> Option<(u64, u64)> {
         Some((self.o.dns_questions?, self.o.dns_blocked?))
     }
@@ -329,14 +329,12 @@ impl DeviceTraffic {
 
 /// A device's DNS section.
 pub struct DeviceDns<'a> {
-    /// Questions answered since the resolver started.
+    /// Questions answered today.
     pub queries: u64,
     /// Of which blocked.
     pub blocked: u64,
-    /// Its most asked names among [`DeviceDns::examined`] logged questions.
-    pub top: Vec<(&'a str, usize)>,
-    /// How many of its logged questions the top names come from.
-    pub examined: usize,
+    /// Its most asked names today, most first.
+    pub top: &'a [(String, u64)],
     /// Its newest questions.
     pub table: QueryTable<'a>,
 }
@@ -347,14 +345,13 @@ impl<'a> DeviceDns<'a> {
     /// Questions listed as the newest.
     pub const RECENT: usize = 20;
 
-    /// The section for a device with these counters and these logged
-    /// questions (newest first).
-    pub fn new(counts: (u64, u64), log: &'a [DnsQueryView], now: UnixTime) -> DeviceDns<'a> {
+    /// The section for a device with today's counters and most asked names,
+    /// and these logged questions (newest first).
+    pub fn new(counts: (u64, u64), top: &'a [(String, u64)], log: &'a [DnsQueryView], now: UnixTime) -> DeviceDns<'a> {
         DeviceDns {
             queries: counts.0,
             blocked: counts.1,
-            top: crate::dns::top_names(log, Self::TOP_NAMES),
-            examined: log.len(),
+            top: &top[..top.len().min(Self::TOP_NAMES)],
             table: QueryTable::new("device-queries", &log[..log.len().min(Self::RECENT)], &[], false, now),
         }
     }

@@ -15,6 +15,8 @@
 
 pub mod blocklist;
 pub mod cache;
+pub mod daily;
+pub mod daily_store;
 pub mod fetch;
 pub mod hit;
 pub mod lists;
@@ -81,12 +83,83 @@ pub struct DnsStatus {
     pub lists: Vec<ListStatus>,
     /// Bytes the lists' matcher holds.
     pub list_bytes: usize,
-    /// Per device: questions and blocked.
+    /// Per device: questions and blocked today (local time).
     pub per_device: Vec<(MacAddr, DeviceCounts)>,
+    /// Per device: its most asked names today, most first (devices whose
+    /// questions are logged).
+    #[serde(default)]
+    pub top_today: Vec<(MacAddr, Vec<(String, u64)>)>,
+}
+
+/// Names listed per device as its most asked today.
+const TOP_NAMES: usize = 10;
+/// How often the day counts are written.
+const DAYS_FLUSH: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// The day counts' database, if it opened.
+struct DaysOnFlash {
+    store: std::sync::Mutex<Option<daily_store::DailyStore>>,
+}
+
+impl DaysOnFlash {
+    /// Opens the database and adds today's and yesterday's counts to the
+    /// resolver's. A database that cannot be opened or read is logged: the
+    /// counts then live in memory only.
+    fn open(path: Option<&std::path::Path>, resolver: &mut Resolver) -> DaysOnFlash {
+        let store = path.and_then(|p| match daily_store::DailyStore::open(p) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "DNS day counts will not survive a restart");
+                None
+            }
+        });
+        if let Some(s) = &store {
+            let today = resolver.day_of(u64::try_from(crate::inventory::unix_now()).unwrap_or(0));
+            match s.load(today - 1) {
+                Ok(rows) => resolver.daily_mut().restore(rows),
+                Err(e) => tracing::error!(error = %error_chain(&e), "DNS day counts could not be read"),
+            }
+        }
+        DaysOnFlash {
+            store: std::sync::Mutex::new(store),
+        }
+    }
+
+    /// Writes what changed since the last flush (one transaction). A failed
+    /// write is logged and its rows are tried again at the next flush.
+    fn flush(&self, shared: &Shared) {
+        let Ok(mut store) = self.store.lock() else { return };
+        let Some(store) = store.as_mut() else { return };
+        let now = u64::try_from(crate::inventory::unix_now()).unwrap_or(0);
+        let (rows, today) = match shared.resolver.lock() {
+            Ok(mut r) => (r.daily_mut().take_changed(), r.day_of(now)),
+            Err(_) => return,
+        };
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save(&rows, today) {
+            tracing::warn!(error = %error_chain(&e), "DNS day counts not written; tried again later");
+            if let Ok(mut r) = shared.resolver.lock() {
+                r.daily_mut().mark_changed(&rows);
+            }
+        }
+    }
+
+    /// Flushes once an hour (off the runtime's thread: SQLite blocks).
+    async fn flush_loop(self: Arc<Self>, shared: Arc<Shared>) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + DAYS_FLUSH, DAYS_FLUSH);
+        loop {
+            tick.tick().await;
+            let (days, shared) = (self.clone(), shared.clone());
+            let _ = tokio::task::spawn_blocking(move || days.flush(&shared)).await;
+        }
+    }
 }
 
 /// The running resolver.
 pub struct DnsService {
+    days: Arc<DaysOnFlash>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
     listening: Vec<SocketAddr>,
@@ -99,6 +172,8 @@ impl Drop for DnsService {
         for t in &self.tasks {
             t.abort();
         }
+        // A reload or a stop: what was counted since the last flush.
+        self.days.flush(&self.shared);
     }
 }
 
@@ -152,14 +227,9 @@ impl DnsService {
             .map(|(id, (_, z))| (id.clone(), UpstreamGroup::new(z.upstreams.clone(), None, tls.clone())))
             .collect();
         let (matcher, list_status) = lists;
-        let shared = Arc::new(Shared::new(
-            Resolver::new(settings.clone(), matcher),
-            direct,
-            tunnel,
-            zones,
-            service,
-            list_status,
-        ));
+        let mut resolver = Resolver::new(settings.clone(), matcher);
+        let days = DaysOnFlash::open(settings.days_file.as_deref(), &mut resolver);
+        let shared = Arc::new(Shared::new(resolver, direct, tunnel, zones, service, list_status));
         let mut tasks = Vec::new();
         let mut listening = Vec::new();
         let mut not_listening = Vec::new();
@@ -192,7 +262,10 @@ impl DnsService {
                 fetch_tls,
             )));
         }
+        let days = Arc::new(days);
+        tasks.push(tokio::spawn(days.clone().flush_loop(shared.clone())));
         Ok(DnsService {
+            days,
             shared,
             tasks,
             listening,
@@ -209,16 +282,33 @@ impl DnsService {
     /// The resolver's state.
     pub fn status(&self) -> DnsStatus {
         let mut lists = self.shared.lists.lock().map(|l| l.clone()).unwrap_or_default();
-        let (stats, cache, per_device, list_bytes) = match self.shared.resolver.lock() {
-            Ok(r) => {
+        let (stats, cache, per_device, top_today, list_bytes) = match self.shared.resolver.lock() {
+            Ok(mut r) => {
                 let (s, c) = r.stats();
-                let per: Vec<_> = r.log().per_device().iter().map(|(m, c)| (*m, *c)).collect();
+                let today = r.day_of(u64::try_from(crate::inventory::unix_now()).unwrap_or(0));
+                let per: Vec<_> = r
+                    .daily()
+                    .day(today)
+                    .map(|(m, d)| {
+                        let counts = DeviceCounts {
+                            queries: d.queries,
+                            blocked: d.blocked,
+                        };
+                        let top = d
+                            .most_asked(TOP_NAMES)
+                            .into_iter()
+                            .map(|(n, c)| (n.to_string(), c))
+                            .collect();
+                        ((*m, counts), (*m, top))
+                    })
+                    .collect();
+                let (per, top): (Vec<_>, Vec<_>) = per.into_iter().unzip();
                 for (name, n) in r.blocked_by_list() {
                     if let Some(l) = lists.iter_mut().find(|l| l.name == name) {
                         l.blocked = n;
                     }
                 }
-                (s, c, per, r.blocklists().0.heap_bytes())
+                (s, c, per, top, r.blocklists().0.heap_bytes())
             }
             Err(_) => Default::default(),
         };
@@ -240,6 +330,7 @@ impl DnsService {
             lists,
             list_bytes,
             per_device,
+            top_today,
         }
     }
 

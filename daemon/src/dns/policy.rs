@@ -43,6 +43,9 @@ pub struct DnsSettings {
     pub domain_sets: BTreeMap<DomainSetId, BTreeSet<String>>,
     /// A tunnel is configured (else nobody is routed through it).
     pub tunnel: bool,
+    /// Where the per-device day counts are kept (`state_dir/dns-days.db`;
+    /// `None`: in memory only).
+    pub days_file: Option<std::path::PathBuf>,
 }
 
 impl DnsSettings {
@@ -79,6 +82,7 @@ impl DnsSettings {
             unknown_zone: c.policy.unknown_zone.clone(),
             domain_sets: c.policy.tunnel.domains.clone(),
             tunnel: c.tunnel.is_some(),
+            days_file: Some(c.state_dir.join("dns-days.db")),
         }
     }
 }
@@ -116,6 +120,7 @@ impl DnsSettings {
             unknown_zone: quarantine,
             domain_sets: [(set, ["example".to_string()].into())].into(),
             tunnel: false,
+            days_file: None,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The query log: the last N questions in memory (a ring: the oldest goes
-//! first), and per-device counters since the service started. Nothing is
-//! written to flash per query.
+//! first). Nothing is written to flash per query; the per-device counts by
+//! day are `daily.rs`'s.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -92,7 +92,6 @@ pub struct DeviceCounts {
 pub struct QueryLog {
     capacity: usize,
     entries: VecDeque<QueryLogEntry>,
-    per_device: BTreeMap<MacAddr, DeviceCounts>,
 }
 
 /// What to read back.
@@ -114,16 +113,6 @@ impl QueryLog {
         QueryLog {
             capacity,
             entries: VecDeque::new(),
-            per_device: BTreeMap::new(),
-        }
-    }
-
-    /// Counts a question of `mac` (logged or not).
-    pub fn count(&mut self, mac: Option<MacAddr>, blocked: bool) {
-        if let Some(mac) = mac {
-            let c = self.per_device.entry(mac).or_default();
-            c.queries += 1;
-            c.blocked += u64::from(blocked);
         }
     }
 
@@ -150,11 +139,6 @@ impl QueryLog {
             .take(filter.limit.max(1))
             .cloned()
             .collect()
-    }
-
-    /// Per-device counters.
-    pub fn per_device(&self) -> &BTreeMap<MacAddr, DeviceCounts> {
-        &self.per_device
     }
 
     /// Entries held.

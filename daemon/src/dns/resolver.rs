@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blocklist::{Blocklists, Verdict};
 use super::cache::{AnswerCache, AnswerSource, CacheKey, CacheStats};
+use super::daily::{local_day, DailyCounts};
 use super::hit::{QuickQuery, WireAnswer};
 use super::local::{is_private, LocalAnswer, LocalNames, LOCAL_TTL};
 use super::policy::{domain_sets_of, who_is_asking, Client, DnsSettings, RateLimiter, Refusal, Route};
@@ -138,6 +139,11 @@ pub struct Resolver {
     stats: ResolverStats,
     /// Questions each list blocked (by list index).
     blocked_by_list: Vec<u64>,
+    /// Per device and day: questions, blocked, most asked names.
+    daily: DailyCounts,
+    /// The local offset from UTC, and until when (Unix seconds) it holds:
+    /// read once an hour, not per question.
+    utc_offset: (i32, u64),
 }
 
 impl Resolver {
@@ -152,6 +158,8 @@ impl Resolver {
             local_generation: None,
             stats: ResolverStats::default(),
             blocked_by_list: vec![0; settings.dns.blocklists.len()],
+            daily: DailyCounts::default(),
+            utc_offset: (0, 0),
             list_names,
             lists,
             settings,
@@ -171,6 +179,25 @@ impl Resolver {
     /// The query log.
     pub fn log(&self) -> &QueryLog {
         &self.log
+    }
+
+    /// The per-device day counts.
+    pub fn daily(&self) -> &DailyCounts {
+        &self.daily
+    }
+
+    /// The per-device day counts, to restore or take what changed.
+    pub fn daily_mut(&mut self) -> &mut DailyCounts {
+        &mut self.daily
+    }
+
+    /// The local day of `wall` (Unix seconds).
+    pub fn day_of(&mut self, wall: u64) -> i64 {
+        if wall >= self.utc_offset.1 {
+            let offset = crate::clock::local_utc_offset(i64::try_from(wall).unwrap_or(i64::MAX));
+            self.utc_offset = (offset, wall - wall % 3_600 + 3_600);
+        }
+        local_day(wall, self.utc_offset.0)
     }
 
     /// Questions each list blocked, by list name.
@@ -685,7 +712,10 @@ impl Resolver {
     ) {
         self.stats.answered += 1;
         let blocked = matches!(outcome, Outcome::Blocked { .. });
-        self.log.count(client.mac, blocked);
+        if let Some(mac) = client.mac {
+            let day = self.day_of(wall);
+            self.daily.count(day, mac, client.log.then_some(name.as_str()), blocked);
+        }
         if client.log {
             self.log.push(QueryLogEntry {
                 at: wall,

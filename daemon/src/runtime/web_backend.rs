@@ -448,6 +448,12 @@ pub fn dns_summary_view(s: DnsStatus) -> DnsSummaryView {
                 mac: mac.to_string(),
                 queries: c.queries,
                 blocked: c.blocked,
+                top: s
+                    .top_today
+                    .iter()
+                    .find(|(m, _)| m == mac)
+                    .map(|(_, top)| top.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
         upstreams,
@@ -1089,6 +1095,7 @@ mod tests {
             }],
             list_bytes: 100,
             per_device: vec![(MacAddr([2, 0, 0, 0, 2, 2]), DeviceCounts { queries: 5, blocked: 2 })],
+            top_today: vec![(MacAddr([2, 0, 0, 0, 2, 2]), vec![("often.test".into(), 4)])],
         };
         let v = dns_summary_view(status);
         assert_eq!(
@@ -1104,6 +1111,7 @@ mod tests {
             (20, 4, 10, 2, 6, 3, 1)
         );
         assert_eq!(v.device("02:00:00:00:02:02"), (5, 2));
+        assert_eq!(v.device_top("02:00:00:00:02:02"), [("often.test".to_string(), 4)]);
         assert_eq!(v.upstreams.len(), 2);
         assert_eq!(
             (

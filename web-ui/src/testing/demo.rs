@@ -58,13 +58,20 @@ impl FakeDns {
                             mac: mac.clone(),
                             queries: 0,
                             blocked: 0,
+                            top: Vec::new(),
                         },
                     );
                     i
                 }
             };
-            s.per_device[i].queries += 1;
-            s.per_device[i].blocked += u64::from(q.outcome.is_blocked());
+            let d = &mut s.per_device[i];
+            d.queries += 1;
+            d.blocked += u64::from(q.outcome.is_blocked());
+            match d.top.iter_mut().find(|(n, _)| *n == q.name) {
+                Some(slot) => slot.1 += 1,
+                None => d.top.push((q.name.clone(), 1)),
+            }
+            d.top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         }
         self.log.insert(0, q);
     }
