@@ -25,6 +25,7 @@ pub mod policy;
 pub mod querylog;
 pub mod resolver;
 mod server;
+mod udp_batch;
 pub mod upstream;
 pub mod wire;
 

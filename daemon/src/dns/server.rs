@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use super::cache::AnswerSource;
 use super::resolver::{Begin, Pending, Resolver};
+use super::udp_batch;
 use super::upstream::UpstreamGroup;
 use super::wire::Transport;
 use crate::core::ServiceRequest;
@@ -70,6 +71,24 @@ impl Shared {
             tcp: Arc::new(Semaphore::new(MAX_TCP)),
             tcp_per_client: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Decides a batch of datagrams (`buffers[i][..len]` from `src`) under
+    /// one taking of the locks.
+    fn begin_batch(&self, buffers: &[Vec<u8>], received: &[(usize, SocketAddr)]) -> Vec<(Begin, SocketAddr)> {
+        // Lock order everywhere: the inventory, then the resolver.
+        let (Ok(inventory), Ok(mut r)) = (self.service.inventory.read(), self.resolver.lock()) else {
+            return Vec::new();
+        };
+        let (now, wall) = (Instant::now(), unix_wall());
+        buffers
+            .iter()
+            .zip(received)
+            .map(|(buffer, &(len, src))| {
+                let packet = buffer.get(..len).unwrap_or(buffer);
+                (r.begin(packet, src, Transport::Udp, &inventory, now, wall), src)
+            })
+            .collect()
     }
 
     fn begin(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Begin {
@@ -139,12 +158,20 @@ fn unix_wall() -> u64 {
     u64::try_from(unix_now()).unwrap_or(0)
 }
 
-/// Serves one UDP socket until the task is aborted.
+/// Serves one UDP socket until the task is aborted: the questions queued
+/// are taken in one batch (`udp_batch.rs`), decided under one lock, and the
+/// answers ready at once leave in one batch; forwarded questions and answers
+/// waiting for domain-set holds go on in their own tasks.
 pub(super) async fn serve_udp(shared: Arc<Shared>, socket: UdpSocket) {
+    use std::os::fd::AsRawFd;
     let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 4096];
+    let fd = socket.as_raw_fd();
+    let mut buffers = vec![vec![0u8; udp_batch::MAX_QUESTION]; udp_batch::BATCH];
     loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
+        let received = match socket
+            .async_io(Interest::READABLE, || udp_batch::receive(fd, &mut buffers))
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 // ICMP errors of earlier sends surface here; never fatal.
@@ -152,48 +179,76 @@ pub(super) async fn serve_udp(shared: Arc<Shared>, socket: UdpSocket) {
                 continue;
             }
         };
-        match shared.begin(&buf[..n], src, Transport::Udp) {
-            Begin::Reply(bytes) => {
-                let _ = socket.send_to(&bytes, src).await;
-            }
-            Begin::Drop => {}
-            Begin::AfterHolds { reply, servfail, holds } => {
-                let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
-                    if let Some(b) = servfail {
-                        let _ = socket.send_to(&b, src).await;
-                    }
-                    continue;
-                };
-                let shared = shared.clone();
-                let socket = socket.clone();
-                tokio::spawn(async move {
-                    let bytes = if shared.hold(holds).await {
-                        Some(reply)
-                    } else {
-                        servfail
+        let decided = shared.begin_batch(&buffers, &received);
+        let mut replies = Vec::with_capacity(decided.len());
+        for (begin, src) in decided {
+            match begin {
+                Begin::Reply(bytes) => replies.push((bytes, src)),
+                Begin::Drop => {}
+                Begin::AfterHolds { reply, servfail, holds } => {
+                    let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+                        if let Some(b) = servfail {
+                            replies.push((b, src));
+                        }
+                        continue;
                     };
-                    if let Some(b) = bytes {
-                        let _ = socket.send_to(&b, src).await;
-                    }
-                    drop(permit);
-                });
+                    let shared = shared.clone();
+                    let socket = socket.clone();
+                    tokio::spawn(async move {
+                        let bytes = if shared.hold(holds).await {
+                            Some(reply)
+                        } else {
+                            servfail
+                        };
+                        if let Some(b) = bytes {
+                            let _ = socket.send_to(&b, src).await;
+                        }
+                        drop(permit);
+                    });
+                }
+                Begin::Forward(pending) => {
+                    let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+                        let m = pending.question.response(hickory_proto::op::ResponseCode::ServFail);
+                        if let Some(b) = super::wire::encode(&m, 512) {
+                            replies.push((b, src));
+                        }
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    let socket = socket.clone();
+                    tokio::spawn(async move {
+                        if let Some(bytes) = shared.forward(pending).await {
+                            let _ = socket.send_to(&bytes, src).await;
+                        }
+                        drop(permit);
+                    });
+                }
             }
-            Begin::Forward(pending) => {
-                let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
-                    let m = pending.question.response(hickory_proto::op::ResponseCode::ServFail);
-                    if let Some(b) = super::wire::encode(&m, 512) {
-                        let _ = socket.send_to(&b, src).await;
-                    }
-                    continue;
-                };
-                let shared = shared.clone();
-                let socket = socket.clone();
-                tokio::spawn(async move {
-                    if let Some(bytes) = shared.forward(pending).await {
-                        let _ = socket.send_to(&bytes, src).await;
-                    }
-                    drop(permit);
-                });
+        }
+        send_all(&socket, &replies).await;
+    }
+}
+
+/// Sends `replies` in batches; what the socket's buffer cannot take at once
+/// waits for room, one by one.
+async fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) {
+    use std::os::fd::AsRawFd;
+    let mut left = replies;
+    while !left.is_empty() {
+        match socket.try_io(Interest::WRITABLE, || udp_batch::send(socket.as_raw_fd(), left)) {
+            Ok(0) => break,
+            Ok(n) => left = &left[n.min(left.len())..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                for (bytes, to) in left {
+                    let _ = socket.send_to(bytes, *to).await;
+                }
+                return;
+            }
+            Err(e) => {
+                // An unreachable client must not cost the others their
+                // answers: the one that failed is skipped.
+                tracing::debug!(error = %e, "dns udp send");
+                left = &left[1..];
             }
         }
     }
