@@ -39,14 +39,44 @@ impl Running for Dnsmasq<'_> {
     }
 }
 
-/// dnsmasq as a caching forwarder with a given cache size.
+/// dnsmasq as a caching forwarder with a given cache size, optionally
+/// behind Bulkhead's ruleset (`--a-firewall`: the same conntrack and chains
+/// on its packets as on Bulkhead's).
 pub(crate) struct DnsmasqContender {
     pub(crate) cache_size: u32,
+    /// `nft -j list ruleset` of Bulkhead's daemon in this namespace, loaded
+    /// before dnsmasq starts and flushed after it stops.
+    pub(crate) firewall: Option<PathBuf>,
+}
+
+/// dnsmasq behind a loaded ruleset; dropping it stops dnsmasq, then flushes
+/// the ruleset (this namespace's only).
+struct DnsmasqBehindFirewall<'ns> {
+    dnsmasq: Option<Dnsmasq<'ns>>,
+    ns: &'ns Netns,
+}
+
+impl Running for DnsmasqBehindFirewall<'_> {
+    fn pid(&self) -> u32 {
+        self.dnsmasq.as_ref().map_or(0, Dnsmasq::pid)
+    }
+}
+
+impl Drop for DnsmasqBehindFirewall<'_> {
+    fn drop(&mut self) {
+        drop(self.dnsmasq.take());
+        if let Err(e) = self.ns.exec(&["nft", "flush", "ruleset"]) {
+            eprintln!("removing the ruleset in {}: {e}", self.ns.name());
+        }
+    }
 }
 
 impl Contender for DnsmasqContender {
     fn label(&self) -> String {
-        format!("dnsmasq (cache {})", self.cache_size)
+        match self.firewall {
+            Some(_) => format!("dnsmasq (cache {}) behind Bulkhead's ruleset", self.cache_size),
+            None => format!("dnsmasq (cache {})", self.cache_size),
+        }
     }
 
     fn start<'ns>(
@@ -57,8 +87,22 @@ impl Contender for DnsmasqContender {
         upstream: IpAddr,
         workdir: &Path,
     ) -> Result<Box<dyn Running + 'ns>> {
-        let dnsmasq = Dnsmasq::start(ns, listen.ip(), listen.port(), upstream, self.cache_size, workdir)?;
-        Ok(Box::new(dnsmasq))
+        let Some(ruleset) = &self.firewall else {
+            let dnsmasq = Dnsmasq::start(ns, listen.ip(), listen.port(), upstream, self.cache_size, workdir)?;
+            return Ok(Box::new(dnsmasq));
+        };
+        let path = ruleset.display().to_string();
+        let mut running = DnsmasqBehindFirewall { dnsmasq: None, ns };
+        ns.exec(&["nft", "-j", "-f", &path])?;
+        running.dnsmasq = Some(Dnsmasq::start(
+            ns,
+            listen.ip(),
+            listen.port(),
+            upstream,
+            self.cache_size,
+            workdir,
+        )?);
+        Ok(Box::new(running))
     }
 }
 
@@ -72,6 +116,9 @@ pub(crate) struct BulkheadContender {
     pub(crate) cache_entries: u32,
     /// Extra `[dns]` lines (`KEY = VALUE`), for experiments.
     pub(crate) extra_dns: Vec<String>,
+    /// Where to save the daemon's ruleset (`nft -j list ruleset`) when it
+    /// first stops, for `--a-firewall`.
+    pub(crate) save_ruleset: Option<PathBuf>,
 }
 
 /// A running Bulkhead daemon; dropping it stops it (SIGTERM by pid) and
@@ -83,6 +130,7 @@ pub(crate) struct BulkheadRunning<'ns> {
     pub(crate) config: PathBuf,
     pub(crate) log: PathBuf,
     pub(crate) clients: Vec<Ipv4Addr>,
+    pub(crate) save_ruleset: Option<PathBuf>,
 }
 
 impl BulkheadContender {
@@ -203,6 +251,7 @@ impl Contender for BulkheadContender {
             config,
             log,
             clients: self.clients.clone(),
+            save_ruleset: self.save_ruleset.clone(),
         };
         running.wait_ready(client, listen)?;
         Ok(Box::new(running))
@@ -285,6 +334,16 @@ impl Drop for BulkheadRunning<'_> {
     fn drop(&mut self) {
         // Fails only if it was reaped already.
         let _ = self.ns.stop_tracked(self.pid);
+        if let Some(path) = self.save_ruleset.as_ref().filter(|p| !p.exists()) {
+            match self.ns.exec(&["nft", "-j", "list", "ruleset"]) {
+                Ok(out) => {
+                    if let Err(e) = std::fs::write(path, &out.stdout) {
+                        eprintln!("saving bulkhead's ruleset to {}: {e}", path.display());
+                    }
+                }
+                Err(e) => eprintln!("reading bulkhead's ruleset in {}: {e}", self.ns.name()),
+            }
+        }
         // The daemon leaves its rules in force when it stops (as a router
         // must); the next contender runs without them. Only this namespace's.
         if let Err(e) = self.ns.exec(&["nft", "flush", "ruleset"]) {

@@ -8,6 +8,7 @@
 //!     [--a-cache 10000] [--b bulkhead|dnsmasq] [--b-cache 10000]
 //!     [--bulkhead PATH] [--policies DIR] [--bulkhead-dns 'KEY = VALUE']...
 //!     [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep] [--only hit,miss,fixed]
+//!     [--a-firewall]
 //! ```
 //!
 //! (A debug build of the example is fine: it only drives external processes.
@@ -143,6 +144,8 @@ struct Args {
     keep: bool,
     /// Only these workloads (`--only`; all by default).
     only: Vec<Kind>,
+    /// A runs behind the ruleset B's daemon leaves (`--a-firewall`).
+    a_firewall: bool,
 }
 
 impl Default for Args {
@@ -165,13 +168,14 @@ impl Default for Args {
             max_other_load: 0.1,
             keep: false,
             only: Kind::ALL.to_vec(),
+            a_firewall: false,
         }
     }
 }
 
 const USAGE: &str = "usage: dns_peer_bench [--rounds N] [--seconds S] [--rate QPS] [--clients C] \
 [--bulk NAMES] [--hit-names N] [--a-cache N] [--b bulkhead|dnsmasq] [--b-cache N] [--bulkhead PATH] [--policies DIR] \
-[--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep] [--only hit,miss,fixed]
+[--bulkhead-dns 'KEY = VALUE']... [--sources N] [--quiet-wait S] [--max-other-load CORES] [--keep] [--only hit,miss,fixed] [--a-firewall]
   --rounds        A B rounds, medians over them (3)
   --seconds       length of each measured run (5)
   --rate          queries per second of the fixed-rate run (10000)
@@ -192,7 +196,10 @@ const USAGE: &str = "usage: dns_peer_bench [--rounds N] [--seconds S] [--rate QP
   --max-other-load  a run during which other work took more cores than this (on average) is
                   measured again, up to 3 times in all (0.1)
   --keep          keep the work directory (logs, configuration)
-  --only          only these workloads, comma-separated: hit, miss, fixed (all)";
+  --only          only these workloads, comma-separated: hit, miss, fixed (all)
+  --a-firewall    A (dnsmasq) runs behind the ruleset Bulkhead's daemon installs in the same
+                  namespace (saved from an unmeasured start of B before the rounds): both
+                  resolvers' packets then pay the same conntrack and chains";
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Args, String> {
     fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> std::result::Result<T, String> {
@@ -230,6 +237,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Arg
             "--quiet-wait" => args.quiet_wait = number(&flag, argv.next())?,
             "--max-other-load" => args.max_other_load = number(&flag, argv.next())?,
             "--keep" => args.keep = true,
+            "--a-firewall" => args.a_firewall = true,
             "--only" => {
                 let list = argv
                     .next()
@@ -250,6 +258,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> std::result::Result<Arg
     }
     if args.rounds == 0 || args.seconds == 0 || args.clients == 0 || args.rate == 0 {
         return Err("--rounds, --seconds, --clients and --rate must be at least 1".into());
+    }
+    if args.a_firewall && args.b != Peer::Bulkhead {
+        return Err("--a-firewall needs B to be bulkhead (its ruleset is what A runs behind)".into());
     }
     if args.sources == 0 || args.sources > 100 {
         return Err("--sources must be 1 to 100".into());
@@ -470,14 +481,17 @@ fn run(args: &Args) -> std::result::Result<(), String> {
             clients: client_addresses(args.sources),
             cache_entries: args.b_cache,
             extra_dns: args.bulkhead_dns.clone(),
+            save_ruleset: args.a_firewall.then(|| dir.path().join("bulkhead-ruleset.json")),
         }),
         Peer::Dnsmasq => Box::new(DnsmasqContender {
             cache_size: args.b_cache,
+            firewall: None,
         }),
     };
     let contenders: Vec<Box<dyn Contender>> = vec![
         Box::new(DnsmasqContender {
             cache_size: args.a_cache,
+            firewall: args.a_firewall.then(|| dir.path().join("bulkhead-ruleset.json")),
         }),
         b,
     ];
@@ -511,6 +525,15 @@ fn measure(args: &Args, contenders: &[Box<dyn Contender>], dir: &Path) -> Result
     TestZones::queries_file_from(&miss_file, args.hit_names, args.bulk - args.hit_names)?;
     let listen = SocketAddr::new(IpAddr::V4(RESOLVER), 53);
     let upstream = IpAddr::V4(UPSTREAM);
+    if args.a_firewall {
+        // One unmeasured start of B: its ruleset is saved when it stops, and
+        // A's runs load it.
+        let workdir = dir.join("contender-B");
+        drop(contenders[1].start(&bench.resolver, &bench.client, listen, upstream, &workdir)?);
+        if !dir.join("bulkhead-ruleset.json").is_file() {
+            return Err(Error::Spec("--a-firewall: bulkhead's ruleset was not saved".into()));
+        }
+    }
 
     let mut samples = Vec::new();
     for round in 0..args.rounds {
