@@ -447,6 +447,143 @@ pub(crate) fn x_dns_over_tls_upstream() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// The packets counted by the rule of `table` (inet, in `ns`) whose text
+/// holds `needle`.
+fn rule_packets(ns: &Netns, table: &str, needle: &str) -> Result<u64> {
+    let out = ns.exec(&["nft", "list", "table", "inet", table])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split("packets ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no counter for {needle:?} in\n{text}"))
+}
+
+/// x2. Upstreams given by name, DNS over HTTPS, kept connections. The ISP's
+/// resolver has a certificate for `dns.example.test`; in its namespace nft
+/// counts plain DNS (53) and new connections (SYN) to 853 (DoT) and 8443
+/// (DoH, HTTP/2 only in unbound):
+/// - `tls://dns.example.test` with `dns.bootstrap`: answers; one bootstrap
+///   question on 53, the questions themselves over TLS on fewer connections
+///   than questions (kept, RFC 7858);
+/// - `https://dns.example.test:8443/dns-query` (found through bootstrap) and
+///   `https://192.0.2.53:8443#dns.example.test/dns-query` (pinned, no
+///   bootstrap: nothing on 53 at all): answers on one HTTP/2 connection;
+/// - `tls://192.0.2.53#wrong.example.test`: the certificate does not name
+///   it: SERVFAIL, and `dns status` says why (TLS, the name).
+pub(crate) fn x2_dns_upstreams_by_name_and_over_https() -> Result<Outcome> {
+    const NAMES: [&str; 5] = [
+        "www.example.test",
+        "video.example.test",
+        "ns.example.test",
+        "cdn.example.test",
+        "short.example.test",
+    ];
+    let bootstrap = format!("bootstrap = [\"{RESOLVER_V4}\"]");
+    // (upstream, extra, answers, the port its questions go to, bootstrap questions at most)
+    let cases = [
+        (
+            "\"tls://dns.example.test\"".to_string(),
+            bootstrap.clone(),
+            true,
+            853,
+            2,
+        ),
+        (
+            "\"https://dns.example.test:8443/dns-query\"".to_string(),
+            bootstrap.clone(),
+            true,
+            8443,
+            2,
+        ),
+        (
+            format!("\"https://{RESOLVER_V4}:8443#dns.example.test/dns-query\""),
+            String::new(),
+            true,
+            8443,
+            0,
+        ),
+        (
+            format!("\"tls://{RESOLVER_V4}#wrong.example.test\""),
+            String::new(),
+            false,
+            853,
+            0,
+        ),
+    ];
+    for (upstream, extra, answers, port, max_plain) in cases {
+        println!("    upstream {upstream}");
+        let demo = DemoHome::build(&super::daemon_bin(), &[])?;
+        let ca = demo.isp_resolver_ca();
+        demo.start_isp_resolver_as(
+            &upstream,
+            &format!("{extra}\ntls_ca_file = {:?}", ca.display().to_string()),
+        )?;
+        // Counted from here on (unbound's readiness questions are over).
+        demo.home.isp().exec(&[
+            "nft",
+            "add table inet seen; add chain inet seen in { type filter hook input priority 0; }; \
+             add rule inet seen in th dport 53 meta l4proto { tcp, udp } counter; \
+             add rule inet seen in tcp dport 853 tcp flags & (syn | ack) == syn counter; \
+             add rule inet seen in tcp dport 8443 tcp flags & (syn | ack) == syn counter",
+        ])?;
+        demo.start_daemon()?;
+        demo.register_hosts()?;
+        let laptop = demo.home.ns("laptop")?;
+        for name in NAMES {
+            let (status, answer) = dig(laptop, gateway(), name, "A", false)?;
+            if answers {
+                ensure!(
+                    status == "NOERROR" && !answer.is_empty(),
+                    "{upstream}: {name}: {status} {answer:?}\n{:?}\n{}",
+                    dns_status(&demo)?.upstreams,
+                    demo.log()
+                );
+            } else {
+                ensure!(
+                    status == "SERVFAIL",
+                    "{upstream}: a server whose certificate does not carry the name answered {name}: {status} {answer:?}"
+                );
+            }
+        }
+        let isp = demo.home.isp();
+        let plain = rule_packets(isp, "seen", "dport 53 ")?;
+        let connections = rule_packets(isp, "seen", &format!("dport {port} "))?;
+        let status = dns_status(&demo)?;
+        println!(
+            "    {} questions: {plain} packets on 53, {connections} connections to {port}; {:?}",
+            NAMES.len(),
+            status.upstreams
+        );
+        let (_, health) = status.upstreams.first().context("an upstream in dns status")?;
+        ensure!(
+            plain <= max_plain,
+            "{upstream}: {plain} plain DNS packets to the resolver"
+        );
+        if answers {
+            ensure!(
+                health.answered == NAMES.len() as u64 && health.failed == 0,
+                "{upstream}: {health:?}"
+            );
+            ensure!(
+                (1..=2).contains(&connections),
+                "{upstream}: {connections} connections for {} questions (not kept)",
+                NAMES.len()
+            );
+        } else {
+            let why = health.last_error.clone().unwrap_or_default();
+            ensure!(
+                health.failing > 0
+                    && why.contains("TLS: invalid peer certificate")
+                    && why.contains("wrong.example.test"),
+                "{upstream}: dns status does not say why: {health:?}"
+            );
+        }
+    }
+    Ok(Outcome::Passed)
+}
+
 /// y. A blocklist from a URL: downloaded at start, again on `dns refresh`
 /// (the new rules apply, the copy on disk follows), a broken download keeps
 /// the last good copy, and after a restart with the server gone the copy
