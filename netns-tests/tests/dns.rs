@@ -406,6 +406,54 @@ pub(crate) fn w_dns_domain_routing_never_leaks() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// w2. A tunnelled device's upstream given by name finds its address through
+/// the tunnel too: with `tunnel_upstreams = ["tls://dns.example.test"]` and
+/// the canary as `dns.bootstrap` server, and the tunnel down (no VPN server),
+/// the TV's questions get SERVFAIL, `dns status` says the bootstrap failed,
+/// and not one packet reaches the canary in clear on the WAN (an unmarked
+/// bootstrap question would).
+pub(crate) fn w2_dns_tunnel_bootstrap_never_leaks() -> Result<Outcome> {
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
+    let tv = mac_of("tv")?;
+    demo.configure_tunnel(&format!("[tunnel]\ndevices = [\"{tv}\"]\n"), 2)?;
+    demo.install_canary()?;
+    let ca = demo.isp_resolver_ca();
+    demo.start_isp_resolver(&format!(
+        "tunnel_upstreams = [\"tls://dns.example.test\"]\nbootstrap = [\"{CANARY_V4}\"]\ntls_ca_file = {:?}",
+        ca.display().to_string()
+    ))?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    // The laptop's questions go directly (plain DNS): the home resolves.
+    expect_answer(&demo, "laptop", "www.example.test", "A", "192.0.2.80")?;
+    let tv_ns = demo.home.ns("tv")?;
+    for name in ["www.example.test", "video.example.test", "short.example.test"] {
+        let (status, answers) = dig(tv_ns, gateway(), name, "A", false)?;
+        ensure!(
+            status == "SERVFAIL" || status.is_empty(),
+            "the TV resolved {name} with the tunnel down: {status} {answers:?}"
+        );
+    }
+    let c = demo.leak_count()?;
+    let status = dns_status(&demo).context("dns status")?;
+    println!("    {c:?}; tunnel upstreams: {:?}", status.tunnel_upstreams);
+    ensure!(
+        c.leaked() == 0,
+        "a bootstrap question left in clear: {c:?}\n{}",
+        demo.log()
+    );
+    let (_, health) = status.tunnel_upstreams.first().context("the tunnel's upstream")?;
+    ensure!(
+        health.failing > 0
+            && health
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("no address from the bootstrap servers")),
+        "{health:?}"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// x. DNS over TLS to the upstream: with plain DNS to the ISP's resolver
 /// dropped in its namespace, answers still come (over 853, the certificate
 /// checked against the configured CA); with the system's CA bundle instead,

@@ -175,6 +175,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "w_dns_domain_routing_never_leaks",
             dns::w_dns_domain_routing_never_leaks,
         ),
+        (
+            "w2_dns_tunnel_bootstrap_never_leaks",
+            dns::w2_dns_tunnel_bootstrap_never_leaks,
+        ),
         ("x_dns_over_tls_upstream", dns::x_dns_over_tls_upstream),
         (
             "x2_dns_upstreams_by_name_and_over_https",

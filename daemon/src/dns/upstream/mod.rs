@@ -40,8 +40,9 @@ pub use tls::{tls_client, TlsClient};
 const TRY_TIMEOUT: Duration = Duration::from_millis(1500);
 /// All tries for one question.
 const BUDGET: Duration = Duration::from_secs(4);
-/// One bootstrap question.
-const BOOTSTRAP_TIMEOUT: Duration = Duration::from_millis(1000);
+/// One bootstrap question (its answer and the connection must fit in one
+/// try).
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_millis(600);
 
 /// Why an upstream did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -349,9 +350,11 @@ impl UpstreamGroup {
         if self.bootstrap.is_empty() {
             return Err(failed("none is configured".into()));
         }
+        // A, then AAAA only from a server that answered without an A record:
+        // a silent server costs one BOOTSTRAP_TIMEOUT, within the try.
         let mut why = String::new();
-        for qtype in [RecordType::A, RecordType::AAAA] {
-            for server in &self.bootstrap {
+        for server in &self.bootstrap {
+            for qtype in [RecordType::A, RecordType::AAAA] {
                 let id = (rand_core::OsRng.next_u32() & 0xffff) as u16;
                 let question = bootstrap::question(name, qtype, id).map_err(&failed)?;
                 let bytes = question.to_vec().map_err(|e| failed(e.to_string()))?;
@@ -365,12 +368,18 @@ impl UpstreamGroup {
                             return Ok(SocketAddr::new(*ip, up.addr.port()));
                         }
                         why = format!(
-                            "{server}: no {qtype} record for {name} ({})",
+                            "{server}: no A or AAAA record for {name} ({})",
                             answer.metadata.response_code
                         );
                     }
-                    Ok(Err(e)) => why = error_chain(&e),
-                    Err(_) => why = format!("{server}: no answer in time"),
+                    Ok(Err(e)) => {
+                        why = error_chain(&e);
+                        break;
+                    }
+                    Err(_) => {
+                        why = format!("{server}: no answer in time");
+                        break;
+                    }
                 }
             }
         }
