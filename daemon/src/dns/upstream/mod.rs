@@ -126,7 +126,7 @@ struct Kept {
 impl std::fmt::Debug for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kept")
-            .field("tls_idle", &self.tls.len())
+            .field("tls_idle", &self.tls.idle())
             .finish_non_exhaustive()
     }
 }

@@ -101,7 +101,7 @@ impl<S> Pool<S> {
     }
 
     /// Idle connections kept.
-    pub fn len(&self) -> usize {
+    pub fn idle(&self) -> usize {
         self.idle.lock().map_or(0, |i| i.len())
     }
 }
@@ -119,7 +119,7 @@ mod tests {
         for i in 0..6 {
             pool.put(i, t0);
         }
-        assert_eq!(pool.len(), POOL_CAP, "at most the cap is kept");
+        assert_eq!(pool.idle(), POOL_CAP, "at most the cap is kept");
         assert_eq!(pool.take(t0), Some(3), "the newest first");
         pool.put(7, t0 + Duration::from_secs(5));
         assert_eq!(
@@ -132,7 +132,7 @@ mod tests {
             None,
             "the others were idle too long and are gone"
         );
-        assert_eq!(pool.len(), 0);
+        assert_eq!(pool.idle(), 0);
     }
 
     #[test]
