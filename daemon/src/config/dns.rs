@@ -188,8 +188,8 @@ pub struct DnsConfig {
     /// Addresses of known DNS-over-HTTPS servers: HTTPS to them is refused
     /// while `bypass` is on.
     pub doh_servers: Vec<ipnet::IpNet>,
-    /// The CA certificates (PEM) that `tls://` upstreams' certificates must
-    /// chain to (default: the system's bundle).
+    /// The CA certificates (PEM) that `tls://` and `https://` upstreams'
+    /// certificates must chain to (default: the system's bundle).
     pub tls_ca_file: PathBuf,
 }
 
