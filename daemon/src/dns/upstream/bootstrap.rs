@@ -46,6 +46,15 @@ pub fn addresses(answer: &Message) -> (Vec<IpAddr>, Duration) {
     (ips, keep)
 }
 
+/// The first address an upstream may be asked at: never this host (the
+/// unspecified address), and for the tunnel never loopback (a local stub
+/// answers whatever the mark, and forwards by the WAN).
+pub fn usable(ips: &[IpAddr], tunnel: bool) -> Option<IpAddr> {
+    ips.iter()
+        .copied()
+        .find(|ip| !ip.is_unspecified() && !(tunnel && ip.is_loopback()))
+}
+
 /// Addresses found, by name, until they expire.
 #[derive(Debug, Default)]
 pub struct Addresses {
@@ -121,6 +130,15 @@ mod tests {
         short.add_answer(Record::from_rdata(target, 0, RData::A(A::new(192, 0, 2, 53))));
         assert_eq!(addresses(&short).1, MIN_KEEP);
         assert_eq!(addresses(&q), (Vec::new(), MAX_KEEP), "no address");
+    }
+
+    #[test]
+    fn this_host_is_never_an_address_nor_loopback_for_the_tunnel() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let found = [ip("0.0.0.0"), ip("127.0.0.1"), ip("192.0.2.53")];
+        assert_eq!(usable(&found, false), Some(ip("127.0.0.1")));
+        assert_eq!(usable(&found, true), Some(ip("192.0.2.53")));
+        assert_eq!(usable(&[ip("::1"), ip("::")], true), None);
     }
 
     #[test]

@@ -362,13 +362,13 @@ impl UpstreamGroup {
                 match answer {
                     Ok(Ok(answer)) => {
                         let (ips, keep) = bootstrap::addresses(&answer);
-                        if let Some(ip) = ips.first() {
-                            self.addresses.put(name, *ip, keep, Instant::now());
+                        if let Some(ip) = bootstrap::usable(&ips, self.mark.is_some()) {
+                            self.addresses.put(name, ip, keep, Instant::now());
                             tracing::debug!(upstream = %up, address = %ip, "found through the bootstrap servers");
-                            return Ok(SocketAddr::new(*ip, up.addr.port()));
+                            return Ok(SocketAddr::new(ip, up.addr.port()));
                         }
                         why = format!(
-                            "{server}: no A or AAAA record for {name} ({})",
+                            "{server}: no usable A or AAAA record for {name} ({})",
                             answer.metadata.response_code
                         );
                     }
