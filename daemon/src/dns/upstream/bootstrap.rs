@@ -52,7 +52,7 @@ pub fn addresses(answer: &Message) -> (Vec<IpAddr>, Duration) {
 pub fn usable(ips: &[IpAddr], tunnel: bool) -> Option<IpAddr> {
     ips.iter()
         .copied()
-        .find(|ip| !ip.is_unspecified() && !(tunnel && ip.is_loopback()))
+        .find(|ip| !(ip.is_unspecified() || (tunnel && ip.is_loopback())))
 }
 
 /// Addresses found, by name, until they expire.
