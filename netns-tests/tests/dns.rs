@@ -436,6 +436,54 @@ pub(crate) fn w_dns_domain_routing_never_leaks() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// w2. A tunnelled device's upstream given by name finds its address through
+/// the tunnel too: with `tunnel_upstreams = ["tls://dns.example.test"]` and
+/// the canary as `dns.bootstrap` server, and the tunnel down (no VPN server),
+/// the TV's questions get SERVFAIL, `dns status` says the bootstrap failed,
+/// and not one packet reaches the canary in clear on the WAN (an unmarked
+/// bootstrap question would).
+pub(crate) fn w2_dns_tunnel_bootstrap_never_leaks() -> Result<Outcome> {
+    let demo = DemoHome::build(&super::daemon_bin(), &[])?;
+    let tv = mac_of("tv")?;
+    demo.configure_tunnel(&format!("[tunnel]\ndevices = [\"{tv}\"]\n"), 2)?;
+    demo.install_canary()?;
+    let ca = demo.isp_resolver_ca();
+    demo.start_isp_resolver(&format!(
+        "tunnel_upstreams = [\"tls://dns.example.test\"]\nbootstrap = [\"{CANARY_V4}\"]\ntls_ca_file = {:?}",
+        ca.display().to_string()
+    ))?;
+    demo.start_daemon()?;
+    demo.register_hosts()?;
+    // The laptop's questions go directly (plain DNS): the home resolves.
+    expect_answer(&demo, "laptop", "www.example.test", "A", "192.0.2.80")?;
+    let tv_ns = demo.home.ns("tv")?;
+    for name in ["www.example.test", "video.example.test", "short.example.test"] {
+        let (status, answers) = dig(tv_ns, gateway(), name, "A", false)?;
+        ensure!(
+            status == "SERVFAIL" || status.is_empty(),
+            "the TV resolved {name} with the tunnel down: {status} {answers:?}"
+        );
+    }
+    let c = demo.leak_count()?;
+    let status = dns_status(&demo).context("dns status")?;
+    println!("    {c:?}; tunnel upstreams: {:?}", status.tunnel_upstreams);
+    ensure!(
+        c.leaked() == 0,
+        "a bootstrap question left in clear: {c:?}\n{}",
+        demo.log()
+    );
+    let (_, health) = status.tunnel_upstreams.first().context("the tunnel's upstream")?;
+    ensure!(
+        health.failing > 0
+            && health
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("no address from the bootstrap servers")),
+        "{health:?}"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// x. DNS over TLS to the upstream: with plain DNS to the ISP's resolver
 /// dropped in its namespace, answers still come (over 853, the certificate
 /// checked against the configured CA); with the system's CA bundle instead,
@@ -471,6 +519,157 @@ pub(crate) fn x_dns_over_tls_upstream() -> Result<Outcome> {
             ensure!(
                 status == "SERVFAIL" || status.is_empty(),
                 "an upstream whose certificate does not chain to the CA answered: {status} {answers:?}"
+            );
+        }
+    }
+    Ok(Outcome::Passed)
+}
+
+/// The packets counted by the rule of `table` (inet, in `ns`) whose text
+/// holds `needle`.
+fn rule_packets(ns: &Netns, table: &str, needle: &str) -> Result<u64> {
+    let out = ns.exec(&["nft", "list", "table", "inet", table])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split("packets ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no counter for {needle:?} in\n{text}"))
+}
+
+/// x2. Upstreams given by name, DNS over HTTPS, kept connections. The ISP's
+/// resolver has a certificate for `dns.example.test`; in its namespace nft
+/// counts plain DNS (53) and new connections (SYN) to 853 (DoT) and 8443
+/// (DoH, HTTP/2 only in unbound):
+/// - `tls://dns.example.test` with `dns.bootstrap`: answers; one bootstrap
+///   question on 53, the questions themselves over TLS on one connection
+///   (kept, RFC 7858); when the server drops it (`ss -K`), the next question
+///   is asked again on a new one and the upstream has no failure;
+/// - `https://dns.example.test:8443/dns-query` (found through bootstrap) and
+///   `https://192.0.2.53:8443#dns.example.test/dns-query` (pinned, no
+///   bootstrap: nothing on 53 at all): answers on one HTTP/2 connection,
+///   renewed as for DoT;
+/// - `tls://192.0.2.53#wrong.example.test`: the certificate does not name
+///   it: SERVFAIL, and `dns status` says why (TLS, the name).
+pub(crate) fn x2_dns_upstreams_by_name_and_over_https() -> Result<Outcome> {
+    const NAMES: [&str; 5] = [
+        "www.example.test",
+        "video.example.test",
+        "ns.example.test",
+        "cdn.example.test",
+        "short.example.test",
+    ];
+    let bootstrap = format!("bootstrap = [\"{RESOLVER_V4}\"]");
+    // (upstream, extra, answers, the port its questions go to, bootstrap questions at most)
+    let cases = [
+        (
+            "\"tls://dns.example.test\"".to_string(),
+            bootstrap.clone(),
+            true,
+            853,
+            2,
+        ),
+        (
+            "\"https://dns.example.test:8443/dns-query\"".to_string(),
+            bootstrap.clone(),
+            true,
+            8443,
+            2,
+        ),
+        (
+            format!("\"https://{RESOLVER_V4}:8443#dns.example.test/dns-query\""),
+            String::new(),
+            true,
+            8443,
+            0,
+        ),
+        (
+            format!("\"tls://{RESOLVER_V4}#wrong.example.test\""),
+            String::new(),
+            false,
+            853,
+            0,
+        ),
+    ];
+    for (upstream, extra, answers, port, max_plain) in cases {
+        println!("    upstream {upstream}");
+        let demo = DemoHome::build(&super::daemon_bin(), &[])?;
+        let ca = demo.isp_resolver_ca();
+        demo.start_isp_resolver_as(
+            &upstream,
+            &format!("{extra}\ntls_ca_file = {:?}", ca.display().to_string()),
+        )?;
+        // Counted from here on (unbound's readiness questions are over).
+        demo.home.isp().exec(&[
+            "nft",
+            "add table inet seen; add chain inet seen in { type filter hook input priority 0; }; \
+             add rule inet seen in th dport 53 meta l4proto { tcp, udp } counter; \
+             add rule inet seen in tcp dport 853 tcp flags & (syn | ack) == syn counter; \
+             add rule inet seen in tcp dport 8443 tcp flags & (syn | ack) == syn counter",
+        ])?;
+        demo.start_daemon()?;
+        demo.register_hosts()?;
+        let laptop = demo.home.ns("laptop")?;
+        for name in NAMES {
+            let (status, answer) = dig(laptop, gateway(), name, "A", false)?;
+            if answers {
+                ensure!(
+                    status == "NOERROR" && !answer.is_empty(),
+                    "{upstream}: {name}: {status} {answer:?}\n{:?}\n{}",
+                    dns_status(&demo)?.upstreams,
+                    demo.log()
+                );
+            } else {
+                ensure!(
+                    status == "SERVFAIL",
+                    "{upstream}: a server whose certificate does not carry the name answered {name}: {status} {answer:?}"
+                );
+            }
+        }
+        let isp = demo.home.isp();
+        if answers {
+            // The server drops its connections (RST): the kept one is dead;
+            // the next question is asked again on a new connection, and
+            // that is not a failure of the upstream.
+            isp.exec(&["ss", "-K", "state", "established", &format!("( sport = :{port} )")])?;
+            let (status, answer) = dig(laptop, gateway(), "www.example.test", "AAAA", false)?;
+            ensure!(
+                status == "NOERROR" && !answer.is_empty(),
+                "{upstream}: after the server dropped its connections: {status} {answer:?}\n{:?}",
+                dns_status(&demo)?.upstreams
+            );
+        }
+        let plain = rule_packets(isp, "seen", "dport 53 ")?;
+        let connections = rule_packets(isp, "seen", &format!("dport {port} "))?;
+        let status = dns_status(&demo)?;
+        println!(
+            "    {} questions: {plain} packets on 53, {connections} connections to {port}; {:?}",
+            NAMES.len(),
+            status.upstreams
+        );
+        let (_, health) = status.upstreams.first().context("an upstream in dns status")?;
+        ensure!(
+            plain <= max_plain,
+            "{upstream}: {plain} plain DNS packets to the resolver"
+        );
+        if answers {
+            ensure!(
+                health.answered == NAMES.len() as u64 + 1 && health.failed == 0,
+                "{upstream}: {health:?}"
+            );
+            ensure!(
+                (2..=3).contains(&connections),
+                "{upstream}: {connections} connections for {} questions (not kept, or not renewed)",
+                NAMES.len() + 1
+            );
+        } else {
+            let why = health.last_error.clone().unwrap_or_default();
+            ensure!(
+                health.failing > 0
+                    && why.contains("TLS: invalid peer certificate")
+                    && why.contains("wrong.example.test"),
+                "{upstream}: dns status does not say why: {health:?}"
             );
         }
     }

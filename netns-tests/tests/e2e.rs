@@ -175,7 +175,15 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "w_dns_domain_routing_never_leaks",
             dns::w_dns_domain_routing_never_leaks,
         ),
+        (
+            "w2_dns_tunnel_bootstrap_never_leaks",
+            dns::w2_dns_tunnel_bootstrap_never_leaks,
+        ),
         ("x_dns_over_tls_upstream", dns::x_dns_over_tls_upstream),
+        (
+            "x2_dns_upstreams_by_name_and_over_https",
+            dns::x2_dns_upstreams_by_name_and_over_https,
+        ),
         ("y_dns_blocklist_from_url", dns::y_dns_blocklist_from_url),
         ("z_detect_probing_is_one_alert", detect::z_detect_probing_is_one_alert),
         (

@@ -5,6 +5,9 @@
 //! [dns]
 //! upstreams = ["192.0.2.53", "tcp://198.51.100.53:53"]
 //! tunnel_upstreams = ["10.64.0.1"]       # default: the upstreams, through the tunnel
+//! # tls://NAME and https://NAME/PATH are found through these (plain DNS);
+//! # tls://IP#NAME and https://IP#NAME/PATH pin the address instead.
+//! bootstrap = ["192.0.2.53"]
 //! block_answer = "null"                  # or "nxdomain"
 //! rebind_allow = ["plex.direct"]
 //! [[dns.blocklists]]
@@ -31,27 +34,71 @@ pub enum UpstreamProtocol {
     Udp,
     /// TCP only.
     Tcp,
-    /// DNS over TLS (RFC 7858): the certificate must be valid for the
-    /// upstream's IP address and chain to `dns.tls_ca_file`.
+    /// DNS over TLS (RFC 7858): the certificate must chain to
+    /// `dns.tls_ca_file` and be valid for the upstream's name, or its IP
+    /// address when it has none.
     Tls,
+    /// DNS over HTTPS (RFC 8484): POST over HTTP/2, the certificate checked
+    /// as for `Tls`.
+    Https,
 }
 
 /// One upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// `tls://` and `https://` upstreams may have a `name`: the name their
+/// certificate must carry (SNI and check). Their address is then either
+/// pinned (`tls://192.0.2.53#dns.example.test`) or found by asking
+/// `dns.bootstrap` (`tls://dns.example.test`): such an upstream's `addr` is
+/// the unspecified address with the port ([`Upstream::by_bootstrap`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Upstream {
-    /// Its address and port.
+    /// Its address and port (the unspecified address: `name` is asked of
+    /// `dns.bootstrap`).
     pub addr: SocketAddr,
     /// How it is asked.
     pub protocol: UpstreamProtocol,
+    /// The name its certificate must carry; none: its IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The HTTP path of an `https://` upstream (`/dns-query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl Upstream {
+    /// A plain upstream at `addr`.
+    pub fn plain(addr: SocketAddr, protocol: UpstreamProtocol) -> Upstream {
+        Upstream {
+            addr,
+            protocol,
+            name: None,
+            path: None,
+        }
+    }
+
+    /// Its address is found by asking `dns.bootstrap` for its name.
+    pub fn by_bootstrap(&self) -> bool {
+        self.addr.ip().is_unspecified() && self.name.is_some()
+    }
 }
 
 impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.protocol {
-            UpstreamProtocol::Udp => write!(f, "{}", self.addr),
-            UpstreamProtocol::Tcp => write!(f, "tcp://{}", self.addr),
-            UpstreamProtocol::Tls => write!(f, "tls://{}", self.addr),
+        let scheme = match self.protocol {
+            UpstreamProtocol::Udp => return write!(f, "{}", self.addr),
+            UpstreamProtocol::Tcp => return write!(f, "tcp://{}", self.addr),
+            UpstreamProtocol::Tls => "tls",
+            UpstreamProtocol::Https => "https",
+        };
+        match &self.name {
+            Some(name) if self.by_bootstrap() => write!(f, "{scheme}://{name}:{}", self.addr.port())?,
+            Some(name) => write!(f, "{scheme}://{}#{name}", self.addr)?,
+            None => write!(f, "{scheme}://{}", self.addr)?,
         }
+        if let Some(path) = &self.path {
+            write!(f, "{path}")?;
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +164,10 @@ pub struct DnsConfig {
     /// The upstreams for devices whose traffic goes through the tunnel, asked
     /// through the tunnel (empty: `upstreams`, through the tunnel).
     pub tunnel_upstreams: Vec<Upstream>,
+    /// Plain DNS servers (IP addresses) asked for the addresses of `tls://`
+    /// and `https://` upstreams given by name; for the tunnel's upstreams,
+    /// asked through the tunnel.
+    pub bootstrap: Vec<Upstream>,
     /// Answers kept (each at most a few hundred bytes).
     pub cache_entries: usize,
     /// What a blocked name gets.
@@ -137,8 +188,8 @@ pub struct DnsConfig {
     /// Addresses of known DNS-over-HTTPS servers: HTTPS to them is refused
     /// while `bypass` is on.
     pub doh_servers: Vec<ipnet::IpNet>,
-    /// The CA certificates (PEM) that `tls://` upstreams' certificates must
-    /// chain to (default: the system's bundle).
+    /// The CA certificates (PEM) that `tls://` and `https://` upstreams'
+    /// certificates must chain to (default: the system's bundle).
     pub tls_ca_file: PathBuf,
 }
 
@@ -151,6 +202,7 @@ impl DnsConfig {
             listen: default_listen(segments),
             upstreams: Vec::new(),
             tunnel_upstreams: Vec::new(),
+            bootstrap: Vec::new(),
             cache_entries: 10_000,
             block_answer: BlockAnswer::Null,
             rebind_protection: true,
@@ -216,6 +268,8 @@ pub(super) struct RawDns {
     upstreams: Vec<Spanned<String>>,
     #[serde(default)]
     tunnel_upstreams: Vec<Spanned<String>>,
+    #[serde(default)]
+    bootstrap: Vec<Spanned<String>>,
     cache_entries: Option<Spanned<i64>>,
     block_answer: Option<Spanned<String>>,
     rebind_protection: Option<bool>,
@@ -240,39 +294,130 @@ pub(super) struct RawBlocklist {
     refresh_hours: Option<Spanned<i64>>,
 }
 
-/// Parses an upstream: `IP`, `IP:PORT`, `[V6]:PORT`, with `udp://` or `tcp://`.
+/// Parses an upstream: `IP`, `IP:PORT`, `[V6]:PORT`, with `udp://` or
+/// `tcp://`; `tls://` and `https://` also by name:
+///
+/// - `tls://IP[:PORT]`: the certificate is checked against the address;
+/// - `tls://IP[:PORT]#NAME`: the address is pinned, the certificate checked
+///   against NAME (unbound's `forward-addr: IP#NAME`);
+/// - `tls://NAME[:PORT]`: NAME is asked of `dns.bootstrap` and checked;
+/// - `https://` the same, followed by the path (default `/dns-query`):
+///   `https://dns.example/dns-query`, `https://192.0.2.53#dns.example/dns-query`.
 pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let shown = s.escape_debug();
     let (protocol, rest) = if let Some(r) = s.strip_prefix("tcp://") {
         (UpstreamProtocol::Tcp, r)
     } else if let Some(r) = s.strip_prefix("udp://") {
         (UpstreamProtocol::Udp, r)
     } else if let Some(r) = s.strip_prefix("tls://") {
         (UpstreamProtocol::Tls, r)
-    } else if s.starts_with("https://") {
-        return Err(format!(
-            "`{}`: DNS-over-HTTPS upstreams are not supported yet (use tls://, udp:// or tcp://)",
-            s.escape_debug()
-        ));
+    } else if let Some(r) = s.strip_prefix("https://") {
+        (UpstreamProtocol::Https, r)
     } else {
         (UpstreamProtocol::Udp, s)
     };
-    let default_port = if protocol == UpstreamProtocol::Tls { 853 } else { 53 };
-    let addr = rest
-        .parse::<SocketAddr>()
-        .or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, default_port)))
-        .map_err(|_| {
+    let default_port = match protocol {
+        UpstreamProtocol::Udp | UpstreamProtocol::Tcp => 53,
+        UpstreamProtocol::Tls => 853,
+        UpstreamProtocol::Https => 443,
+    };
+    let (authority, path) = match protocol {
+        UpstreamProtocol::Https => match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        },
+        _ => (rest, None),
+    };
+    let path = match path {
+        None if protocol == UpstreamProtocol::Https => Some("/dns-query".to_string()),
+        None => None,
+        Some(p) if p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') => Some(p.to_string()),
+        Some(_) => {
+            return Err(format!(
+                "`{shown}`: the path of a DNS-over-HTTPS upstream is plain (no query, no #, no spaces)"
+            ))
+        }
+    };
+    let literal = |text: &str| {
+        text.parse::<SocketAddr>()
+            .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, default_port)))
+    };
+    let named = matches!(protocol, UpstreamProtocol::Tls | UpstreamProtocol::Https);
+    let (addr, name) = if let Some((pinned, name)) = authority.split_once('#') {
+        if !named {
+            return Err(format!(
+                "`{shown}`: a server name (#NAME) is only for tls:// and https:// upstreams"
+            ));
+        }
+        let addr = literal(pinned)
+            .map_err(|_| format!("`{shown}`: before # comes the server's address (IP, IP:PORT or [IPv6]:PORT)"))?;
+        (
+            addr,
+            Some(
+                server_name(name)
+                    .ok_or_else(|| format!("`{shown}`: `{}` is not a server name", name.escape_debug()))?,
+            ),
+        )
+    } else if let Ok(addr) = literal(authority) {
+        (addr, None)
+    } else if named {
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{shown}`: `{}` is not a port", p.escape_debug()))?,
+            ),
+            None => (authority, default_port),
+        };
+        let name = server_name(host).ok_or_else(|| {
             format!(
-                "`{}` is not an upstream (IP, IP:PORT or [IPv6]:PORT, optionally with udp://, tcp:// or tls://)",
-                s.escape_debug()
+                "`{shown}` is not an upstream (NAME, NAME:PORT, IP, IP:PORT or IP#NAME after {}://)",
+                if protocol == UpstreamProtocol::Tls {
+                    "tls"
+                } else {
+                    "https"
+                }
             )
         })?;
-    if addr.ip().is_unspecified() || addr.port() == 0 {
+        (SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port), Some(name))
+    } else {
         return Err(format!(
-            "`{}` is not an address a question can be sent to",
-            s.escape_debug()
+            "`{shown}` is not an upstream (IP, IP:PORT or [IPv6]:PORT, optionally with udp://, tcp://; \
+             tls:// and https:// also take a name)"
         ));
+    };
+    let by_bootstrap = name.is_some() && !authority.contains('#');
+    if (!by_bootstrap && addr.ip().is_unspecified()) || addr.port() == 0 {
+        return Err(format!("`{shown}` is not an address a question can be sent to"));
     }
-    Ok(Upstream { addr, protocol })
+    Ok(Upstream {
+        addr,
+        protocol,
+        name,
+        path,
+    })
+}
+
+/// A server name as certificates carry it: lower case, no final dot, at least
+/// two labels, not all digits (an IP address is written as one).
+fn server_name(text: &str) -> Option<String> {
+    let name = text.trim_end_matches('.').to_ascii_lowercase();
+    let numeric = name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    (is_dns_name(&name) && name.contains('.') && !numeric).then_some(name)
+}
+
+/// Parses a `dns.bootstrap` server: plain DNS at an IP address
+/// (`IP`, `IP:PORT`, `udp://…`, `tcp://…`).
+pub fn parse_bootstrap(s: &str) -> Result<Upstream, String> {
+    match parse_upstream(s) {
+        Ok(up) if matches!(up.protocol, UpstreamProtocol::Udp | UpstreamProtocol::Tcp) => Ok(up),
+        Ok(_) => Err(format!(
+            "`{}`: bootstrap servers are asked in plain DNS (IP, IP:PORT, udp:// or tcp://): \
+             they find the address of tls:// and https:// upstreams given by name",
+            s.escape_debug()
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 fn count(v: &Spanned<i64>, field: &str, range: std::ops::RangeInclusive<i64>, rep: &mut Reporter<'_>) -> Option<i64> {
@@ -336,6 +481,19 @@ pub(super) fn validate_dns(
             }
         }
     }
+    for (i, b) in raw.bootstrap.iter().enumerate() {
+        match parse_bootstrap(b.get_ref()) {
+            Ok(up) if up.addr.ip().is_loopback() && listen_conflict(&up, &dns.listen) => {
+                rep.at(b.span(), format!("dns.bootstrap[{i}]"), "this is the resolver itself");
+                ok = false;
+            }
+            Ok(up) => dns.bootstrap.push(up),
+            Err(m) => {
+                rep.at(b.span(), format!("dns.bootstrap[{i}]"), m);
+                ok = false;
+            }
+        }
+    }
     for (field, list, out) in [
         ("upstreams", &raw.upstreams, &mut dns.upstreams),
         ("tunnel_upstreams", &raw.tunnel_upstreams, &mut dns.tunnel_upstreams),
@@ -344,6 +502,10 @@ pub(super) fn validate_dns(
             match parse_upstream(u.get_ref()) {
                 Ok(up) if up.addr.ip().is_loopback() && listen_conflict(&up, &dns.listen) => {
                     rep.at(u.span(), format!("dns.{field}[{i}]"), "this is the resolver itself");
+                    ok = false;
+                }
+                Ok(up) if up.by_bootstrap() && raw.bootstrap.is_empty() => {
+                    rep.at(u.span(), format!("dns.{field}[{i}]"), needs_bootstrap(&up));
                     ok = false;
                 }
                 Ok(up) => out.push(up),
@@ -506,6 +668,15 @@ pub(super) fn validate_dns(
         });
     }
     ok.then_some(dns)
+}
+
+/// Why an upstream given by name needs `dns.bootstrap` (none is configured).
+pub(crate) fn needs_bootstrap(up: &Upstream) -> String {
+    let name = up.name.as_deref().unwrap_or_default();
+    format!(
+        "`{up}` is given by name and no `dns.bootstrap` server is configured to find its address: \
+         add `bootstrap = [\"IP\"]` to [dns] or pin the address (`IP#{name}`)"
+    )
 }
 
 fn listen_allowed(ip: IpAddr, segments: &[Segment]) -> bool {

@@ -267,8 +267,18 @@ fn load_with(
         Some(m) => {
             let no_tunnel_in = m.tunnel.is_none().then_some(path);
             let lists = m.dns.blocklist_names();
-            read_policies(&m.policies_dir, &mut errors)
-                .and_then(|files| load_policy(&m.policies_dir, files, &m.segments, &lists, no_tunnel_in, &mut errors))
+            let bootstrap = !m.dns.bootstrap.is_empty();
+            read_policies(&m.policies_dir, &mut errors).and_then(|files| {
+                load_policy(
+                    &m.policies_dir,
+                    files,
+                    &m.segments,
+                    &lists,
+                    no_tunnel_in,
+                    bootstrap,
+                    &mut errors,
+                )
+            })
         }
         None => None,
     };

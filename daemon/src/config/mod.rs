@@ -17,8 +17,8 @@ pub mod uci;
 
 pub use detect::{DetectConfig, DEFAULT_NFLOG_GROUP, DEFAULT_SAMPLES_PER_SECOND};
 pub use dns::{
-    parse_upstream, BlockAnswer, BlocklistSource, BypassMode, DnsConfig, Upstream, UpstreamProtocol, ZoneDns,
-    DEFAULT_CA_FILE, MAX_BLOCKLISTS,
+    parse_bootstrap, parse_upstream, BlockAnswer, BlocklistSource, BypassMode, DnsConfig, Upstream, UpstreamProtocol,
+    ZoneDns, DEFAULT_CA_FILE, MAX_BLOCKLISTS,
 };
 pub(crate) use error::write_lines;
 pub use error::{ConfigError, ConfigErrors};

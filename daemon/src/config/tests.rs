@@ -842,7 +842,7 @@ refresh_hours = 6
         r#"{MAIN}
 [dns]
 listen = ["0.0.0.0", "198.51.100.2"]
-upstreams = ["https://dns.example/dns-query", "nonsense"]
+upstreams = ["tls://dns.example.test", "nonsense"]
 block_answer = "maybe"
 cache_entries = -1
 
@@ -867,14 +867,74 @@ url = "ftp://x.example/c.txt"
         &[
             "bulkhead.toml:24:11: dns.listen[0]: the resolver listens only on loopback",
             "bulkhead.toml:24:22: dns.listen[1]: the resolver listens only on loopback",
-            "bulkhead.toml:25:14: dns.upstreams[0]: `https://dns.example/dns-query`: DNS-over-HTTPS",
-            "bulkhead.toml:25:47: dns.upstreams[1]: `nonsense` is not an upstream",
+            "bulkhead.toml:25:14: dns.upstreams[0]: `tls://dns.example.test:853` is given by name and no `dns.bootstrap`",
+            "bulkhead.toml:25:40: dns.upstreams[1]: `nonsense` is not an upstream",
             "bulkhead.toml:26:16: dns.block_answer:",
             "bulkhead.toml:27:17: dns.cache_entries: must be between",
             "bulkhead.toml:30:8: dns.blocklists[0].name: a list name is 1-32",
             "bulkhead.toml:33:1: dns.blocklists[1]: a list has either `file` or `url`",
             "bulkhead.toml:40:7: dns.blocklists[2].url: `ftp://x.example/c.txt` is not an http",
         ],
+    );
+    // Upstreams by name: pinned, or found through dns.bootstrap; a zone's
+    // too. Bad forms name their field and place.
+    let named = format!(
+        r#"{MAIN}
+[dns]
+upstreams = ["tls://dns.example.test", "https://192.0.2.53#DNS.example.test./q", "tls://[2001:db8::53]:8853#dns.example.test"]
+tunnel_upstreams = ["https://dns.example.test:8443"]
+bootstrap = ["192.0.2.53", "tcp://198.51.100.53"]
+"#
+    );
+    let zones = format!("{ZONES}dns_upstreams = [\"tls://kids.example.test\"]\n");
+    let fx = Fixture::new(&named, &[("10-zones.toml", &zones)]);
+    let config = load(&fx.main()).unwrap_or_else(|e| panic!("{e}"));
+    let dns = &config.dns;
+    let shown: Vec<String> = dns
+        .upstreams
+        .iter()
+        .chain(&dns.tunnel_upstreams)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "tls://dns.example.test:853",
+            "https://192.0.2.53:443#dns.example.test/q",
+            "tls://[2001:db8::53]:8853#dns.example.test",
+            "https://dns.example.test:8443/dns-query",
+        ]
+    );
+    assert!(dns.upstreams[0].by_bootstrap() && !dns.upstreams[1].by_bootstrap());
+    assert_eq!(dns.bootstrap.len(), 2);
+    assert_eq!(dns.bootstrap[1].protocol, UpstreamProtocol::Tcp);
+    let bad = format!(
+        r#"{MAIN}
+[dns]
+upstreams = ["udp://192.0.2.53#dns.example.test", "https://dns.example.test/q?x=1", "tls://dns.example.test:99999", "tls://0.0.0.0#dns.example.test", "tls://192.0.2.53#-bad-"]
+bootstrap = ["tls://192.0.2.53"]
+"#
+    );
+    let fx = Fixture::new(&bad, &[("10-zones.toml", ZONES)]);
+    let errs = load(&fx.main()).expect_err("bad upstreams").0;
+    assert_errors(
+        &errs,
+        &[
+            "bulkhead.toml:24:14: dns.upstreams[0]: `udp://192.0.2.53#dns.example.test`: a server name (#NAME) is only for tls:// and https://",
+            "bulkhead.toml:24:51: dns.upstreams[1]: `https://dns.example.test/q?x=1`: the path of a DNS-over-HTTPS upstream is plain",
+            "bulkhead.toml:24:85: dns.upstreams[2]: `tls://dns.example.test:99999`: `99999` is not a port",
+            "bulkhead.toml:24:117: dns.upstreams[3]: `tls://0.0.0.0#dns.example.test` is not an address a question can be sent to",
+            "bulkhead.toml:24:151: dns.upstreams[4]: `tls://192.0.2.53#-bad-`: `-bad-` is not a server name",
+            "bulkhead.toml:25:14: dns.bootstrap[0]: `tls://192.0.2.53`: bootstrap servers are asked in plain DNS",
+        ],
+    );
+    // A zone's upstream by name without dns.bootstrap.
+    let zones = format!("{ZONES}dns_upstreams = [\"https://kids.example.test/dns-query\"]\n");
+    let fx = Fixture::new(MAIN, &[("10-zones.toml", &zones)]);
+    let errs = load(&fx.main()).expect_err("no bootstrap").0;
+    assert_errors(
+        &errs,
+        &["10-zones.toml:11:18: zones.quarantine.dns_upstreams[0]: `https://kids.example.test:443/dns-query` is given by name and no `dns.bootstrap`"],
     );
     // A zone naming a list the main file does not define.
     let zones = format!("{ZONES}dns_blocklists = [\"missing\"]\n");

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  isp ns: lo 192.0.2.53, 2001:db8:53::53   unbound: example.test (www, cdn, video, private, …)
+//!          53 plain, 853 DoT, 8443 DoH; dns.example.test A 192.0.2.53 (its certificate's name)
 //!          stream.example.test A 203.0.113.77 (the VPN canary: a domain the demo routes through
 //!          the tunnel by name)
 //! ```
@@ -11,7 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
-use bulkhead_netns::dns::{Record, TestZones, Unbound};
+use bulkhead_netns::dns::{Record, TestZones, Unbound, TLS_HOSTNAME};
 
 use super::vpn::CANARY_V4;
 use super::DemoHome;
@@ -50,7 +51,10 @@ impl DemoHome {
         ])?;
         let zones = TestZones::new()
             .with_record(Record::new(STREAM_NAME, 300, "A", CANARY_V4.to_string()))?
-            .with_record(Record::new(AD_NAME, 300, "A", "192.0.2.66"))?;
+            .with_record(Record::new(AD_NAME, 300, "A", "192.0.2.66"))?
+            // The resolver's own name (its certificate's), for upstreams
+            // given by name and found through dns.bootstrap.
+            .with_record(Record::new(TLS_HOSTNAME, 300, "A", RESOLVER_V4.to_string()))?;
         let unbound = Unbound::start(
             isp,
             &[IpAddr::V4(RESOLVER_V4), IpAddr::V6(RESOLVER_V6)],

@@ -11,7 +11,7 @@
 //! - `cache.rs`: answers for their TTL, negative answers, bounded.
 //! - `querylog.rs`: the last questions and per-device counts, in memory.
 //! - `resolver.rs`: the decisions, pure (no sockets, no clock).
-//! - `upstream.rs`, `server.rs`: the sockets.
+//! - `upstream/` (UDP, TCP, TLS, HTTPS, bootstrap), `server.rs`: the sockets.
 
 pub mod blocklist;
 pub mod cache;
@@ -38,7 +38,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::config::{MacAddr, Upstream};
+use crate::config::{MacAddr, Upstream, UpstreamProtocol};
 use crate::firewall::error_chain;
 use crate::kernel_ids::MARK_TUNNEL;
 use crate::runtime::services::ServiceHandle;
@@ -193,16 +193,17 @@ impl DnsService {
             .iter()
             .chain(&settings.dns.tunnel_upstreams)
             .chain(settings.zones.values().flat_map(|(_, z)| z.upstreams.iter()))
-            .any(|u| u.protocol == crate::config::UpstreamProtocol::Tls);
+            .any(|u| matches!(u.protocol, UpstreamProtocol::Tls | UpstreamProtocol::Https));
         let tls = if uses_tls {
             upstream::tls_client(&settings.dns.tls_ca_file)
         } else {
-            Err("no tls:// upstream is configured".to_string())
+            Err("no tls:// or https:// upstream is configured".to_string())
         };
         if let (true, Err(e)) = (uses_tls, &tls) {
-            tracing::error!(error = %e, "DNS-over-TLS upstreams cannot be checked; they will fail");
+            tracing::error!(error = %e, "DNS-over-TLS/HTTPS upstreams cannot be checked; they will fail");
         }
-        let direct = UpstreamGroup::new(settings.dns.upstreams.clone(), None, tls.clone());
+        let bootstrap = settings.dns.bootstrap.clone();
+        let direct = UpstreamGroup::new(settings.dns.upstreams.clone(), None, tls.clone(), bootstrap.clone());
         let fetch_tls = match (&tls, settings.dns.blocklists.iter().any(|b| b.url.is_some())) {
             (Ok(t), _) => Some(t.clone()),
             (Err(_), true) => upstream::tls_client(&settings.dns.tls_ca_file).ok(),
@@ -210,22 +211,25 @@ impl DnsService {
         };
         // A loopback upstream (a local stub such as stubby) is reached by the
         // local table whatever the mark, and forwards by the WAN: never one
-        // for tunnelled devices.
-        let through_tunnel: Vec<Upstream> = if settings.dns.tunnel_upstreams.is_empty() {
+        // for tunnelled devices — nor a loopback bootstrap server. The others
+        // (bootstrap questions included) carry the tunnel's mark.
+        let not_loopback = |list: &[Upstream]| -> Vec<Upstream> {
+            list.iter().filter(|u| !u.addr.ip().is_loopback()).cloned().collect()
+        };
+        let through_tunnel = not_loopback(if settings.dns.tunnel_upstreams.is_empty() {
             &settings.dns.upstreams
         } else {
             &settings.dns.tunnel_upstreams
-        }
-        .iter()
-        .filter(|u| !u.addr.ip().is_loopback())
-        .copied()
-        .collect();
-        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL), tls.clone());
+        });
+        let tunnel = UpstreamGroup::new(through_tunnel, Some(MARK_TUNNEL), tls.clone(), not_loopback(&bootstrap));
         let zones = settings
             .zones
             .iter()
             .filter(|(_, (_, z))| !z.upstreams.is_empty())
-            .map(|(id, (_, z))| (id.clone(), UpstreamGroup::new(z.upstreams.clone(), None, tls.clone())))
+            .map(|(id, (_, z))| {
+                let group = UpstreamGroup::new(z.upstreams.clone(), None, tls.clone(), bootstrap.clone());
+                (id.clone(), group)
+            })
             .collect();
         let (matcher, list_status) = lists;
         let mut resolver = Resolver::new(settings.clone(), matcher);
@@ -410,10 +414,10 @@ pub fn fuzz_entry_query(data: &[u8]) {
     let cut = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
     let (packet, upstream) = rest.split_at(cut);
     let mut settings = DnsSettings::fuzz_sample();
-    settings.dns.upstreams = vec![Upstream {
-        addr: SocketAddr::from(([192, 0, 2, 53], 53)),
-        protocol: crate::config::UpstreamProtocol::Udp,
-    }];
+    settings.dns.upstreams = vec![Upstream::plain(
+        SocketAddr::from(([192, 0, 2, 53], 53)),
+        UpstreamProtocol::Udp,
+    )];
     let lists = Blocklists::build(vec![(ListId(0), blocklist::parse_list("ads.example\n"))]);
     let mut r = Resolver::new(settings, lists);
     let snapshot = crate::core::InventorySnapshot::fuzz_sample();

@@ -1040,10 +1040,7 @@ mod tests {
         use crate::dns::querylog::DeviceCounts;
         use crate::dns::upstream::Health;
         use crate::dns::ListStatus;
-        let up = |addr: &str, protocol| Upstream {
-            addr: addr.parse().expect("address"),
-            protocol,
-        };
+        let up = |addr: &str, protocol| Upstream::plain(addr.parse().expect("address"), protocol);
         let status = DnsStatus {
             listening: vec!["10.0.1.1:53".parse().expect("address")],
             not_listening: Vec::new(),

@@ -103,6 +103,11 @@ const UNIX_PATH_MAX: usize = 107;
 const DNS_PORT: u16 = 53;
 /// Port of DNS over TLS.
 const DOT_PORT: u16 = 853;
+/// Port of unbound's DNS over HTTPS in the tests (not 443: tests run their
+/// own listeners on the ISP's 443).
+pub const DOH_PORT: u16 = 8443;
+/// Path of unbound's DNS over HTTPS.
+pub const DOH_PATH: &str = "/dns-query";
 
 /// Makes query ids and scratch directory names unique within this process.
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -384,6 +389,9 @@ Statistics:
             "    interface: 192.0.2.53@853\n",
             "    interface: 2001:db8::53@853\n",
             "    tls-port: 853\n",
+            "    interface: 192.0.2.53@8443\n",
+            "    https-port: 8443\n",
+            "    http-endpoint: \"/dns-query\"\n",
             "    tls-service-key: \"/tmp/w/tls-key.pem\"\n",
             "    tls-service-pem: \"/tmp/w/tls-cert.pem\"\n",
             "    do-tcp: yes\n",
@@ -402,7 +410,7 @@ Statistics:
         }
         // The interface lines live in server:, before any other clause.
         let server_part = conf.split("auth-zone:").next().unwrap_or_default();
-        assert_eq!(server_part.matches("interface: ").count(), 4);
+        assert_eq!(server_part.matches("interface: ").count(), 6);
 
         // A directory too deep for a unix socket turns remote control off.
         let deep = PathBuf::from(format!("/tmp/{}", "d".repeat(120)));

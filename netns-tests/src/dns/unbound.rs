@@ -38,7 +38,8 @@ impl UnboundFiles {
 /// An authoritative-only unbound serving [`TestZones`], running in a
 /// namespace; stopped (by pid: SIGTERM, then SIGKILL after 1 s) on drop.
 ///
-/// It listens on UDP and TCP port 53 and on DNS-over-TLS port 853 of each
+/// It listens on UDP and TCP port 53, on DNS-over-TLS port 853 and on
+/// DNS-over-HTTPS port [`DOH_PORT`] (HTTP/2, path [`DOH_PATH`]) of each
 /// address it was given, answers anyone (it only lives in a test namespace),
 /// never recurses: names outside the test zones are REFUSED, so it sends no
 /// query anywhere.
@@ -115,6 +116,11 @@ impl<'ns> Unbound<'ns> {
     /// The plain DNS addresses (port 53), one per listen address.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.listen.iter().map(|ip| SocketAddr::new(*ip, DNS_PORT)).collect()
+    }
+
+    /// The DNS-over-HTTPS URL path (on [`DOH_PORT`] of every listen address).
+    pub fn doh_path(&self) -> &'static str {
+        DOH_PATH
     }
 
     /// The DNS-over-TLS address (port 853) of the first listen address.
@@ -230,7 +236,13 @@ pub(crate) fn unbound_conf(
     for ip in listen {
         line(format!("    interface: {ip}@{DOT_PORT}"));
     }
+    for ip in listen {
+        line(format!("    interface: {ip}@{DOH_PORT}"));
+    }
     line(format!("    tls-port: {DOT_PORT}"));
+    // DNS over HTTPS (HTTP/2 only in unbound), same certificate.
+    line(format!("    https-port: {DOH_PORT}"));
+    line(format!("    http-endpoint: \"{DOH_PATH}\""));
     line(format!("    tls-service-key: \"{}\"", q(&files.key)));
     line(format!("    tls-service-pem: \"{}\"", q(&files.cert)));
     line("    do-ip4: yes".into());

@@ -42,6 +42,7 @@ pub(crate) fn load_policy(
     segments: &[Segment],
     blocklists: &BTreeSet<String>,
     no_tunnel_in: Option<&Path>,
+    bootstrap: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Policy> {
     let mut sources = Vec::new();
@@ -52,7 +53,7 @@ pub(crate) fn load_policy(
         }
     }
     let before = errors.len();
-    let policy = validate_policy(dir, &sources, segments, blocklists, no_tunnel_in, errors);
+    let policy = validate_policy(dir, &sources, segments, blocklists, no_tunnel_in, bootstrap, errors);
     (errors.len() == before).then_some(policy).flatten()
 }
 
@@ -64,6 +65,7 @@ pub(crate) fn validate_policy(
     segments: &[Segment],
     blocklists: &BTreeSet<String>,
     no_tunnel_in: Option<&Path>,
+    bootstrap: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Policy> {
     // Pass 1: collect zone names, so references can be checked in any order.
@@ -163,6 +165,11 @@ pub(crate) fn validate_policy(
             let mut upstreams = Vec::new();
             for (i, u) in z.dns_upstreams.iter().enumerate() {
                 match crate::config::dns::parse_upstream(u.get_ref()) {
+                    Ok(up) if up.by_bootstrap() && !bootstrap => rep.at(
+                        u.span(),
+                        format!("zones.{name}.dns_upstreams[{i}]"),
+                        crate::config::dns::needs_bootstrap(&up),
+                    ),
                     Ok(up) => upstreams.push(up),
                     Err(m) => rep.at(u.span(), format!("zones.{name}.dns_upstreams[{i}]"), m),
                 }

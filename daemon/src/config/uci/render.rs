@@ -104,6 +104,7 @@ pub(super) const LIST_KEYS: &[&str] = &[
     "hostnames",
     "upstreams",
     "tunnel_upstreams",
+    "bootstrap",
     "rebind_allow",
     "doh_servers",
     "ports",
