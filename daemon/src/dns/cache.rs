@@ -131,7 +131,10 @@ impl AnswerCache {
             }
             return None;
         };
-        let message = e.wire.decode()?;
+        let Some(message) = e.wire.decode() else {
+            self.stats.misses += 1;
+            return None;
+        };
         self.stats.hits += 1;
         let lower = |records: Vec<Record>| {
             records

@@ -6,9 +6,11 @@
 //!
 //! The most asked names are kept with the Space-Saving algorithm (Metwally,
 //! Agrawal, El Abbadi 2005): [`TOP_KEPT`] counters per device and day; a new
-//! name takes the smallest counter's place and count plus one. Memory is
-//! fixed whatever a device asks, every name asked more often than 1/K of its
-//! questions is in, and a count is high by at most the counter it replaced.
+//! name takes the smallest counter's place and count plus one, and remembers
+//! that count as its possible error. Memory is fixed whatever a device asks,
+//! every name asked more often than 1/K of its questions is in, and what is
+//! shown is the count less its error: how often the name was surely asked
+//! (a name asked once never shows as asked 57 times).
 
 use std::collections::BTreeMap;
 
@@ -28,8 +30,8 @@ pub struct DeviceDay {
     pub queries: u64,
     /// Of which blocked by a list.
     pub blocked: u64,
-    /// Its most asked names with their (upper-bound) counts, unordered.
-    pub top: Vec<(String, u64)>,
+    /// Its most asked names: (name, count, possible overcount), unordered.
+    pub top: Vec<(String, u64, u64)>,
     /// Changed since it was last written.
     #[serde(skip)]
     dirty: bool,
@@ -37,7 +39,7 @@ pub struct DeviceDay {
 
 impl DeviceDay {
     /// A day as read back from flash (not changed since).
-    pub fn read_back(queries: u64, blocked: u64, top: Vec<(String, u64)>) -> DeviceDay {
+    pub fn read_back(queries: u64, blocked: u64, top: Vec<(String, u64, u64)>) -> DeviceDay {
         DeviceDay {
             queries,
             blocked,
@@ -46,24 +48,35 @@ impl DeviceDay {
         }
     }
 
-    /// Counts one question (`name`: `None` when its questions are not logged).
+    /// Counts one question (`name`: `None` when its questions are not
+    /// logged — and then the names counted before go too: turning a
+    /// device's log off keeps its names off the page and off flash).
     fn count(&mut self, name: Option<&str>, blocked: bool) {
         self.queries += 1;
         self.blocked += u64::from(blocked);
         self.dirty = true;
-        let Some(name) = name else { return };
-        if let Some(slot) = self.top.iter_mut().find(|(n, _)| n == name) {
+        let Some(name) = name else {
+            self.top.clear();
+            return;
+        };
+        if let Some(slot) = self.top.iter_mut().find(|(n, _, _)| n == name) {
             slot.1 += 1;
         } else if self.top.len() < TOP_KEPT {
-            self.top.push((name.to_string(), 1));
-        } else if let Some(smallest) = self.top.iter_mut().min_by_key(|(_, c)| *c) {
-            *smallest = (name.to_string(), smallest.1 + 1);
+            self.top.push((name.to_string(), 1, 0));
+        } else if let Some(smallest) = self.top.iter_mut().min_by_key(|(_, c, _)| *c) {
+            *smallest = (name.to_string(), smallest.1 + 1, smallest.1);
         }
     }
 
-    /// Its `n` most asked names, most first (ties by name).
+    /// Its `n` most asked names with how often each surely was (count less
+    /// possible overcount), most first (ties by name).
     pub fn most_asked(&self, n: usize) -> Vec<(&str, u64)> {
-        let mut top: Vec<(&str, u64)> = self.top.iter().map(|(name, c)| (name.as_str(), *c)).collect();
+        let mut top: Vec<(&str, u64)> = self
+            .top
+            .iter()
+            .map(|(name, c, error)| (name.as_str(), c.saturating_sub(*error)))
+            .filter(|(_, sure)| *sure > 0)
+            .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         top.truncate(n);
         top
@@ -73,10 +86,13 @@ impl DeviceDay {
     fn absorb(&mut self, earlier: DeviceDay) {
         self.queries += earlier.queries;
         self.blocked += earlier.blocked;
-        for (name, count) in earlier.top {
-            match self.top.iter_mut().find(|(n, _)| *n == name) {
-                Some(slot) => slot.1 += count,
-                None => self.top.push((name, count)),
+        for (name, count, error) in earlier.top {
+            match self.top.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(slot) => {
+                    slot.1 += count;
+                    slot.2 += error;
+                }
+                None => self.top.push((name, count, error)),
             }
         }
         if self.top.len() > TOP_KEPT {
@@ -97,10 +113,11 @@ pub struct DailyCounts {
 
 impl DailyCounts {
     /// Counts a question of `mac` on `day`. A new day lets the day before
-    /// yesterday go (once written).
+    /// yesterday go once written, and any older day whatever its state (a
+    /// store that cannot be written must not grow memory day after day).
     pub fn count(&mut self, day: i64, mac: MacAddr, name: Option<&str>, blocked: bool) {
         if !self.days.contains_key(&day) {
-            self.forget_written_before(day - (DAYS_IN_MEMORY - 1));
+            self.forget_before(day - (DAYS_IN_MEMORY - 1));
         }
         self.days
             .entry(day)
@@ -148,15 +165,18 @@ impl DailyCounts {
         }
     }
 
-    fn forget_written_before(&mut self, day: i64) {
+    fn forget_before(&mut self, day: i64) {
         self.days
-            .retain(|d, devices| *d >= day || devices.values().any(|x| x.dirty));
+            .retain(|d, devices| *d >= day || (*d == day - 1 && devices.values().any(|x| x.dirty)));
     }
 }
 
 /// The local calendar day of a Unix time, given the local offset from UTC.
 pub fn local_day(wall: u64, utc_offset_secs: i32) -> i64 {
-    (i64::try_from(wall).unwrap_or(i64::MAX) + i64::from(utc_offset_secs)).div_euclid(86_400)
+    i64::try_from(wall)
+        .unwrap_or(i64::MAX)
+        .saturating_add(i64::from(utc_offset_secs))
+        .div_euclid(86_400)
 }
 
 #[cfg(test)]
@@ -177,16 +197,25 @@ mod tests {
             };
             c.count(7, MAC, Some(&name), i % 4 == 0);
         }
-        c.count(7, MAC, None, false);
         let day: Vec<_> = c.day(7).collect();
         let (_, d) = day[0];
-        assert_eq!((d.queries, d.blocked), (1001, 250));
-        let top = d.most_asked(2);
+        assert_eq!((d.queries, d.blocked), (1000, 250));
+        let top = d.most_asked(TOP_KEPT);
         assert_eq!(top[0].0, "often.test");
-        assert!(top[0].1 >= 500, "{top:?}");
+        assert!((400..=500).contains(&top[0].1), "{top:?}");
         assert_eq!(top[1].0, "sometimes.test");
+        assert!(top[1].1 <= 100, "{top:?}");
+        assert!(
+            top.iter().all(|(n, sure)| !n.starts_with("noise") || *sure <= 1),
+            "a name asked once is never shown as asked more: {top:?}"
+        );
         assert!(d.top.len() <= TOP_KEPT, "memory is fixed");
         assert_eq!(c.day(8).count(), 0);
+        // Its log turned off: the names go, the counts stay.
+        c.count(7, MAC, None, false);
+        let (_, d) = c.day(7).next().expect("the day");
+        assert!(d.top.is_empty());
+        assert_eq!(d.queries, 1001);
     }
 
     #[test]
@@ -206,6 +235,13 @@ mod tests {
         assert_eq!(rows.len(), 2);
         c.mark_changed(&rows);
         assert_eq!(c.take_changed().len(), 2);
+        // Never written (no store, or a store that fails): memory stays
+        // bounded, at most one day more than written days.
+        let mut c = DailyCounts::default();
+        for day in 0..100 {
+            c.count(day, MAC, Some("a.test"), false);
+        }
+        assert!(c.days.len() <= 3, "{} days in memory", c.days.len());
     }
 
     #[test]
@@ -215,7 +251,7 @@ mod tests {
         let earlier = DeviceDay {
             queries: 10,
             blocked: 2,
-            top: vec![("a.test".into(), 4), ("b.test".into(), 6)],
+            top: vec![("a.test".into(), 4, 0), ("b.test".into(), 6, 0)],
             dirty: false,
         };
         c.restore(vec![(5, MAC, earlier)]);

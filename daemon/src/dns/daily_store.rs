@@ -158,6 +158,7 @@ mod tests {
         let today = &rows[1].2;
         assert_eq!((today.queries, today.blocked), (2, 1));
         assert_eq!(today.most_asked(5), vec![("a.test", 1), ("b.test", 1)]);
+        assert_eq!(today.top.len(), 2);
         // A damaged row is skipped, the others load.
         store
             .conn

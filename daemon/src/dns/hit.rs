@@ -23,6 +23,10 @@ const HEADER: usize = 12;
 const OPT_LEN: usize = 11;
 /// RR type OPT.
 const TYPE_OPT: u16 = 41;
+/// EDNS option codes the byte reader lets through (RFC 7873, RFC 7830).
+const OPTION_COOKIE: u16 = 10;
+/// See [`OPTION_COOKIE`].
+const OPTION_PADDING: u16 = 12;
 
 /// A standard query of the common shape, read without allocating more than
 /// its lookup key.
@@ -118,8 +122,15 @@ impl QuickQuery {
             at += OPT_LEN;
             let end = at + rdlen;
             let options = packet.get(at..end)?;
+            // Only options hickory reads whatever their content: a cookie
+            // (10) or padding (12). Client subnet, NSID and the others have
+            // contents the full parser checks (and answers FORMERR for).
             let mut o = 0;
             while o < options.len() {
+                let code = u16::from_be_bytes([*options.get(o)?, *options.get(o + 1)?]);
+                if !matches!(code, OPTION_COOKIE | OPTION_PADDING) {
+                    return None;
+                }
                 let len = usize::from(u16::from_be_bytes([*options.get(o + 2)?, *options.get(o + 3)?]));
                 o += 4 + len;
             }
@@ -240,7 +251,8 @@ impl WireAnswer {
         out.extend_from_slice(&query.id.to_be_bytes());
         // QR, RD as asked; RA, CD as asked, the kept rcode.
         out.push(0x80 | u8::from(query.recursion_desired));
-        out.push(0x80 | if query.checking_disabled { 0x10 } else { 0 } | (self.bytes[3] & 0x0f));
+        let cd = if query.checking_disabled { 0x10 } else { 0 };
+        out.push(0x80 | cd | (self.bytes[3] & 0x0f));
         out.extend_from_slice(&self.bytes[4..10]);
         out.extend_from_slice(&u16::from(query.edns.is_some()).to_be_bytes());
         out.extend_from_slice(packet.get(HEADER..self.question_end)?);
@@ -297,6 +309,19 @@ mod tests {
             m.set_edns(e);
         }
         m.to_vec().expect("encode")
+    }
+
+    /// A query for `a.test A` with an EDNS OPT carrying one option.
+    fn with_option(code: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = query("a.test.", RecordType::A, Some((1232, false)), false);
+        let n = p.len();
+        // The OPT's RDLENGTH is the last two bytes: append one option.
+        let rdlen = u16::try_from(4 + data.len()).expect("small");
+        p[n - 2..].copy_from_slice(&rdlen.to_be_bytes());
+        p.extend_from_slice(&code.to_be_bytes());
+        p.extend_from_slice(&u16::try_from(data.len()).expect("small").to_be_bytes());
+        p.extend_from_slice(data);
+        p
     }
 
     /// The full path's answer and the byte path's, for the same question.
@@ -356,6 +381,43 @@ mod tests {
         let (_, quick) = both(&first, &first, 1000, Transport::Udp);
         let reply = Message::from_vec(&quick.expect("reply")).expect("parses");
         assert!(reply.answers.iter().all(|r| r.ttl == 1));
+    }
+
+    #[test]
+    fn a_negative_hit_with_its_soa_and_cd_is_the_full_paths_answer_byte_for_byte() {
+        use hickory_proto::rr::rdata::SOA;
+        let packet = query("gone.example.test.", RecordType::AAAA, Some((1232, true)), true);
+        let q = Question::parse(&packet).expect("question");
+        let zone = Name::from_ascii("example.test.").expect("name");
+        let soa = Record::from_rdata(
+            zone.clone(),
+            900,
+            RData::SOA(SOA::new(zone.clone(), zone, 7, 60, 60, 60, 300)),
+        );
+        let mut upstream = q.response(ResponseCode::NXDomain);
+        upstream.add_authority(soa.clone());
+        let kept = WireAnswer::encode(&upstream).expect("kept");
+        assert_eq!(kept.code(), ResponseCode::NXDomain);
+        let mut full = q.response(ResponseCode::NXDomain);
+        let mut lowered = soa;
+        lowered.ttl -= 40;
+        full.add_authority(lowered);
+        let quick = QuickQuery::read(&packet).expect("common shape");
+        assert_eq!(
+            kept.reply(&quick, &packet, 40, quick.payload_limit(Transport::Udp)),
+            encode(&full, q.payload_limit(Transport::Udp))
+        );
+    }
+
+    #[test]
+    fn edns_options_hickory_checks_go_to_the_full_path() {
+        let cookie = with_option(OPTION_COOKIE, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(QuickQuery::read(&cookie).is_some(), "a client cookie");
+        assert!(Question::parse(&cookie).is_ok());
+        assert!(QuickQuery::read(&with_option(OPTION_PADDING, &[0; 16])).is_some());
+        // A client subnet with address family 9: hickory's business.
+        assert_eq!(QuickQuery::read(&with_option(8, &[0, 9, 24, 0, 192, 0, 2])), None);
+        assert_eq!(QuickQuery::read(&with_option(3, &[])), None, "NSID");
     }
 
     #[test]
@@ -443,6 +505,8 @@ mod tests {
         let seeds = [
             query("www.example.test.", RecordType::A, Some((1232, true)), false),
             query("x.test.", RecordType::HTTPS, None, true),
+            with_option(OPTION_COOKIE, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            with_option(8, &[0, 1, 24, 0, 192, 0, 2]),
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move || {
@@ -451,8 +515,8 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for round in 0..20_000 {
-            let mut p = seeds[round % 2].clone();
+        for round in 0..40_000 {
+            let mut p = seeds[round % seeds.len()].clone();
             for _ in 0..1 + next() % 3 {
                 let at = (next() as usize) % p.len();
                 p[at] = next() as u8;

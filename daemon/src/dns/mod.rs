@@ -100,6 +100,8 @@ const DAYS_FLUSH: std::time::Duration = std::time::Duration::from_secs(3_600);
 /// The day counts' database, if it opened.
 struct DaysOnFlash {
     store: std::sync::Mutex<Option<daily_store::DailyStore>>,
+    /// The last write failed (logged once until one succeeds).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl DaysOnFlash {
@@ -114,35 +116,50 @@ impl DaysOnFlash {
                 None
             }
         });
-        if let Some(s) = &store {
-            let today = resolver.day_of(u64::try_from(crate::inventory::unix_now()).unwrap_or(0));
-            match s.load(today - 1) {
-                Ok(rows) => resolver.daily_mut().restore(rows),
-                Err(e) => tracing::error!(error = %error_chain(&e), "DNS day counts could not be read"),
+        let today = resolver.day_of(u64::try_from(crate::inventory::unix_now()).unwrap_or(0));
+        // Counts that could not be read back are not written over either: a
+        // flush would replace today's row with what was counted since.
+        let store = store.and_then(|s| match s.load(today - 1) {
+            Ok(rows) => {
+                resolver.daily_mut().restore(rows);
+                Some(s)
             }
-        }
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "DNS day counts could not be read; kept in memory only");
+                None
+            }
+        });
         DaysOnFlash {
             store: std::sync::Mutex::new(store),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Writes what changed since the last flush (one transaction). A failed
     /// write is logged and its rows are tried again at the next flush.
     fn flush(&self, shared: &Shared) {
+        use std::sync::atomic::Ordering;
         let Ok(mut store) = self.store.lock() else { return };
-        let Some(store) = store.as_mut() else { return };
         let now = u64::try_from(crate::inventory::unix_now()).unwrap_or(0);
+        // Lock order: the store, then the resolver (never the other way).
         let (rows, today) = match shared.resolver.lock() {
             Ok(mut r) => (r.daily_mut().take_changed(), r.day_of(now)),
             Err(_) => return,
         };
+        // No store: nothing to write (the counts stay bounded in memory).
+        let Some(store) = store.as_mut() else { return };
         if rows.is_empty() {
             return;
         }
-        if let Err(e) = store.save(&rows, today) {
-            tracing::warn!(error = %error_chain(&e), "DNS day counts not written; tried again later");
-            if let Ok(mut r) = shared.resolver.lock() {
-                r.daily_mut().mark_changed(&rows);
+        match store.save(&rows, today) {
+            Ok(()) => self.failing.store(false, Ordering::Relaxed),
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %error_chain(&e), "DNS day counts not written; tried again at each flush");
+                }
+                if let Ok(mut r) = shared.resolver.lock() {
+                    r.daily_mut().mark_changed(&rows);
+                }
             }
         }
     }
@@ -173,12 +190,25 @@ impl Drop for DnsService {
         for t in &self.tasks {
             t.abort();
         }
-        // A reload or a stop: what was counted since the last flush.
+        // What was counted since the last flush (nothing after `stop`).
         self.days.flush(&self.shared);
     }
 }
 
 impl DnsService {
+    /// Stops serving and writes the day counts off the runtime's thread
+    /// (SQLite waits for the flash). Dropping it does the same on the
+    /// calling thread.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let (days, shared) = (self.days.clone(), self.shared.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || days.flush(&shared)).await {
+            tracing::warn!(error = %e, "writing the DNS day counts");
+        }
+    }
+
     /// Binds every listen address (those that fail are reported, the others
     /// serve) and starts serving. `lists` from [`load_blocklists`].
     pub fn start(

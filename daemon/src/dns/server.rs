@@ -73,20 +73,19 @@ impl Shared {
         }
     }
 
-    /// Decides a batch of datagrams (`buffers[i][..len]` from `src`) under
-    /// one taking of the locks.
-    fn begin_batch(&self, buffers: &[Vec<u8>], received: &[(usize, SocketAddr)]) -> Vec<(Begin, SocketAddr)> {
+    /// Decides a batch of datagrams (`buffers[i][..len]` from `src`, for each
+    /// `(i, len, src)`) under one taking of the locks.
+    fn begin_batch(&self, buffers: &[Vec<u8>], received: &[(usize, usize, SocketAddr)]) -> Vec<(Begin, SocketAddr)> {
         // Lock order everywhere: the inventory, then the resolver.
         let (Ok(inventory), Ok(mut r)) = (self.service.inventory.read(), self.resolver.lock()) else {
             return Vec::new();
         };
         let (now, wall) = (Instant::now(), unix_wall());
-        buffers
+        received
             .iter()
-            .zip(received)
-            .map(|(buffer, &(len, src))| {
-                let packet = buffer.get(..len).unwrap_or(buffer);
-                (r.begin(packet, src, Transport::Udp, &inventory, now, wall), src)
+            .filter_map(|&(i, len, src)| {
+                let packet = buffers.get(i)?.get(..len)?;
+                Some((r.begin(packet, src, Transport::Udp, &inventory, now, wall), src))
             })
             .collect()
     }

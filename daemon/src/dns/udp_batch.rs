@@ -19,15 +19,18 @@ pub const BATCH: usize = 32;
 /// datagram is cut and the parser refuses it).
 pub const MAX_QUESTION: usize = 4096;
 
-/// Reads the datagrams queued on `fd` (non-blocking) into `buffers`: their
-/// lengths and senders, in order. `WouldBlock` when none is queued.
-pub fn receive(fd: RawFd, buffers: &mut [Vec<u8>]) -> io::Result<Vec<(usize, SocketAddr)>> {
+/// Reads the datagrams queued on `fd` (non-blocking) into `buffers`: for
+/// each, the buffer it is in, its length and its sender (a datagram without
+/// a sender address, which an IP socket never gives, is skipped).
+/// `WouldBlock` when none is queued.
+pub fn receive(fd: RawFd, buffers: &mut [Vec<u8>]) -> io::Result<Vec<(usize, usize, SocketAddr)>> {
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(buffers.len(), None);
     let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
     let received =
         recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
     Ok(received
-        .filter_map(|m| Some((m.bytes, socket_addr(&m.address?)?)))
+        .enumerate()
+        .filter_map(|(i, m)| Some((i, m.bytes, socket_addr(&m.address?)?)))
         .collect())
 }
 
@@ -79,12 +82,13 @@ mod tests {
         }
         let got = receive(server.as_raw_fd(), &mut buffers).expect("receive");
         assert_eq!(got.len(), 3);
-        for (i, (len, from)) in got.iter().enumerate() {
+        for (i, (buffer, len, from)) in got.iter().enumerate() {
+            assert_eq!(*buffer, i);
             assert_eq!(*len, i + 1);
             assert_eq!(*from, clients[i].local_addr().expect("addr"));
             assert_eq!(buffers[i][0], i as u8);
         }
-        let answers: Vec<(Vec<u8>, SocketAddr)> = got.iter().map(|(len, from)| (vec![7; *len], *from)).collect();
+        let answers: Vec<(Vec<u8>, SocketAddr)> = got.iter().map(|(_, len, from)| (vec![7; *len], *from)).collect();
         assert_eq!(send(server.as_raw_fd(), &answers).expect("send"), 3);
         for (i, c) in clients.iter().enumerate() {
             let mut b = [0u8; 8];

@@ -329,7 +329,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 let settings = crate::dns::DnsSettings::from_config(&state.config);
                 if dns.as_ref().map(|d| d.settings()) != Some(&settings) || !state.config.dns.enabled {
                     // Old sockets close before the new ones bind.
-                    drop(dns.take());
+                    if let Some(old) = dns.take() {
+                        old.stop().await;
+                    }
                     dns = start_dns(&state, &mut services).await;
                 }
                 let detect_settings = crate::detect::DetectSettings::from_config(&state.config);
@@ -404,6 +406,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         }
         live_seen.notify(&state, &vpn, &live);
         boot_saver.maybe_save(&state, std::time::Instant::now(), unix_now(), false);
+    }
+    if let Some(d) = dns.take() {
+        d.stop().await;
     }
     // Leave the rules in force: stopping Bulkhead must not open the network.
     state.shutdown(unix_now());

@@ -414,6 +414,7 @@ pub fn dns_query_view(e: QueryLogEntry) -> DnsQueryView {
 /// The resolver's state as the UI shows it.
 pub fn dns_summary_view(s: DnsStatus) -> DnsSummaryView {
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let mut top_today: std::collections::HashMap<MacAddr, Vec<(String, u64)>> = s.top_today.into_iter().collect();
     let upstreams = s
         .upstreams
         .iter()
@@ -448,12 +449,7 @@ pub fn dns_summary_view(s: DnsStatus) -> DnsSummaryView {
                 mac: mac.to_string(),
                 queries: c.queries,
                 blocked: c.blocked,
-                top: s
-                    .top_today
-                    .iter()
-                    .find(|(m, _)| m == mac)
-                    .map(|(_, top)| top.clone())
-                    .unwrap_or_default(),
+                top: top_today.remove(mac).unwrap_or_default(),
             })
             .collect(),
         upstreams,

@@ -569,7 +569,11 @@ mod future_size {
     #[test]
     fn a_forwarded_questions_future_stays_small() {
         let group = UpstreamGroup::new(Vec::new(), None, Err(String::new()), Vec::new());
-        let query = Message::new(1, hickory_proto::op::MessageType::Query, hickory_proto::op::OpCode::Query);
+        let query = Message::new(
+            1,
+            hickory_proto::op::MessageType::Query,
+            hickory_proto::op::OpCode::Query,
+        );
         let size = std::mem::size_of_val(&group.ask(&query));
         eprintln!("ask future: {size} bytes");
         assert!(size < 2_048, "the future of UpstreamGroup::ask is {size} bytes");
