@@ -1,11 +1,12 @@
 //! Datagrams in batches (`recvmmsg`/`sendmmsg`): under load the resolver
-//! takes every question already queued in one system call and sends their
-//! answers in one. Besides the calls saved, the answers leave back to back:
-//! a client woken by the first finds the rest queued, instead of one wake-up
-//! (an inter-processor interrupt on another core) per answer — perf put those
-//! wake-ups at a sixth of the resolver's time answering from the cache
-//! (BENCHMARKS.md, "DNS resolver vs dnsmasq"). Without load a batch is one
-//! datagram, and nothing waits to fill one.
+//! takes every question already queued in one system call, decides them under
+//! one taking of the locks, and sends their answers in one call. Without load
+//! a batch is one datagram, and nothing waits to fill one. Measured
+//! (BENCHMARKS.md, "DNS resolver vs dnsmasq"): the gain is within the
+//! benchmark's run-to-run spread, and the hoped-for saving — a client woken
+//! once per batch instead of once per answer — did not show: the wake-ups
+//! stayed at a sixth of the resolver's samples (the queue rarely holds more
+//! than a few questions when the resolver keeps up).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
