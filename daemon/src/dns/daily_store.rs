@@ -30,10 +30,7 @@ pub struct DailyStore {
 impl DailyStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<DailyStore, DailyStoreError> {
-        let fail = |what: &str, e: rusqlite::Error| DailyStoreError {
-            path: path.to_path_buf(),
-            what: format!("{what}: {e}"),
-        };
+        let fail = |what: &str, e: rusqlite::Error| error_at(path, what, e);
         let conn = Connection::open(path).map_err(|e| fail("opening", e))?;
         // A rollback journal, truncated rather than deleted: one flush an hour
         // needs no WAL, and leaves no second file growing on flash.

@@ -116,7 +116,7 @@ impl DaysOnFlash {
                 None
             }
         });
-        let today = resolver.day_of(u64::try_from(crate::inventory::unix_now()).unwrap_or(0));
+        let today = resolver.day_of(server::unix_wall());
         // Counts that could not be read back are not written over either: a
         // flush would replace today's row with what was counted since.
         let store = store.and_then(|s| match s.load(today - 1) {
@@ -140,7 +140,7 @@ impl DaysOnFlash {
     fn flush(&self, shared: &Shared) {
         use std::sync::atomic::Ordering;
         let Ok(mut store) = self.store.lock() else { return };
-        let now = u64::try_from(crate::inventory::unix_now()).unwrap_or(0);
+        let now = server::unix_wall();
         // Lock order: the store, then the resolver (never the other way).
         let (rows, today) = match shared.resolver.lock() {
             Ok(mut r) => (r.daily_mut().take_changed(), r.day_of(now)),
@@ -320,7 +320,7 @@ impl DnsService {
         let (stats, cache, per_device, top_today, list_bytes) = match self.shared.resolver.lock() {
             Ok(mut r) => {
                 let (s, c) = r.stats();
-                let today = r.day_of(u64::try_from(crate::inventory::unix_now()).unwrap_or(0));
+                let today = r.day_of(server::unix_wall());
                 let per: Vec<_> = r
                     .daily()
                     .day(today)

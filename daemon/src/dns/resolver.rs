@@ -284,7 +284,7 @@ impl Resolver {
         if let Some(answer) = self.answer_blocked(&pending, now, wall) {
             return answer;
         }
-        let key = cache_key(&pending);
+        let key = pending_key(&pending);
         if let Some(hit) = self.cache.get(&key, now) {
             let holds = self.holds_for(&pending.question.key, &hit.answers);
             let mut m = pending.question.response(hit.code);
@@ -315,7 +315,7 @@ impl Resolver {
         now: Instant,
         wall: u64,
     ) -> Option<Begin> {
-        let query = QuickQuery::read(packet)?;
+        let mut query = QuickQuery::read(packet)?;
         // Refusals, local names, local-only zones, Firefox's canary and
         // blocked names are the full path's (they are not cache hits).
         let client = who_is_asking(&self.settings, snapshot, src.ip()).ok()?;
@@ -325,13 +325,10 @@ impl Resolver {
         if let Verdict::Blocked { .. } = self.lists.check(&query.key, client.blocklists) {
             return None;
         }
-        let key = CacheKey {
-            name: query.key.clone(),
-            qtype: query.qtype,
-            dnssec_ok: query.edns.is_some_and(|(_, d)| d),
-            checking_disabled: query.checking_disabled,
-            source: answer_source(&client),
-        };
+        // The name moves into the key (and on into the log): the answer is
+        // built from the packet's bytes, not from the key.
+        let name = std::mem::take(&mut query.key);
+        let key = cache_key(name, query.qtype, query.edns, query.checking_disabled, &client);
         let (reply, code) = {
             let (wire, age) = self.cache.fresh_wire(&key, now)?;
             (
@@ -392,7 +389,7 @@ impl Resolver {
                 r.ttl = r.ttl.min(HOLD_FLOOR);
             }
         }
-        let keep = (outcome != Outcome::Rebind).then(|| (cache_key(&pending), answers.clone(), authorities.clone()));
+        let keep = (outcome != Outcome::Rebind).then(|| (pending_key(&pending), answers.clone(), authorities.clone()));
         let mut m = q.response(code);
         m.insert_answers(answers);
         m.insert_authorities(authorities);
@@ -760,15 +757,27 @@ fn forwardable(r: &Record) -> bool {
         && !matches!(r.record_type(), RecordType::OPT | RecordType::TSIG | RecordType::SIG)
 }
 
-fn cache_key(p: &Pending) -> CacheKey {
-    let q = &p.question;
+/// What an answer to this question from this client is cached under (both
+/// paths: the full one's `Question` and the byte path's `QuickQuery`).
+fn cache_key(
+    name: String,
+    qtype: RecordType,
+    edns: Option<(u16, bool)>,
+    checking_disabled: bool,
+    client: &Client,
+) -> CacheKey {
     CacheKey {
-        name: q.key.clone(),
-        qtype: q.qtype,
-        dnssec_ok: q.edns.is_some_and(|(_, d)| d),
-        checking_disabled: q.checking_disabled,
-        source: answer_source(&p.client),
+        name,
+        qtype,
+        dnssec_ok: edns.is_some_and(|(_, d)| d),
+        checking_disabled,
+        source: answer_source(client),
     }
+}
+
+fn pending_key(p: &Pending) -> CacheKey {
+    let q = &p.question;
+    cache_key(q.key.clone(), q.qtype, q.edns, q.checking_disabled, &p.client)
 }
 
 /// Which upstream group a client's questions go to.

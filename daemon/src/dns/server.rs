@@ -153,7 +153,8 @@ impl Shared {
     }
 }
 
-fn unix_wall() -> u64 {
+/// The wall clock in Unix seconds, as the resolver takes it.
+pub(super) fn unix_wall() -> u64 {
     u64::try_from(unix_now()).unwrap_or(0)
 }
 
