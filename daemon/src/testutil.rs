@@ -237,6 +237,23 @@ pub(crate) fn listing_of(doc: &Nftables<'static>) -> (Nftables<'static>, Nftable
                 &mut inet
             };
             target.push(NfObject::ListObject(obj.clone()));
+            // The rules the daemon adds over netlink right after (a real
+            // kernel lists them in that chain).
+            if let NfListObject::Chain(c) = obj {
+                if c.family == NfFamily::Bridge && c.name == crate::firewall::render::bridge::ND_CLAIMS_CHAIN {
+                    for r in crate::firewall::render::bridge::ND_CLAIM_RULES {
+                        bridge.push(NfObject::ListObject(NfListObject::Rule(nftables::schema::Rule {
+                            family: NfFamily::Bridge,
+                            table: c.table.clone(),
+                            chain: c.name.clone(),
+                            expr: Vec::new().into(),
+                            handle: None,
+                            index: None,
+                            comment: Some(r.name.into()),
+                        })));
+                    }
+                }
+            }
         }
     }
     (Nftables { objects: inet.into() }, Nftables { objects: bridge.into() })

@@ -88,3 +88,50 @@ pub fn udp_broadcast_frame(src: [u8; 6], sport: u16, dport: u16, payload: &[u8])
     f.extend_from_slice(payload);
     f
 }
+
+/// An Ethernet frame from `src` to `dst` carrying an IPv6 neighbour
+/// advertisement (RFC 4861 section 4.4) from `from` to `to`, hop limit 255,
+/// that says `target` is at `target_mac` (its target link-layer address
+/// option). `flags`: 0x20 override, 0x40 solicited, 0x80 router.
+#[allow(clippy::too_many_arguments)]
+pub fn neighbour_advert_frame(
+    src: [u8; 6],
+    dst: [u8; 6],
+    from: std::net::Ipv6Addr,
+    to: std::net::Ipv6Addr,
+    flags: u8,
+    target: std::net::Ipv6Addr,
+    target_mac: [u8; 6],
+) -> Vec<u8> {
+    let mut icmp = vec![136, 0, 0, 0, flags, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(&[2, 1]);
+    icmp.extend_from_slice(&target_mac);
+    // Checksum over the pseudo-header (source, destination, length, next
+    // header 58) and the message.
+    let mut pseudo = Vec::with_capacity(40 + icmp.len());
+    pseudo.extend_from_slice(&from.octets());
+    pseudo.extend_from_slice(&to.octets());
+    pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(&icmp);
+    let mut sum: u32 = pseudo
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut f = Vec::with_capacity(14 + 40 + icmp.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&from.octets());
+    f.extend_from_slice(&to.octets());
+    f.extend_from_slice(&icmp);
+    f
+}

@@ -195,6 +195,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             detect::z5_arp_claims_of_another_devices_address_are_dropped,
         ),
         (
+            "z6_neighbour_advert_claims_are_dropped",
+            detect::z6_neighbour_advert_claims_are_dropped,
+        ),
+        (
             "z3_mqtt_over_tls_checks_the_broker",
             detect::z3_mqtt_over_tls_checks_the_broker,
         ),

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, MacAddr};
 use crate::core::{InventorySnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::nflog::{LoggedPacket, NflogError, NflogSocket};
-use crate::firewall::render::detect::{parse_prefix, SPOOF_ARP_PREFIX, SPOOF_IP_PREFIX};
+use crate::firewall::render::detect::{parse_prefix, SPOOF_ARP_PREFIX, SPOOF_IP_PREFIX, SPOOF_ND_PREFIX};
 use crate::inventory::unix_now;
 use crate::runtime::services::ServiceHandle;
 use analysis::{Action, AlertKey, Detector, Refusal, Target};
@@ -158,6 +158,9 @@ async fn run(
                                     Some((Claim::Arp, arp_sender_ip(&p.payload).map(std::net::IpAddr::V4)))
                                 }
                                 SPOOF_IP_PREFIX => Some((Claim::Ip, ip_source(&p.payload))),
+                                SPOOF_ND_PREFIX => {
+                                    Some((Claim::Nd, nd_advert_target(&p.payload).map(std::net::IpAddr::V6)))
+                                }
                                 _ => None,
                             };
                             if let Some((how, ip)) = claimed {
@@ -258,6 +261,8 @@ enum Claim {
     Arp,
     /// As the source of IPv4 sent to the router.
     Ip,
+    /// As the target of an IPv6 neighbour advertisement.
+    Nd,
 }
 
 /// The spoofing alert's sentence.
@@ -269,6 +274,14 @@ fn claim_text(how: Claim, name: &str, ip: std::net::IpAddr, holder: Option<&str>
         (Claim::Arp, None) => format!(
             "{name} claimed the router's address {ip} in ARP, to become the gateway of other devices. \
              Those frames were dropped."
+        ),
+        (Claim::Nd, Some(holder)) => format!(
+            "{name} claimed {holder}'s address {ip} in a neighbour advertisement, to receive its traffic. \
+             Those packets were dropped."
+        ),
+        (Claim::Nd, None) => format!(
+            "{name} claimed the router's address {ip} in a neighbour advertisement, to become the IPv6 \
+             gateway of other devices. Those packets were dropped."
         ),
         (Claim::Ip, holder) => format!(
             "{name} sent packets to the router as {}'s address {ip}, to be taken for it. Those packets were dropped.",
@@ -291,6 +304,18 @@ pub fn ip_source(ip: &[u8]) -> Option<std::net::IpAddr> {
         }
         _ => None,
     }
+}
+
+/// PURE: the target address of an IPv6 neighbour advertisement (the IPv6
+/// header, then ICMPv6 type 136 with the target at bytes 8 to 24), if the
+/// packet is one with no extension header (an advert has none).
+pub fn nd_advert_target(ip6: &[u8]) -> Option<std::net::Ipv6Addr> {
+    let header = ip6.get(..40)?;
+    if header[0] >> 4 != 6 || header[6] != 58 || *ip6.get(40)? != 136 {
+        return None;
+    }
+    let target: [u8; 16] = ip6.get(48..64)?.try_into().ok()?;
+    Some(target.into())
 }
 
 /// PURE: the sender protocol address an Ethernet/IPv4 ARP packet claims.
@@ -367,6 +392,27 @@ mod tests {
     }
 
     #[test]
+    fn a_neighbour_advert_sample_names_its_target() {
+        let plug6: std::net::Ipv6Addr = "fd00:1::30".parse().expect("v6");
+        let laptop6: std::net::Ipv6Addr = "fd00:1::10".parse().expect("v6");
+        let mut na = vec![0x60, 0, 0, 0, 0, 32, 58, 255];
+        na.extend_from_slice(&plug6.octets());
+        na.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        na.extend_from_slice(&[136, 0, 0, 0, 0x20, 0, 0, 0]);
+        na.extend_from_slice(&laptop6.octets());
+        na.extend_from_slice(&[2, 1, 2, 0, 0, 0, 1, 0x99]);
+        assert_eq!(nd_advert_target(&na), Some(laptop6));
+        assert_eq!(nd_advert_target(&na[..63]), None, "cut short");
+        let mut solicit = na.clone();
+        solicit[40] = 135;
+        assert_eq!(nd_advert_target(&solicit), None, "a solicitation");
+        let mut udp = na.clone();
+        udp[6] = 17;
+        assert_eq!(nd_advert_target(&udp), None, "not ICMPv6");
+        assert_eq!(nd_advert_target(&[0x45; 64]), None, "IPv4");
+    }
+
+    #[test]
     fn an_ipv4_sample_names_its_source_and_the_alert_says_whose() {
         let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
         ip.extend_from_slice(&[10, 0, 1, 10, 10, 0, 1, 1]);
@@ -387,6 +433,8 @@ mod tests {
         );
         assert!(claim_text(Claim::Ip, "HS105", at, None).contains("another device's address"));
         assert!(claim_text(Claim::Arp, "HS105", at, None).contains("the router's address"));
+        assert!(claim_text(Claim::Nd, "HS105", at, None).contains("the router's address"));
+        assert!(claim_text(Claim::Nd, "HS105", at, Some("annas-laptop")).contains("annas-laptop's address"));
     }
 
     #[test]

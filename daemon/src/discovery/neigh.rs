@@ -52,7 +52,8 @@ pub enum NeighbourUpdate {
         /// The address.
         ip: IpAddr,
     },
-    /// A link appeared, changed or went away (bridge ports may have changed).
+    /// A link appeared, changed or went away (bridge ports may have changed),
+    /// or one of its IPv6 addresses did.
     LinkChanged,
     /// The kernel dropped notifications (ENOBUFS: the socket's buffer was full,
     /// a burst of changes): what was missed is unknown, so the table must be
@@ -115,6 +116,12 @@ pub fn update_of(msg: &NetlinkMessage<RouteNetlinkMessage>) -> Option<NeighbourU
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_)) => {
             Some(NeighbourUpdate::LinkChanged)
         }
+        // An IPv6 address came or went: a segment's link-local address (made
+        // by the kernel a moment after the link comes up) is what devices may
+        // not claim, so the firewall follows it.
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_)) => {
+            Some(NeighbourUpdate::LinkChanged)
+        }
         // netlink-proto turns a recv that failed with ENOBUFS into this.
         NetlinkPayload::Overrun(_) => Some(NeighbourUpdate::Overrun),
         _ => None,
@@ -129,12 +136,16 @@ pub struct NeighbourWatch {
 }
 
 impl NeighbourWatch {
-    /// Subscribes (before any dump, so nothing between the two is missed).
+    /// Subscribes to neighbours, links and IPv6 addresses (before any dump,
+    /// so nothing between the two is missed).
     pub fn start() -> Result<NeighbourWatch, NeighbourError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(NeighbourError::NoRuntime)?;
-        let (connection, _handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Neigh, MulticastGroup::Link])
-                .map_err(NeighbourError::Open)?;
+        let (connection, _handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Neigh,
+            MulticastGroup::Link,
+            MulticastGroup::Ipv6Ifaddr,
+        ])
+        .map_err(NeighbourError::Open)?;
         Ok(NeighbourWatch {
             messages,
             task: runtime.spawn(connection),

@@ -9,6 +9,7 @@ use nftables::schema::Nftables;
 use nftables::types::NfFamily;
 
 use super::netlink::{NetlinkError, NetlinkSetWriter};
+use super::render::bridge::TargetClaimRule;
 use super::{render, MembershipDelta, TABLE};
 
 /// Talks to the kernel's nftables.
@@ -29,6 +30,12 @@ pub trait NftBackend {
     fn count_offloaded(&self, _name: &str, _devices: &[&str]) -> Result<(), NftablesError> {
         Ok(())
     }
+    /// Appends `rules` to the bridge table's `nd-claims` chain, which nft's
+    /// JSON cannot say (see [`TargetClaimRule`]). By default nothing: a fake
+    /// lists them itself ([`crate::testutil`]).
+    fn guard_nd_claims(&self, _rules: &[TargetClaimRule]) -> Result<(), NftablesError> {
+        Ok(())
+    }
 }
 
 /// A shared backend (tests keep a handle on a fake they gave the enforcer).
@@ -44,6 +51,9 @@ impl<T: NftBackend + ?Sized> NftBackend for std::sync::Arc<T> {
     }
     fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NftablesError> {
         (**self).count_offloaded(name, devices)
+    }
+    fn guard_nd_claims(&self, rules: &[TargetClaimRule]) -> Result<(), NftablesError> {
+        (**self).guard_nd_claims(rules)
     }
 }
 
@@ -114,6 +124,12 @@ impl NftBackend for NftCli {
     fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NftablesError> {
         NetlinkSetWriter
             .count_offloaded(name, devices)
+            .map_err(NetlinkError::into_nftables_error)
+    }
+
+    fn guard_nd_claims(&self, rules: &[TargetClaimRule]) -> Result<(), NftablesError> {
+        NetlinkSetWriter
+            .guard_nd_claims(rules)
             .map_err(NetlinkError::into_nftables_error)
     }
 }

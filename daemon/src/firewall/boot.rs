@@ -25,6 +25,7 @@ use nftables::schema::{NfListObject, NfObject, Nftables};
 use nftables::types::NfFamily;
 use serde::{Deserialize, Serialize};
 
+use super::render::bridge::{ND_CLAIMS_CHAIN, ND_CLAIM_RULES};
 use super::NftBackend;
 use crate::inventory::UnixTime;
 
@@ -61,7 +62,21 @@ impl BootRecord {
     /// Rules, sets and set elements the document creates (what restore checks
     /// the kernel holds afterwards).
     pub fn counts(&self) -> ObjectCounts {
-        ObjectCounts::of_commands(&self.nftables)
+        let mut c = ObjectCounts::of_commands(&self.nftables);
+        if self.guards_nd_claims() {
+            c.rules += ND_CLAIM_RULES.len();
+        }
+        c
+    }
+
+    /// The document creates the bridge table's `nd-claims` chain, whose rules
+    /// come over netlink after it (nft cannot load them: see
+    /// [`TargetClaimRule`](super::render::bridge::TargetClaimRule)).
+    fn guards_nd_claims(&self) -> bool {
+        self.nftables.objects.iter().any(|o| {
+            matches!(o, NfObject::CmdObject(nftables::schema::NfCmd::Add(NfListObject::Chain(c)))
+                if c.family == NfFamily::Bridge && c.name == ND_CLAIMS_CHAIN)
+        })
     }
 }
 
@@ -221,6 +236,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootRecord, BootError> {
 /// elements as it says. Returns what it holds.
 pub fn restore(nft: &dyn NftBackend, record: &BootRecord) -> Result<ObjectCounts, BootError> {
     nft.apply(&record.nftables).map_err(BootError::Nft)?;
+    if record.guards_nd_claims() {
+        nft.guard_nd_claims(&ND_CLAIM_RULES).map_err(BootError::Nft)?;
+    }
     let mut listings = Vec::new();
     for fam in [NfFamily::INet, NfFamily::Bridge] {
         listings.push(nft.list_table(fam).map_err(BootError::Nft)?);

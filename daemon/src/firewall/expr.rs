@@ -78,6 +78,12 @@ pub(crate) fn drop_() -> Statement<'static> {
     Statement::Drop(None)
 }
 
+pub(crate) fn jump(chain: &str) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: Cow::Owned(chain.to_string()),
+    })
+}
+
 pub(crate) fn goto(chain: &str) -> Statement<'static> {
     Statement::Goto(JumpTarget {
         target: Cow::Owned(chain.to_string()),

@@ -131,6 +131,15 @@ fn full_replace(
             tracing::warn!(error = %error_chain(&e), "the flowtable does not count: offloaded traffic is missing from the traffic counts");
         }
     }
+    if !ruleset.bridge_ports.is_empty() {
+        // Not part of the transaction either (nft cannot load these rules):
+        // until they land, neighbour adverts pass unchecked, as before the
+        // guard existed. If they do not, the read-back below says so and the
+        // next change replaces everything again.
+        if let Err(e) = nft.guard_nd_claims(&render::bridge::ND_CLAIM_RULES) {
+            tracing::error!(error = %error_chain(&e), "the neighbour-advert guards could not be added");
+        }
+    }
     let inet = nft
         .list_table(nftables::types::NfFamily::INet)
         .map_err(|source| FirewallError::Nft { what: "list", source })?;

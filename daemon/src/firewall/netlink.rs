@@ -47,9 +47,13 @@ use super::nfnl::{
     self, align4, grow_send_buffer, messages, nlmsgerr, KeptSocket, MessageWriter, NestTooLarge, DEFAULT_SNDBUF_FITS,
     NLA_HDRLEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
 };
+use super::render::bridge::TargetClaimRule;
 #[cfg(test)]
 use super::Elements;
+
+mod nd_claims;
 use super::{MembershipDelta, SetKind, TABLE};
+pub use nd_claims::encode_nd_claim_rules;
 
 // linux/netfilter/nfnetlink.h
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -375,6 +379,22 @@ impl NetlinkSetWriter {
         };
         nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
             let batch = encode_flowtable_counter(name, devices, first_seq)?;
+            exchange(socket, &batch)?;
+            Ok(((), batch.next_seq()))
+        })
+    }
+}
+
+impl NetlinkSetWriter {
+    /// Appends the neighbour-advert guards to the bridge table's empty
+    /// `nd-claims` chain (see [`nd_claims`]); on error nothing changed.
+    pub fn guard_nd_claims(&self, rules: &[TargetClaimRule]) -> Result<(), NetlinkError> {
+        let io_error = |what: &'static str, source| NetlinkError::Io {
+            what: what.to_string(),
+            source,
+        };
+        nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
+            let batch = encode_nd_claim_rules(rules, first_seq)?;
             exchange(socket, &batch)?;
             Ok(((), batch.next_seq()))
         })

@@ -492,6 +492,7 @@ fn facts(present: &[&str], flowtables: bool) -> crate::policy::LinkFacts {
         bridge_ports: Default::default(),
         present: present.iter().zip(1..).map(|(s, i)| (s.to_string(), i)).collect(),
         flowtables,
+        router_link_local: Default::default(),
     }
 }
 
@@ -791,4 +792,66 @@ fn a_failed_cut_takes_the_flowtable_away() {
         .is_some_and(|m| m.contains("flow offload is off")));
     // And it stays off: the same wish is no change.
     assert_eq!(e.enforce(with, whole(&after)).expect("same"), ApplyOutcome::Unchanged);
+}
+
+#[test]
+fn neighbour_adverts_are_checked_before_they_are_let_through() {
+    use nftables::types::NfFamily;
+    let mut cfg = default_config();
+    cfg.detect.enabled = true;
+    let mut links = facts(&["br-lan"], false);
+    let router_ll: std::net::Ipv6Addr = "fe80::1:2ff:fe00:1".parse().expect("v6");
+    links.router_link_local.insert(router_ll);
+    let rs = crate::policy::desired_ruleset_for(&cfg, &links);
+    let chains = render::chains(&rs);
+    let names = |family: NfFamily, chain: &str| -> Vec<String> {
+        chains
+            .iter()
+            .find(|c| c.family == family && c.name == chain)
+            .unwrap_or_else(|| panic!("{chain}"))
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    // Between ports: the check comes before the neighbour-discovery accept.
+    let forward = names(NfFamily::Bridge, "forward");
+    let at = |rules: &[String], name: &str| rules.iter().position(|r| r == name).expect(name);
+    assert!(at(&forward, "nd-claims") < at(&forward, "icmpv6-nd"), "{forward:?}");
+    // To the router: after the source guards.
+    let input = names(NfFamily::Bridge, "input");
+    assert!(at(&input, "ip6-claims-device") < at(&input, "nd-claims"), "{input:?}");
+    // The check's rules come over netlink; where a claim goes samples it, counts it, drops it.
+    let check = chains.iter().find(|c| c.name == "nd-claims").expect("nd-claims");
+    assert!(check.rules.is_empty());
+    assert_eq!(check.netlink_rules, ["claims-router", "claims-device"]);
+    for chain in ["nd-claim-router", "nd-claim-device"] {
+        let rules = names(NfFamily::Bridge, chain);
+        assert_eq!(rules.last().map(String::as_str), Some("drop"), "{chain}: {rules:?}");
+        assert!(rules[0].starts_with("sample-spoof-nd"), "{chain}: {rules:?}");
+    }
+    // The router's link-local address is one nobody may claim; it decides no connection.
+    let doc = render::full_document(&rs, &desired_membership(&cfg, &sample_inventory()));
+    let json = serde_json::to_string(&doc).expect("json");
+    assert!(
+        json.contains(&router_ll.to_string()),
+        "router-v6 lacks the link-local address"
+    );
+    assert!(rs.decides_as(&crate::policy::desired_ruleset_for(&cfg, &facts(&["br-lan"], false))));
+    // The read-back wants both netlink rules.
+    let (inet, mut bridge) = crate::testutil::listing_of(&doc);
+    crate::firewall::verify(
+        &rs,
+        &desired_membership(&cfg, &sample_inventory()),
+        &[inet.clone(), bridge.clone()],
+    )
+    .expect("as meant");
+    let objects = bridge.objects.to_mut();
+    objects.retain(|o| {
+        !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
+            if r.chain == "nd-claims" && r.comment.as_deref() == Some("claims-device"))
+    });
+    let e = crate::firewall::verify(&rs, &desired_membership(&cfg, &sample_inventory()), &[inet, bridge])
+        .expect_err("a guard is missing");
+    assert!(e.to_string().contains("nd-claims"), "{e}");
 }

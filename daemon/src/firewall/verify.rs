@@ -67,7 +67,12 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
     for c in chains(rs) {
         let key = (fam(c.family), c.name.clone());
         want_chains.insert(key.clone());
-        let want: Vec<String> = c.rules.iter().map(|r| r.name.clone()).collect();
+        let want: Vec<String> = c
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(c.netlink_rules.iter().map(|n| n.to_string()))
+            .collect();
         let got = got_rules.remove(&key).unwrap_or_default();
         if want != got {
             problems.push(format!(
@@ -99,6 +104,13 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
                 Some(_) => {}
             }
         }
+    }
+    let want: BTreeSet<String> = super::render::router_v6_elements(rs).iter().map(elem_text).collect();
+    let key = (fam(NfFamily::Bridge), super::render::bridge::ROUTER_V6_SET.to_string());
+    match got_sets.remove(&key) {
+        None => problems.push(format!("missing set {} {}", key.0, key.1)),
+        Some(got) if got != want => problems.push(format!("set {} {}: {got:?}, expected {want:?}", key.0, key.1)),
+        Some(_) => {}
     }
     // Domain sets: they must exist; their elements are the daemon's to manage
     // (restored right after a full replace), not part of the document.

@@ -482,6 +482,11 @@ pub struct DesiredRuleset {
     /// The router's own IPv6 address on each segment that has one (besides
     /// its link-local addresses).
     pub router_v6: BTreeSet<Ipv6Addr>,
+    /// The router's link-local addresses on the segments, as the kernel has
+    /// them ([`LinkFacts::router_link_local`]): the address every device's
+    /// IPv6 default route points at. No device may claim one in a neighbour
+    /// advertisement.
+    pub router_link_local: BTreeSet<Ipv6Addr>,
     /// The WireGuard tunnel's selectors and guards, when a tunnel is configured.
     pub tunnel: Option<TunnelRules>,
     /// DNS bypass protection, when the resolver runs and it is on.
@@ -515,8 +520,11 @@ impl DesiredRuleset {
     /// A change of structure that decides differently cuts every
     /// connection; one that only speeds up does not.
     pub fn decides_as(&self, other: &DesiredRuleset) -> bool {
+        // Neither the flowtable nor the router's link-local addresses (what
+        // devices may not claim in neighbour adverts) decide a connection.
         let strip = |r: &DesiredRuleset| DesiredRuleset {
             offload: None,
+            router_link_local: BTreeSet::new(),
             ..r.clone()
         };
         strip(self) == strip(other)
@@ -536,12 +544,16 @@ pub struct LinkFacts {
     pub present: BTreeMap<String, u32>,
     /// The kernel took a flowtable (probed once at start).
     pub flowtables: bool,
+    /// The link-local IPv6 addresses of the segments' interfaces (the kernel
+    /// makes them when a link comes up, so they are read, not configured).
+    pub router_link_local: BTreeSet<Ipv6Addr>,
 }
 
 /// [`desired_ruleset`] for the kernel as `facts` describe it: the observed
 /// bridge ports policed, and the flowtable over the devices that exist.
 pub fn desired_ruleset_for(config: &Config, facts: &LinkFacts) -> DesiredRuleset {
     let mut rs = desired_ruleset(config, &facts.bridge_ports);
+    rs.router_link_local.clone_from(&facts.router_link_local);
     if config.flow_offload && facts.flowtables && !rs.lan_interfaces.is_empty() {
         let devices: BTreeSet<String> = std::iter::once(&rs.wan)
             .chain(&rs.lan_interfaces)
@@ -782,6 +794,7 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
             .iter()
             .filter_map(|s| s.ipv6.map(|n| n.addr()))
             .collect(),
+        router_link_local: BTreeSet::new(),
         tunnel: tunnel_rules(config),
         dns_guard: dns_guard(config),
         share_to: p.shares.iter().flat_map(|r| r.to.iter().cloned()).collect(),

@@ -45,6 +45,16 @@ pub fn link_facts(config: &Config, observed: &net::ObservedNet, flowtables: bool
             .map(|l| (l.name.clone(), l.index))
             .collect(),
         flowtables,
+        router_link_local: observed
+            .links
+            .iter()
+            .filter(|l| config.segments.iter().any(|s| s.interface == l.name))
+            .flat_map(|l| &l.addresses)
+            .filter_map(|a| match a.addr() {
+                std::net::IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+                _ => None,
+            })
+            .collect(),
     }
 }
 

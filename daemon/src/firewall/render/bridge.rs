@@ -14,6 +14,7 @@ use nftables::types::{NfChainType, NfFamily, NfHook};
 
 use super::detect::{
     sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_ip, sample_spoof_ip_named, sample_spoof_named,
+    sample_spoof_nd,
 };
 use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name, SetOwner};
 use super::zones::zone_chain;
@@ -134,6 +135,9 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     let mut guard = claims_other_device(ports);
     guard.extend([counter(), drop_()]);
     fwd.rule("arp-claims-device", guard);
+    // Neighbour adverts that claim another device's address or one of the
+    // router's: see [`nd_claims_chains`]. Before the ND accept below.
+    fwd.rule("nd-claims", nd_claims_jump(ports));
     // Bridge conntrack (nf_conntrack_bridge) is missing from many kernels, this one
     // included, so same-bridge isolation is stateless. ARP and neighbour discovery
     // carry no payload to protect and must pass for any allowed pair to work at all.
@@ -210,6 +214,7 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     );
     chains.push(fwd);
     chains.push(bridge_input_chain(rs));
+    chains.extend(nd_claims_chains(rs));
 
     for z in &rs.zones {
         chains.push(bridge_zone_chain(rs, z));
@@ -289,7 +294,94 @@ fn bridge_input_chain(rs: &DesiredRuleset) -> ChainSpec {
     let mut guard = claims_v6;
     guard.extend([counter(), drop_()]);
     input.rule("ip6-claims-device", guard);
+    // A neighbour advert to the router claiming a device's address (its
+    // answers from the internet would go to the claimant) or the router's.
+    input.rule("nd-claims", nd_claims_jump(ports));
     input
+}
+
+/// The chain the neighbour-advert guards live in ([`ND_CLAIM_RULES`], added
+/// over netlink right after the full replace).
+pub const ND_CLAIMS_CHAIN: &str = "nd-claims";
+/// Where an advert claiming a device's address goes: sampled, counted, dropped.
+pub const ND_CLAIM_DEVICE_CHAIN: &str = "nd-claim-device";
+/// Where an advert claiming one of the router's addresses goes.
+pub const ND_CLAIM_ROUTER_CHAIN: &str = "nd-claim-router";
+/// The router's own IPv6 addresses on the segments, link-local ones
+/// included (bridge table).
+pub const ROUTER_V6_SET: &str = "router-v6";
+
+/// One rule of [`ND_CLAIMS_CHAIN`]: the advert's target address (the ICMPv6
+/// body's bytes 8 to 24) is in `claimed`, and (with `owners`) the pair
+/// target . sender MAC is not: `goto` the chain that drops it.
+///
+/// nft 1.0.6 (Debian 12; OpenWrt 23.05) has no name for the target
+/// (`icmpv6 taddr` came later), and its evaluator refuses to look a raw
+/// `@th,64,128` up in an `ipv6_addr` set ("datatype mismatch"), while its
+/// JSON cannot declare the `typeof` set it would accept. The kernel checks
+/// only lengths: the same 16 bytes are looked up in the very sets the ARP
+/// and IP guards use, so the owners stay one membership. So these two rules
+/// are encoded as netlink messages by the daemon (`netlink::nd_claims`),
+/// in their own chain, which the document creates empty: until they land,
+/// adverts pass as they did before the guard existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetClaimRule {
+    /// The rule's name (its comment, as every rule's).
+    pub name: &'static str,
+    /// The addresses that may not be claimed (by anyone else).
+    pub claimed: &'static str,
+    /// Target . MAC pairs that may claim them; `None`: nobody may.
+    pub owners: Option<&'static str>,
+    /// Where a claim goes.
+    pub goto: &'static str,
+}
+
+/// The rules of [`ND_CLAIMS_CHAIN`], in order: the router's addresses
+/// first (nobody may claim them), then the devices' (only their holder).
+pub const ND_CLAIM_RULES: [TargetClaimRule; 2] = [
+    TargetClaimRule {
+        name: "claims-router",
+        claimed: ROUTER_V6_SET,
+        owners: None,
+        goto: ND_CLAIM_ROUTER_CHAIN,
+    },
+    TargetClaimRule {
+        name: "claims-device",
+        claimed: "owned-v6",
+        owners: Some("owner-of-v6"),
+        goto: ND_CLAIM_DEVICE_CHAIN,
+    },
+];
+
+/// `icmpv6 type nd-neighbor-advert jump nd-claims`, from a port.
+fn nd_claims_jump(ports: &std::collections::BTreeSet<String>) -> Vec<Statement<'static>> {
+    vec![
+        iifname_in(ports),
+        icmpv6_types(&["nd-neighbor-advert"]),
+        jump(ND_CLAIMS_CHAIN),
+    ]
+}
+
+/// A neighbour advertisement names a target address and (in its option) the
+/// MAC that has it; whoever believes it sends that address's traffic there.
+/// An advert claiming one of the router's addresses (its link-local one is
+/// every device's IPv6 gateway) or an address another device holds is
+/// dropped, in `forward` (to other devices) and `input` (to the router), and
+/// sampled for a spoofing alert. Devices' link-local addresses are not
+/// held by anyone (see `discovery::neigh`), so claims of those pass.
+fn nd_claims_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
+    let mut check = ChainSpec::new(NfFamily::Bridge, ND_CLAIMS_CHAIN);
+    check.netlink_rules = ND_CLAIM_RULES.iter().map(|r| r.name).collect();
+    let mut out = vec![check];
+    for (chain, suffix) in [(ND_CLAIM_ROUTER_CHAIN, "-router"), (ND_CLAIM_DEVICE_CHAIN, "-device")] {
+        let mut c = ChainSpec::new(NfFamily::Bridge, chain);
+        if let Some(sampling) = &rs.detect {
+            sample_spoof_nd(&mut c, sampling, suffix);
+        }
+        c.rule("drop", vec![counter(), drop_()]);
+        out.push(c);
+    }
+    out
 }
 
 /// Packets of `family` (`ip` or `ip6`) to one of `to_router` whose source

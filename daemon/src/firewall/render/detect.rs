@@ -174,6 +174,17 @@ pub const SPOOF_ARP_PREFIX: &str = "bh spoof arp";
 /// the address claimed).
 pub const SPOOF_IP_PREFIX: &str = "bh spoof ip";
 
+/// The NFLOG prefix of a neighbour advertisement claiming another device's
+/// IPv6 address or one of the router's (the sample carries the IPv6 header
+/// and the ICMPv6 body: its target is the address claimed).
+pub const SPOOF_ND_PREFIX: &str = "bh spoof nd";
+
+/// A `sample-spoof-nd<suffix>` rule in a chain that only claims reach (so it
+/// matches everything), before its drop.
+pub(super) fn sample_spoof_nd(c: &mut ChainSpec, sampling: &DetectSampling, suffix: &str) {
+    sample_claim(c, sampling, "nd", suffix, SPOOF_ND_PREFIX, Vec::new());
+}
+
 /// A `sample-spoof` rule before a spoofing guard (`matches` select what the
 /// guard drops).
 pub(super) fn sample_spoof(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
@@ -225,7 +236,7 @@ fn sample_claim(
     let mut stmts = matches;
     stmts.extend(sample(
         sampling,
-        format!("detect_{}_spoof{}", c.name, meter_suffix.replace('-', "_")),
+        format!("detect_{}_spoof{}", c.name, meter_suffix).replace('-', "_"),
         prefix.to_string(),
     ));
     c.rule(format!("sample-spoof-{what}{suffix}"), stmts);

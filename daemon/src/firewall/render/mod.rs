@@ -52,7 +52,7 @@ use super::{MembershipDelta, SetKind, TABLE};
 use crate::config::DomainSetId;
 use crate::policy::{DesiredRuleset, Membership};
 
-mod bridge;
+pub mod bridge;
 pub mod detect;
 pub mod dns;
 mod inet;
@@ -90,6 +90,9 @@ pub struct ChainSpec {
     pub base: Option<(NfChainType, NfHook, i32)>,
     /// Rules in order.
     pub rules: Vec<NamedRule>,
+    /// Names of the rules added over netlink after the document, after
+    /// `rules` (see [`bridge::TargetClaimRule`]): the read-back expects them.
+    pub netlink_rules: Vec<&'static str>,
 }
 
 impl ChainSpec {
@@ -99,6 +102,7 @@ impl ChainSpec {
             name: name.into(),
             base: None,
             rules: Vec::new(),
+            netlink_rules: Vec::new(),
         }
     }
     fn base(family: NfFamily, name: &str, ty: NfChainType, hook: NfHook, prio: i32) -> Self {
@@ -107,6 +111,7 @@ impl ChainSpec {
             name: name.into(),
             base: Some((ty, hook, prio)),
             rules: Vec::new(),
+            netlink_rules: Vec::new(),
         }
     }
     fn rule(&mut self, name: impl Into<String>, stmts: Vec<Statement<'static>>) {
@@ -201,6 +206,14 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
             objs.push(plain_set(*fam, owner.set_name(kind), kind, elements(m, &owner, kind)));
         }
     }
+    // The router's IPv6 addresses, which no neighbour advert may claim
+    // (`bridge::ND_CLAIM_RULES`).
+    objs.push(plain_set(
+        NfFamily::Bridge,
+        bridge::ROUTER_V6_SET.to_string(),
+        SetKind::V6,
+        router_v6_elements(rs),
+    ));
     // Domain sets are created holding what the daemon holds (in the same
     // transaction), and the daemon expires them itself (no kernel timeouts:
     // `add` does not refresh an element's timeout on the kernels OpenWrt
@@ -295,6 +308,18 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
     Nftables {
         objects: Cow::Owned(objs),
     }
+}
+
+/// The elements of [`bridge::ROUTER_V6_SET`]: the segments' configured
+/// addresses and the link-local ones the kernel made.
+pub fn router_v6_elements(rs: &DesiredRuleset) -> Vec<Expression<'static>> {
+    rs.router_v6
+        .iter()
+        .chain(&rs.router_link_local)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|a| s(a.to_string()))
+        .collect()
 }
 
 /// `add set` of one of our plain sets (no flags, no kernel timeouts), with
