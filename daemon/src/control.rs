@@ -378,6 +378,12 @@ pub struct StatusView {
     pub mdns: Option<crate::discovery::mdns::MdnsCounters>,
     /// New devices discovery left untracked because the inventory was full.
     pub untracked_new_devices: u64,
+    /// Known devices bound to the bridge port they are on (port binding).
+    #[serde(default)]
+    pub port_bound_devices: usize,
+    /// MACs the bridges learned that the port book could not remember (full).
+    #[serde(default)]
+    pub port_book_overflow: u64,
     /// The share proxy's counters and shared services, if anything is shared.
     #[serde(default)]
     pub share: Option<Box<crate::share::ShareStatus>>,

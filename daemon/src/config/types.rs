@@ -80,6 +80,58 @@ macro_rules! ident_type {
 ident_type!(ZoneId);
 ident_type!(SegmentId);
 
+/// A network interface's name as the kernel keeps it (at most 15 bytes, no
+/// NUL; `IFNAMSIZ` with its terminator): a bridge port. `Copy`, so member
+/// sets of (MAC, port) pairs diff like the others.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortName {
+    bytes: [u8; 16],
+}
+
+impl PortName {
+    /// `name`, if the kernel could have it (1 to 15 bytes, no NUL, `/` or
+    /// whitespace).
+    pub fn new(name: &str) -> Option<PortName> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > 15 || b.iter().any(|c| *c == 0 || *c == b'/' || c.is_ascii_whitespace()) {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(PortName { bytes })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        let len = self.bytes.iter().position(|c| *c == 0).unwrap_or(16);
+        // Built from a `&str` cut at a NUL the name never holds: valid UTF-8.
+        std::str::from_utf8(&self.bytes[..len]).unwrap_or("")
+    }
+
+    /// As an nft `ifname` key: the name, NUL-padded to 16 bytes.
+    pub fn key_bytes(&self) -> [u8; 16] {
+        self.bytes
+    }
+}
+
+impl fmt::Display for PortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for PortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Serialize for PortName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// An Ethernet MAC address. Displayed and parsed as `aa:bb:cc:dd:ee:ff`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

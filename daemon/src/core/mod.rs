@@ -20,6 +20,7 @@ mod alerting;
 mod credentials;
 mod dhcp;
 mod discovery;
+mod ports;
 mod presence;
 mod requests;
 mod services;
@@ -84,6 +85,8 @@ pub struct DaemonState {
     stale_checked_at: Option<UnixTime>,
     /// The alert stream not yet taken, and recent alerts for dedup.
     alert_book: alerting::AlertBook,
+    /// Where the bridges learned each MAC (port binding).
+    ports: ports::PortBook,
     /// The wall clock, for what happens outside any timed event (a firewall
     /// apply at start or on reload); tests replace it.
     wall_clock: fn() -> UnixTime,
@@ -115,6 +118,7 @@ impl DaemonState {
             alerts_pruned_at: None,
             stale_checked_at: None,
             alert_book: alerting::AlertBook::default(),
+            ports: ports::PortBook::default(),
             wall_clock: crate::inventory::unix_now,
         };
         state.merge_homeowner_shares();

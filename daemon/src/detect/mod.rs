@@ -25,7 +25,9 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, MacAddr};
 use crate::core::{InventorySnapshot, ServiceReply, ServiceRequest};
 use crate::firewall::nflog::{LoggedPacket, NflogError, NflogSocket};
-use crate::firewall::render::detect::{parse_prefix, SPOOF_ARP_PREFIX, SPOOF_IP_PREFIX, SPOOF_ND_PREFIX};
+use crate::firewall::render::detect::{
+    parse_prefix, SPOOF_ARP_PREFIX, SPOOF_IP_PREFIX, SPOOF_ND_PREFIX, SPOOF_PORT_PREFIX,
+};
 use crate::inventory::unix_now;
 use crate::runtime::services::ServiceHandle;
 use analysis::{Action, AlertKey, Detector, Refusal, Target};
@@ -142,6 +144,8 @@ async fn run(
     // Senders of forged ARP already told to the core (it keeps one alert an
     // hour per sender; this spares it a request per sample).
     let mut spoof_said: HashMap<MacAddr, crate::inventory::UnixTime> = HashMap::new();
+    // Devices another port posed as, told to the core (one alert an hour each).
+    let mut posed_said: HashMap<MacAddr, crate::inventory::UnixTime> = HashMap::new();
     loop {
         tokio::select! {
             batch = socket.next() => match batch {
@@ -149,10 +153,20 @@ async fn run(
                     counts.malformed += batch.malformed;
                     let now = unix_now();
                     let mut claims = Vec::new();
+                    let mut posers = Vec::new();
                     {
                         let Ok(inventory) = services.inventory.read() else { continue };
                         for p in &batch.packets {
                             counts.sampled += 1;
+                            if p.prefix == SPOOF_PORT_PREFIX {
+                                // The source MAC is the device posed as; the
+                                // port is where the frame really came from.
+                                if let Some(mac) = p.source_mac.map(MacAddr) {
+                                    let port = p.in_ifindex.and_then(port_name);
+                                    posers.push((mac, best_name(&inventory, &mac), port));
+                                }
+                                continue;
+                            }
                             let claimed = match p.prefix.as_str() {
                                 SPOOF_ARP_PREFIX => {
                                     Some((Claim::Arp, arp_sender_ip(&p.payload).map(std::net::IpAddr::V4)))
@@ -177,6 +191,26 @@ async fn run(
                                 Some(r) => detector.observe(r, now),
                                 None => counts.unattributed += 1,
                             }
+                        }
+                    }
+                    for (victim, name, port) in posers {
+                        // One alert an hour per device posed as (the poser's
+                        // own MAC is not in the frame).
+                        if posed_said.get(&victim).is_some_and(|t| now - t < SPOOF_SAY_EVERY_SECS) {
+                            continue;
+                        }
+                        if posed_said.len() >= 4096 {
+                            posed_said.retain(|_, t| now - *t < SPOOF_SAY_EVERY_SECS);
+                        }
+                        posed_said.insert(victim, now);
+                        let alert = crate::alerts::Alert::new(
+                            now,
+                            crate::alerts::AlertKind::Spoofing,
+                            None,
+                            poser_text(&name, port.as_deref()),
+                        );
+                        if let Err(e) = services.request(ServiceRequest::Alert(alert)).await {
+                            tracing::warn!(error = %e, "detection could not raise an alert");
                         }
                     }
                     for (how, mac, ip, name, holder) in claims {
@@ -288,6 +322,22 @@ fn claim_text(how: Claim, name: &str, ip: std::net::IpAddr, holder: Option<&str>
             holder.unwrap_or("another device")
         ),
     }
+}
+
+/// The spoofing alert for frames with `name`'s MAC from another port.
+fn poser_text(name: &str, port: Option<&str>) -> String {
+    let from = port.map_or_else(|| "another port".to_string(), |p| format!("port {p}"));
+    format!(
+        "Frames with {name}'s MAC came in on {from}, not on the port it is on: a device there posed as it, \
+         to take its traffic, its zone or its lease. Those frames were dropped."
+    )
+}
+
+/// The name of the interface with index `index` (the port a frame came in on).
+fn port_name(index: u32) -> Option<String> {
+    nix::net::if_::if_indextoname(index)
+        .ok()
+        .and_then(|n| n.into_string().ok())
 }
 
 /// PURE: the source address of an IPv4 or IPv6 header (a sample of the
@@ -434,6 +484,9 @@ mod tests {
         assert!(claim_text(Claim::Ip, "HS105", at, None).contains("another device's address"));
         assert!(claim_text(Claim::Arp, "HS105", at, None).contains("the router's address"));
         assert!(claim_text(Claim::Nd, "HS105", at, None).contains("the router's address"));
+        let posed = poser_text("annas-laptop (02:00:00:00:00:10)", Some("lan3"));
+        assert!(posed.contains("annas-laptop") && posed.contains("port lan3") && posed.contains("dropped"));
+        assert!(poser_text("x", None).contains("another port"));
         assert!(claim_text(Claim::Nd, "HS105", at, Some("annas-laptop")).contains("annas-laptop's address"));
     }
 

@@ -11,8 +11,10 @@ use std::net::IpAddr;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
 
 use crate::config::MacAddr;
@@ -51,6 +53,18 @@ pub enum NeighbourUpdate {
         mac: Option<MacAddr>,
         /// The address.
         ip: IpAddr,
+    },
+    /// The bridge's forwarding table: a bridge learned `mac` on the port
+    /// `port` (`learned`), or forgot it there (aged out, the port went down
+    /// or left the bridge). Only entries the bridge learned from traffic:
+    /// its own and static ones say nothing about a device.
+    Port {
+        /// The port's link index.
+        port: u32,
+        /// The device.
+        mac: MacAddr,
+        /// Learned (true) or forgotten (false).
+        learned: bool,
     },
     /// A link appeared, changed or went away (bridge ports may have changed),
     /// or one of its IPv6 addresses did.
@@ -108,9 +122,44 @@ pub fn neighbour_update(msg: &NeighbourMessage, deleted: bool) -> Option<Neighbo
         .map(|mac| NeighbourUpdate::Present { ifindex, mac, ip })
 }
 
+/// One bridge forwarding-table message as an update (None: not a learned
+/// entry of a device). The kernel reports learned entries as reachable (or
+/// stale once half their age is gone), its own as permanent and static
+/// ones as noarp.
+pub fn fdb_update(msg: &NeighbourMessage, deleted: bool) -> Option<NeighbourUpdate> {
+    if msg.header.family != AddressFamily::Bridge
+        || !matches!(msg.header.state, NeighbourState::Reachable | NeighbourState::Stale)
+        || !msg.header.flags.contains(NeighbourFlags::Controller)
+    {
+        return None;
+    }
+    let mac = msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr),
+        _ => None,
+    })?;
+    if mac.is_multicast() || mac.0 == [0; 6] {
+        return None;
+    }
+    Some(NeighbourUpdate::Port {
+        port: msg.header.ifindex,
+        mac,
+        learned: !deleted,
+    })
+}
+
 /// One rtnetlink multicast message as an update.
 pub fn update_of(msg: &NetlinkMessage<RouteNetlinkMessage>) -> Option<NeighbourUpdate> {
     match &msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n))
+            if n.header.family == AddressFamily::Bridge =>
+        {
+            fdb_update(n, false)
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(n))
+            if n.header.family == AddressFamily::Bridge =>
+        {
+            fdb_update(n, true)
+        }
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) => neighbour_update(n, false),
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(n)) => neighbour_update(n, true),
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(_) | RouteNetlinkMessage::DelLink(_)) => {
@@ -173,6 +222,23 @@ impl Drop for NeighbourWatch {
     }
 }
 
+/// Every learned entry of the bridges' forwarding tables now.
+pub async fn dump_fdb(handle: &Handle) -> Result<Vec<NeighbourUpdate>, NeighbourError> {
+    let mut stream = handle
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Bridge)
+        .execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.next().await {
+        let msg = msg.map_err(NeighbourError::Dump)?;
+        if let Some(u) = fdb_update(&msg, false) {
+            out.push(u);
+        }
+    }
+    Ok(out)
+}
+
 /// The whole neighbour table now.
 pub async fn dump(handle: &Handle) -> Result<Vec<NeighbourUpdate>, NeighbourError> {
     let mut stream = handle.neighbours().get().execute();
@@ -217,6 +283,64 @@ mod tests {
     }
 
     const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 9];
+
+    fn fdb(state: NeighbourState, flags: NeighbourFlags, mac: [u8; 6]) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header = NeighbourHeader {
+            family: AddressFamily::Bridge,
+            ifindex: 12,
+            state,
+            flags,
+            ..Default::default()
+        };
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m
+    }
+
+    #[test]
+    fn learned_forwarding_entries_say_which_port_a_device_is_on() {
+        let learned = |state| fdb(state, NeighbourFlags::Controller, MAC);
+        for state in [NeighbourState::Reachable, NeighbourState::Stale] {
+            assert_eq!(
+                fdb_update(&learned(state), false),
+                Some(NeighbourUpdate::Port {
+                    port: 12,
+                    mac: MacAddr(MAC),
+                    learned: true
+                })
+            );
+        }
+        assert_eq!(
+            fdb_update(&learned(NeighbourState::Reachable), true),
+            Some(NeighbourUpdate::Port {
+                port: 12,
+                mac: MacAddr(MAC),
+                learned: false
+            }),
+            "aged out or flushed"
+        );
+        // The bridge's own MACs (permanent), static entries (noarp), the
+        // port device's own table (no controller flag) and group MACs are
+        // no device's.
+        for not_a_device in [
+            fdb(NeighbourState::Permanent, NeighbourFlags::Controller, MAC),
+            fdb(NeighbourState::Noarp, NeighbourFlags::Controller, MAC),
+            fdb(NeighbourState::Reachable, NeighbourFlags::Own, MAC),
+            fdb(
+                NeighbourState::Reachable,
+                NeighbourFlags::Controller,
+                [0x33, 0x33, 0, 0, 0, 1],
+            ),
+        ] {
+            assert_eq!(fdb_update(&not_a_device, false), None, "{not_a_device:?}");
+        }
+        // Through the multicast path too, not mistaken for an address entry.
+        let wrapped = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(learned(NeighbourState::Reachable)));
+        assert!(matches!(
+            update_of(&wrapped),
+            Some(NeighbourUpdate::Port { learned: true, .. })
+        ));
+    }
 
     #[test]
     fn reachable_and_stale_entries_are_sightings() {

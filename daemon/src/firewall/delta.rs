@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{SetKind, SetOwner};
-use crate::config::{MacAddr, Transport, ZoneId};
+use crate::config::{MacAddr, PortName, Transport, ZoneId};
 use crate::policy::{Membership, ZoneMembers};
 
 /// A way into one shared device: new connections to `address` on
@@ -66,6 +66,17 @@ pub fn owner_expression(address: IpAddr, mac: MacAddr) -> nftables::expr::Expres
     ]))
 }
 
+/// A `ether_addr . ifname` element (a MAC bound to a bridge port), as nft's
+/// JSON takes it.
+pub fn port_expression(mac: MacAddr, port: PortName) -> nftables::expr::Expression<'static> {
+    use nftables::expr::Expression;
+    use std::borrow::Cow;
+    Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+        Expression::String(Cow::Owned(mac.to_string())),
+        Expression::String(Cow::Owned(port.to_string())),
+    ]))
+}
+
 /// An `address . ether_addr` key as the kernel stores it: the address, then
 /// the MAC padded to a multiple of 4 bytes.
 fn owner_key(address: &[u8], mac: &MacAddr) -> Vec<u8> {
@@ -93,6 +104,8 @@ pub enum Elements {
     Owners4(Vec<(Ipv4Addr, MacAddr)>),
     /// `ipv6_addr . ether_addr` elements.
     Owners6(Vec<(Ipv6Addr, MacAddr)>),
+    /// `ether_addr . ifname` elements (which port a MAC is bound to).
+    Ports(Vec<(MacAddr, PortName)>),
 }
 
 impl Elements {
@@ -106,6 +119,7 @@ impl Elements {
             Elements::Pinholes6(_) => SetKind::Pinholes6,
             Elements::Owners4(_) => SetKind::Owners4,
             Elements::Owners6(_) => SetKind::Owners6,
+            Elements::Ports(_) => SetKind::Ports,
         }
     }
 
@@ -118,6 +132,7 @@ impl Elements {
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.len(),
             Elements::Owners4(v) => v.len(),
             Elements::Owners6(v) => v.len(),
+            Elements::Ports(v) => v.len(),
         }
     }
 
@@ -135,6 +150,7 @@ impl Elements {
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(ToString::to_string).collect(),
             Elements::Owners4(v) => v.iter().map(|(a, m)| format!("{a} . {m}")).collect(),
             Elements::Owners6(v) => v.iter().map(|(a, m)| format!("{a} . {m}")).collect(),
+            Elements::Ports(v) => v.iter().map(|(m, p)| format!("{m} . \"{p}\"")).collect(),
         }
     }
 
@@ -144,6 +160,7 @@ impl Elements {
             Elements::Pinholes4(v) | Elements::Pinholes6(v) => v.iter().map(Pinhole::expression).collect(),
             Elements::Owners4(v) => v.iter().map(|(a, m)| owner_expression((*a).into(), *m)).collect(),
             Elements::Owners6(v) => v.iter().map(|(a, m)| owner_expression((*a).into(), *m)).collect(),
+            Elements::Ports(v) => v.iter().map(|(m, p)| port_expression(*m, *p)).collect(),
             _ => self
                 .texts()
                 .into_iter()
@@ -168,6 +185,17 @@ impl Elements {
             // address . MAC, the MAC padded to 8 bytes: 4 + 8, or 16 + 8.
             Elements::Owners4(v) => v.iter().map(|(a, m)| owner_key(&a.octets(), m)).collect(),
             Elements::Owners6(v) => v.iter().map(|(a, m)| owner_key(&a.octets(), m)).collect(),
+            // MAC (padded to 8) . the name NUL-padded to IFNAMSIZ: 24 bytes.
+            Elements::Ports(v) => v
+                .iter()
+                .map(|(m, p)| {
+                    let mut key = Vec::with_capacity(24);
+                    key.extend_from_slice(&m.0);
+                    key.extend_from_slice(&[0, 0]);
+                    key.extend_from_slice(&p.key_bytes());
+                    key
+                })
+                .collect(),
         }
     }
 
@@ -192,6 +220,7 @@ impl Elements {
             (Elements::Pinholes6(a), Elements::Pinholes6(b)) => a.extend(b),
             (Elements::Owners4(a), Elements::Owners4(b)) => a.extend(b),
             (Elements::Owners6(a), Elements::Owners6(b)) => a.extend(b),
+            (Elements::Ports(a), Elements::Ports(b)) => a.extend(b),
             // Unreachable by construction: the map key carries the kind.
             (this, other) => debug_assert_eq!(this.kind(), other.kind()),
         }
@@ -300,6 +329,18 @@ pub fn diff_membership(old: &Membership, new: &Membership) -> MembershipDelta {
         &old.v6_owners,
         &new.v6_owners,
         Elements::Owners6,
+    );
+    d.put(
+        &SetOwner::PortBindings,
+        &old.bound_macs(),
+        &new.bound_macs(),
+        Elements::Mac,
+    );
+    d.put(
+        &SetOwner::PortBindings,
+        &old.port_bindings,
+        &new.port_bindings,
+        Elements::Ports,
     );
     d
 }

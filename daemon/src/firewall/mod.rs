@@ -56,6 +56,8 @@ pub enum SetKind {
     Owners4,
     /// `ipv6_addr . ether_addr`: which device holds an IPv6 address.
     Owners6,
+    /// `ether_addr . ifname`: which bridge port a device's MAC is bound to.
+    Ports,
 }
 
 impl SetKind {
@@ -67,6 +69,7 @@ impl SetKind {
             SetKind::Mac => "mac",
             SetKind::V4 | SetKind::Pinholes4 | SetKind::Owners4 => "v4",
             SetKind::V6 | SetKind::Pinholes6 | SetKind::Owners6 => "v6",
+            SetKind::Ports => "port",
         }
     }
 }

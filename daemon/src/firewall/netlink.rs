@@ -328,6 +328,8 @@ fn elements_per_message(kind: SetKind) -> usize {
         // address . MAC (padded).
         SetKind::Owners4 => 12,
         SetKind::Owners6 => 24,
+        // MAC (padded) . interface name (IFNAMSIZ).
+        SetKind::Ports => 24,
     };
     // NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE key } }: three headers.
     let per_element = 3 * NLA_HDRLEN + align4(key_len);
@@ -487,7 +489,7 @@ mod tests {
             SetKind::Mac => Elements::Mac(texts.iter().map(|t| t.parse().expect("mac")).collect()),
             SetKind::V4 => Elements::V4(texts.iter().map(|t| t.parse().expect("v4")).collect()),
             SetKind::V6 => Elements::V6(texts.iter().map(|t| t.parse().expect("v6")).collect()),
-            SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 | SetKind::Owners6 => {
+            SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 | SetKind::Owners6 | SetKind::Ports => {
                 unreachable!("zone member sets only")
             }
         }

@@ -55,6 +55,10 @@ pub struct Device {
     /// never send a placed device back to quarantine (or its segment's
     /// default). A rule placing it elsewhere, or the homeowner, still moves it.
     pub placed_zone: Option<ZoneId>,
+    /// The bridge port the kernel learned its MAC on, while it is there
+    /// (from the bridge's forwarding table; never stored). Frames with its
+    /// MAC from any other port are dropped (`policy::Membership::port_bindings`).
+    pub port: Option<crate::config::PortName>,
 }
 
 impl Device {
@@ -72,6 +76,7 @@ impl Device {
             tunnel_choice: None,
             watched: false,
             placed_zone: None,
+            port: None,
         }
     }
 }
@@ -301,6 +306,20 @@ impl Inventory {
         match self.devices.get_mut(mac) {
             Some(d) if d.placed_zone.as_ref() != Some(zone) => {
                 d.placed_zone = Some(zone.clone());
+                self.touched.add(*mac);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records the bridge port `mac` is on (None: it left it); true if that
+    /// changed it. Not a fact to store: the forwarding table says it again
+    /// after a restart.
+    pub fn set_port(&mut self, mac: &MacAddr, port: Option<crate::config::PortName>) -> bool {
+        match self.devices.get_mut(mac) {
+            Some(d) if d.port != port => {
+                d.port = port;
                 self.touched.add(*mac);
                 true
             }

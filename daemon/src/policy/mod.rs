@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{classify, placement, ClassMatch, ClassRule};
-use crate::config::{Config, DomainSetId, MacAddr, RouterService, SegmentKind, ZoneId};
+use crate::config::{Config, DomainSetId, MacAddr, PortName, RouterService, SegmentKind, ZoneId};
 use crate::discovery::oui;
 use crate::inventory::{Device, Inventory};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -243,6 +243,11 @@ pub struct Membership {
     /// The same for IPv6 (`owned-v6`, `owner-of-v6`): IPv6 to the router
     /// from an address another device holds is dropped.
     pub v6_owners: BTreeSet<(Ipv6Addr, MacAddr)>,
+    /// The bridge port each known device is on: (its MAC, the port). The
+    /// bridge table drops frames with one of these MACs from any other port
+    /// (`port-of`, with the MACs alone in `bound-mac`), before the bridge
+    /// learns where the MAC is.
+    pub port_bindings: BTreeSet<(MacAddr, PortName)>,
 }
 
 impl Membership {
@@ -254,6 +259,11 @@ impl Membership {
     /// The addresses of [`Membership::v6_owners`].
     pub fn owned_v6(&self) -> BTreeSet<Ipv6Addr> {
         self.v6_owners.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The MACs of [`Membership::port_bindings`].
+    pub fn bound_macs(&self) -> BTreeSet<MacAddr> {
+        self.port_bindings.iter().map(|(m, _)| *m).collect()
     }
 
     /// The zone whose sets hold `mac`, if any.
@@ -278,6 +288,8 @@ pub struct DeviceEntry {
     /// In `tunnel-devices` (`Some(true)`), `tunnel-exclude-devices`
     /// (`Some(false)`) or neither; always `None` without a tunnel.
     pub tunnel: Option<bool>,
+    /// The bridge port it is bound to, if any.
+    pub port: Option<PortName>,
 }
 
 /// One device's entry.
@@ -288,6 +300,7 @@ pub fn device_entry(config: &Config, device: &Device) -> DeviceEntry {
         addresses: device.addresses.clone(),
         blocked: device.blocked,
         tunnel: tunnel_set_of(config, &device.mac, device.tunnel_choice),
+        port: device.port,
     }
 }
 
@@ -351,6 +364,9 @@ impl Membership {
                 IpAddr::V6(v6) => self.v6_owners.insert((*v6, e.mac)),
             };
         }
+        if let Some(port) = e.port {
+            self.port_bindings.insert((e.mac, port));
+        }
         if e.blocked {
             insert_members(&mut self.blocked, e);
         }
@@ -371,6 +387,9 @@ impl Membership {
                 IpAddr::V4(v4) => self.v4_owners.remove(&(*v4, e.mac)),
                 IpAddr::V6(v6) => self.v6_owners.remove(&(*v6, e.mac)),
             };
+        }
+        if let Some(port) = e.port {
+            self.port_bindings.remove(&(e.mac, port));
         }
         if e.blocked {
             remove_members(&mut self.blocked, e);

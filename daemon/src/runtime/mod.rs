@@ -393,6 +393,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 links_dirty_since = None;
                 ifnames = interface_names(&nl).await;
                 refresh_links(&mut state, &nl).await;
+                // A port that joined since: where the bridge learned MACs on it.
+                read_forwarding_tables(&mut state, &nl, &ifnames).await;
                 dhcp.sync(&state);
             }
         }
@@ -708,12 +710,32 @@ async fn read_neighbour_table(state: &mut DaemonState, nl: &rtnetlink::Handle) -
         }
         Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the neighbour table"),
     }
+    read_forwarding_tables(state, nl, &ifnames).await;
     ifnames
+}
+
+/// Where the bridges learned each MAC now (port binding: see `core::ports`).
+async fn read_forwarding_tables(state: &mut DaemonState, nl: &rtnetlink::Handle, ifnames: &BTreeMap<u32, String>) {
+    match neigh::dump_fdb(nl).await {
+        Ok(updates) => {
+            let now = unix_now();
+            for u in updates {
+                feed_neighbour(state, ifnames, u, now);
+            }
+        }
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the bridges' forwarding tables"),
+    }
 }
 
 fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: NeighbourUpdate, now: UnixTime) {
     let ifindex = match u {
         NeighbourUpdate::Present { ifindex, .. } | NeighbourUpdate::Gone { ifindex, .. } => ifindex,
+        NeighbourUpdate::Port { port, mac, learned } => {
+            if let Some(name) = ifnames.get(&port) {
+                state.bridge_port(name, mac, learned);
+            }
+            return;
+        }
         NeighbourUpdate::LinkChanged | NeighbourUpdate::Overrun => return,
     };
     if let Some(name) = ifnames.get(&ifindex) {

@@ -365,6 +365,8 @@ impl Store {
                     tunnel_choice,
                     watched,
                     placed_zone,
+                    // Read from the bridge again, never stored.
+                    port: None,
                 },
             );
         }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{evidence, mac, stored_macs, zone, Harness};
+use super::{applied, evidence, mac, stored_macs, zone, Harness};
 use crate::alerts::AlertKind;
 use crate::config::MacAddr;
 use crate::control::{Request, Response};
@@ -585,4 +585,42 @@ fn joining_and_being_recognised_within_the_hold_is_one_alert_and_acting_settles_
     );
     assert!(matches!(done, Response::Done { .. }), "{done:?}");
     assert_eq!(unseen(&h), [(Some(tv), AlertKind::NewDevice)]);
+}
+
+#[test]
+fn devices_are_bound_to_the_bridge_port_they_are_on() {
+    use crate::config::PortName;
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let (known, later) = (mac(60), mac(61));
+    let lan1 = PortName::new("lan1").expect("name");
+    let lan2 = PortName::new("lan2").expect("name");
+    let v4 = |n: u8| -> IpAddr { format!("10.0.1.{n}").parse().expect("ip") };
+    h.state.observe(Event::Address { mac: known, ip: v4(60) }, 1);
+    // Learned on a port: bound, as an element delta.
+    h.state.bridge_port("lan1", known, true);
+    assert!(applied(&h).port_bindings.contains(&(known, lan1)));
+    // A port the bridge table does not police says nothing.
+    h.state.bridge_port("wan0", known, true);
+    assert!(applied(&h).port_bindings.contains(&(known, lan1)));
+    // Forgotten on another port than its own: stale news, still bound.
+    h.state.bridge_port("lan2", known, false);
+    assert!(applied(&h).port_bindings.contains(&(known, lan1)));
+    // Forgotten on its port (aged out, link down): released.
+    h.state.bridge_port("lan1", known, false);
+    assert!(applied(&h).port_bindings.is_empty());
+    // The next port it shows up on binds it.
+    h.state.bridge_port("lan2", known, true);
+    assert_eq!(
+        applied(&h).port_bindings.iter().copied().collect::<Vec<_>>(),
+        [(known, lan2)]
+    );
+    // A MAC Bulkhead does not know is remembered, not bound; once met, its
+    // first entry carries the binding.
+    h.state.bridge_port("lan1", later, true);
+    assert!(!applied(&h).bound_macs().contains(&later));
+    h.state.observe(Event::Address { mac: later, ip: v4(61) }, 2);
+    assert!(applied(&h).port_bindings.contains(&(later, lan1)));
+    assert_eq!(applied(&h), &h.full_membership());
+    assert_eq!(h.state.status().port_bound_devices, 2);
 }

@@ -14,7 +14,7 @@ use nftables::types::{NfChainType, NfFamily, NfHook};
 
 use super::detect::{
     sample_blocked, sample_bridge_refusal, sample_spoof, sample_spoof_ip, sample_spoof_ip_named, sample_spoof_named,
-    sample_spoof_nd,
+    sample_spoof_nd, sample_spoof_port,
 };
 use super::sets::{blocked_macs, pinhole_key, set_name, share_set_name, SetOwner};
 use super::zones::zone_chain;
@@ -214,6 +214,7 @@ pub(super) fn bridge_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     );
     chains.push(fwd);
     chains.push(bridge_input_chain(rs));
+    chains.push(bridge_prerouting_chain(rs));
     chains.extend(nd_claims_chains(rs));
 
     for z in &rs.zones {
@@ -298,6 +299,50 @@ fn bridge_input_chain(rs: &DesiredRuleset) -> ChainSpec {
     // answers from the internet would go to the claimant) or the router's.
     input.rule("nd-claims", nd_claims_jump(ports));
     input
+}
+
+/// `prerouting` (priority -200): every frame from a port, before the bridge
+/// learns where its source MAC is (learning happens after this hook) and
+/// before it is forwarded or delivered to the router. A frame whose source
+/// is a known device's MAC, from another port than the one that device is
+/// on, is forged (a device posing as another to take its traffic, its zone
+/// or its lease): it is dropped, so the bridge never moves the MAC to the
+/// forger's port. The binding follows the bridge's forwarding table, read
+/// by the daemon: a device that leaves its port (link down, unplugged, 300 s
+/// silent) is released, and the port it shows up on next binds it.
+fn bridge_prerouting_chain(rs: &DesiredRuleset) -> ChainSpec {
+    let mut pre = ChainSpec::base(
+        NfFamily::Bridge,
+        "prerouting",
+        NfChainType::Filter,
+        NfHook::Prerouting,
+        -200,
+    );
+    let ports = &rs.bridge_ports;
+    let posing = || {
+        vec![
+            iifname_in(ports),
+            is_in(
+                payload("ether", "saddr"),
+                set_ref(&SetOwner::PortBindings.set_name(SetKind::Mac)),
+            ),
+            op(
+                Expression::Named(nftables::expr::NamedExpression::Concat(vec![
+                    payload("ether", "saddr"),
+                    meta(MetaKey::Iifname),
+                ])),
+                Operator::NEQ,
+                set_ref(&SetOwner::PortBindings.set_name(SetKind::Ports)),
+            ),
+        ]
+    };
+    if let Some(sampling) = &rs.detect {
+        sample_spoof_port(&mut pre, sampling, posing());
+    }
+    let mut guard = posing();
+    guard.extend([counter(), drop_()]);
+    pre.rule("mac-on-other-port", guard);
+    pre
 }
 
 /// The chain the neighbour-advert guards live in ([`ND_CLAIM_RULES`], added

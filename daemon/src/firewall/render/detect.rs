@@ -179,6 +179,15 @@ pub const SPOOF_IP_PREFIX: &str = "bh spoof ip";
 /// and the ICMPv6 body: its target is the address claimed).
 pub const SPOOF_ND_PREFIX: &str = "bh spoof nd";
 
+/// The NFLOG prefix of a frame whose source MAC is bound to another port
+/// (its in-interface is the port it came from).
+pub const SPOOF_PORT_PREFIX: &str = "bh spoof port";
+
+/// A `sample-spoof-port` rule before the port-binding guard.
+pub(super) fn sample_spoof_port(c: &mut ChainSpec, sampling: &DetectSampling, matches: Vec<Statement<'static>>) {
+    sample_claim(c, sampling, "port", "", SPOOF_PORT_PREFIX, matches);
+}
+
 /// A `sample-spoof-nd<suffix>` rule in a chain that only claims reach (so it
 /// matches everything), before its drop.
 pub(super) fn sample_spoof_nd(c: &mut ChainSpec, sampling: &DetectSampling, suffix: &str) {

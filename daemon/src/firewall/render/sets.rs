@@ -44,6 +44,10 @@ pub enum SetOwner {
     /// (the addresses) and `owner-of-v4` (address . MAC). ARP claiming an
     /// owned address from another MAC is dropped.
     AddressOwners,
+    /// Which bridge port each known device is on, in the bridge table:
+    /// `bound-mac` (the MACs) and `port-of` (MAC . port). A frame with a
+    /// bound MAC from another port is dropped.
+    PortBindings,
 }
 
 impl From<ZoneId> for SetOwner {
@@ -66,6 +70,8 @@ impl SetOwner {
                 format!("owner-of-{}", kind.suffix())
             }
             SetOwner::AddressOwners => format!("owned-{}", kind.suffix()),
+            SetOwner::PortBindings if kind == SetKind::Ports => "port-of".into(),
+            SetOwner::PortBindings => "bound-mac".into(),
         }
     }
 
@@ -77,7 +83,7 @@ impl SetOwner {
         match self {
             SetOwner::TunnelDevices | SetOwner::TunnelExclude | SetOwner::DomainSet(_) => &[NfFamily::INet],
             SetOwner::Zone(_) | SetOwner::Blocked | SetOwner::Share(_) => set_families(kind),
-            SetOwner::AddressOwners => &[NfFamily::Bridge],
+            SetOwner::AddressOwners | SetOwner::PortBindings => &[NfFamily::Bridge],
         }
     }
 }
@@ -99,6 +105,8 @@ pub fn member_sets(rs: &DesiredRuleset) -> Vec<(SetOwner, SetKind)> {
     out.push((SetOwner::AddressOwners, SetKind::Owners4));
     out.push((SetOwner::AddressOwners, SetKind::V6));
     out.push((SetOwner::AddressOwners, SetKind::Owners6));
+    out.push((SetOwner::PortBindings, SetKind::Mac));
+    out.push((SetOwner::PortBindings, SetKind::Ports));
     out
 }
 
@@ -113,6 +121,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static>
         SetKind::Pinholes6 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv6Addr, InetProto, InetService])),
         SetKind::Owners4 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv4Addr, EtherAddr])),
         SetKind::Owners6 => Concatenated(std::borrow::Cow::Borrowed(&[Ipv6Addr, EtherAddr])),
+        SetKind::Ports => Concatenated(std::borrow::Cow::Borrowed(&[EtherAddr, Ifname])),
     }
 }
 
@@ -121,7 +130,7 @@ pub(super) fn set_type(kind: SetKind) -> nftables::schema::SetTypeValue<'static>
 pub fn set_families(kind: SetKind) -> &'static [NfFamily] {
     match kind {
         SetKind::Mac | SetKind::Pinholes4 | SetKind::Pinholes6 => &[NfFamily::INet, NfFamily::Bridge],
-        SetKind::Owners4 | SetKind::Owners6 => &[NfFamily::Bridge],
+        SetKind::Owners4 | SetKind::Owners6 | SetKind::Ports => &[NfFamily::Bridge],
         SetKind::V4 | SetKind::V6 => &[NfFamily::INet],
     }
 }
@@ -161,6 +170,17 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
                 _ => Vec::new(),
             }
         }
+        SetOwner::PortBindings => {
+            return match kind {
+                SetKind::Mac => macs(&m.bound_macs()),
+                SetKind::Ports => m
+                    .port_bindings
+                    .iter()
+                    .map(|(mac, port)| crate::firewall::delta::port_expression(*mac, *port))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
         SetOwner::TunnelExclude => {
             return if kind == SetKind::Mac {
                 macs(&m.tunnel_exclude)
@@ -173,7 +193,7 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
         SetKind::Mac => macs(&members.macs),
         SetKind::V4 => members.v4.iter().map(|x| s(x.to_string())).collect(),
         SetKind::V6 => members.v6.iter().map(|x| s(x.to_string())).collect(),
-        SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 | SetKind::Owners6 => Vec::new(),
+        SetKind::Pinholes4 | SetKind::Pinholes6 | SetKind::Owners4 | SetKind::Owners6 | SetKind::Ports => Vec::new(),
     }
 }
 
