@@ -1132,7 +1132,7 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
 
 /// The packets the rule named `comment` in the bridge table's `chain`
 /// counted, and the chain as nft lists it (for the message).
-fn bridge_rule_packets(demo: &DemoHome, chain: &str, comment: &str) -> Result<(Option<u64>, String)> {
+pub(crate) fn bridge_rule_packets(demo: &DemoHome, chain: &str, comment: &str) -> Result<(Option<u64>, String)> {
     let out = demo
         .home
         .router()
@@ -1145,6 +1145,26 @@ fn bridge_rule_packets(demo: &DemoHome, chain: &str, comment: &str) -> Result<(O
         .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
         .and_then(|n| n.parse::<u64>().ok());
     Ok((packets, listed))
+}
+
+/// Waits until the firewall holds both bridges' link-local addresses (the
+/// kernel makes them a moment after the links come up, and the daemon's
+/// replace for them resets the rules' counters the tests read).
+pub(crate) fn wait_link_locals_guarded(demo: &DemoHome) -> Result<()> {
+    super::wait_until(
+        "the router's link-local addresses are guarded",
+        Duration::from_secs(10),
+        || {
+            let out = demo
+                .home
+                .router()
+                .exec(&["nft", "list", "set", "bridge", "bulkhead", "router-v6"])?;
+            Ok(String::from_utf8_lossy(&out.stdout).matches("fe80::").count() >= 2)
+        },
+    )?;
+    // The replace that follows them is done once the address events settled.
+    std::thread::sleep(Duration::from_millis(1500));
+    Ok(())
 }
 
 /// The first address of `scope` (`global`, `link`) on `dev` in `ns`.
@@ -1241,6 +1261,7 @@ pub(crate) fn z6_neighbour_advert_claims_are_dropped() -> Result<Outcome> {
         guards.contains("claims-router") && guards.contains("claims-device"),
         "the guards are not in the nd-claims chain: {guards}"
     );
+    wait_link_locals_guarded(&demo)?;
     let plug_ll = ipv6_on(demo.home.ns("plug")?, "eth0", "link")?;
     let router_mac_bytes: bulkhead::config::MacAddr = router_mac.parse().map_err(anyhow::Error::msg)?;
     let all_nodes: std::net::Ipv6Addr = "ff02::1".parse()?;
@@ -1323,4 +1344,18 @@ pub(crate) fn z6_neighbour_advert_claims_are_dropped() -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(Outcome::Passed)
+}
+
+/// The port of `bridge` the router's forwarding table has `mac` on.
+pub(crate) fn fdb_port(demo: &DemoHome, bridge: &str, mac: &str) -> Result<Option<String>> {
+    let out = demo.home.router().exec(&["bridge", "fdb", "show", "br", bridge])?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(mac) && !l.contains("permanent"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "dev")
+                .nth(1)
+                .map(str::to_string)
+        }))
 }

@@ -691,6 +691,125 @@ pub fn q3_forged_dhcp_cannot_move_or_evict_a_device() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// q5. A forged Ethernet source from another bridge port, the case q3's
+/// sender check cannot tell: the quarantined stranger sends frames with the
+/// plug's MAC as their source (a gratuitous ARP for the plug's address, and
+/// a DHCP DISCOVER with a phone's host name whose `chaddr` matches the forged
+/// source). The bridge drops them before it learns: its forwarding table
+/// keeps the plug on the plug's port, the plug keeps its zone, name, address
+/// and internet, the guard's counter moves and one spoofing alert names the
+/// plug and the port the frames came in on. When the plug's port goes down
+/// (it was unplugged), the binding is released, and the port the MAC shows
+/// up on next binds it.
+pub fn q5_a_forged_source_mac_from_another_port_is_dropped() -> Result<Outcome> {
+    use super::detect::{bridge_rule_packets, fdb_port};
+    let demo = discovering_home(&[])?;
+    for name in ["plug", "stranger"] {
+        demo.join(host(name)?)?;
+    }
+    let plug = MacAddr(host("plug")?.mac);
+    wait_device(&demo, plug, "placed in iot", |d| d["zone"] == "iot")?;
+    let plug_s = plug.to_string();
+    let plug_ip: Ipv4Addr = host("plug")?.ipv4.split('/').next().unwrap_or_default().parse()?;
+    let plug_port = fdb_port(&demo, "br-lan", &plug_s)?.context("the bridge has not learned the plug")?;
+    let bound = |port: &str| -> Result<bool> {
+        let out = demo
+            .home
+            .router()
+            .exec(&["nft", "list", "set", "bridge", "bulkhead", "port-of"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).contains(&format!("{plug_s} . \"{port}\"")))
+    };
+    super::wait_until("the plug is bound to its port", Duration::from_secs(5), || {
+        bound(&plug_port)
+    })?;
+    super::detect::wait_link_locals_guarded(&demo)?;
+    let forge = |frames: Vec<Vec<u8>>| -> Result<()> {
+        let sent = demo
+            .home
+            .ns("stranger")?
+            .spawn_thread("forged-source", move || -> std::io::Result<()> {
+                let raw = bulkhead_netns::raw::RawSender::open("eth0")?;
+                for _ in 0..3 {
+                    for f in &frames {
+                        raw.send(f)?;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(())
+            })?;
+        sent.join()
+            .map_err(|_| anyhow::anyhow!("the sender thread panicked"))???;
+        std::thread::sleep(Duration::from_millis(800));
+        Ok(())
+    };
+    let mut garp = vec![0xff; 6];
+    garp.extend_from_slice(&plug.0);
+    garp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+    garp.extend_from_slice(&plug.0);
+    garp.extend_from_slice(&plug_ip.octets());
+    garp.extend_from_slice(&[0xff; 6]);
+    garp.extend_from_slice(&plug_ip.octets());
+    let discover = dhcp_request(1, plug.0, Ipv4Addr::UNSPECIFIED, &[(12, b"annas-new-iphone")]);
+    let dhcp = bulkhead_netns::raw::udp_broadcast_frame(plug.0, 68, 67, &discover);
+    forge(vec![garp.clone(), dhcp])?;
+    let now_on = fdb_port(&demo, "br-lan", &plug_s)?;
+    ensure!(
+        now_on.as_deref() == Some(plug_port.as_str()),
+        "the bridge moved the plug's MAC to {now_on:?} (was {plug_port})"
+    );
+    ensure!(bound(&plug_port)?, "the plug is no longer bound to {plug_port}");
+    let (dropped, listed) = bridge_rule_packets(&demo, "prerouting", "mac-on-other-port")?;
+    ensure!(
+        dropped.is_some_and(|n| n >= 6),
+        "the forged frames were not all dropped: {listed}"
+    );
+    let d = device(&demo, plug)?.context("the plug is gone")?;
+    ensure!(
+        d["zone"] == "iot"
+            && d["evidence"]["hostname"] == "HS105"
+            && d["addresses"].to_string().contains(&plug_ip.to_string()),
+        "a forged frame changed the plug: {d}\n{}",
+        demo.log()
+    );
+    expect_tcp(&demo, "plug", demo.home.internet_v4().into(), 80, true)?;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 50 })? else {
+            anyhow::bail!("unexpected answer to Alerts")
+        };
+        let spoofing: Vec<_> = alerts
+            .iter()
+            .filter(|a| a.kind == bulkhead::alerts::AlertKind::Spoofing)
+            .collect();
+        if spoofing.len() == 1 && spoofing[0].message.contains("HS105") && spoofing[0].message.contains("port ") {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "one spoofing alert naming the plug and the port: {spoofing:?}\n{}",
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Unplugged: the kernel forgets the plug on its port, the daemon lets
+    // the binding go, and the next port the MAC shows up on binds it.
+    demo.home
+        .router()
+        .exec(&["ip", "link", "set", "dev", &plug_port, "down"])?;
+    super::wait_until("the plug's binding is released", Duration::from_secs(5), || {
+        Ok(!bound(&plug_port)?)
+    })?;
+    forge(vec![garp])?;
+    let new_port = fdb_port(&demo, "br-lan", &plug_s)?.context("the MAC was not learned anew")?;
+    ensure!(new_port != plug_port, "still on {plug_port}");
+    super::wait_until(
+        "the MAC is bound to the port it showed up on",
+        Duration::from_secs(5),
+        || bound(&new_port),
+    )?;
+    Ok(Outcome::Passed)
+}
+
 /// m2. Anna's phone, approved and named, comes back with a new private MAC
 /// (twice, as phones do): each time Bulkhead suggests it is the same phone,
 /// and once the homeowner links them there is one device — the new MAC, in

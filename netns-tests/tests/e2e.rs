@@ -219,6 +219,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "q3_forged_dhcp_cannot_move_or_evict_a_device",
             discovery::q3_forged_dhcp_cannot_move_or_evict_a_device,
         ),
+        (
+            "q5_a_forged_source_mac_from_another_port_is_dropped",
+            discovery::q5_a_forged_source_mac_from_another_port_is_dropped,
+        ),
         ("r0_tunnel_down_never_leaks", tunnel::r0_tunnel_down_never_leaks),
         ("r2_kernel_wireguard_server", tunnel::r2_kernel_wireguard_server),
         (

@@ -103,10 +103,6 @@ impl DaemonState {
         if change != Change::Facts {
             return change;
         }
-        if !touched.iter().any(|d| d.mac == mac) {
-            // Met just now: bound to its port with its first entry.
-            self.port_for_new_device(mac);
-        }
         let before_decision = touched.iter().find(|d| d.mac == mac).map(|d| zone_for(&self.config, d));
         let before: Vec<DeviceEntry> = touched.iter().map(|d| device_entry(&self.config, d)).collect();
         let after = self.entries(&affected);

@@ -252,6 +252,11 @@ impl DaemonState {
     pub fn apply_event(&mut self, event: &Event, now: UnixTime) -> Change {
         let mac = event.mac();
         let change = self.inventory.apply(event, now);
+        if change == Change::Facts {
+            // A device met just now (by discovery or the homeowner) is bound
+            // to the port the bridge learned it on, with its first entry.
+            self.port_for_new_device(mac);
+        }
         let written = match change {
             Change::Facts => {
                 self.facts_changed += 1;

@@ -62,10 +62,11 @@ impl DaemonState {
         }
     }
 
-    /// A device just met takes the port the bridge learned its MAC on (its
-    /// first entry then carries the binding).
+    /// A device without a port (just met) takes the one the bridge learned
+    /// its MAC on, so its first entry carries the binding.
     pub(super) fn port_for_new_device(&mut self, mac: MacAddr) {
-        if let Some(port) = self.ports.learned.get(&mac).copied() {
+        let unbound = self.inventory.get(&mac).is_some_and(|d| d.port.is_none());
+        if let Some(port) = self.ports.learned.get(&mac).copied().filter(|_| unbound) {
             self.inventory.set_port(&mac, Some(port));
         }
     }

@@ -162,7 +162,7 @@ async fn run(
                                 // The source MAC is the device posed as; the
                                 // port is where the frame really came from.
                                 if let Some(mac) = p.source_mac.map(MacAddr) {
-                                    let port = p.in_ifindex.and_then(port_name);
+                                    let port = p.in_port_ifindex.and_then(port_name);
                                     posers.push((mac, best_name(&inventory, &mac), port));
                                 }
                                 continue;
@@ -523,6 +523,7 @@ mod tests {
             source_mac: mac,
             ethertype: 0x0800,
             in_ifindex: None,
+            in_port_ifindex: None,
             payload: packet::tcp_syn_v4([10, 0, 1, 20], dst, 22),
         };
         let r = attribute(&logged("bh br iot", Some(plug.0), [10, 0, 1, 10]), &inv, &settings).expect("ours");

@@ -11,9 +11,7 @@ use std::net::IpAddr;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
-};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
 
@@ -127,9 +125,15 @@ pub fn neighbour_update(msg: &NeighbourMessage, deleted: bool) -> Option<Neighbo
 /// stale once half their age is gone), its own as permanent and static
 /// ones as noarp.
 pub fn fdb_update(msg: &NeighbourMessage, deleted: bool) -> Option<NeighbourUpdate> {
+    // A bridge's entries name it (`NDA_MASTER`); a port device's own table
+    // (its unicast and multicast addresses, `self`) does not.
+    let of_a_bridge = msg
+        .attributes
+        .iter()
+        .any(|a| matches!(a, NeighbourAttribute::Controller(_)));
     if msg.header.family != AddressFamily::Bridge
         || !matches!(msg.header.state, NeighbourState::Reachable | NeighbourState::Stale)
-        || !msg.header.flags.contains(NeighbourFlags::Controller)
+        || !of_a_bridge
     {
         return None;
     }
@@ -255,7 +259,7 @@ pub async fn dump(handle: &Handle) -> Result<Vec<NeighbourUpdate>, NeighbourErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::neighbour::NeighbourHeader;
+    use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourHeader};
 
     #[test]
     fn dropped_notifications_ask_for_a_resync() {
@@ -284,22 +288,31 @@ mod tests {
 
     const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 9];
 
-    fn fdb(state: NeighbourState, flags: NeighbourFlags, mac: [u8; 6]) -> NeighbourMessage {
+    /// An entry as the kernel sends it: a bridge's (`master`) names the
+    /// bridge, a port device's own (`self`) does not.
+    fn fdb(state: NeighbourState, of_bridge: bool, mac: [u8; 6]) -> NeighbourMessage {
         let mut m = NeighbourMessage::default();
         m.header = NeighbourHeader {
             family: AddressFamily::Bridge,
             ifindex: 12,
             state,
-            flags,
+            flags: if of_bridge {
+                NeighbourFlags::empty()
+            } else {
+                NeighbourFlags::Own
+            },
             ..Default::default()
         };
         m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        if of_bridge {
+            m.attributes.push(NeighbourAttribute::Controller(3));
+        }
         m
     }
 
     #[test]
     fn learned_forwarding_entries_say_which_port_a_device_is_on() {
-        let learned = |state| fdb(state, NeighbourFlags::Controller, MAC);
+        let learned = |state| fdb(state, true, MAC);
         for state in [NeighbourState::Reachable, NeighbourState::Stale] {
             assert_eq!(
                 fdb_update(&learned(state), false),
@@ -320,17 +333,13 @@ mod tests {
             "aged out or flushed"
         );
         // The bridge's own MACs (permanent), static entries (noarp), the
-        // port device's own table (no controller flag) and group MACs are
+        // port device's own table (no bridge named) and group MACs are
         // no device's.
         for not_a_device in [
-            fdb(NeighbourState::Permanent, NeighbourFlags::Controller, MAC),
-            fdb(NeighbourState::Noarp, NeighbourFlags::Controller, MAC),
-            fdb(NeighbourState::Reachable, NeighbourFlags::Own, MAC),
-            fdb(
-                NeighbourState::Reachable,
-                NeighbourFlags::Controller,
-                [0x33, 0x33, 0, 0, 0, 1],
-            ),
+            fdb(NeighbourState::Permanent, true, MAC),
+            fdb(NeighbourState::Noarp, true, MAC),
+            fdb(NeighbourState::Reachable, false, MAC),
+            fdb(NeighbourState::Reachable, true, [0x33, 0x33, 0, 0, 0, 1]),
         ] {
             assert_eq!(fdb_update(&not_a_device, false), None, "{not_a_device:?}");
         }

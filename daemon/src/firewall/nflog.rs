@@ -32,6 +32,7 @@ const NFULNL_COPY_PACKET: u8 = 2;
 
 const NFULA_PACKET_HDR: u16 = 1;
 const NFULA_IFINDEX_INDEV: u16 = 4;
+const NFULA_IFINDEX_PHYSINDEV: u16 = 6;
 const NFULA_HWADDR: u16 = 8;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
@@ -51,6 +52,9 @@ pub struct LoggedPacket {
     pub ethertype: u16,
     /// The interface it came in on, if any.
     pub in_ifindex: Option<u32>,
+    /// The bridge port it came in on, when a bridge-table rule logged it
+    /// (`in_ifindex` is then the bridge).
+    pub in_port_ifindex: Option<u32>,
     /// From the network header on, at most [`COPY_BYTES`].
     pub payload: Vec<u8>,
 }
@@ -115,6 +119,7 @@ fn parse_packet(payload: &[u8]) -> Option<LoggedPacket> {
         source_mac: None,
         ethertype: 0,
         in_ifindex: None,
+        in_port_ifindex: None,
         payload: Vec::new(),
     };
     for a in nfnl::attrs(attrs) {
@@ -122,6 +127,9 @@ fn parse_packet(payload: &[u8]) -> Option<LoggedPacket> {
         match a.ty {
             NFULA_PACKET_HDR => p.ethertype = u16::from_be_bytes(a.payload.get(..2)?.try_into().ok()?),
             NFULA_IFINDEX_INDEV => p.in_ifindex = Some(u32::from_be_bytes(a.payload.get(..4)?.try_into().ok()?)),
+            NFULA_IFINDEX_PHYSINDEV => {
+                p.in_port_ifindex = Some(u32::from_be_bytes(a.payload.get(..4)?.try_into().ok()?));
+            }
             NFULA_HWADDR => {
                 // struct nfulnl_msg_packet_hw { __be16 hw_addrlen; __u16 _pad; __u8 hw_addr[8]; }
                 let len = u16::from_be_bytes(a.payload.get(..2)?.try_into().ok()?);
