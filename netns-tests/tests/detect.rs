@@ -1227,9 +1227,8 @@ pub(crate) fn z6_neighbour_advert_claims_are_dropped() -> Result<Outcome> {
     }
     let scoped = format!("{router_ll}%eth0");
     ensure!(
-        bulkhead_netns::eventually(Duration::from_secs(10), || Ok(
-            phone.exec_ok(&["busybox", "ping", "-6", "-c", "1", "-W", "1", &scoped])?
-        ))?,
+        bulkhead_netns::eventually(Duration::from_secs(10), || phone
+            .exec_ok(&["busybox", "ping", "-6", "-c", "1", "-W", "1", &scoped]))?,
         "the phone cannot ping its gateway {scoped}"
     );
     let laptop_s = laptop6.to_string();
