@@ -157,7 +157,7 @@ impl DaemonState {
             dhcp: Vec::new(),
             mdns: None,
             untracked_new_devices: self.discovery.untracked_new_devices(),
-            port_bound_devices: self.inventory.devices().filter(|d| d.port.is_some()).count(),
+            port_bound_devices: self.inventory.devices().filter(|d| !d.ports.is_empty()).count(),
             port_book_overflow: self.ports.overflow(),
             share: None,
         }

@@ -326,6 +326,21 @@ mod tests {
         assert_eq!(b.packets[0].in_ifindex, Some(3));
         assert_eq!(b.packets[0].payload, vec![0x45, 0, 0, 20]);
         assert_eq!(b.packets[1].prefix, "bh in iot");
+        assert_eq!(b.packets[0].in_port_ifindex, None, "not from the bridge table");
+    }
+
+    #[test]
+    fn a_bridge_table_sample_names_the_port_it_came_in_on() {
+        // nfnetlink_log for the bridge family: the in-device is the bridge,
+        // the physical in-device the port.
+        let mut a = attr(NFULA_PACKET_HDR, &[0x08, 0x06, 0, 0]);
+        a.extend(attr(NFULA_PREFIX, b"bh spoof port\0"));
+        a.extend(attr(NFULA_IFINDEX_INDEV, &4u32.to_be_bytes()));
+        a.extend(attr(NFULA_IFINDEX_PHYSINDEV, &9u32.to_be_bytes()));
+        let b = parse_datagram(&message(&a));
+        assert_eq!(b.malformed, 0);
+        assert_eq!(b.packets[0].in_ifindex, Some(4));
+        assert_eq!(b.packets[0].in_port_ifindex, Some(9));
     }
 
     #[test]

@@ -493,6 +493,7 @@ fn facts(present: &[&str], flowtables: bool) -> crate::policy::LinkFacts {
         present: present.iter().zip(1..).map(|(s, i)| (s.to_string(), i)).collect(),
         flowtables,
         router_link_local: Default::default(),
+        wireless_ports: Default::default(),
     }
 }
 

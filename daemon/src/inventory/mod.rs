@@ -55,10 +55,12 @@ pub struct Device {
     /// never send a placed device back to quarantine (or its segment's
     /// default). A rule placing it elsewhere, or the homeowner, still moves it.
     pub placed_zone: Option<ZoneId>,
-    /// The bridge port the kernel learned its MAC on, while it is there
-    /// (from the bridge's forwarding table; never stored). Frames with its
-    /// MAC from any other port are dropped (`policy::Membership::port_bindings`).
-    pub port: Option<crate::config::PortName>,
+    /// The bridge ports its MAC may come from, while it is on one: the port
+    /// the kernel learned it on (the bridge's forwarding table) and, for a
+    /// Wi-Fi port, the other radios of that bridge (a phone moves between
+    /// bands). Never stored. Frames with its MAC from any other port are
+    /// dropped (`policy::Membership::port_bindings`); empty: not bound.
+    pub ports: Vec<crate::config::PortName>,
 }
 
 impl Device {
@@ -76,7 +78,7 @@ impl Device {
             tunnel_choice: None,
             watched: false,
             placed_zone: None,
-            port: None,
+            ports: Vec::new(),
         }
     }
 }
@@ -313,13 +315,13 @@ impl Inventory {
         }
     }
 
-    /// Records the bridge port `mac` is on (None: it left it); true if that
-    /// changed it. Not a fact to store: the forwarding table says it again
-    /// after a restart.
-    pub fn set_port(&mut self, mac: &MacAddr, port: Option<crate::config::PortName>) -> bool {
+    /// Records the bridge ports `mac` may come from (empty: it left its
+    /// port); true if that changed them. Not a fact to store: the forwarding
+    /// table says it again after a restart.
+    pub fn set_ports(&mut self, mac: &MacAddr, ports: Vec<crate::config::PortName>) -> bool {
         match self.devices.get_mut(mac) {
-            Some(d) if d.port != port => {
-                d.port = port;
+            Some(d) if d.ports != ports => {
+                d.ports = ports;
                 self.touched.add(*mac);
                 true
             }

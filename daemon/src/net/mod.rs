@@ -51,7 +51,7 @@ use std::fmt;
 use ipnet::IpNet;
 
 pub use apply::{apply, open, reconcile, MemoryNet, NetApplier, RtnetlinkNet};
-pub use observe::{observe, observed_from_messages};
+pub use observe::{observe, observed_from_messages, wireless_ports};
 pub use plan::{plan, retired_links};
 pub use vlan::{vlan_link_message, vlan_supported, VLAN_UNSUPPORTED};
 

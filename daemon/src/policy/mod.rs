@@ -288,8 +288,8 @@ pub struct DeviceEntry {
     /// In `tunnel-devices` (`Some(true)`), `tunnel-exclude-devices`
     /// (`Some(false)`) or neither; always `None` without a tunnel.
     pub tunnel: Option<bool>,
-    /// The bridge port it is bound to, if any.
-    pub port: Option<PortName>,
+    /// The bridge ports its MAC may come from (empty: not bound).
+    pub ports: Vec<PortName>,
 }
 
 /// One device's entry.
@@ -300,7 +300,7 @@ pub fn device_entry(config: &Config, device: &Device) -> DeviceEntry {
         addresses: device.addresses.clone(),
         blocked: device.blocked,
         tunnel: tunnel_set_of(config, &device.mac, device.tunnel_choice),
-        port: device.port,
+        ports: device.ports.clone(),
     }
 }
 
@@ -364,8 +364,8 @@ impl Membership {
                 IpAddr::V6(v6) => self.v6_owners.insert((*v6, e.mac)),
             };
         }
-        if let Some(port) = e.port {
-            self.port_bindings.insert((e.mac, port));
+        for port in &e.ports {
+            self.port_bindings.insert((e.mac, *port));
         }
         if e.blocked {
             insert_members(&mut self.blocked, e);
@@ -388,8 +388,8 @@ impl Membership {
                 IpAddr::V6(v6) => self.v6_owners.remove(&(*v6, e.mac)),
             };
         }
-        if let Some(port) = e.port {
-            self.port_bindings.remove(&(e.mac, port));
+        for port in &e.ports {
+            self.port_bindings.remove(&(e.mac, *port));
         }
         if e.blocked {
             remove_members(&mut self.blocked, e);
@@ -566,6 +566,9 @@ pub struct LinkFacts {
     /// The link-local IPv6 addresses of the segments' interfaces (the kernel
     /// makes them when a link comes up, so they are read, not configured).
     pub router_link_local: BTreeSet<Ipv6Addr>,
+    /// Bridge ports that are Wi-Fi interfaces, with their bridge's link
+    /// index: a device's MAC may come from any radio of its bridge.
+    pub wireless_ports: BTreeMap<String, u32>,
 }
 
 /// [`desired_ruleset`] for the kernel as `facts` describe it: the observed

@@ -45,6 +45,8 @@ pub fn link_facts(config: &Config, observed: &net::ObservedNet, flowtables: bool
             .map(|l| (l.name.clone(), l.index))
             .collect(),
         flowtables,
+        // Which ports are radios is read from sysfs by the runtime.
+        wireless_ports: Default::default(),
         router_link_local: observed
             .links
             .iter()

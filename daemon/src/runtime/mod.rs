@@ -72,7 +72,14 @@ async fn reconcile_links(
     let (_, report) = net::reconcile(&mut links, &desired_net(config)).await?;
     tracing::info!(?report, "links reconciled");
     let observed = links.observe().await?;
-    Ok(link_facts(config, &observed, flowtables))
+    Ok(read_link_facts(config, &observed, flowtables))
+}
+
+/// [`link_facts`], with which bridge ports are Wi-Fi interfaces (sysfs).
+fn read_link_facts(config: &Config, observed: &net::ObservedNet, flowtables: bool) -> LinkFacts {
+    let mut facts = link_facts(config, observed, flowtables);
+    facts.wireless_ports = net::wireless_ports(observed);
+    facts
 }
 
 /// Whether to use a flowtable: the config wants one (`wan.flow_offload`),
@@ -163,7 +170,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (nl, nl_task) = net::open().context("opening rtnetlink")?;
     let flowtables = probe_flowtables(&state.config);
     match net::observe(&nl).await {
-        Ok(observed) => state.links = link_facts(&state.config, &observed, flowtables),
+        Ok(observed) => state.links = read_link_facts(&state.config, &observed, flowtables),
         Err(e) => tracing::warn!(error = %error_chain(&e), "could not read links before the first apply"),
     }
     state.links.flowtables = flowtables;
@@ -803,12 +810,17 @@ async fn next_neighbour(w: &mut Option<NeighbourWatch>) -> NeighbourUpdate {
 async fn refresh_links(state: &mut DaemonState, nl: &rtnetlink::Handle) {
     match net::observe(nl).await {
         Ok(observed) => {
-            let facts = link_facts(&state.config, &observed, state.links.flowtables);
+            let facts = read_link_facts(&state.config, &observed, state.links.flowtables);
             if facts != state.links {
                 tracing::info!(ports = ?facts.bridge_ports, "links changed; re-applying the firewall");
+                let radios_changed = facts.wireless_ports != state.links.wireless_ports;
                 state.links = facts;
                 if let Err(e) = state.reconcile() {
                     tracing::error!(error = %error_chain(&e), "policing the changed links failed");
+                }
+                if radios_changed {
+                    // Devices on Wi-Fi may come from the radios there are now.
+                    state.rebind_ports();
                 }
             }
         }

@@ -366,7 +366,7 @@ impl Store {
                     watched,
                     placed_zone,
                     // Read from the bridge again, never stored.
-                    port: None,
+                    ports: Vec::new(),
                 },
             );
         }

@@ -624,3 +624,45 @@ fn devices_are_bound_to_the_bridge_port_they_are_on() {
     assert_eq!(applied(&h), &h.full_membership());
     assert_eq!(h.state.status().port_bound_devices, 2);
 }
+
+#[test]
+fn a_device_on_wifi_may_come_from_any_radio_of_its_bridge() {
+    use crate::config::PortName;
+    let mut h = Harness::new(default_config());
+    for radio in ["phy0-ap0", "phy1-ap0", "phy9-ap0"] {
+        h.state.links.bridge_ports.insert(radio.into());
+    }
+    // Two radios of one bridge, one of another.
+    h.state.links.wireless_ports = [("phy0-ap0".into(), 7), ("phy1-ap0".into(), 7), ("phy9-ap0".into(), 8)].into();
+    h.state.reconcile().expect("start");
+    let (phone, laptop) = (mac(70), mac(71));
+    let name = |n: &str| PortName::new(n).expect("name");
+    for (m, ip) in [(phone, "10.0.1.70"), (laptop, "10.0.1.71")] {
+        h.state.observe(
+            Event::Address {
+                mac: m,
+                ip: ip.parse().expect("ip"),
+            },
+            1,
+        );
+    }
+    h.state.bridge_port("phy0-ap0", phone, true);
+    h.state.bridge_port("lan1", laptop, true);
+    let bindings = |h: &Harness, m: MacAddr| -> Vec<PortName> {
+        applied(h)
+            .port_bindings
+            .iter()
+            .filter(|(x, _)| *x == m)
+            .map(|(_, p)| *p)
+            .collect()
+    };
+    // Band steering moves the phone between the radios of its access point:
+    // both are its ports; another bridge's radio and the wired ports are not.
+    assert_eq!(bindings(&h, phone), [name("phy0-ap0"), name("phy1-ap0")]);
+    assert_eq!(bindings(&h, laptop), [name("lan1")], "a wired port is its own");
+    // A radio goes away: the phone may come from what is left.
+    h.state.links.wireless_ports.remove("phy1-ap0");
+    h.state.rebind_ports();
+    assert_eq!(bindings(&h, phone), [name("phy0-ap0")]);
+    assert_eq!(applied(&h), &h.full_membership());
+}
