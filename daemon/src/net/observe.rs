@@ -127,6 +127,29 @@ fn parse_address(msg: &AddressMessage) -> Option<IpNet> {
     IpNet::new(ip, msg.header.prefix_len).ok()
 }
 
+/// The bridge ports that are Wi-Fi interfaces (cfg80211 gives them a
+/// `phy80211` link in sysfs), with their bridge's index. Read from this
+/// process's sysfs: the daemon runs in the router's own namespace.
+pub fn wireless_ports(observed: &ObservedNet) -> BTreeMap<String, u32> {
+    observed
+        .links
+        .iter()
+        .filter_map(|l| Some((l, l.master?)))
+        .filter(|(_, master)| {
+            observed
+                .link_by_index(*master)
+                .is_some_and(|b| b.kind == super::ObservedKind::Bridge)
+        })
+        .filter(|(l, _)| {
+            std::path::Path::new("/sys/class/net")
+                .join(&l.name)
+                .join("phy80211")
+                .exists()
+        })
+        .map(|(l, master)| (l.name.clone(), master))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,27 +209,4 @@ mod tests {
             }
         );
     }
-}
-
-/// The bridge ports that are Wi-Fi interfaces (cfg80211 gives them a
-/// `phy80211` link in sysfs), with their bridge's index. Read from this
-/// process's sysfs: the daemon runs in the router's own namespace.
-pub fn wireless_ports(observed: &ObservedNet) -> BTreeMap<String, u32> {
-    observed
-        .links
-        .iter()
-        .filter_map(|l| Some((l, l.master?)))
-        .filter(|(_, master)| {
-            observed
-                .link_by_index(*master)
-                .is_some_and(|b| b.kind == super::ObservedKind::Bridge)
-        })
-        .filter(|(l, _)| {
-            std::path::Path::new("/sys/class/net")
-                .join(&l.name)
-                .join("phy80211")
-                .exists()
-        })
-        .map(|(l, master)| (l.name.clone(), master))
-        .collect()
 }
