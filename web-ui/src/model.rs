@@ -81,6 +81,12 @@ pub struct EvidenceItem {
     pub field: String,
     /// The value as received (untrusted).
     pub value: String,
+    /// Why it is not known to come from this device, when it is not: a claim
+    /// tied to the device by what it names, not by who sent it. `None`: it
+    /// came in frames from the device's own MAC (on its port) or its own
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
 }
 
 /// The classification rule that matched.
@@ -138,6 +144,14 @@ pub struct DeviceDetail {
     /// (`[[share]]`), and to which.
     #[serde(default)]
     pub shares: Vec<SharedServiceView>,
+}
+
+impl DeviceDetail {
+    /// Why some of its evidence is unverified (the first reason given), for
+    /// the note under the evidence table.
+    pub fn unverified_reason(&self) -> Option<&str> {
+        self.evidence.iter().find_map(|e| e.unverified.as_deref())
+    }
 }
 
 /// What is shared across zones, and what could be (the zones page).

@@ -325,21 +325,27 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
                 source: "oui".into(),
                 field: "MAC vendor".into(),
                 value: "Example Devices Inc.".into(),
+                unverified: None,
             },
             EvidenceItem {
                 source: "dhcp".into(),
                 field: "hostname (option 12)".into(),
                 value: host.to_string(),
+                unverified: None,
             },
             EvidenceItem {
                 source: "dhcp".into(),
                 field: "parameter request list (option 55)".into(),
                 value: "1,3,6,15,119,252".into(),
+                unverified: None,
             },
             EvidenceItem {
                 source: "mdns".into(),
                 field: "name".into(),
                 value: format!("{host}.local"),
+                unverified: Some(
+                    "An mDNS answer that named this device's address: who sent it is not checked.".into(),
+                ),
             },
         ],
         rule: (!quarantined).then(|| RuleMatch {

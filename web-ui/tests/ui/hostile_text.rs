@@ -35,6 +35,7 @@ fn hostile_ui() -> (Ui, String) {
             source: "mdns".into(),
             field: "TXT".into(),
             value: format!("{SCRIPT}{IMG}"),
+            unverified: Some(format!("{SCRIPT} reason")),
         });
         d.txt.push(bulkhead_web::model::TxtEntry {
             key: IMG.into(),

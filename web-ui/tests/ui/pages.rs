@@ -48,6 +48,19 @@ async fn every_page_renders_its_hooks() {
         !svg.contains("data-from=\"unknown\" data-to=\"internet\""),
         "quarantine has no way out"
     );
+    // The device page: what came from the device's own frames is shown
+    // plainly, what only names it (mDNS) is marked unverified, with why.
+    let html = ui.page("/devices/02:00:00:00:09:01", &s).await;
+    let table = &html[html.find("<table class=\"evidence\">").expect("the evidence table")..];
+    let table = &table[..table.find("</table>").expect("closed")];
+    let rows: Vec<&str> = table.split("<tr").skip(2).collect();
+    assert!(rows.len() >= 3, "{table}");
+    for row in &rows {
+        let mdns = row.contains("source-mdns");
+        assert_eq!(row.contains("claim-unverified"), mdns, "{row}");
+    }
+    assert!(rows.iter().any(|r| r.contains("source-dhcp")));
+    assert!(html.contains("id=\"unverified-note\"") && html.contains("who sent it is not checked"));
     let html = ui.page("/vpn", &s).await;
     assert!(html.contains("<span id=\"vpn-state\" class=\"badge state-up\">up</span>"));
     assert!(html.contains("203.0.113.7:51820") && html.contains("117.7 MiB") && html.contains("zone iot"));
