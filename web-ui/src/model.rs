@@ -85,7 +85,7 @@ pub struct EvidenceItem {
     /// tied to the device by what it names, not by who sent it. `None`: it
     /// came in frames from the device's own MAC (on its port) or its own
     /// address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub unverified: Option<String>,
 }
 

@@ -343,9 +343,7 @@ pub fn sample_device(mac: &str, name: Option<&str>, hostname: Option<&str>, zone
                 source: "mdns".into(),
                 field: "name".into(),
                 value: format!("{host}.local"),
-                unverified: Some(
-                    "An mDNS answer that named this device's address: who sent it is not checked.".into(),
-                ),
+                unverified: Some("An mDNS answer that named this device's address: who sent it is not checked.".into()),
             },
         ],
         rule: (!quarantined).then(|| RuleMatch {
