@@ -425,8 +425,27 @@ fn expect_udp(demo: &DemoHome, from: &str, to: IpAddr, port: u16, want: bool) ->
 pub(crate) fn listing(demo: &DemoHome, family: &str) -> Result<String> {
     let out = demo.home.router().exec(&["nft", "list", "table", family, "bulkhead"])?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The port bindings follow the bridge's forwarding table (which device
+    // talked since), and `router-v6` the addresses the kernel gave the
+    // bridges, not the config: their elements are left out.
+    let mut in_bindings = false;
+    let mut in_elements = false;
     Ok(text
         .lines()
+        .filter(|l| {
+            let s = l.trim_start();
+            if s.starts_with("set ") {
+                in_bindings = s == "set port-of {" || s == "set bound-mac {" || s == "set router-v6 {";
+            }
+            if in_bindings && s.starts_with("elements = {") {
+                in_elements = true;
+            }
+            let keep = !in_elements;
+            if in_elements && s.ends_with('}') {
+                in_elements = false;
+            }
+            keep
+        })
         .map(|l| match l.find("counter packets") {
             Some(i) => {
                 let rest = &l[i..];

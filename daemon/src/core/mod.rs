@@ -139,11 +139,17 @@ impl DaemonState {
             .adopt_kernel_domain_sets(&sets, now.saturating_add(i64::from(secs)))
     }
 
+    /// The sets' contents now: the inventory's, and the router's link-local
+    /// addresses the kernel has.
+    fn membership(&self) -> crate::policy::Membership {
+        membership_of(&self.config, &self.inventory, &self.links)
+    }
+
     /// Makes the kernel match config + the whole inventory. On failure the
     /// kernel keeps its previous state and the next reconcile retries.
     pub fn reconcile(&mut self) -> Result<ApplyOutcome, FirewallError> {
         let ruleset = desired_ruleset_for(&self.config, &self.links);
-        let membership = desired_membership(&self.config, &self.inventory);
+        let membership = self.membership();
         let inventory = &self.inventory;
         let addresses_of = |mac: &MacAddr| -> Vec<IpAddr> {
             inventory
@@ -170,8 +176,8 @@ impl DaemonState {
         after: &[DeviceEntry],
     ) -> Result<ApplyOutcome, FirewallError> {
         let ruleset = desired_ruleset_for(&self.config, &self.links);
-        let (config, inventory) = (&self.config, &self.inventory);
-        let whole = || desired_membership(config, inventory);
+        let (config, inventory, links) = (&self.config, &self.inventory, &self.links);
+        let whole = || membership_of(config, inventory, links);
         let result = self.enforcer.enforce(
             ruleset,
             MembershipChange::Entries {
@@ -592,6 +598,17 @@ impl DaemonState {
     pub fn knows(&self, mac: &MacAddr) -> bool {
         self.inventory.get(mac).is_some()
     }
+}
+
+/// [`desired_membership`] with the router's link-local addresses from `links`.
+fn membership_of(
+    config: &Config,
+    inventory: &Inventory,
+    links: &crate::policy::LinkFacts,
+) -> crate::policy::Membership {
+    let mut m = desired_membership(config, inventory);
+    m.router_link_local.clone_from(&links.router_link_local);
+    m
 }
 
 #[cfg(test)]

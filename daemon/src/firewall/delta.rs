@@ -325,6 +325,12 @@ pub fn diff_membership(old: &Membership, new: &Membership) -> MembershipDelta {
     );
     d.put(&SetOwner::AddressOwners, &old.owned_v6(), &new.owned_v6(), Elements::V6);
     d.put(
+        &SetOwner::RouterLinkLocal,
+        &old.router_link_local,
+        &new.router_link_local,
+        Elements::V6,
+    );
+    d.put(
         &SetOwner::AddressOwners,
         &old.v6_owners,
         &new.v6_owners,

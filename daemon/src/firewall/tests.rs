@@ -800,10 +800,8 @@ fn neighbour_adverts_are_checked_before_they_are_let_through() {
     use nftables::types::NfFamily;
     let mut cfg = default_config();
     cfg.detect.enabled = true;
-    let mut links = facts(&["br-lan"], false);
+    let rs = crate::policy::desired_ruleset_for(&cfg, &facts(&["br-lan"], false));
     let router_ll: std::net::Ipv6Addr = "fe80::1:2ff:fe00:1".parse().expect("v6");
-    links.router_link_local.insert(router_ll);
-    let rs = crate::policy::desired_ruleset_for(&cfg, &links);
     let chains = render::chains(&rs);
     let names = |family: NfFamily, chain: &str| -> Vec<String> {
         chains
@@ -831,28 +829,33 @@ fn neighbour_adverts_are_checked_before_they_are_let_through() {
         assert_eq!(rules.last().map(String::as_str), Some("drop"), "{chain}: {rules:?}");
         assert!(rules[0].starts_with("sample-spoof-nd"), "{chain}: {rules:?}");
     }
-    // The router's link-local address is one nobody may claim; it decides no connection.
-    let doc = render::full_document(&rs, &desired_membership(&cfg, &sample_inventory()));
+    // The router's link-local address is one nobody may claim: with the
+    // configured ones in `router-v6`, and the kernel making one later is an
+    // element delta of that set, not a replace.
+    let without = desired_membership(&cfg, &sample_inventory());
+    let mut with = without.clone();
+    with.router_link_local.insert(router_ll);
+    let doc = render::full_document(&rs, &with);
     let json = serde_json::to_string(&doc).expect("json");
     assert!(
         json.contains(&router_ll.to_string()),
         "router-v6 lacks the link-local address"
     );
-    assert!(rs.decides_as(&crate::policy::desired_ruleset_for(&cfg, &facts(&["br-lan"], false))));
+    let delta = crate::firewall::diff_membership(&without, &with);
+    assert_eq!((delta.added(), delta.removed()), (1, 0));
+    let delta_json = serde_json::to_string(&render::delta_document(&delta)).expect("json");
+    assert!(
+        delta_json.contains("\"router-v6\"") && delta_json.contains("fe80::1:2ff:fe00:1"),
+        "{delta_json}"
+    );
     // The read-back wants both netlink rules.
     let (inet, mut bridge) = crate::testutil::listing_of(&doc);
-    crate::firewall::verify(
-        &rs,
-        &desired_membership(&cfg, &sample_inventory()),
-        &[inet.clone(), bridge.clone()],
-    )
-    .expect("as meant");
+    crate::firewall::verify(&rs, &with, &[inet.clone(), bridge.clone()]).expect("as meant");
     let objects = bridge.objects.to_mut();
     objects.retain(|o| {
         !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
             if r.chain == "nd-claims" && r.comment.as_deref() == Some("claims-device"))
     });
-    let e = crate::firewall::verify(&rs, &desired_membership(&cfg, &sample_inventory()), &[inet, bridge])
-        .expect_err("a guard is missing");
+    let e = crate::firewall::verify(&rs, &with, &[inet, bridge]).expect_err("a guard is missing");
     assert!(e.to_string().contains("nd-claims"), "{e}");
 }

@@ -105,7 +105,7 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
             }
         }
     }
-    let want: BTreeSet<String> = super::render::router_v6_elements(rs).iter().map(elem_text).collect();
+    let want: BTreeSet<String> = super::render::router_v6_elements(rs, m).iter().map(elem_text).collect();
     let key = (fam(NfFamily::Bridge), super::render::bridge::ROUTER_V6_SET.to_string());
     match got_sets.remove(&key) {
         None => problems.push(format!("missing set {} {}", key.0, key.1)),

@@ -248,6 +248,15 @@ pub struct Membership {
     /// (`port-of`, with the MACs alone in `bound-mac`), before the bridge
     /// learns where the MAC is.
     pub port_bindings: BTreeSet<(MacAddr, PortName)>,
+    /// The router's link-local addresses on the segments, as the kernel has
+    /// them ([`LinkFacts::router_link_local`]): the address every device's
+    /// IPv6 default route points at, which no neighbour advert may claim
+    /// (the bridge set `router-v6`, with the configured
+    /// [`DesiredRuleset::router_v6`]). Here, not in the ruleset, so the
+    /// kernel making one (a moment after a link comes up) is an element
+    /// delta, not a replace of the tables (which would empty the sets the
+    /// kernel fills itself, the DNS-bypass guard's).
+    pub router_link_local: BTreeSet<Ipv6Addr>,
 }
 
 impl Membership {
@@ -501,11 +510,6 @@ pub struct DesiredRuleset {
     /// The router's own IPv6 address on each segment that has one (besides
     /// its link-local addresses).
     pub router_v6: BTreeSet<Ipv6Addr>,
-    /// The router's link-local addresses on the segments, as the kernel has
-    /// them ([`LinkFacts::router_link_local`]): the address every device's
-    /// IPv6 default route points at. No device may claim one in a neighbour
-    /// advertisement.
-    pub router_link_local: BTreeSet<Ipv6Addr>,
     /// The WireGuard tunnel's selectors and guards, when a tunnel is configured.
     pub tunnel: Option<TunnelRules>,
     /// DNS bypass protection, when the resolver runs and it is on.
@@ -539,11 +543,8 @@ impl DesiredRuleset {
     /// A change of structure that decides differently cuts every
     /// connection; one that only speeds up does not.
     pub fn decides_as(&self, other: &DesiredRuleset) -> bool {
-        // Neither the flowtable nor the router's link-local addresses (what
-        // devices may not claim in neighbour adverts) decide a connection.
         let strip = |r: &DesiredRuleset| DesiredRuleset {
             offload: None,
-            router_link_local: BTreeSet::new(),
             ..r.clone()
         };
         strip(self) == strip(other)
@@ -575,7 +576,6 @@ pub struct LinkFacts {
 /// bridge ports policed, and the flowtable over the devices that exist.
 pub fn desired_ruleset_for(config: &Config, facts: &LinkFacts) -> DesiredRuleset {
     let mut rs = desired_ruleset(config, &facts.bridge_ports);
-    rs.router_link_local.clone_from(&facts.router_link_local);
     if config.flow_offload && facts.flowtables && !rs.lan_interfaces.is_empty() {
         let devices: BTreeSet<String> = std::iter::once(&rs.wan)
             .chain(&rs.lan_interfaces)
@@ -816,7 +816,6 @@ pub fn desired_ruleset(config: &Config, extra_bridge_ports: &BTreeSet<String>) -
             .iter()
             .filter_map(|s| s.ipv6.map(|n| n.addr()))
             .collect(),
-        router_link_local: BTreeSet::new(),
         tunnel: tunnel_rules(config),
         dns_guard: dns_guard(config),
         share_to: p.shares.iter().flat_map(|r| r.to.iter().cloned()).collect(),

@@ -81,7 +81,7 @@ impl Harness {
         }
     }
     fn full_membership(&self) -> Membership {
-        desired_membership(&self.state.config, &self.state.inventory)
+        super::membership_of(&self.state.config, &self.state.inventory, &self.state.links)
     }
 }
 

@@ -212,7 +212,7 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
         NfFamily::Bridge,
         bridge::ROUTER_V6_SET.to_string(),
         SetKind::V6,
-        router_v6_elements(rs),
+        router_v6_elements(rs, m),
     ));
     // Domain sets are created holding what the daemon holds (in the same
     // transaction), and the daemon expires them itself (no kernel timeouts:
@@ -312,10 +312,10 @@ pub fn full_document_holding(rs: &DesiredRuleset, m: &Membership, held: &Holding
 
 /// The elements of [`bridge::ROUTER_V6_SET`]: the segments' configured
 /// addresses and the link-local ones the kernel made.
-pub fn router_v6_elements(rs: &DesiredRuleset) -> Vec<Expression<'static>> {
+pub fn router_v6_elements(rs: &DesiredRuleset, m: &Membership) -> Vec<Expression<'static>> {
     rs.router_v6
         .iter()
-        .chain(&rs.router_link_local)
+        .chain(&m.router_link_local)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .map(|a| s(a.to_string()))

@@ -48,6 +48,10 @@ pub enum SetOwner {
     /// `bound-mac` (the MACs) and `port-of` (MAC . port). A frame with a
     /// bound MAC from another port is dropped.
     PortBindings,
+    /// The router's link-local addresses in the bridge table's `router-v6`
+    /// (which also holds the configured ones: the full replace writes
+    /// both, deltas change only these).
+    RouterLinkLocal,
 }
 
 impl From<ZoneId> for SetOwner {
@@ -72,6 +76,7 @@ impl SetOwner {
             SetOwner::AddressOwners => format!("owned-{}", kind.suffix()),
             SetOwner::PortBindings if kind == SetKind::Ports => "port-of".into(),
             SetOwner::PortBindings => "bound-mac".into(),
+            SetOwner::RouterLinkLocal => super::bridge::ROUTER_V6_SET.into(),
         }
     }
 
@@ -83,7 +88,7 @@ impl SetOwner {
         match self {
             SetOwner::TunnelDevices | SetOwner::TunnelExclude | SetOwner::DomainSet(_) => &[NfFamily::INet],
             SetOwner::Zone(_) | SetOwner::Blocked | SetOwner::Share(_) => set_families(kind),
-            SetOwner::AddressOwners | SetOwner::PortBindings => &[NfFamily::Bridge],
+            SetOwner::AddressOwners | SetOwner::PortBindings | SetOwner::RouterLinkLocal => &[NfFamily::Bridge],
         }
     }
 }
@@ -170,6 +175,8 @@ pub fn elements(m: &Membership, owner: &SetOwner, kind: SetKind) -> Vec<Expressi
                 _ => Vec::new(),
             }
         }
+        // Written with the configured addresses by `render::router_v6_elements`.
+        SetOwner::RouterLinkLocal => return Vec::new(),
         SetOwner::PortBindings => {
             return match kind {
                 SetKind::Mac => macs(&m.bound_macs()),
