@@ -887,7 +887,7 @@ fn d2_killed_during_a_full_replace_leaves_a_whole_ruleset() -> Result<Outcome> {
     let ruleset_open = both(&open)?;
     ensure!(camera_online()?, "iot with internet");
     ensure!(ruleset_open != ruleset_closed, "the two configs give the same ruleset");
-    let (mut kept_before, mut took_after) = (0, 0);
+    let (mut kept_before, mut took_after, mut between) = (0, 0, 0);
     for round in 0..16u64 {
         let (text, want_after) = if round % 2 == 0 {
             (&closed, &ruleset_closed)
@@ -905,13 +905,27 @@ fn d2_killed_during_a_full_replace_leaves_a_whole_ruleset() -> Result<Outcome> {
         // it refuses a cut document); give it a moment.
         std::thread::sleep(Duration::from_millis(300));
         let now = (listing(&demo, "inet")?, listing(&demo, "bridge")?);
+        // The neighbour-advert guards go in over netlink right after nft's
+        // transaction (nft 1.0.6 cannot load them: ARCHITECTURE, "Neighbour
+        // adverts"): killed between the two, the new ruleset is whole but
+        // for those two rules until the daemon is back. The one state
+        // allowed besides the two wholes, counted.
+        let unguarded = |r: &(String, String)| {
+            let bridge: Vec<&str> =
+                r.1.lines()
+                    .filter(|l| !l.contains("comment \"claims-router\"") && !l.contains("comment \"claims-device\""))
+                    .collect();
+            (r.0.clone(), bridge.join("\n"))
+        };
         if now == before {
             kept_before += 1;
         } else if &now == want_after {
             took_after += 1;
+        } else if now == unguarded(want_after) {
+            between += 1;
         }
         ensure!(
-            now == before || &now == want_after,
+            now == before || &now == want_after || now == unguarded(want_after),
             "round {round}: killed {} ms into a reload, the kernel holds neither ruleset:\n{}\n{}",
             round * 3,
             now.0,
@@ -929,7 +943,8 @@ fn d2_killed_during_a_full_replace_leaves_a_whole_ruleset() -> Result<Outcome> {
         );
     }
     eprintln!(
-        "    killed mid-reload 16 times: the ruleset before stayed {kept_before} times, the new one was whole {took_after} times"
+        "    killed mid-reload 16 times: the ruleset before stayed {kept_before} times, the new one was whole {took_after} \
+         times, whole but for the neighbour-advert guards {between} times"
     );
     Ok(Outcome::Passed)
 }
