@@ -295,7 +295,7 @@ pub(crate) fn enforce_whole(
     e.enforce(
         rs.clone(),
         crate::firewall::MembershipChange::Whole {
-            membership: m.clone(),
+            membership: Box::new(m.clone()),
             addresses_of: &|_| Vec::new(),
         },
     )

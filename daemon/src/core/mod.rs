@@ -160,7 +160,7 @@ impl DaemonState {
         let result = self.enforcer.enforce(
             ruleset,
             MembershipChange::Whole {
-                membership,
+                membership: Box::new(membership),
                 addresses_of: &addresses_of,
             },
         );

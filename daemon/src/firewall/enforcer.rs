@@ -38,7 +38,7 @@ pub enum MembershipChange<'a> {
     /// changed).
     Whole {
         /// What the sets must hold.
-        membership: Membership,
+        membership: Box<Membership>,
         /// A device's addresses, from the inventory.
         addresses_of: &'a dyn Fn(&MacAddr) -> Vec<IpAddr>,
     },
@@ -272,7 +272,7 @@ impl Enforcer {
         }
         // Owned once: what the kernel is given is what `applied` keeps.
         let membership = match &mut change {
-            MembershipChange::Whole { membership, .. } => std::mem::take(membership),
+            MembershipChange::Whole { membership, .. } => std::mem::take(&mut **membership),
             MembershipChange::Entries { whole, .. } => whole(),
         };
         // Held addresses of sets the new ruleset still has go into the document.

@@ -382,7 +382,7 @@ fn pinholes_are_held_refreshed_closed_and_expired() {
     e.enforce(
         rs.clone(),
         MembershipChange::Whole {
-            membership: m.clone(),
+            membership: Box::new(m.clone()),
             addresses_of: &|_| Vec::new(),
         },
     )
@@ -629,7 +629,7 @@ fn a_flowtable_change_alone_cuts_nobody_and_sets_the_counter() {
     let outcome = e.enforce(
         with.clone(),
         MembershipChange::Whole {
-            membership: m.clone(),
+            membership: Box::new(m.clone()),
             addresses_of: &|_| Vec::new(),
         },
     );
@@ -655,7 +655,7 @@ fn a_flowtable_change_alone_cuts_nobody_and_sets_the_counter() {
     e.enforce(
         stricter,
         MembershipChange::Whole {
-            membership: m,
+            membership: Box::new(m),
             addresses_of: &|_| Vec::new(),
         },
     )
@@ -722,7 +722,7 @@ fn a_refused_flowtable_never_holds_a_decision_back() {
     *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&plain, &m)));
     let mut e = Enforcer::new(Box::new(nft.clone()), Box::new(crate::testutil::NoConntrack));
     let whole = |m: &crate::policy::Membership| MembershipChange::Whole {
-        membership: m.clone(),
+        membership: Box::new(m.clone()),
         addresses_of: &|_| Vec::new(),
     };
     assert_eq!(
@@ -776,7 +776,7 @@ fn a_failed_cut_takes_the_flowtable_away() {
         membership: before,
     });
     let whole = |m: &crate::policy::Membership| MembershipChange::Whole {
-        membership: m.clone(),
+        membership: Box::new(m.clone()),
         addresses_of: &|_| Vec::new(),
     };
     // The block goes in as a delta; its cut fails; the tables are replaced

@@ -102,7 +102,7 @@ fn a_restart_keeps_what_the_kernel_domain_sets_hold() {
         .enforce(
             ruleset,
             MembershipChange::Whole {
-                membership,
+                membership: Box::new(membership),
                 addresses_of: &addresses_of,
             },
         )
