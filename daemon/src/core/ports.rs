@@ -71,6 +71,28 @@ impl DaemonState {
         }
     }
 
+    /// The bridges' whole forwarding tables, read again (at start, after
+    /// notifications were lost, after links changed): what the book holds
+    /// and the tables do not was forgotten meanwhile (a missed forget must
+    /// not keep a device bound to a port it left), the rest is learned.
+    pub fn bridge_ports_read(&mut self, learned: &[(String, MacAddr)]) {
+        let present: std::collections::HashSet<MacAddr> = learned.iter().map(|(_, m)| *m).collect();
+        let gone: Vec<(MacAddr, PortName)> = self
+            .ports
+            .learned
+            .iter()
+            .filter(|(m, _)| !present.contains(m))
+            .map(|(m, p)| (*m, *p))
+            .collect();
+        for (mac, _) in gone {
+            self.ports.learned.remove(&mac);
+            self.bind_ports(mac, Vec::new());
+        }
+        for (port, mac) in learned {
+            self.bridge_port(port, *mac, true);
+        }
+    }
+
     /// The links changed (a radio came or went): every bound device's ports
     /// again, from where it was learned.
     pub fn rebind_ports(&mut self) {

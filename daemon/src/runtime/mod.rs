@@ -38,7 +38,7 @@ use control_socket::{accept_loop, bind_control, Job};
 use live::{health_of, LiveSeen};
 use tunnel::{tunnel_alerts, tunnel_view};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, MacAddr};
 use crate::control::{Request, Response};
 use crate::discovery::neigh::{self, NeighbourUpdate, NeighbourWatch};
 use crate::firewall::{error_chain, ConntrackNetlink, NftCli};
@@ -725,10 +725,18 @@ async fn read_neighbour_table(state: &mut DaemonState, nl: &rtnetlink::Handle) -
 async fn read_forwarding_tables(state: &mut DaemonState, nl: &rtnetlink::Handle, ifnames: &BTreeMap<u32, String>) {
     match neigh::dump_fdb(nl).await {
         Ok(updates) => {
-            let now = unix_now();
-            for u in updates {
-                feed_neighbour(state, ifnames, u, now);
-            }
+            let learned: Vec<(String, MacAddr)> = updates
+                .into_iter()
+                .filter_map(|u| match u {
+                    NeighbourUpdate::Port {
+                        port,
+                        mac,
+                        learned: true,
+                    } => ifnames.get(&port).map(|name| (name.clone(), mac)),
+                    _ => None,
+                })
+                .collect();
+            state.bridge_ports_read(&learned);
         }
         Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the bridges' forwarding tables"),
     }

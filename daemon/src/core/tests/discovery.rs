@@ -623,6 +623,13 @@ fn devices_are_bound_to_the_bridge_port_they_are_on() {
     assert!(applied(&h).port_bindings.contains(&(later, lan1)));
     assert_eq!(applied(&h), &h.full_membership());
     assert_eq!(h.state.status().port_bound_devices, 2);
+    // The tables read again (notifications were lost): what they no longer
+    // hold was forgotten meanwhile, and is let go.
+    h.state.bridge_ports_read(&[("lan1".to_string(), later)]);
+    assert_eq!(
+        applied(&h).port_bindings.iter().copied().collect::<Vec<_>>(),
+        [(later, lan1)]
+    );
 }
 
 #[test]
