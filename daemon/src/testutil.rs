@@ -172,6 +172,8 @@ pub(crate) struct FakeNft {
     pub(crate) listing: Mutex<Option<(Nftables<'static>, Nftables<'static>)>>,
     /// The flowtables given the counter flag, with their devices.
     pub(crate) counted: Mutex<Vec<(String, Vec<String>)>>,
+    /// How many times the neighbour-advert guards were added.
+    pub(crate) nd_guarded: Mutex<usize>,
 }
 
 impl crate::firewall::NftBackend for FakeNft {
@@ -203,6 +205,11 @@ impl crate::firewall::NftBackend for FakeNft {
     fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NftablesError> {
         let devices = devices.iter().map(|d| d.to_string()).collect();
         self.counted.lock().expect("lock").push((name.to_string(), devices));
+        Ok(())
+    }
+    fn guard_nd_claims(&self, rules: &[crate::firewall::render::bridge::TargetClaimRule]) -> Result<(), NftablesError> {
+        assert_eq!(rules, crate::firewall::render::bridge::ND_CLAIM_RULES);
+        *self.nd_guarded.lock().expect("lock") += 1;
         Ok(())
     }
     fn list_table(&self, family: NfFamily) -> Result<Nftables<'static>, NftablesError> {

@@ -20,7 +20,7 @@ mod alerting;
 mod credentials;
 mod dhcp;
 mod discovery;
-mod ports;
+pub(crate) mod ports;
 mod presence;
 mod requests;
 mod services;

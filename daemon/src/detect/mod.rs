@@ -162,7 +162,10 @@ async fn run(
                                 // The source MAC is the device posed as; the
                                 // port is where the frame really came from.
                                 if let Some(mac) = p.source_mac.map(MacAddr) {
-                                    let port = p.in_port_ifindex.and_then(port_name);
+                                    // The physical in-device when the kernel has
+                                    // br_netfilter; without it the in-device is
+                                    // the port itself.
+                                    let port = p.in_port_ifindex.or(p.in_ifindex).and_then(port_name);
                                     posers.push((mac, best_name(&inventory, &mac), port));
                                 }
                                 continue;

@@ -57,6 +57,8 @@ pub enum NeighbourUpdate {
     /// or left the bridge). Only entries the bridge learned from traffic:
     /// its own and static ones say nothing about a device.
     Port {
+        /// The bridge's link index.
+        bridge: u32,
         /// The port's link index.
         port: u32,
         /// The device.
@@ -127,13 +129,12 @@ pub fn neighbour_update(msg: &NeighbourMessage, deleted: bool) -> Option<Neighbo
 pub fn fdb_update(msg: &NeighbourMessage, deleted: bool) -> Option<NeighbourUpdate> {
     // A bridge's entries name it (`NDA_MASTER`); a port device's own table
     // (its unicast and multicast addresses, `self`) does not.
-    let of_a_bridge = msg
-        .attributes
-        .iter()
-        .any(|a| matches!(a, NeighbourAttribute::Controller(_)));
+    let bridge = msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Controller(index) => Some(*index),
+        _ => None,
+    })?;
     if msg.header.family != AddressFamily::Bridge
         || !matches!(msg.header.state, NeighbourState::Reachable | NeighbourState::Stale)
-        || !of_a_bridge
     {
         return None;
     }
@@ -145,6 +146,7 @@ pub fn fdb_update(msg: &NeighbourMessage, deleted: bool) -> Option<NeighbourUpda
         return None;
     }
     Some(NeighbourUpdate::Port {
+        bridge,
         port: msg.header.ifindex,
         mac,
         learned: !deleted,
@@ -317,6 +319,7 @@ mod tests {
             assert_eq!(
                 fdb_update(&learned(state), false),
                 Some(NeighbourUpdate::Port {
+                    bridge: 3,
                     port: 12,
                     mac: MacAddr(MAC),
                     learned: true
@@ -326,6 +329,7 @@ mod tests {
         assert_eq!(
             fdb_update(&learned(NeighbourState::Reachable), true),
             Some(NeighbourUpdate::Port {
+                bridge: 3,
                 port: 12,
                 mac: MacAddr(MAC),
                 learned: false

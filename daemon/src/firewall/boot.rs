@@ -291,6 +291,20 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_adds_the_guards_nft_cannot_load() {
+        let record = home_record();
+        let nft = crate::testutil::FakeNft::default();
+        *nft.listing.lock().expect("lock") = Some(crate::testutil::listing_of(&record.nftables));
+        // (The fake lists no table objects, so its read-back differs in
+        // tables only: the rules, the guards included, are all there.)
+        match restore(&nft, &record) {
+            Err(BootError::ReadBack { expected, found }) => assert_eq!(found.rules, expected.rules),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(*nft.nd_guarded.lock().expect("lock"), 1);
+    }
+
+    #[test]
     fn damaged_or_newer_files_are_refused_by_name() {
         let p = Path::new("/var/lib/bulkhead/boot-ruleset.json");
         let e = parse(p, b"{\"format\":1,\"saved_at\":1,\"tunnel\":false,\"nftables\":").expect_err("cut short");

@@ -348,7 +348,15 @@ impl Enforcer {
             offload: None,
             ..applied.ruleset.clone()
         };
-        let doc = render::full_document_holding(&ruleset, &applied.membership, &self.holdings());
+        // Without the port bindings: they follow the bridges' forwarding
+        // tables (every 300 s of a device's silence), so the record would be
+        // rewritten all day, and at boot they are stale (the daemon binds
+        // again from the tables).
+        let membership = Membership {
+            port_bindings: Default::default(),
+            ..applied.membership.clone()
+        };
+        let doc = render::full_document_holding(&ruleset, &membership, &self.holdings());
         Some(BootRecord::new(doc, applied.ruleset.tunnel.is_some(), now))
     }
 

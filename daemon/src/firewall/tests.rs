@@ -325,6 +325,20 @@ fn a_structure_change_is_a_full_replace() {
         reconcile(&nft, Some(&applied), &rs2, &m).expect("apply"),
         ApplyOutcome::FullReplace
     );
+    // Every full replace adds the neighbour-advert guards nft cannot load;
+    // a delta does not touch them.
+    assert_eq!(*nft.nd_guarded.lock().expect("lock"), 1);
+    let mut moved = m.clone();
+    moved.v4_owners.clear();
+    let applied = Applied {
+        ruleset: rs2.clone(),
+        membership: m.clone(),
+    };
+    assert!(matches!(
+        reconcile(&nft, Some(&applied), &rs2, &moved).expect("delta"),
+        ApplyOutcome::Delta { .. }
+    ));
+    assert_eq!(*nft.nd_guarded.lock().expect("lock"), 1);
 }
 
 /// The default policy with casting shared from iot to guest.

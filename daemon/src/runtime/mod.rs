@@ -182,7 +182,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     state.reconcile().context("applying the firewall")?;
     match reconcile_links(&nl, &state.config, flowtables).await {
         Ok(facts) if facts != state.links => {
+            let radios_changed = facts.wireless_ports != state.links.wireless_ports;
             state.links = facts;
+            if radios_changed {
+                state.rebind_ports();
+            }
             state.reconcile().context("applying the firewall")?;
         }
         Ok(_) => {}
@@ -725,14 +729,15 @@ async fn read_neighbour_table(state: &mut DaemonState, nl: &rtnetlink::Handle) -
 async fn read_forwarding_tables(state: &mut DaemonState, nl: &rtnetlink::Handle, ifnames: &BTreeMap<u32, String>) {
     match neigh::dump_fdb(nl).await {
         Ok(updates) => {
-            let learned: Vec<(String, MacAddr)> = updates
+            let learned: Vec<(u32, String, MacAddr)> = updates
                 .into_iter()
                 .filter_map(|u| match u {
                     NeighbourUpdate::Port {
+                        bridge,
                         port,
                         mac,
                         learned: true,
-                    } => ifnames.get(&port).map(|name| (name.clone(), mac)),
+                    } => ifnames.get(&port).map(|name| (bridge, name.clone(), mac)),
                     _ => None,
                 })
                 .collect();
@@ -745,9 +750,14 @@ async fn read_forwarding_tables(state: &mut DaemonState, nl: &rtnetlink::Handle,
 fn feed_neighbour(state: &mut DaemonState, ifnames: &BTreeMap<u32, String>, u: NeighbourUpdate, now: UnixTime) {
     let ifindex = match u {
         NeighbourUpdate::Present { ifindex, .. } | NeighbourUpdate::Gone { ifindex, .. } => ifindex,
-        NeighbourUpdate::Port { port, mac, learned } => {
+        NeighbourUpdate::Port {
+            bridge,
+            port,
+            mac,
+            learned,
+        } => {
             if let Some(name) = ifnames.get(&port) {
-                state.bridge_port(name, mac, learned);
+                state.bridge_port(bridge, name, mac, learned);
             }
             return;
         }
@@ -870,6 +880,8 @@ async fn reload(state: &mut DaemonState, dhcp: &mut dhcp_io::DhcpIo, path: &Path
             if let Err(e) = state.reconcile() {
                 tracing::error!(error = %error_chain(&e), "reload: policing the new bridge ports failed");
             }
+            // Ports the new config no longer polices, radios that came or went.
+            state.rebind_ports();
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %error_chain(&e), "reload: links not fully set up"),

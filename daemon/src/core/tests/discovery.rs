@@ -598,26 +598,26 @@ fn devices_are_bound_to_the_bridge_port_they_are_on() {
     let v4 = |n: u8| -> IpAddr { format!("10.0.1.{n}").parse().expect("ip") };
     h.state.observe(Event::Address { mac: known, ip: v4(60) }, 1);
     // Learned on a port: bound, as an element delta.
-    h.state.bridge_port("lan1", known, true);
+    h.state.bridge_port(3, "lan1", known, true);
     assert!(applied(&h).port_bindings.contains(&(known, lan1)));
     // A port the bridge table does not police says nothing.
-    h.state.bridge_port("wan0", known, true);
+    h.state.bridge_port(3, "wan0", known, true);
     assert!(applied(&h).port_bindings.contains(&(known, lan1)));
     // Forgotten on another port than its own: stale news, still bound.
-    h.state.bridge_port("lan2", known, false);
+    h.state.bridge_port(3, "lan2", known, false);
     assert!(applied(&h).port_bindings.contains(&(known, lan1)));
     // Forgotten on its port (aged out, link down): released.
-    h.state.bridge_port("lan1", known, false);
+    h.state.bridge_port(3, "lan1", known, false);
     assert!(applied(&h).port_bindings.is_empty());
     // The next port it shows up on binds it.
-    h.state.bridge_port("lan2", known, true);
+    h.state.bridge_port(3, "lan2", known, true);
     assert_eq!(
         applied(&h).port_bindings.iter().copied().collect::<Vec<_>>(),
         [(known, lan2)]
     );
     // A MAC Bulkhead does not know is remembered, not bound; once met, its
     // first entry carries the binding.
-    h.state.bridge_port("lan1", later, true);
+    h.state.bridge_port(3, "lan1", later, true);
     assert!(!applied(&h).bound_macs().contains(&later));
     h.state.observe(Event::Address { mac: later, ip: v4(61) }, 2);
     assert!(applied(&h).port_bindings.contains(&(later, lan1)));
@@ -625,7 +625,7 @@ fn devices_are_bound_to_the_bridge_port_they_are_on() {
     assert_eq!(h.state.status().port_bound_devices, 2);
     // The tables read again (notifications were lost): what they no longer
     // hold was forgotten meanwhile, and is let go.
-    h.state.bridge_ports_read(&[("lan1".to_string(), later)]);
+    h.state.bridge_ports_read(&[(3, "lan1".to_string(), later)]);
     assert_eq!(
         applied(&h).port_bindings.iter().copied().collect::<Vec<_>>(),
         [(later, lan1)]
@@ -653,8 +653,8 @@ fn a_device_on_wifi_may_come_from_any_radio_of_its_bridge() {
             1,
         );
     }
-    h.state.bridge_port("phy0-ap0", phone, true);
-    h.state.bridge_port("lan1", laptop, true);
+    h.state.bridge_port(7, "phy0-ap0", phone, true);
+    h.state.bridge_port(3, "lan1", laptop, true);
     let bindings = |h: &Harness, m: MacAddr| -> Vec<PortName> {
         applied(h)
             .port_bindings
@@ -672,4 +672,89 @@ fn a_device_on_wifi_may_come_from_any_radio_of_its_bridge() {
     h.state.rebind_ports();
     assert_eq!(bindings(&h, phone), [name("phy0-ap0")]);
     assert_eq!(applied(&h), &h.full_membership());
+}
+
+#[test]
+fn a_mac_on_two_bridges_is_bound_on_both_and_a_move_is_told() {
+    use crate::config::PortName;
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    let ap = mac(80);
+    let name = |n: &str| PortName::new(n).expect("name");
+    h.state.observe(
+        Event::Address {
+            mac: ap,
+            ip: "10.0.1.80".parse().expect("ip"),
+        },
+        1,
+    );
+    // A trunked access point: its MAC on a port of each of two bridges.
+    h.state.bridge_port(3, "lan1", ap, true);
+    h.state.bridge_port(4, "lan2", ap, true);
+    let bound = |h: &Harness| -> Vec<PortName> {
+        applied(h)
+            .port_bindings
+            .iter()
+            .filter(|(m, _)| *m == ap)
+            .map(|(_, p)| *p)
+            .collect()
+    };
+    assert_eq!(bound(&h), [name("lan1"), name("lan2")]);
+    // Reading the tables again does not flip between the two.
+    h.state
+        .bridge_ports_read(&[(3, "lan1".into(), ap), (4, "lan2".into(), ap)]);
+    assert_eq!(bound(&h), [name("lan1"), name("lan2")]);
+    // Silent on bridge 3, forgotten there; it shows up on another port of
+    // it: bound there, and the homeowner is told (moved, or its MAC taken).
+    let spoofing = |h: &mut Harness| {
+        let Response::Alerts { alerts } = h.state.handle(Request::Alerts { limit: 50 }, 2) else {
+            panic!("alerts")
+        };
+        alerts
+            .into_iter()
+            .filter(|a| a.kind == AlertKind::Spoofing)
+            .collect::<Vec<_>>()
+    };
+    h.state.bridge_port(3, "lan1", ap, false);
+    assert_eq!(bound(&h), [name("lan2")]);
+    h.state.bridge_port(3, "lan2", ap, true);
+    let told = spoofing(&mut h);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].message.contains("port lan2") && told[0].message.contains("port lan1"),
+        "{}",
+        told[0].message
+    );
+    // Back where it was after being forgotten: nothing to tell.
+    h.state.bridge_port(4, "lan2", ap, false);
+    h.state.bridge_port(4, "lan2", ap, true);
+    assert_eq!(spoofing(&mut h).len(), 1);
+}
+
+#[test]
+fn invented_macs_never_crowd_a_known_device_out_of_the_book() {
+    use crate::config::PortName;
+    let mut h = Harness::new(default_config());
+    h.state.reconcile().expect("start");
+    for n in 0..crate::core::ports::MAX_LEARNED as u32 {
+        let b = n.to_be_bytes();
+        h.state
+            .bridge_port(3, "lan1", MacAddr([0x02, 0xee, b[0], b[1], b[2], b[3]]), true);
+    }
+    assert_eq!(h.state.status().port_book_overflow, 0);
+    h.state.bridge_port(3, "lan1", MacAddr([0x02, 0xef, 0, 0, 0, 1]), true);
+    assert_eq!(h.state.status().port_book_overflow, 1, "an invented one is turned away");
+    let known = mac(90);
+    h.state.observe(
+        Event::Address {
+            mac: known,
+            ip: "10.0.1.90".parse().expect("ip"),
+        },
+        1,
+    );
+    h.state.bridge_port(3, "lan2", known, true);
+    assert!(applied(&h)
+        .port_bindings
+        .contains(&(known, PortName::new("lan2").expect("name"))));
+    assert_eq!(h.state.status().port_book_overflow, 1);
 }

@@ -192,5 +192,32 @@ mod tests {
         }
         assert!(String::from_utf8_lossy(msgs[1].payload).contains("router-v6\0"));
         assert!(!String::from_utf8_lossy(msgs[1].payload).contains("owner-of-v6"));
+        // The owners' lookup is inverted (NFTA_LOOKUP_FLAGS = NFT_LOOKUP_F_INV),
+        // the router's is not; the target is 16 bytes at offset 8 of the
+        // transport header, the MAC 6 at offset 6 of the link layer.
+        let inverted = [8u8, 0, NFTA_LOOKUP_FLAGS as u8, 0, 0, 0, 0, 1];
+        let has = |body: &[u8], needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        assert!(has(body, &inverted));
+        assert!(!has(msgs[1].payload, &inverted));
+        let attr = |ty: u16, v: u32| {
+            let mut a = vec![8u8, 0];
+            a.extend_from_slice(&ty.to_ne_bytes());
+            a.extend_from_slice(&v.to_be_bytes());
+            a
+        };
+        let target = [
+            attr(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER),
+            attr(NFTA_PAYLOAD_OFFSET, 8),
+            attr(NFTA_PAYLOAD_LEN, 16),
+        ]
+        .concat();
+        let source = [
+            attr(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_LL_HEADER),
+            attr(NFTA_PAYLOAD_OFFSET, 6),
+            attr(NFTA_PAYLOAD_LEN, 6),
+        ]
+        .concat();
+        assert!(has(body, &target) && has(body, &source));
+        assert!(has(msgs[1].payload, &target) && !has(msgs[1].payload, &source));
     }
 }
