@@ -807,6 +807,17 @@ pub fn q5_a_forged_source_mac_from_another_port_is_dropped() -> Result<Outcome> 
         Duration::from_secs(5),
         || bound(&new_port),
     )?;
+    // And the homeowner is told: moved, or taken while it was gone.
+    let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 50 })? else {
+        anyhow::bail!("unexpected answer to Alerts")
+    };
+    ensure!(
+        alerts.iter().any(|a| a.kind == bulkhead::alerts::AlertKind::Spoofing
+            && a.message.contains("HS105")
+            && a.message.contains(&format!("now comes from port {new_port}"))
+            && a.message.contains(&format!("port {plug_port}"))),
+        "no alert that the plug's MAC moved to {new_port}: {alerts:?}"
+    );
     Ok(Outcome::Passed)
 }
 
