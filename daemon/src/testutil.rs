@@ -174,6 +174,9 @@ pub(crate) struct FakeNft {
     pub(crate) counted: Mutex<Vec<(String, Vec<String>)>>,
     /// How many times the neighbour-advert guards were added.
     pub(crate) nd_guarded: Mutex<usize>,
+    /// Netlink cannot add the guards (no NETLINK_NETFILTER): refused, and
+    /// not in the listing.
+    pub(crate) refuse_nd_guards: bool,
 }
 
 impl crate::firewall::NftBackend for FakeNft {
@@ -209,6 +212,20 @@ impl crate::firewall::NftBackend for FakeNft {
     }
     fn guard_nd_claims(&self, rules: &[crate::firewall::render::bridge::TargetClaimRule]) -> Result<(), NftablesError> {
         assert_eq!(rules, crate::firewall::render::bridge::ND_CLAIM_RULES);
+        if self.refuse_nd_guards {
+            if let Some((_, bridge)) = self.listing.lock().expect("lock").as_mut() {
+                bridge.objects.to_mut().retain(|o| {
+                    !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
+                        if r.chain == crate::firewall::render::bridge::ND_CLAIMS_CHAIN)
+                });
+            }
+            return Err(NftablesError::NftFailed {
+                program: "netlink".into(),
+                hint: "opening a NETLINK_NETFILTER socket: Protocol not supported".into(),
+                stdout: String::new(),
+                stderr: String::new(),
+            });
+        }
         *self.nd_guarded.lock().expect("lock") += 1;
         Ok(())
     }

@@ -236,14 +236,18 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BootRecord, BootError> {
 /// elements as it says. Returns what it holds.
 pub fn restore(nft: &dyn NftBackend, record: &BootRecord) -> Result<ObjectCounts, BootError> {
     nft.apply(&record.nftables).map_err(BootError::Nft)?;
+    let mut expected = record.counts();
     if record.guards_nd_claims() {
-        nft.guard_nd_claims(&ND_CLAIM_RULES).map_err(BootError::Nft)?;
+        // As at a replace: without NETLINK_NETFILTER the rest holds.
+        if let Err(e) = nft.guard_nd_claims(&ND_CLAIM_RULES) {
+            tracing::error!(error = %super::error_chain(&e), "the neighbour-advert guards could not be added; neighbour adverts go unchecked");
+            expected.rules -= ND_CLAIM_RULES.len();
+        }
     }
     let mut listings = Vec::new();
     for fam in [NfFamily::INet, NfFamily::Bridge] {
         listings.push(nft.list_table(fam).map_err(BootError::Nft)?);
     }
-    let expected = record.counts();
     let found = ObjectCounts::of_listings(&listings);
     // Dynamic sets (the DNS-bypass guards, detection's meters) fill from
     // traffic at once: more elements than the document is no mismatch.

@@ -19,7 +19,7 @@ mod netlink;
 pub mod nflog;
 mod nfnl;
 pub mod render;
-mod verify;
+pub(crate) mod verify;
 
 pub use backend::{ConntrackFlusher, NftBackend, NftCli};
 #[doc(hidden)]
@@ -134,13 +134,16 @@ fn full_replace(
             tracing::warn!(error = %error_chain(&e), "the flowtable does not count: offloaded traffic is missing from the traffic counts");
         }
     }
+    // Not part of the transaction either (nft cannot load these rules):
+    // until they land, neighbour adverts pass unchecked, as before the guard
+    // existed. Where netlink cannot add them (no NETLINK_NETFILTER, as under
+    // qemu-user), the rest of the tables is in force and the adverts stay
+    // unchecked: said every time, not a refused apply.
+    let mut guarded = true;
     if !ruleset.bridge_ports.is_empty() {
-        // Not part of the transaction either (nft cannot load these rules):
-        // until they land, neighbour adverts pass unchecked, as before the
-        // guard existed. If they do not, the read-back below says so and the
-        // next change replaces everything again.
         if let Err(e) = nft.guard_nd_claims(&render::bridge::ND_CLAIM_RULES) {
-            tracing::error!(error = %error_chain(&e), "the neighbour-advert guards could not be added");
+            tracing::error!(error = %error_chain(&e), "the neighbour-advert guards could not be added; neighbour adverts go unchecked");
+            guarded = false;
         }
     }
     let inet = nft
@@ -149,7 +152,7 @@ fn full_replace(
     let bridge = nft
         .list_table(nftables::types::NfFamily::Bridge)
         .map_err(|source| FirewallError::Nft { what: "list", source })?;
-    verify(ruleset, membership, &[inet, bridge]).map_err(FirewallError::Verify)
+    verify::verify_with(ruleset, membership, &[inet, bridge], guarded).map_err(FirewallError::Verify)
 }
 
 /// Whether this kernel has flowtables: applies [`render::offload::probe_document`]

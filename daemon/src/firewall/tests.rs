@@ -873,3 +873,30 @@ fn neighbour_adverts_are_checked_before_they_are_let_through() {
     let e = crate::firewall::verify(&rs, &with, &[inet, bridge]).expect_err("a guard is missing");
     assert!(e.to_string().contains("nd-claims"), "{e}");
 }
+
+#[test]
+fn without_netlink_the_tables_hold_and_only_the_advert_guards_are_missing() {
+    // Under qemu-user (the router binary's scenarios) there is no
+    // NETLINK_NETFILTER: the replace is in force, verified without them.
+    let cfg = default_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    let m = desired_membership(&cfg, &sample_inventory());
+    let nft = Arc::new(FakeNft {
+        refuse_nd_guards: true,
+        ..FakeNft::default()
+    });
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&rs, &m)));
+    assert_eq!(
+        reconcile(&nft, None, &rs, &m).expect("apply"),
+        ApplyOutcome::FullReplace
+    );
+    // The read-back still checks the rest: a missing rule elsewhere is found.
+    let (inet, bridge) = nft.listing.lock().expect("lock").clone().expect("listing");
+    assert!(crate::firewall::verify(&rs, &m, &[inet.clone(), bridge.clone()]).is_err());
+    let mut cut = inet;
+    cut.objects.to_mut().retain(|o| {
+        !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
+            if r.chain == "forward")
+    });
+    assert!(crate::firewall::verify::verify_with(&rs, &m, &[cut, bridge], false).is_err());
+}

@@ -32,6 +32,18 @@ fn elem_text(e: &Expression<'_>) -> String {
 
 /// Compares the read-back `listed` documents with the desired state.
 pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> Result<(), VerifyError> {
+    verify_with(rs, m, listed, true)
+}
+
+/// [`verify`], expecting the rules added over netlink after the document
+/// only if `netlink_rules_added` (where netlink could not add them, the rest
+/// of the tables must still be what we meant).
+pub fn verify_with(
+    rs: &DesiredRuleset,
+    m: &Membership,
+    listed: &[Nftables<'_>],
+    netlink_rules_added: bool,
+) -> Result<(), VerifyError> {
     let mut got_rules: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     let mut got_chains: BTreeSet<Key> = BTreeSet::new();
     let mut got_sets: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
@@ -71,7 +83,12 @@ pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> R
             .rules
             .iter()
             .map(|r| r.name.clone())
-            .chain(c.netlink_rules.iter().map(|n| n.to_string()))
+            .chain(
+                c.netlink_rules
+                    .iter()
+                    .filter(|_| netlink_rules_added)
+                    .map(|n| n.to_string()),
+            )
             .collect();
         let got = got_rules.remove(&key).unwrap_or_default();
         if want != got {
