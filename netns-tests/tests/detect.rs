@@ -14,14 +14,14 @@ use nix::sys::signal::Signal;
 
 use super::{mac_of, Outcome, BIN};
 
-fn alerts(demo: &DemoHome) -> Result<Vec<Alert>> {
+pub(crate) fn alerts(demo: &DemoHome) -> Result<Vec<Alert>> {
     let Response::Alerts { alerts } = demo.call(Request::Alerts { limit: 500 })? else {
         bail!("unexpected answer to Alerts");
     };
     Ok(alerts)
 }
 
-fn of_kinds(alerts: &[Alert], kinds: &[AlertKind]) -> Vec<Alert> {
+pub(crate) fn of_kinds(alerts: &[Alert], kinds: &[AlertKind]) -> Vec<Alert> {
     alerts.iter().filter(|a| kinds.contains(&a.kind)).cloned().collect()
 }
 
@@ -915,18 +915,7 @@ fn logged_questions(demo: &DemoHome, search: &str) -> Result<Vec<bulkhead::dns::
 /// The packets the bridge table's `input` rule named `comment` counted, and
 /// the chain as nft lists it (for the message).
 fn input_rule_packets(demo: &DemoHome, comment: &str) -> Result<(Option<u64>, String)> {
-    let out = demo
-        .home
-        .router()
-        .exec(&["nft", "list", "chain", "bridge", "bulkhead", "input"])?;
-    let input = String::from_utf8_lossy(&out.stdout).into_owned();
-    let quoted = format!("\"{comment}\"");
-    let packets = input
-        .lines()
-        .find(|l| l.contains(&quoted))
-        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1))
-        .and_then(|n| n.parse::<u64>().ok());
-    Ok((packets, input))
+    bridge_rule_packets(demo, "input", comment)
 }
 
 /// z5. The plug claims the laptop's address in ARP (gratuitous and replies)
@@ -1037,17 +1026,7 @@ pub(crate) fn z5_arp_claims_of_another_devices_address_are_dropped() -> Result<O
     );
     // The same over IPv6, from the laptop's IPv6 address to the router's.
     let laptop6 = demo.ipv6("laptop")?.to_string();
-    let router6 = String::from_utf8_lossy(
-        &router
-            .exec(&["ip", "-6", "-o", "addr", "show", "dev", "br-lan", "scope", "global"])?
-            .stdout,
-    )
-    .split_whitespace()
-    .skip_while(|w| *w != "inet6")
-    .nth(1)
-    .and_then(|a| a.split('/').next())
-    .context("the router has no IPv6 address on br-lan")?
-    .to_string();
+    let router6 = ipv6_on(router, "br-lan", "global")?.to_string();
     p.exec(&[
         "ip",
         "-6",
@@ -1164,6 +1143,27 @@ pub(crate) fn wait_link_locals_guarded(demo: &DemoHome) -> Result<()> {
     )?;
     // The replace that follows them is done once the address events settled.
     std::thread::sleep(Duration::from_millis(1500));
+    Ok(())
+}
+
+/// Sends `frames` whole out of `host`'s `eth0`, three rounds 100 ms apart
+/// (forged sources: what a compromised device with root can send).
+pub(crate) fn send_frames(demo: &DemoHome, host: &str, frames: Vec<Vec<u8>>) -> Result<()> {
+    let sent = demo
+        .home
+        .ns(host)?
+        .spawn_thread("forged-frames", move || -> std::io::Result<()> {
+            let raw = bulkhead_netns::raw::RawSender::open("eth0")?;
+            for _ in 0..3 {
+                for f in &frames {
+                    raw.send(f)?;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        })?;
+    sent.join()
+        .map_err(|_| anyhow::anyhow!("the sender thread panicked"))???;
     Ok(())
 }
 

@@ -216,16 +216,9 @@ impl DaemonState {
     /// A known device's MAC showed up on another port than the one it was
     /// on when the bridge forgot it: moved, or taken while it was silent.
     fn moved(&mut self, mac: MacAddr, was: PortName, now_on: PortName) {
-        use crate::inventory::naming::{best_name, NameParts};
-        let named = self.inventory.get(&mac).and_then(|d| {
-            best_name(NameParts {
-                homeowner: d.name.as_deref(),
-                hostname: d.evidence.hostname.as_deref(),
-                mdns_name: d.evidence.mdns_names.iter().next().map(String::as_str),
-                ..NameParts::default()
-            })
-        });
-        let name = named.map_or_else(|| mac.to_string(), |n| format!("{n} ({mac})"));
+        let name = self
+            .device_name(&mac)
+            .map_or_else(|| mac.to_string(), |n| format!("{n} ({mac})"));
         let text = format!(
             "{name}'s MAC now comes from port {now_on}; the router last saw it on port {was}. If it was not moved \
              there, a device on {now_on} took its MAC while it was silent."

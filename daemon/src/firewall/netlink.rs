@@ -359,48 +359,34 @@ impl NetlinkSetWriter {
         if delta.is_empty() {
             return Ok(());
         }
-        let io_error = |what: &'static str, source| NetlinkError::Io {
-            what: what.to_string(),
-            source,
-        };
-        nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
-            let batch = encode_batch(delta, first_seq)?;
-            exchange(socket, &batch)?;
-            Ok(((), batch.next_seq()))
-        })
+        send(|first_seq| encode_batch(delta, first_seq))
     }
-}
 
-impl NetlinkSetWriter {
     /// Gives the flowtable `name` the `counter` flag (see
     /// [`encode_flowtable_counter`]); on error nothing changed.
     pub fn count_offloaded(&self, name: &str, devices: &[&str]) -> Result<(), NetlinkError> {
-        let io_error = |what: &'static str, source| NetlinkError::Io {
-            what: what.to_string(),
-            source,
-        };
-        nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
-            let batch = encode_flowtable_counter(name, devices, first_seq)?;
-            exchange(socket, &batch)?;
-            Ok(((), batch.next_seq()))
-        })
+        send(|first_seq| encode_flowtable_counter(name, devices, first_seq))
     }
-}
 
-impl NetlinkSetWriter {
     /// Appends the neighbour-advert guards to the bridge table's empty
     /// `nd-claims` chain (see [`nd_claims`]); on error nothing changed.
     pub fn guard_nd_claims(&self, rules: &[TargetClaimRule]) -> Result<(), NetlinkError> {
-        let io_error = |what: &'static str, source| NetlinkError::Io {
-            what: what.to_string(),
-            source,
-        };
-        nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
-            let batch = encode_nd_claim_rules(rules, first_seq)?;
-            exchange(socket, &batch)?;
-            Ok(((), batch.next_seq()))
-        })
+        send(|first_seq| encode_nd_claim_rules(rules, first_seq))
     }
+}
+
+/// Encodes one batch from the kept socket's next sequence number, sends it
+/// and waits for every answer.
+fn send(encode: impl FnOnce(u32) -> Result<Batch, NetlinkError>) -> Result<(), NetlinkError> {
+    let io_error = |what: &'static str, source| NetlinkError::Io {
+        what: what.to_string(),
+        source,
+    };
+    nfnl::with_kept_socket(&KEPT, io_error, |socket, first_seq| {
+        let batch = encode(first_seq)?;
+        exchange(socket, &batch)?;
+        Ok(((), batch.next_seq()))
+    })
 }
 
 static KEPT: Mutex<Option<KeptSocket>> = Mutex::new(None);
