@@ -133,6 +133,39 @@ impl<'ns> Avahi<'ns> {
         Ok(pid)
     }
 
+    /// Announces a service on another host name than avahi's own
+    /// (`avahi-publish -s -H HOST`), e.g. one [`Avahi::publish_address`]
+    /// made up.
+    pub fn publish_on(&self, host: &str, name: &str, service_type: &str, port: u16, txt: &[&str]) -> Result<u32> {
+        let port = port.to_string();
+        let mut args = vec![
+            self.bus.as_str(),
+            "avahi-publish",
+            "-s",
+            "-H",
+            host,
+            name,
+            service_type,
+            &port,
+        ];
+        args.extend_from_slice(txt);
+        self.ns.spawn_logged(
+            "env",
+            &args,
+            &self.dir.join(format!("publish-{host}-{service_type}.log")),
+        )
+    }
+
+    /// Announces `host` at `address` (`avahi-publish -a -R`: an A record,
+    /// any address, no reverse record).
+    pub fn publish_address(&self, host: &str, address: &str) -> Result<u32> {
+        self.ns.spawn_logged(
+            "env",
+            &[self.bus.as_str(), "avahi-publish", "-a", "-R", host, address],
+            &self.dir.join(format!("publish-address-{host}.log")),
+        )
+    }
+
     /// Stops a publisher (avahi withdraws the service: a goodbye).
     pub fn unpublish(&self, pid: u32) -> Result<()> {
         self.ns.stop_tracked(pid)

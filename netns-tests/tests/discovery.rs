@@ -798,6 +798,88 @@ pub fn q5_a_forged_source_mac_from_another_port_is_dropped() -> Result<Outcome> 
     Ok(Outcome::Passed)
 }
 
+/// q6. mDNS claims are bound to their sender. The plug runs avahi (as a
+/// compromised Linux device would) and announces, besides its own service, a
+/// printer on a made-up host whose address is the laptop's — an HP printer
+/// that a class rule would place in iot. The plug's own service counts for
+/// the plug; the printer counts for nobody: the laptop gains no evidence,
+/// keeps its zone, and one spoofing alert names the plug and the laptop.
+pub fn q6_an_mdns_answer_naming_another_devices_address_counts_for_nobody() -> Result<Outcome> {
+    use super::detect::{alerts, of_kinds};
+    use bulkhead_netns::avahi::Avahi;
+    let demo = discovering_home(&[])?;
+    let laptop_ip = demo.join(host("laptop")?)?;
+    demo.join(host("plug")?)?;
+    let (laptop, plug) = (MacAddr(host("laptop")?.mac), MacAddr(host("plug")?.mac));
+    wait_device(&demo, plug, "placed in iot", |d| d["zone"] == "iot")?;
+    let before = wait_device(&demo, laptop, "known", |d| d["zone"].is_string())?;
+
+    let avahi = Avahi::start(demo.home.ns("plug")?, &demo.dir.join("avahi-plug"), "hs105", "eth0")?;
+    avahi.publish("HS105 setup", "_http._tcp", 80, &[])?;
+    avahi.publish_address("annas-printer.local", &laptop_ip.to_string())?;
+    avahi.publish_on(
+        "annas-printer.local",
+        "Anna's Printer",
+        "_ipp._tcp",
+        631,
+        &["ty=HP LaserJet 400", "rp=ipp/print"],
+    )?;
+
+    // The plug's own announcement counts: the browser and the capture work.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = device(&demo, plug)?.context("the plug is gone")?;
+        if d["evidence"]["mdns_services"].to_string().contains("_http._tcp") {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the plug's own mDNS service never counted for it: {d}\n--- avahi:\n{}\n--- daemon log:\n{}",
+            avahi.log(),
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The forged address is seen and said once, naming both.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spoofing = of_kinds(&alerts(&demo)?, &[bulkhead::alerts::AlertKind::Spoofing]);
+        if spoofing.len() == 1
+            && spoofing[0].mac == Some(plug)
+            && spoofing[0].message.contains("HS105")
+            && spoofing[0].message.contains(&format!("address {laptop_ip} over mDNS"))
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "one spoofing alert naming the plug and the laptop's address: {spoofing:?}\n{}",
+            demo.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The router's browser has had the printer long enough to resolve it
+    // (the plug's service, announced at the same time, counted above).
+    std::thread::sleep(Duration::from_secs(3));
+    let d = device(&demo, laptop)?.context("the laptop is gone")?;
+    ensure!(
+        !d["evidence"]["mdns_services"].to_string().contains("_ipp")
+            && !d["evidence"]["mdns_names"].to_string().contains("Printer")
+            && d["zone"] == before["zone"]
+            && d["class"] == before["class"],
+        "the plug's printer counted for the laptop: {d}\n(before: {before})"
+    );
+    let Response::Status(status) = demo.call(Request::Status)? else {
+        anyhow::bail!("unexpected answer to Status")
+    };
+    let counters = status.mdns.context("no mDNS counters")?;
+    ensure!(
+        counters.foreign_addresses >= 1 && counters.responses_captured >= 2,
+        "counters: {counters:?}"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// m2. Anna's phone, approved and named, comes back with a new private MAC
 /// (twice, as phones do): each time Bulkhead suggests it is the same phone,
 /// and once the homeowner links them there is one device — the new MAC, in

@@ -37,6 +37,13 @@ impl DaemonState {
         })
     }
 
+    /// Whether a known device announced this mDNS service type (`_x._tcp`).
+    pub fn announces_service(&self, mac: &MacAddr, service: &str) -> bool {
+        self.inventory
+            .get(mac)
+            .is_some_and(|d| d.evidence.mdns_services.contains(service))
+    }
+
     /// Every device as the CLI shows it.
     pub fn device_views(&self, now: UnixTime) -> Vec<DeviceView> {
         // One classification per device for both the zone and the class.

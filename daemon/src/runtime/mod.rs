@@ -17,6 +17,7 @@ mod control_socket;
 mod dhcp_io;
 mod dns_bypass;
 mod live;
+mod mdns;
 mod restore;
 mod sd_notify;
 pub mod services;
@@ -216,14 +217,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     // mDNS on the LAN segments only (never the WAN).
     let lan: Vec<String> = state.config.segments.iter().map(|s| s.interface.clone()).collect();
-    let mut mdns = match crate::discovery::mdns::Browser::start(&crate::discovery::mdns::BrowserConfig::new(lan)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            tracing::error!(error = %error_chain(&e), "mDNS discovery is off");
-            None
-        }
-    };
-    let mut mdns_pending = PendingMdns::default();
+    let mut mdns = mdns::MdnsIntake::start(lan);
     // SSDP/UPnP on the LAN segments (descriptions as evidence).
     let ssdp_lan: Vec<(String, std::net::Ipv4Addr)> = state
         .config
@@ -312,7 +306,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         tokio::select! {
             Some((req, reply)) = jobs.recv() => {
                 let shares_may_change = matches!(req, Request::Share { .. });
-                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, mdns.as_ref(), Running {
+                let _ = reply.send(answer(&mut state, req, &vpn, &dhcp, &mdns, Running {
                     dns: dns.as_ref(),
                     detect: detect.as_ref(),
                     notify: notify.as_ref(),
@@ -379,12 +373,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 // An address nobody holds yet: the device announces again.
                 state.ssdp_seen(&observation, unix_now());
             }
-            Some(observation) = next_mdns(&mut mdns) => {
-                let now = unix_now();
-                if !state.mdns(&observation, now) {
-                    mdns_pending.hold(observation, now);
-                }
-            }
+            input = mdns.next() => mdns.handle(input, &mut state, unix_now()),
             update = next_neighbour(&mut neighbours) => match update {
                 NeighbourUpdate::LinkChanged => {
                     links_dirty_since.get_or_insert_with(tokio::time::Instant::now);
@@ -409,9 +398,10 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 dhcp.sync(&state);
             }
         }
-        // Answers that named an address nobody held yet: try again now that
-        // something happened (a lease or a neighbour may have tied it to a MAC).
-        mdns_pending.retry(&mut state, unix_now());
+        // mDNS answers waiting for their device: try again now that something
+        // happened (a lease or a neighbour may have tied the address to a MAC,
+        // the capture may have heard the device announce it).
+        mdns.retry(&mut state, unix_now());
         services.publish(&mut state);
         services.publish_router(&state, state.config.tunnel.is_some().then(|| vpn.state_name()));
         if let Ok(mut h) = health.write() {
@@ -450,7 +440,7 @@ fn answer(
     req: Request,
     vpn: &tunnel::TunnelRuntime,
     dhcp: &dhcp_io::DhcpIo,
-    mdns: Option<&crate::discovery::mdns::Browser>,
+    mdns: &mdns::MdnsIntake,
     running: Running<'_>,
 ) -> Response {
     let Running {
@@ -640,14 +630,14 @@ fn answer_core(
     req: Request,
     vpn: &tunnel::TunnelRuntime,
     dhcp: &dhcp_io::DhcpIo,
-    mdns: Option<&crate::discovery::mdns::Browser>,
+    mdns: &mdns::MdnsIntake,
 ) -> Response {
     match req {
         Request::Tunnel => Response::Tunnel(Box::new(tunnel_view(state, vpn))),
         Request::Status => {
             let mut status = state.status();
             dhcp.fill_status(&mut status);
-            status.mdns = mdns.map(|b| b.counters());
+            status.mdns = mdns.counters();
             Response::Status(status)
         }
         Request::ResetPassword => {
@@ -774,43 +764,6 @@ async fn next_ssdp(
     match w {
         Some(w) => w.next().await,
         None => std::future::pending().await,
-    }
-}
-
-async fn next_mdns(b: &mut Option<crate::discovery::mdns::Browser>) -> Option<crate::discovery::mdns::MdnsObservation> {
-    match b {
-        Some(b) => b.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// mDNS answers waiting for their address to be tied to a MAC: bounded, and
-/// dropped after a minute (the device announces again). Retried only when the
-/// inventory learned facts since the last try (an address may now have an owner).
-#[derive(Default)]
-struct PendingMdns {
-    waiting: Vec<(UnixTime, crate::discovery::mdns::MdnsObservation)>,
-    facts_seen: u64,
-}
-
-impl PendingMdns {
-    const MAX: usize = 256;
-    const KEEP_SECS: UnixTime = 60;
-
-    fn hold(&mut self, o: crate::discovery::mdns::MdnsObservation, now: UnixTime) {
-        if self.waiting.len() >= Self::MAX {
-            self.waiting.remove(0);
-        }
-        self.waiting.push((now, o));
-    }
-
-    fn retry(&mut self, state: &mut DaemonState, now: UnixTime) {
-        if self.waiting.is_empty() || state.facts_changed() == self.facts_seen {
-            return;
-        }
-        self.facts_seen = state.facts_changed();
-        self.waiting
-            .retain(|(at, o)| now - *at < Self::KEEP_SECS && !state.mdns(o, now));
     }
 }
 

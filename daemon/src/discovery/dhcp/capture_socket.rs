@@ -1,11 +1,13 @@
 //! Observer mode's socket: an AF_PACKET (SOCK_DGRAM) socket that receives only
 //! incoming IPv4 UDP packets to port 67 on one interface, readable from tokio.
+//! mDNS sender binding uses the same socket for UDP to port 5353, over IPv4
+//! and over IPv6 ([`CaptureSocket::open_port_v6`]).
 //!
 //! The kernel does the selecting, with a classic BPF filter: the interface index
 //! (ancillary load `SKF_AD_IFINDEX`; packet sockets ignore `SO_BINDTODEVICE`),
 //! not outgoing (`SKF_AD_PKTTYPE`), IPv4, UDP, not a non-first fragment, UDP
-//! destination port 67. Packets queued before the filter was attached are
-//! drained. socket2 provides the packet domain and the filter without `unsafe`.
+//! destination port 67 (IPv6: UDP as the first next header, the port).
+//! Packets queued before the filter was attached are drained. socket2 provides the packet domain and the filter without `unsafe`.
 //!
 //! The one `unsafe` block in this file registers the socket with tokio:
 //! tokio 1.54 deprecated the safe `AsyncFd::new` as unsound for arbitrary `T`
@@ -70,6 +72,16 @@ impl CaptureSocket {
     /// Opens one for incoming IPv4 UDP packets to `port` (68: what DHCP
     /// servers send clients, for `bulkhead init`'s look for another server).
     pub fn open_port(interface: &str, port: u16) -> Result<Self, CaptureSocketError> {
+        Self::open_filtered(interface, port, Family::V4)
+    }
+
+    /// Opens one for incoming IPv6 UDP packets to `port` whose UDP header
+    /// follows the IPv6 header (no extension headers: mDNS has none).
+    pub fn open_port_v6(interface: &str, port: u16) -> Result<Self, CaptureSocketError> {
+        Self::open_filtered(interface, port, Family::V6)
+    }
+
+    fn open_filtered(interface: &str, port: u16, family: Family) -> Result<Self, CaptureSocketError> {
         let ifindex = nix::net::if_::if_nametoindex(interface).map_err(|source| CaptureSocketError::Interface {
             interface: interface.to_string(),
             source,
@@ -82,11 +94,15 @@ impl CaptureSocket {
                 source,
             }
         };
-        // The protocol is in network byte order; ETH_P_IP = 0x0800 fits in u16.
-        let protocol = Protocol::from(i32::from((libc::ETH_P_IP as u16).to_be()));
+        // The protocol is in network byte order; ETH_P_IP(V6) fit in u16.
+        let ethertype = match family {
+            Family::V4 => libc::ETH_P_IP as u16,
+            Family::V6 => libc::ETH_P_IPV6 as u16,
+        };
+        let protocol = Protocol::from(i32::from(ethertype.to_be()));
         let socket = Socket::new(Domain::PACKET, Type::DGRAM, Some(protocol)).map_err(fail("socket"))?;
         socket.set_nonblocking(true).map_err(fail("non-blocking"))?;
-        let program: Vec<SockFilter> = filter_program(ifindex, port)
+        let program: Vec<SockFilter> = filter_program(ifindex, port, family)
             .iter()
             .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
             .collect();
@@ -109,7 +125,7 @@ impl CaptureSocket {
         &self.interface
     }
 
-    /// Waits for the next packet and copies it (from the IPv4 header on) into
+    /// Waits for the next packet and copies it (from the IP header on) into
     /// `buf`; returns its length, cut to `buf`.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -201,31 +217,51 @@ const AD_IFINDEX: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_IFINDEX) as u32;
 /// `PACKET_OUTGOING`: sent by this host.
 const PACKET_OUTGOING: u32 = 4;
 
-/// The filter. Offsets are from the IPv4 header (SOCK_DGRAM). Every failed
+/// Which IP packets a capture socket takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// The filter. Offsets are from the IP header (SOCK_DGRAM). Every failed
 /// check jumps to the final `ret #0`.
-fn filter_program(ifindex: u32, port: u16) -> Vec<Insn> {
+fn filter_program(ifindex: u32, port: u16, family: Family) -> Vec<Insn> {
     // (code, k, jump to drop when the comparison is true / false / never)
     enum Drop {
         IfTrue,
         IfFalse,
         No,
     }
-    let steps: [(u16, u32, Drop); 14] = [
+    let mut steps: Vec<(u16, u32, Drop)> = vec![
         (LD_W_ABS, AD_IFINDEX, Drop::No),
         (JEQ_K, ifindex, Drop::IfFalse),
         (LD_W_ABS, AD_PKTTYPE, Drop::No),
         (JEQ_K, PACKET_OUTGOING, Drop::IfTrue),
         (LD_B_ABS, 0, Drop::No),
         (ALU_AND_K, 0xf0, Drop::No),
-        (JEQ_K, 0x40, Drop::IfFalse),
-        (LD_B_ABS, 9, Drop::No),
-        (JEQ_K, 17, Drop::IfFalse),
-        (LD_H_ABS, 6, Drop::No),
-        (JSET_K, 0x1fff, Drop::IfTrue),
-        (LDX_B_MSH, 0, Drop::No),
-        (LD_H_IND, 2, Drop::No),
-        (JEQ_K, u32::from(port), Drop::IfFalse),
     ];
+    match family {
+        Family::V4 => steps.extend([
+            (JEQ_K, 0x40, Drop::IfFalse),
+            (LD_B_ABS, 9, Drop::No),
+            (JEQ_K, 17, Drop::IfFalse),
+            (LD_H_ABS, 6, Drop::No),
+            (JSET_K, 0x1fff, Drop::IfTrue),
+            (LDX_B_MSH, 0, Drop::No),
+            (LD_H_IND, 2, Drop::No),
+            (JEQ_K, u32::from(port), Drop::IfFalse),
+        ]),
+        // Fixed 40-byte header; next header 17 (UDP) at 6, its destination
+        // port at 40 + 2.
+        Family::V6 => steps.extend([
+            (JEQ_K, 0x60, Drop::IfFalse),
+            (LD_B_ABS, 6, Drop::No),
+            (JEQ_K, 17, Drop::IfFalse),
+            (LD_H_ABS, 42, Drop::No),
+            (JEQ_K, u32::from(port), Drop::IfFalse),
+        ]),
+    }
     let accept = steps.len();
     let drop = accept + 1;
     let mut program: Vec<Insn> = steps
@@ -319,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_filter_keeps_incoming_dhcp_client_packets_on_the_interface_only() {
-        let program = filter_program(7, SERVER_PORT);
+        let program = filter_program(7, SERVER_PORT, Family::V4);
         let good = frame(&client_message(MessageType::Discover, [2, 0, 0, 0, 0, 1], vec![]));
         assert_ne!(run(&program, &good, 7, 0), 0);
         assert_ne!(run(&program, &good, 7, 1), 0, "broadcast packet type");
@@ -343,6 +379,29 @@ mod tests {
         assert_ne!(run(&program, &opts, 7, 0), 0);
         for len in 0..24 {
             assert_eq!(run(&program, &good[..len], 7, 0), 0, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn the_v6_filter_keeps_incoming_udp_to_the_port_on_the_interface_only() {
+        let program = filter_program(3, 5353, Family::V6);
+        let mut good = vec![0x60, 0, 0, 0, 0, 12, 17, 255];
+        good.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        good.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb]);
+        good.extend_from_slice(&[0x14, 0xe9, 0x14, 0xe9, 0, 12, 0, 0, 0, 0, 0, 0]);
+        assert_ne!(run(&program, &good, 3, 2), 0, "multicast to 5353");
+        assert_eq!(run(&program, &good, 4, 2), 0, "other interface");
+        assert_eq!(run(&program, &good, 3, PACKET_OUTGOING), 0, "our own");
+        let with = |i: usize, v: u8| {
+            let mut p = good.clone();
+            p[i] = v;
+            run(&program, &p, 3, 2)
+        };
+        assert_eq!(with(0, 0x45), 0, "IPv4");
+        assert_eq!(with(6, 0), 0, "an extension header first");
+        assert_eq!(with(43, 0xea), 0, "another port");
+        for len in 0..44 {
+            assert_eq!(run(&program, &good[..len], 3, 2), 0, "{len} bytes");
         }
     }
 }

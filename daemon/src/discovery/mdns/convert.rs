@@ -28,6 +28,10 @@ pub struct MdnsObservation {
     pub addresses: Vec<IpAddr>,
     /// The router interface the answer arrived on, when mdns-sd knows it.
     pub interface: Option<String>,
+    /// The instance's full name and its host name, as mdns-sd spells them:
+    /// what the sender must have announced itself
+    /// ([`SenderBook::check`](super::SenderBook::check)).
+    pub names: Vec<String>,
     /// Service type, instance and host names, TXT keys and values.
     pub evidence: Evidence,
 }
@@ -142,9 +146,15 @@ pub fn observation_of(parts: &ServiceParts) -> Result<MdnsObservation, MdnsDropp
         let value = bounded(value.as_deref().unwrap_or_default());
         evidence.txt.insert(key, value);
     }
+    let names = [&parts.fullname, &parts.host]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
     Ok(MdnsObservation {
         addresses,
         interface,
+        names,
         evidence,
     })
 }

@@ -10,11 +10,16 @@
 //!   into bounded [`Evidence`](crate::classify::Evidence), or [`MdnsDropped`].
 //! - [`announce`]: one service on one interface, for tests and the demo (and the
 //!   hidden `bulkhead mdns-announce` command).
+//! - [`SenderCapture`] and [`SenderBook`]: the same packets captured with their
+//!   Ethernet sender, so an observation counts only for a device that announced
+//!   its records itself (mdns-sd does not say who sent an answer).
 
 mod announce;
 mod browser;
+mod capture;
 mod convert;
 mod fuzz;
+mod senders;
 mod state;
 
 #[cfg(test)]
@@ -24,12 +29,14 @@ use mdns_sd::{IfKind, ServiceDaemon};
 
 pub use announce::{announce, parse_txt_pair, service_info_of, AnnounceSpec};
 pub use browser::{Browser, BrowserConfig};
+pub use capture::{Heard, SenderCapture};
 pub use convert::{
     observation_of, parts_of, service_type_of, MdnsDropped, MdnsObservation, ServiceParts, MAX_ADDRESSES,
     MAX_TYPE_LABEL,
 };
 #[doc(hidden)]
 pub use fuzz::fuzz_entry;
+pub use senders::{claim_name, claims_of, Check, Claim, PacketDropped, SenderBook, CLAIM_SECS, MDNS_PORT};
 pub use state::{BrowseState, MdnsCounters, Step, DEFAULT_MAX_TYPES, FIXED_TYPES, META_QUERY};
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
