@@ -260,25 +260,20 @@ fn refused_view(r: &crate::detect::DeviceRefusals) -> bulkhead_web::model::Refus
     }
 }
 
-/// Why mDNS evidence is shown as unverified.
-const MDNS_UNVERIFIED: &str = "Heard in mDNS answers that named this device's address; who sent them is not \
-     checked, so another device on its network could have said it.";
-
 pub fn detail(d: &DeviceView, zones: Vec<String>) -> DeviceDetail {
     let e = &d.evidence;
     let mut evidence = Vec::new();
-    // mDNS answers reach discovery through mdns-sd, which does not say who
-    // sent them: they are tied to a device by the address they name. DHCP
-    // counts only from frames with the device's own MAC on its port, SSDP
-    // from its own address (bound to its MAC by the bridge), the neighbour
-    // table by MAC: those are the device's own.
+    // Every source is the device's own: DHCP counts only from frames with
+    // the device's own MAC on its port, mDNS only from responses its own MAC
+    // sent (captured beside mdns-sd), SSDP from its own address (bound to its
+    // MAC by the bridge), the neighbour table by MAC. `unverified` stays for
+    // a source that cannot be bound to its sender.
     let mut item = |source: &str, field: &str, value: String| {
-        let unverified = (source == "mdns").then(|| MDNS_UNVERIFIED.to_string());
         evidence.push(EvidenceItem {
             source: source.into(),
             field: field.into(),
             value,
-            unverified,
+            unverified: None,
         })
     };
     if let Some(v) = &d.vendor {
