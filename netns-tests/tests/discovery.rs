@@ -798,13 +798,15 @@ pub fn q5_a_forged_source_mac_from_another_port_is_dropped() -> Result<Outcome> 
     Ok(Outcome::Passed)
 }
 
-/// q6. mDNS claims are bound to their sender. The plug runs avahi (as a
-/// compromised Linux device would) and announces, besides its own service, a
-/// printer on a made-up host whose address is the laptop's — an HP printer
-/// that a class rule would place in iot. The plug's own service counts for
-/// the plug; the printer counts for nobody: the laptop gains no evidence,
-/// keeps its zone, and one spoofing alert names the plug and the laptop.
-pub fn q6_an_mdns_answer_naming_another_devices_address_counts_for_nobody() -> Result<Outcome> {
+/// q6. mDNS evidence counts only for the device that sent it. The laptop
+/// and the plug run avahi (the plug as a compromised Linux device would).
+/// The plug announces its own service, a printer on a made-up host whose
+/// address is the laptop's (an HP printer: a class rule would place it in
+/// iot), and — hand-made, from its own socket — a TXT record for the
+/// laptop's own instance saying it is a Chromecast. The laptop's and the
+/// plug's own services count for each; nothing the plug said counts for the
+/// laptop: no evidence, same zone and class; one spoofing alert names both.
+pub fn q6_mdns_evidence_counts_only_for_the_device_that_sent_it() -> Result<Outcome> {
     use super::detect::{alerts, of_kinds};
     use bulkhead_netns::avahi::Avahi;
     let demo = discovering_home(&[])?;
@@ -814,31 +816,52 @@ pub fn q6_an_mdns_answer_naming_another_devices_address_counts_for_nobody() -> R
     wait_device(&demo, plug, "placed in iot", |d| d["zone"] == "iot")?;
     let before = wait_device(&demo, laptop, "known", |d| d["zone"].is_string())?;
 
-    let avahi = Avahi::start(demo.home.ns("plug")?, &demo.dir.join("avahi-plug"), "hs105", "eth0")?;
-    avahi.publish("HS105 setup", "_http._tcp", 80, &[])?;
-    avahi.publish_address("annas-printer.local", &laptop_ip.to_string())?;
-    avahi.publish_on(
+    let anna = Avahi::start(
+        demo.home.ns("laptop")?,
+        &demo.dir.join("avahi-laptop"),
+        "annas-laptop",
+        "eth0",
+    )?;
+    anna.publish("Anna's Laptop", "_ssh._tcp", 22, &[])?;
+    let evil = Avahi::start(demo.home.ns("plug")?, &demo.dir.join("avahi-plug"), "hs105", "eth0")?;
+    evil.publish("HS105 setup", "_http._tcp", 80, &[])?;
+    evil.publish_address("annas-printer.local", &laptop_ip.to_string())?;
+    evil.publish_on(
         "annas-printer.local",
         "Anna's Printer",
         "_ipp._tcp",
         631,
         &["ty=HP LaserJet 400", "rp=ipp/print"],
     )?;
+    let injected = laptop_instance_txt()?;
+    let inject = || -> Result<()> {
+        demo.home.ns("plug")?.run_in(|| -> std::io::Result<()> {
+            let s = std::net::UdpSocket::bind("0.0.0.0:5353").or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))?;
+            s.send_to(&injected, "224.0.0.251:5353").map(drop)
+        })??;
+        Ok(())
+    };
 
-    // The plug's own announcement counts: the browser and the capture work.
+    // Each device's own announcements count for it: the capture works.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let d = device(&demo, plug)?.context("the plug is gone")?;
-        if d["evidence"]["mdns_services"].to_string().contains("_http._tcp") {
+        inject()?;
+        let (d, p) = (
+            device(&demo, laptop)?.context("the laptop is gone")?,
+            device(&demo, plug)?.context("the plug is gone")?,
+        );
+        if d["evidence"]["mdns_services"].to_string().contains("_ssh._tcp")
+            && p["evidence"]["mdns_services"].to_string().contains("_http._tcp")
+            && p["evidence"]["mdns_services"].to_string().contains("_ipp._tcp")
+        {
             break;
         }
         ensure!(
             Instant::now() < deadline,
-            "the plug's own mDNS service never counted for it: {d}\n--- avahi:\n{}\n--- daemon log:\n{}",
-            avahi.log(),
+            "own mDNS services never counted: laptop {d}\nplug {p}\n--- daemon log:\n{}",
             demo.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
     }
     // The forged address is seen and said once, naming both.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -858,26 +881,50 @@ pub fn q6_an_mdns_answer_naming_another_devices_address_counts_for_nobody() -> R
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The router's browser has had the printer long enough to resolve it
-    // (the plug's service, announced at the same time, counted above).
-    std::thread::sleep(Duration::from_secs(3));
+    // Everything the plug said was read (the printer and the TXT counted
+    // for the plug) and none of it for the laptop.
+    let p = device(&demo, plug)?.context("the plug is gone")?;
+    ensure!(
+        p["evidence"]["txt"]["md"] == "Chromecast"
+            && p["evidence"]["mdns_names"].to_string().contains("Anna's Printer"),
+        "the plug's own words were not all read: {p}"
+    );
     let d = device(&demo, laptop)?.context("the laptop is gone")?;
     ensure!(
         !d["evidence"]["mdns_services"].to_string().contains("_ipp")
             && !d["evidence"]["mdns_names"].to_string().contains("Printer")
+            && d["evidence"]["txt"].get("md").is_none()
             && d["zone"] == before["zone"]
             && d["class"] == before["class"],
-        "the plug's printer counted for the laptop: {d}\n(before: {before})"
+        "what the plug said counted for the laptop: {d}\n(before: {before})"
     );
     let Response::Status(status) = demo.call(Request::Status)? else {
         anyhow::bail!("unexpected answer to Status")
     };
     let counters = status.mdns.context("no mDNS counters")?;
     ensure!(
-        counters.foreign_addresses >= 1 && counters.responses_captured >= 2,
+        counters.foreign_addresses >= 1 && counters.responses_captured >= 3,
         "counters: {counters:?}"
     );
     Ok(Outcome::Passed)
+}
+
+/// A response with a TXT record for the laptop's own instance
+/// (`Anna's Laptop._ssh._tcp.local`) saying it is a Chromecast.
+fn laptop_instance_txt() -> Result<Vec<u8>> {
+    use hickory_proto::op::{Message, OpCode};
+    use hickory_proto::rr::rdata::TXT;
+    use hickory_proto::rr::{Name, RData, Record};
+    let instance = Name::new()
+        .append_label("Anna's Laptop".as_bytes())?
+        .append_domain(&Name::from_ascii("_ssh._tcp.local.")?)?;
+    let mut m = Message::response(0, OpCode::Query);
+    m.add_answer(Record::from_rdata(
+        instance,
+        4500,
+        RData::TXT(TXT::new(vec!["md=Chromecast".into(), "model=AppleTV6,2".into()])),
+    ));
+    Ok(m.to_vec()?)
 }
 
 /// m2. Anna's phone, approved and named, comes back with a new private MAC

@@ -224,8 +224,8 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             discovery::q5_a_forged_source_mac_from_another_port_is_dropped,
         ),
         (
-            "q6_an_mdns_answer_naming_another_devices_address_counts_for_nobody",
-            discovery::q6_an_mdns_answer_naming_another_devices_address_counts_for_nobody,
+            "q6_mdns_evidence_counts_only_for_the_device_that_sent_it",
+            discovery::q6_mdns_evidence_counts_only_for_the_device_that_sent_it,
         ),
         ("r0_tunnel_down_never_leaks", tunnel::r0_tunnel_down_never_leaks),
         ("r2_kernel_wireguard_server", tunnel::r2_kernel_wireguard_server),

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::alerts::{Alert, AlertFacts, AlertKind, IdentitySuggestion};
 use crate::config::MacAddr;
-use crate::discovery::mdns::{Check, MdnsObservation, SenderBook};
 use crate::discovery::neigh::NeighbourUpdate;
 use crate::firewall::error_chain;
 use crate::inventory::identity::same_device_reasons;
@@ -25,27 +24,6 @@ pub const MAX_TRACKED_DEVICES: usize = 8192;
 /// after its lease) to classify it, so one alert says "joined and was placed
 /// in iot" instead of "held in quarantine" and then "recognised".
 pub const JOIN_HOLD_SECS: UnixTime = 15;
-
-/// What became of an mDNS observation ([`DaemonState::mdns`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MdnsVerdict {
-    /// Its evidence went to the device holding its address, which announced it.
-    Attached,
-    /// No device holds an announced address (yet).
-    NoHolder,
-    /// `holder` holds the address but was not heard announcing all of it (yet).
-    NotHeard {
-        /// The device holding the address.
-        holder: MacAddr,
-    },
-    /// Another device (`by`) announced the same instance or host name lately.
-    Contested {
-        /// The device holding the address.
-        holder: MacAddr,
-        /// The other sender.
-        by: MacAddr,
-    },
-}
 
 /// What discovery remembers between events.
 pub(super) struct DiscoveryBook {
@@ -193,34 +171,15 @@ impl DaemonState {
         }
     }
 
-    /// An mDNS answer: its evidence goes to the device that holds one of the
-    /// announced addresses on the interface it was heard on — only if that
-    /// device announced the address, the instance and the host name itself
-    /// (`senders`, from the capture of the same packets: mdns-sd merges every
-    /// sender's records and does not say whose they are). Announced addresses
-    /// are claims, so only addresses a lease or the neighbour table tied to a
-    /// MAC count. Anything but [`MdnsVerdict::Attached`] changed nothing; the
-    /// caller may try again when the inventory or the senders moved.
-    pub fn mdns(&mut self, observation: &MdnsObservation, senders: &SenderBook, now: UnixTime) -> MdnsVerdict {
-        let mut verdict = MdnsVerdict::NoHolder;
-        for ip in &observation.addresses {
-            let Some(segment) = self.config.segment_for_ip(*ip) else {
-                continue;
-            };
-            if observation.interface.as_ref().is_some_and(|i| *i != segment.interface) {
-                continue;
-            }
-            let Some(holder) = self.address_owner(ip) else { continue };
-            match senders.check(&observation.names, *ip, holder, now) {
-                Check::Own => {
-                    self.attach_evidence(holder, &observation.evidence, now);
-                    return MdnsVerdict::Attached;
-                }
-                Check::Contested { by } => return MdnsVerdict::Contested { holder, by },
-                Check::NotHeard => verdict = MdnsVerdict::NotHeard { holder },
-            }
+    /// What an mDNS response said, as evidence for the device that sent it
+    /// (the frame's source MAC, bound to its port by the bridge): never for
+    /// a device it names by address or name. False when no device has that
+    /// MAC (yet): the caller may try again once one has.
+    pub fn mdns(&mut self, sender: MacAddr, evidence: &crate::classify::Evidence, now: UnixTime) -> bool {
+        if self.inventory.get(&sender).is_none() {
+            return false;
         }
-        verdict
+        self.attach_evidence(sender, evidence, now)
     }
 
     /// What a device said over SSDP/UPnP, as evidence for the device

@@ -29,7 +29,7 @@ mod views;
 
 use std::net::IpAddr;
 
-pub use discovery::{MdnsVerdict, MAX_TRACKED_DEVICES};
+pub use discovery::MAX_TRACKED_DEVICES;
 pub use presence::PresenceFlip;
 pub use services::{
     DeviceSnapshot, HomeownerCommand, InventorySnapshot, RouterSnapshot, ServiceError, ServiceReply, ServiceRequest,

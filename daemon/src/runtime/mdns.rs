@@ -1,26 +1,26 @@
-//! mDNS in the event loop: mdns-sd's observations, the capture of who sent
-//! which records ([`SenderBook`]), and observations waiting for their device
-//! — to hold the address (a lease or a neighbour entry ties it to a MAC) or
-//! to be heard announcing it (the capture can be a moment behind mdns-sd).
+//! mDNS in the event loop: mdns-sd browses (its queries make devices
+//! answer), the capture reads the answers with their sender, and evidence
+//! counts for the device that sent it ([`DaemonState::mdns`]). mdns-sd's own
+//! resolved services are only counted: it merges every sender's records, so
+//! they cannot be tied to a device. Evidence from a MAC no device has yet
+//! waits (a lease or a neighbour entry may bring the device).
 //!
-//! An observation counts only for a device that announced its address and
-//! names itself ([`DaemonState::mdns`]). A response giving an address another
-//! device holds is counted, and said once an hour per sender as `spoofing`.
+//! A response giving an address another device holds is counted, and said
+//! once an hour per sender as `spoofing`.
 
 use std::collections::HashMap;
 
 use crate::alerts::{Alert, AlertKind};
+use crate::classify::Evidence;
 use crate::config::MacAddr;
-use crate::core::{DaemonState, MdnsVerdict};
-use crate::discovery::mdns::{
-    Browser, BrowserConfig, Claim, Heard, MdnsCounters, MdnsObservation, SenderBook, SenderCapture,
-};
+use crate::core::DaemonState;
+use crate::discovery::mdns::{Browser, BrowserConfig, Heard, MdnsCounters, SenderCapture};
 use crate::firewall::error_chain;
 use crate::inventory::UnixTime;
 
-/// Most observations waiting.
+/// Most senders whose evidence waits for their device.
 const MAX_WAITING: usize = 256;
-/// How long one waits (the device announces again).
+/// How long it waits (the device announces again).
 const WAIT_SECS: UnixTime = 60;
 /// One `spoofing` alert per sender this often.
 const SAY_EVERY_SECS: UnixTime = 3600;
@@ -30,48 +30,31 @@ const SLEEP_PROXY: &str = "_sleep-proxy._udp";
 
 /// One thing mDNS brought.
 pub(super) enum MdnsInput {
-    /// mdns-sd resolved a service.
-    Observation(Box<MdnsObservation>),
+    /// mdns-sd resolved a service (counted by the browser; not evidence).
+    Resolved,
     /// The capture read a response and its sender.
-    Heard(Heard),
-}
-
-struct Waiting {
-    since: UnixTime,
-    observation: MdnsObservation,
-    verdict: MdnsVerdict,
+    Heard(Box<Heard>),
 }
 
 /// See the module documentation.
 pub(super) struct MdnsIntake {
+    lan: Vec<String>,
     browser: Option<Browser>,
-    capture: Option<SenderCapture>,
-    senders: SenderBook,
-    waiting: Vec<Waiting>,
-    /// (the inventory's facts, the senders' changes) at the last retry.
-    seen: (u64, u64),
-    unverified: u64,
-    contested: u64,
+    capture: SenderCapture,
+    /// Sender → (since, what it said meanwhile).
+    waiting: HashMap<MacAddr, (UnixTime, Evidence)>,
+    /// The inventory's facts at the last retry.
+    facts_seen: u64,
+    unattributed: u64,
     foreign_addresses: u64,
     foreign_said: HashMap<MacAddr, UnixTime>,
 }
 
 impl MdnsIntake {
-    /// Browses and captures on the LAN interfaces (never the WAN). Without
-    /// the capture nothing mDNS says counts for any device (it cannot be
-    /// tied to its sender): said once, here.
+    /// Browses and captures on the LAN interfaces (never the WAN).
     pub(super) fn start(lan: Vec<String>) -> MdnsIntake {
-        let capture = match SenderCapture::start(&lan) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::error!(
-                    error = %error_chain(&e),
-                    "cannot see who sends mDNS answers; mDNS will not add evidence to any device"
-                );
-                None
-            }
-        };
-        let browser = match Browser::start(&BrowserConfig::new(lan)) {
+        let capture = SenderCapture::start(&lan);
+        let browser = match Browser::start(&BrowserConfig::new(lan.clone())) {
             Ok(b) => Some(b),
             Err(e) => {
                 tracing::error!(error = %error_chain(&e), "mDNS discovery is off");
@@ -79,123 +62,104 @@ impl MdnsIntake {
             }
         };
         MdnsIntake {
+            lan,
             browser,
             capture,
-            senders: SenderBook::default(),
-            waiting: Vec::new(),
-            seen: (0, 0),
-            unverified: 0,
-            contested: 0,
+            waiting: HashMap::new(),
+            facts_seen: 0,
+            unattributed: 0,
             foreign_addresses: 0,
             foreign_said: HashMap::new(),
         }
+    }
+
+    /// The links changed (a bridge re-created, an interface that was missing
+    /// at start): capture afresh on the LAN interfaces as they are now.
+    pub(super) fn links_changed(&mut self) {
+        self.capture = SenderCapture::start(&self.lan);
     }
 
     /// The next input; pending forever when neither part runs.
     /// Cancel-safe: both parts are.
     pub(super) async fn next(&mut self) -> MdnsInput {
         tokio::select! {
-            Some(o) = next_observation(&mut self.browser) => MdnsInput::Observation(Box::new(o)),
-            Some(h) = next_heard(&mut self.capture) => MdnsInput::Heard(h),
+            Some(_) = next_resolved(&mut self.browser) => MdnsInput::Resolved,
+            Some(h) = self.capture.next() => MdnsInput::Heard(Box::new(h)),
             else => std::future::pending().await,
         }
     }
 
     /// Takes one input.
     pub(super) fn handle(&mut self, input: MdnsInput, state: &mut DaemonState, now: UnixTime) {
-        match input {
-            MdnsInput::Observation(observation) => {
-                let verdict = state.mdns(&observation, &self.senders, now);
-                if verdict != MdnsVerdict::Attached {
-                    if self.waiting.len() >= MAX_WAITING {
-                        let oldest = self.waiting.remove(0);
-                        self.count_given_up(&oldest);
-                    }
-                    self.waiting.push(Waiting {
-                        since: now,
-                        observation: *observation,
-                        verdict,
-                    });
-                }
-            }
-            MdnsInput::Heard(heard) => {
-                self.senders.record(heard.sender, &heard.claims, now);
-                self.foreign_claims(&heard, state, now);
+        let MdnsInput::Heard(heard) = input else { return };
+        self.foreign_addresses(&heard, state, now);
+        let evidence = &heard.facts.evidence;
+        if evidence.is_empty() || state.mdns(heard.sender, evidence, now) {
+            return;
+        }
+        if !self.waiting.contains_key(&heard.sender) && self.waiting.len() >= MAX_WAITING {
+            let oldest = self
+                .waiting
+                .iter()
+                .min_by_key(|(_, (since, _))| *since)
+                .map(|(m, _)| *m);
+            if let Some(m) = oldest {
+                self.waiting.remove(&m);
+                self.unattributed += 1;
             }
         }
+        self.waiting
+            .entry(heard.sender)
+            .or_insert_with(|| (now, Evidence::default()))
+            .1
+            .merge(evidence);
     }
 
-    /// Observations waiting are tried again when the inventory or the
-    /// senders moved since the last try; those waiting too long are given up.
+    /// Evidence waiting for its device is tried again when the inventory
+    /// learned something since the last try; what waited too long is
+    /// given up.
     pub(super) fn retry(&mut self, state: &mut DaemonState, now: UnixTime) {
         if self.waiting.is_empty() {
             return;
         }
-        let seen = (state.facts_changed(), self.senders.changes());
-        let moved = seen != self.seen;
-        self.seen = seen;
-        let mut kept = Vec::with_capacity(self.waiting.len());
-        for mut w in std::mem::take(&mut self.waiting) {
-            if moved {
-                w.verdict = state.mdns(&w.observation, &self.senders, now);
-                if w.verdict == MdnsVerdict::Attached {
-                    continue;
-                }
+        let moved = state.facts_changed() != self.facts_seen;
+        self.facts_seen = state.facts_changed();
+        let mut given_up = 0;
+        self.waiting.retain(|mac, (since, evidence)| {
+            if moved && state.mdns(*mac, evidence, now) {
+                return false;
             }
-            if now - w.since >= WAIT_SECS {
-                self.count_given_up(&w);
-            } else {
-                kept.push(w);
-            }
-        }
-        self.waiting = kept;
+            let keep = now - *since < WAIT_SECS;
+            given_up += u64::from(!keep);
+            keep
+        });
+        self.unattributed += given_up;
     }
 
-    /// The browser's counters with the sender checks'.
+    /// The browser's counters with the capture's.
     pub(super) fn counters(&self) -> Option<MdnsCounters> {
         let browser = self.browser.as_ref()?.counters();
-        let (responses_captured, captured_malformed) = self.capture.as_ref().map_or((0, 0), SenderCapture::counts);
+        let (responses_captured, captured_malformed) = self.capture.counts();
         Some(MdnsCounters {
             responses_captured,
             captured_malformed,
-            unverified: self.unverified,
-            contested: self.contested,
+            unattributed: self.unattributed,
             foreign_addresses: self.foreign_addresses,
             ..browser
         })
     }
 
-    fn count_given_up(&mut self, w: &Waiting) {
-        match w.verdict {
-            MdnsVerdict::Attached | MdnsVerdict::NoHolder => {}
-            MdnsVerdict::NotHeard { holder } => {
-                self.unverified += 1;
-                tracing::debug!(%holder, "an mDNS answer for a device it was not heard from counted for nobody");
-            }
-            MdnsVerdict::Contested { holder, by } => {
-                self.contested += 1;
-                tracing::debug!(%holder, %by, "an mDNS answer whose names two devices announced counted for nobody");
-            }
-        }
-    }
-
     /// A response giving addresses other devices hold: counted; one alert an
-    /// hour per sender (none for a sleep proxy).
-    fn foreign_claims(&mut self, heard: &Heard, state: &mut DaemonState, now: UnixTime) {
-        let foreign: Vec<(std::net::IpAddr, MacAddr)> = heard
-            .claims
-            .iter()
-            .filter_map(|c| match c {
-                Claim::Address(ip) => state
-                    .address_owner(ip)
-                    .filter(|holder| *holder != heard.sender)
-                    .map(|holder| (*ip, holder)),
-                Claim::Name(_) => None,
-            })
-            .collect();
-        let Some((ip, holder)) = foreign.first().copied() else {
-            return;
-        };
+    /// hour per sender (none for a device that announced itself as a sleep
+    /// proxy).
+    fn foreign_addresses(&mut self, heard: &Heard, state: &mut DaemonState, now: UnixTime) {
+        let foreign = heard.facts.addresses.iter().find_map(|ip| {
+            state
+                .address_owner(ip)
+                .filter(|holder| *holder != heard.sender)
+                .map(|holder| (*ip, holder))
+        });
+        let Some((ip, holder)) = foreign else { return };
         self.foreign_addresses += 1;
         tracing::debug!(sender = %heard.sender, %holder, %ip, "mDNS response giving another device's address");
         if state.announces_service(&heard.sender, SLEEP_PROXY)
@@ -219,8 +183,8 @@ impl MdnsIntake {
                 .map_or_else(|| m.to_string(), |n| format!("{n} ({m})"))
         };
         let text = format!(
-            "{} announced {}'s address {ip} over mDNS. It was not believed: nothing the router knows about {} \
-             changed.",
+            "{} announced {}'s address {ip} over mDNS. It was not believed: what it announces counts only for \
+             itself, and nothing the router knows about {} changed.",
             name(&heard.sender),
             name(&holder),
             state.device_name(&holder).unwrap_or_else(|| holder.to_string()),
@@ -229,16 +193,9 @@ impl MdnsIntake {
     }
 }
 
-async fn next_observation(b: &mut Option<Browser>) -> Option<MdnsObservation> {
+async fn next_resolved(b: &mut Option<Browser>) -> Option<()> {
     match b {
-        Some(b) => b.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_heard(c: &mut Option<SenderCapture>) -> Option<Heard> {
-    match c {
-        Some(c) => c.next().await,
+        Some(b) => b.next().await.map(|_| ()),
         None => std::future::pending().await,
     }
 }

@@ -393,14 +393,14 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 links_dirty_since = None;
                 ifnames = interface_names(&nl).await;
                 refresh_links(&mut state, &nl).await;
+                mdns.links_changed();
                 // A port that joined since: where the bridge learned MACs on it.
                 read_forwarding_tables(&mut state, &nl, &ifnames).await;
                 dhcp.sync(&state);
             }
         }
-        // mDNS answers waiting for their device: try again now that something
-        // happened (a lease or a neighbour may have tied the address to a MAC,
-        // the capture may have heard the device announce it).
+        // mDNS evidence waiting for its device: try again now that something
+        // happened (a lease or a neighbour may have brought the device).
         mdns.retry(&mut state, unix_now());
         services.publish(&mut state);
         services.publish_router(&state, state.config.tunnel.is_some().then(|| vpn.state_name()));

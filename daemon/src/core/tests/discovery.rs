@@ -760,61 +760,34 @@ fn invented_macs_never_crowd_a_known_device_out_of_the_book() {
 }
 
 #[test]
-fn an_mdns_answer_counts_only_for_the_holder_that_announced_it_itself() {
-    use crate::core::MdnsVerdict;
-    use crate::discovery::mdns::{claim_name, Claim, MdnsObservation, SenderBook};
+fn mdns_evidence_counts_only_for_the_device_that_sent_it() {
     let mut h = Harness::new(default_config());
     h.state.reconcile().expect("start");
-    let (tv, plug) = (mac(60), mac(61));
-    let ip: IpAddr = "10.0.1.160".parse().expect("ip");
-    h.state.observe(Event::Address { mac: tv, ip }, 1);
-    let names = vec!["TV._testcast._tcp.local.".to_string(), "tv.local.".to_string()];
-    let observation = MdnsObservation {
-        addresses: vec![ip],
-        interface: Some("br-lan".into()),
-        names: names.clone(),
-        evidence: *casting("TV"),
-    };
-    let claims: Vec<Claim> = names
-        .iter()
-        .map(|n| Claim::Name(claim_name(n)))
-        .chain([Claim::Address(ip)])
-        .collect();
-    let has_cast = |h: &Harness| {
+    let (laptop, plug, unknown) = (mac(60), mac(61), mac(62));
+    h.state.observe(
+        Event::Address {
+            mac: laptop,
+            ip: "10.0.1.160".parse().expect("ip"),
+        },
+        1,
+    );
+    h.state.observe(
+        Event::Address {
+            mac: plug,
+            ip: "10.0.1.161".parse().expect("ip"),
+        },
+        1,
+    );
+    let has_cast = |h: &Harness, m: MacAddr| {
         h.state
             .inventory
-            .get(&tv)
+            .get(&m)
             .is_some_and(|d| d.evidence.mdns_services.contains("_testcast._tcp"))
     };
-
-    // Nobody heard announcing it yet: wait.
-    let mut senders = SenderBook::default();
-    assert_eq!(
-        h.state.mdns(&observation, &senders, 2),
-        MdnsVerdict::NotHeard { holder: tv }
-    );
-    // The plug announced it: counts for nobody.
-    senders.record(plug, &claims, 2);
-    assert_eq!(
-        h.state.mdns(&observation, &senders, 3),
-        MdnsVerdict::Contested { holder: tv, by: plug }
-    );
-    // Even once the TV announces it too, while the plug's claim is fresh.
-    senders.record(tv, &claims, 3);
-    assert!(matches!(
-        h.state.mdns(&observation, &senders, 4),
-        MdnsVerdict::Contested { .. }
-    ));
-    assert!(!has_cast(&h), "evidence attached before it was the TV's own");
-    // Only the TV's, lately: it counts for the TV.
-    let mut own = SenderBook::default();
-    own.record(tv, &claims, 5);
-    assert_eq!(h.state.mdns(&observation, &own, 6), MdnsVerdict::Attached);
-    assert!(has_cast(&h));
-    // An address nobody holds.
-    let elsewhere = MdnsObservation {
-        addresses: vec!["10.0.1.199".parse().expect("ip")],
-        ..observation
-    };
-    assert_eq!(h.state.mdns(&elsewhere, &own, 7), MdnsVerdict::NoHolder);
+    // The plug's response (whatever address or name it gives) is the plug's.
+    assert!(h.state.mdns(plug, &casting("annas-laptop"), 2));
+    assert!(has_cast(&h, plug) && !has_cast(&h, laptop));
+    // A MAC no device has: nothing, no phantom device.
+    assert!(!h.state.mdns(unknown, &casting("x"), 3));
+    assert!(h.state.inventory.get(&unknown).is_none());
 }

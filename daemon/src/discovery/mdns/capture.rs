@@ -1,8 +1,8 @@
 //! The capture beside mdns-sd: the same mDNS packets, read off each LAN
 //! interface with packet sockets (they take a copy of each frame and steal
 //! nothing from mdns-sd's or the share proxy's sockets, unlike a second UDP
-//! socket on port 5353), each response's claims tagged with the Ethernet
-//! source of its frame. What the claims mean is [`super::senders`].
+//! socket on port 5353), each response read and tagged with the Ethernet
+//! source of its frame. What a response says is [`super::senders`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,20 +10,20 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::senders::{claims_of, Claim, MDNS_PORT};
+use super::senders::{response_facts, ResponseFacts, MDNS_PORT};
 use crate::config::MacAddr;
-use crate::discovery::dhcp::{CaptureSocket, CaptureSocketError};
+use crate::discovery::dhcp::CaptureSocket;
 
 /// Largest mDNS packet read whole (RFC 6762 allows up to 9000 bytes).
 const BUFFER: usize = 9000;
 
-/// One response's claims and who sent it.
+/// One response and who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heard {
     /// The frame's Ethernet source.
     pub sender: MacAddr,
-    /// What the response claims (never empty).
-    pub claims: Vec<Claim>,
+    /// What the response says.
+    pub facts: ResponseFacts,
 }
 
 /// What the capture has read so far.
@@ -42,13 +42,23 @@ pub struct SenderCapture {
 }
 
 impl SenderCapture {
-    /// Opens an IPv4 and an IPv6 capture on each interface. Needs
-    /// CAP_NET_RAW and a tokio runtime; all or nothing.
-    pub fn start(interfaces: &[String]) -> Result<SenderCapture, CaptureSocketError> {
+    /// Opens an IPv4 and an IPv6 capture on each interface that exists
+    /// (needs CAP_NET_RAW and a tokio runtime); an interface that cannot be
+    /// captured on is logged and left out — mDNS from it counts for nobody —
+    /// until [`SenderCapture::start`] is called again (links changed).
+    pub fn start(interfaces: &[String]) -> SenderCapture {
         let mut sockets = Vec::new();
         for interface in interfaces {
-            sockets.push(CaptureSocket::open_port(interface, MDNS_PORT)?);
-            sockets.push(CaptureSocket::open_port_v6(interface, MDNS_PORT)?);
+            let both = CaptureSocket::open_port(interface, MDNS_PORT)
+                .and_then(|v4| Ok([v4, CaptureSocket::open_port_v6(interface, MDNS_PORT)?]));
+            match both {
+                Ok(pair) => sockets.extend(pair),
+                Err(e) => tracing::error!(
+                    error = %crate::firewall::error_chain(&e),
+                    interface,
+                    "cannot see who sends mDNS answers here; mDNS from this interface counts for no device"
+                ),
+            }
         }
         let (tx, heard) = mpsc::channel(256);
         let counts = Arc::new(Counts::default());
@@ -56,7 +66,7 @@ impl SenderCapture {
             .into_iter()
             .map(|socket| tokio::spawn(read(socket, tx.clone(), counts.clone())))
             .collect();
-        Ok(SenderCapture { heard, counts, readers })
+        SenderCapture { heard, counts, readers }
     }
 
     /// The next response heard; `None` if every reader stopped.
@@ -65,7 +75,7 @@ impl SenderCapture {
         self.heard.recv().await
     }
 
-    /// (responses with claims, packets that were not mDNS messages).
+    /// (responses read, packets that were not mDNS messages).
     pub fn counts(&self) -> (u64, u64) {
         (
             self.counts.responses.load(Ordering::Relaxed),
@@ -94,18 +104,17 @@ async fn read(socket: CaptureSocket, heard: mpsc::Sender<Heard>, counts: Arc<Cou
             }
         };
         let packet = buf.get(..len).unwrap_or(&buf);
-        let claims = match claims_of(packet) {
-            Ok(c) => c,
+        let facts = match response_facts(packet) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
             Err(_) => {
                 counts.malformed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
-        let Some(sender) = sender.filter(|_| !claims.is_empty()) else {
-            continue;
-        };
+        let Some(sender) = sender else { continue };
         counts.responses.fetch_add(1, Ordering::Relaxed);
-        if heard.send(Heard { sender, claims }).await.is_err() {
+        if heard.send(Heard { sender, facts }).await.is_err() {
             return;
         }
     }

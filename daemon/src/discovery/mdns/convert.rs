@@ -28,10 +28,6 @@ pub struct MdnsObservation {
     pub addresses: Vec<IpAddr>,
     /// The router interface the answer arrived on, when mdns-sd knows it.
     pub interface: Option<String>,
-    /// The instance's full name and its host name, as mdns-sd spells them:
-    /// what the sender must have announced itself
-    /// ([`SenderBook::check`](super::SenderBook::check)).
-    pub names: Vec<String>,
     /// Service type, instance and host names, TXT keys and values.
     pub evidence: Evidence,
 }
@@ -146,15 +142,9 @@ pub fn observation_of(parts: &ServiceParts) -> Result<MdnsObservation, MdnsDropp
         let value = bounded(value.as_deref().unwrap_or_default());
         evidence.txt.insert(key, value);
     }
-    let names = [&parts.fullname, &parts.host]
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .cloned()
-        .collect();
     Ok(MdnsObservation {
         addresses,
         interface,
-        names,
         evidence,
     })
 }
@@ -207,13 +197,18 @@ fn instance_of<'a>(fullname: &'a str, ty_domain: &str) -> Option<&'a str> {
 fn names(instance: &str, host: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     names.insert(bounded(instance.as_bytes()));
-    let host = strip_suffix_ignore_case(host, ".local.")
-        .or_else(|| strip_suffix_ignore_case(host, ".local"))
-        .unwrap_or_else(|| host.strip_suffix('.').unwrap_or(host));
+    let host = strip_local(host);
     if !host.is_empty() {
         names.insert(bounded(host.as_bytes()));
     }
     names
+}
+
+/// A host name without `.local.` (or `.local`, or a trailing dot).
+pub(super) fn strip_local(host: &str) -> &str {
+    strip_suffix_ignore_case(host, ".local.")
+        .or_else(|| strip_suffix_ignore_case(host, ".local"))
+        .unwrap_or_else(|| host.strip_suffix('.').unwrap_or(host))
 }
 
 /// Could a device on the LAN have this address?

@@ -10,9 +10,10 @@
 //!   into bounded [`Evidence`](crate::classify::Evidence), or [`MdnsDropped`].
 //! - [`announce`]: one service on one interface, for tests and the demo (and the
 //!   hidden `bulkhead mdns-announce` command).
-//! - [`SenderCapture`] and [`SenderBook`]: the same packets captured with their
-//!   Ethernet sender, so an observation counts only for a device that announced
-//!   its records itself (mdns-sd does not say who sent an answer).
+//! - [`SenderCapture`] and [`response_facts`]: the same packets captured with
+//!   their Ethernet sender and read one by one: what counts as evidence, for
+//!   the sender only (mdns-sd merges every sender's records and does not say
+//!   whose they are, so its resolved services are not evidence).
 
 mod announce;
 mod browser;
@@ -36,7 +37,7 @@ pub use convert::{
 };
 #[doc(hidden)]
 pub use fuzz::fuzz_entry;
-pub use senders::{claim_name, claims_of, Check, Claim, PacketDropped, SenderBook, CLAIM_SECS, MDNS_PORT};
+pub use senders::{response_facts, PacketDropped, ResponseFacts, MAX_RESPONSE_ADDRESSES, MDNS_PORT};
 pub use state::{BrowseState, MdnsCounters, Step, DEFAULT_MAX_TYPES, FIXED_TYPES, META_QUERY};
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).

@@ -56,20 +56,16 @@ pub struct MdnsCounters {
     /// Meta-query answers not browsed: malformed type names, or over the bound.
     /// Counted per answer, so a type repeated by a device counts again.
     pub types_dropped: u64,
-    /// Responses captured with their sender (the check of who announced what).
+    /// Responses captured with their sender: what mDNS evidence is read from.
     #[serde(default)]
     pub responses_captured: u64,
     /// Captured packets to port 5353 that were not mDNS messages.
     #[serde(default)]
     pub captured_malformed: u64,
-    /// Observations that counted for nobody: the device holding the address
-    /// never announced the records itself (within a minute).
+    /// Captured responses from a MAC no device has, given up after a minute
+    /// (their evidence counted for nobody).
     #[serde(default)]
-    pub unverified: u64,
-    /// Observations that counted for nobody: another device announced the
-    /// same instance or host name.
-    #[serde(default)]
-    pub contested: u64,
+    pub unattributed: u64,
     /// Responses giving an address another device holds (a sender speaking
     /// for it: a forgery, or a sleep proxy answering for a sleeping Mac).
     #[serde(default)]
