@@ -903,7 +903,7 @@ pub fn q6_mdns_evidence_counts_only_for_the_device_that_sent_it() -> Result<Outc
     };
     let counters = status.mdns.context("no mDNS counters")?;
     ensure!(
-        counters.foreign_addresses >= 1 && counters.responses_captured >= 3,
+        counters.foreign_addresses >= 1 && counters.responses_captured >= 2,
         "counters: {counters:?}"
     );
     Ok(Outcome::Passed)
