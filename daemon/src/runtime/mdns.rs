@@ -6,7 +6,8 @@
 //! waits (a lease or a neighbour entry may bring the device).
 //!
 //! A response giving an address another device holds is counted, and said
-//! once an hour per sender as `spoofing`.
+//! as `spoofing` once an hour per device spoken for (so senders with made-up
+//! MACs cannot multiply the alerts).
 
 use std::collections::HashMap;
 
@@ -47,6 +48,7 @@ pub(super) struct MdnsIntake {
     facts_seen: u64,
     unattributed: u64,
     foreign_addresses: u64,
+    /// Device spoken for → when that was last said.
     foreign_said: HashMap<MacAddr, UnixTime>,
 }
 
@@ -150,8 +152,8 @@ impl MdnsIntake {
     }
 
     /// A response giving addresses other devices hold: counted; one alert an
-    /// hour per sender (none for a device that announced itself as a sleep
-    /// proxy).
+    /// hour per device spoken for (none when the sender announced itself as
+    /// a sleep proxy).
     fn foreign_addresses(&mut self, heard: &Heard, state: &mut DaemonState, now: UnixTime) {
         let foreign = heard.facts.addresses.iter().find_map(|ip| {
             state
@@ -163,10 +165,7 @@ impl MdnsIntake {
         self.foreign_addresses += 1;
         tracing::debug!(sender = %heard.sender, %holder, %ip, "mDNS response giving another device's address");
         if state.announces_service(&heard.sender, SLEEP_PROXY)
-            || self
-                .foreign_said
-                .get(&heard.sender)
-                .is_some_and(|t| now - t < SAY_EVERY_SECS)
+            || self.foreign_said.get(&holder).is_some_and(|t| now - t < SAY_EVERY_SECS)
         {
             return;
         }
@@ -176,7 +175,7 @@ impl MdnsIntake {
                 self.foreign_said.clear();
             }
         }
-        self.foreign_said.insert(heard.sender, now);
+        self.foreign_said.insert(holder, now);
         let name = |m: &MacAddr| {
             state
                 .device_name(m)

@@ -19,8 +19,9 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Message, MessageType, OpCode};
+use hickory_proto::op::{Header, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::convert::{service_type_of, strip_local};
 use crate::classify::{bounded, Evidence, MAX_ITEMS};
@@ -62,24 +63,45 @@ pub fn response_facts(ip_packet: &[u8]) -> Result<Option<ResponseFacts>, PacketD
         Some(6) => udp6_payload_to(ip_packet, MDNS_PORT).ok_or(PacketDropped::NotUdp)?,
         _ => return Err(PacketDropped::NotUdp),
     };
-    let message = Message::from_vec(payload).map_err(|_| PacketDropped::NotDns)?;
-    if message.metadata.op_code != OpCode::Query || message.metadata.message_type != MessageType::Response {
+    let Some(records) = response_records(payload)? else {
         return Ok(None);
-    }
+    };
     let mut facts = ResponseFacts::default();
-    let records = message
-        .answers
-        .iter()
-        .chain(message.authorities.iter())
-        .chain(message.additionals.iter())
-        .filter(|r| r.ttl > 0);
-    for record in records {
+    for record in records.iter().filter(|r| r.ttl > 0) {
         read_record(record, &mut facts);
     }
     facts.addresses.sort();
     facts.addresses.dedup();
     facts.addresses.truncate(MAX_RESPONSE_ADDRESSES);
     Ok((!facts.evidence.is_empty() || !facts.addresses.is_empty()).then_some(facts))
+}
+
+/// The records of a response (answer, authority and additional sections in
+/// one list); `None` for a query or another op code. Read leniently, as
+/// mdns-sd reads: a record with empty data (some devices send an empty TXT
+/// that way) is skipped, not the whole message, and a record that cannot be
+/// read ends the list with what came before it. (hickory's `Message` rejects
+/// the whole message for either.)
+fn response_records(payload: &[u8]) -> Result<Option<Vec<Record>>, PacketDropped> {
+    let mut decoder = BinDecoder::new(payload);
+    let Header { metadata, counts } = Header::read(&mut decoder).map_err(|_| PacketDropped::NotDns)?;
+    if metadata.op_code != OpCode::Query || metadata.message_type != MessageType::Response {
+        return Ok(None);
+    }
+    for _ in 0..counts.queries {
+        Query::read(&mut decoder).map_err(|_| PacketDropped::NotDns)?;
+    }
+    let total = usize::from(counts.answers) + usize::from(counts.authorities) + usize::from(counts.additionals);
+    let mut records = Vec::with_capacity(total.min(64));
+    for _ in 0..total {
+        match Record::read(&mut decoder) {
+            Ok(r) if matches!(r.data, RData::Update0(_)) => {}
+            Ok(r) => records.push(r),
+            Err(_) if records.is_empty() => return Err(PacketDropped::NotDns),
+            Err(_) => break,
+        }
+    }
+    Ok(Some(records))
 }
 
 fn read_record(record: &Record, facts: &mut ResponseFacts) {
@@ -176,7 +198,7 @@ fn udp6_payload_to(p: &[u8], port: u16) -> Option<&[u8]> {
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    use hickory_proto::op::Query;
+    use hickory_proto::op::Message;
     use hickory_proto::rr::rdata::{PTR, SRV, TXT};
     use hickory_proto::rr::RecordType;
 
@@ -291,6 +313,32 @@ mod tests {
         query.metadata.message_type = MessageType::Query;
         query.add_query(Query::query(name("_ipp._tcp.local."), RecordType::PTR));
         assert_eq!(facts(&query), None, "known answers are the asker's cache");
+    }
+
+    #[test]
+    fn an_empty_record_or_a_cut_tail_loses_only_itself() {
+        let m = announcement("Office Printer", "printer.local.", address());
+        let mut bytes = m.to_vec().expect("encode");
+        // The TXT record's data cut to nothing (RDLENGTH 0), the records
+        // after it intact: hickory's Message would reject all of it.
+        let txt = bytes
+            .windows(4)
+            .position(|w| w == [0, 16, 0, 1])
+            .expect("the TXT record's type and class");
+        let rdlength = txt + 8;
+        let len = usize::from(u16::from_be_bytes([bytes[rdlength], bytes[rdlength + 1]]));
+        bytes.drain(rdlength + 2..rdlength + 2 + len);
+        bytes[rdlength..rdlength + 2].copy_from_slice(&[0, 0]);
+        let read = response_facts(&ipv4(&bytes)).expect("read").expect("facts");
+        assert!(read.evidence.txt.is_empty());
+        assert!(read.evidence.mdns_names.contains("printer"), "the SRV before it");
+        assert_eq!(read.addresses, vec![IpAddr::V4(address())], "the A after it");
+        // A tail that cannot be read: what came before counts.
+        let whole = m.to_vec().expect("encode");
+        let cut = response_facts(&ipv4(&whole[..whole.len() - 3]))
+            .expect("read")
+            .expect("facts");
+        assert!(cut.evidence.mdns_services.contains("_ipp._tcp") && cut.addresses.is_empty());
     }
 
     #[test]
