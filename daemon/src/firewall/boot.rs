@@ -64,7 +64,8 @@ impl BootRecord {
     pub fn counts(&self) -> ObjectCounts {
         let mut c = ObjectCounts::of_commands(&self.nftables);
         if self.guards_nd_claims() {
-            c.rules += ND_CLAIM_RULES.len();
+            // The placeholder out, the guards in.
+            c.rules = c.rules - 1 + ND_CLAIM_RULES.len();
         }
         c
     }
@@ -239,9 +240,10 @@ pub fn restore(nft: &dyn NftBackend, record: &BootRecord) -> Result<ObjectCounts
     let mut expected = record.counts();
     if record.guards_nd_claims() {
         // As at a replace: without NETLINK_NETFILTER the rest holds.
-        if let Err(e) = nft.guard_nd_claims(&ND_CLAIM_RULES) {
-            tracing::error!(error = %super::error_chain(&e), "the neighbour-advert guards could not be added; neighbour adverts go unchecked");
-            expected.rules -= ND_CLAIM_RULES.len();
+        match super::guard_nd_claims(nft) {
+            super::verify::NetlinkRules::Added => {}
+            super::verify::NetlinkRules::Absent => expected.rules -= ND_CLAIM_RULES.len(),
+            super::verify::NetlinkRules::Pending => expected.rules = expected.rules + 1 - ND_CLAIM_RULES.len(),
         }
     }
     let mut listings = Vec::new();

@@ -135,17 +135,17 @@ fn full_replace(
         }
     }
     // Not part of the transaction either (nft cannot load these rules):
-    // until they land, neighbour adverts pass unchecked, as before the guard
-    // existed. Where netlink cannot add them (no NETLINK_NETFILTER, as under
-    // qemu-user), the rest of the tables is in force and the adverts stay
-    // unchecked: said every time, not a refused apply.
-    let mut guarded = true;
-    if !ruleset.bridge_ports.is_empty() {
-        if let Err(e) = nft.guard_nd_claims(&render::bridge::ND_CLAIM_RULES) {
-            tracing::error!(error = %error_chain(&e), "the neighbour-advert guards could not be added; neighbour adverts go unchecked");
-            guarded = false;
-        }
-    }
+    // until they land, the document's placeholder drops every neighbour
+    // advert between ports (closed, not open, if the daemon dies here).
+    // Where netlink cannot add them (no NETLINK_NETFILTER, as under
+    // qemu-user), the placeholder is flushed with nft and the rest of the
+    // tables is in force, the adverts unchecked: said every time, not a
+    // refused apply.
+    let guarded = if ruleset.bridge_ports.is_empty() {
+        verify::NetlinkRules::Added
+    } else {
+        guard_nd_claims(nft)
+    };
     let inet = nft
         .list_table(nftables::types::NfFamily::INet)
         .map_err(|source| FirewallError::Nft { what: "list", source })?;
@@ -153,6 +153,23 @@ fn full_replace(
         .list_table(nftables::types::NfFamily::Bridge)
         .map_err(|source| FirewallError::Nft { what: "list", source })?;
     verify::verify_with(ruleset, membership, &[inet, bridge], guarded).map_err(FirewallError::Verify)
+}
+
+/// Replaces the `nd-claims` placeholder with the neighbour-advert guards
+/// over netlink; failing that, flushes it with nft (the adverts go
+/// unchecked); failing that too, it stays (they stay dropped).
+pub(crate) fn guard_nd_claims(nft: &dyn NftBackend) -> verify::NetlinkRules {
+    let Err(e) = nft.guard_nd_claims(&render::bridge::ND_CLAIM_RULES) else {
+        return verify::NetlinkRules::Added;
+    };
+    tracing::error!(error = %error_chain(&e), "the neighbour-advert guards could not be added; neighbour adverts go unchecked");
+    match nft.apply(&render::bridge::nd_claims_flush()) {
+        Ok(()) => verify::NetlinkRules::Absent,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "nor could their placeholder be flushed; neighbour adverts between ports are dropped");
+            verify::NetlinkRules::Pending
+        }
+    }
 }
 
 /// Whether this kernel has flowtables: applies [`render::offload::probe_document`]

@@ -834,9 +834,16 @@ fn neighbour_adverts_are_checked_before_they_are_let_through() {
     // To the router: after the source guards.
     let input = names(NfFamily::Bridge, "input");
     assert!(at(&input, "ip6-claims-device") < at(&input, "nd-claims"), "{input:?}");
-    // The check's rules come over netlink; where a claim goes samples it, counts it, drops it.
+    // The check's rules come over netlink, in place of a placeholder that
+    // drops every advert; where a claim goes samples it, counts it, drops it.
     let check = chains.iter().find(|c| c.name == "nd-claims").expect("nd-claims");
-    assert!(check.rules.is_empty());
+    let placeholder: Vec<&str> = check.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(placeholder, ["guards-pending"]);
+    let json = serde_json::to_string(&check.rules[0].stmts).expect("json");
+    assert!(
+        json.contains("\"drop\"") && !json.contains("\"match\""),
+        "it drops everything: {json}"
+    );
     assert_eq!(check.netlink_rules, ["claims-router", "claims-device"]);
     for chain in ["nd-claim-router", "nd-claim-device"] {
         let rules = names(NfFamily::Bridge, chain);
@@ -870,14 +877,38 @@ fn neighbour_adverts_are_checked_before_they_are_let_through() {
         !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
             if r.chain == "nd-claims" && r.comment.as_deref() == Some("claims-device"))
     });
-    let e = crate::firewall::verify(&rs, &with, &[inet, bridge]).expect_err("a guard is missing");
+    let e = crate::firewall::verify(&rs, &with, &[inet.clone(), bridge]).expect_err("a guard is missing");
     assert!(e.to_string().contains("nd-claims"), "{e}");
+    // Killed before the netlink batch: the placeholder, which the read-back
+    // tells apart (and which is not what an apply leaves).
+    let mut pending = crate::testutil::listing_of(&doc).1;
+    let objects = pending.objects.to_mut();
+    objects.retain(|o| {
+        !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
+            if r.chain == "nd-claims")
+    });
+    objects.push(nftables::schema::NfObject::ListObject(
+        nftables::schema::NfListObject::Rule(nftables::schema::Rule {
+            family: NfFamily::Bridge,
+            table: "bulkhead".into(),
+            chain: "nd-claims".into(),
+            expr: Vec::new().into(),
+            handle: None,
+            index: None,
+            comment: Some("guards-pending".into()),
+        }),
+    ));
+    let listed = [inet, pending];
+    use crate::firewall::verify::NetlinkRules;
+    crate::firewall::verify::verify_with(&rs, &with, &listed, NetlinkRules::Pending).expect("the placeholder state");
+    crate::firewall::verify(&rs, &with, &listed).expect_err("the placeholder is not the guards");
 }
 
 #[test]
 fn without_netlink_the_tables_hold_and_only_the_advert_guards_are_missing() {
     // Under qemu-user (the router binary's scenarios) there is no
-    // NETLINK_NETFILTER: the replace is in force, verified without them.
+    // NETLINK_NETFILTER: the placeholder is flushed with nft, and the
+    // replace is in force, verified without the guards.
     let cfg = default_config();
     let rs = desired_ruleset(&cfg, &Default::default());
     let m = desired_membership(&cfg, &sample_inventory());
@@ -898,5 +929,11 @@ fn without_netlink_the_tables_hold_and_only_the_advert_guards_are_missing() {
         !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
             if r.chain == "forward")
     });
-    assert!(crate::firewall::verify::verify_with(&rs, &m, &[cut, bridge], false).is_err());
+    let absent = crate::firewall::verify::NetlinkRules::Absent;
+    crate::firewall::verify::verify_with(&rs, &m, &[inet_ok(&nft), bridge.clone()], absent).expect("as meant");
+    assert!(crate::firewall::verify::verify_with(&rs, &m, &[cut, bridge], absent).is_err());
+}
+
+fn inet_ok(nft: &FakeNft) -> nftables::schema::Nftables<'static> {
+    nft.listing.lock().expect("lock").clone().expect("listing").0
 }

@@ -32,17 +32,30 @@ fn elem_text(e: &Expression<'_>) -> String {
 
 /// Compares the read-back `listed` documents with the desired state.
 pub fn verify(rs: &DesiredRuleset, m: &Membership, listed: &[Nftables<'_>]) -> Result<(), VerifyError> {
-    verify_with(rs, m, listed, true)
+    verify_with(rs, m, listed, NetlinkRules::Added)
 }
 
-/// [`verify`], expecting the rules added over netlink after the document
-/// only if `netlink_rules_added` (where netlink could not add them, the rest
-/// of the tables must still be what we meant).
+/// Where the rules added over netlink after the document stand (see
+/// [`ChainSpec::netlink_rules`](super::render::ChainSpec)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetlinkRules {
+    /// In place of the document's placeholder.
+    Added,
+    /// Netlink could not add them and the placeholder was flushed with nft
+    /// (no NETLINK_NETFILTER, as under qemu-user): the chain is empty.
+    Absent,
+    /// Neither: the document's closed placeholder is still there.
+    Pending,
+}
+
+/// [`verify`], with the netlink-added rules as `netlink` says (where
+/// netlink could not add them, the rest of the tables must still be what
+/// we meant).
 pub fn verify_with(
     rs: &DesiredRuleset,
     m: &Membership,
     listed: &[Nftables<'_>],
-    netlink_rules_added: bool,
+    netlink: NetlinkRules,
 ) -> Result<(), VerifyError> {
     let mut got_rules: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     let mut got_chains: BTreeSet<Key> = BTreeSet::new();
@@ -79,17 +92,13 @@ pub fn verify_with(
     for c in chains(rs) {
         let key = (fam(c.family), c.name.clone());
         want_chains.insert(key.clone());
-        let want: Vec<String> = c
-            .rules
-            .iter()
-            .map(|r| r.name.clone())
-            .chain(
-                c.netlink_rules
-                    .iter()
-                    .filter(|_| netlink_rules_added)
-                    .map(|n| n.to_string()),
-            )
-            .collect();
+        let document = c.rules.iter().map(|r| r.name.clone());
+        let want: Vec<String> = match netlink {
+            _ if c.netlink_rules.is_empty() => document.collect(),
+            NetlinkRules::Added => c.netlink_rules.iter().map(|n| n.to_string()).collect(),
+            NetlinkRules::Absent => Vec::new(),
+            NetlinkRules::Pending => document.collect(),
+        };
         let got = got_rules.remove(&key).unwrap_or_default();
         if want != got {
             problems.push(format!(

@@ -1,7 +1,9 @@
 //! The neighbour-advert guards as nf_tables rules (see
-//! [`TargetClaimRule`] for why nft cannot load them): one `NFT_MSG_NEWRULE`
-//! per rule, appended to the bridge table's `nd-claims` chain, all in one
-//! batch. What nft itself sends for the same rule over `typeof` sets
+//! [`TargetClaimRule`] for why nft cannot load them): an `NFT_MSG_DELRULE`
+//! naming only the bridge table's `nd-claims` chain (the kernel deletes all
+//! its rules: the document's closed placeholder), then one `NFT_MSG_NEWRULE`
+//! per rule, appended, all in one batch — so the chain goes from "drop every
+//! advert" to the guards in one step. What nft itself sends for the same rule over `typeof` sets
 //! (`nft --debug=netlink`, nft 1.0.6):
 //!
 //! ```text
@@ -28,6 +30,7 @@ use crate::firewall::TABLE;
 const NLM_F_APPEND: u16 = 0x800;
 // linux/netfilter/nf_tables.h
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -63,10 +66,25 @@ const UDATA_RULE_COMMENT: u8 = 0;
 const TARGET_OFFSET: u32 = 8;
 const TARGET_LEN: u32 = 16;
 
-/// PURE: the batch that appends `rules` to the bridge table's
-/// [`ND_CLAIMS_CHAIN`] (which the full replace just created empty).
+/// PURE: the batch that replaces what the bridge table's [`ND_CLAIMS_CHAIN`]
+/// holds (the full replace's placeholder) with `rules`.
 pub fn encode_nd_claim_rules(rules: &[TargetClaimRule], first_seq: u32) -> Result<Batch, NetlinkError> {
     encode_in_batch(first_seq, |w, seq, messages| {
+        *seq = seq.wrapping_add(1);
+        let m = w.begin_message(
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE,
+            NLM_F_REQUEST | NLM_F_ACK,
+            *seq,
+            NFPROTO_BRIDGE,
+            0,
+        );
+        w.attr(NFTA_RULE_TABLE, &nul_terminated(TABLE));
+        w.attr(NFTA_RULE_CHAIN, &nul_terminated(ND_CLAIMS_CHAIN));
+        w.end_message(m);
+        messages.push(BatchMessage {
+            seq: *seq,
+            what: format!("flush bridge {TABLE} {ND_CLAIMS_CHAIN}"),
+        });
         for rule in rules {
             *seq = seq.wrapping_add(1);
             let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
@@ -164,17 +182,26 @@ mod tests {
     #[test]
     fn constants_match_libc() {
         assert_eq!(NFT_MSG_NEWRULE, libc::NFT_MSG_NEWRULE as u16);
+        assert_eq!(NFT_MSG_DELRULE, libc::NFT_MSG_DELRULE as u16);
         assert_eq!(NFT_GOTO as i32, libc::NFT_GOTO);
         assert_eq!(NLM_F_APPEND, libc::NLM_F_APPEND as u16);
     }
 
     #[test]
-    fn one_appended_rule_per_guard_in_one_batch() {
+    fn the_placeholder_flushed_and_one_appended_rule_per_guard_in_one_batch() {
         let batch = encode_nd_claim_rules(&ND_CLAIM_RULES, 100).expect("encode");
-        assert_eq!(batch.messages.len(), 2);
-        let msgs: Vec<_> = messages(&batch.bytes).collect::<Result<_, _>>().expect("well-formed");
-        // BATCH_BEGIN, two rules, BATCH_END.
-        assert_eq!(msgs.len(), 4);
+        assert_eq!(batch.messages.len(), 3);
+        let all: Vec<_> = messages(&batch.bytes).collect::<Result<_, _>>().expect("well-formed");
+        // BATCH_BEGIN, the flush, two rules, BATCH_END.
+        assert_eq!(all.len(), 5);
+        let flush = &all[1];
+        assert_eq!(flush.ty, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE);
+        let text = String::from_utf8_lossy(flush.payload);
+        assert!(text.contains("bulkhead\0") && text.contains("nd-claims\0"), "{text:?}");
+        // No handle: the whole chain.
+        // nfgenmsg, then "bulkhead\0" and "nd-claims\0", each padded to 16.
+        assert_eq!(flush.payload.len(), 4 + 16 + 16, "{:?}", flush.payload);
+        let msgs = &all[1..];
         let rule = &msgs[2];
         assert_eq!(rule.ty, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE);
         assert_eq!(rule.flags & NLM_F_APPEND, NLM_F_APPEND);

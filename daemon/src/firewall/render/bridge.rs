@@ -348,6 +348,12 @@ fn bridge_prerouting_chain(rs: &DesiredRuleset) -> ChainSpec {
 /// The chain the neighbour-advert guards live in ([`ND_CLAIM_RULES`], added
 /// over netlink right after the full replace).
 pub const ND_CLAIMS_CHAIN: &str = "nd-claims";
+/// The one rule the document puts in [`ND_CLAIMS_CHAIN`]: every advert
+/// reaching it is dropped until the netlink batch replaces it with the
+/// guards. A daemon killed between nft's transaction and that batch leaves
+/// adverts between ports dropped (IPv6 neighbours stop resolving) until it
+/// is back — closed, not open.
+pub const ND_GUARDS_PENDING: &str = "guards-pending";
 /// Where an advert claiming a device's address goes: sampled, counted, dropped.
 pub const ND_CLAIM_DEVICE_CHAIN: &str = "nd-claim-device";
 /// Where an advert claiming one of the router's addresses goes.
@@ -367,8 +373,9 @@ pub const ROUTER_V6_SET: &str = "router-v6";
 /// only lengths: the same 16 bytes are looked up in the very sets the ARP
 /// and IP guards use, so the owners stay one membership. So these two rules
 /// are encoded as netlink messages by the daemon (`netlink::nd_claims`),
-/// in their own chain, which the document creates empty: until they land,
-/// adverts pass as they did before the guard existed.
+/// in their own chain, which the document creates holding only
+/// [`ND_GUARDS_PENDING`] (drop): one netlink batch flushes it and adds
+/// them, so the chain is never open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetClaimRule {
     /// The rule's name (its comment, as every rule's).
@@ -398,6 +405,21 @@ pub const ND_CLAIM_RULES: [TargetClaimRule; 2] = [
     },
 ];
 
+/// `flush chain bridge bulkhead nd-claims`: the placeholder out, where
+/// netlink cannot put the guards in.
+pub fn nd_claims_flush() -> nftables::schema::Nftables<'static> {
+    use nftables::schema::{Chain, FlushObject, NfCmd, NfObject, Nftables};
+    Nftables {
+        objects: vec![NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(Chain {
+            family: NfFamily::Bridge,
+            table: crate::firewall::TABLE.into(),
+            name: ND_CLAIMS_CHAIN.into(),
+            ..Chain::default()
+        })))]
+        .into(),
+    }
+}
+
 /// `icmpv6 type nd-neighbor-advert jump nd-claims`, from a port.
 fn nd_claims_jump(ports: &std::collections::BTreeSet<String>) -> Vec<Statement<'static>> {
     vec![
@@ -416,6 +438,7 @@ fn nd_claims_jump(ports: &std::collections::BTreeSet<String>) -> Vec<Statement<'
 /// held by anyone (see `discovery::neigh`), so claims of those pass.
 fn nd_claims_chains(rs: &DesiredRuleset) -> Vec<ChainSpec> {
     let mut check = ChainSpec::new(NfFamily::Bridge, ND_CLAIMS_CHAIN);
+    check.rule(ND_GUARDS_PENDING, vec![counter(), drop_()]);
     check.netlink_rules = ND_CLAIM_RULES.iter().map(|r| r.name).collect();
     let mut out = vec![check];
     for (chain, suffix) in [(ND_CLAIM_ROUTER_CHAIN, "-router"), (ND_CLAIM_DEVICE_CHAIN, "-device")] {

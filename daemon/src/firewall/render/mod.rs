@@ -90,8 +90,10 @@ pub struct ChainSpec {
     pub base: Option<(NfChainType, NfHook, i32)>,
     /// Rules in order.
     pub rules: Vec<NamedRule>,
-    /// Names of the rules added over netlink after the document, after
-    /// `rules` (see [`bridge::TargetClaimRule`]): the read-back expects them.
+    /// Names of the rules added over netlink after the document, in place
+    /// of `rules` (the document's are a closed placeholder the same netlink
+    /// batch flushes; see [`bridge::TargetClaimRule`]): the read-back
+    /// expects them.
     pub netlink_rules: Vec<&'static str>,
 }
 
