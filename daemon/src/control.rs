@@ -372,6 +372,10 @@ pub struct StatusView {
     /// DHCP messages dropped because their `chaddr` was not their sender's MAC.
     #[serde(default)]
     pub dhcp_spoofed: u64,
+    /// Observer mode: changes of the other server's lease file not believed
+    /// (the MAC they were for had not sent a client packet itself lately).
+    #[serde(default)]
+    pub dhcp_lease_changes_ignored: u64,
     /// Per serving segment, the DHCP server's counters.
     pub dhcp: Vec<(crate::config::SegmentId, crate::discovery::dhcp::Counters)>,
     /// mDNS discovery counters, if it runs.

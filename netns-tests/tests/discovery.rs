@@ -392,6 +392,87 @@ pub fn p_observer_mode_with_dnsmasq() -> Result<Outcome> {
         "the plug's zone list did not apply beside dnsmasq: {status} {answers:?}\n{}",
         demo.log()
     );
+    // Forged in the plug's name from the stranger (its own frames, the
+    // plug's MAC in `chaddr`): a RELEASE of the plug's address, then a
+    // REQUEST for another address under a phone's name. dnsmasq reads DHCP
+    // from a UDP socket and believes both (its lease file says so); Bulkhead
+    // believes a binding change only as the MAC's own packets say: the plug
+    // keeps its address, name, zone and internet, and gains nothing.
+    demo.join(host("stranger")?)?;
+    let server = [10u8, 0, 1, 1];
+    let other: Ipv4Addr = if ip.octets()[3] == 159 {
+        "10.0.1.158"
+    } else {
+        "10.0.1.159"
+    }
+    .parse()?;
+    let release = dhcp_request(7, plug.mac, ip, &[(54, &server)]);
+    let rename = dhcp_request(
+        3,
+        plug.mac,
+        Ipv4Addr::UNSPECIFIED,
+        &[(50, &other.octets()), (54, &server), (12, b"annas-new-iphone")],
+    );
+    let forge = |message: &[u8]| -> Result<()> {
+        demo.home.ns("stranger")?.run_in(|| -> Result<()> {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            socket.set_broadcast(true)?;
+            socket.send_to(message, "255.255.255.255:67")?;
+            Ok(())
+        })??;
+        Ok(())
+    };
+    let plug_mac = MacAddr(plug.mac).to_string();
+    let lease_line = || -> Result<Option<String>> {
+        Ok(std::fs::read_to_string(&leases)?
+            .lines()
+            .find(|l| l.contains(&plug_mac))
+            .map(str::to_string))
+    };
+    let ignored = || -> Result<u64> {
+        let Response::Status(status) = demo.call(Request::Status)? else {
+            anyhow::bail!("unexpected answer to Status")
+        };
+        Ok(status.dhcp_lease_changes_ignored)
+    };
+    let plug_unchanged = |what: &str| -> Result<()> {
+        let d = device(&demo, MacAddr(plug.mac))?.context("the plug is gone")?;
+        ensure!(
+            d["zone"] == "iot"
+                && d["evidence"]["hostname"] == "HS105"
+                && d["addresses"].to_string().contains(&ip.to_string())
+                && !d["addresses"].to_string().contains(&other.to_string()),
+            "{what} changed the plug: {d}\n{}",
+            demo.log()
+        );
+        ensure!(
+            in_set(&demo, "iot_v4", &ip.to_string())?,
+            "{what}: the plug's address left iot_v4"
+        );
+        expect_tcp(&demo, "plug", demo.home.internet_v4().into(), 80, true)
+    };
+    forge(&release)?;
+    super::wait_until("dnsmasq believed the forged release", Duration::from_secs(5), || {
+        Ok(lease_line()?.is_none())
+    })?;
+    super::wait_until("the daemon read the lease file", Duration::from_secs(5), || {
+        Ok(ignored()? >= 1)
+    })?;
+    plug_unchanged("a forged release to dnsmasq")?;
+    forge(&rename)?;
+    super::wait_until("dnsmasq believed the forged request", Duration::from_secs(5), || {
+        Ok(lease_line()?.is_some_and(|l| l.contains(&other.to_string())))
+    })?;
+    super::wait_until("the daemon read the lease file again", Duration::from_secs(5), || {
+        Ok(ignored()? >= 2)
+    })?;
+    plug_unchanged("a forged request to dnsmasq")?;
+    let spoofing = super::detect::of_kinds(&super::detect::alerts(&demo)?, &[bulkhead::alerts::AlertKind::Spoofing]);
+    let stranger = MacAddr(host("stranger")?.mac);
+    ensure!(
+        spoofing.iter().any(|a| a.mac == Some(stranger)),
+        "no spoofing alert names the stranger: {spoofing:?}"
+    );
     Ok(Outcome::Passed)
 }
 

@@ -30,6 +30,8 @@ pub(super) struct DhcpBook {
     pool_alerted: BTreeMap<SegmentId, UnixTime>,
     /// Observer mode: bindings read from the other server's lease file last time.
     observed: BTreeMap<IpAddr, MacAddr>,
+    /// Observer mode: which lease-file changes to believe.
+    lease_gate: crate::discovery::dhcp::LeaseGate,
     /// Malformed packets captured in observer mode.
     capture_malformed: u64,
     /// DHCP messages whose `chaddr` was not their sender's MAC (served and
@@ -46,6 +48,11 @@ impl DhcpBook {
     /// Forged DHCP messages dropped.
     pub(super) fn spoofed(&self) -> u64 {
         self.spoofed
+    }
+
+    /// Observer mode: lease-file changes not believed.
+    pub(super) fn lease_changes_ignored(&self) -> u64 {
+        self.lease_gate.ignored()
     }
 }
 
@@ -174,6 +181,8 @@ impl DaemonState {
                 return;
             }
         };
+        // The MAC spoke in its own name: its lease may change now.
+        self.dhcp.lease_gate.heard(packet.mac, packet.kind, packet.address, now);
         self.observe(
             Event::Evidence {
                 mac: packet.mac,
@@ -185,18 +194,24 @@ impl DaemonState {
 
     /// Observer mode: the other server's lease file, read again. New bindings
     /// become addresses; bindings that vanished (released, expired) are removed.
-    /// Only addresses inside an observing segment count.
+    /// Only addresses inside an observing segment count, and a change only
+    /// once the MAC it is for sent a client packet itself
+    /// ([`LeaseGate`](crate::discovery::dhcp::LeaseGate): the other server
+    /// believes forged ones).
     pub fn observed_leases(&mut self, leases: &[ObservedLease], now: UnixTime) {
         let observing = |ip: &IpAddr| {
             self.config
                 .segment_for_ip(*ip)
                 .is_some_and(|s| s.dhcp == DhcpMode::Observe)
         };
-        let current: BTreeMap<IpAddr, crate::config::MacAddr> = leases
+        let read: Vec<ObservedLease> = leases
             .iter()
             .filter(|l| observing(&l.ip) && l.expires.is_none_or(|t| t > now))
-            .map(|l| (l.ip, l.mac))
+            .cloned()
             .collect();
+        let leases = self.dhcp.lease_gate.read(&read, now);
+        let leases = leases.as_slice();
+        let current: BTreeMap<IpAddr, crate::config::MacAddr> = leases.iter().map(|l| (l.ip, l.mac)).collect();
         let gone: Vec<(IpAddr, crate::config::MacAddr)> = self
             .dhcp
             .observed
@@ -207,21 +222,9 @@ impl DaemonState {
         for (ip, mac) in gone {
             self.observe(Event::AddressGone { mac, ip }, now);
         }
+        // Names are not read from the file: the captured packets give them,
+        // bound to their sender.
         for l in leases.iter().filter(|l| current.get(&l.ip) == Some(&l.mac)) {
-            if let Some(h) = &l.hostname {
-                let evidence = crate::classify::Evidence {
-                    hostname: Some(h.clone()),
-                    client_id: l.client_id.clone(),
-                    ..Default::default()
-                };
-                self.observe(
-                    Event::Evidence {
-                        mac: l.mac,
-                        evidence: Box::new(evidence),
-                    },
-                    now,
-                );
-            }
             self.observe(Event::Address { mac: l.mac, ip: l.ip }, now);
         }
         self.dhcp.observed = current;

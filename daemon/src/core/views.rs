@@ -161,6 +161,7 @@ impl DaemonState {
             leases: 0,
             dhcp_malformed: self.dhcp.capture_malformed(),
             dhcp_spoofed: self.dhcp.spoofed(),
+            dhcp_lease_changes_ignored: self.dhcp.lease_changes_ignored(),
             dhcp: Vec::new(),
             mdns: None,
             untracked_new_devices: self.discovery.untracked_new_devices(),

@@ -23,6 +23,7 @@ mod dnsmasq;
 mod evidence;
 mod fuzz;
 mod lease;
+mod lease_gate;
 mod segment;
 mod server;
 mod socket;
@@ -38,6 +39,7 @@ pub use evidence::evidence_of;
 #[doc(hidden)]
 pub use fuzz::{fuzz_entry_capture, fuzz_entry_dnsmasq, fuzz_entry_server};
 pub use lease::{Lease, LeaseEvent};
+pub use lease_gate::{LeaseGate, HEARD_WITHIN_SECS};
 pub use segment::{Counters, SegmentConfig, DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 pub use server::{DhcpServer, Handled, Reply, CLIENT_PORT, SERVER_PORT};
 pub use socket::server_socket;
