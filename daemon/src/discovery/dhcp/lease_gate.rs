@@ -105,7 +105,7 @@ impl LeaseGate {
                 None if ended => {}
                 _ => {
                     ignored += 1;
-                    if !old.expires.is_some_and(|t| t <= now) {
+                    if old.expires.is_none_or(|t| t > now) {
                         next.insert(*ip, old.clone());
                     }
                 }
