@@ -177,6 +177,9 @@ pub(crate) struct FakeNft {
     /// Netlink cannot add the guards (no NETLINK_NETFILTER): refused, and
     /// not in the listing.
     pub(crate) refuse_nd_guards: bool,
+    /// The kernel refuses the guards' batch with this error (the chain keeps
+    /// its placeholder).
+    pub(crate) nd_guards_refused_with: Option<&'static str>,
 }
 
 impl crate::firewall::NftBackend for FakeNft {
@@ -219,6 +222,14 @@ impl crate::firewall::NftBackend for FakeNft {
     }
     fn guard_nd_claims(&self, rules: &[crate::firewall::render::bridge::TargetClaimRule]) -> Result<(), NftablesError> {
         assert_eq!(rules, crate::firewall::render::bridge::ND_CLAIM_RULES);
+        if let Some(refusal) = self.nd_guards_refused_with {
+            return Err(NftablesError::NftFailed {
+                program: "netlink".into(),
+                hint: refusal.into(),
+                stdout: String::new(),
+                stderr: String::new(),
+            });
+        }
         if self.refuse_nd_guards {
             if let Some((_, bridge)) = self.listing.lock().expect("lock").as_mut() {
                 bridge.objects.to_mut().retain(|o| {

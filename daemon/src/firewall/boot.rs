@@ -64,10 +64,23 @@ impl BootRecord {
     pub fn counts(&self) -> ObjectCounts {
         let mut c = ObjectCounts::of_commands(&self.nftables);
         if self.guards_nd_claims() {
-            // The placeholder out, the guards in.
-            c.rules = c.rules - 1 + ND_CLAIM_RULES.len();
+            // What the record puts in the chain (the placeholder; nothing in
+            // records of the previous version) out, the guards in.
+            c.rules = c.rules - self.nd_claims_document_rules() + ND_CLAIM_RULES.len();
         }
         c
+    }
+
+    /// How many rules the document itself adds to the bridge `nd-claims` chain.
+    fn nd_claims_document_rules(&self) -> usize {
+        self.nftables
+            .objects
+            .iter()
+            .filter(|o| {
+                matches!(o, NfObject::CmdObject(nftables::schema::NfCmd::Add(NfListObject::Rule(r)))
+                    if r.family == NfFamily::Bridge && r.chain == ND_CLAIMS_CHAIN)
+            })
+            .count()
     }
 
     /// The document creates the bridge table's `nd-claims` chain, whose rules
@@ -240,10 +253,12 @@ pub fn restore(nft: &dyn NftBackend, record: &BootRecord) -> Result<ObjectCounts
     let mut expected = record.counts();
     if record.guards_nd_claims() {
         // As at a replace: without NETLINK_NETFILTER the rest holds.
-        match super::guard_nd_claims(nft) {
+        match super::guard_nd_claims(nft).map_err(BootError::Nft)? {
             super::verify::NetlinkRules::Added => {}
             super::verify::NetlinkRules::Absent => expected.rules -= ND_CLAIM_RULES.len(),
-            super::verify::NetlinkRules::Pending => expected.rules = expected.rules + 1 - ND_CLAIM_RULES.len(),
+            super::verify::NetlinkRules::Pending => {
+                expected.rules = expected.rules + record.nd_claims_document_rules() - ND_CLAIM_RULES.len();
+            }
         }
     }
     let mut listings = Vec::new();

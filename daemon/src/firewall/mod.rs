@@ -144,7 +144,10 @@ fn full_replace(
     let guarded = if ruleset.bridge_ports.is_empty() {
         verify::NetlinkRules::Added
     } else {
-        guard_nd_claims(nft)
+        guard_nd_claims(nft).map_err(|source| FirewallError::Nft {
+            what: "neighbour-advert guards",
+            source,
+        })?
     };
     let inet = nft
         .list_table(nftables::types::NfFamily::INet)
@@ -156,18 +159,29 @@ fn full_replace(
 }
 
 /// Replaces the `nd-claims` placeholder with the neighbour-advert guards
-/// over netlink; failing that, flushes it with nft (the adverts go
-/// unchecked); failing that too, it stays (they stay dropped).
-pub(crate) fn guard_nd_claims(nft: &dyn NftBackend) -> verify::NetlinkRules {
+/// over netlink. Only where this process cannot open a NETLINK_NETFILTER
+/// socket at all (qemu-user: "Protocol not supported") is the placeholder
+/// flushed with nft instead (the adverts go unchecked; failing that, it
+/// stays and they stay dropped). Any other error — the kernel refused the
+/// batch, an answer went missing — is the apply's error: the placeholder
+/// stays (closed) and the apply is tried again, as for any failed apply.
+pub(crate) fn guard_nd_claims(nft: &dyn NftBackend) -> Result<verify::NetlinkRules, nftables::helper::NftablesError> {
     let Err(e) = nft.guard_nd_claims(&render::bridge::ND_CLAIM_RULES) else {
-        return verify::NetlinkRules::Added;
+        return Ok(verify::NetlinkRules::Added);
     };
-    tracing::error!(error = %error_chain(&e), "the neighbour-advert guards could not be added; neighbour adverts go unchecked");
+    // The error crossed `NftBackend` as text; the OS's words for
+    // EPROTONOSUPPORT and EAFNOSUPPORT, from opening the socket.
+    let text = error_chain(&e);
+    let no_socket = text.contains("Protocol not supported") || text.contains("Address family not supported");
+    if !no_socket {
+        return Err(e);
+    }
+    tracing::error!(error = %text, "the neighbour-advert guards cannot be added here (no NETLINK_NETFILTER); neighbour adverts go unchecked");
     match nft.apply(&render::bridge::nd_claims_flush()) {
-        Ok(()) => verify::NetlinkRules::Absent,
+        Ok(()) => Ok(verify::NetlinkRules::Absent),
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "nor could their placeholder be flushed; neighbour adverts between ports are dropped");
-            verify::NetlinkRules::Pending
+            Ok(verify::NetlinkRules::Pending)
         }
     }
 }

@@ -934,6 +934,28 @@ fn without_netlink_the_tables_hold_and_only_the_advert_guards_are_missing() {
     assert!(crate::firewall::verify::verify_with(&rs, &m, &[cut, bridge], absent).is_err());
 }
 
+#[test]
+fn a_refused_advert_guard_batch_fails_the_apply_and_flushes_nothing() {
+    // Netlink works but the kernel refused the batch: the placeholder stays
+    // (adverts dropped), and the apply is an error to try again — never a
+    // quiet fall back to unchecked adverts.
+    let cfg = default_config();
+    let rs = desired_ruleset(&cfg, &Default::default());
+    let m = desired_membership(&cfg, &sample_inventory());
+    let nft = Arc::new(FakeNft {
+        nd_guards_refused_with: Some("the kernel refused the batch at: add rule claims-device: Invalid argument"),
+        ..FakeNft::default()
+    });
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&rs, &m)));
+    let e = reconcile(&nft, None, &rs, &m).expect_err("a refused guard is an apply error");
+    assert!(
+        crate::firewall::error_chain(&e).contains("neighbour-advert guards"),
+        "{e}"
+    );
+    let applied = nft.applied.lock().expect("lock").clone();
+    assert_eq!(applied, ["full"], "no flush of the placeholder followed: {applied:?}");
+}
+
 fn inet_ok(nft: &FakeNft) -> nftables::schema::Nftables<'static> {
     nft.listing.lock().expect("lock").clone().expect("listing").0
 }

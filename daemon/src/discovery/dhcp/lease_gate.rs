@@ -30,11 +30,15 @@ pub const HEARD_WITHIN_SECS: UnixTime = 120;
 /// Most MACs remembered (the oldest go first).
 const MAX_HEARD: usize = 8192;
 
-/// A MAC's latest client packet in its own name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a MAC's own client packets said lately: the address it last asked
+/// for (REQUEST, or DISCOVER with option 50) and when it last let an
+/// address go (RELEASE, DECLINE), kept apart so that one does not hide the
+/// other (a RELEASE then a DISCOVER at boot). Other kinds (INFORM) change
+/// nothing here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Spoke {
-    kind: MessageType,
-    address: Option<Ipv4Addr>,
+    asked: Option<(Ipv4Addr, UnixTime)>,
+    let_go: Option<(Option<Ipv4Addr>, UnixTime)>,
     at: UnixTime,
 }
 
@@ -47,19 +51,39 @@ pub struct LeaseGate {
     ignored: u64,
 }
 
+/// Within the window, and not from the future (a clock that jumped back).
+fn recent(at: UnixTime, now: UnixTime) -> bool {
+    (0..HEARD_WITHIN_SECS).contains(&(now - at))
+}
+
 impl LeaseGate {
     /// `mac` sent a client packet of `kind` in its own name (its `chaddr`
     /// was the frame's source) at `now`, asking for or using `address`.
     pub fn heard(&mut self, mac: MacAddr, kind: MessageType, address: Option<Ipv4Addr>, now: UnixTime) {
+        let said = match kind {
+            MessageType::Request | MessageType::Discover => address.map(|a| Spoke {
+                asked: Some((a, now)),
+                ..Spoke::default()
+            }),
+            MessageType::Release | MessageType::Decline => Some(Spoke {
+                let_go: Some((address, now)),
+                ..Spoke::default()
+            }),
+            _ => None,
+        };
+        let Some(said) = said else { return };
         if self.spoke.len() >= MAX_HEARD && !self.spoke.contains_key(&mac) {
-            self.spoke.retain(|_, s| now - s.at < HEARD_WITHIN_SECS);
+            // Only what is too old to matter goes: a flood of made-up MACs
+            // cannot push out a real device's packet of a moment ago.
+            self.spoke.retain(|_, s| recent(s.at, now));
             if self.spoke.len() >= MAX_HEARD {
-                if let Some(oldest) = self.spoke.iter().min_by_key(|(_, s)| s.at).map(|(m, _)| *m) {
-                    self.spoke.remove(&oldest);
-                }
+                return;
             }
         }
-        self.spoke.insert(mac, Spoke { kind, address, at: now });
+        let entry = self.spoke.entry(mac).or_default();
+        entry.asked = said.asked.or(entry.asked);
+        entry.let_go = said.let_go.or(entry.let_go);
+        entry.at = now;
     }
 
     /// Lease-file changes not believed so far.
@@ -76,28 +100,34 @@ impl LeaseGate {
             self.believed = current.into_iter().map(|(ip, l)| (ip, l.clone())).collect();
             return self.believed.values().cloned().collect();
         }
-        let spoke = |mac: &MacAddr| self.spoke.get(mac).filter(|s| now - s.at < HEARD_WITHIN_SECS).copied();
+        let spoke = |mac: &MacAddr| self.spoke.get(mac).copied().unwrap_or_default();
         // The MAC asked for this address itself.
         let asked = |mac: &MacAddr, ip: &IpAddr| {
-            spoke(mac).is_some_and(|s| {
-                matches!(s.kind, MessageType::Request | MessageType::Discover) && s.address.map(IpAddr::V4) == Some(*ip)
-            })
+            spoke(mac)
+                .asked
+                .is_some_and(|(a, at)| IpAddr::V4(a) == *ip && recent(at, now))
         };
-        // The MAC let this address go itself.
+        // The MAC let this address go itself (or asked for another).
         let let_go = |mac: &MacAddr, ip: &IpAddr| {
-            spoke(mac).is_some_and(|s| match s.kind {
-                MessageType::Release | MessageType::Decline => true,
-                MessageType::Request | MessageType::Discover => s.address.is_some_and(|a| IpAddr::V4(a) != *ip),
-                _ => false,
-            })
+            let s = spoke(mac);
+            s.let_go
+                .is_some_and(|(a, at)| a.is_none_or(|a| IpAddr::V4(a) == *ip) && recent(at, now))
+                || s.asked.is_some_and(|(a, at)| IpAddr::V4(a) != *ip && recent(at, now))
         };
         let mut next: BTreeMap<IpAddr, ObservedLease> = BTreeMap::new();
         let mut ignored = 0;
         for (ip, old) in &self.believed {
             let ended = old.expires.is_some_and(|t| t <= now) || let_go(&old.mac, ip);
             match current.get(ip) {
+                // The same binding: an end moved later is believed; moved
+                // earlier only on the MAC's own REQUEST (a forged renewal
+                // asking for 120 s would otherwise end it for a taker).
                 Some(new) if new.mac == old.mac => {
-                    next.insert(*ip, (*new).clone());
+                    let mut kept = (*new).clone();
+                    if !asked(&new.mac, ip) {
+                        kept.expires = later(old.expires, new.expires);
+                    }
+                    next.insert(*ip, kept);
                 }
                 Some(new) if ended && asked(&new.mac, ip) => {
                     next.insert(*ip, (*new).clone());
@@ -125,6 +155,11 @@ impl LeaseGate {
         self.believed = next;
         self.believed.values().cloned().collect()
     }
+}
+
+/// The later of two ends (`None`: never).
+fn later(a: Option<UnixTime>, b: Option<UnixTime>) -> Option<UnixTime> {
+    Some(a?.max(b?))
 }
 
 #[cfg(test)]
@@ -195,6 +230,42 @@ mod tests {
             "heard too long ago"
         );
         assert_eq!(gate.read(&[], 1000), Vec::new(), "ran out");
+    }
+
+    #[test]
+    fn a_forged_short_renewal_does_not_bring_the_end_closer() {
+        let mut gate = LeaseGate::default();
+        let plug = lease(PLUG, "10.0.1.20", 40_000);
+        gate.read(std::slice::from_ref(&plug), 1);
+        let shortened = lease(PLUG, "10.0.1.20", 130);
+        assert_eq!(gate.read(std::slice::from_ref(&shortened), 10), vec![plug.clone()]);
+        let infinite = ObservedLease {
+            expires: None,
+            ..plug.clone()
+        };
+        let mut gate = LeaseGate::default();
+        gate.read(std::slice::from_ref(&infinite), 1);
+        assert_eq!(gate.read(std::slice::from_ref(&shortened), 10), vec![infinite]);
+        // Its own REQUEST may shorten it.
+        let mut gate = LeaseGate::default();
+        gate.read(std::slice::from_ref(&plug), 1);
+        gate.heard(PLUG, MessageType::Request, v4("10.0.1.20"), 5);
+        assert_eq!(gate.read(std::slice::from_ref(&shortened), 10), vec![shortened]);
+    }
+
+    #[test]
+    fn an_inform_hides_nothing_and_a_clock_jump_explains_nothing() {
+        let mut gate = LeaseGate::default();
+        gate.read(&[], 1);
+        gate.heard(PLUG, MessageType::Request, v4("10.0.1.20"), 100);
+        gate.heard(PLUG, MessageType::Inform, v4("10.0.1.20"), 100);
+        let plug = lease(PLUG, "10.0.1.20", 1000);
+        assert_eq!(gate.read(std::slice::from_ref(&plug), 101), vec![plug.clone()]);
+        // Packets "from the future" (the clock went back) do not count.
+        let mut gate = LeaseGate::default();
+        gate.read(&[], 1);
+        gate.heard(PLUG, MessageType::Request, v4("10.0.1.20"), 5000);
+        assert_eq!(gate.read(std::slice::from_ref(&plug), 101), Vec::new());
     }
 
     #[test]
