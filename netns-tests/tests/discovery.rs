@@ -924,44 +924,39 @@ pub fn q6_mdns_evidence_counts_only_for_the_device_that_sent_it() -> Result<Outc
     };
 
     // Each device's own announcements count for it: the capture works.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let services = |mac| -> Result<String> {
+        let d = device(&demo, mac)?.context("a device is gone")?;
+        Ok(d["evidence"]["mdns_services"].to_string())
+    };
+    super::wait_until("own mDNS services counted", Duration::from_secs(30), || {
         inject()?;
-        let (d, p) = (
-            device(&demo, laptop)?.context("the laptop is gone")?,
-            device(&demo, plug)?.context("the plug is gone")?,
-        );
-        if d["evidence"]["mdns_services"].to_string().contains("_ssh._tcp")
-            && p["evidence"]["mdns_services"].to_string().contains("_http._tcp")
-            && p["evidence"]["mdns_services"].to_string().contains("_ipp._tcp")
-        {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "own mDNS services never counted: laptop {d}\nplug {p}\n--- daemon log:\n{}",
+        let (d, p) = (services(laptop)?, services(plug)?);
+        Ok(d.contains("_ssh._tcp") && p.contains("_http._tcp") && p.contains("_ipp._tcp"))
+    })
+    .with_context(|| {
+        format!(
+            "laptop {:?}\nplug {:?}\n--- daemon log:\n{}",
+            device(&demo, laptop),
+            device(&demo, plug),
             demo.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        )
+    })?;
     // The forged address is seen and said once, naming both.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let spoofing = of_kinds(&alerts(&demo)?, &[bulkhead::alerts::AlertKind::Spoofing]);
-        if spoofing.len() == 1
-            && spoofing[0].mac == Some(plug)
-            && spoofing[0].message.contains("HS105")
-            && spoofing[0].message.contains(&format!("address {laptop_ip} over mDNS"))
-        {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "one spoofing alert naming the plug and the laptop's address: {spoofing:?}\n{}",
-            demo.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let spoofing = || -> Result<Vec<bulkhead::alerts::Alert>> {
+        Ok(of_kinds(&alerts(&demo)?, &[bulkhead::alerts::AlertKind::Spoofing]))
+    };
+    super::wait_until(
+        "one spoofing alert naming the plug and the laptop's address",
+        Duration::from_secs(20),
+        || {
+            let spoofing = spoofing()?;
+            Ok(spoofing.len() == 1
+                && spoofing[0].mac == Some(plug)
+                && spoofing[0].message.contains("HS105")
+                && spoofing[0].message.contains(&format!("address {laptop_ip} over mDNS")))
+        },
+    )
+    .with_context(|| format!("{:?}\n{}", spoofing(), demo.log()))?;
     // Everything the plug said was read (the printer and the TXT counted
     // for the plug) and none of it for the laptop.
     let p = device(&demo, plug)?.context("the plug is gone")?;

@@ -912,11 +912,14 @@ fn without_netlink_the_tables_hold_and_only_the_advert_guards_are_missing() {
     let cfg = default_config();
     let rs = desired_ruleset(&cfg, &Default::default());
     let m = desired_membership(&cfg, &sample_inventory());
-    let nft = Arc::new(FakeNft {
-        refuse_nd_guards: true,
-        ..FakeNft::default()
-    });
-    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&rs, &m)));
+    let nft = listing_full_document(
+        FakeNft {
+            refuse_nd_guards: true,
+            ..FakeNft::default()
+        },
+        &rs,
+        &m,
+    );
     assert_eq!(
         reconcile(&nft, None, &rs, &m).expect("apply"),
         ApplyOutcome::FullReplace
@@ -924,13 +927,13 @@ fn without_netlink_the_tables_hold_and_only_the_advert_guards_are_missing() {
     // The read-back still checks the rest: a missing rule elsewhere is found.
     let (inet, bridge) = nft.listing.lock().expect("lock").clone().expect("listing");
     assert!(crate::firewall::verify(&rs, &m, &[inet.clone(), bridge.clone()]).is_err());
-    let mut cut = inet;
+    let mut cut = inet.clone();
     cut.objects.to_mut().retain(|o| {
         !matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
             if r.chain == "forward")
     });
     let absent = crate::firewall::verify::NetlinkRules::Absent;
-    crate::firewall::verify::verify_with(&rs, &m, &[inet_ok(&nft), bridge.clone()], absent).expect("as meant");
+    crate::firewall::verify::verify_with(&rs, &m, &[inet, bridge.clone()], absent).expect("as meant");
     assert!(crate::firewall::verify::verify_with(&rs, &m, &[cut, bridge], absent).is_err());
 }
 
@@ -942,11 +945,14 @@ fn a_refused_advert_guard_batch_fails_the_apply_and_flushes_nothing() {
     let cfg = default_config();
     let rs = desired_ruleset(&cfg, &Default::default());
     let m = desired_membership(&cfg, &sample_inventory());
-    let nft = Arc::new(FakeNft {
-        nd_guards_refused_with: Some("the kernel refused the batch at: add rule claims-device: Invalid argument"),
-        ..FakeNft::default()
-    });
-    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(&rs, &m)));
+    let nft = listing_full_document(
+        FakeNft {
+            nd_guards_refused_with: Some("the kernel refused the batch at: add rule claims-device: Invalid argument"),
+            ..FakeNft::default()
+        },
+        &rs,
+        &m,
+    );
     let e = reconcile(&nft, None, &rs, &m).expect_err("a refused guard is an apply error");
     assert!(
         crate::firewall::error_chain(&e).contains("neighbour-advert guards"),
@@ -956,6 +962,8 @@ fn a_refused_advert_guard_batch_fails_the_apply_and_flushes_nothing() {
     assert_eq!(applied, ["full"], "no flush of the placeholder followed: {applied:?}");
 }
 
-fn inet_ok(nft: &FakeNft) -> nftables::schema::Nftables<'static> {
-    nft.listing.lock().expect("lock").clone().expect("listing").0
+/// `nft`, listing what the full document for `rs` and `m` would leave.
+fn listing_full_document(nft: FakeNft, rs: &DesiredRuleset, m: &Membership) -> Arc<FakeNft> {
+    *nft.listing.lock().expect("lock") = Some(listing_of(&render::full_document(rs, m)));
+    Arc::new(nft)
 }

@@ -132,6 +132,22 @@ pub fn udp_payload_to(p: &[u8], want_port: u16) -> Result<&[u8], CaptureError> {
     udp.get(8..udp_len).ok_or(CaptureError::UdpLength(udp_len))
 }
 
+/// The UDP payload of an IPv6 packet whose header is followed directly by a
+/// UDP header to `port` (no extension headers).
+pub fn udp6_payload_to(p: &[u8], port: u16) -> Option<&[u8]> {
+    if p.first()? >> 4 != 6 || *p.get(6)? != 17 {
+        return None;
+    }
+    let payload_len = usize::from(u16::from_be_bytes([*p.get(4)?, *p.get(5)?]));
+    let udp = p.get(40..40usize.checked_add(payload_len)?)?;
+    let dst = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
+    let udp_len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    if dst != port || udp_len < 8 || udp_len > udp.len() {
+        return None;
+    }
+    udp.get(8..udp_len)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use dhcproto::v4::DhcpOption;

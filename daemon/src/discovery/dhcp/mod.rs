@@ -32,7 +32,7 @@ pub mod wire;
 #[cfg(test)]
 mod netns_test;
 
-pub use capture::{parse_client_packet, udp_payload, udp_payload_to, CaptureError, ClientPacket};
+pub use capture::{parse_client_packet, udp6_payload_to, udp_payload, udp_payload_to, CaptureError, ClientPacket};
 pub use capture_socket::{CaptureSocket, CaptureSocketError, CAPTURE_BUFFER};
 pub use dnsmasq::{parse_leases, ObservedLease};
 pub use evidence::evidence_of;

@@ -60,7 +60,7 @@ pub enum PacketDropped {
 pub fn response_facts(ip_packet: &[u8]) -> Result<Option<ResponseFacts>, PacketDropped> {
     let payload = match ip_packet.first().map(|b| b >> 4) {
         Some(4) => crate::discovery::dhcp::udp_payload_to(ip_packet, MDNS_PORT).map_err(|_| PacketDropped::NotUdp)?,
-        Some(6) => udp6_payload_to(ip_packet, MDNS_PORT).ok_or(PacketDropped::NotUdp)?,
+        Some(6) => crate::discovery::dhcp::udp6_payload_to(ip_packet, MDNS_PORT).ok_or(PacketDropped::NotUdp)?,
         _ => return Err(PacketDropped::NotUdp),
     };
     let Some(records) = response_records(payload)? else {
@@ -176,22 +176,6 @@ fn add_bounded(set: &mut std::collections::BTreeSet<String>, item: String) {
     if set.len() < MAX_ITEMS || set.contains(&item) {
         set.insert(item);
     }
-}
-
-/// The UDP payload of an IPv6 packet whose header is followed directly by a
-/// UDP header to `port` (no extension headers).
-fn udp6_payload_to(p: &[u8], port: u16) -> Option<&[u8]> {
-    if p.first()? >> 4 != 6 || *p.get(6)? != 17 {
-        return None;
-    }
-    let payload_len = usize::from(u16::from_be_bytes([*p.get(4)?, *p.get(5)?]));
-    let udp = p.get(40..40usize.checked_add(payload_len)?)?;
-    let dst = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
-    let udp_len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
-    if dst != port || udp_len < 8 || udp_len > udp.len() {
-        return None;
-    }
-    udp.get(8..udp_len)
 }
 
 #[cfg(test)]
