@@ -25,8 +25,9 @@ import tempfile
 
 MAKEFILE = os.path.join(os.path.dirname(__file__), "..", "openwrt", "bulkhead", "Makefile")
 MODES = {"$(INSTALL_BIN)": 0o755, "$(INSTALL_CONF)": 0o600, "$(INSTALL_DATA)": 0o644}
-# ELF e_machine per OpenWrt architecture prefix.
-MACHINES = {"aarch64": 183, "arm": 40, "x86_64": 62}
+# ELF e_machine and byte order (EI_DATA: 1 little, 2 big endian) per OpenWrt
+# architecture prefix, longest first (mipsel_ before mips_).
+MACHINES = {"aarch64": (183, 1), "arm": (40, 1), "x86_64": (62, 1), "mipsel": (8, 1), "mips": (8, 2)}
 
 
 def makefile():
@@ -139,10 +140,11 @@ def main():
 
         subprocess.run(["tar", "-xzf", data, "./usr/sbin/bulkhead"], cwd=tmp, check=True)
         elf = open(os.path.join(tmp, "usr/sbin/bulkhead"), "rb").read(20)
-        machine = int.from_bytes(elf[18:20], "little")
-        want_machine = next(m for prefix, m in MACHINES.items() if arch.startswith(prefix))
-        if elf[:4] != b"\x7fELF" or machine != want_machine:
-            problems.append(f"/usr/sbin/bulkhead is not an ELF for {arch} (e_machine {machine})")
+        order = elf[5]
+        machine = int.from_bytes(elf[18:20], "little" if order == 1 else "big")
+        want = next(m for prefix, m in MACHINES.items() if arch.startswith(prefix))
+        if elf[:4] != b"\x7fELF" or (machine, order) != want:
+            problems.append(f"/usr/sbin/bulkhead is not an ELF for {arch} (e_machine {machine}, EI_DATA {order})")
 
     if problems:
         print(f"check-ipk: {ipk} does not match {os.path.normpath(MAKEFILE)}:", file=sys.stderr)

@@ -3,14 +3,25 @@
 # .ipk for each (OpenWrt 24.10's opkg), with cargo-zigbuild (zig from PyPI's
 # `ziglang`, so C code — SQLite, ring — cross-compiles with no sysroot).
 #
-#   scripts/cross-build.sh                  # aarch64 and x86_64
-#   scripts/cross-build.sh aarch64 armv7    # these
+#   scripts/cross-build.sh                  # aarch64, armv7, mipsel, mips, x86_64
+#   scripts/cross-build.sh aarch64 mipsel   # these
 #
-# armv7 is not built by default: rustup's armv7-unknown-linux-musleabihf
-# standard library is not downloadable from where this project's CI runs
-# (static.rust-lang.org answers 404 through its mirror; aarch64 and x86_64
-# musl come). Where rustup can fetch it, `scripts/cross-build.sh armv7`
-# builds it like the others.
+# Rust's standard library is built from source for each target (cargo's
+# `-Z build-std`, with std's `optimize_for_size`), not taken prebuilt from
+# rustup:
+# - the prebuilt std is compiled for speed and carries unwind tables; built
+#   here with the release profile (opt-level "z", panic = "abort", LTO
+#   across std and the daemon) the aarch64 binary is 1.5 MB smaller
+#   (BENCHMARKS.md, "Router builds");
+# - it needs no rustup download per target: only the toolchain's own
+#   `rust-src` (the same release's source, so the std is exactly the stable
+#   one). armv7 (whose prebuilt std this project's CI cannot download) and
+#   the MIPS routers (Rust's tier 3: no prebuilt std exists) build the same way.
+# build-std is unstable in cargo; the stable toolchain allows it with
+# RUSTC_BOOTSTRAP=1, which only this script's router build sets (the Linux
+# kernel's Rust code and Firefox build with it the same way). zig supplies
+# musl and its start files (`link-self-contained=no`: rustup's copies come
+# only with a prebuilt std).
 #
 # Out: target/openwrt/<triple>/bulkhead (static musl binary, no demo),
 # target/openwrt/bulkhead_<version>-<release>_<arch>.ipk, and
@@ -20,7 +31,8 @@
 #
 # The .ipk's architecture is the common OpenWrt one for each CPU
 # (aarch64_cortex-a53: MediaTek Filogic, Qualcomm IPQ807x, most current
-# aarch64 routers; arm_cortex-a7_neon-vfpv4: IPQ40xx); another is given as
+# aarch64 routers; arm_cortex-a7_neon-vfpv4: IPQ40xx; mipsel_24kc: MediaTek
+# MT7621/MT76x8; mips_24kc: Qualcomm Atheros ath79); another is given as
 # TRIPLE=ARCH in IPK_ARCHS, e.g.
 #   IPK_ARCHS="aarch64-unknown-linux-musl=aarch64_cortex-a72" scripts/cross-build.sh aarch64
 # The binary is static, so it runs on every CPU of its family.
@@ -35,11 +47,15 @@ OUT=target/openwrt
 declare -A TRIPLES=(
     [aarch64]=aarch64-unknown-linux-musl
     [armv7]=armv7-unknown-linux-musleabihf
+    [mipsel]=mipsel-unknown-linux-musl
+    [mips]=mips-unknown-linux-musl
     [x86_64]=x86_64-unknown-linux-musl
 )
 declare -A ARCHS=(
     [aarch64-unknown-linux-musl]=aarch64_cortex-a53
     [armv7-unknown-linux-musleabihf]=arm_cortex-a7_neon-vfpv4
+    [mipsel-unknown-linux-musl]=mipsel_24kc
+    [mips-unknown-linux-musl]=mips_24kc
     [x86_64-unknown-linux-musl]=x86_64
 )
 for pair in ${IPK_ARCHS:-}; do
@@ -48,7 +64,7 @@ done
 
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
-    wanted=(aarch64 x86_64)
+    wanted=(aarch64 armv7 mipsel mips x86_64)
 fi
 
 # zig in its own venv (Debian's python3 refuses system-wide pip installs).
@@ -74,24 +90,40 @@ if [ "$version" != "$crate_version" ]; then
     exit 1
 fi
 
+# The standard library's source, for build-std: the toolchain's own component.
+if ! command -v rustup >/dev/null; then
+    echo "cross-build: needs a rustup toolchain (its rust-src component is the standard library's source)" >&2
+    exit 1
+fi
+if ! rustup component list --installed | grep -q '^rust-src'; then
+    echo "cross-build: installing the toolchain's rust-src"
+    rustup component add rust-src
+fi
+
 mkdir -p "$OUT"
 sizes="$OUT/sizes.tsv"
 printf 'target\traw_bytes\txz_bytes\tipk_bytes\n' > "$sizes.new"
 for w in "${wanted[@]}"; do
     triple=${TRIPLES[$w]:-}
     if [ -z "$triple" ]; then
-        echo "cross-build: unknown target $w (aarch64, armv7, x86_64)" >&2
+        echo "cross-build: unknown target $w (aarch64, armv7, mipsel, mips, x86_64)" >&2
         exit 2
     fi
-    if ! rustup target list --installed | grep -qx "$triple"; then
-        rustup target add "$triple" || {
-            echo "cross-build: rustup could not fetch the standard library for $triple" >&2
-            exit 1
-        }
-    fi
     echo "cross-build: $triple"
-    # The router build: default features (no demo), the release profile.
-    cargo zigbuild --release --locked -p bulkhead --bin bulkhead --target "$triple" --target-dir target/cross
+    # The router build: default features (no demo), the release profile, std
+    # from source (above). The flag is added to the target's rustflags of
+    # .cargo/config.toml, not in place of them. `cargo-zigbuild rustc` passes
+    # what follows `--` to the final crate only (on MIPS: a plain static
+    # executable, see .cargo/config.toml).
+    final_flags=()
+    case "$triple" in
+        mips*) final_flags=(-C relocation-model=static) ;;
+    esac
+    RUSTC_BOOTSTRAP=1 cargo-zigbuild rustc --release --locked -p bulkhead --bin bulkhead --target "$triple" \
+        --target-dir target/cross \
+        --config "target.$triple.rustflags=[\"-C\", \"link-self-contained=no\"]" \
+        -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size \
+        -- "${final_flags[@]}"
     bin="target/cross/$triple/release/bulkhead"
     install -D -m 0755 "$bin" "$OUT/$triple/bulkhead"
     ipk=$(scripts/build-ipk.sh "$OUT/$triple/bulkhead" "${ARCHS[$triple]}" "$OUT")

@@ -83,9 +83,10 @@ cargo test -p bulkhead-web --test '*' --locked
 # removed and purged for real. Before the e2e build, which adds the demo.
 cargo build -p bulkhead --locked
 ./scripts/test-deb.sh
-# The router builds for OpenWrt's CPUs (cargo-zigbuild; zig from PyPI) and
-# their .ipk, each checked against openwrt/bulkhead/Makefile. The e2e suite
-# then runs its router scenarios on the aarch64 binary (q4).
+# The router builds for OpenWrt's CPUs (cargo-zigbuild; zig from PyPI; std
+# from source) and their .ipk, each checked against openwrt/bulkhead/Makefile.
+# The e2e suite then runs its router scenarios on the aarch64, armv7 and
+# mipsel binaries (q4, q7, q8).
 busybox sh -n openwrt/bulkhead/files/bulkhead.init
 ./scripts/cross-build.sh
 for ipk in target/openwrt/*.ipk; do

@@ -89,6 +89,14 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             router_binary::q4_router_binary_runs_the_scenarios,
         ),
         (
+            "q7_armv7_router_binary_runs_the_scenarios",
+            router_binary::q7_armv7_router_binary_runs_the_scenarios,
+        ),
+        (
+            "q8_mipsel_router_binary_runs_the_scenarios",
+            router_binary::q8_mipsel_router_binary_runs_the_scenarios,
+        ),
+        (
             "g2_cli_output_cut_short_ends_quietly",
             g2_cli_output_cut_short_ends_quietly,
         ),
@@ -366,9 +374,9 @@ fn main() {
 
 // ---------------------------------------------------------------- helpers
 
-/// Set by `q_router_binary_runs_the_scenarios` for the run of the suite it
-/// starts: the daemon the homes run (the aarch64 router build under
-/// qemu-user) instead of this build's.
+/// Set by the router-binary scenarios (q4, q7, q8) for the run of the suite
+/// they start: the daemon the homes run (a router build under qemu-user)
+/// instead of this build's.
 pub(crate) const DAEMON_OVERRIDE: &str = "BULKHEAD_E2E_DAEMON";
 
 /// The daemon binary the demo homes run.

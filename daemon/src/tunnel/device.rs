@@ -17,10 +17,11 @@
 //! whose source is not in its peer's allowed IPs is dropped and counted. A peer's
 //! endpoint follows the source of its latest authenticated packet (roaming).
 
+use portable_atomic::AtomicU64;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};

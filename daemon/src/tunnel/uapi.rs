@@ -17,11 +17,12 @@
 //! contains the private key, as with every WireGuard implementation: it must never
 //! be logged, and the socket is root-only.
 
+use portable_atomic::AtomicU64;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -4,7 +4,8 @@
 //! socket on port 5353), each response read and tagged with the Ethernet
 //! source of its frame. What a response says is [`super::senders`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use portable_atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
