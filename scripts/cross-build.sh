@@ -19,7 +19,11 @@
 #   the MIPS routers (Rust's tier 3: no prebuilt std exists) build the same way.
 # build-std is unstable in cargo; the stable toolchain allows it with
 # RUSTC_BOOTSTRAP=1, which only this script's router build sets (the Linux
-# kernel's Rust code and Firefox build with it the same way). zig supplies
+# kernel's Rust code and Firefox build with it the same way). It reaches the
+# build scripts too: proc-macro2 sees it and uses the compiler's unstable
+# span API in the derive macros (their spans, i.e. compile errors; nothing
+# they generate depends on it). The daemon's own crates use no unstable
+# feature: the plain `cargo build` of the tests compiles the same code. zig supplies
 # musl and its start files (`link-self-contained=no`: rustup's copies come
 # only with a prebuilt std).
 #
@@ -112,18 +116,11 @@ for w in "${wanted[@]}"; do
     echo "cross-build: $triple"
     # The router build: default features (no demo), the release profile, std
     # from source (above). The flag is added to the target's rustflags of
-    # .cargo/config.toml, not in place of them. `cargo-zigbuild rustc` passes
-    # what follows `--` to the final crate only (on MIPS: a plain static
-    # executable, see .cargo/config.toml).
-    final_flags=()
-    case "$triple" in
-        mips*) final_flags=(-C relocation-model=static) ;;
-    esac
-    RUSTC_BOOTSTRAP=1 cargo-zigbuild rustc --release --locked -p bulkhead --bin bulkhead --target "$triple" \
+    # .cargo/config.toml, not in place of them.
+    RUSTC_BOOTSTRAP=1 cargo zigbuild --release --locked -p bulkhead --bin bulkhead --target "$triple" \
         --target-dir target/cross \
         --config "target.$triple.rustflags=[\"-C\", \"link-self-contained=no\"]" \
-        -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size \
-        -- "${final_flags[@]}"
+        -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
     bin="target/cross/$triple/release/bulkhead"
     install -D -m 0755 "$bin" "$OUT/$triple/bulkhead"
     ipk=$(scripts/build-ipk.sh "$OUT/$triple/bulkhead" "${ARCHS[$triple]}" "$OUT")
