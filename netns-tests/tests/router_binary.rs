@@ -90,7 +90,7 @@ pub fn q7_armv7_router_binary_runs_the_scenarios() -> Result<Outcome> {
 /// runtime comes up and it reads its config, which is where a broken static
 /// build crashed (a missing config must end in the daemon's own error).
 pub fn q8_mipsel_router_binary_runs_the_scenarios() -> Result<Outcome> {
-    let big_endian = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/openwrt/mips-unknown-linux-musl/bulkhead");
+    let big_endian = router_binary("mips-unknown-linux-musl");
     ensure!(
         big_endian.exists(),
         "no big-endian MIPS router binary at {}: scripts/cross-build.sh mips",
@@ -113,11 +113,16 @@ pub fn q8_mipsel_router_binary_runs_the_scenarios() -> Result<Outcome> {
     runs_the_scenarios(&MIPSEL)
 }
 
-fn runs_the_scenarios(cpu: &RouterCpu) -> Result<Outcome> {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// Where `scripts/cross-build.sh` leaves the binary for `triple`.
+fn router_binary(triple: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/openwrt")
-        .join(cpu.triple)
-        .join("bulkhead");
+        .join(triple)
+        .join("bulkhead")
+}
+
+fn runs_the_scenarios(cpu: &RouterCpu) -> Result<Outcome> {
+    let binary = router_binary(cpu.triple);
     ensure!(
         binary.exists(),
         "no router binary at {}: scripts/test.sh builds it first (scripts/cross-build.sh {})",
